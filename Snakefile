@@ -1,0 +1,30 @@
+# joulegrid: measure what ML scientific software costs, across workload x device x precision x
+# batch size x repeat, on the local machine, Slurm or HTCondor.
+#
+#   snakemake                           # the default grid (config/config.yaml) -> results/report/index.html
+#   snakemake -n                        # dry run: what would be measured
+#   snakemake --profile profiles/slurm  # the same grid on a Slurm cluster (see docs/sites.md)
+#
+# The rules are thin: all logic lives in the joulegrid package (src/joulegrid).
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The default grid, found next to this Snakefile also when run with --directory elsewhere;
+# --configfile / --config / a site profile's config: entries are merged over it.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/measure.smk"
+include: "workflow/rules/analyse.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        REPORT_INDEX,

@@ -1,0 +1,107 @@
+"""Merge every run file under results/runs/ into results/summary.parquet.
+
+Fast path: one polars read of all files. If that fails (a truncated file, a file of another
+schema version), every file is checked on its own and the bad ones are reported by path and
+left out -- unless strict, then the first one is an error. Runs from several sites merge as
+long as they share the schema version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import schema as S
+from ..grid import _PATH_RE
+
+
+class AggregateError(RuntimeError):
+    pass
+
+
+@dataclass
+class AggregateResult:
+    n_files: int
+    n_rows: int
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run_files(runs_dir: str | os.PathLike) -> list[str]:
+    """Every result file under runs_dir (temp files of unfinished writes start with '.', never matched)."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    return sorted(str(p) for p in root.rglob("r*.parquet") if _PATH_RE.search(p.as_posix()))
+
+
+def _check_file(path: str) -> str | None:
+    """None if the file is a valid run file of this schema version, else why not."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # noqa: BLE001
+        return f"not a readable Parquet file ({type(e).__name__}: {e})"
+    meta = pf.schema_arrow.metadata or {}
+    ver = meta.get(b"joulegrid.schema_version")
+    if ver is None:
+        return "not a joulegrid run file (no joulegrid.schema_version in the Parquet metadata)"
+    if int(ver) != S.SCHEMA_VERSION:
+        return f"schema version {int(ver)}, this joulegrid reads version {S.SCHEMA_VERSION} (re-run the cell, or aggregate with the joulegrid that wrote it)"
+    if pf.schema_arrow.remove_metadata() != S.arrow_schema().remove_metadata():
+        return "columns differ from the result schema of the same version"
+    try:
+        pf.read()
+    except Exception as e:  # noqa: BLE001
+        return f"corrupt data ({type(e).__name__}: {e})"
+    return None
+
+
+def read_runs(files: list[str], strict: bool = False):
+    """(polars DataFrame, problems) from run files."""
+    import polars as pl
+
+    problems: list[tuple[str, str]] = []
+    if not files:
+        return pl.DataFrame(schema=S.polars_schema()), problems
+    try:
+        df = pl.read_parquet(files, schema=S.polars_schema(), missing_columns="raise", extra_columns="raise")
+        bad_versions = df.filter(pl.col("schema_version") != S.SCHEMA_VERSION)
+        if bad_versions.height == 0:
+            return df, problems
+    except Exception:  # noqa: BLE001 - fall back to finding the culprit(s)
+        pass
+    good = []
+    for f in files:
+        why = _check_file(f)
+        if why is None:
+            good.append(f)
+        elif strict:
+            raise AggregateError(f"{f}: {why} (strict: true; set strict: false to skip bad files and list them)")
+        else:
+            problems.append((f, why))
+    df = pl.read_parquet(good, schema=S.polars_schema()) if good else pl.DataFrame(schema=S.polars_schema())
+    return df, problems
+
+
+def aggregate(runs_dir: str, out: str, strict: bool = False, problems_out: str | None = None) -> AggregateResult:
+    from ..io import write_table
+
+    files = run_files(runs_dir)
+    df, problems = read_runs(files, strict=strict)
+    import polars as pl
+
+    dup = df.group_by("run_id").len().filter(pl.col("len") > 1)
+    if dup.height:
+        for rid, n in dup.iter_rows():
+            problems.append((rid, f"run_id found in {n} files (a copied run file?); kept once"))
+        df = df.unique(subset="run_id", keep="first", maintain_order=True)
+    write_table(df.to_arrow().cast(S.arrow_schema()), out)
+    problems_path = problems_out or str(Path(out).with_suffix(".problems.json"))
+    from ..io import atomic_path
+
+    with atomic_path(problems_path, suffix=".json") as tmp:
+        Path(tmp).write_text(json.dumps([{"path": p, "problem": w} for p, w in problems], indent=1))
+    return AggregateResult(len(files), df.height, problems)

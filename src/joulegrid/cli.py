@@ -1,0 +1,146 @@
+"""Command line: ``joulegrid run-cell | train-reference | prepare-data | plan | aggregate | report | schema``.
+
+Snakemake rules call these; each also works by hand (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _load_spec(args) -> dict:
+    if args.spec:
+        return json.loads(args.spec)
+    if args.spec_file:
+        return json.loads(Path(args.spec_file).read_text())
+    raise SystemExit("joulegrid: give --spec JSON or --spec-file PATH (Snakemake passes --spec)")
+
+
+def cmd_run_cell(args) -> int:
+    from .runner import run_and_write
+
+    spec = _load_spec(args)
+    row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
+    status = row["status"]
+    extra = row.get("skip_reason") or row.get("error_type") or ""
+    print(f"joulegrid: {row['cell_id']}: {status} {extra}".rstrip(), file=sys.stderr)
+    return 0
+
+
+def cmd_train_reference(args) -> int:
+    from .runner import train_reference
+
+    train_reference(_load_spec(args), args.out, args.data, args.threads)
+    return 0
+
+
+def cmd_prepare_data(args) -> int:
+    from .data import prepare
+
+    prepare(args.dataset, args.rows, args.out)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .analysis.plan import plan
+
+    return plan(args)
+
+
+def cmd_aggregate(args) -> int:
+    from .analysis.aggregate import aggregate
+
+    res = aggregate(args.runs, args.out, strict=args.strict)
+    print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    for p, why in res.problems:
+        print(f"joulegrid: skipped {p}: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .analysis.report import build_report
+
+    index = build_report(args.summary, args.out, problems_file=args.problems)
+    print(f"joulegrid: report written to {index}", file=sys.stderr)
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from . import schema
+
+    if args.markdown:
+        print(schema.markdown(), end="")
+    else:
+        for c in schema.COLUMNS:
+            print(f"{c.name}\t{c.type}\t{c.unit}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="joulegrid", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run-cell", help="measure one grid cell and write its result file")
+    r.add_argument("--spec", help="cell spec as JSON (what Snakemake passes)")
+    r.add_argument("--spec-file", help="cell spec as a JSON file")
+    r.add_argument("--out", required=True, help="result Parquet file to write (atomically)")
+    r.add_argument("--data", help="prepared dataset file")
+    r.add_argument("--model", help="reference model (inference cells)")
+    r.add_argument("--attempt", type=int, default=1, help="Snakemake attempt number")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads allocated to the job")
+    r.set_defaults(func=cmd_run_cell)
+
+    t = sub.add_parser("train-reference", help="train the fp32 reference model that inference cells load")
+    t.add_argument("--spec")
+    t.add_argument("--spec-file")
+    t.add_argument("--out", required=True)
+    t.add_argument("--data")
+    t.add_argument("--threads", type=int, default=None)
+    t.set_defaults(func=cmd_train_reference)
+
+    d = sub.add_parser("prepare-data", help="prepare a shipped dataset at a given size")
+    d.add_argument("--dataset", required=True)
+    d.add_argument("--rows", type=int, default=0, help="0 = the real dataset as shipped")
+    d.add_argument("--out", required=True)
+    d.set_defaults(func=cmd_prepare_data)
+
+    pl_ = sub.add_parser("plan", help="print the grid: cells per axis, exclusions with reasons")
+    pl_.add_argument("--configfile", default=None, help="config file (default config/config.yaml)")
+    pl_.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
+    pl_.add_argument("--exclusions", action="store_true", help="list every excluded cell")
+    pl_.set_defaults(func=cmd_plan)
+
+    a = sub.add_parser("aggregate", help="merge run files into one summary Parquet")
+    a.add_argument("--runs", default="results/runs")
+    a.add_argument("--out", default="results/summary.parquet")
+    a.add_argument("--strict", action="store_true", help="fail on the first corrupt or foreign run file")
+    a.set_defaults(func=cmd_aggregate)
+
+    rp = sub.add_parser("report", help="charts and the self-contained HTML report")
+    rp.add_argument("--summary", default="results/summary.parquet")
+    rp.add_argument("--out", default="results/report")
+    rp.add_argument("--problems", default=None, help="aggregate problems JSON to list in the report")
+    rp.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("schema", help="print the result schema")
+    s.add_argument("--markdown", action="store_true")
+    s.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"joulegrid: config error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

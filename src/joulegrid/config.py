@@ -1,0 +1,296 @@
+"""Loading and validating a joulegrid config, with errors that name the key and the fix.
+
+Two layers:
+1. the JSON schema in ``workflow/schemas/config.schema.yaml`` (types, enums, ranges, unknown keys),
+   applied with ``snakemake.utils.validate`` which also fills in the defaults;
+2. checks JSON schema cannot express (known workloads, known site, batch size vs dataset size,
+   data files that exist), in ``check()``.
+
+Pure Python: no torch import, so ``snakemake -n`` stays fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import grid as G
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent.parent
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run. The message names the key and how to fix it."""
+
+
+# ------------------------------------------------------------------ schema validation
+def _key_path(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _allowed(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return ", ".join(map(str, schema["enum"]))
+    return ""
+
+
+def _friendly(err) -> str:
+    """One jsonschema ValidationError -> 'config key X: problem. Fix: ...'."""
+    key = _key_path(err.absolute_path)
+    v = err.validator
+    inst = err.instance
+    sch = err.schema
+    if v == "additionalProperties":
+        allowed = sorted(sch.get("properties", {}))
+        extra = sorted(set(inst) - set(allowed)) if isinstance(inst, dict) else []
+        where = key if err.absolute_path else "top level"
+        return (
+            f"config key {where}: unknown key(s) {', '.join(map(repr, extra))}. "
+            f"Fix: remove or rename them; allowed keys here: {', '.join(allowed)}"
+        )
+    if v == "enum":
+        return f"config key {key}: {inst!r} is not allowed. Fix: use one of {_allowed(sch)}"
+    if v == "type":
+        want = sch["type"]
+        return f"config key {key}: expected {want}, got {type(inst).__name__} {inst!r}. Fix: write a {want}"
+    if v == "minItems":
+        return f"config key {key}: the list is empty. Fix: give at least {sch['minItems']} value(s)"
+    if v == "uniqueItems":
+        dup = sorted({json.dumps(x) for x in inst if inst.count(x) > 1})
+        return f"config key {key}: duplicated value(s) {', '.join(dup)}. Fix: list each value once"
+    if v in ("minimum", "exclusiveMinimum"):
+        return f"config key {key}: {inst!r} is too small ({v} {sch[v]}). Fix: use a value above {sch[v]}" + (
+            "" if v == "exclusiveMinimum" else " or equal to it"
+        )
+    if v in ("maximum", "exclusiveMaximum"):
+        return f"config key {key}: {inst!r} is too large ({v} {sch[v]}). Fix: use a smaller value"
+    if v == "pattern":
+        return (
+            f"config key {key}: {inst!r} is not a safe name (pattern {sch['pattern']}). "
+            "Fix: use letters, digits and _ only (no '/', '..', spaces or shell characters)"
+        )
+    if v == "required":
+        return f"config key {key}: {err.message}. Fix: add it"
+    if v == "minProperties":
+        return f"config key {key}: {err.message}. Fix: name at least one axis to match besides reason"
+    if v == "minLength":
+        return f"config key {key}: must not be empty. Fix: write a short text"
+    return f"config key {key}: {err.message}"
+
+
+def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the JSON schema with snakemake.utils.validate (fills defaults in place)."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA_PATH), set_default=True)
+    except WorkflowError as e:
+        errs = [a for a in e.args if isinstance(a, jsonschema.ValidationError)]
+        if not errs:
+            raise ConfigError(str(e)) from None
+        err = errs[0]
+        # The first error can be a vague anyOf; pick the most specific one.
+        best = jsonschema.exceptions.best_match([err]) or err
+        raise ConfigError(_friendly(best)) from None
+    return config
+
+
+# ------------------------------------------------------------------ semantic checks
+def resolve_path(path: str | os.PathLike, base: Path) -> Path:
+    """A config path: absolute, else relative to the working directory, else to the joulegrid checkout."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    if (base / p).exists() or not (REPO_ROOT / p).exists():
+        return base / p
+    return REPO_ROOT / p
+
+
+def load_sites(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config key sites_file: {str(p)!r} does not exist. Fix: point it at a sites YAML (see config/sites.yaml)")
+    with open(p) as f:
+        sites = yaml.safe_load(f) or {}
+    if not isinstance(sites, dict):
+        raise ConfigError(f"{p}: expected a mapping of site name -> facts")
+    return sites
+
+
+def workload_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """Effective settings of one workload: built-in defaults overlaid with the config's entry."""
+    from .workloads.registry import defaults_for
+
+    user = (config.get("workloads") or {}).get(name, {})
+    base = defaults_for(name, user.get("class"))
+    merged = copy.deepcopy(base)
+    for k, v in user.items():
+        if k == "params":
+            merged.setdefault("params", {}).update(v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str, Any]:
+    """Checks beyond the JSON schema. Returns the sites mapping."""
+    from .workloads.registry import BUILTIN, WorkloadError, dataset_rows, resolve_spec
+
+    base = Path(base_dir)
+    sites = load_sites(resolve_path(config["sites_file"], base))
+    if config["site"] not in sites:
+        raise ConfigError(
+            f"config key site: unknown site {config['site']!r}. Fix: use one of {', '.join(sorted(sites))} "
+            f"or add an entry to {config['sites_file']}"
+        )
+    wl_cfg = config.get("workloads") or {}
+    for name in wl_cfg:
+        if name not in BUILTIN and "class" not in wl_cfg[name]:
+            raise ConfigError(
+                f"config key workloads.{name}: {name!r} is not a built-in workload ({', '.join(BUILTIN)}) and has no class. "
+                f"Fix: add class: my_pkg.module:MyWorkload, or fix the name"
+            )
+    for i, name in enumerate(config["grid"]["workloads"]):
+        if name not in BUILTIN and "class" not in wl_cfg.get(name, {}):
+            raise ConfigError(
+                f"config key grid.workloads[{i}]: unknown workload {name!r}. Fix: use one of {', '.join(BUILTIN)}, "
+                f"or define workloads.{name}.class: my_pkg.module:MyWorkload"
+            )
+        settings = workload_settings(config, name)
+        try:
+            spec = resolve_spec(name, settings)
+        except WorkloadError as e:
+            raise ConfigError(f"config key workloads.{name}: {e}") from None
+        if settings.get("data"):
+            dp = Path(settings["data"])
+            if not (dp if dp.is_absolute() else base / dp).exists():
+                raise ConfigError(
+                    f"config key workloads.{name}.data: {settings['data']!r} does not exist. "
+                    "Fix: give the path of an existing file (relative to the working directory) or remove the key"
+                )
+        rows = dataset_rows(spec, settings)
+        if rows:
+            n_test = max(1, int(round(rows * settings.get("test_fraction", 0.2))))
+            n_train = rows - n_test
+            for bs in config["grid"]["batch_sizes"]:
+                for phase, n in (("train", n_train), ("infer", n_test)):
+                    if phase in config["grid"]["phases"] and bs > n:
+                        raise ConfigError(
+                            f"config key grid.batch_sizes: batch size {bs} is larger than the {phase} split of "
+                            f"workload {name!r} ({n} samples of {rows}). Fix: use batch sizes <= {n}, or raise "
+                            f"workloads.{name}.rows to scale the dataset up"
+                        )
+    for i, rule in enumerate(config.get("exclude") or []):
+        for key, val in rule.items():
+            if key == "reason":
+                continue
+            allowed = {
+                "phase": G.PHASES,
+                "device": G.DEVICES,
+                "precision": G.PRECISIONS,
+                "variant": G.VARIANTS,
+            }.get(key)
+            for v in val if isinstance(val, list) else [val]:
+                if allowed and v not in allowed:
+                    raise ConfigError(
+                        f"config key exclude[{i}].{key}: {v!r} is not a {key}. Fix: use one of {', '.join(allowed)}"
+                    )
+    return sites
+
+
+def prepare(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate (schema + checks) a config in place; returns (config, sites)."""
+    if not isinstance(config, dict) or not config:
+        raise ConfigError("the config is empty. Fix: start from config/config.yaml")
+    validate_schema(config)
+    sites = check(config, base_dir)
+    return config, sites
+
+
+def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, base_dir: str | os.PathLike = "."):
+    """Read a config file (default config/config.yaml), apply overrides, validate. For the CLI."""
+    p = Path(path) if path else DEFAULT_CONFIG
+    try:
+        with open(p) as f:
+            config = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist. Fix: pass --configfile with an existing file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    for k, v in (overrides or {}).items():
+        config[k] = v
+    return prepare(config, base_dir)
+
+
+def settings_hash(obj: Any) -> str:
+    """Stable short hash of JSON-able settings."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ per-cell settings
+def site_facts(sites: dict[str, Any], site: str) -> dict[str, Any]:
+    s = dict(sites.get(site) or {})
+    return {
+        "name": site,
+        "scheduler": s.get("scheduler", "local"),
+        "country_iso": s.get("country_iso"),
+        "carbon_intensity_g_per_kwh": s.get("carbon_intensity_g_per_kwh"),
+        "pue": s.get("pue", 1.0),
+    }
+
+
+class SpecBuilder:
+    """Builds the settings each cell job receives (cached per workload: cheap for 10,000 cells)."""
+
+    def __init__(self, config: dict[str, Any], sites: dict[str, Any]):
+        self.config = config
+        self.facts = site_facts(sites, config["site"])
+        self._wl: dict[str, dict[str, Any]] = {}
+
+    def workload(self, name: str) -> dict[str, Any]:
+        if name not in self._wl:
+            self._wl[name] = workload_settings(self.config, name)
+        return self._wl[name]
+
+    def settings(self, workload: str) -> dict[str, Any]:
+        c = self.config
+        return {
+            "workload": self.workload(workload),
+            "measure": c["measure"],
+            "seed": c["seed"],
+            "strict_devices": c["strict_devices"],
+            "site_facts": self.facts,
+        }
+
+    def spec(self, cell: G.Cell) -> dict[str, Any]:
+        st = self.settings(cell.workload)
+        return {"cell": cell.axes(), "settings": st, "config_hash": settings_hash(st)}
+
+    def model_hash(self, workload: str) -> str:
+        """Identity of the reference model infer cells load (workload settings + seed)."""
+        return settings_hash({"workload": self.workload(workload), "seed": self.config["seed"]})
+
+    def dataset(self, workload: str) -> tuple[str, int] | None:
+        """(dataset name, rows) the workload reads from resources/, or None for its own data file."""
+        from .workloads.registry import resolve_spec
+
+        st = self.workload(workload)
+        if st.get("data"):
+            return None
+        cls = resolve_spec(workload, st)
+        return (cls.dataset, int(st.get("rows") or 0)) if cls.dataset else None

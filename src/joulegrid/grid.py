@@ -1,0 +1,227 @@
+"""The experiment grid: axes, exclusions, cell ids and result paths.
+
+Pure Python (no torch, no pyarrow): Snakemake imports this at parse time, and a dry run of a
+10,000-cell grid must stay fast.
+
+A *cell* is one measurement job: site x workload x phase x device x precision x variant x batch
+size x repeat. Its result lives at::
+
+    <results>/runs/<site>/<workload>/<phase>/<device>/<precision>[+<variant>]/bs<B>/r<k>.parquet
+
+The variant is folded into the precision folder (``fp32`` for the baseline model,
+``fp32+pruned`` for the pruned one) so that the path keeps the layout of the design card.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+PHASES = ("train", "infer")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp64", "fp32", "bf16", "fp16", "fp16_noscaler", "int8")
+VARIANTS = ("baseline", "pruned")
+BASELINE_PRECISION = "fp32"
+BASELINE_VARIANT = "baseline"
+
+# Safe path components: letters, digits, underscore (and one +variant suffix for precision).
+NAME_RE = r"[A-Za-z][A-Za-z0-9_]{0,63}"
+WILDCARD_CONSTRAINTS = {
+    "site": NAME_RE,
+    "workload": NAME_RE,
+    "phase": "|".join(PHASES),
+    "device": "|".join(DEVICES),
+    "precision": "(?:" + "|".join(PRECISIONS) + r")(?:\+(?:" + "|".join(VARIANTS) + "))?",
+    "batch": r"[1-9][0-9]{0,8}",
+    "repeat": r"[0-9]{1,6}",
+}
+RUN_PATTERN = "runs/{site}/{workload}/{phase}/{device}/{precision}/bs{batch}/r{repeat}.parquet"
+_PATH_RE = re.compile(
+    r"(?:^|/)runs/(?P<site>{site})/(?P<workload>{workload})/(?P<phase>{phase})/(?P<device>{device})/"
+    r"(?P<precision>{precision})/bs(?P<batch>{batch})/r(?P<repeat>{repeat})\.parquet$".format(
+        **WILDCARD_CONSTRAINTS
+    )
+)
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    site: str
+    workload: str
+    phase: str
+    device: str
+    precision: str
+    variant: str
+    batch_size: int
+    repeat: int
+
+    @property
+    def precision_segment(self) -> str:
+        if self.variant == BASELINE_VARIANT:
+            return self.precision
+        return f"{self.precision}+{self.variant}"
+
+    @property
+    def id(self) -> str:
+        return (
+            f"{self.site}/{self.workload}/{self.phase}/{self.device}/"
+            f"{self.precision_segment}/bs{self.batch_size}/r{self.repeat}"
+        )
+
+    def path(self, results: str = "results") -> str:
+        return f"{results}/runs/{self.id}.parquet"
+
+    def wildcards(self) -> dict[str, str]:
+        return {
+            "site": self.site,
+            "workload": self.workload,
+            "phase": self.phase,
+            "device": self.device,
+            "precision": self.precision_segment,
+            "batch": str(self.batch_size),
+            "repeat": str(self.repeat),
+        }
+
+    def axes(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "workload": self.workload,
+            "phase": self.phase,
+            "device": self.device,
+            "precision": self.precision,
+            "variant": self.variant,
+            "batch_size": self.batch_size,
+            "repeat": self.repeat,
+        }
+
+
+def split_precision(segment: str) -> tuple[str, str]:
+    """'fp32+pruned' -> ('fp32', 'pruned'); 'fp32' -> ('fp32', 'baseline')."""
+    precision, _, variant = segment.partition("+")
+    return precision, variant or BASELINE_VARIANT
+
+
+def cell_from_wildcards(wc: Any) -> Cell:
+    """Build a Cell from Snakemake wildcards (or any mapping/object with the same names)."""
+    get = wc.get if hasattr(wc, "get") else (lambda k: getattr(wc, k))
+    precision, variant = split_precision(get("precision"))
+    return Cell(
+        site=get("site"),
+        workload=get("workload"),
+        phase=get("phase"),
+        device=get("device"),
+        precision=precision,
+        variant=variant,
+        batch_size=int(get("batch")),
+        repeat=int(get("repeat")),
+    )
+
+
+def cell_from_path(path: str) -> Cell:
+    m = _PATH_RE.search(str(path).replace("\\", "/"))
+    if not m:
+        raise ValueError(
+            f"{path!r} is not a joulegrid run path; expected .../{RUN_PATTERN}"
+        )
+    return cell_from_wildcards(m.groupdict())
+
+
+@dataclass(frozen=True)
+class Excluded:
+    cell: Cell
+    reason: str
+
+
+@dataclass
+class Grid:
+    cells: list[Cell]
+    excluded: list[Excluded]
+
+    def paths(self, results: str = "results") -> list[str]:
+        return [c.path(results) for c in self.cells]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Cells per axis value (for `joulegrid plan`)."""
+        out: dict[str, dict[str, int]] = {}
+        for c in self.cells:
+            for k, v in c.axes().items():
+                if k == "site":
+                    continue
+                d = out.setdefault(k, {})
+                d[str(v)] = d.get(str(v), 0) + 1
+        return out
+
+
+def builtin_exclusion(
+    phase: str, device: str, precision: str, variant: str, allow: dict[str, Any] | None = None
+) -> str | None:
+    """Reason why a combination cannot (or should not) be measured, or None if it is valid."""
+    allow = allow or {}
+    if precision == "int8" and phase != "infer":
+        return "int8 post-training quantization only exists for inference (phase infer)"
+    if precision == "int8" and device != "cpu":
+        return "int8 dynamic quantization (torchao / torch.ao) runs its int8 kernels on CPU only"
+    if precision == "fp16_noscaler" and phase != "train":
+        return "GradScaler only exists in training; for inference fp16 and fp16_noscaler are the same (use fp16)"
+    if precision in ("fp16", "fp16_noscaler") and device == "cpu" and not allow.get("cpu_fp16", False):
+        return (
+            "fp16 autocast on CPU is emulated (CNN training ~110x slower than fp32) and says nothing about "
+            "fp16 hardware; set allow.cpu_fp16: true in the config to measure it anyway"
+        )
+    return None
+
+
+def _matches(cell: Cell, rule: dict[str, Any]) -> bool:
+    for key, want in rule.items():
+        if key == "reason":
+            continue
+        have = cell.axes()[key]
+        wants = want if isinstance(want, list) else [want]
+        if have not in wants:
+            return False
+    return True
+
+
+def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
+    """Every combination of the axes with its exclusion reason (None = runnable)."""
+    g = config["grid"]
+    site = config["site"]
+    allow = config.get("allow", {})
+    user_rules = config.get("exclude", []) or []
+    for workload, phase, device, precision, variant, bs in itertools.product(
+        g["workloads"], g["phases"], g["devices"], g["precisions"], g.get("variants", [BASELINE_VARIANT]), g["batch_sizes"]
+    ):
+        reason = builtin_exclusion(phase, device, precision, variant, allow)
+        for repeat in range(int(g.get("repeats", 1))):
+            cell = Cell(site, workload, phase, device, precision, variant, int(bs), repeat)
+            r = reason
+            if r is None:
+                for rule in user_rules:
+                    if _matches(cell, rule):
+                        r = "excluded by config: " + rule.get("reason", "(no reason given)")
+                        break
+            yield cell, r
+
+
+def expand(config: dict[str, Any]) -> Grid:
+    """The grid of a validated config: runnable cells and excluded ones with reasons."""
+    cells: list[Cell] = []
+    excluded: list[Excluded] = []
+    for cell, reason in iter_cells(config):
+        if reason is None:
+            cells.append(cell)
+        else:
+            excluded.append(Excluded(cell, reason))
+    return Grid(cells, excluded)
+
+
+def unique(values: Iterable[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    out = []
+    for v in values:
+        if v not in seen:
+            seen.add(v)
+            out.append(v)
+    return out

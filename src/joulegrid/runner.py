@@ -1,0 +1,464 @@
+"""Run one grid cell: set up, warm up, measure one phase, score it, write one result row.
+
+The runner owns the loops, clocks and meters; the workload (joulegrid.workloads) owns data,
+model and maths; the precision (joulegrid.precision) owns dtypes, autocast and quantization.
+Whatever happens, the cell ends with one row in the result schema: ``ok``, or ``failed`` /
+``oom`` / ``nan`` / ``skipped`` with the error and whatever was measured before it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import os
+import time
+import traceback
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import schema as S
+from .grid import Cell
+
+
+class DeviceUnavailable(RuntimeError):
+    pass
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _vm_hwm_bytes() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except Exception:
+        return None
+
+
+def _cpu_time() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _percentile(sorted_vals: list[float], q: float) -> float | None:
+    if not sorted_vals:
+        return None
+    k = (len(sorted_vals) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def model_stats(model) -> dict[str, Any]:
+    import torch
+
+    sd = model.state_dict()
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    n = nz = 0
+    for t in sd.values():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() or getattr(t, "dtype", None) in (torch.int8, torch.qint8):
+            try:
+                n += t.numel()
+                nz += int(torch.count_nonzero(t.dequantize() if t.is_quantized else t).item())
+            except Exception:
+                n += t.numel()
+    return {"model_size_bytes": len(buf.getvalue()), "n_params": n, "n_params_nonzero": nz}
+
+
+def apply_variant(model, variant: str, amount: float = 0.3):
+    """baseline: unchanged. pruned: global unstructured L1 magnitude pruning of weights, made permanent."""
+    if variant == "baseline":
+        return model
+    if variant != "pruned":
+        raise ValueError(f"unknown variant {variant!r}")
+    import torch
+    from torch.nn.utils import prune
+
+    targets = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv1d))]
+    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
+    for m, name in targets:
+        prune.remove(m, name)
+    return model
+
+
+class Measurement:
+    """Accumulates what the measured phase produced."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.data_s = 0.0
+        self.eval_s = 0.0
+        self.n_samples = 0
+        self.epoch_wall: list[float] = []
+        self.epoch_energy: list[float] = []
+        self.epoch_quality: list[float] = []
+        self.epoch_loss: list[float] = []
+        self.time_to_target: float | None = None
+        self.energy_to_target: float | None = None
+
+
+class CellRunner:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        out: str,
+        data_path: str | None,
+        model_path: str | None,
+        attempt: int = 1,
+        threads: int | None = None,
+        measure_energy: bool = True,
+    ):
+        self.spec = spec
+        self.measure_energy = measure_energy
+        self.model = None
+        self.cell = Cell(**spec["cell"])
+        self.settings = spec["settings"]
+        self.out = out
+        self.data_path = data_path
+        self.model_path = model_path
+        self.attempt = attempt
+        self.threads = threads
+        self.row: dict[str, Any] = S.empty_row()
+        self.meters = None
+
+    # ------------------------------------------------------------------ row helpers
+    def _identity(self) -> None:
+        c = self.cell
+        site = self.settings.get("site_facts", {})
+        self.row.update(
+            schema_version=S.SCHEMA_VERSION,
+            run_id=uuid.uuid4().hex,
+            cell_id=c.id,
+            seed=int(self.settings["seed"]) + c.repeat,
+            attempt=self.attempt,
+            config_hash=self.spec.get("config_hash"),
+            carbon_intensity_g_per_kwh=site.get("carbon_intensity_g_per_kwh"),
+            pue=site.get("pue"),
+            country_iso=site.get("country_iso"),
+            **c.axes(),
+        )
+
+    def run(self) -> dict[str, Any]:
+        self._identity()
+        self.row["started_at"] = _now()
+        try:
+            self._run()
+            self.row["status"] = S.STATUS_OK
+        except DeviceUnavailable as e:
+            if self.settings.get("strict_devices"):
+                raise
+            self.row.update(status=S.STATUS_SKIPPED, skip_reason=str(e))
+        except NonFiniteLoss as e:
+            self.row.update(status=S.STATUS_NAN, error_type=type(e).__name__, error_message=str(e)[:2000])
+        except MemoryError as e:
+            self.row.update(status=S.STATUS_OOM, error_type=type(e).__name__, error_message=str(e)[:2000] or "MemoryError")
+        except Exception as e:  # noqa: BLE001 - every failure becomes a row
+            status = S.STATUS_FAILED
+            if type(e).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+                status = S.STATUS_OOM
+            msg = f"{e}\n{traceback.format_exc(limit=8)}"
+            self.row.update(status=status, error_type=type(e).__name__, error_message=msg[:2000])
+        finally:
+            if self.meters is not None:
+                self.meters.close()
+        self.row["peak_rss_bytes"] = _vm_hwm_bytes()
+        self.row["finished_at"] = _now()
+        return self.row
+
+    def write(self) -> None:
+        from .io import write_table
+
+        write_table(S.to_table([self.row]), self.out)
+
+    # ------------------------------------------------------------------ the cell
+    def _run(self) -> None:
+        import torch
+
+        from . import meters, precision, probes
+        from .workloads.registry import create
+
+        c = self.cell
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        self.row.update(probes.host())
+        self.row.update(probes.scheduler(self.threads))
+        if c.device == "cuda" and not torch.cuda.is_available():
+            raise DeviceUnavailable(
+                f"no CUDA device on host {self.row['hostname']} (torch {torch.__version__}, "
+                f"torch.cuda.is_available() is False)"
+            )
+        self.row.update(probes.accelerator())
+        t0 = time.perf_counter()
+        seed = self.row["seed"]
+        torch.manual_seed(seed)
+        wl_settings = self.settings["workload"]
+        wl = create(c.workload, wl_settings, seed)
+        split = wl.load_data(self.data_path)
+        prec = precision.get(c.precision)
+        self.row.update(
+            dataset=split.name,
+            dataset_rows=split.n_train + split.n_test,
+            n_train=split.n_train,
+            n_test=split.n_test,
+            n_features=split.n_features,
+            quality_metric=wl.quality_metric,
+            quality_higher_is_better=wl.higher_is_better,
+            precision_impl=prec.impl,
+            target_quality=wl_settings.get("target_quality"),
+        )
+        model = wl.build_model(split)
+        if c.phase == "infer":
+            if not self.model_path:
+                raise FileNotFoundError("an inference cell needs the reference model (--model)")
+            model.load_state_dict(torch.load(self.model_path, map_location="cpu", weights_only=True))
+        model = apply_variant(model, c.variant, float(self.settings.get("prune_amount", 0.3)))
+        from .flops import count_flops
+
+        self.row.update(count_flops(wl, model, split, c.batch_size, c.phase))
+        model = prec.prepare_model(model, c.device, c.phase)
+        self.row.update(wl.extra_columns())
+        self.row.update(model_stats(model))
+        self.row["setup_s"] = time.perf_counter() - t0
+        self.row.update(probes.software())  # after imports, with the real thread settings
+
+        self.model = model
+        self.meters = meters.build(self.settings) if self.measure_energy else meters.MeterSet([], [])
+        self.row["meters_absent"] = self.meters.absent
+        if c.phase == "train":
+            m, readings, wall, cpu = self._train(torch, wl, model, split, prec)
+        else:
+            m, readings, wall, cpu = self._infer(torch, wl, model, split, prec)
+        self._fill_measurement(m, readings, wall, cpu)
+        if c.device == "cuda":
+            self.row["peak_device_mem_allocated_bytes"] = torch.cuda.max_memory_allocated()
+            self.row["peak_device_mem_reserved_bytes"] = torch.cuda.max_memory_reserved()
+
+    # ------------------------------------------------------------------ phases
+    def _batches_x(self, torch, x, bs: int, device: str, dtype):
+        """In-memory batching by slicing (no DataLoader, no per-sample sampler)."""
+        t = torch.as_tensor(x)
+        for i in range(0, len(t), bs):
+            yield t[i : i + bs].to(device=device, dtype=dtype, non_blocking=True)
+
+    def _predict(self, torch, wl, model, x, bs, device, prec, m: Measurement | None = None):
+        outs = []
+        with torch.inference_mode(), prec.autocast(device):
+            for xb in self._batches_x(torch, x, bs, device, prec.dtype):
+                t0 = time.perf_counter()
+                outs.append(wl.infer_batch(model, xb))
+                if m is not None:
+                    _sync(device)
+                    m.latencies.append(time.perf_counter() - t0)
+                    m.n_samples += len(xb)
+        return torch.cat(outs) if outs else None
+
+    def _evaluate(self, torch, wl, model, split, prec, limit: int | None = None) -> dict[str, float]:
+        c = self.cell
+        n = min(split.n_test, limit) if limit else split.n_test
+        was_training = model.training
+        model.eval()
+        y = split.y_test[:n] if split.y_test is not None else None
+        out = self._predict(torch, wl, model, split.x_test[:n], max(c.batch_size, 1024), c.device, prec)
+        model.train(was_training)
+        return wl.evaluate(out, split.x_test[:n], y)
+
+    def _infer(self, torch, wl, model, split, prec):
+        c = self.cell
+        model.eval()
+        warm = int(self.settings["measure"].get("warmup_batches", 3))
+        t0 = time.perf_counter()
+        if warm:
+            self._predict(torch, wl, model, split.x_test[: warm * c.batch_size], c.batch_size, c.device, prec)
+        _sync(c.device)
+        self.row["warmup_s"] = time.perf_counter() - t0
+        m = Measurement()
+        self.meters.start()
+        c0, w0 = _cpu_time(), time.perf_counter()
+        out = self._predict(torch, wl, model, split.x_test, c.batch_size, c.device, prec, m)
+        _sync(c.device)
+        wall, cpu = time.perf_counter() - w0, _cpu_time() - c0
+        readings = self.meters.stop()
+        m.data_s = 0.0
+        metrics = wl.evaluate(out, split.x_test, split.y_test)
+        self._set_quality(wl, metrics)
+        self.row["epochs"] = 0
+        return m, readings, wall, cpu
+
+    def _train(self, torch, wl, model, split, prec):
+        c = self.cell
+        device = c.device
+        model.train()
+        opt = wl.make_optimizer(model)
+        scaler = prec.make_scaler(device)
+        x_all = torch.as_tensor(split.x_train)
+        y_all = torch.as_tensor(split.y_train) if split.y_train is not None else None
+        n = len(x_all)
+        gen = torch.Generator().manual_seed(self.row["seed"])
+        limit = int(self.settings["measure"].get("max_eval_samples", 20000))
+        target = self.row.get("target_quality")
+        epochs = int(self.settings["workload"].get("epochs", 1))
+
+        def step(mdl, optim, sc, xb, yb):
+            optim.zero_grad(set_to_none=True)
+            with prec.autocast(device):
+                loss = wl.loss(mdl, xb, yb)
+            if sc is not None:
+                sc.scale(loss).backward()
+                sc.step(optim)
+                sc.update()
+            else:
+                loss.backward()
+                optim.step()
+            return loss
+
+        # warm-up on a copy, so the measured training starts from the seeded initial weights
+        warm = int(self.settings["measure"].get("warmup_batches", 3))
+        t0 = time.perf_counter()
+        if warm:
+            wm = copy.deepcopy(model)
+            wo = wl.make_optimizer(wm)
+            ws = prec.make_scaler(device)
+            for i in range(warm):
+                sl = slice((i * c.batch_size) % n, (i * c.batch_size) % n + c.batch_size)
+                xb = x_all[sl].to(device=device, dtype=prec.dtype)
+                yb = y_all[sl].to(device) if y_all is not None else None
+                step(wm, wo, ws, xb, yb)
+            del wm, wo, ws
+        _sync(device)
+        self.row["warmup_s"] = time.perf_counter() - t0
+
+        m = Measurement()
+        self.meters.start()
+        c0, w0 = _cpu_time(), time.perf_counter()
+        reached = False
+        for _epoch in range(epochs):
+            td = time.perf_counter()
+            perm = torch.randperm(n, generator=gen)
+            xs = x_all[perm]
+            ys = y_all[perm] if y_all is not None else None
+            m.data_s += time.perf_counter() - td
+            loss_sum, nb = 0.0, 0
+            for i in range(0, n, c.batch_size):
+                tb = time.perf_counter()
+                xb = xs[i : i + c.batch_size].to(device=device, dtype=prec.dtype, non_blocking=True)
+                yb = ys[i : i + c.batch_size].to(device, non_blocking=True) if ys is not None else None
+                td = time.perf_counter()
+                loss = step(model, opt, scaler, xb, yb)
+                lv = float(loss.detach())
+                if not math.isfinite(lv):
+                    raise NonFiniteLoss(f"non-finite training loss {lv} at epoch {_epoch}, batch {nb}")
+                _sync(device)
+                te = time.perf_counter()
+                m.data_s += td - tb
+                m.latencies.append(te - tb)
+                m.n_samples += len(xb)
+                loss_sum += lv
+                nb += 1
+            te0 = time.perf_counter()
+            metrics = self._evaluate(torch, wl, model, split, prec, limit)
+            m.eval_s += time.perf_counter() - te0
+            q = metrics.get(wl.quality_metric)
+            elapsed = time.perf_counter() - w0
+            m.epoch_wall.append(elapsed)
+            m.epoch_quality.append(q)
+            m.epoch_loss.append(loss_sum / max(nb, 1))
+            lap = self.meters.lap()
+            if lap is not None:
+                m.epoch_energy.append(lap)
+            if target is not None and not reached and q is not None:
+                if (q >= target) if wl.higher_is_better else (q <= target):
+                    reached = True
+                    m.time_to_target = elapsed
+                    m.energy_to_target = lap
+                    break
+        wall, cpu = time.perf_counter() - w0, _cpu_time() - c0
+        readings = self.meters.stop()
+        self._set_quality(wl, metrics)
+        self.row["loss"] = m.epoch_loss[-1] if m.epoch_loss else None
+        self.row["epochs"] = len(m.epoch_wall)
+        self.row["epoch_wall_s"] = m.epoch_wall
+        self.row["epoch_quality"] = m.epoch_quality
+        self.row["epoch_loss"] = m.epoch_loss
+        self.row["epoch_energy_j"] = m.epoch_energy if len(m.epoch_energy) == len(m.epoch_wall) else None
+        self.row["time_to_target_s"] = m.time_to_target
+        self.row["energy_to_target_j"] = m.energy_to_target
+        return m, readings, wall, cpu
+
+    # ------------------------------------------------------------------ results
+    def _set_quality(self, wl, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            if k in S.BY_NAME and k not in ("quality",):
+                self.row[k] = v
+        self.row["quality"] = metrics.get(wl.quality_metric)
+
+    def _fill_measurement(self, m: Measurement, readings, wall: float, cpu: float) -> None:
+        from . import meters
+
+        lat = sorted(m.latencies)
+        r = self.row
+        r.update(
+            wall_s=wall,
+            cpu_s=cpu,
+            data_s=m.data_s,
+            eval_s=m.eval_s,
+            compute_s=max(wall - m.data_s - m.eval_s, 0.0),
+            n_batches=len(m.latencies),
+            n_samples=m.n_samples,
+            samples_per_s=m.n_samples / wall if wall > 0 else None,
+            latency_p50_s=_percentile(lat, 0.5),
+            latency_p90_s=_percentile(lat, 0.9),
+            latency_p99_s=_percentile(lat, 0.99),
+        )
+        per_sample = r["flops_per_sample_train"] if self.cell.phase == "train" else r["flops_per_sample_fwd"]
+        if per_sample and wall > 0:
+            r["flops_per_s"] = per_sample * m.n_samples / wall
+        r.update(meters.summarise(readings, wall))
+        if r.get("energy_j") is not None:
+            kwh = r["energy_j"] / 3.6e6
+            if r.get("carbon_intensity_g_per_kwh") is not None:
+                r["co2_kg"] = kwh * (r.get("pue") or 1.0) * r["carbon_intensity_g_per_kwh"] / 1000.0
+
+
+def train_reference(spec: dict[str, Any], out: str, data_path: str | None, threads: int | None = None) -> None:
+    """Train the fp32 baseline model that inference cells load (not measured), save its state_dict."""
+    import torch
+
+    from .io import atomic_path
+
+    spec = copy.deepcopy(spec)
+    spec["cell"].update(phase="train", precision="fp32", variant="baseline", device="cpu", repeat=0)
+    runner = CellRunner(spec, out, data_path, None, threads=threads, measure_energy=False)
+    row = runner.run()
+    if row["status"] != S.STATUS_OK:
+        raise RuntimeError(f"training the reference model failed: {row['error_type']}: {row['error_message']}")
+    with atomic_path(out, suffix=".pt") as tmp:
+        torch.save(runner.model.state_dict(), tmp)
+
+
+def run_and_write(spec: dict[str, Any], out: str, data_path: str | None, model_path: str | None, attempt: int = 1, threads: int | None = None) -> dict[str, Any]:
+    runner = CellRunner(spec, out, data_path, model_path, attempt, threads)
+    row = runner.run()
+    runner.write()
+    return row

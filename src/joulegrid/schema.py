@@ -1,0 +1,282 @@
+"""THE result schema of joulegrid: the only place where result columns are named.
+
+Every measurement job writes exactly one row with these columns (success or failure alike),
+so that thousands of run files from many sites concatenate without surprises. Units are in
+the column names (``_s``, ``_j``, ``_w``, ``_kg``, ``_bytes``, ``_g_per_kwh``).
+
+Bump ``SCHEMA_VERSION`` whenever a column is added, removed, renamed or changes type;
+``docs/results-schema.md`` is generated from ``COLUMNS`` (``joulegrid schema --markdown``)
+and a test keeps the two in sync.
+
+This module imports pyarrow lazily so that importing it (e.g. from the grid) stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Status values a run can end with.
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"  # exception in the workload or the harness
+STATUS_OOM = "oom"  # CUDA out of memory, MemoryError, or killed by the OOM killer
+STATUS_NAN = "nan"  # non-finite loss / outputs
+STATUS_SKIPPED = "skipped"  # not runnable here (device absent, ...); skip_reason says why
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_OOM, STATUS_NAN, STATUS_SKIPPED)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # a key of _ARROW_TYPES
+    unit: str
+    group: str
+    doc: str
+
+
+# Arrow types by short name; resolved lazily in arrow_schema().
+_TYPE_NAMES = (
+    "string",
+    "int64",
+    "float64",
+    "bool",
+    "timestamp",
+    "list<float64>",
+    "list<reading>",
+    "list<absent>",
+)
+
+_C = Column
+COLUMNS: tuple[Column, ...] = (
+    # ---------------------------------------------------------------- identity
+    _C("schema_version", "int64", "", "identity", "Version of this schema the row was written with."),
+    _C("run_id", "string", "", "identity", "Unique id of this measurement (uuid4 hex); never reused."),
+    _C("cell_id", "string", "", "identity", "Grid cell: site/workload/phase/device/precision[+variant]/bs<B>/r<k>."),
+    _C("site", "string", "", "identity", "Site name (key of config/sites.yaml) the run was configured for."),
+    _C("workload", "string", "", "identity", "Workload name (registry key or import path)."),
+    _C("phase", "string", "", "identity", "train or infer."),
+    _C("device", "string", "", "identity", "Requested device: cpu or cuda."),
+    _C("precision", "string", "", "identity", "Numeric precision: fp64, fp32, bf16 (autocast), fp16 (autocast + GradScaler), fp16_noscaler, int8 (PTQ, infer)."),
+    _C("precision_impl", "string", "", "identity", "How the precision was applied, e.g. autocast(bfloat16), autocast(float16)+GradScaler, torchao.quantize_(Int8DynamicActivationInt8WeightConfig)."),
+    _C("variant", "string", "", "identity", "Model variant: baseline or pruned (30 % magnitude pruning)."),
+    _C("batch_size", "int64", "samples", "identity", "Batch size of the measured phase."),
+    _C("repeat", "int64", "", "identity", "Repeat index k of the cell."),
+    _C("seed", "int64", "", "identity", "Random seed used for data split, init and shuffling."),
+    _C("attempt", "int64", "", "identity", "Snakemake attempt number (1 = first try, >1 = retry)."),
+    _C("config_hash", "string", "", "identity", "sha256 (16 hex) of the settings the cell ran with; equal hash = same settings."),
+    _C("started_at", "timestamp", "UTC", "identity", "When the job started (after imports)."),
+    _C("finished_at", "timestamp", "UTC", "identity", "When the row was written."),
+    # ---------------------------------------------------------------- system description
+    _C("hostname", "string", "", "system", "Host the job ran on."),
+    _C("os", "string", "", "system", "Operating system (platform.platform())."),
+    _C("cpu_model", "string", "", "system", "CPU model name from /proc/cpuinfo."),
+    _C("cpu_cores_logical", "int64", "cores", "system", "Logical CPUs of the host."),
+    _C("cpu_cores_physical", "int64", "cores", "system", "Physical cores of the host."),
+    _C("cpu_affinity", "int64", "cores", "system", "CPUs the job may run on (sched_getaffinity)."),
+    _C("memory_total_bytes", "int64", "bytes", "system", "Host memory."),
+    _C("gpu_model", "string", "", "system", "GPU model (torch.cuda / NVML); null without GPU."),
+    _C("gpu_count", "int64", "", "system", "GPUs visible to the job."),
+    _C("gpu_driver_version", "string", "", "system", "NVIDIA driver version."),
+    _C("cuda_version", "string", "", "system", "CUDA version torch was built with (torch.version.cuda)."),
+    _C("gpu_power_limit_w", "float64", "W", "system", "Enforced GPU power limit (NVML)."),
+    _C("python_version", "string", "", "system", "Python version."),
+    _C("torch_version", "string", "", "system", "torch version."),
+    _C("numpy_version", "string", "", "system", "numpy version."),
+    _C("codecarbon_version", "string", "", "system", "codecarbon version (if imported)."),
+    _C("zeus_version", "string", "", "system", "zeus version (if imported)."),
+    _C("joulegrid_version", "string", "", "system", "joulegrid package version."),
+    _C("joulegrid_git_commit", "string", "", "system", "git commit of the joulegrid checkout (+dirty), if known."),
+    _C("torch_num_threads", "int64", "threads", "system", "torch intra-op threads the run really used."),
+    _C("torch_num_interop_threads", "int64", "threads", "system", "torch inter-op threads."),
+    _C("omp_num_threads", "string", "", "system", "OMP_NUM_THREADS as seen by the job (schedulers set it)."),
+    _C("mkl_num_threads", "string", "", "system", "MKL_NUM_THREADS as seen by the job."),
+    # ---------------------------------------------------------------- scheduler
+    _C("scheduler", "string", "", "scheduler", "local, slurm or htcondor (detected in the job)."),
+    _C("job_id", "string", "", "scheduler", "Scheduler job id (Slurm job id, HTCondor cluster.proc); null locally."),
+    _C("node_name", "string", "", "scheduler", "Execution node as the scheduler names it."),
+    _C("partition", "string", "", "scheduler", "Slurm partition / HTCondor pool or accounting group."),
+    _C("submit_time", "timestamp", "UTC", "scheduler", "When the job was submitted to the scheduler."),
+    _C("job_start_time", "timestamp", "UTC", "scheduler", "When the scheduler started the job."),
+    _C("queue_wait_s", "float64", "s", "scheduler", "job_start_time - submit_time."),
+    _C("alloc_cpus", "int64", "cores", "scheduler", "CPUs allocated to the job (Snakemake threads locally)."),
+    _C("alloc_mem_mb", "int64", "MB", "scheduler", "Memory allocated to the job."),
+    _C("alloc_gpus", "int64", "", "scheduler", "GPUs allocated to the job."),
+    # ---------------------------------------------------------------- workload / model
+    _C("dataset", "string", "", "workload", "Dataset name and source file."),
+    _C("dataset_rows", "int64", "samples", "workload", "Rows/samples of the dataset after scale-up (train + test)."),
+    _C("n_train", "int64", "samples", "workload", "Training split size."),
+    _C("n_test", "int64", "samples", "workload", "Test split size (inference runs over it)."),
+    _C("n_features", "int64", "", "workload", "Input features per sample."),
+    _C("n_params", "int64", "", "workload", "Parameters of the model as stored (non-zero ones for pruned models are in n_params_nonzero)."),
+    _C("n_params_nonzero", "int64", "", "workload", "Non-zero parameters (differs from n_params for pruned models)."),
+    _C("model_size_bytes", "int64", "bytes", "workload", "Size of the serialized state_dict as stored (torch.save)."),
+    _C("compression_ratio", "float64", "", "workload", "Autoencoders: input columns / latent size."),
+    _C("epochs", "int64", "", "workload", "Training epochs run in the measured phase (train); 0 for infer."),
+    _C("n_batches", "int64", "", "workload", "Batches in the measured phase."),
+    _C("n_samples", "int64", "samples", "workload", "Samples processed in the measured phase."),
+    _C("flops_per_sample_fwd", "float64", "FLOP", "workload", "Forward FLOPs per sample (torch FlopCounterMode, float model)."),
+    _C("flops_per_sample_train", "float64", "FLOP", "workload", "Forward+backward FLOPs per sample (torch FlopCounterMode)."),
+    _C("macs_per_sample_fwd", "float64", "MAC", "workload", "Forward multiply-accumulates per sample (= FLOPs/2)."),
+    # ---------------------------------------------------------------- time, throughput, memory
+    _C("setup_s", "float64", "s", "time", "Wall time to load data and build the model (not measured for energy)."),
+    _C("warmup_s", "float64", "s", "time", "Wall time of the warm-up batches (not measured for energy)."),
+    _C("wall_s", "float64", "s", "time", "Wall time of the measured phase."),
+    _C("cpu_s", "float64", "s", "time", "Process CPU time (user+sys) of the measured phase."),
+    _C("data_s", "float64", "s", "time", "Part of wall_s spent producing batches (indexing, copies to device)."),
+    _C("eval_s", "float64", "s", "time", "Part of wall_s spent evaluating quality after each epoch (train)."),
+    _C("compute_s", "float64", "s", "time", "Part of wall_s spent in forward/backward/optimizer (wall_s - data_s - eval_s)."),
+    _C("samples_per_s", "float64", "samples/s", "time", "n_samples / wall_s."),
+    _C("latency_p50_s", "float64", "s", "time", "Median per-batch latency."),
+    _C("latency_p90_s", "float64", "s", "time", "90th percentile per-batch latency."),
+    _C("latency_p99_s", "float64", "s", "time", "99th percentile per-batch latency."),
+    _C("flops_per_s", "float64", "FLOP/s", "time", "Achieved FLOP/s = FLOPs of the phase / wall_s."),
+    _C("device_peak_flops", "float64", "FLOP/s", "time", "Peak FLOP/s of the device for this dtype (documented table); null if unknown."),
+    _C("mfu", "float64", "fraction", "time", "Model FLOPs utilisation = flops_per_s / device_peak_flops."),
+    _C("peak_rss_bytes", "int64", "bytes", "memory", "Peak resident set size of the job process (VmHWM)."),
+    _C("peak_device_mem_allocated_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_allocated (GPU runs)."),
+    _C("peak_device_mem_reserved_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_reserved (GPU runs)."),
+    # ---------------------------------------------------------------- energy and carbon
+    _C("energy_j", "float64", "J", "energy", "Total energy of the measured phase by the primary method (gross, idle included)."),
+    _C("energy_cpu_j", "float64", "J", "energy", "CPU part of energy_j."),
+    _C("energy_gpu_j", "float64", "J", "energy", "GPU part of energy_j."),
+    _C("energy_ram_j", "float64", "J", "energy", "DRAM/RAM part of energy_j (measured DRAM or a RAM model)."),
+    _C("energy_method", "string", "", "energy", "How energy_j was obtained: rapl, nvml, zeus, codecarbon-rapl, codecarbon-tdp, estimate-tdp, ... (several joined by +)."),
+    _C("energy_estimated", "bool", "", "energy", "True when energy_j is a model estimate (no RAPL/NVML counter measured it)."),
+    _C("energy_components", "string", "", "energy", "Components energy_j covers, e.g. cpu+ram-model or gpu+cpu+dram."),
+    _C("energy_interval_s", "float64", "s", "energy", "Sampling interval of the primary meter (0 for counter-difference meters)."),
+    _C("energy_samples", "int64", "", "energy", "Samples the primary meter took in the window."),
+    _C("energy_low_confidence", "bool", "", "energy", "True if the window had fewer than 60 meter samples (MLPerf Power spirit) or is an estimate."),
+    _C("idle_power_w", "float64", "W", "energy", "Mean power during the idle baseline before the phase; null if disabled."),
+    _C("energy_net_j", "float64", "J", "energy", "energy_j - idle_power_w * wall_s (net of idle)."),
+    _C("mean_power_w", "float64", "W", "energy", "energy_j / wall_s."),
+    _C("energy_readings", "list<reading>", "", "energy", "Every meter reading: meter, component, method, energy_j, interval_s, samples, estimated."),
+    _C("meters_absent", "list<absent>", "", "energy", "Meters that were asked for but could not run here, with the reason."),
+    _C("meter_rel_diff", "float64", "fraction", "energy", "Largest relative difference between two meters measuring the same component."),
+    _C("meters_disagree", "bool", "", "energy", "True if meter_rel_diff > 0.05."),
+    _C("co2_kg", "float64", "kg", "energy", "CO2-equivalent = energy_j/3.6e6 kWh * pue * carbon_intensity."),
+    _C("carbon_intensity_g_per_kwh", "float64", "gCO2e/kWh", "energy", "Grid carbon intensity used (from config/sites.yaml)."),
+    _C("pue", "float64", "", "energy", "Power usage effectiveness of the site used for co2_kg."),
+    _C("country_iso", "string", "", "energy", "ISO 3166-1 alpha-3 country code of the site."),
+    # ---------------------------------------------------------------- quality
+    _C("quality_metric", "string", "", "quality", "Name of the headline quality metric (e.g. recon_mse, roc_auc, accuracy)."),
+    _C("quality", "float64", "", "quality", "Value of the headline quality metric on the test split."),
+    _C("quality_higher_is_better", "bool", "", "quality", "Direction of the quality metric."),
+    _C("loss", "float64", "", "quality", "Final training loss (train) or test loss (infer)."),
+    _C("recon_mse", "float64", "", "quality", "Autoencoders: mean squared reconstruction error on the test split (standardised units)."),
+    _C("accuracy", "float64", "fraction", "quality", "Classifiers: accuracy on the test split."),
+    _C("roc_auc", "float64", "", "quality", "Binary classifiers: ROC AUC on the test split."),
+    _C("bkg_rejection_at_50", "float64", "", "quality", "Binary classifiers: 1/FPR at 50 % signal efficiency."),
+    _C("target_quality", "float64", "", "quality", "Target quality for time-to-target (null if training by epochs only)."),
+    _C("time_to_target_s", "float64", "s", "quality", "Training wall time until target_quality was reached; null if never."),
+    _C("energy_to_target_j", "float64", "J", "quality", "Training energy until target_quality was reached; null if never."),
+    _C("epoch_wall_s", "list<float64>", "s", "quality", "Cumulative wall time at the end of each epoch (train)."),
+    _C("epoch_energy_j", "list<float64>", "J", "quality", "Cumulative energy at the end of each epoch (train), primary method."),
+    _C("epoch_quality", "list<float64>", "", "quality", "Headline quality after each epoch (train)."),
+    _C("epoch_loss", "list<float64>", "", "quality", "Mean training loss of each epoch (train)."),
+    # ---------------------------------------------------------------- status
+    _C("status", "string", "", "status", "ok, failed, oom, nan or skipped."),
+    _C("error_type", "string", "", "status", "Exception class (or signal) of a failed run."),
+    _C("error_message", "string", "", "status", "Error message (truncated to 2,000 characters)."),
+    _C("skip_reason", "string", "", "status", "Why a skipped cell did not run (e.g. no CUDA device on this host)."),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+
+# Fields of one energy reading (element of the energy_readings list).
+READING_FIELDS = (
+    ("meter", "string"),  # codecarbon, zeus, rapl, nvml, estimate
+    ("component", "string"),  # cpu, dram, gpu, ram-model, total
+    ("method", "string"),  # e.g. rapl, nvml, codecarbon-tdp, estimate-tdp
+    ("energy_j", "float64"),
+    ("interval_s", "float64"),
+    ("samples", "int64"),
+    ("estimated", "bool"),
+)
+ABSENT_FIELDS = (("meter", "string"), ("reason", "string"))
+
+_schema_cache: Any = None
+
+
+def _arrow_type(name: str):
+    import pyarrow as pa
+
+    scalar = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
+    if name in scalar:
+        return scalar[name]
+    if name == "list<float64>":
+        return pa.list_(pa.float64())
+    if name == "list<reading>":
+        return pa.list_(pa.struct([(n, scalar[t]) for n, t in READING_FIELDS]))
+    if name == "list<absent>":
+        return pa.list_(pa.struct([(n, scalar[t]) for n, t in ABSENT_FIELDS]))
+    raise KeyError(name)
+
+
+def arrow_schema():
+    """The pyarrow schema of a run file (all columns nullable), with the version in metadata."""
+    global _schema_cache
+    if _schema_cache is None:
+        import pyarrow as pa
+
+        _schema_cache = pa.schema(
+            [pa.field(c.name, _arrow_type(c.type), nullable=True) for c in COLUMNS],
+            metadata={b"joulegrid.schema_version": str(SCHEMA_VERSION).encode()},
+        )
+    return _schema_cache
+
+
+def polars_schema():
+    """The same schema as a polars Schema (for typed empty frames and casts)."""
+    import polars as pl
+
+    return pl.Schema(pl.from_arrow(arrow_schema().empty_table()).schema)
+
+
+def empty_row() -> dict[str, Any]:
+    return {name: None for name in COLUMN_NAMES}
+
+
+class SchemaError(ValueError):
+    """A row or file does not match the result schema."""
+
+
+def check_row(row: dict[str, Any]) -> None:
+    unknown = set(row) - set(COLUMN_NAMES)
+    if unknown:
+        raise SchemaError(
+            f"unknown result column(s) {sorted(unknown)}: add them to joulegrid/schema.py "
+            f"(COLUMNS) and bump SCHEMA_VERSION"
+        )
+    if row.get("status") not in STATUSES:
+        raise SchemaError(f"status must be one of {STATUSES}, got {row.get('status')!r}")
+
+
+def to_table(rows: list[dict[str, Any]]):
+    """Rows (dicts, missing keys = null) -> a pyarrow Table with exactly the result schema."""
+    import pyarrow as pa
+
+    for r in rows:
+        check_row(r)
+    full = [{**empty_row(), **r} for r in rows]
+    return pa.Table.from_pylist(full, schema=arrow_schema())
+
+
+def markdown() -> str:
+    """docs/results-schema.md's column table, generated from COLUMNS."""
+    out = []
+    group = None
+    for c in COLUMNS:
+        if c.group != group:
+            group = c.group
+            out.append(f"\n### {group}\n\n| column | type | unit | meaning |\n|---|---|---|---|")
+        out.append(f"| `{c.name}` | {c.type} | {c.unit} | {c.doc} |")
+    return "\n".join(out).lstrip("\n") + "\n"

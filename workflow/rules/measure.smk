@@ -1,0 +1,53 @@
+# The fan-out: one job per grid cell, each writing one result file.
+
+
+def _ref_spec(wc):
+    cell = JGG.Cell(config["site"], wc.workload, "train", "cpu", "fp32", "baseline", min(config["grid"]["batch_sizes"]), 0)
+    return json.dumps(SPEC.spec(cell))
+
+
+def _ref_inputs(wc):
+    return {k: v for k, v in cell_inputs(dict(wc, phase="train", device="cpu", precision="fp32", batch="1", repeat="0", site=config["site"])).items() if k == "data"}
+
+
+rule train_reference:
+    """fp32 model that inference cells load (trained once per workload settings; not measured)."""
+    input:
+        unpack(_ref_inputs),
+    output:
+        f"{RESULTS}/models/{{workload}}/{{mhash}}.pt",
+    log:
+        f"{RESULTS}/logs/train_reference/{{workload}}-{{mhash}}.log",
+    params:
+        spec=_ref_spec,
+        io=cli_inputs,
+    threads: config["measure"]["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: config["job"]["mem_mb"] * attempt,
+        runtime=lambda wc, attempt: config["job"]["runtime_min"] * attempt,
+        energy_meter=1,
+    shell:
+        "{JG} train-reference --spec {params.spec:q} {params.io} --out {output:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule measure:
+    """Measure one cell: results/runs/<site>/<workload>/<phase>/<device>/<precision>/bs<B>/r<k>.parquet"""
+    input:
+        unpack(cell_inputs),
+    output:
+        protected(f"{RESULTS}/{JGG.RUN_PATTERN}"),
+    log:
+        f"{RESULTS}/logs/runs/{{site}}/{{workload}}/{{phase}}/{{device}}/{{precision}}/bs{{batch}}/r{{repeat}}.log",
+    params:
+        spec=lambda wc: json.dumps(SPEC.spec(JGG.cell_from_wildcards(wc))),
+        io=cli_inputs,
+    threads: config["measure"]["threads"]
+    resources:
+        mem_mb=lambda wc, attempt: config["job"]["mem_mb"] * attempt,
+        runtime=lambda wc, attempt: config["job"]["runtime_min"] * attempt,
+        gpu=lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0,
+        attempt=lambda wc, attempt: attempt,
+        energy_meter=1,
+    shell:
+        "{JG} run-cell --spec {params.spec:q} {params.io} --out {output:q} "
+        "--threads {threads} --attempt {resources.attempt} > {log:q} 2>&1"
