@@ -1,0 +1,77 @@
+"""Shared fixtures: paths, a tiny grid config, and a helper that runs the real Snakemake."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "Snakefile"
+BIN = Path(sys.executable).parent
+
+
+def test_env(extra: dict | None = None) -> dict:
+    """Environment for subprocesses: this venv first on PATH, no HTCondor config noise."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("CONDOR_CONFIG", "/dev/null")
+    src = str(REPO / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra or {})
+    return env
+
+
+TINY = {
+    "grid": {
+        "workloads": ["baler_ae"],
+        "phases": ["train", "infer"],
+        "devices": ["cpu"],
+        "precisions": ["fp32"],
+        "batch_sizes": [256],
+        "repeats": 1,
+    },
+    "workloads": {"baler_ae": {"rows": 3000, "epochs": 1}},
+    "measure": {"threads": 1, "warmup_batches": 1},
+}
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """write_config(overrides) -> path of a config file for a tiny grid (merged over TINY)."""
+
+    def _write(overrides: dict | None = None, name: str = "config.yaml") -> Path:
+        cfg = deep_merge(TINY, overrides or {})
+        p = tmp_path / name
+        p.write_text(yaml.safe_dump(cfg))
+        return p
+
+    return _write
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 900, env: dict | None = None, check: bool = True):
+    """Run the real Snakemake on joulegrid's Snakefile in workdir; returns CompletedProcess."""
+    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir)]
+    if configfile:
+        cmd += ["--configfile", str(configfile)]
+    cmd += list(args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=test_env(env))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture
+def run_snakemake():
+    return snakemake
