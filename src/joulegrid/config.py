@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -141,14 +142,81 @@ def workload_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
     for k, v in user.items():
         if k == "params":
             merged.setdefault("params", {}).update(v)
+        elif k == "samples":  # the image name of the size knob
+            merged["rows"] = v
         else:
             merged[k] = v
     return merged
 
 
+def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> dict[str, Any]:
+    """Everything about one workload that can be known before a job runs; returns its settings.
+    ``key`` is the config key naming it (for the error)."""
+    from .data import missing
+    from .data.tables import check_format
+    from .workloads.metrics import QUALITY_RANGES
+    from .workloads.registry import WorkloadError, resolve_spec
+
+    user = (config.get("workloads") or {}).get(name, {})
+    where = f"workloads.{name}"
+    if "rows" in user and "samples" in user:
+        raise ConfigError(f"config key {where}: both rows and samples are set (the same knob). Fix: keep one of them")
+    try:
+        settings = workload_settings(config, name)
+        cls = resolve_spec(name, settings)
+    except WorkloadError as e:
+        raise ConfigError(f"config key {where + '.class' if user.get('class') else key}: {e}") from None
+    try:
+        cls.validate_settings(settings)
+    except ValueError as e:
+        raise ConfigError(f"config key {where}.{e}") from None
+    target = settings.get("target_quality")
+    lo_hi = QUALITY_RANGES.get(cls.quality_metric)
+    if target is not None and lo_hi and not lo_hi[0] <= target <= lo_hi[1]:
+        raise ConfigError(
+            f"config key {where}.target_quality: {target!r} is outside the range of {cls.quality_metric} "
+            f"[{lo_hi[0]}, {lo_hi[1]}], so training could never reach it. Fix: use a value in that range"
+        )
+    if settings.get("data"):
+        dp = Path(settings["data"])
+        if not (dp if dp.is_absolute() else base / dp).exists():
+            raise ConfigError(
+                f"config key {where}.data: {settings['data']!r} does not exist. "
+                "Fix: give the path of an existing file (absolute, or relative to the working directory) or remove the key"
+            )
+        if cls.DATA_FORMATS:
+            why = check_format(dp, cls.DATA_FORMATS)
+            if why:
+                raise ConfigError(f"config key {where}.data: {why}. Fix: convert the file (see docs/workloads.md)")
+    elif cls.dataset:
+        why = missing(cls.dataset)
+        if why:
+            raise ConfigError(f"config key {key}: workload {name!r} reads dataset {cls.dataset!r}, which is not available here: {why}")
+    return settings
+
+
+def check_precisions(config: dict[str, Any]) -> None:
+    """A precision none of whose cells can run (e.g. int8 with phases [train]) is a config error."""
+    g = config["grid"]
+    allow = config.get("allow", {})
+    rules = {w: G._workload_rules(config, w) for w in g["workloads"]}
+    for i, prec in enumerate(g["precisions"]):
+        reasons = []
+        for w, phase, device, variant in itertools.product(g["workloads"], g["phases"], g["devices"], g.get("variants", ["baseline"])):
+            r = G.builtin_exclusion(phase, device, prec, variant, allow, rules[w])
+            if r is None:
+                break
+            reasons.append(r)
+        else:
+            raise ConfigError(
+                f"config key grid.precisions[{i}]: {prec!r} cannot run with any phase/device of this grid "
+                f"({'; '.join(G.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the phase/device it needs"
+            )
+
+
 def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str, Any]:
     """Checks beyond the JSON schema. Returns the sites mapping."""
-    from .workloads.registry import BUILTIN, WorkloadError, dataset_rows, resolve_spec
+    from .workloads.registry import BUILTIN, dataset_rows, resolve_spec
 
     base = Path(base_dir)
     sites = load_sites(resolve_path(config["sites_file"], base))
@@ -170,18 +238,8 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
                 f"config key grid.workloads[{i}]: unknown workload {name!r}. Fix: use one of {', '.join(BUILTIN)}, "
                 f"or define workloads.{name}.class: my_pkg.module:MyWorkload"
             )
-        settings = workload_settings(config, name)
-        try:
-            spec = resolve_spec(name, settings)
-        except WorkloadError as e:
-            raise ConfigError(f"config key workloads.{name}: {e}") from None
-        if settings.get("data"):
-            dp = Path(settings["data"])
-            if not (dp if dp.is_absolute() else base / dp).exists():
-                raise ConfigError(
-                    f"config key workloads.{name}.data: {settings['data']!r} does not exist. "
-                    "Fix: give the path of an existing file (relative to the working directory) or remove the key"
-                )
+        settings = check_workload(config, name, f"grid.workloads[{i}]", base)
+        spec = resolve_spec(name, settings)
         rows = dataset_rows(spec, settings)
         if rows:
             n_test = max(1, int(round(rows * settings.get("test_fraction", 0.2))))
@@ -194,6 +252,7 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
                             f"workload {name!r} ({n} samples of {rows}). Fix: use batch sizes <= {n}, or raise "
                             f"workloads.{name}.rows to scale the dataset up"
                         )
+    check_precisions(config)
     for i, rule in enumerate(config.get("exclude") or []):
         for key, val in rule.items():
             if key == "reason":

@@ -154,10 +154,22 @@ class Grid:
         return out
 
 
+RULE_AXES = ("phase", "device", "precision", "variant")
+
+
 def builtin_exclusion(
-    phase: str, device: str, precision: str, variant: str, allow: dict[str, Any] | None = None
+    phase: str,
+    device: str,
+    precision: str,
+    variant: str,
+    allow: dict[str, Any] | None = None,
+    workload_rules: list[dict[str, Any]] | None = None,
 ) -> str | None:
-    """Reason why a combination cannot (or should not) be measured, or None if it is valid."""
+    """Reason why a combination cannot (or should not) be measured, or None if it is valid.
+
+    ``workload_rules`` are the workload's own EXCLUSIONS (joulegrid.workloads.base.Workload):
+    {axis: value or [values], "reason": text, optional "allow": key of the config's allow: section}.
+    """
     allow = allow or {}
     if precision == "int8" and phase != "infer":
         return "int8 post-training quantization only exists for inference (phase infer)"
@@ -165,12 +177,22 @@ def builtin_exclusion(
         return "int8 dynamic quantization (torchao / torch.ao) runs its int8 kernels on CPU only"
     if precision == "fp16_noscaler" and phase != "train":
         return "GradScaler only exists in training; for inference fp16 and fp16_noscaler are the same (use fp16)"
-    if precision in ("fp16", "fp16_noscaler") and device == "cpu" and not allow.get("cpu_fp16", False):
-        return (
-            "fp16 autocast on CPU is emulated (CNN training ~110x slower than fp32) and says nothing about "
-            "fp16 hardware; set allow.cpu_fp16: true in the config to measure it anyway"
-        )
+    axes = {"phase": phase, "device": device, "precision": precision, "variant": variant}
+    for rule in workload_rules or ():
+        if rule.get("allow") and allow.get(rule["allow"], False):
+            continue
+        if all(axes[k] in (v if isinstance(v, list) else [v]) for k, v in rule.items() if k in RULE_AXES):
+            return rule["reason"]
     return None
+
+
+def _workload_rules(config: dict[str, Any], workload: str) -> list[dict[str, Any]]:
+    try:
+        from .workloads.registry import exclusions
+    except ImportError:  # pragma: no cover - the package is always there
+        return []
+    user_class = ((config.get("workloads") or {}).get(workload) or {}).get("class")
+    return exclusions(workload, user_class)
 
 
 def _matches(cell: Cell, rule: dict[str, Any]) -> bool:
@@ -190,10 +212,11 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
     site = config["site"]
     allow = config.get("allow", {})
     user_rules = config.get("exclude", []) or []
+    wl_rules = {w: _workload_rules(config, w) for w in g["workloads"]}
     for workload, phase, device, precision, variant, bs in itertools.product(
         g["workloads"], g["phases"], g["devices"], g["precisions"], g.get("variants", [BASELINE_VARIANT]), g["batch_sizes"]
     ):
-        reason = builtin_exclusion(phase, device, precision, variant, allow)
+        reason = builtin_exclusion(phase, device, precision, variant, allow, wl_rules[workload])
         for repeat in range(int(g.get("repeats", 1))):
             cell = Cell(site, workload, phase, device, precision, variant, int(bs), repeat)
             r = reason

@@ -9,7 +9,6 @@ Whatever happens, the cell ends with one row in the result schema: ``ok``, or ``
 from __future__ import annotations
 
 import copy
-import io
 import math
 import os
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from . import schema as S
 from .grid import Cell
+from .precision import Unsupported as PrecisionUnsupported
 
 
 class DeviceUnavailable(RuntimeError):
@@ -68,39 +68,6 @@ def _sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
-
-
-def model_stats(model) -> dict[str, Any]:
-    import torch
-
-    sd = model.state_dict()
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    n = nz = 0
-    for t in sd.values():
-        if isinstance(t, torch.Tensor) and t.is_floating_point() or getattr(t, "dtype", None) in (torch.int8, torch.qint8):
-            try:
-                n += t.numel()
-                nz += int(torch.count_nonzero(t.dequantize() if t.is_quantized else t).item())
-            except Exception:
-                n += t.numel()
-    return {"model_size_bytes": len(buf.getvalue()), "n_params": n, "n_params_nonzero": nz}
-
-
-def apply_variant(model, variant: str, amount: float = 0.3):
-    """baseline: unchanged. pruned: global unstructured L1 magnitude pruning of weights, made permanent."""
-    if variant == "baseline":
-        return model
-    if variant != "pruned":
-        raise ValueError(f"unknown variant {variant!r}")
-    import torch
-    from torch.nn.utils import prune
-
-    targets = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv1d))]
-    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
-    for m, name in targets:
-        prune.remove(m, name)
-    return model
 
 
 class Measurement:
@@ -166,7 +133,7 @@ class CellRunner:
         try:
             self._run()
             self.row["status"] = S.STATUS_OK
-        except DeviceUnavailable as e:
+        except (DeviceUnavailable, PrecisionUnsupported) as e:
             if self.settings.get("strict_devices"):
                 raise
             self.row.update(status=S.STATUS_SKIPPED, skip_reason=str(e))
@@ -196,8 +163,9 @@ class CellRunner:
     def _run(self) -> None:
         import torch
 
-        from . import meters, precision, probes
-        from .workloads.registry import create
+        from . import meters, precision, probes, variants
+        from .flops import count_flops, model_stats
+        from .workloads.registry import check_extra_columns, create
 
         c = self.cell
         if self.threads:
@@ -214,9 +182,12 @@ class CellRunner:
         seed = self.row["seed"]
         torch.manual_seed(seed)
         wl_settings = self.settings["workload"]
+        prec = precision.get(c.precision, c.phase)
+        prec.check(c.device)
         wl = create(c.workload, wl_settings, seed)
+        wl.split_seed = int(self.settings["seed"])  # same split for every repeat and the reference model
         split = wl.load_data(self.data_path)
-        prec = precision.get(c.precision)
+        prune_amount = float(wl_settings.get("prune_amount", variants.DEFAULT_PRUNE_AMOUNT))
         self.row.update(
             dataset=split.name,
             dataset_rows=split.n_train + split.n_test,
@@ -226,6 +197,7 @@ class CellRunner:
             quality_metric=wl.quality_metric,
             quality_higher_is_better=wl.higher_is_better,
             precision_impl=prec.impl,
+            variant_impl=variants.describe(c.variant, c.phase, prune_amount),
             target_quality=wl_settings.get("target_quality"),
         )
         model = wl.build_model(split)
@@ -233,12 +205,11 @@ class CellRunner:
             if not self.model_path:
                 raise FileNotFoundError("an inference cell needs the reference model (--model)")
             model.load_state_dict(torch.load(self.model_path, map_location="cpu", weights_only=True))
-        model = apply_variant(model, c.variant, float(self.settings.get("prune_amount", 0.3)))
-        from .flops import count_flops
-
+        model = variants.apply(model, c.variant, c.phase, prune_amount)
         self.row.update(count_flops(wl, model, split, c.batch_size, c.phase))
         model = prec.prepare_model(model, c.device, c.phase)
-        self.row.update(wl.extra_columns())
+        self.row["precision_impl"] = prec.impl  # int8 says which layers were quantized, and how
+        self.row.update(check_extra_columns(wl))
         self.row.update(model_stats(model))
         self.row["setup_s"] = time.perf_counter() - t0
         self.row.update(probes.software())  # after imports, with the real thread settings
@@ -250,6 +221,7 @@ class CellRunner:
             m, readings, wall, cpu = self._train(torch, wl, model, split, prec)
         else:
             m, readings, wall, cpu = self._infer(torch, wl, model, split, prec)
+        variants.finalize(model)  # pruning masks (train) folded into the weights
         self._fill_measurement(m, readings, wall, cpu)
         if c.device == "cuda":
             self.row["peak_device_mem_allocated_bytes"] = torch.cuda.max_memory_allocated()
@@ -431,9 +403,11 @@ class CellRunner:
             latency_p90_s=_percentile(lat, 0.9),
             latency_p99_s=_percentile(lat, 0.99),
         )
-        per_sample = r["flops_per_sample_train"] if self.cell.phase == "train" else r["flops_per_sample_fwd"]
-        if per_sample and wall > 0:
-            r["flops_per_s"] = per_sample * m.n_samples / wall
+        from .flops import throughput
+
+        c = self.cell
+        per_sample = r["flops_per_sample_train"] if c.phase == "train" else r["flops_per_sample_fwd"]
+        r.update(throughput(per_sample, m.n_samples, wall, c.device, r.get("gpu_model"), c.precision))
         r.update(meters.summarise(readings, wall))
         if r.get("energy_j") is not None:
             kwh = r["energy_j"] / 3.6e6

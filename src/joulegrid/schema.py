@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Status values a run can end with.
 STATUS_OK = "ok"
@@ -59,8 +59,9 @@ COLUMNS: tuple[Column, ...] = (
     _C("phase", "string", "", "identity", "train or infer."),
     _C("device", "string", "", "identity", "Requested device: cpu or cuda."),
     _C("precision", "string", "", "identity", "Numeric precision: fp64, fp32, bf16 (autocast), fp16 (autocast + GradScaler), fp16_noscaler, int8 (PTQ, infer)."),
-    _C("precision_impl", "string", "", "identity", "How the precision was applied, e.g. autocast(bfloat16), autocast(float16)+GradScaler, torchao.quantize_(Int8DynamicActivationInt8WeightConfig)."),
+    _C("precision_impl", "string", "", "identity", "How the precision was applied, e.g. autocast(bfloat16), autocast(float16)+GradScaler, torchao 0.18.0 quantize_(Int8DynamicActivationInt8WeightConfig) with the number of int8 Linear layers (or the deprecated torch.ao path if torchao is missing)."),
     _C("variant", "string", "", "identity", "Model variant: baseline or pruned (30 % magnitude pruning)."),
+    _C("variant_impl", "string", "", "identity", "What the variant did, e.g. global L1 unstructured pruning of 30% of Linear/Conv weights at initialisation, mask kept during training (train) / of the trained fp32 reference model (infer)."),
     _C("batch_size", "int64", "samples", "identity", "Batch size of the measured phase."),
     _C("repeat", "int64", "", "identity", "Repeat index k of the cell."),
     _C("seed", "int64", "", "identity", "Random seed used for data split, init and shuffling."),
@@ -132,8 +133,8 @@ COLUMNS: tuple[Column, ...] = (
     _C("latency_p90_s", "float64", "s", "time", "90th percentile per-batch latency."),
     _C("latency_p99_s", "float64", "s", "time", "99th percentile per-batch latency."),
     _C("flops_per_s", "float64", "FLOP/s", "time", "Achieved FLOP/s = FLOPs of the phase / wall_s."),
-    _C("device_peak_flops", "float64", "FLOP/s", "time", "Peak FLOP/s of the device for this dtype (documented table); null if unknown."),
-    _C("mfu", "float64", "fraction", "time", "Model FLOPs utilisation = flops_per_s / device_peak_flops."),
+    _C("device_peak_flops", "float64", "FLOP/s", "time", "Peak dense FLOP/s of the GPU for this precision (NVIDIA datasheets, table joulegrid.flops.PEAKS); null on CPU or an unlisted GPU."),
+    _C("mfu", "float64", "fraction", "time", "Model FLOPs utilisation = flops_per_s / device_peak_flops (GPUs of joulegrid.flops.PEAKS only)."),
     _C("peak_rss_bytes", "int64", "bytes", "memory", "Peak resident set size of the job process (VmHWM)."),
     _C("peak_device_mem_allocated_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_allocated (GPU runs)."),
     _C("peak_device_mem_reserved_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_reserved (GPU runs)."),

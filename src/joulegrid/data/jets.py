@@ -8,7 +8,8 @@ parton id of the jet: quark (1-5) -> 1, gluon (21) -> 0, unknown (-1) -> -1.
 ``scale_up`` makes a bigger table deterministically: the real rows (in a fixed shuffled order)
 followed by bootstrapped real rows with small per-column noise (2 % of the robust sd; none for
 integer columns; zeros stay zero), generated in seeded blocks so the first k rows are the same
-for every requested size.
+for every requested size (joulegrid.data.scale). Each row records the real jet it came from
+(``origin``) so that train/test splits keep copies of one jet on one side.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ COLUMNS = (
     + [f"trk{i}_dR" for i in range(N_TRACKS)]
 )
 INTEGER_COLUMNS = ("ChgMult", "TotChg", "CutChg", "n_tracks")
-BLOCK = 65536
 MEV = 1e-3  # MeV -> GeV
 
 
@@ -88,30 +88,8 @@ def load_real() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def scale_up(x: np.ndarray, y: np.ndarray, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic table of `rows` rows from the real one (see module docstring)."""
-    n = len(x)
-    perm = np.random.default_rng(seed).permutation(n)
-    x, y = x[perm], y[perm]
-    if rows <= n:
-        return x[:rows].copy(), y[:rows].copy()
-    q75, q25 = np.percentile(x, [75, 25], axis=0)
-    robust_sd = (q75 - q25) / 1.349
-    robust_sd = np.where(robust_sd > 0, robust_sd, x.std(axis=0))
-    noise_sd = (0.02 * robust_sd).astype(np.float32)
-    for c in INTEGER_COLUMNS:
-        noise_sd[COLUMNS.index(c)] = 0.0
-    out_x = np.empty((rows, x.shape[1]), dtype=np.float32)
-    out_y = np.empty(rows, dtype=y.dtype)
-    out_x[:n], out_y[:n] = x, y
-    start, block = n, 0
-    while start < rows:
-        stop = min(start + BLOCK, rows)
-        rng = np.random.default_rng([seed, block])
-        idx = rng.integers(0, n, size=BLOCK)[: stop - start]
-        base = x[idx]
-        noisy = base + rng.standard_normal(base.shape, dtype=np.float32) * noise_sd
-        out_x[start:stop] = np.where(base == 0, 0, noisy)
-        out_y[start:stop] = y[idx]
-        start, block = stop, block + 1
-    return out_x, out_y
+def scale_up(x: np.ndarray, y: np.ndarray, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Deterministic table of `rows` rows from the real one: (x, y, origin); see joulegrid.data.scale."""
+    from .scale import scale_table
+
+    return scale_table(x, y, rows, seed, integer_cols=[COLUMNS.index(c) for c in INTEGER_COLUMNS])
