@@ -77,6 +77,8 @@ def _friendly(err) -> str:
         )
     if v in ("maximum", "exclusiveMaximum"):
         return f"config key {key}: {inst!r} is too large ({v} {sch[v]}). Fix: use a smaller value"
+    if v == "pattern" and key.endswith(".class"):
+        return f"config key {key}: {inst!r} is not an import path. Fix: write it as my_pkg.module:MyWorkload (module path, colon, class name)"
     if v == "pattern":
         return (
             f"config key {key}: {inst!r} is not a safe name (pattern {sch['pattern']}). "
@@ -91,22 +93,33 @@ def _friendly(err) -> str:
     return f"config key {key}: {err.message}"
 
 
+def _load_schema() -> dict[str, Any]:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
 def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against the JSON schema with snakemake.utils.validate (fills defaults in place)."""
+    """Validate against the JSON schema with snakemake.utils.validate (fills defaults in place).
+
+    snakemake.utils.validate reports only a text dump of the first error, so the config is first
+    checked with jsonschema itself, whose error objects give the key path for a friendly message.
+    """
     import jsonschema
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    schema = _load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    best = jsonschema.exceptions.best_match(cls(schema).iter_errors(config))
+    if best is not None:
+        raise ConfigError(_friendly(best))
     try:
         validate(config, str(SCHEMA_PATH), set_default=True)
     except WorkflowError as e:
         errs = [a for a in e.args if isinstance(a, jsonschema.ValidationError)]
         if not errs:
             raise ConfigError(str(e)) from None
-        err = errs[0]
-        # The first error can be a vague anyOf; pick the most specific one.
-        best = jsonschema.exceptions.best_match([err]) or err
-        raise ConfigError(_friendly(best)) from None
+        raise ConfigError(_friendly(jsonschema.exceptions.best_match(errs) or errs[0])) from None
     return config
 
 

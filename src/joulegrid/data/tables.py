@@ -6,8 +6,9 @@ Formats (chosen by the file suffix):
   ``columns`` (or ``names``) feature names. Images: ``x`` [N, C, H, W] or [N, H, W].
 - ``.parquet``: one row per sample; the label column is ``params.label_column`` (default
   ``label``), the features are ``params.features`` or every other numeric column.
-- ``.root``: a flat TTree (one value per entry and branch), read with uproot; tree
-  ``params.tree`` (default: the only TTree in the file), label branch and features as for Parquet.
+- ``.root``: a flat TTree or RNTuple (one number per entry and branch; jagged branches are
+  ignored), read with uproot; tree ``params.tree`` (default: the only tree in the file), label
+  branch and features as for Parquet.
 
 Everything here is plain numpy/pyarrow/uproot: no torch.
 """
@@ -87,16 +88,22 @@ def load_table(
             import uproot
 
             f = uproot.open(p)
-            trees = [k.split(";")[0] for k, cls in f.classnames().items() if cls == "TTree"]
+            kinds = ("TTree", "ROOT::RNTuple")
+            trees = [k.split(";")[0] for k, cls in f.classnames().items() if cls in kinds]
             name = tree or (trees[0] if len(trees) == 1 else None)
             if name is None or name not in trees:
                 raise DataFormatError(
-                    f"{p}: {'tree ' + repr(tree) + ' not found' if tree else 'several trees'} (trees: {', '.join(trees) or 'none'}). "
+                    f"{p}: {'tree ' + repr(tree) + ' not found' if tree else 'no single tree'} (trees: {', '.join(trees) or 'none'}). "
                     "Fix: set params.tree to one of them"
                 )
             t = f[name]
-            names = [b.name for b in t.branches if b.interpretation.__class__.__name__ == "AsDtype"]
-            arrays = t.arrays(names, library="np")
+            if hasattr(t, "branches"):  # TTree
+                flat = [b.name for b in t.branches if type(b.interpretation).__name__ == "AsDtype"]
+                arrays = t.arrays(flat, library="np")
+            else:  # RNTuple
+                arrays = t.arrays(library="np")
+            arrays = {k: v for k, v in arrays.items() if getattr(v, "ndim", 0) == 1 and v.dtype.kind in "biuf"}
+            names = list(arrays)
             get = arrays.__getitem__
         label = label_column if label_column in names else None
         if need_label and label is None:
