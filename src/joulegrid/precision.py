@@ -52,11 +52,11 @@ class Precision:
         if self.quantize and (self.phase != "infer" or device != "cpu"):
             raise Unsupported("int8 dynamic quantization is for inference on CPU only")
         if device == "cuda" and torch.cuda.is_available():
-            if self.autocast_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            if self.autocast_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
                 cap = ".".join(map(str, torch.cuda.get_device_capability(0)))
                 raise Unsupported(
                     f"bf16 needs a GPU with native bfloat16 (compute capability >= 8.0, Ampere or newer); "
-                    f"{torch.cuda.get_device_name(0)} has {cap}"
+                    f"{torch.cuda.get_device_name(0)} has {cap} and would only emulate it"
                 )
 
     def autocast(self, device: str):
@@ -96,8 +96,9 @@ class Precision:
             import torchao
             from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
         except ImportError as e:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # the deprecation is recorded in precision_impl instead
                 warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", UserWarning)
                 model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
             how = (
                 f"torch.ao.quantization.quantize_dynamic(qint8) -- DEPRECATED in torch {torch.__version__.split('+')[0]}, "

@@ -183,7 +183,7 @@ def test_cuda_training_precisions(cells, prec):
     spec = sb.spec(G.Cell("local", "jet_tagger", "train", "cuda", prec, "baseline", 64, 0))
     spec = copy.deepcopy(spec)
     row = CellRunner(spec, "unused", cells.data_path("jets", 1500), None, measure_energy=False).run()
-    if prec == "bf16" and not torch.cuda.is_bf16_supported():
+    if prec == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
         assert row["status"] == "skipped"
         return
     assert_ok(row)
@@ -191,3 +191,16 @@ def test_cuda_training_precisions(cells, prec):
     if row["device_peak_flops"]:
         assert 0 < row["mfu"] < 1
     assert np.isfinite(row["quality"])
+
+
+def test_int8_falls_back_to_the_deprecated_api_without_torchao_and_says_so(monkeypatch):
+    from joulegrid.workloads.jet_tagger import make_mlp
+
+    monkeypatch.setitem(__import__("sys").modules, "torchao", None)  # import torchao -> ImportError
+    p = precision.get("int8", "infer")
+    q = p.prepare_model(make_mlp(24), "cpu", "infer")
+    assert "torch.ao.quantization.quantize_dynamic" in p.impl and "DEPRECATED" in p.impl
+    stats = flops.model_stats(q)
+    assert stats["n_params"] == flops.model_stats(make_mlp(24))["n_params"]  # packed int8 weights counted
+    assert stats["model_size_bytes"] < flops.model_stats(make_mlp(24))["model_size_bytes"]
+    assert q(torch.zeros(3, 24)).shape == (3, 1)

@@ -70,8 +70,9 @@ class ImageCNN(Workload):
             "precision": ["fp16", "fp16_noscaler"],
             "allow": "cpu_fp16",
             "reason": (
-                "fp16 autocast CNN training on CPU runs emulated half-precision convolution backward, "
-                "one to two orders of magnitude slower than fp32 (measured 12x and ~110x on two CPUs); "
+                "fp16 autocast CNN training on CPU runs half-precision convolution backward without "
+                "hardware support: from several times to ~110x slower than fp32 depending on the CPU "
+                "(bench/bench_cpu_precisions.py, docs/workloads.md); "
                 "set allow.cpu_fp16: true to measure it anyway"
             ),
         }
