@@ -91,20 +91,25 @@ def _friendly(err) -> str:
 
 
 def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against the JSON schema with snakemake.utils.validate (fills defaults in place)."""
-    import jsonschema
+    """Validate against the JSON schema with snakemake.utils.validate (fills defaults in place).
+
+    On failure the config is checked once more with plain jsonschema to get the error object
+    (snakemake's WorkflowError only carries text) and turn it into a message with key and fix.
+    """
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     try:
         validate(config, str(SCHEMA_PATH), set_default=True)
     except WorkflowError as e:
-        errs = [a for a in e.args if isinstance(a, jsonschema.ValidationError)]
-        if not errs:
+        import jsonschema
+
+        with open(SCHEMA_PATH) as f:
+            schema = yaml.safe_load(f)
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
+        if not errors:
             raise ConfigError(str(e)) from None
-        err = errs[0]
-        # The first error can be a vague anyOf; pick the most specific one.
-        best = jsonschema.exceptions.best_match([err]) or err
+        best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_friendly(best)) from None
     return config
 
@@ -164,6 +169,11 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
                 f"config key workloads.{name}: {name!r} is not a built-in workload ({', '.join(BUILTIN)}) and has no class. "
                 f"Fix: add class: my_pkg.module:MyWorkload, or fix the name"
             )
+        if "class" in wl_cfg[name] and name not in config["grid"]["workloads"]:
+            try:
+                resolve_spec(name, wl_cfg[name])
+            except WorkloadError as e:
+                raise ConfigError(f"config key workloads.{name}.class: {e}") from None
     for i, name in enumerate(config["grid"]["workloads"]):
         if name not in BUILTIN and "class" not in wl_cfg.get(name, {}):
             raise ConfigError(
