@@ -15,11 +15,12 @@ from typing import Any
 
 import yaml
 
+from ..config import ConfigError
 from . import metrics as M
 
 
-class SettingsError(ValueError):
-    pass
+class SettingsError(ConfigError):
+    """Analysis settings that cannot be used (names the config key)."""
 
 
 @dataclass
