@@ -168,7 +168,8 @@ def load_hotspots(results_dir: Path) -> tuple[pl.DataFrame | None, str | None]:
     if not files:
         return None, None
     try:
-        return pl.read_parquet(files, how="diagonal_relaxed"), None
+        # diagonal_relaxed: files written by different versions may differ in columns or int/float types
+        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed"), None
     except Exception as e:  # noqa: BLE001
         return None, f"hotspot files under {d} could not be read ({type(e).__name__}: {e})"
 
@@ -343,7 +344,7 @@ def build_report(
                f"{st.jobs_per_day:,.0f} jobs/day per site (config <code>fleet.jobs_per_day</code>"
                f"{', per-site overrides in fleet.per_site' if st.per_site else ''}), one job = "
                f"{'%d samples' % st.samples_per_job if st.samples_per_job else 'the measured phase as configured'}.</p>")  # fmt: skip
-    sec.append(chart_html["fleet_whatif"])
+    sec.append(chart_html["fleet_whatif"].split("</h3>", 1)[1])  # the section heading says it already
     if cells.height:
         fl = st.fleet_table(cells.filter(pl.col("energy_j").is_not_null())).select(
             "site", "workload", "phase", "device", "precision_variant", "batch_size", "jobs_per_day", "energy_per_job_j",
@@ -377,7 +378,7 @@ def build_report(
 
     # ---- scheduler
     sec.append("<h2 id='scheduler'>Scheduler view</h2>")
-    sec.append(chart_html["scheduler_overhead"])
+    sec.append(chart_html["scheduler_overhead"].split("</h3>", 1)[1])
     sec.append(table_html(M.scheduler_view(df)))
 
     # ---- hotspots
