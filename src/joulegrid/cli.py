@@ -55,6 +55,10 @@ def cmd_aggregate(args) -> int:
 
     res = aggregate(args.runs, args.out, strict=args.strict)
     print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    if res.n_files == 0:
+        where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
+        print(f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), "
+              "or pass --runs <results>/runs", file=sys.stderr)  # fmt: skip
     for p, why in res.problems:
         print(f"joulegrid: skipped {p}: {why}", file=sys.stderr)
     return 0

@@ -24,12 +24,12 @@ from typing import Any
 import polars as pl
 
 from ..grid import BASELINE_PRECISION, BASELINE_VARIANT
+from . import NOISY_CV
 
 # A cell without its repeat index: the unit repeats are averaged over.
 CELL_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size")
 # What a baseline shares with the cells compared to it (everything but precision and variant).
 BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size")
-NOISY_CV = 0.10
 J_PER_KWH = 3.6e6
 
 # Two-sided 95 % Student-t quantiles t(0.975, dof) for small samples; 1.96 (normal) beyond 30.

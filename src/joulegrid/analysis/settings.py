@@ -1,7 +1,8 @@
 """What the analysis needs from the config: report:, fleet: and the site / hardware facts.
 
-The Snakemake report rule passes these as one JSON blob (``joulegrid report --settings``), so a
-change of η, the fleet size or a site's carbon intensity re-renders the report. By hand,
+Cheap to import (no polars): the Snakemake rules build it at parse time. The report rule passes
+it as one JSON blob (``joulegrid report --settings``), so a change of η, the fleet size or a
+site's carbon intensity re-renders the report. By hand,
 ``joulegrid report`` without --settings uses the defaults below (the same as the config schema's)
 and config/sites.yaml + config/hardware.yaml of the checkout.
 """
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError
-from . import metrics as M
+from . import NOISY_CV
 
 
 class SettingsError(ConfigError):
@@ -27,7 +28,7 @@ class SettingsError(ConfigError):
 class AnalysisSettings:
     eta: float = 0.5  # report.eta: Zeus knob (1 = energy only, 0 = time only)
     targets: dict[str, float] = field(default_factory=dict)  # report.targets: workload -> target quality
-    noisy_cv: float = M.NOISY_CV  # report.noisy_cv
+    noisy_cv: float = NOISY_CV  # report.noisy_cv
     jobs_per_day: float = 1_000_000  # fleet.jobs_per_day
     per_site: dict[str, float] = field(default_factory=dict)  # fleet.per_site
     samples_per_job: int | None = None  # fleet.samples_per_job
@@ -45,7 +46,7 @@ class AnalysisSettings:
         return cls(
             eta=float(rep.get("eta", 0.5)),
             targets={k: float(v) for k, v in (rep.get("targets") or {}).items()},
-            noisy_cv=float(rep.get("noisy_cv", M.NOISY_CV)),
+            noisy_cv=float(rep.get("noisy_cv", NOISY_CV)),
             jobs_per_day=float(fl.get("jobs_per_day", 1_000_000)),
             per_site={k: float(v) for k, v in (fl.get("per_site") or {}).items()},
             samples_per_job=fl.get("samples_per_job"),
@@ -75,9 +76,13 @@ class AnalysisSettings:
 
     # ------------------------------------------------------------------ metrics with these settings
     def fleet_table(self, cells):
+        from . import metrics as M
+
         return M.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job)
 
     def sci_table(self, cells):
+        from . import metrics as M
+
         return M.sci(cells, self.sites, self.hardware)
 
 
