@@ -105,3 +105,21 @@ def test_hotspots_section(tmp_path, present):
 def test_schema_columns_only_named_in_schema():
     """The report reads every column by the schema's names (a renamed column would fail here)."""
     assert {"energy_estimated", "queue_wait_s", "epoch_quality", "meters_absent"} <= set(S.COLUMN_NAMES)
+
+
+def test_cli_report_with_settings_and_bad_settings(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import test_env
+
+    summary, _ = results_set(tmp_path)
+    st = AnalysisSettings(jobs_per_day=1234, eta=0.9)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "joulegrid", "report", "--summary", str(summary),  # noqa: E731
+                                     "--out", str(tmp_path / "r"), *a], capture_output=True, text=True, env=test_env())  # fmt: skip
+    ok = run("--settings", st.to_json())
+    assert ok.returncode == 0, ok.stderr
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "1,234 jobs/day" in html and "η = 0.9" in html
+    bad = run("--settings", '{"eta": 0.5, "colour": "red"}')
+    assert bad.returncode == 2 and "--settings: not joulegrid analysis settings" in bad.stderr
