@@ -62,7 +62,7 @@ def energy_per_sample(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
     if d.height == 0:
         return no_data(title, "no successful run with an energy figure")
     d = d.with_columns(
-        phase_device=pl.col("phase") + " / " + pl.col("device"),
+        phase_device=pl.col("phase") + " / " + pl.col("device") + " @ " + pl.col("site"),
         lo=pl.col("energy_per_sample_j") - pl.col("energy_per_sample_ci95_j").fill_null(0),
         hi=pl.col("energy_per_sample_j") + pl.col("energy_per_sample_ci95_j").fill_null(0),
     ).with_columns(lo=pl.when(pl.col("lo") > 0).then(pl.col("lo")).otherwise(pl.col("energy_per_sample_j")))
@@ -88,7 +88,7 @@ def energy_per_sample(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
     return (
         alt.layer(line, err, pts, data=d)
         .properties(width=240, height=190)
-        .facet(row=alt.Row("workload:N", title=None), column=alt.Column("phase_device:N", title="phase / device"))
+        .facet(row=alt.Row("workload:N", title=None), column=alt.Column("phase_device:N", title="phase / device @ site"))
         .resolve_scale(y="independent")
         .properties(title=title)
     )

@@ -27,7 +27,7 @@ CHART_TEXT = {
     "energy_per_sample": (
         "Energy per sample",
         "Mean energy per sample (= per event) over repeats, by batch size and precision; bars are 95 % confidence "
-        "intervals. Hollow marks are estimated energies (no hardware counter), filled ones measured.",
+        "intervals. Rings (hollow marks) are estimated energies (no hardware counter), disks measured ones.",
     ),
     "quality_vs_energy": (
         "Quality vs energy",
@@ -305,7 +305,7 @@ def build_report(
     if df.filter(pl.col("energy_estimated").fill_null(False)).height:
         sec.append(
             "<p class='note'>Some energies are <b>estimates</b> (no RAPL / GPU counters on those hosts): they are drawn "
-            "as hollow marks and their methods are listed under <a href='#measured'>How measured</a>.</p>"
+            "as rings (hollow marks) and their methods are listed under <a href='#measured'>How measured</a>.</p>"
         )
     sec.append("<h3>Best configuration per workload</h3><p class='caption'>Lowest mean energy per sample among "
                "successful cells of each workload and phase, with its change against the fp32 baseline (negative "
