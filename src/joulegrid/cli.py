@@ -55,6 +55,10 @@ def cmd_aggregate(args) -> int:
 
     res = aggregate(args.runs, args.out, strict=args.strict)
     print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    if res.n_files == 0:
+        where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
+        print(f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), "
+              "or pass --runs <results>/runs", file=sys.stderr)  # fmt: skip
     for p, why in res.problems:
         print(f"joulegrid: skipped {p}: {why}", file=sys.stderr)
     return 0
@@ -62,8 +66,18 @@ def cmd_aggregate(args) -> int:
 
 def cmd_report(args) -> int:
     from .analysis.report import build_report
+    from .analysis.settings import AnalysisSettings
 
-    index = build_report(args.summary, args.out, problems_file=args.problems)
+    if args.settings:
+        settings = AnalysisSettings.from_json(args.settings)
+    elif args.configfile:
+        from .config import load
+
+        config, sites = load(args.configfile)
+        settings = AnalysisSettings.from_config(config, sites)
+    else:
+        settings = AnalysisSettings.defaults()
+    index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings)
     print(f"joulegrid: report written to {index}", file=sys.stderr)
     return 0
 
@@ -107,10 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True)
     d.set_defaults(func=cmd_prepare_data)
 
-    pl_ = sub.add_parser("plan", help="print the grid: cells per axis, exclusions with reasons")
+    pl_ = sub.add_parser(
+        "plan",
+        help="print the grid (cells per axis, exclusions with reasons) and, from earlier results, a forecast "
+        "of core-hours, GPU-hours, kWh and kgCO2e; exit 3 when over the config's budget:",
+    )
     pl_.add_argument("--configfile", default=None, help="config file (default config/config.yaml)")
     pl_.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
     pl_.add_argument("--exclusions", action="store_true", help="list every excluded cell")
+    pl_.add_argument("--forecast-cells", action="store_true", help="list the forecast of every cell still to run")
     pl_.set_defaults(func=cmd_plan)
 
     a = sub.add_parser("aggregate", help="merge run files into one summary Parquet")
@@ -123,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--summary", default="results/summary.parquet")
     rp.add_argument("--out", default="results/report")
     rp.add_argument("--problems", default=None, help="aggregate problems JSON to list in the report")
+    rp.add_argument("--configfile", default=None, help="take report:, fleet:, sites and hardware from this config")
+    rp.add_argument("--settings", default=None, help="analysis settings as JSON (what the Snakemake rule passes)")
     rp.set_defaults(func=cmd_report)
 
     s = sub.add_parser("schema", help="print the result schema")
@@ -140,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"joulegrid: config error: {e}", file=sys.stderr)
         return 2
+
 
 
 if __name__ == "__main__":

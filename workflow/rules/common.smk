@@ -22,6 +22,17 @@ RESOURCES = config["resources_dir"]
 GRID = JGG.expand(config)
 CELL_PATHS = GRID.paths(RESULTS)
 REPORT_INDEX = f"{RESULTS}/report/index.html"
+
+# Forecast of the cells still to run from earlier results, and the budget: caps refuse here, before any job.
+if workflow.is_main_process:
+    from joulegrid.analysis import plan as JGP
+
+    try:
+        _forecast = JGP.snakemake_check(config, GRID, SITES)
+    except JGP.BudgetError as _e:
+        raise WorkflowError(f"joulegrid budget: {_e}") from None
+    if _forecast:
+        print(_forecast, file=sys.stderr)
 # The joulegrid command: the one on PATH (activated venv, conda env), else the interpreter running Snakemake.
 JG = "joulegrid" if shutil.which("joulegrid") else f"{shlex.quote(sys.executable)} -m joulegrid"
 
