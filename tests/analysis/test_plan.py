@@ -122,7 +122,7 @@ def _write_cfg(tmp_path, **over):
 def test_cli_plan_prints_forecast_and_exits_3_over_budget(tmp_path):
     earlier(tmp_path, [synth.row(Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0))])
     run = lambda p: subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p), "--forecast-cells"],  # noqa: E731
-                                   capture_output=True, text=True, env=__import__("conftest").test_env())  # fmt: skip
+                                   capture_output=True, text=True, env=__import__("conftest").subprocess_env())  # fmt: skip
     ok = run(_write_cfg(tmp_path))
     assert ok.returncode == 0, ok.stderr
     assert "forecast: 4 cell(s) to run" in ok.stdout and "kWh" in ok.stdout and "(nearest:" in ok.stdout

@@ -111,12 +111,12 @@ def test_cli_report_with_settings_and_bad_settings(tmp_path):
     import subprocess
     import sys
 
-    from conftest import test_env
+    from conftest import subprocess_env
 
     summary, _ = results_set(tmp_path)
     st = AnalysisSettings(jobs_per_day=1234, eta=0.9)
     run = lambda *a: subprocess.run([sys.executable, "-m", "joulegrid", "report", "--summary", str(summary),  # noqa: E731
-                                     "--out", str(tmp_path / "r"), *a], capture_output=True, text=True, env=test_env())  # fmt: skip
+                                     "--out", str(tmp_path / "r"), *a], capture_output=True, text=True, env=subprocess_env())  # fmt: skip
     ok = run("--settings", st.to_json())
     assert ok.returncode == 0, ok.stderr
     html = (tmp_path / "r" / "index.html").read_text()
