@@ -271,13 +271,18 @@ def scheduler(threads: int | None = None, env: dict[str, str] | None = None) -> 
     getenv=True from inside a Slurm allocation would also inherit SLURM_JOB_ID.
     """
     env = dict(os.environ if env is None else env)
-    try:
-        if env.get("_CONDOR_JOB_AD") and Path(env["_CONDOR_JOB_AD"]).is_file():
-            return _htcondor(env)
-        if env.get("SLURM_JOB_ID"):
-            return _slurm(env)
-    except Exception:  # noqa: BLE001 - a probe never fails the run
-        pass
+    if env.get("_CONDOR_JOB_AD") and Path(env["_CONDOR_JOB_AD"]).is_file():
+        kind, probe = "htcondor", _htcondor
+    elif env.get("SLURM_JOB_ID"):
+        kind, probe = "slurm", _slurm
+    else:
+        kind, probe = "local", None
+    if probe is not None:
+        try:
+            return probe(env)
+        except Exception:  # noqa: BLE001 - a probe never fails the run; the scheduler is still known
+            return {"scheduler": kind, "job_id": env.get("SLURM_JOB_ID") if kind == "slurm" else None,
+                    "node_name": socket.gethostname()}
     return {
         "scheduler": "local",
         "job_id": None,

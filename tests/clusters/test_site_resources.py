@@ -74,6 +74,15 @@ def test_slurm_probe_without_scontrol_falls_back_to_env(monkeypatch):
     assert (row["alloc_cpus"], row["alloc_mem_mb"], row["alloc_gpus"]) == (4, 2048, 2)
 
 
+def test_a_failing_probe_still_names_the_scheduler(monkeypatch):
+    def boom(jid):
+        raise RuntimeError("scontrol exploded")
+
+    monkeypatch.setattr(probes, "_scontrol_job", boom)
+    row = probes.scheduler(env={"SLURM_JOB_ID": "9"})
+    assert (row["scheduler"], row["job_id"]) == ("slurm", "9")
+
+
 @pytest.mark.parametrize("mem,mb", [("500M", 500), ("4G", 4096), ("1.5G", 1536), ("2000", 2000), ("1T", 1048576), ("", None), ("x", None)])
 def test_slurm_memory_units(mem, mb):
     assert probes._slurm_mem_mb(mem) == mb
