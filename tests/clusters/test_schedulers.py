@@ -50,10 +50,11 @@ def _cluster_state(name: str) -> tuple[bool, str]:
     msg = (proc.stdout + proc.stderr).strip()
     if proc.returncode == 0:
         return True, msg
-    log = Path(f"/tmp/joulegrid-start-{name}.log")
-    if log.is_file():
-        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-4:])
-        msg += f" (start log {log}: {tail})"
+    log = Path(f"/tmp/joulegrid-start-{name}.log")  # written by tests/run-tests.sh and .ci/run
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    if text and not re.search(r"cluster up:|pool ready", text):  # the last start failed: say why
+        tail = " | ".join(text.strip().splitlines()[-6:])
+        msg += f" (start failed, end of {log}: {tail})"
     else:
         msg += f" (start it with: tests/clusters/start-{name}.sh)"
     return False, msg
@@ -133,21 +134,21 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def slurm_run(workdir):
+def slurm_run(request):
     up, why = _cluster_state("slurm")
     if not up:
         pytest.skip(why)
-    wd, cfg, _ = workdir
+    wd, cfg, _ = request.getfixturevalue("workdir")  # only once the cluster is known to be up
     proc = C.snakemake(wd, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, configfile=cfg, timeout=900)
     return proc.stderr
 
 
 @pytest.fixture(scope="module")
-def condor_run(workdir):
+def condor_run(request):
     up, why = _cluster_state("condor")
     if not up:
         pytest.skip(why)
-    wd, cfg, _ = workdir
+    wd, cfg, _ = request.getfixturevalue("workdir")
     proc = C.snakemake(
         wd, "--profile", str(REPO / "profiles" / "htcondor"), *CONDOR_FAST, configfile=cfg, timeout=900,
         env={"CONDOR_CONFIG": _condor_config()},
@@ -173,7 +174,7 @@ def test_local_rows_and_energy_meter_serialises(workdir):
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_grid_through_slurm(workdir, slurm_run):
+def test_grid_through_slurm(slurm_run, workdir):
     wd, _, _ = workdir
     df = _rows(wd, "slurm")
     _check_scheduler_rows(df, "slurm", "slurm")
@@ -194,7 +195,7 @@ def test_grid_through_slurm(workdir, slurm_run):
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_slurm_allocation_torch_does_not_use_is_flagged(workdir, slurm_run, tmp_path):
+def test_slurm_allocation_torch_does_not_use_is_flagged(slurm_run, workdir, tmp_path):
     """A real job allocated 2 CPUs (cpus_per_task overriding threads) whose torch ran 1 thread."""
     import polars as pl
 
@@ -213,7 +214,7 @@ def test_slurm_allocation_torch_does_not_use_is_flagged(workdir, slurm_run, tmp_
 
 @pytest.mark.slow
 @pytest.mark.htcondor
-def test_grid_through_htcondor(workdir, condor_run):
+def test_grid_through_htcondor(condor_run, workdir):
     wd, _, _ = workdir
     df = _rows(wd, "htcondor")
     _check_scheduler_rows(df, "htcondor", "htcondor")
@@ -239,7 +240,7 @@ def test_grid_through_htcondor(workdir, condor_run):
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.htcondor
-def test_one_summary_merges_local_slurm_htcondor(workdir, slurm_run, condor_run):
+def test_one_summary_merges_local_slurm_htcondor(slurm_run, condor_run, workdir):
     import polars as pl
 
     wd, _, _ = workdir
