@@ -242,6 +242,7 @@ class CellRunner:
         self.row.update(model_stats(model))
         self.row["setup_s"] = time.perf_counter() - t0
         self.row.update(probes.software())  # after imports, with the real thread settings
+        self.row.update(probes.threads_check(self.row))  # torch threads vs allocation vs OMP/MKL
 
         self.model = model
         self.meters = meters.build(self.settings) if self.measure_energy else meters.MeterSet([], [])

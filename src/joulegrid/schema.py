@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Status values a run can end with.
 STATUS_OK = "ok"
@@ -99,10 +99,12 @@ COLUMNS: tuple[Column, ...] = (
     _C("partition", "string", "", "scheduler", "Slurm partition / HTCondor pool or accounting group."),
     _C("submit_time", "timestamp", "UTC", "scheduler", "When the job was submitted to the scheduler."),
     _C("job_start_time", "timestamp", "UTC", "scheduler", "When the scheduler started the job."),
-    _C("queue_wait_s", "float64", "s", "scheduler", "job_start_time - submit_time."),
-    _C("alloc_cpus", "int64", "cores", "scheduler", "CPUs allocated to the job (Snakemake threads locally)."),
-    _C("alloc_mem_mb", "int64", "MB", "scheduler", "Memory allocated to the job."),
+    _C("queue_wait_s", "float64", "s", "scheduler", "job_start_time - submit_time (Slurm: scontrol StartTime - SubmitTime, 1 s resolution; HTCondor: JobCurrentStartDate - QDate); null locally."),
+    _C("alloc_cpus", "int64", "cores", "scheduler", "CPUs allocated to the job (Slurm: TRES cpu; HTCondor: CpusProvisioned; locally: Snakemake threads). Without cgroups the job is not pinned to them: compare cpu_affinity."),
+    _C("alloc_mem_mb", "int64", "MB", "scheduler", "Memory allocated to the job (Slurm: TRES mem; HTCondor: MemoryProvisioned); null locally."),
     _C("alloc_gpus", "int64", "", "scheduler", "GPUs allocated to the job."),
+    _C("threads_consistent", "bool", "", "scheduler", "True when torch_num_threads, alloc_cpus and OMP/MKL_NUM_THREADS (where set) are all equal; False = the job did not use what it was allocated (timings not comparable across sites); null when unknown."),
+    _C("threads_mismatch", "string", "", "scheduler", "The disagreeing thread settings, e.g. 'torch_num_threads=1, alloc_cpus=2, omp_num_threads=1'; null when consistent."),
     # ---------------------------------------------------------------- workload / model
     _C("dataset", "string", "", "workload", "Dataset name and source file."),
     _C("dataset_rows", "int64", "samples", "workload", "Rows/samples of the dataset after scale-up (train + test)."),

@@ -22,6 +22,8 @@ rule aggregate:
         strict="--strict" if config["strict"] else "",
     log:
         f"{RESULTS}/logs/aggregate.log",
+    conda:
+        JG_CONDA_ENV
     shell:
         "{JG} aggregate --runs {RESULTS:q}/runs --out {output.summary:q} {params.strict} 2> {log:q}"
 
@@ -41,6 +43,8 @@ rule report:
         settings=JG_REPORT_SETTINGS,
     log:
         f"{RESULTS}/logs/report.log",
+    conda:
+        JG_CONDA_ENV
     shell:
         "{JG} report --summary {input.summary:q} --problems {input.problems:q} --out {RESULTS:q}/report "
         "--settings {params.settings:q} 2> {log:q} && echo 'joulegrid: report at {output.index}'"
