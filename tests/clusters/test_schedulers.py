@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest as C  # noqa: E402  (tests/conftest.py: TINY, deep_merge, snakemake, test_env)
+import conftest as C  # noqa: E402  (tests/conftest.py: TINY, deep_merge, snakemake, subprocess_env)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -224,7 +224,7 @@ def test_grid_through_htcondor(condor_run, workdir):
     for r in df.iter_rows(named=True):
         out = subprocess.run(
             [str(bindir / "condor_history"), r["job_id"], "-af", *attrs],
-            capture_output=True, text=True, timeout=30, env=C.test_env({"CONDOR_CONFIG": _condor_config()}),
+            capture_output=True, text=True, timeout=30, env=C.subprocess_env({"CONDOR_CONFIG": _condor_config()}),
         ).stdout.split()
         ad = dict(zip(attrs, out))
         gpus = "1" if r["device"] == "cuda" else "0"
