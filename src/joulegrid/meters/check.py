@@ -15,8 +15,9 @@ from typing import Any, TextIO
 from . import KNOWN, MeterSet, MeterUnavailable, build, check_required, summarise
 
 
-def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO = sys.stdout) -> int:
+def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO | None = None) -> int:
     """Print the meters of `settings` on this host; 0 if every required meter works, else 1."""
+    out = out or sys.stdout
     measure = dict(settings.get("measure") or {})
     required = set(measure.get("required_meters") or [])
     probe = {**settings, "measure": {**measure, "meters": list(KNOWN) + list(measure.get("meters", ["auto"])), "required_meters": []}}
