@@ -193,9 +193,12 @@ class CellRunner:
         self.hotspot_rows: list[dict[str, Any]] = []
         # Meters first: a required meter this host lacks stops the job before anything runs
         # (RequiredMeterMissing propagates: no row); the expensive meter set-up then overlaps
-        # the job's own set-up (data, model) in a background thread.
+        # the job's own set-up (data, model) in a background thread. A cuda cell is checked after
+        # the device check, so that on a host without CUDA it stays a skipped row.
         if self.measure_energy:
-            self.meters = meters.build(self.settings, self.cell.device)
+            self.meters = meters.build(self.settings, self.cell.device, check=False)
+            if self.cell.device != "cuda":
+                self.meters.check_required()
             self.meters.prepare_async()
         else:
             self.meters = meters.MeterSet([], [])
@@ -256,6 +259,7 @@ class CellRunner:
                 f"no CUDA device on host {self.row['hostname']} (torch {torch.__version__}, "
                 f"torch.cuda.is_available() is False)"
             )
+        self.meters.check_required()
         self.row.update(probes.accelerator())
         t0 = time.perf_counter()
         seed = self.row["seed"]

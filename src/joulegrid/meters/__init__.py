@@ -63,10 +63,18 @@ def choose(readings: list[Reading]) -> dict[str, Reading]:
 class MeterSet:
     """The meters of one job, measuring one window at a time."""
 
-    def __init__(self, meters: list[Meter], absent: list[dict[str, str]], required: set[str] | None = None):
+    def __init__(
+        self,
+        meters: list[Meter],
+        absent: list[dict[str, str]],
+        required: set[str] | None = None,
+        not_applicable: set[str] | None = None,
+    ):
         self.meters = list(meters)
         self.absent = list(absent)
         self.required = set(required or ())
+        #: absent meters that have nothing to measure in this cell (nvml in a cpu cell): never required
+        self.not_applicable = set(not_applicable or ())
         self._thread: threading.Thread | None = None
         self._failed: dict[str, str] = {}
         self._prepared = False
@@ -97,7 +105,11 @@ class MeterSet:
         for name, why in self._failed.items():
             self._drop(name, why)
         self._failed = {}
-        check_required(self.absent, self.required)
+        self.check_required()
+
+    def check_required(self, required: set[str] | None = None) -> None:
+        """Raise RequiredMeterMissing if a meter of measure.required_meters (or `required`) is absent."""
+        check_required([a for a in self.absent if a["meter"] not in self.not_applicable], self.required if required is None else required)
 
     def _drop(self, name: str, why: str) -> None:
         keep = []
@@ -163,7 +175,7 @@ class MeterSet:
 
 
 def check_required(absent: list[dict[str, str]], required: set[str]) -> None:
-    missing = [a for a in absent if a["meter"] in required and not a.get("not_applicable")]
+    missing = [a for a in absent if a["meter"] in required]
     if missing:
         raise RequiredMeterMissing(
             "required meter(s) unavailable on this host: "
@@ -173,12 +185,13 @@ def check_required(absent: list[dict[str, str]], required: set[str]) -> None:
         )
 
 
-def build(settings: dict[str, Any], device: str = "cpu", rapl_root: str | None = None) -> MeterSet:
+def build(settings: dict[str, Any], device: str = "cpu", rapl_root: str | None = None, check: bool = True) -> MeterSet:
     """Meters asked for in settings['measure'] that can run here; the others go to `absent`.
 
     Cheap: no meter library is imported that the host cannot use; expensive set-up is left to
-    MeterSet.prepare_async(). Raises RequiredMeterMissing when a required meter is absent (only
-    for reasons known now; MeterSet.ready() checks again after prepare).
+    MeterSet.prepare_async(). With check, raises RequiredMeterMissing when a required meter is
+    absent (for reasons known now; MeterSet.ready() checks again after prepare); without, the
+    caller decides when (MeterSet.check_required()).
     """
     from . import rapl
 
@@ -251,8 +264,15 @@ def build(settings: dict[str, Any], device: str = "cpu", rapl_root: str | None =
             if isinstance(e, NotApplicable):
                 entry["not_applicable"] = True
             absent.append(entry)
-    check_required(absent, required)
-    return MeterSet(meters, [{"meter": a["meter"], "reason": a["reason"]} for a in absent], required)
+    ms = MeterSet(
+        meters,
+        [{"meter": a["meter"], "reason": a["reason"]} for a in absent],
+        required,
+        {a["meter"] for a in absent if a.get("not_applicable")},
+    )
+    if check:
+        ms.check_required()
+    return ms
 
 
 def compare(readings: list[Reading]) -> tuple[float | None, str | None]:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from . import KNOWN, MeterSet, MeterUnavailable, build, check_required, summarise
+from . import KNOWN, MeterSet, MeterUnavailable, build, summarise
 
 
 def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO | None = None) -> int:
@@ -33,11 +33,11 @@ def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, 
         tag = "used" if m.name in asked or m.name in required else "works, not configured"
         print(f"  {m.name:<11} {tag:<22} {comps}", file=out)
     for a in ms.absent:
-        tag = "absent" + (" REQUIRED" if a["meter"] in required else "")
+        tag = "absent" + (" REQUIRED" if a["meter"] in required and a["meter"] not in ms.not_applicable else "")
         print(f"  {a['meter']:<11} {tag:<22} {a['reason']}", file=out)
     rc = 0
     try:
-        check_required(ms.absent, required)
+        ms.check_required(required)
     except MeterUnavailable as e:
         print(f"joulegrid: {e}", file=out)
         rc = 1

@@ -10,8 +10,8 @@
   (``ram-model``: about 5 W per estimated DIMM).
 - ``tracking_mode`` defaults to ``machine``, the same scope as the RAPL/NVML counters (the whole
   package / GPU). ``process`` attributes CPU load to the job's process tree, but codecarbon then
-  scans every process of the host at each sample (psutil.children), ~10 ms per sample on a busy
-  node: measurable overhead, so it is opt-in (``measure.codecarbon_mode: process``).
+  scans every process of the host at each sample (psutil.children), ~12 ms per sample on the
+  build host: measurable overhead, so it is opt-in (``measure.codecarbon_mode: process``).
 - codecarbon 3.3's ``stop()`` cancels its periodic sampler's next timer but does not wait for a
   sample already running; its final sample then reuses the same start time and counts the last
   interval twice (seen here: a 1-s window with the 20 W RAM model read 40 J instead of 20 J in one
