@@ -36,7 +36,8 @@ TINY = {
         "repeats": 1,
     },
     "workloads": {"baler_ae": {"rows": 3000, "epochs": 1}},
-    "measure": {"threads": 1, "warmup_batches": 1},
+    # fast: no idle baseline, one inference pass, no profiling (tests/runner/ covers those windows)
+    "measure": {"threads": 1, "warmup_batches": 1, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never"},
 }
 
 

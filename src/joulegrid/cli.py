@@ -1,4 +1,4 @@
-"""Command line: ``joulegrid run-cell | train-reference | prepare-data | plan | aggregate | report | schema``.
+"""Command line: ``joulegrid run-cell | train-reference | prepare-data | plan | meters | aggregate | report | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -20,10 +20,16 @@ def _load_spec(args) -> dict:
 
 
 def cmd_run_cell(args) -> int:
+    from .meters import RequiredMeterMissing
     from .runner import run_and_write
 
     spec = _load_spec(args)
-    row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
+    try:
+        row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
+    except RequiredMeterMissing as e:
+        cell = spec.get("cell", {})
+        print(f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}", file=sys.stderr)
+        return 3
     status = row["status"]
     extra = row.get("skip_reason") or row.get("error_type") or ""
     print(f"joulegrid: {row['cell_id']}: {status} {extra}".rstrip(), file=sys.stderr)
@@ -48,6 +54,16 @@ def cmd_plan(args) -> int:
     from .analysis.plan import plan
 
     return plan(args)
+
+
+def cmd_meters(args) -> int:
+    from . import config as CFG
+    from .analysis.plan import _overrides
+    from .meters.check import check
+
+    config, sites = CFG.load(args.configfile, _overrides(args.config))
+    settings = {"measure": config["measure"], "site_facts": CFG.site_facts(sites, config["site"])}
+    return check(settings, args.device, args.window)
 
 
 def cmd_aggregate(args) -> int:
@@ -131,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl_.add_argument("--exclusions", action="store_true", help="list every excluded cell")
     pl_.add_argument("--forecast-cells", action="store_true", help="list the forecast of every cell still to run")
     pl_.set_defaults(func=cmd_plan)
+
+    mt = sub.add_parser("meters", help="which energy meters work on this host (run it on an execution node)")
+    mt.add_argument("--configfile", default=None, help="config file (default config/config.yaml): measure.* and site")
+    mt.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
+    mt.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the cell device to check for")
+    mt.add_argument("--window", type=float, default=0.0, metavar="S", help="also measure an idle test window of S seconds")
+    mt.set_defaults(func=cmd_meters)
 
     a = sub.add_parser("aggregate", help="merge run files into one summary Parquet")
     a.add_argument("--runs", default="results/runs")

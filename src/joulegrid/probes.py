@@ -33,6 +33,26 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+@lru_cache(maxsize=1)
+def cpu_sockets() -> int | None:
+    """Distinct 'physical id' values of /proc/cpuinfo (CPU packages); None if not listed."""
+    ids = set()
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("physical id"):
+            ids.add(line.split(":", 1)[1].strip())
+    return len(ids) or None
+
+
+def _cpu_max_mhz() -> float | None:
+    import psutil
+
+    try:
+        f = psutil.cpu_freq()
+    except Exception:  # noqa: BLE001 - not exposed in some VMs/containers
+        return None
+    return float(f.max) if f is not None and f.max else None
+
+
 def host() -> dict[str, Any]:
     import psutil
 
@@ -44,8 +64,10 @@ def host() -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "os": platform.platform(),
         "cpu_model": cpu_model(),
+        "cpu_sockets": cpu_sockets(),
         "cpu_cores_logical": psutil.cpu_count(logical=True),
         "cpu_cores_physical": psutil.cpu_count(logical=False),
+        "cpu_max_mhz": _cpu_max_mhz(),
         "cpu_affinity": affinity,
         "memory_total_bytes": psutil.virtual_memory().total,
     }
@@ -107,13 +129,29 @@ def accelerator() -> dict[str, Any]:
     out["gpu_count"] = torch.cuda.device_count()
     out["gpu_model"] = torch.cuda.get_device_name(0)
     try:
+        out["gpu_memory_bytes"] = int(torch.cuda.get_device_properties(0).total_memory)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        v = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        out["cudnn_version"] = str(v) if v else None
+    except Exception:  # noqa: BLE001
+        pass
+    try:
         import pynvml
 
         pynvml.nvmlInit()
-        out["gpu_driver_version"] = pynvml.nvmlSystemGetDriverVersion()
-        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        drv = pynvml.nvmlSystemGetDriverVersion()
+        out["gpu_driver_version"] = drv.decode() if isinstance(drv, bytes) else drv
+        cv = int(pynvml.nvmlSystemGetCudaDriverVersion())  # e.g. 12080 -> "12.8"
+        out["gpu_cuda_driver_version"] = f"{cv // 1000}.{(cv % 1000) // 10}"
+        # GPU 0 of the job = the first GPU in CUDA_VISIBLE_DEVICES (NVML numbering)
+        from .meters.nvml import visible_gpus
+
+        ids = visible_gpus()
+        h = pynvml.nvmlDeviceGetHandleByIndex(ids[0] if ids else 0)
         out["gpu_power_limit_w"] = pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0
-    except Exception:
+    except Exception:  # noqa: BLE001 - no NVML: leave the columns null
         pass
     return out
 
