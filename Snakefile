@@ -27,4 +27,7 @@ include: "workflow/rules/analyse.smk"
 rule all:
     default_target: True
     input:
+        # the cells themselves too: with rerun-triggers [mtime] (profiles/default) an existing
+        # summary would otherwise hide cells added later (a bigger grid, another site's runs)
+        CELL_PATHS,
         REPORT_INDEX,

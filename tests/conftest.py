@@ -15,7 +15,7 @@ SNAKEFILE = REPO / "Snakefile"
 BIN = Path(sys.executable).parent
 
 
-def test_env(extra: dict | None = None) -> dict:
+def subprocess_env(extra: dict | None = None) -> dict:
     """Environment for subprocesses: this venv first on PATH, no HTCondor config noise."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -36,7 +36,8 @@ TINY = {
         "repeats": 1,
     },
     "workloads": {"baler_ae": {"rows": 3000, "epochs": 1}},
-    "measure": {"threads": 1, "warmup_batches": 1},
+    # fast: no idle baseline, one inference pass, no profiling (tests/runner/ covers those windows)
+    "measure": {"threads": 1, "warmup_batches": 1, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never"},
 }
 
 
@@ -66,7 +67,7 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout
     if configfile:
         cmd += ["--configfile", str(configfile)]
     cmd += list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=test_env(env))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=subprocess_env(env))
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc

@@ -1,4 +1,4 @@
-"""Command line: ``joulegrid run-cell | train-reference | prepare-data | plan | aggregate | report | schema``.
+"""Command line: ``joulegrid run-cell | train-reference | prepare-data | plan | meters | aggregate | report | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -20,10 +20,16 @@ def _load_spec(args) -> dict:
 
 
 def cmd_run_cell(args) -> int:
+    from .meters import RequiredMeterMissing
     from .runner import run_and_write
 
     spec = _load_spec(args)
-    row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
+    try:
+        row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
+    except RequiredMeterMissing as e:
+        cell = spec.get("cell", {})
+        print(f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}", file=sys.stderr)
+        return 3
     status = row["status"]
     extra = row.get("skip_reason") or row.get("error_type") or ""
     print(f"joulegrid: {row['cell_id']}: {status} {extra}".rstrip(), file=sys.stderr)
@@ -50,11 +56,25 @@ def cmd_plan(args) -> int:
     return plan(args)
 
 
+def cmd_meters(args) -> int:
+    from . import config as CFG
+    from .analysis.plan import _overrides
+    from .meters.check import check
+
+    config, sites = CFG.load(args.configfile, _overrides(args.config))
+    settings = {"measure": config["measure"], "site_facts": CFG.site_facts(sites, config["site"])}
+    return check(settings, args.device, args.window)
+
+
 def cmd_aggregate(args) -> int:
     from .analysis.aggregate import aggregate
 
     res = aggregate(args.runs, args.out, strict=args.strict)
     print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    if res.n_files == 0:
+        where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
+        print(f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), "
+              "or pass --runs <results>/runs", file=sys.stderr)  # fmt: skip
     for p, why in res.problems:
         print(f"joulegrid: skipped {p}: {why}", file=sys.stderr)
     return 0
@@ -62,8 +82,18 @@ def cmd_aggregate(args) -> int:
 
 def cmd_report(args) -> int:
     from .analysis.report import build_report
+    from .analysis.settings import AnalysisSettings
 
-    index = build_report(args.summary, args.out, problems_file=args.problems)
+    if args.settings:
+        settings = AnalysisSettings.from_json(args.settings)
+    elif args.configfile:
+        from .config import load
+
+        config, sites = load(args.configfile)
+        settings = AnalysisSettings.from_config(config, sites)
+    else:
+        settings = AnalysisSettings.defaults()
+    index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings)
     print(f"joulegrid: report written to {index}", file=sys.stderr)
     return 0
 
@@ -107,11 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True)
     d.set_defaults(func=cmd_prepare_data)
 
-    pl_ = sub.add_parser("plan", help="print the grid: cells per axis, exclusions with reasons")
+    pl_ = sub.add_parser(
+        "plan",
+        help="print the grid (cells per axis, exclusions with reasons) and, from earlier results, a forecast "
+        "of core-hours, GPU-hours, kWh and kgCO2e; exit 3 when over the config's budget:",
+    )
     pl_.add_argument("--configfile", default=None, help="config file (default config/config.yaml)")
     pl_.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
     pl_.add_argument("--exclusions", action="store_true", help="list every excluded cell")
+    pl_.add_argument("--forecast-cells", action="store_true", help="list the forecast of every cell still to run")
     pl_.set_defaults(func=cmd_plan)
+
+    mt = sub.add_parser("meters", help="which energy meters work on this host (run it on an execution node)")
+    mt.add_argument("--configfile", default=None, help="config file (default config/config.yaml): measure.* and site")
+    mt.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
+    mt.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the cell device to check for")
+    mt.add_argument("--window", type=float, default=0.0, metavar="S", help="also measure an idle test window of S seconds")
+    mt.set_defaults(func=cmd_meters)
 
     a = sub.add_parser("aggregate", help="merge run files into one summary Parquet")
     a.add_argument("--runs", default="results/runs")
@@ -123,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--summary", default="results/summary.parquet")
     rp.add_argument("--out", default="results/report")
     rp.add_argument("--problems", default=None, help="aggregate problems JSON to list in the report")
+    rp.add_argument("--configfile", default=None, help="take report:, fleet:, sites and hardware from this config")
+    rp.add_argument("--settings", default=None, help="analysis settings as JSON (what the Snakemake rule passes)")
     rp.set_defaults(func=cmd_report)
 
     s = sub.add_parser("schema", help="print the result schema")
@@ -140,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"joulegrid: config error: {e}", file=sys.stderr)
         return 2
+
 
 
 if __name__ == "__main__":

@@ -101,25 +101,23 @@ def _load_schema() -> dict[str, Any]:
 def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
     """Validate against the JSON schema with snakemake.utils.validate (fills defaults in place).
 
-    snakemake.utils.validate reports only a text dump of the first error, so the config is first
-    checked with jsonschema itself, whose error objects give the key path for a friendly message.
+    On failure the config is checked once more with plain jsonschema to get the error object
+    (snakemake's WorkflowError only carries text) and turn it into a message with key and fix.
     """
-    import jsonschema
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    schema = _load_schema()
-    cls = jsonschema.validators.validator_for(schema)
-    best = jsonschema.exceptions.best_match(cls(schema).iter_errors(config))
-    if best is not None:
-        raise ConfigError(_friendly(best))
     try:
         validate(config, str(SCHEMA_PATH), set_default=True)
     except WorkflowError as e:
-        errs = [a for a in e.args if isinstance(a, jsonschema.ValidationError)]
-        if not errs:
+        import jsonschema
+
+        schema = _load_schema()
+        cls = jsonschema.validators.validator_for(schema)
+        best = jsonschema.exceptions.best_match(cls(schema).iter_errors(config))
+        if best is None:
             raise ConfigError(str(e)) from None
-        raise ConfigError(_friendly(jsonschema.exceptions.best_match(errs) or errs[0])) from None
+        raise ConfigError(_friendly(best)) from None
     return config
 
 
@@ -245,6 +243,11 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
                 f"config key workloads.{name}: {name!r} is not a built-in workload ({', '.join(BUILTIN)}) and has no class. "
                 f"Fix: add class: my_pkg.module:MyWorkload, or fix the name"
             )
+        if "class" in wl_cfg[name] and name not in config["grid"]["workloads"]:
+            try:
+                resolve_spec(name, wl_cfg[name])
+            except WorkloadError as e:
+                raise ConfigError(f"config key workloads.{name}.class: {e}") from None
     for i, name in enumerate(config["grid"]["workloads"]):
         if name not in BUILTIN and "class" not in wl_cfg.get(name, {}):
             raise ConfigError(

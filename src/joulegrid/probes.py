@@ -33,6 +33,26 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+@lru_cache(maxsize=1)
+def cpu_sockets() -> int | None:
+    """Distinct 'physical id' values of /proc/cpuinfo (CPU packages); None if not listed."""
+    ids = set()
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("physical id"):
+            ids.add(line.split(":", 1)[1].strip())
+    return len(ids) or None
+
+
+def _cpu_max_mhz() -> float | None:
+    import psutil
+
+    try:
+        f = psutil.cpu_freq()
+    except Exception:  # noqa: BLE001 - not exposed in some VMs/containers
+        return None
+    return float(f.max) if f is not None and f.max else None
+
+
 def host() -> dict[str, Any]:
     import psutil
 
@@ -44,8 +64,10 @@ def host() -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "os": platform.platform(),
         "cpu_model": cpu_model(),
+        "cpu_sockets": cpu_sockets(),
         "cpu_cores_logical": psutil.cpu_count(logical=True),
         "cpu_cores_physical": psutil.cpu_count(logical=False),
+        "cpu_max_mhz": _cpu_max_mhz(),
         "cpu_affinity": affinity,
         "memory_total_bytes": psutil.virtual_memory().total,
     }
@@ -107,48 +129,109 @@ def accelerator() -> dict[str, Any]:
     out["gpu_count"] = torch.cuda.device_count()
     out["gpu_model"] = torch.cuda.get_device_name(0)
     try:
+        out["gpu_memory_bytes"] = int(torch.cuda.get_device_properties(0).total_memory)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        v = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        out["cudnn_version"] = str(v) if v else None
+    except Exception:  # noqa: BLE001
+        pass
+    try:
         import pynvml
 
         pynvml.nvmlInit()
-        out["gpu_driver_version"] = pynvml.nvmlSystemGetDriverVersion()
-        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        drv = pynvml.nvmlSystemGetDriverVersion()
+        out["gpu_driver_version"] = drv.decode() if isinstance(drv, bytes) else drv
+        cv = int(pynvml.nvmlSystemGetCudaDriverVersion())  # e.g. 12080 -> "12.8"
+        out["gpu_cuda_driver_version"] = f"{cv // 1000}.{(cv % 1000) // 10}"
+        # GPU 0 of the job = the first GPU in CUDA_VISIBLE_DEVICES (NVML numbering)
+        from .meters.nvml import visible_gpus
+
+        ids = visible_gpus()
+        h = pynvml.nvmlDeviceGetHandleByIndex(ids[0] if ids else 0)
         out["gpu_power_limit_w"] = pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0
-    except Exception:
+    except Exception:  # noqa: BLE001 - no NVML: leave the columns null
         pass
     return out
 
 
+# ---------------------------------------------------------------- scheduler
+# Each scheduler probe reads what the scheduler itself says about the running job:
+#   Slurm:    `scontrol show job -o $SLURM_JOB_ID` (SubmitTime, StartTime, TRES = what was
+#             allocated), with the SLURM_* environment as fallback;
+#   HTCondor: the job ClassAd in $_CONDOR_JOB_AD (QDate, JobCurrentStartDate, *Provisioned =
+#             what the slot really got) and the slot's machine ad in $_CONDOR_MACHINE_AD;
+#   local:    no queue; "allocated" CPUs are the threads Snakemake gave the job.
+
+
 def _parse_slurm_time(s: str | None) -> datetime | None:
-    if not s or s in ("Unknown", "None", "N/A"):
+    """scontrol's SubmitTime/StartTime: ISO local time without zone, 1 s resolution."""
+    if not s or s in ("Unknown", "None", "N/A", "(null)"):
         return None
     try:
-        # scontrol prints local time without zone
         return datetime.fromisoformat(s).astimezone(timezone.utc)
     except ValueError:
         return None
 
 
 def _scontrol_job(job_id: str) -> dict[str, str]:
+    """`scontrol show job -o ID` as a dict ({} if scontrol is missing or fails)."""
     try:
         out = subprocess.run(
             ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=15
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
-    fields = {}
+    fields: dict[str, str] = {}
     for tok in out.split():
         k, sep, v = tok.partition("=")
-        if sep:
+        if sep and k not in fields:  # first occurrence (the job, not a later pack member)
             fields[k] = v
     return fields
 
 
-def _condor_ad(path: str) -> dict[str, str]:
-    ad = {}
+_MB_PER_UNIT = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def _slurm_mem_mb(v: str | None) -> int | None:
+    """Slurm memory strings ('500M', '4G', '1.50T', '2000') -> MB."""
+    if not v:
+        return None
+    v = v.strip()
+    mult = _MB_PER_UNIT.get(v[-1].upper())
+    num = v[:-1] if mult is not None else v
+    try:
+        return int(round(float(num) * (mult or 1)))
+    except ValueError:
+        return None
+
+
+def _slurm_tres(tres: str | None) -> dict[str, str]:
+    """'cpu=2,mem=500M,node=1,billing=2,gres/gpu=1' -> {'cpu': '2', 'mem': '500M', ...}."""
+    out: dict[str, str] = {}
+    for part in (tres or "").split(","):
+        k, sep, v = part.partition("=")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _condor_ad(path: str | None) -> dict[str, str]:
+    """A ClassAd file ('Key = value' lines) as a dict of strings, string quotes removed.
+
+    ClassAd attribute names are case-insensitive (GpusProvisioned = GPUsProvisioned): keys are lower-cased.
+    """
+    ad: dict[str, str] = {}
+    if not path:
+        return ad
     for line in (_read(path) or "").splitlines():
         k, sep, v = line.partition(" = ")
         if sep:
-            ad[k.strip()] = v.strip().strip('"')
+            v = v.strip()
+            if len(v) >= 2 and v[0] == v[-1] == '"':
+                v = v[1:-1]
+            ad[k.strip().lower()] = v
     return ad
 
 
@@ -159,58 +242,116 @@ def _int(v: Any) -> int | None:
         return None
 
 
-def scheduler(threads: int | None = None) -> dict[str, Any]:
-    """Scheduler metadata of the current job (local when no scheduler env is present)."""
-    env = os.environ
-    if env.get("SLURM_JOB_ID"):
-        jid = env["SLURM_JOB_ID"]
-        job = _scontrol_job(jid)
-        submit = _parse_slurm_time(job.get("SubmitTime"))
-        start = _parse_slurm_time(job.get("StartTime"))
-        mem = job.get("MinMemoryNode") or job.get("mem")
-        mem_mb = None
-        if mem:
-            num = _int(mem.rstrip("MGTK"))
-            mult = {"G": 1024, "T": 1024 * 1024, "K": 1 / 1024}.get(mem[-1], 1)
-            mem_mb = int(num * mult) if num is not None else None
-        gres = job.get("TresPerNode") or job.get("Gres") or ""
-        gpus = None
-        if "gpu" in gres:
-            gpus = _int(gres.rsplit(":", 1)[-1]) or 1
-        return {
-            "scheduler": "slurm",
-            "job_id": jid,
-            "node_name": env.get("SLURMD_NODENAME") or job.get("NodeList"),
-            "partition": env.get("SLURM_JOB_PARTITION") or job.get("Partition"),
-            "submit_time": submit,
-            "job_start_time": start,
-            "queue_wait_s": (start - submit).total_seconds() if submit and start else None,
-            "alloc_cpus": _int(env.get("SLURM_CPUS_PER_TASK") or job.get("NumCPUs")),
-            "alloc_mem_mb": mem_mb,
-            "alloc_gpus": gpus or 0,
-        }
-    if env.get("_CONDOR_JOB_AD"):
-        ad = _condor_ad(env["_CONDOR_JOB_AD"])
-        q = _int(ad.get("QDate"))
-        s = _int(ad.get("JobCurrentStartDate") or ad.get("JobStartDate"))
-        submit = datetime.fromtimestamp(q, timezone.utc) if q else None
-        start = datetime.fromtimestamp(s, timezone.utc) if s else None
-        cluster, proc = ad.get("ClusterId"), ad.get("ProcId")
-        return {
-            "scheduler": "htcondor",
-            "job_id": f"{cluster}.{proc}" if cluster else None,
-            "node_name": (ad.get("RemoteHost") or ad.get("LastRemoteHost") or socket.gethostname()).split("@")[-1],
-            "partition": ad.get("AccountingGroup") or ad.get("GlobalJobId", "").split("#")[0] or None,
-            "submit_time": submit,
-            "job_start_time": start,
-            "queue_wait_s": float(s - q) if q and s else None,
-            "alloc_cpus": _int(ad.get("RequestCpus")),
-            "alloc_mem_mb": _int(ad.get("RequestMemory")),
-            "alloc_gpus": _int(ad.get("RequestGPUs")) or 0,
-        }
+def _first_int(*vals: Any) -> int | None:
+    for v in vals:
+        i = _int(v)
+        if i is not None:
+            return i
+    return None
+
+
+def _utc(ts: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, timezone.utc) if ts else None
+
+
+def _slurm(env: dict[str, str]) -> dict[str, Any]:
+    jid = env["SLURM_JOB_ID"]
+    job = _scontrol_job(jid)
+    tres = _slurm_tres(job.get("TRES") or job.get("AllocTRES"))
+    submit = _parse_slurm_time(job.get("SubmitTime"))
+    start = _parse_slurm_time(job.get("StartTime"))
+    gpus = _first_int(tres.get("gres/gpu"), env.get("SLURM_GPUS_ON_NODE"))
+    if gpus is None:
+        gres = job.get("TresPerNode") or job.get("TresPerJob") or job.get("Gres") or ""
+        gpus = (_int(gres.rsplit(":", 1)[-1]) or 1) if "gpu" in gres else 0
+    return {
+        "scheduler": "slurm",
+        "job_id": jid,
+        "node_name": env.get("SLURMD_NODENAME") or job.get("BatchHost") or job.get("NodeList") or socket.gethostname(),
+        "partition": env.get("SLURM_JOB_PARTITION") or job.get("Partition"),
+        "submit_time": submit,
+        "job_start_time": start,
+        "queue_wait_s": (start - submit).total_seconds() if submit and start else None,
+        # what Slurm allocated (may exceed the request, e.g. whole cores with SMT)
+        "alloc_cpus": _first_int(tres.get("cpu"), env.get("SLURM_CPUS_ON_NODE"), env.get("SLURM_CPUS_PER_TASK"), job.get("NumCPUs")),
+        "alloc_mem_mb": _slurm_mem_mb(tres.get("mem")) or _int(env.get("SLURM_MEM_PER_NODE")) or _slurm_mem_mb(job.get("MinMemoryNode")),
+        "alloc_gpus": gpus,
+    }
+
+
+def _htcondor(env: dict[str, str]) -> dict[str, Any]:
+    ad = _condor_ad(env.get("_CONDOR_JOB_AD"))
+    slot = _condor_ad(env.get("_CONDOR_MACHINE_AD"))
+    q = _int(ad.get("qdate"))
+    s = _int(ad.get("jobcurrentstartdate") or ad.get("jobstartdate"))
+    cluster, proc = ad.get("clusterid"), ad.get("procid")
+    remote = ad.get("remotehost") or slot.get("name") or ""
+    return {
+        "scheduler": "htcondor",
+        "job_id": f"{cluster}.{proc or 0}" if cluster else None,
+        "node_name": slot.get("machine") or (remote.split("@")[-1] if remote else None) or socket.gethostname(),
+        # HTCondor has no partitions: the accounting group, else CERN's job flavour, names the share
+        "partition": ad.get("accountinggroup") or ad.get("acctgroup") or ad.get("jobflavour"),
+        "submit_time": _utc(q),
+        "job_start_time": _utc(s),
+        "queue_wait_s": float(s - q) if q and s else None,
+        # *Provisioned = what the (partitionable) slot really got; Request* = what was asked
+        "alloc_cpus": _first_int(ad.get("cpusprovisioned"), slot.get("cpus"), ad.get("requestcpus")),
+        "alloc_mem_mb": _first_int(ad.get("memoryprovisioned"), slot.get("memory"), ad.get("requestmemory")),
+        "alloc_gpus": _first_int(ad.get("gpusprovisioned"), slot.get("gpus"), ad.get("requestgpus")) or 0,
+    }
+
+
+def scheduler(threads: int | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Scheduler metadata of the current job: slurm, htcondor, or local when neither is detected.
+
+    HTCondor is checked first: its starter always sets _CONDOR_JOB_AD, while a job submitted with
+    getenv=True from inside a Slurm allocation would also inherit SLURM_JOB_ID.
+    """
+    env = dict(os.environ if env is None else env)
+    if env.get("_CONDOR_JOB_AD") and Path(env["_CONDOR_JOB_AD"]).is_file():
+        kind, probe = "htcondor", _htcondor
+    elif env.get("SLURM_JOB_ID"):
+        kind, probe = "slurm", _slurm
+    else:
+        kind, probe = "local", None
+    if probe is not None:
+        try:
+            return probe(env)
+        except Exception:  # noqa: BLE001 - a probe never fails the run; the scheduler is still known
+            return {"scheduler": kind, "job_id": env.get("SLURM_JOB_ID") if kind == "slurm" else None,
+                    "node_name": socket.gethostname()}
     return {
         "scheduler": "local",
         "job_id": None,
         "node_name": socket.gethostname(),
         "alloc_cpus": threads,
+    }
+
+
+def _as_int(v: Any) -> int | None:
+    return _int(v) if v not in (None, "") else None
+
+
+def threads_check(row: dict[str, Any]) -> dict[str, Any]:
+    """Do torch's intra-op threads, OMP/MKL_NUM_THREADS and the allocated CPUs agree?
+
+    Timings across sites are only comparable when the job used what it was given: a job that
+    runs 1 torch thread on 4 allocated CPUs, or 8 threads on 2 CPUs, says so here.
+    Unknown (null) when torch threads or the allocation are not known.
+    """
+    torch_t = _as_int(row.get("torch_num_threads"))
+    alloc = _as_int(row.get("alloc_cpus"))
+    if torch_t is None or alloc is None:
+        return {"threads_consistent": None, "threads_mismatch": None}
+    vals = {"torch_num_threads": torch_t, "alloc_cpus": alloc}
+    for k in ("omp_num_threads", "mkl_num_threads"):
+        v = _as_int(row.get(k))
+        if v is not None:
+            vals[k] = v
+    if len(set(vals.values())) == 1:
+        return {"threads_consistent": True, "threads_mismatch": None}
+    return {
+        "threads_consistent": False,
+        "threads_mismatch": ", ".join(f"{k}={v}" for k, v in vals.items()),
     }

@@ -3,14 +3,25 @@
 The runner owns the loops, clocks and meters; the workload (joulegrid.workloads) owns data,
 model and maths; the precision (joulegrid.precision) owns dtypes, autocast and quantization.
 Whatever happens, the cell ends with one row in the result schema: ``ok``, or ``failed`` /
-``oom`` / ``nan`` / ``skipped`` with the error and whatever was measured before it.
+``oom`` / ``nan`` / ``skipped`` with the error and whatever was measured before it. The one
+exception: a meter listed in ``measure.required_meters`` that this host cannot provide stops the
+job before anything runs (RequiredMeterMissing; no row, non-zero exit), like ``strict_devices``.
+
+Windows of a cell (docs/measurement.md):
+  set-up (meters prepare in the background) -> warm-up (not measured) -> idle baseline
+  (measure.idle_baseline_s, meters running, process asleep) -> MEASURED window (peak RSS and
+  device-memory peaks reset just before it; inference repeats full passes over the test split
+  until measure.min_window_s) -> quality -> hotspot profiling passes (measure.hotspots; after
+  the measured window, never inside it).
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import os
+import sys
 import time
 import traceback
 import uuid
@@ -50,12 +61,24 @@ def _vm_hwm_bytes() -> int | None:
         return None
 
 
+def _clear_refs() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _cpu_time() -> float:
-    t = os.times()
-    return t.user + t.system
+    # CLOCK_PROCESS_CPUTIME_ID: all threads, nanosecond resolution (os.times() ticks at 10 ms,
+    # which reads 0.0 for a short inference pass).
+    return time.process_time()
 
 
 def _percentile(sorted_vals: list[float], q: float) -> float | None:
+    """q-quantile of ascending values, linear interpolation between order statistics (numpy's default)."""
     if not sorted_vals:
         return None
     k = (len(sorted_vals) - 1) * q
@@ -128,11 +151,31 @@ class CellRunner:
         )
 
     def run(self) -> dict[str, Any]:
+        from . import meters
+
         self._identity()
         self.row["started_at"] = _now()
+        self._job_hwm = 0
+        self._idle_readings: list = []
+        self._idle_wall: float | None = None
+        self.hotspot_rows: list[dict[str, Any]] = []
+        # Meters first: a required meter this host lacks stops the job before anything runs
+        # (RequiredMeterMissing propagates: no row); the expensive meter set-up then overlaps
+        # the job's own set-up (data, model) in a background thread. A cuda cell is checked after
+        # the device check, so that on a host without CUDA it stays a skipped row.
+        if self.measure_energy:
+            self.meters = meters.build(self.settings, self.cell.device, check=False)
+            if self.cell.device != "cuda":
+                self.meters.check_required()
+            self.meters.prepare_async()
+        else:
+            self.meters = meters.MeterSet([], [])
         try:
             self._run()
             self.row["status"] = S.STATUS_OK
+        except meters.RequiredMeterMissing:
+            self.meters.close()
+            raise
         except (DeviceUnavailable, PrecisionUnsupported) as e:
             if self.settings.get("strict_devices"):
                 raise
@@ -150,7 +193,8 @@ class CellRunner:
         finally:
             if self.meters is not None:
                 self.meters.close()
-        self.row["peak_rss_bytes"] = _vm_hwm_bytes()
+                self.row["meters_absent"] = self.meters.absent
+        self.row["peak_rss_bytes"] = max(self._job_hwm, _vm_hwm_bytes() or 0) or None
         self.row["finished_at"] = _now()
         return self.row
 
@@ -158,6 +202,13 @@ class CellRunner:
         from .io import write_table
 
         write_table(S.to_table([self.row]), self.out)
+        if self.hotspot_rows:
+            from . import hotspots
+
+            try:  # a side file: failing to write it must not fail the measured run
+                hotspots.write(self.hotspot_rows, hotspots.path_for(self.out, self.cell.id))
+            except Exception as e:  # noqa: BLE001
+                print(f"joulegrid: {self.cell.id}: hotspots not written: {type(e).__name__}: {e}", file=sys.stderr)
 
     # ------------------------------------------------------------------ the cell
     def _run(self) -> None:
@@ -177,6 +228,7 @@ class CellRunner:
                 f"no CUDA device on host {self.row['hostname']} (torch {torch.__version__}, "
                 f"torch.cuda.is_available() is False)"
             )
+        self.meters.check_required()
         self.row.update(probes.accelerator())
         t0 = time.perf_counter()
         seed = self.row["seed"]
@@ -213,9 +265,12 @@ class CellRunner:
         self.row.update(model_stats(model))
         self.row["setup_s"] = time.perf_counter() - t0
         self.row.update(probes.software())  # after imports, with the real thread settings
+        self.row.update(probes.threads_check(self.row))  # torch threads vs allocation vs OMP/MKL
 
         self.model = model
-        self.meters = meters.build(self.settings) if self.measure_energy else meters.MeterSet([], [])
+        tr = time.perf_counter()
+        self.meters.ready()  # joins the background set-up; RequiredMeterMissing if one failed
+        self.row["meters_ready_s"] = time.perf_counter() - tr
         self.row["meters_absent"] = self.meters.absent
         if c.phase == "train":
             m, readings, wall, cpu = self._train(torch, wl, model, split, prec)
@@ -223,9 +278,40 @@ class CellRunner:
             m, readings, wall, cpu = self._infer(torch, wl, model, split, prec)
         variants.finalize(model)  # pruning masks (train) folded into the weights
         self._fill_measurement(m, readings, wall, cpu)
-        if c.device == "cuda":
+        self._maybe_profile(torch, wl, model, split, prec)
+
+    # ------------------------------------------------------------------ windows
+    def _open_window(self, torch) -> tuple[float, float]:
+        """Idle baseline (if configured), reset the peaks, start the meters; returns (wall0, cpu0)."""
+        ms = self.settings["measure"]
+        gc.collect()
+        idle_s = float(ms.get("idle_baseline_s", 0) or 0)
+        if idle_s > 0 and self.meters.meters:
+            self.meters.start("idle")
+            t = time.perf_counter()
+            time.sleep(idle_s)
+            self._idle_readings = self.meters.stop()
+            self._idle_wall = time.perf_counter() - t
+            self.row["idle_window_s"] = self._idle_wall
+        self._job_hwm = max(self._job_hwm, _vm_hwm_bytes() or 0)
+        self._hwm_reset = _clear_refs()
+        if self.cell.device == "cuda" and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()  # raises on CPU builds: guarded
+        self.meters.start("measured")
+        return time.perf_counter(), _cpu_time()
+
+    def _close_window(self, torch, w0: float, c0: float):
+        """Stop the window: (readings, wall_s, cpu_s); records the window's memory peaks."""
+        _sync(self.cell.device)
+        wall, cpu = time.perf_counter() - w0, _cpu_time() - c0
+        readings = self.meters.stop()
+        hwm = _vm_hwm_bytes()
+        self._job_hwm = max(self._job_hwm, hwm or 0)
+        self.row["peak_rss_window_bytes"] = hwm if self._hwm_reset else None
+        if self.cell.device == "cuda" and torch.cuda.is_available():
             self.row["peak_device_mem_allocated_bytes"] = torch.cuda.max_memory_allocated()
             self.row["peak_device_mem_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        return readings, wall, cpu
 
     # ------------------------------------------------------------------ phases
     def _batches_x(self, torch, x, bs: int, device: str, dtype):
@@ -235,14 +321,22 @@ class CellRunner:
             yield t[i : i + bs].to(device=device, dtype=dtype, non_blocking=True)
 
     def _predict(self, torch, wl, model, x, bs, device, prec, m: Measurement | None = None):
+        """Inference over x in batches; with m, per-batch latency (data + forward) and data time."""
         outs = []
         with torch.inference_mode(), prec.autocast(device):
-            for xb in self._batches_x(torch, x, bs, device, prec.dtype):
+            batches = self._batches_x(torch, x, bs, device, prec.dtype)
+            while True:
                 t0 = time.perf_counter()
+                xb = next(batches, None)
+                if xb is None:
+                    break
+                t1 = time.perf_counter()
                 outs.append(wl.infer_batch(model, xb))
                 if m is not None:
                     _sync(device)
-                    m.latencies.append(time.perf_counter() - t0)
+                    t2 = time.perf_counter()
+                    m.data_s += t1 - t0
+                    m.latencies.append(t2 - t0)
                     m.n_samples += len(xb)
         return torch.cat(outs) if outs else None
 
@@ -266,13 +360,19 @@ class CellRunner:
         _sync(c.device)
         self.row["warmup_s"] = time.perf_counter() - t0
         m = Measurement()
-        self.meters.start()
-        c0, w0 = _cpu_time(), time.perf_counter()
-        out = self._predict(torch, wl, model, split.x_test, c.batch_size, c.device, prec, m)
-        _sync(c.device)
-        wall, cpu = time.perf_counter() - w0, _cpu_time() - c0
-        readings = self.meters.stop()
-        m.data_s = 0.0
+        # Short inference passes (tens of ms) cannot be metered: repeat full passes over the
+        # test split until the window lasts min_window_s (docs/measurement.md, "windows").
+        min_window = float(self.settings["measure"].get("min_window_s", 0) or 0)
+        w0, c0 = self._open_window(torch)
+        out, passes = None, 0
+        while True:
+            o = self._predict(torch, wl, model, split.x_test, c.batch_size, c.device, prec, m)
+            out = o if out is None else out
+            passes += 1
+            if time.perf_counter() - w0 >= min_window:
+                break
+        readings, wall, cpu = self._close_window(torch, w0, c0)
+        self.row["infer_passes"] = passes
         metrics = wl.evaluate(out, split.x_test, split.y_test)
         self._set_quality(wl, metrics)
         self.row["epochs"] = 0
@@ -321,33 +421,12 @@ class CellRunner:
         _sync(device)
         self.row["warmup_s"] = time.perf_counter() - t0
 
+        self._train_pass_args = (step, x_all, y_all)
         m = Measurement()
-        self.meters.start()
-        c0, w0 = _cpu_time(), time.perf_counter()
+        w0, c0 = self._open_window(torch)
         reached = False
         for _epoch in range(epochs):
-            td = time.perf_counter()
-            perm = torch.randperm(n, generator=gen)
-            xs = x_all[perm]
-            ys = y_all[perm] if y_all is not None else None
-            m.data_s += time.perf_counter() - td
-            loss_sum, nb = 0.0, 0
-            for i in range(0, n, c.batch_size):
-                tb = time.perf_counter()
-                xb = xs[i : i + c.batch_size].to(device=device, dtype=prec.dtype, non_blocking=True)
-                yb = ys[i : i + c.batch_size].to(device, non_blocking=True) if ys is not None else None
-                td = time.perf_counter()
-                loss = step(model, opt, scaler, xb, yb)
-                lv = float(loss.detach())
-                if not math.isfinite(lv):
-                    raise NonFiniteLoss(f"non-finite training loss {lv} at epoch {_epoch}, batch {nb}")
-                _sync(device)
-                te = time.perf_counter()
-                m.data_s += td - tb
-                m.latencies.append(te - tb)
-                m.n_samples += len(xb)
-                loss_sum += lv
-                nb += 1
+            loss_sum, nb = self._train_epoch(torch, step, model, opt, scaler, x_all, y_all, gen, prec, m, _epoch)
             te0 = time.perf_counter()
             metrics = self._evaluate(torch, wl, model, split, prec, limit)
             m.eval_s += time.perf_counter() - te0
@@ -365,8 +444,7 @@ class CellRunner:
                     m.time_to_target = elapsed
                     m.energy_to_target = lap
                     break
-        wall, cpu = time.perf_counter() - w0, _cpu_time() - c0
-        readings = self.meters.stop()
+        readings, wall, cpu = self._close_window(torch, w0, c0)
         self._set_quality(wl, metrics)
         self.row["loss"] = m.epoch_loss[-1] if m.epoch_loss else None
         self.row["epochs"] = len(m.epoch_wall)
@@ -377,6 +455,71 @@ class CellRunner:
         self.row["time_to_target_s"] = m.time_to_target
         self.row["energy_to_target_j"] = m.energy_to_target
         return m, readings, wall, cpu
+
+    def _train_epoch(self, torch, step, model, opt, scaler, x_all, y_all, gen, prec, m: Measurement, epoch: int = 0, max_batches: int | None = None):
+        """One epoch: shuffle (randperm + gather: data time), then the batches. Returns (loss sum, batches)."""
+        c = self.cell
+        device = c.device
+        n = len(x_all)
+        td = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        xs = x_all[perm]
+        ys = y_all[perm] if y_all is not None else None
+        m.data_s += time.perf_counter() - td
+        loss_sum, nb = 0.0, 0
+        for i in range(0, n, c.batch_size):
+            if max_batches is not None and nb >= max_batches:
+                break
+            tb = time.perf_counter()
+            xb = xs[i : i + c.batch_size].to(device=device, dtype=prec.dtype, non_blocking=True)
+            yb = ys[i : i + c.batch_size].to(device, non_blocking=True) if ys is not None else None
+            td = time.perf_counter()
+            loss = step(model, opt, scaler, xb, yb)
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise NonFiniteLoss(f"non-finite training loss {lv} at epoch {epoch}, batch {nb}")
+            _sync(device)
+            te = time.perf_counter()
+            m.data_s += td - tb
+            m.latencies.append(te - tb)
+            m.n_samples += len(xb)
+            loss_sum += lv
+            nb += 1
+        return loss_sum, nb
+
+    # ------------------------------------------------------------------ hotspots
+    def _maybe_profile(self, torch, wl, model, split, prec) -> None:
+        """cProfile + torch.profiler over separate passes AFTER the measured window (measure.hotspots)."""
+        ms = self.settings["measure"]
+        mode = ms.get("hotspots", "first_repeat")
+        if not self.measure_energy or mode == "never" or (mode == "first_repeat" and self.cell.repeat != 0):
+            return
+        from . import hotspots
+
+        c = self.cell
+        max_b = int(ms.get("hotspot_batches", 50))
+        if c.phase == "train":
+            step, x_all, y_all = self._train_pass_args
+            pm = copy.deepcopy(model)  # the trained model stays as measured
+            po = wl.make_optimizer(pm)
+            ps = prec.make_scaler(c.device)
+            gen = torch.Generator().manual_seed(self.row["seed"] + 1)
+
+            def one_pass() -> int:
+                return self._train_epoch(torch, step, pm, po, ps, x_all, y_all, gen, prec, Measurement(), 0, max_b)[1]
+        else:
+            x = split.x_test[: max_b * c.batch_size]
+
+            def one_pass() -> int:
+                m = Measurement()
+                self._predict(torch, wl, model, x, c.batch_size, c.device, prec, m)
+                return len(m.latencies)
+
+        try:
+            self.hotspot_rows, self.row["profile_s"] = hotspots.profile(one_pass, c.device, self.row, int(ms.get("hotspot_top", 20)))
+        except Exception as e:  # noqa: BLE001 - profiling is optional: never lose the run for it
+            self.hotspot_rows = []
+            print(f"joulegrid: {c.id}: hotspot profiling failed: {type(e).__name__}: {e}", file=sys.stderr)
 
     # ------------------------------------------------------------------ results
     def _set_quality(self, wl, metrics: dict[str, float]) -> None:
@@ -408,7 +551,7 @@ class CellRunner:
         c = self.cell
         per_sample = r["flops_per_sample_train"] if c.phase == "train" else r["flops_per_sample_fwd"]
         r.update(throughput(per_sample, m.n_samples, wall, c.device, r.get("gpu_model"), c.precision))
-        r.update(meters.summarise(readings, wall))
+        r.update(meters.summarise(self._idle_readings + readings, wall, self._idle_wall))
         if r.get("energy_j") is not None:
             kwh = r["energy_j"] / 3.6e6
             if r.get("carbon_intensity_g_per_kwh") is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 # Status values a run can end with.
 STATUS_OK = "ok"
@@ -73,15 +73,20 @@ COLUMNS: tuple[Column, ...] = (
     _C("hostname", "string", "", "system", "Host the job ran on."),
     _C("os", "string", "", "system", "Operating system (platform.platform())."),
     _C("cpu_model", "string", "", "system", "CPU model name from /proc/cpuinfo."),
+    _C("cpu_sockets", "int64", "", "system", "CPU packages (sockets) of the host, from /proc/cpuinfo physical id."),
     _C("cpu_cores_logical", "int64", "cores", "system", "Logical CPUs of the host."),
     _C("cpu_cores_physical", "int64", "cores", "system", "Physical cores of the host."),
+    _C("cpu_max_mhz", "float64", "MHz", "system", "Maximum CPU frequency (psutil.cpu_freq); null where the host does not expose it (many VMs)."),
     _C("cpu_affinity", "int64", "cores", "system", "CPUs the job may run on (sched_getaffinity)."),
     _C("memory_total_bytes", "int64", "bytes", "system", "Host memory."),
     _C("gpu_model", "string", "", "system", "GPU model (torch.cuda / NVML); null without GPU."),
     _C("gpu_count", "int64", "", "system", "GPUs visible to the job."),
-    _C("gpu_driver_version", "string", "", "system", "NVIDIA driver version."),
+    _C("gpu_memory_bytes", "int64", "bytes", "system", "Total memory of GPU 0 (torch.cuda.get_device_properties)."),
+    _C("gpu_driver_version", "string", "", "system", "NVIDIA driver version (NVML)."),
+    _C("gpu_cuda_driver_version", "string", "", "system", "Highest CUDA version the driver supports (NVML nvmlSystemGetCudaDriverVersion), e.g. 12.8."),
     _C("cuda_version", "string", "", "system", "CUDA version torch was built with (torch.version.cuda)."),
-    _C("gpu_power_limit_w", "float64", "W", "system", "Enforced GPU power limit (NVML)."),
+    _C("cudnn_version", "string", "", "system", "cuDNN version torch uses (torch.backends.cudnn.version()); null on CPU builds."),
+    _C("gpu_power_limit_w", "float64", "W", "system", "Enforced power limit of GPU 0 (NVML nvmlDeviceGetEnforcedPowerLimit)."),
     _C("python_version", "string", "", "system", "Python version."),
     _C("torch_version", "string", "", "system", "torch version."),
     _C("numpy_version", "string", "", "system", "numpy version."),
@@ -100,10 +105,12 @@ COLUMNS: tuple[Column, ...] = (
     _C("partition", "string", "", "scheduler", "Slurm partition / HTCondor pool or accounting group."),
     _C("submit_time", "timestamp", "UTC", "scheduler", "When the job was submitted to the scheduler."),
     _C("job_start_time", "timestamp", "UTC", "scheduler", "When the scheduler started the job."),
-    _C("queue_wait_s", "float64", "s", "scheduler", "job_start_time - submit_time."),
-    _C("alloc_cpus", "int64", "cores", "scheduler", "CPUs allocated to the job (Snakemake threads locally)."),
-    _C("alloc_mem_mb", "int64", "MB", "scheduler", "Memory allocated to the job."),
+    _C("queue_wait_s", "float64", "s", "scheduler", "job_start_time - submit_time (Slurm: scontrol StartTime - SubmitTime, 1 s resolution; HTCondor: JobCurrentStartDate - QDate); null locally."),
+    _C("alloc_cpus", "int64", "cores", "scheduler", "CPUs allocated to the job (Slurm: TRES cpu; HTCondor: CpusProvisioned; locally: Snakemake threads). Without cgroups the job is not pinned to them: compare cpu_affinity."),
+    _C("alloc_mem_mb", "int64", "MB", "scheduler", "Memory allocated to the job (Slurm: TRES mem; HTCondor: MemoryProvisioned); null locally."),
     _C("alloc_gpus", "int64", "", "scheduler", "GPUs allocated to the job."),
+    _C("threads_consistent", "bool", "", "scheduler", "True when torch_num_threads, alloc_cpus and OMP/MKL_NUM_THREADS (where set) are all equal; False = the job did not use what it was allocated (timings not comparable across sites); null when unknown."),
+    _C("threads_mismatch", "string", "", "scheduler", "The disagreeing thread settings, e.g. 'torch_num_threads=1, alloc_cpus=2, omp_num_threads=1'; null when consistent."),
     # ---------------------------------------------------------------- workload / model
     _C("dataset", "string", "", "workload", "Dataset name and source file."),
     _C("dataset_rows", "int64", "samples", "workload", "Rows/samples of the dataset after scale-up (train + test)."),
@@ -115,48 +122,54 @@ COLUMNS: tuple[Column, ...] = (
     _C("model_size_bytes", "int64", "bytes", "workload", "Size of the serialized state_dict as stored (torch.save)."),
     _C("compression_ratio", "float64", "", "workload", "Autoencoders: input columns / latent size."),
     _C("epochs", "int64", "", "workload", "Training epochs run in the measured phase (train); 0 for infer."),
-    _C("n_batches", "int64", "", "workload", "Batches in the measured phase."),
-    _C("n_samples", "int64", "samples", "workload", "Samples processed in the measured phase."),
+    _C("n_batches", "int64", "", "workload", "Batches in the measured phase (all passes)."),
+    _C("n_samples", "int64", "samples", "workload", "Samples processed in the measured phase (all passes)."),
+    _C("infer_passes", "int64", "", "workload", "Inference: full passes over the test split in the measured window (repeated until measure.min_window_s was reached); null for train."),
     _C("flops_per_sample_fwd", "float64", "FLOP", "workload", "Forward FLOPs per sample (torch FlopCounterMode, float model)."),
     _C("flops_per_sample_train", "float64", "FLOP", "workload", "Forward+backward FLOPs per sample (torch FlopCounterMode)."),
     _C("macs_per_sample_fwd", "float64", "MAC", "workload", "Forward multiply-accumulates per sample (= FLOPs/2)."),
     # ---------------------------------------------------------------- time, throughput, memory
     _C("setup_s", "float64", "s", "time", "Wall time to load data and build the model (not measured for energy)."),
     _C("warmup_s", "float64", "s", "time", "Wall time of the warm-up batches (not measured for energy)."),
+    _C("meters_ready_s", "float64", "s", "time", "Wall time the job waited for the meters' set-up after its own set-up (codecarbon's hardware detection and zeus' import run in the background during set-up; 0 = fully hidden)."),
     _C("wall_s", "float64", "s", "time", "Wall time of the measured phase."),
     _C("cpu_s", "float64", "s", "time", "Process CPU time (user+sys) of the measured phase."),
-    _C("data_s", "float64", "s", "time", "Part of wall_s spent producing batches (indexing, copies to device)."),
+    _C("data_s", "float64", "s", "time", "Part of wall_s spent producing batches: shuffling (randperm + gather, train), slicing, dtype conversion and copy to the device."),
     _C("eval_s", "float64", "s", "time", "Part of wall_s spent evaluating quality after each epoch (train)."),
     _C("compute_s", "float64", "s", "time", "Part of wall_s spent in forward/backward/optimizer (wall_s - data_s - eval_s)."),
     _C("samples_per_s", "float64", "samples/s", "time", "n_samples / wall_s."),
-    _C("latency_p50_s", "float64", "s", "time", "Median per-batch latency."),
-    _C("latency_p90_s", "float64", "s", "time", "90th percentile per-batch latency."),
-    _C("latency_p99_s", "float64", "s", "time", "99th percentile per-batch latency."),
+    _C("latency_p50_s", "float64", "s", "time", "Median per-batch latency: one batch's data preparation + step (forward for infer; forward, backward, optimizer for train), device-synchronised; linear interpolation between order statistics."),
+    _C("latency_p90_s", "float64", "s", "time", "90th percentile per-batch latency (as latency_p50_s)."),
+    _C("latency_p99_s", "float64", "s", "time", "99th percentile per-batch latency (as latency_p50_s)."),
     _C("flops_per_s", "float64", "FLOP/s", "time", "Achieved FLOP/s = FLOPs of the phase / wall_s."),
     _C("device_peak_flops", "float64", "FLOP/s", "time", "Peak dense FLOP/s of the GPU for this precision (NVIDIA datasheets, table joulegrid.flops.PEAKS); null on CPU or an unlisted GPU."),
     _C("mfu", "float64", "fraction", "time", "Model FLOPs utilisation = flops_per_s / device_peak_flops (GPUs of joulegrid.flops.PEAKS only)."),
-    _C("peak_rss_bytes", "int64", "bytes", "memory", "Peak resident set size of the job process (VmHWM)."),
-    _C("peak_device_mem_allocated_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_allocated (GPU runs)."),
-    _C("peak_device_mem_reserved_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_reserved (GPU runs)."),
+    _C("profile_s", "float64", "s", "time", "Wall time of the hotspot profiling passes, run after the measured window (never inside it); null if not profiled (measure.hotspots)."),
+    _C("peak_rss_bytes", "int64", "bytes", "memory", "Peak resident set size of the job process over the whole job (VmHWM of /proc/self/status, kept across the per-window reset; not ru_maxrss, which can report the parent's peak)."),
+    _C("peak_rss_window_bytes", "int64", "bytes", "memory", "Peak RSS during the measured window only (VmHWM reset by writing 5 to /proc/self/clear_refs just before it); null where the reset is not possible."),
+    _C("peak_device_mem_allocated_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_allocated during the measured window (peak stats reset before it; GPU runs)."),
+    _C("peak_device_mem_reserved_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_reserved during the measured window (GPU runs)."),
     # ---------------------------------------------------------------- energy and carbon
-    _C("energy_j", "float64", "J", "energy", "Total energy of the measured phase by the primary method (gross, idle included)."),
-    _C("energy_cpu_j", "float64", "J", "energy", "CPU part of energy_j."),
-    _C("energy_gpu_j", "float64", "J", "energy", "GPU part of energy_j."),
-    _C("energy_ram_j", "float64", "J", "energy", "DRAM/RAM part of energy_j (measured DRAM or a RAM model)."),
-    _C("energy_method", "string", "", "energy", "How energy_j was obtained: rapl, nvml, zeus, codecarbon-rapl, codecarbon-tdp, estimate-tdp, ... (several joined by +)."),
-    _C("energy_estimated", "bool", "", "energy", "True when energy_j is a model estimate (no RAPL/NVML counter measured it)."),
-    _C("energy_components", "string", "", "energy", "Components energy_j covers, e.g. cpu+ram-model or gpu+cpu+dram."),
-    _C("energy_interval_s", "float64", "s", "energy", "Sampling interval of the primary meter (0 for counter-difference meters)."),
-    _C("energy_samples", "int64", "", "energy", "Samples the primary meter took in the window."),
-    _C("energy_low_confidence", "bool", "", "energy", "True if the window had fewer than 60 meter samples (MLPerf Power spirit) or is an estimate."),
-    _C("idle_power_w", "float64", "W", "energy", "Mean power during the idle baseline before the phase; null if disabled."),
-    _C("energy_net_j", "float64", "J", "energy", "energy_j - idle_power_w * wall_s (net of idle)."),
+    _C("energy_j", "float64", "J", "energy", "Total energy of the measured window, gross (idle included): the sum of one reading per component family (cpu, gpu, ram), each from the most trustworthy meter (measured before modelled; rapl/nvml, then zeus, codecarbon, estimate). IT energy at the meter: PUE is not included (see co2_kg)."),
+    _C("energy_cpu_j", "float64", "J", "energy", "CPU (package) part of energy_j."),
+    _C("energy_gpu_j", "float64", "J", "energy", "GPU part of energy_j (cuda cells; GPUs visible to the job)."),
+    _C("energy_ram_j", "float64", "J", "energy", "DRAM/RAM part of energy_j (measured RAPL DRAM domain, or codecarbon's RAM model)."),
+    _C("energy_method", "string", "", "energy", "How each part of energy_j was obtained, joined by +: rapl, nvml, zeus-rapl, zeus-nvml, codecarbon-rapl, codecarbon-nvml, codecarbon-tdp-load, codecarbon-ram-model, estimate-tdp, ... (docs/measurement.md)."),
+    _C("energy_estimated", "bool", "", "energy", "True when any part of energy_j is a model estimate (no RAPL/NVML counter measured it)."),
+    _C("energy_components", "string", "", "energy", "Components energy_j covers, e.g. cpu+ram-model or cpu+ram+gpu (dram = measured DRAM, ram-model = modelled)."),
+    _C("energy_interval_s", "float64", "s", "energy", "Sampling (sampling meters) or polling (counter meters) interval of the largest reading in energy_j."),
+    _C("energy_samples", "int64", "", "energy", "Samples (or counter reads) the largest reading in energy_j took in the window."),
+    _C("energy_low_confidence", "bool", "", "energy", "True if any reading in energy_j took fewer than 60 samples in the measured window (MLPerf Power spirit): raise measure.min_window_s, workload size or epochs. Independent of energy_estimated."),
+    _C("idle_window_s", "float64", "s", "energy", "Wall time of the idle baseline measured just before the measured window (measure.idle_baseline_s); null if disabled."),
+    _C("idle_power_w", "float64", "W", "energy", "Mean power during the idle baseline, from the same meters and components as energy_j; null if disabled."),
+    _C("energy_net_j", "float64", "J", "energy", "Energy net of idle: energy_j - idle_power_w * wall_s; null without idle baseline."),
     _C("mean_power_w", "float64", "W", "energy", "energy_j / wall_s."),
-    _C("energy_readings", "list<reading>", "", "energy", "Every meter reading: meter, component, method, energy_j, interval_s, samples, estimated."),
-    _C("meters_absent", "list<absent>", "", "energy", "Meters that were asked for but could not run here, with the reason."),
-    _C("meter_rel_diff", "float64", "fraction", "energy", "Largest relative difference between two meters measuring the same component."),
-    _C("meters_disagree", "bool", "", "energy", "True if meter_rel_diff > 0.05."),
-    _C("co2_kg", "float64", "kg", "energy", "CO2-equivalent = energy_j/3.6e6 kWh * pue * carbon_intensity."),
+    _C("energy_readings", "list<reading>", "", "energy", "Every reading of every meter and window: meter, component, method, energy_j, interval_s, samples, estimated, window (idle or measured), duration_s."),
+    _C("meters_absent", "list<absent>", "", "energy", "Meters that were asked for (or are part of auto) but could not run here, each with the reason."),
+    _C("meter_rel_diff", "float64", "fraction", "energy", "Largest relative difference |a-b|/max(a,b) between two meters that both MEASURED the same component in the measured window (models are not compared); null if no two did."),
+    _C("meter_rel_diff_between", "string", "", "energy", "The component and the two meters of meter_rel_diff, e.g. 'cpu: rapl (rapl) vs codecarbon (codecarbon-rapl)'."),
+    _C("meters_disagree", "bool", "", "energy", "True if meter_rel_diff > 0.05: the energy figure is questionable; the report flags such runs."),
+    _C("co2_kg", "float64", "kg", "energy", "CO2-equivalent = energy_j/3.6e6 kWh * pue * carbon_intensity (PUE applied here, once)."),
     _C("carbon_intensity_g_per_kwh", "float64", "gCO2e/kWh", "energy", "Grid carbon intensity used (from config/sites.yaml)."),
     _C("pue", "float64", "", "energy", "Power usage effectiveness of the site used for co2_kg."),
     _C("country_iso", "string", "", "energy", "ISO 3166-1 alpha-3 country code of the site."),
@@ -183,6 +196,35 @@ COLUMNS: tuple[Column, ...] = (
     _C("skip_reason", "string", "", "status", "Why a skipped cell did not run (e.g. no CUDA device on this host)."),
 )
 
+# ---------------------------------------------------------------- hotspots: the second table
+# One row per profiled function/op of one run, keyed by run_id; written by joulegrid.hotspots as
+# <results>/hotspots/<cell id>.parquet (a side file of the run, not a Snakemake output) and read
+# back with joulegrid.hotspots.collect(results_dir).
+HOTSPOT_SCHEMA_VERSION = 1
+HOTSPOT_COLUMNS: tuple[Column, ...] = (
+    _C("run_id", "string", "", "hotspots", "run_id of the run (row of the result table) this profile belongs to."),
+    _C("cell_id", "string", "", "hotspots", "Grid cell of the run."),
+    _C("site", "string", "", "hotspots", "Site of the run."),
+    _C("workload", "string", "", "hotspots", "Workload of the run."),
+    _C("phase", "string", "", "hotspots", "train or infer."),
+    _C("device", "string", "", "hotspots", "cpu or cuda."),
+    _C("precision", "string", "", "hotspots", "Numeric precision of the run."),
+    _C("variant", "string", "", "hotspots", "Model variant of the run."),
+    _C("batch_size", "int64", "samples", "hotspots", "Batch size of the run."),
+    _C("repeat", "int64", "", "hotspots", "Repeat index of the run."),
+    _C("profiler", "string", "", "hotspots", "cprofile (Python functions, ranked by cumulative time) or torch (torch.profiler operators, ranked by self time)."),
+    _C("rank", "int64", "", "hotspots", "1 = the top function/op of this profiler."),
+    _C("function", "string", "", "hotspots", "cprofile: file:line(function), paths shortened to the package; torch: operator name (e.g. aten::addmm)."),
+    _C("calls", "int64", "", "hotspots", "Number of calls in the profiled pass."),
+    _C("self_s", "float64", "s", "hotspots", "Time in the function/op itself, excluding callees (cprofile tottime; torch self CPU time)."),
+    _C("cumulative_s", "float64", "s", "hotspots", "Time including callees (cprofile cumtime; torch CPU total)."),
+    _C("device_self_s", "float64", "s", "hotspots", "torch: self time on the GPU (CUDA kernels); null for cprofile and CPU runs."),
+    _C("fraction", "float64", "fraction", "hotspots", "Ranking time / profiled_wall_s (cprofile: cumulative_s; torch: self_s + device_self_s)."),
+    _C("profiled_wall_s", "float64", "s", "hotspots", "Wall time of the profiled pass (profilers inflate it: compare fractions, not absolute times, with the measured run)."),
+    _C("profiled_batches", "int64", "", "hotspots", "Batches in the profiled pass."),
+)
+HOTSPOT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in HOTSPOT_COLUMNS)
+
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 
@@ -195,6 +237,8 @@ READING_FIELDS = (
     ("interval_s", "float64"),
     ("samples", "int64"),
     ("estimated", "bool"),
+    ("window", "string"),  # measured, idle
+    ("duration_s", "float64"),  # window length as the meter saw it
 )
 ABSENT_FIELDS = (("meter", "string"), ("reason", "string"))
 
@@ -235,6 +279,28 @@ def arrow_schema():
     return _schema_cache
 
 
+def hotspot_arrow_schema():
+    """The pyarrow schema of a hotspots file (all columns nullable), with its version in metadata."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field(c.name, _arrow_type(c.type), nullable=True) for c in HOTSPOT_COLUMNS],
+        metadata={b"joulegrid.hotspot_schema_version": str(HOTSPOT_SCHEMA_VERSION).encode()},
+    )
+
+
+def hotspots_to_table(rows: list[dict[str, Any]]):
+    """Hotspot rows (dicts) -> a pyarrow Table with exactly HOTSPOT_COLUMNS."""
+    import pyarrow as pa
+
+    for r in rows:
+        unknown = set(r) - set(HOTSPOT_COLUMN_NAMES)
+        if unknown:
+            raise SchemaError(f"unknown hotspot column(s) {sorted(unknown)}: add them to HOTSPOT_COLUMNS in joulegrid/schema.py")
+    full = [{**{n: None for n in HOTSPOT_COLUMN_NAMES}, **r} for r in rows]
+    return pa.Table.from_pylist(full, schema=hotspot_arrow_schema())
+
+
 def polars_schema():
     """The same schema as a polars Schema (for typed empty frames and casts)."""
     import polars as pl
@@ -271,11 +337,11 @@ def to_table(rows: list[dict[str, Any]]):
     return pa.Table.from_pylist(full, schema=arrow_schema())
 
 
-def markdown() -> str:
-    """docs/results-schema.md's column table, generated from COLUMNS."""
+def markdown(columns: tuple[Column, ...] = COLUMNS) -> str:
+    """docs/results-schema.md's column table, generated from COLUMNS (or HOTSPOT_COLUMNS)."""
     out = []
     group = None
-    for c in COLUMNS:
+    for c in columns:
         if c.group != group:
             group = c.group
             out.append(f"\n### {group}\n\n| column | type | unit | meaning |\n|---|---|---|---|")

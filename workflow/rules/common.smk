@@ -1,5 +1,6 @@
 # Config validation, the grid and wildcard constraints. Pure Python: no torch import here.
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -8,8 +9,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the checkout's package, even if not installed
 
 from joulegrid import config as JGC
+from joulegrid import executors as JGE
 from joulegrid import grid as JGG
 from joulegrid.data import dataset_path
+from snakemake.settings.types import DeploymentMethod
 
 try:
     _config, SITES = JGC.prepare(config, base_dir=".")
@@ -22,16 +25,56 @@ RESOURCES = config["resources_dir"]
 GRID = JGG.expand(config)
 CELL_PATHS = GRID.paths(RESULTS)
 REPORT_INDEX = f"{RESULTS}/report/index.html"
+
+# Forecast of the cells still to run from earlier results, and the budget: caps refuse here, before any job.
+if workflow.is_main_process:
+    from joulegrid.analysis import plan as JGP
+
+    try:
+        _forecast = JGP.snakemake_check(config, GRID, SITES)
+    except JGP.BudgetError as _e:
+        raise WorkflowError(f"joulegrid budget: {_e}") from None
+    if _forecast:
+        print(_forecast, file=sys.stderr)
 # The joulegrid command: the one on PATH (activated venv, conda env), else the interpreter running Snakemake.
 JG = "joulegrid" if shutil.which("joulegrid") else f"{shlex.quote(sys.executable)} -m joulegrid"
+# --sdm conda: rules run in workflow/envs/joulegrid.yaml, which installs this checkout as
+# ${JOULEGRID_HOME} (conda env create runs in this process and inherits it); joulegrid is on the
+# env's PATH there, while sys.executable would be the interpreter running Snakemake.
+JG_CONDA_ENV = "../envs/joulegrid.yaml"
+os.environ["JOULEGRID_HOME"] = str(Path(workflow.basedir).resolve())
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    JG = "joulegrid"
 
-_executor = getattr(getattr(workflow, "executor_plugin", None), "name", "local")
-if _executor in ("slurm", "htcondor") and SPEC.facts["scheduler"] == "local":
-    raise WorkflowError(
-        f"joulegrid config error: config key site: site {config['site']!r} is a local site but this run uses the "
-        f"{_executor} executor. Fix: use a site profile (it sets site), or pass --config site=<your site> "
-        "(note: --config on the command line replaces the profile's config: entries)"
-    )
+
+def job_resources(mem_mb, runtime_min, gpus=0):
+    """Resources of a job that mean the same on every executor (joulegrid/executors.py):
+    mem_mb -> slurm --mem / htcondor request_memory, runtime -> slurm -t / lxplus +JobFlavour,
+    gpu -> slurm --gpus / htcondor request_gpus; memory and runtime scale with the attempt."""
+    try:
+        return JGE.job_resources(config["site"], {**SITES[config["site"]], **SPEC.facts}, mem_mb, runtime_min, gpus)
+    except JGE.SiteError as e:
+        raise WorkflowError(str(e)) from None
+
+
+# The site (recorded in every row, and the results/runs/<site>/ folder) must fit the executor:
+# a site profile sets both. The executor is only known once the run starts (not while this file
+# is parsed), hence onstart (not called for dry runs, nor inside cluster jobs). Snakemake also
+# caps each job's threads at --cores (cluster jobs too): a cluster run that would silently
+# measure cells with fewer threads than measure.threads is refused.
+onstart:
+    _executor = getattr(workflow.executor_plugin, "name", None)
+    for _problem in (
+        JGE.executor_problem(config["site"], SPEC.facts["scheduler"], _executor),
+        JGE.threads_problem(config["measure"]["threads"], workflow.resource_settings.cores, _executor),
+    ):
+        if _problem and _problem[0] == "error":
+            raise WorkflowError(_problem[1])
+        if _problem:
+            from snakemake.logging import logger as _logger
+
+            _logger.warning(_problem[1])
+
 
 workflow.global_wildcard_constraints(**JGG.WILDCARD_CONSTRAINTS, dataset=JGG.NAME_RE, rows=r"[0-9]{1,10}", mhash=r"[0-9a-f]{16}")
 

@@ -8,8 +8,9 @@ rule prepare_dataset:
         f"{RESULTS}/logs/prepare_dataset/{{dataset}}-n{{rows}}.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: config["job"]["mem_mb"] * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
+        **job_resources(config["job"]["mem_mb"], 30),
         energy_meter=1,
+    conda:
+        JG_CONDA_ENV
     shell:
         "{JG} prepare-data --dataset {wildcards.dataset} --rows {wildcards.rows} --out {output:q} > {log:q} 2>&1"

@@ -23,9 +23,10 @@ rule train_reference:
         io=cli_inputs,
     threads: config["measure"]["threads"]
     resources:
-        mem_mb=lambda wc, attempt: config["job"]["mem_mb"] * attempt,
-        runtime=lambda wc, attempt: config["job"]["runtime_min"] * attempt,
+        **job_resources(config["job"]["mem_mb"], config["job"]["runtime_min"]),
         energy_meter=1,
+    conda:
+        JG_CONDA_ENV
     shell:
         "{JG} train-reference --spec {params.spec:q} {params.io} --out {output:q} --threads {threads} > {log:q} 2>&1"
 
@@ -43,11 +44,17 @@ rule measure:
         io=cli_inputs,
     threads: config["measure"]["threads"]
     resources:
-        mem_mb=lambda wc, attempt: config["job"]["mem_mb"] * attempt,
-        runtime=lambda wc, attempt: config["job"]["runtime_min"] * attempt,
-        gpu=lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0,
+        # mem/runtime/GPUs mean the same on every executor (job_resources in common.smk);
+        # cuda cells request job.gpus GPUs (slurm --gpus, htcondor request_gpus)
+        **job_resources(
+            config["job"]["mem_mb"],
+            config["job"]["runtime_min"],
+            gpus=lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0,
+        ),
         attempt=lambda wc, attempt: attempt,
         energy_meter=1,
+    conda:
+        JG_CONDA_ENV
     shell:
         "{JG} run-cell --spec {params.spec:q} {params.io} --out {output:q} "
         "--threads {threads} --attempt {resources.attempt} > {log:q} 2>&1"

@@ -1,0 +1,11 @@
+"""Analysis: aggregate run files, derive metrics, chart them, write the report, plan/forecast grids.
+
+CHART_NAMES is here (not in charts.py) so that the Snakemake rules can list the report's PNG
+outputs without importing altair at parse time.
+"""
+
+CHART_NAMES = ("energy_per_sample", "quality_vs_energy", "time_to_target", "scheduler_overhead", "fleet_whatif")
+
+# A cell whose coefficient of variation of energy per sample over repeats exceeds this is "noisy"
+# (config report.noisy_cv overrides it; docs/metrics.md).
+NOISY_CV = 0.10

@@ -67,7 +67,8 @@ def read_runs(files: list[str], strict: bool = False):
     if not files:
         return pl.DataFrame(schema=S.polars_schema()), problems
     try:
-        df = pl.read_parquet(files, schema=S.polars_schema(), missing_columns="raise", extra_columns="raise")
+        # One scan of every file with the exact schema: a file with other columns or types raises here.
+        df = pl.scan_parquet(files, schema=S.polars_schema(), missing_columns="raise", extra_columns="raise").collect()
         bad_versions = df.filter(pl.col("schema_version") != S.SCHEMA_VERSION)
         if bad_versions.height == 0:
             return df, problems

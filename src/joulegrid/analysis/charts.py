@@ -1,74 +1,259 @@
-"""Comparison charts (altair). Estimated energies are drawn hollow, measured ones filled."""
+"""Comparison charts (altair). Estimated energies are drawn hollow, measured ones filled.
+
+Every chart function takes the summary DataFrame (result schema) and an ``AnalysisSettings`` and
+returns an altair chart; when there is nothing to draw it returns an honest "no data" chart, so
+every PNG the report rule declares is always written. Chart names live in
+``joulegrid.analysis.CHART_NAMES`` (cheap to import from the Snakemake rules).
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import altair as alt
 import polars as pl
 
-from .metrics import derive, ok_runs
+from . import CHART_NAMES
+from . import metrics as M
+from .settings import AnalysisSettings
 
-SOURCE_SCALE = alt.Scale(domain=["measured", "estimated"], range=[1.0, 0.0])
-
-
-def _data(df: pl.DataFrame) -> pl.DataFrame:
-    d = derive(ok_runs(df))
-    return d.select(
-        "workload", "phase", "device", "site", "precision_variant", "batch_size", "repeat", "energy_j",
-        "energy_per_sample_j", "samples_per_s", "quality", "quality_metric", "energy_method", "energy_source",
-        "wall_s", "hostname",
-    ).filter(pl.col("energy_j").is_not_null()).with_columns(phase_device=pl.col("phase") + " / " + pl.col("device"))
+SOURCE_DOMAIN = ["measured", "estimated"]
+# Measured energies are drawn as filled disks, estimated ones as rings (a hollow mark): an SVG path of
+# an outer circle and an inner one drawn the other way round, so the middle stays empty.
+RING = "M -1 0 A 1 1 0 1 0 1 0 A 1 1 0 1 0 -1 0 Z M -0.6 0 A 0.6 0.6 0 1 1 0.6 0 A 0.6 0.6 0 1 1 -0.6 0 Z"
+SOURCE_SHAPE = alt.Scale(domain=SOURCE_DOMAIN, range=["circle", RING])
+PALETTE = "tableau10"
 
 
-def energy_per_sample(df: pl.DataFrame) -> alt.Chart:
-    d = _data(df)
-    base = alt.Chart().encode(
-        x=alt.X("batch_size:O", title="batch size"),
-        y=alt.Y("energy_per_sample_j:Q", title="energy per sample (J)", scale=alt.Scale(type="log")),
-        color=alt.Color("precision_variant:N", title="precision"),
-        tooltip=[
-            "workload", "phase", "device", "precision_variant", "batch_size", "repeat",
-            alt.Tooltip("energy_per_sample_j:Q", format=".3e"), alt.Tooltip("samples_per_s:Q", format=",.0f"),
-            "energy_method", "energy_source", "hostname",
-        ],
+def _source_shape() -> alt.Shape:
+    return alt.Shape("energy_source:N", scale=SOURCE_SHAPE, title="energy")
+
+
+def _points(base: alt.Chart, field: str = "precision_variant:N", **kw) -> alt.Chart:
+    """Points in the series colour: a disk where the energy was measured, a ring where it is an estimate."""
+    return base.mark_point(size=kw.pop("size", 110), filled=True, opacity=1).encode(
+        color=alt.Color(field, title="precision", scale=alt.Scale(scheme=PALETTE)), shape=_source_shape(), **kw
     )
-    pts = base.mark_point(size=80, filled=True, strokeWidth=2).encode(
-        fillOpacity=alt.FillOpacity("energy_source:N", scale=SOURCE_SCALE, title="energy"),
-    )
-    line = base.mark_line(opacity=0.4).encode(detail="precision_variant:N")
+
+
+def no_data(title: str, why: str) -> alt.Chart:
+    """A chart that says there is nothing to draw, and why (keeps declared PNGs honest)."""
+    msg = pl.DataFrame({"msg": [f"No data: {why}"]})
     return (
-        alt.layer(line, pts, data=d)
-        .properties(width=220, height=180)
-        .facet(row=alt.Row("workload:N"), column=alt.Column("phase_device:N", title="phase / device"))
+        alt.Chart(msg)
+        .mark_text(size=14, color="#666")
+        .encode(text="msg:N")
+        .properties(title=title, width=520, height=60)
+    )
+
+
+def _cells(df: pl.DataFrame, st: AnalysisSettings) -> pl.DataFrame:
+    return M.cell_stats(df, noisy_cv=st.noisy_cv)
+
+
+def _keep(d: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    return d.select([c for c in cols if c in d.columns])
+
+
+# ------------------------------------------------------------------ 1. energy per sample
+def energy_per_sample(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    title = "Energy per sample by precision and batch size"
+    d = _cells(df, st).filter(pl.col("energy_per_sample_j").is_not_null())
+    if d.height == 0:
+        return no_data(title, "no successful run with an energy figure")
+    d = d.with_columns(
+        phase_device=pl.col("phase") + " / " + pl.col("device") + " @ " + pl.col("site"),
+        lo=pl.col("energy_per_sample_j") - pl.col("energy_per_sample_ci95_j").fill_null(0),
+        hi=pl.col("energy_per_sample_j") + pl.col("energy_per_sample_ci95_j").fill_null(0),
+    ).with_columns(lo=pl.when(pl.col("lo") > 0).then(pl.col("lo")).otherwise(pl.col("energy_per_sample_j")))
+    d = _keep(d, [
+        "workload", "phase_device", "site", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
+        "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "lo", "hi", "samples_per_s", "energy_method",
+        "energy_source", "hostname",
+    ])  # fmt: skip
+    color = alt.Color("precision_variant:N", title="precision", scale=alt.Scale(scheme=PALETTE))
+    base = alt.Chart().encode(x=alt.X("batch_size:O", title="batch size"), color=color)
+    y = alt.Y("energy_per_sample_j:Q", title="energy per sample (J)", scale=alt.Scale(type="log", zero=False))
+    tooltip = [
+        "workload", "phase_device", "site", "precision_variant", "batch_size", "repeats",
+        alt.Tooltip("energy_per_sample_j:Q", title="J/sample (mean)", format=".3e"),
+        alt.Tooltip("energy_per_sample_ci95_j:Q", title="± 95 % CI", format=".2e"),
+        alt.Tooltip("energy_per_sample_cv:Q", title="CV", format=".1%"),
+        "noisy", alt.Tooltip("samples_per_s:Q", title="samples/s", format=",.0f"),
+        "energy_method", "energy_source", "hostname",
+    ]  # fmt: skip
+    line = base.mark_line(opacity=0.45).encode(y=y, detail="precision_variant:N")
+    err = base.mark_rule(strokeWidth=1.5).encode(y=alt.Y("lo:Q", scale=alt.Scale(type="log", zero=False)), y2="hi:Q")
+    pts = _points(base, y=y, tooltip=tooltip)
+    return (
+        alt.layer(line, err, pts, data=d)
+        .properties(width=240, height=190)
+        .facet(row=alt.Row("workload:N", title=None), column=alt.Column("phase_device:N", title="phase / device @ site"))
         .resolve_scale(y="independent")
-        .properties(title="Energy per sample by precision and batch size")
+        .properties(title=title)
     )
 
 
-def quality_vs_energy(df: pl.DataFrame) -> alt.Chart:
-    d = _data(df).filter(pl.col("quality").is_not_null())
-    base = alt.Chart(d).encode(
-        x=alt.X("energy_per_sample_j:Q", title="energy per sample (J)", scale=alt.Scale(type="log")),
-        y=alt.Y("quality:Q", title="quality (see metric)", scale=alt.Scale(zero=False)),
-        color=alt.Color("precision_variant:N", title="precision"),
-        shape=alt.Shape("phase:N"),
-        tooltip=[
-            "workload", "phase", "device", "precision_variant", "batch_size", "quality_metric",
-            alt.Tooltip("quality:Q", format=".4g"), alt.Tooltip("energy_per_sample_j:Q", format=".3e"),
-            "energy_method", "energy_source",
-        ],
-    )
-    pts = base.mark_point(size=80, filled=True, strokeWidth=2).encode(
-        fillOpacity=alt.FillOpacity("energy_source:N", scale=SOURCE_SCALE, title="energy")
-    )
+# ------------------------------------------------------------------ 2. quality vs energy + Pareto front
+def quality_vs_energy(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    title = "Quality vs energy per sample (dashed line and black circles: Pareto front)"
+    cells = _cells(df, st).filter(pl.col("energy_per_sample_j").is_not_null() & pl.col("quality").is_not_null())
+    if cells.height == 0:
+        return no_data(title, "no successful run with both a quality and an energy figure")
+    d = M.pareto(cells).with_columns(
+        panel=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("quality_metric").fill_null("quality")
+        + pl.when(pl.col("quality_higher_is_better").fill_null(True)).then(pl.lit(" ↑")).otherwise(pl.lit(" ↓")),
+        config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String) + " " + pl.col("device"),
+    )  # fmt: skip
+    d = _keep(d, [
+        "panel", "config", "site", "precision_variant", "batch_size", "device", "energy_per_sample_j", "quality",
+        "quality_metric", "pareto", "energy_source", "energy_method", "repeats",
+    ])  # fmt: skip
+    x = alt.X("energy_per_sample_j:Q", title="energy per sample (J)", scale=alt.Scale(type="log", zero=False))
+    y = alt.Y("quality:Q", title="quality (arrow: better direction)", scale=alt.Scale(zero=False), axis=alt.Axis(format="~g"))
+    tooltip = [
+        "config", "site", "quality_metric", alt.Tooltip("quality:Q", format=".4g"),
+        alt.Tooltip("energy_per_sample_j:Q", title="J/sample", format=".3e"), "pareto", "energy_source",
+        "energy_method", "repeats",
+    ]  # fmt: skip
+    base = alt.Chart().encode(x=x, y=y)
+    front = base.transform_filter("datum.pareto").mark_line(color="#444", strokeDash=[4, 3]).encode(order="energy_per_sample_j:Q")
+    pts = _points(base, tooltip=tooltip)
+    ring = base.transform_filter("datum.pareto").mark_point(size=300, color="#222", strokeWidth=1, filled=False)
     return (
-        pts.properties(width=320, height=220)
-        .facet(column=alt.Column("workload:N"))
+        alt.layer(front, ring, pts, data=d)
+        .properties(width=300, height=220)
+        .facet(facet=alt.Facet("panel:N", title=None), columns=3)
         .resolve_scale(x="independent", y="independent")
-        .properties(title="Quality vs energy per sample")
+        .properties(title=title)
     )
 
 
-CHARTS = {
+# ------------------------------------------------------------------ 3. time-to-target curves
+def time_to_target(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    title = "Training curves: quality vs wall time (dotted: target, ● target reached)"
+    tta = M.time_to_target(df, targets=st.targets, eta=st.eta)
+    if tta.height == 0:
+        return no_data(title, "no successful training run with per-epoch quality")
+    curves = (
+        tta.select(
+            "run_id", "workload", "precision_variant", "batch_size", "repeat", "target", "epochs_to_target", "energy_source",
+            "epoch_quality", "epoch_wall_s", epoch=pl.int_ranges(1, pl.col("epoch_quality").list.len() + 1),
+        )
+        .filter(pl.col("epoch_wall_s").list.len() == pl.col("epoch_quality").list.len())
+        .explode("epoch_quality", "epoch_wall_s", "epoch")
+        .with_columns(
+            run=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String) + " r" + pl.col("repeat").cast(pl.String),
+            reached=pl.col("epoch") == pl.col("epochs_to_target"),
+        )
+        .drop("run_id")
+    )  # fmt: skip
+    if curves.height == 0:
+        return no_data(title, "training runs recorded no per-epoch wall times")
+    color = alt.Color("precision_variant:N", title="precision", scale=alt.Scale(scheme=PALETTE))
+    x = alt.X("epoch_wall_s:Q", title="cumulative wall time (s)")
+    y = alt.Y("epoch_quality:Q", title="quality", scale=alt.Scale(zero=False))
+    tooltip = ["run", "epoch", alt.Tooltip("epoch_wall_s:Q", format=".2f"), alt.Tooltip("epoch_quality:Q", format=".4g"),
+               alt.Tooltip("target:Q", format=".4g"), "reached"]  # fmt: skip
+    base = alt.Chart().encode(x=x, y=y, color=color)
+    lines = base.mark_line(opacity=0.7).encode(detail="run:N", strokeDash=alt.StrokeDash("batch_size:O", title="batch size"))
+    pts = base.mark_point(size=30, filled=True).encode(detail="run:N", tooltip=tooltip)
+    hit = base.transform_filter("datum.reached").mark_point(size=140, filled=True, opacity=0.9).encode(tooltip=tooltip)
+    rule = alt.Chart().mark_rule(strokeDash=[2, 2], color="#333").encode(y="mean(target):Q")
+    return (
+        alt.layer(lines, pts, hit, rule, data=curves)
+        .properties(width=360, height=230)
+        .facet(facet=alt.Facet("workload:N", title=None), columns=2)
+        .resolve_scale(y="independent", x="independent")
+        .properties(title=title)
+    )
+
+
+# ------------------------------------------------------------------ 4. scheduler overhead per site
+def scheduler_overhead(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    title = "Where a job's time goes, per site (mean seconds per job)"
+    v = M.scheduler_view(df).filter(pl.col("turnaround_mean_s").is_not_null())
+    if v.height == 0:
+        return no_data(title, "no successful run with start/finish times")
+    parts = v.select(
+        site_label=pl.col("site") + " (" + pl.col("scheduler").fill_null("?") + ")",
+        jobs="jobs",
+        batch_efficiency="batch_efficiency",
+        queue=pl.col("queue_wait_mean_s").fill_null(0.0),
+        overhead=pl.col("overhead_mean_s").fill_null(0.0).clip(lower_bound=0.0),
+        measured=pl.col("wall_mean_s").fill_null(0.0),
+    ).unpivot(index=["site_label", "jobs", "batch_efficiency"], variable_name="part", value_name="seconds")
+    parts = parts.with_columns(
+        part=pl.col("part").replace({"queue": "queue wait", "overhead": "start-up, setup, write", "measured": "measured phase"})
+    )
+    labels = ["queue wait", "start-up, setup, write", "measured phase"]
+    return (
+        alt.Chart(parts)
+        .mark_bar()
+        .encode(
+            y=alt.Y("site_label:N", title=None),
+            x=alt.X("seconds:Q", title="mean seconds per job", stack="zero"),
+            color=alt.Color("part:N", title=None, scale=alt.Scale(domain=labels, range=["#e45756", "#f2cf5b", "#4c78a8"])),
+            order=alt.Order("part_order:Q"),
+            tooltip=["site_label", "part", alt.Tooltip("seconds:Q", format=".2f"), "jobs",
+                     alt.Tooltip("batch_efficiency:Q", title="batch efficiency", format=".1%")],  # fmt: skip
+        )
+        .transform_calculate(part_order=f"indexof({labels!r}, datum.part)")
+        .properties(width=560, height=alt.Step(34), title=title)
+    )
+
+
+# ------------------------------------------------------------------ 5. fleet what-if
+def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    jobs = f"{st.jobs_per_day:,.0f}"
+    title = f"Fleet what-if: energy per day at {jobs} jobs/day per site (label: energy change vs fp32 baseline)"
+    cells = _cells(df, st).filter(pl.col("energy_j").is_not_null())
+    if cells.height == 0:
+        return no_data(title, "no successful run with an energy figure")
+    f = st.fleet_table(cells).with_columns(
+        group=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("device") + " @ " + pl.col("site"),
+        config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String),
+        saving_label=pl.when(pl.col("saving_pct").is_null())
+        .then(pl.lit("no baseline"))
+        .when((pl.col("precision") == "fp32") & (pl.col("variant") == "baseline"))
+        .then(pl.lit("baseline"))
+        .otherwise(pl.format("{}%", (pl.col("saving_pct") * -1).round(1)).str.replace(r"^(\d)", "+$1")),
+    )
+    f = _keep(f, ["group", "config", "precision_variant", "mwh_per_day", "t_co2_per_day", "saving_pct", "saving_label",
+                  "saving_mwh_per_day", "jobs_per_day", "energy_per_job_j", "energy_source"])  # fmt: skip
+    base = alt.Chart().encode(y=alt.Y("config:N", title=None, sort=alt.EncodingSortField("mwh_per_day", order="descending")))
+    bars = base.mark_bar(stroke="#333", strokeWidth=1).encode(
+        x=alt.X("mwh_per_day:Q", title="MWh per day"),
+        color=alt.Color("precision_variant:N", title="precision", scale=alt.Scale(scheme=PALETTE)),
+        opacity=alt.Opacity("energy_source:N", scale=alt.Scale(domain=SOURCE_DOMAIN, range=[0.95, 0.35]),
+                            title="energy (pale = estimated)"),
+        tooltip=["config", alt.Tooltip("jobs_per_day:Q", format=",.0f"), alt.Tooltip("energy_per_job_j:Q", title="J/job", format=".3g"),
+                 alt.Tooltip("mwh_per_day:Q", format=".4g"), alt.Tooltip("t_co2_per_day:Q", title="tCO2e/day", format=".4g"),
+                 alt.Tooltip("saving_mwh_per_day:Q", title="saving MWh/day", format=".4g"), "saving_label", "energy_source"],
+    )  # fmt: skip
+    text = base.mark_text(align="left", dx=4, fontSize=11).encode(x="mwh_per_day:Q", text="saving_label:N")
+    return (
+        alt.layer(bars, text, data=f)
+        .properties(width=420, height=alt.Step(20))
+        .facet(row=alt.Row("group:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
+        .resolve_scale(y="independent", x="independent")
+        .properties(title=title)
+    )
+
+
+CHARTS: dict[str, Callable[[pl.DataFrame, AnalysisSettings], alt.TopLevelMixin]] = {
     "energy_per_sample": energy_per_sample,
     "quality_vs_energy": quality_vs_energy,
+    "time_to_target": time_to_target,
+    "scheduler_overhead": scheduler_overhead,
+    "fleet_whatif": fleet_whatif,
 }
+assert tuple(CHARTS) == CHART_NAMES, "keep joulegrid.analysis.CHART_NAMES in step with charts.CHARTS"
+
+
+def build(name: str, df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    """The chart called name; a "no data" chart (naming the error) if building it fails."""
+    try:
+        return CHARTS[name](df, st)
+    except Exception as e:  # noqa: BLE001 - one broken chart must not cost the whole report
+        return no_data(name.replace("_", " "), f"chart could not be built ({type(e).__name__}: {e})")

@@ -1,24 +1,75 @@
-"""Derived metrics (pure polars): energy per sample, samples per joule, measured vs estimated.
+"""Derived metrics (pure polars; no torch). Every formula is documented in docs/metrics.md.
 
-Documented in docs/metrics.md. Every function takes and returns a polars DataFrame in the result
-schema plus derived columns; nothing here imports torch.
+Layers, each a function of a DataFrame in the result schema (plus what the layer before added):
+
+- ``derive``            per run: energy per sample (= per event), samples per joule, CO2 per 1,000
+                        samples (= per 1,000 inferences for phase infer), mean power, measured/estimated.
+- ``cell_stats``        repeats of one cell -> mean, std, 95 % CI, CV of energy per sample, ``noisy``.
+- ``relative_to_baseline``  Δenergy %, Δtime %, Δquality against the fp32 baseline of the same
+                        site/workload/phase/device/batch size; ``missing_baselines`` lists the gaps.
+- ``time_to_target``    TTA / ETA from the per-epoch curves, Zeus's cost η·ETA + (1-η)·MaxPower·TTA;
+                        ``best_batch_size`` picks the cheapest batch size per (workload, device, precision).
+- ``pareto``            quality vs energy per sample, per workload and phase (direction-aware).
+- ``sci``               Software Carbon Intensity (E·I + M) per functional unit.
+- ``fleet``             measured energy per job scaled to a fleet (jobs/day per site): MWh/day, tCO2/day,
+                        and the saving of each variant against the baseline.
+- ``scheduler_view``    queue wait and batch efficiency per site.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import polars as pl
+
+from ..grid import BASELINE_PRECISION, BASELINE_VARIANT
+from . import NOISY_CV
+
+# A cell without its repeat index: the unit repeats are averaged over.
+CELL_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size")
+# What a baseline shares with the cells compared to it (everything but precision and variant).
+BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size")
+J_PER_KWH = 3.6e6
+
+# Two-sided 95 % Student-t quantiles t(0.975, dof) for small samples; 1.96 (normal) beyond 30.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t975(dof: int) -> float | None:
+    """Student-t 0.975 quantile for dof degrees of freedom (None for dof < 1)."""
+    if dof < 1:
+        return None
+    return _T975[dof - 1] if dof <= len(_T975) else 1.96
+
+
+# ------------------------------------------------------------------ per run
+def precision_variant_expr() -> pl.Expr:
+    return (
+        pl.when(pl.col("variant").is_null() | (pl.col("variant") == BASELINE_VARIANT))
+        .then(pl.col("precision"))
+        .otherwise(pl.col("precision") + pl.lit("+") + pl.col("variant"))
+    )
 
 
 def derive(df: pl.DataFrame) -> pl.DataFrame:
-    """Add per-run derived columns."""
+    """Per-run derived columns (null where an input is missing or zero)."""
     return df.with_columns(
         energy_per_sample_j=pl.when(pl.col("n_samples") > 0).then(pl.col("energy_j") / pl.col("n_samples")),
         samples_per_j=pl.when(pl.col("energy_j") > 0).then(pl.col("n_samples") / pl.col("energy_j")),
+        time_per_sample_s=pl.when(pl.col("n_samples") > 0).then(pl.col("wall_s") / pl.col("n_samples")),
         co2_per_1k_samples_kg=pl.when(pl.col("n_samples") > 0).then(pl.col("co2_kg") / pl.col("n_samples") * 1000),
-        energy_source=pl.when(pl.col("energy_estimated")).then(pl.lit("estimated")).otherwise(pl.lit("measured")),
-        precision_variant=pl.when(pl.col("variant") == "baseline")
-        .then(pl.col("precision"))
-        .otherwise(pl.col("precision") + pl.lit("+") + pl.col("variant")),
+        mean_power_w=pl.coalesce(
+            pl.col("mean_power_w"), pl.when(pl.col("wall_s") > 0).then(pl.col("energy_j") / pl.col("wall_s"))
+        ),
+        energy_source=pl.when(pl.col("energy_estimated").fill_null(False))
+        .then(pl.lit("estimated"))
+        .otherwise(pl.lit("measured")),
+        precision_variant=precision_variant_expr(),
     )
 
 
@@ -26,18 +77,372 @@ def ok_runs(df: pl.DataFrame) -> pl.DataFrame:
     return df.filter(pl.col("status") == "ok")
 
 
-def best_per_workload(df: pl.DataFrame) -> pl.DataFrame:
-    """Per (workload, phase): the ok run with the lowest energy per sample."""
-    d = derive(ok_runs(df)).filter(pl.col("energy_per_sample_j").is_not_null())
+# ------------------------------------------------------------------ repeats
+def cell_stats(df: pl.DataFrame, noisy_cv: float = NOISY_CV) -> pl.DataFrame:
+    """One row per cell (repeats averaged) of the ok runs: mean, std, 95 % CI half-width, CV, noisy.
+
+    CI = t(0.975, n-1) * std / sqrt(n) (Student t; null for a single repeat). ``noisy`` is true when
+    the CV (std/mean) of energy per sample exceeds ``noisy_cv`` (default 10 %).
+    """
+    d = derive(ok_runs(df))
+    n = pl.col("energy_per_sample_j").count()
+    agg = d.group_by(*CELL_KEYS, maintain_order=True).agg(
+        precision_variant=pl.col("precision_variant").first(),
+        repeats=pl.len(),
+        n_energy=n,
+        energy_per_sample_j=pl.col("energy_per_sample_j").mean(),
+        energy_per_sample_std_j=pl.col("energy_per_sample_j").std(),
+        energy_j=pl.col("energy_j").mean(),
+        wall_s=pl.col("wall_s").mean(),
+        wall_std_s=pl.col("wall_s").std(),
+        job_overhead_s=(pl.col("setup_s").fill_null(0) + pl.col("warmup_s").fill_null(0)).mean(),
+        time_per_sample_s=pl.col("time_per_sample_s").mean(),
+        samples_per_s=pl.col("samples_per_s").mean(),
+        samples_per_j=pl.col("samples_per_j").mean(),
+        n_samples=pl.col("n_samples").mean(),
+        mean_power_w=pl.col("mean_power_w").mean(),
+        co2_kg=pl.col("co2_kg").mean(),
+        co2_per_1k_samples_kg=pl.col("co2_per_1k_samples_kg").mean(),
+        quality=pl.col("quality").mean(),
+        quality_std=pl.col("quality").std(),
+        quality_metric=pl.col("quality_metric").drop_nulls().first(),
+        quality_higher_is_better=pl.col("quality_higher_is_better").drop_nulls().first(),
+        energy_estimated=pl.col("energy_estimated").fill_null(False).any(),
+        energy_method=pl.col("energy_method").drop_nulls().unique().sort().str.join("; "),
+        hostname=pl.col("hostname").drop_nulls().unique().sort().str.join(", "),
+        cpu_model=pl.col("cpu_model").drop_nulls().first(),
+        gpu_model=pl.col("gpu_model").drop_nulls().first(),
+        carbon_intensity_g_per_kwh=pl.col("carbon_intensity_g_per_kwh").mean(),
+        pue=pl.col("pue").mean(),
+        alloc_cpus=pl.col("alloc_cpus").mean(),
+        alloc_gpus=pl.col("alloc_gpus").mean(),
+        cpu_cores_logical=pl.col("cpu_cores_logical").mean(),
+        gpu_count=pl.col("gpu_count").mean(),
+        flops_per_sample_fwd=pl.col("flops_per_sample_fwd").mean(),
+        flops_per_sample_train=pl.col("flops_per_sample_train").mean(),
+        flops_per_s=pl.col("flops_per_s").mean(),
+        config_hash=pl.col("config_hash").drop_nulls().first(),
+    )
+    t = pl.col("n_energy").map_elements(lambda k: t975(int(k) - 1), return_dtype=pl.Float64)
+    return agg.with_columns(
+        energy_per_sample_ci95_j=t * pl.col("energy_per_sample_std_j") / pl.col("n_energy").cast(pl.Float64).sqrt(),
+        energy_per_sample_cv=pl.when(pl.col("energy_per_sample_j") > 0).then(
+            pl.col("energy_per_sample_std_j") / pl.col("energy_per_sample_j")
+        ),
+        energy_source=pl.when(pl.col("energy_estimated")).then(pl.lit("estimated")).otherwise(pl.lit("measured")),
+    ).with_columns(noisy=pl.col("energy_per_sample_cv").fill_null(0.0) > noisy_cv)
+
+
+# ------------------------------------------------------------------ baseline
+def _is_baseline() -> pl.Expr:
+    return (pl.col("precision") == BASELINE_PRECISION) & (pl.col("variant") == BASELINE_VARIANT)
+
+
+def relative_to_baseline(cells: pl.DataFrame) -> pl.DataFrame:
+    """Add Δenergy %, Δtime % (per sample) and Δquality against the fp32 baseline cell.
+
+    The baseline shares site, workload, phase, device and batch size (BASELINE_KEYS). Δquality is
+    quality - baseline quality in the metric's own units; ``quality_better`` says whether that is
+    an improvement given the metric's direction. Cells without a baseline get nulls (see
+    ``missing_baselines``).
+    """
+    base = cells.filter(_is_baseline()).select(
+        *BASELINE_KEYS,
+        base_energy_per_sample_j=pl.col("energy_per_sample_j"),
+        base_time_per_sample_s=pl.col("time_per_sample_s"),
+        base_quality=pl.col("quality"),
+    )
+    out = cells.join(base, on=list(BASELINE_KEYS), how="left", nulls_equal=True)
+    return out.with_columns(
+        d_energy_pct=(pl.col("energy_per_sample_j") / pl.col("base_energy_per_sample_j") - 1) * 100,
+        d_time_pct=(pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s") - 1) * 100,
+        d_quality=pl.col("quality") - pl.col("base_quality"),
+    ).with_columns(
+        quality_better=pl.when(pl.col("d_quality").is_null())
+        .then(None)
+        .when(pl.col("quality_higher_is_better").fill_null(True))
+        .then(pl.col("d_quality") >= 0)
+        .otherwise(pl.col("d_quality") <= 0)
+    )
+
+
+def missing_baselines(cells: pl.DataFrame) -> pl.DataFrame:
+    """Comparison groups (site/workload/phase/device/batch) that have cells but no ok fp32 baseline."""
+    have = cells.filter(_is_baseline()).select(*BASELINE_KEYS).unique()
+    groups = cells.group_by(*BASELINE_KEYS).agg(cells=pl.col("precision_variant").unique().sort().str.join(", "))
+    return groups.join(have, on=list(BASELINE_KEYS), how="anti", nulls_equal=True).sort(*BASELINE_KEYS)
+
+
+# ------------------------------------------------------------------ time / energy to target
+def _target_met(q: pl.Expr, target: pl.Expr, higher: pl.Expr) -> pl.Expr:
+    return pl.when(higher.fill_null(True)).then(q >= target).otherwise(q <= target)
+
+
+def time_to_target(df: pl.DataFrame, targets: dict[str, float] | None = None, eta: float = 0.5) -> pl.DataFrame:
+    """TTA / ETA per ok training run from its per-epoch curves, and Zeus's cost.
+
+    The target of a workload is, in order: ``targets[workload]`` (config ``report.targets``); the
+    run's own ``target_quality``; else the *common target*: the worst of the per-run best epoch
+    qualities of that workload and phase, i.e. the best quality every run reached.
+    TTA = cumulative wall time at the first epoch whose quality meets the target; ETA = cumulative
+    energy at that epoch (``epoch_energy_j``, primary meter). Cost (Zeus, You et al. NSDI'23) =
+    η·ETA + (1-η)·MaxPower·TTA, with MaxPower = ``gpu_power_limit_w`` where known, else the highest
+    mean power measured on the same host and device in the results (a stand-in, see docs/metrics.md).
+    """
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"config key report.eta: {eta!r} must be between 0 and 1")
+    targets = targets or {}
+    d = derive(ok_runs(df)).filter((pl.col("phase") == "train") & (pl.col("epoch_quality").list.len() > 0))
     if d.height == 0:
-        return d
+        return d.with_columns(
+            target=pl.lit(None, pl.Float64), target_source=pl.lit(None, pl.String), epochs_to_target=pl.lit(None, pl.Int64),
+            tta_s=pl.lit(None, pl.Float64), eta_j=pl.lit(None, pl.Float64), max_power_w=pl.lit(None, pl.Float64),
+            zeus_cost=pl.lit(None, pl.Float64),
+        )
+    higher = pl.col("quality_higher_is_better").fill_null(True)
+    best = pl.when(higher).then(pl.col("epoch_quality").list.max()).otherwise(pl.col("epoch_quality").list.min())
+    d = d.with_columns(best_epoch_quality=best)
+    common = pl.when(higher).then(pl.col("best_epoch_quality").min()).otherwise(pl.col("best_epoch_quality").max()).over(
+        "workload", "phase"
+    )
+    cfg_target = pl.col("workload").replace_strict(
+        {k: float(v) for k, v in targets.items()}, default=None, return_dtype=pl.Float64
+    )
+    d = d.with_columns(
+        target=pl.coalesce(cfg_target, pl.col("target_quality"), common),
+        target_source=pl.when(cfg_target.is_not_null())
+        .then(pl.lit("config"))
+        .when(pl.col("target_quality").is_not_null())
+        .then(pl.lit("run"))
+        .otherwise(pl.lit("common")),
+    )
+    ex = _explode_curves(d)
+    hit = (
+        ex.filter(_target_met(pl.col("q"), pl.col("target"), pl.col("quality_higher_is_better")))
+        .group_by("run_id")
+        .agg(pl.all().sort_by("epoch").first())
+        .select("run_id", epochs_to_target="epoch", tta_s="t", eta_j="e")
+    )
+    d = d.join(hit, on="run_id", how="left")
+    # MaxPower: the device's power limit (Zeus) where known, else the highest mean power seen on the host/device.
+    d = d.with_columns(
+        max_power_w=pl.coalesce(pl.col("gpu_power_limit_w"), pl.col("mean_power_w").max().over("hostname", "device"))
+    )
+    return d.with_columns(zeus_cost=eta * pl.col("eta_j") + (1 - eta) * pl.col("max_power_w") * pl.col("tta_s"))
+
+
+def _explode_curves(d: pl.DataFrame) -> pl.DataFrame:
+    """One row per (run, epoch): q, t (cumulative s), e (cumulative J, null if the curve is absent)."""
+    n = pl.col("epoch_quality").list.len()
+    e_ok = pl.col("epoch_energy_j").list.len().fill_null(-1) == n
+    w_ok = pl.col("epoch_wall_s").list.len().fill_null(-1) == n
+    base = d.select(
+        "run_id",
+        "target",
+        "quality_higher_is_better",
+        q="epoch_quality",
+        t=pl.when(w_ok).then(pl.col("epoch_wall_s")).otherwise(pl.lit(None, pl.List(pl.Float64))),
+        e=pl.when(e_ok).then(pl.col("epoch_energy_j")).otherwise(pl.lit(None, pl.List(pl.Float64))),
+        epoch=pl.int_ranges(1, n + 1),
+    )
+    base = base.with_columns(
+        t=pl.when(pl.col("t").is_null()).then(pl.col("epoch").list.eval(pl.lit(None, pl.Float64))).otherwise(pl.col("t")),
+        e=pl.when(pl.col("e").is_null()).then(pl.col("epoch").list.eval(pl.lit(None, pl.Float64))).otherwise(pl.col("e")),
+    )
+    return base.explode("q", "t", "e", "epoch")
+
+
+def best_batch_size(tta: pl.DataFrame) -> pl.DataFrame:
+    """Per (site, workload, device, precision+variant): the batch size with the lowest mean Zeus cost."""
+    d = tta.filter(pl.col("zeus_cost").is_not_null())
+    keys = ("site", "workload", "device", "precision_variant")
+    if d.height == 0:
+        return pl.DataFrame(
+            schema={**{k: pl.String for k in keys}, "batch_size": pl.Int64, "zeus_cost": pl.Float64,
+                    "tta_s": pl.Float64, "eta_j": pl.Float64, "candidates": pl.UInt32}
+        )  # fmt: skip
+    per_bs = d.group_by(*keys, "batch_size").agg(
+        zeus_cost=pl.col("zeus_cost").mean(), tta_s=pl.col("tta_s").mean(), eta_j=pl.col("eta_j").mean()
+    )
     return (
-        d.sort("energy_per_sample_j")
+        per_bs.sort("zeus_cost")
+        .group_by(*keys, maintain_order=True)
+        .agg(pl.all().first(), candidates=pl.len())
+        .select(*keys, "batch_size", "zeus_cost", "tta_s", "eta_j", "candidates")
+        .sort(*keys)
+    )
+
+
+# ------------------------------------------------------------------ Pareto front
+def pareto(cells: pl.DataFrame) -> pl.DataFrame:
+    """Mark cells on the quality-vs-energy-per-sample Pareto front of their (workload, phase).
+
+    A cell is on the front when no other cell of the group has lower-or-equal energy per sample and
+    better-or-equal quality with at least one strictly better (direction from quality_higher_is_better).
+    Cells without quality or energy are never on the front.
+    """
+    d = cells.with_row_index("_i")
+    valid = d.filter(pl.col("quality").is_not_null() & pl.col("energy_per_sample_j").is_not_null())
+    on_front: list[int] = []
+    for _, g in valid.group_by("workload", "phase"):
+        higher = g["quality_higher_is_better"].drop_nulls()
+        sign = 1.0 if (higher.len() == 0 or bool(higher[0])) else -1.0
+        # sort by energy, then best quality first; sweep keeping the running best quality
+        pts = sorted(zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"]), key=lambda p: (p[0], -p[1]))
+        best = -math.inf
+        for _e, q, i in pts:
+            if q > best:
+                on_front.append(i)
+                best = q
+    return d.with_columns(pareto=pl.col("_i").is_in(on_front)).drop("_i")
+
+
+# ------------------------------------------------------------------ SCI
+def sci(cells: pl.DataFrame, sites: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None) -> pl.DataFrame:
+    """Software Carbon Intensity per functional unit R = 1,000 samples (inferences for phase infer).
+
+    SCI = (E·I + M) / R with E = energy_j/3.6e6 kWh × PUE, I = site intensity (gCO2e/kWh) and
+    M = embodied_kg × 1000 × (wall_s / lifetime_s) × resource share (allocated CPUs / logical CPUs,
+    or allocated GPUs / GPUs of the node for cuda cells). I and PUE come from ``sites`` (config/sites.yaml)
+    and fall back to the values recorded in the run; embodied kgCO2e and lifetime from ``hardware``
+    (config/hardware.yaml). M is null where the site has no hardware entry.
+    """
+    sites = sites or {}
+    hardware = hardware or {}
+    site_i = {k: (v or {}).get("carbon_intensity_g_per_kwh") for k, v in sites.items()}
+    site_pue = {k: (v or {}).get("pue") for k, v in sites.items()}
+
+    def hw(key: str, dev: str) -> dict[str, float | None]:
+        return {s: (((h or {}).get(dev) or {}).get(key)) for s, h in hardware.items()}
+
+    def site_map(m: dict[str, Any]) -> pl.Expr:
+        m = {k: (float(v) if v is not None else None) for k, v in m.items()}
+        return pl.col("site").replace_strict(m, default=None, return_dtype=pl.Float64)
+
+    is_gpu = pl.col("device") == "cuda"
+    emb_kg = pl.when(is_gpu).then(site_map(hw("embodied_kg_co2e", "gpu_node"))).otherwise(site_map(hw("embodied_kg_co2e", "cpu_node")))
+    life_y = pl.when(is_gpu).then(site_map(hw("lifetime_years", "gpu_node"))).otherwise(site_map(hw("lifetime_years", "cpu_node")))
+    share = (
+        pl.when(is_gpu)
+        .then(pl.col("alloc_gpus").fill_null(1) / pl.col("gpu_count").fill_null(1).clip(lower_bound=1))
+        .otherwise(pl.col("alloc_cpus") / pl.col("cpu_cores_logical"))
+        .clip(0.0, 1.0)
+    )
+    out = cells.with_columns(
+        sci_intensity_g_per_kwh=pl.coalesce(site_map(site_i), pl.col("carbon_intensity_g_per_kwh")),
+        sci_pue=pl.coalesce(site_map(site_pue), pl.col("pue"), pl.lit(1.0)),
+        sci_resource_share=share,
+    )
+    out = out.with_columns(
+        sci_operational_g=pl.col("energy_j") / J_PER_KWH * pl.col("sci_pue") * pl.col("sci_intensity_g_per_kwh"),
+        sci_embodied_g=emb_kg * 1000 * pl.col("wall_s") / (life_y * 365.25 * 86400) * pl.col("sci_resource_share"),
+    )
+    r = pl.col("n_samples") / 1000
+    return out.with_columns(
+        sci_g_per_1k=pl.when(r > 0).then((pl.col("sci_operational_g") + pl.col("sci_embodied_g").fill_null(0)) / r),
+        sci_embodied_share=pl.col("sci_embodied_g") / (pl.col("sci_operational_g") + pl.col("sci_embodied_g")),
+    )
+
+
+# ------------------------------------------------------------------ fleet what-if
+def fleet(
+    cells: pl.DataFrame,
+    sites: dict[str, Any] | None = None,
+    jobs_per_day: float = 1_000_000,
+    per_site: dict[str, float] | None = None,
+    samples_per_job: int | None = None,
+) -> pl.DataFrame:
+    """Scale the measured energy of one job to a fleet of jobs/day per site.
+
+    A *job* is one measured phase as configured (``n_samples`` samples), or ``samples_per_job`` samples
+    when set (energy per sample × samples_per_job). kWh/day = jobs/day × E_job/3.6e6 × PUE;
+    tCO2e/day = kWh/day × I / 1e6. ``saving_mwh_per_day`` / ``saving_pct`` compare each cell with its
+    fp32 baseline (same site/workload/phase/device/batch); positive = the variant saves energy.
+    """
+    sites = sites or {}
+    per_site = per_site or {}
+    jobs = pl.col("site").replace_strict(
+        {k: float(v) for k, v in per_site.items()}, default=float(jobs_per_day), return_dtype=pl.Float64
+    )
+    pue_map = {k: float((v or {}).get("pue")) for k, v in sites.items() if (v or {}).get("pue") is not None}
+    i_map = {
+        k: float((v or {}).get("carbon_intensity_g_per_kwh"))
+        for k, v in sites.items()
+        if (v or {}).get("carbon_intensity_g_per_kwh") is not None
+    }
+    pue = pl.coalesce(pl.col("site").replace_strict(pue_map, default=None, return_dtype=pl.Float64), pl.col("pue"), pl.lit(1.0))
+    inten = pl.coalesce(
+        pl.col("site").replace_strict(i_map, default=None, return_dtype=pl.Float64), pl.col("carbon_intensity_g_per_kwh")
+    )
+    e_job = pl.col("energy_per_sample_j") * samples_per_job if samples_per_job else pl.col("energy_j")
+    d = cells.with_columns(jobs_per_day=jobs, energy_per_job_j=e_job).with_columns(
+        mwh_per_day=pl.col("jobs_per_day") * pl.col("energy_per_job_j") / J_PER_KWH * pue / 1000,
+        fleet_intensity_g_per_kwh=inten,
+    )
+    d = d.with_columns(t_co2_per_day=pl.col("mwh_per_day") * 1000 * pl.col("fleet_intensity_g_per_kwh") / 1e6)
+    base = d.filter(_is_baseline()).select(*BASELINE_KEYS, base_mwh_per_day="mwh_per_day", base_t_co2_per_day="t_co2_per_day")
+    d = d.join(base, on=list(BASELINE_KEYS), how="left", nulls_equal=True)
+    return d.with_columns(
+        saving_mwh_per_day=pl.col("base_mwh_per_day") - pl.col("mwh_per_day"),
+        saving_t_co2_per_day=pl.col("base_t_co2_per_day") - pl.col("t_co2_per_day"),
+        saving_pct=(1 - pl.col("mwh_per_day") / pl.col("base_mwh_per_day")) * 100,
+    )
+
+
+# ------------------------------------------------------------------ scheduler view
+def scheduler_view(df: pl.DataFrame) -> pl.DataFrame:
+    """Per (site, scheduler): jobs, queue wait (mean / median / max) and batch efficiency.
+
+    Batch efficiency = measured compute time (wall_s of the measured phase) / turnaround, where
+    turnaround = finished_at - submit_time (falls back to job_start_time, then started_at when the
+    scheduler did not report a submit time, e.g. local runs; ``turnaround_from`` says which).
+    """
+    d = ok_runs(df)
+    start = pl.coalesce("submit_time", "job_start_time", "started_at")
+    d = d.with_columns(
+        turnaround_s=(pl.col("finished_at") - start).dt.total_microseconds() / 1e6,
+        turnaround_from=pl.when(pl.col("submit_time").is_not_null())
+        .then(pl.lit("submit"))
+        .when(pl.col("job_start_time").is_not_null())
+        .then(pl.lit("job start"))
+        .otherwise(pl.lit("process start")),
+    ).with_columns(
+        batch_efficiency=pl.when(pl.col("turnaround_s") > 0).then(pl.col("wall_s") / pl.col("turnaround_s")),
+        overhead_s=pl.col("turnaround_s") - pl.col("queue_wait_s").fill_null(0) - pl.col("wall_s"),
+    )
+    return (
+        d.group_by("site", "scheduler")
+        .agg(
+            jobs=pl.len(),
+            queue_wait_mean_s=pl.col("queue_wait_s").mean(),
+            queue_wait_median_s=pl.col("queue_wait_s").median(),
+            queue_wait_max_s=pl.col("queue_wait_s").max(),
+            wall_mean_s=pl.col("wall_s").mean(),
+            overhead_mean_s=pl.col("overhead_s").mean(),
+            turnaround_mean_s=pl.col("turnaround_s").mean(),
+            batch_efficiency=pl.col("wall_s").sum() / pl.col("turnaround_s").sum(),
+            turnaround_from=pl.col("turnaround_from").unique().sort().str.join(", "),
+        )
+        .sort("site", "scheduler")
+    )
+
+
+# ------------------------------------------------------------------ summary
+def best_per_workload(df: pl.DataFrame) -> pl.DataFrame:
+    """Per (workload, phase): the cell (repeats averaged) with the lowest energy per sample, with its
+    change against the fp32 baseline and whether it is on the quality/energy Pareto front."""
+    cells = cell_stats(df).filter(pl.col("energy_per_sample_j").is_not_null())
+    if cells.height == 0:
+        return pl.DataFrame(schema={"workload": pl.String, "phase": pl.String})
+    cells = pareto(relative_to_baseline(cells))
+    return (
+        cells.sort("energy_per_sample_j")
         .group_by("workload", "phase", maintain_order=True)
         .first()
         .select(
-            "workload", "phase", "site", "device", "precision_variant", "batch_size",
-            "energy_per_sample_j", "samples_per_s", "quality_metric", "quality", "energy_method", "energy_source",
+            "workload", "phase", "site", "device", "precision_variant", "batch_size", "repeats",
+            "energy_per_sample_j", "energy_per_sample_ci95_j", "samples_per_s", "d_energy_pct", "d_time_pct",
+            "quality_metric", "quality", "d_quality", "pareto", "energy_source", "noisy",
         )
         .sort("workload", "phase")
-    )
+    )  # fmt: skip

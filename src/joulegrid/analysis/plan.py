@@ -1,16 +1,248 @@
-"""`joulegrid plan`: what a config would run, before any energy is spent."""
+"""`joulegrid plan` and the budget check: what a config would run, and what it would cost, before
+any energy is spent.
+
+The grid part (cells per axis, exclusions with reasons) is pure Python. The forecast reads earlier
+results (``<results>/summary.parquet``) with polars, only when that file exists, and estimates for
+every cell still to run (its run file absent):
+
+- **nearest**: the measured cell of the same workload, phase and device closest in precision,
+  variant, batch size and site (repeats averaged); time scales with the samples the planned cell
+  will process (from the workload settings), the job overhead (setup + warm-up) is taken as is;
+- **flops**: where that workload/phase was never measured on that device, FLOPs per sample of the
+  workload (measured on any device) × planned samples / the FLOP/s achieved on that device by other
+  workloads; power = median mean power on that device;
+- otherwise the cell is listed as not forecastable.
+
+core-hours = job time × measure.threads; GPU-hours = job time × job.gpus (cuda cells);
+kWh = mean power × job time (setup and warm-up included, so the cap errs on the safe side);
+kgCO2e = kWh × PUE × carbon intensity of the configured site. Definitions: docs/metrics.md.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import statistics
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import yaml
 
 from .. import config as CFG
 from .. import grid as G
 
+BUDGET_KEYS = {
+    "max_core_hours": ("core_hours", "core-hours"),
+    "max_gpu_hours": ("gpu_hours", "GPU-hours"),
+    "max_kwh": ("kwh", "kWh"),
+    "max_kg_co2": ("kg_co2", "kgCO2e"),
+}
 
+
+class BudgetError(RuntimeError):
+    """The forecast of the cells still to run exceeds a budget cap."""
+
+
+@dataclass
+class CellForecast:
+    cell: G.Cell
+    method: str  # nearest, flops
+    source: str  # what it was forecast from
+    job_s: float
+    core_hours: float
+    gpu_hours: float
+    kwh: float
+    kg_co2: float
+
+
+@dataclass
+class Forecast:
+    to_run: int = 0
+    done: int = 0
+    measured_cells: int = 0
+    cells: list[CellForecast] = field(default_factory=list)
+    unforecast: list[tuple[G.Cell, str]] = field(default_factory=list)
+
+    def totals(self) -> dict[str, float]:
+        return {k: sum(getattr(c, k) for c in self.cells) for k in ("core_hours", "gpu_hours", "kwh", "kg_co2")}
+
+    def line(self) -> str:
+        t = self.totals()
+        methods = Counter(c.method for c in self.cells)
+        how = ", ".join(f"{n} by {m}" for m, n in sorted(methods.items()))
+        s = (
+            f"{self.to_run} cell(s) to run ({self.done} already measured): forecast {t['core_hours']:.3g} core-h, "
+            f"{t['gpu_hours']:.3g} GPU-h, {t['kwh']:.3g} kWh, {t['kg_co2']:.3g} kgCO2e"
+            f" from {self.measured_cells} measured cell(s) ({how or 'none forecast'})"
+        )
+        if self.unforecast:
+            s += f"; {len(self.unforecast)} cell(s) not forecastable (not counted)"
+        return s
+
+
+# ------------------------------------------------------------------ planned work per cell
+def planned_samples(config: dict[str, Any], cell: G.Cell, cache: dict) -> int | None:
+    """Samples the cell's measured phase will process, from the workload settings (None if unknown)."""
+    key = (cell.workload, cell.phase)
+    if key not in cache:
+        from ..workloads.registry import dataset_rows, resolve_spec
+
+        st = CFG.workload_settings(config, cell.workload)
+        rows = dataset_rows(resolve_spec(cell.workload, st), st)
+        if not rows:
+            cache[key] = None
+        else:
+            n_test = max(1, int(round(rows * st.get("test_fraction", 0.2))))
+            if cell.phase == "train":
+                cache[key] = (rows - n_test) * int(st.get("epochs", 1))
+            else:
+                cache[key] = n_test
+    return cache[key]
+
+
+def _measured(df) -> list[dict[str, Any]]:
+    from .metrics import cell_stats
+
+    import polars as pl
+
+    return cell_stats(df).filter(pl.col("wall_s").is_not_null()).to_dicts()
+
+
+def _distance(c: G.Cell, m: dict[str, Any]) -> float:
+    d = 2.0 * (m["precision"] != c.precision) + 1.0 * (m["variant"] != c.variant) + 0.25 * (m["site"] != c.site)
+    if m["batch_size"]:
+        d += abs(math.log2(c.batch_size / m["batch_size"]))
+    return d
+
+
+def forecast(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any], earlier=None, results: str | None = None) -> Forecast:
+    """Forecast of the grid's cells whose run file does not exist yet, from earlier results (a polars frame)."""
+    results = results or config["results"]
+    todo = [c for c in grid.cells if not os.path.exists(c.path(results))]
+    fc = Forecast(to_run=len(todo), done=len(grid.cells) - len(todo))
+    if earlier is None or earlier.height == 0 or not todo:
+        fc.unforecast = [(c, "no earlier results") for c in todo] if earlier is None or earlier.height == 0 else []
+        return fc
+    measured = _measured(earlier)
+    fc.measured_cells = len(measured)
+    by_wpd: dict[tuple, list[dict]] = defaultdict(list)
+    flops_by_wp: dict[tuple, list[float]] = defaultdict(list)
+    fps_by_dev: dict[str, list[float]] = defaultdict(list)
+    pow_by_dev: dict[str, list[float]] = defaultdict(list)
+    ovh_by_dev: dict[str, list[float]] = defaultdict(list)
+    for m in measured:
+        if m["wall_s"] and m["n_samples"]:
+            by_wpd[(m["workload"], m["phase"], m["device"])].append(m)
+        f = m["flops_per_sample_train"] if m["phase"] == "train" else m["flops_per_sample_fwd"]
+        if f:
+            flops_by_wp[(m["workload"], m["phase"])].append(f)
+        if m["flops_per_s"]:
+            fps_by_dev[m["device"]].append(m["flops_per_s"])
+        if m["mean_power_w"]:
+            pow_by_dev[m["device"]].append(m["mean_power_w"])
+        ovh_by_dev[m["device"]].append(m["job_overhead_s"] or 0.0)
+
+    facts = CFG.site_facts(sites, config["site"])
+    pue = float(facts.get("pue") or 1.0)
+    inten = float(facts.get("carbon_intensity_g_per_kwh") or 0.0)
+    threads = int(config["measure"]["threads"])
+    gpus = int(config["job"]["gpus"])
+    cache: dict = {}
+    for c in todo:
+        n_p = planned_samples(config, c, cache)
+        cands = by_wpd.get((c.workload, c.phase, c.device))
+        if cands:
+            m = min(cands, key=lambda m: _distance(c, m))
+            n = n_p or m["n_samples"]
+            wall = m["wall_s"] / m["n_samples"] * n
+            job_s = wall + (m["job_overhead_s"] or 0.0)
+            power = m["mean_power_w"] or (m["energy_j"] / m["wall_s"] if m["energy_j"] and m["wall_s"] else None)
+            method = "nearest"
+            source = f"{m['site']}/{m['workload']}/{m['phase']}/{m['device']}/{m['precision_variant']}/bs{m['batch_size']}"
+        else:
+            f = flops_by_wp.get((c.workload, c.phase))
+            fps = fps_by_dev.get(c.device)
+            if not (f and fps and n_p):
+                why = "no measured cell of this workload/phase/device" + (
+                    "" if f else ", no FLOPs of this workload") + ("" if fps else f", no FLOP/s measured on {c.device}") + (
+                    "" if n_p else ", planned samples unknown")  # fmt: skip
+                fc.unforecast.append((c, why))
+                continue
+            wall = statistics.median(f) * n_p / statistics.median(fps)
+            job_s = wall + statistics.median(ovh_by_dev[c.device])
+            power = statistics.median(pow_by_dev[c.device]) if pow_by_dev.get(c.device) else None
+            method = "flops"
+            source = f"FLOPs of {c.workload}/{c.phase} at the FLOP/s measured on {c.device}"
+        if power is None:
+            fc.unforecast.append((c, f"the nearest measured cell ({source}) has no energy"))
+            continue
+        kwh = power * job_s / 3.6e6
+        fc.cells.append(
+            CellForecast(
+                cell=c, method=method, source=source, job_s=job_s, core_hours=job_s * threads / 3600,
+                gpu_hours=job_s * gpus / 3600 if c.device == "cuda" else 0.0, kwh=kwh, kg_co2=kwh * pue * inten / 1000,
+            )
+        )  # fmt: skip
+    return fc
+
+
+def load_earlier(results: str):
+    """Earlier results: <results>/summary.parquet as a polars frame, or None when absent or unreadable."""
+    p = Path(results) / "summary.parquet"
+    if not p.is_file():
+        return None
+    import polars as pl
+
+    try:
+        return pl.read_parquet(p)
+    except Exception as e:  # noqa: BLE001
+        print(f"joulegrid: cannot read {p} for the forecast ({type(e).__name__}: {e}); no forecast", file=sys.stderr)
+        return None
+
+
+def budget_violations(config: dict[str, Any], fc: Forecast) -> list[str]:
+    budget = config.get("budget") or {}
+    tot = fc.totals()
+    out = []
+    for key, (attr, unit) in BUDGET_KEYS.items():
+        cap = budget.get(key)
+        if cap is not None and tot[attr] > cap:
+            out.append(f"config key budget.{key}: forecast {tot[attr]:.3g} {unit} exceeds the cap of {cap:g} {unit}")
+    return out
+
+
+def check_budget(config: dict[str, Any], fc: Forecast) -> None:
+    v = budget_violations(config, fc)
+    if v:
+        raise BudgetError(
+            "; ".join(v) + f". Forecast: {fc.line()}. Nothing was started. Fix: shrink the grid (grid.* / exclude), "
+            "raise the cap, or remove it from budget:; `joulegrid plan` shows the forecast per cell"
+        )
+
+
+def snakemake_check(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any]) -> str | None:
+    """Called by workflow/rules/common.smk in the main Snakemake process: the forecast line to print (or
+    None), raising BudgetError when over budget. Without earlier results: a note if a budget is set."""
+    budget = config.get("budget") or {}
+    capped = any(budget.get(k) is not None for k in BUDGET_KEYS)
+    if not capped and not budget.get("forecast", True):
+        return None
+    earlier = load_earlier(config["results"])
+    if earlier is None:
+        if capped:
+            return ("joulegrid budget: no earlier results (summary.parquet) to forecast from, so the budget cannot be "
+                    "checked; run a small grid first")  # fmt: skip
+        return None
+    fc = forecast(config, grid, sites, earlier)
+    if capped:
+        check_budget(config, fc)
+    return f"joulegrid forecast: {fc.line()}" if fc.to_run else None
+
+
+# ------------------------------------------------------------------ CLI
 def _overrides(items: list[str]) -> dict:
     out = {}
     for it in items:
@@ -22,7 +254,7 @@ def _overrides(items: list[str]) -> dict:
 
 
 def plan(args) -> int:
-    config, _sites = CFG.load(args.configfile, _overrides(args.config))
+    config, sites = CFG.load(args.configfile, _overrides(args.config))
     g = G.expand(config)
     out = sys.stdout
     print(f"site {config['site']}: {len(g.cells)} cell(s) to measure, {len(g.excluded)} excluded", file=out)
@@ -37,4 +269,20 @@ def plan(args) -> int:
         if args.exclusions:
             for e in g.excluded:
                 print(f"  - {e.cell.id}: {e.reason}", file=out)
-    return 0
+    earlier = load_earlier(config["results"])
+    if earlier is None:
+        print(f"forecast: no earlier results in {config['results']}/summary.parquet (run a small grid first)", file=out)
+        return 0
+    fc = forecast(config, g, sites, earlier)
+    print(f"forecast: {fc.line()}", file=out)
+    if getattr(args, "forecast_cells", False):
+        for c in fc.cells:
+            print(f"  {c.cell.id}: {c.job_s:.1f} s, {c.kwh:.3g} kWh, {c.kg_co2:.3g} kgCO2e ({c.method}: {c.source})", file=out)
+    for c, why in fc.unforecast[:20]:
+        print(f"  not forecast: {c.id}: {why}", file=out)
+    if len(fc.unforecast) > 20:
+        print(f"  ... and {len(fc.unforecast) - 20} more", file=out)
+    v = budget_violations(config, fc)
+    for msg in v:
+        print(f"OVER BUDGET: {msg}", file=out)
+    return 3 if v else 0

@@ -1,8 +1,11 @@
 """The self-contained HTML report (inline Vega, no CDN) and the chart PNGs.
 
-``build_report(summary, out_dir)`` writes ``<out_dir>/index.html`` and ``<out_dir>/<chart>.png``
-for every chart in charts.CHARTS. The page embeds the Vega/Vega-Lite/vega-embed bundle from
-vl-convert once and every chart spec as JSON, so it opens offline from a file:// URL.
+``build_report(summary, out_dir)`` writes ``<out_dir>/index.html``, ``<out_dir>/<chart>.png`` for
+every name in CHART_NAMES (a "no data" chart when there is nothing to draw, so every PNG the
+Snakemake rule declares exists) and ``<out_dir>/cells.csv`` (per-cell derived metrics). The page
+embeds the Vega/Vega-Lite/vega-embed bundle from vl-convert once and every chart spec as JSON, so
+it opens offline from a file:// URL; ``window.joulegridCharts = {expected, rendered, errors}`` tells
+a browser test whether every chart rendered.
 """
 
 from __future__ import annotations
@@ -16,41 +19,106 @@ import polars as pl
 
 from .. import schema as S
 from ..io import atomic_path
-from . import charts as C
-from .metrics import best_per_workload
+from . import CHART_NAMES
+from . import metrics as M
+from .settings import AnalysisSettings
+
+CHART_TEXT = {
+    "energy_per_sample": (
+        "Energy per sample",
+        "Mean energy per sample (= per event) over repeats, by batch size and precision; bars are 95 % confidence "
+        "intervals. Rings (hollow marks) are estimated energies (no hardware counter), disks measured ones.",
+    ),
+    "quality_vs_energy": (
+        "Quality vs energy",
+        "Every cell's quality against its energy per sample; the dashed line joins the Pareto-optimal cells "
+        "(nothing else is both cheaper and at least as good). The arrow in each panel title gives the better direction.",
+    ),
+    "time_to_target": (
+        "Time to target",
+        "Per-epoch quality of each training run against cumulative wall time; the dotted line is the target "
+        "quality, the large dot the epoch that reached it (TTA).",
+    ),
+    "scheduler_overhead": (
+        "Scheduler overhead per site",
+        "Mean time per job spent waiting in the queue, starting up (imports, data, model, warm-up, writing) and "
+        "in the measured phase. Batch efficiency = measured time / (end - submission).",
+    ),
+    "fleet_whatif": (
+        "Fleet what-if",
+        "Measured energy per job scaled to the configured jobs per day at each site (MWh/day, PUE included); the "
+        "label is the change against the fp32 baseline of the same workload, phase, device and batch size.",
+    ),
+}
+assert set(CHART_TEXT) == set(CHART_NAMES)
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1400px;color:#222;padding:0 1rem}
-h1{margin-bottom:.2rem} .sub{color:#666;margin-top:0}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
-th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left} th{background:#f4f4f4}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.chart{margin:1rem 0 2rem} .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem 1rem}
-.bad{background:#fdecea;border-left:4px solid #d93025;padding:.5rem 1rem}
+:root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#f6f8fa;--accent:#0969da}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;color:var(--fg);line-height:1.45;background:#fff}
+header{background:linear-gradient(90deg,#0b3d2e,#14532d 60%,#166534);color:#fff;padding:1.4rem 2rem 1rem}
+header h1{margin:0;font-size:1.7rem;letter-spacing:.01em} header p{margin:.3rem 0 0;color:#d1fae5}
+nav{position:sticky;top:0;z-index:5;background:#fff;border-bottom:1px solid var(--line);padding:.45rem 2rem;font-size:.9rem}
+nav a{color:var(--accent);text-decoration:none;margin-right:1.1rem;white-space:nowrap} nav a:hover{text-decoration:underline}
+main{max-width:1500px;margin:0 auto;padding:1rem 2rem 3rem}
+h2{border-bottom:1px solid var(--line);padding-bottom:.3rem;margin-top:2.2rem} h3{margin:1.6rem 0 .3rem}
+.cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
+.card{background:var(--bg);border:1px solid var(--line);border-radius:8px;padding:.6rem 1rem;min-width:150px}
+.card b{display:block;font-size:1.5rem} .card span{color:var(--muted);font-size:.85rem}
+.card.bad b{color:#cf222e} .card.warn b{color:#9a6700}
+.tablewrap{overflow-x:auto;margin:.4rem 0 1.2rem}
+table{border-collapse:collapse;font-size:.85rem}
+th,td{border:1px solid var(--line);padding:.28rem .55rem;text-align:left;vertical-align:top}
+th{background:var(--bg);font-weight:600;white-space:nowrap} tbody tr:nth-child(even){background:#fbfcfd}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.good{color:#1a7f37} td.worse{color:#cf222e}
+.caption{color:var(--muted);margin:.1rem 0 .5rem;max-width:75rem}
+.chart{margin:.3rem 0 1.5rem;overflow-x:auto}
+.note{background:#fff8c5;border-left:4px solid #d4a72c;padding:.5rem 1rem;border-radius:4px}
+.bad{background:#ffebe9;border-left:4px solid #cf222e;padding:.5rem 1rem;border-radius:4px}
+.ok{background:#dafbe1;border-left:4px solid #1a7f37;padding:.5rem 1rem;border-radius:4px}
+footer{color:var(--muted);font-size:.8rem;margin-top:3rem;border-top:1px solid var(--line);padding-top:.6rem}
+code{background:var(--bg);padding:0 .25rem;border-radius:3px}
 """
 
 
-def _fmt(v) -> str:
+# ------------------------------------------------------------------ tables
+def _fmt(col: str, v) -> tuple[str, str]:
+    """(text, css class) of one table cell."""
     if v is None:
-        return ""
+        return "", ""
+    if isinstance(v, bool):
+        return ("yes" if v else "no"), ""
     if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+        if v != v:  # NaN
+            return "", "num"
+        if col.endswith("_pct"):
+            cls = "good" if v < 0 and col.startswith("d_") else ("worse" if v > 0 and col.startswith("d_") else "")
+            if col.startswith("saving"):
+                cls = "good" if v > 0 else ("worse" if v < 0 else "")
+            return f"{v:+.1f} %", f"num {cls}".strip()
+        if col.endswith(("_cv", "efficiency", "_share")):
+            return f"{v:.1%}", "num"
+        a = abs(v)
+        return (f"{v:.3e}" if (a and (a < 1e-3 or a >= 1e6)) else f"{v:.4g}"), "num"
+    if isinstance(v, int):
+        return f"{v:,}" if abs(v) >= 10000 else str(v), "num"
+    return str(v), ""
 
 
-def table_html(df: pl.DataFrame, max_rows: int = 200) -> str:
+def table_html(df: pl.DataFrame, max_rows: int = 200, empty: str = "none") -> str:
     if df.height == 0:
-        return "<p><em>none</em></p>"
+        return f"<p><em>{html.escape(empty)}</em></p>"
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     rows = []
     for r in df.head(max_rows).iter_rows():
-        cells = "".join(
-            f'<td class="num">{html.escape(_fmt(v))}</td>' if isinstance(v, (int, float)) else f"<td>{html.escape(_fmt(v))}</td>"
-            for v in r
-        )
-        rows.append(f"<tr>{cells}</tr>")
-    more = f"<p>... {df.height - max_rows} more rows</p>" if df.height > max_rows else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+        cells = []
+        for c, v in zip(df.columns, r):
+            text, cls = _fmt(c, v)
+            cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    more = f"<p>… {df.height - max_rows} more rows (all of them are in cells.csv / summary.parquet)</p>" if df.height > max_rows else ""
+    return f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{more}"
 
 
 def _js_bundle() -> str:
@@ -59,78 +127,322 @@ def _js_bundle() -> str:
     return vlc.javascript_bundle()
 
 
-def build_report(summary: str, out_dir: str, problems_file: str | None = None) -> str:
+def _script_json(obj) -> str:
+    """JSON safe inside a <script> element."""
+    return json.dumps(obj).replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+# ------------------------------------------------------------------ inputs
+def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
+    """The summary frame (empty if absent) and messages about what is wrong with it."""
+    p = Path(summary)
+    notes: list[str] = []
+    if not p.is_file():
+        notes.append(f"No summary at {p}: run the grid and `joulegrid aggregate` (or `snakemake`) first.")
+        return pl.DataFrame(schema=S.polars_schema()), notes
+    try:
+        df = pl.read_parquet(p)
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"The summary {p} cannot be read ({type(e).__name__}: {e}); re-run `joulegrid aggregate`.")
+        return pl.DataFrame(schema=S.polars_schema()), notes
+    missing = [c for c in S.COLUMN_NAMES if c not in df.columns]
+    if missing:
+        notes.append(
+            f"The summary {p} lacks {len(missing)} column(s) of result schema version {S.SCHEMA_VERSION} "
+            f"({', '.join(missing[:6])}{'…' if len(missing) > 6 else ''}): it was written by another joulegrid; "
+            "re-run `joulegrid aggregate` with this one. Missing columns are shown empty."
+        )
+        df = df.with_columns([pl.lit(None).alias(c) for c in missing])
+    try:
+        df = df.select(S.COLUMN_NAMES).cast(dict(S.polars_schema()), strict=False)
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"The summary {p} has columns of unexpected types ({e}); re-run `joulegrid aggregate`.")
+        return pl.DataFrame(schema=S.polars_schema()), notes
+    return df, notes
+
+
+def load_hotspots(results_dir: Path) -> tuple[pl.DataFrame | None, str | None]:
+    """The hotspots table (<results>/hotspots/*.parquet, written by the profiler) if present."""
+    d = results_dir / "hotspots"
+    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    if not files:
+        return None, None
+    try:
+        # diagonal_relaxed: files written by different versions may differ in columns or int/float types
+        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed"), None
+    except Exception as e:  # noqa: BLE001
+        return None, f"hotspot files under {d} could not be read ({type(e).__name__}: {e})"
+
+
+def _hotspots_view(hs: pl.DataFrame, df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
+    """Top rows of the hotspot table, with the cell each run_id belongs to; columns as the profiler wrote them."""
+    if "run_id" in hs.columns and df.height:
+        hs = hs.join(df.select("run_id", "cell_id"), on="run_id", how="left")
+        hs = hs.select("cell_id", *[c for c in hs.columns if c not in ("cell_id", "run_id")])
+    num = [c for c, t in hs.schema.items() if t.is_numeric() and c not in ("rank", "repeat")]
+    key = next((c for c in num if "self" in c and ("time" in c or c.endswith("_s") or "us" in c)), num[0] if num else None)
+    if key:
+        hs = hs.sort(key, descending=True, nulls_last=True)
+    simple = [c for c, t in hs.schema.items() if not isinstance(t, (pl.List, pl.Struct, pl.Array))]
+    return hs.select(simple).head(top)
+
+
+# ------------------------------------------------------------------ sections
+def _cards(df: pl.DataFrame, cells: pl.DataFrame, problems: list) -> str:
+    n_ok = df.filter(pl.col("status") == "ok").height
+    n_bad = df.height - n_ok
+    hosts = df.select(pl.col("hostname").drop_nulls().n_unique()).item() if df.height else 0
+    sites = df.select(pl.col("site").drop_nulls().n_unique()).item() if df.height else 0
+    est = df.filter(pl.col("energy_estimated").fill_null(False) & (pl.col("status") == "ok")).height
+    noisy = cells.filter(pl.col("noisy")).height if cells.height else 0
+    items = [
+        (df.height, "runs", ""), (cells.height, "cells (repeats averaged)", ""), (n_ok, "ok", ""),
+        (n_bad, "failed / skipped", "bad" if n_bad else ""), (sites, "sites", ""), (hosts, "hosts", ""),
+        (est, "runs with estimated energy", "warn" if est else ""), (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
+        (len(problems), "run files left out", "bad" if problems else ""),
+    ]  # fmt: skip
+    return "<div class='cards'>" + "".join(
+        f"<div class='card {cls}'><b>{v}</b><span>{html.escape(t)}</span></div>" for v, t, cls in items
+    ) + "</div>"
+
+
+def _how_measured(df: pl.DataFrame) -> str:
+    ok = df.filter(pl.col("status") == "ok")
+    if ok.height == 0:
+        return "<p><em>no successful runs</em></p>"
+    methods = (
+        ok.group_by("site", "hostname", "scheduler", "energy_method", "energy_components")
+        .agg(
+            runs=pl.len(),
+            estimated=pl.col("energy_estimated").fill_null(False).any(),
+            low_confidence_runs=pl.col("energy_low_confidence").fill_null(False).sum(),
+            meter_interval_s=pl.col("energy_interval_s").mean(),
+            intensity_g_per_kwh=pl.col("carbon_intensity_g_per_kwh").mean(),
+            pue=pl.col("pue").mean(),
+        )
+        .sort("site", "hostname", "energy_method")
+    )
+    out = table_html(methods)
+    absent = (
+        ok.select("hostname", "meters_absent")
+        .explode("meters_absent")
+        .drop_nulls("meters_absent")
+        .unnest("meters_absent")
+        .group_by("hostname", "meter", "reason")
+        .agg(runs=pl.len())
+        .sort("hostname", "meter")
+    )
+    if absent.height:
+        out += "<h3>Meters asked for but not available</h3>" + table_html(absent)
+    return out
+
+
+def _environment(df: pl.DataFrame) -> str:
+    if df.height == 0:
+        return "<p><em>no runs</em></p>"
+    env = (
+        df.group_by("hostname", "site", "scheduler")
+        .agg(
+            runs=pl.len(),
+            cpu_model=pl.col("cpu_model").drop_nulls().first(),
+            cores_logical=pl.col("cpu_cores_logical").max(),
+            memory_gib=(pl.col("memory_total_bytes").max() / 2**30).round(1),
+            gpu_model=pl.col("gpu_model").drop_nulls().first(),
+            gpu_count=pl.col("gpu_count").max(),
+            os=pl.col("os").drop_nulls().first(),
+            python=pl.col("python_version").drop_nulls().first(),
+            torch=pl.col("torch_version").drop_nulls().first(),
+            torch_threads=pl.col("torch_num_threads").drop_nulls().unique().sort().cast(pl.String).str.join(","),
+            codecarbon=pl.col("codecarbon_version").drop_nulls().first(),
+            zeus=pl.col("zeus_version").drop_nulls().first(),
+            joulegrid=pl.col("joulegrid_version").drop_nulls().first(),
+            git_commit=pl.col("joulegrid_git_commit").drop_nulls().first(),
+        )
+        .sort("site", "hostname")
+    )
+    return table_html(env)
+
+
+# ------------------------------------------------------------------ the page
+def build_report(
+    summary: str,
+    out_dir: str,
+    problems_file: str | None = None,
+    settings: AnalysisSettings | None = None,
+    results_dir: str | None = None,
+) -> str:
+    st = settings or AnalysisSettings.defaults()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     p = Path(summary)
-    df = pl.read_parquet(p) if p.is_file() else pl.DataFrame(schema=S.polars_schema())
-    problems = []
+    res_dir = Path(results_dir) if results_dir else p.parent
+    df, load_notes = load_summary(p)
+    problems: list[dict] = []
     pf = Path(problems_file) if problems_file else p.with_suffix(".problems.json")
     if pf.is_file():
-        problems = json.loads(pf.read_text())
+        try:
+            problems = json.loads(pf.read_text())
+        except ValueError as e:
+            load_notes.append(f"{pf} is not valid JSON ({e}); the list of left-out run files is unknown.")
 
-    sections: list[str] = []
-    specs: dict[str, dict] = {}
-    n_ok = df.filter(pl.col("status") == "ok").height
-    sections.append(
-        f"<p class='sub'>{df.height} run(s): {n_ok} ok, {df.height - n_ok} not ok &middot; "
-        f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {html.escape(str(p))}</p>"
-    )
+    cells = M.cell_stats(df, noisy_cv=st.noisy_cv)
+    rel = M.relative_to_baseline(cells) if cells.height else cells
+    missing_base = M.missing_baselines(cells) if cells.height else pl.DataFrame()
+
+    nav = [("summary", "Summary"), ("charts", "Charts"), ("fleet", "Fleet what-if"), ("tables", "Metrics"),
+           ("scheduler", "Scheduler"), ("hotspots", "Hotspots"), ("missing", "Missing & failures"),
+           ("measured", "How measured"), ("environment", "Environment")]  # fmt: skip
+    sec: list[str] = []
+
+    # ---- summary
+    sec.append("<h2 id='summary'>Summary</h2>")
+    sec.append(_cards(df, cells, problems))
+    for n in load_notes:
+        sec.append(f"<p class='bad'>{html.escape(n)}</p>")
     if df.height == 0:
-        sections.append("<p class='bad'>No results yet: run the grid (see README) and aggregate.</p>")
-    if df.height and df.filter(pl.col("energy_estimated")).height:
-        sections.append(
-            "<p class='note'>Some energies are <b>estimates</b> (no RAPL / GPU counters on those hosts): "
-            "they are drawn as hollow marks and listed under <i>How measured</i>.</p>"
+        sec.append("<p class='bad'>No results yet: run the grid (<code>snakemake</code>, see README) and aggregate. "
+                   "The sections below are empty until then.</p>")  # fmt: skip
+    if df.filter(pl.col("energy_estimated").fill_null(False)).height:
+        sec.append(
+            "<p class='note'>Some energies are <b>estimates</b> (no RAPL / GPU counters on those hosts): they are drawn "
+            "as rings (hollow marks) and their methods are listed under <a href='#measured'>How measured</a>.</p>"
         )
-    sections.append("<h2>Best configuration per workload</h2><p>Lowest energy per sample among successful runs.</p>")
-    sections.append(table_html(best_per_workload(df)))
+    sec.append("<h3>Best configuration per workload</h3><p class='caption'>Lowest mean energy per sample among "
+               "successful cells of each workload and phase, with its change against the fp32 baseline (negative "
+               "Δ = cheaper / faster) and whether it lies on the quality–energy Pareto front.</p>")  # fmt: skip
+    sec.append(table_html(M.best_per_workload(df), empty="no successful run with an energy figure yet"))
+    tta = M.time_to_target(df, targets=st.targets, eta=st.eta)
+    bbs = M.best_batch_size(tta)
+    sec.append(f"<h3>Best batch size by Zeus cost (η = {st.eta:g})</h3><p class='caption'>Cost = η·ETA + (1−η)·MaxPower·TTA "
+               "per training run (J), averaged over repeats; the batch size with the lowest cost per workload, device "
+               "and precision.</p>")  # fmt: skip
+    sec.append(table_html(bbs, empty="no training run reached a target quality (or none has per-epoch curves)"))
 
-    sections.append("<h2>Charts</h2>")
-    for name, fn in C.CHARTS.items():
-        if df.filter(pl.col("status") == "ok").height == 0:
-            break
-        chart = fn(df)
+    # ---- charts
+    specs: dict[str, dict] = {}
+    chart_html: dict[str, str] = {}
+    from . import charts as C
+
+    for name in CHART_NAMES:
+        chart = C.build(name, df, st)
         png = out / f"{name}.png"
         with atomic_path(png, suffix=".png") as tmp:
             chart.save(tmp, format="png", scale_factor=1.5)
         specs[name] = chart.to_dict()
-        sections.append(f"<div class='chart' id='chart-{name}'></div>")
-
-    not_ok = df.filter(pl.col("status") != "ok")
-    sections.append(f"<h2>Failures and skipped cells ({not_ok.height})</h2>")
-    sections.append(table_html(not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname")))
-    if problems:
-        sections.append(f"<h2>Run files left out ({len(problems)})</h2>")
-        sections.append(table_html(pl.DataFrame(problems)))
-
-    if df.height:
-        sections.append("<h2>How measured</h2><p>Energy method per host (estimated = modelled, not measured).</p>")
-        sections.append(
-            table_html(
-                df.group_by("hostname", "site", "scheduler", "energy_method", "energy_estimated")
-                .agg(runs=pl.len(), low_confidence=pl.col("energy_low_confidence").sum())
-                .sort("hostname", "energy_method")
-            )
+        title, caption = CHART_TEXT[name]
+        chart_html[name] = (
+            f"<h3>{html.escape(title)}</h3><p class='caption'>{html.escape(caption)} "
+            f"(<a href='{name}.png'>PNG</a>)</p><div class='chart' id='chart-{name}'></div>"
         )
-        sections.append("<h2>Environment</h2>")
-        env_cols = [
-            "hostname", "site", "scheduler", "cpu_model", "cpu_cores_logical", "memory_total_bytes", "gpu_model",
-            "gpu_count", "torch_version", "python_version", "torch_num_threads", "joulegrid_version", "joulegrid_git_commit",
-        ]
-        sections.append(table_html(df.select(env_cols).unique(maintain_order=True)))
+    sec.append("<h2 id='charts'>Charts</h2><p class='caption'>Hover a mark for its details.</p>")
+    for name in CHART_NAMES:
+        if name != "fleet_whatif" and name != "scheduler_overhead":
+            sec.append(chart_html[name])
 
+    # ---- fleet
+    sec.append(f"<h2 id='fleet'>Fleet what-if</h2><p class='caption'>Do small efficiency gains matter at scale? "
+               f"{st.jobs_per_day:,.0f} jobs/day per site (config <code>fleet.jobs_per_day</code>"
+               f"{', per-site overrides in fleet.per_site' if st.per_site else ''}), one job = "
+               f"{'%d samples' % st.samples_per_job if st.samples_per_job else 'the measured phase as configured'}.</p>")  # fmt: skip
+    sec.append(chart_html["fleet_whatif"].split("</h3>", 1)[1])  # the section heading says it already
+    if cells.height:
+        fl = st.fleet_table(cells.filter(pl.col("energy_j").is_not_null())).select(
+            "site", "workload", "phase", "device", "precision_variant", "batch_size", "jobs_per_day", "energy_per_job_j",
+            "mwh_per_day", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day", "saving_pct", "energy_source",
+        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")  # fmt: skip
+        sec.append(table_html(fl))
+
+    # ---- per-cell metrics
+    sec.append("<h2 id='tables'>Metrics per cell</h2><p class='caption'>Repeats averaged; Δ against the fp32 baseline "
+               "of the same site, workload, phase, device and batch size; SCI per 1,000 samples (inferences for "
+               f"infer), embodied carbon from <code>{html.escape(st.hardware_source or 'no hardware table')}</code>. "
+               "Definitions: docs/metrics.md. All columns: <a href='cells.csv'>cells.csv</a>.</p>")  # fmt: skip
+    if cells.height:
+        full = M.pareto(st.sci_table(rel))
+        _write_csv(full, out / "cells.csv")
+        sec.append(table_html(full.select(
+            "site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
+            "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w",
+            "co2_per_1k_samples_kg", "sci_g_per_1k", "sci_embodied_share", "d_energy_pct", "d_time_pct", "quality_metric",
+            "quality", "d_quality", "pareto", "energy_source",
+        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")))  # fmt: skip
+    else:
+        _write_csv(cells, out / "cells.csv")
+        sec.append("<p><em>no successful cells</em></p>")
+    if tta.height:
+        sec.append("<h3>Time and energy to target (training runs)</h3>")
+        sec.append(table_html(tta.select(
+            "site", "workload", "device", "precision_variant", "batch_size", "repeat", "target", "target_source",
+            "epochs_to_target", "tta_s", "eta_j", "max_power_w", "zeus_cost",
+        ).sort("workload", "device", "precision_variant", "batch_size", "repeat")))  # fmt: skip
+
+    # ---- scheduler
+    sec.append("<h2 id='scheduler'>Scheduler view</h2>")
+    sec.append(chart_html["scheduler_overhead"].split("</h3>", 1)[1])
+    sec.append(table_html(M.scheduler_view(df)))
+
+    # ---- hotspots
+    sec.append("<h2 id='hotspots'>Hotspots</h2>")
+    hs, hs_err = load_hotspots(res_dir)
+    if hs_err:
+        sec.append(f"<p class='bad'>{html.escape(hs_err)}</p>")
+    elif hs is None or hs.height == 0:
+        sec.append(f"<p><em>No hotspot table under {html.escape(str(res_dir / 'hotspots'))} (profiling off, or "
+                   "this version of joulegrid does not write one).</em></p>")  # fmt: skip
+    else:
+        sec.append("<p class='caption'>Most expensive operators of the profiled runs (as the profiler recorded them).</p>")
+        sec.append(table_html(_hotspots_view(hs, df)))
+
+    # ---- missing and failures
+    not_ok = df.filter(pl.col("status") != "ok")
+    sec.append(f"<h2 id='missing'>Missing and failures</h2>")
+    if problems:
+        sec.append(f"<h3>Run files left out ({len(problems)})</h3><p class='caption'>Found under runs/ but not aggregated.</p>")
+        sec.append(table_html(pl.DataFrame(problems)))
+    if missing_base.height:
+        sec.append(f"<h3>Baselines not run ({missing_base.height})</h3><p class='caption'>These comparison groups have "
+                   "no successful fp32 baseline cell, so their Δ and savings are empty. Fix: add fp32 to "
+                   "<code>grid.precisions</code> (and baseline to <code>grid.variants</code>) and re-run.</p>")  # fmt: skip
+        sec.append(table_html(missing_base))
+    sec.append(f"<h3>Failed and skipped runs ({not_ok.height})</h3>")
+    if not_ok.height:
+        counts = not_ok.group_by("status").agg(runs=pl.len()).sort("status")
+        sec.append(table_html(counts))
+    sec.append(table_html(
+        not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname", "attempt"),
+        empty="none: every run finished ok",
+    ))  # fmt: skip
+    if not problems and not missing_base.height and not not_ok.height and df.height:
+        sec.append("<p class='ok'>Nothing missing: every run file was read, every comparison has its baseline, every run finished ok.</p>")
+
+    # ---- how measured / environment
+    sec.append("<h2 id='measured'>How measured</h2><p class='caption'>Energy method per site and host. "
+               "<i>estimated</i> = a model (TDP × load, RAM model), not a hardware counter; low confidence = fewer "
+               "than 60 meter samples in the window. CO2 = energy × PUE × intensity of the site.</p>")  # fmt: skip
+    sec.append(_how_measured(df))
+    sec.append("<h2 id='environment'>Environment</h2>")
+    sec.append(_environment(df))
+    sec.append(f"<footer>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {html.escape(str(p))} "
+               f"by joulegrid (result schema v{S.SCHEMA_VERSION}). Metric definitions and sources: docs/metrics.md.</footer>")  # fmt: skip
+
+    navhtml = "".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t in nav)
+    subtitle = f"{df.height} run(s) · {cells.height} cell(s) · η = {st.eta:g} · noisy if CV &gt; {st.noisy_cv:.0%}"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>joulegrid report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:">
 <style>{CSS}</style>
+<script>window.joulegridCharts = {{expected: {len(specs)}, rendered: 0, errors: []}};
+window.addEventListener('error', e => window.joulegridCharts.errors.push('page: ' + e.message));</script>
 <script>{_js_bundle()}</script>
 </head><body>
-<h1>joulegrid report</h1>
-{''.join(sections)}
+<header><h1>joulegrid report</h1><p>What the measured ML workloads cost in time, energy and CO2 · {subtitle}</p></header>
+<nav>{navhtml}</nav>
+<main>
+{''.join(sec)}
+</main>
 <script>
-const specs = {json.dumps(specs)};
-window.joulegridCharts = {{rendered: 0, errors: []}};
+const specs = {_script_json(specs)};
 for (const [name, spec] of Object.entries(specs)) {{
   vegaEmbed('#chart-' + name, spec, {{actions: false, renderer: 'svg'}})
     .then(() => {{ window.joulegridCharts.rendered += 1; }})
@@ -141,5 +453,11 @@ for (const [name, spec] of Object.entries(specs)) {{
 """
     index = out / "index.html"
     with atomic_path(index, suffix=".html") as tmp:
-        Path(tmp).write_text(page)
+        Path(tmp).write_text(page, encoding="utf-8")
     return str(index)
+
+
+def _write_csv(df: pl.DataFrame, path: Path) -> None:
+    flat = df.select([c for c, t in df.schema.items() if not isinstance(t, (pl.List, pl.Struct, pl.Array))])
+    with atomic_path(path, suffix=".csv") as tmp:
+        flat.write_csv(tmp)

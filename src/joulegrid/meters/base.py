@@ -1,8 +1,25 @@
 """One interface for every energy meter; every reading says how it was obtained.
 
-A meter measures one window (start -> stop) and returns Readings, one per component it covers
-(cpu, dram, gpu, ram-model). ``lap()`` returns the cumulative energy so far where the meter can
-read it cheaply (for per-epoch energy curves), else None.
+A meter measures windows (``start`` -> ``stop``) and returns one ``Reading`` per component it
+covers (cpu, dram, gpu, ram-model). Life cycle, driven by ``joulegrid.meters.MeterSet``:
+
+``__init__``   cheap checks only (a file exists, a library imports); raises MeterUnavailable
+               with the reason when the host cannot provide the meter.
+``prepare()``  expensive one-off set-up (codecarbon's hardware detection, importing zeus); run in
+               a background thread while the job loads data and builds the model. May raise
+               MeterUnavailable too.
+``start()`` / ``stop()``  one window; a meter can measure several windows one after the other
+               (the idle baseline, then the measured phase).
+``lap()``      energy so far in the current window, per component, where the meter can read it
+               cheaply (per-epoch energy curves), else None.
+``close()``    release threads/handles after a failure; safe to call at any time.
+
+Kinds (how ``samples`` and ``interval_s`` of a reading are to be read):
+- ``counter``: an energy counter read at the window's edges and polled every ``interval_s`` in
+  between (wrap-around detection, laps); ``samples`` = counter reads in the window.
+- ``sampling``: power sampled every ``interval_s`` and integrated; ``samples`` = power samples.
+- ``model``: an estimate computed from other quantities (CPU time x TDP); ``samples`` = reads of
+  those quantities.
 """
 
 from __future__ import annotations
@@ -10,38 +27,57 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+COMPONENTS = ("cpu", "dram", "gpu", "ram-model")
+
 
 @dataclass
 class Reading:
     meter: str  # codecarbon, zeus, rapl, nvml, estimate
     component: str  # cpu, dram, gpu, ram-model
-    method: str  # e.g. rapl, nvml, codecarbon-rapl, codecarbon-tdp, estimate-tdp
+    method: str  # e.g. rapl, nvml, zeus-rapl, codecarbon-rapl, codecarbon-tdp-load, estimate-tdp
     energy_j: float
-    interval_s: float  # sampling interval; 0 for counter differences
-    samples: int  # samples taken in the window (counter reads for counter meters)
+    interval_s: float  # sampling / polling interval of the meter in this window
+    samples: int  # samples or counter reads taken in the window
     estimated: bool  # True = a model, not a measurement
+    window: str = "measured"  # measured, or idle (the idle baseline before the phase)
+    duration_s: float | None = None  # length of the window as this meter saw it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class MeterUnavailable(RuntimeError):
-    """The meter cannot run on this host; the message says why."""
+    """The meter cannot run on this host; the message says why (and how to fix it, if one can)."""
+
+
+class RequiredMeterMissing(MeterUnavailable):
+    """A meter listed in measure.required_meters cannot run here: the job must not start."""
 
 
 class Meter:
     name = "meter"
-    #: higher = preferred as the primary source of a component (measured > modelled)
-    priority = 0
+    kind = "model"  # counter, sampling or model
+    #: higher = preferred as the source of a component when several meters measure it
+
+    def prepare(self) -> None:
+        """Expensive one-off set-up; runs in a background thread (see module doc)."""
 
     def start(self) -> None:
         raise NotImplementedError
 
-    def lap(self) -> float | None:
+    def lap(self) -> dict[str, float] | None:
         return None
 
     def stop(self) -> list[Reading]:
         raise NotImplementedError
+
+    def estimated(self, component: str) -> bool:
+        """Whether this meter's reading of `component` is a model (known after prepare())."""
+        return self.kind == "model"
+
+    def components(self) -> tuple[str, ...]:
+        """Components this meter reports (known after prepare())."""
+        return ()
 
     def close(self) -> None:
         """Release resources after a failure (stop() may not have been called)."""

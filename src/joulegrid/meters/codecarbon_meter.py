@@ -1,86 +1,180 @@
 """codecarbon's offline tracker, with the site's country and carbon intensity.
 
-The online tracker silently assumes Canada/Quebec when offline, so only the offline one is used.
-How codecarbon obtained the CPU power is read back from the tracker and recorded: on a host
-without RAPL it models CPU power from TDP and load (method ``codecarbon-tdp``, estimated), and
-RAM power is always a model (``ram-model``).
+- Only the OFFLINE tracker is used: the online one silently assumes Canada/Quebec when offline.
+- The tracker gets ``pue=1.0``: codecarbon multiplies its *energies* by the PUE, which would make
+  them incomparable with the counters (RAPL, NVML) and count the PUE twice, since joulegrid
+  applies the site's PUE once, in ``co2_kg``. Every ``energy_*`` column is IT energy at the meter.
+- How codecarbon obtained the CPU power is read back from the tracker and recorded: with RAPL
+  it reads the package counters (``codecarbon-rapl``, measured); without, it models the power
+  from TDP and load (``codecarbon-tdp-load``, estimated). RAM is always a model
+  (``ram-model``: about 5 W per estimated DIMM).
+- ``tracking_mode`` defaults to ``machine``, the same scope as the RAPL/NVML counters (the whole
+  package / GPU). ``process`` attributes CPU load to the job's process tree, but codecarbon then
+  scans every process of the host at each sample (psutil.children), ~12 ms per sample on the
+  build host: measurable overhead, so it is opt-in (``measure.codecarbon_mode: process``).
+- codecarbon 3.3's ``stop()`` cancels its periodic sampler's next timer but does not wait for a
+  sample already running; its final sample then reuses the same start time and counts the last
+  interval twice (seen here: a 1-s window with the 20 W RAM model read 40 J instead of 20 J in one
+  window of three). ``_serialise`` makes the periodic and the final samples take one lock, so the
+  final one sees the updated time stamp.
+- Hardware detection costs 1.4-2.7 s the first time in a process; ``prepare()`` does it in a
+  background thread while the job sets up, and later trackers reuse codecarbon's cached results
+  (~25 ms). A codecarbon tracker cannot be restarted after ``stop()``, so each window gets a new
+  tracker.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from .base import Meter, MeterUnavailable, Reading
 
 KWH = 3.6e6
 
+_CPU_MODES = {
+    "intel_rapl": ("codecarbon-rapl", False),
+    "intel_power_gadget": ("codecarbon-powergadget", False),
+    "apple_powermetrics": ("codecarbon-powermetrics", False),
+    "windows_emi": ("codecarbon-emi", False),
+    "cpu_load": ("codecarbon-tdp-load", True),
+    "constant": ("codecarbon-tdp-constant", True),
+}
 
-def _cpu_method(tracker) -> tuple[str, bool]:
+
+def cpu_method(tracker) -> tuple[str, bool]:
+    """(method, estimated) of codecarbon's CPU figure, from the tracker's detected hardware."""
     for hw in getattr(tracker, "_hardware", []):
         if type(hw).__name__ == "CPU":
             mode = getattr(hw, "_mode", None)
-            if mode == "intel_rapl":
-                return "codecarbon-rapl", False
-            if mode == "intel_power_gadget":
-                return "codecarbon-powergadget", False
-            if mode == "cpu_load":
-                return "codecarbon-tdp-load", True
-            return f"codecarbon-tdp-{mode or 'constant'}", True
+            return _CPU_MODES.get(mode, (f"codecarbon-{mode or 'unknown'}", True))
     return "codecarbon-unknown", True
+
+
+def _serialise(tracker):
+    """Make codecarbon's periodic and final samples mutually exclusive (see module doc)."""
+    orig = getattr(tracker, "_measure_power_and_energy", None)
+    sched = getattr(tracker, "_scheduler", None)
+    if orig is None or sched is None or not hasattr(sched, "function"):
+        return tracker  # another codecarbon version: leave it as it is
+    lock = threading.Lock()
+
+    def measure(*args, **kwargs):
+        with lock:
+            return orig(*args, **kwargs)
+
+    measure.joulegrid_serialised = True
+    tracker._measure_power_and_energy = measure  # used by stop() / flush() (instance attribute wins)
+    sched.function = measure  # used by the periodic sampler thread
+    return tracker
 
 
 class CodecarbonMeter(Meter):
     name = "codecarbon"
-    priority = 10
+    kind = "sampling"
 
-    def __init__(self, country_iso: str | None, carbon_intensity: float | None, pue: float = 1.0, interval_s: float = 1.0):
+    def __init__(
+        self,
+        country_iso: str | None,
+        carbon_intensity: float | None,
+        interval_s: float = 1.0,
+        gpu_ids: list[int] | None = None,
+        tracking_mode: str = "machine",
+    ):
+        """gpu_ids: NVML indices of the GPUs in use; [] = report no GPU energy (CPU cells)."""
         try:
             logging.getLogger("codecarbon").setLevel(logging.ERROR)
             from codecarbon import OfflineEmissionsTracker
         except Exception as e:  # pragma: no cover - import failure on exotic hosts
             raise MeterUnavailable(f"codecarbon cannot be imported: {e}") from e
+        self._cls = OfflineEmissionsTracker
+        self.interval_s = float(interval_s)
+        self.gpu_ids = list(gpu_ids or [])
         kwargs = dict(
-            save_to_file=False,
-            measure_power_secs=interval_s,
+            output_methods=[],  # write nothing (no emissions.csv): joulegrid stores the readings
+            measure_power_secs=self.interval_s,
             log_level="error",
-            tracking_mode="process",
-            pue=pue,
+            tracking_mode=tracking_mode,
+            pue=1.0,
             allow_multiple_runs=True,
         )
         if country_iso:
             kwargs["country_iso_code"] = country_iso
         if carbon_intensity is not None:
             kwargs["force_carbon_intensity_g_co2e_kwh"] = float(carbon_intensity)
-        self.interval_s = interval_s
-        self._tracker = OfflineEmissionsTracker(**kwargs)
+        if self.gpu_ids:
+            # NVML indices (codecarbon's own UUID matching strips a leading "G" of "GPU-...")
+            kwargs["gpu_ids"] = self.gpu_ids
+        self._kwargs = kwargs
+        self._tracker = None
+        self._fresh = None  # a prepared tracker not started yet
+        self._t0 = 0.0
+        self._cpu = ("codecarbon-unknown", True)
+
+    def _new(self):
+        return _serialise(self._cls(**self._kwargs))
+
+    def prepare(self) -> None:
+        if self._fresh is not None:
+            return
+        t = self._new()
+        t.get_detected_hardware()  # the expensive hardware detection, cached for later trackers
+        self._cpu = cpu_method(t)
+        self._fresh = t
+
+    def components(self) -> tuple[str, ...]:
+        return ("cpu", "ram-model") + (("gpu",) if self.gpu_ids else ())
+
+    def estimated(self, component: str) -> bool:
+        if component == "cpu":
+            return self._cpu[1]
+        return component != "gpu"
 
     def start(self) -> None:
+        self.prepare()
+        self._tracker, self._fresh = self._fresh, None
+        self._t0 = time.perf_counter()
         self._tracker.start()
 
-    def lap(self) -> float | None:
+    def lap(self) -> dict[str, float] | None:
+        t = self._tracker
         try:
-            self._tracker.flush()
-            return float(self._tracker._total_energy.kWh) * KWH
-        except Exception:
+            t.flush()
+            out = {"cpu": t._total_cpu_energy.kWh * KWH, "ram-model": t._total_ram_energy.kWh * KWH}
+            if self.gpu_ids:
+                out["gpu"] = t._total_gpu_energy.kWh * KWH
+            return out
+        except Exception:  # noqa: BLE001 - private attributes may change between versions
             return None
 
     def stop(self) -> list[Reading]:
-        self._tracker.stop()
-        d = self._tracker.final_emissions_data
+        t, self._tracker = self._tracker, None
+        if t is None:
+            raise MeterUnavailable("codecarbon was not started")
+        t.stop()
+        dur = time.perf_counter() - self._t0
+        # the next window needs a fresh tracker (codecarbon cannot restart one); made now,
+        # outside any window, so that start() stays cheap
+        self._fresh = self._new()
+        self._fresh.get_detected_hardware()  # cached detection (~3 ms), so start() stays ~5 ms
+        d = getattr(t, "final_emissions_data", None)
         if d is None:
-            raise MeterUnavailable("codecarbon returned no data")
-        samples = int(getattr(self._tracker, "_measure_occurrence", 0) or max(1, round(d.duration / self.interval_s)))
-        cpu_method, cpu_est = _cpu_method(self._tracker)
+            raise MeterUnavailable("codecarbon returned no data (its start() failed silently)")
+        samples = int(getattr(t, "_measure_occurrence", 0) or 0) or max(1, round(d.duration / self.interval_s))
+        method, est = cpu_method(t)
         out = [
-            Reading(self.name, "cpu", cpu_method, d.cpu_energy * KWH, self.interval_s, samples, cpu_est),
-            Reading(self.name, "ram-model", "codecarbon-ram-model", d.ram_energy * KWH, self.interval_s, samples, True),
+            Reading(self.name, "cpu", method, d.cpu_energy * KWH, self.interval_s, samples, est, duration_s=dur),
+            Reading(self.name, "ram-model", "codecarbon-ram-model", d.ram_energy * KWH, self.interval_s, samples, True, duration_s=dur),
         ]
-        if d.gpu_count and d.gpu_energy:
-            out.append(Reading(self.name, "gpu", "codecarbon-nvml", d.gpu_energy * KWH, self.interval_s, samples, False))
+        if self.gpu_ids:
+            out.append(Reading(self.name, "gpu", "codecarbon-nvml", (d.gpu_energy or 0.0) * KWH, self.interval_s, samples, False, duration_s=dur))
         return out
 
     def close(self) -> None:
-        try:
-            self._tracker.stop()
-        except Exception:
-            pass
+        t, self._tracker = self._tracker, None
+        if t is not None:
+            try:
+                t.stop()
+            except Exception:  # noqa: BLE001
+                pass

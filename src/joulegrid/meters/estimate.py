@@ -1,8 +1,13 @@
 """The last-resort energy model: process CPU time x TDP per hardware thread.
 
-Used when nothing can measure (no RAPL, no GPU counters, codecarbon unavailable). It is an
-ESTIMATE and says so: method ``estimate-tdp``, estimated = True. The TDP per thread defaults to
-codecarbon's fallback of 4 W per thread; set ``measure.cpu_tdp_w_per_thread`` in the settings.
+    E_cpu = (user + system CPU time of the job process in the window) x W_per_thread
+
+It is an ESTIMATE and says so (method ``estimate-tdp``, ``estimated`` = True). It attributes to the
+job only the CPU time it used (no idle power, no other processes): it answers "what would this
+job's CPU work cost at a typical power per busy thread", not "what did the node draw".
+W_per_thread defaults to 4 W, codecarbon's fallback for an unknown CPU (its TDP table gives e.g.
+a 64-thread 250-W server part ~3.9 W/thread); set ``measure.cpu_tdp_w_per_thread`` to your CPU's
+TDP / logical CPUs for a better figure. Both reads (start, stop) are counted as its samples.
 """
 
 from __future__ import annotations
@@ -15,27 +20,31 @@ from .base import Meter, Reading
 DEFAULT_W_PER_THREAD = 4.0
 
 
+def _cpu() -> float:
+    return time.process_time()  # all threads, ns resolution (os.times ticks at 10 ms)
+
+
 class EstimateMeter(Meter):
     name = "estimate"
-    priority = 0
+    kind = "model"
 
-    def __init__(self, w_per_thread: float | None = None):
+    def __init__(self, w_per_thread: float | None = None, cpu_time=_cpu):
         self.w_per_thread = float(w_per_thread or DEFAULT_W_PER_THREAD)
+        self._cpu = cpu_time
         self._t0 = 0.0
         self._c0 = 0.0
 
-    @staticmethod
-    def _cpu() -> float:
-        t = os.times()
-        return t.user + t.system
+    def components(self) -> tuple[str, ...]:
+        return ("cpu",)
 
     def start(self) -> None:
         self._t0 = time.perf_counter()
         self._c0 = self._cpu()
 
-    def lap(self) -> float | None:
-        return (self._cpu() - self._c0) * self.w_per_thread
+    def lap(self) -> dict[str, float] | None:
+        return {"cpu": (self._cpu() - self._c0) * self.w_per_thread}
 
     def stop(self) -> list[Reading]:
         cpu_s = self._cpu() - self._c0
-        return [Reading(self.name, "cpu", "estimate-tdp", cpu_s * self.w_per_thread, 0.0, 2, True)]
+        dur = time.perf_counter() - self._t0
+        return [Reading(self.name, "cpu", "estimate-tdp", cpu_s * self.w_per_thread, dur, 2, True, duration_s=dur)]

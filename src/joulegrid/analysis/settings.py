@@ -1,0 +1,99 @@
+"""What the analysis needs from the config: report:, fleet: and the site / hardware facts.
+
+Cheap to import (no polars): the Snakemake rules build it at parse time. The report rule passes
+it as one JSON blob (``joulegrid report --settings``), so a change of η, the fleet size or a
+site's carbon intensity re-renders the report. By hand,
+``joulegrid report`` without --settings uses the defaults below (the same as the config schema's)
+and config/sites.yaml + config/hardware.yaml of the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import ConfigError
+from . import NOISY_CV
+
+
+class SettingsError(ConfigError):
+    """Analysis settings that cannot be used (names the config key)."""
+
+
+@dataclass
+class AnalysisSettings:
+    eta: float = 0.5  # report.eta: Zeus knob (1 = energy only, 0 = time only)
+    targets: dict[str, float] = field(default_factory=dict)  # report.targets: workload -> target quality
+    noisy_cv: float = NOISY_CV  # report.noisy_cv
+    jobs_per_day: float = 1_000_000  # fleet.jobs_per_day
+    per_site: dict[str, float] = field(default_factory=dict)  # fleet.per_site
+    samples_per_job: int | None = None  # fleet.samples_per_job
+    sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
+    hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml (embodied carbon)
+    hardware_source: str = ""
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = ".") -> "AnalysisSettings":
+        """From a validated config (defaults filled in by the JSON schema) and its sites mapping."""
+        rep = config.get("report") or {}
+        fl = config.get("fleet") or {}
+        hw_file = rep.get("hardware_file", "config/hardware.yaml")
+        return cls(
+            eta=float(rep.get("eta", 0.5)),
+            targets={k: float(v) for k, v in (rep.get("targets") or {}).items()},
+            noisy_cv=float(rep.get("noisy_cv", NOISY_CV)),
+            jobs_per_day=float(fl.get("jobs_per_day", 1_000_000)),
+            per_site={k: float(v) for k, v in (fl.get("per_site") or {}).items()},
+            samples_per_job=fl.get("samples_per_job"),
+            sites=sites,
+            hardware=load_hardware(hw_file, base_dir),
+            hardware_source=str(hw_file),
+        )
+
+    @classmethod
+    def defaults(cls) -> "AnalysisSettings":
+        """Defaults plus the checkout's config/sites.yaml and config/hardware.yaml."""
+        from ..config import REPO_ROOT
+
+        sites_p = REPO_ROOT / "config" / "sites.yaml"
+        sites = yaml.safe_load(sites_p.read_text()) if sites_p.is_file() else {}
+        return cls(sites=sites or {}, hardware=load_hardware(REPO_ROOT / "config" / "hardware.yaml"), hardware_source="config/hardware.yaml")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AnalysisSettings":
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError) as e:
+            raise SettingsError(f"--settings: not joulegrid analysis settings ({e})") from None
+
+    # ------------------------------------------------------------------ metrics with these settings
+    def fleet_table(self, cells):
+        from . import metrics as M
+
+        return M.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job)
+
+    def sci_table(self, cells):
+        from . import metrics as M
+
+        return M.sci(cells, self.sites, self.hardware)
+
+
+def load_hardware(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
+    """The per-site hardware table (embodied kgCO2e, lifetime); {} if the file does not exist."""
+    from ..config import resolve_path
+
+    p = resolve_path(path, Path(base_dir))
+    if not p.is_file():
+        return {}
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config key report.hardware_file: {p} must map site name -> hardware entries")
+    return {k: v for k, v in data.items() if isinstance(v, dict)}

@@ -1,0 +1,161 @@
+"""What a job asks of the executor it runs on: the same request on local, Slurm and HTCondor.
+
+The rules state a job's needs once (memory in MB, runtime in minutes, threads, GPUs);
+``job_resources`` turns them into the resource names each executor plugin reads:
+
+==================  =====================  ==========================  ===========================
+need                local (Snakemake)      slurm plugin 2.8            htcondor plugin 0.3
+==================  =====================  ==========================  ===========================
+CPUs                ``threads``            ``--cpus-per-task=threads``  ``request_cpus = threads``
+memory (MB)         ``mem_mb``             ``--mem mem_mb``             ``request_memory`` (the
+                                                                        plugin ignores ``mem_mb``)
+runtime (min)       ``runtime`` (unused)   ``-t runtime``               ``+JobFlavour`` where the
+                                                                        site lists job_flavours
+GPUs                ``gpu`` (unused)       ``--gpus=gpu``               ``request_gpus``
+==================  =====================  ==========================  ===========================
+
+Memory and runtime grow with the attempt number, so a job killed for memory or time is retried
+with more (``retries`` in the site profiles). Pure Python: no torch, no Snakemake import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+# Executor names (Snakemake executor plugins) and the scheduler each one submits to.
+EXECUTOR_SCHEDULER = {"slurm": "slurm", "htcondor": "htcondor", "local": "local"}
+SCHEDULERS = ("local", "slurm", "htcondor")
+
+
+class SiteError(ValueError):
+    """A site entry (config/sites.yaml) that cannot be used; the message names the key and the fix."""
+
+
+def job_flavours(site: str, facts: dict[str, Any]) -> list[tuple[str, int]]:
+    """The site's HTCondor job flavours as (name, max minutes), shortest first ([] if none)."""
+    raw = facts.get("job_flavours")
+    if raw is None:
+        return []
+    if not isinstance(raw, dict) or not raw:
+        raise SiteError(
+            f"sites file key {site}.job_flavours: expected a mapping flavour -> maximum runtime in minutes, "
+            f"got {raw!r}. Fix: e.g. job_flavours: {{espresso: 20, workday: 480}}"
+        )
+    out = []
+    for name, minutes in raw.items():
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
+            raise SiteError(
+                f"sites file key {site}.job_flavours.{name}: {minutes!r} is not a runtime in minutes. "
+                "Fix: give a whole number of minutes >= 1"
+            )
+        out.append((str(name), minutes))
+    return sorted(out, key=lambda t: t[1])
+
+
+def pick_flavour(flavours: list[tuple[str, int]], runtime_min: float) -> str:
+    """Shortest flavour whose limit covers runtime_min (the longest one if none does)."""
+    for name, limit in flavours:
+        if runtime_min <= limit:
+            return name
+    return flavours[-1][0]
+
+
+def check_runtime(site: str, flavours: list[tuple[str, int]], runtime_min: int) -> None:
+    if flavours and runtime_min > flavours[-1][1]:
+        name, limit = flavours[-1]
+        raise SiteError(
+            f"config key job.runtime_min: {runtime_min} min is longer than the longest job flavour of site "
+            f"{site!r} ({name}, {limit} min). Fix: lower job.runtime_min or split the work into smaller cells"
+        )
+
+
+def job_resources(
+    site: str,
+    facts: dict[str, Any],
+    mem_mb: int,
+    runtime_min: int,
+    gpus: Callable[[Any], int] | int = 0,
+) -> dict[str, Any]:
+    """Rule resources for one job kind; values are callables Snakemake evaluates per job and attempt."""
+    scheduler = facts.get("scheduler", "local")
+    if scheduler not in SCHEDULERS:
+        raise SiteError(
+            f"sites file key {site}.scheduler: {scheduler!r} is not a scheduler joulegrid can submit to. "
+            f"Fix: use one of {', '.join(SCHEDULERS)}"
+        )
+    flavours = job_flavours(site, facts)
+    check_runtime(site, flavours, runtime_min)
+
+    def mem(wc, attempt):
+        return int(mem_mb) * attempt
+
+    def runtime(wc, attempt):
+        return int(runtime_min) * attempt
+
+    def gpu(wc):
+        return int(gpus(wc) if callable(gpus) else gpus)
+
+    res: dict[str, Any] = {"mem_mb": mem, "runtime": runtime, "gpu": gpu}
+    if scheduler == "htcondor":
+        # snakemake-executor-plugin-htcondor 0.3 maps neither mem_mb nor gpu
+        res["request_memory"] = mem
+        res["request_gpus"] = gpu
+        if flavours:
+            res["classad_JobFlavour"] = lambda wc, attempt: pick_flavour(flavours, runtime(wc, attempt))
+    return res
+
+
+def executor_problem(site: str, site_scheduler: str, executor: str | None) -> tuple[str, str] | None:
+    """('error'|'warning', message) when the executor does not fit the site, else None.
+
+    A cluster executor with a local site (or a site of the other scheduler) would file cluster
+    runs under the wrong site: an error. Running a cluster site with the local executor is
+    legitimate (e.g. on an interactive node of that site) but rows then say scheduler=local: a warning.
+    """
+    if not executor or executor not in EXECUTOR_SCHEDULER:
+        return None  # dryrun, touch, other plugins: nothing to say
+    want = EXECUTOR_SCHEDULER[executor]
+    if want == site_scheduler:
+        return None
+    fix = (
+        "Fix: use the site's profile (--profile profiles/<site>, it sets site), or put site: <a "
+        f"{want} site of config/sites.yaml> in your --configfile (note: --config on the command line "
+        "replaces the profile's config: entries, so --config site=... must then be given there too)"
+    )
+    if want != "local":
+        return (
+            "error",
+            f"joulegrid config error: config key site: site {site!r} is a {site_scheduler} site "
+            f"(config/sites.yaml) but this run uses the {executor} executor. {fix}",
+        )
+    return (
+        "warning",
+        f"joulegrid: site {site!r} is a {site_scheduler} site but this run executes locally: its rows will "
+        "say scheduler=local. Use --profile profiles/<site> to submit to the site's scheduler.",
+    )
+
+
+def threads_problem(threads: int, cores: int | None, executor: str | None) -> tuple[str, str] | None:
+    """('error'|'warning', message) when Snakemake would give cells fewer threads than measure.threads.
+
+    Snakemake caps every job's threads at --cores, also for cluster jobs, and profiles/default sets
+    cores: all = the CPUs of the host running snakemake (a login node). A cell would then ask the
+    scheduler for, and run torch with, fewer threads than the config (and its config_hash) says.
+    """
+    if not cores or threads <= cores:
+        return None
+    if executor in ("slurm", "htcondor"):
+        return (
+            "error",
+            f"joulegrid config error: config key measure.threads: {threads} threads per cell, but this run "
+            f"allows only {cores} cores (--cores; profiles/default sets cores: all = the CPUs of this submit "
+            f"host), so Snakemake would submit every cell with {cores} CPUs. Fix: pass --cores {threads} "
+            "(or more) on the command line, or lower measure.threads",
+        )
+    if executor == "local":
+        return (
+            "warning",
+            f"joulegrid: measure.threads is {threads} but this run has {cores} cores: cells run with {cores} "
+            "threads (torch_num_threads in the results says so)",
+        )
+    return None

@@ -1,0 +1,65 @@
+"""`joulegrid meters`: which energy meters work on THIS host, and why the others do not.
+
+Run it on an execution node (e.g. inside an interactive Slurm/HTCondor job) before a study that
+lists ``measure.required_meters``: the submit host usually differs from the nodes, so joulegrid
+cannot check required meters at config-validation time; a job whose node lacks one fails at
+start with the same message this command prints.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from . import KNOWN, MeterSet, MeterUnavailable, build, summarise
+
+
+def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO | None = None) -> int:
+    """Print the meters of `settings` on this host; 0 if every required meter works, else 1."""
+    out = out or sys.stdout
+    measure = dict(settings.get("measure") or {})
+    required = set(measure.get("required_meters") or [])
+    probe = {**settings, "measure": {**measure, "meters": list(KNOWN) + list(measure.get("meters", ["auto"])), "required_meters": []}}
+    wanted = list(measure.get("meters", ["auto"]))
+    asked = set(KNOWN) if "auto" in wanted else set(wanted)
+    ms: MeterSet = build(probe, device)
+    t0 = time.perf_counter()
+    ms.ready()
+    prep = time.perf_counter() - t0
+    print(f"energy meters on this host for a {device} cell (set-up {prep:.2f} s):", file=out)
+    for m in ms.meters:
+        comps = ", ".join(f"{c} ({'estimated' if m.estimated(c) else 'measured'})" for c in m.components())
+        tag = "used" if m.name in asked or m.name in required else "works, not configured"
+        print(f"  {m.name:<11} {tag:<22} {comps}", file=out)
+    for a in ms.absent:
+        tag = "absent" + (" REQUIRED" if a["meter"] in required and a["meter"] not in ms.not_applicable else "")
+        print(f"  {a['meter']:<11} {tag:<22} {a['reason']}", file=out)
+    rc = 0
+    try:
+        ms.check_required(required)
+    except MeterUnavailable as e:
+        print(f"joulegrid: {e}", file=out)
+        rc = 1
+    if window_s > 0 and ms.meters:
+        used = MeterSet([m for m in ms.meters if m.name in asked or m.name in required], [])
+        used.start("measured")
+        t = time.perf_counter()
+        time.sleep(window_s)
+        readings = used.stop()
+        wall = time.perf_counter() - t
+        print(f"idle test window of {wall:.2f} s:", file=out)
+        for r in readings:
+            print(
+                f"  {r.meter:<11} {r.component:<10} {r.method:<24} {r.energy_j:10.3f} J  {r.energy_j / wall:8.2f} W"
+                f"  {r.samples} samples @ {r.interval_s:g} s{'  (estimate)' if r.estimated else ''}",
+                file=out,
+            )
+        s = summarise(readings, wall)
+        if s.get("energy_j") is not None:
+            print(f"  total {s['energy_j']:.3f} J by {s['energy_method']}; low confidence: {s['energy_low_confidence']}", file=out)
+        if s.get("meter_rel_diff") is not None:
+            print(f"  largest disagreement {100 * s['meter_rel_diff']:.1f} % ({s['meter_rel_diff_between']})", file=out)
+        used.close()
+    ms.close()
+    return rc

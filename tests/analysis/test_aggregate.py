@@ -1,0 +1,70 @@
+"""Aggregation of run files: the happy path, and bad input named clearly (nothing is lost)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import synth
+
+from joulegrid import schema as S
+from joulegrid.analysis.aggregate import AggregateError, aggregate
+
+
+def test_aggregate_many_sites(tmp_path):
+    rows = synth.rows(synth.grid_cells()) + synth.rows(synth.grid_cells(site="lxplus", phases=("infer",)))
+    synth.write_runs(tmp_path, rows)
+    res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
+    assert (res.n_files, res.n_rows, res.problems) == (len(rows), len(rows), [])
+    df = pl.read_parquet(tmp_path / "summary.parquet")
+    assert sorted(df["run_id"]) == sorted(r["run_id"] for r in rows)
+    assert pq.read_schema(tmp_path / "summary.parquet").metadata[b"joulegrid.schema_version"] == str(S.SCHEMA_VERSION).encode()
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_missing_or_empty_results_dir(tmp_path, make):
+    runs = tmp_path / "runs"
+    if make == "empty":
+        runs.mkdir()
+    res = aggregate(str(runs), str(tmp_path / "summary.parquet"))
+    assert (res.n_files, res.n_rows) == (0, 0)
+    df = pl.read_parquet(tmp_path / "summary.parquet")
+    assert df.height == 0 and df.columns == list(S.COLUMN_NAMES)
+
+
+def _wrong_version(path, rows):
+    t = S.to_table(rows)
+    t = t.set_column(0, "schema_version", pa.array([S.SCHEMA_VERSION + 1] * len(rows), pa.int64()))
+    t = t.replace_schema_metadata({b"joulegrid.schema_version": str(S.SCHEMA_VERSION + 1).encode()})
+    pq.write_table(t, path)
+
+
+def test_wrong_schema_version_is_listed_and_left_out(tmp_path):
+    rows = synth.rows(synth.grid_cells())
+    files = synth.write_runs(tmp_path, rows)
+    _wrong_version(files[0], [rows[0]])
+    old = files[1]
+    pq.write_table(S.to_table([rows[1]]).drop_columns(["quality"]).replace_schema_metadata({b"joulegrid.schema_version": b"0"}), old)
+    files[2].write_bytes(b"not parquet at all")
+    res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
+    assert res.n_rows == len(rows) - 3
+    why = dict(res.problems)
+    assert f"schema version {S.SCHEMA_VERSION + 1}" in why[str(files[0])]
+    assert "schema version 0" in why[str(old)]
+    assert "not a readable Parquet file" in why[str(files[2])]
+    listed = json.loads((tmp_path / "summary.problems.json").read_text())
+    assert {p["path"] for p in listed} == {str(files[0]), str(old), str(files[2])}
+    assert files[0].exists() and old.exists()  # never deleted
+    with pytest.raises(AggregateError, match="strict"):
+        aggregate(str(tmp_path / "runs"), str(tmp_path / "s2.parquet"), strict=True)
+
+
+def test_duplicate_run_id_kept_once(tmp_path):
+    rows = synth.rows(synth.grid_cells(phases=("infer",), batch_sizes=(256,), precisions=("fp32", "bf16")))
+    rows[1]["run_id"] = rows[0]["run_id"]
+    synth.write_runs(tmp_path, rows)
+    res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
+    assert res.n_rows == 1 and "copied run file" in res.problems[0][1]

@@ -1,0 +1,77 @@
+"""codecarbon (the real offline tracker: on this host a TDP/load model) and the estimate model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from joulegrid.meters import codecarbon_meter as ccm
+from joulegrid.meters.estimate import DEFAULT_W_PER_THREAD, EstimateMeter
+
+
+@pytest.fixture(scope="module")
+def cc():
+    m = ccm.CodecarbonMeter("FRA", 56.0, interval_s=0.5)
+    m.prepare()
+    yield m
+    m.close()
+
+
+def test_tracker_settings_offline_site_and_no_pue_in_energy(cc):
+    kw = cc._kwargs
+    assert kw["country_iso_code"] == "FRA" and kw["force_carbon_intensity_g_co2e_kwh"] == 56.0
+    assert kw["pue"] == 1.0  # PUE is applied once, in co2_kg
+    assert kw["output_methods"] == [] and kw["tracking_mode"] == "machine"
+    assert "gpu_ids" not in kw
+    assert type(cc._fresh).__name__ == "OfflineEmissionsTracker"
+
+
+def test_two_windows_in_a_row_and_methods(cc):
+    for _ in range(2):  # a codecarbon tracker cannot restart: each window gets a fresh one
+        cc.start()
+        t = cc._tracker
+        assert getattr(t._measure_power_and_energy, "joulegrid_serialised", False)
+        assert t._scheduler.function is t._measure_power_and_energy
+        time.sleep(0.6)
+        rs = {r.component: r for r in cc.stop()}
+        assert set(rs) == {"cpu", "ram-model"}  # a cpu cell reports no GPU energy
+        assert rs["ram-model"].method == "codecarbon-ram-model" and rs["ram-model"].estimated
+        method, est = ccm.cpu_method(t)
+        assert rs["cpu"].method == method and rs["cpu"].estimated == est
+        assert all(r.energy_j >= 0 and r.samples >= 2 and r.interval_s == 0.5 for r in rs.values())
+        assert all(r.duration_s >= 0.6 for r in rs.values())
+
+
+class _HW:
+    def __init__(self, mode):
+        self._mode = mode
+
+
+def test_cpu_method_from_detected_hardware():
+    def tracker(mode):
+        cpu = type("CPU", (_HW,), {})(mode)
+        return type("T", (), {"_hardware": [type("RAM", (), {})(), cpu]})()
+
+    assert ccm.cpu_method(tracker("intel_rapl")) == ("codecarbon-rapl", False)
+    assert ccm.cpu_method(tracker("cpu_load")) == ("codecarbon-tdp-load", True)
+    assert ccm.cpu_method(tracker("constant")) == ("codecarbon-tdp-constant", True)
+    assert ccm.cpu_method(tracker("weird")) == ("codecarbon-weird", True)
+    assert ccm.cpu_method(type("T", (), {"_hardware": []})()) == ("codecarbon-unknown", True)
+
+
+def test_gpu_reading_only_with_gpu_ids():
+    m = ccm.CodecarbonMeter(None, None, gpu_ids=[1, 3])
+    assert m._kwargs["gpu_ids"] == [1, 3]
+    assert m.components() == ("cpu", "ram-model", "gpu") and not m.estimated("gpu")
+
+
+def test_estimate_is_cpu_time_times_watts_per_thread():
+    clock = iter([10.0, 12.5, 13.0])
+    m = EstimateMeter(6.0, cpu_time=lambda: next(clock))
+    m.start()
+    assert m.lap() == {"cpu": pytest.approx(2.5 * 6.0)}
+    (r,) = m.stop()
+    assert (r.meter, r.component, r.method, r.estimated) == ("estimate", "cpu", "estimate-tdp", True)
+    assert r.energy_j == pytest.approx(3.0 * 6.0)
+    assert EstimateMeter(None).w_per_thread == DEFAULT_W_PER_THREAD == 4.0

@@ -1,0 +1,175 @@
+"""MeterSet and summarise: family choice, disagreement, low confidence, idle/net arithmetic,
+failures and required meters. Fake meters with fixed readings: pure logic."""
+
+from __future__ import annotations
+
+import pytest
+
+from joulegrid import meters as M
+from joulegrid.meters.base import Meter, MeterUnavailable, Reading, RequiredMeterMissing
+
+
+def R(meter, comp, e, est=False, method=None, samples=100, window="measured", interval=0.1):
+    return Reading(meter, comp, method or meter, e, interval, samples, est, window=window, duration_s=1.0)
+
+
+class Fake(Meter):
+    def __init__(self, name, readings, est=None, fail_prepare=None, fail_stop=False, laps=None):
+        self.name = name
+        self._readings = readings
+        self._est = est or {}
+        self._fail_prepare = fail_prepare
+        self._fail_stop = fail_stop
+        self._laps = laps
+        self.started = 0
+        self.closed = False
+
+    def prepare(self):
+        if self._fail_prepare:
+            raise MeterUnavailable(self._fail_prepare)
+
+    def components(self):
+        return tuple(r.component for r in self._readings)
+
+    def estimated(self, c):
+        return self._est.get(c, False)
+
+    def start(self):
+        self.started += 1
+
+    def lap(self):
+        return self._laps
+
+    def stop(self):
+        if self._fail_stop:
+            raise OSError("counter vanished")
+        return [Reading(**{**r.as_dict()}) for r in self._readings]
+
+    def close(self):
+        self.closed = True
+
+
+def test_measured_beats_estimated_then_priority():
+    rs = [
+        R("estimate", "cpu", 50, est=True, method="estimate-tdp"),
+        R("codecarbon", "cpu", 12, method="codecarbon-rapl"),
+        R("rapl", "cpu", 10),
+        R("zeus", "cpu", 11, method="zeus-rapl"),
+        R("codecarbon", "ram-model", 5, est=True, method="codecarbon-ram-model"),
+        R("rapl", "dram", 2),
+    ]
+    best = M.choose(rs)
+    assert best["cpu"].meter == "rapl" and best["ram"].component == "dram"
+    s = M.summarise(rs, wall_s=2.0)
+    assert s["energy_j"] == pytest.approx(12.0)  # 10 cpu + 2 dram: one reading per family
+    assert s["energy_cpu_j"] == 10 and s["energy_ram_j"] == 2 and s["energy_gpu_j"] is None
+    assert s["energy_method"] == "rapl" and s["energy_components"] == "cpu+dram"
+    assert s["energy_estimated"] is False and s["mean_power_w"] == pytest.approx(6.0)
+    assert len(s["energy_readings"]) == 6
+
+
+def test_estimates_only_choose_by_priority_and_flag_estimated():
+    rs = [R("estimate", "cpu", 3, est=True, method="estimate-tdp"), R("codecarbon", "cpu", 4, est=True, method="codecarbon-tdp-load")]
+    s = M.summarise(rs, 1.0)
+    assert s["energy_j"] == 4 and s["energy_estimated"] is True
+    assert s["meter_rel_diff"] is None and s["meters_disagree"] is None  # models are not compared
+
+
+@pytest.mark.parametrize(
+    "a, b, rel, disagree",
+    [(100.0, 103.0, 3 / 103, False), (100.0, 110.0, 10 / 110, True), (100.0, 105.0, 5 / 105, False), (0.0, 0.0, 0.0, False)],
+)
+def test_disagreement_between_two_measurements(a, b, rel, disagree):
+    rs = [R("rapl", "cpu", a), R("codecarbon", "cpu", b, method="codecarbon-rapl"), R("estimate", "cpu", 1000, est=True)]
+    s = M.summarise(rs, 1.0)
+    assert s["meter_rel_diff"] == pytest.approx(rel)
+    assert s["meters_disagree"] is disagree
+    assert s["meter_rel_diff_between"] == "cpu: rapl (rapl) vs codecarbon (codecarbon-rapl)"
+
+
+def test_largest_pair_over_components():
+    rs = [R("rapl", "cpu", 100), R("zeus", "cpu", 101), R("nvml", "gpu", 200), R("zeus", "gpu", 150), R("codecarbon", "gpu", 199)]
+    rel, between = M.compare(rs)
+    assert rel == pytest.approx(50 / 200) and between.startswith("gpu: nvml")
+
+
+def test_low_confidence_when_a_chosen_reading_has_fewer_than_60_samples():
+    s = M.summarise([R("rapl", "cpu", 1, samples=60), R("nvml", "gpu", 1, samples=60)], 1.0)
+    assert s["energy_low_confidence"] is False
+    s = M.summarise([R("rapl", "cpu", 1, samples=60), R("nvml", "gpu", 5, samples=59)], 1.0)
+    assert s["energy_low_confidence"] is True and s["energy_samples"] == 59 and s["energy_interval_s"] == 0.1
+    # a low-sample reading that is not chosen does not matter
+    s = M.summarise([R("rapl", "cpu", 1, samples=600), R("zeus", "cpu", 1, samples=2)], 1.0)
+    assert s["energy_low_confidence"] is False
+
+
+def test_idle_power_and_net_energy():
+    rs = [
+        R("rapl", "cpu", 4.0, window="idle"),
+        R("rapl", "dram", 1.0, window="idle"),
+        R("estimate", "cpu", 0.1, est=True, window="idle"),
+        R("rapl", "cpu", 30.0),
+        R("rapl", "dram", 6.0),
+        R("estimate", "cpu", 20.0, est=True),
+    ]
+    s = M.summarise(rs, wall_s=3.0, idle_s=2.0)
+    assert s["energy_j"] == pytest.approx(36.0)
+    assert s["idle_power_w"] == pytest.approx(2.5)  # (4 + 1) J / 2 s, same meters as energy_j
+    assert s["energy_net_j"] == pytest.approx(36.0 - 2.5 * 3.0)
+    assert M.summarise(rs, 3.0, idle_s=None).get("idle_power_w") is None
+    # an idle window without the chosen meter gives no idle figure rather than a wrong one
+    s = M.summarise([R("codecarbon", "cpu", 1.0, window="idle"), R("rapl", "cpu", 30.0)], 3.0, 2.0)
+    assert s.get("idle_power_w") is None and s.get("energy_net_j") is None
+
+
+def test_meterset_windows_tag_readings_and_failures_become_absent():
+    good = Fake("rapl", [R("rapl", "cpu", 7.0)])
+    bad = Fake("codecarbon", [R("codecarbon", "cpu", 1.0)], fail_stop=True)
+    ms = M.MeterSet([good, bad], [])
+    ms.ready()
+    ms.start("idle")
+    rs = ms.stop()
+    assert [(r.meter, r.window) for r in rs] == [("rapl", "idle")]
+    assert ms.absent and ms.absent[0]["meter"] == "codecarbon" and "failed at stop (idle window): OSError" in ms.absent[0]["reason"]
+    assert bad.closed and [m.name for m in ms.meters] == ["rapl"]
+    ms.start()
+    assert [r.window for r in ms.stop()] == ["measured"]
+
+
+def test_prepare_failure_is_absent_unless_required():
+    ms = M.MeterSet([Fake("zeus", [], fail_prepare="no zeusd"), Fake("estimate", [R("estimate", "cpu", 1, est=True)])], [])
+    ms.prepare_async()
+    ms.ready()
+    assert [m.name for m in ms.meters] == ["estimate"]
+    assert ms.absent == [{"meter": "zeus", "reason": "no zeusd"}]
+    ms = M.MeterSet([Fake("zeus", [], fail_prepare="no zeusd")], [], required={"zeus"})
+    ms.prepare_async()
+    with pytest.raises(RequiredMeterMissing, match="zeus: no zeusd.*measure.required_meters"):
+        ms.ready()
+
+
+def test_lap_uses_the_same_family_choice():
+    rapl = Fake("rapl", [R("rapl", "cpu", 0), R("rapl", "dram", 0)], laps={"cpu": 5.0, "dram": 1.0})
+    cc = Fake("codecarbon", [R("codecarbon", "cpu", 0), R("codecarbon", "ram-model", 0)], est={"cpu": False, "ram-model": True}, laps={"cpu": 9.0, "ram-model": 3.0})
+    assert M.MeterSet([rapl, cc], []).lap() == pytest.approx(6.0)
+    assert M.MeterSet([cc], []).lap() == pytest.approx(12.0)
+    assert M.MeterSet([Fake("zeus", [R("zeus", "cpu", 0)])], []).lap() is None  # zeus cannot lap
+
+
+def test_build_auto_on_this_host_and_required_error(tmp_path):
+    settings = {"measure": {"meters": ["auto"]}, "site_facts": {"country_iso": None, "carbon_intensity_g_per_kwh": 480}}
+    ms = M.build(settings, "cpu", rapl_root=str(tmp_path))
+    names = [m.name for m in ms.meters]
+    assert names == ["codecarbon", "estimate"]
+    assert {a["meter"] for a in ms.absent} == {"rapl", "nvml", "zeus"}
+    assert all(a["reason"] for a in ms.absent)
+    with pytest.raises(RequiredMeterMissing, match=r"rapl: no RAPL package domain.*Fix"):
+        M.build({"measure": {"meters": ["estimate"], "required_meters": ["rapl"]}}, "cpu", rapl_root=str(tmp_path))
+    # nvml in a cpu cell is not applicable, so requiring it does not stop a cpu cell
+    ms = M.build({"measure": {"meters": ["estimate"], "required_meters": ["nvml"]}}, "cpu", rapl_root=str(tmp_path))
+    assert [m.name for m in ms.meters] == ["estimate"]
+
+
+def test_build_unknown_meter_is_absent():
+    ms = M.build({"measure": {"meters": ["estimate", "wattmeter"]}}, "cpu")
+    assert ms.absent == [{"meter": "wattmeter", "reason": "unknown meter 'wattmeter'; known: rapl, nvml, zeus, codecarbon, estimate"}]

@@ -1,0 +1,125 @@
+"""The HTML report and its PNGs from generated results (tests/synth.py), including bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import synth
+
+from joulegrid import schema as S
+from joulegrid.analysis import CHART_NAMES
+from joulegrid.analysis.report import build_report
+from joulegrid.analysis.settings import AnalysisSettings
+
+ST = AnalysisSettings.defaults()
+
+
+def results_set(root, with_baseline=True):
+    precisions = ("fp32", "bf16") if with_baseline else ("bf16",)
+    cells = synth.grid_cells(precisions=precisions, repeats=2) + synth.grid_cells(site="lxplus", phases=("infer",), precisions=("fp32", "int8"))
+    rows = [synth.row(c, estimated=c.site == "local", scheduler="htcondor" if c.site == "lxplus" else "local",
+                      queue_wait_s=40.0 if c.site == "lxplus" else None, jitter=0.3 * c.repeat) for c in cells]  # fmt: skip
+    rows.append(synth.row(synth.grid_cells(precisions=("fp32",), batch_sizes=(4096,))[0], status="oom"))
+    rows.append(synth.row(synth.grid_cells(devices=("cuda",), precisions=("fp32",), batch_sizes=(256,))[0], status="skipped",
+                          skip_reason="no CUDA device on this host"))  # fmt: skip
+    return synth.summary(root / "summary.parquet", rows), rows
+
+
+def specs(index) -> dict:
+    m = re.search(r"const specs = (\{.*?\});\n", index.read_text(), re.S)
+    return json.loads(m.group(1).replace("<\\/", "</"))
+
+
+def test_report_sections_pngs_and_tables(tmp_path):
+    summary, rows = results_set(tmp_path)
+    index = build_report(str(summary), str(tmp_path / "report"), settings=ST)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert index.endswith("index.html")
+    for name in CHART_NAMES:
+        assert (tmp_path / "report" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"id='chart-{name}'" in html
+    assert set(specs(tmp_path / "report" / "index.html")) == set(CHART_NAMES)
+    for title in ("Best configuration per workload", "Fleet what-if", "How measured", "Environment", "Scheduler view",
+                  "Failed and skipped runs (2)", "Hotspots", "Best batch size by Zeus cost"):  # fmt: skip
+        assert title in html, title
+    assert "no CUDA device on this host" in html and "oom" in html
+    assert "synthetic-test-fixture" in html  # the energy method per host
+    assert "estimates" in html  # estimated energies are called out
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html.split("<script>")[0]
+    cells = pl.read_csv(tmp_path / "report" / "cells.csv")
+    assert {"d_energy_pct", "sci_g_per_1k", "pareto", "noisy", "energy_per_sample_ci95_j"} <= set(cells.columns)
+    assert cells.height == 12  # 8 local cells + 4 lxplus cells
+
+
+def test_report_with_missing_results(tmp_path):
+    build_report(str(tmp_path / "nothing" / "summary.parquet"), str(tmp_path / "report"), settings=ST)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "No summary at" in html and "No results yet" in html
+    for name in CHART_NAMES:  # every declared PNG exists, saying there is no data
+        assert (tmp_path / "report" / f"{name}.png").is_file()
+    assert "No data" in json.dumps(specs(tmp_path / "report" / "index.html"))
+    assert (tmp_path / "report" / "cells.csv").is_file()
+
+
+def test_report_lists_missing_baselines_and_left_out_files(tmp_path):
+    summary, _ = results_set(tmp_path, with_baseline=False)
+    problems = tmp_path / "summary.problems.json"
+    problems.write_text(json.dumps([{"path": "runs/x/r0.parquet", "problem": "schema version 0, this joulegrid reads version 1"}]))
+    build_report(str(summary), str(tmp_path / "report"), settings=ST)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "Baselines not run (" in html and "add fp32 to" in html
+    assert "Run files left out (1)" in html and "schema version 0" in html
+
+
+def test_report_of_a_summary_with_an_old_schema(tmp_path):
+    summary, rows = results_set(tmp_path)
+    t = pq.read_table(summary).drop_columns(["quality", "epoch_quality"])
+    pq.write_table(t, summary)
+    build_report(str(summary), str(tmp_path / "report"), settings=ST)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "lacks 2 column(s)" in html and "re-run `joulegrid aggregate`" in html
+    assert "Energy per sample" in html
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_hotspots_section(tmp_path, present):
+    summary, rows = results_set(tmp_path)
+    if present:
+        hs = pl.DataFrame({"run_id": [rows[0]["run_id"]] * 3, "op": ["aten::addmm", "aten::relu", "aten::mse_loss"],
+                           "self_cpu_time_s": [0.5, 0.1, 0.2], "calls": [10, 10, 1]})  # fmt: skip
+        (tmp_path / "hotspots").mkdir()
+        hs.write_parquet(tmp_path / "hotspots" / "part-0.parquet")
+    build_report(str(summary), str(tmp_path / "report"), settings=ST)
+    html = (tmp_path / "report" / "index.html").read_text()
+    if present:
+        assert "aten::addmm" in html and rows[0]["cell_id"] in html
+        assert html.index("aten::addmm") < html.index("aten::mse_loss") < html.index("aten::relu")  # sorted by self time
+    else:
+        assert "No hotspot table under" in html
+
+
+def test_schema_columns_only_named_in_schema():
+    """The report reads every column by the schema's names (a renamed column would fail here)."""
+    assert {"energy_estimated", "queue_wait_s", "epoch_quality", "meters_absent"} <= set(S.COLUMN_NAMES)
+
+
+def test_cli_report_with_settings_and_bad_settings(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    summary, _ = results_set(tmp_path)
+    st = AnalysisSettings(jobs_per_day=1234, eta=0.9)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "joulegrid", "report", "--summary", str(summary),  # noqa: E731
+                                     "--out", str(tmp_path / "r"), *a], capture_output=True, text=True, env=subprocess_env())  # fmt: skip
+    ok = run("--settings", st.to_json())
+    assert ok.returncode == 0, ok.stderr
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "1,234 jobs/day" in html and "η = 0.9" in html
+    bad = run("--settings", '{"eta": 0.5, "colour": "red"}')
+    assert bad.returncode == 2 and "--settings: not joulegrid analysis settings" in bad.stderr

@@ -1,0 +1,126 @@
+"""The runner's measurement windows on a real tiny cell: idle baseline, minimum inference window,
+memory peaks, latencies, hotspots side file, required meters."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from joulegrid import cli, hotspots, runner
+from joulegrid import config as CFG
+from joulegrid import grid as G
+from joulegrid import schema as S
+from joulegrid.data import dataset_path, prepare
+
+from conftest import REPO, TINY, deep_merge
+
+
+def spec_for(phase: str, measure: dict, repeat: int = 0, precision: str = "fp32") -> dict:
+    cfg = deep_merge(copy.deepcopy(TINY), {"measure": {"threads": 1, "warmup_batches": 1, **measure}})
+    cfg, sites = CFG.prepare(cfg, base_dir=REPO)
+    b = CFG.SpecBuilder(cfg, sites)
+    cell = G.Cell("local", "baler_ae", phase, "cpu", precision, "baseline", 256, repeat)
+    return b.spec(cell)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cell")
+    data = d / dataset_path("resources", "jets", 3000)
+    prepare("jets", 3000, data)
+    model = d / "ref.pt"
+    runner.train_reference(spec_for("train", {"meters": ["estimate"]}), str(model), str(data), threads=1)
+    return {"dir": d, "data": str(data), "model": str(model)}
+
+
+def run_cell(env, phase, measure, repeat=0):
+    spec = spec_for(phase, measure, repeat)
+    cell = G.Cell(**spec["cell"])
+    out = env["dir"] / "results" / "runs" / f"{cell.id}.parquet"
+    row = runner.run_and_write(spec, str(out), env["data"], env["model"] if phase == "infer" else None, threads=1)
+    assert row["status"] == "ok", row["error_message"]
+    return row, out, cell
+
+
+def test_infer_min_window_idle_baseline_and_net_energy(env):
+    row, out, cell = run_cell(env, "infer", {"meters": ["estimate"], "min_window_s": 0.5, "idle_baseline_s": 0.2, "hotspots": "never"})
+    # the window repeats whole passes over the test split until it lasts min_window_s
+    assert row["wall_s"] >= 0.5 and row["infer_passes"] >= 1
+    assert row["n_samples"] == row["infer_passes"] * row["n_test"]
+    assert row["n_batches"] == row["infer_passes"] * -(-row["n_test"] // 256)
+    # idle baseline: measured before the window with the same meters; net = gross - idle power x wall
+    assert row["idle_window_s"] >= 0.2
+    windows = [r["window"] for r in row["energy_readings"]]
+    assert windows == ["idle", "measured"]
+    idle = row["energy_readings"][0]
+    assert row["idle_power_w"] == pytest.approx(idle["energy_j"] / row["idle_window_s"])
+    assert row["energy_net_j"] == pytest.approx(row["energy_j"] - row["idle_power_w"] * row["wall_s"])
+    assert row["energy_method"] == "estimate-tdp" and row["energy_estimated"] is True
+    assert row["energy_low_confidence"] is True  # 2 reads of CPU time < 60 samples
+    # data vs compute and latencies
+    assert 0 < row["data_s"] < row["wall_s"] and row["compute_s"] == pytest.approx(row["wall_s"] - row["data_s"] - row["eval_s"])
+    assert 0 < row["latency_p50_s"] <= row["latency_p90_s"] <= row["latency_p99_s"]
+    assert row["samples_per_s"] == pytest.approx(row["n_samples"] / row["wall_s"])
+    # memory peaks: the window's peak (VmHWM reset before it) within the job's
+    assert 0 < row["peak_rss_window_bytes"] <= row["peak_rss_bytes"]
+    assert row["peak_device_mem_allocated_bytes"] is None  # cpu cell: torch.cuda never touched
+    assert row["meters_absent"] == [] and row["meters_ready_s"] >= 0
+    assert not hotspots.path_for(out, cell.id).exists()
+    t = pq.read_table(out)
+    assert t.schema.equals(S.arrow_schema(), check_metadata=False)
+
+
+def test_min_window_zero_is_one_pass(env):
+    row, _, _ = run_cell(env, "infer", {"meters": ["estimate"], "min_window_s": 0, "idle_baseline_s": 0, "hotspots": "never"})
+    assert row["infer_passes"] == 1 and row["n_samples"] == row["n_test"]
+    assert row["idle_power_w"] is None and row["energy_net_j"] is None and row["idle_window_s"] is None
+
+
+def test_train_hotspots_side_file_keyed_by_run_id(env):
+    row, out, cell = run_cell(env, "train", {"meters": ["estimate"], "idle_baseline_s": 0, "hotspots": "first_repeat", "hotspot_batches": 3, "hotspot_top": 5})
+    hp = hotspots.path_for(out, cell.id)
+    assert hp == env["dir"] / "results" / "hotspots" / f"{cell.id}.parquet"
+    t = pq.read_table(hp)
+    assert t.schema.equals(S.hotspot_arrow_schema(), check_metadata=False)
+    df = hotspots.collect(env["dir"] / "results")
+    mine = df.filter(df["run_id"] == row["run_id"])
+    assert set(mine["profiler"]) == {"cprofile", "torch"}
+    for prof in ("cprofile", "torch"):
+        part = mine.filter(mine["profiler"] == prof).sort("rank")
+        assert part["rank"].to_list() == list(range(1, part.height + 1)) and 1 <= part.height <= 5
+        assert set(part["profiled_batches"]) == {3}
+        assert part["cell_id"].unique().to_list() == [cell.id]
+    # the profiled pass is separate: the measured figures count only the measured epochs
+    assert row["n_batches"] == row["epochs"] * -(-row["n_train"] // 256)
+    assert row["profile_s"] > 0
+    # the training step shows up among cProfile's top functions
+    assert any("_train_epoch" in f for f in mine["function"].to_list())
+    # repeat 1 is not profiled with first_repeat
+    row1, out1, cell1 = run_cell(env, "train", {"meters": ["estimate"], "hotspots": "first_repeat", "idle_baseline_s": 0}, repeat=1)
+    assert row1["profile_s"] is None and not hotspots.path_for(out1, cell1.id).exists()
+
+
+def test_required_meter_stops_the_job_before_it_starts(env, capsys):
+    spec = spec_for("train", {"meters": ["estimate"], "required_meters": ["rapl"]})
+    out = env["dir"] / "required.parquet"
+    import joulegrid.meters.rapl as rapl
+
+    if rapl.readable(rapl.POWERCAP)[1] is None:
+        pytest.skip("this host has readable RAPL")
+    rc = cli.main(["run-cell", "--spec", json.dumps(spec), "--out", str(out), "--data", env["data"], "--threads", "1"])
+    assert rc == 3 and not out.exists()
+    err = capsys.readouterr().err
+    assert "not started" in err and "required meter(s) unavailable" in err and "rapl" in err
+
+
+def test_percentile_matches_numpy_linear():
+    rng = np.random.default_rng(1)
+    vals = sorted(rng.exponential(size=101).tolist())
+    for q in (0.5, 0.9, 0.99):
+        assert runner._percentile(vals, q) == pytest.approx(float(np.percentile(vals, 100 * q)))
+    assert runner._percentile([], 0.5) is None
+    assert runner._percentile([3.0], 0.99) == 3.0

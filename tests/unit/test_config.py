@@ -1,0 +1,94 @@
+"""Bad configs are rejected before any job runs, with a message naming the key and the fix."""
+
+import copy
+
+import pytest
+import yaml
+
+from joulegrid import config as C
+
+DEFAULT = yaml.safe_load(open(C.DEFAULT_CONFIG))
+
+
+def prepared(mutate=None):
+    cfg = copy.deepcopy(DEFAULT)
+    if mutate:
+        mutate(cfg)
+    return C.prepare(cfg, base_dir=C.REPO_ROOT)
+
+
+def setp(path, value):
+    def f(cfg):
+        d = cfg
+        keys = path.split(".")
+        for k in keys[:-1]:
+            d = d.setdefault(k, {})
+        d[keys[-1]] = value
+
+    return f
+
+
+def test_default_config_is_valid_and_defaults_filled():
+    cfg, sites = prepared()
+    assert cfg["measure"]["hotspots"] in ("never", "first_repeat", "always")
+    assert cfg["strict"] is False and "local" in sites
+
+
+BAD = [
+    # (mutation, words that must appear in the message)
+    (setp("colour", "blue"), ["unknown key", "'colour'", "allowed keys"]),
+    (setp("grid.sizes", [1]), ["grid", "unknown key", "'sizes'"]),
+    (setp("measure.treads", 2), ["measure", "'treads'"]),
+    (setp("grid.batch_sizes", [-5]), ["grid.batch_sizes[0]", "too small"]),
+    (setp("grid.batch_sizes", [0]), ["grid.batch_sizes[0]", "too small"]),
+    (setp("grid.batch_sizes", ["big"]), ["grid.batch_sizes[0]", "expected integer"]),
+    (setp("grid.batch_sizes", []), ["grid.batch_sizes", "empty"]),
+    (setp("grid.batch_sizes", [256, 256]), ["grid.batch_sizes", "duplicated", "256"]),
+    (setp("grid.batch_sizes", 256), ["grid.batch_sizes", "expected array"]),
+    (setp("grid.precisions", ["fp8"]), ["grid.precisions[0]", "'fp8'", "fp32"]),
+    (setp("grid.precisions", []), ["grid.precisions", "empty"]),
+    (setp("grid.devices", ["tpu"]), ["grid.devices[0]", "'tpu'", "cuda"]),
+    (setp("grid.devices", ["cpu", "cpu"]), ["grid.devices", "duplicated"]),
+    (setp("grid.phases", ["test"]), ["grid.phases[0]", "'test'", "infer"]),
+    (setp("grid.variants", ["distilled"]), ["grid.variants[0]", "pruned"]),
+    (setp("grid.workloads", ["resnet"]), ["grid.workloads[0]", "unknown workload", "'resnet'", "class"]),
+    (setp("grid.workloads", ["../etc"]), ["grid.workloads[0]", "safe name"]),
+    (setp("grid.workloads", ["a b"]), ["grid.workloads[0]", "safe name"]),
+    (setp("grid.workloads", ["x;rm"]), ["grid.workloads[0]", "safe name"]),
+    (setp("grid.repeats", 0), ["grid.repeats", "too small"]),
+    (setp("grid.repeats", "3"), ["grid.repeats", "expected integer"]),
+    (setp("site", "mars"), ["site", "unknown site", "'mars'", "lxplus"]),
+    (setp("site", "lx/plus"), ["site", "safe name"]),
+    (setp("seed", -1), ["seed", "too small"]),
+    (setp("measure.threads", 0), ["measure.threads", "too small"]),
+    (setp("measure.meters", ["wattmeter"]), ["measure.meters[0]", "'wattmeter'"]),
+    (setp("strict_devices", "yes"), ["strict_devices", "expected boolean"]),
+    (setp("grid.batch_sizes", [50000]), ["grid.batch_sizes", "50000", "larger than", "rows"]),
+    (setp("workloads.baler_ae.rows", -10), ["workloads.baler_ae.rows", "too small"]),
+    (setp("workloads.baler_ae.epochs", 0), ["workloads.baler_ae.epochs", "too small"]),
+    (setp("workloads.baler_ae.colour", 1), ["workloads.baler_ae", "'colour'"]),
+    (setp("workloads.baler_ae.data", "/nonexistent/jets.npz"), ["workloads.baler_ae.data", "does not exist"]),
+    (setp("workloads.mine", {"epochs": 1}), ["workloads.mine", "not a built-in workload", "class"]),
+    (setp("workloads.mine", {"class": "not_a_module_xyz:Thing"}), ["workloads.mine", "cannot import", "not_a_module_xyz"]),
+    (setp("workloads.mine", {"class": "json:JSONDecoder"}), ["workloads.mine", "not a subclass"]),
+    (setp("workloads.mine", {"class": "no colon"}), ["workloads.mine.class", "safe name" if False else "pattern"]),
+    (setp("exclude", [{"precision": "fp8", "reason": "x"}]), ["exclude[0].precision", "'fp8'"]),
+    (setp("exclude", [{"precision": "fp32"}]), ["exclude[0]", "reason"]),
+    (setp("sites_file", "/nonexistent/sites.yaml"), ["sites_file", "does not exist"]),
+    (setp("job.mem_mb", 10), ["job.mem_mb", "too small"]),
+]
+
+
+@pytest.mark.parametrize("mutate,words", BAD, ids=[" ".join(w[:2]) for _, w in BAD])
+def test_bad_config_rejected_with_key_and_fix(mutate, words):
+    with pytest.raises(C.ConfigError) as e:
+        prepared(mutate)
+    msg = str(e.value)
+    for w in words:
+        assert w in msg, f"{w!r} not in: {msg}"
+    assert "Fix" in msg or "pattern" in msg or "cannot import" in msg, msg
+
+
+def test_empty_config_rejected():
+    with pytest.raises(C.ConfigError, match="empty"):
+        C.prepare({})

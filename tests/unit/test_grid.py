@@ -1,0 +1,107 @@
+"""Grid expansion, exclusions, cell ids and paths (pure Python, no torch)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from joulegrid import grid as G
+
+
+def cfg(**grid):
+    base = {
+        "workloads": ["baler_ae"],
+        "phases": ["train", "infer"],
+        "devices": ["cpu"],
+        "precisions": ["fp32", "bf16", "int8"],
+        "variants": ["baseline"],
+        "batch_sizes": [256, 1024],
+        "repeats": 1,
+    }
+    base.update(grid)
+    return {"site": "local", "grid": base, "exclude": [], "allow": {}}
+
+
+def test_expand_counts_and_int8_only_for_inference():
+    g = G.expand(cfg())
+    # train: fp32, bf16 x 2 bs; infer: fp32, bf16, int8 x 2 bs
+    assert len(g.cells) == 10
+    assert all(not (c.precision == "int8" and c.phase == "train") for c in g.cells)
+    reasons = {e.reason for e in g.excluded}
+    assert len(g.excluded) == 2 and any("inference" in r for r in reasons)
+
+
+def test_repeats_multiply_cells_and_ids_are_unique():
+    g = G.expand(cfg(repeats=3))
+    assert len(g.cells) == 30
+    assert len({c.id for c in g.cells}) == 30
+    assert {c.repeat for c in g.cells} == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "phase,device,precision,expect",
+    [
+        ("train", "cpu", "int8", "inference"),
+        ("infer", "cuda", "int8", "CPU only"),
+        ("infer", "cpu", "fp16_noscaler", "GradScaler"),
+        ("train", "cpu", "fp16", "allow.cpu_fp16"),
+        ("train", "cuda", "fp16", None),
+        ("infer", "cpu", "int8", None),
+        ("train", "cpu", "fp64", None),
+    ],
+)
+def test_builtin_exclusions(phase, device, precision, expect):
+    reason = G.builtin_exclusion(phase, device, precision, "baseline")
+    if expect is None:
+        assert reason is None
+    else:
+        assert expect in reason
+
+
+def test_cpu_fp16_can_be_allowed():
+    assert G.builtin_exclusion("train", "cpu", "fp16", "baseline", {"cpu_fp16": True}) is None
+
+
+def test_cuda_cells_are_planned_not_excluded():
+    # whether the device exists is decided on the execution host, which records a skipped row
+    g = G.expand(cfg(devices=["cpu", "cuda"], precisions=["fp32"]))
+    assert {c.device for c in g.cells} == {"cpu", "cuda"}
+
+
+def test_user_exclusions_with_reason():
+    c = cfg()
+    c["exclude"] = [{"precision": "bf16", "batch_size": [256], "reason": "not needed"}]
+    g = G.expand(c)
+    ex = [e for e in g.excluded if e.reason.startswith("excluded by config")]
+    assert len(ex) == 2 and all(e.cell.precision == "bf16" and e.cell.batch_size == 256 for e in ex)
+    assert "not needed" in ex[0].reason
+
+
+def test_path_roundtrip_with_variant():
+    cell = G.Cell("lxplus", "baler_ae", "infer", "cpu", "int8", "pruned", 512, 3)
+    p = cell.path("results")
+    assert p == "results/runs/lxplus/baler_ae/infer/cpu/int8+pruned/bs512/r3.parquet"
+    assert G.cell_from_path(p) == cell
+    assert G.cell_from_path("/abs/results/runs/local/baler_ae/train/cpu/fp32/bs8/r0.parquet").variant == "baseline"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "results/runs/local/baler_ae/train/cpu/fp32/bs0/r0.parquet",
+        "results/runs/lo cal/baler_ae/train/cpu/fp32/bs8/r0.parquet",
+        "results/runs/local/../x/train/cpu/fp32/bs8/r0.parquet",
+        "results/runs/local/baler_ae/train/tpu/fp32/bs8/r0.parquet",
+        "results/runs/local/baler_ae/train/cpu/fp8/bs8/r0.parquet",
+        "results/runs/local/baler_ae/train/cpu/fp32/bs8/.r0.parquet.tmp",
+    ],
+)
+def test_unsafe_or_foreign_paths_rejected(bad):
+    with pytest.raises(ValueError):
+        G.cell_from_path(bad)
+
+
+def test_grid_import_does_not_import_torch():
+    code = "import sys, joulegrid.grid, joulegrid.config, joulegrid.schema; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,0 +1,78 @@
+"""A tiny grid through real Snakemake: result rows, summary and report files."""
+
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from joulegrid import schema as S
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from conftest import TINY, snakemake  # noqa: PLC0415
+    import yaml
+
+    work = tmp_path_factory.mktemp("tiny")
+    cfg = work / "config.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    proc = snakemake(work, "--cores", "2", configfile=cfg)
+    return work, proc
+
+
+def test_result_rows_follow_the_schema(tiny_run):
+    work, _ = tiny_run
+    files = sorted((work / "results" / "runs").rglob("r*.parquet"))
+    rel = sorted(str(f.relative_to(work)) for f in files)
+    assert rel == [
+        "results/runs/local/baler_ae/infer/cpu/fp32/bs256/r0.parquet",
+        "results/runs/local/baler_ae/train/cpu/fp32/bs256/r0.parquet",
+    ]
+    for f in files:
+        df = pl.read_parquet(f)
+        assert df.height == 1 and df.columns == list(S.COLUMN_NAMES)
+        r = df.row(0, named=True)
+        assert r["status"] == "ok", r["error_message"]
+        assert r["schema_version"] == S.SCHEMA_VERSION
+        assert r["wall_s"] > 0 and r["cpu_s"] > 0 and r["samples_per_s"] > 0
+        assert r["peak_rss_bytes"] > 0 and r["n_samples"] > 0
+        assert r["energy_j"] > 0 and r["co2_kg"] > 0
+        assert r["energy_method"] and r["torch_version"] and r["cpu_model"] is not None
+        assert r["quality_metric"] == "recon_mse" and r["quality"] > 0
+        assert r["torch_num_threads"] == 1  # measure.threads of the tiny config
+        # this host has no RAPL: the energy must say it is an estimate
+        if "rapl" not in r["energy_method"]:
+            assert r["energy_estimated"] is True
+        assert r["compression_ratio"] == 2.0
+        if r["phase"] == "train":
+            assert r["epochs"] == 1 and len(r["epoch_quality"]) == 1
+            assert r["flops_per_sample_train"] > r["flops_per_sample_fwd"] > 0
+
+
+def test_summary_and_report(tiny_run):
+    work, _ = tiny_run
+    summary = pl.read_parquet(work / "results" / "summary.parquet")
+    assert summary.height == 2 and set(summary["phase"]) == {"train", "infer"}
+    rep = work / "results" / "report"
+    html = (rep / "index.html").read_text()
+    assert "joulegrid report" in html and "vegaEmbed" in html
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html  # self-contained
+    for png in ("energy_per_sample.png", "quality_vs_energy.png"):
+        assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_does_nothing_and_measurements_are_protected(tiny_run, run_snakemake):
+    work, _ = tiny_run
+    proc = run_snakemake(work, "-n", "--cores", "1", configfile=work / "config.yaml")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    f = work / "results/runs/local/baler_ae/train/cpu/fp32/bs256/r0.parquet"
+    assert not (f.stat().st_mode & 0o222), "finished measurements are write-protected"
+
+
+def test_snakemake_report_zip(tiny_run, run_snakemake):
+    work, _ = tiny_run
+    run_snakemake(work, "--report", str(work / "report.zip"), configfile=work / "config.yaml")
+    assert (work / "report.zip").stat().st_size > 0
