@@ -227,7 +227,7 @@ def check_precisions(config: dict[str, Any]) -> None:
 
 def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str, Any]:
     """Checks beyond the JSON schema. Returns the sites mapping."""
-    from .workloads.registry import BUILTIN, dataset_rows, resolve_spec
+    from .workloads.registry import BUILTIN, WorkloadError, dataset_rows, resolve_spec
 
     base = Path(base_dir)
     sites = load_sites(resolve_path(config["sites_file"], base))

@@ -3,7 +3,9 @@
 import numpy as np
 import torch
 
-from joulegrid.workloads.baler_ae import make_autoencoder, robust_scale, split_indices
+from joulegrid.data.scale import grouped_split
+from joulegrid.workloads.baler_ae import make_autoencoder
+from joulegrid.workloads.tabular import robust_scale
 
 
 def test_architecture_is_baler_ae():
@@ -25,9 +27,9 @@ def test_shapes_compress_decompress():
 
 
 def test_split_is_disjoint_and_seeded():
-    tr, te = split_indices(1000, 0.2, seed=1)
+    tr, te = grouped_split(1000, 0.2, seed=1)
     assert len(te) == 200 and len(tr) == 800 and not set(tr) & set(te)
-    tr2, te2 = split_indices(1000, 0.2, seed=1)
+    tr2, te2 = grouped_split(1000, 0.2, seed=1)
     assert (te == te2).all()
 
 

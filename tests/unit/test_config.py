@@ -71,7 +71,7 @@ BAD = [
     (setp("workloads.mine", {"epochs": 1}), ["workloads.mine", "not a built-in workload", "class"]),
     (setp("workloads.mine", {"class": "not_a_module_xyz:Thing"}), ["workloads.mine", "cannot import", "not_a_module_xyz"]),
     (setp("workloads.mine", {"class": "json:JSONDecoder"}), ["workloads.mine", "not a subclass"]),
-    (setp("workloads.mine", {"class": "no colon"}), ["workloads.mine.class", "safe name" if False else "pattern"]),
+    (setp("workloads.mine", {"class": "no colon"}), ["workloads.mine.class", "not an import path", "my_pkg.module:MyWorkload"]),
     (setp("exclude", [{"precision": "fp8", "reason": "x"}]), ["exclude[0].precision", "'fp8'"]),
     (setp("exclude", [{"precision": "fp32"}]), ["exclude[0]", "reason"]),
     (setp("sites_file", "/nonexistent/sites.yaml"), ["sites_file", "does not exist"]),

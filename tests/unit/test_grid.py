@@ -44,7 +44,7 @@ def test_repeats_multiply_cells_and_ids_are_unique():
         ("train", "cpu", "int8", "inference"),
         ("infer", "cuda", "int8", "CPU only"),
         ("infer", "cpu", "fp16_noscaler", "GradScaler"),
-        ("train", "cpu", "fp16", "allow.cpu_fp16"),
+        ("train", "cpu", "fp16", None),  # excluded per workload (image_cnn): tests/workloads
         ("train", "cuda", "fp16", None),
         ("infer", "cpu", "int8", None),
         ("train", "cpu", "fp64", None),
@@ -56,10 +56,6 @@ def test_builtin_exclusions(phase, device, precision, expect):
         assert reason is None
     else:
         assert expect in reason
-
-
-def test_cpu_fp16_can_be_allowed():
-    assert G.builtin_exclusion("train", "cpu", "fp16", "baseline", {"cpu_fp16": True}) is None
 
 
 def test_cuda_cells_are_planned_not_excluded():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, base_config, needs_fashion
+from .wlkit import REPO, base_config, needs_fashion
 
 from joulegrid import config as C
 from joulegrid import grid as G
@@ -41,7 +41,7 @@ def test_bring_your_own_workload_validates_and_expands():
 
 
 def test_bring_your_own_workload_runs_in_the_runner(cells):
-    from conftest import assert_ok
+    from .wlkit import assert_ok
 
     cfg = byo()
     row = cells.run("mine", "train", "fp32", batch_size=32, cfg=cfg)
@@ -177,7 +177,7 @@ def test_there_are_experiment_configs():
 def test_experiment_configs_validate_and_expand(path: Path):
     from joulegrid.data import images
 
-    from conftest import REPO as repo
+    from .wlkit import REPO as repo
 
     def merge(a, b):  # what Snakemake does with --configfile over the Snakefile's config/config.yaml
         out = dict(a)

@@ -5,7 +5,7 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import needs_fashion
+from .wlkit import needs_fashion
 
 from joulegrid.data import images, scale, tables
 

@@ -5,7 +5,7 @@ import os
 
 import polars as pl
 import pytest
-from conftest import HERE, REPO, needs_fashion
+from .wlkit import HERE, REPO, needs_fashion
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ on a hand-made example, workload-specific columns."""
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_ROWS, needs_fashion
+from .wlkit import TINY_ROWS, needs_fashion
 
 from joulegrid.config import workload_settings
 from joulegrid.workloads.registry import create
