@@ -57,14 +57,7 @@ class BalerAE(Workload):
     quality_metric = "recon_mse"
     higher_is_better = False
     DATA_FORMATS = TABLE_FORMATS
-    DEFAULTS = {
-        "rows": 0,
-        "epochs": 3,
-        "lr": 1e-3,
-        "test_fraction": 0.2,
-        "target_quality": None,
-        "params": {"latent": 12, "widths": [200, 100, 50]},
-    }
+    DEFAULTS = {"epochs": 3, "params": {"latent": 12, "widths": [200, 100, 50]}}  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> None:

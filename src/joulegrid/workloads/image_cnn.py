@@ -55,14 +55,7 @@ class ImageCNN(Workload):
     quality_metric = "accuracy"
     higher_is_better = True
     DATA_FORMATS = (".npz",)
-    DEFAULTS = {
-        "rows": 0,
-        "epochs": 3,
-        "lr": 1e-3,
-        "test_fraction": 0.2,
-        "target_quality": None,
-        "params": {"channels": [32, 64, 64], "dense": 64, "in_channels": 3},
-    }
+    DEFAULTS = {"epochs": 3, "params": {"channels": [32, 64, 64], "dense": 64, "in_channels": 3}}  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
     EXCLUSIONS = [
         {
             "phase": "train",

@@ -41,14 +41,7 @@ class JetTagger(Workload):
     quality_metric = "roc_auc"
     higher_is_better = True
     DATA_FORMATS = TABLE_FORMATS
-    DEFAULTS = {
-        "rows": 0,
-        "epochs": 5,
-        "lr": 1e-3,
-        "test_fraction": 0.2,
-        "target_quality": None,
-        "params": {"hidden": [128, 64, 32], "label_column": "label"},
-    }
+    DEFAULTS = {"epochs": 5, "params": {"hidden": [128, 64, 32], "label_column": "label"}}  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> None:
