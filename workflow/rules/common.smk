@@ -63,6 +63,10 @@ def job_resources(mem_mb, runtime_min, gpus=0):
 # caps each job's threads at --cores (cluster jobs too): a cluster run that would silently
 # measure cells with fewer threads than measure.threads is refused.
 onstart:
+    # Retries of failed jobs (--retries, site profiles): jobs read it to know whether a killed run-cell
+    # will be retried (joulegrid record-failure); executors pass the submit environment on (Slurm's
+    # default --export=ALL, HTCondor getenv: True in the site profiles). Unset = no retries left.
+    os.environ["JOULEGRID_RETRIES"] = str(workflow.execution_settings.retries or 0)
     _executor = getattr(workflow.executor_plugin, "name", None)
     for _problem in (
         JGE.executor_problem(config["site"], SPEC.facts["scheduler"], _executor),
