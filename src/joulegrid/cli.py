@@ -1,4 +1,4 @@
-"""Command line: ``joulegrid run-cell | train-reference | prepare-data | plan | meters | aggregate | report | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | aggregate | report | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -43,6 +43,22 @@ def cmd_record_failure(args) -> int:
     from .failures import record_failure
 
     return record_failure(_load_spec(args), args.out, args.exit_code, args.attempt, args.retries, args.log)
+
+
+def cmd_remeasure(args) -> int:
+    from .archive import ArchiveError, remeasure
+
+    try:
+        moved, dest = remeasure(args.results, args.pattern, dry_run=args.dry_run)
+    except ArchiveError as e:
+        print(f"joulegrid: {e}", file=sys.stderr)
+        return 2
+    verb = "would move" if args.dry_run else "moved"
+    for p in moved:
+        print(f"joulegrid: {verb} {p.relative_to(dest / 'runs').as_posix()}", file=sys.stderr)
+    print(f"joulegrid: {verb} {len(moved)} finished cell(s) to {dest}; run snakemake (same command) to measure them again",
+          file=sys.stderr)  # fmt: skip
+    return 0
 
 
 def cmd_train_reference(args) -> int:
@@ -145,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--retries", type=int, default=0, help="Snakemake --retries (attempts beyond the first)")
     rf.add_argument("--log", default=None, help="run-cell's log: its tail goes into the error message")
     rf.set_defaults(func=cmd_record_failure)
+
+    rm = sub.add_parser(
+        "remeasure",
+        help="measure finished cells again: move their run files (never delete) to <results>/archive/<timestamp>/",
+    )
+    rm.add_argument("pattern", help="cell id pattern, e.g. 'local/baler_ae/train/cpu/fp32/bs256/r0' or 'local/*/infer/*'")
+    rm.add_argument("--results", default="results", help="results folder (config key results)")
+    rm.add_argument("--dry-run", "-n", action="store_true", help="list the cells, move nothing")
+    rm.set_defaults(func=cmd_remeasure)
 
     t = sub.add_parser("train-reference", help="train the fp32 reference model that inference cells load")
     t.add_argument("--spec")

@@ -40,6 +40,7 @@ def test_kill_9_mid_run_then_rerun_resumes(tmp_path):
     # finished = recorded by Snakemake (write-protected); a row written in the instant before the kill
     # whose job Snakemake had not yet recorded is measured again (docs/reliability.md)
     done = {p: p.stat().st_mtime_ns for p in runs.rglob("r*.parquet") if not p.stat().st_mode & 0o222}
+    unfinished = [p.relative_to(runs) for p in runs.rglob("r*.parquet") if p.stat().st_mode & 0o222]
     expected = {c.id for c in G.expand(C.prepare(yaml.safe_load(cfgfile.read_text()), C.REPO_ROOT)[0]).cells}
     assert 0 < len(done) < len(expected), "the kill must hit mid-grid"
     # a half-written result as a killed writer leaves it (joulegrid.io temp name) is never taken as a result
@@ -55,6 +56,8 @@ def test_kill_9_mid_run_then_rerun_resumes(tmp_path):
 
     for p, mtime in done.items():
         assert p.stat().st_mtime_ns == mtime, f"finished cell {p} was rerun"
+    for rel in unfinished:  # written, but not recorded by Snakemake: archived, never lost
+        assert list((tmp_path / "results" / "archive").glob(f"*/runs/{rel}")), rel
     summary = pl.read_parquet(tmp_path / "results" / "summary.parquet")
     assert sorted(summary["cell_id"]) == sorted(expected), "same cells as an uninterrupted run, none twice"
     assert set(summary["status"]) == {"ok"}
