@@ -1,4 +1,4 @@
-"""Command line: ``joulegrid run-cell | train-reference | prepare-data | plan | meters | aggregate | report | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | aggregate | report | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -20,19 +20,44 @@ def _load_spec(args) -> dict:
 
 
 def cmd_run_cell(args) -> int:
+    from .failures import EXIT_REFUSED
     from .meters import RequiredMeterMissing
-    from .runner import run_and_write
+    from .precision import Unsupported
+    from .runner import DeviceUnavailable, run_and_write
 
     spec = _load_spec(args)
     try:
         row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
-    except RequiredMeterMissing as e:
+    except (RequiredMeterMissing, DeviceUnavailable, Unsupported) as e:  # the last two only with strict_devices
         cell = spec.get("cell", {})
-        print(f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}", file=sys.stderr)
-        return 3
+        hint = " (strict_devices: true; set it false to record a skipped row instead)" if not isinstance(e, RequiredMeterMissing) else ""
+        print(f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}{hint}", file=sys.stderr)
+        return EXIT_REFUSED
     status = row["status"]
     extra = row.get("skip_reason") or row.get("error_type") or ""
     print(f"joulegrid: {row['cell_id']}: {status} {extra}".rstrip(), file=sys.stderr)
+    return 0
+
+
+def cmd_record_failure(args) -> int:
+    from .failures import record_failure
+
+    return record_failure(_load_spec(args), args.out, args.exit_code, args.attempt, args.retries, args.log)
+
+
+def cmd_remeasure(args) -> int:
+    from .archive import ArchiveError, remeasure
+
+    try:
+        moved, dest = remeasure(args.results, args.pattern, dry_run=args.dry_run)
+    except ArchiveError as e:
+        print(f"joulegrid: {e}", file=sys.stderr)
+        return 2
+    verb = "would move" if args.dry_run else "moved"
+    for p in moved:
+        print(f"joulegrid: {verb} {p.relative_to(dest / 'runs').as_posix()}", file=sys.stderr)
+    print(f"joulegrid: {verb} {len(moved)} finished cell(s) to {dest}; run snakemake (same command) to measure them again",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -122,6 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--attempt", type=int, default=1, help="Snakemake attempt number")
     r.add_argument("--threads", type=int, default=None, help="CPU threads allocated to the job")
     r.set_defaults(func=cmd_run_cell)
+
+    rf = sub.add_parser(
+        "record-failure",
+        help="after run-cell died (killed, crashed): log the attempt in <results>/attempts/, and on the last "
+        "attempt write the cell's failed/oom row (the rule measure runs it as run-cell ... || record-failure)",
+    )
+    rf.add_argument("--spec", help="cell spec as JSON (what Snakemake passes)")
+    rf.add_argument("--spec-file", help="cell spec as a JSON file")
+    rf.add_argument("--out", required=True, help="the cell's result file (never overwritten if it exists)")
+    rf.add_argument("--exit-code", type=int, required=True, help="run-cell's exit status ($?; 128+N = signal N)")
+    rf.add_argument("--attempt", type=int, default=1, help="Snakemake attempt number")
+    rf.add_argument("--retries", type=int, default=0, help="Snakemake --retries (attempts beyond the first)")
+    rf.add_argument("--log", default=None, help="run-cell's log: its tail goes into the error message")
+    rf.set_defaults(func=cmd_record_failure)
+
+    rm = sub.add_parser(
+        "remeasure",
+        help="measure finished cells again: move their run files (never delete) to <results>/archive/<timestamp>/",
+    )
+    rm.add_argument("pattern", help="cell id pattern, e.g. 'local/baler_ae/train/cpu/fp32/bs256/r0' or 'local/*/infer/*'")
+    rm.add_argument("--results", default="results", help="results folder (config key results)")
+    rm.add_argument("--dry-run", "-n", action="store_true", help="list the cells, move nothing")
+    rm.set_defaults(func=cmd_remeasure)
 
     t = sub.add_parser("train-reference", help="train the fp32 reference model that inference cells load")
     t.add_argument("--spec")

@@ -577,5 +577,13 @@ def train_reference(spec: dict[str, Any], out: str, data_path: str | None, threa
 def run_and_write(spec: dict[str, Any], out: str, data_path: str | None, model_path: str | None, attempt: int = 1, threads: int | None = None) -> dict[str, Any]:
     runner = CellRunner(spec, out, data_path, model_path, attempt, threads)
     row = runner.run()
+    if attempt > 1 and row["status"] not in (S.STATUS_OK, S.STATUS_SKIPPED):
+        # earlier attempts died (killed, crashed): their errors, from <results>/attempts/, stay in the row
+        from .failures import attempts_path, earlier_errors, read_attempts
+
+        earlier = earlier_errors(read_attempts(attempts_path(out, runner.cell.id)), attempt)
+        if earlier:
+            block = f"\nearlier attempts:\n{earlier}"[:1000]
+            row["error_message"] = (row["error_message"] or "")[: 2000 - len(block)] + block
     runner.write()
     return row

@@ -68,3 +68,29 @@ def test_duplicate_run_id_kept_once(tmp_path):
     synth.write_runs(tmp_path, rows)
     res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
     assert res.n_rows == 1 and "copied run file" in res.problems[0][1]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "foreign_parquet", "other_version", "text"])
+def test_each_kind_of_bad_file_is_named_and_the_rest_aggregated(tmp_path, damage):
+    rows = synth.rows(synth.grid_cells())
+    files = synth.write_runs(tmp_path, rows)
+    bad = files[1]
+    if damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    elif damage == "empty":
+        bad.write_bytes(b"")
+    elif damage == "foreign_parquet":  # a valid Parquet file, not written by joulegrid
+        pq.write_table(pa.table({"x": [1, 2, 3]}), bad)
+    elif damage == "other_version":
+        _wrong_version(bad, [rows[1]])
+    else:
+        bad.write_text("hello")
+    res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
+    assert res.n_rows == len(rows) - 1 and [p for p, _ in res.problems] == [str(bad)]
+    expect = {"truncated": "Parquet", "empty": "not a readable Parquet file", "foreign_parquet": "not a joulegrid run file",
+              "other_version": "schema version", "text": "not a readable Parquet file"}[damage]  # fmt: skip
+    assert expect in res.problems[0][1]
+    got = pl.read_parquet(tmp_path / "summary.parquet")["run_id"].to_list()
+    assert sorted(got) == sorted(r["run_id"] for i, r in enumerate(rows) if i != 1)
+    with pytest.raises(AggregateError, match=str(bad)):
+        aggregate(str(tmp_path / "runs"), str(tmp_path / "strict.parquet"), strict=True)

@@ -76,6 +76,16 @@ BAD = [
     (setp("exclude", [{"precision": "fp32"}]), ["exclude[0]", "reason"]),
     (setp("sites_file", "/nonexistent/sites.yaml"), ["sites_file", "does not exist"]),
     (setp("job.mem_mb", 10), ["job.mem_mb", "too small"]),
+    # issue 4: unknown job/profile resource, wrong types, duplicates, unsafe names
+    (setp("job.gpu_type", "a100"), ["job", "unknown key", "'gpu_type'", "mem_mb"]),
+    (setp("job.mem_mb", "4G"), ["job.mem_mb", "expected integer"]),
+    (setp("job.runtime_min", 0), ["job.runtime_min", "too small"]),
+    (setp("measure.threads", "two"), ["measure.threads", "expected integer"]),
+    (setp("grid.workloads", ["baler_ae", "baler_ae"]), ["grid.workloads", "duplicated", "baler_ae"]),
+    (setp("grid.precisions", ["fp32", "fp32"]), ["grid.precisions", "duplicated"]),
+    (setp("grid.workloads", ["$(reboot)"]), ["grid.workloads[0]", "safe name"]),
+    (setp("site", "..") , ["site", "safe name"]),
+    (setp("workloads.baler_ae.rows", "many"), ["workloads.baler_ae.rows", "expected integer"]),
 ]
 
 

@@ -63,6 +63,24 @@ def job_resources(mem_mb, runtime_min, gpus=0):
 # caps each job's threads at --cores (cluster jobs too): a cluster run that would silently
 # measure cells with fewer threads than measure.threads is refused.
 onstart:
+    # Retries of failed jobs (--retries, site profiles): jobs read it to know whether a killed run-cell
+    # will be retried (joulegrid record-failure); executors pass the submit environment on (Slurm's
+    # default --export=ALL, HTCondor getenv: True in the site profiles). Unset = no retries left.
+    os.environ["JOULEGRID_RETRIES"] = str(workflow.execution_settings.retries or 0)
+    # Never lose a measurement: Snakemake would delete a finished run file before re-running its job
+    # (forced, or marked incomplete); joulegrid refuses the first and archives the second (archive.py).
+    from joulegrid import archive as JGA
+    from snakemake.logging import logger as _logger
+
+    try:
+        _archived = JGA.guard_rerun(
+            [([str(o) for o in j.output], bool(workflow.dag.reason(j).forced)) for j in workflow.dag.needrun_jobs() if j.rule.name == "measure"],
+            RESULTS,
+        )
+    except JGA.ArchiveError as _e:
+        raise WorkflowError(f"joulegrid: {_e}") from None
+    for _p in _archived:
+        _logger.warning(f"joulegrid: {_p.name} of an unfinished job (killed after writing it) archived as {_p}; the cell is measured again")
     _executor = getattr(workflow.executor_plugin, "name", None)
     for _problem in (
         JGE.executor_problem(config["site"], SPEC.facts["scheduler"], _executor),

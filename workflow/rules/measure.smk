@@ -55,6 +55,12 @@ rule measure:
         energy_meter=1,
     conda:
         JG_CONDA_ENV
+    # A run-cell that dies without its row (OOM killer, SIGKILL, a crash of Python itself) is recorded
+    # by record-failure (src/joulegrid/failures.py): the attempt goes to <results>/attempts/, the job
+    # fails while Snakemake retries remain (JOULEGRID_RETRIES, exported in common.smk), and the last
+    # attempt writes a failed/oom row and succeeds, so the grid goes on and the report lists it.
     shell:
         "{JG} run-cell --spec {params.spec:q} {params.io} --out {output:q} "
-        "--threads {threads} --attempt {resources.attempt} > {log:q} 2>&1"
+        "--threads {threads} --attempt {resources.attempt} > {log:q} 2>&1 "
+        "|| {JG} record-failure --spec {params.spec:q} --out {output:q} --exit-code $? --log {log:q} "
+        "--attempt {resources.attempt} --retries ${{JOULEGRID_RETRIES:-0}} >> {log:q} 2>&1"

@@ -1,0 +1,109 @@
+"""Re-measure finished cells without losing the old measurement: ``joulegrid remeasure PATTERN``.
+
+Finished run files are write-protected (protected() in the rule measure), and Snakemake refuses
+to overwrite them (``-R`` / ``--forcerun`` fail with ProtectedOutputException). To measure a cell
+again on purpose, its files are MOVED (never deleted) to::
+
+    <results>/archive/<UTC timestamp>/runs/<cell id>.parquet     (+ attempts/, hotspots/ side files)
+
+after which the next ``snakemake`` measures the missing cells anew, with a new run_id. The archive
+lies outside <results>/runs/, so the summary holds the new measurement only; the old one can still
+be read (or aggregated with ``joulegrid aggregate --runs <results>/archive/<ts>/runs``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .grid import _PATH_RE
+
+SIDE_FILES = (("attempts", ".jsonl"), ("hotspots", ".parquet"))
+
+
+class ArchiveError(ValueError):
+    pass
+
+
+def matching(results: str | os.PathLike, pattern: str) -> list[Path]:
+    """Run files under <results>/runs/ whose cell id (site/workload/phase/device/precision/bsB/rK)
+    matches the shell-style pattern (``*`` also crosses '/')."""
+    runs = Path(results) / "runs"
+    out = []
+    for p in sorted(runs.rglob("r*.parquet")) if runs.is_dir() else []:
+        if not _PATH_RE.search(p.as_posix()):
+            continue
+        cell_id = p.relative_to(runs).as_posix()[: -len(".parquet")]
+        if fnmatch.fnmatchcase(cell_id, pattern):
+            out.append(p)
+    return out
+
+
+def remeasure(results: str | os.PathLike, pattern: str, dry_run: bool = False, stamp: str | None = None) -> tuple[list[Path], Path]:
+    """Move the matching run files (and their side files) into <results>/archive/<stamp>/; returns
+    (moved run files' new paths, archive folder). Raises ArchiveError when nothing matches."""
+    results = Path(results)
+    files = matching(results, pattern)
+    if not files:
+        raise ArchiveError(
+            f"no finished cell under {results}/runs matches {pattern!r}. Fix: give a cell id pattern such as "
+            "'local/baler_ae/train/cpu/fp32/bs256/r0' or 'local/*/infer/*' (see `ls -R results/runs`)"
+        )
+    stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    dest_root = results / "archive" / stamp
+    if dest_root.exists():
+        raise ArchiveError(f"{dest_root} exists already. Fix: wait a moment and run again")
+    moved = []
+    for f in files:
+        cell_id = f.relative_to(results / "runs").as_posix()[: -len(".parquet")]
+        pairs = [(f, dest_root / "runs" / f"{cell_id}.parquet")]
+        pairs += [(results / d / f"{cell_id}{ext}", dest_root / d / f"{cell_id}{ext}") for d, ext in SIDE_FILES]
+        for src, dst in pairs:
+            if not src.exists():
+                continue
+            if not dry_run:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(src, dst)  # a rename on the same filesystem
+        moved.append(dest_root / "runs" / f"{cell_id}.parquet")
+    return moved, dest_root
+
+
+def guard_rerun(jobs: list[tuple[list[str], bool]], results: str | os.PathLike, stamp: str | None = None) -> list[Path]:
+    """Called by the Snakefile before any job starts, with (outputs, forced) of every measure job that
+    will run. Snakemake would delete an existing output before re-running its job -- also a
+    protected one when running as root, where write protection does not hold. So:
+
+    * forced (``-R``, ``--forcerun``, ``-F``) over a finished measurement: ArchiveError naming the
+      files and the fix (``joulegrid remeasure``);
+    * any other reason (an output Snakemake marked incomplete: the job was killed after the row was
+      written but before Snakemake recorded it): the file is moved to <results>/archive/<stamp>/ first.
+
+    Returns the archived files' new paths."""
+    forced = [o for outs, f in jobs if f for o in outs if Path(o).exists()]
+    if forced:
+        shown = "\n  ".join(forced[:5]) + (f"\n  ... and {len(forced) - 5} more" if len(forced) > 5 else "")
+        raise ArchiveError(
+            f"refusing to overwrite {len(forced)} finished measurement(s) (-R / --forcerun / -F):\n  {shown}\n"
+            "Fix: move them aside with `joulegrid remeasure '<cell id pattern>'` (kept under "
+            f"{results}/archive/), then run snakemake again without the force flag"
+        )
+    runs = Path(results) / "runs"
+    stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + "-incomplete"
+    moved = []
+    for outs, _ in jobs:
+        for o in outs:
+            p = Path(o)
+            if not p.exists():
+                continue
+            try:
+                rel = p.relative_to(runs)
+            except ValueError:
+                continue
+            dst = Path(results) / "archive" / stamp / "runs" / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(p, dst)
+            moved.append(dst)
+    return moved

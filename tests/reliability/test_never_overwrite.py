@@ -1,0 +1,60 @@
+"""A finished measurement is never overwritten: Snakemake's -R / --forcerun fail on it, and
+`joulegrid remeasure` moves it to results/archive/ (nothing deleted) before a new measurement."""
+
+import os
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+import yaml
+
+from conftest import TINY, deep_merge, snakemake, subprocess_env
+
+CELL = "local/baler_ae/train/cpu/fp32/bs256/r0"
+
+
+@pytest.mark.slow
+def test_forcerun_refused_remeasure_archives_then_measures_anew(tmp_path):
+    cfgfile = tmp_path / "config.yaml"
+    cfgfile.write_text(yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}})))
+    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
+    f = tmp_path / "results/runs" / f"{CELL}.parquet"
+    first = pl.read_parquet(f)["run_id"][0]
+    mtime = f.stat().st_mtime_ns
+
+    for how in (["--forcerun", "measure"], ["-R", str(f.relative_to(tmp_path))]):
+        proc = snakemake(tmp_path, "--cores", "2", *how, configfile=cfgfile, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "refusing to overwrite" in out and "joulegrid remeasure" in out, out[-3000:]
+        assert f.stat().st_mtime_ns == mtime and pl.read_parquet(f)["run_id"][0] == first
+
+    jg = [sys.executable, "-m", "joulegrid", "remeasure", "--results", str(tmp_path / "results")]
+    nothing = subprocess.run(jg + ["local/nope/*"], capture_output=True, text=True, env=subprocess_env())
+    assert nothing.returncode == 2 and "Fix:" in nothing.stderr
+    dry = subprocess.run(jg + ["-n", "local/*/train/*"], capture_output=True, text=True, env=subprocess_env())
+    assert dry.returncode == 0 and CELL in dry.stderr and f.exists()
+    proc = subprocess.run(jg + ["local/*/train/*"], capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    archived = list((tmp_path / "results/archive").glob(f"*/runs/{CELL}.parquet"))
+    assert len(archived) == 1 and pl.read_parquet(archived[0])["run_id"][0] == first and not f.exists()
+
+    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
+    second = pl.read_parquet(f)["run_id"][0]
+    assert second != first and pl.read_parquet(archived[0])["run_id"][0] == first
+    summary = pl.read_parquet(tmp_path / "results/summary.parquet")
+    assert summary["run_id"].to_list() == [second], "the summary holds the new measurement once"
+
+
+def test_guard_rerun_refuses_forced_and_archives_unrecorded(tmp_path):
+    from joulegrid.archive import ArchiveError, guard_rerun
+
+    res = tmp_path / "results"
+    f = res / "runs" / f"{CELL}.parquet"
+    f.parent.mkdir(parents=True)
+    f.write_bytes(b"row")
+    with pytest.raises(ArchiveError, match="(?s)refusing to overwrite 1 finished.*joulegrid remeasure"):
+        guard_rerun([([str(f)], True)], str(res))
+    assert f.exists()
+    moved = guard_rerun([([str(f)], False), ([str(res / "runs/missing.parquet")], False)], str(res), stamp="T")
+    assert moved == [res / "archive/T/runs" / f"{CELL}.parquet"] and moved[0].read_bytes() == b"row" and not f.exists()
