@@ -330,42 +330,67 @@ def site_facts(sites: dict[str, Any], site: str) -> dict[str, Any]:
 
 
 class SpecBuilder:
-    """Builds the settings each cell job receives (cached per workload: cheap for 10,000 cells)."""
+    """Builds the settings each cell job receives.
+
+    Snakemake calls it once per job while it builds the DAG (a dry run of 10,000 cells too), so
+    everything that depends on the workload only -- its settings, their hash and JSON, the
+    dataset, the reference model's hash -- is computed once per workload and cached.
+    """
 
     def __init__(self, config: dict[str, Any], sites: dict[str, Any]):
         self.config = config
         self.facts = site_facts(sites, config["site"])
         self._wl: dict[str, dict[str, Any]] = {}
+        self._settings: dict[str, tuple[dict[str, Any], str, str]] = {}  # workload -> (settings, hash, JSON tail)
+        self._model_hash: dict[str, str] = {}
+        self._dataset: dict[str, tuple[str, int] | None] = {}
 
     def workload(self, name: str) -> dict[str, Any]:
         if name not in self._wl:
             self._wl[name] = workload_settings(self.config, name)
         return self._wl[name]
 
+    def _cached_settings(self, workload: str) -> tuple[dict[str, Any], str, str]:
+        if workload not in self._settings:
+            c = self.config
+            st = {
+                "workload": self.workload(workload),
+                "measure": c["measure"],
+                "seed": c["seed"],
+                "strict_devices": c["strict_devices"],
+                "site_facts": self.facts,
+            }
+            h = settings_hash(st)
+            tail = f', "settings": {json.dumps(st)}, "config_hash": {json.dumps(h)}}}'
+            self._settings[workload] = (st, h, tail)
+        return self._settings[workload]
+
     def settings(self, workload: str) -> dict[str, Any]:
-        c = self.config
-        return {
-            "workload": self.workload(workload),
-            "measure": c["measure"],
-            "seed": c["seed"],
-            "strict_devices": c["strict_devices"],
-            "site_facts": self.facts,
-        }
+        return copy.deepcopy(self._cached_settings(workload)[0])
 
     def spec(self, cell: G.Cell) -> dict[str, Any]:
-        st = self.settings(cell.workload)
-        return {"cell": cell.axes(), "settings": st, "config_hash": settings_hash(st)}
+        st, h, _ = self._cached_settings(cell.workload)
+        return {"cell": cell.axes(), "settings": copy.deepcopy(st), "config_hash": h}
+
+    def spec_json(self, cell: G.Cell) -> str:
+        """``json.dumps(self.spec(cell))``, the workload's part serialised once (what the rules pass)."""
+        return '{"cell": ' + json.dumps(cell.axes()) + self._cached_settings(cell.workload)[2]
 
     def model_hash(self, workload: str) -> str:
         """Identity of the reference model infer cells load (workload settings + seed)."""
-        return settings_hash({"workload": self.workload(workload), "seed": self.config["seed"]})
+        if workload not in self._model_hash:
+            self._model_hash[workload] = settings_hash({"workload": self.workload(workload), "seed": self.config["seed"]})
+        return self._model_hash[workload]
 
     def dataset(self, workload: str) -> tuple[str, int] | None:
         """(dataset name, rows) the workload reads from resources/, or None for its own data file."""
-        from .workloads.registry import resolve_spec
+        if workload not in self._dataset:
+            from .workloads.registry import resolve_spec
 
-        st = self.workload(workload)
-        if st.get("data"):
-            return None
-        cls = resolve_spec(workload, st)
-        return (cls.dataset, int(st.get("rows") or 0)) if cls.dataset else None
+            st = self.workload(workload)
+            if st.get("data"):
+                self._dataset[workload] = None
+            else:
+                cls = resolve_spec(workload, st)
+                self._dataset[workload] = (cls.dataset, int(st.get("rows") or 0)) if cls.dataset else None
+        return self._dataset[workload]

@@ -102,3 +102,26 @@ def test_bad_config_rejected_with_key_and_fix(mutate, words):
 def test_empty_config_rejected():
     with pytest.raises(C.ConfigError, match="empty"):
         C.prepare({})
+
+
+def test_spec_json_is_the_spec_and_the_cache_is_not_shared():
+    """SpecBuilder caches per workload (a 10,000-cell dry run asks once per job): the JSON the rules
+    pass is exactly json.dumps(spec), and a caller mutating one spec does not change the next."""
+    import json
+
+    from joulegrid.grid import expand
+
+    cfg, sites = C.load()
+    sb = C.SpecBuilder(cfg, sites)
+    cells = expand(cfg).cells
+    assert len({c.workload for c in cells}) > 1
+    for cell in cells:
+        assert json.loads(sb.spec_json(cell)) == sb.spec(cell)
+        assert sb.spec_json(cell) == json.dumps(sb.spec(cell))
+    spec = sb.spec(cells[0])
+    spec["settings"]["workload"]["epochs"] = 999
+    spec["settings"]["measure"]["threads"] = 999
+    again = sb.spec(cells[0])
+    assert again["settings"]["workload"]["epochs"] != 999 and again["settings"]["measure"]["threads"] != 999
+    assert again["config_hash"] == C.settings_hash(again["settings"])
+    assert sb.model_hash(cells[0].workload) == C.settings_hash({"workload": again["settings"]["workload"], "seed": cfg["seed"]})

@@ -1,4 +1,5 @@
 # Config validation, the grid and wildcard constraints. Pure Python: no torch import here.
+import functools
 import json
 import os
 import shlex
@@ -101,19 +102,25 @@ workflow.global_wildcard_constraints(**JGG.WILDCARD_CONSTRAINTS, dataset=JGG.NAM
 workflow.resource_scopes.update({"energy_meter": "local"})
 
 
+@functools.lru_cache(maxsize=None)
+def _cell_input_paths(workload, phase):
+    """Dataset (and reference model for inference) of a workload's cells: the same for every cell
+    of a workload and phase, so computed once (Snakemake asks once per job, 10,000 times in a big grid)."""
+    ins = {}
+    ds = SPEC.dataset(workload)
+    settings = SPEC.workload(workload)
+    if ds is not None:
+        ins["data"] = dataset_path(RESOURCES, *ds)
+    elif settings.get("data"):
+        ins["data"] = settings["data"]
+    if phase == "infer":
+        ins["model"] = f"{RESULTS}/models/{workload}/{SPEC.model_hash(workload)}.pt"
+    return tuple(ins.items())
+
+
 def cell_inputs(wc):
     """Dataset (and reference model for inference) a cell reads."""
-    cell = JGG.cell_from_wildcards(wc)
-    ins = {}
-    ds = SPEC.dataset(cell.workload)
-    settings = SPEC.workload(cell.workload)
-    if ds is not None:
-        ins["data"] = ancient(dataset_path(RESOURCES, *ds))
-    elif settings.get("data"):
-        ins["data"] = ancient(settings["data"])
-    if cell.phase == "infer":
-        ins["model"] = ancient(f"{RESULTS}/models/{cell.workload}/{SPEC.model_hash(cell.workload)}.pt")
-    return ins
+    return {k: ancient(v) for k, v in _cell_input_paths(wc["workload"], wc["phase"])}
 
 
 def cli_inputs(wc, input):

@@ -3,7 +3,7 @@
 
 def _ref_spec(wc):
     cell = JGG.Cell(config["site"], wc.workload, "train", "cpu", "fp32", "baseline", min(config["grid"]["batch_sizes"]), 0)
-    return json.dumps(SPEC.spec(cell))
+    return SPEC.spec_json(cell)
 
 
 def _ref_inputs(wc):
@@ -40,7 +40,7 @@ rule measure:
     log:
         f"{RESULTS}/logs/runs/{{site}}/{{workload}}/{{phase}}/{{device}}/{{precision}}/bs{{batch}}/r{{repeat}}.log",
     params:
-        spec=lambda wc: json.dumps(SPEC.spec(JGG.cell_from_wildcards(wc))),
+        spec=lambda wc: SPEC.spec_json(JGG.cell_from_wildcards(wc)),
         io=cli_inputs,
     threads: config["measure"]["threads"]
     resources:

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Fixed cost of one cell: a trivial cell end to end vs `python -c "import torch"` (goal <= 1.5x).
+
+The trivial cell is what rule measure runs (`joulegrid run-cell --spec ... --data ... --out ...`,
+a subprocess, its output into a log) for baler_ae, train (or --phase infer), cpu, fp32, on 640 rows: one batch (train: 512 rows at
+batch 512; infer: the 128 test rows at batch 128, with the reference model), 1 epoch, no
+warm-up, measure.idle_baseline_s 0, measure.min_window_s 0, hotspots never, the default meters
+(measure.meters [auto]) and 1 thread. Everything it does besides torch's import is joulegrid's
+fixed cost per cell: Python start-up, imports, meter set-up (codecarbon's hardware detection runs in
+a background thread while the data and model are set up), data load, FLOP counting, the
+measured batch, Parquet write.
+
+Prints the breakdown of one cell (imports by `python -X importtime`, the row's own timings), then
+per round (alternating which goes first) the wall and CPU seconds of both, and the median ratio
+LAST.
+
+    python bench/bench_cell_cost.py [--rounds 7] [--phase train|infer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import BIN, REPO, env, host, timed  # noqa: E402
+
+sys.path.insert(0, str(REPO / "src"))
+
+TINY = {
+    "grid": {"workloads": ["baler_ae"], "phases": ["train", "infer"], "devices": ["cpu"], "precisions": ["fp32"],
+             "variants": ["baseline"], "batch_sizes": [512], "repeats": 1},
+    "workloads": {"baler_ae": {"rows": 640, "epochs": 1}},
+    "measure": {"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never", "meters": ["auto"]},
+}  # fmt: skip
+
+
+def importtime(cmd: list[str]) -> dict[str, float]:
+    """Cumulative import seconds of top-level imports (and of torch._dynamo, imported lazily)."""
+    err = subprocess.run([sys.executable, "-X", "importtime", *cmd], capture_output=True, text=True, env=env()).stderr
+    out: dict[str, float] = {}
+    for line in err.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if m and (len(m.group(2)) <= 1 or m.group(3) == "torch._dynamo"):
+            root = m.group(3) if m.group(3) == "torch._dynamo" else m.group(3).split(".")[0]
+            out[root] = out.get(root, 0.0) + int(m.group(1)) / 1e6
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--phase", choices=["train", "infer"], default="train")
+    args = ap.parse_args()
+
+    import pyarrow.parquet as pq
+
+    from joulegrid import config as C
+    from joulegrid import grid as G
+    from joulegrid.data import dataset_path, prepare
+    from joulegrid.runner import train_reference
+
+    batch = 512 if args.phase == "train" else 128  # exactly one batch: 640 rows = 512 train + 128 test
+    cfg, sites = C.load(overrides={**TINY, "grid": {**TINY["grid"], "phases": [args.phase], "batch_sizes": [batch]}})
+    sb = C.SpecBuilder(cfg, sites)
+    cell = next(c for c in G.expand(cfg).cells if c.phase == args.phase)
+    jg = [str(BIN / "joulegrid")] if (BIN / "joulegrid").exists() else [sys.executable, "-m", "joulegrid"]
+    with tempfile.TemporaryDirectory(prefix="jg-bench-cell-") as tmp:
+        tmp = Path(tmp)
+        data = dataset_path(str(tmp), *sb.dataset("baler_ae"))
+        Path(data).parent.mkdir(parents=True)
+        prepare("jets", 640, data)
+        spec = sb.spec_json(cell)
+        io = ["--data", data]
+        if args.phase == "infer":
+            train_reference(json.loads(spec), str(tmp / "ref.pt"), data, threads=1)
+            io += ["--model", str(tmp / "ref.pt")]
+        k = iter(range(10**6))
+
+        def cell_cmd() -> list[str]:
+            return [*jg, "run-cell", "--spec", spec, *io, "--out", str(tmp / f"r{next(k)}.parquet"), "--threads", "1", "--attempt", "1"]
+
+        torch_cmd = [sys.executable, "-c", "import torch"]
+        print(f"host: {host()}")
+        print(f"trivial cell: {cell.id} (640 rows = 512 train + 128 test: one batch, 1 epoch, no warm-up/idle/min window/hotspots, meters [auto], 1 thread)")
+        # breakdown of one cell
+        timed(torch_cmd)  # warm the page cache for both
+        timed(cell_cmd())
+        imp = importtime(["-m", "joulegrid", *cell_cmd()[len(jg):]])
+        imp_torch = importtime(["-c", "import torch"]).get("torch", 0.0)
+        w, c = timed(cell_cmd(), tmp / "cell.log")
+        row = pq.read_table(tmp / f"r{next(k) - 1}.parquet").to_pylist()[0]
+        assert row["status"] == "ok", row.get("error_message")
+        run_s = (row["finished_at"] - row["started_at"]).total_seconds()
+        print("breakdown of one cell (seconds):")
+        print(f"  whole process (wall)                  {w:6.2f}")
+        print(f"  import torch alone (-X importtime)    {imp_torch:6.2f}")
+        for name in ("torch", "torch._dynamo", "codecarbon", "pyarrow", "numpy", "joulegrid", "yaml"):
+            if name in imp:
+                print(f"  import {name:<30} {imp[name]:6.2f}{'  (lazy: torch.optim / FlopCounterMode)' if name == 'torch._dynamo' else ''}")
+        print(f"  runner.run(): started..finished       {run_s:6.2f}")
+        print(f"    set-up (data, model, FLOPs) setup_s {row['setup_s']:6.2f}")
+        print(f"    waiting for the meters' set-up      {row['meters_ready_s']:6.2f}  (codecarbon detection, overlapped)")
+        print(f"    measured window wall_s              {row['wall_s']:6.2f}  ({row['n_batches']} batches)")
+        print(f"  rest: interpreter, imports before run(), Parquet write, exit  {w - run_s:6.2f}")
+        pairs = []
+        for r in range(args.rounds):
+            sides = [("torch", torch_cmd), ("cell", None)]
+            res = {}
+            for name, cmd in sides if r % 2 == 0 else sides[::-1]:
+                res[name] = timed(cmd or cell_cmd(), tmp / f"{name}.log")
+            (tw, tc), (cw, cc) = res["torch"], res["cell"]
+            pairs.append((tw, cw, tc, cc))
+            print(f"  round {r + 1}: import torch {tw:5.2f} s wall {tc:5.2f} s CPU | cell {cw:5.2f} s wall {cc:5.2f} s CPU"
+                  f" | ratio wall {cw / tw:.2f} CPU {cc / tc:.2f}", flush=True)  # fmt: skip
+        print(f"median ratio cell/import torch by CPU time: {statistics.median(p[3] / p[2] for p in pairs):.2f}")
+        print(f"median ratio cell/import torch by wall clock: {statistics.median(p[1] / p[0] for p in pairs):.2f} (goal <= 1.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
