@@ -28,12 +28,17 @@ def test_kill_9_mid_run_then_rerun_resumes(tmp_path):
         proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        # wait until Snakemake has recorded a measurement as finished, then kill it while the next job runs
-        while not list(runs.rglob("r*.parquet")) or " steps (" not in log.read_text():
+        # wait until Snakemake has recorded a measurement as finished (it write-protects the protected()
+        # output when it handles the finished job; a file merely written by run-cell is not enough),
+        # then kill it while the next job runs
+        def recorded():
+            return [p for p in runs.rglob("r*.parquet") if not p.stat().st_mode & 0o222] if runs.is_dir() else []
+
+        while not recorded():
             assert proc.poll() is None, "snakemake ended before it could be interrupted:\n" + log.read_text()[-3000:]
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        time.sleep(1.0)
+        time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started, like a lost node
         proc.wait()
