@@ -75,8 +75,14 @@ def job_resources(
     mem_mb: int,
     runtime_min: int,
     gpus: Callable[[Any], int] | int = 0,
+    group_size: Callable[[], int] | int = 1,
 ) -> dict[str, Any]:
-    """Rule resources for one job kind; values are callables Snakemake evaluates per job and attempt."""
+    """Rule resources for one job kind; values are callables Snakemake evaluates per job and attempt.
+
+    group_size: cells per group job (``group-components: [cells=N]``, see ``cells_per_group``), or a
+    callable giving it once Snakemake knows its settings. Snakemake gives a group job the sum of its
+    cells' runtimes (they run one after the other), so an HTCondor job flavour is picked for that sum;
+    Slurm's -t gets the sum from Snakemake itself."""
     scheduler = facts.get("scheduler", "local")
     if scheduler not in SCHEDULERS:
         raise SiteError(
@@ -101,8 +107,51 @@ def job_resources(
         res["request_memory"] = mem
         res["request_gpus"] = gpu
         if flavours:
-            res["classad_JobFlavour"] = lambda wc, attempt: pick_flavour(flavours, runtime(wc, attempt))
+            res["classad_JobFlavour"] = lambda wc, attempt: pick_flavour(
+                flavours, runtime(wc, attempt) * (group_size() if callable(group_size) else group_size)
+            )
     return res
+
+
+# The Snakemake group of the measure rule: `group-components: [cells=N]` (a site profile or the
+# command line) submits N cells per cluster job (docs/sites.md, "Many short cells").
+CELL_GROUP = "cells"
+
+
+def cells_per_group(group_components: Any) -> int:
+    """Cells per group job from Snakemake's --group-components mapping (1: no grouping)."""
+    n = (group_components or {}).get(CELL_GROUP, 1)
+    return n if isinstance(n, int) and n > 1 else 1
+
+
+def group_problem(
+    site: str, facts: dict[str, Any], runtime_min: int, group_components: Any, groups: Any = None
+) -> tuple[str, str] | None:
+    """('error'|'warning', message) when --group-components cannot work as meant, else None.
+
+    A group of N cells runs N x job.runtime_min: on a site with job flavours it must fit the longest
+    one. A group name other than joulegrid's (and not one of --groups) groups nothing: a warning.
+    """
+    size = cells_per_group(group_components)
+    flavours = job_flavours(site, facts)
+    if size > 1 and flavours and size * runtime_min > flavours[-1][1]:
+        name, limit = flavours[-1]
+        most = max(1, limit // max(1, runtime_min))
+        return (
+            "error",
+            f"joulegrid config error: group-components {CELL_GROUP}={size} with job.runtime_min {runtime_min} "
+            f"makes group jobs of {size * runtime_min} min, longer than the longest job flavour of site {site!r} "
+            f"({name}, {limit} min). Fix: at most {CELL_GROUP}={most}, or a lower job.runtime_min",
+        )
+    own = {CELL_GROUP, *((groups or {}).values())}
+    other = sorted(k for k in (group_components or {}) if k not in own)
+    if other:
+        return (
+            "warning",
+            f"joulegrid: group-components names group(s) {', '.join(other)} that no rule belongs to: nothing is "
+            f"grouped by them. joulegrid's cells are in group {CELL_GROUP!r}: use group-components: [{CELL_GROUP}=N]",
+        )
+    return None
 
 
 def executor_problem(site: str, site_scheduler: str, executor: str | None) -> tuple[str, str] | None:

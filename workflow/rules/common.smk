@@ -48,14 +48,27 @@ if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
     JG = "joulegrid"
 
 
-def job_resources(mem_mb, runtime_min, gpus=0):
+def job_resources(mem_mb, runtime_min, gpus=0, group_size=1):
     """Resources of a job that mean the same on every executor (joulegrid/executors.py):
     mem_mb -> slurm --mem / htcondor request_memory, runtime -> slurm -t / lxplus +JobFlavour,
     gpu -> slurm --gpus / htcondor request_gpus; memory and runtime scale with the attempt."""
     try:
-        return JGE.job_resources(config["site"], {**SITES[config["site"]], **SPEC.facts}, mem_mb, runtime_min, gpus)
+        return JGE.job_resources(config["site"], {**SITES[config["site"]], **SPEC.facts}, mem_mb, runtime_min, gpus, group_size)
     except JGE.SiteError as e:
         raise WorkflowError(str(e)) from None
+
+
+# Grouping (docs/sites.md, "Many short cells"). Snakemake reads --group-components only after this
+# file is parsed, so both are asked per job. Local runs ignore groups (Snakemake: "Group jobs:
+# inactive (local execution)"); dry runs and cluster runs honour them.
+def cells_per_group():
+    """Cells per cluster job: N of `group-components: [cells=N]`, 1 without it."""
+    return JGE.cells_per_group(workflow.group_settings.group_components)
+
+
+def cell_group(wc):
+    """The measure rule's group: 'cells' when the run groups cells, else none (one cell per job)."""
+    return JGE.CELL_GROUP if cells_per_group() > 1 else None
 
 
 # The site (recorded in every row, and the results/runs/<site>/ folder) must fit the executor:
@@ -86,6 +99,10 @@ onstart:
     for _problem in (
         JGE.executor_problem(config["site"], SPEC.facts["scheduler"], _executor),
         JGE.threads_problem(config["measure"]["threads"], workflow.resource_settings.cores, _executor),
+        JGE.group_problem(
+            config["site"], {**SITES[config["site"]], **SPEC.facts}, config["job"]["runtime_min"],
+            workflow.group_settings.group_components, workflow.group_settings.overwrite_groups,
+        ),
     ):
         if _problem and _problem[0] == "error":
             raise WorkflowError(_problem[1])
@@ -100,6 +117,12 @@ workflow.global_wildcard_constraints(**JGG.WILDCARD_CONSTRAINTS, dataset=JGG.NAM
 # Measurements share the machine's power meters: locally they run one at a time (the default
 # profile sets energy_meter=1); the scope is local, so cluster jobs are not limited by it.
 workflow.resource_scopes.update({"energy_meter": "local"})
+# A cluster job runs `snakemake --mode remote`, which applies no profile (so not profiles/default's
+# energy_meter: 1) and gets --cores of the submit host. A group job of N cells (group-components)
+# would then measure several cells at once in an allocation sized for one (seen on HTCondor):
+# inside jobs, measurements also take the host's meters one at a time.
+if not workflow.is_main_process and "energy_meter" not in workflow.global_resources:
+    workflow.register_resource("energy_meter", 1)
 
 
 @functools.lru_cache(maxsize=None)

@@ -43,6 +43,9 @@ rule measure:
         spec=lambda wc: SPEC.spec_json(JGG.cell_from_wildcards(wc)),
         io=cli_inputs,
     threads: config["measure"]["threads"]
+    # Cluster runs with `group-components: [cells=N]` (site profiles, docs/sites.md) submit N cells
+    # as one job that measures them one after the other; no group otherwise (cell_group, common.smk).
+    group: cell_group
     resources:
         # mem/runtime/GPUs mean the same on every executor (job_resources in common.smk);
         # cuda cells request job.gpus GPUs (slurm --gpus, htcondor request_gpus)
@@ -50,6 +53,7 @@ rule measure:
             config["job"]["mem_mb"],
             config["job"]["runtime_min"],
             gpus=lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0,
+            group_size=cells_per_group,
         ),
         attempt=lambda wc, attempt: attempt,
         energy_meter=1,
