@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BIN, REPO, env, host, timed  # noqa: E402
+from benchlib import BIN, REPO, alternate, env, host, timed  # noqa: E402
 
 sys.path.insert(0, str(REPO / "src"))
 
@@ -111,10 +111,7 @@ def main() -> int:
         print(f"  rest: interpreter, imports before run(), Parquet write, exit  {w - run_s:6.2f}")
         pairs = []
         for r in range(args.rounds):
-            sides = [("torch", torch_cmd), ("cell", None)]
-            res = {}
-            for name, cmd in sides if r % 2 == 0 else sides[::-1]:
-                res[name] = timed(cmd or cell_cmd(), tmp / f"{name}.log")
+            res = alternate(r, [("torch", torch_cmd), ("cell", cell_cmd)], tmp)
             (tw, tc), (cw, cc) = res["torch"], res["cell"]
             pairs.append((tw, cw, tc, cc))
             print(f"  round {r + 1}: import torch {tw:5.2f} s wall {tc:5.2f} s CPU | cell {cw:5.2f} s wall {cc:5.2f} s CPU"

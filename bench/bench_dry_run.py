@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BIN, REPO, host, timed  # noqa: E402
+from benchlib import BIN, REPO, alternate, host, timed  # noqa: E402
 
 FLOOR = """\
 rule all:
@@ -87,10 +87,7 @@ def main() -> int:
         print(f"start-up of snakemake -n on an empty workflow (both sides pay it): {empty_wall:.1f} s wall, {empty_cpu:.1f} s CPU")
         walls, cpus = [], []
         for r in range(args.rounds):
-            order = [("floor", floor_cmd), ("joulegrid", jg_cmd)]
-            res = {}
-            for name, cmd in order if r % 2 == 0 else order[::-1]:
-                res[name] = timed(cmd, tmp / f"{name}.log")
+            res = alternate(r, [("floor", floor_cmd), ("joulegrid", jg_cmd)], tmp)
             assert total_jobs(tmp / "joulegrid.log") == total_jobs(tmp / "floor.log") == n_jobs
             (fw, fc), (jw, jc) = res["floor"], res["joulegrid"]
             walls.append(jw / fw)

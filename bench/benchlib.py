@@ -65,6 +65,16 @@ def timed(cmd: list[str], log: str | os.PathLike | None = None, cwd: str | os.Pa
     return wall, cpu
 
 
+def alternate(round_index: int, sides: list[tuple[str, object]], logdir: str | os.PathLike) -> dict[str, tuple[float, float]]:
+    """One round of side-by-side timing: each (name, cmd) run with timed(), in the given order on even
+    rounds and reversed on odd ones (so a drift in the host's load favours neither side); cmd may be a
+    callable returning the command. Returns {name: (wall s, CPU s)}."""
+    res = {}
+    for name, cmd in sides if round_index % 2 == 0 else sides[::-1]:
+        res[name] = timed(cmd() if callable(cmd) else cmd, Path(logdir) / f"{name}.log")
+    return res
+
+
 def median_ratio(pairs: list[tuple[float, float]]) -> float:
     """Median over rounds of b/a for pairs (a, b)."""
     return statistics.median(b / a for a, b in pairs)
