@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BIN, REPO, alternate, env, host, timed  # noqa: E402
+from benchlib import BIN, REPO, alternate, env, host, report_medians, report_round, timed  # noqa: E402
 
 sys.path.insert(0, str(REPO / "src"))
 
@@ -109,15 +108,9 @@ def main() -> int:
         print(f"    waiting for the meters' set-up      {row['meters_ready_s']:6.2f}  (codecarbon detection, overlapped)")
         print(f"    measured window wall_s              {row['wall_s']:6.2f}  ({row['n_batches']} batches)")
         print(f"  rest: interpreter, imports before run(), Parquet write, exit  {w - run_s:6.2f}")
-        pairs = []
-        for r in range(args.rounds):
-            res = alternate(r, [("torch", torch_cmd), ("cell", cell_cmd)], tmp)
-            (tw, tc), (cw, cc) = res["torch"], res["cell"]
-            pairs.append((tw, cw, tc, cc))
-            print(f"  round {r + 1}: import torch {tw:5.2f} s wall {tc:5.2f} s CPU | cell {cw:5.2f} s wall {cc:5.2f} s CPU"
-                  f" | ratio wall {cw / tw:.2f} CPU {cc / tc:.2f}", flush=True)  # fmt: skip
-        print(f"median ratio cell/import torch by CPU time: {statistics.median(p[3] / p[2] for p in pairs):.2f}")
-        print(f"median ratio cell/import torch by wall clock: {statistics.median(p[1] / p[0] for p in pairs):.2f} (goal <= 1.5)")
+        res = [alternate(r, [("import torch", torch_cmd), ("cell", cell_cmd)], tmp) for r in range(args.rounds)]
+        ratios = [report_round(r, "import torch", "cell", x) for r, x in enumerate(res)]
+        report_medians("cell/import torch", ratios, "goal <= 1.5")
     return 0
 
 

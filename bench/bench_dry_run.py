@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BIN, REPO, alternate, host, timed  # noqa: E402
+from benchlib import BIN, REPO, alternate, host, report_medians, report_round, timed  # noqa: E402
 
 FLOOR = """\
 rule all:
@@ -85,17 +84,12 @@ def main() -> int:
         print(f"host: {host()}")
         print(f"snakemake -n{' --quiet rules' if extra else ''}: joulegrid {args.cells} cells = {n_jobs} jobs vs a trivial workflow of {n_jobs} jobs")
         print(f"start-up of snakemake -n on an empty workflow (both sides pay it): {empty_wall:.1f} s wall, {empty_cpu:.1f} s CPU")
-        walls, cpus = [], []
+        ratios = []
         for r in range(args.rounds):
             res = alternate(r, [("floor", floor_cmd), ("joulegrid", jg_cmd)], tmp)
             assert total_jobs(tmp / "joulegrid.log") == total_jobs(tmp / "floor.log") == n_jobs
-            (fw, fc), (jw, jc) = res["floor"], res["joulegrid"]
-            walls.append(jw / fw)
-            cpus.append(jc / fc)
-            print(f"  round {r + 1}: floor {fw:6.1f} s wall {fc:6.1f} s CPU | joulegrid {jw:6.1f} s wall {jc:6.1f} s CPU"
-                  f" | ratio wall {jw / fw:.2f} CPU {jc / fc:.2f}", flush=True)  # fmt: skip
-        print(f"median ratio joulegrid/floor by CPU time: {statistics.median(cpus):.2f}")
-        print(f"median ratio joulegrid/floor by wall clock: {statistics.median(walls):.2f} (goal <= 1.5)")
+            ratios.append(report_round(r, "floor", "joulegrid", res, fmt="6.1f"))
+        report_medians("joulegrid/floor", ratios, "goal <= 1.5")
     return 0
 
 

@@ -75,6 +75,20 @@ def alternate(round_index: int, sides: list[tuple[str, object]], logdir: str | o
     return res
 
 
+def report_round(round_index: int, base: str, other: str, res: dict[str, tuple[float, float]], fmt: str = "5.2f") -> tuple[float, float]:
+    """Print one round of alternate() as 'base ... | other ... | ratio ...'; returns (wall, CPU) ratio other/base."""
+    (bw, bc), (ow, oc) = res[base], res[other]
+    print(f"  round {round_index + 1}: {base} {bw:{fmt}} s wall {bc:{fmt}} s CPU | {other} {ow:{fmt}} s wall {oc:{fmt}} s CPU"
+          f" | ratio wall {ow / bw:.2f} CPU {oc / bc:.2f}", flush=True)  # fmt: skip
+    return ow / bw, oc / bc
+
+
+def report_medians(label: str, ratios: list[tuple[float, float]], goal: str) -> None:
+    """The benchmark's last lines: median ratio by CPU time, then by wall clock (with the goal)."""
+    print(f"median ratio {label} by CPU time: {statistics.median(c for _, c in ratios):.2f}")
+    print(f"median ratio {label} by wall clock: {statistics.median(w for w, _ in ratios):.2f} ({goal})")
+
+
 def median_ratio(pairs: list[tuple[float, float]]) -> float:
     """Median over rounds of b/a for pairs (a, b)."""
     return statistics.median(b / a for a, b in pairs)
