@@ -29,16 +29,7 @@ def step_time(build, x, y, loss_fn, prec_name: str, steps: int) -> float:
     scaler = prec.make_scaler("cpu")
 
     def one():
-        opt.zero_grad(set_to_none=True)
-        with prec.autocast("cpu"):
-            loss = loss_fn(model(x).float() if prec.dtype != torch.float64 else model(x), y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        prec.train_step("cpu", lambda: loss_fn(model(x).float() if prec.dtype != torch.float64 else model(x), y), opt, scaler)
 
     for _ in range(2):  # warm-up (oneDNN primitive creation)
         one()

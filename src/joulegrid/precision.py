@@ -73,6 +73,21 @@ class Precision:
             return None
         return torch.amp.GradScaler(device)
 
+    def train_step(self, device: str, compute_loss, optimizer, scaler=None):
+        """One optimizer step under this precision: zero the gradients, compute_loss() under autocast,
+        backward and step -- through the GradScaler (make_scaler) when there is one. Returns the loss."""
+        optimizer.zero_grad(set_to_none=True)
+        with self.autocast(device):
+            loss = compute_loss()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        return loss
+
     def prepare_model(self, model, device: str, phase: str):
         """Move/convert the model for this precision (quantizes for int8)."""
         import torch

@@ -393,17 +393,7 @@ class CellRunner:
         epochs = int(self.settings["workload"].get("epochs", 1))
 
         def step(mdl, optim, sc, xb, yb):
-            optim.zero_grad(set_to_none=True)
-            with prec.autocast(device):
-                loss = wl.loss(mdl, xb, yb)
-            if sc is not None:
-                sc.scale(loss).backward()
-                sc.step(optim)
-                sc.update()
-            else:
-                loss.backward()
-                optim.step()
-            return loss
+            return prec.train_step(device, lambda: wl.loss(mdl, xb, yb), optim, sc)
 
         # warm-up on a copy, so the measured training starts from the seeded initial weights
         warm = int(self.settings["measure"].get("warmup_batches", 3))
