@@ -24,7 +24,8 @@ import pyarrow.parquet as pq  # noqa: E402
 import synth  # noqa: E402
 
 from joulegrid import schema as S  # noqa: E402
-from joulegrid.analysis.aggregate import aggregate, run_files  # noqa: E402
+from joulegrid.analysis.aggregate import aggregate  # noqa: E402
+from joulegrid.grid import run_files  # noqa: E402
 
 
 def generate(root: Path, n: int) -> list[str]:

@@ -19,7 +19,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .grid import _PATH_RE
+from .grid import run_files
 
 SIDE_FILES = (("attempts", ".jsonl"), ("hotspots", ".parquet"))
 
@@ -33,9 +33,7 @@ def matching(results: str | os.PathLike, pattern: str) -> list[Path]:
     matches the shell-style pattern (``*`` also crosses '/')."""
     runs = Path(results) / "runs"
     out = []
-    for p in sorted(runs.rglob("r*.parquet")) if runs.is_dir() else []:
-        if not _PATH_RE.search(p.as_posix()):
-            continue
+    for p in map(Path, run_files(runs)):
         cell_id = p.relative_to(runs).as_posix()[: -len(".parquet")]
         if fnmatch.fnmatchcase(cell_id, pattern):
             out.append(p)

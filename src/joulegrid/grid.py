@@ -15,8 +15,10 @@ The variant is folded into the precision folder (``fp32`` for the baseline model
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 PHASES = ("train", "infer")
@@ -117,6 +119,14 @@ def cell_from_wildcards(wc: Any) -> Cell:
         batch_size=int(get("batch")),
         repeat=int(get("repeat")),
     )
+
+
+def run_files(runs_dir: str | os.PathLike) -> list[str]:
+    """Every result file under runs_dir, sorted (temp files of unfinished writes start with '.', never matched)."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    return sorted(str(p) for p in root.rglob("r*.parquet") if _PATH_RE.search(p.as_posix()))
 
 
 def cell_from_path(path: str) -> Cell:

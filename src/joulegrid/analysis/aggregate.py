@@ -9,12 +9,11 @@ long as they share the schema version.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import schema as S
-from ..grid import _PATH_RE
+from ..grid import run_files
 
 
 class AggregateError(RuntimeError):
@@ -26,14 +25,6 @@ class AggregateResult:
     n_files: int
     n_rows: int
     problems: list[tuple[str, str]] = field(default_factory=list)
-
-
-def run_files(runs_dir: str | os.PathLike) -> list[str]:
-    """Every result file under runs_dir (temp files of unfinished writes start with '.', never matched)."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    return sorted(str(p) for p in root.rglob("r*.parquet") if _PATH_RE.search(p.as_posix()))
 
 
 def _check_file(path: str) -> str | None:
