@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--attempt", type=int, default=1, help="Snakemake attempt number")
     rf.add_argument("--retries", type=int, default=0, help="Snakemake --retries (attempts beyond the first)")
     rf.add_argument("--log", default=None, help="run-cell's log: its tail goes into the error message")
+    for name in ("--data", "--model"):  # rule measure passes both commands the same arguments
+        rf.add_argument(name, default=None, help=f"run-cell's {name} (accepted, not used)")
     rf.set_defaults(func=cmd_record_failure)
 
     rm = sub.add_parser(
@@ -225,11 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
-
     try:
         return args.func(args)
-    except ConfigError as e:
+    except Exception as e:
+        config = sys.modules.get(f"{__package__}.config")  # only a command that loaded the config raises ConfigError
+        if config is None or not isinstance(e, config.ConfigError):
+            raise
         print(f"joulegrid: config error: {e}", file=sys.stderr)
         return 2
 

@@ -7,12 +7,17 @@ The rules state a job's needs once (memory in MB, runtime in minutes, threads, G
 need                local (Snakemake)      slurm plugin 2.8            htcondor plugin 0.3
 ==================  =====================  ==========================  ===========================
 CPUs                ``threads``            ``--cpus-per-task=threads``  ``request_cpus = threads``
-memory (MB)         ``mem_mb``             ``--mem mem_mb``             ``request_memory`` (the
+memory (MB)         (not declared)         ``--mem mem_mb``             ``request_memory`` (the
                                                                         plugin ignores ``mem_mb``)
-runtime (min)       ``runtime`` (unused)   ``-t runtime``               ``+JobFlavour`` where the
+runtime (min)       (not declared)         ``-t runtime``               ``+JobFlavour`` where the
                                                                         site lists job_flavours
-GPUs                ``gpu`` (unused)       ``--gpus=gpu``               ``request_gpus``
+GPUs                ``gpu``                ``--gpus=gpu``               ``request_gpus``
 ==================  =====================  ==========================  ===========================
+
+A resource no executor reads is not declared: Snakemake evaluates each resource of each job, and
+a big grid's dry run spends most of its time doing so. A local site's jobs declare no memory or
+runtime (the local executor schedules by threads; ``--resources mem_mb=N`` would cap nothing
+joulegrid declares), and jobs without GPU cells declare no ``gpu``.
 
 Memory and runtime grow with the attempt number, so a job killed for memory or time is retried
 with more (``retries`` in the site profiles). Pure Python: no torch, no Snakemake import.
@@ -79,6 +84,8 @@ def job_resources(
 ) -> dict[str, Any]:
     """Rule resources for one job kind; values are callables Snakemake evaluates per job and attempt.
 
+    gpus: GPUs per job, or a callable of the wildcards; with 0 the job declares no GPU resource.
+
     group_size: cells per group job (``group-components: [cells=N]``, see ``cells_per_group``), or a
     callable giving it once Snakemake knows its settings. Snakemake gives a group job the sum of its
     cells' runtimes (they run one after the other), so an HTCondor job flavour is picked for that sum;
@@ -101,11 +108,20 @@ def job_resources(
     def gpu(wc):
         return int(gpus(wc) if callable(gpus) else gpus)
 
-    res: dict[str, Any] = {"mem_mb": mem, "runtime": runtime, "gpu": gpu}
+    # Only the resources an executor reads: Snakemake evaluates every resource of every job, even a
+    # constant (most of a 10,000-cell dry run). No GPU resource for jobs that never ask for one; no
+    # memory or runtime on a local site (the local executor reads neither; a cluster site's run
+    # asks for them, and retries with more).
+    asks_gpu = callable(gpus) or int(gpus) > 0
+    res: dict[str, Any] = {"gpu": gpu} if asks_gpu else {}
+    if scheduler == "local":
+        return res
+    res.update(mem_mb=mem, runtime=runtime)
     if scheduler == "htcondor":
         # snakemake-executor-plugin-htcondor 0.3 maps neither mem_mb nor gpu
         res["request_memory"] = mem
-        res["request_gpus"] = gpu
+        if asks_gpu:
+            res["request_gpus"] = gpu
         if flavours:
             res["classad_JobFlavour"] = lambda wc, attempt: pick_flavour(
                 flavours, runtime(wc, attempt) * (group_size() if callable(group_size) else group_size)

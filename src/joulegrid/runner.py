@@ -216,8 +216,10 @@ class CellRunner:
 
         from . import meters, precision, probes, variants
         from .flops import count_flops, model_stats
+        from .torch_startup import defer_dynamo_import
         from .workloads.registry import check_extra_columns, create
 
+        defer_dynamo_import()  # FLOP counting and torch.optim would import torch._dynamo (1-2 s)
         c = self.cell
         if self.threads:
             torch.set_num_threads(int(self.threads))

@@ -144,6 +144,11 @@ def test_job_resources_per_scheduler():
     assert slurm == {"mem_mb": 8000, "runtime": 120, "gpu": 1}
     condor = _eval(E.job_resources("c", {"scheduler": "htcondor"}, 4000, 60, gpus=1), cuda, 1)
     assert condor == {"mem_mb": 4000, "runtime": 60, "gpu": 1, "request_memory": 4000, "request_gpus": 1}
+    cpu_only = _eval(E.job_resources("c", {"scheduler": "htcondor"}, 4000, 60, gpus=0))
+    assert cpu_only == {"mem_mb": 4000, "runtime": 60, "request_memory": 4000}  # no GPU resource at all
+    local = _eval(E.job_resources("l", {"scheduler": "local"}, 4000, 60, gpus=lambda wc: 1 if wc.device == "cuda" else 0), cuda, 2)
+    assert local == {"gpu": 1}  # the local executor reads no memory or runtime
+    assert E.job_resources("l", {"scheduler": "local"}, 4000, 60) == {}
 
 
 def test_lxplus_job_flavour_follows_runtime_and_attempt():

@@ -39,6 +39,7 @@ SAFE_UNQUOTED = {
     "threads": "an integer",
     "resources.attempt": "an integer",
     "params.io": "--data/--model arguments quoted with shlex.quote (cli_inputs)",
+    "params.cell": "--spec and --data/--model arguments, each quoted with shlex.quote (cell_args)",
     "params.strict": "the constant --strict or nothing",
     "wildcards.dataset": "constrained to [A-Za-z][A-Za-z0-9_]* (global wildcard constraints)",
     "wildcards.rows": "constrained to digits",

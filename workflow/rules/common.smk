@@ -66,9 +66,15 @@ def cells_per_group():
     return JGE.cells_per_group(workflow.group_settings.group_components)
 
 
-def cell_group(wc):
-    """The measure rule's group: 'cells' when the run groups cells, else none (one cell per job)."""
-    return JGE.CELL_GROUP if cells_per_group() > 1 else None
+@functools.cache
+def resolve_cell_group():
+    """Give rule measure its group: 'cells' when the run groups cells, else none (one cell per job).
+
+    Called from the measure rule's input function: Snakemake reads --group-components after this
+    file is parsed but before it builds the DAG, and creating a job runs its input function before
+    anything asks for the job's group. Set once as a plain value, not a `group:` callable, which
+    Snakemake would call for every job (three times when it returns None: 4 s of a 10,000-cell dry run)."""
+    workflow.get_rule("measure").group = JGE.CELL_GROUP if cells_per_group() > 1 else None
 
 
 # The site (recorded in every row, and the results/runs/<site>/ folder) must fit the executor:
@@ -143,9 +149,16 @@ def _cell_input_paths(workload, phase):
 
 def cell_inputs(wc):
     """Dataset (and reference model for inference) a cell reads."""
+    resolve_cell_group()
     return {k: ancient(v) for k, v in _cell_input_paths(wc["workload"], wc["phase"])}
 
 
 def cli_inputs(wc, input):
     """--data/--model arguments, shell-quoted."""
     return " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in input.items())
+
+
+def cell_args(wc, input):
+    """A cell's --spec (its JSON spec) and --data/--model arguments, shell-quoted. One params
+    callable, not two: Snakemake's cost per callable and job is most of a big grid's dry run."""
+    return f"--spec {shlex.quote(SPEC.spec_json(JGG.cell_from_wildcards(wc)))} {cli_inputs(wc, input)}"

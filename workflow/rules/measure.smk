@@ -40,19 +40,17 @@ rule measure:
     log:
         f"{RESULTS}/logs/runs/{{site}}/{{workload}}/{{phase}}/{{device}}/{{precision}}/bs{{batch}}/r{{repeat}}.log",
     params:
-        spec=lambda wc: SPEC.spec_json(JGG.cell_from_wildcards(wc)),
-        io=cli_inputs,
+        cell=cell_args,
     threads: config["measure"]["threads"]
     # Cluster runs with `group-components: [cells=N]` (site profiles, docs/sites.md) submit N cells
-    # as one job that measures them one after the other; no group otherwise (cell_group, common.smk).
-    group: cell_group
+    # as one job that measures them one after the other; no group otherwise (resolve_cell_group, common.smk).
     resources:
-        # mem/runtime/GPUs mean the same on every executor (job_resources in common.smk);
-        # cuda cells request job.gpus GPUs (slurm --gpus, htcondor request_gpus)
+        # mem/runtime/GPUs mean the same on every executor (job_resources in common.smk); cuda
+        # cells request job.gpus GPUs (slurm --gpus, htcondor request_gpus), a grid without cuda none
         **job_resources(
             config["job"]["mem_mb"],
             config["job"]["runtime_min"],
-            gpus=lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0,
+            gpus=(lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0) if "cuda" in config["grid"]["devices"] else 0,
             group_size=cells_per_group,
         ),
         attempt=lambda wc, attempt: attempt,
@@ -63,8 +61,9 @@ rule measure:
     # by record-failure (src/joulegrid/failures.py): the attempt goes to <results>/attempts/, the job
     # fails while Snakemake retries remain (JOULEGRID_RETRIES, exported in common.smk), and the last
     # attempt writes a failed/oom row and succeeds, so the grid goes on and the report lists it.
+    # "$@" holds the arguments both commands share: Snakemake formats this command for every job
+    # it lists, and each placeholder costs (a 10,000-cell dry run formats it 30,000 times).
     shell:
-        "{JG} run-cell --spec {params.spec:q} {params.io} --out {output:q} "
-        "--threads {threads} --attempt {resources.attempt} > {log:q} 2>&1 "
-        "|| {JG} record-failure --spec {params.spec:q} --out {output:q} --exit-code $? --log {log:q} "
-        "--attempt {resources.attempt} --retries ${{JOULEGRID_RETRIES:-0}} >> {log:q} 2>&1"
+        "set -- {params.cell} --out {output:q} --attempt {resources.attempt}; L={log:q}; "
+        "{JG} run-cell \"$@\" --threads {threads} > \"$L\" 2>&1 "
+        "|| {JG} record-failure \"$@\" --exit-code $? --log \"$L\" --retries ${{JOULEGRID_RETRIES:-0}} >> \"$L\" 2>&1"
