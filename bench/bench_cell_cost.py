@@ -50,15 +50,24 @@ TORCH_STEP = ("import torch; m = torch.nn.Linear(24, 24); o = torch.optim.Adam(m
 
 
 def importtime(cmd: list[str]) -> dict[str, float]:
-    """Cumulative import seconds of top-level imports (and of torch._dynamo, imported lazily)."""
+    """Cumulative import seconds: of each module in EXACT (at whatever depth it was first imported,
+    e.g. torch inside the runner, pandas inside codecarbon's detection thread) and of joulegrid's
+    own modules imported at top level."""
     err = subprocess.run([sys.executable, "-X", "importtime", *cmd], capture_output=True, text=True, env=env()).stderr
     out: dict[str, float] = {}
     for line in err.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
-        if m and (len(m.group(2)) <= 1 or m.group(3) == "torch._dynamo"):
-            root = m.group(3) if m.group(3) == "torch._dynamo" else m.group(3).split(".")[0]
-            out[root] = out.get(root, 0.0) + int(m.group(1)) / 1e6
+        if not m:
+            continue
+        secs, name = int(m.group(1)) / 1e6, m.group(3)
+        if name in EXACT:
+            out[name] = max(out.get(name, 0.0), secs)
+        elif len(m.group(2)) <= 1 and name.split(".")[0] == "joulegrid":
+            out["joulegrid"] = out.get("joulegrid", 0.0) + secs
     return out
+
+
+EXACT = ("torch", "torch._dynamo", "codecarbon", "pandas", "pyarrow", "numpy", "yaml")
 
 
 def main() -> int:
@@ -109,9 +118,10 @@ def main() -> int:
         print("breakdown of one cell (seconds):")
         print(f"  whole process (wall)                  {w:6.2f}")
         print(f"  import torch alone (-X importtime)    {imp_torch:6.2f}")
-        for name in ("torch", "torch._dynamo", "codecarbon", "pyarrow", "numpy", "joulegrid", "yaml"):
+        notes = {"torch._dynamo": "  (lazy: torch.optim's first step)", "pandas": "  (codecarbon's hardware detection, in its thread)"}
+        for name in (*EXACT, "joulegrid"):
             if name in imp:
-                print(f"  import {name:<30} {imp[name]:6.2f}{'  (lazy: torch.optim's step)' if name == 'torch._dynamo' else ''}")
+                print(f"  import {name:<30} {imp[name]:6.2f}{notes.get(name, '')}")
         print(f"  runner.run(): started..finished       {run_s:6.2f}")
         print(f"    set-up (data, model, FLOPs) setup_s {row['setup_s']:6.2f}")
         print(f"    waiting for the meters' set-up      {row['meters_ready_s']:6.2f}  (codecarbon detection, overlapped)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,9 +26,11 @@ def cmd_run_cell(args) -> int:
     from .precision import Unsupported
     from .runner import DeviceUnavailable, run_and_write
 
+    global _EXIT_NOW
     spec = _load_spec(args)
     try:
         row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
+        _EXIT_NOW = True  # the row is on disk
     except (RequiredMeterMissing, DeviceUnavailable, Unsupported) as e:  # the last two only with strict_devices
         cell = spec.get("cell", {})
         hint = " (strict_devices: true; set it false to record a skipped row instead)" if not isinstance(e, RequiredMeterMissing) else ""
@@ -225,6 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Set by run-cell once its row is written; entry() then ends the process without the interpreter's teardown.
+_EXIT_NOW = False
+
+
+def entry() -> None:
+    """The `joulegrid` command and `python -m joulegrid`: main(), then exit with its status.
+
+    Once run-cell has written its row, the process ends with os._exit after flushing stdout and
+    stderr: tearing down an interpreter with torch, codecarbon and pandas loaded takes 0.5-1 s on
+    2 cores (docs/benchmarks.md), in every cell, and does nothing a cell needs (its row and side
+    files are written and synced, its meters closed; codecarbon runs without its lock file)."""
+    rc = main()
+    if _EXIT_NOW:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -239,4 +261,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

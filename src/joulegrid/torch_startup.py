@@ -13,7 +13,9 @@ wrappers with :class:`_Deferred`, which calls ``fn`` directly while ``torch._dyn
 imported and, from the first call after something has imported it, builds torch's own
 ``torch._dynamo.disable(fn, recursive)`` and puts it in the cache: behaviour under ``torch.compile``
 is unchanged. A wrapper that is not torch's ``_disable_dynamo`` (another torch version) is left
-alone, so the worst case is the import this module avoids. tests/unit/test_torch_startup.py checks
+alone, so the worst case is the import this module avoids. What it cannot avoid: the first
+``Optimizer.step`` imports torch._dynamo unconditionally (torch/optim/optimizer.py, in every torch
+training script), and int8 cells import torchao, which imports it too. tests/unit/test_torch_startup.py checks
 both sides on the pinned torch; bench/bench_cell_cost.py measures the gain.
 """
 

@@ -117,6 +117,26 @@ def test_required_meter_stops_the_job_before_it_starts(env, capsys):
     assert "not started" in err and "required meter(s) unavailable" in err and "rapl" in err
 
 
+def test_run_cell_process_ends_with_its_row_and_log(env):
+    """`joulegrid run-cell` as rule measure runs it (its own process, output into the log file): it
+    ends without the interpreter's teardown once the row is written (cli.entry), and nothing
+    written before is lost: the row, and the last line of the log."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    spec = spec_for("infer", {"meters": ["estimate"], "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never"})
+    out, log = env["dir"] / "process" / "row.parquet", env["dir"] / "process.log"
+    cmd = [sys.executable, "-m", "joulegrid", "run-cell", "--spec", json.dumps(spec), "--data", env["data"],
+           "--model", env["model"], "--out", str(out), "--threads", "1"]  # fmt: skip
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=subprocess_env(), timeout=300).returncode
+    assert rc == 0, log.read_text()[-2000:]
+    assert pq.read_table(out).to_pylist()[0]["status"] == "ok"
+    assert log.read_text().rstrip().splitlines()[-1] == f"joulegrid: {G.Cell(**spec['cell']).id}: ok"
+
+
 def test_percentile_matches_numpy_linear():
     rng = np.random.default_rng(1)
     vals = sorted(rng.exponential(size=101).tolist())

@@ -85,15 +85,16 @@ print(json.dumps({"before": before, "after_is_deferred": isinstance(after, _Defe
     assert got["again"] == 0  # nothing to defer once torch._dynamo is imported
 
 
-def test_an_inference_cell_does_not_import_dynamo(tmp_path):
-    """The runner calls defer_dynamo_import before counting FLOPs: a whole fp32 inference cell (FLOP
-    counting, reference model, measured batches) runs without torch._dynamo. (int8 cells import
-    torchao, which imports torch._dynamo itself.)"""
+def test_cells_keep_dynamo_out_of_the_measured_window(tmp_path):
+    """An fp32 inference cell (FLOP counting, reference model, measured batches) runs without
+    torch._dynamo at all (int8 cells import torchao, which imports it itself). A training cell
+    needs it (torch.optim's first step imports it): it is imported in the set-up, so a cell with no
+    warm-up does not measure a 1-2 s import as training."""
     got = _run(f"""
-import json, sys, copy
+import json, sys
 from joulegrid import config as CFG, grid as G, runner
 from joulegrid.data import dataset_path, prepare
-cfg = {{"grid": {{"workloads": ["baler_ae"], "phases": ["infer"], "devices": ["cpu"], "precisions": ["fp32"],
+cfg = {{"grid": {{"workloads": ["baler_ae"], "phases": ["train", "infer"], "devices": ["cpu"], "precisions": ["fp32"],
         "variants": ["baseline"], "batch_sizes": [128], "repeats": 1}},
        "workloads": {{"baler_ae": {{"rows": 640, "epochs": 1}}}},
        "measure": {{"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never", "meters": ["estimate"]}}}}
@@ -101,16 +102,22 @@ cfg, sites = CFG.prepare(cfg, base_dir=CFG.REPO_ROOT)
 b = CFG.SpecBuilder(cfg, sites)
 data = {str(tmp_path)!r} + "/" + dataset_path("r", "jets", 640)
 prepare("jets", 640, data)
-spec = b.spec(G.Cell("local", "baler_ae", "train", "cpu", "fp32", "baseline", 128, 0))
-# the reference model is trained in another process (training imports torch._dynamo: torch.optim's step)
+train = b.spec(G.Cell("local", "baler_ae", "train", "cpu", "fp32", "baseline", 128, 0))
+# the reference model, trained in another process (training imports torch._dynamo)
 import subprocess
 code = "import json,sys; from joulegrid import runner; runner.train_reference(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], threads=1)"
-subprocess.run([sys.executable, "-c", code, json.dumps(spec), {str(tmp_path / "ref.pt")!r}, data], check=True)
-status = []
-for prec in ("fp32",):
-    s = b.spec(G.Cell("local", "baler_ae", "infer", "cpu", prec, "baseline", 128, 0))
-    row = runner.run_and_write(s, {str(tmp_path)!r} + f"/{{prec}}.parquet", data, {str(tmp_path / "ref.pt")!r}, threads=1)
-    status.append(row["status"])
-print(json.dumps({{"status": status, "dynamo": "torch._dynamo" in sys.modules}}))
+subprocess.run([sys.executable, "-c", code, json.dumps(train), {str(tmp_path / "ref.pt")!r}, data], check=True)
+at_window = []
+open_window = runner.CellRunner._open_window
+def spy(self, torch):
+    at_window.append("torch._dynamo" in sys.modules)
+    return open_window(self, torch)
+runner.CellRunner._open_window = spy
+infer = b.spec(G.Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 128, 0))
+row = runner.run_and_write(infer, {str(tmp_path / "infer.parquet")!r}, data, {str(tmp_path / "ref.pt")!r}, threads=1)
+status, after_infer = [row["status"]], "torch._dynamo" in sys.modules
+row = runner.run_and_write(train, {str(tmp_path / "train.parquet")!r}, data, None, threads=1)
+status.append(row["status"])
+print(json.dumps({{"status": status, "after_infer": after_infer, "at_window": at_window}}))
 """)
-    assert got == {"status": ["ok"], "dynamo": False}
+    assert got == {"status": ["ok", "ok"], "after_infer": False, "at_window": [False, True]}
