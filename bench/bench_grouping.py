@@ -3,12 +3,14 @@
     python bench/bench_grouping.py                       # 10 cells, groups of 5, local executor, 2 rounds
     python bench/bench_grouping.py --cells 200           # the issue's 200 cells
     python bench/bench_grouping.py --executor slurm      # through the local Slurm test cluster
+    python bench/bench_grouping.py --cells 200 --group 20 --rounds 1 --grouped-first   # grouped side first
 
 Each round runs the same grid of N tiny training cells (baler_ae, 640 rows, 1 epoch, no warm-up,
 no idle baseline, 1 thread) twice in fresh result folders, once plain and once with G cells per
 group, alternating which side goes first; `--until measure`, so only the cells are timed (the data
 set is prepared once beforehand and shared). Prints per-round wall and CPU times and, last, the
-median ratio grouped/plain (< 1: grouping is faster).
+median ratio grouped/plain (< 1: grouping is faster). Each side also prints how much of its wall time
+the cells' own runner.run() took (from the rows), which tells a slower host from Snakemake overhead.
 
 On the local executor Snakemake ignores groups (snakemake/rules.py: Rule.group is None unless the
 executor is not local or it is a dry run; its log then shows no "Group job" block): both sides run
@@ -53,6 +55,7 @@ def main() -> int:
     ap.add_argument("--executor", choices=("local", "slurm"), default="local")
     ap.add_argument("--cores", default="2")
     ap.add_argument("--keep", action="store_true", help="keep the working folder (its path is printed)")
+    ap.add_argument("--grouped-first", action="store_true", help="odd rounds run the grouped side first (default: plain first)")
     a = ap.parse_args()
 
     if a.executor == "slurm":
@@ -87,12 +90,17 @@ def main() -> int:
         if grouped:  # Snakemake logs a "Group job cells" block for each group job it runs
             n = text.count("Group job cells")
             print(f"  round {r}: {n} group jobs" if n else f"  round {r}: no group job in Snakemake's log (groups inactive)")
+        # the cells' own time (runner.run(), from each row): tells a slower host from Snakemake overhead
+        import pyarrow.parquet as pq
+
+        own = sum((x["finished_at"] - x["started_at"]).total_seconds() for f in rows for x in pq.read_table(f, columns=["started_at", "finished_at"]).to_pylist())
+        print(f"  round {r} {'grouped' if grouped else 'plain'}: {t[0]:.1f} s wall, of which the cells' runner.run() {own:.1f} s", flush=True)
         return t
 
     pairs = []
     print(f"{'round':>5} {'plain wall':>11} {'plain CPU':>10} {'grouped wall':>13} {'grouped CPU':>12} {'ratio wall':>11}")
     for r in range(1, a.rounds + 1):
-        if r % 2:
+        if bool(r % 2) != a.grouped_first:
             p = side(False, r)
             g = side(True, r)
         else:
