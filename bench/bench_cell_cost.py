@@ -14,8 +14,7 @@ Prints the breakdown of one cell (imports by `python -X importtime`, the row's o
 per round (alternating which goes first) the wall and CPU seconds of both, and the median ratio
 LAST. A training cell is also set beside the smallest torch training script (import torch, one
 Adam step): torch.optim's step imports torch._dynamo (1-2 s) in any training process, a cost
-joulegrid cannot remove (it keeps FLOP counting and the optimizer's set-up from importing it:
-src/joulegrid/torch_startup.py).
+joulegrid cannot remove (inference cells never import it: src/joulegrid/torch_startup.py).
 
     python bench/bench_cell_cost.py [--rounds 7] [--phase train|infer]
 """

@@ -28,15 +28,20 @@ class ArchiveError(ValueError):
     pass
 
 
-def matching(results: str | os.PathLike, pattern: str) -> list[Path]:
-    """Run files under <results>/runs/ whose cell id (site/workload/phase/device/precision/bsB/rK)
-    matches the shell-style pattern (``*`` also crosses '/')."""
+def _stamp() -> str:
+    """Name of a new archive folder: the UTC time, to the microsecond."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def matching(results: str | os.PathLike, pattern: str) -> list[tuple[str, Path]]:
+    """(cell id, run file) of the run files under <results>/runs/ whose cell id
+    (site/workload/phase/device/precision/bsB/rK) matches the shell-style pattern (``*`` also crosses '/')."""
     runs = Path(results) / "runs"
     out = []
     for p in map(Path, run_files(runs)):
         cell_id = p.relative_to(runs).as_posix()[: -len(".parquet")]
         if fnmatch.fnmatchcase(cell_id, pattern):
-            out.append(p)
+            out.append((cell_id, p))
     return out
 
 
@@ -50,13 +55,12 @@ def remeasure(results: str | os.PathLike, pattern: str, dry_run: bool = False, s
             f"no finished cell under {results}/runs matches {pattern!r}. Fix: give a cell id pattern such as "
             "'local/baler_ae/train/cpu/fp32/bs256/r0' or 'local/*/infer/*' (see `ls -R results/runs`)"
         )
-    stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = stamp or _stamp()
     dest_root = results / "archive" / stamp
     if dest_root.exists():
         raise ArchiveError(f"{dest_root} exists already. Fix: wait a moment and run again")
     moved = []
-    for f in files:
-        cell_id = f.relative_to(results / "runs").as_posix()[: -len(".parquet")]
+    for cell_id, f in files:
         pairs = [(f, dest_root / "runs" / f"{cell_id}.parquet")]
         pairs += [(results / d / f"{cell_id}{ext}", dest_root / d / f"{cell_id}{ext}") for d, ext in SIDE_FILES]
         for src, dst in pairs:
@@ -89,7 +93,7 @@ def guard_rerun(jobs: list[tuple[list[str], bool]], results: str | os.PathLike, 
             f"{results}/archive/), then run snakemake again without the force flag"
         )
     runs = Path(results) / "runs"
-    stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + "-incomplete"
+    stamp = stamp or _stamp() + "-incomplete"
     moved = []
     for outs, _ in jobs:
         for o in outs:

@@ -3,9 +3,11 @@
 torch wraps a few eager-mode functions in ``torch._disable_dynamo`` (torch/_compile.py). On its
 first call the wrapper imports ``torch._dynamo`` (1.3–2.3 s on a 2-core CPU, more than half of
 ``import torch`` itself) to build ``torch._dynamo.disable(fn)``, whose only job is to stop a
-*running* ``torch.compile`` from tracing ``fn``, and caches it as ``fn.__dynamo_disable``. A cell
-hits two sets of such wrappers: FlopCounterMode's ``__torch_dispatch__`` (FLOP counting) and
-``torch.optim.Optimizer``'s ``zero_grad``/``add_param_group``/``state_dict``/``load_state_dict``.
+*running* ``torch.compile`` from tracing ``fn``, and caches it as ``fn.__dynamo_disable``. Two sets
+of such wrappers are deferred: FlopCounterMode's ``__torch_dispatch__`` (FLOP counting, what an
+inference cell hits; the runner calls this for inference cells) and ``torch.optim.Optimizer``'s
+``zero_grad``/``add_param_group``/``state_dict``/``load_state_dict`` (for an optimizer set up in a
+process that never steps it: a training cell imports torch._dynamo up front instead, see below).
 
 While ``torch._dynamo`` has never been imported nothing can be compiling (``torch.compile``
 imports it), so that disable is a no-op. :func:`defer_dynamo_import` fills the cache of those
@@ -15,7 +17,8 @@ imported and, from the first call after something has imported it, builds torch'
 is unchanged. A wrapper that is not torch's ``_disable_dynamo`` (another torch version) is left
 alone, so the worst case is the import this module avoids. What it cannot avoid: the first
 ``Optimizer.step`` imports torch._dynamo unconditionally (torch/optim/optimizer.py, in every torch
-training script), and int8 cells import torchao, which imports it too. tests/unit/test_torch_startup.py checks
+training script; the runner therefore imports it in a training cell's set-up, outside the measured
+window), and int8 cells import torchao, which imports it too. tests/unit/test_torch_startup.py checks
 both sides on the pinned torch; bench/bench_cell_cost.py measures the gain.
 """
 

@@ -59,8 +59,9 @@ def job_resources(mem_mb, runtime_min, gpus=0, group_size=1):
 
 
 # Grouping (docs/sites.md, "Many short cells"). Snakemake reads --group-components only after this
-# file is parsed, so both are asked per job. Local runs ignore groups (Snakemake: "Group jobs:
-# inactive (local execution)"); dry runs and cluster runs honour them.
+# file is parsed: the group is set once the DAG is being built (resolve_cell_group), the group size
+# is asked per job (an HTCondor job flavour covers the whole group). Local runs ignore groups
+# (Snakemake: "Group jobs: inactive (local execution)"); dry runs and cluster runs honour them.
 def cells_per_group():
     """Cells per cluster job: N of `group-components: [cells=N]`, 1 without it."""
     return JGE.cells_per_group(workflow.group_settings.group_components)
