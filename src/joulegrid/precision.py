@@ -160,6 +160,7 @@ QUANTIZATION_WARNINGS = (
 COMPILE_WARNINGS = (
     (UserWarning, r"To copy construct from a tensor, it is recommended"),
     (UserWarning, r"does not implement _stable_hash_for_caching"),
+    (DeprecationWarning, r"`torch\.jit\.script_method` is deprecated"),  # torch's own, on importing torch._inductor
 )
 
 
@@ -359,8 +360,11 @@ class Precision:
         import torch
 
         try:
-            import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+            with warnings.catch_warnings():  # importing it imports torch._inductor (COMPILE_WARNINGS)
+                for category, pattern in COMPILE_WARNINGS:
+                    warnings.filterwarnings("ignore", message=pattern, category=category)
+                import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+                from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         except ImportError as e:
             raise Unsupported(f"int8 backend pt2e_x86: torchao's PT2E quantization cannot be imported ({e})") from None
         if cal is None:
