@@ -106,3 +106,23 @@ def test_precision_module_imports_no_torch():
     code = "import sys, joulegrid.precision, joulegrid.probes; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_accelerator_probe_records_the_compute_capability(monkeypatch):
+    """GPU path with a fake torch.cuda (no GPU here): the compute capability lands in the row, and
+    decides precision_native for cuda cells."""
+    torch = pytest.importorskip("torch")
+
+    class Props:
+        total_memory = 16 << 30
+
+    fake = {
+        "is_available": lambda: True, "device_count": lambda: 1, "get_device_name": lambda i=0: "Tesla T4",
+        "get_device_capability": lambda i=0: (7, 5), "get_device_properties": lambda i=0: Props(),
+    }  # fmt: skip
+    for name, fn in fake.items():
+        monkeypatch.setattr(torch.cuda, name, fn)
+    row = probes.accelerator()
+    assert row["gpu_model"] == "Tesla T4" and row["gpu_compute_capability"] == "7.5" and row["gpu_count"] == 1
+    cc = row["gpu_compute_capability"]
+    assert P.native("fp16", "cuda", None, "x86_64", cc) is True and P.native("bf16", "cuda", None, "x86_64", cc) is False
