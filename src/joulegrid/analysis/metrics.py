@@ -231,7 +231,7 @@ def emulated_notes(emu: pl.DataFrame) -> list[str]:
         why = (f"compute capability {r['gpu_compute_capability']}" if r["device"] == "cuda"
                else f"CPU flags: {r['cpu_flags'] or 'none of the relevant ones'}")  # fmt: skip
         out.append(f"{r['precision']} on {hw} (site {r['site']}, {r['device']}) is emulated: {cost}. "
-                   f"The cost comes from the host, not from the precision ({why}).")  # fmt: skip
+                   f"The host lacks the instructions for it ({why}): the figure is the host's, not the precision's.")  # fmt: skip
     return out
 
 
