@@ -188,6 +188,7 @@ class Precision:
     scheme: str | None = None  # int8: static or dynamic (set by prepare_model)
     backend_pinned: bool | None = None  # int8: True = precision_options pinned it, False = choose_int8
     compiles: bool = False  # the prepared model is a torch.compile'd module (pt2e_x86)
+    _forward: Any = None  # how calibration batches go through the model (prepare_model's forward)
 
     def columns(self) -> dict[str, Any]:
         """Result columns describing how this precision ran."""
@@ -261,14 +262,16 @@ class Precision:
             optimizer.step()
         return loss
 
-    def prepare_model(self, model, device: str, phase: str, calibration=None, flags=None, arch: str | None = None):
+    def prepare_model(self, model, device: str, phase: str, calibration=None, flags=None, arch: str | None = None, forward=None):
         """Move/convert the model for this precision (quantizes for int8).
 
-        int8: ``calibration`` = training samples (array or tensor) for the static scheme; ``flags`` /
+        int8: ``calibration`` = training samples (array or tensor) for the static scheme, run through
+        ``forward(model, batch)`` (the workload's infer_batch; default ``model(batch)``); ``flags`` /
         ``arch`` = the host's CPU flags and architecture for choose_int8 (probed when None)."""
         import torch
 
         if self.quantize:
+            self._forward = forward or (lambda m, xb: m(xb))
             return self._quantize(model.eval(), device, calibration, flags, arch)
         model = model.to(device)
         if self.dtype == torch.float64:
@@ -343,8 +346,14 @@ class Precision:
             from torch.ao.quantization import get_default_qconfig_mapping
             from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-            prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (cal[:2],))
-            _calibrate(prepared, cal)
+            try:
+                prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (cal[:2],))
+            except Exception as e:  # noqa: BLE001 - torch.fx tracing fails on data-dependent control flow
+                raise Unsupported(
+                    f"int8 static: FX graph mode cannot trace this model ({type(e).__name__}: {str(e)[:300]}). "
+                    "Fix: precision_options.int8.scheme: dynamic (Linear layers only), or make the forward traceable"
+                ) from None
+            _calibrate(prepared, cal, self._forward)
             return convert_fx(prepared), f"FX graph mode prepare_fx/convert_fx (engine {engine})"
 
     def _torchao(self, model):
@@ -374,7 +383,7 @@ class Precision:
         quantizer = xiq.X86InductorQuantizer()
         quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(is_dynamic=scheme == "dynamic"))
         prepared = prepare_pt2e(exported, quantizer)
-        _calibrate(prepared, cal)
+        _calibrate(prepared, cal, self._forward)
         converted = convert_pt2e(prepared)
         from torchao.quantization.pt2e import allow_exported_model_train_eval
 
@@ -383,12 +392,12 @@ class Precision:
         return torch.compile(converted), "torchao PT2E X86InductorQuantizer + torch.compile (inductor, freezing)"
 
 
-def _calibrate(prepared, cal, batch: int = 256) -> None:
+def _calibrate(prepared, cal, forward, batch: int = 256) -> None:
     import torch
 
     with torch.no_grad():
         for i in range(0, len(cal), batch):
-            prepared(cal[i : i + batch])
+            forward(prepared, cal[i : i + batch])
 
 
 # ---------------------------------------------------------------- what was quantized

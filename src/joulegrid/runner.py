@@ -267,7 +267,8 @@ class CellRunner:
             model.load_state_dict(torch.load(self.model_path, map_location="cpu", weights_only=True))
         model = variants.apply(model, c.variant, c.phase, prune_amount)
         self.row.update(count_flops(wl, model, split, c.batch_size, c.phase))
-        model = prec.prepare_model(model, c.device, c.phase, calibration=split.x_train)  # int8 static: calibrated on training data
+        # int8 static: calibrated on training data, through the workload's own inference step
+        model = prec.prepare_model(model, c.device, c.phase, calibration=split.x_train, forward=wl.infer_batch)
         self.row.update(prec.columns())  # int8: backend, scheme, which layers were quantized, and how
         self.row.update(check_extra_columns(wl))
         self.row.update(model_stats(model))

@@ -287,3 +287,32 @@ def test_compiled_variant_compiles_outside_the_measured_window(cells, phase):
     if phase == "infer":  # same weights, same data: the compiled model scores like the eager one
         assert row["roc_auc"] == pytest.approx(base["roc_auc"], abs=1e-4)
     assert base["compile_s"] is None
+
+
+def test_static_int8_of_an_untraceable_model_is_refused_with_the_fix():
+    class Branchy(torch.nn.Module):  # data-dependent control flow: torch.fx cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x) if x.sum() > 0 else self.b(x)
+
+    with pytest.raises(precision.Unsupported, match="scheme: dynamic"):
+        precision.get("int8", "infer").prepare_model(Branchy(), "cpu", "infer", calibration=torch.randn(8, 4))
+    q = precision.get("int8", "infer", {"scheme": "dynamic"}).prepare_model(Branchy(), "cpu", "infer")
+    assert q(torch.ones(2, 4)).shape == (2, 4)
+
+
+def test_calibration_goes_through_the_workloads_forward():
+    seen = []
+
+    def forward(model, xb):
+        seen.append(len(xb))
+        return model(xb)
+
+    from joulegrid.workloads.jet_tagger import make_mlp
+
+    p = precision.get("int8", "infer", {"calibration_samples": 300})
+    p.prepare_model(make_mlp(24), "cpu", "infer", calibration=torch.randn(1000, 24), forward=forward)
+    assert sum(seen) == 300 and "calibrated on 300 training samples" in p.impl
