@@ -165,12 +165,17 @@ COMPILE_WARNINGS = (
 
 
 @contextlib.contextmanager
-def quiet_quantization():
-    """Filter the expected deprecation warnings of torch.ao quantization (and nothing else)."""
+def ignoring(expected=QUANTIZATION_WARNINGS):
+    """Filter the expected warnings (category, message regex) -- and nothing else -- inside the block."""
     with warnings.catch_warnings():
-        for category, pattern in QUANTIZATION_WARNINGS:
+        for category, pattern in expected:
             warnings.filterwarnings("ignore", message=pattern, category=category)
         yield
+
+
+def quiet_quantization():
+    """Filter the expected deprecation warnings of torch.ao quantization (QUANTIZATION_WARNINGS)."""
+    return ignoring(QUANTIZATION_WARNINGS)
 
 
 # ---------------------------------------------------------------- the precision
@@ -229,9 +234,7 @@ class Precision:
         """Context for the calls that trigger torch.compile's compilations: the expected warnings of
         compiling quantized models filtered (COMPILE_WARNINGS) and, for a model this precision compiled
         (pt2e_x86), inductor's freezing, which folds the int8 weights into oneDNN's prepacked kernels."""
-        with warnings.catch_warnings():
-            for category, pattern in COMPILE_WARNINGS:
-                warnings.filterwarnings("ignore", message=pattern, category=category)
+        with ignoring(COMPILE_WARNINGS):
             if not self.compiles:
                 yield
                 return
@@ -369,9 +372,7 @@ class Precision:
         import torch
 
         try:
-            with warnings.catch_warnings():  # importing it imports torch._inductor (COMPILE_WARNINGS)
-                for category, pattern in COMPILE_WARNINGS:
-                    warnings.filterwarnings("ignore", message=pattern, category=category)
+            with ignoring(COMPILE_WARNINGS):  # importing it imports torch._inductor
                 import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
                 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         except ImportError as e:
@@ -408,8 +409,9 @@ def quantized_layers(model) -> dict[str, int]:
     """Layers of a prepared model: {'linear_int8', 'conv_int8', 'linear_fp', 'conv_fp', 'int8'}.
 
     Counted in the model itself: torch.ao quantized modules (static, dynamic), torchao's int8
-    weight tensors, and for a PT2E graph the conv/linear nodes whose weight comes out of a
-    dequantize node (int8 weights)."""
+    weight tensors, quantized functional ops in an FX graph (a model whose root is a bare Linear
+    becomes ``torch.ops.quantized.linear``), and for a PT2E graph the conv/linear nodes whose
+    weight comes out of a dequantize node (int8 weights)."""
     import torch
     from torch import nn
 
@@ -428,14 +430,21 @@ def quantized_layers(model) -> dict[str, int]:
         elif isinstance(m, float_conv):
             c["conv_fp"] += 1
     graph = getattr(inner, "graph", None)
-    if graph is not None and not any(c.values()):
-        for n in graph.nodes:
-            op = _PT2E_LAYER_OPS.get(getattr(getattr(n, "target", None), "__name__", "").split(".")[0])
-            if n.op != "call_function" or op is None or len(n.args) < 2:
-                continue
-            w = n.args[1]
-            deq = getattr(w, "op", None) == "call_function" and "dequantize" in str(getattr(w, "target", ""))
-            c[f"{op}_{'int8' if deq else 'fp'}"] += 1
+    for n in graph.nodes if graph is not None else ():
+        if n.op != "call_function":
+            continue
+        target = str(n.target)
+        if target.startswith("quantized."):  # FX-converted functional layers: torch.ops.quantized.linear, conv2d_relu, ...
+            kind = "linear" if "linear" in target else "conv" if "conv" in target else None
+            if kind:
+                c[f"{kind}_int8"] += 1
+            continue
+        op = _PT2E_LAYER_OPS.get(getattr(n.target, "__name__", "").split(".")[0])
+        if op is None or len(n.args) < 2:
+            continue
+        w = n.args[1]  # PT2E: an int8 weight reaches the layer through a dequantize node
+        deq = getattr(w, "op", None) == "call_function" and "dequantize" in str(getattr(w, "target", ""))
+        c[f"{op}_{'int8' if deq else 'fp'}"] += 1
     c["int8"] = c["linear_int8"] + c["conv_int8"]
     return c
 

@@ -316,3 +316,11 @@ def test_calibration_goes_through_the_workloads_forward():
     p = precision.get("int8", "infer", {"calibration_samples": 300})
     p.prepare_model(make_mlp(24), "cpu", "infer", calibration=torch.randn(1000, 24), forward=forward)
     assert sum(seen) == 300 and "calibrated on 300 training samples" in p.impl
+
+
+def test_a_bare_linear_model_is_counted_as_quantized():
+    """FX turns a model whose root is a Linear into torch.ops.quantized.linear (no module left to count)."""
+    p = precision.get("int8", "infer")
+    q = p.prepare_model(torch.nn.Linear(8, 1), "cpu", "infer", calibration=torch.randn(64, 8))
+    assert p.impl.endswith(": 1 Linear layer(s) int8")
+    assert any(str(n.target) == "quantized.linear" for n in q.graph.nodes)
