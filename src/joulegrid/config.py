@@ -206,6 +206,19 @@ def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> d
     return settings
 
 
+def check_precision_options(config: dict[str, Any]) -> None:
+    """precision_options the schema cannot judge: combinations of keys."""
+    from .precision import DYNAMIC_ONLY
+
+    int8 = (config.get("precision_options") or {}).get("int8") or {}
+    if int8.get("backend") in DYNAMIC_ONLY and int8.get("scheme") == "static":
+        raise ConfigError(
+            f"config key precision_options.int8.scheme: backend {int8['backend']!r} quantizes activations per batch "
+            "(dynamic) only. Fix: set scheme: dynamic or auto, or pick a backend with a static scheme "
+            "(onednn, x86, fbgemm, qnnpack, pt2e_x86)"
+        )
+
+
 def check_precisions(config: dict[str, Any]) -> None:
     """A precision none of whose cells can run (e.g. int8 with phases [train]) is a config error."""
     g = config["grid"]
@@ -214,7 +227,7 @@ def check_precisions(config: dict[str, Any]) -> None:
     for i, prec in enumerate(g["precisions"]):
         reasons = []
         for w, phase, device, variant in itertools.product(g["workloads"], g["phases"], g["devices"], g.get("variants", ["baseline"])):
-            r = G.builtin_exclusion(phase, device, prec, variant, allow, rules[w])
+            r = G.builtin_exclusion(phase, device, prec, variant, allow, rules[w], config.get("precision_options"))
             if r is None:
                 break
             reasons.append(r)
@@ -268,6 +281,7 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
                             f"workload {name!r} ({n} samples of {rows}). Fix: use batch sizes <= {n}, or raise "
                             f"workloads.{name}.rows to scale the dataset up"
                         )
+    check_precision_options(config)
     check_precisions(config)
     for i, rule in enumerate(config.get("exclude") or []):
         for key, val in rule.items():
@@ -341,7 +355,8 @@ class SpecBuilder:
         self.config = config
         self.facts = site_facts(sites, config["site"])
         self._wl: dict[str, dict[str, Any]] = {}
-        self._settings: dict[str, tuple[dict[str, Any], str, str]] = {}  # workload -> (settings, hash, JSON tail)
+        # (workload, precision with options or None) -> (settings, hash, JSON tail)
+        self._settings: dict[tuple[str, str | None], tuple[dict[str, Any], str, str]] = {}
         self._model_hash: dict[str, str] = {}
         self._dataset: dict[str, tuple[str, int] | None] = {}
 
@@ -350,8 +365,12 @@ class SpecBuilder:
             self._wl[name] = workload_settings(self.config, name)
         return self._wl[name]
 
-    def _cached_settings(self, workload: str) -> tuple[dict[str, Any], str, str]:
-        if workload not in self._settings:
+    def _cached_settings(self, workload: str, precision: str | None = None) -> tuple[dict[str, Any], str, str]:
+        # precision_options.<p> (e.g. a pinned int8 backend) change what p's cells measure: they are part
+        # of those cells' settings and hash only, so other precisions keep theirs.
+        options = (self.config.get("precision_options") or {}).get(precision) if precision else None
+        key = (workload, precision if options is not None else None)
+        if key not in self._settings:
             c = self.config
             st = {
                 "workload": self.workload(workload),
@@ -360,21 +379,23 @@ class SpecBuilder:
                 "strict_devices": c["strict_devices"],
                 "site_facts": self.facts,
             }
+            if options is not None:
+                st["precision_options"] = {precision: options}
             h = settings_hash(st)
             tail = f', "settings": {json.dumps(st)}, "config_hash": {json.dumps(h)}}}'
-            self._settings[workload] = (st, h, tail)
-        return self._settings[workload]
+            self._settings[key] = (st, h, tail)
+        return self._settings[key]
 
-    def settings(self, workload: str) -> dict[str, Any]:
-        return copy.deepcopy(self._cached_settings(workload)[0])
+    def settings(self, workload: str, precision: str | None = None) -> dict[str, Any]:
+        return copy.deepcopy(self._cached_settings(workload, precision)[0])
 
     def spec(self, cell: G.Cell) -> dict[str, Any]:
-        st, h, _ = self._cached_settings(cell.workload)
+        st, h, _ = self._cached_settings(cell.workload, cell.precision)
         return {"cell": cell.axes(), "settings": copy.deepcopy(st), "config_hash": h}
 
     def spec_json(self, cell: G.Cell) -> str:
         """``json.dumps(self.spec(cell))``, the workload's part serialised once (what the rules pass)."""
-        return '{"cell": ' + json.dumps(cell.axes()) + self._cached_settings(cell.workload)[2]
+        return '{"cell": ' + json.dumps(cell.axes()) + self._cached_settings(cell.workload, cell.precision)[2]
 
     def model_hash(self, workload: str) -> str:
         """Identity of the reference model infer cells load (workload settings + seed)."""

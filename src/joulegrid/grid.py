@@ -9,7 +9,8 @@ size x repeat. Its result lives at::
     <results>/runs/<site>/<workload>/<phase>/<device>/<precision>[+<variant>]/bs<B>/r<k>.parquet
 
 The variant is folded into the precision folder (``fp32`` for the baseline model,
-``fp32+pruned`` for the pruned one) so that the path keeps the layout of the design card.
+``fp32+pruned`` for the pruned one, ``fp32+compiled`` for torch.compile) so that the path keeps
+the layout of the design card.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Iterable, Iterator
 PHASES = ("train", "infer")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp64", "fp32", "bf16", "fp16", "fp16_noscaler", "int8")
-VARIANTS = ("baseline", "pruned")
+VARIANTS = ("baseline", "pruned", "compiled")
 BASELINE_PRECISION = "fp32"
 BASELINE_VARIANT = "baseline"
 
@@ -167,6 +168,16 @@ class Grid:
 RULE_AXES = ("phase", "device", "precision", "variant")
 
 
+def int8_backend_family(device: str, precision_options: dict[str, Any] | None = None) -> str:
+    """The int8 backend a cell of ``device`` will use as far as the plan can know: the pinned one
+    (precision_options.int8.backend), else 'torchao' on cuda and 'torch.ao engine' on CPU (which
+    engine, onednn / x86 / qnnpack, is decided on the execution host from its CPU flags)."""
+    pinned = ((precision_options or {}).get("int8") or {}).get("backend", "auto")
+    if pinned != "auto":
+        return pinned
+    return "torchao" if device == "cuda" else "torch.ao engine"
+
+
 def builtin_exclusion(
     phase: str,
     device: str,
@@ -174,17 +185,34 @@ def builtin_exclusion(
     variant: str,
     allow: dict[str, Any] | None = None,
     workload_rules: list[dict[str, Any]] | None = None,
+    precision_options: dict[str, Any] | None = None,
 ) -> str | None:
     """Reason why a combination cannot (or should not) be measured, or None if it is valid.
 
     ``workload_rules`` are the workload's own EXCLUSIONS (joulegrid.workloads.base.Workload):
     {axis: value or [values], "reason": text, optional "allow": key of the config's allow: section}.
+    ``precision_options`` is the config's precision_options (the int8 backend decides what int8 can run).
     """
+    from .precision import COMPILES, CPU_ONLY, ENGINES
+
     allow = allow or {}
     if precision == "int8" and phase != "infer":
         return "int8 post-training quantization only exists for inference (phase infer)"
-    if precision == "int8" and device != "cpu":
-        return "int8 dynamic quantization (torchao / torch.ao) runs its int8 kernels on CPU only"
+    if precision == "int8":
+        family = int8_backend_family(device, precision_options)
+        if device == "cuda" and family in CPU_ONLY:
+            return (
+                f"int8 backend {family} runs on CPU only; on cuda int8 uses torchao "
+                "(precision_options.int8.backend: auto or torchao)"
+            )
+        if variant == "compiled" and (family in ENGINES or family == "torch.ao engine"):
+            return (
+                "int8 with a torch.ao engine (onednn / x86 / fbgemm / qnnpack) cannot be compiled: dynamo cannot "
+                "trace quantized tensors, so the model would run eagerly between graph breaks. Compiled int8: "
+                "precision_options.int8.backend: pt2e_x86 (compiled by design) or torchao"
+            )
+        if variant == "compiled" and family in COMPILES:
+            return f"int8 backend {family} already compiles the model (torch.compile): its baseline variant is the compiled one"
     if precision == "fp16_noscaler" and phase != "train":
         return "GradScaler only exists in training; for inference fp16 and fp16_noscaler are the same (use fp16)"
     axes = {"phase": phase, "device": device, "precision": precision, "variant": variant}
@@ -226,7 +254,7 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
     for workload, phase, device, precision, variant, bs in itertools.product(
         g["workloads"], g["phases"], g["devices"], g["precisions"], g.get("variants", [BASELINE_VARIANT]), g["batch_sizes"]
     ):
-        reason = builtin_exclusion(phase, device, precision, variant, allow, wl_rules[workload])
+        reason = builtin_exclusion(phase, device, precision, variant, allow, wl_rules[workload], config.get("precision_options"))
         for repeat in range(int(g.get("repeats", 1))):
             cell = Cell(site, workload, phase, device, precision, variant, int(bs), repeat)
             r = reason

@@ -43,6 +43,41 @@ def cpu_sockets() -> int | None:
     return len(ids) or None
 
 
+# CPU features that decide whether a reduced precision runs natively (joulegrid.precision.native)
+# and which int8 kernels are fastest (joulegrid.precision.choose_int8): x86 flags of /proc/cpuinfo
+# "flags", Arm features of its "Features" line (asimddp: int8 dot product, i8mm: int8 matrix
+# multiply, bf16, asimdhp: fp16 arithmetic). Recorded per row in cpu_flags (those present).
+CPU_FLAGS = (
+    "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_fp16",
+    "asimddp", "i8mm", "bf16", "asimdhp",
+)  # fmt: skip
+
+
+def parse_cpu_flags(cpuinfo: str) -> frozenset[str] | None:
+    """The CPU_FLAGS present in a /proc/cpuinfo text (first 'flags' / 'Features' line); None if it has neither line."""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return frozenset(f for f in value.split() if f in CPU_FLAGS)
+    return None
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str] | None:
+    """CPU_FLAGS this host's CPU has (cached); None where /proc/cpuinfo lists no flags (unknown)."""
+    return parse_cpu_flags(_read("/proc/cpuinfo") or "")
+
+
+def flags_column(flags: frozenset[str] | None) -> str | None:
+    """The cpu_flags column: the CPU_FLAGS present, comma-separated in CPU_FLAGS order ('' = none of them)."""
+    return None if flags is None else ",".join(f for f in CPU_FLAGS if f in flags)
+
+
+def cpu_arch() -> str:
+    """Machine architecture: x86_64, aarch64, ... (platform.machine(), lower case)."""
+    return (platform.machine() or "").lower()
+
+
 def _cpu_max_mhz() -> float | None:
     import psutil
 
@@ -64,6 +99,7 @@ def host() -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "os": platform.platform(),
         "cpu_model": cpu_model(),
+        "cpu_flags": flags_column(cpu_flags()),
         "cpu_sockets": cpu_sockets(),
         "cpu_cores_logical": psutil.cpu_count(logical=True),
         "cpu_cores_physical": psutil.cpu_count(logical=False),
@@ -128,6 +164,10 @@ def accelerator() -> dict[str, Any]:
         return out
     out["gpu_count"] = torch.cuda.device_count()
     out["gpu_model"] = torch.cuda.get_device_name(0)
+    try:
+        out["gpu_compute_capability"] = "%d.%d" % tuple(torch.cuda.get_device_capability(0))
+    except Exception:  # noqa: BLE001
+        pass
     try:
         out["gpu_memory_bytes"] = int(torch.cuda.get_device_properties(0).total_memory)
     except Exception:  # noqa: BLE001

@@ -239,8 +239,11 @@ class CellRunner:
         seed = self.row["seed"]
         torch.manual_seed(seed)
         wl_settings = self.settings["workload"]
-        prec = precision.get(c.precision, c.phase)
+        prec = precision.get(c.precision, c.phase, (self.settings.get("precision_options") or {}).get(c.precision))
         prec.check(c.device)
+        self.row["precision_native"] = precision.native(
+            c.precision, c.device, probes.cpu_flags(), probes.cpu_arch(), self.row.get("gpu_compute_capability")
+        )
         wl = create(c.workload, wl_settings, seed)
         wl.split_seed = int(self.settings["seed"])  # same split for every repeat and the reference model
         split = wl.load_data(self.data_path)
@@ -264,10 +267,13 @@ class CellRunner:
             model.load_state_dict(torch.load(self.model_path, map_location="cpu", weights_only=True))
         model = variants.apply(model, c.variant, c.phase, prune_amount)
         self.row.update(count_flops(wl, model, split, c.batch_size, c.phase))
-        model = prec.prepare_model(model, c.device, c.phase)
-        self.row["precision_impl"] = prec.impl  # int8 says which layers were quantized, and how
+        # int8 static: calibrated on training data, through the workload's own inference step
+        model = prec.prepare_model(model, c.device, c.phase, calibration=split.x_train, forward=wl.infer_batch)
+        self.row.update(prec.columns())  # int8: backend, scheme, which layers were quantized, and how
         self.row.update(check_extra_columns(wl))
         self.row.update(model_stats(model))
+        if c.variant == "compiled" or prec.compiles:
+            model = self._compile(torch, wl, model, split, prec)
         self.row["setup_s"] = time.perf_counter() - t0
         self.row.update(probes.software())  # after imports, with the real thread settings
         self.row.update(probes.threads_check(self.row))  # torch threads vs allocation vs OMP/MKL
@@ -284,6 +290,57 @@ class CellRunner:
         variants.finalize(model)  # pruning masks (train) folded into the weights
         self._fill_measurement(m, readings, wall, cpu)
         self._maybe_profile(torch, wl, model, split, prec)
+
+    # ------------------------------------------------------------------ compilation
+    def _compile(self, torch, wl, model, split, prec):
+        """torch.compile (variant compiled; the pt2e_x86 int8 backend compiles in prepare_model) and every
+        compilation the measured window will need, triggered here, outside it: each batch shape of the
+        phase (and of the per-epoch evaluation) in its mode, under the precision's autocast. Records
+        compile_s; a failure raises variants.CompileFailed with the reason (the row is failed)."""
+        from . import precision, variants
+
+        c = self.cell
+        bs = c.batch_size
+
+        def shapes(n: int, b: int) -> list[int]:
+            return sorted({s for s in (min(b, n), n % b) if s > 0}, reverse=True)
+
+        t0 = time.perf_counter()
+        try:
+            if c.variant == "compiled":
+                model = variants.compile(model)
+            with prec.compile_context():
+                if c.phase == "train":
+                    model.train()
+                    x_all = torch.as_tensor(split.x_train)
+                    y_all = torch.as_tensor(split.y_train) if split.y_train is not None else None
+                    for n in shapes(len(x_all), bs):
+                        xb = x_all[:n].to(device=c.device, dtype=prec.dtype)
+                        yb = y_all[:n].to(c.device) if y_all is not None else None
+                        with prec.autocast(c.device):
+                            loss = wl.loss(model, xb, yb)
+                        loss.backward()
+                    model.zero_grad(set_to_none=True)  # the weights are untouched: no optimizer step
+                    model.eval()
+                    n_eval = min(split.n_test, int(self.settings["measure"].get("max_eval_samples", 20000)))
+                    for n in shapes(n_eval, max(bs, 1024)):  # _evaluate's batches
+                        self._predict(torch, wl, model, split.x_test[:n], n, c.device, prec)
+                    model.train()
+                else:
+                    model.eval()
+                    for n in shapes(split.n_test, bs):
+                        self._predict(torch, wl, model, split.x_test[:n], n, c.device, prec)
+                _sync(c.device)
+        except Exception as e:  # noqa: BLE001 - inductor/dynamo raise many kinds; the reason goes in the row
+            raise variants.CompileFailed(f"torch.compile failed: {precision.compile_error_reason(e)}") from e
+        self.row["compile_s"] = time.perf_counter() - t0
+        return model
+
+    @staticmethod
+    def _graphs_compiled() -> int:
+        """Graphs torch.compile compiled so far in this process (0 if torch._dynamo was never imported)."""
+        dynamo = sys.modules.get("torch._dynamo.utils")
+        return int(dynamo.counters["stats"]["unique_graphs"]) if dynamo is not None else 0
 
     # ------------------------------------------------------------------ windows
     def _open_window(self, torch) -> tuple[float, float]:
@@ -302,6 +359,7 @@ class CellRunner:
         self._hwm_reset = _clear_refs()
         if self.cell.device == "cuda" and torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()  # raises on CPU builds: guarded
+        self._graphs_before = self._graphs_compiled()
         self.meters.start("measured")
         return time.perf_counter(), _cpu_time()
 
@@ -310,6 +368,10 @@ class CellRunner:
         _sync(self.cell.device)
         wall, cpu = time.perf_counter() - w0, _cpu_time() - c0
         readings = self.meters.stop()
+        self.window_compiles = self._graphs_compiled() - self._graphs_before
+        if self.window_compiles:  # a shape _compile did not foresee: the window paid for a compilation
+            print(f"joulegrid: {self.cell.id}: torch.compile compiled {self.window_compiles} graph(s) inside the measured window",
+                  file=sys.stderr)  # fmt: skip
         hwm = _vm_hwm_bytes()
         self._job_hwm = max(self._job_hwm, hwm or 0)
         self.row["peak_rss_window_bytes"] = hwm if self._hwm_reset else None

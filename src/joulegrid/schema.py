@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Status values a run can end with.
 STATUS_OK = "ok"
@@ -58,10 +58,14 @@ COLUMNS: tuple[Column, ...] = (
     _C("workload", "string", "", "identity", "Workload name (registry key or import path)."),
     _C("phase", "string", "", "identity", "train or infer."),
     _C("device", "string", "", "identity", "Requested device: cpu or cuda."),
-    _C("precision", "string", "", "identity", "Numeric precision: fp64, fp32, bf16 (autocast), fp16 (autocast + GradScaler), fp16_noscaler, int8 (PTQ, infer)."),
-    _C("precision_impl", "string", "", "identity", "How the precision was applied, e.g. autocast(bfloat16), autocast(float16)+GradScaler, torchao 0.18.0 quantize_(Int8DynamicActivationInt8WeightConfig) with the number of int8 Linear layers (or the deprecated torch.ao path if torchao is missing)."),
-    _C("variant", "string", "", "identity", "Model variant: baseline or pruned (30 % magnitude pruning)."),
-    _C("variant_impl", "string", "", "identity", "What the variant did, e.g. global L1 unstructured pruning of 30% of Linear/Conv weights at initialisation, mask kept during training (train) / of the trained fp32 reference model (infer)."),
+    _C("precision", "string", "", "identity", "Numeric precision: fp64, fp32, bf16 (autocast), fp16 (autocast + GradScaler), fp16_noscaler, int8 (post-training quantization, infer)."),
+    _C("precision_impl", "string", "", "identity", "How the precision was applied, e.g. autocast(bfloat16), autocast(float16)+GradScaler; int8: scheme, API and backend with the reason it was chosen, calibration samples, and the layers quantized (e.g. '3 conv layer(s) int8, 2 Linear layer(s) int8'), counted in the converted model."),
+    _C("precision_backend", "string", "", "identity", "int8: the quantization backend that ran (onednn, x86, fbgemm, qnnpack, torchao, pt2e_x86; docs/workloads.md, 'Which int8?'); null for other precisions."),
+    _C("precision_scheme", "string", "", "identity", "int8: static (weights and activations int8, calibrated on the training split; convolutions too) or dynamic (activations quantized per batch; Linear layers only); null for other precisions."),
+    _C("precision_backend_pinned", "bool", "", "identity", "int8: true = the backend was pinned by precision_options.int8.backend, false = chosen by the rule from the device and CPU flags; null for other precisions."),
+    _C("precision_native", "bool", "", "identity", "Does the device run this precision natively? CPU: from cpu_flags (bf16: avx512_bf16/amx_bf16; fp16: avx512_fp16/amx_fp16; int8: avx512_vnni/avx_vnni/amx_int8; Arm: bf16, asimdhp, asimddp/i8mm); GPU: from gpu_compute_capability (fp16 >= 7.0, int8 >= 7.5, bf16 >= 8.0); fp32/fp64 always. False = emulated; null = unknown."),
+    _C("variant", "string", "", "identity", "Model variant: baseline, pruned (30 % magnitude pruning) or compiled (torch.compile, default mode)."),
+    _C("variant_impl", "string", "", "identity", "What the variant did, e.g. global L1 unstructured pruning of 30% of Linear/Conv weights at initialisation, mask kept during training (train) / of the trained fp32 reference model (infer); torch.compile (default mode) after the precision."),
     _C("batch_size", "int64", "samples", "identity", "Batch size of the measured phase."),
     _C("repeat", "int64", "", "identity", "Repeat index k of the cell."),
     _C("seed", "int64", "", "identity", "Random seed used for data split, init and shuffling."),
@@ -73,6 +77,7 @@ COLUMNS: tuple[Column, ...] = (
     _C("hostname", "string", "", "system", "Host the job ran on."),
     _C("os", "string", "", "system", "Operating system (platform.platform())."),
     _C("cpu_model", "string", "", "system", "CPU model name from /proc/cpuinfo."),
+    _C("cpu_flags", "string", "", "system", "Precision-relevant CPU features present, comma-separated, of: avx2, avx512f, avx512_vnni, avx_vnni, avx512_bf16, avx512_fp16, amx_bf16, amx_int8, amx_fp16 (x86) and asimddp, i8mm, bf16, asimdhp (Arm), from /proc/cpuinfo ('' = none of them; null = not readable)."),
     _C("cpu_sockets", "int64", "", "system", "CPU packages (sockets) of the host, from /proc/cpuinfo physical id."),
     _C("cpu_cores_logical", "int64", "cores", "system", "Logical CPUs of the host."),
     _C("cpu_cores_physical", "int64", "cores", "system", "Physical cores of the host."),
@@ -81,6 +86,7 @@ COLUMNS: tuple[Column, ...] = (
     _C("memory_total_bytes", "int64", "bytes", "system", "Host memory."),
     _C("gpu_model", "string", "", "system", "GPU model (torch.cuda / NVML); null without GPU."),
     _C("gpu_count", "int64", "", "system", "GPUs visible to the job."),
+    _C("gpu_compute_capability", "string", "", "system", "CUDA compute capability of GPU 0 (torch.cuda.get_device_capability), e.g. 8.0; decides precision_native on cuda."),
     _C("gpu_memory_bytes", "int64", "bytes", "system", "Total memory of GPU 0 (torch.cuda.get_device_properties)."),
     _C("gpu_driver_version", "string", "", "system", "NVIDIA driver version (NVML)."),
     _C("gpu_cuda_driver_version", "string", "", "system", "Highest CUDA version the driver supports (NVML nvmlSystemGetCudaDriverVersion), e.g. 12.8."),
@@ -129,7 +135,8 @@ COLUMNS: tuple[Column, ...] = (
     _C("flops_per_sample_train", "float64", "FLOP", "workload", "Forward+backward FLOPs per sample (torch FlopCounterMode)."),
     _C("macs_per_sample_fwd", "float64", "MAC", "workload", "Forward multiply-accumulates per sample (= FLOPs/2)."),
     # ---------------------------------------------------------------- time, throughput, memory
-    _C("setup_s", "float64", "s", "time", "Wall time to load data and build the model (not measured for energy)."),
+    _C("setup_s", "float64", "s", "time", "Wall time to load data and build the model, quantization and compilation included (not measured for energy)."),
+    _C("compile_s", "float64", "s", "time", "Wall time of torch.compile's compilations (variant compiled, int8 backend pt2e_x86): every batch shape the measured window uses, compiled during set-up, outside the window (part of setup_s); null when nothing was compiled. Depends on inductor's cache (warm on a second run)."),
     _C("warmup_s", "float64", "s", "time", "Wall time of the warm-up batches (not measured for energy)."),
     _C("meters_ready_s", "float64", "s", "time", "Wall time the job waited for the meters' set-up after its own set-up (codecarbon's hardware detection and zeus' import run in the background during set-up; 0 = fully hidden)."),
     _C("wall_s", "float64", "s", "time", "Wall time of the measured phase."),

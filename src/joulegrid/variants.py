@@ -1,4 +1,4 @@
-"""The model-variant axis: ``baseline`` (the model as is) and ``pruned``.
+"""The model-variant axis: ``baseline`` (the model as is), ``pruned`` and ``compiled``.
 
 ``pruned`` is global unstructured L1-magnitude pruning (``torch.nn.utils.prune``) of the weights
 of every Linear / Conv layer: the ``prune_amount`` share (default 30 %, as in the Green AI
@@ -15,14 +15,33 @@ Biases are not pruned. What it means per phase:
 
 Dense kernels do not skip zeros: expect the same FLOPs and about the same time and energy; the
 column ``n_params_nonzero`` shows the sparsity. The variant is recorded in ``variant_impl``.
+
+``compiled`` is ``torch.compile(model)`` in its default mode (inductor), applied after the
+precision (``compile``). torch.compile compiles lazily, on the first call of each new input shape
+and mode, so the runner triggers every compilation the measured window would need (each batch
+shape of the phase, training and evaluation modes, under the precision's autocast) in the set-up,
+times it as ``compile_s`` and keeps it out of the measured window. A compilation that fails (e.g.
+no C++ compiler on the node for inductor's CPU code) raises :class:`CompileFailed`: the cell's row
+is ``failed`` with the reason, and the grid goes on.
 """
 
 from __future__ import annotations
 
 import copy
 
-VARIANTS = ("baseline", "pruned")
+VARIANTS = ("baseline", "pruned", "compiled")
 DEFAULT_PRUNE_AMOUNT = 0.3
+
+
+class CompileFailed(RuntimeError):
+    """torch.compile could not compile the model (the message says why)."""
+
+
+def compile(model):  # noqa: A001 - the variant's name
+    """torch.compile in its default mode (compilation happens on the first calls: see the module docstring)."""
+    import torch
+
+    return torch.compile(model)
 
 
 def _targets(model):
@@ -34,7 +53,7 @@ def _targets(model):
 
 def apply(model, variant: str, phase: str, amount: float = DEFAULT_PRUNE_AMOUNT):
     """The model for a variant and phase (see the module docstring); modifies it in place."""
-    if variant == "baseline":
+    if variant in ("baseline", "compiled"):  # compiled: after the precision, see compile()
         return model
     if variant != "pruned":
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
@@ -98,6 +117,8 @@ def strip_masks(model):
 def describe(variant: str, phase: str, amount: float = DEFAULT_PRUNE_AMOUNT) -> str:
     if variant == "baseline":
         return "baseline"
+    if variant == "compiled":
+        return "torch.compile (default mode, inductor) after the precision; compile time in compile_s, outside the measured window"
     how = f"global L1 unstructured pruning of {amount:.0%} of Linear/Conv weights"
     if phase == "train":
         return how + " at initialisation, mask kept during training"

@@ -234,3 +234,40 @@ def test_best_per_workload_and_empty_inputs():
     for fn in (M.relative_to_baseline, M.missing_baselines, M.pareto, M.sci, M.fleet):
         assert fn(cells).height == 0
     assert M.scheduler_view(empty).height == 0
+
+
+def test_emulated_precisions_with_the_slowdown_measured_in_the_rows():
+    """bf16 emulated on one CPU: the note's range is time per sample / fp32's, derived here from the rows."""
+    native = dict(cpu_model="Xeon AMX", cpu_flags="avx512_bf16,amx_bf16")
+    emul = dict(cpu_model="EPYC AVX2", cpu_flags="avx2")
+    rows = []
+    # site a: emulated bf16, 8x and 12x the fp32 time at two batch sizes (wall_s = energy/20 W in synth)
+    for bs, slow in ((256, 8.0), (1024, 12.0)):
+        rows.append(synth.row(cell("fp32", bs=bs, site="a"), energy_per_sample_j=1e-3, precision_native=True, **emul))
+        rows.append(synth.row(cell("bf16", bs=bs, site="a"), energy_per_sample_j=slow * 1e-3, precision_native=False, **emul))
+    # site b: native bf16, and an emulated fp16 cell without a baseline
+    rows.append(synth.row(cell("fp32", site="b"), energy_per_sample_j=1e-3, precision_native=True, **native))
+    rows.append(synth.row(cell("bf16", site="b"), energy_per_sample_j=0.5e-3, precision_native=True, **native))
+    rows.append(synth.row(cell("fp16", site="b", bs=64), energy_per_sample_j=3e-3, precision_native=False, **native))
+    rel = M.relative_to_baseline(M.cell_stats(frame(rows)))
+    emu = M.emulated(rel)
+    assert emu.select("site", "precision", "hardware", "cells", "cells_with_baseline").rows() == [
+        ("a", "bf16", "EPYC AVX2", 2, 2), ("b", "fp16", "Xeon AMX", 1, 0)]  # fmt: skip
+    def per_sample(prec, bs):
+        r = next(x for x in rows if x["site"] == "a" and x["precision"] == prec and x["batch_size"] == bs)
+        return r["wall_s"] / r["n_samples"]
+
+    expected = sorted(per_sample("bf16", bs) / per_sample("fp32", bs) for bs in (256, 1024))
+    a = emu.row(0, named=True)
+    assert (a["slowdown_min"], a["slowdown_max"]) == pytest.approx(tuple(expected)) and expected == pytest.approx([8.0, 12.0])
+    notes = M.emulated_notes(emu)
+    assert notes[0].startswith("bf16 on EPYC AVX2 (site a, cpu) is emulated: 8.0–12.0× slower than fp32 per sample")
+    assert "CPU flags: avx2" in notes[0]
+    assert "fp16 on Xeon AMX" in notes[1] and "no fp32 baseline" in notes[1]
+
+
+def test_emulated_is_empty_without_emulated_cells_and_for_old_rows():
+    rows = [synth.row(cell("fp32")), synth.row(cell("bf16"))]  # precision_native null: unknown, never "emulated"
+    rel = M.relative_to_baseline(M.cell_stats(frame(rows)))
+    assert M.emulated(rel).height == 0 and M.emulated_notes(M.emulated(rel)) == []
+    assert rel["precision_native"].to_list() == [None, None]

@@ -123,3 +123,29 @@ def test_cli_report_with_settings_and_bad_settings(tmp_path):
     assert "1,234 jobs/day" in html and "η = 0.9" in html
     bad = run("--settings", '{"eta": 0.5, "colour": "red"}')
     assert bad.returncode == 2 and "--settings: not joulegrid analysis settings" in bad.stderr
+
+
+def test_report_marks_emulated_precisions_next_to_the_charts(tmp_path):
+    """An emulated bf16 gets a note with the slowdown of its rows, placed in the charts section before the charts;
+    int8 rows show their backend, scheme and d_quality against fp32."""
+    emul = dict(cpu_model="EPYC AVX2", cpu_flags="avx2")
+    rows = []
+    for bs, slow in ((256, 6.0), (1024, 13.0)):
+        fp32 = synth.grid_cells(phases=("infer",), precisions=("fp32",), batch_sizes=(bs,))[0]
+        bf16 = synth.grid_cells(phases=("infer",), precisions=("bf16",), batch_sizes=(bs,))[0]
+        int8 = synth.grid_cells(phases=("infer",), precisions=("int8",), batch_sizes=(bs,))[0]
+        rows.append(synth.row(fp32, energy_per_sample_j=1e-3, precision_native=True, quality=0.05, **emul))
+        rows.append(synth.row(bf16, energy_per_sample_j=slow * 1e-3, precision_native=False, **emul))
+        rows.append(synth.row(int8, energy_per_sample_j=0.5e-3, precision_native=False, quality=0.0525, precision_backend="x86",
+                              precision_scheme="static", precision_backend_pinned=False, **emul))  # fmt: skip
+    summary = synth.summary(tmp_path / "summary.parquet", rows)
+    build_report(str(summary), str(tmp_path / "report"), settings=ST)
+    html = (tmp_path / "report" / "index.html").read_text()
+    charts = html.index("<h2 id='charts'>")
+    note = html.index("bf16 on EPYC AVX2 (site local, cpu) is emulated: 6.0–13.0× slower than fp32 per sample")
+    assert charts < note < html.index("id='chart-energy_per_sample'")
+    assert "int8 on EPYC AVX2 (site local, cpu) is emulated: 2.0× faster than fp32 per sample" in html
+    table = html[html.index("How each precision ran"):html.index("id='chart-energy_per_sample'")]
+    assert "x86 (static)" in table
+    d_quality = 0.0525 - 0.05  # int8 quality - the fp32 baseline's, from the rows above
+    assert f"{d_quality:.4g}" in table

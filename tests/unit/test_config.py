@@ -86,6 +86,14 @@ BAD = [
     (setp("grid.workloads", ["$(reboot)"]), ["grid.workloads[0]", "safe name"]),
     (setp("site", "..") , ["site", "safe name"]),
     (setp("workloads.baler_ae.rows", "many"), ["workloads.baler_ae.rows", "expected integer"]),
+    # issue 13: int8 backends
+    (setp("precision_options.int8.backend", "tensorrt"), ["precision_options.int8.backend", "'tensorrt'", "onednn", "torchao", "pt2e_x86"]),
+    (setp("precision_options.int8.scheme", "qat"), ["precision_options.int8.scheme", "'qat'", "static", "dynamic"]),
+    (setp("precision_options.int8.calibration_samples", 0), ["precision_options.int8.calibration_samples", "too small"]),
+    (setp("precision_options.int8.bits", 4), ["precision_options.int8", "unknown key", "'bits'", "backend"]),
+    (setp("precision_options.fp8", {}), ["precision_options", "unknown key", "'fp8'", "int8"]),
+    (setp("precision_options.int8", {"backend": "torchao", "scheme": "static"}), ["precision_options.int8.scheme", "torchao", "dynamic"]),
+    (setp("grid.variants", ["compiled"]), ["grid.precisions", "'int8'", "cannot be compiled"]),
 ]
 
 
@@ -125,3 +133,28 @@ def test_spec_json_is_the_spec_and_the_cache_is_not_shared():
     assert again["settings"]["workload"]["epochs"] != 999 and again["settings"]["measure"]["threads"] != 999
     assert again["config_hash"] == C.settings_hash(again["settings"])
     assert sb.model_hash(cells[0].workload) == C.settings_hash({"workload": again["settings"]["workload"], "seed": cfg["seed"]})
+
+
+def test_pinned_int8_backend_is_part_of_the_int8_cells_settings_and_hash_only():
+    """Pinning a backend changes what int8 cells measure: their settings and config_hash change, the
+    other precisions' do not; the reference model (shared by every precision) keeps its hash."""
+    from joulegrid.grid import Cell
+
+    def builder(backend):
+        cfg, sites = prepared(setp("precision_options.int8.backend", backend))
+        return cfg, C.SpecBuilder(cfg, sites)
+
+    cfg_a, auto = builder("auto")
+    cfg_p, pinned = builder("torchao")
+    assert cfg_a["precision_options"]["int8"] == {"backend": "auto", "scheme": "auto", "calibration_samples": 512}
+    int8 = Cell("local", "baler_ae", "infer", "cpu", "int8", "baseline", 256, 0)
+    fp32 = Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0)
+    a, p = auto.spec(int8), pinned.spec(int8)
+    assert p["settings"]["precision_options"] == {"int8": {"backend": "torchao", "scheme": "auto", "calibration_samples": 512}}
+    assert a["config_hash"] != p["config_hash"] and p["config_hash"] == C.settings_hash(p["settings"])
+    assert auto.spec(fp32)["config_hash"] == pinned.spec(fp32)["config_hash"]
+    assert "precision_options" not in auto.spec(fp32)["settings"]
+    assert auto.model_hash("baler_ae") == pinned.model_hash("baler_ae")
+    import json
+
+    assert json.loads(pinned.spec_json(int8)) == p and json.loads(pinned.spec_json(fp32)) == pinned.spec(fp32)

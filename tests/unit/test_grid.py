@@ -42,7 +42,7 @@ def test_repeats_multiply_cells_and_ids_are_unique():
     "phase,device,precision,expect",
     [
         ("train", "cpu", "int8", "inference"),
-        ("infer", "cuda", "int8", "CPU only"),
+        ("infer", "cuda", "int8", None),  # torchao on cuda (tests/unit/test_precision_rules.py)
         ("infer", "cpu", "fp16_noscaler", "GradScaler"),
         ("train", "cpu", "fp16", None),  # excluded per workload (image_cnn): tests/workloads
         ("train", "cuda", "fp16", None),
@@ -56,6 +56,41 @@ def test_builtin_exclusions(phase, device, precision, expect):
         assert reason is None
     else:
         assert expect in reason
+
+
+@pytest.mark.parametrize(
+    "device,variant,backend,expect",
+    [
+        ("cuda", "baseline", "auto", None),  # torchao
+        ("cuda", "baseline", "torchao", None),
+        ("cuda", "baseline", "onednn", "runs on CPU only"),
+        ("cuda", "baseline", "pt2e_x86", "runs on CPU only"),
+        ("cpu", "baseline", "torchao", None),  # pinned on CPU: comparable, not forbidden
+        ("cpu", "compiled", "auto", "cannot be compiled"),  # a torch.ao engine on CPU
+        ("cpu", "compiled", "fbgemm", "cannot be compiled"),
+        ("cpu", "compiled", "torchao", None),
+        ("cpu", "compiled", "pt2e_x86", "already compiles"),
+        ("cuda", "compiled", "auto", None),
+        ("cpu", "pruned", "auto", None),
+    ],
+)
+def test_int8_exclusions_follow_the_backend(device, variant, backend, expect):
+    opts = {"int8": {"backend": backend, "scheme": "auto", "calibration_samples": 512}}
+    reason = G.builtin_exclusion("infer", device, "int8", variant, precision_options=opts)
+    assert (reason is None) if expect is None else (expect in reason), reason
+    assert G.builtin_exclusion("infer", device, "fp32", variant, precision_options=opts) is None
+
+
+def test_compiled_variant_expands_with_its_path():
+    c = cfg(variants=["baseline", "compiled"], phases=["infer"])
+    c["precision_options"] = {"int8": {"backend": "auto"}}
+    g = G.expand(c)
+    assert {(x.precision, x.variant) for x in g.cells} == {
+        ("fp32", "baseline"), ("bf16", "baseline"), ("int8", "baseline"), ("fp32", "compiled"), ("bf16", "compiled")}  # fmt: skip
+    assert [e.cell.precision_segment for e in g.excluded] == ["int8+compiled"] * 2
+    cell = G.Cell("local", "baler_ae", "infer", "cpu", "fp32", "compiled", 256, 0)
+    assert cell.path() == "results/runs/local/baler_ae/infer/cpu/fp32+compiled/bs256/r0.parquet"
+    assert G.cell_from_path(cell.path()) == cell
 
 
 def test_cuda_cells_are_planned_not_excluded():

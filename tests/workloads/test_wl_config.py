@@ -92,12 +92,13 @@ def test_class_path_syntax_is_checked_by_the_schema():
     "grid, words",
     [
         ({"precisions": ["int8"], "phases": ["train"]}, ["grid.precisions[0]", "'int8'", "only exists for inference"]),
-        ({"precisions": ["int8"], "devices": ["cuda"], "phases": ["infer"]}, ["grid.precisions[0]", "CPU only"]),
+        ({"precisions": ["int8"], "devices": ["cuda"], "phases": ["infer"]}, ["grid.precisions[0]", "CPU only", "torchao"]),
         ({"precisions": ["fp32", "fp16_noscaler"], "phases": ["infer"]}, ["grid.precisions[1]", "GradScaler only exists in training"]),
     ],
 )
 def test_impossible_precisions(grid, words):
-    msg = _error(base_config(grid={"workloads": ["jet_tagger"], "batch_sizes": [64], **grid}))
+    pinned = {"precision_options": {"int8": {"backend": "fbgemm"}}}  # a CPU backend (cuda: torchao by default)
+    msg = _error(base_config(grid={"workloads": ["jet_tagger"], "batch_sizes": [64], **grid}, **pinned))
     for w in words:
         assert w in msg, msg
     assert "Fix: remove" in msg

@@ -111,7 +111,9 @@ def test_peak_table_lookup():
     assert flops.device_peak_flops("NVIDIA L4", "bf16") == pytest.approx(121 * T)
     assert flops.device_peak_flops("Tesla T4", "bf16") is None  # Turing has no bf16
     assert flops.device_peak_flops("NVIDIA GeForce RTX 4090", "fp32") is None  # not in the table
-    assert flops.device_peak_flops("NVIDIA A100", "int8") is None
+    assert flops.device_peak_flops("NVIDIA A100", "int8") == pytest.approx(624 * T)  # dense int8 Tensor Core ops/s
+    assert flops.device_peak_flops("NVIDIA H100 PCIe", "int8") == pytest.approx(3026 / 2 * T)  # datasheet's sparse / 2
+    assert flops.device_peak_flops("Tesla V100-SXM2-16GB", "int8") is None  # no int8 Tensor Cores
     assert flops.device_peak_flops(None, "fp32") is None
 
 

@@ -69,7 +69,7 @@ def energy_per_sample(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
     d = _keep(d, [
         "workload", "phase_device", "site", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
         "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "lo", "hi", "samples_per_s", "energy_method",
-        "energy_source", "hostname",
+        "energy_source", "hostname", "precision_native", "precision_backend",
     ])  # fmt: skip
     color = alt.Color("precision_variant:N", title="precision", scale=alt.Scale(scheme=PALETTE))
     base = alt.Chart().encode(x=alt.X("batch_size:O", title="batch size"), color=color)
@@ -81,6 +81,7 @@ def energy_per_sample(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
         alt.Tooltip("energy_per_sample_cv:Q", title="CV", format=".1%"),
         "noisy", alt.Tooltip("samples_per_s:Q", title="samples/s", format=",.0f"),
         "energy_method", "energy_source", "hostname",
+        alt.Tooltip("precision_native:N", title="native (false = emulated)"), alt.Tooltip("precision_backend:N", title="int8 backend"),
     ]  # fmt: skip
     line = base.mark_line(opacity=0.45).encode(y=y, detail="precision_variant:N")
     err = base.mark_rule(strokeWidth=1.5).encode(y=alt.Y("lo:Q", scale=alt.Scale(type="log", zero=False)), y2="hi:Q")

@@ -6,7 +6,8 @@ Layers, each a function of a DataFrame in the result schema (plus what the layer
                         samples (= per 1,000 inferences for phase infer), mean power, measured/estimated.
 - ``cell_stats``        repeats of one cell -> mean, std, 95 % CI, CV of energy per sample, ``noisy``.
 - ``relative_to_baseline``  Δenergy %, Δtime %, Δquality against the fp32 baseline of the same
-                        site/workload/phase/device/batch size; ``missing_baselines`` lists the gaps.
+                        site/workload/phase/device/batch size; ``missing_baselines`` lists the gaps;
+                        ``emulated`` the precisions a device only emulates, with their measured slowdown.
 - ``time_to_target``    TTA / ETA from the per-epoch curves, Zeus's cost η·ETA + (1-η)·MaxPower·TTA;
                         ``best_batch_size`` picks the cheapest batch size per (workload, device, precision).
 - ``pareto``            quality vs energy per sample, per workload and phase (direction-aware).
@@ -122,6 +123,15 @@ def cell_stats(df: pl.DataFrame, noisy_cv: float = NOISY_CV) -> pl.DataFrame:
         flops_per_sample_train=pl.col("flops_per_sample_train").mean(),
         flops_per_s=pl.col("flops_per_s").mean(),
         config_hash=pl.col("config_hash").drop_nulls().first(),
+        # emulated if any repeat ran emulated; null when no run knew
+        precision_native=pl.when(pl.col("precision_native").is_null().all())
+        .then(None)
+        .otherwise(pl.col("precision_native").drop_nulls().all()),
+        precision_backend=pl.col("precision_backend").drop_nulls().unique().sort().str.join(", "),
+        precision_scheme=pl.col("precision_scheme").drop_nulls().unique().sort().str.join(", "),
+        gpu_compute_capability=pl.col("gpu_compute_capability").drop_nulls().first(),
+        cpu_flags=pl.col("cpu_flags").drop_nulls().first(),
+        compile_s=pl.col("compile_s").mean(),
     )
     t = pl.col("n_energy").map_elements(lambda k: t975(int(k) - 1), return_dtype=pl.Float64)
     return agg.with_columns(
@@ -164,6 +174,65 @@ def relative_to_baseline(cells: pl.DataFrame) -> pl.DataFrame:
         .then(pl.col("d_quality") >= 0)
         .otherwise(pl.col("d_quality") <= 0)
     )
+
+
+def emulated(rel: pl.DataFrame) -> pl.DataFrame:
+    """Precisions a device ran emulated (``precision_native`` false), with their measured slowdown.
+
+    One row per (site, device, hardware, precision): the cells (repeats averaged, output of
+    ``relative_to_baseline``) and the range of their time per sample relative to the fp32 baseline
+    of the same site/workload/phase/device/batch size (``slowdown_min``/``slowdown_max``, from the
+    rows; null where no cell has a baseline). Hardware is the GPU model for cuda cells, else the CPU model.
+    """
+    cols = {"site": pl.String, "device": pl.String, "hardware": pl.String, "precision": pl.String, "cells": pl.UInt32,
+            "cells_with_baseline": pl.UInt32, "slowdown_min": pl.Float64, "slowdown_max": pl.Float64,
+            "workloads": pl.String, "cpu_flags": pl.String, "gpu_compute_capability": pl.String}  # fmt: skip
+    if rel.height == 0 or "precision_native" not in rel.columns:
+        return pl.DataFrame(schema=cols)
+    ratio = pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s")
+    d = rel.filter(pl.col("precision_native").eq(False)).with_columns(
+        hardware=pl.when(pl.col("device") == "cuda").then(pl.col("gpu_model")).otherwise(pl.col("cpu_model")),
+        ratio=ratio,
+    )
+    if d.height == 0:
+        return pl.DataFrame(schema=cols)
+    return (
+        d.group_by("site", "device", "hardware", "precision", maintain_order=True)
+        .agg(
+            cells=pl.len(),
+            cells_with_baseline=pl.col("ratio").count(),
+            slowdown_min=pl.col("ratio").min(),
+            slowdown_max=pl.col("ratio").max(),
+            workloads=pl.col("workload").unique().sort().str.join(", "),
+            cpu_flags=pl.col("cpu_flags").drop_nulls().first(),
+            gpu_compute_capability=pl.col("gpu_compute_capability").drop_nulls().first(),
+        )
+        .with_columns(pl.col("cells", "cells_with_baseline").cast(pl.UInt32))
+        .sort("site", "device", "precision")
+    )
+
+
+def emulated_notes(emu: pl.DataFrame) -> list[str]:
+    """One sentence per row of ``emulated``: 'bf16 on Intel Xeon (site local, cpu) is emulated: 6.1–13.0× slower than fp32 ...'."""
+    out = []
+    for r in emu.iter_rows(named=True):
+        what = "CPU" if r["device"] != "cuda" else "GPU"
+        hw = r["hardware"] or f"this {what}"
+        if r["slowdown_min"] is None:
+            cost = "no fp32 baseline was measured, so its slowdown is unknown"
+        else:
+            lo, hi = r["slowdown_min"], r["slowdown_max"]
+            rng = f"{lo:.1f}×" if abs(hi - lo) < 0.05 else f"{lo:.1f}–{hi:.1f}×"
+            side = "slower than" if lo > 1 else ("faster than" if hi < 1 else "the time per sample of")
+            if side == "faster than":
+                rng = f"{1 / hi:.1f}×" if abs(1 / lo - 1 / hi) < 0.05 else f"{1 / hi:.1f}–{1 / lo:.1f}×"
+            cost = f"{rng} {side} fp32 per sample"
+            cost += f" ({r['cells_with_baseline']} cell(s): {r['workloads']})"
+        why = (f"compute capability {r['gpu_compute_capability']}" if r["device"] == "cuda"
+               else f"CPU flags: {r['cpu_flags'] or 'none of the relevant ones'}")  # fmt: skip
+        out.append(f"{r['precision']} on {hw} (site {r['site']}, {r['device']}) is emulated: {cost}. "
+                   f"The host lacks the instructions for it ({why}): the figure is the host's, not the precision's.")  # fmt: skip
+    return out
 
 
 def missing_baselines(cells: pl.DataFrame) -> pl.DataFrame:

@@ -237,6 +237,38 @@ def _how_measured(df: pl.DataFrame) -> str:
     return out
 
 
+def _precision_notes(rel: pl.DataFrame) -> str:
+    """Next to the charts: which precisions ran emulated on which host, with the slowdown measured in
+    the rows, and how the other precisions ran (int8 backend, native, time and quality against fp32)."""
+    if rel.height == 0:
+        return ""
+    out = []
+    emu = M.emulated(rel)
+    for note in M.emulated_notes(emu):
+        out.append(f"<p class='note emulated'>{html.escape(note)}</p>")
+    d = rel.filter((pl.col("precision") != "fp32") | (pl.col("variant") != "baseline"))
+    if d.height:
+        d = d.with_columns(
+            time_vs_fp32=pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s"),
+            native=pl.col("precision_native"),
+            backend=pl.when(pl.col("precision_backend") != "").then(
+                pl.col("precision_backend") + pl.lit(" (") + pl.col("precision_scheme") + pl.lit(")")
+            ),
+        )
+        out.append(
+            "<h3 id='precisions'>How each precision ran</h3><p class='caption'>Native = the device has instructions for "
+            "the precision (CPU flags, GPU compute capability); emulated cells cost what the host lacks. Time vs fp32 = "
+            "time per sample / the fp32 baseline's (same site, workload, phase, device, batch size); d_quality = quality − "
+            "the baseline's, in the metric's units (int8: the accuracy its quantization cost). Backend: the int8 "
+            "kernels and scheme (docs/workloads.md, “Which int8?”).</p>"
+        )  # fmt: skip
+        out.append(table_html(d.select(
+            "site", "workload", "phase", "device", "precision_variant", "batch_size", "backend", "native", "time_vs_fp32",
+            "quality_metric", "quality", "d_quality", "compile_s",
+        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")))  # fmt: skip
+    return "".join(out)
+
+
 def _environment(df: pl.DataFrame) -> str:
     if df.height == 0:
         return "<p><em>no runs</em></p>"
@@ -245,9 +277,11 @@ def _environment(df: pl.DataFrame) -> str:
         .agg(
             runs=pl.len(),
             cpu_model=pl.col("cpu_model").drop_nulls().first(),
+            cpu_flags=pl.col("cpu_flags").drop_nulls().first(),
             cores_logical=pl.col("cpu_cores_logical").max(),
             memory_gib=(pl.col("memory_total_bytes").max() / 2**30).round(1),
             gpu_model=pl.col("gpu_model").drop_nulls().first(),
+            gpu_compute_capability=pl.col("gpu_compute_capability").drop_nulls().first(),
             gpu_count=pl.col("gpu_count").max(),
             os=pl.col("os").drop_nulls().first(),
             python=pl.col("python_version").drop_nulls().first(),
@@ -335,6 +369,7 @@ def build_report(
             f"(<a href='{name}.png'>PNG</a>)</p><div class='chart' id='chart-{name}'></div>"
         )
     sec.append("<h2 id='charts'>Charts</h2><p class='caption'>Hover a mark for its details.</p>")
+    sec.append(_precision_notes(rel))
     for name in CHART_NAMES:
         if name != "fleet_whatif" and name != "scheduler_overhead":
             sec.append(chart_html[name])
