@@ -180,13 +180,14 @@ ENV_CHECK_EXIT = 78  # job-wrapper.sh exits with it when the worker cannot run t
 def htcondor_transfer(facts: dict[str, Any], shared_fs: bool, results_dir: str) -> dict[str, str]:
     """HTCondor submit settings of every joulegrid job (plugin resources, all constant strings).
 
-    The job's executable is job-wrapper.sh, always transferred (should_transfer_files YES), so it
-    runs even where the submit host's files are not visible. Without a shared filesystem the job
+    The job's executable is job-wrapper.sh, always transferred (ShouldTransferFiles "YES", set as a
+    job attribute: the plugin quotes raw submit commands), so it runs even where the submit host's
+    files are not visible. Without a shared filesystem the job
     also gets <results_dir>/attempts (a killed cell's earlier attempts, appended to, never lost)
     and the site's packed environment, and brings <results_dir> back: the wrapper leaves there only
     what the job created or changed (the declared outputs come back by the plugin anyway). It also
     takes the workflow (WORKFLOW_SOURCES) from the working directory, which must be the checkout."""
-    res = {"job_wrapper": str(JOB_WRAPPER), "htcondor_submit_should_transfer_files": "YES"}
+    res = {"job_wrapper": str(JOB_WRAPPER), "classad_ShouldTransferFiles": "YES"}
     if not shared_fs:
         # the plugin transfers the Snakefile, the rule's inputs and the config files; the rest of
         # the workflow comes from the checkout snakemake runs in (transfer_problem checks that)
@@ -230,13 +231,48 @@ def slurm_precommand(home: str, existing: str | None = None) -> str:
     missing = shlex.quote(
         f"joulegrid: this job cannot run on the node named on the next line: the joulegrid checkout {home} "
         "(its workflow and job wrapper) is not visible there. Fix: clone it on a filesystem every node mounts "
-        'at the same path (docs/sites.md, "What a job needs on the worker")'
+        "at the same path (docs/sites.md, section What a job needs on the worker)"
     )
     check = (
         f"{{ [ -r {wrapper} ] || {{ echo {missing} >&2; uname -n >&2; exit {ENV_CHECK_EXIT}; }}; }} && "
         f"sh {wrapper} --check {shlex.quote(sys.executable)}"
     )
     return f"{check} && {existing}" if existing else check
+
+
+ENV_CHECK_MARK = "joulegrid: this job cannot run on worker"  # how job-wrapper.sh's message starts
+
+
+def job_error_files(executor: str | None, settings: Any) -> list[Path]:
+    """Where the executor plugins leave what a job printed to stderr: HTCondor <htcondor-jobdir>/<rule>/*.err,
+    Slurm <slurm-logdir, default .snakemake/slurm_logs>/**/*.log."""
+    if executor == "htcondor" and getattr(settings, "jobdir", None):
+        return sorted(Path(settings.jobdir).glob("*/*.err"))
+    if executor == "slurm":
+        return sorted(Path(getattr(settings, "logdir", None) or ".snakemake/slurm_logs").glob("**/*.log"))
+    return []
+
+
+def env_check_failures(files: list[Path], since: float, most: int = 5) -> list[str]:
+    """The messages job-wrapper.sh left in job error files written after `since`, each distinct one once.
+
+    The plugins report only the exit code (HTCondor), or Snakemake does not show the Slurm log after
+    the rule's missing log: the main process shows these when the run fails (common.smk, onerror)."""
+    found: dict[str, Path] = {}
+    for err in files:
+        try:
+            if err.stat().st_mtime < since:
+                continue
+            text = err.read_text(errors="replace")
+        except OSError:
+            continue
+        at = text.find(ENV_CHECK_MARK)
+        if at >= 0:
+            found.setdefault(text[at:].strip(), err)
+    msgs = [f"{block}\n  (from the job's error file {err})" for block, err in found.items()]
+    if len(msgs) > most:
+        msgs = msgs[:most] + [f"... and {len(msgs) - most} more such messages"]
+    return msgs
 
 
 def transfer_problem(

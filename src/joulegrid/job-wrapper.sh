@@ -52,7 +52,7 @@ check_env() {  # check_env PYTHON HOME
     py=$1 home=$2
     if [ -L "$py" ] && [ ! -e "$py" ]; then
         fail "the Python environment $py is here, but the interpreter it links to ($(readlink "$py")) is not: the venv's base Python on $submit is not on this worker." \
-            "Fix: build the venv on a Python every worker has at the same path, e.g. an LCG view on CVMFS; see also $FIX_ENV"
+            "Fix: build the venv on a Python every worker has at the same path, e.g. an LCG view on CVMFS, or ship it with the jobs (joulegrid pack-env, profiles/blackett)."
     fi
     if [ ! -e "$py" ]; then
         fail "the Python environment $py does not exist on this worker (it runs snakemake on $submit)." \
@@ -63,7 +63,7 @@ check_env() {  # check_env PYTHON HOME
         version=$probe
         fail "$py exists on this worker but does not run here: $(printf '%s\n' "$version" | tail -n 1)" \
             "A different OS or C library on the worker than on $submit breaks an environment built there." \
-            "Fix: build the environment on the OS of the workers (lxplus: the jobs ask for el9 with MY.WantOS; build the venv on lxplus9), or on a Python from an LCG view on CVMFS; see also $FIX_ENV"
+            "Fix: build the environment on the OS of the workers (lxplus: the jobs ask for el9 with MY.WantOS; build the venv on lxplus9), or on a Python from an LCG view on CVMFS."
     fi
     version=$(printf '%s\n' "$probe" | sed -n 1p)
     missing=$(printf '%s\n' "$probe" | sed -n 2p)
@@ -97,11 +97,27 @@ else
 fi
 home=${JOULEGRID_HOME:-}
 
+job_ad=${_CONDOR_JOB_AD:-}
+ad_value() { [ -n "$job_ad" ] && sed -n "s/^$1 = \"\(.*\)\"\$/\1/p" "$job_ad"; }
+shared=1
+case " $* " in *" --shared-fs-usage none "*) shared=0 ;; esac
+
+# ----------------------------------------------------------------- with a shared filesystem
+# The job runs in the directory it was submitted from, also where the pool started it elsewhere.
+if [ $shared = 1 ]; then
+    iwd=$(ad_value OrigIwd)  # the submit directory when HTCondor transfers files (Iwd: the scratch directory)
+    [ -n "$iwd" ] || iwd=$(ad_value Iwd)
+    if [ -n "$iwd" ] && [ "$iwd" != "$PWD" ]; then
+        # the submit directory as the submit host sees it holds Snakemake's .snakemake/
+        [ -d "$iwd/.snakemake" ] || fail "the working directory $iwd of $submit is not visible on this worker, and this profile assumes a shared filesystem." \
+            "Fix: run snakemake from a directory every worker mounts at the same path, or use a profile without a shared filesystem (shared-fs-usage: none: profiles/lxplus, profiles/blackett)."
+        cd "$iwd" || fail "cannot enter the working directory $iwd."
+    fi
+fi
+
 # ----------------------------------------------------------------- without a shared filesystem
 # HTCondor transferred the workflow (Snakefile, workflow/, src/, config/: executors.py) into the
 # scratch directory: the job runs that copy, not the submit host's checkout.
-shared=1
-case " $* " in *" --shared-fs-usage none "*) shared=0 ;; esac
 if [ $shared = 0 ]; then
     [ -r workflow/rules/common.smk ] && [ -d src/joulegrid ] \
         || fail "the workflow (Snakefile, workflow/, src/, config/ of the joulegrid checkout) did not arrive with the job." \
@@ -130,18 +146,8 @@ fi
 
 check_env "$py" "$home"
 
-# ----------------------------------------------------------------- where the job runs
-job_ad=${_CONDOR_JOB_AD:-}
-ad_value() { [ -n "$job_ad" ] && sed -n "s/^$1 = \"\(.*\)\"\$/\1/p" "$job_ad"; }
-
+# ----------------------------------------------------------------- run
 if [ $shared = 1 ]; then
-    iwd=$(ad_value OrigIwd)  # the submit directory when HTCondor transfers files (Iwd: the scratch directory)
-    [ -n "$iwd" ] || iwd=$(ad_value Iwd)
-    if [ -n "$iwd" ] && [ "$iwd" != "$PWD" ]; then
-        [ -d "$iwd" ] || fail "the working directory $iwd of $submit is not visible on this worker, and this profile assumes a shared filesystem." \
-            "Fix: run snakemake from a directory every worker mounts at the same path, or use a profile without a shared filesystem (shared-fs-usage: none: profiles/lxplus, profiles/blackett)."
-        cd "$iwd" || fail "cannot enter the working directory $iwd."
-    fi
     exec "$py" -m snakemake "$@"
 fi
 

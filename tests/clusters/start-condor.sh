@@ -237,22 +237,25 @@ EOF
   cat >> "$CONFIG.new" <<EOF
 
 # --- a second, CERN-like execute node (docs/sites.md, "Test clusters") ---
-# Jobs that ask for a worker OS the way CERN's pool wants it (MY.WantOS: profiles/lxplus) run on
-# a second startd that behaves like CERN's batch workers: another FILESYSTEM_DOMAIN than the submit
-# side (file transfer on, the job starts in its scratch directory) and a job wrapper that hides the
-# job's submit directory from it (no shared working directory: cern-like-job.sh). Every other job
-# runs on the first startd as before, with the shared filesystem.
+# A second startd behaves like CERN's batch workers (and Blackett's): another FILESYSTEM_DOMAIN
+# than the submit side (file transfer on, the job starts in its scratch directory) and a job
+# wrapper that hides the job's submit directory from it (no shared working directory:
+# cern-like-job.sh). It runs the jobs that ask for a worker OS the way CERN's pool wants it
+# (MY.WantOS: profiles/lxplus) and those that bring their outputs back by file transfer
+# (TransferOutput: shared-fs-usage none, profiles/blackett). Every other job runs on the first
+# startd as before, with the shared filesystem.
+NO_SHARED_FS_JOB = (TARGET.WantOS =!= undefined || TARGET.TransferOutput =!= undefined)
 STARTD_CERN = \$(STARTD)
 STARTD_CERN_ARGS = -f -local-name CERN
 DAEMON_LIST = \$(DAEMON_LIST) STARTD_CERN
-START = (TARGET.WantOS =?= undefined)
+START = !\$(NO_SHARED_FS_JOB)
 CERN.STARTD_NAME = cern
 CERN.STARTD_LOG = \$(LOG)/StartLog.cern
 CERN.STARTER_LOG = \$(LOG)/StarterLog.cern
 CERN.STARTD_ADDRESS_FILE = \$(LOG)/.startd_cern_address
 CERN.EXECUTE = \$(LOCAL_DIR)/execute-cern
 CERN.FILESYSTEM_DOMAIN = cern-like.invalid
-CERN.START = (TARGET.WantOS =!= undefined)
+CERN.START = \$(NO_SHARED_FS_JOB)
 CERN.STARTER = $POOL/cern-starter.sh
 CERN.USER_JOB_WRAPPER = $POOL/cern-like-job.sh
 # No Kerberos here: jobs that ask for their Kerberos/AFS credentials (SendCredential, as

@@ -5,6 +5,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the checkout's package, even if not installed
@@ -101,11 +102,26 @@ def resolve_cell_group():
 # is parsed), hence onstart (not called for dry runs, nor inside cluster jobs). Snakemake also
 # caps each job's threads at --cores (cluster jobs too): a cluster run that would silently
 # measure cells with fewer threads than measure.threads is refused.
+THIS_RUN = {}  # this run (main process): when it started
+
+
+onerror:
+    # A job that could not run on its worker said why in its error file (job-wrapper.sh), which
+    # Snakemake does not show (HTCondor: only the exit code): shown here, each message once.
+    if "start" in THIS_RUN:
+        from snakemake.logging import logger as _logger
+
+        _files = JGE.job_error_files(getattr(workflow.executor_plugin, "name", None), workflow.executor_settings)
+        for _msg in JGE.env_check_failures(_files, THIS_RUN["start"]):
+            _logger.error(_msg)
+
+
 onstart:
     # Retries of failed jobs (--retries, site profiles): jobs read it to know whether a killed run-cell
     # will be retried (joulegrid record-failure); executors pass the submit environment on (Slurm's
     # default --export=ALL, HTCondor getenv: True in the site profiles). Unset = no retries left.
     os.environ["JOULEGRID_RETRIES"] = str(workflow.execution_settings.retries or 0)
+    THIS_RUN["start"] = time.time()  # onerror: the messages of this run's jobs only
     # Never lose a measurement: Snakemake would delete a finished run file before re-running its job
     # (forced, or marked incomplete); joulegrid refuses the first and archives the second (archive.py).
     from joulegrid import archive as JGA
