@@ -306,6 +306,7 @@ def test_slurm_gpu_example_submits_gres_to_the_local_cluster(tmp_path):
     # what the example replaced: --gres through slurm_extra, refused by the plugin before submitting
     again = tmp_path / "old-example"
     shutil.copytree(tmp_path / "resources", again / "resources")  # prepared data: only the cell is submitted
-    old = C.snakemake(again, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST,
+    old = C.snakemake(again, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, "--retries", "0",
                       "--set-resources", "measure:slurm_extra='--gres=gpu:1'", configfile=cfg, timeout=600, check=False)
-    assert old.returncode != 0 and "The --gres option is not allowed in the 'slurm_extra' parameter" in old.stdout + old.stderr
+    out = old.stdout + old.stderr
+    assert old.returncode != 0 and "The --generic-resources-(GRES) option is not allowed in the 'slurm_extra' parameter" in out
