@@ -223,6 +223,12 @@ if (( CONDOR_FAKE_GPUS > 0 )); then
   # GPUs that do not exist (ids only), so request_gpus jobs can match in tests
   echo "MACHINE_RESOURCE_GPUs = $(seq -s, -f 'fake-gpu-%g' 0 $((CONDOR_FAKE_GPUS - 1)))" >> "$CONFIG.new"
 fi
+if [[ $CONDOR_CERN_LIKE == 1 ]] \
+   && ! unshare --user --map-user="$PUID" --map-group="$PGID" -- unshare --user --map-root-user --mount true 2>/dev/null; then
+  # cern-like-job.sh hides the submit directory in a user namespace nested in the pool's
+  log "no CERN-like execute node: this machine does not allow nested user namespaces (unshare failed)"
+  CONDOR_CERN_LIKE=0
+fi
 if [[ $CONDOR_CERN_LIKE == 1 ]]; then
   mkdir -p "$POOL/execute-cern"
   install -m 755 "$HERE/cern-like-job.sh" "$POOL/cern-like-job.sh"   # the pool keeps its own copy
