@@ -182,11 +182,11 @@ def htcondor_transfer(facts: dict[str, Any], shared_fs: bool, results_dir: str) 
 
     The job's executable is job-wrapper.sh, always transferred (ShouldTransferFiles "YES", set as a
     job attribute: the plugin quotes raw submit commands), so it runs even where the submit host's
-    files are not visible. Without a shared filesystem the job
-    also gets <results_dir>/attempts (a killed cell's earlier attempts, appended to, never lost)
-    and the site's packed environment, and brings <results_dir> back: the wrapper leaves there only
-    what the job created or changed (the declared outputs come back by the plugin anyway). It also
-    takes the workflow (WORKFLOW_SOURCES) from the working directory, which must be the checkout."""
+    files are not visible. Without a shared filesystem the job also takes the workflow
+    (WORKFLOW_SOURCES, from the working directory, which must be the checkout), <results_dir>/attempts
+    (a killed cell's earlier attempts, appended to, never lost) and the site's packed environment,
+    and brings <results_dir> back: the wrapper leaves there only what the job created or changed
+    (the declared outputs come back by the plugin anyway)."""
     res = {"job_wrapper": str(JOB_WRAPPER), "classad_ShouldTransferFiles": "YES"}
     if not shared_fs:
         # the plugin transfers the Snakefile, the rule's inputs and the config files; the rest of
