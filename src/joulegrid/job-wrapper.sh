@@ -152,13 +152,14 @@ if [ $shared = 1 ]; then
 fi
 
 results=${JOULEGRID_RESULTS:-results}
-stamp=$PWD/.joulegrid-inputs-stamp
-touch "$stamp"
+listing() { [ -d "$results" ] && find "$results" -type f -printf '%s %T@ %p\n' | sort; }
+inputs=$PWD/.joulegrid-inputs
+listing > "$inputs"  # what HTCondor transferred in: size, mtime, path
 "$py" -m snakemake "$@"
 rc=$?
-# Only what this job created or changed goes back: inputs HTCondor transferred in are unchanged.
+# Only what this job created or changed goes back: inputs with the same size and mtime are removed.
 if [ -d "$results" ]; then
-    find "$results" -type f ! -newer "$stamp" -exec rm -f {} +
+    listing | comm -12 - "$inputs" | cut -d' ' -f3- | while IFS= read -r f; do rm -f "$f"; done
     find "$results" -mindepth 1 -depth -type d -empty -exec rmdir {} \; 2>/dev/null
 fi
 mkdir -p "$results"
