@@ -3,7 +3,7 @@
 #
 #   snakemake                           # the default grid (config/config.yaml) -> results/report/index.html
 #   snakemake -n                        # dry run: what would be measured
-#   snakemake --profile profiles/slurm  # the same grid on a Slurm cluster (see docs/sites.md)
+#   snakemake --profile slurm           # the same grid on a Slurm cluster (see docs/sites.md)
 #
 # The rules are thin: all logic lives in the joulegrid package (src/joulegrid).
 import os

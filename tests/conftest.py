@@ -61,13 +61,14 @@ def write_config(tmp_path):
     return _write
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 900, env: dict | None = None, check: bool = True):
-    """Run the real Snakemake on joulegrid's Snakefile in workdir; returns CompletedProcess."""
+def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 900, env: dict | None = None,
+              check: bool = True, cwd: Path | None = None):
+    """Run the real Snakemake on joulegrid's Snakefile in workdir (started in cwd); returns CompletedProcess."""
     cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir)]
     if configfile:
         cmd += ["--configfile", str(configfile)]
     cmd += list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=subprocess_env(env))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=subprocess_env(env), cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc

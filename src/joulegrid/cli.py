@@ -1,4 +1,4 @@
-"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | aggregate | report | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | aggregate | report | pack-env | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -126,6 +126,23 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_pack_env(args) -> int:
+    from .packenv import PackError, pack
+
+    try:
+        packed = pack(args.out, exclude=tuple(args.exclude))
+    except PackError as e:
+        print(f"joulegrid: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"joulegrid: packed the venv {sys.prefix} ({packed.files} files, {packed.bytes_in / 1e6:.0f} MB) into "
+        f"{packed.path} ({packed.path.stat().st_size / 1e6:.0f} MB). The workers need its base Python "
+        f"{packed.base_python} at that path.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_schema(args) -> int:
     from . import schema
 
@@ -221,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--configfile", default=None, help="take report:, fleet:, sites and hardware from this config")
     rp.add_argument("--settings", default=None, help="analysis settings as JSON (what the Snakemake rule passes)")
     rp.set_defaults(func=cmd_report)
+
+    pe = sub.add_parser(
+        "pack-env",
+        help="pack the venv that runs it into a tarball the jobs of a site without a shared filesystem unpack "
+        "(config/sites.yaml env_tarball; profiles/blackett)",
+    )
+    pe.add_argument("--out", default="joulegrid-env.tar.gz", help="tarball to write, in the checkout (default %(default)s)")
+    pe.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                    help="leave out paths inside the venv, e.g. 'lib/python3.11/site-packages/playwright*' (repeatable)")
+    pe.set_defaults(func=cmd_pack_env)
 
     s = sub.add_parser("schema", help="print the result schema")
     s.add_argument("--markdown", action="store_true")

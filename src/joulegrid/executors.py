@@ -21,10 +21,22 @@ joulegrid declares), and jobs without GPU cells declare no ``gpu``.
 
 Memory and runtime grow with the attempt number, so a job killed for memory or time is retried
 with more (``retries`` in the site profiles). Pure Python: no torch, no Snakemake import.
+
+Every HTCondor job runs through joulegrid's job wrapper (``job-wrapper.sh`` next to this file,
+transferred with the job): it checks that the worker can run the submit host's environment and
+fails at once saying what is missing where; without a shared filesystem (``shared-fs-usage: none``)
+it also returns the job's side files (logs, hotspots, attempts). Slurm jobs run the same check
+before Snakemake starts (``slurm_precommand``).
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import shlex
+import socket
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
 # Executor names (Snakemake executor plugins) and the scheduler each one submits to.
@@ -65,12 +77,34 @@ def pick_flavour(flavours: list[tuple[str, int]], runtime_min: float) -> str:
     return flavours[-1][0]
 
 
-def check_runtime(site: str, flavours: list[tuple[str, int]], runtime_min: int) -> None:
-    if flavours and runtime_min > flavours[-1][1]:
-        name, limit = flavours[-1]
+def runtime_limit(site: str, facts: dict[str, Any]) -> tuple[str, int] | None:
+    """(what sets it, minutes): the longest runtime a job of the site may ask for, or None.
+
+    The longest job flavour (lxplus) or the site's wall-clock limit ``max_runtime_min``
+    (Blackett: 72 h), whichever is shorter."""
+    limits = []
+    flavours = job_flavours(site, facts)
+    if flavours:
+        limits.append((f"the longest job flavour, {flavours[-1][0]}", flavours[-1][1]))
+    raw = facts.get("max_runtime_min")
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+            raise SiteError(
+                f"sites file key {site}.max_runtime_min: {raw!r} is not a runtime in minutes. "
+                "Fix: give the site's wall-clock limit as a whole number of minutes, e.g. 4320 for 72 h"
+            )
+        limits.append(("the wall-clock limit of its jobs, max_runtime_min", raw))
+    return min(limits, key=lambda t: t[1]) if limits else None
+
+
+def check_runtime(site: str, facts: dict[str, Any], runtime_min: int) -> None:
+    """Refuse a job.runtime_min the site would never run (before any job is submitted)."""
+    limit = runtime_limit(site, facts)
+    if limit and runtime_min > limit[1]:
+        what, minutes = limit
         raise SiteError(
-            f"config key job.runtime_min: {runtime_min} min is longer than the longest job flavour of site "
-            f"{site!r} ({name}, {limit} min). Fix: lower job.runtime_min or split the work into smaller cells"
+            f"config key job.runtime_min: {runtime_min} min is longer than site {site!r} allows ({what}: "
+            f"{minutes} min). Fix: lower job.runtime_min or split the work into smaller cells"
         )
 
 
@@ -81,6 +115,8 @@ def job_resources(
     runtime_min: int,
     gpus: Callable[[Any], int] | int = 0,
     group_size: Callable[[], int] | int = 1,
+    shared_fs: bool = True,
+    results_dir: str = "results",
 ) -> dict[str, Any]:
     """Rule resources for one job kind; values are callables Snakemake evaluates per job and attempt.
 
@@ -89,7 +125,11 @@ def job_resources(
     group_size: cells per group job (``group-components: [cells=N]``, see ``cells_per_group``), or a
     callable giving it once Snakemake knows its settings. Snakemake gives a group job the sum of its
     cells' runtimes (they run one after the other), so an HTCondor job flavour is picked for that sum;
-    Slurm's -t gets the sum from Snakemake itself."""
+    Slurm's -t gets the sum from Snakemake itself.
+
+    shared_fs: False with Snakemake's ``shared-fs-usage: none`` (profiles/lxplus, profiles/blackett):
+    HTCondor jobs then also take <results_dir>/attempts (earlier attempts of the cell) and the site's
+    packed environment (``env_tarball``) as inputs, and return <results_dir> (what the job wrote)."""
     scheduler = facts.get("scheduler", "local")
     if scheduler not in SCHEDULERS:
         raise SiteError(
@@ -97,7 +137,7 @@ def job_resources(
             f"Fix: use one of {', '.join(SCHEDULERS)}"
         )
     flavours = job_flavours(site, facts)
-    check_runtime(site, flavours, runtime_min)
+    check_runtime(site, facts, runtime_min)
 
     def mem(wc, attempt):
         return int(mem_mb) * attempt
@@ -122,11 +162,146 @@ def job_resources(
         res["request_memory"] = mem
         if asks_gpu:
             res["request_gpus"] = gpu
+        res.update(htcondor_transfer(facts, shared_fs, results_dir))
         if flavours:
             res["classad_JobFlavour"] = lambda wc, attempt: pick_flavour(
                 flavours, runtime(wc, attempt) * (group_size() if callable(group_size) else group_size)
             )
     return res
+
+
+# ------------------------------------------------------------------ the job's environment
+JOB_WRAPPER = Path(__file__).resolve().with_name("job-wrapper.sh")
+# What a job needs of the checkout besides the Snakefile (included rules, the package, config files).
+WORKFLOW_SOURCES = ("workflow", "src", "config")
+ENV_CHECK_EXIT = 78  # job-wrapper.sh exits with it when the worker cannot run the job (EX_CONFIG)
+
+
+def htcondor_transfer(facts: dict[str, Any], shared_fs: bool, results_dir: str) -> dict[str, str]:
+    """HTCondor submit settings of every joulegrid job (plugin resources, all constant strings).
+
+    The job's executable is job-wrapper.sh, always transferred (ShouldTransferFiles "YES", set as a
+    job attribute: the plugin quotes raw submit commands), so it runs even where the submit host's
+    files are not visible. Without a shared filesystem the job also takes the workflow
+    (WORKFLOW_SOURCES, from the working directory, which must be the checkout), <results_dir>/attempts
+    (a killed cell's earlier attempts, appended to, never lost) and the site's packed environment,
+    and brings <results_dir> back: the wrapper leaves there only what the job created or changed
+    (the declared outputs come back by the plugin anyway)."""
+    res = {"job_wrapper": str(JOB_WRAPPER), "classad_ShouldTransferFiles": "YES"}
+    if not shared_fs:
+        # the plugin transfers the Snakefile, the rule's inputs and the config files; the rest of
+        # the workflow comes from the checkout snakemake runs in (transfer_problem checks that)
+        inputs = [*WORKFLOW_SOURCES, f"{results_dir}/attempts"]
+        if facts.get("env_tarball"):
+            inputs.append(str(facts["env_tarball"]))
+        res["htcondor_transfer_input_files"] = ", ".join(inputs)
+        res["htcondor_transfer_output_files"] = results_dir
+    return res
+
+
+def os_name() -> str:
+    """PRETTY_NAME of /etc/os-release (e.g. 'AlmaLinux 9.4 (Seafoam Ocelot)'), else the platform."""
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME") or platform.platform()
+    except OSError:
+        return platform.platform()
+
+
+def submit_environment(results_dir: str, env_tarball: str | None = None) -> dict[str, str]:
+    """What job-wrapper.sh compares the worker against, exported by the main Snakemake process
+    (Slurm passes its environment to jobs; HTCondor jobs get it with getenv: True)."""
+    env = {
+        "JOULEGRID_PYTHON": sys.executable,
+        "JOULEGRID_PYTHON_VERSION": "%d.%d" % sys.version_info[:2],
+        "JOULEGRID_SUBMIT_HOST": socket.gethostname(),
+        "JOULEGRID_SUBMIT_OS": os_name(),
+        "JOULEGRID_RESULTS": results_dir,
+    }
+    if env_tarball:
+        env["JOULEGRID_ENV_TARBALL"] = env_tarball
+    return env
+
+
+def slurm_precommand(home: str, existing: str | None = None) -> str:
+    """Snakemake's --precommand for Slurm jobs: job-wrapper.sh --check before the job's Snakemake.
+
+    Without a readable wrapper (the checkout is not on the node) it says so itself. No '$' and no
+    double quotes: the plugin hands the job to sbatch inside --wrap="..." through a shell."""
+    wrapper = shlex.quote(str(JOB_WRAPPER))
+    missing = shlex.quote(
+        f"joulegrid: this job cannot run on the node named on the next line: the joulegrid checkout {home} "
+        "(its workflow and job wrapper) is not visible there. Fix: clone it on a filesystem every node mounts "
+        "at the same path (docs/sites.md, section What a job needs on the worker)"
+    )
+    check = (
+        f"{{ [ -r {wrapper} ] || {{ echo {missing} >&2; uname -n >&2; exit {ENV_CHECK_EXIT}; }}; }} && "
+        f"sh {wrapper} --check {shlex.quote(sys.executable)}"
+    )
+    return f"{check} && {existing}" if existing else check
+
+
+ENV_CHECK_MARK = "joulegrid: this job cannot run on worker"  # how job-wrapper.sh's message starts
+
+
+def job_error_files(executor: str | None, settings: Any) -> list[Path]:
+    """Where the executor plugins leave what a job printed to stderr: HTCondor <htcondor-jobdir>/<rule>/*.err,
+    Slurm <slurm-logdir, default .snakemake/slurm_logs>/**/*.log."""
+    if executor == "htcondor" and getattr(settings, "jobdir", None):
+        return sorted(Path(settings.jobdir).glob("*/*.err"))
+    if executor == "slurm":
+        return sorted(Path(getattr(settings, "logdir", None) or ".snakemake/slurm_logs").glob("**/*.log"))
+    return []
+
+
+def env_check_failures(files: list[Path], since: float, most: int = 5) -> list[str]:
+    """The messages job-wrapper.sh left in job error files written after `since`, each distinct one once.
+
+    The plugins report only the exit code (HTCondor), or Snakemake does not show the Slurm log after
+    the rule's missing log: the main process shows these when the run fails (common.smk, onerror)."""
+    found: dict[str, Path] = {}
+    for err in files:
+        try:
+            if err.stat().st_mtime < since:
+                continue
+            text = err.read_text(errors="replace")
+        except OSError:
+            continue
+        at = text.find(ENV_CHECK_MARK)
+        if at >= 0:
+            found.setdefault(text[at:].strip(), err)
+    msgs = [f"{block}\n  (from the job's error file {err})" for block, err in found.items()]
+    if len(msgs) > most:
+        msgs = msgs[:most] + [f"... and {len(msgs) - most} more such messages"]
+    return msgs
+
+
+def transfer_problem(
+    site: str, facts: dict[str, Any], shared_fs: bool, results_dir: str, checkout: str, workdir: str = "."
+) -> str | None:
+    """Why a run without a shared filesystem cannot start (checked before any job), else None."""
+    if shared_fs:
+        return None
+    if Path(workdir).resolve() != Path(checkout).resolve():
+        return (
+            f"joulegrid: without a shared filesystem (shared-fs-usage: none) every job takes the workflow "
+            f"({', '.join(WORKFLOW_SOURCES)}) from the working directory, but this run works in "
+            f"{os.path.abspath(workdir)}, not in the joulegrid checkout {checkout}. Fix: run snakemake in the "
+            "checkout (cd there, without --directory)"
+        )
+    if os.path.isabs(results_dir):
+        return (
+            f"joulegrid config error: config key results: {results_dir!r} is an absolute path, but without a shared "
+            "filesystem (shared-fs-usage: none) HTCondor transfers the results directory relative to the working "
+            "directory. Fix: a relative results directory"
+        )
+    tarball = facts.get("env_tarball")
+    if tarball and not Path(workdir, tarball).is_file():
+        return (
+            f"joulegrid: site {site!r} runs its jobs in a packed environment (config/sites.yaml {site}.env_tarball: "
+            f"{tarball}), which is not in the working directory {os.path.abspath(workdir)}. Fix: joulegrid pack-env "
+            f"--out {tarball} (docs/sites.md, Blackett)"
+        )
+    return None
 
 
 # The Snakemake group of the measure rule: `group-components: [cells=N]` (a site profile or the
@@ -149,15 +324,15 @@ def group_problem(
     one. A group name other than joulegrid's (and not one of --groups) groups nothing: a warning.
     """
     size = cells_per_group(group_components)
-    flavours = job_flavours(site, facts)
-    if size > 1 and flavours and size * runtime_min > flavours[-1][1]:
-        name, limit = flavours[-1]
-        most = max(1, limit // max(1, runtime_min))
+    limit = runtime_limit(site, facts)
+    if size > 1 and limit and size * runtime_min > limit[1]:
+        what, minutes = limit
+        most = max(1, minutes // max(1, runtime_min))
         return (
             "error",
             f"joulegrid config error: group-components {CELL_GROUP}={size} with job.runtime_min {runtime_min} "
-            f"makes group jobs of {size * runtime_min} min, longer than the longest job flavour of site {site!r} "
-            f"({name}, {limit} min). Fix: at most {CELL_GROUP}={most}, or a lower job.runtime_min",
+            f"makes group jobs of {size * runtime_min} min, longer than site {site!r} allows ({what}: "
+            f"{minutes} min). Fix: at most {CELL_GROUP}={most}, or a lower job.runtime_min",
         )
     own = {CELL_GROUP, *((groups or {}).values())}
     other = sorted(k for k in (group_components or {}) if k not in own)

@@ -41,6 +41,10 @@
 #                they do not exist, but let joulegrid's cuda cells (request_gpus)
 #                match so the tests see a GPU request go through HTCondor (the job
 #                then finds no CUDA device and records a skipped row). 0: none.
+#                CONDOR_CERN_LIKE (default 1): a second execute node that behaves like
+#                CERN's batch workers, for jobs that ask for a worker OS (MY.WantOS):
+#                file transfer on, jobs start in their scratch directory and do not
+#                see their submit directory (cern-like-job.sh). 0: none.
 set -euo pipefail
 
 CONDOR_PREFIX=${CONDOR_PREFIX:-/tmp/htcondor-local}
@@ -52,6 +56,8 @@ CONDOR_NUM_CPUS=${CONDOR_NUM_CPUS:-}
 CONDOR_MEMORY_MB=${CONDOR_MEMORY_MB:-}
 CONDOR_FRESH=${CONDOR_FRESH:-1}   # 1: empty job queue/logs/sandboxes on (re)start
 CONDOR_FAKE_GPUS=${CONDOR_FAKE_GPUS:-1}
+CONDOR_CERN_LIKE=${CONDOR_CERN_LIKE:-1}
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 SYSROOT=$CONDOR_PREFIX/sysroot
 POOL=$CONDOR_PREFIX/pool
@@ -216,6 +222,56 @@ EOF
 if (( CONDOR_FAKE_GPUS > 0 )); then
   # GPUs that do not exist (ids only), so request_gpus jobs can match in tests
   echo "MACHINE_RESOURCE_GPUs = $(seq -s, -f 'fake-gpu-%g' 0 $((CONDOR_FAKE_GPUS - 1)))" >> "$CONFIG.new"
+fi
+if [[ $CONDOR_CERN_LIKE == 1 ]] \
+   && ! unshare --user --map-user="$PUID" --map-group="$PGID" -- unshare --user --map-root-user --mount true 2>/dev/null; then
+  # cern-like-job.sh hides the submit directory in a user namespace nested in the pool's
+  log "no CERN-like execute node: this machine does not allow nested user namespaces (unshare failed)"
+  CONDOR_CERN_LIKE=0
+fi
+if [[ $CONDOR_CERN_LIKE == 1 ]]; then
+  mkdir -p "$POOL/execute-cern"
+  install -m 755 "$HERE/cern-like-job.sh" "$POOL/cern-like-job.sh"   # the pool keeps its own copy
+  # The starters of the second startd read its settings (CERN.*) too: a startd does not pass its
+  # local name on to the starters it runs (-classad is the startd asking what the starter can do).
+  cat > "$POOL/cern-starter.sh" <<EOF
+#!/bin/sh
+case \${1:-} in -classad) exec $SYSROOT/usr/sbin/condor_starter "\$@" ;; esac
+exec $SYSROOT/usr/sbin/condor_starter -local-name CERN "\$@"
+EOF
+  chmod 755 "$POOL/cern-starter.sh"
+  cat >> "$CONFIG.new" <<EOF
+
+# --- a second, CERN-like execute node (docs/sites.md, "Test clusters") ---
+# A second startd behaves like CERN's batch workers (and Blackett's): another FILESYSTEM_DOMAIN
+# than the submit side (file transfer on, the job starts in its scratch directory) and a job
+# wrapper that hides the job's submit directory from it (no shared working directory:
+# cern-like-job.sh). It runs the jobs that ask for a worker OS the way CERN's pool wants it
+# (MY.WantOS: profiles/lxplus) and those that bring their outputs back by file transfer
+# (TransferOutput: shared-fs-usage none, profiles/blackett). Every other job runs on the first
+# startd as before, with the shared filesystem.
+NO_SHARED_FS_JOB = (TARGET.WantOS =!= undefined || TARGET.TransferOutput =!= undefined)
+STARTD_CERN = \$(STARTD)
+STARTD_CERN_ARGS = -f -local-name CERN
+DAEMON_LIST = \$(DAEMON_LIST) STARTD_CERN
+START = !\$(NO_SHARED_FS_JOB)
+CERN.STARTD_NAME = cern
+CERN.STARTD_LOG = \$(LOG)/StartLog.cern
+CERN.STARTER_LOG = \$(LOG)/StarterLog.cern
+CERN.STARTD_ADDRESS_FILE = \$(LOG)/.startd_cern_address
+CERN.EXECUTE = \$(LOCAL_DIR)/execute-cern
+CERN.FILESYSTEM_DOMAIN = cern-like.invalid
+CERN.START = \$(NO_SHARED_FS_JOB)
+CERN.STARTER = $POOL/cern-starter.sh
+CERN.USER_JOB_WRAPPER = $POOL/cern-like-job.sh
+# No Kerberos here: jobs that ask for their Kerberos/AFS credentials (SendCredential, as
+# profiles/lxplus must at CERN) run without them instead of failing in the starter.
+JOB_TRANSFORM_NAMES = \$(JOB_TRANSFORM_NAMES) NoKerberos
+JOB_TRANSFORM_NoKerberos @=end
+   REQUIREMENTS SendCredential =?= true
+   DELETE SendCredential
+@end
+EOF
 fi
 config_changed=0
 cmp -s "$CONFIG.new" "$CONFIG" || config_changed=1

@@ -6,6 +6,7 @@ The probe inputs below are excerpts of what a real job saw on the test clusters
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -143,9 +144,10 @@ def test_job_resources_per_scheduler():
     slurm = _eval(E.job_resources("s", {"scheduler": "slurm"}, 4000, 60, gpus=lambda wc: 1 if wc.device == "cuda" else 0), cuda, 2)
     assert slurm == {"mem_mb": 8000, "runtime": 120, "gpu": 1}
     condor = _eval(E.job_resources("c", {"scheduler": "htcondor"}, 4000, 60, gpus=1), cuda, 1)
-    assert condor == {"mem_mb": 4000, "runtime": 60, "gpu": 1, "request_memory": 4000, "request_gpus": 1}
+    wrapped = {"job_wrapper": str(E.JOB_WRAPPER), "classad_ShouldTransferFiles": "YES"}  # every HTCondor job
+    assert condor == {"mem_mb": 4000, "runtime": 60, "gpu": 1, "request_memory": 4000, "request_gpus": 1, **wrapped}
     cpu_only = _eval(E.job_resources("c", {"scheduler": "htcondor"}, 4000, 60, gpus=0))
-    assert cpu_only == {"mem_mb": 4000, "runtime": 60, "request_memory": 4000}  # no GPU resource at all
+    assert cpu_only == {"mem_mb": 4000, "runtime": 60, "request_memory": 4000, **wrapped}  # no GPU resource at all
     local = _eval(E.job_resources("l", {"scheduler": "local"}, 4000, 60, gpus=lambda wc: 1 if wc.device == "cuda" else 0), cuda, 2)
     assert local == {"gpu": 1}  # the local executor reads no memory or runtime
     assert E.job_resources("l", {"scheduler": "local"}, 4000, 60) == {}
@@ -157,8 +159,76 @@ def test_lxplus_job_flavour_follows_runtime_and_attempt():
     assert [res["classad_JobFlavour"](None, a) for a in (1, 2, 3)] == ["microcentury", "longlunch", "workday"]
     assert _eval(E.job_resources("lxplus", sites["lxplus"], 2000, 15))["classad_JobFlavour"] == "espresso"
     assert E.pick_flavour(E.job_flavours("lxplus", sites["lxplus"]), 10**6) == "nextweek"  # retries clamp
-    with pytest.raises(E.SiteError, match=r"job.runtime_min: 20000 min .*\(nextweek, 10080 min\)"):
+    with pytest.raises(E.SiteError, match=r"job.runtime_min: 20000 min .*\(the longest job flavour, nextweek: 10080 min\)"):
         E.job_resources("lxplus", sites["lxplus"], 2000, 20000)
+
+
+def test_blackett_refuses_cells_longer_than_its_72_hour_limit():
+    sites = yaml.safe_load((REPO / "config" / "sites.yaml").read_text())
+    bl = sites["blackett"]
+    assert E.runtime_limit("blackett", bl) == ("the wall-clock limit of its jobs, max_runtime_min", 72 * 60)
+    assert E.job_resources("blackett", bl, 2000, 72 * 60)["runtime"](None, 1) == 4320
+    with pytest.raises(E.SiteError, match=r"job.runtime_min: 4321 min is longer than site 'blackett' allows .*4320 min"):
+        E.job_resources("blackett", bl, 2000, 4321)
+    # a group of cells is one job: it must end within the limit too
+    assert E.group_problem("blackett", bl, 60, {"cells": 72}) is None
+    kind, msg = E.group_problem("blackett", bl, 60, {"cells": 73})
+    assert kind == "error" and "4380 min" in msg and "at most cells=72" in msg
+    # the shorter of a flavour list and a wall-clock limit wins; a wrong limit is named
+    assert E.runtime_limit("x", {"job_flavours": {"a": 100}, "max_runtime_min": 50})[1] == 50
+    with pytest.raises(E.SiteError, match=r"x.max_runtime_min: '72h' is not a runtime in minutes"):
+        E.runtime_limit("x", {"max_runtime_min": "72h"})
+
+
+def test_without_a_shared_filesystem_htcondor_jobs_transfer_the_workflow_attempts_and_results():
+    sites = yaml.safe_load((REPO / "config" / "sites.yaml").read_text())
+    lx = _eval(E.job_resources("lxplus", sites["lxplus"], 2000, 15, shared_fs=False, results_dir="res"))
+    assert lx["htcondor_transfer_input_files"] == "workflow, src, config, res/attempts"
+    assert lx["htcondor_transfer_output_files"] == "res"
+    bl = _eval(E.job_resources("blackett", sites["blackett"], 2000, 15, shared_fs=False))
+    assert bl["htcondor_transfer_input_files"] == "workflow, src, config, results/attempts, joulegrid-env.tar.gz"
+    shared = _eval(E.job_resources("htcondor", sites["htcondor"], 2000, 15))
+    assert not {"htcondor_transfer_input_files", "htcondor_transfer_output_files"} & set(shared)
+    assert E.job_resources("slurm", sites["slurm"], 2000, 15, shared_fs=False).keys() == {"mem_mb", "runtime"}
+
+
+def test_runs_without_a_shared_filesystem_are_checked_before_any_job(tmp_path):
+    sites = yaml.safe_load((REPO / "config" / "sites.yaml").read_text())
+    assert E.transfer_problem("htcondor", sites["htcondor"], True, "/abs/results", str(REPO), "/elsewhere") is None
+    msg = E.transfer_problem("lxplus", sites["lxplus"], False, "results", str(REPO), str(tmp_path))
+    assert "not in the joulegrid checkout" in msg and "cd there, without --directory" in msg
+    msg = E.transfer_problem("lxplus", sites["lxplus"], False, "/eos/user/results", str(tmp_path), str(tmp_path))
+    assert "config key results: '/eos/user/results' is an absolute path" in msg
+    msg = E.transfer_problem("blackett", sites["blackett"], False, "results", str(tmp_path), str(tmp_path))
+    assert "blackett.env_tarball: joulegrid-env.tar.gz), which is not in the working directory" in msg
+    assert "joulegrid pack-env --out joulegrid-env.tar.gz" in msg
+    (tmp_path / "joulegrid-env.tar.gz").write_bytes(b"")
+    assert E.transfer_problem("blackett", sites["blackett"], False, "results", str(tmp_path), str(tmp_path)) is None
+
+
+def test_submit_environment_is_what_the_wrapper_compares():
+    env = E.submit_environment("res", "env.tar.gz")
+    assert env["JOULEGRID_PYTHON"] == sys.executable and env["JOULEGRID_RESULTS"] == "res"
+    assert env["JOULEGRID_PYTHON_VERSION"] == "%d.%d" % sys.version_info[:2]
+    assert env["JOULEGRID_ENV_TARBALL"] == "env.tar.gz" and env["JOULEGRID_SUBMIT_OS"]
+    assert "JOULEGRID_ENV_TARBALL" not in E.submit_environment("results")
+
+
+def test_env_check_failures_are_collected_once_each_from_this_runs_job_files(tmp_path):
+    msg = f"{E.ENV_CHECK_MARK} n1 (OS):\n  the Python environment /x does not exist\n  See docs"
+    old, new1, new2, other = (tmp_path / f"{n}.err" for n in ("old", "a", "b", "c"))
+    old.write_text("snakemake says\n" + msg)
+    os.utime(old, (1000, 1000))  # an earlier run's job
+    new1.write_text("snakemake says\n" + msg)
+    new2.write_text(msg)  # the same problem on another job: shown once
+    other.write_text("Traceback: a job that failed for another reason")
+    out = E.env_check_failures([old, new1, new2, other], since=2000)
+    assert out == [f"{msg}\n  (from the job's error file {new1})"]
+    many = [tmp_path / f"m{i}.err" for i in range(7)]
+    for i, f in enumerate(many):
+        f.write_text(msg.replace("n1", f"node{i}"))
+    out = E.env_check_failures(many, since=0, most=5)
+    assert len(out) == 6 and out[-1] == "... and 2 more such messages"
 
 
 @pytest.mark.parametrize(
@@ -232,10 +302,17 @@ def test_site_profile_names_a_site_of_its_scheduler(name):
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_profile_dry_run_plans_the_site(name, tmp_path, write_config):
+def test_profile_short_name_from_the_repository_root(name, tmp_path, write_config):
+    """`snakemake --profile slurm -n` (htcondor, lxplus, blackett) in the checkout, as the README says."""
     cfg = write_config({"grid": {"devices": ["cpu", "cuda"]}})
-    proc = C.snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / name), configfile=cfg, timeout=300)
+    proc = C.snakemake(tmp_path, "-n", "--profile", name, configfile=cfg, timeout=300, cwd=REPO)
     out = proc.stdout + proc.stderr
+    assert f"Using profiles {name} and workflow specific profile profiles/default" in out
     assert f"results/runs/{name}/baler_ae/train/cuda/fp32/bs256/r0.parquet" in out
     gpu_key = "gpu=1" if name == "slurm" else "request_gpus=1"
     assert gpu_key in out  # cuda cells ask for a GPU
+    if name != "slurm":  # every HTCondor job runs through joulegrid's job wrapper
+        assert f"job_wrapper={E.JOB_WRAPPER}" in out and "classad_ShouldTransferFiles=YES" in out
+    no_shared = name in ("lxplus", "blackett")  # shared-fs-usage: none: files travel by transfer
+    assert ("htcondor_transfer_output_files=results" in out) == no_shared
+    assert ("classad_WantOS=el9" in out) == (name == "lxplus")

@@ -5,6 +5,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the checkout's package, even if not installed
@@ -48,12 +49,30 @@ if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
     JG = "joulegrid"
 
 
+# Without a shared filesystem (a profile's shared-fs-usage: none: lxplus, Blackett) HTCondor transfers
+# each job's inputs and outputs; the site's facts may name a packed environment the jobs run in.
+SHARED_FS = bool(workflow.storage_settings.shared_fs_usage)
+SITE_FACTS = {**SITES[config["site"]], **SPEC.facts}
+# What a job needs of the submit host, checked on the worker by joulegrid's job wrapper
+# (src/joulegrid/job-wrapper.sh): exported here, passed on by the executors (Slurm's environment,
+# HTCondor's getenv). Inside a job this is the worker's own Snakemake: keep the submit host's.
+if workflow.is_main_process:
+    os.environ.update(JGE.submit_environment(RESULTS, None if SHARED_FS else SITE_FACTS.get("env_tarball")))
+if workflow.is_main_process and not SHARED_FS:
+    # snakemake-executor-plugin-htcondor 0.3 hands workflow.configfiles to a job as --configfiles in
+    # that order, and the job applies them in order: the Snakefile's default config (listed after the
+    # --configfile grids) would override them there. Defaults first, as in this process.
+    _default_config = os.path.abspath(os.path.join(workflow.basedir, "config", "config.yaml"))
+    workflow.configfiles.sort(key=lambda f: os.path.abspath(f) != _default_config)
+
+
 def job_resources(mem_mb, runtime_min, gpus=0, group_size=1):
     """Resources of a job that mean the same on every executor (joulegrid/executors.py):
     mem_mb -> slurm --mem / htcondor request_memory, runtime -> slurm -t / lxplus +JobFlavour,
-    gpu -> slurm --gpus / htcondor request_gpus; memory and runtime scale with the attempt."""
+    gpu -> slurm --gpus / htcondor request_gpus; memory and runtime scale with the attempt.
+    HTCondor jobs also run through joulegrid's job wrapper (and transfer files without a shared filesystem)."""
     try:
-        return JGE.job_resources(config["site"], {**SITES[config["site"]], **SPEC.facts}, mem_mb, runtime_min, gpus, group_size)
+        return JGE.job_resources(config["site"], SITE_FACTS, mem_mb, runtime_min, gpus, group_size, SHARED_FS, RESULTS)
     except JGE.SiteError as e:
         raise WorkflowError(str(e)) from None
 
@@ -83,11 +102,26 @@ def resolve_cell_group():
 # is parsed), hence onstart (not called for dry runs, nor inside cluster jobs). Snakemake also
 # caps each job's threads at --cores (cluster jobs too): a cluster run that would silently
 # measure cells with fewer threads than measure.threads is refused.
+THIS_RUN = {}  # this run (main process): when it started
+
+
+onerror:
+    # A job that could not run on its worker said why in its error file (job-wrapper.sh), which
+    # Snakemake does not show (HTCondor: only the exit code): shown here, each message once.
+    if "start" in THIS_RUN:
+        from snakemake.logging import logger as _logger
+
+        _files = JGE.job_error_files(getattr(workflow.executor_plugin, "name", None), workflow.executor_settings)
+        for _msg in JGE.env_check_failures(_files, THIS_RUN["start"]):
+            _logger.error(_msg)
+
+
 onstart:
     # Retries of failed jobs (--retries, site profiles): jobs read it to know whether a killed run-cell
     # will be retried (joulegrid record-failure); executors pass the submit environment on (Slurm's
     # default --export=ALL, HTCondor getenv: True in the site profiles). Unset = no retries left.
     os.environ["JOULEGRID_RETRIES"] = str(workflow.execution_settings.retries or 0)
+    THIS_RUN["start"] = time.time()  # onerror: the messages of this run's jobs only
     # Never lose a measurement: Snakemake would delete a finished run file before re-running its job
     # (forced, or marked incomplete); joulegrid refuses the first and archives the second (archive.py).
     from joulegrid import archive as JGA
@@ -103,11 +137,21 @@ onstart:
     for _p in _archived:
         _logger.warning(f"joulegrid: {_p.name} of an unfinished job (killed after writing it) archived as {_p}; the cell is measured again")
     _executor = getattr(workflow.executor_plugin, "name", None)
+    if _executor == "htcondor":
+        _transfer = JGE.transfer_problem(config["site"], SITE_FACTS, SHARED_FS, RESULTS, workflow.basedir)
+        if _transfer:
+            raise WorkflowError(_transfer)
+        if not SHARED_FS:  # an input of every job (earlier attempts): HTCondor holds a job whose input is missing
+            os.makedirs(f"{RESULTS}/attempts", exist_ok=True)
+    if _executor == "slurm":  # the worker checks the environment before the job's Snakemake starts
+        workflow.remote_execution_settings.precommand = JGE.slurm_precommand(
+            os.environ["JOULEGRID_HOME"], workflow.remote_execution_settings.precommand
+        )
     for _problem in (
         JGE.executor_problem(config["site"], SPEC.facts["scheduler"], _executor),
         JGE.threads_problem(config["measure"]["threads"], workflow.resource_settings.cores, _executor),
         JGE.group_problem(
-            config["site"], {**SITES[config["site"]], **SPEC.facts}, config["job"]["runtime_min"],
+            config["site"], SITE_FACTS, config["job"]["runtime_min"],
             workflow.group_settings.group_components, workflow.group_settings.overwrite_groups,
         ),
     ):
