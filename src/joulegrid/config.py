@@ -319,13 +319,20 @@ def settings_hash(obj: Any) -> str:
 
 # ------------------------------------------------------------------ per-cell settings
 def site_facts(sites: dict[str, Any], site: str) -> dict[str, Any]:
+    from .meters.attribution import NodePowerError, node_power_entries
+
     s = dict(sites.get(site) or {})
+    try:  # measured idle power of the site's nodes (docs/measurement.md, "Whose energy")
+        node_power = node_power_entries(s.get("node_power"), site) or None
+    except NodePowerError as e:
+        raise ConfigError(str(e)) from None
     return {
         "name": site,
         "scheduler": s.get("scheduler", "local"),
         "country_iso": s.get("country_iso"),
         "carbon_intensity_g_per_kwh": s.get("carbon_intensity_g_per_kwh"),
         "pue": s.get("pue", 1.0),
+        "node_power": node_power,
     }
 
 

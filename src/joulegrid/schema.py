@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Status values a run can end with.
 STATUS_OK = "ok"
@@ -150,29 +150,70 @@ COLUMNS: tuple[Column, ...] = (
     _C("peak_device_mem_allocated_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_allocated during the measured window (peak stats reset before it; GPU runs)."),
     _C("peak_device_mem_reserved_bytes", "int64", "bytes", "memory", "torch.cuda.max_memory_reserved during the measured window (GPU runs)."),
     # ---------------------------------------------------------------- energy and carbon
-    _C("energy_j", "float64", "J", "energy", "Total energy of the measured window, gross (idle included): the sum of one reading per component family (cpu, gpu, ram), each from the most trustworthy meter (measured before modelled; rapl/nvml, then zeus, codecarbon, estimate). IT energy at the meter: PUE is not included (see co2_kg)."),
-    _C("energy_cpu_j", "float64", "J", "energy", "CPU (package) part of energy_j."),
-    _C("energy_gpu_j", "float64", "J", "energy", "GPU part of energy_j (cuda cells; GPUs visible to the job)."),
-    _C("energy_ram_j", "float64", "J", "energy", "DRAM/RAM part of energy_j (measured RAPL DRAM domain, or codecarbon's RAM model)."),
-    _C("energy_method", "string", "", "energy", "How each part of energy_j was obtained, joined by +: rapl, nvml, zeus-rapl, zeus-nvml, codecarbon-rapl, codecarbon-nvml, codecarbon-tdp-load, codecarbon-ram-model, estimate-tdp, ... (docs/measurement.md)."),
+    _C("energy_j", "float64", "J", "energy", "The JOB's energy in the measured window, gross (its share of idle power included): its share of what the node and device meters measured (energy_attribution; docs/measurement.md, 'Whose energy'), one job reading per component family (cpu, gpu, ram), each from the most trustworthy meter (measured before modelled; rapl/nvml, then zeus, codecarbon, estimate). IT energy at the meter: PUE is not included (see co2_kg)."),
+    _C("energy_cpu_j", "float64", "J", "energy", "The job's CPU (package) part of energy_j = energy_cpu_active_j + energy_cpu_idle_j."),
+    _C("energy_gpu_j", "float64", "J", "energy", "GPU part of energy_j: the whole energy of the GPUs the job holds (job_gpu_uuids), no other GPU of the node (cuda cells)."),
+    _C("energy_ram_j", "float64", "J", "energy", "The job's RAM part of energy_j: the RAPL DRAM domain split (active by CPU-time share, idle by memory share), or job_share_ram x the node's RAM model (codecarbon); never the whole host's RAM."),
+    _C("energy_method", "string", "", "energy", "How the node/device energy behind each part of energy_j was obtained, joined by +: rapl, nvml, zeus-rapl, zeus-nvml, codecarbon-rapl, codecarbon-nvml, codecarbon-ram-model, estimate-tdp, ... (docs/measurement.md)."),
+    _C("energy_attribution", "string", "", "energy", "How each part of energy_j was attributed to the job, joined by +: cpu-share (active CPU energy by the job's share of busy CPU time, idle power by its reserved CPUs), node-cpu (node not shared: all active CPU energy, idle by reserved CPUs), dram-share (active by CPU-time share, idle by memory share), mem-share (RAM model x memory share), job-gpus (the job's own GPUs)."),
     _C("energy_estimated", "bool", "", "energy", "True when any part of energy_j is a model estimate (no RAPL/NVML counter measured it)."),
     _C("energy_components", "string", "", "energy", "Components energy_j covers, e.g. cpu+ram-model or cpu+ram+gpu (dram = measured DRAM, ram-model = modelled)."),
     _C("energy_interval_s", "float64", "s", "energy", "Sampling (sampling meters) or polling (counter meters) interval of the largest reading in energy_j."),
     _C("energy_samples", "int64", "", "energy", "Samples (or counter reads) the largest reading in energy_j took in the window."),
     _C("energy_low_confidence", "bool", "", "energy", "True if any reading in energy_j took fewer than 60 samples in the measured window (MLPerf Power spirit): raise measure.min_window_s, workload size or epochs. Independent of energy_estimated."),
     _C("idle_window_s", "float64", "s", "energy", "Wall time of the idle baseline measured just before the measured window (measure.idle_baseline_s); null if disabled."),
-    _C("idle_power_w", "float64", "W", "energy", "Mean power during the idle baseline, from the same meters and components as energy_j; null if disabled."),
-    _C("energy_net_j", "float64", "J", "energy", "Energy net of idle: energy_j - idle_power_w * wall_s; null without idle baseline."),
+    _C("idle_power_w", "float64", "W", "energy", "The job's mean power during the idle baseline (its share, attributed like energy_j, from the same meters and components); null if disabled."),
+    _C("energy_net_j", "float64", "J", "energy", "The job's energy net of idle: energy_j - idle_power_w * wall_s; null without idle baseline."),
     _C("mean_power_w", "float64", "W", "energy", "energy_j / wall_s."),
-    _C("energy_readings", "list<reading>", "", "energy", "Every reading of every meter and window: meter, component, method, energy_j, interval_s, samples, estimated, window (idle or measured), duration_s."),
+    _C("energy_readings", "list<reading>", "", "energy", "Every reading of every meter and window: meter, component, method, energy_j, interval_s, samples, estimated, window (idle or measured), duration_s, scope (node, device or process: as the meter measured it; job: the job's share of it) and attribution (job readings: how it was split)."),
     _C("meters_absent", "list<absent>", "", "energy", "Meters that were asked for (or are part of auto) but could not run here, each with the reason."),
-    _C("meter_rel_diff", "float64", "fraction", "energy", "Largest relative difference |a-b|/max(a,b) between two meters that both MEASURED the same component in the measured window (models are not compared); null if no two did."),
+    _C("meter_rel_diff", "float64", "fraction", "energy", "Largest relative difference |a-b|/max(a,b) between two meters that both MEASURED the same node/device component in the measured window (models are not compared); null if no two did."),
     _C("meter_rel_diff_between", "string", "", "energy", "The component and the two meters of meter_rel_diff, e.g. 'cpu: rapl (rapl) vs codecarbon (codecarbon-rapl)'."),
     _C("meters_disagree", "bool", "", "energy", "True if meter_rel_diff > 0.05: the energy figure is questionable; the report flags such runs."),
     _C("co2_kg", "float64", "kg", "energy", "CO2-equivalent = energy_j/3.6e6 kWh * pue * carbon_intensity (PUE applied here, once)."),
     _C("carbon_intensity_g_per_kwh", "float64", "gCO2e/kWh", "energy", "Grid carbon intensity used (from config/sites.yaml)."),
     _C("pue", "float64", "", "energy", "Power usage effectiveness of the site used for co2_kg."),
     _C("country_iso", "string", "", "energy", "ISO 3166-1 alpha-3 country code of the site."),
+    # ---------------------------------------------------------------- attribution: whose energy (measured window)
+    _C("energy_cpu_active_j", "float64", "J", "attribution", "The job's ACTIVE CPU energy: job_share_cpu x the node's CPU energy above idle power (p0_cpu_w x wall); neighbour-invariant."),
+    _C("energy_cpu_idle_j", "float64", "J", "attribution", "The job's share of the node's CPU idle power: job_cpus / node_cpus x min(node CPU energy, p0_cpu_w x wall)."),
+    _C("node_energy_j", "float64", "J", "attribution", "The node's energy in the measured window, from the same meters and components as energy_j (CPU packages, DRAM or the host's RAM model; GPU: the job's own devices). Per node: never sum it over jobs sharing a node."),
+    _C("node_energy_cpu_j", "float64", "J", "attribution", "CPU part of node_energy_j (all packages, or the estimate meter's node model)."),
+    _C("node_energy_gpu_j", "float64", "J", "attribution", "GPU part of node_energy_j: the job's own devices (equal to energy_gpu_j)."),
+    _C("node_energy_ram_j", "float64", "J", "attribution", "RAM part of node_energy_j (DRAM domain, or codecarbon's model of the host's RAM)."),
+    _C("node_other_active_j", "float64", "J", "attribution", "Active energy of the node's other activity (neighbour jobs, system) in the measured window. energy_j + node_other_active_j + node_unreserved_idle_j = node_energy_j."),
+    _C("node_unreserved_idle_j", "float64", "J", "attribution", "Idle energy of what the job did not reserve (other CPUs, other memory) in the measured window."),
+    _C("job_share_cpu", "float64", "fraction", "attribution", "s = job_cpu_s / max(node_busy_cpu_s, job_cpu_s): the job's share of the node's busy CPU time (its share of active CPU and DRAM energy; 1 is used where the node is not shared)."),
+    _C("neighbour_cpu_fraction", "float64", "fraction", "attribution", "(node_busy_cpu_s - job_cpu_s) / node_busy_cpu_s: other processes' share of the node's busy CPU time (neighbour jobs, system daemons)."),
+    _C("node_shared", "bool", "", "attribution", "True when other processes used more than measure.node_shared_above (5 %) of the node's CPU capacity in the measured window; False = the job had the node: all active CPU energy is its own."),
+    _C("job_share_ram", "float64", "fraction", "attribution", "job_mem_bytes / node_mem_bytes: the job's share of the node's RAM (idle) power."),
+    _C("job_cpu_s", "float64", "s", "attribution", "J: CPU time of the job in the measured window: its scheduler cgroup, else its whole process tree (children included; job_cpu_source)."),
+    _C("job_cpu_source", "string", "", "attribution", "Where job_cpu_s was read: cgroup-v2, cgroup-v1 (a Slurm job_<id> or HTCondor slot cgroup) or process-tree."),
+    _C("node_cpu_s", "float64", "s", "attribution", "T: CPU time of all the node's logical CPUs in the measured window (/proc/stat; steal included, guest not added twice)."),
+    _C("node_busy_cpu_s", "float64", "s", "attribution", "B: busy CPU time of the node in the measured window (user + nice + system + irq + softirq; steal and iowait are not busy)."),
+    _C("node_steal_cpu_s", "float64", "s", "attribution", "CPU time stolen by the hypervisor in the measured window (VMs)."),
+    _C("node_cpus", "int64", "cores", "attribution", "N: logical CPUs of the node (/proc/stat)."),
+    _C("job_cpus", "float64", "cores", "attribution", "A: CPUs reserved for the job on this node (Slurm SLURM_CPUS_ON_NODE, HTCondor's provisioned/requested CPUs, else the CPUs it may run on)."),
+    _C("job_cpus_source", "string", "", "attribution", "Where job_cpus came from: slurm, htcondor or affinity."),
+    _C("job_mem_bytes", "int64", "bytes", "attribution", "M: the job's memory, time-averaged over the measured window: its reservation (Slurm, HTCondor), else its cgroup's memory, else its process tree's PSS (RSS where PSS is unreadable)."),
+    _C("job_mem_source", "string", "", "attribution", "Where job_mem_bytes came from: slurm-reservation, htcondor-reservation, cgroup, pss or rss."),
+    _C("node_mem_bytes", "int64", "bytes", "attribution", "MemTotal of the node (/proc/meminfo)."),
+    _C("job_gpu_uuids", "string", "", "attribution", "UUIDs of the GPUs the job holds (resolved from the scheduler's device ids or CUDA_VISIBLE_DEVICES), comma-separated."),
+    _C("p0_cpu_w", "float64", "W", "attribution", "Idle (static) power of the node's CPU used to split energy_cpu_j (busy-ratio: the window's effective value)."),
+    _C("p0_cpu_source", "string", "", "attribution", "Where p0_cpu_w came from: site (config/sites.yaml node_power, measured on an idle node), fit (over this job's intervals), busy-ratio (Kepler's E x (1 - B/T); not neighbour-invariant) or model (the estimate meter's own)."),
+    _C("p0_ram_w", "float64", "W", "attribution", "Idle power of the node's RAM used to split energy_ram_j (the RAM model: its whole power)."),
+    _C("p0_ram_source", "string", "", "attribution", "Where p0_ram_w came from: site, fit, busy-ratio or model."),
+    _C("p0_fit_k_w_per_cpu", "float64", "W", "attribution", "Slope of the idle-power fit (W per busy logical CPU); null unless p0_cpu_source is fit."),
+    _C("threads_per_core", "int64", "", "attribution", "Hardware threads per core (2 = SMT): two busy sibling threads share one core's power."),
+    # ---------------------------------------------------------------- the whole job
+    _C("process_started_at", "timestamp", "UTC", "job", "When the job's process (the interpreter of run-cell) started."),
+    _C("job_wall_s", "float64", "s", "job", "Wall time of the whole job: interpreter start, imports, data, model, warm-up, measured phase, up to the row, less job_excluded_s."),
+    _C("job_excluded_s", "float64", "s", "job", "joulegrid's own measurement extras left out of job_wall_s and job_energy_j: the idle baseline and the hotspot profiling passes."),
+    _C("job_untracked_s", "float64", "s", "job", "Part of job_wall_s before the meters started (interpreter start and imports up to the runner): its energy is extrapolated."),
+    _C("job_energy_j", "float64", "J", "job", "The job's energy over job_wall_s (same families and attribution as energy_j): tracked by continuous meters where they exist, the rest extrapolated (job_energy_extrapolated_j)."),
+    _C("job_energy_extrapolated_j", "float64", "J", "job", "Part of job_energy_j not metered but extrapolated at the job's measured rates (idle share per second, active energy per CPU-second): the start-up before the meters, and families without a continuous meter."),
+    _C("job_time_outside_phase_fraction", "float64", "fraction", "job", "1 - wall_s / job_wall_s: the share of the job's time outside the measured phase."),
+    _C("job_energy_outside_phase_fraction", "float64", "fraction", "job", "1 - energy_j / job_energy_j: the share of the job's energy outside the measured phase."),
     # ---------------------------------------------------------------- quality
     _C("quality_metric", "string", "", "quality", "Name of the headline quality metric (e.g. recon_mse, roc_auc, accuracy)."),
     _C("quality", "float64", "", "quality", "Value of the headline quality metric on the test split."),
@@ -239,6 +280,8 @@ READING_FIELDS = (
     ("estimated", "bool"),
     ("window", "string"),  # measured, idle
     ("duration_s", "float64"),  # window length as the meter saw it
+    ("scope", "string"),  # node, device, process (as measured) or job (attributed)
+    ("attribution", "string"),  # job readings: how the node/device reading was split
 )
 ABSENT_FIELDS = (("meter", "string"), ("reason", "string"))
 

@@ -20,6 +20,8 @@ class CounterMeter(Meter):
     kind = "counter"
     #: method string per component (set by subclasses)
     methods: dict[str, str] = {}
+    #: scope per component (node unless a subclass says device)
+    scopes: dict[str, str] = {}
 
     def __init__(self, interval_s: float = 0.1):
         self.interval_s = float(interval_s)
@@ -93,12 +95,17 @@ class CounterMeter(Meter):
         self._sample()
         duration = time.perf_counter() - self._t0
         return [
-            Reading(self.name, comp, self.methods.get(comp, self.name), e, self.interval_s, self._reads, False, duration_s=duration)
+            Reading(self.name, comp, self.methods.get(comp, self.name), e, self.interval_s, self._reads, False,
+                    duration_s=duration, scope=self.scopes.get(comp, "node"))
             for comp, e in sorted(self._by_component().items())
         ]
 
     def estimated(self, component: str) -> bool:
         return False
+
+    def clone(self) -> "CounterMeter | None":
+        """A second, independent reader of the same counters (the whole-job window), or None."""
+        return None
 
     def close(self) -> None:
         self._stop_evt.set()
