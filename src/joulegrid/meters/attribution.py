@@ -141,7 +141,9 @@ def fit_idle_power(points: list[tuple[float, float, float]], n_cpus: int) -> Idl
     """Theil-Sen line power = P0 + k * busy_cpus over (dt, busy CPU-s, energy J) intervals.
 
     None unless the recipe's acceptance holds: >= FIT_MIN_INTERVALS intervals, busy CPUs spread
-    (10th to 90th percentile) >= FIT_MIN_SPREAD x n_cpus, k >= 0. P0 is clamped to [0, lowest power seen].
+    (10th to 90th percentile) >= FIT_MIN_SPREAD x n_cpus, k >= 0. P0 is clamped to [0, the power of the
+    idlest intervals] (their 10th percentile rather than the single lowest, which a short noisy
+    interval can pull below the real idle power).
     """
     pts = [(b / dt, e / dt) for dt, b, e in points if dt > 0]
     if len(pts) < FIT_MIN_INTERVALS:
@@ -165,7 +167,8 @@ def fit_idle_power(points: list[tuple[float, float, float]], n_cpus: int) -> Idl
     if k < 0:
         return None
     p0 = statistics.median(y - k * x for x, y in pts)
-    p0 = min(max(p0, 0.0), min(y for _, y in pts))
+    low = statistics.quantiles(sorted(y for _, y in pts), n=10)[0]
+    p0 = min(max(p0, 0.0), low)
     return IdlePower(p0, "fit", k)
 
 
