@@ -88,6 +88,8 @@ def _friendly(err) -> str:
         return f"config key {key}: {err.message}. Fix: add it"
     if v == "minProperties":
         return f"config key {key}: {err.message}. Fix: name at least one axis to match besides reason"
+    if v == "oneOf" and sch.get("description"):
+        return f"config key {key}: {inst!r} is not allowed. Fix: {' '.join(sch['description'].split())}"
     if v == "minLength":
         return f"config key {key}: must not be empty. Fix: write a short text"
     return f"config key {key}: {err.message}"
