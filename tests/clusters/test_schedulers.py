@@ -120,6 +120,34 @@ def _check_scheduler_rows(df, scheduler: str, site: str) -> None:
             # torch ran with the allocated CPUs, and the scheduler's/Snakemake's OMP/MKL agree
             assert r["torch_num_threads"] == 1 and r["omp_num_threads"] == "1" and r["mkl_num_threads"] == "1", r
             assert r["threads_consistent"] is True and r["threads_mismatch"] is None, r
+            _check_job_share(r, scheduler)
+
+
+def _check_job_share(r, scheduler: str) -> None:
+    """Whose energy on a cluster node: the scheduler's reservation, the job's share of the node."""
+    cid = r["cell_id"]
+    assert (r["job_cpus"], r["job_cpus_source"]) == (r["alloc_cpus"], scheduler), cid
+    assert r["job_mem_source"] == f"{scheduler}-reservation", cid
+    # the job's RAM share = its reservation (MB, as the scheduler recorded it) over the node's memory
+    assert r["job_share_ram"] == pytest.approx(r["alloc_mem_mb"] * 2**20 / r["node_mem_bytes"], rel=1e-9), cid
+    assert r["node_mem_bytes"] == pytest.approx(r["memory_total_bytes"], rel=0.01), cid
+    assert r["node_cpus"] == r["cpu_cores_logical"] and r["job_cpu_source"] in ("process-tree", "cgroup-v1", "cgroup-v2"), cid
+    assert 0 < r["job_cpu_s"] <= r["node_busy_cpu_s"] and r["job_share_cpu"] == pytest.approx(r["job_cpu_s"] / r["node_busy_cpu_s"]), cid
+    assert r["neighbour_cpu_fraction"] == pytest.approx(1 - r["job_share_cpu"]), cid
+    assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"]), cid
+    assert r["energy_cpu_idle_j"] == pytest.approx(r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"] * r["wall_s"], rel=0.05), cid
+    assert r["job_wall_s"] > r["wall_s"] and r["job_energy_j"] > r["energy_j"], cid
+
+
+def _check_two_cells_shared_the_node(df) -> None:
+    """The two cpu cells of a cluster run were measured on the node at the same time: each counts the
+    other as a neighbour (node_shared), and each gets only its share of the node's energy."""
+    cpu = df.filter(df["device"] == "cpu").sort("started_at").to_dicts()
+    a, b = cpu
+    assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"], (a["cell_id"], b["cell_id"])
+    for r in cpu:
+        assert r["node_shared"] is True and r["neighbour_cpu_fraction"] > 0.05, r["cell_id"]
+        assert r["energy_j"] < r["node_energy_j"], r["cell_id"]
 
 
 # ------------------------------------------------------------------ fixtures
@@ -167,6 +195,9 @@ def test_local_rows_and_energy_meter_serialises(workdir):
     assert ok["status"].to_list() == ["ok", "ok"]
     assert ok["alloc_cpus"].to_list() == [1, 1] and ok["torch_num_threads"].to_list() == [1, 1]
     assert ok["threads_consistent"].to_list() == [True, True]
+    for r in ok.iter_rows(named=True):  # a local run: no reservation; the job may use every CPU
+        assert r["job_cpus_source"] == "affinity" and r["job_cpus"] == r["cpu_affinity"] and r["job_mem_source"] in ("pss", "rss")
+        assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"])
     # --cores 2 and 1 thread per job would allow 2 at once: energy_meter=1 (profiles/default,
     # scope local) lets only one measuring job run at a time on this machine
     assert max_concurrent(log) == 1, log[-3000:]
@@ -191,6 +222,7 @@ def test_grid_through_slurm(slurm_run, workdir):
         assert ("gres/gpu=1" in tres) == (r["device"] == "cuda"), acct
     # energy_meter (scope local) does not hold back cluster jobs: the two cpu cells ran at once
     assert max_concurrent(slurm_run) >= 2, slurm_run[-3000:]
+    _check_two_cells_shared_the_node(df)
 
 
 @pytest.mark.slow
