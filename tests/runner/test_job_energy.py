@@ -27,9 +27,9 @@ pytestmark = pytest.mark.slow
 P0, K, P0_DRAM, K_DRAM = 4.0, 12.0, 2.0, 1.0
 
 
-def spec_for(workload: str, measure: dict, sites_file: str | None = None, rows: int = 3000) -> dict:
+def spec_for(workload: str, measure: dict, sites_file: str | None = None, rows: int = 3000, epochs: int = 1) -> dict:
     cfg = deep_merge(copy.deepcopy(TINY), {"grid": {"workloads": [workload]}, "measure": {"threads": 1, **measure},
-                                           "workloads": {workload: {"rows": rows, "epochs": 1}}})  # fmt: skip
+                                           "workloads": {workload: {"rows": rows, "epochs": epochs}}})  # fmt: skip
     if sites_file:
         cfg["sites_file"] = sites_file
     cfg, sites = CFG.prepare(cfg, base_dir=REPO)
@@ -90,13 +90,14 @@ def test_whole_job_from_interpreter_start(data, tmp_path):
 def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     """The issue's measurement (a jet-tagger training cell, 1 thread, beside a process burning one core;
     13.4 J alone and 17.7 J beside it before this split), on a fake node whose counters the cell's own
-    meters read, with the site's idle power from a sites file (config/sites.yaml node_power)."""
+    meters read, with the site's idle power from a sites file (config/sites.yaml node_power). Medians of
+    three alternating runs each."""
     sites = yaml.safe_load((REPO / "config" / "sites.yaml").read_text())
     sites["local"]["node_power"] = {"cpu_idle_w": P0, "dram_idle_w": P0_DRAM, "source": "fake node"}
     sites_file = tmp_path / "sites.yaml"
     sites_file.write_text(yaml.safe_dump(sites))
     spec = spec_for("jet_tagger", {"meters": ["rapl"], "idle_baseline_s": 0, "hotspots": "never", "counter_interval_s": 0.05},
-                    sites_file=str(sites_file), rows=0)  # fmt: skip
+                    sites_file=str(sites_file), rows=0, epochs=20)  # fmt: skip  (~2 CPU-s: ticks are 10 ms)
     node = FakeNode(tmp_path / "node", P0, K, P0_DRAM, K_DRAM, n_cpus=2).start()
     env = {"JOULEGRID_POWERCAP": str(node.powercap), "JOULEGRID_PROC": str(node.proc)}
     runs: dict[str, list[dict]] = {"alone": [], "neighbour": []}
@@ -123,9 +124,15 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
         assert r["status"] == "ok" and r["energy_method"] == "rapl" and r["p0_cpu_source"] == "site" and r["p0_cpu_w"] == P0
         assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"])
         assert r["energy_cpu_active_j"] == pytest.approx(K * r["job_cpu_s"], rel=0.1)  # k x its own CPU time
-    med = {c: {k: statistics.median(r[k] for r in rs) for k in ("energy_cpu_active_j", "node_energy_cpu_j", "neighbour_cpu_fraction")}
-           for c, rs in runs.items()}  # fmt: skip
-    assert med["neighbour"]["energy_cpu_active_j"] == pytest.approx(med["alone"]["energy_cpu_active_j"], rel=0.1), med
-    assert med["neighbour"]["node_energy_cpu_j"] > 1.2 * med["alone"]["node_energy_cpu_j"], med
+    keys = ("energy_cpu_active_j", "node_energy_cpu_j", "neighbour_cpu_fraction", "job_cpu_s")
+    med = {c: {k: statistics.median(r[k] for r in rs) for k in keys} for c, rs in runs.items()}
+    # The cell's active energy follows its OWN CPU time only. Unlike the fixed-work job of
+    # tests/meters/test_attribution_processes.py, a real cell's CPU time for the same work grows
+    # beside a neighbour on a shared host (caches, memory bandwidth: +11 % seen on the build host), a
+    # real cost of the cell's; what must not show up is the neighbour's work, which doubles the node's.
+    a, n = med["alone"], med["neighbour"]
+    assert n["energy_cpu_active_j"] / a["energy_cpu_active_j"] == pytest.approx(n["job_cpu_s"] / a["job_cpu_s"], rel=0.1), med
+    assert n["job_cpu_s"] < 1.25 * a["job_cpu_s"], med
+    assert n["node_energy_cpu_j"] > 1.5 * a["node_energy_cpu_j"], med
     assert med["alone"]["neighbour_cpu_fraction"] < 0.05 < 0.2 < med["neighbour"]["neighbour_cpu_fraction"], med
     assert [r["node_shared"] for r in runs["alone"]] == [False] * 3 and [r["node_shared"] for r in runs["neighbour"]] == [True] * 3

@@ -253,13 +253,21 @@ def own_cpu_s() -> float:
 
 
 def process_start_time(pid: int | None = None) -> float | None:
-    """Wall-clock (epoch seconds) start of a process: interpreter start for this one (psutil)."""
-    import psutil
+    """Wall-clock (epoch seconds) start of a process: interpreter start for this one.
 
+    From /proc/<pid>/stat starttime (ticks since boot) against CLOCK_BOOTTIME now: 10-ms resolution
+    (psutil's create_time adds the boot time, which /proc/stat gives in whole seconds)."""
     try:
-        return psutil.Process(pid or os.getpid()).create_time()
-    except psutil.Error:
-        return None
+        raw = Path(PROC, str(pid or os.getpid()), "stat").read_bytes()
+        start = int(raw[raw.rindex(b")") + 2 :].split()[19]) / USER_HZ  # field 22 of proc(5)
+        return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - start)
+    except (OSError, ValueError, IndexError, AttributeError):
+        import psutil
+
+        try:
+            return psutil.Process(pid or os.getpid()).create_time()
+        except psutil.Error:
+            return None
 
 
 @dataclass(frozen=True)
