@@ -130,6 +130,16 @@ class FakeNode:
         f = (t - ta) / (tb - ta) if tb > ta else 0.0
         return pa + f * (pb - pa), da + f * (db - da)
 
+    def step_gap(self, t: float) -> float:
+        """Length of the writer step around t: a counter read at t shows the value of the step before
+        (a loaded host can delay the writer thread by tens of ms), so the truth at t is known to +- this."""
+        ts = [x[0] for x in self.truth]
+        i = min(max(bisect.bisect_left(ts, t), 1), len(ts) - 1)
+        return ts[i] - ts[i - 1]
+
+    def max_power(self) -> float:
+        return self.p0 + self.k * self.n_cpus
+
     def energy_between(self, t0: float, t1: float) -> tuple[float, float]:
         a, b = self.energy_at(t0), self.energy_at(t1)
         return b[0] - a[0], b[1] - a[1]
