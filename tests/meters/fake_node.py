@@ -130,15 +130,15 @@ class FakeNode:
         f = (t - ta) / (tb - ta) if tb > ta else 0.0
         return pa + f * (pb - pa), da + f * (db - da)
 
-    def step_gap(self, t: float) -> float:
-        """Length of the writer step around t: a counter read at t shows the value of the step before
-        (a loaded host can delay the writer thread by tens of ms), so the truth at t is known to +- this."""
+    def stale(self, t: float) -> tuple[float, float]:
+        """How far a counter read at t can be behind the truth at t: the writer appends the truth of a
+        step before it writes the files, so a read shows at best the last written step, at worst the one
+        before it (a loaded host delays the writer thread by tens of ms). Returns (pkg, dram) J."""
         ts = [x[0] for x in self.truth]
-        i = min(max(bisect.bisect_left(ts, t), 1), len(ts) - 1)
-        return ts[i] - ts[i - 1]
-
-    def max_power(self) -> float:
-        return self.p0 + self.k * self.n_cpus
+        i = bisect.bisect_right(ts, t)
+        old = self.truth[max(i - 2, 0)]
+        now = self.energy_at(t)
+        return now[0] - old[1], now[1] - old[2]
 
     def energy_between(self, t0: float, t1: float) -> tuple[float, float]:
         a, b = self.energy_at(t0), self.energy_at(t1)
