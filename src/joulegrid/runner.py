@@ -258,6 +258,7 @@ class CellRunner:
             torch.set_num_threads(int(self.threads))
         self.row.update(probes.host())
         self.row.update(probes.scheduler(self.threads))
+        self.meters.reserved(self.row)  # what the scheduler reserved: the attribution's idle shares
         if c.device == "cuda" and not torch.cuda.is_available():
             raise DeviceUnavailable(
                 f"no CUDA device on host {self.row['hostname']} (torch {torch.__version__}, "

@@ -132,10 +132,14 @@ def _check_job_share(r, scheduler: str) -> None:
     assert r["job_share_ram"] == pytest.approx(r["alloc_mem_mb"] * 2**20 / r["node_mem_bytes"], rel=1e-9), cid
     assert r["node_mem_bytes"] == pytest.approx(r["memory_total_bytes"], rel=0.01), cid
     assert r["node_cpus"] == r["cpu_cores_logical"] and r["job_cpu_source"] in ("process-tree", "cgroup-v1", "cgroup-v2"), cid
-    assert 0 < r["job_cpu_s"] <= r["node_busy_cpu_s"] and r["job_share_cpu"] == pytest.approx(r["job_cpu_s"] / r["node_busy_cpu_s"]), cid
-    assert r["neighbour_cpu_fraction"] == pytest.approx(1 - r["job_share_cpu"]), cid
+    # (TINY's windows last tens of ms: CPU times count 10-ms ticks, the usage window ~1 ms more than wall_s)
+    assert 0 <= r["job_cpu_s"] <= r["node_busy_cpu_s"] + 0.02, cid
+    if r["node_busy_cpu_s"] > 0:
+        assert r["job_share_cpu"] == pytest.approx(r["job_cpu_s"] / max(r["node_busy_cpu_s"], r["job_cpu_s"])), cid
+        assert r["neighbour_cpu_fraction"] == pytest.approx(1 - r["job_cpu_s"] / r["node_busy_cpu_s"], abs=1e-9), cid
     assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"]), cid
-    assert r["energy_cpu_idle_j"] == pytest.approx(r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"] * r["wall_s"], rel=0.05), cid
+    idle_w = r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"]
+    assert r["energy_cpu_idle_j"] == pytest.approx(idle_w * r["wall_s"], rel=0.05, abs=idle_w * 0.02), cid
     assert r["job_wall_s"] > r["wall_s"] and r["job_energy_j"] > r["energy_j"], cid
 
 

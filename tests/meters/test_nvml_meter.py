@@ -97,3 +97,23 @@ def test_build_uses_nvml_for_cuda_cells_only(gpus, monkeypatch, tmp_path):
     ms = build(settings, "cpu", rapl_root=str(tmp_path))
     assert [m.name for m in ms.meters] == ["estimate"]
     assert ms.absent == [{"meter": "nvml", "reason": "not used in a cpu cell (GPU meters measure cuda cells)"}]
+
+
+def test_the_jobs_gpu_energy_end_to_end(gpus, tmp_path):
+    """A cuda cell under Slurm given /dev/nvidia2 (CUDA index 0 inside the job): its GPU energy is that
+    device's, whole, its UUID is recorded, and the whole job's GPU energy is tracked by NVML too."""
+    gpus[2]["minor"], gpus[0]["minor"] = 0, 2  # NVML device 0 is /dev/nvidia2
+    env = {"SLURM_JOB_ID": "9", "SLURM_JOB_GPUS": "2", "CUDA_VISIBLE_DEVICES": "0", "SLURM_CPUS_ON_NODE": "1"}
+    ms = build({"measure": {"meters": ["nvml"], "counter_interval_s": 60}}, "cuda", rapl_root=str(tmp_path), env=env)
+    (nv,) = ms.meters
+    assert nv.gpu_indices == [0]
+    ms.start_job()
+    ms.start("measured")
+    gpus[0]["energy_mj"] += 250_000  # the job's GPU: 250 J
+    gpus[1]["energy_mj"] += 900_000  # a neighbour's GPU of the same node: not the job's
+    ms.stop()
+    cols, _ = ms.finish(1.0)
+    assert cols["energy_gpu_j"] == pytest.approx(250.0) and cols["node_energy_gpu_j"] == pytest.approx(250.0)
+    assert cols["energy_attribution"] == "job-gpus" and cols["job_gpu_uuids"] == "GPU-aaaa1111-0000"
+    assert cols["job_cpus"] == 1 and cols["job_cpus_source"] == "slurm"
+    assert cols["job_energy_j"] >= 250.0  # the job-level NVML reader ran over the whole job

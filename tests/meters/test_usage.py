@@ -150,6 +150,21 @@ def test_reservation_from_slurm_htcondor_or_affinity(tmp_path):
     assert (r.cpus, r.cpus_source, r.mem_bytes) == (len(os.sched_getaffinity(0)), "affinity", None)
 
 
+def test_reservation_completed_by_the_scheduler_probe(tmp_path):
+    """srun job steps started by Snakemake's jobstep plugin lose SLURM_MEM_PER_NODE: scontrol's TRES
+    (the row's alloc_mem_mb) completes the reservation; what the environment says wins."""
+    proc = fake_proc(tmp_path, "cpu  100 0 100 800 0 0 0 0 0 0", n_cpus=2)
+    ju = U.JobUsage(proc, tmp_path / "nocg", env={"SLURM_JOB_ID": "3", "SLURM_CPUS_ON_NODE": "1"})
+    assert (ju.reserved.cpus, ju.reserved.mem_bytes) == (1, None)
+    a = ju.snapshot()
+    ju.set_reservation(4, 1000, "slurm")
+    assert (ju.reserved.cpus, ju.reserved.cpus_source, ju.reserved.mem_bytes) == (1, "slurm", 1000 * 2**20)
+    assert ju.mem_source == "slurm-reservation" and ju.between(a, ju.snapshot()).mem_bytes == 1000 * 2**20
+    local = U.JobUsage(proc, tmp_path / "nocg", env={})
+    local.set_reservation(2, None, "local")  # a local run's threads are no reservation
+    assert local.reserved.cpus_source == "affinity" and local.mem_source is None
+
+
 def test_threads_per_core(tmp_path):
     for text, n in (("0,4\n", 2), ("0-1\n", 2), ("0\n", 1), ("0-3\n", 4)):
         _file(tmp_path / "cpu0" / "topology" / "thread_siblings_list", text)

@@ -106,6 +106,12 @@ def test_train_hotspots_side_file_keyed_by_run_id(env):
         assert part["cell_id"].unique().to_list() == [cell.id]
     # the profiled pass is separate: the measured figures count only the measured epochs
     assert row["n_batches"] == row["epochs"] * -(-row["n_train"] // 256)
+    # per-epoch energy: the job's cumulative share at each epoch, the last one ~ the window's
+    e = row["epoch_energy_j"]
+    assert len(e) == row["epochs"] and all(0 < a <= b for a, b in zip(e, e[1:] + [row["energy_j"]]))
+    assert e[-1] == pytest.approx(row["energy_j"], rel=0.1)
+    # the profiling passes are joulegrid's, not the job's: left out of the whole job
+    assert row["job_excluded_s"] >= row["profile_s"] - 0.05
     assert row["profile_s"] > 0
     # the training step shows up among cProfile's top functions
     assert any("_train_epoch" in f for f in mine["function"].to_list())

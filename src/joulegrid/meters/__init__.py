@@ -77,6 +77,14 @@ def choose(readings: list[Reading]) -> dict[str, Reading]:
     return best
 
 
+def _edge_order(m: Meter) -> int:
+    """Start order (stop: reversed): libraries with slow edges (codecarbon's tracker, zeus' windows)
+    outermost, then the counters, then the models, so that the usage read sits tightly inside them."""
+    if m.kind == "sampling" or m.name == "zeus":
+        return 0
+    return 1 if m.kind == "counter" else 2
+
+
 @dataclass
 class Window:
     """One metered window: the meters' readings and the usage snapshots read back to back at its edges."""
@@ -168,6 +176,11 @@ class MeterSet:
                 self.usage = None
                 self.absent.append({"meter": "usage", "reason": f"node/job CPU time unreadable: {type(e).__name__}: {e}"})
 
+    def reserved(self, scheduler_row: dict[str, Any]) -> None:
+        """Complete the job's reservation with the scheduler probe's facts (alloc_cpus, alloc_mem_mb)."""
+        if self.usage is not None:
+            self.usage.set_reservation(scheduler_row.get("alloc_cpus"), scheduler_row.get("alloc_mem_mb"), scheduler_row.get("scheduler"))
+
     def mark(self, name: str) -> None:
         """Mark a point of the job (e.g. profile:start / profile:end: stretches left out of job_energy_j)."""
         if self._job:
@@ -175,8 +188,11 @@ class MeterSet:
 
     # ---- windows ---------------------------------------------------------------------------
     def start(self, window: str = "measured") -> None:
+        """Start every meter, then read the usage: meters stop in the reverse order (stop()), so the
+        windows nest -- the usage window innermost, the cheap counters and models tightly around it,
+        slow starters and stoppers (codecarbon's tracker) outermost."""
         self._window = window
-        for m in list(self.meters):
+        for m in sorted(self.meters, key=_edge_order):
             try:
                 m.start()
             except Exception as e:  # noqa: BLE001
@@ -202,15 +218,17 @@ class MeterSet:
         return len(self.laps) - 1
 
     def stop(self) -> list[Reading]:
+        w1 = self.usage.snapshot(f"{self._window}:end") if self._job else None
         readings: list[Reading] = []
-        for m in list(self.meters):
+        for m in sorted(self.meters, key=_edge_order, reverse=True):
             try:
                 for r in m.stop():
                     r.window = self._window
                     readings.append(r)
             except Exception as e:  # noqa: BLE001 - a meter failing must not lose the run
                 self._drop(m.name, f"failed at stop ({self._window} window): {type(e).__name__}: {e}")
-        w1 = self.usage.snapshot(f"{self._window}:end") if self._job else None
+        order = {m.name: i for i, m in enumerate(self.meters)}
+        readings.sort(key=lambda r: order.get(r.meter, len(order)))  # in the meters' order, as before
         self.windows.append(Window(self._window, readings, self._w0, w1))
         return readings
 

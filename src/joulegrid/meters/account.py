@@ -80,8 +80,8 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
             cols.update(summarise(all_r, wall_s or 0.0, idle_s))
         return cols, [None] * len(ms.laps)
 
-    u_meas = Usage.between(measured.start, measured.end) if measured else None
-    n_cpus = (u_meas or Usage.between(ms.usage.marks[0][1], end)).n_cpus
+    u_meas = ms.usage.between(measured.start, measured.end) if measured else None
+    n_cpus = (u_meas or ms.usage.between(ms.usage.marks[0][1], end)).n_cpus
     shared_above = ms.settings.get("shared_above")
     shared_above = A.SHARED_ABOVE if shared_above is None else float(shared_above)
     ctx = A.Context(
@@ -97,7 +97,7 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
         all_r.extend(w.readings)
         if w.start is None or w.end is None:
             continue
-        for job, sp in A.attribute(w.readings, Usage.between(w.start, w.end), ctx):
+        for job, sp in A.attribute(w.readings, ms.usage.between(w.start, w.end), ctx):
             all_r.append(job)
             splits[(w.name, job.meter, job.component)] = sp
     cols.update(summarise(all_r, wall_s or 0.0, idle_s))
@@ -180,7 +180,7 @@ def _laps(ms: "MeterSet", ctx: A.Context, best: dict[str, Reading], all_r: list[
         if w0 is None or snap is None or not best:
             out.append(None)
             continue
-        u = Usage.between(w0, snap)
+        u = ms.usage.between(w0, snap)
         for r in best.values():
             nr = node_r.get((window, r.meter, r.component))
             e = laps.get((r.meter, r.component))
@@ -231,7 +231,7 @@ def _whole_job(ms, ctx: A.Context, best, all_r, splits, u_meas: Usage | None, pi
 
     first = ms.usage.marks[0][1]
     j_pre = ms.usage.own_cpu_at_start
-    tracked = _sum_usage([Usage.between(a, b) for a, b in pieces])
+    tracked = _sum_usage([ms.usage.between(a, b) for a, b in pieces])
     total, extrapolated = 0.0, 0.0
     for r in best.values():
         nr = node_of(r, all_r)
@@ -239,7 +239,7 @@ def _whole_job(ms, ctx: A.Context, best, all_r, splits, u_meas: Usage | None, pi
         if src is not None and tracked is not None and nr is not None:
             acc = None
             for a, b in pieces:
-                got = A.attribute([replace(nr, energy_j=src(a, b), window="job")], Usage.between(a, b), ctx)
+                got = A.attribute([replace(nr, energy_j=src(a, b), window="job")], ms.usage.between(a, b), ctx)
                 if got:
                     acc = _add(acc, got[0][1])
             if acc is None:

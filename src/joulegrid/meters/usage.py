@@ -15,9 +15,10 @@ needs, for the same window, read back to back with the meters (``JobUsage.snapsh
   children, so a child's time moves into its parent's exactly once when it exits);
 - what the job reserved: CPUs ``A`` and memory, from the scheduler (``probes.reservation``), else
   the CPUs it may run on (``sched_getaffinity``) and no memory reservation;
-- the job's memory ``M`` over the window: the reservation where there is one, else the job
-  cgroup's ``memory.current`` / ``memory.usage_in_bytes``, else the tree's proportional set size
-  (PSS, ``smaps_rollup``; RSS where PSS is not readable); ``MemTotal`` of ``<proc>/meminfo``.
+- the job's memory ``M`` over the window: the reservation where there is one (the environment's, or
+  the scheduler probe's: ``set_reservation``), else the job cgroup's ``memory.current`` /
+  ``memory.usage_in_bytes``, else the tree's proportional set size (PSS, ``smaps_rollup``; RSS where
+  PSS is not readable), time-averaged over the samples; ``MemTotal`` of ``<proc>/meminfo``.
 
 A background thread samples all of it every ``interval_s`` (and the job-level energy counters it
 is given), for the time average of ``M`` and for the idle-power fit over intervals. Pure Python
@@ -384,9 +385,8 @@ class JobUsage:
         return v
 
     def _mem(self) -> float:
-        if self.reserved.mem_bytes:
-            self._mem_kind = self.reserved.mem_source
-            return float(self.reserved.mem_bytes)
+        """The job's memory now (its cgroup's, else its tree's PSS); the split uses the reservation
+        instead where there is one (``between``)."""
         if self.cgroup and self.cgroup.mem_file is not None:
             try:
                 self._mem_kind = "cgroup"
@@ -399,7 +399,28 @@ class JobUsage:
 
     @property
     def mem_source(self) -> str | None:
-        return self._mem_kind
+        return self.reserved.mem_source if self.reserved.mem_bytes else self._mem_kind
+
+    def set_reservation(self, cpus: float | None, mem_mb: float | None, scheduler: str | None) -> None:
+        """Complete the reservation with what the scheduler probe found (e.g. scontrol's TRES): Slurm's
+        job steps started by srun do not always see SLURM_MEM_PER_NODE. The environment wins."""
+        if scheduler not in ("slurm", "htcondor"):
+            return
+        r = self.reserved
+        cpus_ok = r.cpus_source != "affinity"
+        self.reserved = Reservation(
+            r.cpus if cpus_ok or not cpus else float(cpus),
+            r.cpus_source if cpus_ok or not cpus else scheduler,
+            r.mem_bytes if r.mem_bytes or not mem_mb else float(mem_mb) * 2**20,
+            r.mem_source if r.mem_bytes or not mem_mb else f"{scheduler}-reservation",
+        )
+
+    def between(self, a: Snapshot, b: Snapshot) -> "Usage":
+        """Usage between two snapshots, with the job's memory = its reservation where it has one."""
+        u = Usage.between(a, b)
+        if self.reserved.mem_bytes:
+            u = Usage(u.dt, u.node_total_s, u.node_busy_s, u.node_steal_s, u.job_cpu_s, float(self.reserved.mem_bytes), u.n_cpus)
+        return u
 
     def snapshot(self, mark: str | None = None) -> Snapshot:
         """Read everything now (counters first, then the node and the job, back to back)."""
@@ -469,7 +490,7 @@ class JobUsage:
         """(usage, energy per counter component) between consecutive periodic samples."""
         out = []
         for a, b in zip(self.samples, self.samples[1:]):
-            u = Usage.between(a, b)
+            u = self.between(a, b)
             if u.dt <= 0:
                 continue
             out.append((u, {k: max(b.energy.get(k, 0.0) - a.energy.get(k, 0.0), 0.0) for k in b.energy}))
