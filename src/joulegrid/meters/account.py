@@ -71,8 +71,7 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
     end = ms.usage.stop() if ms._job else None
     ms._job = False
     cols: dict[str, Any] = {}
-    windows = [w for w in ms.windows if w.start is not None and w.end is not None]
-    measured = next((w for w in reversed(windows) if w.name == "measured"), None)
+    measured = next((w for w in reversed(ms.windows) if w.name == "measured" and w.start and w.end), None)
     if ms.usage is None or end is None:
         # no usage: nothing can be attributed; the node readings are kept as they are
         all_r = [r for w in ms.windows for r in w.readings]
@@ -102,7 +101,6 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
             splits[(w.name, job.meter, job.component)] = sp
     cols.update(summarise(all_r, wall_s or 0.0, idle_s))
     cols.update(ms.usage.facts())
-    cols["job_cpus"] = ms.usage.reserved.cpus
     cols["job_gpu_uuids"] = _gpu_uuids(ms)
     best = choose(job_readings(all_r)) if measured else {}
     if u_meas is not None:

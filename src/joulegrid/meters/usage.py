@@ -422,8 +422,12 @@ class JobUsage:
             u = Usage(u.dt, u.node_total_s, u.node_busy_s, u.node_steal_s, u.job_cpu_s, float(self.reserved.mem_bytes), u.n_cpus)
         return u
 
-    def snapshot(self, mark: str | None = None) -> Snapshot:
-        """Read everything now (counters first, then the node and the job, back to back)."""
+    def snapshot(self, mark: str | None = None, memory: bool | None = None) -> Snapshot:
+        """Read everything now: the counters, then the node's and the job's CPU time back to back.
+
+        The job's memory (a PSS walk of its tree: milliseconds for a torch process) is read by the
+        periodic samples only (``memory``; default: unmarked snapshots), so that a window's edges stay
+        tight around the meters' own reads; marks carry the last sampled value forward."""
         with self._lock:
             energy: dict[str, float] = {}
             for c in self.counters:
@@ -433,8 +437,10 @@ class JobUsage:
             t = time.monotonic()
             node = read_node_cpu(self.proc_root)
             job = self._job_cpu()
-            mem = self._mem()
             last = self._last
+            if memory is None:
+                memory = mark is None
+            mem = self._mem() if memory or last is None else last.mem_bytes
             integral = last.mem_integral + 0.5 * (last.mem_bytes + mem) * (t - last.t) if last else 0.0
             s = Snapshot(t, time.time(), node, job, mem, integral, energy)
             self._last = s
