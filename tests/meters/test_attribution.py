@@ -10,7 +10,7 @@ import pytest
 from joulegrid import config as CFG
 from joulegrid.meters import attribution as A
 from joulegrid.meters.base import Reading
-from joulegrid.meters.usage import Usage
+from joulegrid.meters.tracker import Usage
 
 P0, K, N = 40.0, 8.0, 16  # W idle, W per busy CPU, logical CPUs
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from joulegrid import probes
+from joulegrid.meters import tracker as T
 from joulegrid.meters import usage as U
 
 HZ = U.USER_HZ
@@ -84,7 +85,7 @@ def test_a_container_or_root_cgroup_is_not_the_job(tmp_path):
     _file(tmp_path / "cg" / "cpuacct" / "cpuacct.usage", "99\n")
     _file(tmp_path / "cg" / "cpu.stat", "usage_usec 99\n")
     assert U.find_job_cgroup(proc, tmp_path / "cg") is None
-    ju = U.JobUsage(proc, tmp_path / "cg")
+    ju = T.JobUsage(proc, tmp_path / "cg")
     assert ju.cpu_source == "process-tree"
 
 
@@ -123,11 +124,11 @@ def test_tree_cpu_counts_reaped_grandchildren_exactly_once():
 
 def test_job_usage_reads_back_to_back_and_clamps(tmp_path):
     proc = fake_proc(tmp_path, "cpu  100 0 100 800 0 0 0 0 0 0", n_cpus=2)
-    ju = U.JobUsage(proc, tmp_path / "nocg", interval_s=60, env={})
+    ju = T.JobUsage(proc, tmp_path / "nocg", interval_s=60, env={})
     a = ju.snapshot("x:start")
     (tmp_path / "stat").write_text("cpu  300 0 100 1200 0 0 0 0 0 0\ncpu0 1\ncpu1 1\n")
     b = ju.snapshot("x:end")
-    u = U.Usage.between(a, b)
+    u = T.Usage.between(a, b)
     assert (u.node_total_s, u.node_busy_s, u.n_cpus) == (pytest.approx(6.0), pytest.approx(2.0), 2)
     assert u.job_cpu_s >= 0 and u.mem_bytes > 0 and ju.mem_source in ("pss", "rss")
     assert [m for m, _ in ju.marks] == ["x:start", "x:end"]
@@ -154,13 +155,13 @@ def test_reservation_completed_by_the_scheduler_probe(tmp_path):
     """srun job steps started by Snakemake's jobstep plugin lose SLURM_MEM_PER_NODE: scontrol's TRES
     (the row's alloc_mem_mb) completes the reservation; what the environment says wins."""
     proc = fake_proc(tmp_path, "cpu  100 0 100 800 0 0 0 0 0 0", n_cpus=2)
-    ju = U.JobUsage(proc, tmp_path / "nocg", env={"SLURM_JOB_ID": "3", "SLURM_CPUS_ON_NODE": "1"})
+    ju = T.JobUsage(proc, tmp_path / "nocg", env={"SLURM_JOB_ID": "3", "SLURM_CPUS_ON_NODE": "1"})
     assert (ju.reserved.cpus, ju.reserved.mem_bytes) == (1, None)
     a = ju.snapshot()
     ju.set_reservation(4, 1000, "slurm")
     assert (ju.reserved.cpus, ju.reserved.cpus_source, ju.reserved.mem_bytes) == (1, "slurm", 1000 * 2**20)
     assert ju.mem_source == "slurm-reservation" and ju.between(a, ju.snapshot()).mem_bytes == 1000 * 2**20
-    local = U.JobUsage(proc, tmp_path / "nocg", env={})
+    local = T.JobUsage(proc, tmp_path / "nocg", env={})
     local.set_reservation(2, None, "local")  # a local run's threads are no reservation
     assert local.reserved.cpus_source == "affinity" and local.mem_source is None
 

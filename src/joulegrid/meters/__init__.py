@@ -1,7 +1,7 @@
 """Energy meters behind one interface, and how their readings become the job's result columns.
 
 ``build(settings, device)`` makes the meters a cell asked for (``measure.meters``; ``auto`` = every
-meter that works on this host), records why the others are absent, and a ``usage.JobUsage``
+meter that works on this host), records why the others are absent, and a ``tracker.JobUsage``
 tracker (node and job CPU time, the job's reservation and memory; docs/measurement.md, "Whose
 energy"). ``MeterSet`` prepares the meters in the background, follows the whole job
 (``start_job`` ... ``finish``), runs the meters over windows (the idle baseline, the measured phase)
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Meter, MeterUnavailable, Reading, RequiredMeterMissing
-from .usage import JobUsage, Snapshot
+from .tracker import JobUsage, Snapshot
 
 KNOWN = ("rapl", "nvml", "zeus", "codecarbon", "estimate")
 #: preference when several meters report the same component family (higher wins, among
@@ -366,7 +366,7 @@ def build(
             if c is not None:
                 clones.append(c)
         try:
-            tracker = usage.JobUsage(proc, cgroup, interval_s=float(measure.get("attribution_interval_s", 1.0)),
+            tracker = JobUsage(proc, cgroup, interval_s=float(measure.get("attribution_interval_s", 1.0)),
                                      env=env, counters=clones)  # fmt: skip
         except (OSError, ValueError) as e:
             absent.append({"meter": "usage", "reason": f"node/job CPU time unreadable ({type(e).__name__}: {e}): no attribution"})

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import attribution as A
 from .base import Reading
-from .usage import Snapshot, Usage, process_start_time
+from .tracker import Snapshot, Usage
+from .usage import process_start_time
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import MeterSet

@@ -2,7 +2,7 @@
 
 Meters measure the NODE (RAPL packages and DRAM; codecarbon's machine models; the estimate
 meter's linear model of the node) or a DEVICE (one GPU). For every window, with the usage of the
-same window (``usage.Usage``: node busy CPU time B of total T, the job's CPU time J, its reserved
+same window (``tracker.Usage``: node busy CPU time B of total T, the job's CPU time J, its reserved
 CPUs A of N, its memory M of the node's M_tot), each node reading is split so that every joule
 lands in exactly one bucket -- this job, other activity (neighbours and the system), or idle power
 of what the job did not reserve (docs/measurement.md, "Whose energy"):
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import Reading
-from .usage import Usage
+from .tracker import Usage
 
 SHARED_ABOVE = 0.05  # measure.node_shared_above: other processes' CPU / node capacity above this = shared
 DEFAULT_W_PER_THREAD = 4.0  # codecarbon's fallback W per thread for an unknown CPU
