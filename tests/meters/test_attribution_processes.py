@@ -149,17 +149,22 @@ def test_neighbour_invariance(tmp_path):
     for c in ("alone", "neighbour"):
         for r in runs[c]:
             assert r["energy_cpu_idle_j"] == pytest.approx(0.5 * P0 * (r["t1"] - r["t0"]), rel=0.05), r
-    # the two conventions this split replaces DO move with the neighbour
-    def share_of_busy(r):
-        return r["job_cpu_s"] / r["node_busy_cpu_s"] * r["node_energy_cpu_j"]
+    # the two conventions this split replaces DO move with the neighbour: per CPU-second of the job
+    # (independent of how long the loaded host made the job run), the share of busy time charges
+    # E / B -- less idle power per second of the job's work the busier the neighbours -- and the share
+    # of capacity E / T -- more; this split charges k per CPU-second whatever they do
+    def share_of_busy_per_job_cpu_s(r):
+        return r["job_cpu_s"] / r["node_busy_cpu_s"] * r["node_energy_cpu_j"] / r["job_cpu_s"]
 
-    def share_of_capacity(r):
-        return r["job_cpu_s"] / r["node_cpu_s"] * r["node_energy_cpu_j"]
+    def share_of_capacity_per_job_cpu_s(r):
+        return r["job_cpu_s"] / r["node_cpu_s"] * r["node_energy_cpu_j"] / r["job_cpu_s"]
 
-    busy = {c: statistics.median(share_of_busy(r) for r in rs) for c, rs in runs.items()}
-    cap = {c: statistics.median(share_of_capacity(r) for r in rs) for c, rs in runs.items()}
-    assert busy["neighbour"] < 0.95 * busy["alone"], busy
-    assert cap["neighbour"] > 1.1 * cap["alone"], cap
+    busy = {c: statistics.median(share_of_busy_per_job_cpu_s(r) for r in rs) for c, rs in runs.items()}
+    cap = {c: statistics.median(share_of_capacity_per_job_cpu_s(r) for r in rs) for c, rs in runs.items()}
+    ours = {c: statistics.median(r["energy_cpu_active_j"] / r["job_cpu_s"] for r in rs) for c, rs in runs.items()}
+    assert busy["neighbour"] < 0.95 * busy["alone"], (busy, runs)
+    assert cap["neighbour"] > 1.1 * cap["alone"], (cap, runs)
+    assert ours["neighbour"] == pytest.approx(ours["alone"], rel=0.1) and ours["alone"] == pytest.approx(K, rel=0.1), ours
 
 
 def test_idle_power_fit_recovers_p0_and_k(tmp_path):
