@@ -5,8 +5,10 @@ The same training loop (an MLP autoencoder step on random data, one torch thread
 runs in rounds of a fixed number of steps, alternating bare / instrumented so that both see the
 same machine state. "Instrumented" is what the runner wraps around a measured window: the
 default meters of config/config.yaml (measure.meters: auto -> every meter that works here) started
-and stopped around the round, per-batch latency clocks (the device sync is a no-op on CPU), and the
-summary of the readings. The meters' one-off set-up (codecarbon's hardware detection, zeus' import) is done
+and stopped around the round, the job's usage tracker running all along (node and job CPU time and
+memory every measure.attribution_interval_s, read back to back with the meters at each window edge),
+and per-batch latency clocks (the device sync is a no-op on CPU); the attribution of the windows
+(MeterSet.finish) runs once, at the end, as in the runner. The meters' one-off set-up (codecarbon's hardware detection, zeus' import) is done
 once before the rounds, as the runner overlaps it with the job's set-up; it is reported
 separately as a per-job fixed cost.
 
@@ -105,19 +107,20 @@ def main() -> int:
             step(i)
             lat.append(time.perf_counter() - tb)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        meters.summarise(ms.stop(), wall)
+        ms.stop()
         return wall, cpu
 
     # fixed costs: one start+stop of all meters (per window), and the meters' own CPU use while a
-    # window runs (their sampler/poller threads), measured over an idle window
+    # window runs (their sampler/poller threads and the usage tracker's), measured over an idle window
+    c0, t0 = cpu_time(), time.perf_counter()
+    time.sleep(args.idle_s)
+    bare_cpu = (cpu_time() - c0) / (time.perf_counter() - t0)
+    ms.start_job()  # the usage tracker, from here to finish(), as in the runner
     t0 = time.perf_counter()
     for _ in range(3):
         ms.start("measured")
         ms.stop()
     start_stop = (time.perf_counter() - t0) / 3
-    c0, t0 = cpu_time(), time.perf_counter()
-    time.sleep(args.idle_s)
-    bare_cpu = (cpu_time() - c0) / (time.perf_counter() - t0)
     ms.start("idle")
     c0, t0 = cpu_time(), time.perf_counter()
     time.sleep(args.idle_s)
@@ -150,6 +153,9 @@ def main() -> int:
             f"  pair {p + 1:2d}: bare {n / tb:8.1f} steps/s, instrumented {n / ti:8.1f} steps/s, "
             f"wall ratio {tb / ti:.4f}, CPU-time ratio {cb / ci:.4f}"
         )
+    t0 = time.perf_counter()
+    ms.finish(None)
+    print(f"attribution of {len(ms.windows)} windows and the whole job (once per job): {1e3 * (time.perf_counter() - t0):.1f} ms")
     ms.close()
     ratios = [tb / ti for tb, ti, _, _ in pairs]
     cratios = [cb / ci for _, _, cb, ci in pairs]

@@ -74,6 +74,7 @@ def row(
         job_start_time=job_start,
         queue_wait_s=queue_wait_s,
         n_samples=n_samples,
+        n_test=n_samples,  # one pass over the test split (inference), unless given
         wall_s=wall,
         setup_s=1.0,
         warmup_s=0.5,

@@ -88,6 +88,8 @@ def _friendly(err) -> str:
         return f"config key {key}: {err.message}. Fix: add it"
     if v == "minProperties":
         return f"config key {key}: {err.message}. Fix: name at least one axis to match besides reason"
+    if v == "oneOf" and sch.get("description"):
+        return f"config key {key}: {inst!r} is not allowed. Fix: {' '.join(sch['description'].split())}"
     if v == "minLength":
         return f"config key {key}: must not be empty. Fix: write a short text"
     return f"config key {key}: {err.message}"
@@ -333,13 +335,20 @@ def settings_hash(obj: Any) -> str:
 
 # ------------------------------------------------------------------ per-cell settings
 def site_facts(sites: dict[str, Any], site: str) -> dict[str, Any]:
+    from .meters.attribution import NodePowerError, node_power_entries
+
     s = dict(sites.get(site) or {})
+    try:  # measured idle power of the site's nodes (docs/measurement.md, "Whose energy")
+        node_power = node_power_entries(s.get("node_power"), site) or None
+    except NodePowerError as e:
+        raise ConfigError(str(e)) from None
     return {
         "name": site,
         "scheduler": s.get("scheduler", "local"),
         "country_iso": s.get("country_iso"),
         "carbon_intensity_g_per_kwh": s.get("carbon_intensity_g_per_kwh"),
         "pue": s.get("pue", 1.0),
+        "node_power": node_power,
     }
 
 

@@ -186,9 +186,9 @@ def accelerator() -> dict[str, Any]:
         cv = int(pynvml.nvmlSystemGetCudaDriverVersion())  # e.g. 12080 -> "12.8"
         out["gpu_cuda_driver_version"] = f"{cv // 1000}.{(cv % 1000) // 10}"
         # GPU 0 of the job = the first GPU in CUDA_VISIBLE_DEVICES (NVML numbering)
-        from .meters.nvml import visible_gpus
+        from .meters.nvml import job_gpus
 
-        ids = visible_gpus()
+        ids = job_gpus()
         h = pynvml.nvmlDeviceGetHandleByIndex(ids[0] if ids else 0)
         out["gpu_power_limit_w"] = pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0
     except Exception:  # noqa: BLE001 - no NVML: leave the columns null
@@ -342,6 +342,33 @@ def _htcondor(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _is_condor(env: dict[str, str]) -> bool:
+    return bool(env.get("_CONDOR_JOB_AD")) and Path(env["_CONDOR_JOB_AD"]).is_file()
+
+
+def reservation(env: dict[str, str] | None = None) -> tuple[int | None, int | None, str | None]:
+    """(CPUs, memory MB, scheduler) the job reserved on THIS node; (None, None, None) outside a job.
+
+    Cheap (no scontrol): Slurm's SLURM_CPUS_ON_NODE and SLURM_MEM_PER_NODE (else SLURM_MEM_PER_CPU x
+    CPUs); HTCondor's job ad (*Provisioned = what the slot got, else Request*) and slot ad. Energy
+    attribution (joulegrid.meters.usage) splits idle power by these.
+    """
+    env = dict(os.environ if env is None else env)
+    if _is_condor(env):
+        ad = _condor_ad(env.get("_CONDOR_JOB_AD"))
+        slot = _condor_ad(env.get("_CONDOR_MACHINE_AD"))
+        cpus = _first_int(ad.get("cpusprovisioned"), slot.get("cpus"), ad.get("requestcpus"))
+        mem = _first_int(ad.get("memoryprovisioned"), slot.get("memory"), ad.get("requestmemory"))
+        return cpus, mem, "htcondor"
+    if env.get("SLURM_JOB_ID"):
+        cpus = _first_int(env.get("SLURM_CPUS_ON_NODE"))
+        mem = _int(env.get("SLURM_MEM_PER_NODE"))
+        if mem is None and env.get("SLURM_MEM_PER_CPU") and cpus:
+            mem = _int(env["SLURM_MEM_PER_CPU"]) * cpus if _int(env["SLURM_MEM_PER_CPU"]) else None
+        return cpus, mem, "slurm"
+    return None, None, None
+
+
 def scheduler(threads: int | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Scheduler metadata of the current job: slurm, htcondor, or local when neither is detected.
 
@@ -349,7 +376,7 @@ def scheduler(threads: int | None = None, env: dict[str, str] | None = None) -> 
     getenv=True from inside a Slurm allocation would also inherit SLURM_JOB_ID.
     """
     env = dict(os.environ if env is None else env)
-    if env.get("_CONDOR_JOB_AD") and Path(env["_CONDOR_JOB_AD"]).is_file():
+    if _is_condor(env):
         kind, probe = "htcondor", _htcondor
     elif env.get("SLURM_JOB_ID"):
         kind, probe = "slurm", _slurm

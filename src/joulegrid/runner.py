@@ -12,7 +12,10 @@ Windows of a cell (docs/measurement.md):
   (measure.idle_baseline_s, meters running, process asleep) -> MEASURED window (peak RSS and
   device-memory peaks reset just before it; inference repeats full passes over the test split
   until measure.min_window_s) -> quality -> hotspot profiling passes (measure.hotspots; after
-  the measured window, never inside it).
+  the measured window, never inside it). The job's usage and energy are followed from the start of
+  run() to the row (MeterSet.start_job ... finish): the whole job (job_* columns, without the idle
+  baseline and the profiling passes) and the job's share of every window (docs/measurement.md,
+  "Whose energy").
 """
 
 from __future__ import annotations
@@ -102,11 +105,10 @@ class Measurement:
         self.eval_s = 0.0
         self.n_samples = 0
         self.epoch_wall: list[float] = []
-        self.epoch_energy: list[float] = []
+        self.epoch_energy: list[int | None] = []  # MeterSet.lap() indices
         self.epoch_quality: list[float] = []
         self.epoch_loss: list[float] = []
         self.time_to_target: float | None = None
-        self.energy_to_target: float | None = None
 
 
 class CellRunner:
@@ -156,8 +158,9 @@ class CellRunner:
         self._identity()
         self.row["started_at"] = _now()
         self._job_hwm = 0
-        self._idle_readings: list = []
         self._idle_wall: float | None = None
+        self._epoch_laps: list[int | None] = []  # MeterSet.lap() indices, turned into energies at the end
+        self._target_lap: int | None = None
         self.hotspot_rows: list[dict[str, Any]] = []
         # Meters first: a required meter this host lacks stops the job before anything runs
         # (RequiredMeterMissing propagates: no row); the expensive meter set-up then overlaps
@@ -167,6 +170,7 @@ class CellRunner:
             self.meters = meters.build(self.settings, self.cell.device, check=False)
             if self.cell.device != "cuda":
                 self.meters.check_required()
+            self.meters.start_job()  # the whole job's usage and counters, from here to the row
             self.meters.prepare_async()
         else:
             self.meters = meters.MeterSet([], [])
@@ -192,11 +196,37 @@ class CellRunner:
             self.row.update(status=status, error_type=type(e).__name__, error_message=msg[:2000])
         finally:
             if self.meters is not None:
+                self._finish_energy()
                 self.meters.close()
                 self.row["meters_absent"] = self.meters.absent
         self.row["peak_rss_bytes"] = max(self._job_hwm, _vm_hwm_bytes() or 0) or None
         self.row["finished_at"] = _now()
         return self.row
+
+    def _finish_energy(self) -> None:
+        """The job's energy: every window attributed, the whole job, per-epoch energies, CO2 (MeterSet.finish)."""
+        r = self.row
+        try:  # writing the row is part of the job: pyarrow's one-off start (its first table conversion,
+            # ~0.2 s of CPU; the Parquet writer's import) happens now, inside the job's tracked time,
+            # so that what remains after the figures are known (write() itself) takes milliseconds
+            import pyarrow.parquet  # noqa: F401
+
+            S.to_table([{"status": S.STATUS_OK}])
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            cols, laps = self.meters.finish(r.get("wall_s"), self._idle_wall)
+        except Exception as e:  # noqa: BLE001 - attribution failing must not lose the measured run
+            print(f"joulegrid: {self.cell.id}: energy attribution failed: {type(e).__name__}: {e}", file=sys.stderr)
+            return
+        r.update(cols)
+        if self._epoch_laps:
+            e = [laps[i] if i is not None and i < len(laps) else None for i in self._epoch_laps]
+            r["epoch_energy_j"] = e if all(v is not None for v in e) and len(e) == len(r.get("epoch_wall_s") or []) else None
+        if self._target_lap is not None and self._target_lap < len(laps):
+            r["energy_to_target_j"] = laps[self._target_lap]
+        if r.get("energy_j") is not None and r.get("carbon_intensity_g_per_kwh") is not None:
+            r["co2_kg"] = r["energy_j"] / 3.6e6 * (r.get("pue") or 1.0) * r["carbon_intensity_g_per_kwh"] / 1000.0
 
     def write(self) -> None:
         from .io import write_table
@@ -228,6 +258,7 @@ class CellRunner:
             torch.set_num_threads(int(self.threads))
         self.row.update(probes.host())
         self.row.update(probes.scheduler(self.threads))
+        self.meters.reserved(self.row)  # what the scheduler reserved: the attribution's idle shares
         if c.device == "cuda" and not torch.cuda.is_available():
             raise DeviceUnavailable(
                 f"no CUDA device on host {self.row['hostname']} (torch {torch.__version__}, "
@@ -352,7 +383,7 @@ class CellRunner:
             self.meters.start("idle")
             t = time.perf_counter()
             time.sleep(idle_s)
-            self._idle_readings = self.meters.stop()
+            self.meters.stop()
             self._idle_wall = time.perf_counter() - t
             self.row["idle_window_s"] = self._idle_wall
         self._job_hwm = max(self._job_hwm, _vm_hwm_bytes() or 0)
@@ -492,14 +523,13 @@ class CellRunner:
             m.epoch_wall.append(elapsed)
             m.epoch_quality.append(q)
             m.epoch_loss.append(loss_sum / max(nb, 1))
-            lap = self.meters.lap()
-            if lap is not None:
-                m.epoch_energy.append(lap)
+            lap = self.meters.lap()  # index of the lap: the job's energy so far is known at the end
+            m.epoch_energy.append(lap)
             if target is not None and not reached and q is not None:
                 if (q >= target) if wl.higher_is_better else (q <= target):
                     reached = True
                     m.time_to_target = elapsed
-                    m.energy_to_target = lap
+                    self._target_lap = lap
                     break
         readings, wall, cpu = self._close_window(torch, w0, c0)
         self._set_quality(wl, metrics)
@@ -508,9 +538,8 @@ class CellRunner:
         self.row["epoch_wall_s"] = m.epoch_wall
         self.row["epoch_quality"] = m.epoch_quality
         self.row["epoch_loss"] = m.epoch_loss
-        self.row["epoch_energy_j"] = m.epoch_energy if len(m.epoch_energy) == len(m.epoch_wall) else None
+        self._epoch_laps = m.epoch_energy  # epoch_energy_j and energy_to_target_j: _finish_energy
         self.row["time_to_target_s"] = m.time_to_target
-        self.row["energy_to_target_j"] = m.energy_to_target
         return m, readings, wall, cpu
 
     def _train_epoch(self, torch, step, model, opt, scaler, x_all, y_all, gen, prec, m: Measurement, epoch: int = 0, max_batches: int | None = None):
@@ -572,11 +601,14 @@ class CellRunner:
                 self._predict(torch, wl, model, x, c.batch_size, c.device, prec, m)
                 return len(m.latencies)
 
+        self.meters.mark("profile:start")  # joulegrid's own work: left out of job_energy_j / job_wall_s
         try:
             self.hotspot_rows, self.row["profile_s"] = hotspots.profile(one_pass, c.device, self.row, int(ms.get("hotspot_top", 20)))
         except Exception as e:  # noqa: BLE001 - profiling is optional: never lose the run for it
             self.hotspot_rows = []
             print(f"joulegrid: {c.id}: hotspot profiling failed: {type(e).__name__}: {e}", file=sys.stderr)
+        finally:
+            self.meters.mark("profile:end")
 
     # ------------------------------------------------------------------ results
     def _set_quality(self, wl, metrics: dict[str, float]) -> None:
@@ -586,8 +618,6 @@ class CellRunner:
         self.row["quality"] = metrics.get(wl.quality_metric)
 
     def _fill_measurement(self, m: Measurement, readings, wall: float, cpu: float) -> None:
-        from . import meters
-
         lat = sorted(m.latencies)
         r = self.row
         r.update(
@@ -608,11 +638,7 @@ class CellRunner:
         c = self.cell
         per_sample = r["flops_per_sample_train"] if c.phase == "train" else r["flops_per_sample_fwd"]
         r.update(throughput(per_sample, m.n_samples, wall, c.device, r.get("gpu_model"), c.precision))
-        r.update(meters.summarise(self._idle_readings + readings, wall, self._idle_wall))
-        if r.get("energy_j") is not None:
-            kwh = r["energy_j"] / 3.6e6
-            if r.get("carbon_intensity_g_per_kwh") is not None:
-                r["co2_kg"] = kwh * (r.get("pue") or 1.0) * r["carbon_intensity_g_per_kwh"] / 1000.0
+        # energy columns: MeterSet.finish at the end of the job (_finish_energy), when every window is known
 
 
 def train_reference(spec: dict[str, Any], out: str, data_path: str | None, threads: int | None = None) -> None:

@@ -209,6 +209,52 @@ def test_fleet_what_if_and_saving():
     assert g["fp32"]["mwh_per_day"] == pytest.approx(2e6 * 0.1 / 3.6e6 * 1.5 / 1000)
 
 
+@pytest.mark.parametrize("window_passes", [1, 10, 600])
+def test_fleet_compares_equal_work_whatever_the_inference_window(window_passes):
+    """bf16 costs 10x fp32 per sample. A fixed inference window (min_window_s) holds ten times fewer bf16
+    samples, so both windows cost the same energy: a fleet job of one window would show ~0 %. A fleet
+    job is one pass over the test split: bf16 costs +900 %, whatever the window."""
+    n_test = 5_000
+    fp32 = synth.row(cell("fp32"), energy_per_sample_j=1e-4, n_samples=10 * window_passes * n_test, n_test=n_test)
+    bf16 = synth.row(cell("bf16"), energy_per_sample_j=1e-3, n_samples=window_passes * n_test, n_test=n_test)
+    assert fp32["energy_j"] == pytest.approx(bf16["energy_j"])  # the same window of the same power
+    f = {r["precision"]: r for r in M.fleet(M.cell_stats(frame([fp32, bf16]))).to_dicts()}
+    assert f["bf16"]["samples_per_job"] == f["fp32"]["samples_per_job"] == n_test
+    assert f["fp32"]["energy_per_job_j"] == pytest.approx(1e-4 * n_test)
+    assert f["bf16"]["mwh_per_day"] / f["fp32"]["mwh_per_day"] == pytest.approx(10.0)
+    assert f["bf16"]["saving_pct"] == pytest.approx(-900.0)  # +900 % energy
+    assert f["fp32"]["fleet_scope"] == "phase"
+
+
+def test_fleet_samples_per_job_per_workload_and_phase_and_job_scope():
+    rows = [
+        synth.row(cell("fp32", phase="train"), energy_per_sample_j=2e-3, n_samples=30_000, job_energy_j=80.0),  # 60 J
+        synth.row(cell("fp32", phase="infer"), energy_per_sample_j=1e-4, n_samples=50_000, n_test=5_000, job_energy_j=9.0),
+        synth.row(cell("fp32", phase="infer", workload="jet_tagger"), energy_per_sample_j=1e-4, n_samples=8_000, n_test=4_000),
+    ]
+    cells = M.cell_stats(frame(rows))
+    key = lambda r: (r["workload"], r["phase"])  # noqa: E731
+    # defaults: training = one training run as measured; inference = one pass over the test split
+    d = {key(r): r for r in M.fleet(cells).to_dicts()}
+    assert d[("baler_ae", "train")]["samples_per_job"] == 30_000 and d[("baler_ae", "train")]["energy_per_job_j"] == pytest.approx(60.0)
+    assert d[("baler_ae", "infer")]["samples_per_job"] == 5_000 and d[("jet_tagger", "infer")]["samples_per_job"] == 4_000
+    # per workload and phase; other workloads keep the defaults; a number applies to every cell
+    spec = {"baler_ae": {"infer": 1_000_000}}
+    d = {key(r): r for r in M.fleet(cells, samples_per_job=spec).to_dicts()}
+    assert d[("baler_ae", "infer")]["samples_per_job"] == 1_000_000 and d[("baler_ae", "train")]["samples_per_job"] == 30_000
+    assert d[("jet_tagger", "infer")]["samples_per_job"] == 4_000
+    d = {key(r): r for r in M.fleet(cells, samples_per_job={"jet_tagger": 7}).to_dicts()}
+    assert d[("jet_tagger", "infer")]["samples_per_job"] == 7 and d[("baler_ae", "infer")]["samples_per_job"] == 5_000
+    assert {r["samples_per_job"] for r in M.fleet(cells, samples_per_job=123).to_dicts()} == {123}
+    # scope job: + the job's energy outside its phase (start-up, data, model, writing)
+    d = {key(r): r for r in M.fleet(cells, scope="job").to_dicts()}
+    assert d[("baler_ae", "train")]["energy_per_job_j"] == pytest.approx(60.0 + (80.0 - 60.0))
+    assert d[("baler_ae", "infer")]["energy_per_job_j"] == pytest.approx(1e-4 * 5_000 + (9.0 - 5.0))
+    assert d[("jet_tagger", "infer")]["energy_per_job_j"] is None  # no whole-job energy recorded: no job figure
+    with pytest.raises(ValueError, match="fleet.scope"):
+        M.fleet(cells, scope="everything")
+
+
 def test_scheduler_view_queue_wait_and_batch_efficiency():
     rows = [synth.row(cell(site="blackett", repeat=k), scheduler="htcondor", queue_wait_s=q) for k, q in enumerate([10.0, 30.0])]
     rows.append(synth.row(cell(repeat=5)))  # local: no submit time

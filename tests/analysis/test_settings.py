@@ -13,7 +13,7 @@ def test_defaults_match_config_schema():
     config, sites = CFG.load()
     st = AnalysisSettings.from_config(config, sites)
     d = AnalysisSettings.defaults()
-    for k in ("eta", "targets", "noisy_cv", "jobs_per_day", "per_site", "samples_per_job"):
+    for k in ("eta", "targets", "noisy_cv", "jobs_per_day", "per_site", "samples_per_job", "fleet_scope"):
         assert getattr(st, k) == getattr(d, k), k
     assert set(st.hardware) <= set(sites), "config/hardware.yaml names a site that config/sites.yaml lacks"
     assert st.hardware == d.hardware and st.sites == d.sites
@@ -41,6 +41,18 @@ def test_config_keys_validated(tmp_path):
     p.write_text(yaml.safe_dump({"fleet": {"jobs_per_day": 0}}))
     with pytest.raises(CFG.ConfigError, match=r"fleet\W+(properties\W+)?jobs_per_day"):
         CFG.load(p)
+    p.write_text(yaml.safe_dump({"fleet": {"scope": "everything"}}))
+    with pytest.raises(CFG.ConfigError, match=r"fleet\W+(properties\W+)?scope.*Fix: use one of phase, job"):
+        CFG.load(p)
+    for bad in ("lots", 0, {"baler_ae": {"test": 5}}, {"baler_ae": -3}):
+        p.write_text(yaml.safe_dump({"fleet": {"samples_per_job": bad}}))
+        with pytest.raises(CFG.ConfigError, match=r"fleet\W+(properties\W+)?samples_per_job"):
+            CFG.load(p)
+    p.write_text(yaml.safe_dump({"fleet": {"samples_per_job": {"baler_ae": {"infer": 1000}, "jet_tagger": 50}, "scope": "job"}}))
+    config, sites = CFG.load(p)
+    st = AnalysisSettings.from_config(config, sites)
+    assert st.samples_per_job == {"baler_ae": {"infer": 1000}, "jet_tagger": 50} and st.fleet_scope == "job"
+    assert "fleet.scope: job" in st.fleet_job_text() and "baler_ae" in st.fleet_job_text()
     p.write_text(yaml.safe_dump({"budget": {"max_kwh": "lots"}}))
     with pytest.raises(CFG.ConfigError, match=r"budget\W+(properties\W+)?max_kwh"):
         CFG.load(p)

@@ -120,6 +120,32 @@ def _check_scheduler_rows(df, scheduler: str, site: str) -> None:
             # torch ran with the allocated CPUs, and the scheduler's/Snakemake's OMP/MKL agree
             assert r["torch_num_threads"] == 1 and r["omp_num_threads"] == "1" and r["mkl_num_threads"] == "1", r
             assert r["threads_consistent"] is True and r["threads_mismatch"] is None, r
+            _check_job_share(r, scheduler)
+
+
+def _check_job_share(r, scheduler: str) -> None:
+    """Whose energy on a cluster node: the scheduler's reservation, the job's share of the node."""
+    cid = r["cell_id"]
+    assert (r["job_cpus"], r["job_cpus_source"]) == (r["alloc_cpus"], scheduler), cid
+    assert r["job_mem_source"] == f"{scheduler}-reservation", cid
+    # the job's RAM share = its reservation (MB, as the scheduler recorded it) over the node's memory
+    assert r["job_share_ram"] == pytest.approx(r["alloc_mem_mb"] * 2**20 / r["node_mem_bytes"], rel=1e-9), cid
+    assert r["node_mem_bytes"] == pytest.approx(r["memory_total_bytes"], rel=0.01), cid
+    assert r["node_cpus"] == r["cpu_cores_logical"] and r["job_cpu_source"] in ("process-tree", "cgroup-v1", "cgroup-v2"), cid
+    # (TINY's windows last tens of ms: CPU times count 10-ms ticks, the usage window ~1 ms more than wall_s)
+    assert 0 <= r["job_cpu_s"] <= r["node_busy_cpu_s"] + 0.02, cid
+    if r["node_busy_cpu_s"] > 0:
+        assert r["job_share_cpu"] == pytest.approx(r["job_cpu_s"] / max(r["node_busy_cpu_s"], r["job_cpu_s"])), cid
+        assert r["neighbour_cpu_fraction"] == pytest.approx(1 - r["job_cpu_s"] / r["node_busy_cpu_s"], abs=1e-9), cid
+    assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"]), cid
+    # the job's idle share: its CPUs' share of P0 over the window the split used (the chosen reading's)
+    (cpu,) = [x for x in r["energy_readings"] if (x["window"], x["scope"], x["component"]) == ("measured", "job", "cpu")]
+    idle_w = r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"]
+    assert r["energy_cpu_idle_j"] == pytest.approx(idle_w * cpu["duration_s"], rel=0.05, abs=idle_w * 0.005), cid
+    assert r["job_wall_s"] > r["wall_s"] and r["job_energy_j"] > r["energy_j"], cid
+
+
+
 
 
 # ------------------------------------------------------------------ fixtures
@@ -167,6 +193,9 @@ def test_local_rows_and_energy_meter_serialises(workdir):
     assert ok["status"].to_list() == ["ok", "ok"]
     assert ok["alloc_cpus"].to_list() == [1, 1] and ok["torch_num_threads"].to_list() == [1, 1]
     assert ok["threads_consistent"].to_list() == [True, True]
+    for r in ok.iter_rows(named=True):  # a local run: no reservation; the job may use every CPU
+        assert r["job_cpus_source"] == "affinity" and r["job_cpus"] == r["cpu_affinity"] and r["job_mem_source"] in ("pss", "rss")
+        assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"])
     # --cores 2 and 1 thread per job would allow 2 at once: energy_meter=1 (profiles/default,
     # scope local) lets only one measuring job run at a time on this machine
     assert max_concurrent(log) == 1, log[-3000:]
@@ -191,6 +220,34 @@ def test_grid_through_slurm(slurm_run, workdir):
         assert ("gres/gpu=1" in tres) == (r["device"] == "cuda"), acct
     # energy_meter (scope local) does not hold back cluster jobs: the two cpu cells ran at once
     assert max_concurrent(slurm_run) >= 2, slurm_run[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_two_cells_share_the_slurm_node(slurm_run, workdir, tmp_path):
+    """Two inference cells with 10-s windows submitted together to the one-node Slurm cluster run side by
+    side: each row's node energy holds the other's work, the job's share does not, and the columns say so."""
+    import polars as pl
+
+    wd, _, _ = workdir
+    for d in ("resources", "results/models"):  # prepared data and reference model: only the cells run
+        shutil.copytree(wd / d, tmp_path / d)
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(yaml.safe_dump(C.deep_merge(C.TINY, {"grid": {"phases": ["infer"], "precisions": ["fp32", "bf16"]},
+                                                          "measure": {"min_window_s": 10},
+                                                          "job": {"mem_mb": MEM_MB, "runtime_min": RUNTIME_MIN}})))  # fmt: skip
+    log = C.snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, configfile=cfg, timeout=900).stderr
+    assert max_concurrent(log) >= 2, log[-3000:]
+    files = sorted((tmp_path / "results" / "runs" / "slurm").rglob("r*.parquet"))
+    a, b = pl.read_parquet(files).sort("started_at").to_dicts()
+    # their measured windows overlapped: each job's life covers most of the other's window
+    overlap = (min(a["finished_at"], b["finished_at"]) - max(a["started_at"], b["started_at"])).total_seconds()
+    assert overlap > 0.5 * min(a["wall_s"], b["wall_s"]), (a["started_at"], a["finished_at"], b["started_at"], b["finished_at"])
+    for r in (a, b):
+        assert r["scheduler"] == "slurm" and r["status"] == "ok" and r["wall_s"] >= 10, r["cell_id"]
+        _check_job_share(r, "slurm")
+        assert r["node_shared"] is True and r["neighbour_cpu_fraction"] > 0.2, r["cell_id"]  # at least the other cell
+        assert r["energy_j"] < r["node_energy_j"] and r["energy_cpu_j"] < 0.9 * r["node_energy_cpu_j"], r["cell_id"]
 
 
 @pytest.mark.slow

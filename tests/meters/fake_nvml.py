@@ -10,7 +10,9 @@ class NVMLError(Exception):
 
 
 def make(gpus: list[dict], driver_ok: bool = True) -> types.ModuleType:
-    """gpus: [{"uuid": "GPU-...", "name": "...", "energy_mj": int, "counter": bool}] (settable later)."""
+    """gpus: [{"uuid": "GPU-...", "name": "...", "energy_mj": int, "counter": bool, "minor": int}] (settable later).
+
+    "minor" is the device number (/dev/nvidia<minor>, what Slurm's SLURM_JOB_GPUS lists); default: the index."""
     m = types.ModuleType("pynvml")
     m.NVMLError = NVMLError
     m.gpus = gpus
@@ -35,6 +37,7 @@ def make(gpus: list[dict], driver_ok: bool = True) -> types.ModuleType:
     m.nvmlDeviceGetCount = lambda: len(gpus)
     m.nvmlDeviceGetHandleByIndex = handle
     m.nvmlDeviceGetUUID = lambda h: h["uuid"]
+    m.nvmlDeviceGetMinorNumber = lambda h: h.get("minor", next(i for i, g in enumerate(gpus) if g is h))
     m.nvmlDeviceGetName = lambda h: h.get("name", "Fake GPU")
     m.nvmlDeviceGetTotalEnergyConsumption = energy
     m.nvmlSystemGetDriverVersion = lambda: "570.1"

@@ -19,6 +19,9 @@ def test_lists_every_meter_and_measures_a_test_window():
     for name in KNOWN:
         assert f"\n  {name} " in text
     assert "estimate    used" in text and "estimate-tdp" in text and "idle test window" in text
+    # the node's energy, and this process's share of it (docs/measurement.md, "Whose energy")
+    assert "this process's share:" in text and "of the node's" in text and ("(cpu-share)" in text or "(node-cpu)" in text)
+    assert "CPUs," in text and "reserved here (affinity)" in text and "busy CPU time" in text
 
 
 def test_required_absent_meter_fails(capsys):

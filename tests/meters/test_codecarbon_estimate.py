@@ -66,12 +66,19 @@ def test_gpu_reading_only_with_gpu_ids():
     assert m.components() == ("cpu", "ram-model", "gpu") and not m.estimated("gpu")
 
 
-def test_estimate_is_cpu_time_times_watts_per_thread():
-    clock = iter([10.0, 12.5, 13.0])
-    m = EstimateMeter(6.0, cpu_time=lambda: next(clock))
+def test_estimate_is_a_linear_node_model():
+    """E_node = P0 x dt + W x (node busy CPU-seconds): a NODE model, split into the job's share later."""
+    from joulegrid.meters.usage import NodeCpu
+
+    busy = iter([0.0, 100.0, 103.0, 104.5])  # node busy CPU-seconds: construction (N), start, lap, stop
+    clock = iter([50.0, 52.0, 53.0])
+    m = EstimateMeter(6.0, cpu_idle_w=10.0, node_cpu=lambda: NodeCpu(0.0, next(busy), 0.0, 4), clock=lambda: next(clock))
     m.start()
-    assert m.lap() == {"cpu": pytest.approx(2.5 * 6.0)}
+    assert m.lap() == {"cpu": pytest.approx(10.0 * 2.0 + 6.0 * 3.0)}
     (r,) = m.stop()
-    assert (r.meter, r.component, r.method, r.estimated) == ("estimate", "cpu", "estimate-tdp", True)
-    assert r.energy_j == pytest.approx(3.0 * 6.0)
-    assert EstimateMeter(None).w_per_thread == DEFAULT_W_PER_THREAD == 4.0
+    assert (r.meter, r.component, r.method, r.estimated, r.scope) == ("estimate", "cpu", "estimate-tdp", True, "node")
+    assert r.energy_j == pytest.approx(10.0 * 3.0 + 6.0 * 4.5)
+    assert r.samples == 3
+    # defaults: 4 W per thread (codecarbon's fallback), P0 = 10 % of the model's TDP (N x W)
+    m = EstimateMeter(None, node_cpu=lambda: NodeCpu(0.0, 0.0, 0.0, 8))
+    assert m.w_per_thread == DEFAULT_W_PER_THREAD == 4.0 and m.idle_w == pytest.approx(0.1 * 8 * 4.0)

@@ -1,5 +1,6 @@
-"""MeterSet and summarise: family choice, disagreement, low confidence, idle/net arithmetic,
-failures and required meters. Fake meters with fixed readings: pure logic."""
+"""MeterSet and summarise: family choice among JOB readings, disagreement between node readings,
+low confidence, idle/net arithmetic, failures and required meters. Fake meters with fixed
+readings: pure logic (the split itself: test_attribution.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from joulegrid import meters as M
 from joulegrid.meters.base import Meter, MeterUnavailable, Reading, RequiredMeterMissing
 
 
-def R(meter, comp, e, est=False, method=None, samples=100, window="measured", interval=0.1):
-    return Reading(meter, comp, method or meter, e, interval, samples, est, window=window, duration_s=1.0)
+def R(meter, comp, e, est=False, method=None, samples=100, window="measured", interval=0.1, scope="job"):
+    return Reading(meter, comp, method or meter, e, interval, samples, est, window=window, duration_s=1.0, scope=scope,
+                   attribution="cpu-share" if scope == "job" else None)
+
+
+def N(meter, comp, e, **kw):
+    """A node-scope reading (what a meter measured)."""
+    return R(meter, comp, e, scope="node", **kw)
 
 
 class Fake(Meter):
@@ -57,15 +64,29 @@ def test_measured_beats_estimated_then_priority():
         R("zeus", "cpu", 11, method="zeus-rapl"),
         R("codecarbon", "ram-model", 5, est=True, method="codecarbon-ram-model"),
         R("rapl", "dram", 2),
+        N("rapl", "cpu", 40),
+        N("rapl", "dram", 7),
     ]
-    best = M.choose(rs)
+    best = M.choose(M.job_readings(rs))
     assert best["cpu"].meter == "rapl" and best["ram"].component == "dram"
     s = M.summarise(rs, wall_s=2.0)
-    assert s["energy_j"] == pytest.approx(12.0)  # 10 cpu + 2 dram: one reading per family
+    assert s["energy_j"] == pytest.approx(12.0)  # 10 cpu + 2 dram: one job reading per family
     assert s["energy_cpu_j"] == 10 and s["energy_ram_j"] == 2 and s["energy_gpu_j"] is None
     assert s["energy_method"] == "rapl" and s["energy_components"] == "cpu+dram"
+    assert s["energy_attribution"] == "cpu-share"
     assert s["energy_estimated"] is False and s["mean_power_w"] == pytest.approx(6.0)
-    assert len(s["energy_readings"]) == 6
+    # the node readings the chosen job readings were split from
+    assert s["node_energy_j"] == pytest.approx(47.0) and s["node_energy_cpu_j"] == 40 and s["node_energy_ram_j"] == 7
+    assert len(s["energy_readings"]) == 8
+
+
+def test_a_node_figure_never_outranks_a_job_figure():
+    """A measured machine-scope reading (RAPL of the whole package) is not a candidate for energy_j:
+    only job readings are, so the job-scoped model wins over the node's counter here."""
+    rs = [N("rapl", "cpu", 100.0), R("estimate", "cpu", 5.0, est=True, method="estimate-tdp")]
+    s = M.summarise(rs, 1.0)
+    assert s["energy_j"] == 5.0 and s["energy_method"] == "estimate-tdp" and s["energy_estimated"] is True
+    assert M.summarise([N("rapl", "cpu", 100.0)], 1.0).get("energy_j") is None  # nothing attributed: no job figure
 
 
 def test_estimates_only_choose_by_priority_and_flag_estimated():
@@ -80,7 +101,9 @@ def test_estimates_only_choose_by_priority_and_flag_estimated():
     [(100.0, 103.0, 3 / 103, False), (100.0, 110.0, 10 / 110, True), (100.0, 105.0, 5 / 105, False), (0.0, 0.0, 0.0, False)],
 )
 def test_disagreement_between_two_measurements(a, b, rel, disagree):
-    rs = [R("rapl", "cpu", a), R("codecarbon", "cpu", b, method="codecarbon-rapl"), R("estimate", "cpu", 1000, est=True)]
+    """Meters are compared on what they measured (node scope), never on the attributed shares."""
+    rs = [N("rapl", "cpu", a), N("codecarbon", "cpu", b, method="codecarbon-rapl"), N("estimate", "cpu", 1000, est=True),
+          R("rapl", "cpu", a / 2), R("codecarbon", "cpu", 1.0, method="codecarbon-rapl")]  # fmt: skip
     s = M.summarise(rs, 1.0)
     assert s["meter_rel_diff"] == pytest.approx(rel)
     assert s["meters_disagree"] is disagree
@@ -88,7 +111,7 @@ def test_disagreement_between_two_measurements(a, b, rel, disagree):
 
 
 def test_largest_pair_over_components():
-    rs = [R("rapl", "cpu", 100), R("zeus", "cpu", 101), R("nvml", "gpu", 200), R("zeus", "gpu", 150), R("codecarbon", "gpu", 199)]
+    rs = [N("rapl", "cpu", 100), N("zeus", "cpu", 101), N("nvml", "gpu", 200), N("zeus", "gpu", 150), N("codecarbon", "gpu", 199)]
     rel, between = M.compare(rs)
     assert rel == pytest.approx(50 / 200) and between.startswith("gpu: nvml")
 
@@ -108,13 +131,14 @@ def test_idle_power_and_net_energy():
         R("rapl", "cpu", 4.0, window="idle"),
         R("rapl", "dram", 1.0, window="idle"),
         R("estimate", "cpu", 0.1, est=True, window="idle"),
+        N("rapl", "cpu", 40.0, window="idle"),
         R("rapl", "cpu", 30.0),
         R("rapl", "dram", 6.0),
         R("estimate", "cpu", 20.0, est=True),
     ]
     s = M.summarise(rs, wall_s=3.0, idle_s=2.0)
     assert s["energy_j"] == pytest.approx(36.0)
-    assert s["idle_power_w"] == pytest.approx(2.5)  # (4 + 1) J / 2 s, same meters as energy_j
+    assert s["idle_power_w"] == pytest.approx(2.5)  # (4 + 1) J / 2 s: the job's, same meters as energy_j
     assert s["energy_net_j"] == pytest.approx(36.0 - 2.5 * 3.0)
     assert M.summarise(rs, 3.0, idle_s=None).get("idle_power_w") is None
     # an idle window without the chosen meter gives no idle figure rather than a wrong one
@@ -148,12 +172,15 @@ def test_prepare_failure_is_absent_unless_required():
         ms.ready()
 
 
-def test_lap_uses_the_same_family_choice():
-    rapl = Fake("rapl", [R("rapl", "cpu", 0), R("rapl", "dram", 0)], laps={"cpu": 5.0, "dram": 1.0})
-    cc = Fake("codecarbon", [R("codecarbon", "cpu", 0), R("codecarbon", "ram-model", 0)], est={"cpu": False, "ram-model": True}, laps={"cpu": 9.0, "ram-model": 3.0})
-    assert M.MeterSet([rapl, cc], []).lap() == pytest.approx(6.0)
-    assert M.MeterSet([cc], []).lap() == pytest.approx(12.0)
-    assert M.MeterSet([Fake("zeus", [R("zeus", "cpu", 0)])], []).lap() is None  # zeus cannot lap
+def test_laps_are_recorded_for_the_end_of_the_job():
+    rapl = Fake("rapl", [N("rapl", "cpu", 0), N("rapl", "dram", 0)], laps={"cpu": 5.0, "dram": 1.0})
+    cc = Fake("codecarbon", [N("codecarbon", "cpu", 0)], laps={"cpu": 9.0, "ram-model": 3.0})
+    ms = M.MeterSet([rapl, cc], [])
+    ms.start()
+    assert ms.lap() == 0 and ms.lap() == 1
+    assert ms.laps[0][0] == "measured" and ms.laps[0][1] == {("rapl", "cpu"): 5.0, ("rapl", "dram"): 1.0,
+                                                            ("codecarbon", "cpu"): 9.0, ("codecarbon", "ram-model"): 3.0}  # fmt: skip
+    assert M.MeterSet([], []).lap() is None
 
 
 def test_build_auto_on_this_host_and_required_error(tmp_path):

@@ -85,21 +85,71 @@ def test_report_of_a_summary_with_an_old_schema(tmp_path):
     assert "Energy per sample" in html
 
 
+def _profile_real_cells(results, rows, n=2):
+    """Hotspot files as a run writes them: the real profilers (cProfile, torch.profiler) over a tiny torch
+    loop, written by joulegrid.hotspots to <results>/hotspots/<cell id>.parquet (per-cell subfolders)."""
+    import torch
+
+    from joulegrid import hotspots
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    x = torch.randn(64, 16)
+
+    def one_pass():
+        with torch.inference_mode():
+            for _ in range(3):
+                model(x)
+        return 3
+
+    for r in rows[:n]:
+        hrows, _ = hotspots.profile(one_pass, "cpu", r, top=5)
+        hotspots.write(hrows, hotspots.path_for(results / "runs" / f"{r['cell_id']}.parquet", r["cell_id"]))
+
+
 @pytest.mark.parametrize("present", [True, False])
 def test_hotspots_section(tmp_path, present):
     summary, rows = results_set(tmp_path)
     if present:
-        hs = pl.DataFrame({"run_id": [rows[0]["run_id"]] * 3, "op": ["aten::addmm", "aten::relu", "aten::mse_loss"],
-                           "self_cpu_time_s": [0.5, 0.1, 0.2], "calls": [10, 10, 1]})  # fmt: skip
-        (tmp_path / "hotspots").mkdir()
-        hs.write_parquet(tmp_path / "hotspots" / "part-0.parquet")
+        _profile_real_cells(tmp_path, rows)
+        assert not list((tmp_path / "hotspots").glob("*.parquet"))  # nothing at the top: per-cell subfolders
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()
+    hot = html[html.index("id='hotspots'"):html.index("id='missing'")]
     if present:
-        assert "aten::addmm" in html and rows[0]["cell_id"] in html
-        assert html.index("aten::addmm") < html.index("aten::mse_loss") < html.index("aten::relu")  # sorted by self time
+        assert rows[0]["cell_id"] in hot and rows[1]["cell_id"] in hot
+        assert "aten::addmm" in hot and "cprofile" in hot and "torch" in hot
+        assert "No hotspot table" not in hot
     else:
-        assert "No hotspot table under" in html
+        assert "No hotspot table" in hot
+
+
+def test_fleet_csv_and_whose_energy_per_host(tmp_path):
+    cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256,))
+    n_test = 4_000
+    rows = [synth.row(c, energy_per_sample_j=1e-4 if c.precision == "fp32" else 1e-3, n_test=n_test,
+                      n_samples=(600_000 if c.precision == "fp32" else 60_000), node_shared=True,
+                      energy_attribution="cpu-share", neighbour_cpu_fraction=0.25 if c.precision == "fp32" else 0.75)
+            for c in cells]  # fmt: skip
+    for r in rows:
+        r["node_energy_j"] = 4 * r["energy_j"]
+    summary = synth.summary(tmp_path / "summary.parquet", rows)
+    st = AnalysisSettings.defaults()
+    build_report(str(summary), str(tmp_path / "report"), settings=st)
+    fl = pl.read_csv(tmp_path / "report" / "fleet.csv")
+    assert fl.columns[:10] == ["site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job",
+                               "mwh_per_day", "t_co2_per_day", "saving_pct"]  # fmt: skip
+    f = {r["precision_variant"]: r for r in fl.to_dicts()}
+    pue, i = st.sites["local"]["pue"], st.sites["local"]["carbon_intensity_g_per_kwh"]
+    mwh = 1_000_000 * 1e-4 * n_test / 3.6e6 * pue / 1000
+    assert f["fp32"]["samples_per_job"] == n_test and f["fp32"]["mwh_per_day"] == pytest.approx(mwh)
+    assert f["fp32"]["t_co2_per_day"] == pytest.approx(mwh * 1000 * i / 1e6)
+    assert f["bf16"]["saving_pct"] == pytest.approx(-900.0) and f["bf16"]["fleet_scope"] == "phase"
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "one pass over the test split" in html and "fleet.scope: phase" in html
+    measured = html[html.index("id='measured'"):]
+    assert "Whose energy: node vs job" in measured
+    assert "25.0%" in measured  # the jobs' share of the node's energy (energy_j / node_energy_j summed)
+    assert "50.0%" in measured and "75.0%" in measured  # neighbours' share of busy CPU: mean and max
 
 
 def test_schema_columns_only_named_in_schema():

@@ -23,6 +23,7 @@ def test_pipeline_report_and_snakemake_report_zip(tmp_path, write_config, run_sn
         assert (rep / f"{name}.png").stat().st_size > 1000
     assert "250,000 jobs/day" in html and "η = 0.7" in html
     assert pl.read_csv(rep / "cells.csv").height == 2  # train + infer cell of the tiny grid
+    assert pl.read_csv(rep / "fleet.csv").height == 2
     run_snakemake(work, "--report", "report.zip", configfile=cfg, timeout=600)
     with zipfile.ZipFile(work / "report.zip") as z:
         names = z.namelist()
@@ -30,4 +31,5 @@ def test_pipeline_report_and_snakemake_report_zip(tmp_path, write_config, run_sn
     for name in CHART_NAMES:
         assert any(n.endswith(f"{name}.png") for n in names), name
     assert any(n.endswith("index.html") for n in names) and any(n.endswith("cells.csv") for n in names)
+    assert any(n.endswith("fleet.csv") for n in names)
     assert "Pareto front" in body  # a caption made it into the Snakemake report

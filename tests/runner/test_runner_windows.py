@@ -54,13 +54,24 @@ def test_infer_min_window_idle_baseline_and_net_energy(env):
     assert row["n_batches"] == row["infer_passes"] * -(-row["n_test"] // 256)
     # idle baseline: measured before the window with the same meters; net = gross - idle power x wall
     assert row["idle_window_s"] >= 0.2
-    windows = [r["window"] for r in row["energy_readings"]]
-    assert windows == ["idle", "measured"]
-    idle = row["energy_readings"][0]
+    # each window: the meter's node reading, and the job's share of it
+    windows = [(r["window"], r["scope"]) for r in row["energy_readings"]]
+    assert windows == [("idle", "node"), ("idle", "job"), ("measured", "node"), ("measured", "job")]
+    idle = row["energy_readings"][1]
     assert row["idle_power_w"] == pytest.approx(idle["energy_j"] / row["idle_window_s"])
     assert row["energy_net_j"] == pytest.approx(row["energy_j"] - row["idle_power_w"] * row["wall_s"])
     assert row["energy_method"] == "estimate-tdp" and row["energy_estimated"] is True
     assert row["energy_low_confidence"] is True  # 2 reads of CPU time < 60 samples
+    # whose energy: the job's share, and every joule of the node in one bucket
+    assert row["energy_attribution"] in ("cpu-share", "node-cpu")
+    assert row["node_energy_j"] == row["energy_readings"][2]["energy_j"] and row["energy_j"] == row["energy_readings"][3]["energy_j"]
+    assert row["energy_j"] + row["node_other_active_j"] + row["node_unreserved_idle_j"] == pytest.approx(row["node_energy_j"])
+    assert row["energy_cpu_j"] == pytest.approx(row["energy_cpu_active_j"] + row["energy_cpu_idle_j"])
+    assert 0 < row["job_cpu_s"] <= row["node_busy_cpu_s"] + 0.02 and row["node_busy_cpu_s"] <= row["node_cpu_s"]  # 10-ms ticks
+    assert row["job_cpu_source"] == "process-tree"
+    assert row["job_share_cpu"] == pytest.approx(row["job_cpu_s"] / row["node_busy_cpu_s"])
+    assert row["job_cpus_source"] == "affinity" and row["job_mem_source"] in ("pss", "rss")
+    assert 0 < row["job_share_ram"] == pytest.approx(row["job_mem_bytes"] / row["node_mem_bytes"])
     # data vs compute and latencies
     assert 0 < row["data_s"] < row["wall_s"] and row["compute_s"] == pytest.approx(row["wall_s"] - row["data_s"] - row["eval_s"])
     assert 0 < row["latency_p50_s"] <= row["latency_p90_s"] <= row["latency_p99_s"]
@@ -96,6 +107,12 @@ def test_train_hotspots_side_file_keyed_by_run_id(env):
         assert part["cell_id"].unique().to_list() == [cell.id]
     # the profiled pass is separate: the measured figures count only the measured epochs
     assert row["n_batches"] == row["epochs"] * -(-row["n_train"] // 256)
+    # per-epoch energy: the job's cumulative share at each epoch (attributed like the window), growing
+    # up to the window's (a 0.1-s window: the CPU times' 10-ms ticks make the last stretch coarse)
+    e = row["epoch_energy_j"]
+    assert len(e) == row["epochs"] and all(0 < a <= b for a, b in zip(e, e[1:] + [row["energy_j"]]))
+    # the profiling passes are joulegrid's, not the job's: left out of the whole job
+    assert row["job_excluded_s"] >= row["profile_s"] - 0.05
     assert row["profile_s"] > 0
     # the training step shows up among cProfile's top functions
     assert any("_train_epoch" in f for f in mine["function"].to_list())

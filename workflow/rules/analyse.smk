@@ -35,6 +35,7 @@ rule report:
     output:
         index=report(REPORT_INDEX, caption="../report/index.rst", category="Report"),
         cells=report(f"{RESULTS}/report/cells.csv", caption="../report/cells.rst", category="Report"),
+        fleet=report(f"{RESULTS}/report/fleet.csv", caption="../report/fleet.rst", category="Report"),
         **{
             name: report(f"{RESULTS}/report/{name}.png", caption=f"../report/{name}.rst", category="Charts")
             for name in JG_CHARTS

@@ -207,7 +207,7 @@ def scheduler_overhead(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMi
 # ------------------------------------------------------------------ 5. fleet what-if
 def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     jobs = f"{st.jobs_per_day:,.0f}"
-    title = f"Fleet what-if: energy per day at {jobs} jobs/day per site (label: energy change vs fp32 baseline)"
+    title = f"Fleet what-if: energy per day at {jobs} jobs/day per site, equal work per job (label: energy change vs fp32 baseline)"
     cells = _cells(df, st).filter(pl.col("energy_j").is_not_null())
     if cells.height == 0:
         return no_data(title, "no successful run with an energy figure")
@@ -221,14 +221,15 @@ def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
         .otherwise(pl.format("{}%", (pl.col("saving_pct") * -1).round(1)).str.replace(r"^(\d)", "+$1")),
     )
     f = _keep(f, ["group", "config", "precision_variant", "mwh_per_day", "t_co2_per_day", "saving_pct", "saving_label",
-                  "saving_mwh_per_day", "jobs_per_day", "energy_per_job_j", "energy_source"])  # fmt: skip
+                  "saving_mwh_per_day", "jobs_per_day", "samples_per_job", "energy_per_job_j", "energy_source"])  # fmt: skip
     base = alt.Chart().encode(y=alt.Y("config:N", title=None, sort=alt.EncodingSortField("mwh_per_day", order="descending")))
     bars = base.mark_bar(stroke="#333", strokeWidth=1).encode(
         x=alt.X("mwh_per_day:Q", title="MWh per day"),
         color=alt.Color("precision_variant:N", title="precision", scale=alt.Scale(scheme=PALETTE)),
         opacity=alt.Opacity("energy_source:N", scale=alt.Scale(domain=SOURCE_DOMAIN, range=[0.95, 0.35]),
                             title="energy (pale = estimated)"),
-        tooltip=["config", alt.Tooltip("jobs_per_day:Q", format=",.0f"), alt.Tooltip("energy_per_job_j:Q", title="J/job", format=".3g"),
+        tooltip=["config", alt.Tooltip("jobs_per_day:Q", format=",.0f"), alt.Tooltip("samples_per_job:Q", title="samples/job", format=",.0f"),
+                 alt.Tooltip("energy_per_job_j:Q", title="J/job", format=".3g"),
                  alt.Tooltip("mwh_per_day:Q", format=".4g"), alt.Tooltip("t_co2_per_day:Q", title="tCO2e/day", format=".4g"),
                  alt.Tooltip("saving_mwh_per_day:Q", title="saving MWh/day", format=".4g"), "saving_label", "energy_source"],
     )  # fmt: skip

@@ -12,7 +12,8 @@ Layers, each a function of a DataFrame in the result schema (plus what the layer
                         ``best_batch_size`` picks the cheapest batch size per (workload, device, precision).
 - ``pareto``            quality vs energy per sample, per workload and phase (direction-aware).
 - ``sci``               Software Carbon Intensity (E·I + M) per functional unit.
-- ``fleet``             measured energy per job scaled to a fleet (jobs/day per site): MWh/day, tCO2/day,
+- ``fleet``             energy of one equal-work job (samples_per_job samples; + the job's start-up
+                        with scope job) scaled to a fleet (jobs/day per site): MWh/day, tCO2/day,
                         and the saving of each variant against the baseline.
 - ``scheduler_view``    queue wait and batch efficiency per site.
 """
@@ -101,6 +102,12 @@ def cell_stats(df: pl.DataFrame, noisy_cv: float = NOISY_CV) -> pl.DataFrame:
         samples_per_s=pl.col("samples_per_s").mean(),
         samples_per_j=pl.col("samples_per_j").mean(),
         n_samples=pl.col("n_samples").mean(),
+        n_test=pl.col("n_test").mean(),
+        job_energy_j=pl.col("job_energy_j").mean(),
+        job_wall_s=pl.col("job_wall_s").mean(),
+        job_outside_phase_energy_j=(pl.col("job_energy_j") - pl.col("energy_j")).mean(),
+        node_energy_j=pl.col("node_energy_j").mean(),
+        neighbour_cpu_fraction=pl.col("neighbour_cpu_fraction").mean(),
         mean_power_w=pl.col("mean_power_w").mean(),
         co2_kg=pl.col("co2_kg").mean(),
         co2_per_1k_samples_kg=pl.col("co2_per_1k_samples_kg").mean(),
@@ -414,20 +421,52 @@ def sci(cells: pl.DataFrame, sites: dict[str, Any] | None = None, hardware: dict
 
 
 # ------------------------------------------------------------------ fleet what-if
+FLEET_SCOPES = ("phase", "job")
+FLEET_CSV_COLUMNS = (
+    "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "mwh_per_day",
+    "t_co2_per_day", "saving_pct", "fleet_scope", "jobs_per_day", "energy_per_job_j", "energy_source",
+)  # fmt: skip
+
+
+def samples_per_job_expr(spec: int | dict[str, Any] | None = None) -> pl.Expr:
+    """Samples one fleet job processes, per cell: ``fleet.samples_per_job`` (a number for every cell, or
+    per workload: a number or {train: N, infer: N}), else the defaults -- inference: one pass over the
+    test split (``n_test``); training: one training run as measured (``n_samples``). Never the
+    inference time window (``n_samples`` of an inference cell counts every pass of its window)."""
+    expr = pl.when(pl.col("phase") == "infer").then(pl.col("n_test")).otherwise(pl.col("n_samples")).cast(pl.Float64)
+    if spec is None:
+        return expr
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return pl.lit(float(spec))
+    for wl, v in spec.items():
+        if isinstance(v, dict):
+            for ph, n in v.items():
+                if n:
+                    expr = pl.when((pl.col("workload") == wl) & (pl.col("phase") == ph)).then(pl.lit(float(n))).otherwise(expr)
+        elif v:
+            expr = pl.when(pl.col("workload") == wl).then(pl.lit(float(v))).otherwise(expr)
+    return expr
+
+
 def fleet(
     cells: pl.DataFrame,
     sites: dict[str, Any] | None = None,
     jobs_per_day: float = 1_000_000,
     per_site: dict[str, float] | None = None,
-    samples_per_job: int | None = None,
+    samples_per_job: int | dict[str, Any] | None = None,
+    scope: str = "phase",
 ) -> pl.DataFrame:
-    """Scale the measured energy of one job to a fleet of jobs/day per site.
+    """Scale the energy of one equal-work job to a fleet of jobs/day per site.
 
-    A *job* is one measured phase as configured (``n_samples`` samples), or ``samples_per_job`` samples
-    when set (energy per sample × samples_per_job). kWh/day = jobs/day × E_job/3.6e6 × PUE;
-    tCO2e/day = kWh/day × I / 1e6. ``saving_mwh_per_day`` / ``saving_pct`` compare each cell with its
-    fp32 baseline (same site/workload/phase/device/batch); positive = the variant saves energy.
+    A *job* is a fixed amount of work, ``samples_per_job`` samples (``samples_per_job_expr``):
+    E_job = energy per sample x samples per job (scope ``phase``), plus the job's measured energy
+    outside its phase -- start-up, data, model, warm-up, writing: job_energy_j - energy_j -- with scope
+    ``job``. kWh/day = jobs/day × E_job/3.6e6 × PUE; tCO2e/day = kWh/day × I / 1e6.
+    ``saving_mwh_per_day`` / ``saving_pct`` compare each cell with its fp32 baseline (same
+    site/workload/phase/device/batch); positive = the variant saves energy.
     """
+    if scope not in FLEET_SCOPES:
+        raise ValueError(f"config key fleet.scope: {scope!r} is not allowed. Fix: use one of {', '.join(FLEET_SCOPES)}")
     sites = sites or {}
     per_site = per_site or {}
     jobs = pl.col("site").replace_strict(
@@ -443,8 +482,13 @@ def fleet(
     inten = pl.coalesce(
         pl.col("site").replace_strict(i_map, default=None, return_dtype=pl.Float64), pl.col("carbon_intensity_g_per_kwh")
     )
-    e_job = pl.col("energy_per_sample_j") * samples_per_job if samples_per_job else pl.col("energy_j")
-    d = cells.with_columns(jobs_per_day=jobs, energy_per_job_j=e_job).with_columns(
+    if "job_outside_phase_energy_j" not in cells.columns:
+        cells = cells.with_columns(job_outside_phase_energy_j=pl.lit(None, pl.Float64))
+    e_job = pl.col("energy_per_sample_j") * pl.col("samples_per_job")
+    if scope == "job":
+        e_job = e_job + pl.col("job_outside_phase_energy_j")
+    d = cells.with_columns(jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope))
+    d = d.with_columns(energy_per_job_j=e_job).with_columns(
         mwh_per_day=pl.col("jobs_per_day") * pl.col("energy_per_job_j") / J_PER_KWH * pue / 1000,
         fleet_intensity_g_per_kwh=inten,
     )

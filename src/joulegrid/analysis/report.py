@@ -2,7 +2,8 @@
 
 ``build_report(summary, out_dir)`` writes ``<out_dir>/index.html``, ``<out_dir>/<chart>.png`` for
 every name in CHART_NAMES (a "no data" chart when there is nothing to draw, so every PNG the
-Snakemake rule declares exists) and ``<out_dir>/cells.csv`` (per-cell derived metrics). The page
+Snakemake rule declares exists), ``<out_dir>/cells.csv`` (per-cell derived metrics) and
+``<out_dir>/fleet.csv`` (the fleet what-if, for spreadsheet users). The page
 embeds the Vega/Vega-Lite/vega-embed bundle from vl-convert once and every chart spec as JSON, so
 it opens offline from a file:// URL; ``window.joulegridCharts = {expected, rendered, errors}`` tells
 a browser test whether every chart rendered.
@@ -46,8 +47,9 @@ CHART_TEXT = {
     ),
     "fleet_whatif": (
         "Fleet what-if",
-        "Measured energy per job scaled to the configured jobs per day at each site (MWh/day, PUE included); the "
-        "label is the change against the fp32 baseline of the same workload, phase, device and batch size.",
+        "The energy of one equal-work job (the same samples per job for every precision and batch size) scaled to "
+        "the configured jobs per day at each site (MWh/day, PUE included); the label is the change against the fp32 "
+        "baseline of the same workload, phase, device and batch size.",
     ),
 }
 assert set(CHART_TEXT) == set(CHART_NAMES)
@@ -162,29 +164,29 @@ def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
 
 
 def load_hotspots(results_dir: Path) -> tuple[pl.DataFrame | None, str | None]:
-    """The hotspots table (<results>/hotspots/*.parquet, written by the profiler) if present."""
-    d = results_dir / "hotspots"
-    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-    if not files:
-        return None, None
-    try:
-        # diagonal_relaxed: files written by different versions may differ in columns or int/float types
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed"), None
-    except Exception as e:  # noqa: BLE001
-        return None, f"hotspot files under {d} could not be read ({type(e).__name__}: {e})"
+    """The hotspots table: every <results>/hotspots/<cell id>.parquet the profiler wrote (per-cell
+    subfolders; joulegrid.hotspots.collect), None if there is none; unreadable files are named."""
+    import warnings
+
+    from .. import hotspots
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hs = hotspots.collect(results_dir)
+    bad = [str(w.message) for w in caught if "joulegrid.hotspots" in str(w.message)]
+    note = f"{len(bad)} hotspot file(s) left out: " + "; ".join(bad[:3]) if bad else None
+    return (hs if hs.height else None), note
 
 
-def _hotspots_view(hs: pl.DataFrame, df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
-    """Top rows of the hotspot table, with the cell each run_id belongs to; columns as the profiler wrote them."""
-    if "run_id" in hs.columns and df.height:
-        hs = hs.join(df.select("run_id", "cell_id"), on="run_id", how="left")
-        hs = hs.select("cell_id", *[c for c in hs.columns if c not in ("cell_id", "run_id")])
-    num = [c for c, t in hs.schema.items() if t.is_numeric() and c not in ("rank", "repeat")]
-    key = next((c for c in num if "self" in c and ("time" in c or c.endswith("_s") or "us" in c)), num[0] if num else None)
-    if key:
-        hs = hs.sort(key, descending=True, nulls_last=True)
-    simple = [c for c, t in hs.schema.items() if not isinstance(t, (pl.List, pl.Struct, pl.Array))]
-    return hs.select(simple).head(top)
+def _hotspots_view(hs: pl.DataFrame, df: pl.DataFrame, top: int = 10) -> pl.DataFrame:
+    """The most expensive functions/ops of the summary's profiled runs: per profiler, the top rows by
+    fraction of the profiled pass (cprofile: cumulative time; torch: self time)."""
+    if df.height:
+        hs = hs.filter(pl.col("run_id").is_in(df["run_id"].to_list()))
+    cols = ["cell_id", "profiler", "rank", "function", "calls", "self_s", "cumulative_s", "device_self_s", "fraction"]
+    parts = [g.sort("fraction", descending=True, nulls_last=True).head(top) for _, g in hs.group_by("profiler", maintain_order=True)]
+    out = pl.concat(parts) if parts else hs
+    return out.select([c for c in cols if c in out.columns]).sort("profiler", "fraction", descending=[False, True], nulls_last=True)
 
 
 # ------------------------------------------------------------------ sections
@@ -206,6 +208,30 @@ def _cards(df: pl.DataFrame, cells: pl.DataFrame, problems: list) -> str:
     ) + "</div>"
 
 
+def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
+    """Per site and host: the node's energy vs the jobs' in the measured windows, and the neighbours' share."""
+    ok = df.filter((pl.col("status") == "ok") & pl.col("node_energy_j").is_not_null())
+    return (
+        ok.group_by("site", "hostname")
+        .agg(
+            runs=pl.len(),
+            node_energy_j=pl.col("node_energy_j").sum(),
+            job_energy_j=pl.col("energy_j").sum(),
+            job_energy_share=pl.col("energy_j").sum() / pl.col("node_energy_j").sum(),
+            neighbour_cpu_share=pl.col("neighbour_cpu_fraction").mean(),
+            max_neighbour_cpu_share=pl.col("neighbour_cpu_fraction").max(),
+            shared_runs=pl.col("node_shared").fill_null(False).sum(),
+            attribution=pl.col("energy_attribution").drop_nulls().unique().sort().str.join("; "),
+            p0_cpu_source=pl.col("p0_cpu_source").drop_nulls().unique().sort().str.join(", "),
+            job_cpus=pl.col("job_cpus").drop_nulls().unique().sort().cast(pl.String).str.join(", "),
+            node_cpus=pl.col("node_cpus").max(),
+            job_cpu_source=pl.col("job_cpu_source").drop_nulls().unique().sort().str.join(", "),
+            job_mem_source=pl.col("job_mem_source").drop_nulls().unique().sort().str.join(", "),
+        )
+        .sort("site", "hostname")
+    )
+
+
 def _how_measured(df: pl.DataFrame) -> str:
     ok = df.filter(pl.col("status") == "ok")
     if ok.height == 0:
@@ -223,6 +249,13 @@ def _how_measured(df: pl.DataFrame) -> str:
         .sort("site", "hostname", "energy_method")
     )
     out = table_html(methods)
+    out += ("<h3>Whose energy: node vs job</h3><p class='caption'>Sums over the runs' measured windows: what the node "
+            "drew (node_energy_j: whole CPU packages, DRAM or the host's RAM model, the job's GPUs) and the jobs' "
+            "attributed share (energy_j: active energy by the job's CPU time, idle power by what it reserved, RAM by its "
+            "memory share). Neighbour CPU = other processes' share of the node's busy CPU time; shared runs = runs "
+            "where others used more than the threshold of the node's CPUs. Never add node energies of jobs that "
+            "shared a node.</p>")  # fmt: skip
+    out += table_html(whose_energy(df), empty="no run with a node energy (results of an older joulegrid?)")
     absent = (
         ok.select("hostname", "meters_absent")
         .explode("meters_absent")
@@ -377,15 +410,20 @@ def build_report(
     # ---- fleet
     sec.append(f"<h2 id='fleet'>Fleet what-if</h2><p class='caption'>Do small efficiency gains matter at scale? "
                f"{st.jobs_per_day:,.0f} jobs/day per site (config <code>fleet.jobs_per_day</code>"
-               f"{', per-site overrides in fleet.per_site' if st.per_site else ''}), one job = "
-               f"{'%d samples' % st.samples_per_job if st.samples_per_job else 'the measured phase as configured'}.</p>")  # fmt: skip
+               f"{', per-site overrides in fleet.per_site' if st.per_site else ''}). One job = "
+               f"{html.escape(st.fleet_job_text())} (<code>fleet.samples_per_job</code>, <code>fleet.scope</code>). "
+               "All columns: <a href='fleet.csv'>fleet.csv</a>.</p>")  # fmt: skip
     sec.append(chart_html["fleet_whatif"].split("</h3>", 1)[1])  # the section heading says it already
-    if cells.height:
-        fl = st.fleet_table(cells.filter(pl.col("energy_j").is_not_null())).select(
-            "site", "workload", "phase", "device", "precision_variant", "batch_size", "jobs_per_day", "energy_per_job_j",
-            "mwh_per_day", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day", "saving_pct", "energy_source",
-        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")  # fmt: skip
-        sec.append(table_html(fl))
+    fleet_cells = cells.filter(pl.col("energy_j").is_not_null()) if cells.height else cells
+    fl = st.fleet_table(fleet_cells) if fleet_cells.height else pl.DataFrame(schema={c: pl.String for c in M.FLEET_CSV_COLUMNS})
+    fl = fl.sort("site", "workload", "phase", "device", "batch_size", "precision_variant") if fl.height else fl
+    _write_csv(fl.select(M.FLEET_CSV_COLUMNS), out / "fleet.csv")
+    if fl.height:
+        sec.append(table_html(fl.select(
+            "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "jobs_per_day",
+            "energy_per_job_j", "mwh_per_day", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day", "saving_pct",
+            "energy_source",
+        )))  # fmt: skip
 
     # ---- per-cell metrics
     sec.append("<h2 id='tables'>Metrics per cell</h2><p class='caption'>Repeats averaged; Δ against the fp32 baseline "
@@ -421,12 +459,16 @@ def build_report(
     hs, hs_err = load_hotspots(res_dir)
     if hs_err:
         sec.append(f"<p class='bad'>{html.escape(hs_err)}</p>")
-    elif hs is None or hs.height == 0:
-        sec.append(f"<p><em>No hotspot table under {html.escape(str(res_dir / 'hotspots'))} (profiling off, or "
-                   "this version of joulegrid does not write one).</em></p>")  # fmt: skip
+    view = _hotspots_view(hs, df) if hs is not None else None
+    if view is None or view.height == 0:
+        sec.append(f"<p><em>No hotspot table for the runs of this summary under {html.escape(str(res_dir / 'hotspots'))} "
+                   "(profiling off: measure.hotspots).</em></p>")  # fmt: skip
     else:
-        sec.append("<p class='caption'>Most expensive operators of the profiled runs (as the profiler recorded them).</p>")
-        sec.append(table_html(_hotspots_view(hs, df)))
+        n_cells = hs.filter(pl.col("run_id").is_in(df["run_id"].to_list()))["cell_id"].n_unique() if df.height else hs["cell_id"].n_unique()
+        sec.append(f"<p class='caption'>Where the profiled runs ({n_cells} cell(s)) spend their time, in separate passes after "
+                   "the measured window: the top Python functions (cprofile, cumulative time) and torch operators (torch, "
+                   "self time), as a fraction of the profiled pass. All rows: <code>joulegrid.hotspots.collect</code>.</p>")  # fmt: skip
+        sec.append(table_html(view))
 
     # ---- missing and failures
     not_ok = df.filter(pl.col("status") != "ok")
@@ -452,8 +494,9 @@ def build_report(
 
     # ---- how measured / environment
     sec.append("<h2 id='measured'>How measured</h2><p class='caption'>Energy method per site and host. "
-               "<i>estimated</i> = a model (TDP × load, RAM model), not a hardware counter; low confidence = fewer "
-               "than 60 meter samples in the window. CO2 = energy × PUE × intensity of the site.</p>")  # fmt: skip
+               "<i>estimated</i> = a model (CPU time × W per thread, RAM model), not a hardware counter; low confidence = "
+               "fewer than 60 meter samples in the window. Every energy is the job's share of what the node's meters "
+               "measured (docs/measurement.md, \"Whose energy\"). CO2 = energy × PUE × intensity of the site.</p>")  # fmt: skip
     sec.append(_how_measured(df))
     sec.append("<h2 id='environment'>Environment</h2>")
     sec.append(_environment(df))

@@ -31,7 +31,8 @@ class AnalysisSettings:
     noisy_cv: float = NOISY_CV  # report.noisy_cv
     jobs_per_day: float = 1_000_000  # fleet.jobs_per_day
     per_site: dict[str, float] = field(default_factory=dict)  # fleet.per_site
-    samples_per_job: int | None = None  # fleet.samples_per_job
+    samples_per_job: int | dict[str, Any] | None = None  # fleet.samples_per_job (None: the defaults per phase)
+    fleet_scope: str = "phase"  # fleet.scope: phase | job
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
     hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml (embodied carbon)
     hardware_source: str = ""
@@ -50,6 +51,7 @@ class AnalysisSettings:
             jobs_per_day=float(fl.get("jobs_per_day", 1_000_000)),
             per_site={k: float(v) for k, v in (fl.get("per_site") or {}).items()},
             samples_per_job=fl.get("samples_per_job"),
+            fleet_scope=str(fl.get("scope", "phase")),
             sites=sites,
             hardware=load_hardware(hw_file, base_dir),
             hardware_source=str(hw_file),
@@ -78,7 +80,20 @@ class AnalysisSettings:
     def fleet_table(self, cells):
         from . import metrics as M
 
-        return M.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job)
+        return M.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope)
+
+    def fleet_job_text(self) -> str:
+        """What one fleet job is, in words (the report says it)."""
+        spj = self.samples_per_job
+        if spj is None:
+            work = "one pass over the test split (inference) or one training run (training) per job"
+        elif isinstance(spj, dict):
+            work = "per workload: " + "; ".join(f"{k}: {v}" for k, v in sorted(spj.items())) + "; other workloads the defaults"
+        else:
+            work = f"{spj:,} samples per job"
+        scope = ("the measured phase only (fleet.scope: phase)" if self.fleet_scope == "phase" else
+                 "the whole job: the phase plus its start-up, data, model, warm-up and writing (fleet.scope: job)")  # fmt: skip
+        return f"equal work, {work}; energy of {scope}"
 
     def sci_table(self, cells):
         from . import metrics as M

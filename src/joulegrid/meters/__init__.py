@@ -1,28 +1,37 @@
-"""Energy meters behind one interface, and how their readings become result columns.
+"""Energy meters behind one interface, and how their readings become the job's result columns.
 
 ``build(settings, device)`` makes the meters a cell asked for (``measure.meters``; ``auto`` = every
-meter that works on this host) and records why the others are absent. ``MeterSet`` prepares
-them in the background, runs them over windows (the idle baseline, the measured phase) and
-``summarise`` turns the readings into the energy columns of the result schema:
+meter that works on this host), records why the others are absent, and a ``tracker.JobUsage``
+tracker (node and job CPU time, the job's reservation and memory; docs/measurement.md, "Whose
+energy"). ``MeterSet`` prepares the meters in the background, follows the whole job
+(``start_job`` ... ``finish``), runs the meters over windows (the idle baseline, the measured phase)
+with the usage read back to back at their edges, and ``finish`` turns everything into the energy
+columns of the result schema (``account.py``):
 
-- per component family (cpu, gpu, ram = dram or ram-model) ONE reading is chosen: measured
+- the meters measure NODE or DEVICE energy (``Reading.scope``); ``attribution.py`` splits each
+  node/device reading into the job's share (scope ``job``);
+- per component family (cpu, gpu, ram = dram or ram-model) ONE job reading is chosen: measured
   before modelled, then by ``PRIORITY`` (the direct counter readers first); ``energy_j`` is their
-  sum, so no energy is counted twice;
-- where two meters MEASURED the same component (e.g. rapl and codecarbon-rapl on cpu; nvml and
-  zeus on gpu), their relative difference |a - b| / max(a, b) is stored (largest pair:
+  sum, so no energy is counted twice; ``node_energy_*`` are the node readings they came from. Only
+  job readings compete: a machine-scope figure can never outrank a job-scoped one;
+- where two meters MEASURED the same node/device component (e.g. rapl and codecarbon-rapl on cpu;
+  nvml and zeus on gpu), their relative difference |a - b| / max(a, b) is stored (largest pair:
   ``meter_rel_diff``, ``meter_rel_diff_between``) and > 5 % sets ``meters_disagree``;
 - a figure is low-confidence when a chosen reading took fewer than 60 samples (MLPerf Power);
-- with an idle window, idle power and energy net of idle are derived from the same meters.
+- with an idle window, the job's idle power and energy net of idle are derived from the same meters.
 
 Pure Python: no torch import here (meters import their libraries lazily).
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from .base import Meter, MeterUnavailable, Reading, RequiredMeterMissing
+from .tracker import JobUsage, Snapshot
 
 KNOWN = ("rapl", "nvml", "zeus", "codecarbon", "estimate")
 #: preference when several meters report the same component family (higher wins, among
@@ -36,9 +45,11 @@ FAMILY = {"cpu": "cpu", "gpu": "gpu", "dram": "ram", "ram-model": "ram"}
 
 __all__ = [
     "KNOWN", "PRIORITY", "LOW_CONFIDENCE_SAMPLES", "DISAGREE_ABOVE", "FAMILY",
-    "Meter", "MeterUnavailable", "RequiredMeterMissing", "Reading", "MeterSet", "NotApplicable",
-    "build", "summarise", "compare", "choose",
+    "Meter", "MeterUnavailable", "RequiredMeterMissing", "Reading", "MeterSet", "NotApplicable", "Window",
+    "build", "summarise", "compare", "choose", "job_readings",
 ]
+# Roots of the files the meters read; the environment variables exist for tests (fake trees).
+ROOT_ENV = {"powercap": "JOULEGRID_POWERCAP", "proc": "JOULEGRID_PROC", "cgroup": "JOULEGRID_CGROUP"}
 
 
 class NotApplicable(MeterUnavailable):
@@ -49,8 +60,14 @@ def _rank(meter: str, estimated: bool) -> tuple[bool, int]:
     return (not estimated, PRIORITY.get(meter, 0))
 
 
+def job_readings(readings: list[Reading], window: str = "measured") -> list[Reading]:
+    return [r for r in readings if r.scope == "job" and r.window == window]
+
+
 def choose(readings: list[Reading]) -> dict[str, Reading]:
-    """Family -> the reading that represents it (measured first, then PRIORITY)."""
+    """Family -> the reading that represents it (measured first, then PRIORITY).
+
+    Give it readings of ONE scope (summarise gives it the job readings of a window)."""
     best: dict[str, Reading] = {}
     for r in readings:
         fam = FAMILY.get(r.component, r.component)
@@ -60,8 +77,26 @@ def choose(readings: list[Reading]) -> dict[str, Reading]:
     return best
 
 
+def _edge_order(m: Meter) -> int:
+    """Start order (stop: reversed): libraries with slow edges (codecarbon's tracker, zeus' windows)
+    outermost, then the counters, then the models, so that the usage read sits tightly inside them."""
+    if m.kind == "sampling" or m.name == "zeus":
+        return 0
+    return 1 if m.kind == "counter" else 2
+
+
+@dataclass
+class Window:
+    """One metered window: the meters' readings and the usage snapshots read back to back at its edges."""
+
+    name: str
+    readings: list[Reading]
+    start: Snapshot | None
+    end: Snapshot | None
+
+
 class MeterSet:
-    """The meters of one job, measuring one window at a time."""
+    """The meters of one job, measuring one window at a time, and the job's usage tracker."""
 
     def __init__(
         self,
@@ -69,16 +104,24 @@ class MeterSet:
         absent: list[dict[str, str]],
         required: set[str] | None = None,
         not_applicable: set[str] | None = None,
+        usage: JobUsage | None = None,
+        settings: dict[str, Any] | None = None,
     ):
         self.meters = list(meters)
         self.absent = list(absent)
         self.required = set(required or ())
         #: absent meters that have nothing to measure in this cell (nvml in a cpu cell): never required
         self.not_applicable = set(not_applicable or ())
+        self.usage = usage
+        self.settings = settings or {}
+        self.windows: list[Window] = []
+        self.laps: list[tuple[str, dict[tuple[str, str], float], Snapshot | None]] = []
         self._thread: threading.Thread | None = None
         self._failed: dict[str, str] = {}
         self._prepared = False
         self._window = "measured"
+        self._w0: Snapshot | None = None
+        self._job = False
 
     # ---- set-up ---------------------------------------------------------------------------
     def _prepare_all(self) -> None:
@@ -121,50 +164,80 @@ class MeterSet:
         self.meters = keep
         self.absent.append({"meter": name, "reason": why})
 
+    # ---- the whole job ----------------------------------------------------------------------
+    def start_job(self) -> None:
+        """Start following the job (usage + job-level counters) until finish(); as early as possible."""
+        if self.usage is not None and not self._job:
+            try:
+                self.usage.start()
+                self._job = True
+            except Exception as e:  # noqa: BLE001 - no usage: no attribution, the run goes on
+                self.usage.close()
+                self.usage = None
+                self.absent.append({"meter": "usage", "reason": f"node/job CPU time unreadable: {type(e).__name__}: {e}"})
+
+    def reserved(self, scheduler_row: dict[str, Any]) -> None:
+        """Complete the job's reservation with the scheduler probe's facts (alloc_cpus, alloc_mem_mb)."""
+        if self.usage is not None:
+            self.usage.set_reservation(scheduler_row.get("alloc_cpus"), scheduler_row.get("alloc_mem_mb"), scheduler_row.get("scheduler"))
+
+    def mark(self, name: str) -> None:
+        """Mark a point of the job (e.g. profile:start / profile:end: stretches left out of job_energy_j)."""
+        if self._job:
+            self.usage.snapshot(name)
+
     # ---- windows ---------------------------------------------------------------------------
     def start(self, window: str = "measured") -> None:
+        """Start every meter, then read the usage: meters stop in the reverse order (stop()), so the
+        windows nest -- the usage window innermost, the cheap counters and models tightly around it,
+        slow starters and stoppers (codecarbon's tracker) outermost."""
         self._window = window
-        for m in list(self.meters):
+        for m in sorted(self.meters, key=_edge_order):
             try:
                 m.start()
             except Exception as e:  # noqa: BLE001
                 self._drop(m.name, f"failed at start: {type(e).__name__}: {e}")
+        self._w0 = self.usage.snapshot(f"{window}:start") if self._job else None
 
-    def lap(self) -> float | None:
-        """Energy so far in the window: the same family choice as summarise(), if all can say."""
-        cands: dict[str, tuple[tuple[bool, int], Meter, str]] = {}
-        for m in self.meters:
-            for comp in m.components():
-                fam = FAMILY.get(comp, comp)
-                rank = _rank(m.name, m.estimated(comp))
-                if fam not in cands or rank > cands[fam][0]:
-                    cands[fam] = (rank, m, comp)
-        if not cands:
+    def lap(self) -> int | None:
+        """Record the energy so far in the window (every meter that can say) and the usage now.
+
+        Returns the lap's index; finish() turns laps into the job's cumulative energies."""
+        if not self.meters:
             return None
-        laps: dict[str, dict[str, float] | None] = {}
-        total = 0.0
-        for _, m, comp in cands.values():
-            if m.name not in laps:
-                try:
-                    laps[m.name] = m.lap()
-                except Exception:  # noqa: BLE001
-                    laps[m.name] = None
-            lap = laps[m.name]
-            if lap is None or comp not in lap:
-                return None
-            total += lap[comp]
-        return total
+        laps: dict[tuple[str, str], float] = {}
+        for m in self.meters:
+            try:
+                v = m.lap()
+            except Exception:  # noqa: BLE001
+                v = None
+            for comp, e in (v or {}).items():
+                laps[(m.name, comp)] = e
+        snap = self.usage.snapshot() if self._job else None
+        self.laps.append((self._window, laps, snap))
+        return len(self.laps) - 1
 
     def stop(self) -> list[Reading]:
+        w1 = self.usage.snapshot(f"{self._window}:end") if self._job else None
         readings: list[Reading] = []
-        for m in list(self.meters):
+        for m in sorted(self.meters, key=_edge_order, reverse=True):
             try:
                 for r in m.stop():
                     r.window = self._window
                     readings.append(r)
             except Exception as e:  # noqa: BLE001 - a meter failing must not lose the run
                 self._drop(m.name, f"failed at stop ({self._window} window): {type(e).__name__}: {e}")
+        order = {m.name: i for i, m in enumerate(self.meters)}
+        readings.sort(key=lambda r: order.get(r.meter, len(order)))  # in the meters' order, as before
+        self.windows.append(Window(self._window, readings, self._w0, w1))
         return readings
+
+    def finish(self, wall_s: float | None, idle_s: float | None = None) -> tuple[dict[str, Any], list[float | None]]:
+        """Stop following the job; the row's energy, attribution and whole-job columns, and the
+        job's cumulative energy at each lap (account.py)."""
+        from .account import finish
+
+        return finish(self, wall_s, idle_s)
 
     def close(self) -> None:
         for m in self.meters:
@@ -172,6 +245,8 @@ class MeterSet:
                 m.close()
             except Exception:  # noqa: BLE001
                 pass
+        if self.usage is not None:
+            self.usage.close()
 
 
 def check_required(absent: list[dict[str, str]], required: set[str]) -> None:
@@ -185,15 +260,26 @@ def check_required(absent: list[dict[str, str]], required: set[str]) -> None:
         )
 
 
-def build(settings: dict[str, Any], device: str = "cpu", rapl_root: str | None = None, check: bool = True) -> MeterSet:
-    """Meters asked for in settings['measure'] that can run here; the others go to `absent`.
+def build(
+    settings: dict[str, Any],
+    device: str = "cpu",
+    rapl_root: str | None = None,
+    check: bool = True,
+    proc_root: str | None = None,
+    cgroup_root: str | None = None,
+    env: dict[str, str] | None = None,
+) -> MeterSet:
+    """Meters asked for in settings['measure'] that can run here (the others go to `absent`), and
+    the job's usage tracker (measure.attribution_interval_s; never started here).
 
     Cheap: no meter library is imported that the host cannot use; expensive set-up is left to
     MeterSet.prepare_async(). With check, raises RequiredMeterMissing when a required meter is
     absent (for reasons known now; MeterSet.ready() checks again after prepare); without, the
-    caller decides when (MeterSet.check_required()).
+    caller decides when (MeterSet.check_required()). Roots default to the real files, or to
+    $JOULEGRID_POWERCAP / $JOULEGRID_PROC / $JOULEGRID_CGROUP (tests).
     """
-    from . import rapl
+    from . import rapl, usage
+    from .attribution import power_model
 
     measure = settings.get("measure", {}) or {}
     wanted = list(measure.get("meters", ["auto"]))
@@ -206,18 +292,23 @@ def build(settings: dict[str, Any], device: str = "cpu", rapl_root: str | None =
         if n not in names:
             names.append(n)
     site = settings.get("site_facts", {}) or {}
-    root = rapl_root or rapl.POWERCAP
+    root = rapl_root or os.environ.get(ROOT_ENV["powercap"]) or rapl.POWERCAP
+    proc = proc_root or os.environ.get(ROOT_ENV["proc"]) or usage.PROC
+    cgroup = cgroup_root or os.environ.get(ROOT_ENV["cgroup"]) or usage.CGROUP
     counter_s = float(measure.get("counter_interval_s", 0.1))
+    from ..probes import cpu_model
+
+    model = power_model(site, measure, cpu_model())
 
     nvml_ids: list[int] = []
     gpu_why = None
     if device == "cuda":
-        from .nvml import visible_gpus
+        from .nvml import job_gpus
 
         try:
-            nvml_ids = visible_gpus()
+            nvml_ids = job_gpus(env)
             if not nvml_ids:
-                gpu_why = "no GPU visible to the job (CUDA_VISIBLE_DEVICES is empty)"
+                gpu_why = "no GPU held by the job (CUDA_VISIBLE_DEVICES / the scheduler's GPUs are empty)"
         except MeterUnavailable as e:
             gpu_why = str(e)
 
@@ -256,7 +347,7 @@ def build(settings: dict[str, Any], device: str = "cpu", rapl_root: str | None =
             elif name == "estimate":
                 from .estimate import EstimateMeter
 
-                meters.append(EstimateMeter(measure.get("cpu_tdp_w_per_thread")))
+                meters.append(EstimateMeter(model.w_per_thread, model.cpu_idle_w, proc))
             else:
                 raise MeterUnavailable(f"unknown meter {name!r}; known: {', '.join(KNOWN)}")
         except MeterUnavailable as e:
@@ -264,11 +355,28 @@ def build(settings: dict[str, Any], device: str = "cpu", rapl_root: str | None =
             if isinstance(e, NotApplicable):
                 entry["not_applicable"] = True
             absent.append(entry)
+    tracker = None
+    if meters:
+        clones = []
+        for m in meters:
+            try:
+                c = m.clone() if hasattr(m, "clone") else None
+            except MeterUnavailable:
+                c = None
+            if c is not None:
+                clones.append(c)
+        try:
+            tracker = JobUsage(proc, cgroup, interval_s=float(measure.get("attribution_interval_s", 1.0)),
+                                     env=env, counters=clones)  # fmt: skip
+        except (OSError, ValueError) as e:
+            absent.append({"meter": "usage", "reason": f"node/job CPU time unreadable ({type(e).__name__}: {e}): no attribution"})
     ms = MeterSet(
         meters,
         [{"meter": a["meter"], "reason": a["reason"]} for a in absent],
         required,
         {a["meter"] for a in absent if a.get("not_applicable")},
+        usage=tracker,
+        settings={"model": model, "shared_above": measure.get("node_shared_above"), "gpus": nvml_ids},
     )
     if check:
         ms.check_required()
@@ -276,10 +384,10 @@ def build(settings: dict[str, Any], device: str = "cpu", rapl_root: str | None =
 
 
 def compare(readings: list[Reading]) -> tuple[float | None, str | None]:
-    """Largest relative difference |a-b|/max(a,b) between two meters MEASURING the same component."""
+    """Largest relative difference |a-b|/max(a,b) between two meters MEASURING the same node/device component."""
     by_comp: dict[str, list[Reading]] = {}
     for r in readings:
-        if not r.estimated:
+        if not r.estimated and r.scope in ("node", "device"):
             by_comp.setdefault(r.component, []).append(r)
     worst: tuple[float, str] | None = None
     for comp, rs in sorted(by_comp.items()):
@@ -294,31 +402,45 @@ def compare(readings: list[Reading]) -> tuple[float | None, str | None]:
     return (worst[0], worst[1]) if worst else (None, None)
 
 
+def node_of(job: Reading, readings: list[Reading]) -> Reading | None:
+    """The node/device reading a job reading was split from (same meter, component and window)."""
+    for r in readings:
+        if r.scope in ("node", "device") and (r.meter, r.component, r.window) == (job.meter, job.component, job.window):
+            return r
+    return None
+
+
 def summarise(readings: list[Reading], wall_s: float, idle_s: float | None = None) -> dict[str, Any]:
     """Energy columns of the result schema from the readings of a cell's windows.
 
-    readings: every reading (window 'measured' and, with an idle baseline, 'idle');
-    wall_s: wall time of the measured window; idle_s: wall time of the idle window.
+    readings: every reading (node/device readings as measured and the job readings attributed from
+    them; window 'measured' and, with an idle baseline, 'idle'); wall_s: wall time of the measured
+    window; idle_s: wall time of the idle window.
     """
     out: dict[str, Any] = {"energy_readings": [r.as_dict() for r in readings]}
     measured = [r for r in readings if r.window == "measured"]
-    best = choose(measured)
+    best = choose(job_readings(readings))
     if not best:
         return out
     chosen = list(best.values())
     total = sum(r.energy_j for r in chosen)
     primary = max(chosen, key=lambda r: (not r.estimated, r.energy_j))
     methods: list[str] = []
+    labels: list[str] = []
     for r in chosen:
         if r.method not in methods:
             methods.append(r.method)
+        if r.attribution and r.attribution not in labels:
+            labels.append(r.attribution)
     rel, between = compare(measured)
+    nodes = {fam: node_of(r, measured) for fam, r in best.items()}
     out.update(
         energy_j=total,
         energy_cpu_j=best["cpu"].energy_j if "cpu" in best else None,
         energy_gpu_j=best["gpu"].energy_j if "gpu" in best else None,
         energy_ram_j=best["ram"].energy_j if "ram" in best else None,
         energy_method="+".join(methods),
+        energy_attribution="+".join(labels) or None,
         energy_estimated=any(r.estimated for r in chosen),
         energy_components="+".join(r.component for r in chosen),
         energy_interval_s=primary.interval_s,
@@ -329,7 +451,14 @@ def summarise(readings: list[Reading], wall_s: float, idle_s: float | None = Non
         meter_rel_diff_between=between,
         meters_disagree=(rel > DISAGREE_ABOVE) if rel is not None else None,
     )
-    idle = {(r.meter, r.component): r for r in readings if r.window == "idle"}
+    if all(n is not None for n in nodes.values()):
+        out.update(
+            node_energy_j=sum(n.energy_j for n in nodes.values()),
+            node_energy_cpu_j=nodes["cpu"].energy_j if "cpu" in nodes else None,
+            node_energy_gpu_j=nodes["gpu"].energy_j if "gpu" in nodes else None,
+            node_energy_ram_j=nodes["ram"].energy_j if "ram" in nodes else None,
+        )
+    idle = {(r.meter, r.component): r for r in job_readings(readings, "idle")}
     if idle_s and idle_s > 0 and idle:
         matched = [idle.get((r.meter, r.component)) for r in chosen]
         if all(m is not None for m in matched):

@@ -14,6 +14,12 @@ covers (cpu, dram, gpu, ram-model). Life cycle, driven by ``joulegrid.meters.Met
                cheaply (per-epoch energy curves), else None.
 ``close()``    release threads/handles after a failure; safe to call at any time.
 
+Scope (``Reading.scope``: whose energy a reading is): ``node`` (RAPL packages and DRAM, codecarbon's
+machine models, the estimate meter's node model: everything that ran on the node), ``device`` (one
+GPU's counter: the job's own GPUs only), ``process`` (codecarbon's own process-mode attribution,
+kept as a cross-check), and ``job``: the job's share, computed from node and device readings by
+``joulegrid.meters.attribution`` (never by a meter).
+
 Kinds (how ``samples`` and ``interval_s`` of a reading are to be read):
 - ``counter``: an energy counter read at the window's edges and polled every ``interval_s`` in
   between (wrap-around detection, laps); ``samples`` = counter reads in the window.
@@ -41,6 +47,8 @@ class Reading:
     estimated: bool  # True = a model, not a measurement
     window: str = "measured"  # measured, or idle (the idle baseline before the phase)
     duration_s: float | None = None  # length of the window as this meter saw it
+    scope: str = "node"  # node, device, process (a meter's own attribution) or job (attributed)
+    attribution: str | None = None  # job readings: how the node/device reading was split (attribution.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

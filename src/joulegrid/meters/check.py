@@ -42,22 +42,27 @@ def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, 
         print(f"joulegrid: {e}", file=out)
         rc = 1
     if window_s > 0 and ms.meters:
-        used = MeterSet([m for m in ms.meters if m.name in asked or m.name in required], [])
+        used = MeterSet([m for m in ms.meters if m.name in asked or m.name in required], [], usage=ms.usage, settings=ms.settings)
+        used.start_job()
         used.start("measured")
         t = time.perf_counter()
         time.sleep(window_s)
         readings = used.stop()
         wall = time.perf_counter() - t
-        print(f"idle test window of {wall:.2f} s:", file=out)
+        print(f"idle test window of {wall:.2f} s (what the meters measured: the node, or the job's devices):", file=out)
         for r in readings:
             print(
                 f"  {r.meter:<11} {r.component:<10} {r.method:<24} {r.energy_j:10.3f} J  {r.energy_j / wall:8.2f} W"
-                f"  {r.samples} samples @ {r.interval_s:g} s{'  (estimate)' if r.estimated else ''}",
+                f"  {r.samples} samples @ {r.interval_s:g} s, {r.scope}{'  (estimate)' if r.estimated else ''}",
                 file=out,
             )
-        s = summarise(readings, wall)
+        s, _ = used.finish(wall)
         if s.get("energy_j") is not None:
-            print(f"  total {s['energy_j']:.3f} J by {s['energy_method']}; low confidence: {s['energy_low_confidence']}", file=out)
+            print(f"  this process's share: {s['energy_j']:.3f} J of the node's {s.get('node_energy_j') or 0:.3f} J by "
+                  f"{s['energy_method']} ({s.get('energy_attribution')}); low confidence: {s['energy_low_confidence']}", file=out)  # fmt: skip
+            print(f"  node: {s.get('node_cpus')} CPUs, {s.get('job_cpus'):g} reserved here ({s.get('job_cpus_source')}); other "
+                  f"processes used {100 * (s.get('neighbour_cpu_fraction') or 0):.0f} % of its busy CPU time "
+                  f"(shared: {s.get('node_shared')}); CPU idle power {s.get('p0_cpu_w') or 0:.2f} W ({s.get('p0_cpu_source')})", file=out)  # fmt: skip
         if s.get("meter_rel_diff") is not None:
             print(f"  largest disagreement {100 * s['meter_rel_diff']:.1f} % ({s['meter_rel_diff_between']})", file=out)
         used.close()

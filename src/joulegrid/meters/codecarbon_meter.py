@@ -8,10 +8,14 @@
   it reads the package counters (``codecarbon-rapl``, measured); without, it models the power
   from TDP and load (``codecarbon-tdp-load``, estimated). RAM is always a model
   (``ram-model``: about 5 W per estimated DIMM).
-- ``tracking_mode`` defaults to ``machine``, the same scope as the RAPL/NVML counters (the whole
-  package / GPU). ``process`` attributes CPU load to the job's process tree, but codecarbon then
-  scans every process of the host at each sample (psutil.children), ~12 ms per sample on the
-  build host: measurable overhead, so it is opt-in (``measure.codecarbon_mode: process``).
+- ``tracking_mode`` defaults to ``machine``: NODE figures, like the RAPL counters (the whole
+  package; the RAM model of the whole host's DIMMs; GPU = the job's devices), which joulegrid splits
+  into the job's share itself (``attribution.py``): the RAM model by the job's memory share, a
+  ``codecarbon-rapl`` CPU figure like RAPL. Its CPU *model* (TDP x (0.1 + 0.9 load^3), not linear in
+  the busy CPU time) is not split: it stays a node-scope cross-check. ``process`` mode is
+  codecarbon's own attribution (TDP x process load; RSS fed into the DIMM model), recorded with
+  scope ``process`` as a cross-check only; it also scans every process of the host at each sample
+  (~12 ms per sample on the build host), so it is opt-in (``measure.codecarbon_mode: process``).
 - codecarbon 3.3's ``stop()`` cancels its periodic sampler's next timer but does not wait for a
   sample already running; its final sample then reuses the same start time and counts the last
   interval twice (seen here: a 1-s window with the 20 W RAM model read 40 J instead of 20 J in one
@@ -107,6 +111,7 @@ class CodecarbonMeter(Meter):
             # NVML indices (codecarbon's own UUID matching strips a leading "G" of "GPU-...")
             kwargs["gpu_ids"] = self.gpu_ids
         self._kwargs = kwargs
+        self._scope = "process" if tracking_mode == "process" else "node"
         self._tracker = None
         self._fresh = None  # a prepared tracker not started yet
         self._t0 = 0.0
@@ -163,12 +168,15 @@ class CodecarbonMeter(Meter):
             raise MeterUnavailable("codecarbon returned no data (its start() failed silently)")
         samples = int(getattr(t, "_measure_occurrence", 0) or 0) or max(1, round(d.duration / self.interval_s))
         method, est = cpu_method(t)
+        sc = self._scope
         out = [
-            Reading(self.name, "cpu", method, d.cpu_energy * KWH, self.interval_s, samples, est, duration_s=dur),
-            Reading(self.name, "ram-model", "codecarbon-ram-model", d.ram_energy * KWH, self.interval_s, samples, True, duration_s=dur),
+            Reading(self.name, "cpu", method, d.cpu_energy * KWH, self.interval_s, samples, est, duration_s=dur, scope=sc),
+            Reading(self.name, "ram-model", "codecarbon-ram-model", d.ram_energy * KWH, self.interval_s, samples, True,
+                    duration_s=dur, scope=sc),
         ]
         if self.gpu_ids:
-            out.append(Reading(self.name, "gpu", "codecarbon-nvml", (d.gpu_energy or 0.0) * KWH, self.interval_s, samples, False, duration_s=dur))
+            out.append(Reading(self.name, "gpu", "codecarbon-nvml", (d.gpu_energy or 0.0) * KWH, self.interval_s, samples, False,
+                               duration_s=dur, scope="device"))
         return out
 
     def close(self) -> None:

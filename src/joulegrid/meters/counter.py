@@ -20,6 +20,8 @@ class CounterMeter(Meter):
     kind = "counter"
     #: method string per component (set by subclasses)
     methods: dict[str, str] = {}
+    #: scope per component (node unless a subclass says device)
+    scopes: dict[str, str] = {}
 
     def __init__(self, interval_s: float = 0.1):
         self.interval_s = float(interval_s)
@@ -29,8 +31,8 @@ class CounterMeter(Meter):
         self._last: dict[str, float] = {}
         self._acc: dict[str, float] = {}
         self._reads = 0
-        self._t0 = 0.0
         self._wraps = 0
+        self.first_read = self.last_read = 0.0  # monotonic time of the window's first and last counter read
 
     # ---- subclass interface -------------------------------------------------------------
     def _read(self) -> dict[str, float]:
@@ -43,8 +45,14 @@ class CounterMeter(Meter):
 
     # ---- the window ---------------------------------------------------------------------
     def _sample(self) -> None:
-        now = self._read()
+        # read under the lock: two readers (the poll thread, a lap) must apply their reads in the order
+        # they were taken, or the later read applied first makes the earlier one look like a wrap
         with self._lock:
+            now = self._read()
+            t = time.monotonic()
+            if self._reads == 0:
+                self.first_read = t
+            self.last_read = t
             for key, v in now.items():
                 last = self._last.get(key)
                 if last is not None:
@@ -68,7 +76,6 @@ class CounterMeter(Meter):
         self.close()
         self._last, self._acc, self._reads, self._wraps = {}, {}, 0, 0
         self._stop_evt = threading.Event()
-        self._t0 = time.perf_counter()
         self._sample()
         self._thread = threading.Thread(target=self._poll, name=f"joulegrid-{self.name}-poll", daemon=True)
         self._thread.start()
@@ -91,14 +98,19 @@ class CounterMeter(Meter):
             self._thread.join()
             self._thread = None
         self._sample()
-        duration = time.perf_counter() - self._t0
+        duration = self.last_read - self.first_read
         return [
-            Reading(self.name, comp, self.methods.get(comp, self.name), e, self.interval_s, self._reads, False, duration_s=duration)
+            Reading(self.name, comp, self.methods.get(comp, self.name), e, self.interval_s, self._reads, False,
+                    duration_s=duration, scope=self.scopes.get(comp, "node"))
             for comp, e in sorted(self._by_component().items())
         ]
 
     def estimated(self, component: str) -> bool:
         return False
+
+    def clone(self) -> "CounterMeter | None":
+        """A second, independent reader of the same counters (the whole-job window), or None."""
+        return None
 
     def close(self) -> None:
         self._stop_evt.set()

@@ -96,6 +96,7 @@ class RaplMeter(CounterMeter):
         doms, why = readable(root)
         if why:
             raise MeterUnavailable(why)
+        self.root = root
         self.domains = doms
         self._files = {d.key: d.path / "energy_uj" for d in doms}
         self._ranges = {d.key: d.range_uj / 1e6 for d in doms}
@@ -108,3 +109,6 @@ class RaplMeter(CounterMeter):
 
     def components(self) -> tuple[str, ...]:
         return tuple(sorted({d.key.split(":", 1)[0] for d in self.domains}))
+
+    def clone(self) -> "RaplMeter":
+        return RaplMeter(self.interval_s, self.root)

@@ -85,13 +85,13 @@ class ZeusMeter(Meter):
         m = self._mon.end_window(key, sync_execution=bool(self.gpu_indices))
         dur = time.perf_counter() - self._t0
         out = []
-        for comp, vals, method in (
-            ("cpu", m.cpu_energy, "zeus-rapl"),
-            ("dram", m.dram_energy, "zeus-rapl"),
-            ("gpu", m.gpu_energy, self._gpu_method),
+        for comp, vals, method, scope in (
+            ("cpu", m.cpu_energy, "zeus-rapl", "node"),
+            ("dram", m.dram_energy, "zeus-rapl", "node"),
+            ("gpu", m.gpu_energy, self._gpu_method, "device"),
         ):
             if vals:
-                out.append(Reading(self.name, comp, method, float(sum(vals.values())), dur, 2, False, duration_s=dur))
+                out.append(Reading(self.name, comp, method, float(sum(vals.values())), dur, 2, False, duration_s=dur, scope=scope))
         return out
 
     def close(self) -> None:

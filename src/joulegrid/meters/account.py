@@ -1,0 +1,257 @@
+"""From a job's metered windows and usage to the row: energy, attribution and whole-job columns.
+
+Called once, when the job ends (``MeterSet.finish``), because the idle power P0 may be fitted over
+the job's own intervals (attribution.fit_idle_power) and every window is split with the same P0:
+
+1. P0 per counter domain (site value, else fit, else busy ratio);
+2. ``node_shared`` from the measured window (attribution.node_shared);
+3. every window's node/device readings split into job readings (attribution.attribute);
+4. ``summarise`` picks one job reading per family; the measured window's split of the chosen
+   readings gives the attribution columns (active/idle, other activity, unreserved idle, shares, P0);
+5. laps (per-epoch energy) split like their window;
+6. the WHOLE job (``job_*``): from interpreter start to the row, without joulegrid's own extras
+   (the idle baseline, the hotspot profiling passes). The tracked part uses continuous sources for
+   the chosen families: the job-level counter clones (rapl, nvml), the estimate model applied to the
+   tracked node CPU time, codecarbon's RAM model at its measured power. What no source covers --
+   the start-up before the tracker started, or a family without a continuous source -- is
+   extrapolated at the rates of the tracked part (its idle share per second, its active energy
+   per job CPU-second) and counted in ``job_energy_extrapolated_j``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from . import attribution as A
+from .base import Reading
+from .tracker import Snapshot, Usage
+from .usage import process_start_time
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import MeterSet
+
+EXCLUDED = ("idle", "profile")  # stretches of the job that are joulegrid's, not the workload's
+
+
+def _add(a: A.Split | None, b: A.Split) -> A.Split:
+    if a is None:
+        return b
+    return A.Split(*(x + y for x, y in zip((a.node_j, a.job_j, a.job_active_j, a.job_idle_j, a.other_active_j, a.unreserved_idle_j),
+                                             (b.node_j, b.job_j, b.job_active_j, b.job_idle_j, b.other_active_j, b.unreserved_idle_j))),
+                   a.p0_w)  # fmt: skip
+
+
+def _sum_usage(us: list[Usage]) -> Usage | None:
+    if not us:
+        return None
+    dt = sum(u.dt for u in us)
+    mem = sum(u.mem_bytes * u.dt for u in us) / dt if dt > 0 else us[-1].mem_bytes
+    return Usage(dt, sum(u.node_total_s for u in us), sum(u.node_busy_s for u in us), sum(u.node_steal_s for u in us),
+                 sum(u.job_cpu_s for u in us), mem, us[-1].n_cpus)  # fmt: skip
+
+
+def idle_powers(ms: "MeterSet", n_cpus: int) -> dict[str, A.IdlePower]:
+    """P0 per counter domain: the site's value, else a fit over the job's intervals, else the busy ratio."""
+    model: A.PowerModel = ms.settings["model"]
+    intervals = ms.usage.intervals() if ms.usage is not None else []
+    out = {}
+    for comp, site_w in (("cpu", model.cpu_idle_w), ("dram", model.dram_idle_w)):
+        if site_w is not None:
+            out[comp] = A.IdlePower(site_w, "site")
+            continue
+        pts = [(u.dt, u.node_busy_s, e[comp]) for u, e in intervals if comp in e]
+        out[comp] = (A.fit_idle_power(pts, n_cpus) if pts else None) or A.BUSY_RATIO
+    return out
+
+
+def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[dict[str, Any], list[float | None]]:
+    from . import choose, job_readings, summarise
+
+    end = ms.usage.stop() if ms._job else None
+    ms._job = False
+    cols: dict[str, Any] = {}
+    measured = next((w for w in reversed(ms.windows) if w.name == "measured" and w.start and w.end), None)
+    if ms.usage is None or end is None:
+        # no usage: nothing can be attributed; the node readings are kept as they are
+        all_r = [r for w in ms.windows for r in w.readings]
+        if all_r:
+            cols.update(summarise(all_r, wall_s or 0.0, idle_s))
+        return cols, [None] * len(ms.laps)
+
+    u_meas = ms.usage.between(measured.start, measured.end) if measured else None
+    n_cpus = (u_meas or ms.usage.between(ms.usage.marks[0][1], end)).n_cpus
+    shared_above = ms.settings.get("shared_above")
+    shared_above = A.SHARED_ABOVE if shared_above is None else float(shared_above)
+    ctx = A.Context(
+        cpus=ms.usage.reserved.cpus,
+        mem_total=ms.usage.mem_total,
+        model=ms.settings["model"],
+        idle=idle_powers(ms, n_cpus),
+        shared=A.node_shared(u_meas, shared_above) if u_meas else True,
+    )
+    all_r: list[Reading] = []
+    splits: dict[tuple[str, str, str], A.Split] = {}
+    for w in ms.windows:
+        all_r.extend(w.readings)
+        if w.start is None or w.end is None:
+            continue
+        for job, sp in A.attribute(w.readings, ms.usage.between(w.start, w.end), ctx):
+            all_r.append(job)
+            splits[(w.name, job.meter, job.component)] = sp
+    cols.update(summarise(all_r, wall_s or 0.0, idle_s))
+    cols.update(ms.usage.facts())
+    cols["job_gpu_uuids"] = _gpu_uuids(ms)
+    best = choose(job_readings(all_r)) if measured else {}
+    if u_meas is not None:
+        cols.update(_window_columns(u_meas, ctx, best, splits, all_r))
+    laps = _laps(ms, ctx, best, all_r)
+    start = process_start_time()
+    wall, excluded, pieces = _job_wall(ms, end, start)
+    cols.update(
+        process_started_at=datetime.fromtimestamp(start, timezone.utc) if start is not None else None,
+        job_wall_s=wall,
+        job_excluded_s=excluded,
+        job_untracked_s=max(ms.usage.marks[0][1].wall - start, 0.0) if start is not None else None,
+    )
+    if best:
+        total, extra = _whole_job(ms, ctx, best, all_r, splits, u_meas, pieces, wall, cols["job_untracked_s"] or 0.0)
+        cols.update(job_energy_j=total, job_energy_extrapolated_j=extra)
+    if wall and wall_s is not None:
+        cols["job_time_outside_phase_fraction"] = 1.0 - wall_s / wall
+    if cols.get("job_energy_j") and cols.get("energy_j") is not None:
+        cols["job_energy_outside_phase_fraction"] = 1.0 - cols["energy_j"] / cols["job_energy_j"]
+    return cols, laps
+
+
+def _gpu_uuids(ms: "MeterSet") -> str | None:
+    ids = ms.settings.get("gpus") or []
+    if not ids:
+        return None
+    try:
+        from .nvml import gpu_uuids
+
+        return ",".join(gpu_uuids(ids))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _window_columns(u: Usage, ctx: A.Context, best: dict[str, Reading], splits, all_r) -> dict[str, Any]:
+    s = A.share_of_busy(u)
+    out: dict[str, Any] = dict(
+        node_cpus=u.n_cpus,
+        node_cpu_s=u.node_total_s,
+        node_busy_cpu_s=u.node_busy_s,
+        node_steal_cpu_s=u.node_steal_s,
+        job_cpu_s=u.job_cpu_s,
+        job_share_cpu=s,
+        neighbour_cpu_fraction=max(u.node_busy_s - u.job_cpu_s, 0.0) / u.node_busy_s if u.node_busy_s > 0 else 0.0,
+        node_shared=ctx.shared,
+        job_mem_bytes=int(u.mem_bytes),
+        job_share_ram=ctx.mem_share(u),
+    )
+    sp = {fam: splits.get(("measured", r.meter, r.component)) for fam, r in best.items()}
+    if all(v is not None for v in sp.values()) and sp:
+        out["node_other_active_j"] = sum(v.other_active_j for v in sp.values())
+        out["node_unreserved_idle_j"] = sum(v.unreserved_idle_j for v in sp.values())
+    from . import node_of
+
+    if sp.get("cpu") is not None:
+        out.update(energy_cpu_active_j=sp["cpu"].job_active_j, energy_cpu_idle_j=sp["cpu"].job_idle_j, p0_cpu_w=sp["cpu"].p0_w)
+        p0 = ctx.p0(node_of(best["cpu"], all_r), u.n_cpus)
+        out["p0_cpu_source"] = p0.source
+        out["p0_fit_k_w_per_cpu"] = p0.k_w_per_cpu
+    if sp.get("ram") is not None:
+        out["p0_ram_w"] = sp["ram"].p0_w
+        out["p0_ram_source"] = ctx.p0(node_of(best["ram"], all_r), u.n_cpus).source if best["ram"].component == "dram" else "model"
+    return out
+
+
+def _laps(ms: "MeterSet", ctx: A.Context, best: dict[str, Reading], all_r: list[Reading]) -> list[float | None]:
+    """The job's cumulative energy in its window at each lap (the chosen families; None if one cannot lap)."""
+    starts = {w.name: w.start for w in ms.windows}
+    node_r = {(r.window, r.meter, r.component): r for r in all_r if r.scope in ("node", "device")}
+    out: list[float | None] = []
+    for window, laps, snap in ms.laps:
+        w0 = starts.get(window)
+        total: float | None = 0.0
+        if w0 is None or snap is None or not best:
+            out.append(None)
+            continue
+        u = ms.usage.between(w0, snap)
+        for r in best.values():
+            nr = node_r.get((window, r.meter, r.component))
+            e = laps.get((r.meter, r.component))
+            if nr is None or e is None:
+                total = None
+                break
+            got = A.attribute([replace(nr, energy_j=e)], u, ctx)
+            if not got:
+                total = None
+                break
+            total += got[0][1].job_j
+        out.append(total)
+    return out
+
+
+def _job_wall(ms: "MeterSet", end: Snapshot, start: float | None) -> tuple[float | None, float, list[tuple[Snapshot, Snapshot]]]:
+    """(job wall time without the excluded stretches, excluded seconds, the included pieces)."""
+    marks = sorted(ms.usage.marks, key=lambda m: m[1].t)
+    pieces, excluded, depth = [], 0.0, 0
+    for (name, a), (_, b) in zip(marks, marks[1:]):
+        kind, _, edge = name.partition(":")
+        if kind in EXCLUDED:
+            depth += 1 if edge == "start" else -1
+        if depth > 0:
+            excluded += b.t - a.t
+        else:
+            pieces.append((a, b))
+    wall = (end.wall - start - excluded) if start is not None else None
+    return wall, excluded, pieces
+
+
+def _node_energy_source(r: Reading, nr: Reading | None, ctx: A.Context, first: Snapshot):
+    """A function (a, b) -> the node energy of a stretch for the family of job reading r, or None."""
+    if not r.estimated and r.component in first.energy:
+        return lambda a, b: max(b.energy.get(r.component, 0.0) - a.energy.get(r.component, 0.0), 0.0)
+    if r.method in A.LINEAR_MODELS:
+        w = ctx.model.w_per_thread
+        return lambda a, b: w * max(b.node.busy_s - a.node.busy_s, 0.0) + ctx.p0(r, b.node.n_cpus).watts * (b.t - a.t)
+    if r.method == "codecarbon-ram-model" and nr is not None and nr.duration_s:
+        p = nr.energy_j / nr.duration_s
+        return lambda a, b: p * (b.t - a.t)
+    return None
+
+
+def _whole_job(ms, ctx: A.Context, best, all_r, splits, u_meas: Usage | None, pieces, wall: float | None, t_pre: float) -> tuple[float, float]:
+    """(job energy, its extrapolated part) over the included pieces of the job, start-up extrapolated."""
+    from . import node_of
+
+    first = ms.usage.marks[0][1]
+    j_pre = ms.usage.own_cpu_at_start
+    tracked = _sum_usage([ms.usage.between(a, b) for a, b in pieces])
+    total, extrapolated = 0.0, 0.0
+    for r in best.values():
+        nr = node_of(r, all_r)
+        src = _node_energy_source(r, nr, ctx, first)
+        if src is not None and tracked is not None and nr is not None:
+            acc = None
+            for a, b in pieces:
+                got = A.attribute([replace(nr, energy_j=src(a, b), window="job")], ms.usage.between(a, b), ctx)
+                if got:
+                    acc = _add(acc, got[0][1])
+            if acc is None:
+                continue
+            pre = A.extrapolate(acc, tracked, t_pre, j_pre)
+            total += acc.job_j + pre
+            extrapolated += pre
+        else:  # no continuous source: the measured window, and the rest at its rates
+            sp = splits.get(("measured", r.meter, r.component))
+            if sp is None or u_meas is None or wall is None:
+                continue
+            j_all = (tracked.job_cpu_s if tracked else 0.0) + j_pre
+            rest = A.extrapolate(sp, u_meas, max(wall - u_meas.dt, 0.0), max(j_all - u_meas.job_cpu_s, 0.0))
+            total += sp.job_j + rest
+            extrapolated += rest
+    return total, extrapolated

@@ -1,0 +1,293 @@
+"""Whose energy is it: the job's share of what the node and device meters measured.
+
+Meters measure the NODE (RAPL packages and DRAM; codecarbon's machine models; the estimate
+meter's linear model of the node) or a DEVICE (one GPU). For every window, with the usage of the
+same window (``tracker.Usage``: node busy CPU time B of total T, the job's CPU time J, its reserved
+CPUs A of N, its memory M of the node's M_tot), each node reading is split so that every joule
+lands in exactly one bucket -- this job, other activity (neighbours and the system), or idle power
+of what the job did not reserve (docs/measurement.md, "Whose energy"):
+
+    static = min(E, P0 * dt)            dynamic = E - static          (P0: idle power of the domain)
+    s      = J / max(B, J)              (the job's share of the busy CPU time)
+    CPU:   E_job = s * dynamic + (A / N) * static
+    DRAM:  E_job = s * dynamic + (M / M_tot) * static        (CPU time as the bandwidth proxy)
+    RAM model (no DRAM counter): E_job = (M / M_tot) * E     (all static)
+    GPU:   E_job = E of the job's own devices (whole devices, idle included: they are reserved)
+
+Static power is split by what the job RESERVED, dynamic power by what it USED: under the usual
+linear model P = P0 + k * b this gives E_cpu = k * J + (A/N) * P0 * dt, whatever the neighbours do.
+The share of busy time alone (E * J / B: experiment-impact-tracker, CEEMS, Scaphandre 0.5) charges
+the job less idle power as neighbours get busier; the share of capacity (E * J / (N * dt): Kepler,
+Scaphandre 1.x) charges it more. Where the node is not shared (the other processes used at most
+``measure.node_shared_above`` of its CPU capacity) s = 1: the job gets the node's whole CPU energy
+but the idle power of CPUs it did not reserve.
+
+P0 of a domain, with its source recorded: ``site`` (config/sites.yaml node_power, measured on an
+idle node); ``fit`` (a robust line E/dt = P0 + k * B/dt over the job's own intervals, accepted only
+with >= 30 intervals whose busy CPUs spread over >= 0.25 N); else ``busy-ratio`` (Kepler:
+P0 * dt := E * (1 - B/T) per window, not neighbour-invariant). The estimate meter is a linear node
+model itself: P = P0_model + W_per_thread * b (``model``).
+
+Pure Python: no torch, no numpy.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Reading
+from .tracker import Usage
+
+SHARED_ABOVE = 0.05  # measure.node_shared_above: other processes' CPU / node capacity above this = shared
+DEFAULT_W_PER_THREAD = 4.0  # codecarbon's fallback W per thread for an unknown CPU
+MODEL_IDLE_FRACTION = 0.1  # codecarbon's machine model: idle = 10 % of TDP (here N x W per thread)
+FIT_MIN_INTERVALS = 30
+FIT_MIN_SPREAD = 0.25  # of the node's CPUs: the busy CPUs of the intervals must spread this much
+LINEAR_MODELS = ("estimate-tdp",)  # node models that are linear in busy CPU time (split like counters)
+
+# attribution labels (energy_attribution, energy_readings.attribution)
+CPU_SHARE = "cpu-share"  # active by the job's share of busy CPU time, idle by reserved CPUs
+NODE_CPU = "node-cpu"  # node not shared: all active CPU energy, idle by reserved CPUs
+DRAM_SHARE = "dram-share"  # DRAM: active by CPU-time share, idle by memory share
+MEM_SHARE = "mem-share"  # RAM model: memory share
+JOB_GPUS = "job-gpus"  # the job's own GPUs, whole devices
+
+
+class NodePowerError(ValueError):
+    """config/sites.yaml node_power cannot be used (names the site and the fix)."""
+
+
+# ------------------------------------------------------------------ P0 and W per thread: one lookup
+@dataclass(frozen=True)
+class PowerModel:
+    cpu_idle_w: float | None  # idle (static) power of the node's CPU packages, measured; None = unknown
+    dram_idle_w: float | None  # idle power of the node's DRAM, measured; None = unknown
+    w_per_thread: float  # estimate meter: W per busy logical CPU
+    source: str | None  # where the idle powers came from (None: not configured)
+
+
+_NODE_POWER_KEYS = {"cpu_model", "cpu_idle_w", "dram_idle_w", "w_per_thread", "source"}
+
+
+def node_power_entries(value: Any, site: str = "?") -> list[dict[str, Any]]:
+    """config/sites.yaml <site>.node_power as a list of entries, checked (NodePowerError names the fix)."""
+    if value is None:
+        return []
+    entries = value if isinstance(value, list) else [value]
+    out = []
+    for i, e in enumerate(entries):
+        where = f"config/sites.yaml {site}.node_power" + (f"[{i}]" if isinstance(value, list) else "")
+        if not isinstance(e, dict):
+            raise NodePowerError(f"{where}: expected a mapping of cpu_idle_w, dram_idle_w, w_per_thread (optionally cpu_model), got {e!r}")
+        unknown = set(e) - _NODE_POWER_KEYS
+        if unknown:
+            raise NodePowerError(f"{where}: unknown key(s) {sorted(unknown)}. Fix: use {', '.join(sorted(_NODE_POWER_KEYS))}")
+        for k in ("cpu_idle_w", "dram_idle_w", "w_per_thread"):
+            v = e.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "w_per_thread" and v == 0)):
+                raise NodePowerError(f"{where}.{k}: {v!r} is not a usable power. Fix: a number of watts >= 0 (w_per_thread > 0), or null")
+        out.append(e)
+    return out
+
+
+def power_model(site_facts: dict[str, Any] | None, measure: dict[str, Any] | None = None, cpu_model: str | None = None) -> PowerModel:
+    """The node's idle powers and W per thread: THE lookup (a calibration can feed node_power).
+
+    Order: the first ``node_power`` entry of the site whose ``cpu_model`` is contained in this host's
+    CPU model (an entry without cpu_model matches every host); W per thread: measure.cpu_tdp_w_per_thread,
+    else the entry's w_per_thread, else 4 W.
+    """
+    site_facts = site_facts or {}
+    measure = measure or {}
+    entry: dict[str, Any] = {}
+    for e in node_power_entries(site_facts.get("node_power"), site_facts.get("name", "?")):
+        want = e.get("cpu_model")
+        if want is None or (cpu_model and str(want).lower() in cpu_model.lower()):
+            entry = e
+            break
+    w = measure.get("cpu_tdp_w_per_thread") or entry.get("w_per_thread") or DEFAULT_W_PER_THREAD
+    has_idle = entry.get("cpu_idle_w") is not None or entry.get("dram_idle_w") is not None
+    src = None
+    if has_idle:
+        src = f"site {site_facts.get('name', '?')}" + (f" ({entry['cpu_model']})" if entry.get("cpu_model") else "")
+        if entry.get("source"):
+            src += f": {entry['source']}"
+    return PowerModel(
+        float(entry["cpu_idle_w"]) if entry.get("cpu_idle_w") is not None else None,
+        float(entry["dram_idle_w"]) if entry.get("dram_idle_w") is not None else None,
+        float(w),
+        src,
+    )
+
+
+def model_idle_w(cpu_idle_w: float | None, w_per_thread: float, n_cpus: int) -> float:
+    """P0 of the estimate meter's linear model: the measured site value, else MODEL_IDLE_FRACTION x N x W."""
+    return float(cpu_idle_w) if cpu_idle_w is not None else MODEL_IDLE_FRACTION * n_cpus * w_per_thread
+
+
+@dataclass(frozen=True)
+class IdlePower:
+    watts: float | None  # None: busy ratio, per window
+    source: str  # site, fit, busy-ratio, model
+    k_w_per_cpu: float | None = None  # slope of the fit (W per busy CPU)
+
+
+BUSY_RATIO = IdlePower(None, "busy-ratio")
+
+
+def fit_idle_power(points: list[tuple[float, float, float]], n_cpus: int) -> IdlePower | None:
+    """Theil-Sen line power = P0 + k * busy_cpus over (dt, busy CPU-s, energy J) intervals.
+
+    None unless the recipe's acceptance holds: >= FIT_MIN_INTERVALS intervals, busy CPUs spread
+    (10th to 90th percentile) >= FIT_MIN_SPREAD x n_cpus, k >= 0. P0 is clamped to [0, the power of the
+    idlest intervals] (their 10th percentile rather than the single lowest, which a short noisy
+    interval can pull below the real idle power).
+    """
+    pts = [(b / dt, e / dt) for dt, b, e in points if dt > 0]
+    if len(pts) < FIT_MIN_INTERVALS:
+        return None
+    xs = sorted(x for x, _ in pts)
+    q = statistics.quantiles(xs, n=10)
+    if q[-1] - q[0] < FIT_MIN_SPREAD * n_cpus:
+        return None
+    if len(pts) > 300:  # keep the pairwise slopes cheap: an even subsample
+        step = len(pts) / 300
+        pts = [pts[int(i * step)] for i in range(300)]
+    slopes = [
+        (y2 - y1) / (x2 - x1)
+        for i, (x1, y1) in enumerate(pts)
+        for x2, y2 in pts[i + 1 :]
+        if abs(x2 - x1) > 1e-3 * max(n_cpus, 1)
+    ]
+    if not slopes:
+        return None
+    k = statistics.median(slopes)
+    if k < 0:
+        return None
+    p0 = statistics.median(y - k * x for x, y in pts)
+    low = statistics.quantiles(sorted(y for _, y in pts), n=10)[0]
+    p0 = min(max(p0, 0.0), low)
+    return IdlePower(p0, "fit", k)
+
+
+# ------------------------------------------------------------------ the split
+@dataclass(frozen=True)
+class Split:
+    node_j: float
+    job_j: float
+    job_active_j: float
+    job_idle_j: float
+    other_active_j: float
+    unreserved_idle_j: float
+    p0_w: float | None  # idle power used (busy ratio: the window's effective P0)
+
+
+def share_of_busy(u: Usage) -> float:
+    """s = J / max(B, J): the job's share of the node's busy CPU time (<= 1)."""
+    d = max(u.node_busy_s, u.job_cpu_s)
+    return u.job_cpu_s / d if d > 0 else 0.0
+
+
+def split(energy_j: float, u: Usage, active_share: float, idle_share: float, p0_w: float | None) -> Split:
+    """Split a node energy: static = min(E, P0*dt) by idle_share, the rest by active_share.
+
+    p0_w None: the busy ratio (Kepler), static = E * (1 - B/T).
+    """
+    if p0_w is None:
+        ratio = u.node_busy_s / u.node_total_s if u.node_total_s > 0 else 0.0
+        static = energy_j * (1.0 - min(max(ratio, 0.0), 1.0))
+        p0_eff = static / u.dt if u.dt > 0 else None
+    else:
+        static = min(max(energy_j, 0.0), p0_w * u.dt)
+        p0_eff = p0_w
+    dynamic = energy_j - static
+    a, i = min(max(active_share, 0.0), 1.0), min(max(idle_share, 0.0), 1.0)
+    return Split(energy_j, a * dynamic + i * static, a * dynamic, i * static, (1 - a) * dynamic, (1 - i) * static, p0_eff)
+
+
+@dataclass
+class Context:
+    """What the split of one job needs besides a window's usage."""
+
+    cpus: float  # A
+    mem_total: float | None  # M_tot (bytes)
+    model: PowerModel
+    idle: dict[str, IdlePower] = field(default_factory=dict)  # counter domain (cpu, dram) -> P0
+    shared: bool = True  # False: other processes used <= node_shared_above of the node's CPUs
+
+    def reserved_cpu_share(self, n_cpus: int) -> float:
+        return min(self.cpus / n_cpus, 1.0) if n_cpus > 0 else 1.0
+
+    def mem_share(self, u: Usage) -> float | None:
+        return min(u.mem_bytes / self.mem_total, 1.0) if self.mem_total else None
+
+    def p0(self, r: Reading, n_cpus: int) -> IdlePower:
+        if r.method in LINEAR_MODELS:  # the estimate meter's own P0
+            w = self.model.cpu_idle_w
+            return IdlePower(model_idle_w(w, self.model.w_per_thread, n_cpus), "site" if w is not None else "model")
+        return self.idle.get(r.component, BUSY_RATIO)
+
+
+def node_shared(u: Usage, threshold: float = SHARED_ABOVE) -> bool:
+    """True when other processes used more than `threshold` of the node's CPU capacity."""
+    if u.node_total_s <= 0:
+        return True
+    return max(u.node_busy_s - u.job_cpu_s, 0.0) / u.node_total_s > threshold
+
+
+def attributable(r: Reading) -> str | None:
+    """How a node/device reading is split: 'cpu', 'dram', 'ram-model', 'gpu' or None (kept as a cross-check)."""
+    if r.scope == "device" and r.component == "gpu":
+        return "gpu"
+    if r.scope != "node":
+        return None
+    if r.component == "cpu":
+        # a measured package counter, or a LINEAR node model; codecarbon's TDP x (0.1 + 0.9 load^3)
+        # is not linear in the busy CPU time (a share of it moves with the neighbours): cross-check only
+        return "cpu" if (not r.estimated or r.method in LINEAR_MODELS) else None
+    if r.component in ("dram", "ram-model"):
+        return r.component
+    return None
+
+
+def attribute(readings: list[Reading], u: Usage, ctx: Context) -> list[tuple[Reading, Split]]:
+    """The job readings (scope 'job') split from the node/device readings of one window."""
+    out = []
+    s = share_of_busy(u) if ctx.shared else 1.0
+    for r in readings:
+        kind = attributable(r)
+        if kind is None:
+            continue
+        if kind == "gpu":  # a device the job holds: all of it, for as long as it holds it (time-proportional)
+            sp = Split(r.energy_j, r.energy_j, 0.0, r.energy_j, 0.0, 0.0, None)
+            label = JOB_GPUS
+        elif kind == "cpu":
+            p0 = ctx.p0(r, u.n_cpus)
+            sp = split(r.energy_j, u, s, ctx.reserved_cpu_share(u.n_cpus), p0.watts)
+            label = CPU_SHARE if ctx.shared else NODE_CPU
+        else:
+            m = ctx.mem_share(u)
+            if m is None:
+                continue  # no MemTotal: no RAM figure rather than the host's
+            if kind == "dram":
+                sp = split(r.energy_j, u, s, m, ctx.p0(r, u.n_cpus).watts)
+                label = DRAM_SHARE
+            else:
+                sp = split(r.energy_j, u, 0.0, m, r.energy_j / u.dt if u.dt > 0 else 0.0)
+                label = MEM_SHARE
+        job = Reading(
+            r.meter, r.component, r.method, sp.job_j, r.interval_s, r.samples, r.estimated,
+            window=r.window, duration_s=r.duration_s, scope="job", attribution=label,
+        )  # fmt: skip
+        out.append((job, sp))
+    return out
+
+
+def extrapolate(tracked: Split, u: Usage, dt: float, cpu_s: float) -> float:
+    """Job energy of an unmetered stretch (dt seconds, cpu_s job CPU-seconds) at the rates of a metered
+    one (tracked split over usage u): its idle share per second, its active energy per job CPU-second."""
+    static_rate = tracked.job_idle_j / u.dt if u.dt > 0 else 0.0
+    active_rate = tracked.job_active_j / u.job_cpu_s if u.job_cpu_s > 0 else 0.0
+    return static_rate * dt + active_rate * cpu_s
