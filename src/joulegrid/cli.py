@@ -1,4 +1,4 @@
-"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | aggregate | report | pack-env | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | calibrate | aggregate | report | pack-env | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -89,9 +89,80 @@ def cmd_meters(args) -> int:
     from .analysis.plan import _overrides
     from .meters.check import check
 
+    from .hardware import config_calibrations
+
     config, sites = CFG.load(args.configfile, _overrides(args.config))
-    settings = {"measure": config["measure"], "site_facts": CFG.site_facts(sites, config["site"])}
+    settings = {"measure": config["measure"], "site_facts": CFG.site_facts(sites, config["site"], config_calibrations(config))}
     return check(settings, args.device, args.window)
+
+
+def cmd_calibrate(args) -> int:
+    from . import hardware
+    from .meters.calibration import CalibrationError
+    from .meters.ladder import LadderSettings, calibrate, summary
+    from .meters.usage import PROC
+    from .probes import cpu_model
+
+    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    model = cpu_model()
+    if not model:
+        print("joulegrid: this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved "
+              "under it, so there is nothing to save it under", file=sys.stderr)  # fmt: skip
+        return 2
+    target = hardware.resolve(args.hardware_file)
+    try:
+        existing = hardware.read(target).calibrations
+        if model in existing and not (args.replace or args.dry_run):  # fail before minutes of ladder, not after
+            raise hardware.HardwareError(f"{target} already has a calibration of {model!r} (from "
+                                         f"{existing[model].get('calibrated_at', '?')}). Fix: pass --replace to make a new one "
+                                         "current (the old one is kept under 'previous')")  # fmt: skip
+        st = LadderSettings(args.step_s, args.settle_s, args.interval_s, args.levels, args.mem_gb,
+                            args.proc or os.environ.get("JOULEGRID_PROC") or PROC, args.powercap)  # fmt: skip
+        entry = calibrate(st, model, say)
+    except (CalibrationError, hardware.HardwareError) as e:
+        print(f"joulegrid: {e}", file=sys.stderr)
+        return 2
+    say(f"calibration of {model!r}:")
+    for line in summary(entry):
+        say(line)
+    if args.dry_run:
+        import yaml
+
+        print(yaml.safe_dump({hardware.CALIBRATIONS: {model: entry}}, sort_keys=False, default_flow_style=None, width=110), end="")
+        say("joulegrid: --dry-run: nothing written")
+        return 0
+    try:
+        hardware.write_calibration(target, model, entry, replace=args.replace)
+    except hardware.HardwareError as e:
+        print(f"joulegrid: {e}", file=sys.stderr)
+        return 2
+    say(f"joulegrid: saved under {hardware.CALIBRATIONS}[{model!r}] in {target}; cells on hosts of this CPU model without "
+        "readable counters now use it (energy_method model-calibrated); hosts with counters record its error")  # fmt: skip
+    for note in _node_power_notes(model):
+        say(note)
+    return 0
+
+
+def _node_power_notes(model: str) -> list[str]:
+    """config/sites.yaml node_power entries that name this CPU model: they take precedence over a calibration."""
+    import yaml
+
+    from .config import REPO_ROOT
+
+    p = REPO_ROOT / "config" / "sites.yaml"
+    try:
+        sites = yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    out = []
+    for site, facts in sites.items():
+        np_ = (facts or {}).get("node_power") if isinstance(facts, dict) else None
+        for e in np_ if isinstance(np_, list) else [np_] if np_ else []:
+            want = e.get("cpu_model") if isinstance(e, dict) else None
+            if want and str(want).lower() in model.lower():
+                out.append(f"joulegrid: note: {p} {site}.node_power names {want!r}, which takes precedence over a calibration "
+                           "at that site; remove it there to use the calibration (docs/measurement.md, \"Calibrating a CPU model\")")  # fmt: skip
+    return out
 
 
 def cmd_aggregate(args) -> int:
@@ -224,6 +295,24 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the cell device to check for")
     mt.add_argument("--window", type=float, default=0.0, metavar="S", help="also measure an idle test window of S seconds")
     mt.set_defaults(func=cmd_meters)
+
+    ca = sub.add_parser(
+        "calibrate",
+        help="on a host with readable RAPL: run a short load ladder, fit this CPU model's power model (idle W, W per busy "
+        "logical CPU, W per GB used) with its error, and save it in the hardware table (docs/measurement.md)",
+    )
+    ca.add_argument("--hardware-file", default=None, help="the hardware table to save it in (default config/hardware.yaml)")
+    ca.add_argument("--replace", action="store_true", help="make a new calibration of this CPU model current (the old one is kept)")
+    ca.add_argument("--dry-run", action="store_true", help="run and fit, print the entry, write nothing")
+    ca.add_argument("--step-s", type=float, default=15.0, help="measured seconds per step (default %(default)s)")
+    ca.add_argument("--settle-s", type=float, default=3.0, help="seconds before each step is measured (default %(default)s)")
+    ca.add_argument("--interval-s", type=float, default=0.5, help="reads within a step every this many seconds (default %(default)s)")
+    ca.add_argument("--levels", type=int, default=6, help="busy steps besides 1 CPU, evenly up to all logical CPUs (default %(default)s)")
+    ca.add_argument("--mem-gb", type=float, default=None, help="memory of the resident and traffic steps (default: min(8, "
+                    "a quarter of the available memory); 0 = no memory steps")  # fmt: skip
+    ca.add_argument("--powercap", default=None, help="powercap root (default /sys/class/powercap or $JOULEGRID_POWERCAP)")
+    ca.add_argument("--proc", default=None, help="proc root for stat and meminfo (default /proc or $JOULEGRID_PROC)")
+    ca.set_defaults(func=cmd_calibrate)
 
     a = sub.add_parser("aggregate", help="merge run files into one summary Parquet")
     a.add_argument("--runs", default="results/runs")

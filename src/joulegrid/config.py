@@ -334,7 +334,10 @@ def settings_hash(obj: Any) -> str:
 
 
 # ------------------------------------------------------------------ per-cell settings
-def site_facts(sites: dict[str, Any], site: str) -> dict[str, Any]:
+def site_facts(sites: dict[str, Any], site: str, calibrations: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a job needs to know about its site and hardware: the site's facts (config/sites.yaml) and the
+    CPU power calibrations of the hardware table (hardware.config_calibrations), which the job matches
+    against its own CPU model (meters.attribution.power_model)."""
     from .meters.attribution import NodePowerError, node_power_entries
 
     s = dict(sites.get(site) or {})
@@ -349,6 +352,7 @@ def site_facts(sites: dict[str, Any], site: str) -> dict[str, Any]:
         "carbon_intensity_g_per_kwh": s.get("carbon_intensity_g_per_kwh"),
         "pue": s.get("pue", 1.0),
         "node_power": node_power,
+        "cpu_calibrations": calibrations or None,
     }
 
 
@@ -361,8 +365,10 @@ class SpecBuilder:
     """
 
     def __init__(self, config: dict[str, Any], sites: dict[str, Any]):
+        from .hardware import config_calibrations
+
         self.config = config
-        self.facts = site_facts(sites, config["site"])
+        self.facts = site_facts(sites, config["site"], config_calibrations(config))
         self._wl: dict[str, dict[str, Any]] = {}
         # (workload, precision with options or None) -> (settings, hash, JSON tail)
         self._settings: dict[tuple[str, str | None], tuple[dict[str, Any], str, str]] = {}

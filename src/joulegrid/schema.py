@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Status values a run can end with.
 STATUS_OK = "ok"
@@ -161,7 +161,7 @@ COLUMNS: tuple[Column, ...] = (
     _C("energy_cpu_j", "float64", "J", "energy", "The job's CPU (package) part of energy_j = energy_cpu_active_j + energy_cpu_idle_j."),
     _C("energy_gpu_j", "float64", "J", "energy", "GPU part of energy_j: the whole energy of the GPUs the job holds (job_gpu_uuids), no other GPU of the node (cuda cells)."),
     _C("energy_ram_j", "float64", "J", "energy", "The job's RAM part of energy_j: the RAPL DRAM domain split (active by CPU-time share, idle by memory share), or job_share_ram x the node's RAM model (codecarbon); never the whole host's RAM."),
-    _C("energy_method", "string", "", "energy", "How the node/device energy behind each part of energy_j was obtained, joined by +: rapl, nvml, zeus-rapl, zeus-nvml, codecarbon-rapl, codecarbon-nvml, codecarbon-ram-model, estimate-tdp, ... (docs/measurement.md)."),
+    _C("energy_method", "string", "", "energy", "How the node/device energy behind each part of energy_j was obtained, joined by +: rapl, nvml, zeus-rapl, zeus-nvml, codecarbon-rapl, codecarbon-nvml, codecarbon-ram-model, estimate-tdp (CPU time x W per thread), model-calibrated (this CPU model's calibration, model_calibration), ... (docs/measurement.md)."),
     _C("energy_attribution", "string", "", "energy", "How each part of energy_j was attributed to the job, joined by +: cpu-share (active CPU energy by the job's share of busy CPU time, idle power by its reserved CPUs), node-cpu (node not shared: all active CPU energy, idle by reserved CPUs), dram-share (active by CPU-time share, idle by memory share), mem-share (RAM model x memory share), job-gpus (the job's own GPUs)."),
     _C("energy_estimated", "bool", "", "energy", "True when any part of energy_j is a model estimate (no RAPL/NVML counter measured it)."),
     _C("energy_components", "string", "", "energy", "Components energy_j covers, e.g. cpu+ram-model or cpu+ram+gpu (dram = measured DRAM, ram-model = modelled)."),
@@ -172,7 +172,7 @@ COLUMNS: tuple[Column, ...] = (
     _C("idle_power_w", "float64", "W", "energy", "The job's mean power during the idle baseline (its share, attributed like energy_j, from the same meters and components); null if disabled."),
     _C("energy_net_j", "float64", "J", "energy", "The job's energy net of idle: energy_j - idle_power_w * wall_s; null without idle baseline."),
     _C("mean_power_w", "float64", "W", "energy", "energy_j / wall_s."),
-    _C("energy_readings", "list<reading>", "", "energy", "Every reading of every meter and window: meter, component, method, energy_j, interval_s, samples, estimated, window (idle or measured), duration_s, scope (node, device or process: as the meter measured it; job: the job's share of it) and attribution (job readings: how it was split)."),
+    _C("energy_readings", "list<reading>", "", "energy", "Every reading of every meter and window: meter, component, method, energy_j, interval_s, samples, estimated, window (idle or measured), duration_s, scope (node, device or process: as the meter measured it; job: the job's share of it), attribution (job readings: how it was split) and p0_w (model readings: the static power the model used in the window)."),
     _C("meters_absent", "list<absent>", "", "energy", "Meters that were asked for (or are part of auto) but could not run here, each with the reason."),
     _C("meter_rel_diff", "float64", "fraction", "energy", "Largest relative difference |a-b|/max(a,b) between two meters that both MEASURED the same node/device component in the measured window (models are not compared); null if no two did."),
     _C("meter_rel_diff_between", "string", "", "energy", "The component and the two meters of meter_rel_diff, e.g. 'cpu: rapl (rapl) vs codecarbon (codecarbon-rapl)'."),
@@ -207,11 +207,20 @@ COLUMNS: tuple[Column, ...] = (
     _C("node_mem_bytes", "int64", "bytes", "attribution", "MemTotal of the node (/proc/meminfo)."),
     _C("job_gpu_uuids", "string", "", "attribution", "UUIDs of the GPUs the job holds (resolved from the scheduler's device ids or CUDA_VISIBLE_DEVICES), comma-separated."),
     _C("p0_cpu_w", "float64", "W", "attribution", "Idle (static) power of the node's CPU used to split energy_cpu_j (busy-ratio: the window's effective value)."),
-    _C("p0_cpu_source", "string", "", "attribution", "Where p0_cpu_w came from: site (config/sites.yaml node_power, measured on an idle node), fit (over this job's intervals), busy-ratio (Kepler's E x (1 - B/T); not neighbour-invariant) or model (the estimate meter's own)."),
+    _C("p0_cpu_source", "string", "", "attribution", "Where p0_cpu_w came from: site (config/sites.yaml node_power, measured on an idle node), calibration (this CPU model's calibration in the hardware table: joulegrid calibrate), fit (over this job's intervals), busy-ratio (Kepler's E x (1 - B/T); not neighbour-invariant) or model (the estimate meter's TDP model: 10 % of N x W per thread)."),
     _C("p0_ram_w", "float64", "W", "attribution", "Idle power of the node's RAM used to split energy_ram_j (the RAM model: its whole power)."),
-    _C("p0_ram_source", "string", "", "attribution", "Where p0_ram_w came from: site, fit, busy-ratio or model."),
+    _C("p0_ram_source", "string", "", "attribution", "Where p0_ram_w came from: site, calibration, fit, busy-ratio or model."),
     _C("p0_fit_k_w_per_cpu", "float64", "W", "attribution", "Slope of the idle-power fit (W per busy logical CPU); null unless p0_cpu_source is fit."),
     _C("threads_per_core", "int64", "", "attribution", "Hardware threads per core (2 = SMT): two busy sibling threads share one core's power."),
+    # ---------------------------------------------------------------- the CPU power model (docs/measurement.md, "Calibrating a CPU model")
+    _C("model_method", "string", "", "model", "The CPU power model the estimate meter used on this host: model-calibrated (this CPU model's calibration, model_calibration) or estimate-tdp (W per thread); null without the estimate meter. Where nothing measured the CPU it is energy_method's CPU part; on a counter host it is the prediction below."),
+    _C("model_calibration", "string", "", "model", "The calibration of this host's CPU model that was used (its CPU model string, calibration host and date, and how it was scaled to this host's sockets or memory); null if the hardware table has none (or a site node_power entry naming this CPU model took precedence)."),
+    _C("model_fit_rmse_w", "float64", "W", "model", "The calibration's held-out error: RMSE of its ladder steps' power (package + DRAM), each predicted by a fit without that step."),
+    _C("model_fit_max_rel_err", "float64", "fraction", "model", "The calibration's largest held-out relative error of a ladder step's power (package + DRAM): what the model got wrong on a load it was not fitted on."),
+    _C("model_components", "string", "", "model", "Counter hosts: the components the model's prediction and the counters both cover: cpu (package) or cpu+dram."),
+    _C("model_node_energy_j", "float64", "J", "model", "Counter hosts: the model's prediction of the node's energy in the measured window for model_components; compare with the counters' node_energy_cpu_j (+ node_energy_ram_j for cpu+dram). Null where the model is the figure itself."),
+    _C("model_energy_j", "float64", "J", "model", "Counter hosts: the job's share of model_node_energy_j, split like energy_j."),
+    _C("model_rel_err", "float64", "fraction", "model", "Counter hosts: model_node_energy_j / the counters' node energy of the same components - 1 (signed): the model's measured error on this host and workload, which the report shows per host."),
     # ---------------------------------------------------------------- the whole job
     _C("process_started_at", "timestamp", "UTC", "job", "When the job's process (the interpreter of run-cell) started."),
     _C("job_wall_s", "float64", "s", "job", "Wall time of the whole job: interpreter start, imports, data, model, warm-up, measured phase, up to the row, less job_excluded_s."),
@@ -280,7 +289,7 @@ BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 READING_FIELDS = (
     ("meter", "string"),  # codecarbon, zeus, rapl, nvml, estimate
     ("component", "string"),  # cpu, dram, gpu, ram-model, total
-    ("method", "string"),  # e.g. rapl, nvml, codecarbon-tdp, estimate-tdp
+    ("method", "string"),  # e.g. rapl, nvml, codecarbon-tdp, estimate-tdp, model-calibrated
     ("energy_j", "float64"),
     ("interval_s", "float64"),
     ("samples", "int64"),
@@ -289,6 +298,7 @@ READING_FIELDS = (
     ("duration_s", "float64"),  # window length as the meter saw it
     ("scope", "string"),  # node, device, process (as measured) or job (attributed)
     ("attribution", "string"),  # job readings: how the node/device reading was split
+    ("p0_w", "float64"),  # model readings: the static power the model used in the window
 )
 ABSENT_FIELDS = (("meter", "string"), ("reason", "string"))
 

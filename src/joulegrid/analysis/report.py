@@ -232,6 +232,29 @@ def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def model_error(df: pl.DataFrame) -> pl.DataFrame:
+    """Per site, host and CPU power model, over the runs where counters measured the node: the model's
+    prediction for the same windows against the counters (docs/measurement.md, "Calibrating a CPU model")."""
+    ok = df.filter((pl.col("status") == "ok") & pl.col("model_node_energy_j").is_not_null() & pl.col("model_rel_err").is_not_null())
+    counter = pl.col("node_energy_cpu_j") + pl.when(pl.col("model_components") == "cpu+dram").then(pl.col("node_energy_ram_j")).otherwise(0.0)
+    return (
+        ok.with_columns(counter_j=counter)
+        .group_by("site", "hostname", "cpu_model", "model_method")
+        .agg(
+            runs=pl.len(),
+            components=pl.col("model_components").unique().sort().str.join(", "),
+            counter_node_energy_j=pl.col("counter_j").sum(),
+            model_node_energy_j=pl.col("model_node_energy_j").sum(),
+            model_error_pct=(pl.col("model_node_energy_j").sum() / pl.col("counter_j").sum() - 1.0) * 100,
+            median_run_error_pct=pl.col("model_rel_err").median() * 100,
+            max_abs_run_error_pct=pl.col("model_rel_err").abs().max() * 100,
+            calibration=pl.col("model_calibration").drop_nulls().unique().sort().str.join("; "),
+            ladder_error_pct=pl.col("model_fit_max_rel_err").max() * 100,
+        )
+        .sort("site", "hostname", "model_method")
+    )
+
+
 def _how_measured(df: pl.DataFrame) -> str:
     ok = df.filter(pl.col("status") == "ok")
     if ok.height == 0:
@@ -243,6 +266,8 @@ def _how_measured(df: pl.DataFrame) -> str:
             estimated=pl.col("energy_estimated").fill_null(False).any(),
             low_confidence_runs=pl.col("energy_low_confidence").fill_null(False).sum(),
             meter_interval_s=pl.col("energy_interval_s").mean(),
+            calibration=pl.col("model_calibration").drop_nulls().unique().sort().str.join("; "),
+            calibration_error_pct=pl.col("model_fit_max_rel_err").max() * 100,
             intensity_g_per_kwh=pl.col("carbon_intensity_g_per_kwh").mean(),
             pue=pl.col("pue").mean(),
         )
@@ -256,6 +281,16 @@ def _how_measured(df: pl.DataFrame) -> str:
             "where others used more than the threshold of the node's CPUs. Never add node energies of jobs that "
             "shared a node.</p>")  # fmt: skip
     out += table_html(whose_energy(df), empty="no run with a node energy (results of an older joulegrid?)")
+    out += ("<h3 id='model-error'>The CPU power model against the counters, per host</h3><p class='caption'>Where RAPL "
+            "measured the node, the row also holds the CPU power model's prediction for the same window (the model that "
+            "gives the energy on hosts without counters: <code>model-calibrated</code> from a calibration of the CPU model "
+            "by <code>joulegrid calibrate</code>, else <code>estimate-tdp</code>, W per thread). Model error = the model's "
+            "node energy over the counters' − 1, over all runs of the host (components: the package, plus DRAM where "
+            "both have it); per run: the median and the largest |error|. Ladder error = the calibration's largest held-out "
+            "error on its own load steps. A small error here is the reason to trust the model on the hosts of the same CPU "
+            "model where it is all there is; a large one says how far off their figures can be.</p>")  # fmt: skip
+    out += table_html(model_error(df), empty="no run with both a counter and the model's prediction (no readable RAPL, "
+                      "or the estimate meter was not among measure.meters)")  # fmt: skip
     absent = (
         ok.select("hostname", "meters_absent")
         .explode("meters_absent")
@@ -494,7 +529,9 @@ def build_report(
 
     # ---- how measured / environment
     sec.append("<h2 id='measured'>How measured</h2><p class='caption'>Energy method per site and host. "
-               "<i>estimated</i> = a model (CPU time × W per thread, RAM model), not a hardware counter; low confidence = "
+               "<i>estimated</i> = a model (CPU time × W per thread, a calibration of the CPU model, RAM model), not a "
+               "hardware counter; calibration = the calibration of the host's CPU model the model used, calibration error = "
+               "its largest held-out error on its ladder's load steps (model-calibrated rows); low confidence = "
                "fewer than 60 meter samples in the window. Every energy is the job's share of what the node's meters "
                "measured (docs/measurement.md, \"Whose energy\"). CO2 = energy × PUE × intensity of the site.</p>")  # fmt: skip
     sec.append(_how_measured(df))

@@ -34,7 +34,7 @@ class AnalysisSettings:
     samples_per_job: int | dict[str, Any] | None = None  # fleet.samples_per_job (None: the defaults per phase)
     fleet_scope: str = "phase"  # fleet.scope: phase | job
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
-    hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml (embodied carbon)
+    hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml's sites (embodied carbon)
     hardware_source: str = ""
 
     # ------------------------------------------------------------------ construction
@@ -102,13 +102,9 @@ class AnalysisSettings:
 
 
 def load_hardware(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
-    """The per-site hardware table (embodied kgCO2e, lifetime); {} if the file does not exist."""
-    from ..config import resolve_path
+    """The per-site entries of the hardware table (embodied kgCO2e, lifetime); {} if the file does not exist.
 
-    p = resolve_path(path, Path(base_dir))
-    if not p.is_file():
-        return {}
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        raise SettingsError(f"config key report.hardware_file: {p} must map site name -> hardware entries")
-    return {k: v for k, v in data.items() if isinstance(v, dict)}
+    The table's other section, the CPU power calibrations, is checked here too (joulegrid.hardware)."""
+    from .. import hardware
+
+    return hardware.read(hardware.resolve(path, base_dir)).sites

@@ -11,7 +11,8 @@ columns of the result schema (``account.py``):
 - the meters measure NODE or DEVICE energy (``Reading.scope``); ``attribution.py`` splits each
   node/device reading into the job's share (scope ``job``);
 - per component family (cpu, gpu, ram = dram or ram-model) ONE job reading is chosen: measured
-  before modelled, then by ``PRIORITY`` (the direct counter readers first); ``energy_j`` is their
+  before modelled (among models, a calibration of this CPU model before the others), then by
+  ``PRIORITY`` (the direct counter readers first); ``energy_j`` is their
   sum, so no energy is counted twice; ``node_energy_*`` are the node readings they came from. Only
   job readings compete: a machine-scope figure can never outrank a job-scoped one;
 - where two meters MEASURED the same node/device component (e.g. rapl and codecarbon-rapl on cpu;
@@ -56,8 +57,11 @@ class NotApplicable(MeterUnavailable):
     """The meter works here but has nothing to measure in this cell (e.g. nvml in a cpu cell)."""
 
 
-def _rank(meter: str, estimated: bool) -> tuple[bool, int]:
-    return (not estimated, PRIORITY.get(meter, 0))
+def _rank(r: Reading) -> tuple[bool, bool, int]:
+    """Measured first; among models a calibrated one (a measurement of this CPU model) first; then PRIORITY."""
+    from .calibration import CALIBRATED
+
+    return (not r.estimated, r.method == CALIBRATED, PRIORITY.get(r.meter, 0))
 
 
 def job_readings(readings: list[Reading], window: str = "measured") -> list[Reading]:
@@ -65,14 +69,14 @@ def job_readings(readings: list[Reading], window: str = "measured") -> list[Read
 
 
 def choose(readings: list[Reading]) -> dict[str, Reading]:
-    """Family -> the reading that represents it (measured first, then PRIORITY).
+    """Family -> the reading that represents it (measured first, calibrated models before other models, then PRIORITY).
 
     Give it readings of ONE scope (summarise gives it the job readings of a window)."""
     best: dict[str, Reading] = {}
     for r in readings:
         fam = FAMILY.get(r.component, r.component)
         cur = best.get(fam)
-        if cur is None or _rank(r.meter, r.estimated) > _rank(cur.meter, cur.estimated):
+        if cur is None or _rank(r) > _rank(cur):
             best[fam] = r
     return best
 
@@ -296,9 +300,9 @@ def build(
     proc = proc_root or os.environ.get(ROOT_ENV["proc"]) or usage.PROC
     cgroup = cgroup_root or os.environ.get(ROOT_ENV["cgroup"]) or usage.CGROUP
     counter_s = float(measure.get("counter_interval_s", 0.1))
-    from ..probes import cpu_model
+    from ..probes import cpu_model, cpu_sockets
 
-    model = power_model(site, measure, cpu_model())
+    model = power_model(site, measure, cpu_model(), cpu_sockets(), usage.mem_total_bytes(proc))
 
     nvml_ids: list[int] = []
     gpu_why = None
@@ -347,7 +351,7 @@ def build(
             elif name == "estimate":
                 from .estimate import EstimateMeter
 
-                meters.append(EstimateMeter(model.w_per_thread, model.cpu_idle_w, proc))
+                meters.append(EstimateMeter(model.w_per_thread, model.cpu_idle_w, proc, calibration=model.calibration))
             else:
                 raise MeterUnavailable(f"unknown meter {name!r}; known: {', '.join(KNOWN)}")
         except MeterUnavailable as e:

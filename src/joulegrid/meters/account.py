@@ -53,13 +53,14 @@ def _sum_usage(us: list[Usage]) -> Usage | None:
 
 
 def idle_powers(ms: "MeterSet", n_cpus: int) -> dict[str, A.IdlePower]:
-    """P0 per counter domain: the site's value, else a fit over the job's intervals, else the busy ratio."""
+    """P0 per counter domain: the site's value or this CPU model's calibration (attribution.power_model),
+    else a fit over the job's intervals, else the busy ratio."""
     model: A.PowerModel = ms.settings["model"]
     intervals = ms.usage.intervals() if ms.usage is not None else []
     out = {}
     for comp, site_w in (("cpu", model.cpu_idle_w), ("dram", model.dram_idle_w)):
         if site_w is not None:
-            out[comp] = A.IdlePower(site_w, "site")
+            out[comp] = A.IdlePower(site_w, model.kind or "site")
             continue
         pts = [(u.dt, u.node_busy_s, e[comp]) for u, e in intervals if comp in e]
         out[comp] = (A.fit_idle_power(pts, n_cpus) if pts else None) or A.BUSY_RATIO
@@ -104,6 +105,7 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
     cols.update(ms.usage.facts())
     cols["job_gpu_uuids"] = _gpu_uuids(ms)
     best = choose(job_readings(all_r)) if measured else {}
+    cols.update(model_columns(ctx.model, best, all_r))
     if u_meas is not None:
         cols.update(_window_columns(u_meas, ctx, best, splits, all_r))
     laps = _laps(ms, ctx, best, all_r)
@@ -123,6 +125,40 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
     if cols.get("job_energy_j") and cols.get("energy_j") is not None:
         cols["job_energy_outside_phase_fraction"] = 1.0 - cols["energy_j"] / cols["job_energy_j"]
     return cols, laps
+
+
+def model_columns(model: A.PowerModel, best: dict[str, Reading], all_r: list[Reading]) -> dict[str, Any]:
+    """The CPU power model of this host (model_*): which, its calibration's error, and -- where counters
+    measured the node -- the model's prediction for the same window beside the measurement.
+
+    The prediction covers the components both have: cpu (package), plus dram where the counters
+    measured a DRAM domain and the model has one; model_rel_err = model / measured - 1 of their node
+    energies, model_energy_j the job's share of the prediction (the same split as energy_j)."""
+    from . import FAMILY, node_of
+
+    out: dict[str, Any] = {}
+    cal = model.calibration
+    if cal is not None:
+        out.update(model_calibration=cal.describe(), model_fit_rmse_w=cal.holdout_rmse_w, model_fit_max_rel_err=cal.holdout_max_rel_err)
+    est = {r.component: r for r in all_r if r.meter == "estimate" and r.window == "measured" and r.scope == "node"}
+    est_job = {r.component: r for r in all_r if r.meter == "estimate" and r.window == "measured" and r.scope == "job"}
+    if "cpu" not in est:
+        return out
+    out["model_method"] = est["cpu"].method
+    comps = [c for c in ("cpu", "dram") if c in est and (b := best.get(FAMILY[c])) is not None and not b.estimated and b.component == c]
+    if "cpu" not in comps:
+        return out  # nothing measured the node's CPU: the model is the figure itself (energy_method)
+    measured = [node_of(best[FAMILY[c]], all_r) for c in comps]
+    if any(m is None for m in measured):
+        return out
+    m_node, c_node = sum(est[c].energy_j for c in comps), sum(m.energy_j for m in measured)
+    out.update(
+        model_components="+".join(comps),
+        model_node_energy_j=m_node,
+        model_energy_j=sum(est_job[c].energy_j for c in comps) if all(c in est_job for c in comps) else None,
+        model_rel_err=m_node / c_node - 1.0 if c_node > 0 else None,
+    )
+    return out
 
 
 def _gpu_uuids(ms: "MeterSet") -> str | None:
@@ -216,8 +252,13 @@ def _node_energy_source(r: Reading, nr: Reading | None, ctx: A.Context, first: S
     if not r.estimated and r.component in first.energy:
         return lambda a, b: max(b.energy.get(r.component, 0.0) - a.energy.get(r.component, 0.0), 0.0)
     if r.method in A.LINEAR_MODELS:
-        w = ctx.model.w_per_thread
-        return lambda a, b: w * max(b.node.busy_s - a.node.busy_s, 0.0) + ctx.p0(r, b.node.n_cpus).watts * (b.t - a.t)
+        # the model per stretch: its static power of the measured window (with a per-GB term: at that
+        # window's used memory) and W per busy CPU-second
+        dm = ctx.model.domain(r.component, first.node.n_cpus)
+        if dm is None:
+            return None
+        p0 = ctx.p0(nr, first.node.n_cpus).watts if nr is not None else dm.idle_w
+        return lambda a, b: dm.w_per_busy_cpu * max(b.node.busy_s - a.node.busy_s, 0.0) + p0 * (b.t - a.t)
     if r.method == "codecarbon-ram-model" and nr is not None and nr.duration_s:
         p = nr.energy_j / nr.duration_s
         return lambda a, b: p * (b.t - a.t)

@@ -23,10 +23,12 @@ Scaphandre 1.x) charges it more. Where the node is not shared (the other process
 but the idle power of CPUs it did not reserve.
 
 P0 of a domain, with its source recorded: ``site`` (config/sites.yaml node_power, measured on an
-idle node); ``fit`` (a robust line E/dt = P0 + k * B/dt over the job's own intervals, accepted only
-with >= 30 intervals whose busy CPUs spread over >= 0.25 N); else ``busy-ratio`` (Kepler:
-P0 * dt := E * (1 - B/T) per window, not neighbour-invariant). The estimate meter is a linear node
-model itself: P = P0_model + W_per_thread * b (``model``).
+idle node) or ``calibration`` (the hardware table's calibration of this CPU model, ``joulegrid
+calibrate``), whichever is more specific (``power_model``); ``fit`` (a robust line E/dt = P0 + k * B/dt
+over the job's own intervals, accepted only with >= 30 intervals whose busy CPUs spread over >= 0.25 N);
+else ``busy-ratio`` (Kepler: P0 * dt := E * (1 - B/T) per window, not neighbour-invariant). The
+estimate meter is a linear node model itself: P = P0 + W * b, from a calibration (``model-calibrated``,
+its static power per window in the reading's p0_w) or from W per thread (``estimate-tdp``: ``model``).
 
 Pure Python: no torch, no numpy.
 """
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import Reading
+from .calibration import CALIBRATED, Calibration, DomainModel, match
 from .tracker import Usage
 
 SHARED_ABOVE = 0.05  # measure.node_shared_above: other processes' CPU / node capacity above this = shared
@@ -45,7 +48,8 @@ DEFAULT_W_PER_THREAD = 4.0  # codecarbon's fallback W per thread for an unknown 
 MODEL_IDLE_FRACTION = 0.1  # codecarbon's machine model: idle = 10 % of TDP (here N x W per thread)
 FIT_MIN_INTERVALS = 30
 FIT_MIN_SPREAD = 0.25  # of the node's CPUs: the busy CPUs of the intervals must spread this much
-LINEAR_MODELS = ("estimate-tdp",)  # node models that are linear in busy CPU time (split like counters)
+TDP_MODEL = "estimate-tdp"  # the estimate meter's method without a calibration
+LINEAR_MODELS = (TDP_MODEL, CALIBRATED)  # node models that are linear in busy CPU time (split like counters)
 
 # attribution labels (energy_attribution, energy_readings.attribution)
 CPU_SHARE = "cpu-share"  # active by the job's share of busy CPU time, idle by reserved CPUs
@@ -66,6 +70,21 @@ class PowerModel:
     dram_idle_w: float | None  # idle power of the node's DRAM, measured; None = unknown
     w_per_thread: float  # estimate meter: W per busy logical CPU
     source: str | None  # where the idle powers came from (None: not configured)
+    kind: str | None = None  # site or calibration: the p0 source of the idle powers (None: site, if any)
+    calibration: Calibration | None = None  # this CPU model's calibration, where it is the model
+
+    @property
+    def method(self) -> str:
+        """The estimate meter's method with this model."""
+        return CALIBRATED if self.calibration is not None else TDP_MODEL
+
+    def domain(self, component: str, n_cpus: int) -> DomainModel | None:
+        """The linear model of a component the estimate meter reports (cpu; dram with a calibration that has it)."""
+        if self.calibration is not None:
+            return self.calibration.domain(component)
+        if component == "cpu":
+            return DomainModel(model_idle_w(self.cpu_idle_w, self.w_per_thread, n_cpus), self.w_per_thread)
+        return None
 
 
 _NODE_POWER_KEYS = {"cpu_model", "cpu_idle_w", "dram_idle_w", "w_per_thread", "source"}
@@ -92,12 +111,24 @@ def node_power_entries(value: Any, site: str = "?") -> list[dict[str, Any]]:
     return out
 
 
-def power_model(site_facts: dict[str, Any] | None, measure: dict[str, Any] | None = None, cpu_model: str | None = None) -> PowerModel:
-    """The node's idle powers and W per thread: THE lookup (a calibration can feed node_power).
+def power_model(
+    site_facts: dict[str, Any] | None,
+    measure: dict[str, Any] | None = None,
+    cpu_model: str | None = None,
+    sockets: int | None = None,
+    mem_total_bytes: float | None = None,
+) -> PowerModel:
+    """The node's idle powers and CPU power model: THE lookup, for the counters' split and the estimate meter.
 
-    Order: the first ``node_power`` entry of the site whose ``cpu_model`` is contained in this host's
-    CPU model (an entry without cpu_model matches every host); W per thread: measure.cpu_tdp_w_per_thread,
-    else the entry's w_per_thread, else 4 W.
+    The most specific measurement of this node wins:
+    1. the first ``node_power`` entry of the site, if it names a ``cpu_model`` contained in this host's
+       CPU model (measured at this site, for this CPU model);
+    2. else this CPU model's calibration in the hardware table (``site_facts['cpu_calibrations']``,
+       ``joulegrid calibrate``; calibration.match, exact CPU model): the estimate meter becomes
+       ``model-calibrated`` and the counters' idle power is the calibration's;
+    3. else the first ``node_power`` entry without cpu_model (every node of the site);
+    W per thread (the TDP model, without a calibration): measure.cpu_tdp_w_per_thread, else the entry's
+    w_per_thread, else 4 W.
     """
     site_facts = site_facts or {}
     measure = measure or {}
@@ -107,6 +138,11 @@ def power_model(site_facts: dict[str, Any] | None, measure: dict[str, Any] | Non
         if want is None or (cpu_model and str(want).lower() in cpu_model.lower()):
             entry = e
             break
+    if not entry.get("cpu_model"):
+        cal = match(site_facts.get("cpu_calibrations"), cpu_model, sockets, mem_total_bytes)
+        if cal is not None:
+            return PowerModel(cal.package.idle_w, cal.dram.idle_w if cal.dram else None, cal.package.w_per_busy_cpu,
+                              f"calibration {cal.describe()}", "calibration", cal)  # fmt: skip
     w = measure.get("cpu_tdp_w_per_thread") or entry.get("w_per_thread") or DEFAULT_W_PER_THREAD
     has_idle = entry.get("cpu_idle_w") is not None or entry.get("dram_idle_w") is not None
     src = None
@@ -119,6 +155,7 @@ def power_model(site_facts: dict[str, Any] | None, measure: dict[str, Any] | Non
         float(entry["dram_idle_w"]) if entry.get("dram_idle_w") is not None else None,
         float(w),
         src,
+        "site" if has_idle else None,
     )
 
 
@@ -224,9 +261,13 @@ class Context:
         return min(u.mem_bytes / self.mem_total, 1.0) if self.mem_total else None
 
     def p0(self, r: Reading, n_cpus: int) -> IdlePower:
-        if r.method in LINEAR_MODELS:  # the estimate meter's own P0
+        if r.method in LINEAR_MODELS:  # the estimate meter's own P0: its static power in the window
+            if r.method == CALIBRATED:
+                d = self.model.domain(r.component, n_cpus)
+                return IdlePower(r.p0_w if r.p0_w is not None else (d.idle_w if d else 0.0), "calibration")
             w = self.model.cpu_idle_w
-            return IdlePower(model_idle_w(w, self.model.w_per_thread, n_cpus), "site" if w is not None else "model")
+            src = (self.model.kind or "site") if w is not None else "model"
+            return IdlePower(r.p0_w if r.p0_w is not None else model_idle_w(w, self.model.w_per_thread, n_cpus), src)
         return self.idle.get(r.component, BUSY_RATIO)
 
 

@@ -40,7 +40,7 @@ COMPONENTS = ("cpu", "dram", "gpu", "ram-model")
 class Reading:
     meter: str  # codecarbon, zeus, rapl, nvml, estimate
     component: str  # cpu, dram, gpu, ram-model
-    method: str  # e.g. rapl, nvml, zeus-rapl, codecarbon-rapl, codecarbon-tdp-load, estimate-tdp
+    method: str  # e.g. rapl, nvml, zeus-rapl, codecarbon-rapl, codecarbon-tdp-load, estimate-tdp, model-calibrated
     energy_j: float
     interval_s: float  # sampling / polling interval of the meter in this window
     samples: int  # samples or counter reads taken in the window
@@ -49,6 +49,7 @@ class Reading:
     duration_s: float | None = None  # length of the window as this meter saw it
     scope: str = "node"  # node, device, process (a meter's own attribution) or job (attributed)
     attribution: str | None = None  # job readings: how the node/device reading was split (attribution.py)
+    p0_w: float | None = None  # model readings: the static (idle) power the model used in this window
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

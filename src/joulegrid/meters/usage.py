@@ -76,6 +76,20 @@ def mem_total_bytes(proc_root: str | os.PathLike = PROC) -> int | None:
     return None
 
 
+def node_mem_used_bytes(proc_root: str | os.PathLike = PROC) -> int | None:
+    """The node's used memory, MemTotal - MemAvailable of <proc_root>/meminfo; None where either is missing."""
+    total = avail = None
+    try:
+        for line in Path(proc_root, "meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1]) * 1024
+            elif line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return total - avail if total is not None and avail is not None else None
+
+
 def threads_per_core(sys_root: str | os.PathLike = "/sys/devices/system/cpu") -> int | None:
     """Hardware threads per core (2 with SMT/hyper-threading), from cpu0's thread_siblings_list."""
     try:

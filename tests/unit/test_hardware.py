@@ -1,0 +1,124 @@
+"""The hardware table (config/hardware.yaml): embodied carbon per site and CPU power calibrations per CPU
+model in one file; writing a calibration changes nothing else in it, and bad entries are refused."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from joulegrid import config as CFG
+from joulegrid import hardware as H
+from joulegrid.analysis.settings import load_hardware
+
+SHIPPED = CFG.REPO_ROOT / "config" / "hardware.yaml"
+MODEL = "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz"
+ENTRY = {
+    "host": "node1", "calibrated_at": "2026-11-20T10:00:00Z", "logical_cpus": 80, "sockets": 2, "mem_total_gb": 384.0,
+    "holdout_rmse_w": 2.1, "holdout_max_rel_err": 0.03,
+    "package": {"idle_w": 110.0, "idle_w_se": 0.5, "w_per_busy_cpu": 2.6, "w_per_busy_cpu_se": 0.02, "w_per_gb": None},
+    "dram": {"idle_w": 12.0, "w_per_busy_cpu": 0.1},
+    "steps": [{"step": "idle", "busy_cpus": 0.1, "package_w": 110.3}],
+}  # fmt: skip
+
+
+@pytest.fixture
+def table(tmp_path):
+    p = tmp_path / "hardware.yaml"
+    p.write_text(SHIPPED.read_text())
+    return p
+
+
+def test_the_shipped_table_reads_and_its_sites_are_the_embodied_entries():
+    t = H.read(SHIPPED)
+    assert H.CALIBRATIONS not in t.sites and set(t.sites) <= set(CFG.load_sites(CFG.REPO_ROOT / "config" / "sites.yaml"))
+    assert load_hardware(SHIPPED) == t.sites
+
+
+def test_write_changes_only_the_calibrations_section(table):
+    before = table.read_text()
+    H.write_calibration(table, MODEL, ENTRY)
+    after = table.read_text()
+    assert after.startswith(before)  # every line of the file as it was (no section yet: appended)
+    t = H.read(table)
+    assert t.calibrations == {MODEL: ENTRY} and t.sites == H.read(SHIPPED).sites
+    # a second CPU model: the first calibration and the rest of the file stay
+    other = copy.deepcopy(ENTRY)
+    other["package"]["idle_w"] = 50.0
+    H.write_calibration(table, "AMD EPYC 7742 64-Core Processor", other)
+    t = H.read(table)
+    assert t.calibrations[MODEL] == ENTRY and t.calibrations["AMD EPYC 7742 64-Core Processor"]["package"]["idle_w"] == 50.0
+    assert table.read_text().startswith(before)
+
+
+def test_a_section_in_the_middle_is_rewritten_in_place(tmp_path):
+    p = tmp_path / "hw.yaml"
+    p.write_text("# my table\nlocal:\n  cpu_node: {embodied_kg_co2e: 1, lifetime_years: 2, source: me}\n"
+                 "cpu_calibrations: {}\n\n# the cluster\nslurm:   # keep this comment\n  cpu_node: {embodied_kg_co2e: 3, lifetime_years: 4, source: you}\n")  # fmt: skip
+    H.write_calibration(p, MODEL, ENTRY)
+    text = p.read_text()
+    assert text.startswith("# my table\nlocal:\n  cpu_node: {embodied_kg_co2e: 1, lifetime_years: 2, source: me}\ncpu_calibrations:\n")
+    assert text.endswith("\n\n# the cluster\nslurm:   # keep this comment\n  cpu_node: {embodied_kg_co2e: 3, lifetime_years: 4, source: you}\n")
+    assert H.read(p).calibrations == {MODEL: ENTRY} and set(H.read(p).sites) == {"local", "slurm"}
+
+
+def test_a_calibration_is_never_overwritten_without_replace_and_then_kept(table):
+    H.write_calibration(table, MODEL, ENTRY)
+    text = table.read_text()
+    newer = {**copy.deepcopy(ENTRY), "calibrated_at": "2026-12-01T08:00:00Z"}
+    with pytest.raises(H.HardwareError, match="already has a calibration.*--replace"):
+        H.write_calibration(table, MODEL, newer)
+    assert table.read_text() == text
+    H.write_calibration(table, MODEL, newer, replace=True)
+    cur = H.read(table).calibrations[MODEL]
+    assert cur["calibrated_at"] == "2026-12-01T08:00:00Z"
+    old = {k: v for k, v in ENTRY.items() if k != "steps"}
+    assert cur["previous"] == [old]  # the old model and its error, without its ladder's steps
+    H.write_calibration(table, MODEL, {**newer, "calibrated_at": "2027-01-01T00:00:00Z"}, replace=True)
+    assert [p["calibrated_at"] for p in H.read(table).calibrations[MODEL]["previous"]] == ["2026-12-01T08:00:00Z", "2026-11-20T10:00:00Z"]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"package": {"idle_w": -3, "w_per_busy_cpu": 1}}, r"package\.idle_w: -3"),
+    ({"package": {"idle_w": 3}}, r"package\.w_per_busy_cpu: None"),
+    ({"package": {"idle_w": 3, "w_per_busy_cpu": 1, "idle_W": 4}}, r"unknown key.*idle_W"),
+    ({"dram": {"idle_w": 3, "w_per_busy_cpu": 1}}, "no package: block"),
+    ({"package": {"idle_w": 3, "w_per_busy_cpu": 1}, "sockts": 2}, r"unknown key.*sockts"),
+    ({"package": {"idle_w": 3, "w_per_busy_cpu": 1, "w_per_gb": 0.2}}, "w_per_gb needs idle_used_gb"),
+    ({"package": {"idle_w": 3, "w_per_busy_cpu": "2 W"}}, "w_per_busy_cpu"),
+    ("5 W", "expected a mapping"),
+])  # fmt: skip
+def test_bad_calibrations_are_refused_naming_the_key(tmp_path, bad, match):
+    p = tmp_path / "hw.yaml"
+    p.write_text(yaml.safe_dump({H.CALIBRATIONS: {MODEL: bad}}))
+    with pytest.raises(H.HardwareError, match=match):
+        H.read(p)
+    with pytest.raises(CFG.ConfigError, match=match):  # the report and the jobs' settings read it the same way
+        load_hardware(p)
+    good = tmp_path / "good.yaml"
+    with pytest.raises(H.HardwareError, match=match):  # and nothing bad is ever written
+        H.write_calibration(good, MODEL, bad if isinstance(bad, dict) else {"package": bad})
+    assert not good.exists()
+
+
+def test_a_broken_file_is_not_touched(tmp_path):
+    p = tmp_path / "hw.yaml"
+    p.write_text("local: [unclosed\n")
+    with pytest.raises(H.HardwareError, match="(?s)not valid YAML.*nothing written"):
+        H.write_calibration(p, MODEL, ENTRY)
+    assert p.read_text() == "local: [unclosed\n"
+
+
+def test_jobs_get_the_calibrations_of_the_configured_table(tmp_path, monkeypatch):
+    from conftest import TINY, deep_merge
+
+    p = tmp_path / "hw.yaml"
+    H.write_calibration(p, MODEL, ENTRY)
+    config, sites = CFG.prepare(deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": str(p)}}), base_dir=CFG.REPO_ROOT)
+    facts = CFG.SpecBuilder(config, sites).facts
+    want = {k: v for k, v in ENTRY.items() if k != "steps"}
+    assert facts["cpu_calibrations"] == {MODEL: want}  # the model and its error; not the ladder's steps
+    monkeypatch.chdir(tmp_path)
+    config, sites = CFG.prepare(deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": "missing.yaml"}}), base_dir=CFG.REPO_ROOT)
+    assert CFG.SpecBuilder(config, sites).facts["cpu_calibrations"] is None
