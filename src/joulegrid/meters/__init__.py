@@ -426,7 +426,8 @@ def summarise(readings: list[Reading], wall_s: float, idle_s: float | None = Non
     best = choose(job_readings(readings))
     if not best:
         return out
-    chosen = list(best.values())
+    order = {"cpu": 0, "ram": 1, "gpu": 2}  # the families in one order, whichever meter came first
+    chosen = [best[f] for f in sorted(best, key=lambda f: order.get(f, len(order)))]
     total = sum(r.energy_j for r in chosen)
     primary = max(chosen, key=lambda r: (not r.estimated, r.energy_j))
     methods: list[str] = []

@@ -35,6 +35,18 @@ def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, 
     for a in ms.absent:
         tag = "absent" + (" REQUIRED" if a["meter"] in required and a["meter"] not in ms.not_applicable else "")
         print(f"  {a['meter']:<11} {tag:<22} {a['reason']}", file=out)
+    model = ms.settings.get("model")
+    if model is not None:
+        from ..probes import cpu_model
+
+        if model.calibration is not None:
+            c = model.calibration
+            err = f", held-out error up to {100 * c.holdout_max_rel_err:.1f} %" if c.holdout_max_rel_err is not None else ""
+            what = f"model-calibrated: the calibration of {c.describe()}{err}"
+        else:
+            what = (f"estimate-tdp: {model.w_per_thread:g} W per busy logical CPU, no calibration of {cpu_model()!r} in the "
+                    "hardware table (joulegrid calibrate on a host of this CPU model with readable RAPL makes one)")  # fmt: skip
+        print(f"CPU power model here: {what}; idle power {model.source or 'not configured'}", file=out)
     rc = 0
     try:
         ms.check_required(required)
