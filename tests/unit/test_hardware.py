@@ -38,9 +38,11 @@ def test_the_shipped_table_reads_and_its_sites_are_the_embodied_entries():
 
 def test_write_changes_only_the_calibrations_section(table):
     before = table.read_text()
+    head = before[: before.index("cpu_calibrations: {}")]  # everything but the (empty) section, comments included
+    assert before == head + "cpu_calibrations: {}\n"
     H.write_calibration(table, MODEL, ENTRY)
     after = table.read_text()
-    assert after.startswith(before)  # every line of the file as it was (no section yet: appended)
+    assert after.startswith(head + "cpu_calibrations:\n")  # every other line of the file as it was
     t = H.read(table)
     assert t.calibrations == {MODEL: ENTRY} and t.sites == H.read(SHIPPED).sites
     # a second CPU model: the first calibration and the rest of the file stay
@@ -49,7 +51,19 @@ def test_write_changes_only_the_calibrations_section(table):
     H.write_calibration(table, "AMD EPYC 7742 64-Core Processor", other)
     t = H.read(table)
     assert t.calibrations[MODEL] == ENTRY and t.calibrations["AMD EPYC 7742 64-Core Processor"]["package"]["idle_w"] == 50.0
-    assert table.read_text().startswith(before)
+    assert table.read_text().startswith(head)
+
+
+def test_a_table_without_the_section_gets_it_appended(tmp_path):
+    p = tmp_path / "hw.yaml"
+    before = "# mine\nlocal:\n  cpu_node: {embodied_kg_co2e: 1, lifetime_years: 2, source: me}\n"
+    p.write_text(before)
+    H.write_calibration(p, MODEL, ENTRY)
+    assert p.read_text().startswith(before + "\n" + H.SECTION_HEADER + "cpu_calibrations:\n")
+    assert H.read(p).calibrations == {MODEL: ENTRY}
+    new = tmp_path / "new" / "hw.yaml"  # no table yet: one with the section only
+    H.write_calibration(new, MODEL, ENTRY)
+    assert H.read(new).calibrations == {MODEL: ENTRY} and H.read(new).sites == {}
 
 
 def test_a_section_in_the_middle_is_rewritten_in_place(tmp_path):
