@@ -152,6 +152,42 @@ def test_fleet_csv_and_whose_energy_per_host(tmp_path):
     assert "50.0%" in measured and "75.0%" in measured  # neighbours' share of busy CPU: mean and max
 
 
+def test_model_error_per_host(tmp_path):
+    """How measured: the CPU power model's prediction against the counters, one line per host and model,
+    its numbers from the rows (docs/measurement.md, "Calibrating a CPU model")."""
+    from joulegrid.analysis.report import model_error
+
+    cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256, 1024))
+    rows = []
+    for k, c in enumerate(cells):
+        host, cal = ("rapl-a", True) if k % 2 == 0 else ("rapl-b", False)
+        r = synth.row(c, estimated=False, energy_method="rapl", hostname=host, node_energy_cpu_j=100.0 + k, node_energy_ram_j=10.0)
+        err = 0.02 * (k + 1) if cal else -0.3  # a calibrated model off by 2-6 %, the TDP model by 30 %
+        comps = "cpu+dram" if cal else "cpu"
+        counter = r["node_energy_cpu_j"] + (r["node_energy_ram_j"] if cal else 0.0)
+        r.update(model_method="model-calibrated" if cal else "estimate-tdp", model_components=comps,
+                 model_node_energy_j=counter * (1 + err), model_rel_err=err,
+                 model_calibration="Synthetic CPU (host c, 2026-11-20)" if cal else None, model_fit_max_rel_err=0.01 if cal else None)  # fmt: skip
+        rows.append(r)
+    rows.append(synth.row(cells[0], hostname="no-rapl", model_method="model-calibrated", model_fit_max_rel_err=0.01))  # no prediction
+    summary = synth.summary(tmp_path / "summary.parquet", rows)
+    build_report(str(summary), str(tmp_path / "report"), settings=ST)
+    html = (tmp_path / "report" / "index.html").read_text()
+    part = html[html.index("id='model-error'"):]
+    part = part[: part.index("</table>")]  # the model-error table only
+    t = model_error(pl.read_parquet(summary)).to_dicts()
+    assert [(x["hostname"], x["model_method"], x["runs"]) for x in t] == [("rapl-a", "model-calibrated", 2), ("rapl-b", "estimate-tdp", 2)]
+    for x in t:
+        mine = [r for r in rows if r["hostname"] == x["hostname"]]
+        counter = sum(r["node_energy_cpu_j"] + (r["node_energy_ram_j"] if r["model_components"] == "cpu+dram" else 0.0) for r in mine)
+        model = sum(r["model_node_energy_j"] for r in mine)
+        assert x["model_error_pct"] == pytest.approx(100 * (model / counter - 1))
+        assert x["max_abs_run_error_pct"] == pytest.approx(100 * max(abs(r["model_rel_err"]) for r in mine))
+        assert f"{x['model_error_pct']:+.1f} %" in part and x["hostname"] in part
+    assert "no-rapl" not in part  # a host without counters has no error to show: its rows are the model
+    assert "-30.0 %" in part and "Synthetic CPU (host c, 2026-11-20)" in part
+
+
 def test_schema_columns_only_named_in_schema():
     """The report reads every column by the schema's names (a renamed column would fail here)."""
     assert {"energy_estimated", "queue_wait_s", "epoch_quality", "meters_absent"} <= set(S.COLUMN_NAMES)
