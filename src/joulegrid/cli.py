@@ -143,13 +143,13 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def _node_power_notes(model: str) -> list[str]:
+def _node_power_notes(model: str, sites_file: str | os.PathLike | None = None) -> list[str]:
     """config/sites.yaml node_power entries that name this CPU model: they take precedence over a calibration."""
     import yaml
 
     from .config import REPO_ROOT
 
-    p = REPO_ROOT / "config" / "sites.yaml"
+    p = Path(sites_file) if sites_file else REPO_ROOT / "config" / "sites.yaml"
     try:
         sites = yaml.safe_load(p.read_text()) or {}
     except (OSError, yaml.YAMLError):

@@ -66,6 +66,31 @@ def test_calibrate_finds_the_fake_nodes_rates(tmp_path):
     assert "W per busy" not in p.stdout and "per busy logical CPU" in p.stderr and "held-out" in p.stderr
 
 
+@pytest.mark.slow
+def test_calibrate_reads_the_roots_it_is_given(tmp_path):
+    """--powercap and --proc: a VIRTUAL 2-CPU node whose only load is the calibrate process and its
+    workers (the fake writes its own stat from their CPU time), so other processes of this host play
+    no part; its meminfo has no MemAvailable, so no per-GB term can be fitted."""
+    if not cpu_model():
+        pytest.skip("this host's /proc/cpuinfo names no CPU model")
+    hw = tmp_path / "hardware.yaml"
+    node = FakeNode(tmp_path / "node", P0, K, P0_DRAM, K_DRAM, n_cpus=2, busy="trees").start()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "joulegrid", "calibrate", "--powercap", str(node.powercap), "--proc",
+                              str(node.proc), "--hardware-file", str(hw), *QUICK], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=subprocess_env())  # fmt: skip
+        node.track(p.pid)
+        _, err = p.communicate(timeout=600)
+    finally:
+        node.stop()
+    assert p.returncode == 0, err[-3000:]
+    e = H.read(hw).calibrations[cpu_model()]
+    assert e["package"]["idle_w"] == pytest.approx(P0, rel=0.05) and e["package"]["w_per_busy_cpu"] == pytest.approx(K, rel=0.05), err
+    assert e["dram"]["idle_w"] == pytest.approx(P0_DRAM, rel=0.05) and e["dram"]["w_per_busy_cpu"] == pytest.approx(K_DRAM, rel=0.05), err
+    assert e["logical_cpus"] == 2 and e["package"]["w_per_gb_fit"] is None and "not fitted" in err
+    assert e["steps"][0]["busy_cpus"] < 0.2  # the virtual node's idle step: only the calibrate process's reads
+
+
 def test_no_readable_rapl_is_a_clear_error(tmp_path):
     hw = tmp_path / "hardware.yaml"
     empty = tmp_path / "powercap"
@@ -134,6 +159,17 @@ def test_dry_run_writes_nothing_and_replace_keeps_the_old_one(tmp_path):
 def test_bad_ladder_settings(tmp_path, args, match):
     p = calibrate("--hardware-file", str(tmp_path / "hw.yaml"), *args)
     assert p.returncode == 2 and match in p.stderr
+
+
+def test_a_site_entry_naming_the_cpu_model_is_pointed_out(tmp_path):
+    from joulegrid.cli import _node_power_notes
+
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(yaml.safe_dump({"a": {"node_power": [{"cpu_model": "EPYC 7742", "cpu_idle_w": 100}]},
+                                     "b": {"node_power": {"cpu_idle_w": 50}}, "c": {}}))  # fmt: skip
+    (note,) = _node_power_notes("AMD EPYC 7742 64-Core Processor", sites)
+    assert "a.node_power names 'EPYC 7742'" in note and "takes precedence" in note
+    assert _node_power_notes("Intel(R) Xeon(R) Gold 6248", sites) == []  # b's entry names no CPU model: the calibration wins
 
 
 def test_busy_levels():

@@ -126,6 +126,8 @@ def test_a_host_without_counters_uses_the_calibration(runs):
         share = r["job_share_cpu"] if r["node_shared"] else 1.0
         assert r["energy_cpu_active_j"] == pytest.approx(share * (r["node_energy_cpu_j"] - r["p0_cpu_w"] * r["wall_s"]), rel=0.02)
         assert r["energy_cpu_idle_j"] == pytest.approx(r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"] * r["wall_s"], rel=0.02)
+        # the whole job with the same model: more than its measured phase, the start-up extrapolated
+        assert r["job_energy_j"] > r["energy_j"] and 0 < r["job_energy_extrapolated_j"] < r["job_energy_j"]
 
 
 def test_how_measured_shows_the_calibrated_model(runs):
