@@ -285,6 +285,9 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
                         )
     check_precision_options(config)
     check_precisions(config)
+    from .hardware import config_calibrations
+
+    config_calibrations(config, base)  # the hardware table's CPU calibrations: a bad entry names the file, model and key
     for i, rule in enumerate(config.get("exclude") or []):
         for key, val in rule.items():
             if key == "reason":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import fcntl
 import os
 import re
@@ -108,6 +109,17 @@ def check_calibration(model: str, entry: Any, where: str) -> dict[str, Any]:
     return entry
 
 
+def _plain(v: Any) -> Any:
+    """YAML's dates and times (an unquoted calibrated_at) as ISO text: the jobs' settings are JSON."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, (datetime.date, datetime.datetime)):
+        return v.isoformat()
+    return v
+
+
 def parse(data: Any, where: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(site entries, calibrations) of a loaded table, checked."""
     if data is None:
@@ -120,7 +132,7 @@ def parse(data: Any, where: str) -> tuple[dict[str, Any], dict[str, dict[str, An
     for model, entry in cals.items():
         check_calibration(model, entry, where)
     sites = {k: v for k, v in data.items() if k != CALIBRATIONS and isinstance(v, dict)}
-    return sites, dict(cals)
+    return sites, {m: _plain(e) for m, e in cals.items()}
 
 
 def read(path: str | os.PathLike) -> HardwareTable:

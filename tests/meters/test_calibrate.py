@@ -24,7 +24,7 @@ from meters.fake_node import FakeNode
 # the fake node's rates (W, W per busy CPU): what the fit must find, within 5 %
 P0, K, P0_DRAM, K_DRAM = 40.0, 8.0, 6.0, 1.5
 SHIPPED = CFG.REPO_ROOT / "config" / "hardware.yaml"
-QUICK = ["--step-s", "3", "--settle-s", "1", "--interval-s", "0.25", "--mem-gb", "0.2"]
+QUICK = ["--step-s", "4", "--settle-s", "1", "--interval-s", "0.25", "--mem-gb", "0.2"]  # ~30 s in all
 
 
 def calibrate(*args: str) -> subprocess.CompletedProcess:

@@ -136,3 +136,21 @@ def test_jobs_get_the_calibrations_of_the_configured_table(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     config, sites = CFG.prepare(deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": "missing.yaml"}}), base_dir=CFG.REPO_ROOT)
     assert CFG.SpecBuilder(config, sites).facts["cpu_calibrations"] is None
+
+
+def test_a_bad_table_stops_the_config_and_a_hand_written_date_is_text(tmp_path):
+    """Snakemake validates the config (config.prepare) before anything runs: a bad calibration stops it there."""
+    import json
+
+    from conftest import TINY, deep_merge
+
+    p = tmp_path / "hw.yaml"
+    p.write_text(f"{H.CALIBRATIONS}:\n  {MODEL!r}:\n    package: {{idle_w: 3, w_per_busy_cpu: -1}}\n")
+    cfg = deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": str(p)}})
+    with pytest.raises(CFG.ConfigError, match=r"hw.yaml: cpu_calibrations\[.*\]\.package\.w_per_busy_cpu: -1"):
+        CFG.prepare(cfg, base_dir=CFG.REPO_ROOT)
+    p.write_text(f"{H.CALIBRATIONS}:\n  {MODEL!r}:\n    calibrated_at: 2026-11-20T10:00:00Z\n    package: {{idle_w: 3, w_per_busy_cpu: 1}}\n")
+    config, sites = CFG.prepare(copy.deepcopy(cfg), base_dir=CFG.REPO_ROOT)
+    spec = CFG.SpecBuilder(config, sites)
+    assert spec.facts["cpu_calibrations"][MODEL]["calibrated_at"].startswith("2026-11-20T10:00:00")
+    json.dumps(spec.facts)  # the jobs' settings are JSON

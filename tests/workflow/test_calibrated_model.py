@@ -53,7 +53,7 @@ def runs(tmp_path_factory):
     node = FakeNode(work / "node", P0, K, P0_DRAM, K_DRAM, busy="proc").start()
     try:
         p = subprocess.run([sys.executable, "-m", "joulegrid", "calibrate", "--powercap", str(node.powercap), "--hardware-file",
-                            str(hw), "--step-s", "3", "--settle-s", "1", "--interval-s", "0.25", "--mem-gb", "0.2"],
+                            str(hw), "--step-s", "4", "--settle-s", "1", "--interval-s", "0.25", "--mem-gb", "0.2"],
                            capture_output=True, text=True, timeout=600, env=subprocess_env())  # fmt: skip
         assert p.returncode == 0, p.stderr[-3000:]
         counter = run_grid(work / "counter", hw, {"JOULEGRID_POWERCAP": str(node.powercap)}, ["rapl", "estimate"])
