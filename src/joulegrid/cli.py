@@ -308,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--settle-s", type=float, default=3.0, help="seconds before each step is measured (default %(default)s)")
     ca.add_argument("--interval-s", type=float, default=0.5, help="reads within a step every this many seconds (default %(default)s)")
     ca.add_argument("--levels", type=int, default=6, help="busy steps besides 1 CPU, evenly up to all logical CPUs (default %(default)s)")
-    ca.add_argument("--mem-gb", type=float, default=None, help="memory of the resident and traffic steps (default: min(8, "
-                    "a quarter of the available memory); 0 = no memory steps")  # fmt: skip
+    ca.add_argument("--mem-gb", type=float, default=None, help="GB of memory for the resident and traffic steps (default: the "
+                    "smaller of 8 and a quarter of the available memory; 0 = no memory steps)")  # fmt: skip
     ca.add_argument("--powercap", default=None, help="powercap root (default /sys/class/powercap or $JOULEGRID_POWERCAP)")
     ca.add_argument("--proc", default=None, help="proc root for stat and meminfo (default /proc or $JOULEGRID_PROC)")
     ca.set_defaults(func=cmd_calibrate)
