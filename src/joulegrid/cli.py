@@ -86,19 +86,22 @@ def cmd_plan(args) -> int:
 
 def cmd_meters(args) -> int:
     from . import config as CFG
-    from .analysis.plan import _overrides
     from .meters.check import check
 
-    config, sites = CFG.load(args.configfile, _overrides(args.config))
+    config, sites = CFG.load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
     settings = {"measure": config["measure"], "site_facts": CFG.site_facts(sites, config["site"])}
     return check(settings, args.device, args.window)
 
 
 def cmd_aggregate(args) -> int:
-    from .analysis.aggregate import aggregate
+    from .analysis.aggregate import aggregate, other_path, read_current
 
-    res = aggregate(args.runs, args.out, strict=args.strict)
+    current = read_current(args.current) if args.current else None
+    res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other)
     print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    if res.n_other:
+        print(f"joulegrid: {res.n_other} run(s) of other configurations (another config hash) -> "
+              f"{args.other or other_path(args.out)}, not in the summary", file=sys.stderr)  # fmt: skip
     if res.n_files == 0:
         where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
         print(f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), "
@@ -114,6 +117,8 @@ def cmd_report(args) -> int:
 
     if args.settings:
         settings = AnalysisSettings.from_json(args.settings)
+    elif args.settings_file:
+        settings = AnalysisSettings.from_json(Path(args.settings_file).read_text())
     elif args.configfile:
         from .config import load
 
@@ -121,7 +126,7 @@ def cmd_report(args) -> int:
         settings = AnalysisSettings.from_config(config, sites)
     else:
         settings = AnalysisSettings.defaults()
-    index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings)
+    index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings, other_file=args.other)
     print(f"joulegrid: report written to {index}", file=sys.stderr)
     return 0
 
@@ -135,6 +140,16 @@ def cmd_schema(args) -> int:
         for c in schema.COLUMNS:
             print(f"{c.name}\t{c.type}\t{c.unit}")
     return 0
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    """--configfile / --config / --replace-workflow-config with Snakemake's meaning (joulegrid.config.merge)."""
+    p.add_argument("--configfile", "--configfiles", nargs="+", default=None, metavar="FILE",
+                   help="config files merged in order over config/config.yaml, as snakemake --configfile does")
+    p.add_argument("--config", "-C", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides merged last, as snakemake --config reads them (e.g. seed=7 'grid={repeats: 2}')")
+    p.add_argument("--replace-workflow-config", action="store_true",
+                   help="do not start from config/config.yaml (snakemake --replace-workflow-config)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,15 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the grid (cells per axis, exclusions with reasons) and, from earlier results, a forecast "
         "of core-hours, GPU-hours, kWh and kgCO2e; exit 3 when over the config's budget:",
     )
-    pl_.add_argument("--configfile", default=None, help="config file (default config/config.yaml)")
-    pl_.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
+    _config_args(pl_)
     pl_.add_argument("--exclusions", action="store_true", help="list every excluded cell")
     pl_.add_argument("--forecast-cells", action="store_true", help="list the forecast of every cell still to run")
+    pl_.add_argument("--json", action="store_true",
+                     help="print the run file of every cell, the exclusions and each workload's config hash and settings as JSON")
     pl_.set_defaults(func=cmd_plan)
 
     mt = sub.add_parser("meters", help="which energy meters work on this host (run it on an execution node)")
-    mt.add_argument("--configfile", default=None, help="config file (default config/config.yaml): measure.* and site")
-    mt.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
+    _config_args(mt)
     mt.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the cell device to check for")
     mt.add_argument("--window", type=float, default=0.0, metavar="S", help="also measure an idle test window of S seconds")
     mt.set_defaults(func=cmd_meters)
@@ -212,14 +227,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--runs", default="results/runs")
     a.add_argument("--out", default="results/summary.parquet")
     a.add_argument("--strict", action="store_true", help="fail on the first corrupt or foreign run file")
+    a.add_argument("--current", default=None, metavar="JSON",
+                   help="the current configuration (<results>/.stamps/current.json, written by snakemake): the summary "
+                   "holds its runs only, other configurations' runs go to --other; without it every run is in the summary")
+    a.add_argument("--other", default=None, help="runs of other configurations (default <out>.other-configs.parquet)")
     a.set_defaults(func=cmd_aggregate)
 
     rp = sub.add_parser("report", help="charts and the self-contained HTML report")
     rp.add_argument("--summary", default="results/summary.parquet")
     rp.add_argument("--out", default="results/report")
     rp.add_argument("--problems", default=None, help="aggregate problems JSON to list in the report")
-    rp.add_argument("--configfile", default=None, help="take report:, fleet:, sites and hardware from this config")
-    rp.add_argument("--settings", default=None, help="analysis settings as JSON (what the Snakemake rule passes)")
+    rp.add_argument("--other", default=None, help="runs of other configurations to name (default <summary>.other-configs.parquet)")
+    rp.add_argument("--configfile", nargs="+", default=None,
+                    help="take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake does)")
+    rp.add_argument("--settings", default=None, help="analysis settings as JSON")
+    rp.add_argument("--settings-file", default=None, help="analysis settings as a JSON file (what the Snakemake rule passes)")
     rp.set_defaults(func=cmd_report)
 
     s = sub.add_parser("schema", help="print the result schema")
@@ -248,6 +270,9 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .quiet import install
+
+    install()  # third-party noise (amdsmi, codecarbon, torchao, torch) silenced before anything imports them
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

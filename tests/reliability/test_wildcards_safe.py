@@ -15,7 +15,7 @@ UNSAFE = ["a/b", "..", "../etc", "a b", "x;rm -rf ~", "$(reboot)", "`id`", "a|b"
 @pytest.mark.parametrize("wildcard", ["site", "workload"])
 def test_wildcard_constraints_reject_unsafe_values(wildcard, value):
     assert not re.fullmatch(G.WILDCARD_CONSTRAINTS[wildcard], value)
-    wc = dict(site="local", workload="baler_ae", phase="train", device="cpu", precision="fp32", batch="8", repeat="0")
+    wc = dict(site="local", workload="baler_ae", phase="train", device="cpu", precision="fp32", batch="8", repeat="0", chash="0" * 16)
     wc[wildcard] = value
     path = "results/" + G.RUN_PATTERN.format(**wc)
     with pytest.raises(ValueError):

@@ -23,9 +23,29 @@ except JGC.ConfigError as _e:
 SPEC = JGC.SpecBuilder(config, SITES)
 RESULTS = config["results"]
 RESOURCES = config["resources_dir"]
-GRID = JGG.expand(config)
+# Each cell's run file ends in its workload's config hash (joulegrid.config.identity): changed
+# settings are new files, the same settings find theirs (docs/architecture.md, "A cell's identity").
+GRID = JGG.expand(config, SPEC.hashes())
 CELL_PATHS = GRID.paths(RESULTS)
 REPORT_INDEX = f"{RESULTS}/report/index.html"
+
+
+def jg_stamp(name, text):
+    """<results>/.stamps/<name>.json holding text, rewritten (by the main Snakemake process, also in
+    a dry run) only when text changes (joulegrid.io.stamp): as the input of a rule it reruns that rule
+    exactly when the content changed, which profiles/default's rerun-triggers [mtime] would otherwise
+    hide (it ignores params). Cluster jobs (--mode remote) only read it."""
+    path = f"{RESULTS}/.stamps/{name}.json"
+    if workflow.is_main_process:
+        from joulegrid.io import stamp
+
+        stamp(path, text)
+    return path
+
+
+# The current configuration (config hash and identity per workload): aggregate's input, so that
+# returning to an earlier configuration, whose cells all exist, still rebuilds the summary for it.
+CURRENT_STAMP = jg_stamp("current", json.dumps(SPEC.current(), sort_keys=True, indent=1))
 
 # Forecast of the cells still to run from earlier results, and the budget: caps refuse here, before any job.
 if workflow.is_main_process:
@@ -103,6 +123,10 @@ onstart:
     for _p in _archived:
         _logger.warning(f"joulegrid: {_p.name} of an unfinished job (killed after writing it) archived as {_p}; the cell is measured again")
     _executor = getattr(workflow.executor_plugin, "name", None)
+    from joulegrid.quiet import condor_config_problem
+
+    if condor_config_problem(_executor):  # htcondor2's own warning about it is hidden (joulegrid/quiet.py)
+        raise WorkflowError(condor_config_problem(_executor))
     for _problem in (
         JGE.executor_problem(config["site"], SPEC.facts["scheduler"], _executor),
         JGE.threads_problem(config["measure"]["threads"], workflow.resource_settings.cores, _executor),
@@ -162,4 +186,12 @@ def cli_inputs(wc, input):
 def cell_args(wc, input):
     """A cell's --spec (its JSON spec) and --data/--model arguments, shell-quoted. One params
     callable, not two: Snakemake's cost per callable and job is most of a big grid's dry run."""
-    return f"--spec {shlex.quote(SPEC.spec_json(JGG.cell_from_wildcards(wc)))} {cli_inputs(wc, input)}"
+    cell = JGG.cell_from_wildcards(wc)
+    if cell.config_hash != SPEC.config_hash(cell.workload):
+        # e.g. `snakemake <run file of an earlier configuration>`: its settings are not the current ones
+        raise WorkflowError(
+            f"joulegrid: {cell.path(RESULTS)} belongs to configuration {cell.config_hash}, but the current "
+            f"configuration of {cell.workload} is {SPEC.config_hash(cell.workload)}. Fix: run snakemake with the "
+            "configuration that gave that hash, or ask for the current grid's files (plain `snakemake`)"
+        )
+    return f"--spec {shlex.quote(SPEC.spec_json(cell))} {cli_inputs(wc, input)}"

@@ -32,13 +32,13 @@ rule train_reference:
 
 
 rule measure:
-    """Measure one cell: results/runs/<site>/<workload>/<phase>/<device>/<precision>/bs<B>/r<k>.parquet"""
+    """Measure one cell: results/runs/<site>/<workload>/<phase>/<device>/<precision>/bs<B>/r<k>-<config hash>.parquet"""
     input:
         unpack(cell_inputs),
     output:
         protected(f"{RESULTS}/{JGG.RUN_PATTERN}"),
     log:
-        f"{RESULTS}/logs/runs/{{site}}/{{workload}}/{{phase}}/{{device}}/{{precision}}/bs{{batch}}/r{{repeat}}.log",
+        f"{RESULTS}/logs/runs/{JGG.CELL_PATTERN}.log",
     params:
         cell=cell_args,
     threads: config["measure"]["threads"]
