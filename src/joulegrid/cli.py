@@ -94,10 +94,14 @@ def cmd_meters(args) -> int:
 
 
 def cmd_aggregate(args) -> int:
-    from .analysis.aggregate import aggregate, other_path, read_current
+    from .analysis.aggregate import AggregateError, aggregate, other_path, read_current
 
-    current = read_current(args.current) if args.current else None
-    res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other)
+    try:
+        current = read_current(args.current) if args.current else None
+        res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other)
+    except AggregateError as e:
+        print(f"joulegrid: {e}", file=sys.stderr)
+        return 2
     print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
     if res.n_other:
         print(f"joulegrid: {res.n_other} run(s) of other configurations (another config hash) -> "

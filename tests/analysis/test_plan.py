@@ -145,3 +145,17 @@ def test_snakemake_dry_run_refuses_over_budget(tmp_path, run_snakemake):
     out = bad.stdout + bad.stderr
     assert "joulegrid budget: config key budget.max_kwh" in out and "Nothing was started" in out
     assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_cli_plan_grid_and_forecast_counts_agree(tmp_path):
+    """One wording and one count: cells in the grid, already measured, to measure (issue 14)."""
+    p = _write_cfg(tmp_path)
+    config, sites = CFG.load([p])
+    c0 = grid(config, sites).cells[0]
+    synth.write_runs(tmp_path / "results", [synth.row(c0, config_hash=c0.config_hash)])
+    earlier(tmp_path, [synth.row(c0)])
+    out = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)], capture_output=True, text=True,
+                         env=__import__("conftest").subprocess_env(), check=True).stdout  # fmt: skip
+    assert "site local: 4 cell(s) in the grid, 0 excluded; 1 already measured, 3 to measure" in out
+    assert "forecast: 3 cell(s) to measure (1 already measured)" in out
+    assert f"config hash per workload (run files end in -<hash>.parquet): baler_ae {c0.config_hash}" in out

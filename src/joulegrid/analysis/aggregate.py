@@ -45,7 +45,7 @@ def read_current(path: str | Path) -> dict[str, str]:
     try:
         data = json.loads(Path(path).read_text())
         return {w: v["config_hash"] for w, v in data.items()}
-    except (OSError, ValueError, TypeError, KeyError) as e:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise AggregateError(f"--current {path}: not a joulegrid current-configuration file ({type(e).__name__}: {e})") from None
 
 
