@@ -58,3 +58,19 @@ def test_guard_rerun_refuses_forced_and_archives_unrecorded(tmp_path):
     assert f.exists()
     moved = guard_rerun([([str(f)], False), ([str(res / "runs/missing.parquet")], False)], str(res), stamp="T")
     assert moved == [res / "archive/T/runs" / f"{CELL}.parquet"] and moved[0].read_bytes() == b"row" and not f.exists()
+
+
+def test_remeasure_pattern_with_a_config_hash_moves_that_configuration_only(tmp_path):
+    """A cell id pattern moves every configuration's file of the cell; '<cell id>-<hash>' one configuration's."""
+    import synth
+
+    from joulegrid.archive import remeasure
+
+    cell = synth.grid_cells(phases=("train",), precisions=("fp32",), batch_sizes=(256,))[0]
+    a, b, c = "a" * 16, "b" * 16, "c" * 16
+    synth.write_runs(tmp_path, [synth.row(cell, config_hash=h) for h in (a, b, c)])
+    moved, _ = remeasure(tmp_path, f"{CELL}-{a}", stamp="one")
+    assert [p.name for p in moved] == [f"r0-{a}.parquet"]
+    moved, _ = remeasure(tmp_path, CELL, stamp="all")
+    assert sorted(p.name for p in moved) == [f"r0-{b}.parquet", f"r0-{c}.parquet"]
+    assert not list((tmp_path / "runs").rglob("*.parquet"))
