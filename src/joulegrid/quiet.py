@@ -26,8 +26,13 @@ hosts where there is nothing to act on:
   cases, as is its "Detected no triton" (triton is a GPU compiler).
 * **torch** warns (torch.utils._pytree) that torchao's ``register_constant`` of an Enum is
   deprecated: a note to torchao's developers about torchao's code.
+* **kineto** (torch.profiler's C++ back end, the hotspots pass of repeat 0) prints
+  "USDT:... profiler_start" / "profiler_stop" trace markers in every profiled cell. They are its
+  highest log level (above ERROR), so only KINETO_LOG_LEVEL=6 hides them, and with them kineto's
+  own errors: a profiling pass that fails still shows in the cell's log (runner: "hotspot
+  profiling failed: <error>", no hotspot rows). Set unless the user set it.
 
-``install()`` applies the last four; ``joulegrid`` commands call it first (cli.main). Tested by
+``install()`` applies the last five; ``joulegrid`` commands call it first (cli.main). Tested by
 tests/workflow/test_quiet_logs.py on a real run: its logs hold no third-party warning.
 """
 
@@ -117,6 +122,7 @@ def install() -> None:
         return
     _installed = True
     os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # read when torch.profiler starts (see the module doc)
     if _no_amd_gpu() and "amdsmi" not in sys.modules:
         sys.modules["amdsmi"] = None  # import amdsmi -> ImportError: "not installed", as there is no AMD GPU
     logging.getLogger("torchao").addFilter(_Drop(_torchao_unloadable))

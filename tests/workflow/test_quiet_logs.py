@@ -19,13 +19,15 @@ from conftest import BIN, REPO, TINY, deep_merge, snakemake, subprocess_env
 from joulegrid import quiet
 
 # what the third parties print when they are noisy (issue 14's list)
-NOISE = re.compile(r"CONDOR_CONFIG|libamd_smi|amdsmi|\[codecarbon|_C_mxfp8|_C_cutlass|_pytree|register_constant|triton", re.I)
+NOISE = re.compile(r"CONDOR_CONFIG|libamd_smi|amdsmi|\[codecarbon|_C_mxfp8|_C_cutlass|_pytree|register_constant|triton|"
+                   r"USDT|profiler_start|ActivityProfiler", re.I)
 
 
 def env_without_condor_config() -> dict:
     env = subprocess_env()
     env.pop("CONDOR_CONFIG", None)
     env.pop("CODECARBON_LOG_LEVEL", None)
+    env.pop("KINETO_LOG_LEVEL", None)
     return env
 
 
@@ -33,7 +35,8 @@ def env_without_condor_config() -> dict:
 def test_default_run_logs_carry_no_third_party_warning(tmp_path):
     assert quiet.pth_path().is_file(), "make setup installs the start-up filter (python -m joulegrid.quiet --install)"
     cfg = deep_merge(TINY, {"grid": {"precisions": ["fp32", "int8"]}, "measure": {"meters": ["auto"]}})
-    cfg["measure"].pop("meters", None)  # the default: every meter that works here (codecarbon too)
+    for key in ("meters", "hotspots"):  # the defaults: every meter that works here (codecarbon too), profiling repeat 0
+        cfg["measure"].pop(key, None)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = env_without_condor_config()
     proc = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
