@@ -82,7 +82,7 @@ def test_min_window_zero_is_one_pass(env):
 
 def test_train_hotspots_side_file_keyed_by_run_id(env):
     row, out, cell = run_cell(env, "train", {"meters": ["estimate"], "idle_baseline_s": 0, "hotspots": "first_repeat", "hotspot_batches": 3, "hotspot_top": 5})
-    hp = hotspots.path_for(out, cell.id)
+    hp = hotspots.path_for(out, cell.file_id)
     assert hp == env["dir"] / "results" / "hotspots" / f"{cell.file_id}.parquet"
     t = pq.read_table(hp)
     assert t.schema.equals(S.hotspot_arrow_schema(), check_metadata=False)
