@@ -538,10 +538,18 @@ class SpecBuilder:
         """Config hash of every workload of the grid (grid.expand stamps them on the cells)."""
         return {w: self.config_hash(w) for w in self.config["grid"]["workloads"]}
 
+    def known_workloads(self) -> list[str]:
+        """The grid's workloads, then those the config defines, then the built-in ones: every workload
+        the configuration gives settings (and so a config hash) to."""
+        from .workloads.registry import BUILTIN
+
+        return G.unique([*self.config["grid"]["workloads"], *(self.config.get("workloads") or {}), *BUILTIN])
+
     def current(self) -> dict[str, Any]:
-        """The current configuration's identity per workload of the grid: what the summary calls
-        current (joulegrid aggregate --current), JSON-able."""
-        return {w: {"config_hash": self.config_hash(w), "identity": self.identity(w)} for w in self.config["grid"]["workloads"]}
+        """The current configuration's identity of every workload it gives settings to (also one not in
+        grid.workloads: a campaign split into runs per workload is one configuration): what the
+        summary calls current (joulegrid aggregate --current), JSON-able."""
+        return {w: {"config_hash": self.config_hash(w), "identity": self.identity(w)} for w in self.known_workloads()}
 
     def settings(self, workload: str) -> dict[str, Any]:
         return copy.deepcopy(self._cached_settings(workload)[0])

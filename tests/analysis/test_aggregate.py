@@ -98,8 +98,8 @@ def test_each_kind_of_bad_file_is_named_and_the_rest_aggregated(tmp_path, damage
 
 def test_current_configuration_and_others_are_kept_apart(tmp_path):
     """--current: the summary holds the current config hash per workload (every site); runs of other
-    hashes, of workloads not in the grid, and files named before the hash was in the name go to
-    summary.other-configs.parquet. Nothing is left out."""
+    hashes, of workloads the configuration gives no hash, and files named before the hash was in the
+    name go to summary.other-configs.parquet. Nothing is left out."""
     from joulegrid.analysis.aggregate import other_path, read_current
     from joulegrid.io import write_table
 

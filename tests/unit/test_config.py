@@ -197,3 +197,14 @@ def test_measurement_version_is_part_of_the_identity(monkeypatch):
     before = _hash()
     monkeypatch.setattr(C, "MEASUREMENT_VERSION", C.MEASUREMENT_VERSION + 1)
     assert _hash() != before
+
+
+def test_a_campaign_split_by_workload_is_one_configuration():
+    """Run with grid.workloads [baler_ae], then [jet_tagger]: each run's current configuration gives the
+    other workload the hash its run measured with, so one summary holds both."""
+    a_cfg, sites = prepared(setp("grid.workloads", ["baler_ae"]))
+    b_cfg, _ = prepared(setp("grid.workloads", ["jet_tagger"]))
+    a, b = C.SpecBuilder(a_cfg, sites), C.SpecBuilder(b_cfg, sites)
+    assert a.current()["jet_tagger"]["config_hash"] == b.config_hash("jet_tagger")
+    assert b.current()["baler_ae"]["config_hash"] == a.config_hash("baler_ae")
+    assert {"baler_ae", "jet_tagger", "image_cnn"} <= set(a.current())

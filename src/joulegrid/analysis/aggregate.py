@@ -5,11 +5,13 @@ schema version), every file is checked on its own and the bad ones are reported 
 left out -- unless strict, then the first one is an error. Runs from several sites merge as
 long as they share the schema version.
 
-With the current configuration (``--current``: the config hash of every workload of the grid,
-written by the Snakefile to <results>/.stamps/current.json) the summary holds the runs of that
-configuration only -- of every site, since the site is not part of the hash -- and the runs of any
-other configuration (before an edit of the config, another seed, copied from elsewhere) go to
-``summary.other-configs.parquet``: kept, listed by the report, never averaged with the current ones.
+With the current configuration (``--current``: the config hash the configuration gives every
+workload -- those of the grid, those it defines, the built-in ones --, written by the Snakefile to
+<results>/.stamps/current.json) the summary holds the runs of that configuration only -- of every
+site, since the site is not part of the hash, and of workloads measured by another run of the same
+configuration (a campaign split by workload) -- and the runs of any other configuration (before an
+edit of the config, another seed, copied from elsewhere) go to ``summary.other-configs.parquet``:
+kept, listed by the report, never averaged with the current ones.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def read_current(path: str | Path) -> dict[str, str]:
 
 
 def split_current(df, current: dict[str, str] | None):
-    """(runs of the current configuration, runs of any other): a run is current when its workload is
-    in the grid and its config_hash is that workload's current one. None: every run is current."""
+    """(runs of the current configuration, runs of any other): a run is current when its config_hash
+    is the one the current configuration gives its workload. None: every run is current."""
     import polars as pl
 
     if current is None:
