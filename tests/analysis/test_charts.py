@@ -121,4 +121,4 @@ def test_one_colour_per_precision_whatever_the_data(name):
     a, b = _colour_of(C.CHARTS[name](few, ST)), _colour_of(C.CHARTS[name](many, ST))
     assert a == b == dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE))
     assert len(set(C.PRECISION_RANGE)) == len(C.PRECISION_RANGE), "each precision+variant its own colour"
-    assert a["fp32"] == C.PRECISION_COLOURS["fp32"][0] and a["fp32+pruned"] == C.PRECISION_COLOURS["fp32"][1]
+    assert a["fp32"] == C.PRECISION_COLOURS["fp32"] and a["fp32+pruned"] == C.variant_colour("fp32", "pruned") != a["fp32"]

@@ -26,19 +26,30 @@ SOURCE_SHAPE = alt.Scale(domain=SOURCE_DOMAIN, range=["circle", RING])
 
 # One colour per precision in every chart and every report: a fixed domain (every precision and
 # variant joulegrid knows, in grid order) with fixed colours, not a scheme that hands colours out in
-# the order values appear (fp32 was orange in one report, red in another). The pruned variant is a
-# lighter shade of its precision's colour.
+# the order values appear (fp32 was orange in one report, red in another). Other variants than the
+# baseline are lighter shades of their precision's colour, one shade per variant.
 PRECISION_COLOURS = {
-    "fp64": ("#7b4fa0", "#c6a7e0"),
-    "fp32": ("#4c78a8", "#9ecae9"),
-    "bf16": ("#f58518", "#ffbf79"),
-    "fp16": ("#54a24b", "#a7d99c"),
-    "fp16_noscaler": ("#1c8a86", "#83d0cb"),
-    "int8": ("#e45756", "#ff9d98"),
+    "fp64": "#7b4fa0",
+    "fp32": "#4c78a8",
+    "bf16": "#f58518",
+    "fp16": "#54a24b",
+    "fp16_noscaler": "#1c8a86",
+    "int8": "#e45756",
 }
 assert set(PRECISION_COLOURS) == set(PRECISIONS), "give every precision of joulegrid.grid.PRECISIONS a colour"
+
+
+def variant_colour(precision: str, variant: str) -> str:
+    """The colour of precision+variant: the precision's colour for the baseline, lighter for the others."""
+    base = PRECISION_COLOURS[precision]
+    k = [BASELINE_VARIANT, *[v for v in VARIANTS if v != BASELINE_VARIANT]].index(variant)
+    t = 0.55 * k / max(1, len(VARIANTS) - 1)  # towards white
+    rgb = [int(base[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * t):02x}" for c in rgb)
+
+
 PRECISION_DOMAIN = [p if v == BASELINE_VARIANT else f"{p}+{v}" for v in VARIANTS for p in PRECISIONS]
-PRECISION_RANGE = [PRECISION_COLOURS[p][0 if v == BASELINE_VARIANT else 1] for v in VARIANTS for p in PRECISIONS]
+PRECISION_RANGE = [variant_colour(p, v) for v in VARIANTS for p in PRECISIONS]
 
 
 def precision_colour(field: str = "precision_variant:N") -> alt.Color:
