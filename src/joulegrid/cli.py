@@ -17,7 +17,20 @@ def _load_spec(args) -> dict:
         return json.loads(args.spec)
     if args.spec_file:
         return json.loads(Path(args.spec_file).read_text())
-    raise SystemExit("joulegrid: give --spec JSON or --spec-file PATH (Snakemake passes --spec)")
+    raise SystemExit("joulegrid: give --grid SNAPSHOT (what Snakemake passes), --spec JSON or --spec-file PATH")
+
+
+def _cell(args) -> tuple[dict, str | None, str | None]:
+    """(spec, data, model) of run-cell / record-failure: from the grid snapshot and the run file's path
+    (--grid, what rule measure passes), or from --spec/--spec-file with --data/--model."""
+    if getattr(args, "grid", None):
+        from . import hostcache
+        from .config import cell_spec_from_snapshot
+
+        c = cell_spec_from_snapshot(args.grid, args.out)
+        hostcache.configure(c.resources_dir)  # what the first cell on this host detected (codecarbon), the next ones reuse
+        return c.spec, args.data or c.data, args.model or c.model
+    return _load_spec(args), args.data, args.model
 
 
 def cmd_run_cell(args) -> int:
@@ -27,9 +40,9 @@ def cmd_run_cell(args) -> int:
     from .runner import DeviceUnavailable, run_and_write
 
     global _EXIT_NOW
-    spec = _load_spec(args)
+    spec, data, model = _cell(args)
     try:
-        row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
+        row = run_and_write(spec, args.out, data, model, args.attempt, args.threads)
         _EXIT_NOW = True  # the row is on disk
     except (RequiredMeterMissing, DeviceUnavailable, Unsupported) as e:  # the last two only with strict_devices
         cell = spec.get("cell", {})
@@ -45,7 +58,7 @@ def cmd_run_cell(args) -> int:
 def cmd_record_failure(args) -> int:
     from .failures import record_failure
 
-    return record_failure(_load_spec(args), args.out, args.exit_code, args.attempt, args.retries, args.log)
+    return record_failure(_cell(args)[0], args.out, args.exit_code, args.attempt, args.retries, args.log)
 
 
 def cmd_remeasure(args) -> int:
@@ -67,6 +80,16 @@ def cmd_remeasure(args) -> int:
 def cmd_train_reference(args) -> int:
     from .runner import train_reference
 
+    if args.grid:
+        from .config import ConfigError, reference_spec_from_snapshot
+
+        if not args.workload:
+            raise ConfigError("train-reference --grid needs --workload NAME")
+        spec, data, model = reference_spec_from_snapshot(args.grid, args.workload)
+        if Path(args.out) != Path(model):
+            raise ConfigError(f"--out {args.out}: the grid snapshot {args.grid} has {args.workload}'s reference model at {model}")
+        train_reference(spec, args.out, args.data or data, args.threads)
+        return 0
     train_reference(_load_spec(args), args.out, args.data, args.threads)
     return 0
 
@@ -161,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run-cell", help="measure one grid cell and write its result file")
-    r.add_argument("--spec", help="cell spec as JSON (what Snakemake passes)")
+    r.add_argument("--grid", help="the grid snapshot (<results>/.grid/<hash>.json, what Snakemake passes): the settings; "
+                   "the cell and its config hash come from --out, its run file")
+    r.add_argument("--spec", help="cell spec as JSON")
     r.add_argument("--spec-file", help="cell spec as a JSON file")
     r.add_argument("--out", required=True, help="result Parquet file to write (atomically)")
     r.add_argument("--data", help="prepared dataset file")
@@ -175,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="after run-cell died (killed, crashed): log the attempt in <results>/attempts/, and on the last "
         "attempt write the cell's failed/oom row (the rule measure runs it as run-cell ... || record-failure)",
     )
-    rf.add_argument("--spec", help="cell spec as JSON (what Snakemake passes)")
+    rf.add_argument("--grid", help="the grid snapshot, as for run-cell (what Snakemake passes)")
+    rf.add_argument("--spec", help="cell spec as JSON")
     rf.add_argument("--spec-file", help="cell spec as a JSON file")
     rf.add_argument("--out", required=True, help="the cell's result file (never overwritten if it exists)")
     rf.add_argument("--exit-code", type=int, required=True, help="run-cell's exit status ($?; 128+N = signal N)")
@@ -196,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.set_defaults(func=cmd_remeasure)
 
     t = sub.add_parser("train-reference", help="train the fp32 reference model that inference cells load")
+    t.add_argument("--grid", help="the grid snapshot (what Snakemake passes), with --workload")
+    t.add_argument("--workload", help="the workload whose reference model to train (with --grid)")
     t.add_argument("--spec")
     t.add_argument("--spec-file")
     t.add_argument("--out", required=True)

@@ -18,7 +18,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -479,6 +479,71 @@ def identity(config: dict[str, Any], workload: str, settings: dict[str, Any] | N
     }
 
 
+# ------------------------------------------------------------------ the grid snapshot
+# Jobs read their settings from <results>/.grid/<hash>.json, written once per configuration when a
+# run starts (SpecBuilder.snapshot_path; docs/architecture.md, "The lean measure rule"), with the
+# cell's axes and config hash taken from its run file's path.
+SNAPSHOT_VERSION = 1
+
+
+def read_snapshot(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        snap = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        import socket
+
+        raise ConfigError(
+            f"grid snapshot {path} not found on host {socket.gethostname()}. Jobs read their settings from the results "
+            "folder, so it must be on a filesystem the execution hosts share with the submit host. Fix: run snakemake "
+            "from a directory on the shared filesystem (docs/sites.md, 'What a job reads from the results folder')"
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"grid snapshot {path} is not valid JSON ({e}). Fix: delete it and start snakemake again") from None
+    if not isinstance(snap, dict) or snap.get("joulegrid_grid_snapshot") != SNAPSHOT_VERSION:
+        raise ConfigError(f"{path} is not a joulegrid grid snapshot of version {SNAPSHOT_VERSION}. Fix: start snakemake again to write one")
+    return snap
+
+
+def _snapshot_workload(snap: dict[str, Any], path: str | os.PathLike, workload: str) -> dict[str, Any]:
+    w = snap["workloads"].get(workload)
+    if w is None:
+        raise ConfigError(f"workload {workload!r} is not in the grid snapshot {path} ({', '.join(snap['workloads'])})")
+    return w
+
+
+class SnapshotCell(NamedTuple):
+    spec: dict[str, Any]  # what runner.run_and_write takes: the cell's axes, its settings, its config hash
+    data: str | None  # the file it reads
+    model: str | None  # the reference model (inference)
+    resources_dir: str  # prepared data and the per-host cache
+
+
+def cell_spec_from_snapshot(path: str | os.PathLike, out: str) -> SnapshotCell:
+    """The cell whose run file is ``out``, from the snapshot: its axes and config hash from the
+    path, its settings from the snapshot (which must hold that hash)."""
+    snap = read_snapshot(path)
+    try:
+        cell = G.cell_from_path(out)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    w = _snapshot_workload(snap, path, cell.workload)
+    if cell.config_hash != w["config_hash"]:
+        raise ConfigError(
+            f"{out} belongs to configuration {cell.config_hash}, the grid snapshot {path} holds {cell.workload}'s "
+            f"configuration {w['config_hash']}. Fix: run snakemake with the configuration that gave {cell.config_hash}"
+        )
+    spec = {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}
+    return SnapshotCell(spec, w["data"], w["model"] if cell.phase == "infer" else None, snap["resources_dir"])
+
+
+def reference_spec_from_snapshot(path: str | os.PathLike, workload: str) -> tuple[dict[str, Any], str | None, str]:
+    """(spec, data file, model path) of the workload's reference-model training (fp32 baseline, train, cpu)."""
+    snap = read_snapshot(path)
+    w = _snapshot_workload(snap, path, workload)
+    cell = G.Cell(w["settings"]["site_facts"]["name"], workload, "train", "cpu", "fp32", "baseline", int(w["reference_batch_size"]), 0)
+    return {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}, w["data"], w["model"]
+
+
 # ------------------------------------------------------------------ per-cell settings
 def site_facts(sites: dict[str, Any], site: str) -> dict[str, Any]:
     s = dict(sites.get(site) or {})
@@ -492,18 +557,16 @@ def site_facts(sites: dict[str, Any], site: str) -> dict[str, Any]:
 
 
 class SpecBuilder:
-    """Builds the settings each cell job receives, and each workload's identity and config hash.
-
-    Snakemake calls it once per job while it builds the DAG (a dry run of 10,000 cells too), so
-    everything that depends on the workload only -- its settings, their hash and JSON, the
-    dataset, the reference model's hash -- is computed once per workload and cached.
-    """
+    """Builds the settings of each workload of the grid: its identity and config hash, what its
+    cells are measured with, its data and reference model, and the grid snapshot holding them all.
+    Everything is per workload (the cell's axes come from its run file's path), computed once and
+    cached."""
 
     def __init__(self, config: dict[str, Any], sites: dict[str, Any]):
         self.config = config
         self.facts = site_facts(sites, config["site"])
         self._wl: dict[str, dict[str, Any]] = {}
-        self._settings: dict[str, tuple[dict[str, Any], str, str]] = {}  # workload -> (settings, hash, JSON tail)
+        self._settings: dict[str, tuple[dict[str, Any], str]] = {}  # workload -> (settings, config hash)
         self._model_hash: dict[str, str] = {}
         self._dataset: dict[str, tuple[str, int] | None] = {}
 
@@ -515,7 +578,7 @@ class SpecBuilder:
     def identity(self, workload: str) -> dict[str, Any]:
         return identity(self.config, workload, self.workload(workload))
 
-    def _cached_settings(self, workload: str) -> tuple[dict[str, Any], str, str]:
+    def _cached_settings(self, workload: str) -> tuple[dict[str, Any], str]:
         if workload not in self._settings:
             c = self.config
             st = {
@@ -525,9 +588,7 @@ class SpecBuilder:
                 "strict_devices": c["strict_devices"],
                 "site_facts": self.facts,
             }
-            h = settings_hash(self.identity(workload))
-            tail = f', "settings": {json.dumps(st)}, "config_hash": {json.dumps(h)}}}'
-            self._settings[workload] = (st, h, tail)
+            self._settings[workload] = (st, settings_hash(self.identity(workload)))
         return self._settings[workload]
 
     def config_hash(self, workload: str) -> str:
@@ -555,12 +616,64 @@ class SpecBuilder:
         return copy.deepcopy(self._cached_settings(workload)[0])
 
     def spec(self, cell: G.Cell) -> dict[str, Any]:
-        st, h, _ = self._cached_settings(cell.workload)
+        """What run-cell measures a cell with (runner.CellRunner): the cell's axes, its workload's
+        settings, its config hash. Jobs build it from the grid snapshot (cell_spec_from_snapshot)."""
+        st, h = self._cached_settings(cell.workload)
         return {"cell": cell.axes(), "settings": copy.deepcopy(st), "config_hash": h}
 
-    def spec_json(self, cell: G.Cell) -> str:
-        """``json.dumps(self.spec(cell))``, the workload's part serialised once (what the rules pass)."""
-        return '{"cell": ' + json.dumps(cell.axes()) + self._cached_settings(cell.workload)[2]
+    def workload_of(self, config_hash: str) -> str:
+        """The grid workload whose config hash this is; ConfigError if none (another configuration's)."""
+        for w, h in self.hashes().items():
+            if h == config_hash:
+                return w
+        raise ConfigError(
+            f"config hash {config_hash} is not one of the current configuration's ({', '.join(f'{w} {h}' for w, h in self.hashes().items())}). "
+            "Fix: ask for the current grid's files (plain `snakemake`), or run with the configuration that gave that hash"
+        )
+
+    def data_path(self, workload: str) -> str | None:
+        """The file the workload's cells read: its prepared dataset under resources_dir, or its own data file."""
+        ds = self.dataset(workload)
+        if ds is not None:
+            from .data import dataset_path
+
+            return dataset_path(self.config["resources_dir"], *ds)
+        return self.workload(workload).get("data") or None
+
+    def model_path(self, workload: str) -> str:
+        """The reference model the workload's inference cells load (rule train_reference)."""
+        return f"{self.config['results']}/models/{workload}/{self.model_hash(workload)}.pt"
+
+    def snapshot(self) -> dict[str, Any]:
+        """The grid snapshot: what every job of this configuration reads (run-cell, record-failure,
+        train-reference --grid), per workload its config hash, settings, data and reference model."""
+        return {
+            "joulegrid_grid_snapshot": SNAPSHOT_VERSION,
+            "resources_dir": self.config["resources_dir"],  # prepared data, the per-host cache (joulegrid.hostcache)
+            "workloads": {
+                w: {
+                    "config_hash": self.config_hash(w),
+                    "settings": self.settings(w),
+                    "data": self.data_path(w),
+                    "model": self.model_path(w),
+                    "reference_batch_size": min(self.config["grid"]["batch_sizes"]),
+                }
+                for w in self.config["grid"]["workloads"]
+            },
+        }
+
+    def snapshot_path(self, write: bool = False) -> str:
+        """<results>/.grid/<hash of its content>.json; written (atomically, once: content-addressed) with write."""
+        if not hasattr(self, "_snapshot"):
+            snap = self.snapshot()
+            self._snapshot = (json.dumps(snap, sort_keys=True, indent=1), f"{self.config['results']}/.grid/{settings_hash(snap)}.json")
+        text, path = self._snapshot
+        if write and not os.path.exists(path):
+            from .io import atomic_path
+
+            with atomic_path(path, suffix=".json") as tmp:
+                Path(tmp).write_text(text)
+        return path
 
     def model_hash(self, workload: str) -> str:
         """Identity of the reference model infer cells load (workload settings + seed)."""

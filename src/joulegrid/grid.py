@@ -47,6 +47,14 @@ WILDCARD_CONSTRAINTS = {
 }
 CELL_PATTERN = "{site}/{workload}/{phase}/{device}/{precision}/bs{batch}/r{repeat}-{chash}"
 RUN_PATTERN = f"runs/{CELL_PATTERN}.parquet"
+
+
+def cell_pattern(site: str) -> str:
+    """CELL_PATTERN with the site written out: a run measures the cells of its own site (one
+    wildcard fewer for Snakemake to handle per job)."""
+    if not re.fullmatch(NAME_RE, site):
+        raise ValueError(f"{site!r} is not a site name")
+    return CELL_PATTERN.replace("{site}", site)
 _PATH_RE = re.compile(
     r"(?:^|/)runs/(?P<site>{site})/(?P<workload>{workload})/(?P<phase>{phase})/(?P<device>{device})/"
     r"(?P<precision>{precision})/bs(?P<batch>{batch})/r(?P<repeat>{repeat})(?:-(?P<chash>{chash}))?\.parquet$".format(

@@ -130,7 +130,7 @@ def test_a_run_file_of_another_configuration_is_not_measured_with_the_current_se
     p = next(iter(run_files(work)))
     other = p.with_name(re.sub(r"-[0-9a-f]{16}\.parquet$", "-" + "0" * 16 + ".parquet", p.name))
     proc = snakemake(work, "--cores", "1", str(other.relative_to(work)), configfile=work / "config.yaml", check=False)
-    assert proc.returncode != 0 and "belongs to configuration 0000000000000000" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "config hash 0000000000000000 is not one of the current configuration's" in proc.stdout + proc.stderr
     assert not other.exists()
 
 

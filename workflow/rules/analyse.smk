@@ -9,6 +9,7 @@ REPORT_STAMP = jg_stamp("report", _JGSettings.from_config(config, SITES).to_json
 
 localrules:
     all,
+    cells,
     aggregate,
     report,
 
