@@ -70,7 +70,7 @@ COLUMNS: tuple[Column, ...] = (
     _C("repeat", "int64", "", "identity", "Repeat index k of the cell."),
     _C("seed", "int64", "", "identity", "Random seed used for data split, init and shuffling."),
     _C("attempt", "int64", "", "identity", "Snakemake attempt number (1 = first try, >1 = retry)."),
-    _C("config_hash", "string", "", "identity", "sha256 (16 hex) of the settings the cell ran with; equal hash = same settings."),
+    _C("config_hash", "string", "", "identity", "sha256 (16 hex) of what determines the measurement: the workload's settings, the measure settings, the seed and the measurement version (joulegrid.config.identity; not the site, scheduler, carbon intensity or report settings). Equal hash = same settings; it ends the run file's name, and the summary holds the current configuration's hashes only."),
     _C("started_at", "timestamp", "UTC", "identity", "When the job started (after imports)."),
     _C("finished_at", "timestamp", "UTC", "identity", "When the row was written."),
     # ---------------------------------------------------------------- system description
@@ -246,7 +246,7 @@ COLUMNS: tuple[Column, ...] = (
 
 # ---------------------------------------------------------------- hotspots: the second table
 # One row per profiled function/op of one run, keyed by run_id; written by joulegrid.hotspots as
-# <results>/hotspots/<cell id>.parquet (a side file of the run, not a Snakemake output) and read
+# <results>/hotspots/<cell id>-<config hash>.parquet (a side file of the run, not a Snakemake output) and read
 # back with joulegrid.hotspots.collect(results_dir).
 HOTSPOT_SCHEMA_VERSION = 1
 HOTSPOT_COLUMNS: tuple[Column, ...] = (
