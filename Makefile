@@ -5,8 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.joulegrid-installed
-# No HTCondor pool on most hosts: keeps the htcondor bindings from warning on every snakemake call.
-export CONDOR_CONFIG ?= /dev/null
+QUIET  := $(VENV)/.joulegrid-quiet
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test setup system-deps lock dry-run plan clean-results bench
@@ -18,7 +17,7 @@ run: setup
 test: setup
 	tests/run-tests.sh
 
-setup: $(STAMP)
+setup: $(STAMP) $(QUIET)
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	scripts/setup-system.sh
@@ -26,6 +25,12 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+# No HTCondor pool on most hosts: a start-up filter keeps htcondor2 from warning on every
+# snakemake call (src/joulegrid/quiet.py, a .pth file in the venv's site-packages).
+$(QUIET): $(STAMP) src/joulegrid/quiet.py
+	$(BIN)/python -m joulegrid.quiet --install
+	touch $(QUIET)
 
 dry-run: setup
 	$(BIN)/snakemake -n

@@ -31,3 +31,12 @@ rule all:
         # summary would otherwise hide cells added later (a bigger grid, another site's runs)
         CELL_PATHS,
         REPORT_INDEX,
+
+
+# Every cell of the grid and nothing else: `snakemake cells --batch cells=i/n` measures the i-th of
+# n parts of a big grid with only that part's DAG computed (rule all's batches would not: its report
+# input, sorted first, needs every cell); `snakemake` then aggregates and reports
+# (docs/benchmarks.md, "At campaign scale").
+rule cells:
+    input:
+        CELL_PATHS,

@@ -2,8 +2,9 @@
 
 Generates N synthetic one-row run files (tests/synth.py: test fixtures, not measurements) in a temp
 dir laid out like results/runs/, then times, alternating, `pl.read_parquet(files)` and
-`joulegrid.analysis.aggregate.aggregate()` (file discovery, schema check, duplicate check, writing
-summary.parquet + problems JSON). Prints the median of each and the ratio LAST.
+`joulegrid.analysis.aggregate.aggregate()` (file discovery, schema check, duplicate check, the
+current configuration's runs apart from the others', writing summary.parquet, summary.other-configs.parquet
+and the problems JSON). Prints the median of each and the ratio LAST.
 
     python bench/bench_aggregate.py [N=10000] [ROUNDS=5]
 """
@@ -28,15 +29,19 @@ from joulegrid.analysis.aggregate import aggregate  # noqa: E402
 from joulegrid.grid import run_files  # noqa: E402
 
 
+HASH = "0123456789abcdef"  # one configuration: every run is current (aggregate --current, as the Snakefile passes it)
+CURRENT = {f"w{i}": HASH for i in range(5)}
+
+
 def generate(root: Path, n: int) -> list[str]:
     # 10 sites x 5 workloads x 2 phases x 2 precisions x 5 batch sizes = 1000 cells; repeats fill up to n
     cells = synth.grid_cells(workloads=[f"w{i}" for i in range(5)], precisions=("fp32", "bf16"),
                              batch_sizes=(64, 128, 256, 512, 1024), repeats=max(1, -(-n // 100)))  # fmt: skip
     cells = [c.__class__(f"site{k % 10}", *list(c.axes().values())[1:]) for k, c in enumerate(cells)][:n]
-    template = synth.row(cells[0])
+    template = synth.row(cells[0], config_hash=HASH)
     table = S.to_table([dict(template, **c.axes(), cell_id=c.id, run_id=f"{k:032x}") for k, c in enumerate(cells)])
     for k, c in enumerate(cells):
-        p = root / "runs" / f"{c.id}.parquet"
+        p = Path(c.with_hash(HASH).path(str(root)))  # <root>/runs/<cell id>-<config hash>.parquet, as the pipeline names it
         p.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table.slice(k, 1), p, compression="zstd")  # bench only: no fsync per file
     return run_files(root / "runs")
@@ -56,7 +61,7 @@ def main() -> None:
             df = pl.read_parquet(files)
             raw.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            res = aggregate(str(root / "runs"), str(root / f"summary{i}.parquet"))
+            res = aggregate(str(root / "runs"), str(root / f"summary{i}.parquet"), current=CURRENT)
             agg.append(time.perf_counter() - t0)
             assert res.n_rows == df.height == len(files) and not res.problems
         r, a = statistics.median(raw), statistics.median(agg)

@@ -77,3 +77,14 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout
 @pytest.fixture
 def run_snakemake():
     return snakemake
+
+
+def cell_file(workdir: Path, cell_id: str, configfile: Path | None = None, config_args: list[str] | None = None,
+              kind: str = "runs", ext: str = ".parquet") -> Path:
+    """A cell's file as the pipeline names it (<results>/<kind>/<cell id>-<config hash><ext>) for the
+    config that `snakemake [--configfile F] [--config ...]` gives (joulegrid.config.load)."""
+    from joulegrid import config as C
+
+    cfg, sites = C.load([configfile] if configfile else None, config_args, base_dir=REPO)
+    h = C.SpecBuilder(cfg, sites).config_hash(cell_id.split("/")[1])
+    return Path(workdir) / cfg["results"] / kind / f"{cell_id}-{h}{ext}"

@@ -129,10 +129,11 @@ def rows(cells: Iterable[Cell], **kw: Any) -> list[dict[str, Any]]:
 
 
 def write_runs(results: Path, rws: list[dict[str, Any]]) -> list[Path]:
-    """Write each row as its own run file at the cell path under results/runs (like the pipeline)."""
+    """Write each row as its own run file at the cell path under results/runs (like the pipeline:
+    <cell id>-<config_hash>.parquet)."""
     out = []
     for r in rws:
-        p = Path(results) / "runs" / f"{r['cell_id']}.parquet"
+        p = Path(results) / "runs" / f"{r['cell_id']}-{r['config_hash']}.parquet"
         write_table(S.to_table([r]), p)
         out.append(p)
     return out

@@ -4,9 +4,11 @@ Finished run files are write-protected (protected() in the rule measure), and Sn
 to overwrite them (``-R`` / ``--forcerun`` fail with ProtectedOutputException). To measure a cell
 again on purpose, its files are MOVED (never deleted) to::
 
-    <results>/archive/<UTC timestamp>/runs/<cell id>.parquet     (+ attempts/, hotspots/ side files)
+    <results>/archive/<UTC timestamp>/runs/<cell id>-<config hash>.parquet     (+ attempts/, hotspots/ side files)
 
-after which the next ``snakemake`` measures the missing cells anew, with a new run_id. The archive
+after which the next ``snakemake`` measures the missing cells anew, with a new run_id. The pattern
+matches cell ids (every configuration's file of a matching cell moves) or, with the hash,
+``<cell id>-<config hash>`` (that configuration's file only). The archive
 lies outside <results>/runs/, so the summary holds the new measurement only; the old one can still
 be read (or aggregated with ``joulegrid aggregate --runs <results>/archive/<ts>/runs``).
 """
@@ -19,7 +21,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .grid import run_files
+from .grid import cell_from_path, run_files
 
 SIDE_FILES = (("attempts", ".jsonl"), ("hotspots", ".parquet"))
 
@@ -34,14 +36,15 @@ def _stamp() -> str:
 
 
 def matching(results: str | os.PathLike, pattern: str) -> list[tuple[str, Path]]:
-    """(cell id, run file) of the run files under <results>/runs/ whose cell id
-    (site/workload/phase/device/precision/bsB/rK) matches the shell-style pattern (``*`` also crosses '/')."""
+    """(file id, run file) of the run files under <results>/runs/ whose cell id
+    (site/workload/phase/device/precision/bsB/rK) or file id (cell id-config hash) matches the
+    shell-style pattern (``*`` also crosses '/')."""
     runs = Path(results) / "runs"
     out = []
     for p in map(Path, run_files(runs)):
-        cell_id = p.relative_to(runs).as_posix()[: -len(".parquet")]
-        if fnmatch.fnmatchcase(cell_id, pattern):
-            out.append((cell_id, p))
+        cell = cell_from_path(p.as_posix())
+        if fnmatch.fnmatchcase(cell.id, pattern) or fnmatch.fnmatchcase(cell.file_id, pattern):
+            out.append((cell.file_id, p))
     return out
 
 
@@ -53,23 +56,24 @@ def remeasure(results: str | os.PathLike, pattern: str, dry_run: bool = False, s
     if not files:
         raise ArchiveError(
             f"no finished cell under {results}/runs matches {pattern!r}. Fix: give a cell id pattern such as "
-            "'local/baler_ae/train/cpu/fp32/bs256/r0' or 'local/*/infer/*' (see `ls -R results/runs`)"
+            "'local/baler_ae/train/cpu/fp32/bs256/r0' or 'local/*/infer/*', optionally with a config hash "
+            "('local/*/infer/*-<hash>', `joulegrid plan` prints the current ones; see `ls -R results/runs`)"
         )
     stamp = stamp or _stamp()
     dest_root = results / "archive" / stamp
     if dest_root.exists():
         raise ArchiveError(f"{dest_root} exists already. Fix: wait a moment and run again")
     moved = []
-    for cell_id, f in files:
-        pairs = [(f, dest_root / "runs" / f"{cell_id}.parquet")]
-        pairs += [(results / d / f"{cell_id}{ext}", dest_root / d / f"{cell_id}{ext}") for d, ext in SIDE_FILES]
+    for file_id, f in files:
+        pairs = [(f, dest_root / "runs" / f"{file_id}.parquet")]
+        pairs += [(results / d / f"{file_id}{ext}", dest_root / d / f"{file_id}{ext}") for d, ext in SIDE_FILES]
         for src, dst in pairs:
             if not src.exists():
                 continue
             if not dry_run:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(src, dst)  # a rename on the same filesystem
-        moved.append(dest_root / "runs" / f"{cell_id}.parquet")
+        moved.append(dest_root / "runs" / f"{file_id}.parquet")
     return moved, dest_root
 
 

@@ -17,7 +17,20 @@ def _load_spec(args) -> dict:
         return json.loads(args.spec)
     if args.spec_file:
         return json.loads(Path(args.spec_file).read_text())
-    raise SystemExit("joulegrid: give --spec JSON or --spec-file PATH (Snakemake passes --spec)")
+    raise SystemExit("joulegrid: give --grid SNAPSHOT (what Snakemake passes), --spec JSON or --spec-file PATH")
+
+
+def _cell(args) -> tuple[dict, str | None, str | None]:
+    """(spec, data, model) of run-cell / record-failure: from the grid snapshot and the run file's path
+    (--grid, what rule measure passes), or from --spec/--spec-file with --data/--model."""
+    if getattr(args, "grid", None):
+        from . import hostcache
+        from .config import cell_spec_from_snapshot
+
+        c = cell_spec_from_snapshot(args.grid, args.out)
+        hostcache.configure(c.resources_dir)  # what the first cell on this host detected (codecarbon), the next ones reuse
+        return c.spec, args.data or c.data, args.model or c.model
+    return _load_spec(args), args.data, args.model
 
 
 def cmd_run_cell(args) -> int:
@@ -27,9 +40,9 @@ def cmd_run_cell(args) -> int:
     from .runner import DeviceUnavailable, run_and_write
 
     global _EXIT_NOW
-    spec = _load_spec(args)
+    spec, data, model = _cell(args)
     try:
-        row = run_and_write(spec, args.out, args.data, args.model, args.attempt, args.threads)
+        row = run_and_write(spec, args.out, data, model, args.attempt, args.threads)
         _EXIT_NOW = True  # the row is on disk
     except (RequiredMeterMissing, DeviceUnavailable, Unsupported) as e:  # the last two only with strict_devices
         cell = spec.get("cell", {})
@@ -45,7 +58,7 @@ def cmd_run_cell(args) -> int:
 def cmd_record_failure(args) -> int:
     from .failures import record_failure
 
-    return record_failure(_load_spec(args), args.out, args.exit_code, args.attempt, args.retries, args.log)
+    return record_failure(_cell(args)[0], args.out, args.exit_code, args.attempt, args.retries, args.log)
 
 
 def cmd_remeasure(args) -> int:
@@ -67,6 +80,16 @@ def cmd_remeasure(args) -> int:
 def cmd_train_reference(args) -> int:
     from .runner import train_reference
 
+    if args.grid:
+        from .config import ConfigError, reference_spec_from_snapshot
+
+        if not args.workload:
+            raise ConfigError("train-reference --grid needs --workload NAME")
+        spec, data, model = reference_spec_from_snapshot(args.grid, args.workload)
+        if Path(args.out) != Path(model):
+            raise ConfigError(f"--out {args.out}: the grid snapshot {args.grid} has {args.workload}'s reference model at {model}")
+        train_reference(spec, args.out, args.data or data, args.threads)
+        return 0
     train_reference(_load_spec(args), args.out, args.data, args.threads)
     return 0
 
@@ -86,12 +109,11 @@ def cmd_plan(args) -> int:
 
 def cmd_meters(args) -> int:
     from . import config as CFG
-    from .analysis.plan import _overrides
     from .meters.check import check
 
     from .hardware import config_calibrations
 
-    config, sites = CFG.load(args.configfile, _overrides(args.config))
+    config, sites = CFG.load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
     settings = {"measure": config["measure"], "site_facts": CFG.site_facts(sites, config["site"], config_calibrations(config))}
     return check(settings, args.device, args.window)
 
@@ -166,10 +188,18 @@ def _node_power_notes(model: str, sites_file: str | os.PathLike | None = None) -
 
 
 def cmd_aggregate(args) -> int:
-    from .analysis.aggregate import aggregate
+    from .analysis.aggregate import AggregateError, aggregate, other_path, read_current
 
-    res = aggregate(args.runs, args.out, strict=args.strict)
+    try:
+        current = read_current(args.current) if args.current else None
+        res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other)
+    except AggregateError as e:
+        print(f"joulegrid: {e}", file=sys.stderr)
+        return 2
     print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    if res.n_other:
+        print(f"joulegrid: {res.n_other} run(s) of other configurations (another config hash) -> "
+              f"{args.other or other_path(args.out)}, not in the summary", file=sys.stderr)  # fmt: skip
     if res.n_files == 0:
         where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
         print(f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), "
@@ -185,6 +215,8 @@ def cmd_report(args) -> int:
 
     if args.settings:
         settings = AnalysisSettings.from_json(args.settings)
+    elif args.settings_file:
+        settings = AnalysisSettings.from_json(Path(args.settings_file).read_text())
     elif args.configfile:
         from .config import load
 
@@ -192,7 +224,7 @@ def cmd_report(args) -> int:
         settings = AnalysisSettings.from_config(config, sites)
     else:
         settings = AnalysisSettings.defaults()
-    index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings)
+    index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings, other_file=args.other)
     print(f"joulegrid: report written to {index}", file=sys.stderr)
     return 0
 
@@ -225,12 +257,24 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def _config_args(p: argparse.ArgumentParser) -> None:
+    """--configfile / --config / --replace-workflow-config with Snakemake's meaning (joulegrid.config.merge)."""
+    p.add_argument("--configfile", "--configfiles", nargs="+", default=None, metavar="FILE",
+                   help="config files merged in order over config/config.yaml, as snakemake --configfile does")
+    p.add_argument("--config", "-C", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides merged last, as snakemake --config reads them (e.g. seed=7 'grid={repeats: 2}')")
+    p.add_argument("--replace-workflow-config", action="store_true",
+                   help="do not start from config/config.yaml (snakemake --replace-workflow-config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="joulegrid", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run-cell", help="measure one grid cell and write its result file")
-    r.add_argument("--spec", help="cell spec as JSON (what Snakemake passes)")
+    r.add_argument("--grid", help="the grid snapshot (<results>/.grid/<hash>.json, what Snakemake passes): the settings; "
+                   "the cell and its config hash come from --out, its run file")
+    r.add_argument("--spec", help="cell spec as JSON")
     r.add_argument("--spec-file", help="cell spec as a JSON file")
     r.add_argument("--out", required=True, help="result Parquet file to write (atomically)")
     r.add_argument("--data", help="prepared dataset file")
@@ -244,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="after run-cell died (killed, crashed): log the attempt in <results>/attempts/, and on the last "
         "attempt write the cell's failed/oom row (the rule measure runs it as run-cell ... || record-failure)",
     )
-    rf.add_argument("--spec", help="cell spec as JSON (what Snakemake passes)")
+    rf.add_argument("--grid", help="the grid snapshot, as for run-cell (what Snakemake passes)")
+    rf.add_argument("--spec", help="cell spec as JSON")
     rf.add_argument("--spec-file", help="cell spec as a JSON file")
     rf.add_argument("--out", required=True, help="the cell's result file (never overwritten if it exists)")
     rf.add_argument("--exit-code", type=int, required=True, help="run-cell's exit status ($?; 128+N = signal N)")
@@ -265,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.set_defaults(func=cmd_remeasure)
 
     t = sub.add_parser("train-reference", help="train the fp32 reference model that inference cells load")
+    t.add_argument("--grid", help="the grid snapshot (what Snakemake passes), with --workload")
+    t.add_argument("--workload", help="the workload whose reference model to train (with --grid)")
     t.add_argument("--spec")
     t.add_argument("--spec-file")
     t.add_argument("--out", required=True)
@@ -283,15 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the grid (cells per axis, exclusions with reasons) and, from earlier results, a forecast "
         "of core-hours, GPU-hours, kWh and kgCO2e; exit 3 when over the config's budget:",
     )
-    pl_.add_argument("--configfile", default=None, help="config file (default config/config.yaml)")
-    pl_.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
+    _config_args(pl_)
     pl_.add_argument("--exclusions", action="store_true", help="list every excluded cell")
     pl_.add_argument("--forecast-cells", action="store_true", help="list the forecast of every cell still to run")
+    pl_.add_argument("--json", action="store_true",
+                     help="print the run file of every cell, the exclusions and each workload's config hash and settings as JSON")
     pl_.set_defaults(func=cmd_plan)
 
     mt = sub.add_parser("meters", help="which energy meters work on this host (run it on an execution node)")
-    mt.add_argument("--configfile", default=None, help="config file (default config/config.yaml): measure.* and site")
-    mt.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
+    _config_args(mt)
     mt.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the cell device to check for")
     mt.add_argument("--window", type=float, default=0.0, metavar="S", help="also measure an idle test window of S seconds")
     mt.set_defaults(func=cmd_meters)
@@ -318,14 +365,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--runs", default="results/runs")
     a.add_argument("--out", default="results/summary.parquet")
     a.add_argument("--strict", action="store_true", help="fail on the first corrupt or foreign run file")
+    a.add_argument("--current", default=None, metavar="JSON",
+                   help="the current configuration (<results>/.stamps/current.json, written by snakemake): the summary "
+                   "holds its runs only, other configurations' runs go to --other; without it every run is in the summary")
+    a.add_argument("--other", default=None, help="runs of other configurations (default <out>.other-configs.parquet)")
     a.set_defaults(func=cmd_aggregate)
 
     rp = sub.add_parser("report", help="charts and the self-contained HTML report")
     rp.add_argument("--summary", default="results/summary.parquet")
     rp.add_argument("--out", default="results/report")
     rp.add_argument("--problems", default=None, help="aggregate problems JSON to list in the report")
-    rp.add_argument("--configfile", default=None, help="take report:, fleet:, sites and hardware from this config")
-    rp.add_argument("--settings", default=None, help="analysis settings as JSON (what the Snakemake rule passes)")
+    rp.add_argument("--other", default=None, help="runs of other configurations to name (default <summary>.other-configs.parquet)")
+    rp.add_argument("--configfile", nargs="+", default=None,
+                    help="take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake does)")
+    rp.add_argument("--settings", default=None, help="analysis settings as JSON")
+    rp.add_argument("--settings-file", default=None, help="analysis settings as a JSON file (what the Snakemake rule passes)")
     rp.set_defaults(func=cmd_report)
 
     pe = sub.add_parser(
@@ -364,6 +418,9 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .quiet import install
+
+    install()  # third-party noise (amdsmi, codecarbon, torchao, torch) silenced before anything imports them
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -16,8 +16,9 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -64,8 +65,8 @@ def _friendly(err) -> str:
     if v == "enum":
         return f"config key {key}: {inst!r} is not allowed. Fix: use one of {_allowed(sch)}"
     if v == "type":
-        want = sch["type"]
-        return f"config key {key}: expected {want}, got {type(inst).__name__} {inst!r}. Fix: write a {want}"
+        want = _type_words(sch["type"])
+        return f"config key {key}: expected {want}, got {type(inst).__name__} {inst!r}. Fix: write {want}"
     if v == "minItems":
         return f"config key {key}: the list is empty. Fix: give at least {sch['minItems']} value(s)"
     if v == "uniqueItems":
@@ -95,6 +96,58 @@ def _friendly(err) -> str:
     return f"config key {key}: {err.message}"
 
 
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a text", "boolean": "true or false",
+               "array": "a list", "object": "a mapping", "null": "null"}  # fmt: skip
+
+
+def _type_words(want: str | list[str]) -> str:
+    """'integer' -> 'an integer'; ['number', 'null'] -> 'a number or null'."""
+    return " or ".join(_TYPE_WORDS.get(t, f"a {t}") for t in ([want] if isinstance(want, str) else want))
+
+
+def _json_type_ok(value: Any, want: str | list[str]) -> bool:
+    """Whether a Python value has one of the JSON schema types in want."""
+    kinds = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+    for t in [want] if isinstance(want, str) else want:
+        k = kinds.get(t)
+        if k is not None and isinstance(value, k) and (t == "boolean" or not isinstance(value, bool)):
+            return True
+    return False
+
+
+def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read text values as the number / boolean / null their key needs, in place.
+
+    Snakemake's ``--config`` reads the values inside a mapping as text (``grid={repeats: 2}`` gives
+    ``{'repeats': '2'}``: snakemake.cli.parse_config uses YAML's BaseLoader for them), so
+    ``--config 'grid={repeats: 2}'`` would fail the schema with "got str '2'". Such a value is read
+    as YAML and kept when that gives a type the schema allows there; anything else is left to the
+    schema's error."""
+    import jsonschema
+
+    schema = schema or _load_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    for _ in range(1000):  # each pass fixes at least one value
+        fixed = False
+        for err in validator.iter_errors(config):
+            if err.validator != "type" or not isinstance(err.instance, str) or not err.absolute_path:
+                continue
+            try:
+                value = yaml.safe_load(err.instance)
+            except yaml.YAMLError:
+                continue
+            if _json_type_ok(value, err.schema["type"]):
+                *parents, last = err.absolute_path
+                node = config
+                for p in parents:
+                    node = node[p]
+                node[last] = value
+                fixed = True
+        if not fixed:
+            break
+    return config
+
+
 def _load_schema() -> dict[str, Any]:
     with open(SCHEMA_PATH) as f:
         return yaml.safe_load(f)
@@ -109,6 +162,7 @@ def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    coerce_text_values(config)
     try:
         validate(config, str(SCHEMA_PATH), set_default=True)
     except WorkflowError as e:
@@ -315,25 +369,201 @@ def prepare(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> tuple[
     return config, sites
 
 
-def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, base_dir: str | os.PathLike = "."):
-    """Read a config file (default config/config.yaml), apply overrides, validate. For the CLI."""
-    p = Path(path) if path else DEFAULT_CONFIG
+def parse_config_args(entries: list[str] | None) -> dict[str, Any]:
+    """``--config KEY=VALUE ...`` as Snakemake reads it (snakemake.cli.parse_config of Snakemake 9):
+    each value is tried as int, float, True/False, then YAML with BaseLoader (mappings and lists
+    of text), then text; entries are merged with snakemake.utils.update_config.
+
+    Re-implemented because importing snakemake.cli imports every executor plugin (1 s; the Slurm
+    plugin waits on `scontrol` where no controller answers); tests/unit/test_config.py checks it
+    against Snakemake's own on the same entries."""
+    from snakemake.utils import update_config
+
+    def _bool(v: str) -> bool:
+        if v in ("True", "False"):
+            return v == "True"
+        raise ValueError(v)
+
+    parsers = (int, float, _bool, lambda v: yaml.load(v, Loader=yaml.BaseLoader), str)
+    out: dict[str, Any] = {}
+    for entry in entries or []:
+        key, sep, val = entry.partition("=")
+        if not sep or not re.fullmatch(r"[a-zA-Z_][\w-]*\w", key):
+            raise ConfigError(f"--config {entry!r}: expected KEY=VALUE with KEY a name (e.g. seed=7 or 'grid={{repeats: 2}}')")
+        value: Any = None
+        if val != "":
+            for parse in parsers:
+                try:
+                    value = parse(val)
+                except Exception:  # noqa: BLE001 - the next parser, as Snakemake does
+                    continue
+                if not callable(value):
+                    break
+        update_config(out, {key: value})
+    return out
+
+
+def _read_configfile(path: str | os.PathLike) -> dict[str, Any]:
+    from snakemake.common.configfile import load_configfile
+    from snakemake.exceptions import WorkflowError
+
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist. Fix: pass --configfile with an existing file")
     try:
-        with open(p) as f:
-            config = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(p)!r} does not exist. Fix: pass --configfile with an existing file") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
-    for k, v in (overrides or {}).items():
-        config[k] = v
-    return prepare(config, base_dir)
+        data = load_configfile(str(path))
+    except WorkflowError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def merge(
+    configfiles: list[str | os.PathLike] | str | os.PathLike | None = None,
+    config_args: list[str] | dict[str, Any] | None = None,
+    replace_workflow_config: bool = False,
+) -> dict[str, Any]:
+    """The config Snakemake builds for joulegrid's Snakefile, before validation.
+
+    As Snakemake 9 does (snakemake.settings.types.ConfigSettings, Workflow.configfile): every
+    ``--configfile`` in order, then ``--config`` (parse_config_args, or a ready mapping), merged
+    with snakemake.utils.update_config (nested mappings are merged key by key, everything else is
+    replaced), then merged over the Snakefile's ``configfile:`` (config/config.yaml of the checkout),
+    unless ``--replace-workflow-config``."""
+    from snakemake.utils import update_config
+
+    if configfiles is None:
+        files: list = []
+    elif isinstance(configfiles, (str, os.PathLike)):
+        files = [configfiles]
+    else:
+        files = list(configfiles)
+    overwrite: dict[str, Any] = {}
+    for f in files:
+        update_config(overwrite, _read_configfile(f))
+    if config_args:
+        update_config(overwrite, copy.deepcopy(config_args) if isinstance(config_args, dict) else parse_config_args(config_args))
+    config = {} if replace_workflow_config else _read_configfile(DEFAULT_CONFIG)
+    update_config(config, overwrite)
+    return config
+
+
+def load(
+    configfiles: list[str | os.PathLike] | str | os.PathLike | None = None,
+    config_args: list[str] | dict[str, Any] | None = None,
+    base_dir: str | os.PathLike = ".",
+    replace_workflow_config: bool = False,
+):
+    """The validated config and sites that ``snakemake [--configfile F ...] [--config K=V ...]`` would
+    use (merge, then prepare): the loader of `joulegrid plan`, `joulegrid meters` and `joulegrid report`."""
+    return prepare(merge(configfiles, config_args, replace_workflow_config), base_dir)
 
 
 def settings_hash(obj: Any) -> str:
     """Stable short hash of JSON-able settings."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ a cell's identity
+# Bump when a change of joulegrid changes what a finished measurement means (its windows, its
+# meters, a workload's training or data): every cell then gets a new config hash and is measured
+# anew, the old run files stay (rows of another configuration). Changes that do not change a
+# measurement's meaning (speed-ups, refactoring, the analysis) leave it alone, so that upgrading
+# joulegrid does not re-measure a campaign. docs/architecture.md, "A cell's identity".
+MEASUREMENT_VERSION = 1
+
+# measure: keys that do not change a measurement: a gate checked before it starts (required_meters)
+# and the profiling pass after the measured window (hotspots*). Every other measure key -- also one
+# added later -- is part of the identity.
+NOT_IDENTITY_MEASURE = ("required_meters", "hotspots", "hotspot_batches", "hotspot_top")
+
+
+def identity(config: dict[str, Any], workload: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What determines the result of a cell of ``workload`` besides its grid axes: the workload's
+    effective settings (built-in defaults + config: rows, epochs, target, data, params, ...), the
+    measure settings that change a measurement, the seed and MEASUREMENT_VERSION.
+
+    Left out, so that they neither re-measure nor split results: the site and its facts
+    (scheduler, carbon intensity, PUE: applied to the energy, the same grid at two sites has the
+    same identity), report:, fleet:, budget:, job: (what a scheduler is asked for), the grid's
+    axes and exclusions (they choose cells, each cell's axes are in its path), strict_devices
+    and strict (what happens on a missing device or a bad file), results/resources folders."""
+    return {
+        "workload": workload,
+        "settings": settings if settings is not None else workload_settings(config, workload),
+        "measure": {k: v for k, v in (config.get("measure") or {}).items() if k not in NOT_IDENTITY_MEASURE},
+        "seed": config["seed"],
+        "measurement_version": MEASUREMENT_VERSION,
+        # a pinned int8 backend, scheme or calibration changes what int8 cells measure; set, it is part
+        # of every cell's identity of the workload (its fp32 baseline is measured again beside it)
+        **({"precision_options": config["precision_options"]} if config.get("precision_options") else {}),
+    }
+
+
+# ------------------------------------------------------------------ the grid snapshot
+# Jobs read their settings from <results>/.grid/<hash>.json, written once per configuration when a
+# run starts (SpecBuilder.snapshot_path; docs/architecture.md, "The lean measure rule"), with the
+# cell's axes and config hash taken from its run file's path.
+SNAPSHOT_VERSION = 1
+
+
+def read_snapshot(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        snap = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        import socket
+
+        raise ConfigError(
+            f"grid snapshot {path} not found on host {socket.gethostname()}. Jobs read their settings from the results "
+            "folder, so it must be on a filesystem the execution hosts share with the submit host. Fix: run snakemake "
+            "from a directory on the shared filesystem (docs/sites.md, 'What a job reads from the results folder')"
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"grid snapshot {path} is not valid JSON ({e}). Fix: delete it and start snakemake again") from None
+    if not isinstance(snap, dict) or snap.get("joulegrid_grid_snapshot") != SNAPSHOT_VERSION:
+        raise ConfigError(f"{path} is not a joulegrid grid snapshot of version {SNAPSHOT_VERSION}. Fix: start snakemake again to write one")
+    return snap
+
+
+def _snapshot_workload(snap: dict[str, Any], path: str | os.PathLike, workload: str) -> dict[str, Any]:
+    w = snap["workloads"].get(workload)
+    if w is None:
+        raise ConfigError(f"workload {workload!r} is not in the grid snapshot {path} ({', '.join(snap['workloads'])})")
+    return w
+
+
+class SnapshotCell(NamedTuple):
+    spec: dict[str, Any]  # what runner.run_and_write takes: the cell's axes, its settings, its config hash
+    data: str | None  # the file it reads
+    model: str | None  # the reference model (inference)
+    resources_dir: str  # prepared data and the per-host cache
+
+
+def cell_spec_from_snapshot(path: str | os.PathLike, out: str) -> SnapshotCell:
+    """The cell whose run file is ``out``, from the snapshot: its axes and config hash from the
+    path, its settings from the snapshot (which must hold that hash)."""
+    snap = read_snapshot(path)
+    try:
+        cell = G.cell_from_path(out)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    w = _snapshot_workload(snap, path, cell.workload)
+    if cell.config_hash != w["config_hash"]:
+        raise ConfigError(
+            f"{out} belongs to configuration {cell.config_hash}, the grid snapshot {path} holds {cell.workload}'s "
+            f"configuration {w['config_hash']}. Fix: run snakemake with the configuration that gave {cell.config_hash}"
+        )
+    spec = {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}
+    return SnapshotCell(spec, w["data"], w["model"] if cell.phase == "infer" else None, snap["resources_dir"])
+
+
+def reference_spec_from_snapshot(path: str | os.PathLike, workload: str) -> tuple[dict[str, Any], str | None, str]:
+    """(spec, data file, model path) of the workload's reference-model training (fp32 baseline, train, cpu)."""
+    snap = read_snapshot(path)
+    w = _snapshot_workload(snap, path, workload)
+    cell = G.Cell(w["settings"]["site_facts"]["name"], workload, "train", "cpu", "fp32", "baseline", int(w["reference_batch_size"]), 0)
+    return {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}, w["data"], w["model"]
 
 
 # ------------------------------------------------------------------ per-cell settings
@@ -360,12 +590,10 @@ def site_facts(sites: dict[str, Any], site: str, calibrations: dict[str, Any] | 
 
 
 class SpecBuilder:
-    """Builds the settings each cell job receives.
-
-    Snakemake calls it once per job while it builds the DAG (a dry run of 10,000 cells too), so
-    everything that depends on the workload only -- its settings, their hash and JSON, the
-    dataset, the reference model's hash -- is computed once per workload and cached.
-    """
+    """Builds the settings of each workload of the grid: its identity and config hash, what its
+    cells are measured with, its data and reference model, and the grid snapshot holding them all.
+    Everything is per workload (the cell's axes come from its run file's path), computed once and
+    cached."""
 
     def __init__(self, config: dict[str, Any], sites: dict[str, Any]):
         from .hardware import config_calibrations
@@ -373,8 +601,7 @@ class SpecBuilder:
         self.config = config
         self.facts = site_facts(sites, config["site"], config_calibrations(config))
         self._wl: dict[str, dict[str, Any]] = {}
-        # (workload, precision with options or None) -> (settings, hash, JSON tail)
-        self._settings: dict[tuple[str, str | None], tuple[dict[str, Any], str, str]] = {}
+        self._settings: dict[str, tuple[dict[str, Any], str]] = {}  # workload -> (settings, config hash)
         self._model_hash: dict[str, str] = {}
         self._dataset: dict[str, tuple[str, int] | None] = {}
 
@@ -383,12 +610,11 @@ class SpecBuilder:
             self._wl[name] = workload_settings(self.config, name)
         return self._wl[name]
 
-    def _cached_settings(self, workload: str, precision: str | None = None) -> tuple[dict[str, Any], str, str]:
-        # precision_options.<p> (e.g. a pinned int8 backend) change what p's cells measure: they are part
-        # of those cells' settings and hash only, so other precisions keep theirs.
-        options = (self.config.get("precision_options") or {}).get(precision) if precision else None
-        key = (workload, precision if options is not None else None)
-        if key not in self._settings:
+    def identity(self, workload: str) -> dict[str, Any]:
+        return identity(self.config, workload, self.workload(workload))
+
+    def _cached_settings(self, workload: str) -> tuple[dict[str, Any], str]:
+        if workload not in self._settings:
             c = self.config
             st = {
                 "workload": self.workload(workload),
@@ -397,23 +623,94 @@ class SpecBuilder:
                 "strict_devices": c["strict_devices"],
                 "site_facts": self.facts,
             }
-            if options is not None:
-                st["precision_options"] = {precision: options}
-            h = settings_hash(st)
-            tail = f', "settings": {json.dumps(st)}, "config_hash": {json.dumps(h)}}}'
-            self._settings[key] = (st, h, tail)
-        return self._settings[key]
+            if c.get("precision_options"):  # runner: precision.get(..., options of the cell's precision)
+                st["precision_options"] = c["precision_options"]
+            self._settings[workload] = (st, settings_hash(self.identity(workload)))
+        return self._settings[workload]
 
-    def settings(self, workload: str, precision: str | None = None) -> dict[str, Any]:
-        return copy.deepcopy(self._cached_settings(workload, precision)[0])
+    def config_hash(self, workload: str) -> str:
+        """The workload's config hash: settings_hash(identity), in its cells' run file names and rows."""
+        return self._cached_settings(workload)[1]
+
+    def hashes(self) -> dict[str, str]:
+        """Config hash of every workload of the grid (grid.expand stamps them on the cells)."""
+        return {w: self.config_hash(w) for w in self.config["grid"]["workloads"]}
+
+    def known_workloads(self) -> list[str]:
+        """The grid's workloads, then those the config defines, then the built-in ones: every workload
+        the configuration gives settings (and so a config hash) to."""
+        from .workloads.registry import BUILTIN
+
+        return G.unique([*self.config["grid"]["workloads"], *(self.config.get("workloads") or {}), *BUILTIN])
+
+    def current(self) -> dict[str, Any]:
+        """The current configuration's identity of every workload it gives settings to (also one not in
+        grid.workloads: a campaign split into runs per workload is one configuration): what the
+        summary calls current (joulegrid aggregate --current), JSON-able."""
+        return {w: {"config_hash": self.config_hash(w), "identity": self.identity(w)} for w in self.known_workloads()}
+
+    def settings(self, workload: str) -> dict[str, Any]:
+        return copy.deepcopy(self._cached_settings(workload)[0])
 
     def spec(self, cell: G.Cell) -> dict[str, Any]:
-        st, h, _ = self._cached_settings(cell.workload, cell.precision)
+        """What run-cell measures a cell with (runner.CellRunner): the cell's axes, its workload's
+        settings, its config hash. Jobs build it from the grid snapshot (cell_spec_from_snapshot)."""
+        st, h = self._cached_settings(cell.workload)
         return {"cell": cell.axes(), "settings": copy.deepcopy(st), "config_hash": h}
 
-    def spec_json(self, cell: G.Cell) -> str:
-        """``json.dumps(self.spec(cell))``, the workload's part serialised once (what the rules pass)."""
-        return '{"cell": ' + json.dumps(cell.axes()) + self._cached_settings(cell.workload, cell.precision)[2]
+    def workload_of(self, config_hash: str) -> str:
+        """The grid workload whose config hash this is; ConfigError if none (another configuration's)."""
+        for w, h in self.hashes().items():
+            if h == config_hash:
+                return w
+        raise ConfigError(
+            f"config hash {config_hash} is not one of the current configuration's ({', '.join(f'{w} {h}' for w, h in self.hashes().items())}). "
+            "Fix: ask for the current grid's files (plain `snakemake`), or run with the configuration that gave that hash"
+        )
+
+    def data_path(self, workload: str) -> str | None:
+        """The file the workload's cells read: its prepared dataset under resources_dir, or its own data file."""
+        ds = self.dataset(workload)
+        if ds is not None:
+            from .data import dataset_path
+
+            return dataset_path(self.config["resources_dir"], *ds)
+        return self.workload(workload).get("data") or None
+
+    def model_path(self, workload: str) -> str:
+        """The reference model the workload's inference cells load (rule train_reference)."""
+        return f"{self.config['results']}/models/{workload}/{self.model_hash(workload)}.pt"
+
+    def snapshot(self) -> dict[str, Any]:
+        """The grid snapshot: what every job of this configuration reads (run-cell, record-failure,
+        train-reference --grid), per workload its config hash, settings, data and reference model."""
+        return {
+            "joulegrid_grid_snapshot": SNAPSHOT_VERSION,
+            "resources_dir": self.config["resources_dir"],  # prepared data, the per-host cache (joulegrid.hostcache)
+            "workloads": {
+                w: {
+                    "config_hash": self.config_hash(w),
+                    "settings": self.settings(w),
+                    "data": self.data_path(w),
+                    "model": self.model_path(w),
+                    "reference_batch_size": min(self.config["grid"]["batch_sizes"]),
+                }
+                for w in self.config["grid"]["workloads"]
+            },
+        }
+
+    def snapshot_path(self, write: bool = False) -> str:
+        """<results>/.grid/<hash of its content>.json; written (atomically, once: content-addressed) with write."""
+        if not hasattr(self, "_snapshot"):
+            snap = self.snapshot()
+            self._snapshot = (json.dumps(snap, sort_keys=True, indent=1), f"{self.config['results']}/.grid/{settings_hash(snap)}.json")
+        text, path = self._snapshot
+        if write and not os.path.exists(path):
+            from .io import atomic_path
+
+            with atomic_path(path, suffix=".json") as tmp:
+                Path(tmp).write_text(text)
+        return path
 
     def model_hash(self, workload: str) -> str:
         """Identity of the reference model infer cells load (workload settings + seed)."""

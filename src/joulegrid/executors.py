@@ -183,7 +183,8 @@ def htcondor_transfer(facts: dict[str, Any], shared_fs: bool, results_dir: str) 
     The job's executable is job-wrapper.sh, always transferred (ShouldTransferFiles "YES", set as a
     job attribute: the plugin quotes raw submit commands), so it runs even where the submit host's
     files are not visible. Without a shared filesystem the job also takes the workflow
-    (WORKFLOW_SOURCES, from the working directory, which must be the checkout), <results_dir>/attempts
+    (WORKFLOW_SOURCES, from the working directory, which must be the checkout), the grid snapshots
+    (<results_dir>/.grid), <results_dir>/attempts
     (a killed cell's earlier attempts, appended to, never lost) and the site's packed environment,
     and brings <results_dir> back: the wrapper leaves there only what the job created or changed
     (the declared outputs come back by the plugin anyway)."""
@@ -191,7 +192,9 @@ def htcondor_transfer(facts: dict[str, Any], shared_fs: bool, results_dir: str) 
     if not shared_fs:
         # the plugin transfers the Snakefile, the rule's inputs and the config files; the rest of
         # the workflow comes from the checkout snakemake runs in (transfer_problem checks that)
-        inputs = [*WORKFLOW_SOURCES, f"{results_dir}/attempts"]
+        # <results_dir>/.grid: the grid snapshot run-cell reads its settings from (named on the command
+        # line, not a declared input; config.SpecBuilder.snapshot_path)
+        inputs = [*WORKFLOW_SOURCES, f"{results_dir}/.grid", f"{results_dir}/attempts"]
         if facts.get("env_tarball"):
             inputs.append(str(facts["env_tarball"]))
         res["htcondor_transfer_input_files"] = ", ".join(inputs)

@@ -9,7 +9,7 @@ native library, ``os._exit``. The rule measure therefore runs::
 and record_failure() then
 
 * appends the attempt (exit code / signal, log tail) to the cell's attempt history
-  ``<results>/attempts/<cell id>.jsonl`` -- never truncated, so no attempt's error is lost;
+  ``<results>/attempts/<cell id>-<config hash>.jsonl`` -- never truncated, so no attempt's error is lost;
 * while Snakemake retries remain (``--retries``; the main process exports JOULEGRID_RETRIES):
   exits non-zero, so that Snakemake resubmits the job with attempt+1 (and attempt x memory);
 * on the last attempt: writes the cell's result row (status ``oom`` when the kernel's OOM
@@ -44,7 +44,8 @@ LOG_TAIL_CHARS = 1200
 
 
 def attempts_path(run_file: str | os.PathLike, cell_id: str) -> Path:
-    """<results>/attempts/<cell id>.jsonl for <results>/runs/<cell id>.parquet, else next to the file."""
+    """<results>/attempts/<file id>.jsonl for <results>/runs/<file id>.parquet, else next to the file
+    (cell_id: the cell's file id, grid.Cell.file_id: its id and config hash)."""
     p = Path(run_file)
     tail = (Path("runs") / f"{cell_id}.parquet").parts
     if len(p.parts) > len(tail) and p.parts[-len(tail):] == tail:
@@ -138,8 +139,8 @@ def record_failure(spec: dict[str, Any], out: str, exit_code: int, attempt: int 
     """Handle a run-cell that ended with ``exit_code`` != 0; returns the exit code for the job."""
     if exit_code in PASS_THROUGH:
         return exit_code
-    cell = Cell(**spec["cell"])
-    hist = attempts_path(out, cell.id)
+    cell = Cell(**spec["cell"], config_hash=spec.get("config_hash"))
+    hist = attempts_path(out, cell.file_id)
     etype, text = describe_exit(exit_code)
     kills = cgroup_oom_kills() if etype == "SIGKILL" else None
     status = S.STATUS_OOM if kills else S.STATUS_FAILED

@@ -4,13 +4,17 @@ Pure Python (no torch, no pyarrow): Snakemake imports this at parse time, and a 
 10,000-cell grid must stay fast.
 
 A *cell* is one measurement job: site x workload x phase x device x precision x variant x batch
-size x repeat. Its result lives at::
+size x repeat, measured with the settings of one configuration. Its result lives at::
 
-    <results>/runs/<site>/<workload>/<phase>/<device>/<precision>[+<variant>]/bs<B>/r<k>.parquet
+    <results>/runs/<site>/<workload>/<phase>/<device>/<precision>[+<variant>]/bs<B>/r<k>-<config hash>.parquet
 
 The variant is folded into the precision folder (``fp32`` for the baseline model,
-``fp32+pruned`` for the pruned one, ``fp32+compiled`` for torch.compile) so that the path keeps
-the layout of the design card.
+``fp32+pruned`` for the pruned one, ``fp32+compiled`` for torch.compile) so that the path keeps the layout of the design card. The
+config hash (joulegrid.config.identity: the workload's settings, the measure settings, the seed and
+the measurement version; not the site) ends the file name: a changed configuration measures new
+files next to the old ones, a rerun of the same configuration finds its files. Run files written
+before the hash was part of the name (``r<k>.parquet``) are still found and read, as rows of
+another configuration.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 PHASES = ("train", "infer")
 DEVICES = ("cpu", "cuda")
@@ -39,11 +43,21 @@ WILDCARD_CONSTRAINTS = {
     "precision": "(?:" + "|".join(PRECISIONS) + r")(?:\+(?:" + "|".join(VARIANTS) + "))?",
     "batch": r"[1-9][0-9]{0,8}",
     "repeat": r"[0-9]{1,6}",
+    "chash": r"[0-9a-f]{16}",
 }
-RUN_PATTERN = "runs/{site}/{workload}/{phase}/{device}/{precision}/bs{batch}/r{repeat}.parquet"
+CELL_PATTERN = "{site}/{workload}/{phase}/{device}/{precision}/bs{batch}/r{repeat}-{chash}"
+RUN_PATTERN = f"runs/{CELL_PATTERN}.parquet"
+
+
+def cell_pattern(site: str) -> str:
+    """CELL_PATTERN with the site written out: a run measures the cells of its own site (one
+    wildcard fewer for Snakemake to handle per job)."""
+    if not re.fullmatch(NAME_RE, site):
+        raise ValueError(f"{site!r} is not a site name")
+    return CELL_PATTERN.replace("{site}", site)
 _PATH_RE = re.compile(
     r"(?:^|/)runs/(?P<site>{site})/(?P<workload>{workload})/(?P<phase>{phase})/(?P<device>{device})/"
-    r"(?P<precision>{precision})/bs(?P<batch>{batch})/r(?P<repeat>{repeat})\.parquet$".format(
+    r"(?P<precision>{precision})/bs(?P<batch>{batch})/r(?P<repeat>{repeat})(?:-(?P<chash>{chash}))?\.parquet$".format(
         **WILDCARD_CONSTRAINTS
     )
 )
@@ -59,6 +73,9 @@ class Cell:
     variant: str
     batch_size: int
     repeat: int
+    # joulegrid.config.identity's hash of the settings the cell is measured with (None: not known,
+    # e.g. a run file from before the hash was part of its name). Not an axis: not in axes() or id.
+    config_hash: str | None = None
 
     @property
     def precision_segment(self) -> str:
@@ -73,8 +90,21 @@ class Cell:
             f"{self.precision_segment}/bs{self.batch_size}/r{self.repeat}"
         )
 
+    @property
+    def file_id(self) -> str:
+        """The cell id with its config hash: the name of its run file (and log, attempts, hotspots)
+        under the results folder. Cells of one configuration share the hash (per workload)."""
+        if self.config_hash is None:
+            return self.id  # a run file from before the hash was in the name
+        return f"{self.id}-{self.config_hash}"
+
     def path(self, results: str = "results") -> str:
-        return f"{results}/runs/{self.id}.parquet"
+        if self.config_hash is None:
+            raise ValueError(f"cell {self.id} has no config hash: build the grid with grid.expand(config, hashes)")
+        return f"{results}/runs/{self.file_id}.parquet"
+
+    def with_hash(self, config_hash: str | None) -> "Cell":
+        return replace(self, config_hash=config_hash)
 
     def wildcards(self) -> dict[str, str]:
         return {
@@ -85,6 +115,7 @@ class Cell:
             "precision": self.precision_segment,
             "batch": str(self.batch_size),
             "repeat": str(self.repeat),
+            "chash": self.config_hash or "",
         }
 
     def axes(self) -> dict[str, Any]:
@@ -108,7 +139,7 @@ def split_precision(segment: str) -> tuple[str, str]:
 
 def cell_from_wildcards(wc: Any) -> Cell:
     """Build a Cell from Snakemake wildcards (or any mapping/object with the same names)."""
-    get = wc.get if hasattr(wc, "get") else (lambda k: getattr(wc, k))
+    get = wc.get if hasattr(wc, "get") else (lambda k: getattr(wc, k, None))
     precision, variant = split_precision(get("precision"))
     return Cell(
         site=get("site"),
@@ -119,11 +150,13 @@ def cell_from_wildcards(wc: Any) -> Cell:
         variant=variant,
         batch_size=int(get("batch")),
         repeat=int(get("repeat")),
+        config_hash=get("chash"),
     )
 
 
 def run_files(runs_dir: str | os.PathLike) -> list[str]:
-    """Every result file under runs_dir, sorted (temp files of unfinished writes start with '.', never matched)."""
+    """Every result file under runs_dir, of every configuration, sorted (temp files of unfinished
+    writes start with '.', never matched)."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
@@ -266,11 +299,16 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
             yield cell, r
 
 
-def expand(config: dict[str, Any]) -> Grid:
-    """The grid of a validated config: runnable cells and excluded ones with reasons."""
+def expand(config: dict[str, Any], hashes: Mapping[str, str] | None = None) -> Grid:
+    """The grid of a validated config: runnable cells and excluded ones with reasons.
+
+    hashes: config hash per workload (joulegrid.config.SpecBuilder.hashes()), stamped on every
+    cell; without them the cells have no run path (only their axes and ids)."""
     cells: list[Cell] = []
     excluded: list[Excluded] = []
     for cell, reason in iter_cells(config):
+        if hashes is not None:
+            cell = cell.with_hash(hashes[cell.workload])
         if reason is None:
             cells.append(cell)
         else:

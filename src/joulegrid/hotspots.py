@@ -7,7 +7,7 @@ the measured figures nor the other one):
 - torch.profiler: the top operators by self time (CPU, plus GPU kernel time on CUDA).
 
 The rows (columns: ``joulegrid.schema.HOTSPOT_COLUMNS``) are keyed by the run's ``run_id`` and
-written atomically to ``<results>/hotspots/<cell id>.parquet``, a side file of the run (not a
+written atomically to ``<results>/hotspots/<cell id>-<config hash>.parquet``, a side file of the run (not a
 Snakemake output). ``collect(results_dir)`` reads them all back as one polars DataFrame for the
 report.
 """
@@ -119,8 +119,9 @@ def profile(fn: Callable[[], int], device: str, row: dict[str, Any], top: int = 
 
 
 def path_for(run_file: str | Path, cell_id: str) -> Path:
-    """Where a run's hotspots go: <results>/hotspots/<cell id>.parquet for <results>/runs/<cell id>.parquet,
-    else next to the run file as <name>.hotspots.parquet (run files written by hand elsewhere)."""
+    """Where a run's hotspots go: <results>/hotspots/<file id>.parquet for <results>/runs/<file id>.parquet,
+    else next to the run file as <name>.hotspots.parquet (run files written by hand elsewhere).
+    cell_id: the cell's file id (grid.Cell.file_id: its id and config hash)."""
     p = Path(run_file)
     tail = Path("runs") / f"{cell_id}.parquet"
     parts = tail.parts

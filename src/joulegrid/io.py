@@ -44,3 +44,21 @@ def write_table(table, target: str | os.PathLike) -> None:
 
     with atomic_path(target, suffix=".parquet") as tmp:
         pq.write_table(table, tmp, compression="zstd")
+
+
+def stamp(target: str | os.PathLike, text: str) -> bool:
+    """Write text to target (atomically) only when the file holds something else; True if written.
+
+    A stamp's modification time says when its content last changed, so a Snakemake rule that
+    takes it as an input reruns exactly then, also under ``rerun-triggers: [mtime]`` (which ignores
+    changed params): the Snakefile stamps the report settings and the current configuration
+    (workflow/rules/common.smk, jg_stamp); a manifest of copied run files can use the same."""
+    p = Path(target)
+    try:
+        if p.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    with atomic_path(p, suffix=p.suffix) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return True

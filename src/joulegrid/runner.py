@@ -125,7 +125,7 @@ class CellRunner:
         self.spec = spec
         self.measure_energy = measure_energy
         self.model = None
-        self.cell = Cell(**spec["cell"])
+        self.cell = Cell(**spec["cell"], config_hash=spec.get("config_hash"))
         self.settings = spec["settings"]
         self.out = out
         self.data_path = data_path
@@ -236,7 +236,7 @@ class CellRunner:
             from . import hotspots
 
             try:  # a side file: failing to write it must not fail the measured run
-                hotspots.write(self.hotspot_rows, hotspots.path_for(self.out, self.cell.id))
+                hotspots.write(self.hotspot_rows, hotspots.path_for(self.out, self.cell.file_id))
             except Exception as e:  # noqa: BLE001
                 print(f"joulegrid: {self.cell.id}: hotspots not written: {type(e).__name__}: {e}", file=sys.stderr)
 
@@ -664,7 +664,7 @@ def run_and_write(spec: dict[str, Any], out: str, data_path: str | None, model_p
         # earlier attempts died (killed, crashed): their errors, from <results>/attempts/, stay in the row
         from .failures import attempts_path, earlier_errors, read_attempts
 
-        earlier = earlier_errors(read_attempts(attempts_path(out, runner.cell.id)), attempt)
+        earlier = earlier_errors(read_attempts(attempts_path(out, runner.cell.file_id)), attempt)
         if earlier:
             block = f"\nearlier attempts:\n{earlier}"[:1000]
             row["error_message"] = (row["error_message"] or "")[: 2000 - len(block)] + block

@@ -70,7 +70,7 @@ COLUMNS: tuple[Column, ...] = (
     _C("repeat", "int64", "", "identity", "Repeat index k of the cell."),
     _C("seed", "int64", "", "identity", "Random seed used for data split, init and shuffling."),
     _C("attempt", "int64", "", "identity", "Snakemake attempt number (1 = first try, >1 = retry)."),
-    _C("config_hash", "string", "", "identity", "sha256 (16 hex) of the settings the cell ran with; equal hash = same settings."),
+    _C("config_hash", "string", "", "identity", "sha256 (16 hex) of what determines the measurement: the workload's settings, the measure settings, the seed and the measurement version (joulegrid.config.identity; not the site, scheduler, carbon intensity or report settings). Equal hash = same settings; it ends the run file's name, and the summary holds the current configuration's hashes only."),
     _C("started_at", "timestamp", "UTC", "identity", "When the job started (after imports)."),
     _C("finished_at", "timestamp", "UTC", "identity", "When the row was written."),
     # ---------------------------------------------------------------- system description
@@ -192,7 +192,7 @@ COLUMNS: tuple[Column, ...] = (
     _C("node_unreserved_idle_j", "float64", "J", "attribution", "Idle energy of what the job did not reserve (other CPUs, other memory) in the measured window."),
     _C("job_share_cpu", "float64", "fraction", "attribution", "s = job_cpu_s / max(node_busy_cpu_s, job_cpu_s): the job's share of the node's busy CPU time (its share of active CPU and DRAM energy; 1 is used where the node is not shared)."),
     _C("neighbour_cpu_fraction", "float64", "fraction", "attribution", "(node_busy_cpu_s - job_cpu_s) / node_busy_cpu_s: other processes' share of the node's busy CPU time (neighbour jobs, system daemons)."),
-    _C("node_shared", "bool", "", "attribution", "True when other processes used more than measure.node_shared_above (5 %) of the node's CPU capacity in the measured window; False = the job had the node: all active CPU energy is its own."),
+    _C("node_shared", "bool", "", "attribution", "True when other processes used at least measure.node_shared_above (5 %) of the node's CPU capacity in the measured window; False = the job had the node: all active CPU energy is its own."),
     _C("job_share_ram", "float64", "fraction", "attribution", "job_mem_bytes / node_mem_bytes: the job's share of the node's RAM (idle) power."),
     _C("job_cpu_s", "float64", "s", "attribution", "J: CPU time of the job in the measured window: its scheduler cgroup, else its whole process tree (children included; job_cpu_source)."),
     _C("job_cpu_source", "string", "", "attribution", "Where job_cpu_s was read: cgroup-v2, cgroup-v1 (a Slurm job_<id> or HTCondor slot cgroup) or process-tree."),
@@ -255,7 +255,7 @@ COLUMNS: tuple[Column, ...] = (
 
 # ---------------------------------------------------------------- hotspots: the second table
 # One row per profiled function/op of one run, keyed by run_id; written by joulegrid.hotspots as
-# <results>/hotspots/<cell id>.parquet (a side file of the run, not a Snakemake output) and read
+# <results>/hotspots/<cell id>-<config hash>.parquet (a side file of the run, not a Snakemake output) and read
 # back with joulegrid.hotspots.collect(results_dir).
 HOTSPOT_SCHEMA_VERSION = 1
 HOTSPOT_COLUMNS: tuple[Column, ...] = (

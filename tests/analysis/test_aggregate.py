@@ -94,3 +94,43 @@ def test_each_kind_of_bad_file_is_named_and_the_rest_aggregated(tmp_path, damage
     assert sorted(got) == sorted(r["run_id"] for i, r in enumerate(rows) if i != 1)
     with pytest.raises(AggregateError, match=str(bad)):
         aggregate(str(tmp_path / "runs"), str(tmp_path / "strict.parquet"), strict=True)
+
+
+def test_current_configuration_and_others_are_kept_apart(tmp_path):
+    """--current: the summary holds the current config hash per workload (every site); runs of other
+    hashes, of workloads the configuration gives no hash, and files named before the hash was in the
+    name go to summary.other-configs.parquet. Nothing is left out."""
+    from joulegrid.analysis.aggregate import other_path, read_current
+    from joulegrid.io import write_table
+
+    cur, old = "a" * 16, "b" * 16
+    mine = synth.rows(synth.grid_cells(), config_hash=cur)
+    other_site = synth.rows(synth.grid_cells(site="lxplus", phases=("infer",)), config_hash=cur)
+    before_edit = synth.rows(synth.grid_cells(), config_hash=old, seed=99)
+    not_in_grid = synth.rows(synth.grid_cells(workloads=("jet_tagger",)), config_hash=cur)
+    synth.write_runs(tmp_path, mine + other_site + before_edit + not_in_grid)
+    legacy = synth.row(synth.grid_cells()[0], config_hash="c" * 16)  # named r0.parquet, as before hashes
+    write_table(S.to_table([legacy]), tmp_path / "runs" / f"{legacy['cell_id']}.parquet")
+    (tmp_path / "current.json").write_text(json.dumps({"baler_ae": {"config_hash": cur, "identity": {}}}))
+
+    res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"), current=read_current(tmp_path / "current.json"))
+    summary = pl.read_parquet(tmp_path / "summary.parquet")
+    other = pl.read_parquet(other_path(tmp_path / "summary.parquet"))
+    assert sorted(summary["run_id"]) == sorted(r["run_id"] for r in mine + other_site)
+    assert sorted(other["run_id"]) == sorted(r["run_id"] for r in before_edit + not_in_grid + [legacy])
+    assert (res.n_rows, res.n_other, res.n_files) == (summary.height, other.height, summary.height + other.height)
+    with pytest.raises(AggregateError, match="not a joulegrid current-configuration file"):
+        read_current(tmp_path / "summary.problems.json")
+
+
+def test_without_current_every_run_is_in_the_summary_and_configs_are_not_averaged(tmp_path):
+    from joulegrid.analysis import metrics as M
+
+    cell = synth.grid_cells(phases=("train",), precisions=("fp32",), batch_sizes=(256,))[0]
+    a = synth.row(cell, config_hash="a" * 16, energy_per_sample_j=1e-3)
+    b = synth.row(cell, config_hash="b" * 16, energy_per_sample_j=3e-3)
+    synth.write_runs(tmp_path, [a, b])
+    aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
+    cells = M.cell_stats(pl.read_parquet(tmp_path / "summary.parquet")).sort("config_hash")
+    assert cells["energy_per_sample_j"].to_list() == pytest.approx([1e-3, 3e-3])  # two cells, never the mean 2e-3
+    assert cells["repeats"].to_list() == [1, 1]

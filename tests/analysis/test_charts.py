@@ -77,3 +77,48 @@ def test_build_falls_back_to_an_honest_no_data_chart(monkeypatch):
     monkeypatch.setitem(C.CHARTS, "fleet_whatif", broken)
     chart = C.build("fleet_whatif", full(), ST)
     assert "boom" in json.dumps(chart.to_dict())
+
+
+def _svg(chart) -> str:
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_svg(chart.to_dict())
+
+
+def test_time_to_target_draws_each_target_set_not_their_mean():
+    import re
+
+    cells = synth.grid_cells(phases=("train",), precisions=("fp32", "fp16"), batch_sizes=(256,))
+    rows = [synth.row(c, target_quality=0.25 if c.precision == "fp16" else 0.508) for c in cells]
+    svg = _svg(C.time_to_target(frame(rows), ST))
+    rules = re.findall(r'aria-label="([^"]*)"[^>]*aria-roledescription="rule mark"', svg)
+    targets = sorted(float(re.search(r"target: ([0-9.]+)", r).group(1)) for r in rules)
+    assert targets == [0.25, 0.508], rules  # not mean(target) = 0.379, a target nobody set
+
+
+def _colour_of(chart) -> dict[str, str]:
+    """precision_variant -> colour of a chart's colour scale (whatever values its data holds)."""
+    scales = [e["scale"] for e in _walk(chart.to_dict()) if isinstance(e, dict) and e.get("field") == "precision_variant" and "scale" in e]
+    assert scales
+    return {d: r for s in scales for d, r in zip(s["domain"], s["range"])}
+
+
+def _walk(o):
+    yield o
+    if isinstance(o, dict):
+        for v in o.values():
+            yield from _walk(v)
+    elif isinstance(o, list):
+        for v in o:
+            yield from _walk(v)
+
+
+@pytest.mark.parametrize("name", ["energy_per_sample", "quality_vs_energy", "time_to_target", "fleet_whatif"])
+def test_one_colour_per_precision_whatever_the_data(name):
+    """fp32 has the same colour in every chart of every report, whichever precisions a grid has."""
+    few = frame(synth.rows(synth.grid_cells(precisions=("fp32",))))
+    many = frame(synth.rows(synth.grid_cells(precisions=("int8", "bf16", "fp32"), variants=("baseline", "pruned"))))
+    a, b = _colour_of(C.CHARTS[name](few, ST)), _colour_of(C.CHARTS[name](many, ST))
+    assert a == b == dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE))
+    assert len(set(C.PRECISION_RANGE)) == len(C.PRECISION_RANGE), "each precision+variant its own colour"
+    assert a["fp32"] == C.PRECISION_COLOURS["fp32"] and a["fp32+pruned"] == C.variant_colour("fp32", "pruned") != a["fp32"]

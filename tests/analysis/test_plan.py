@@ -32,6 +32,10 @@ def cfg(tmp_path, **over):
     return config, sites
 
 
+def grid(config, sites):
+    return G.expand(config, CFG.SpecBuilder(config, sites).hashes())
+
+
 def earlier(tmp_path, rows):
     p = tmp_path / "results" / "summary.parquet"
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +55,7 @@ def test_forecast_nearest_cell_scales_by_samples(tmp_path):
     # measured: fp32 bs256 infer on 1000 samples at 1e-3 J/sample, 20 W -> wall 0.05 s, overhead 1.5 s
     df = earlier(tmp_path, [synth.row(Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0),
                                       energy_per_sample_j=1e-3, n_samples=1000)])  # fmt: skip
-    fc = P.forecast(config, G.expand(config), sites, df)
+    fc = P.forecast(config, grid(config, sites), sites, df)
     assert fc.to_run == 4 and fc.done == 0 and not fc.unforecast
     assert {c.method for c in fc.cells} == {"nearest"}
     wall = 0.05 / 1000 * 2000  # 2000 planned test samples
@@ -67,9 +71,9 @@ def test_forecast_nearest_cell_scales_by_samples(tmp_path):
 
 def test_forecast_skips_cells_already_measured(tmp_path):
     config, sites = cfg(tmp_path)
-    c0 = G.expand(config).cells[0]
-    synth.write_runs(tmp_path / "results", [synth.row(c0)])
-    fc = P.forecast(config, G.expand(config), sites, earlier(tmp_path, [synth.row(c0)]))
+    c0 = grid(config, sites).cells[0]
+    synth.write_runs(tmp_path / "results", [synth.row(c0, config_hash=c0.config_hash)])
+    fc = P.forecast(config, grid(config, sites), sites, earlier(tmp_path, [synth.row(c0)]))
     assert (fc.to_run, fc.done) == (3, 1)
 
 
@@ -81,7 +85,7 @@ def test_forecast_flops_scaling_and_unforecastable(tmp_path):
         synth.row(Cell("local", "other", "infer", "cuda", "fp32", "baseline", 256, 0), flops_per_s=1e12, mean_power_w=300.0,
                   setup_s=2.0, warmup_s=1.0),
     ]  # fmt: skip
-    fc = P.forecast(config, G.expand(config), sites, earlier(tmp_path, rows))
+    fc = P.forecast(config, grid(config, sites), sites, earlier(tmp_path, rows))
     f = next(c for c in fc.cells if c.cell.device == "cuda")
     assert f.method == "flops"
     wall = 1e6 * 2000 / 1e12  # flops_per_sample_fwd (synth) x planned samples / FLOP/s
@@ -89,7 +93,7 @@ def test_forecast_flops_scaling_and_unforecastable(tmp_path):
     assert f.gpu_hours == pytest.approx(f.job_s * 1 / 3600)
     assert f.kwh == pytest.approx(300 * f.job_s / 3.6e6)
     # nothing known about the device at all -> listed, not counted
-    fc2 = P.forecast(config, G.expand(config), sites, earlier(tmp_path, rows[:1]))
+    fc2 = P.forecast(config, grid(config, sites), sites, earlier(tmp_path, rows[:1]))
     assert [c.device for c, _ in fc2.unforecast] == ["cuda"]
     assert "no FLOP/s measured on cuda" in fc2.unforecast[0][1]
 
@@ -97,7 +101,7 @@ def test_forecast_flops_scaling_and_unforecastable(tmp_path):
 def test_budget_violations_and_error_message(tmp_path):
     config, sites = cfg(tmp_path, budget={"max_kwh": 1e-9, "max_core_hours": 1000})
     df = earlier(tmp_path, [synth.row(Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0))])
-    fc = P.forecast(config, G.expand(config), sites, df)
+    fc = P.forecast(config, grid(config, sites), sites, df)
     v = P.budget_violations(config, fc)
     assert len(v) == 1 and v[0].startswith("config key budget.max_kwh")
     with pytest.raises(P.BudgetError, match="Nothing was started. Fix:"):
@@ -106,9 +110,9 @@ def test_budget_violations_and_error_message(tmp_path):
 
 def test_snakemake_check_without_results(tmp_path):
     config, sites = cfg(tmp_path)
-    assert P.snakemake_check(config, G.expand(config), sites) is None
+    assert P.snakemake_check(config, grid(config, sites), sites) is None
     config, sites = cfg(tmp_path, budget={"max_kwh": 1.0})
-    assert "cannot be checked" in P.snakemake_check(config, G.expand(config), sites)
+    assert "cannot be checked" in P.snakemake_check(config, grid(config, sites), sites)
 
 
 def _write_cfg(tmp_path, **over):
@@ -125,7 +129,7 @@ def test_cli_plan_prints_forecast_and_exits_3_over_budget(tmp_path):
                                    capture_output=True, text=True, env=__import__("conftest").subprocess_env())  # fmt: skip
     ok = run(_write_cfg(tmp_path))
     assert ok.returncode == 0, ok.stderr
-    assert "forecast: 4 cell(s) to run" in ok.stdout and "kWh" in ok.stdout and "(nearest:" in ok.stdout
+    assert "forecast: 4 cell(s) to measure" in ok.stdout and "kWh" in ok.stdout and "(nearest:" in ok.stdout
     over = run(_write_cfg(tmp_path, budget={"max_kg_co2": 1e-12}))
     assert over.returncode == 3 and "OVER BUDGET: config key budget.max_kg_co2" in over.stdout
 
@@ -135,9 +139,23 @@ def test_snakemake_dry_run_refuses_over_budget(tmp_path, run_snakemake):
     work = tmp_path / "work"
     work.mkdir()
     ok = run_snakemake(work, "-n", configfile=_write_cfg(tmp_path))
-    assert "joulegrid forecast: 4 cell(s) to run" in ok.stderr
+    assert "joulegrid forecast: 4 cell(s) to measure" in ok.stderr
     bad = run_snakemake(work, "-n", configfile=_write_cfg(tmp_path, budget={"max_kwh": 1e-12}), check=False)
     assert bad.returncode != 0
     out = bad.stdout + bad.stderr
     assert "joulegrid budget: config key budget.max_kwh" in out and "Nothing was started" in out
     assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_cli_plan_grid_and_forecast_counts_agree(tmp_path):
+    """One wording and one count: cells in the grid, already measured, to measure (issue 14)."""
+    p = _write_cfg(tmp_path)
+    config, sites = CFG.load([p])
+    c0 = grid(config, sites).cells[0]
+    synth.write_runs(tmp_path / "results", [synth.row(c0, config_hash=c0.config_hash)])
+    earlier(tmp_path, [synth.row(c0)])
+    out = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)], capture_output=True, text=True,
+                         env=__import__("conftest").subprocess_env(), check=True).stdout  # fmt: skip
+    assert "site local: 4 cell(s) in the grid, 0 excluded; 1 already measured, 3 to measure" in out
+    assert "forecast: 3 cell(s) to measure (1 already measured)" in out
+    assert f"config hash per workload (run files end in -<hash>.parquet): baler_ae {c0.config_hash}" in out

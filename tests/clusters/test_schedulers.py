@@ -258,9 +258,9 @@ def test_slurm_allocation_torch_does_not_use_is_flagged(slurm_run, workdir, tmp_
 
     wd, cfg, _ = workdir
     shutil.copytree(wd / "resources", tmp_path / "resources")  # prepared data: only the cell is submitted
-    cell = "results/runs/slurm/baler_ae/train/cpu/fp32/bs256/r0.parquet"
+    cell = C.cell_file(Path("."), "slurm/baler_ae/train/cpu/fp32/bs256/r0", cfg)  # the site is not part of the hash
     C.snakemake(  # the target first: --configfile and --set-resources take several values
-        tmp_path, cell, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST,
+        tmp_path, str(cell), "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST,
         "--set-resources", "measure:cpus_per_task=2", "--configfile", str(cfg), timeout=600,
     )
     r = pl.read_parquet(tmp_path / cell).row(0, named=True)

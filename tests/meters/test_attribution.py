@@ -72,6 +72,8 @@ def test_conservation_with_clamps_and_random_windows():
 def test_node_not_shared_gives_the_job_all_active_energy():
     u = usage(10.0, job=30.0, others=0.5)  # 0.5 CPU-s of daemons on a 16-CPU node: 0.3 % of its capacity
     assert not A.node_shared(u) and A.node_shared(u, threshold=0.001)
+    alone = usage(10.0, job=30.0, others=0.0)  # nothing else ran: shared only when every node is declared shared (0)
+    assert not A.node_shared(alone, threshold=0.001) and A.node_shared(alone, threshold=0.0)
     (job, sp), = A.attribute([cpu_reading(node_energy(u))], u, ctx(cpus=N, shared=False))
     assert job.attribution == "node-cpu"
     assert job.energy_j == pytest.approx(node_energy(u))  # a local run or --exclusive: the job's energy is the node's

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import yaml
 
-from conftest import TINY, deep_merge, snakemake, subprocess_env
+from conftest import TINY, cell_file, deep_merge, snakemake, subprocess_env
 
 CELL = "local/baler_ae/train/cpu/fp32/bs256/r0"
 
@@ -19,7 +19,7 @@ def test_forcerun_refused_remeasure_archives_then_measures_anew(tmp_path):
     cfgfile = tmp_path / "config.yaml"
     cfgfile.write_text(yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}})))
     snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
-    f = tmp_path / "results/runs" / f"{CELL}.parquet"
+    f = cell_file(tmp_path, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]
     mtime = f.stat().st_mtime_ns
 
@@ -36,7 +36,7 @@ def test_forcerun_refused_remeasure_archives_then_measures_anew(tmp_path):
     assert dry.returncode == 0 and CELL in dry.stderr and f.exists()
     proc = subprocess.run(jg + ["local/*/train/*"], capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
-    archived = list((tmp_path / "results/archive").glob(f"*/runs/{CELL}.parquet"))
+    archived = list((tmp_path / "results/archive").glob(f"*/runs/{CELL}-*.parquet"))
     assert len(archived) == 1 and pl.read_parquet(archived[0])["run_id"][0] == first and not f.exists()
 
     snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
@@ -58,3 +58,19 @@ def test_guard_rerun_refuses_forced_and_archives_unrecorded(tmp_path):
     assert f.exists()
     moved = guard_rerun([([str(f)], False), ([str(res / "runs/missing.parquet")], False)], str(res), stamp="T")
     assert moved == [res / "archive/T/runs" / f"{CELL}.parquet"] and moved[0].read_bytes() == b"row" and not f.exists()
+
+
+def test_remeasure_pattern_with_a_config_hash_moves_that_configuration_only(tmp_path):
+    """A cell id pattern moves every configuration's file of the cell; '<cell id>-<hash>' one configuration's."""
+    import synth
+
+    from joulegrid.archive import remeasure
+
+    cell = synth.grid_cells(phases=("train",), precisions=("fp32",), batch_sizes=(256,))[0]
+    a, b, c = "a" * 16, "b" * 16, "c" * 16
+    synth.write_runs(tmp_path, [synth.row(cell, config_hash=h) for h in (a, b, c)])
+    moved, _ = remeasure(tmp_path, f"{CELL}-{a}", stamp="one")
+    assert [p.name for p in moved] == [f"r0-{a}.parquet"]
+    moved, _ = remeasure(tmp_path, CELL, stamp="all")
+    assert sorted(p.name for p in moved) == [f"r0-{b}.parquet", f"r0-{c}.parquet"]
+    assert not list((tmp_path / "runs").rglob("*.parquet"))

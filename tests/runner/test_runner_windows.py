@@ -39,8 +39,8 @@ def env(tmp_path_factory):
 
 def run_cell(env, phase, measure, repeat=0):
     spec = spec_for(phase, measure, repeat)
-    cell = G.Cell(**spec["cell"])
-    out = env["dir"] / "results" / "runs" / f"{cell.id}.parquet"
+    cell = G.Cell(**spec["cell"], config_hash=spec["config_hash"])
+    out = env["dir"] / "results" / "runs" / f"{cell.file_id}.parquet"
     row = runner.run_and_write(spec, str(out), env["data"], env["model"] if phase == "infer" else None, threads=1)
     assert row["status"] == "ok", row["error_message"]
     return row, out, cell
@@ -93,8 +93,8 @@ def test_min_window_zero_is_one_pass(env):
 
 def test_train_hotspots_side_file_keyed_by_run_id(env):
     row, out, cell = run_cell(env, "train", {"meters": ["estimate"], "idle_baseline_s": 0, "hotspots": "first_repeat", "hotspot_batches": 3, "hotspot_top": 5})
-    hp = hotspots.path_for(out, cell.id)
-    assert hp == env["dir"] / "results" / "hotspots" / f"{cell.id}.parquet"
+    hp = hotspots.path_for(out, cell.file_id)
+    assert hp == env["dir"] / "results" / "hotspots" / f"{cell.file_id}.parquet"
     t = pq.read_table(hp)
     assert t.schema.equals(S.hotspot_arrow_schema(), check_metadata=False)
     df = hotspots.collect(env["dir"] / "results")

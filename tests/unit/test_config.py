@@ -41,10 +41,10 @@ BAD = [
     (setp("measure.treads", 2), ["measure", "'treads'"]),
     (setp("grid.batch_sizes", [-5]), ["grid.batch_sizes[0]", "too small"]),
     (setp("grid.batch_sizes", [0]), ["grid.batch_sizes[0]", "too small"]),
-    (setp("grid.batch_sizes", ["big"]), ["grid.batch_sizes[0]", "expected integer"]),
+    (setp("grid.batch_sizes", ["big"]), ["grid.batch_sizes[0]", "expected an integer"]),
     (setp("grid.batch_sizes", []), ["grid.batch_sizes", "empty"]),
     (setp("grid.batch_sizes", [256, 256]), ["grid.batch_sizes", "duplicated", "256"]),
-    (setp("grid.batch_sizes", 256), ["grid.batch_sizes", "expected array"]),
+    (setp("grid.batch_sizes", 256), ["grid.batch_sizes", "expected a list"]),
     (setp("grid.precisions", ["fp8"]), ["grid.precisions[0]", "'fp8'", "fp32"]),
     (setp("grid.precisions", []), ["grid.precisions", "empty"]),
     (setp("grid.devices", ["tpu"]), ["grid.devices[0]", "'tpu'", "cuda"]),
@@ -56,13 +56,13 @@ BAD = [
     (setp("grid.workloads", ["a b"]), ["grid.workloads[0]", "safe name"]),
     (setp("grid.workloads", ["x;rm"]), ["grid.workloads[0]", "safe name"]),
     (setp("grid.repeats", 0), ["grid.repeats", "too small"]),
-    (setp("grid.repeats", "3"), ["grid.repeats", "expected integer"]),
+    (setp("grid.repeats", "three"), ["grid.repeats", "expected an integer", "Fix: write an integer"]),
     (setp("site", "mars"), ["site", "unknown site", "'mars'", "lxplus"]),
     (setp("site", "lx/plus"), ["site", "safe name"]),
     (setp("seed", -1), ["seed", "too small"]),
     (setp("measure.threads", 0), ["measure.threads", "too small"]),
     (setp("measure.meters", ["wattmeter"]), ["measure.meters[0]", "'wattmeter'"]),
-    (setp("strict_devices", "yes"), ["strict_devices", "expected boolean"]),
+    (setp("strict_devices", "maybe"), ["strict_devices", "expected true or false"]),
     (setp("grid.batch_sizes", [50000]), ["grid.batch_sizes", "50000", "larger than", "rows"]),
     (setp("workloads.baler_ae.rows", -10), ["workloads.baler_ae.rows", "too small"]),
     (setp("workloads.baler_ae.epochs", 0), ["workloads.baler_ae.epochs", "too small"]),
@@ -78,14 +78,14 @@ BAD = [
     (setp("job.mem_mb", 10), ["job.mem_mb", "too small"]),
     # issue 4: unknown job/profile resource, wrong types, duplicates, unsafe names
     (setp("job.gpu_type", "a100"), ["job", "unknown key", "'gpu_type'", "mem_mb"]),
-    (setp("job.mem_mb", "4G"), ["job.mem_mb", "expected integer"]),
+    (setp("job.mem_mb", "4G"), ["job.mem_mb", "expected an integer"]),
     (setp("job.runtime_min", 0), ["job.runtime_min", "too small"]),
-    (setp("measure.threads", "two"), ["measure.threads", "expected integer"]),
+    (setp("measure.threads", "two"), ["measure.threads", "expected an integer"]),
     (setp("grid.workloads", ["baler_ae", "baler_ae"]), ["grid.workloads", "duplicated", "baler_ae"]),
     (setp("grid.precisions", ["fp32", "fp32"]), ["grid.precisions", "duplicated"]),
     (setp("grid.workloads", ["$(reboot)"]), ["grid.workloads[0]", "safe name"]),
     (setp("site", "..") , ["site", "safe name"]),
-    (setp("workloads.baler_ae.rows", "many"), ["workloads.baler_ae.rows", "expected integer"]),
+    (setp("workloads.baler_ae.rows", "many"), ["workloads.baler_ae.rows", "expected an integer"]),
     # issue 13: int8 backends
     (setp("precision_options.int8.backend", "tensorrt"), ["precision_options.int8.backend", "'tensorrt'", "onednn", "torchao", "pt2e_x86"]),
     (setp("precision_options.int8.scheme", "qat"), ["precision_options.int8.scheme", "'qat'", "static", "dynamic"]),
@@ -112,32 +112,31 @@ def test_empty_config_rejected():
         C.prepare({})
 
 
-def test_spec_json_is_the_spec_and_the_cache_is_not_shared():
-    """SpecBuilder caches per workload (a 10,000-cell dry run asks once per job): the JSON the rules
-    pass is exactly json.dumps(spec), and a caller mutating one spec does not change the next."""
-    import json
-
+def test_spec_is_per_workload_and_the_cache_is_not_shared():
+    """SpecBuilder caches per workload: a caller mutating one spec does not change the next."""
     from joulegrid.grid import expand
 
     cfg, sites = C.load()
     sb = C.SpecBuilder(cfg, sites)
-    cells = expand(cfg).cells
+    cells = expand(cfg, sb.hashes()).cells
     assert len({c.workload for c in cells}) > 1
     for cell in cells:
-        assert json.loads(sb.spec_json(cell)) == sb.spec(cell)
-        assert sb.spec_json(cell) == json.dumps(sb.spec(cell))
+        spec = sb.spec(cell)
+        assert spec["cell"] == cell.axes() and spec["config_hash"] == cell.config_hash == sb.config_hash(cell.workload)
+        assert spec["settings"]["workload"] == sb.workload(cell.workload)
     spec = sb.spec(cells[0])
     spec["settings"]["workload"]["epochs"] = 999
     spec["settings"]["measure"]["threads"] = 999
     again = sb.spec(cells[0])
     assert again["settings"]["workload"]["epochs"] != 999 and again["settings"]["measure"]["threads"] != 999
-    assert again["config_hash"] == C.settings_hash(again["settings"])
+    assert again["config_hash"] == C.settings_hash(C.identity(cfg, cells[0].workload)) == sb.config_hash(cells[0].workload)
     assert sb.model_hash(cells[0].workload) == C.settings_hash({"workload": again["settings"]["workload"], "seed": cfg["seed"]})
 
 
-def test_pinned_int8_backend_is_part_of_the_int8_cells_settings_and_hash_only():
-    """Pinning a backend changes what int8 cells measure: their settings and config_hash change, the
-    other precisions' do not; the reference model (shared by every precision) keeps its hash."""
+def test_pinned_int8_backend_is_part_of_the_configuration():
+    """Pinning an int8 backend changes what int8 cells measure: it is in the cells' settings (the runner
+    reads it) and in the workload's config hash, so the pinned cells (and their fp32 baseline beside
+    them) are new cells; the reference model (shared by every precision) keeps its hash."""
     from joulegrid.grid import Cell
 
     def builder(backend):
@@ -148,13 +147,92 @@ def test_pinned_int8_backend_is_part_of_the_int8_cells_settings_and_hash_only():
     cfg_p, pinned = builder("torchao")
     assert cfg_a["precision_options"]["int8"] == {"backend": "auto", "scheme": "auto", "calibration_samples": 512}
     int8 = Cell("local", "baler_ae", "infer", "cpu", "int8", "baseline", 256, 0)
-    fp32 = Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0)
     a, p = auto.spec(int8), pinned.spec(int8)
     assert p["settings"]["precision_options"] == {"int8": {"backend": "torchao", "scheme": "auto", "calibration_samples": 512}}
-    assert a["config_hash"] != p["config_hash"] and p["config_hash"] == C.settings_hash(p["settings"])
-    assert auto.spec(fp32)["config_hash"] == pinned.spec(fp32)["config_hash"]
-    assert "precision_options" not in auto.spec(fp32)["settings"]
+    assert a["settings"]["precision_options"]["int8"]["backend"] == "auto"
+    assert a["config_hash"] != p["config_hash"]
+    assert p["config_hash"] == C.settings_hash(C.identity(cfg_p, "baler_ae"))
     assert auto.model_hash("baler_ae") == pinned.model_hash("baler_ae")
-    import json
 
-    assert json.loads(pinned.spec_json(int8)) == p and json.loads(pinned.spec_json(fp32)) == pinned.spec(fp32)
+
+def test_text_values_are_read_as_the_type_their_key_needs():
+    """snakemake --config 'grid={repeats: 2}' hands joulegrid text ('2'): read as the key's type."""
+    cfg, _ = prepared(lambda c: (setp("grid.repeats", "2")(c), setp("grid.batch_sizes", ["256", "1024"])(c),
+                                 setp("workloads.baler_ae.target_quality", "0.3")(c), setp("strict_devices", "True")(c)))  # fmt: skip
+    assert cfg["grid"]["repeats"] == 2 and cfg["grid"]["batch_sizes"] == [256, 1024]
+    assert cfg["workloads"]["baler_ae"]["target_quality"] == 0.3 and cfg["strict_devices"] is True
+    with pytest.raises(C.ConfigError) as e:
+        prepared(setp("workloads.baler_ae.target_quality", "high"))
+    assert "expected a number or null, got str 'high'. Fix: write a number or null" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [["seed=7"], ["grid={repeats: 2}"], ["grid={repeats: 2, precisions: [fp32]}", "seed=3"], ["strict=True", "site=lxplus"],
+     ["measure={idle_baseline_s: 0.5}"], ["results=out", "ab=1.5", "cd="], ["grid={repeats: 2}", "grid={phases: [train]}"]],
+)  # fmt: skip
+def test_config_args_are_parsed_as_snakemake_parses_them(entries):
+    from snakemake.cli import parse_config  # imports every executor plugin: fine in a test
+
+    assert C.parse_config_args(entries) == parse_config(entries)
+
+
+def test_merge_follows_snakemake(tmp_path):
+    """config/config.yaml, then every --configfile in order, then --config: nested mappings merge key by key."""
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump({"seed": 1, "grid": {"repeats": 3}, "workloads": {"baler_ae": {"epochs": 5}}}))
+    b.write_text(yaml.safe_dump({"seed": 2, "grid": {"batch_sizes": [64]}}))
+    m = C.merge([a, b], ["grid={repeats: 4}"])
+    assert m["seed"] == 2 and m["grid"]["batch_sizes"] == [64] and m["grid"]["repeats"] == "4"  # text until prepared
+    assert m["grid"]["workloads"] == DEFAULT["grid"]["workloads"]  # kept from config/config.yaml
+    assert m["workloads"]["baler_ae"] == {**DEFAULT["workloads"]["baler_ae"], "epochs": 5}
+    assert m["workloads"]["jet_tagger"] == DEFAULT["workloads"]["jet_tagger"]
+    assert C.merge([a], replace_workflow_config=True) == yaml.safe_load(a.read_text())
+    with pytest.raises(C.ConfigError, match="does not exist"):
+        C.merge([tmp_path / "nope.yaml"])
+    with pytest.raises(C.ConfigError, match="expected KEY=VALUE"):
+        C.merge(None, ["seed"])
+
+
+def _hash(mutate=None, workload="baler_ae"):
+    cfg, sites = prepared(mutate)
+    return C.SpecBuilder(cfg, sites).config_hash(workload)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [setp("seed", 7), setp("workloads.baler_ae.epochs", 4), setp("workloads.baler_ae.target_quality", 0.2),
+     setp("workloads.baler_ae.rows", 50000), setp("workloads.baler_ae.params", {"latent": 6}), setp("measure.threads", 1),
+     setp("measure.min_window_s", 3), setp("measure.meters", ["estimate"]), setp("measure.warmup_batches", 1)],
+)  # fmt: skip
+def test_what_determines_a_measurement_changes_the_config_hash(mutate):
+    assert _hash(mutate) != _hash()
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [setp("site", "lxplus"), setp("report.eta", 0.9), setp("fleet.samples_per_job", 1000000), setp("job.mem_mb", 8000),
+     setp("strict_devices", True), setp("strict", True), setp("measure.hotspots", "never"), setp("measure.required_meters", ["estimate"]),
+     setp("grid.batch_sizes", [256]), setp("grid.repeats", 3), setp("grid.precisions", ["fp32"]), setp("results", "elsewhere"),
+     setp("workloads.jet_tagger.epochs", 9)],
+)  # fmt: skip
+def test_what_does_not_change_a_measurement_keeps_the_config_hash(mutate):
+    """Not the site (the same grid at two sites compares cell by cell), analysis, scheduler or axes settings."""
+    assert _hash(mutate) == _hash()
+
+
+def test_measurement_version_is_part_of_the_identity(monkeypatch):
+    before = _hash()
+    monkeypatch.setattr(C, "MEASUREMENT_VERSION", C.MEASUREMENT_VERSION + 1)
+    assert _hash() != before
+
+
+def test_a_campaign_split_by_workload_is_one_configuration():
+    """Run with grid.workloads [baler_ae], then [jet_tagger]: each run's current configuration gives the
+    other workload the hash its run measured with, so one summary holds both."""
+    a_cfg, sites = prepared(setp("grid.workloads", ["baler_ae"]))
+    b_cfg, _ = prepared(setp("grid.workloads", ["jet_tagger"]))
+    a, b = C.SpecBuilder(a_cfg, sites), C.SpecBuilder(b_cfg, sites)
+    assert a.current()["jet_tagger"]["config_hash"] == b.config_hash("jet_tagger")
+    assert b.current()["baler_ae"]["config_hash"] == a.config_hash("baler_ae")
+    assert {"baler_ae", "jet_tagger", "image_cnn"} <= set(a.current())

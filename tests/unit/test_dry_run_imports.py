@@ -38,9 +38,9 @@ def test_parse_time_modules_import_nothing_heavy(tmp_path):
         "from joulegrid.analysis import CHART_NAMES, plan\n"
         "from joulegrid.analysis.settings import AnalysisSettings\n"
         "cfg, sites = C.load()\n"
-        "g = G.expand(cfg)\n"
         "sb = C.SpecBuilder(cfg, sites)\n"
-        "[(sb.spec_json(c), sb.dataset(c.workload), sb.model_hash(c.workload)) for c in g.cells]\n"
+        "g = G.expand(cfg, sb.hashes())\n"
+        "g.paths(cfg['results']), sb.current(), sb.snapshot(), [sb.data_path(w) for w in sb.hashes()]\n"
         "AnalysisSettings.from_config(cfg, sites).to_json()\n"
         "plan.snakemake_check(cfg, g, sites)\n",
         tmp_path,

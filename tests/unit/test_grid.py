@@ -108,12 +108,39 @@ def test_user_exclusions_with_reason():
     assert "not needed" in ex[0].reason
 
 
-def test_path_roundtrip_with_variant():
-    cell = G.Cell("lxplus", "baler_ae", "infer", "cpu", "int8", "pruned", 512, 3)
+H = "0123456789abcdef"
+
+
+def test_path_roundtrip_with_variant_and_config_hash():
+    cell = G.Cell("lxplus", "baler_ae", "infer", "cpu", "int8", "pruned", 512, 3, H)
     p = cell.path("results")
-    assert p == "results/runs/lxplus/baler_ae/infer/cpu/int8+pruned/bs512/r3.parquet"
+    assert p == f"results/runs/lxplus/baler_ae/infer/cpu/int8+pruned/bs512/r3-{H}.parquet"
+    assert cell.id == "lxplus/baler_ae/infer/cpu/int8+pruned/bs512/r3" and cell.file_id == f"{cell.id}-{H}"
     assert G.cell_from_path(p) == cell
-    assert G.cell_from_path("/abs/results/runs/local/baler_ae/train/cpu/fp32/bs8/r0.parquet").variant == "baseline"
+    assert p == "results/" + G.RUN_PATTERN.format(**cell.wildcards())
+    assert G.cell_from_path(f"/abs/results/runs/local/baler_ae/train/cpu/fp32/bs8/r0-{H}.parquet").variant == "baseline"
+
+
+def test_run_files_of_every_configuration_and_before_hashes(tmp_path):
+    """Two configurations of a cell are two files; a file named before the hash was in the name is still read."""
+    runs = tmp_path / "runs" / "local/baler_ae/train/cpu/fp32/bs8"
+    runs.mkdir(parents=True)
+    for name in (f"r0-{H}.parquet", f"r0-{'f' * 16}.parquet", "r0.parquet", ".r0.parquet.x.tmp", "r0-xyz.parquet"):
+        (runs / name).write_bytes(b"")
+    found = [G.cell_from_path(p) for p in G.run_files(tmp_path / "runs")]
+    assert sorted(c.config_hash or "" for c in found) == ["", H, "f" * 16]
+    assert {c.id for c in found} == {"local/baler_ae/train/cpu/fp32/bs8/r0"}
+    legacy = next(c for c in found if c.config_hash is None)
+    assert legacy.file_id == legacy.id
+    with pytest.raises(ValueError, match="no config hash"):
+        legacy.path("results")
+
+
+def test_expand_stamps_each_workload_hash():
+    g = G.expand(cfg(workloads=["baler_ae", "jet_tagger"]), {"baler_ae": H, "jet_tagger": "f" * 16})
+    assert {(c.workload, c.config_hash) for c in g.cells} == {("baler_ae", H), ("jet_tagger", "f" * 16)}
+    assert all(e.cell.config_hash for e in g.excluded)
+    assert G.expand(cfg()).cells[0].config_hash is None
 
 
 @pytest.mark.parametrize(
@@ -125,6 +152,9 @@ def test_path_roundtrip_with_variant():
         "results/runs/local/baler_ae/train/tpu/fp32/bs8/r0.parquet",
         "results/runs/local/baler_ae/train/cpu/fp8/bs8/r0.parquet",
         "results/runs/local/baler_ae/train/cpu/fp32/bs8/.r0.parquet.tmp",
+        "results/runs/local/baler_ae/train/cpu/fp32/bs8/r0-0123.parquet",
+        "results/runs/local/baler_ae/train/cpu/fp32/bs8/r0-0123456789ABCDEF.parquet",
+        "results/runs/local/baler_ae/train/cpu/fp32/bs8/r0-0123456789abcdef;x.parquet",
     ],
 )
 def test_unsafe_or_foreign_paths_rejected(bad):

@@ -25,12 +25,10 @@ def tiny_run(tmp_path_factory):
 
 def test_result_rows_follow_the_schema(tiny_run):
     work, _ = tiny_run
+    from conftest import cell_file  # noqa: PLC0415
+
     files = sorted((work / "results" / "runs").rglob("r*.parquet"))
-    rel = sorted(str(f.relative_to(work)) for f in files)
-    assert rel == [
-        "results/runs/local/baler_ae/infer/cpu/fp32/bs256/r0.parquet",
-        "results/runs/local/baler_ae/train/cpu/fp32/bs256/r0.parquet",
-    ]
+    assert files == sorted(cell_file(work, f"local/baler_ae/{ph}/cpu/fp32/bs256/r0", work / "config.yaml") for ph in ("train", "infer"))
     for f in files:
         df = pl.read_parquet(f)
         assert df.height == 1 and df.columns == list(S.COLUMN_NAMES)
@@ -68,7 +66,9 @@ def test_rerun_does_nothing_and_measurements_are_protected(tiny_run, run_snakema
     work, _ = tiny_run
     proc = run_snakemake(work, "-n", "--cores", "1", configfile=work / "config.yaml")
     assert "Nothing to be done" in proc.stdout + proc.stderr
-    f = work / "results/runs/local/baler_ae/train/cpu/fp32/bs256/r0.parquet"
+    from conftest import cell_file  # noqa: PLC0415
+
+    f = cell_file(work, "local/baler_ae/train/cpu/fp32/bs256/r0", work / "config.yaml")
     assert not (f.stat().st_mode & 0o222), "finished measurements are write-protected"
 
 

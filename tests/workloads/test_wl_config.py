@@ -178,15 +178,7 @@ def test_there_are_experiment_configs():
 def test_experiment_configs_validate_and_expand(path: Path):
     from joulegrid.data import images
 
-    from .wlkit import REPO as repo
-
-    def merge(a, b):  # what Snakemake does with --configfile over the Snakefile's config/config.yaml
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-
-    cfg = merge(yaml.safe_load((repo / "config" / "config.yaml").read_text()), yaml.safe_load(path.read_text()))
+    cfg = C.merge([path])  # what snakemake --configfile <path> reads (Snakemake's merge over config/config.yaml)
     wls = cfg.get("grid", {}).get("workloads", [])
     if "image_cnn" in wls and images.missing():
         pytest.skip(images.missing())

@@ -2,22 +2,28 @@
 from joulegrid.analysis import CHART_NAMES as JG_CHARTS
 from joulegrid.analysis.settings import AnalysisSettings as _JGSettings
 
-# report:, fleet:, the sites and the hardware table, as one JSON param: changing any re-renders the report.
-JG_REPORT_SETTINGS = _JGSettings.from_config(config, SITES).to_json()
+# report:, fleet:, the sites and the hardware table, in a stamp file that changes only with them: an
+# input of rule report, so that changing any of them re-renders the report (jg_stamp, common.smk).
+REPORT_STAMP = jg_stamp("report", _JGSettings.from_config(config, SITES).to_json())
 
 
 localrules:
     all,
+    cells,
     aggregate,
     report,
 
 
 rule aggregate:
+    """Every run file under runs/ (all sites, all configurations): the current configuration's rows
+    in summary.parquet, the others' in summary.other-configs.parquet (never averaged together)."""
     input:
         CELL_PATHS,
+        current=CURRENT_STAMP,
     output:
         summary=f"{RESULTS}/summary.parquet",
         problems=f"{RESULTS}/summary.problems.json",
+        other=f"{RESULTS}/summary.other-configs.parquet",
     params:
         strict="--strict" if config["strict"] else "",
     log:
@@ -25,13 +31,16 @@ rule aggregate:
     conda:
         JG_CONDA_ENV
     shell:
-        "{JG} aggregate --runs {RESULTS:q}/runs --out {output.summary:q} {params.strict} 2> {log:q}"
+        "{JG} aggregate --runs {RESULTS:q}/runs --out {output.summary:q} --current {input.current:q} "
+        "--other {output.other:q} {params.strict} 2> {log:q}"
 
 
 rule report:
     input:
         summary=rules.aggregate.output.summary,
         problems=rules.aggregate.output.problems,
+        other=rules.aggregate.output.other,
+        settings=REPORT_STAMP,
     output:
         index=report(REPORT_INDEX, caption="../report/index.rst", category="Report"),
         cells=report(f"{RESULTS}/report/cells.csv", caption="../report/cells.rst", category="Report"),
@@ -40,12 +49,10 @@ rule report:
             name: report(f"{RESULTS}/report/{name}.png", caption=f"../report/{name}.rst", category="Charts")
             for name in JG_CHARTS
         },
-    params:
-        settings=JG_REPORT_SETTINGS,
     log:
         f"{RESULTS}/logs/report.log",
     conda:
         JG_CONDA_ENV
     shell:
-        "{JG} report --summary {input.summary:q} --problems {input.problems:q} --out {RESULTS:q}/report "
-        "--settings {params.settings:q} 2> {log:q} && echo 'joulegrid: report at {output.index}'"
+        "{JG} report --summary {input.summary:q} --problems {input.problems:q} --other {input.other:q} "
+        "--out {RESULTS:q}/report --settings-file {input.settings:q} 2> {log:q} && echo 'joulegrid: report at {output.index}'"

@@ -13,7 +13,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the checkout's packag
 from joulegrid import config as JGC
 from joulegrid import executors as JGE
 from joulegrid import grid as JGG
-from joulegrid.data import dataset_path
 from snakemake.settings.types import DeploymentMethod
 
 try:
@@ -24,9 +23,29 @@ except JGC.ConfigError as _e:
 SPEC = JGC.SpecBuilder(config, SITES)
 RESULTS = config["results"]
 RESOURCES = config["resources_dir"]
-GRID = JGG.expand(config)
+# Each cell's run file ends in its workload's config hash (joulegrid.config.identity): changed
+# settings are new files, the same settings find theirs (docs/architecture.md, "A cell's identity").
+GRID = JGG.expand(config, SPEC.hashes())
 CELL_PATHS = GRID.paths(RESULTS)
 REPORT_INDEX = f"{RESULTS}/report/index.html"
+
+
+def jg_stamp(name, text):
+    """<results>/.stamps/<name>.json holding text, rewritten (by the main Snakemake process, also in
+    a dry run) only when text changes (joulegrid.io.stamp): as the input of a rule it reruns that rule
+    exactly when the content changed, which profiles/default's rerun-triggers [mtime] would otherwise
+    hide (it ignores params). Cluster jobs (--mode remote) only read it."""
+    path = f"{RESULTS}/.stamps/{name}.json"
+    if workflow.is_main_process:
+        from joulegrid.io import stamp
+
+        stamp(path, text)
+    return path
+
+
+# The current configuration (config hash and identity per workload): aggregate's input, so that
+# returning to an earlier configuration, whose cells all exist, still rebuilds the summary for it.
+CURRENT_STAMP = jg_stamp("current", json.dumps(SPEC.current(), sort_keys=True, indent=1))
 
 # Forecast of the cells still to run from earlier results, and the budget: caps refuse here, before any job.
 if workflow.is_main_process:
@@ -78,7 +97,7 @@ def job_resources(mem_mb, runtime_min, gpus=0, group_size=1):
 
 
 # Grouping (docs/sites.md, "Many short cells"). Snakemake reads --group-components only after this
-# file is parsed: the group is set once the DAG is being built (resolve_cell_group), the group size
+# file is parsed: the group is set once the DAG is being built (resolve_measure_rule), the group size
 # is asked per job (an HTCondor job flavour covers the whole group). Local runs ignore groups
 # (Snakemake: "Group jobs: inactive (local execution)"); dry runs and cluster runs honour them.
 def cells_per_group():
@@ -87,14 +106,49 @@ def cells_per_group():
 
 
 @functools.cache
-def resolve_cell_group():
-    """Give rule measure its group: 'cells' when the run groups cells, else none (one cell per job).
+def resolve_measure_rule():
+    """Settle what rule measure can only know once Snakemake has read its settings, as plain values.
 
-    Called from the measure rule's input function: Snakemake reads --group-components after this
-    file is parsed but before it builds the DAG, and creating a job runs its input function before
-    anything asks for the job's group. Set once as a plain value, not a `group:` callable, which
-    Snakemake would call for every job (three times when it returns None: 4 s of a 10,000-cell dry run)."""
-    workflow.get_rule("measure").group = JGE.CELL_GROUP if cells_per_group() > 1 else None
+    - its group: 'cells' when the run groups cells, else none (one cell per job). Not a `group:`
+      callable, which Snakemake would call for every job (three times when it returns None: 4 s of
+      a 10,000-cell dry run);
+    - its `attempt` resource (run-cell's --attempt): a function of the job's attempt, which
+      Snakemake evaluates for every job (~430 Python calls per job in a dry run, of ~5,500); in
+      the main process of a run without retries every attempt is the first, so it becomes the
+      constant 1 (~110 calls; docs/benchmarks.md). Inside a cluster job it stays the function: Snakemake gives it the
+      attempt the submitting Snakemake passed (--attempt). (The shell command itself cannot be
+      changed here: Snakemake compiles it into the rule's code when it parses this file.)
+
+    Called from phase_inputs (rule cell_inputs' input function): Snakemake reads --group-components,
+    --retries and --attempt after this file is parsed but before it builds the DAG, every measure job
+    brings a cell_inputs job into the DAG, and Snakemake asks a job's group and resources only later."""
+    measure = workflow.get_rule("measure")
+    measure.group = JGE.CELL_GROUP if cells_per_group() > 1 else None
+    if workflow.is_main_process and not getattr(workflow.execution_settings, "retries", 0):
+        measure.resources["attempt"] = 1
+
+
+# The grid snapshot <results>/.grid/<hash of its content>.json: the settings of every workload of
+# this configuration (and its data, reference model, site facts), written once by the main process
+# when the run (or a dry run) starts; each job reads it with the cell's wildcards (joulegrid run-cell
+# --grid: the cell and its config hash come from the run file's path). So no setting is serialised
+# per job, and a job queued on a cluster reads the configuration it was planned with even if the
+# config changes meanwhile (a new configuration is another snapshot).
+JG_GRID = SPEC.snapshot_path(write=workflow.is_main_process)
+
+
+def phase_inputs(wc):
+    """What the cells of one configuration hash and phase read: the dataset, and for inference the
+    reference model (rule cell_inputs: one call per workload configuration and phase, not per cell)."""
+    resolve_measure_rule()
+    try:
+        workload = SPEC.workload_of(wc.chash)
+    except JGC.ConfigError as e:
+        raise WorkflowError(f"joulegrid: {e}") from None
+    ins = {"data": SPEC.data_path(workload)} if SPEC.data_path(workload) else {}
+    if wc.phase == "infer":
+        ins["model"] = SPEC.model_path(workload)
+    return ins
 
 
 # The site (recorded in every row, and the results/runs/<site>/ folder) must fit the executor:
@@ -147,6 +201,10 @@ onstart:
         workflow.remote_execution_settings.precommand = JGE.slurm_precommand(
             os.environ["JOULEGRID_HOME"], workflow.remote_execution_settings.precommand
         )
+    from joulegrid.quiet import condor_config_problem
+
+    if condor_config_problem(_executor):  # htcondor2's own warning about it is hidden (joulegrid/quiet.py)
+        raise WorkflowError(condor_config_problem(_executor))
     for _problem in (
         JGE.executor_problem(config["site"], SPEC.facts["scheduler"], _executor),
         JGE.threads_problem(config["measure"]["threads"], workflow.resource_settings.cores, _executor),
@@ -174,36 +232,3 @@ workflow.resource_scopes.update({"energy_meter": "local"})
 # inside jobs, measurements also take the host's meters one at a time.
 if not workflow.is_main_process and "energy_meter" not in workflow.global_resources:
     workflow.register_resource("energy_meter", 1)
-
-
-@functools.lru_cache(maxsize=None)
-def _cell_input_paths(workload, phase):
-    """Dataset (and reference model for inference) of a workload's cells: the same for every cell
-    of a workload and phase, so computed once (Snakemake asks once per job, 10,000 times in a big grid)."""
-    ins = {}
-    ds = SPEC.dataset(workload)
-    settings = SPEC.workload(workload)
-    if ds is not None:
-        ins["data"] = dataset_path(RESOURCES, *ds)
-    elif settings.get("data"):
-        ins["data"] = settings["data"]
-    if phase == "infer":
-        ins["model"] = f"{RESULTS}/models/{workload}/{SPEC.model_hash(workload)}.pt"
-    return tuple(ins.items())
-
-
-def cell_inputs(wc):
-    """Dataset (and reference model for inference) a cell reads."""
-    resolve_cell_group()
-    return {k: ancient(v) for k, v in _cell_input_paths(wc["workload"], wc["phase"])}
-
-
-def cli_inputs(wc, input):
-    """--data/--model arguments, shell-quoted."""
-    return " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in input.items())
-
-
-def cell_args(wc, input):
-    """A cell's --spec (its JSON spec) and --data/--model arguments, shell-quoted. One params
-    callable, not two: Snakemake's cost per callable and job is most of a big grid's dry run."""
-    return f"--spec {shlex.quote(SPEC.spec_json(JGG.cell_from_wildcards(wc)))} {cli_inputs(wc, input)}"

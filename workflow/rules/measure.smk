@@ -1,26 +1,21 @@
 # The fan-out: one job per grid cell, each writing one result file.
 
 
-def _ref_spec(wc):
-    cell = JGG.Cell(config["site"], wc.workload, "train", "cpu", "fp32", "baseline", min(config["grid"]["batch_sizes"]), 0)
-    return SPEC.spec_json(cell)
-
-
 def _ref_inputs(wc):
-    return {k: v for k, v in cell_inputs(dict(wc, phase="train", device="cpu", precision="fp32", batch="1", repeat="0", site=config["site"])).items() if k == "data"}
+    """The dataset the workload's reference model trains on (one call per workload)."""
+    data = SPEC.data_path(wc.workload)
+    return {"data": ancient(data)} if data else {}
 
 
 rule train_reference:
     """fp32 model that inference cells load (trained once per workload settings; not measured)."""
     input:
         unpack(_ref_inputs),
+        grid=ancient(JG_GRID),
     output:
         f"{RESULTS}/models/{{workload}}/{{mhash}}.pt",
     log:
         f"{RESULTS}/logs/train_reference/{{workload}}-{{mhash}}.log",
-    params:
-        spec=_ref_spec,
-        io=cli_inputs,
     threads: config["measure"]["threads"]
     resources:
         **job_resources(config["job"]["mem_mb"], config["job"]["runtime_min"]),
@@ -28,22 +23,39 @@ rule train_reference:
     conda:
         JG_CONDA_ENV
     shell:
-        "{JG} train-reference --spec {params.spec:q} {params.io} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "{JG} train-reference --grid {input.grid:q} --workload {wildcards.workload} --out {output:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule cell_inputs:
+    """What the cells of one configuration (config hash) and phase read: the prepared dataset and, for
+    inference, the reference model. One small local job per workload configuration and phase, so
+    that rule measure's inputs are plain patterns, with no function evaluated per cell."""
+    input:
+        unpack(phase_inputs),
+    output:
+        f"{RESULTS}/.grid/{{chash}}/{{phase}}.inputs.json",
+    localrule: True
+    run:
+        from joulegrid.io import stamp
+
+        stamp(output[0], json.dumps(dict(input.items()), sort_keys=True) + "\n")
 
 
 rule measure:
-    """Measure one cell: results/runs/<site>/<workload>/<phase>/<device>/<precision>/bs<B>/r<k>.parquet"""
+    """Measure one cell: results/runs/<site>/<workload>/<phase>/<device>/<precision>/bs<B>/r<k>-<config hash>.parquet
+
+    Plain patterns only (docs/architecture.md, "The lean measure rule"): the grid snapshot (the
+    settings) and its configuration's inputs for this phase; run-cell takes the cell from the run
+    file's path. Both inputs are ancient(): a new snapshot or re-prepared data never re-measures."""
     input:
-        unpack(cell_inputs),
+        ancient(f"{RESULTS}/.grid/{{chash}}/{{phase}}.inputs.json"),
     output:
-        protected(f"{RESULTS}/{JGG.RUN_PATTERN}"),
+        protected(f"{RESULTS}/runs/{JGG.cell_pattern(config['site'])}.parquet"),
     log:
-        f"{RESULTS}/logs/runs/{{site}}/{{workload}}/{{phase}}/{{device}}/{{precision}}/bs{{batch}}/r{{repeat}}.log",
-    params:
-        cell=cell_args,
+        f"{RESULTS}/logs/runs/{JGG.cell_pattern(config['site'])}.log",
     threads: config["measure"]["threads"]
     # Cluster runs with `group-components: [cells=N]` (site profiles, docs/sites.md) submit N cells
-    # as one job that measures them one after the other; no group otherwise (resolve_cell_group, common.smk).
+    # as one job that measures them one after the other; no group otherwise (resolve_measure_rule, common.smk).
     resources:
         # mem/runtime/GPUs mean the same on every executor (job_resources in common.smk); cuda
         # cells request job.gpus GPUs (slurm --gpus, htcondor request_gpus), a grid without cuda none
@@ -53,7 +65,7 @@ rule measure:
             gpus=(lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0) if "cuda" in config["grid"]["devices"] else 0,
             group_size=cells_per_group,
         ),
-        attempt=lambda wc, attempt: attempt,
+        attempt=lambda wc, attempt: attempt,  # the constant 1 without retries (resolve_measure_rule, common.smk)
         energy_meter=1,
     conda:
         JG_CONDA_ENV
@@ -64,6 +76,6 @@ rule measure:
     # "$@" holds the arguments both commands share: Snakemake formats this command for every job
     # it lists, and each placeholder costs (a 10,000-cell dry run formats it 30,000 times).
     shell:
-        "set -- {params.cell} --out {output:q} --attempt {resources.attempt}; L={log:q}; "
-        "{JG} run-cell \"$@\" --threads {threads} > \"$L\" 2>&1 "
-        "|| {JG} record-failure \"$@\" --exit-code $? --log \"$L\" --retries ${{JOULEGRID_RETRIES:-0}} >> \"$L\" 2>&1"
+        f"set -- --grid {shlex.quote(JG_GRID)} --out {{output:q}} --attempt {{resources.attempt}}; L={{log:q}}; "
+        f"{JG} run-cell \"$@\" --threads {{threads}} > \"$L\" 2>&1 "
+        f"|| {JG} record-failure \"$@\" --exit-code $? --log \"$L\" --retries ${{{{JOULEGRID_RETRIES:-0}}}} >> \"$L\" 2>&1"

@@ -4,6 +4,14 @@ Fast path: one polars read of all files. If that fails (a truncated file, a file
 schema version), every file is checked on its own and the bad ones are reported by path and
 left out -- unless strict, then the first one is an error. Runs from several sites merge as
 long as they share the schema version.
+
+With the current configuration (``--current``: the config hash the configuration gives every
+workload -- those of the grid, those it defines, the built-in ones --, written by the Snakefile to
+<results>/.stamps/current.json) the summary holds the runs of that configuration only -- of every
+site, since the site is not part of the hash, and of workloads measured by another run of the same
+configuration (a campaign split by workload) -- and the runs of any other configuration (before an
+edit of the config, another seed, copied from elsewhere) go to ``summary.other-configs.parquet``:
+kept, listed by the report, never averaged with the current ones.
 """
 
 from __future__ import annotations
@@ -25,6 +33,35 @@ class AggregateResult:
     n_files: int
     n_rows: int
     problems: list[tuple[str, str]] = field(default_factory=list)
+    n_other: int = 0  # runs of other configurations (summary.other-configs.parquet)
+
+
+def other_path(summary: str | Path) -> Path:
+    """Where the runs of other configurations go, next to the summary."""
+    p = Path(summary)
+    return p.with_name(p.name.removesuffix(".parquet") + ".other-configs.parquet")
+
+
+def read_current(path: str | Path) -> dict[str, str]:
+    """{workload: config hash} from the Snakefile's current-configuration stamp (SpecBuilder.current)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return {w: v["config_hash"] for w, v in data.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise AggregateError(f"--current {path}: not a joulegrid current-configuration file ({type(e).__name__}: {e})") from None
+
+
+def split_current(df, current: dict[str, str] | None):
+    """(runs of the current configuration, runs of any other): a run is current when its config_hash
+    is the one the current configuration gives its workload. None: every run is current."""
+    import polars as pl
+
+    if current is None:
+        return df, df.clear()
+    pairs = pl.DataFrame({"workload": list(current), "config_hash": list(current.values())}, schema={"workload": pl.String, "config_hash": pl.String})
+    cur = df.join(pairs, on=["workload", "config_hash"], how="semi", maintain_order="left")
+    other = df.join(pairs, on=["workload", "config_hash"], how="anti", maintain_order="left")
+    return cur, other
 
 
 def _check_file(path: str) -> str | None:
@@ -78,7 +115,16 @@ def read_runs(files: list[str], strict: bool = False):
     return df, problems
 
 
-def aggregate(runs_dir: str, out: str, strict: bool = False, problems_out: str | None = None) -> AggregateResult:
+def aggregate(
+    runs_dir: str,
+    out: str,
+    strict: bool = False,
+    problems_out: str | None = None,
+    current: dict[str, str] | None = None,
+    other_out: str | None = None,
+) -> AggregateResult:
+    """Write the summary (the current configuration's runs, or every run when current is None), the
+    runs of other configurations and the problems list; returns the counts."""
     from ..io import write_table
 
     files = run_files(runs_dir)
@@ -90,10 +136,12 @@ def aggregate(runs_dir: str, out: str, strict: bool = False, problems_out: str |
         for rid, n in dup.iter_rows():
             problems.append((rid, f"run_id found in {n} files (a copied run file?); kept once"))
         df = df.unique(subset="run_id", keep="first", maintain_order=True)
+    df, other = split_current(df, current)
     write_table(df.to_arrow().cast(S.arrow_schema()), out)
+    write_table(other.to_arrow().cast(S.arrow_schema()), other_out or other_path(out))
     problems_path = problems_out or str(Path(out).with_suffix(".problems.json"))
     from ..io import atomic_path
 
     with atomic_path(problems_path, suffix=".json") as tmp:
         Path(tmp).write_text(json.dumps([{"path": p, "problem": w} for p, w in problems], indent=1))
-    return AggregateResult(len(files), df.height, problems)
+    return AggregateResult(len(files), df.height, problems, other.height)

@@ -13,6 +13,7 @@ from typing import Callable
 import altair as alt
 import polars as pl
 
+from ..grid import BASELINE_VARIANT, PRECISIONS, VARIANTS
 from . import CHART_NAMES
 from . import metrics as M
 from .settings import AnalysisSettings
@@ -22,7 +23,38 @@ SOURCE_DOMAIN = ["measured", "estimated"]
 # an outer circle and an inner one drawn the other way round, so the middle stays empty.
 RING = "M -1 0 A 1 1 0 1 0 1 0 A 1 1 0 1 0 -1 0 Z M -0.6 0 A 0.6 0.6 0 1 1 0.6 0 A 0.6 0.6 0 1 1 -0.6 0 Z"
 SOURCE_SHAPE = alt.Scale(domain=SOURCE_DOMAIN, range=["circle", RING])
-PALETTE = "tableau10"
+
+# One colour per precision in every chart and every report: a fixed domain (every precision and
+# variant joulegrid knows, in grid order) with fixed colours, not a scheme that hands colours out in
+# the order values appear (fp32 was orange in one report, red in another). Other variants than the
+# baseline are lighter shades of their precision's colour, one shade per variant.
+PRECISION_COLOURS = {
+    "fp64": "#7b4fa0",
+    "fp32": "#4c78a8",
+    "bf16": "#f58518",
+    "fp16": "#54a24b",
+    "fp16_noscaler": "#1c8a86",
+    "int8": "#e45756",
+}
+assert set(PRECISION_COLOURS) == set(PRECISIONS), "give every precision of joulegrid.grid.PRECISIONS a colour"
+
+
+def variant_colour(precision: str, variant: str) -> str:
+    """The colour of precision+variant: the precision's colour for the baseline, lighter for the others."""
+    base = PRECISION_COLOURS[precision]
+    k = [BASELINE_VARIANT, *[v for v in VARIANTS if v != BASELINE_VARIANT]].index(variant)
+    t = 0.55 * k / max(1, len(VARIANTS) - 1)  # towards white
+    rgb = [int(base[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * t):02x}" for c in rgb)
+
+
+PRECISION_DOMAIN = [p if v == BASELINE_VARIANT else f"{p}+{v}" for v in VARIANTS for p in PRECISIONS]
+PRECISION_RANGE = [variant_colour(p, v) for v in VARIANTS for p in PRECISIONS]
+
+
+def precision_colour(field: str = "precision_variant:N") -> alt.Color:
+    """The colour encoding of a precision (+variant) field: the same colour for a precision everywhere."""
+    return alt.Color(field, title="precision", scale=alt.Scale(domain=PRECISION_DOMAIN, range=PRECISION_RANGE))
 
 
 def _source_shape() -> alt.Shape:
@@ -32,7 +64,7 @@ def _source_shape() -> alt.Shape:
 def _points(base: alt.Chart, field: str = "precision_variant:N", **kw) -> alt.Chart:
     """Points in the series colour: a disk where the energy was measured, a ring where it is an estimate."""
     return base.mark_point(size=kw.pop("size", 110), filled=True, opacity=1).encode(
-        color=alt.Color(field, title="precision", scale=alt.Scale(scheme=PALETTE)), shape=_source_shape(), **kw
+        color=precision_colour(field), shape=_source_shape(), **kw
     )
 
 
@@ -71,8 +103,7 @@ def energy_per_sample(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
         "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "lo", "hi", "samples_per_s", "energy_method",
         "energy_source", "hostname", "precision_native", "precision_backend",
     ])  # fmt: skip
-    color = alt.Color("precision_variant:N", title="precision", scale=alt.Scale(scheme=PALETTE))
-    base = alt.Chart().encode(x=alt.X("batch_size:O", title="batch size"), color=color)
+    base = alt.Chart().encode(x=alt.X("batch_size:O", title="batch size"), color=precision_colour())
     y = alt.Y("energy_per_sample_j:Q", title="energy per sample (J)", scale=alt.Scale(type="log", zero=False))
     tooltip = [
         "workload", "phase_device", "site", "precision_variant", "batch_size", "repeats",
@@ -151,16 +182,22 @@ def time_to_target(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     )  # fmt: skip
     if curves.height == 0:
         return no_data(title, "training runs recorded no per-epoch wall times")
-    color = alt.Color("precision_variant:N", title="precision", scale=alt.Scale(scheme=PALETTE))
     x = alt.X("epoch_wall_s:Q", title="cumulative wall time (s)")
     y = alt.Y("epoch_quality:Q", title="quality", scale=alt.Scale(zero=False))
     tooltip = ["run", "epoch", alt.Tooltip("epoch_wall_s:Q", format=".2f"), alt.Tooltip("epoch_quality:Q", format=".4g"),
                alt.Tooltip("target:Q", format=".4g"), "reached"]  # fmt: skip
-    base = alt.Chart().encode(x=x, y=y, color=color)
+    base = alt.Chart().encode(x=x, y=y, color=precision_colour())
     lines = base.mark_line(opacity=0.7).encode(detail="run:N", strokeDash=alt.StrokeDash("batch_size:O", title="batch size"))
     pts = base.mark_point(size=30, filled=True).encode(detail="run:N", tooltip=tooltip)
     hit = base.transform_filter("datum.reached").mark_point(size=140, filled=True, opacity=0.9).encode(tooltip=tooltip)
-    rule = alt.Chart().mark_rule(strokeDash=[2, 2], color="#333").encode(y="mean(target):Q")
+    # one dotted rule per distinct target of the workload's runs (a mean of two targets is a target
+    # nobody set); its tooltip says which runs have it
+    rule = (
+        alt.Chart()
+        .transform_aggregate(runs="distinct(run)", groupby=["target"])
+        .mark_rule(strokeDash=[2, 2], color="#333")
+        .encode(y="target:Q", tooltip=[alt.Tooltip("target:Q", format=".4g"), alt.Tooltip("runs:Q", title="runs with this target")])
+    )
     return (
         alt.layer(lines, pts, hit, rule, data=curves)
         .properties(width=360, height=230)
@@ -225,7 +262,7 @@ def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     base = alt.Chart().encode(y=alt.Y("config:N", title=None, sort=alt.EncodingSortField("mwh_per_day", order="descending")))
     bars = base.mark_bar(stroke="#333", strokeWidth=1).encode(
         x=alt.X("mwh_per_day:Q", title="MWh per day"),
-        color=alt.Color("precision_variant:N", title="precision", scale=alt.Scale(scheme=PALETTE)),
+        color=precision_colour(),
         opacity=alt.Opacity("energy_source:N", scale=alt.Scale(domain=SOURCE_DOMAIN, range=[0.95, 0.35]),
                             title="energy (pale = estimated)"),
         tooltip=["config", alt.Tooltip("jobs_per_day:Q", format=",.0f"), alt.Tooltip("samples_per_job:Q", title="samples/job", format=",.0f"),

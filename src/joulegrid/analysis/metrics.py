@@ -28,10 +28,11 @@ import polars as pl
 from ..grid import BASELINE_PRECISION, BASELINE_VARIANT
 from . import NOISY_CV
 
-# A cell without its repeat index: the unit repeats are averaged over.
-CELL_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size")
+# A cell without its repeat index: the unit repeats are averaged over. Runs of two configurations
+# (config_hash: other settings, seed, ...) of the same cell are two cells, never averaged.
+CELL_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "config_hash")
 # What a baseline shares with the cells compared to it (everything but precision and variant).
-BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size")
+BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size", "config_hash")
 J_PER_KWH = 3.6e6
 
 # Two-sided 95 % Student-t quantiles t(0.975, dof) for small samples; 1.96 (normal) beyond 30.
@@ -129,7 +130,6 @@ def cell_stats(df: pl.DataFrame, noisy_cv: float = NOISY_CV) -> pl.DataFrame:
         flops_per_sample_fwd=pl.col("flops_per_sample_fwd").mean(),
         flops_per_sample_train=pl.col("flops_per_sample_train").mean(),
         flops_per_s=pl.col("flops_per_s").mean(),
-        config_hash=pl.col("config_hash").drop_nulls().first(),
         # emulated if any repeat ran emulated; null when no run knew
         precision_native=pl.when(pl.col("precision_native").is_null().all())
         .then(None)

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import config as CFG
 from .. import grid as G
 
@@ -74,7 +72,7 @@ class Forecast:
         methods = Counter(c.method for c in self.cells)
         how = ", ".join(f"{n} by {m}" for m, n in sorted(methods.items()))
         s = (
-            f"{self.to_run} cell(s) to run ({self.done} already measured): forecast {t['core_hours']:.3g} core-h, "
+            f"{self.to_run} cell(s) to measure ({self.done} already measured): forecast {t['core_hours']:.3g} core-h, "
             f"{t['gpu_hours']:.3g} GPU-h, {t['kwh']:.3g} kWh, {t['kg_co2']:.3g} kgCO2e"
             f" from {self.measured_cells} measured cell(s) ({how or 'none forecast'})"
         )
@@ -190,14 +188,21 @@ def forecast(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any], earlie
 
 
 def load_earlier(results: str):
-    """Earlier results: <results>/summary.parquet as a polars frame, or None when absent or unreadable."""
+    """Earlier results: <results>/summary.parquet and the runs of other configurations next to it
+    (summary.other-configs.parquet: another seed or epochs still predicts a cell's cost) as one
+    polars frame, or None when absent or unreadable."""
+    from .aggregate import other_path
+
     p = Path(results) / "summary.parquet"
     if not p.is_file():
         return None
     import polars as pl
 
     try:
-        return pl.read_parquet(p)
+        frames = [pl.read_parquet(p)]
+        if other_path(p).is_file():
+            frames.append(pl.read_parquet(other_path(p)))
+        return pl.concat(frames, how="diagonal_relaxed")
     except Exception as e:  # noqa: BLE001
         print(f"joulegrid: cannot read {p} for the forecast ({type(e).__name__}: {e}); no forecast", file=sys.stderr)
         return None
@@ -243,24 +248,39 @@ def snakemake_check(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any])
 
 
 # ------------------------------------------------------------------ CLI
-def _overrides(items: list[str]) -> dict:
-    out = {}
-    for it in items:
-        k, sep, v = it.partition("=")
-        if not sep:
-            raise CFG.ConfigError(f"--config {it!r}: expected KEY=VALUE")
-        out[k] = yaml.safe_load(v)
-    return out
+def plan_json(config: dict[str, Any], sites: dict[str, Any]) -> dict[str, Any]:
+    """What `joulegrid plan --json` prints: the run file of every cell (config hash included), the
+    excluded cells with reasons, each workload's config hash and identity (the settings it stands for)."""
+    sb = CFG.SpecBuilder(config, sites)
+    g = G.expand(config, sb.hashes())
+    results = config["results"]
+    return {
+        "site": config["site"],
+        "cells": [c.path(results) for c in g.cells],
+        "measured": [c.path(results) for c in g.cells if os.path.exists(c.path(results))],
+        "excluded": [{"cell": e.cell.id, "reason": e.reason} for e in g.excluded],
+        "workloads": sb.current(),
+    }
 
 
 def plan(args) -> int:
-    config, sites = CFG.load(args.configfile, _overrides(args.config))
-    g = G.expand(config)
+    config, sites = CFG.load(args.configfile, args.config, replace_workflow_config=getattr(args, "replace_workflow_config", False))
     out = sys.stdout
-    print(f"site {config['site']}: {len(g.cells)} cell(s) to measure, {len(g.excluded)} excluded", file=out)
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps(plan_json(config, sites), indent=1), file=out)
+        return 0
+    sb = CFG.SpecBuilder(config, sites)
+    g = G.expand(config, sb.hashes())
+    done = sum(os.path.exists(c.path(config["results"])) for c in g.cells)
+    print(f"site {config['site']}: {len(g.cells)} cell(s) in the grid, {len(g.excluded)} excluded; "
+          f"{done} already measured, {len(g.cells) - done} to measure", file=out)  # fmt: skip
     for axis, counts in g.counts().items():
         vals = ", ".join(f"{k} ({v})" for k, v in counts.items())
         print(f"  {axis:<11} {vals}", file=out)
+    hashes = ", ".join(f"{w} {h}" for w, h in sb.hashes().items())
+    print(f"config hash per workload (run files end in -<hash>.parquet): {hashes}", file=out)
     if g.excluded:
         reasons = Counter(e.reason for e in g.excluded)
         print("exclusions:", file=out)

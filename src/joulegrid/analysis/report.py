@@ -337,6 +337,28 @@ def _precision_notes(rel: pl.DataFrame) -> str:
     return "".join(out)
 
 
+def _other_configs(other: pl.DataFrame, df: pl.DataFrame) -> str:
+    """The runs of other configurations (aggregate --current): named per site, workload and config
+    hash with what tells them apart in the rows, never averaged with the current ones."""
+    current = df.group_by("workload").agg(pl.col("config_hash").drop_nulls().unique().sort().str.join(", ")).sort("workload")
+    cur = "; ".join(f"{w} {h}" for w, h in current.iter_rows()) or "none measured yet"
+    uniq = lambda c: pl.col(c).drop_nulls().unique().sort().cast(pl.String).str.join(", ")  # noqa: E731
+    t = (
+        other.group_by("site", "workload", "config_hash")
+        .agg(runs=pl.len(), cells=pl.col("cell_id").n_unique(), phases=uniq("phase"), seeds=uniq("seed"),
+             epochs=uniq("epochs"), target_quality=uniq("target_quality"), dataset_rows=uniq("dataset_rows"),
+             first_finished=pl.col("finished_at").min(), last_finished=pl.col("finished_at").max())
+        .sort("workload", "site", "last_finished")
+    )  # fmt: skip
+    return (
+        f"<p class='note'>{other.height} run(s) measured with other settings than the current configuration "
+        "(another config hash: an earlier version of the config, another seed or epochs, or run files copied from "
+        f"elsewhere). They are kept in <code>summary.other-configs.parquet</code> and are <b>not</b> in the charts and "
+        f"tables above, which show the current configuration only (config hash per workload: {html.escape(cur)}).</p>"
+        + table_html(t)
+    )
+
+
 def _environment(df: pl.DataFrame) -> str:
     if df.height == 0:
         return "<p><em>no runs</em></p>"
@@ -372,13 +394,18 @@ def build_report(
     problems_file: str | None = None,
     settings: AnalysisSettings | None = None,
     results_dir: str | None = None,
+    other_file: str | None = None,
 ) -> str:
+    from .aggregate import other_path
+
     st = settings or AnalysisSettings.defaults()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     p = Path(summary)
     res_dir = Path(results_dir) if results_dir else p.parent
     df, load_notes = load_summary(p)
+    op = Path(other_file) if other_file else other_path(p)
+    other = load_summary(op)[0] if op.is_file() else pl.DataFrame(schema=S.polars_schema())
     problems: list[dict] = []
     pf = Path(problems_file) if problems_file else p.with_suffix(".problems.json")
     if pf.is_file():
@@ -394,6 +421,8 @@ def build_report(
     nav = [("summary", "Summary"), ("charts", "Charts"), ("fleet", "Fleet what-if"), ("tables", "Metrics"),
            ("scheduler", "Scheduler"), ("hotspots", "Hotspots"), ("missing", "Missing & failures"),
            ("measured", "How measured"), ("environment", "Environment")]  # fmt: skip
+    if other.height:
+        nav.insert(-2, ("other-configs", "Other configurations"))
     sec: list[str] = []
 
     # ---- summary
@@ -526,6 +555,11 @@ def build_report(
     ))  # fmt: skip
     if not problems and not missing_base.height and not not_ok.height and df.height:
         sec.append("<p class='ok'>Nothing missing: every run file was read, every comparison has its baseline, every run finished ok.</p>")
+
+    # ---- runs of other configurations
+    if other.height:
+        sec.append(f"<h2 id='other-configs'>Other configurations ({other.height} run(s))</h2>")
+        sec.append(_other_configs(other, df))
 
     # ---- how measured / environment
     sec.append("<h2 id='measured'>How measured</h2><p class='caption'>Energy method per site and host. "

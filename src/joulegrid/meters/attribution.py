@@ -272,10 +272,10 @@ class Context:
 
 
 def node_shared(u: Usage, threshold: float = SHARED_ABOVE) -> bool:
-    """True when other processes used more than `threshold` of the node's CPU capacity."""
+    """True when other processes used at least `threshold` of the node's CPU capacity (0: always shared)."""
     if u.node_total_s <= 0:
         return True
-    return max(u.node_busy_s - u.job_cpu_s, 0.0) / u.node_total_s > threshold
+    return max(u.node_busy_s - u.job_cpu_s, 0.0) / u.node_total_s >= threshold
 
 
 def attributable(r: Reading) -> str | None:

@@ -21,10 +21,17 @@
   interval twice (seen here: a 1-s window with the 20 W RAM model read 40 J instead of 20 J in one
   window of three). ``_serialise`` makes the periodic and the final samples take one lock, so the
   final one sees the updated time stamp.
-- Hardware detection costs 1.4-2.7 s the first time in a process; ``prepare()`` does it in a
-  background thread while the job sets up, and later trackers reuse codecarbon's cached results
-  (~25 ms). A codecarbon tracker cannot be restarted after ``stop()``, so each window gets a new
-  tracker.
+- Hardware detection costs 1.4-2.7 s the first time in a process (codecarbon's CPU table, read
+  with pandas); ``prepare()`` does it in a background thread while the job sets up, and later
+  trackers reuse codecarbon's cached results (~25 ms). A codecarbon tracker cannot be restarted
+  after ``stop()``, so each window gets a new tracker.
+- Across cells: the detection's result (codecarbon's own in-process cache entry: RAM, CPU and GPU
+  tracking modes, CPU model and TDP) is stored per host (joulegrid.hostcache, under
+  <resources>/hosts/<host>/) by the first cell on a node and handed back to codecarbon's cache by
+  the next ones, so they skip the detection and its pandas import; the trackers are then exactly
+  those the detection builds. ``force_cpu_power`` / ``force_ram_power`` are not used: in codecarbon
+  3.x a forced CPU power still runs the CPU table look-up, and it turns off codecarbon's RAPL
+  reading on hosts that have RAPL.
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
+from .. import hostcache
 from .base import Meter, MeterUnavailable, Reading
 
 KWH = 3.6e6
@@ -72,6 +81,46 @@ def _serialise(tracker):
     tracker._measure_power_and_energy = measure  # used by stop() / flush() (instance attribute wins)
     sched.function = measure  # used by the periodic sampler thread
     return tracker
+
+
+def _detection_key(tracker) -> tuple[Any, dict[str, Any]]:
+    """(codecarbon's in-process cache key of this tracker, the per-host cache key: that key and codecarbon's version)."""
+    import codecarbon
+    from codecarbon.core import hardware_cache
+
+    key = hardware_cache.make_key(tracker)
+    return key, {"codecarbon": codecarbon.__version__, "detection_key": repr(key)}
+
+
+def _seed_detection(tracker) -> bool:
+    """Hand this host's stored detection result to codecarbon's in-process cache; True if there was one."""
+    try:
+        from codecarbon.core import hardware_cache
+
+        key, host_key = _detection_key(tracker)
+        plan = hostcache.load("codecarbon-detection", host_key)
+        if plan is None:
+            return False
+        with hardware_cache._cache_lock:
+            hardware_cache._plans.setdefault(key, hardware_cache._HardwarePlan(**plan))
+        return True
+    except Exception:  # noqa: BLE001 - another codecarbon version: detect as usual
+        return False
+
+
+def _store_detection(tracker) -> None:
+    """Store the detection codecarbon just cached for this tracker's settings, for the next cells on this host."""
+    try:
+        import dataclasses
+
+        from codecarbon.core import hardware_cache
+
+        key, host_key = _detection_key(tracker)
+        plan = hardware_cache._plans.get(key)
+        if plan is not None:
+            hostcache.save("codecarbon-detection", host_key, dataclasses.asdict(plan))
+    except Exception:  # noqa: BLE001 - a cache: never fail a measurement for it
+        pass
 
 
 class CodecarbonMeter(Meter):
@@ -124,7 +173,10 @@ class CodecarbonMeter(Meter):
         if self._fresh is not None:
             return
         t = self._new()
-        t.get_detected_hardware()  # the expensive hardware detection, cached for later trackers
+        known = _seed_detection(t)  # this host's detection, stored by an earlier cell
+        t.get_detected_hardware()  # the expensive hardware detection (unless seeded), cached for later trackers
+        if not known:
+            _store_detection(t)
         self._cpu = cpu_method(t)
         self._fresh = t
 
