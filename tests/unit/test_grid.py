@@ -88,8 +88,8 @@ def test_compiled_variant_expands_with_its_path():
     assert {(x.precision, x.variant) for x in g.cells} == {
         ("fp32", "baseline"), ("bf16", "baseline"), ("int8", "baseline"), ("fp32", "compiled"), ("bf16", "compiled")}  # fmt: skip
     assert [e.cell.precision_segment for e in g.excluded] == ["int8+compiled"] * 2
-    cell = G.Cell("local", "baler_ae", "infer", "cpu", "fp32", "compiled", 256, 0)
-    assert cell.path() == "results/runs/local/baler_ae/infer/cpu/fp32+compiled/bs256/r0.parquet"
+    cell = G.Cell("local", "baler_ae", "infer", "cpu", "fp32", "compiled", 256, 0).with_hash(H)
+    assert cell.path() == f"results/runs/local/baler_ae/infer/cpu/fp32+compiled/bs256/r0-{H}.parquet"
     assert G.cell_from_path(cell.path()) == cell
 
 
