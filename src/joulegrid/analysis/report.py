@@ -51,6 +51,11 @@ CHART_TEXT = {
         "the configured jobs per day at each site (MWh/day, PUE included); the label is the change against the fp32 "
         "baseline of the same workload, phase, device and batch size.",
     ),
+    "sites": (
+        "Sites",
+        "CO2 per 1,000 samples of each cell measured at two sites or more, one line per precision and batch size "
+        "across the sites; rings are estimated energies.",
+    ),
 }
 assert set(CHART_TEXT) == set(CHART_NAMES)
 
@@ -359,7 +364,7 @@ def _other_configs(other: pl.DataFrame, df: pl.DataFrame) -> str:
     )
 
 
-def sites_section(df: pl.DataFrame, st: AnalysisSettings) -> str:
+def sites_section(df: pl.DataFrame, st: AnalysisSettings, chart: str = "") -> str:
     """The Sites section: the same cell side by side across sites (metrics.site_comparison) and where to
     run each workload (metrics.where_to_run), from the summary's rows (the current configuration's)."""
     comp = M.site_comparison(df, st.sites)
@@ -373,7 +378,7 @@ def sites_section(df: pl.DataFrame, st: AnalysisSettings) -> str:
         why = (f"one site only ({html.escape(', '.join(sites))})" if len(sites) == 1 else "no cell was measured at two sites") if sites else "no runs"
         out.append(f"<p><em>Nothing to compare: {why}. Merge another site's results (docs/sites.md, \"Merging sites\": "
                    "copy its results/runs/&lt;site&gt;/ here or <code>joulegrid import</code>, then <code>snakemake</code>).</em></p>")  # fmt: skip
-        return "".join(out)
+        return "".join(out + [f"<div hidden>{chart}</div>"])  # the chart element (a "no data" chart) stays in the page
     where = M.where_to_run(comp)
     out.append(f"<h3>Where to run each workload</h3><p class='caption'>Criterion: {html.escape(M.WHERE_TO_RUN_CRITERION)}.</p>")
     lines = []
@@ -388,6 +393,7 @@ def sites_section(df: pl.DataFrame, st: AnalysisSettings) -> str:
         lines.append(f"<li>{text}</li>")
     out.append(f"<ul class='where'>{''.join(lines)}</ul>")
     out.append(table_html(where))
+    out.append(chart)
     out.append("<h3>The same cell at each site</h3>")
     out.append(table_html(comp.drop("config_hash")))
     return "".join(out)
@@ -502,7 +508,7 @@ def build_report(
     sec.append("<h2 id='charts'>Charts</h2><p class='caption'>Hover a mark for its details.</p>")
     sec.append(_precision_notes(rel))
     for name in CHART_NAMES:
-        if name != "fleet_whatif" and name != "scheduler_overhead":
+        if name not in ("fleet_whatif", "scheduler_overhead", "sites"):
             sec.append(chart_html[name])
 
     # ---- fleet
@@ -553,7 +559,7 @@ def build_report(
     sec.append(table_html(M.scheduler_view(df)))
 
     # ---- sites
-    sec.append(sites_section(df, st))
+    sec.append(sites_section(df, st, chart_html["sites"].split("</h3>", 1)[1]))
 
     # ---- hotspots
     sec.append("<h2 id='hotspots'>Hotspots</h2>")
