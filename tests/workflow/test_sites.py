@@ -12,11 +12,9 @@
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import subprocess
-import sys
-from datetime import timezone
 from pathlib import Path
 
 import polars as pl
@@ -90,9 +88,13 @@ def test_copied_site_folder_merges_with_the_main_command(trees, work):
     b_ids = set(rows(trees["B"] / "results")["run_id"])
     summary = work / "results" / "summary.parquet"
     assert set(pl.read_parquet(summary)["run_id"]) == a_ids
-    # copied as rsync -a does: the files keep the other site's (older) modification times
+    # copied as rsync -a does: the files keep the other site's modification times, here those of a site
+    # that finished an hour before this one (older than every output here: mtime triggers see nothing)
     shutil.copytree(trees["B"] / "results" / "runs" / "slurm", work / "results" / "runs" / "slurm")
     copied = G.run_files(work / "results" / "runs" / "slurm")
+    earlier = min(Path(f).stat().st_mtime for f in G.run_files(work / "results" / "runs" / "local")) - 3600
+    for f in copied:
+        os.utime(f, (earlier, earlier))
     assert len(copied) == 2 and all(Path(f).stat().st_mtime < summary.stat().st_mtime for f in copied)
 
     proc = snakemake(work, "--cores", "2", configfile=work / "config.yaml")
@@ -116,7 +118,7 @@ def test_import_takes_another_tree_with_its_checks(trees, work):
         assert (work / "results" / rel).read_bytes() == f.read_bytes()
         hs = b / "hotspots" / rel.relative_to("runs")
         assert hs.is_file() and (work / "results" / hs.relative_to(b)).read_bytes() == hs.read_bytes()
-        log = b / "logs" / rel.relative_to("runs").with_suffix(".log")
+        log = b / "logs" / rel.with_suffix(".log")  # logs/runs/<file id>.log
         assert (work / "results" / log.relative_to(b)).read_bytes() == log.read_bytes()
     assert len(set(G.run_files(work / "results" / "runs")) - before) == 2
 
@@ -157,7 +159,8 @@ def test_import_refuses_a_site_name_of_another_machine_until_renamed(trees, tree
     got = rows(work / "results").filter(pl.col("site") == "laptop2")
     assert sorted(got["run_id"]) == sorted(c_rows["run_id"])
     assert all(cid.startswith("laptop2/") for cid in got["cell_id"]) and set(got["hostname"]) == {"laptop2"}
-    assert all(Path(f).parts[-8] == "laptop2" for f in G.run_files(work / "results" / "runs" / "laptop2"))
+    moved = G.run_files(work / "results" / "runs" / "laptop2")
+    assert len(moved) == 2 and all(G.cell_from_path(f).site == "laptop2" for f in moved)
     # everything else of the row is kept
     for r in got.iter_rows(named=True):
         orig = c_rows.filter(pl.col("run_id") == r["run_id"]).row(0, named=True)

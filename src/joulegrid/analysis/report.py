@@ -378,7 +378,7 @@ def sites_section(df: pl.DataFrame, st: AnalysisSettings, chart: str = "") -> st
         why = (f"one site only ({html.escape(', '.join(sites))})" if len(sites) == 1 else "no cell was measured at two sites") if sites else "no runs"
         out.append(f"<p><em>Nothing to compare: {why}. Merge another site's results (docs/sites.md, \"Merging sites\": "
                    "copy its results/runs/&lt;site&gt;/ here or <code>joulegrid import</code>, then <code>snakemake</code>).</em></p>")  # fmt: skip
-        return "".join(out + [f"<div hidden>{chart}</div>"])  # the chart element (a "no data" chart) stays in the page
+        return "".join(out + [chart])  # a "no data" chart, as the other sections show
     where = M.where_to_run(comp)
     out.append(f"<h3>Where to run each workload</h3><p class='caption'>Criterion: {html.escape(M.WHERE_TO_RUN_CRITERION)}.</p>")
     lines = []
