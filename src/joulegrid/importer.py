@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .grid import NAME_RE, Cell, cell_from_path, run_files
@@ -100,10 +100,7 @@ def _existing(results: Path) -> tuple[dict[str, Path], dict[str, tuple[set, set]
     df, _problems = read_runs(files)  # unreadable files are left out, as aggregate does
     ids: dict[str, Path] = {}
     if df.height:
-        import polars as pl
-
-        paths = df.select("run_id", "cell_id", "config_hash")
-        for rid, cid, h in paths.iter_rows():
+        for rid, cid, h in df.select("run_id", "cell_id", "config_hash").iter_rows():
             ids[rid] = results / "runs" / (f"{cid}-{h}.parquet" if h else f"{cid}.parquet")
     sites: dict[str, tuple[set, set]] = {}
     for site, sched, host in (df.select("site", "scheduler", "hostname").unique().iter_rows() if df.height else []):
@@ -183,8 +180,11 @@ def _rewrite_site(src: Path, out: str, site: str) -> None:
     pq.write_table(t, out, compression="zstd")
 
 
-def plan_import(paths: list[str | os.PathLike], results: str | os.PathLike = "results", as_site=None) -> tuple[list[Incoming], ImportResult]:
-    """Find and check the incoming run files; raises ImportRefused (nothing copied) on a collision."""
+def plan_import(
+    paths: list[str | os.PathLike], results: str | os.PathLike = "results", as_site=None
+) -> tuple[list[Incoming], ImportResult, dict[str, Path]]:
+    """Find and check the incoming run files: (the incoming runs, the result so far: files skipped,
+    run_id -> run file of the runs already here). Raises ImportRefused (nothing copied) on a collision."""
     from .analysis.aggregate import _check_file
 
     results = Path(results)
@@ -229,21 +229,18 @@ def plan_import(paths: list[str | os.PathLike], results: str | os.PathLike = "re
         raise ImportRefused(f"--as-site: the source holds no site {', '.join(unknown)} (it holds {', '.join(sites) or 'none'})")
     for i in incoming:
         if i.cell.site in renames:
-            from dataclasses import replace
-
             i.dst_cell = replace(i.cell, site=renames[i.cell.site])
     ids_here, sites_here = _existing(results)
     problems = _collisions(incoming, sites_here, results)
     if problems:
         raise ImportRefused("nothing imported: " + "; ".join(problems))
-    return incoming, res
+    return incoming, res, ids_here
 
 
 def import_trees(paths: list[str | os.PathLike], results: str | os.PathLike = "results", as_site=None, dry_run: bool = False) -> ImportResult:
     """Copy the run files of other results trees (and their side files) into results; see the module doc."""
     results = Path(results)
-    incoming, res = plan_import(paths, results, as_site)
-    ids_here, _ = _existing(results)
+    incoming, res, ids_here = plan_import(paths, results, as_site)
     current = _read_current(results)
     res.current_known = current is not None
     seen: dict[str, Path] = {}
@@ -272,13 +269,14 @@ def import_trees(paths: list[str | os.PathLike], results: str | os.PathLike = "r
             except FileExistsError:
                 res.skipped.append((inc.src, f"{dst} appeared meanwhile (never overwritten)"))
                 continue
-            for folder, suffix in SIDE_FILES:
-                s = inc.root / folder / f"{inc.cell.file_id}{suffix}"
-                d = results / folder / f"{inc.dst_cell.file_id}{suffix}"
-                if s.is_file() and not d.exists():
-                    with contextlib.suppress(FileExistsError):
+        for folder, suffix in SIDE_FILES:
+            s = inc.root / folder / f"{inc.cell.file_id}{suffix}"
+            d = results / folder / f"{inc.dst_cell.file_id}{suffix}"
+            if s.is_file() and not d.exists():
+                with contextlib.suppress(FileExistsError):
+                    if not dry_run:
                         _place(s, d, renamed)
-                        res.side_files += 1
+                    res.side_files += 1
         res.taken.append(dst)
         res.sites[inc.dst_cell.site] += 1
         wl, h = inc.row["workload"], inc.row["config_hash"]

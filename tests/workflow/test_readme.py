@@ -38,7 +38,11 @@ TESTS = {
     "snakemake --unlock": ["tests/reliability/test_resume.py::test_kill_9_mid_run_then_rerun_resumes"],
     ".venv/bin/joulegrid remeasure 'local/*/infer/*'": ["tests/workflow/test_readme.py::test_remeasure_infer_cells",
                                                        "tests/reliability/test_never_overwrite.py::test_forcerun_refused_remeasure_archives_then_measures_anew"],
-    "snakemake --profile profiles/slurm": ["tests/clusters/test_schedulers.py::test_grid_through_slurm"],
+    "snakemake --profile slurm": ["tests/clusters/test_site_resources.py::test_profile_short_name_from_the_repository_root",
+                                  "tests/clusters/test_schedulers.py::test_grid_through_slurm"],
+    "joulegrid pack-env": ["tests/clusters/test_worker_environment.py::test_blackett_profile_runs_jobs_in_the_packed_venv"],
+    # as root the same command (calibrate's ladder on a fake node's counters; sudo only makes RAPL readable)
+    "sudo -E .venv/bin/joulegrid calibrate": ["tests/meters/test_calibrate.py::test_calibrate_finds_the_fake_nodes_rates"],
     "snakemake --report report.zip": ["tests/report/test_snakemake_report.py::test_pipeline_report_and_snakemake_report_zip"],
     "yaml: Changing the grid": ["tests/workflow/test_readme.py::test_changing_the_grid_example"],
     # a copy of another site's folder, then snakemake (the test copies with old mtimes, as rsync -a does)
