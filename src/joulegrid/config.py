@@ -129,7 +129,7 @@ def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = N
     validator = jsonschema.validators.validator_for(schema)(schema)
     for _ in range(1000):  # each pass fixes at least one value
         fixed = False
-        for err in validator.iter_errors(config):
+        for err in _type_errors(validator.iter_errors(config)):
             if err.validator != "type" or not isinstance(err.instance, str) or not err.absolute_path:
                 continue
             try:
@@ -146,6 +146,16 @@ def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = N
         if not fixed:
             break
     return config
+
+
+def _type_errors(errors):
+    """The errors, with those of a oneOf / anyOf replaced by its alternatives' (a key such as
+    fleet.samples_per_job: null, a number or a mapping: '1000000' fails each alternative's type)."""
+    for err in errors:
+        if err.validator in ("oneOf", "anyOf") and err.context:
+            yield from _type_errors(err.context)
+        else:
+            yield err
 
 
 def _load_schema() -> dict[str, Any]:

@@ -600,8 +600,8 @@ def site_comparison(df: pl.DataFrame, sites: dict[str, Any] | None = None) -> pl
 
 
 WHERE_TO_RUN_CRITERION = (
-    "lowest CO2 per sample at equal work: per workload and phase, the mean over the cells (device, precision, batch size) "
-    "measured at every site that ran the workload of the cell's CO2 per 1,000 samples (each site's intensity and PUE)"
+    "lowest CO2 per sample at equal work: per workload and phase, each site's mean CO2 per 1,000 samples (with its own "
+    "carbon intensity and PUE) over the same cells, those (device, precision, batch size) measured at every site that ran it"
 )
 
 
