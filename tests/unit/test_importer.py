@@ -92,3 +92,17 @@ def test_run_manifest_lists_what_the_grid_does_not_make(tmp_path):
     (runs / "slurm" / ".r1-0123456789abcdef.parquet.x.tmp").write_bytes(b"")  # an unfinished write: not listed
     (runs / "notes.parquet").write_bytes(b"")  # not a run file
     assert G.run_manifest(runs, mine) == f"slurm/baler_ae/infer/cpu/fp32/bs256/r0-0123456789abcdef.parquet 2 {10**18}\n"
+
+
+def test_dry_run_copies_nothing_and_old_new_renames_one_site_of_several(tmp_path):
+    src, here = tmp_path / "src", tmp_path / "here"
+    tree(src, site="slurm", n=1)
+    tree(src, site="htcondor", scheduler="htcondor", n=1)
+    res = import_trees([src], here, dry_run=True)
+    assert len(res.taken) == 2 and not (here / "runs").exists()
+    res = import_trees([src], here, as_site=parse_renames(["htcondor=condor2"]))
+    assert sorted(res.sites) == ["condor2", "slurm"]
+    got = {G.cell_from_path(p).site: pq.read_table(p).to_pylist()[0] for p in G.run_files(here / "runs")}
+    assert got["condor2"]["site"] == "condor2" and got["condor2"]["cell_id"].startswith("condor2/") and got["slurm"]["site"] == "slurm"
+    with pytest.raises(ImportRefused, match="several sites"):
+        import_trees([src], tmp_path / "elsewhere", as_site="x")
