@@ -40,9 +40,11 @@ TESTS = {
                                                        "tests/reliability/test_never_overwrite.py::test_forcerun_refused_remeasure_archives_then_measures_anew"],
     "snakemake --profile slurm": ["tests/clusters/test_site_resources.py::test_profile_short_name_from_the_repository_root",
                                   "tests/clusters/test_schedulers.py::test_grid_through_slurm"],
-    "joulegrid pack-env": ["tests/clusters/test_worker_environment.py::test_blackett_profile_runs_jobs_in_the_packed_venv"],
-    # as root the same command (calibrate's ladder on a fake node's counters; sudo only makes RAPL readable)
-    "sudo -E .venv/bin/joulegrid calibrate": ["tests/meters/test_calibrate.py::test_calibrate_finds_the_fake_nodes_rates"],
+    "joulegrid pack-env": ["tests/clusters/test_worker_environment.py::test_blackett_profile_runs_jobs_in_the_packed_venv",
+                           "tests/clusters/test_job_wrapper.py::test_packed_environment_is_unpacked_and_used"],
+    # sudo: only to read root-only counters (test_root_only_counters_name_the_fix); the ladder on a fake powercap tree
+    "sudo -E .venv/bin/joulegrid calibrate": ["tests/meters/test_calibrate.py::test_calibrate_finds_the_fake_nodes_rates",
+                                              "tests/meters/test_calibrate.py::test_root_only_counters_name_the_fix"],
     "snakemake --report report.zip": ["tests/report/test_snakemake_report.py::test_pipeline_report_and_snakemake_report_zip"],
     "yaml: Changing the grid": ["tests/workflow/test_readme.py::test_changing_the_grid_example"],
     # a copy of another site's folder, then snakemake (the test copies with old mtimes, as rsync -a does)
