@@ -15,6 +15,7 @@ import copy
 import importlib
 from typing import Any
 
+from ..axes import RULE_AXES
 from .base import REQUIRED_METHODS, Workload
 
 BUILTIN: dict[str, str] = {
@@ -84,8 +85,6 @@ def _attribute_problems(cls: type) -> list[str]:
         )
     if not isinstance(cls.DEFAULTS, dict):
         out.append("DEFAULTS must be a dict. Fix: e.g. DEFAULTS = {'epochs': 2, 'params': {}}")
-    from ..grid import RULE_AXES
-
     if not isinstance(cls.EXCLUSIONS, list) or not all(isinstance(r, dict) and r.get("reason") for r in cls.EXCLUSIONS):
         out.append("EXCLUSIONS must be a list of {axis: value(s), 'reason': text}. Fix: add a reason to each")
     else:
