@@ -48,8 +48,8 @@ def _allowed(schema: dict[str, Any]) -> str:
     return ""
 
 
-def _friendly(err) -> str:
-    """One jsonschema ValidationError -> 'config key X: problem. Fix: ...'."""
+def _friendly(err, where: str = "config key") -> str:
+    """One jsonschema ValidationError -> 'config key X: problem. Fix: ...' (``where`` names the file's keys)."""
     key = _key_path(err.absolute_path)
     v = err.validator
     inst = err.instance
@@ -57,43 +57,45 @@ def _friendly(err) -> str:
     if v == "additionalProperties":
         allowed = sorted(sch.get("properties", {}))
         extra = sorted(set(inst) - set(allowed)) if isinstance(inst, dict) else []
-        where = key if err.absolute_path else "top level"
+        at = key if err.absolute_path else "top level"
         return (
-            f"config key {where}: unknown key(s) {', '.join(map(repr, extra))}. "
+            f"{where} {at}: unknown key(s) {', '.join(map(repr, extra))}. "
             f"Fix: remove or rename them; allowed keys here: {', '.join(allowed)}"
         )
     if v == "enum":
-        return f"config key {key}: {inst!r} is not allowed. Fix: use one of {_allowed(sch)}"
+        return f"{where} {key}: {inst!r} is not allowed. Fix: use one of {_allowed(sch)}"
     if v == "type":
         want = _type_words(sch["type"])
-        return f"config key {key}: expected {want}, got {type(inst).__name__} {inst!r}. Fix: write {want}"
+        return f"{where} {key}: expected {want}, got {type(inst).__name__} {inst!r}. Fix: write {want}"
     if v == "minItems":
-        return f"config key {key}: the list is empty. Fix: give at least {sch['minItems']} value(s)"
+        return f"{where} {key}: the list is empty. Fix: give at least {sch['minItems']} value(s)"
     if v == "uniqueItems":
         dup = sorted({json.dumps(x) for x in inst if inst.count(x) > 1})
-        return f"config key {key}: duplicated value(s) {', '.join(dup)}. Fix: list each value once"
+        return f"{where} {key}: duplicated value(s) {', '.join(dup)}. Fix: list each value once"
     if v in ("minimum", "exclusiveMinimum"):
-        return f"config key {key}: {inst!r} is too small ({v} {sch[v]}). Fix: use a value above {sch[v]}" + (
+        return f"{where} {key}: {inst!r} is too small ({v} {sch[v]}). Fix: use a value above {sch[v]}" + (
             "" if v == "exclusiveMinimum" else " or equal to it"
         )
     if v in ("maximum", "exclusiveMaximum"):
-        return f"config key {key}: {inst!r} is too large ({v} {sch[v]}). Fix: use a smaller value"
+        return f"{where} {key}: {inst!r} is too large ({v} {sch[v]}). Fix: use a smaller value"
     if v == "pattern" and key.endswith(".class"):
-        return f"config key {key}: {inst!r} is not an import path. Fix: write it as my_pkg.module:MyWorkload (module path, colon, class name)"
+        return f"{where} {key}: {inst!r} is not an import path. Fix: write it as my_pkg.module:MyWorkload (module path, colon, class name)"
     if v == "pattern":
         return (
-            f"config key {key}: {inst!r} is not a safe name (pattern {sch['pattern']}). "
+            f"{where} {key}: {inst!r} is not a safe name (pattern {sch['pattern']}). "
             "Fix: use letters, digits and _ only (no '/', '..', spaces or shell characters)"
         )
     if v == "required":
-        return f"config key {key}: {err.message}. Fix: add it"
+        return f"{where} {key}: {err.message}. Fix: add it"
+    if v == "minProperties" and "reason" in sch.get("required", ()):
+        return f"{where} {key}: {err.message}. Fix: name at least one axis to match besides reason"
     if v == "minProperties":
-        return f"config key {key}: {err.message}. Fix: name at least one axis to match besides reason"
+        return f"{where} {key}: {err.message}. Fix: give at least {sch['minProperties']} entry"
     if v == "oneOf" and sch.get("description"):
-        return f"config key {key}: {inst!r} is not allowed. Fix: {' '.join(sch['description'].split())}"
+        return f"{where} {key}: {inst!r} is not allowed. Fix: {' '.join(sch['description'].split())}"
     if v == "minLength":
-        return f"config key {key}: must not be empty. Fix: write a short text"
-    return f"config key {key}: {err.message}"
+        return f"{where} {key}: must not be empty. Fix: write a short text"
+    return f"{where} {key}: {err.message}"
 
 
 _TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a text", "boolean": "true or false",
@@ -186,17 +188,6 @@ def resolve_path(path: str | os.PathLike, base: Path) -> Path:
     if (base / p).exists() or not (REPO_ROOT / p).exists():
         return base / p
     return REPO_ROOT / p
-
-
-def load_sites(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config key sites_file: {str(p)!r} does not exist. Fix: point it at a sites YAML (see config/sites.yaml)")
-    with open(p) as f:
-        sites = yaml.safe_load(f) or {}
-    if not isinstance(sites, dict):
-        raise ConfigError(f"{p}: expected a mapping of site name -> facts")
-    return sites
 
 
 def workload_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -299,6 +290,8 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
     from .workloads.registry import BUILTIN, WorkloadError, dataset_rows, resolve_spec
 
     base = Path(base_dir)
+    from .sites import load_sites
+
     sites = load_sites(resolve_path(config["sites_file"], base))
     if config["site"] not in sites:
         raise ConfigError(
@@ -567,28 +560,6 @@ def reference_spec_from_snapshot(path: str | os.PathLike, workload: str) -> tupl
 
 
 # ------------------------------------------------------------------ per-cell settings
-def site_facts(sites: dict[str, Any], site: str, calibrations: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a job needs to know about its site and hardware: the site's facts (config/sites.yaml) and the
-    CPU power calibrations of the hardware table (hardware.config_calibrations), which the job matches
-    against its own CPU model (meters.attribution.power_model)."""
-    from .meters.attribution import NodePowerError, node_power_entries
-
-    s = dict(sites.get(site) or {})
-    try:  # measured idle power of the site's nodes (docs/measurement.md, "Whose energy")
-        node_power = node_power_entries(s.get("node_power"), site) or None
-    except NodePowerError as e:
-        raise ConfigError(str(e)) from None
-    return {
-        "name": site,
-        "scheduler": s.get("scheduler", "local"),
-        "country_iso": s.get("country_iso"),
-        "carbon_intensity_g_per_kwh": s.get("carbon_intensity_g_per_kwh"),
-        "pue": s.get("pue", 1.0),
-        "node_power": node_power,
-        "cpu_calibrations": calibrations or None,
-    }
-
-
 class SpecBuilder:
     """Builds the settings of each workload of the grid: its identity and config hash, what its
     cells are measured with, its data and reference model, and the grid snapshot holding them all.
@@ -597,6 +568,7 @@ class SpecBuilder:
 
     def __init__(self, config: dict[str, Any], sites: dict[str, Any]):
         from .hardware import config_calibrations
+        from .sites import site_facts
 
         self.config = config
         self.facts = site_facts(sites, config["site"], config_calibrations(config))

@@ -143,7 +143,9 @@ def forecast(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any], earlie
             pow_by_dev[m["device"]].append(m["mean_power_w"])
         ovh_by_dev[m["device"]].append(m["job_overhead_s"] or 0.0)
 
-    facts = CFG.site_facts(sites, config["site"])
+    from ..sites import site_facts
+
+    facts = site_facts(sites, config["site"])
     pue = float(facts.get("pue") or 1.0)
     inten = float(facts.get("carbon_intensity_g_per_kwh") or 0.0)
     threads = int(config["measure"]["threads"])

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..config import ConfigError
 from . import NOISY_CV
@@ -61,10 +60,11 @@ class AnalysisSettings:
     def defaults(cls) -> "AnalysisSettings":
         """Defaults plus the checkout's config/sites.yaml and config/hardware.yaml."""
         from ..config import REPO_ROOT
+        from ..sites import load_sites
 
         sites_p = REPO_ROOT / "config" / "sites.yaml"
-        sites = yaml.safe_load(sites_p.read_text()) if sites_p.is_file() else {}
-        return cls(sites=sites or {}, hardware=load_hardware(REPO_ROOT / "config" / "hardware.yaml"), hardware_source="config/hardware.yaml")
+        sites = load_sites(sites_p) if sites_p.is_file() else {}
+        return cls(sites=sites, hardware=load_hardware(REPO_ROOT / "config" / "hardware.yaml"), hardware_source="config/hardware.yaml")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
