@@ -155,6 +155,26 @@ def _load_schema() -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
+_DEFAULTS: dict[str, Any] = {}
+
+
+def schema_defaults() -> dict[str, Any]:
+    """Every default the JSON schema gives (the schema is their only home): what validating an empty
+    config fills in, section by section (e.g. schema_defaults()["measure"]["warmup_batches"]). A copy."""
+    if not _DEFAULTS:
+
+        def fill(schema: dict[str, Any]) -> Any:
+            value = copy.deepcopy(schema.get("default"))
+            if isinstance(value, dict) and "properties" in schema:
+                for key, sub in schema["properties"].items():
+                    if "default" in sub:
+                        value.setdefault(key, fill(sub))
+            return value
+
+        _DEFAULTS.update(fill({"default": {}, **_load_schema()}))
+    return copy.deepcopy(_DEFAULTS)
+
+
 def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
     """Validate against the JSON schema with snakemake.utils.validate (fills defaults in place).
 
@@ -587,16 +607,17 @@ class SpecBuilder:
 
     def _cached_settings(self, workload: str) -> tuple[dict[str, Any], str]:
         if workload not in self._settings:
+            from .cell_settings import CellSettings, Measure
+
             c = self.config
-            st = {
-                "workload": self.workload(workload),
-                "measure": c["measure"],
-                "seed": c["seed"],
-                "strict_devices": c["strict_devices"],
-                "site_facts": self.facts,
-            }
-            if c.get("precision_options"):  # runner: precision.get(..., options of the cell's precision)
-                st["precision_options"] = c["precision_options"]
+            st = CellSettings(
+                workload=self.workload(workload),
+                measure=Measure.from_dict(c["measure"]),
+                seed=c["seed"],
+                strict_devices=c["strict_devices"],
+                site_facts=self.facts,
+                precision_options=c.get("precision_options") or None,  # runner: the options of the cell's precision
+            ).to_dict()  # the snapshot is JSON; jobs read it back with CellSettings.from_dict
             self._settings[workload] = (st, settings_hash(self.identity(workload)))
         return self._settings[workload]
 

@@ -3,8 +3,8 @@
 Cheap to import (no polars): the Snakemake rules build it at parse time. The report rule passes
 it as one JSON blob (``joulegrid report --settings``), so a change of η, the fleet size or a
 site's carbon intensity re-renders the report. By hand,
-``joulegrid report`` without --settings uses the defaults below (the same as the config schema's)
-and config/sites.yaml + config/hardware.yaml of the checkout.
+``joulegrid report`` without --settings uses the config schema's defaults (their only home:
+config.schema_defaults) and config/sites.yaml + config/hardware.yaml of the checkout.
 """
 
 from __future__ import annotations
@@ -16,22 +16,28 @@ from typing import Any
 
 
 from ..config import ConfigError
-from . import NOISY_CV
 
 
 class SettingsError(ConfigError):
     """Analysis settings that cannot be used (names the config key)."""
 
 
+def _default(section: str, key: str):
+    """A field's default: the config schema's (config.schema_defaults)."""
+    from ..config import schema_defaults
+
+    return field(default_factory=lambda: schema_defaults()[section][key])
+
+
 @dataclass
 class AnalysisSettings:
-    eta: float = 0.5  # report.eta: Zeus knob (1 = energy only, 0 = time only)
-    targets: dict[str, float] = field(default_factory=dict)  # report.targets: workload -> target quality
-    noisy_cv: float = NOISY_CV  # report.noisy_cv
-    jobs_per_day: float = 1_000_000  # fleet.jobs_per_day
-    per_site: dict[str, float] = field(default_factory=dict)  # fleet.per_site
-    samples_per_job: int | dict[str, Any] | None = None  # fleet.samples_per_job (None: the defaults per phase)
-    fleet_scope: str = "phase"  # fleet.scope: phase | job
+    eta: float = _default("report", "eta")  # report.eta: Zeus knob (1 = energy only, 0 = time only)
+    targets: dict[str, float] = _default("report", "targets")  # report.targets: workload -> target quality
+    noisy_cv: float = _default("report", "noisy_cv")  # report.noisy_cv
+    jobs_per_day: float = _default("fleet", "jobs_per_day")  # fleet.jobs_per_day
+    per_site: dict[str, float] = _default("fleet", "per_site")  # fleet.per_site
+    samples_per_job: int | dict[str, Any] | None = _default("fleet", "samples_per_job")  # fleet.samples_per_job (None: the defaults per phase)
+    fleet_scope: str = _default("fleet", "scope")  # fleet.scope: phase | job
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
     hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml's sites (embodied carbon)
     hardware_source: str = ""
@@ -40,17 +46,16 @@ class AnalysisSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = ".") -> "AnalysisSettings":
         """From a validated config (defaults filled in by the JSON schema) and its sites mapping."""
-        rep = config.get("report") or {}
-        fl = config.get("fleet") or {}
-        hw_file = rep.get("hardware_file", "config/hardware.yaml")
+        rep, fl = config["report"], config["fleet"]
+        hw_file = rep["hardware_file"]
         return cls(
-            eta=float(rep.get("eta", 0.5)),
-            targets={k: float(v) for k, v in (rep.get("targets") or {}).items()},
-            noisy_cv=float(rep.get("noisy_cv", NOISY_CV)),
-            jobs_per_day=float(fl.get("jobs_per_day", 1_000_000)),
-            per_site={k: float(v) for k, v in (fl.get("per_site") or {}).items()},
-            samples_per_job=fl.get("samples_per_job"),
-            fleet_scope=str(fl.get("scope", "phase")),
+            eta=float(rep["eta"]),
+            targets={k: float(v) for k, v in rep["targets"].items()},
+            noisy_cv=float(rep["noisy_cv"]),
+            jobs_per_day=float(fl["jobs_per_day"]),
+            per_site={k: float(v) for k, v in fl["per_site"].items()},
+            samples_per_job=fl["samples_per_job"],
+            fleet_scope=str(fl["scope"]),
             sites=sites,
             hardware=load_hardware(hw_file, base_dir),
             hardware_source=str(hw_file),
