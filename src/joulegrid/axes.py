@@ -4,7 +4,7 @@ The one home of these names (workflow/schemas/config.schema.yaml's enums repeat 
 the two equal). ``grid`` builds paths and wildcard constraints from them, ``precision`` and
 ``variants`` implement them, ``flops`` looks up the peak of a precision's math, and the rule of
 what int8 can run (``precision_exclusion``) is read by both the plan (grid.builtin_exclusion) and
-the cell (precision.Precision.check).
+the cell (precision.Precision.ensure_supported).
 
 Pure Python: Snakemake imports this at parse time (no torch).
 """

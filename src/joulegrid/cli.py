@@ -108,16 +108,14 @@ def cmd_plan(args) -> int:
 
 
 def cmd_meters(args) -> int:
-    from . import config as CFG
-    from .meters.check import check
-
+    from .config import load
     from .hardware import config_calibrations
-
+    from .meters.survey import survey
     from .sites import site_facts
 
-    config, sites = CFG.load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
+    config, sites = load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
     settings = {"measure": config["measure"], "site_facts": site_facts(sites, config["site"], config_calibrations(config))}
-    return check(settings, args.device, args.window)
+    return survey(settings, args.device, args.window)
 
 
 def cmd_calibrate(args) -> int:

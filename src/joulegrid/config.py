@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from . import grid as G
+from . import axes, grid
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent.parent
@@ -232,8 +232,8 @@ def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> d
     ``key`` is the config key naming it (for the error)."""
     from .data import missing
     from .data.tables import check_format
-    from .workloads.metrics import QUALITY_RANGES
-    from .workloads.registry import WorkloadError, resolve_spec
+    from .workloads.quality import QUALITY_RANGES
+    from .workloads.registry import WorkloadError, workload_class
 
     user = (config.get("workloads") or {}).get(name, {})
     where = f"workloads.{name}"
@@ -241,7 +241,7 @@ def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> d
         raise ConfigError(f"config key {where}: both rows and samples are set (the same knob). Fix: keep one of them")
     try:
         settings = workload_settings(config, name)
-        cls = resolve_spec(name, settings)
+        cls = workload_class(name, settings)
     except WorkloadError as e:
         raise ConfigError(f"config key {where + '.class' if user.get('class') else key}: {e}") from None
     try:
@@ -290,24 +290,24 @@ def check_precisions(config: dict[str, Any]) -> None:
     """A precision none of whose cells can run (e.g. int8 with phases [train]) is a config error."""
     g = config["grid"]
     allow = config.get("allow", {})
-    rules = {w: G._workload_rules(config, w) for w in g["workloads"]}
+    rules = {w: grid.workload_rules(config, w) for w in g["workloads"]}
     for i, prec in enumerate(g["precisions"]):
         reasons = []
         for w, phase, device, variant in itertools.product(g["workloads"], g["phases"], g["devices"], g.get("variants", ["baseline"])):
-            r = G.builtin_exclusion(phase, device, prec, variant, allow, rules[w], config.get("precision_options"))
+            r = grid.builtin_exclusion(phase, device, prec, variant, allow, rules[w], config.get("precision_options"))
             if r is None:
                 break
             reasons.append(r)
         else:
             raise ConfigError(
                 f"config key grid.precisions[{i}]: {prec!r} cannot run with any phase/device of this grid "
-                f"({'; '.join(G.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the phase/device it needs"
+                f"({'; '.join(grid.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the phase/device it needs"
             )
 
 
-def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str, Any]:
+def validate_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str, Any]:
     """Checks beyond the JSON schema. Returns the sites mapping."""
-    from .workloads.registry import BUILTIN, WorkloadError, dataset_rows, resolve_spec
+    from .workloads.registry import BUILTIN, WorkloadError, dataset_rows, workload_class
 
     base = Path(base_dir)
     from .sites import load_sites
@@ -327,7 +327,7 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
             )
         if "class" in wl_cfg[name] and name not in config["grid"]["workloads"]:
             try:
-                resolve_spec(name, wl_cfg[name])
+                workload_class(name, wl_cfg[name])
             except WorkloadError as e:
                 raise ConfigError(f"config key workloads.{name}.class: {e}") from None
     for i, name in enumerate(config["grid"]["workloads"]):
@@ -337,7 +337,7 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
                 f"or define workloads.{name}.class: my_pkg.module:MyWorkload"
             )
         settings = check_workload(config, name, f"grid.workloads[{i}]", base)
-        spec = resolve_spec(name, settings)
+        spec = workload_class(name, settings)
         rows = dataset_rows(spec, settings)
         if rows:
             n_test = max(1, int(round(rows * settings.get("test_fraction", 0.2))))
@@ -360,10 +360,10 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
             if key == "reason":
                 continue
             allowed = {
-                "phase": G.PHASES,
-                "device": G.DEVICES,
-                "precision": G.PRECISIONS,
-                "variant": G.VARIANTS,
+                "phase": axes.PHASES,
+                "device": axes.DEVICES,
+                "precision": axes.PRECISIONS,
+                "variant": axes.VARIANTS,
             }.get(key)
             for v in val if isinstance(val, list) else [val]:
                 if allowed and v not in allowed:
@@ -378,7 +378,7 @@ def prepare(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> tuple[
     if not isinstance(config, dict) or not config:
         raise ConfigError("the config is empty. Fix: start from config/config.yaml")
     validate_schema(config)
-    sites = check(config, base_dir)
+    sites = validate_semantics(config, base_dir)
     return config, sites
 
 
@@ -558,7 +558,7 @@ def cell_spec_from_snapshot(path: str | os.PathLike, out: str) -> SnapshotCell:
     path, its settings from the snapshot (which must hold that hash)."""
     snap = read_snapshot(path)
     try:
-        cell = G.cell_from_path(out)
+        cell = grid.cell_from_path(out)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     w = _snapshot_workload(snap, path, cell.workload)
@@ -575,7 +575,7 @@ def reference_spec_from_snapshot(path: str | os.PathLike, workload: str) -> tupl
     """(spec, data file, model path) of the workload's reference-model training (fp32 baseline, train, cpu)."""
     snap = read_snapshot(path)
     w = _snapshot_workload(snap, path, workload)
-    cell = G.Cell(w["settings"]["site_facts"]["name"], workload, "train", "cpu", "fp32", "baseline", int(w["reference_batch_size"]), 0)
+    cell = grid.Cell(w["settings"]["site_facts"]["name"], workload, "train", "cpu", "fp32", "baseline", int(w["reference_batch_size"]), 0)
     return {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}, w["data"], w["model"]
 
 
@@ -634,7 +634,7 @@ class SpecBuilder:
         the configuration gives settings (and so a config hash) to."""
         from .workloads.registry import BUILTIN
 
-        return G.unique([*self.config["grid"]["workloads"], *(self.config.get("workloads") or {}), *BUILTIN])
+        return grid.unique([*self.config["grid"]["workloads"], *(self.config.get("workloads") or {}), *BUILTIN])
 
     def current(self) -> dict[str, Any]:
         """The current configuration's identity of every workload it gives settings to (also one not in
@@ -645,7 +645,7 @@ class SpecBuilder:
     def settings(self, workload: str) -> dict[str, Any]:
         return copy.deepcopy(self._cached_settings(workload)[0])
 
-    def spec(self, cell: G.Cell) -> dict[str, Any]:
+    def spec(self, cell: grid.Cell) -> dict[str, Any]:
         """What run-cell measures a cell with (runner.CellRunner): the cell's axes, its workload's
         settings, its config hash. Jobs build it from the grid snapshot (cell_spec_from_snapshot)."""
         st, h = self._cached_settings(cell.workload)
@@ -714,12 +714,12 @@ class SpecBuilder:
     def dataset(self, workload: str) -> tuple[str, int] | None:
         """(dataset name, rows) the workload reads from resources/, or None for its own data file."""
         if workload not in self._dataset:
-            from .workloads.registry import resolve_spec
+            from .workloads.registry import workload_class
 
             st = self.workload(workload)
             if st.get("data"):
                 self._dataset[workload] = None
             else:
-                cls = resolve_spec(workload, st)
+                cls = workload_class(workload, st)
                 self._dataset[workload] = (cls.dataset, int(st.get("rows") or 0)) if cls.dataset else None
         return self._dataset[workload]

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import schema as S
+from . import schema
 from .grid import Cell
 
 EXIT_CONFIG_ERROR = 2
@@ -142,7 +142,7 @@ def record_failure(spec: dict[str, Any], out: str, exit_code: int, attempt: int 
     hist = attempts_path(out, cell.file_id)
     etype, text = describe_exit(exit_code)
     kills = cgroup_oom_kills() if etype == "SIGKILL" else None
-    status = S.STATUS_OOM if kills else S.STATUS_FAILED
+    status = schema.STATUS_OOM if kills else schema.STATUS_FAILED
     if kills:
         text += f"; the job's cgroup counts {kills} OOM kill(s) (memory.events)"
     last = attempt > retries
@@ -165,11 +165,11 @@ def record_failure(spec: dict[str, Any], out: str, exit_code: int, attempt: int 
     from .runner import identity_columns
 
     row = {
-        **S.empty_row(), **identity_columns(cell, spec, attempt),
+        **schema.empty_row(), **identity_columns(cell, spec, attempt),
         "hostname": socket.gethostname(), "finished_at": datetime.now(timezone.utc),
         "status": status, "error_type": etype, "error_message": msg[:2000],
     }  # fmt: skip
 
-    write_table(S.to_table([row]), out)
+    write_table(schema.to_table([row]), out)
     print(f"joulegrid: {cell.id}: {status} ({etype}) on the last attempt ({attempt}); recorded in {out}", flush=True)
     return 0

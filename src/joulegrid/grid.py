@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from .axes import (  # noqa: F401 - the axes' names, also read from here (their home is axes.py)
-    BASELINE_PRECISION,
     BASELINE_VARIANT,
     DEVICES,
     PHASES,
@@ -230,7 +229,7 @@ def builtin_exclusion(
     return None
 
 
-def _workload_rules(config: dict[str, Any], workload: str) -> list[dict[str, Any]]:
+def workload_rules(config: dict[str, Any], workload: str) -> list[dict[str, Any]]:
     from .workloads.registry import exclusions
 
     user_class = ((config.get("workloads") or {}).get(workload) or {}).get("class")
@@ -254,7 +253,7 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
     site = config["site"]
     allow = config.get("allow", {})
     user_rules = config.get("exclude", []) or []
-    wl_rules = {w: _workload_rules(config, w) for w in g["workloads"]}
+    wl_rules = {w: workload_rules(config, w) for w in g["workloads"]}
     for workload, phase, device, precision, variant, bs in itertools.product(
         g["workloads"], g["phases"], g["devices"], g["precisions"], g.get("variants", [BASELINE_VARIANT]), g["batch_sizes"]
     ):

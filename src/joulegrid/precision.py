@@ -200,7 +200,7 @@ class Precision:
             "precision_backend_pinned": self.backend_pinned,
         }
 
-    def check(self, device: str) -> None:
+    def ensure_supported(self, device: str) -> None:
         """Raise Unsupported if this precision cannot run on ``device`` in this process."""
         import torch
 

@@ -23,16 +23,14 @@ from __future__ import annotations
 import copy
 import gc
 import math
-import os
 import sys
 import time
 import traceback
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from . import schema as S
+from . import schema
 from .cell_settings import CellSettings
 from .grid import Cell
 from .precision import Unsupported as PrecisionUnsupported
@@ -94,7 +92,7 @@ def identity_columns(cell: Cell, spec: dict[str, Any], attempt: int) -> dict[str
     site = spec["settings"].get("site_facts") or {}
     return {
         **cell.axes(),
-        "schema_version": S.SCHEMA_VERSION,
+        "schema_version": schema.SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex,
         "cell_id": cell.id,
         "seed": int(spec["settings"]["seed"]) + cell.repeat,
@@ -127,7 +125,7 @@ class CellRunner:
         self.model_path = model_path
         self.attempt = attempt
         self.threads = threads
-        self.row: dict[str, Any] = S.empty_row()
+        self.row: dict[str, Any] = schema.empty_row()
         self.meters = None
 
     # ------------------------------------------------------------------ row helpers
@@ -146,7 +144,7 @@ class CellRunner:
         # the job's own set-up (data, model) in a background thread. A cuda cell is checked after
         # the device check, so that on a host without CUDA it stays a skipped row.
         if self.measure_energy:
-            self.meters = meters.build(self.spec["settings"], self.cell.device, check=False)
+            self.meters = meters.build(self.spec["settings"], self.cell.device, require=False)
             if self.cell.device != "cuda":
                 self.meters.check_required()
             self.meters.start_job()  # the whole job's usage and counters, from here to the row
@@ -155,22 +153,22 @@ class CellRunner:
             self.meters = meters.MeterSet([], [])
         try:
             self._run()
-            self.row["status"] = S.STATUS_OK
+            self.row["status"] = schema.STATUS_OK
         except meters.RequiredMeterMissing:
             self.meters.close()
             raise
         except (DeviceUnavailable, PrecisionUnsupported) as e:
             if self.settings.strict_devices:
                 raise
-            self.row.update(status=S.STATUS_SKIPPED, skip_reason=str(e))
+            self.row.update(status=schema.STATUS_SKIPPED, skip_reason=str(e))
         except NonFiniteLoss as e:
-            self.row.update(status=S.STATUS_NAN, error_type=type(e).__name__, error_message=str(e)[:2000])
+            self.row.update(status=schema.STATUS_NAN, error_type=type(e).__name__, error_message=str(e)[:2000])
         except MemoryError as e:
-            self.row.update(status=S.STATUS_OOM, error_type=type(e).__name__, error_message=str(e)[:2000] or "MemoryError")
+            self.row.update(status=schema.STATUS_OOM, error_type=type(e).__name__, error_message=str(e)[:2000] or "MemoryError")
         except Exception as e:  # noqa: BLE001 - every failure becomes a row
-            status = S.STATUS_FAILED
+            status = schema.STATUS_FAILED
             if type(e).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
-                status = S.STATUS_OOM
+                status = schema.STATUS_OOM
             msg = f"{e}\n{traceback.format_exc(limit=8)}"
             self.row.update(status=status, error_type=type(e).__name__, error_message=msg[:2000])
         finally:
@@ -190,7 +188,7 @@ class CellRunner:
             # so that what remains after the figures are known (write() itself) takes milliseconds
             import pyarrow.parquet  # noqa: F401
 
-            S.to_table([{"status": S.STATUS_OK}])
+            schema.to_table([{"status": schema.STATUS_OK}])
         except Exception:  # noqa: BLE001
             pass
         try:
@@ -210,7 +208,7 @@ class CellRunner:
     def write(self) -> None:
         from .io import write_table
 
-        write_table(S.to_table([self.row]), self.out)
+        write_table(schema.to_table([self.row]), self.out)
         if self.hotspot_rows:
             from . import hotspots
 
@@ -223,7 +221,7 @@ class CellRunner:
     def _run(self) -> None:
         import torch
 
-        from . import meters, precision, probes, variants
+        from . import precision, probes, variants
         from .flops import count_flops, model_stats
         from .torch_startup import defer_dynamo_import
         from .workloads.registry import check_extra_columns, create
@@ -250,7 +248,7 @@ class CellRunner:
         torch.manual_seed(seed)
         wl_settings = self.settings.workload
         prec = precision.get(c.precision, c.phase, self.settings.precision_options_of(c.precision))
-        prec.check(c.device)
+        prec.ensure_supported(c.device)
         self.row["precision_native"] = precision.native(
             c.precision, c.device, probes.cpu_flags(), probes.cpu_arch(), self.row.get("gpu_compute_capability")
         )
@@ -584,7 +582,7 @@ class CellRunner:
     # ------------------------------------------------------------------ results
     def _set_quality(self, wl, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
-            if k in S.BY_NAME and k not in ("quality",):
+            if k in schema.BY_NAME and k not in ("quality",):
                 self.row[k] = v
         self.row["quality"] = metrics.get(wl.quality_metric)
 
@@ -622,7 +620,7 @@ def train_reference(spec: dict[str, Any], out: str, data_path: str | None, threa
     spec["cell"].update(phase="train", precision="fp32", variant="baseline", device="cpu", repeat=0)
     runner = CellRunner(spec, out, data_path, None, threads=threads, measure_energy=False)
     row = runner.run()
-    if row["status"] != S.STATUS_OK:
+    if row["status"] != schema.STATUS_OK:
         raise RuntimeError(f"training the reference model failed: {row['error_type']}: {row['error_message']}")
     with atomic_path(out, suffix=".pt") as tmp:
         torch.save(runner.model.state_dict(), tmp)
@@ -631,7 +629,7 @@ def train_reference(spec: dict[str, Any], out: str, data_path: str | None, threa
 def run_and_write(spec: dict[str, Any], out: str, data_path: str | None, model_path: str | None, attempt: int = 1, threads: int | None = None) -> dict[str, Any]:
     runner = CellRunner(spec, out, data_path, model_path, attempt, threads)
     row = runner.run()
-    if attempt > 1 and row["status"] not in (S.STATUS_OK, S.STATUS_SKIPPED):
+    if attempt > 1 and row["status"] not in (schema.STATUS_OK, schema.STATUS_SKIPPED):
         # earlier attempts died (killed, crashed): their errors, from <results>/attempts/, stay in the row
         from .failures import attempts_path, earlier_errors, read_attempts
 

@@ -207,7 +207,7 @@ def test_a_new_meter_is_one_factory(monkeypatch):
     absent with its reason)."""
     monkeypatch.setitem(M.FACTORIES, "fake", lambda ctx: Fake("fake", [R("fake", "cpu", 1)]))
     monkeypatch.setitem(M.FACTORIES, "never", lambda ctx: (_ for _ in ()).throw(M.MeterUnavailable(f"not on {ctx.device}")))
-    ms = M.build({"measure": {"meters": ["fake", "never", "nope"]}}, "cpu", check=False)
+    ms = M.build({"measure": {"meters": ["fake", "never", "nope"]}}, "cpu", require=False)
     assert [m.name for m in ms.meters] == ["fake"]
     assert ms.absent[:2] == [{"meter": "never", "reason": "not on cpu"}, {"meter": "nope", "reason": f"unknown meter 'nope'; known: {', '.join(M.KNOWN)}"}]
     ms.close()

@@ -46,10 +46,10 @@ def test_the_cell_refuses_what_the_plan_excludes_with_the_same_reason(phase, dev
     prec = precision.get("int8", phase, options)
     if planned is None:
         if device == "cpu":
-            prec.check(device)  # no cuda needed for the int8 rule on CPU
+            prec.ensure_supported(device)  # no cuda needed for the int8 rule on CPU
         return
     with pytest.raises(precision.Unsupported) as e:
-        prec.check(device)
+        prec.ensure_supported(device)
     assert str(e.value) == planned
 
 

@@ -116,9 +116,9 @@ def test_int8_refuses_what_it_cannot_quantize_and_training():
     with pytest.raises(precision.Unsupported, match="calibration samples"):
         precision.get("int8", "infer").prepare_model(torch.nn.Linear(3, 3), "cpu", "infer")
     with pytest.raises(precision.Unsupported, match="only exists for inference"):
-        precision.get("int8", "train").check("cpu")
+        precision.get("int8", "train").ensure_supported("cpu")
     with pytest.raises(precision.Unsupported, match="CPU only"):
-        precision.get("int8", "infer", {"backend": "fbgemm"}).check("cuda")
+        precision.get("int8", "infer", {"backend": "fbgemm"}).ensure_supported("cuda")
     with pytest.raises(ValueError, match="unknown precision"):
         precision.get("fp8")
 

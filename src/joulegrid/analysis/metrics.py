@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from ..config import schema_defaults
-from ..grid import BASELINE_PRECISION, BASELINE_VARIANT
+from ..axes import BASELINE_PRECISION, BASELINE_VARIANT
 
 
 def _default(section: str, key: str) -> Any:

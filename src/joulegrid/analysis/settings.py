@@ -83,9 +83,9 @@ class AnalysisSettings:
 
     # ------------------------------------------------------------------ metrics with these settings
     def fleet_table(self, cells):
-        from . import metrics as M
+        from . import metrics
 
-        return M.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope)
+        return metrics.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope)
 
     def fleet_job_text(self) -> str:
         """What one fleet job is, in words (the report says it)."""
@@ -101,9 +101,9 @@ class AnalysisSettings:
         return f"equal work, {work}; energy of {scope}"
 
     def sci_table(self, cells):
-        from . import metrics as M
+        from . import metrics
 
-        return M.sci(cells, self.sites, self.hardware)
+        return metrics.sci(cells, self.sites, self.hardware)
 
 
 def load_hardware(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:

@@ -29,10 +29,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .base import Meter, MeterUnavailable, Reading, RequiredMeterMissing
 from .tracker import JobUsage, Snapshot
+
+if TYPE_CHECKING:
+    from ..cell_settings import Measure
 
 KNOWN = ("rapl", "nvml", "zeus", "codecarbon", "estimate")
 #: preference when several meters report the same component family (higher wins, among
@@ -336,7 +339,7 @@ def build(
     settings: dict[str, Any],
     device: str = "cpu",
     rapl_root: str | None = None,
-    check: bool = True,
+    require: bool = True,
     proc_root: str | None = None,
     cgroup_root: str | None = None,
     env: dict[str, str] | None = None,
@@ -345,7 +348,7 @@ def build(
     the job's usage tracker (measure.attribution_interval_s; never started here).
 
     Cheap: no meter library is imported that the host cannot use; expensive set-up is left to
-    MeterSet.prepare_async(). With check, raises RequiredMeterMissing when a required meter is
+    MeterSet.prepare_async(). With require, raises RequiredMeterMissing when a required meter is
     absent (for reasons known now; MeterSet.ready() checks again after prepare); without, the
     caller decides when (MeterSet.check_required()). Roots default to the real files, or to
     $JOULEGRID_POWERCAP / $JOULEGRID_PROC / $JOULEGRID_CGROUP (tests).
@@ -423,7 +426,7 @@ def build(
         usage=tracker,
         settings={"model": model, "shared_above": measure.node_shared_above, "gpus": nvml_ids},
     )
-    if check:
+    if require:
         ms.check_required()
     return ms
 

@@ -65,8 +65,7 @@ class RequiredMeterMissing(MeterUnavailable):
 
 class Meter:
     name = "meter"
-    kind = "model"  # counter, sampling or model
-    #: higher = preferred as the source of a component when several meters measure it
+    kind = "model"  # counter, sampling or model (preference among meters: meters.PRIORITY)
 
     def prepare(self) -> None:
         """Expensive one-off set-up; runs in a background thread (see module doc)."""

@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any, TextIO
 
-from . import KNOWN, MeterSet, MeterUnavailable, build, summarise
+from . import KNOWN, MeterSet, MeterUnavailable, build
 
 
-def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO | None = None) -> int:
+def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO | None = None) -> int:
     """Print the meters of `settings` on this host; 0 if every required meter works, else 1."""
     out = out or sys.stdout
     from ..cell_settings import Measure
