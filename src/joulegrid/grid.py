@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -110,28 +110,16 @@ class Cell:
         return replace(self, config_hash=config_hash)
 
     def wildcards(self) -> dict[str, str]:
-        return {
-            "site": self.site,
-            "workload": self.workload,
-            "phase": self.phase,
-            "device": self.device,
-            "precision": self.precision_segment,
-            "batch": str(self.batch_size),
-            "repeat": str(self.repeat),
-            "chash": self.config_hash or "",
-        }
+        """The cell as Snakemake's wildcards of RUN_PATTERN (the precision folder carries the variant)."""
+        out = {k: str(v) for k, v in self.axes().items() if k not in ("precision", "variant", "batch_size")}
+        return {**out, "precision": self.precision_segment, "batch": str(self.batch_size), "chash": self.config_hash or ""}
 
     def axes(self) -> dict[str, Any]:
-        return {
-            "site": self.site,
-            "workload": self.workload,
-            "phase": self.phase,
-            "device": self.device,
-            "precision": self.precision,
-            "variant": self.variant,
-            "batch_size": self.batch_size,
-            "repeat": self.repeat,
-        }
+        """The cell's axes (every field but config_hash), by name."""
+        return {f: getattr(self, f) for f in AXES}
+
+
+AXES = tuple(f.name for f in fields(Cell) if f.name != "config_hash")
 
 
 def split_precision(segment: str) -> tuple[str, str]:
@@ -240,7 +228,7 @@ def _matches(cell: Cell, rule: dict[str, Any]) -> bool:
     for key, want in rule.items():
         if key == "reason":
             continue
-        have = cell.axes()[key]
+        have = getattr(cell, key)
         wants = want if isinstance(want, list) else [want]
         if have not in wants:
             return False
