@@ -44,10 +44,11 @@
 
 ``get(name, phase, options)`` returns a :class:`Precision`; ``impl`` is what ends up in the result
 column ``precision_impl``. Combinations that cannot run raise :class:`Unsupported` (the runner
-records the cell as skipped with that reason); the grid excludes the ones known before running
-(joulegrid.grid.builtin_exclusion). ``native`` says whether a device runs a precision natively.
+records the cell as skipped with that reason); the grid excludes the ones known before running,
+by the same rule (joulegrid.axes.precision_exclusion). ``native`` says whether a device runs a
+precision natively.
 
-Importing this module imports no torch (the grid reads its constants at parse time).
+Importing this module imports no torch.
 """
 
 from __future__ import annotations
