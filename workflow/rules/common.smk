@@ -85,13 +85,13 @@ if workflow.is_main_process and not SHARED_FS:
     workflow.configfiles.sort(key=lambda f: os.path.abspath(f) != _default_config)
 
 
-def job_resources(mem_mb, runtime_min, gpus=0, group_size=1):
+def job_resources(mem_mb, runtime_min, gpus=0, group_size=1, reads=None):
     """Resources of a job that mean the same on every executor (joulegrid/executors.py):
     mem_mb -> slurm --mem / htcondor request_memory, runtime -> slurm -t / lxplus +JobFlavour,
     gpu -> slurm --gpus / htcondor request_gpus; memory and runtime scale with the attempt.
     HTCondor jobs also run through joulegrid's job wrapper (and transfer files without a shared filesystem)."""
     try:
-        return JGE.job_resources(config["site"], SITE_FACTS, mem_mb, runtime_min, gpus, group_size, SHARED_FS, RESULTS)
+        return JGE.job_resources(config["site"], SITE_FACTS, mem_mb, runtime_min, gpus, group_size, SHARED_FS, RESULTS, reads)
     except JGE.SiteError as e:
         raise WorkflowError(str(e)) from None
 

@@ -64,6 +64,7 @@ rule measure:
             config["job"]["runtime_min"],
             gpus=(lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0) if "cuda" in config["grid"]["devices"] else 0,
             group_size=cells_per_group,
+            reads=phase_inputs,  # without a shared filesystem: the dataset and model its inputs.json names
         ),
         attempt=lambda wc, attempt: attempt,  # the constant 1 without retries (resolve_measure_rule, common.smk)
         energy_meter=1,
