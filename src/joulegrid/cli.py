@@ -1,4 +1,4 @@
-"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | calibrate | aggregate | report | pack-env | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | calibrate | aggregate | import | report | pack-env | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -207,6 +207,19 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from .importer import ImportRefused, describe, import_trees, parse_renames
+
+    try:
+        res = import_trees(args.paths, args.results, parse_renames(args.as_site), dry_run=args.dry_run)
+    except ImportRefused as e:
+        print(f"joulegrid: import refused: {e}", file=sys.stderr)
+        return 2
+    for line in describe(res, args.results, dry_run=args.dry_run):
+        print(f"joulegrid: {line}", file=sys.stderr)
+    return 0
+
+
 def cmd_report(args) -> int:
     from .analysis.report import build_report
     from .analysis.settings import AnalysisSettings
@@ -368,6 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "holds its runs only, other configurations' runs go to --other; without it every run is in the summary")
     a.add_argument("--other", default=None, help="runs of other configurations (default <out>.other-configs.parquet)")
     a.set_defaults(func=cmd_aggregate)
+
+    im = sub.add_parser(
+        "import",
+        help="bring another site's results tree (runs, attempts, hotspots, logs) into this one: checks schema versions, "
+        "run ids and site names, never overwrites; then `snakemake` rebuilds the summary and report (docs/sites.md)",
+    )
+    im.add_argument("paths", nargs="+", metavar="PATH", help="another results folder (or its runs/, or runs/<site>/)")
+    im.add_argument("--results", default="results", help="the results folder to import into (config key results)")
+    im.add_argument("--as-site", action="append", default=None, metavar="NAME|OLD=NEW",
+                    help="file the incoming runs under another site name (when the name is taken here by another "
+                    "machine or scheduler); NAME when the source holds one site, else OLD=NEW (repeatable)")
+    im.add_argument("--dry-run", "-n", action="store_true", help="check and say what would be taken, copy nothing")
+    im.set_defaults(func=cmd_import)
 
     rp = sub.add_parser("report", help="charts and the self-contained HTML report")
     rp.add_argument("--summary", default="results/summary.parquet")

@@ -154,6 +154,39 @@ def run_files(runs_dir: str | os.PathLike) -> list[str]:
     return sorted(str(p) for p in root.rglob("r*.parquet") if _PATH_RE.search(p.as_posix()))
 
 
+def run_manifest(runs_dir: str | os.PathLike, known: Iterable[str] = ()) -> str:
+    """One line per run file under runs_dir that is not in ``known`` (paths relative to runs_dir, e.g.
+    the run files of this run's grid): '<path> <size> <mtime ns>', sorted.
+
+    The Snakefile stamps it (jg_stamp) as an input of rule aggregate: a run file copied or rsync-ed
+    into runs/ (another site's folder, another configuration's files) changes it, so the summary is
+    rebuilt although mtime triggers cannot see a new file with an old time (rsync -a keeps the
+    source's). The grid's own files are left out: they are the rule's inputs already, and the
+    manifest must not change when this run measures them (a rerun would aggregate again). Plain
+    os.scandir (no pathlib, no stat of the known files): it runs in every Snakemake start."""
+    root = os.fspath(runs_dir)
+    known = set(known)
+    lines: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = os.scandir(os.path.join(root, rel) if rel else root)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with entries:
+            for e in entries:
+                name = f"{rel}/{e.name}" if rel else e.name
+                if e.is_dir(follow_symlinks=True):
+                    stack.append(name)
+                elif e.name.endswith(".parquet") and not e.name.startswith(".") and name not in known:
+                    if _PATH_RE.search("runs/" + name):
+                        st = e.stat()
+                        lines.append(f"{name} {st.st_size} {st.st_mtime_ns}")
+    lines.sort()
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def cell_from_path(path: str) -> Cell:
     m = _PATH_RE.search(str(path).replace("\\", "/"))
     if not m:

@@ -52,13 +52,19 @@ def open_report(ctx, index: Path, shot: Path):
     )
     state = page.evaluate("window.joulegridCharts")
     marks = {n: page.locator(f"#chart-{n} svg, #chart-{n} canvas").count() for n in CHART_NAMES}
+    # the Sites section as the reader sees it: its advice per workload, its tables' rows
+    sites = page.evaluate("""() => { const h = document.getElementById('sites'); const out = {where: [], rows: 0, visible: !!(h && h.offsetParent)};
+        for (let e = h && h.nextElementSibling; e && e.tagName !== 'H2'; e = e.nextElementSibling) {
+          if (e.matches('ul.where')) out.where = [...e.querySelectorAll('li')].map(li => li.innerText);
+          out.rows += e.querySelectorAll('tbody tr').length; }
+        return out; }""")
     page.screenshot(path=str(shot), full_page=True)
     keep = os.environ.get("JOULEGRID_SCREENSHOT_DIR")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
     page.close()
-    return state, marks, requests, console_errors
+    return state, marks, requests, console_errors, sites
 
 
 @pytest.mark.parametrize("case", ["results", "empty"])
@@ -72,7 +78,7 @@ def test_report_renders_offline_in_chromium(browser_context, tmp_path, case):
         summary = tmp_path / "absent" / "summary.parquet"
     index = Path(build_report(str(summary), str(tmp_path / "report"), settings=AnalysisSettings.defaults()))
     shot = tmp_path / f"report-{case}.png"
-    state, marks, requests, console_errors = open_report(browser_context, index, shot)
+    state, marks, requests, console_errors, sites = open_report(browser_context, index, shot)
     assert state["errors"] == [] and not [e for e in console_errors if "vega" in e.lower() or "error" in e.lower()], (
         state, console_errors)  # fmt: skip
     assert state["rendered"] == state["expected"] == len(CHART_NAMES)
@@ -80,3 +86,10 @@ def test_report_renders_offline_in_chromium(browser_context, tmp_path, case):
     external = [u for u in requests if not u.startswith(("file://", "data:", "blob:", "about:"))]
     assert external == [], external
     assert shot.stat().st_size > 20_000
+    # the Sites section: local and lxplus measured the same infer cells; lxplus (56 gCO2/kWh, PUE 1.5) wins
+    assert sites["visible"]
+    if case == "results":
+        assert len(sites["where"]) == 1 and sites["where"][0].startswith("baler_ae infer: run it at lxplus"), sites
+        assert sites["rows"] > 0 and marks["sites"] >= 1
+    else:
+        assert sites["where"] == [] and sites["rows"] == 0

@@ -161,6 +161,11 @@ def test_text_values_are_read_as_the_type_their_key_needs():
                                  setp("workloads.baler_ae.target_quality", "0.3")(c), setp("strict_devices", "True")(c)))  # fmt: skip
     assert cfg["grid"]["repeats"] == 2 and cfg["grid"]["batch_sizes"] == [256, 1024]
     assert cfg["workloads"]["baler_ae"]["target_quality"] == 0.3 and cfg["strict_devices"] is True
+    # a key of several forms (oneOf: null, a number or a mapping): 'fleet={samples_per_job: 1000000}'
+    cfg, _ = prepared(setp("fleet.samples_per_job", "1000000"))
+    assert cfg["fleet"]["samples_per_job"] == 1000000
+    cfg, _ = prepared(setp("fleet.samples_per_job", {"baler_ae": "5000"}))
+    assert cfg["fleet"]["samples_per_job"] == {"baler_ae": 5000}
     with pytest.raises(C.ConfigError) as e:
         prepared(setp("workloads.baler_ae.target_quality", "high"))
     assert "expected a number or null, got str 'high'. Fix: write a number or null" in str(e.value)

@@ -154,7 +154,7 @@ def test_the_runs_report_renders_in_chromium(grid_run, browser_context, tmp_path
     from joulegrid.analysis import CHART_NAMES
 
     work, _ = grid_run
-    state, marks, requests, errors = open_report(browser_context, work / "results" / "report" / "index.html", tmp_path / "run.png")
+    state, marks, requests, errors, _sites = open_report(browser_context, work / "results" / "report" / "index.html", tmp_path / "run.png")
     assert state["errors"] == [] and state["rendered"] == state["expected"] == len(CHART_NAMES), (state, errors)
     assert all(n >= 1 for n in marks.values()), marks
 

@@ -5,6 +5,16 @@ from joulegrid.analysis.settings import AnalysisSettings as _JGSettings
 # report:, fleet:, the sites and the hardware table, in a stamp file that changes only with them: an
 # input of rule report, so that changing any of them re-renders the report (jg_stamp, common.smk).
 REPORT_STAMP = jg_stamp("report", _JGSettings.from_config(config, SITES).to_json())
+# Every run file under runs/ that this grid does not make (other sites' folders copied or rsync-ed in,
+# `joulegrid import`, other configurations), with its size and mtime, in a stamp that changes only
+# with them: an input of rule aggregate, so that `snakemake` rebuilds the summary and the report
+# when such files arrive (an mtime trigger cannot see a copied file: rsync -a keeps its old time).
+# Listed by the main process only (a cluster job reads the stamp, never lists runs/).
+_JG_RUNS = f"{RESULTS}/runs"
+RUNS_STAMP = jg_stamp(
+    "runs",
+    JGG.run_manifest(_JG_RUNS, (p[len(_JG_RUNS) + 1 :] for p in CELL_PATHS)) if workflow.is_main_process else "",
+)
 
 
 localrules:
@@ -15,11 +25,12 @@ localrules:
 
 
 rule aggregate:
-    """Every run file under runs/ (all sites, all configurations): the current configuration's rows
-    in summary.parquet, the others' in summary.other-configs.parquet (never averaged together)."""
+    """Every run file under runs/ (all sites, all configurations; `runs` stamps the ones this grid does
+    not make, so that copied ones re-aggregate): the current configuration's rows in summary.parquet, the others' in summary.other-configs.parquet (never averaged together)."""
     input:
         CELL_PATHS,
         current=CURRENT_STAMP,
+        runs=RUNS_STAMP,
     output:
         summary=f"{RESULTS}/summary.parquet",
         problems=f"{RESULTS}/summary.problems.json",

@@ -280,12 +280,45 @@ def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     )
 
 
+# ------------------------------------------------------------------ 6. sites
+def sites(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    title = "CO2 per 1,000 samples of the same cell at each site (each site's carbon intensity and PUE)"
+    comp = M.site_comparison(df, st.sites).filter(pl.col("co2_per_1k_samples_g") > 0)
+    if comp.height == 0:
+        return no_data(title, "no cell measured at two sites or more")
+    d = comp.with_columns(
+        group=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("device"),
+        config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String),
+    )
+    d = _keep(d, ["group", "config", "site", "precision_variant", "batch_size", "co2_per_1k_samples_g", "energy_per_sample_j",
+                  "time_per_sample_s", "intensity_g_per_kwh", "pue", "queue_wait_s", "batch_efficiency", "energy_source"])  # fmt: skip
+    base = alt.Chart().encode(
+        y=alt.Y("site:N", title=None),
+        x=alt.X("co2_per_1k_samples_g:Q", title="g CO2 per 1,000 samples", scale=alt.Scale(type="log", zero=False)),
+    )
+    line = base.mark_line(opacity=0.4).encode(color=precision_colour(), detail="config:N")
+    pts = _points(base, tooltip=[
+        "group", "config", "site", alt.Tooltip("co2_per_1k_samples_g:Q", title="g CO2 / 1k samples", format=".3g"),
+        alt.Tooltip("energy_per_sample_j:Q", title="J/sample", format=".3e"), alt.Tooltip("time_per_sample_s:Q", title="s/sample", format=".3e"),
+        alt.Tooltip("intensity_g_per_kwh:Q", title="gCO2/kWh"), "pue", alt.Tooltip("queue_wait_s:Q", title="queue wait s", format=".1f"),
+        alt.Tooltip("batch_efficiency:Q", format=".1%"), "energy_source",
+    ])  # fmt: skip
+    return (
+        alt.layer(line, pts, data=d)
+        .properties(width=420, height=alt.Step(26))
+        .facet(row=alt.Row("group:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
+        .resolve_scale(x="independent")
+        .properties(title=title)
+    )
+
+
 CHARTS: dict[str, Callable[[pl.DataFrame, AnalysisSettings], alt.TopLevelMixin]] = {
     "energy_per_sample": energy_per_sample,
     "quality_vs_energy": quality_vs_energy,
     "time_to_target": time_to_target,
     "scheduler_overhead": scheduler_overhead,
     "fleet_whatif": fleet_whatif,
+    "sites": sites,
 }
 assert tuple(CHARTS) == CHART_NAMES, "keep joulegrid.analysis.CHART_NAMES in step with charts.CHARTS"
 

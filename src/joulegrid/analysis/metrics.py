@@ -16,6 +16,9 @@ Layers, each a function of a DataFrame in the result schema (plus what the layer
                         with scope job) scaled to a fleet (jobs/day per site): MWh/day, tCO2/day,
                         and the saving of each variant against the baseline.
 - ``scheduler_view``    queue wait and batch efficiency per site.
+- ``site_comparison``   the same cell side by side across sites (time, energy and CO2 per sample with each
+                        site's intensity and PUE, queue wait, whole-job overhead, batch efficiency);
+                        ``where_to_run`` ranks the sites per workload and phase at equal work.
 """
 
 from __future__ import annotations
@@ -522,16 +525,7 @@ def scheduler_view(df: pl.DataFrame) -> pl.DataFrame:
     turnaround = finished_at - submit_time (falls back to job_start_time, then started_at when the
     scheduler did not report a submit time, e.g. local runs; ``turnaround_from`` says which).
     """
-    d = ok_runs(df)
-    start = pl.coalesce("submit_time", "job_start_time", "started_at")
-    d = d.with_columns(
-        turnaround_s=(pl.col("finished_at") - start).dt.total_microseconds() / 1e6,
-        turnaround_from=pl.when(pl.col("submit_time").is_not_null())
-        .then(pl.lit("submit"))
-        .when(pl.col("job_start_time").is_not_null())
-        .then(pl.lit("job start"))
-        .otherwise(pl.lit("process start")),
-    ).with_columns(
+    d = _with_turnaround(ok_runs(df)).with_columns(
         batch_efficiency=pl.when(pl.col("turnaround_s") > 0).then(pl.col("wall_s") / pl.col("turnaround_s")),
         overhead_s=pl.col("turnaround_s") - pl.col("queue_wait_s").fill_null(0) - pl.col("wall_s"),
     )
@@ -550,6 +544,109 @@ def scheduler_view(df: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("site", "scheduler")
     )
+
+
+def _with_turnaround(d: pl.DataFrame) -> pl.DataFrame:
+    """turnaround_s = finished_at - submit_time (else job_start_time, else started_at) and turnaround_from."""
+    start = pl.coalesce("submit_time", "job_start_time", "started_at")
+    return d.with_columns(
+        turnaround_s=(pl.col("finished_at") - start).dt.total_microseconds() / 1e6,
+        turnaround_from=pl.when(pl.col("submit_time").is_not_null())
+        .then(pl.lit("submit"))
+        .when(pl.col("job_start_time").is_not_null())
+        .then(pl.lit("job start"))
+        .otherwise(pl.lit("process start")),
+    )
+
+
+# ------------------------------------------------------------------ sites
+# The same cell at several sites: the cell without its site (and repeat). config_hash is in it so that
+# two configurations are never compared as one (the summary holds the current configuration anyway).
+SITE_CELL_KEYS = ("workload", "phase", "device", "precision_variant", "batch_size", "config_hash")
+
+
+def _site_factor(sites: dict[str, Any] | None, key: str) -> pl.Expr:
+    """A site fact of config/sites.yaml (carbon intensity, PUE) per row, else the value the run recorded."""
+    m = {k: float(v[key]) for k, v in (sites or {}).items() if (v or {}).get(key) is not None}
+    return pl.coalesce(pl.col("site").replace_strict(m, default=None, return_dtype=pl.Float64), pl.col(key))
+
+
+def site_comparison(df: pl.DataFrame, sites: dict[str, Any] | None = None) -> pl.DataFrame:
+    """The same cell (SITE_CELL_KEYS) side by side across sites: one row per (cell, site) of the ok runs,
+    for the cells measured at two sites or more, repeats averaged.
+
+    co2_per_1k_samples_g = energy_per_sample_j × 1000 / 3.6e6 kWh × PUE × intensity, with the site's
+    current intensity and PUE (``sites``: config/sites.yaml; the run's recorded ones where the site
+    has none). Whole-job overhead: job_wall_s, job_energy_j and the fractions of the job's time and
+    energy outside the measured phase (means over repeats). batch_efficiency = Σ wall_s / Σ turnaround
+    (scheduler_view's definition)."""
+    d = _with_turnaround(derive(ok_runs(df))).with_columns(
+        intensity_g_per_kwh=_site_factor(sites, "carbon_intensity_g_per_kwh"),
+        site_pue=pl.coalesce(_site_factor(sites, "pue"), pl.lit(1.0)),
+    )
+    per = d.group_by(*SITE_CELL_KEYS, "site").agg(
+        repeats=pl.len(),
+        scheduler=pl.col("scheduler").drop_nulls().unique().sort().str.join(", "),
+        hosts=pl.col("hostname").drop_nulls().unique().sort().str.join(", "),
+        wall_s=pl.col("wall_s").mean(),
+        time_per_sample_s=pl.col("time_per_sample_s").mean(),
+        energy_per_sample_j=pl.col("energy_per_sample_j").mean(),
+        intensity_g_per_kwh=pl.col("intensity_g_per_kwh").mean(),
+        pue=pl.col("site_pue").mean(),
+        queue_wait_s=pl.col("queue_wait_s").mean(),
+        job_wall_s=pl.col("job_wall_s").mean(),
+        job_energy_j=pl.col("job_energy_j").mean(),
+        job_time_outside_phase_fraction=pl.col("job_time_outside_phase_fraction").mean(),
+        job_energy_outside_phase_fraction=pl.col("job_energy_outside_phase_fraction").mean(),
+        batch_efficiency=pl.col("wall_s").sum() / pl.col("turnaround_s").sum(),
+        energy_source=pl.col("energy_source").unique().sort().str.join(", "),
+    )
+    per = per.with_columns(
+        co2_per_1k_samples_g=pl.col("energy_per_sample_j") * 1000 / J_PER_KWH * pl.col("pue") * pl.col("intensity_g_per_kwh"),
+        n_sites=pl.col("site").n_unique().over(*SITE_CELL_KEYS),
+    )
+    cols = [*SITE_CELL_KEYS, "site", "scheduler", "hosts", "repeats", "wall_s", "time_per_sample_s", "energy_per_sample_j",
+            "co2_per_1k_samples_g", "intensity_g_per_kwh", "pue", "queue_wait_s", "job_wall_s", "job_energy_j",
+            "job_time_outside_phase_fraction", "job_energy_outside_phase_fraction", "batch_efficiency", "energy_source"]  # fmt: skip
+    return per.filter(pl.col("n_sites") >= 2).select(cols).sort(*SITE_CELL_KEYS, "site")
+
+
+WHERE_TO_RUN_CRITERION = (
+    "lowest CO2 per sample at equal work: per workload and phase, each site's mean CO2 per 1,000 samples (with its own "
+    "carbon intensity and PUE) over the same cells, those (device, precision, batch size) measured at every site that ran it"
+)
+
+
+def where_to_run(comp: pl.DataFrame) -> pl.DataFrame:
+    """Per (workload, phase) and site, from ``site_comparison``: the WHERE_TO_RUN_CRITERION score
+    (co2_per_1k_samples_g averaged over the cells every site measured, so every site does the same work),
+    the same mean of energy and time per sample, the site's rank (1 = where to run it) and its CO2
+    relative to the best site (vs_best: 1.0 for the best)."""
+    schema = {"workload": pl.String, "phase": pl.String, "rank": pl.UInt32, "site": pl.String, "common_cells": pl.UInt32,
+              "co2_per_1k_samples_g": pl.Float64, "vs_best": pl.Float64, "energy_per_sample_j": pl.Float64,
+              "time_per_sample_s": pl.Float64, "intensity_g_per_kwh": pl.Float64, "pue": pl.Float64}  # fmt: skip
+    c = comp.filter(pl.col("co2_per_1k_samples_g").is_not_null())
+    if c.height == 0:
+        return pl.DataFrame(schema=schema)
+    c = c.with_columns(sites_of_workload=pl.col("site").n_unique().over("workload", "phase", "config_hash"))
+    common = c.filter(pl.col("site").n_unique().over(*SITE_CELL_KEYS) == pl.col("sites_of_workload"))
+    if common.height == 0:
+        return pl.DataFrame(schema=schema)
+    score = common.group_by("workload", "phase", "config_hash", "site").agg(
+        common_cells=pl.len(),
+        co2_per_1k_samples_g=pl.col("co2_per_1k_samples_g").mean(),
+        energy_per_sample_j=pl.col("energy_per_sample_j").mean(),
+        time_per_sample_s=pl.col("time_per_sample_s").mean(),
+        intensity_g_per_kwh=pl.col("intensity_g_per_kwh").mean(),
+        pue=pl.col("pue").mean(),
+    )
+    grp = ("workload", "phase", "config_hash")
+    score = score.with_columns(
+        rank=pl.col("co2_per_1k_samples_g").rank("ordinal").over(*grp).cast(pl.UInt32),
+        vs_best=pl.col("co2_per_1k_samples_g") / pl.col("co2_per_1k_samples_g").min().over(*grp),
+        common_cells=pl.col("common_cells").cast(pl.UInt32),
+    )
+    return score.select(list(schema)).sort("workload", "phase", "rank")
 
 
 # ------------------------------------------------------------------ summary

@@ -51,6 +51,11 @@ CHART_TEXT = {
         "the configured jobs per day at each site (MWh/day, PUE included); the label is the change against the fp32 "
         "baseline of the same workload, phase, device and batch size.",
     ),
+    "sites": (
+        "Sites",
+        "CO2 per 1,000 samples of each cell measured at two sites or more, one line per precision and batch size "
+        "across the sites; rings are estimated energies.",
+    ),
 }
 assert set(CHART_TEXT) == set(CHART_NAMES)
 
@@ -359,6 +364,41 @@ def _other_configs(other: pl.DataFrame, df: pl.DataFrame) -> str:
     )
 
 
+def sites_section(df: pl.DataFrame, st: AnalysisSettings, chart: str = "") -> str:
+    """The Sites section: the same cell side by side across sites (metrics.site_comparison) and where to
+    run each workload (metrics.where_to_run), from the summary's rows (the current configuration's)."""
+    comp = M.site_comparison(df, st.sites)
+    sites = sorted(df.filter(pl.col("status") == "ok")["site"].drop_nulls().unique().to_list()) if df.height else []
+    out = [f"<h2 id='sites'>Sites</h2><p class='caption'>The same cell (workload, phase, device, precision, batch size) "
+           "measured at several sites, repeats averaged, from the current configuration's runs. CO2 per 1,000 samples = "
+           "energy per sample × PUE × carbon intensity of each site (config/sites.yaml); whole-job overhead = the job's "
+           "wall time and energy (job_wall_s, job_energy_j) and the share of both outside the measured phase; batch "
+           "efficiency = measured time / (end − submission). Definitions: docs/metrics.md, \"Sites\".</p>"]  # fmt: skip
+    if comp.height == 0:
+        why = (f"one site only ({html.escape(', '.join(sites))})" if len(sites) == 1 else "no cell was measured at two sites") if sites else "no runs"
+        out.append(f"<p><em>Nothing to compare: {why}. Merge another site's results (docs/sites.md, \"Merging sites\": "
+                   "copy its results/runs/&lt;site&gt;/ here or <code>joulegrid import</code>, then <code>snakemake</code>).</em></p>")  # fmt: skip
+        return "".join(out + [chart])  # a "no data" chart, as the other sections show
+    where = M.where_to_run(comp)
+    out.append(f"<h3>Where to run each workload</h3><p class='caption'>Criterion: {html.escape(M.WHERE_TO_RUN_CRITERION)}.</p>")
+    lines = []
+    for (wl, ph), g in where.group_by("workload", "phase", maintain_order=True):
+        best = g.row(0, named=True)
+        text = (f"<b>{html.escape(wl)} {html.escape(ph)}</b>: run it at <b>{html.escape(best['site'])}</b> — "
+                f"{best['co2_per_1k_samples_g']:.3g} g CO2 per 1,000 samples")  # fmt: skip
+        if g.height > 1:
+            nxt = g.row(1, named=True)
+            text += f"; {html.escape(nxt['site'])} emits {nxt['vs_best']:.2f}× as much ({nxt['co2_per_1k_samples_g']:.3g} g)"
+        text += f" (mean over {best['common_cells']} cell(s) measured at every site)"
+        lines.append(f"<li>{text}</li>")
+    out.append(f"<ul class='where'>{''.join(lines)}</ul>")
+    out.append(table_html(where))
+    out.append(chart)
+    out.append("<h3>The same cell at each site</h3>")
+    out.append(table_html(comp.drop("config_hash")))
+    return "".join(out)
+
+
 def _environment(df: pl.DataFrame) -> str:
     if df.height == 0:
         return "<p><em>no runs</em></p>"
@@ -419,7 +459,7 @@ def build_report(
     missing_base = M.missing_baselines(cells) if cells.height else pl.DataFrame()
 
     nav = [("summary", "Summary"), ("charts", "Charts"), ("fleet", "Fleet what-if"), ("tables", "Metrics"),
-           ("scheduler", "Scheduler"), ("hotspots", "Hotspots"), ("missing", "Missing & failures"),
+           ("scheduler", "Scheduler"), ("sites", "Sites"), ("hotspots", "Hotspots"), ("missing", "Missing & failures"),
            ("measured", "How measured"), ("environment", "Environment")]  # fmt: skip
     if other.height:
         nav.insert(-2, ("other-configs", "Other configurations"))
@@ -468,7 +508,7 @@ def build_report(
     sec.append("<h2 id='charts'>Charts</h2><p class='caption'>Hover a mark for its details.</p>")
     sec.append(_precision_notes(rel))
     for name in CHART_NAMES:
-        if name != "fleet_whatif" and name != "scheduler_overhead":
+        if name not in ("fleet_whatif", "scheduler_overhead", "sites"):
             sec.append(chart_html[name])
 
     # ---- fleet
@@ -517,6 +557,9 @@ def build_report(
     sec.append("<h2 id='scheduler'>Scheduler view</h2>")
     sec.append(chart_html["scheduler_overhead"].split("</h3>", 1)[1])
     sec.append(table_html(M.scheduler_view(df)))
+
+    # ---- sites
+    sec.append(sites_section(df, st, chart_html["sites"].split("</h3>", 1)[1]))
 
     # ---- hotspots
     sec.append("<h2 id='hotspots'>Hotspots</h2>")
