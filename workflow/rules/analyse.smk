@@ -1,10 +1,7 @@
 # Aggregate every run file (all sites under results/runs/) and render charts + the HTML report.
-from joulegrid.analysis import CHART_NAMES as JG_CHARTS
-from joulegrid.analysis.settings import AnalysisSettings as _JGSettings
+import os
 
-# report:, fleet:, the sites and the hardware table, in a stamp file that changes only with them: an
-# input of rule report, so that changing any of them re-renders the report (jg_stamp, common.smk).
-REPORT_STAMP = jg_stamp("report", _JGSettings.from_config(config, SITES).to_json())
+from joulegrid.analysis import CHART_NAMES
 
 
 localrules:
@@ -19,19 +16,21 @@ rule aggregate:
     in summary.parquet, the others' in summary.other-configs.parquet (never averaged together)."""
     input:
         CELL_PATHS,
-        current=CURRENT_STAMP,
+        current=JOULEGRID.current_stamp,
     output:
         summary=f"{RESULTS}/summary.parquet",
         problems=f"{RESULTS}/summary.problems.json",
         other=f"{RESULTS}/summary.other-configs.parquet",
     params:
+        jg=JG,
+        runs=lambda wildcards, output: os.path.join(os.path.dirname(output.summary), "runs"),
         strict="--strict" if config["strict"] else "",
     log:
         f"{RESULTS}/logs/aggregate.log",
     conda:
         JG_CONDA_ENV
     shell:
-        "{JG} aggregate --runs {RESULTS:q}/runs --out {output.summary:q} --current {input.current:q} "
+        "{params.jg} aggregate --runs {params.runs:q} --out {output.summary:q} --current {input.current:q} "
         "--other {output.other:q} {params.strict} 2> {log:q}"
 
 
@@ -40,19 +39,24 @@ rule report:
         summary=rules.aggregate.output.summary,
         problems=rules.aggregate.output.problems,
         other=rules.aggregate.output.other,
-        settings=REPORT_STAMP,
+        # report:, fleet:, the sites and the hardware table, in a stamp file that changes only with them,
+        # so that changing any of them re-renders the report (joulegrid.snakefile, stamp)
+        settings=JOULEGRID.report_stamp,
     output:
         index=report(REPORT_INDEX, caption="../report/index.rst", category="Report"),
         cells=report(f"{RESULTS}/report/cells.csv", caption="../report/cells.rst", category="Report"),
         fleet=report(f"{RESULTS}/report/fleet.csv", caption="../report/fleet.rst", category="Report"),
         **{
             name: report(f"{RESULTS}/report/{name}.png", caption=f"../report/{name}.rst", category="Charts")
-            for name in JG_CHARTS
+            for name in CHART_NAMES
         },
     log:
         f"{RESULTS}/logs/report.log",
+    params:
+        jg=JG,
+        out=lambda wildcards, output: os.path.dirname(output.index),
     conda:
         JG_CONDA_ENV
     shell:
-        "{JG} report --summary {input.summary:q} --problems {input.problems:q} --other {input.other:q} "
-        "--out {RESULTS:q}/report --settings-file {input.settings:q} 2> {log:q} && echo 'joulegrid: report at {output.index}'"
+        "{params.jg} report --summary {input.summary:q} --problems {input.problems:q} --other {input.other:q} "
+        "--out {params.out:q} --settings-file {input.settings:q} 2> {log:q} && echo 'joulegrid: report at {output.index}'"
