@@ -27,10 +27,10 @@ from typing import Any
 import polars as pl
 from markupsafe import Markup
 
-from .. import schema as S
+from .. import schema
 from ..io import atomic_path
 from . import CHART_NAMES
-from . import metrics as M
+from . import metrics
 from .settings import AnalysisSettings
 
 CHART_TEXT = {
@@ -127,25 +127,25 @@ def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
     notes: list[str] = []
     if not p.is_file():
         notes.append(f"No summary at {p}: run the grid and `joulegrid aggregate` (or `snakemake`) first.")
-        return pl.DataFrame(schema=S.polars_schema()), notes
+        return pl.DataFrame(schema=schema.polars_schema()), notes
     try:
         df = pl.read_parquet(p)
     except Exception as e:  # noqa: BLE001
         notes.append(f"The summary {p} cannot be read ({type(e).__name__}: {e}); re-run `joulegrid aggregate`.")
-        return pl.DataFrame(schema=S.polars_schema()), notes
-    missing = [c for c in S.COLUMN_NAMES if c not in df.columns]
+        return pl.DataFrame(schema=schema.polars_schema()), notes
+    missing = [c for c in schema.COLUMN_NAMES if c not in df.columns]
     if missing:
         notes.append(
-            f"The summary {p} lacks {len(missing)} column(s) of result schema version {S.SCHEMA_VERSION} "
+            f"The summary {p} lacks {len(missing)} column(s) of result schema version {schema.SCHEMA_VERSION} "
             f"({', '.join(missing[:6])}{'…' if len(missing) > 6 else ''}): it was written by another joulegrid; "
             "re-run `joulegrid aggregate` with this one. Missing columns are shown empty."
         )
         df = df.with_columns([pl.lit(None).alias(c) for c in missing])
     try:
-        df = df.select(S.COLUMN_NAMES).cast(dict(S.polars_schema()), strict=False)
+        df = df.select(schema.COLUMN_NAMES).cast(dict(schema.polars_schema()), strict=False)
     except Exception as e:  # noqa: BLE001
         notes.append(f"The summary {p} has columns of unexpected types ({e}); re-run `joulegrid aggregate`.")
-        return pl.DataFrame(schema=S.polars_schema()), notes
+        return pl.DataFrame(schema=schema.polars_schema()), notes
     return df, notes
 
 
@@ -238,8 +238,8 @@ class Inputs:
     rel: pl.DataFrame = field(init=False)  # cells against their fp32 baseline
 
     def __post_init__(self) -> None:
-        self.cells = M.cell_stats(self.df, noisy_cv=self.st.noisy_cv)
-        self.rel = M.relative_to_baseline(self.cells) if self.cells.height else self.cells
+        self.cells = metrics.cell_stats(self.df, noisy_cv=self.st.noisy_cv)
+        self.rel = metrics.relative_to_baseline(self.cells) if self.cells.height else self.cells
 
 
 @dataclass
@@ -281,15 +281,15 @@ def summary_section(r: Inputs) -> Section:
         (est, "runs with estimated energy", "warn" if est else ""), (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
         (len(r.problems), "run files left out", "bad" if r.problems else ""),
     ]  # fmt: skip
-    tta = M.time_to_target(df, targets=r.st.targets, eta=r.st.eta)
+    tta = metrics.time_to_target(df, targets=r.st.targets, eta=r.st.eta)
     return Section("summary", "Summary", "Summary", {
         "cards": cards,
         "notes": r.notes,
         "no_results": df.height == 0,
         "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
-        "best": table(M.best_per_workload(df), empty="no successful run with an energy figure yet"),
+        "best": table(metrics.best_per_workload(df), empty="no successful run with an energy figure yet"),
         "eta": f"{r.st.eta:g}",
-        "best_batch": table(M.best_batch_size(tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
+        "best_batch": table(metrics.best_batch_size(tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
     })  # fmt: skip
 
 
@@ -299,7 +299,7 @@ def charts_section(r: Inputs) -> Section:
     data: dict[str, Any] = {"emulated": [], "precisions": None}
     rel = r.rel
     if rel.height:
-        data["emulated"] = M.emulated_notes(M.emulated(rel))
+        data["emulated"] = metrics.emulated_notes(metrics.emulated(rel))
         d = rel.filter((pl.col("precision") != "fp32") | (pl.col("variant") != "baseline"))
         if d.height:
             d = d.with_columns(
@@ -321,7 +321,7 @@ def fleet_table(r: Inputs) -> pl.DataFrame:
     """The fleet what-if of the cells with an energy figure (also fleet.csv), sorted."""
     fleet_cells = r.cells.filter(pl.col("energy_j").is_not_null()) if r.cells.height else r.cells
     if fleet_cells.height == 0:
-        return pl.DataFrame(schema={c: pl.String for c in M.FLEET_CSV_COLUMNS})
+        return pl.DataFrame(schema={c: pl.String for c in metrics.FLEET_CSV_COLUMNS})
     return r.st.fleet_table(fleet_cells).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
 
 
@@ -341,12 +341,12 @@ def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
 
 def cells_table(r: Inputs) -> pl.DataFrame:
     """Per-cell metrics (also cells.csv): against the baseline, SCI, the Pareto front."""
-    return M.pareto(r.st.sci_table(r.rel)) if r.cells.height else r.cells
+    return metrics.pareto(r.st.sci_table(r.rel)) if r.cells.height else r.cells
 
 
 def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
     """Metrics per cell, and time and energy to target of the training runs."""
-    tta = M.time_to_target(r.df, targets=r.st.targets, eta=r.st.eta)
+    tta = metrics.time_to_target(r.df, targets=r.st.targets, eta=r.st.eta)
     return Section("tables", "Metrics", "Metrics per cell", {
         "hardware_source": r.st.hardware_source or "no hardware table",
         "cells": table(full.select(
@@ -364,7 +364,7 @@ def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
 
 def scheduler_section(r: Inputs) -> Section:
     """Where a job's time goes per site: chart and the scheduler view."""
-    return Section("scheduler", "Scheduler", "Scheduler view", {"chart": _chart("scheduler_overhead"), "table": table(M.scheduler_view(r.df))})
+    return Section("scheduler", "Scheduler", "Scheduler view", {"chart": _chart("scheduler_overhead"), "table": table(metrics.scheduler_view(r.df))})
 
 
 def hotspots_section(r: Inputs) -> Section:
@@ -381,7 +381,7 @@ def hotspots_section(r: Inputs) -> Section:
 def missing_section(r: Inputs) -> Section:
     """Run files left out, comparisons without a baseline, failed and skipped runs."""
     df = r.df
-    missing_base = M.missing_baselines(r.cells) if r.cells.height else pl.DataFrame()
+    missing_base = metrics.missing_baselines(r.cells) if r.cells.height else pl.DataFrame()
     not_ok = df.filter(pl.col("status") != "ok")
     return Section("missing", "Missing & failures", "Missing and failures", {
         "problems": table(pl.DataFrame(r.problems)) if r.problems else None,
@@ -499,7 +499,7 @@ def read_inputs(
     p = Path(summary)
     df, notes = load_summary(p)
     op = Path(other_file) if other_file else other_path(p)
-    other = load_summary(op)[0] if op.is_file() else pl.DataFrame(schema=S.polars_schema())
+    other = load_summary(op)[0] if op.is_file() else pl.DataFrame(schema=schema.polars_schema())
     problems: list[dict] = []
     pf = Path(problems_file) if problems_file else p.with_suffix(".problems.json")
     if pf.is_file():
@@ -532,7 +532,7 @@ def build_report(
             chart.save(tmp, format="png", scale_factor=1.5)
         specs[name] = chart.to_dict()
     fl = fleet_table(r)
-    _write_csv(fl.select(M.FLEET_CSV_COLUMNS), out / "fleet.csv")
+    _write_csv(fl.select(metrics.FLEET_CSV_COLUMNS), out / "fleet.csv")
     full = cells_table(r)
     _write_csv(full, out / "cells.csv")
 
@@ -550,7 +550,7 @@ def build_report(
         specs_json=Markup(_script_json(specs)),
         generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
         summary=str(r.summary),
-        schema_version=S.SCHEMA_VERSION,
+        schema_version=schema.SCHEMA_VERSION,
     )
     index = out / "index.html"
     with atomic_path(index, suffix=".html") as tmp:
