@@ -117,6 +117,7 @@ def job_resources(
     group_size: Callable[[], int] | int = 1,
     shared_fs: bool = True,
     results_dir: str = "results",
+    reads: Callable[[Any], dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Rule resources for one job kind; values are callables Snakemake evaluates per job and attempt.
 
@@ -129,7 +130,11 @@ def job_resources(
 
     shared_fs: False with Snakemake's ``shared-fs-usage: none`` (profiles/lxplus, profiles/blackett):
     HTCondor jobs then also take <results_dir>/attempts (earlier attempts of the cell) and the site's
-    packed environment (``env_tarball``) as inputs, and return <results_dir> (what the job wrote)."""
+    packed environment (``env_tarball``) as inputs, and return <results_dir> (what the job wrote).
+
+    reads: what the job reads that is not a declared input (rule measure declares only its
+    configuration's inputs.json; the dataset and reference model it names are ``reads(wildcards)``):
+    transferred too without a shared filesystem."""
     scheduler = facts.get("scheduler", "local")
     if scheduler not in SCHEDULERS:
         raise SiteError(
@@ -162,7 +167,7 @@ def job_resources(
         res["request_memory"] = mem
         if asks_gpu:
             res["request_gpus"] = gpu
-        res.update(htcondor_transfer(facts, shared_fs, results_dir))
+        res.update(htcondor_transfer(facts, shared_fs, results_dir, reads))
         if flavours:
             res["classad_JobFlavour"] = lambda wc, attempt: pick_flavour(
                 flavours, runtime(wc, attempt) * (group_size() if callable(group_size) else group_size)
@@ -177,7 +182,9 @@ WORKFLOW_SOURCES = ("workflow", "src", "config")
 ENV_CHECK_EXIT = 78  # job-wrapper.sh exits with it when the worker cannot run the job (EX_CONFIG)
 
 
-def htcondor_transfer(facts: dict[str, Any], shared_fs: bool, results_dir: str) -> dict[str, str]:
+def htcondor_transfer(
+    facts: dict[str, Any], shared_fs: bool, results_dir: str, reads: Callable[[Any], dict[str, str]] | None = None
+) -> dict[str, Any]:
     """HTCondor submit settings of every joulegrid job (plugin resources, all constant strings).
 
     The job's executable is job-wrapper.sh, always transferred (ShouldTransferFiles "YES", set as a
@@ -187,7 +194,9 @@ def htcondor_transfer(facts: dict[str, Any], shared_fs: bool, results_dir: str) 
     (<results_dir>/.grid), <results_dir>/attempts
     (a killed cell's earlier attempts, appended to, never lost) and the site's packed environment,
     and brings <results_dir> back: the wrapper leaves there only what the job created or changed
-    (the declared outputs come back by the plugin anyway)."""
+    (the declared outputs come back by the plugin anyway). With ``reads``, the files a job reads
+    without declaring them (its dataset and reference model) are added per job: a callable of the
+    wildcards, evaluated only on sites without a shared filesystem."""
     res = {"job_wrapper": str(JOB_WRAPPER), "classad_ShouldTransferFiles": "YES"}
     if not shared_fs:
         # the plugin transfers the Snakefile, the rule's inputs and the config files; the rest of
@@ -197,7 +206,8 @@ def htcondor_transfer(facts: dict[str, Any], shared_fs: bool, results_dir: str) 
         inputs = [*WORKFLOW_SOURCES, f"{results_dir}/.grid", f"{results_dir}/attempts"]
         if facts.get("env_tarball"):
             inputs.append(str(facts["env_tarball"]))
-        res["htcondor_transfer_input_files"] = ", ".join(inputs)
+        listed = ", ".join(inputs)
+        res["htcondor_transfer_input_files"] = (lambda wc: ", ".join([listed, *reads(wc).values()])) if reads else listed
         res["htcondor_transfer_output_files"] = results_dir
     return res
 

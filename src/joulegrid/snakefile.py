@@ -153,13 +153,23 @@ class Workflow:
             wf.register_resource("energy_meter", 1)
 
     # ------------------------------------------------------------------ what the rules read
-    def job_resources(self, mem_mb: int, runtime_min: int, gpus: Callable[[Any], int] | int = 0, group_size: Callable[[], int] | int = 1) -> dict[str, Any]:
+    def job_resources(
+        self,
+        mem_mb: int,
+        runtime_min: int,
+        gpus: Callable[[Any], int] | int = 0,
+        group_size: Callable[[], int] | int = 1,
+        reads: Callable[[Any], dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
         """Resources of a job that mean the same on every executor (joulegrid/executors.py): mem_mb ->
         slurm --mem / htcondor request_memory, runtime -> slurm -t / lxplus +JobFlavour, gpu -> slurm
         --gpus / htcondor request_gpus; memory and runtime scale with the attempt. HTCondor jobs also run
-        through joulegrid's job wrapper (and transfer files without a shared filesystem)."""
+        through joulegrid's job wrapper (and transfer files without a shared filesystem: also what reads(wildcards)
+        names, the files a measure job reads that are not its inputs)."""
         try:
-            return executors.job_resources(self.site, self.site_facts, mem_mb, runtime_min, gpus, group_size, self.shared_fs, self.results)
+            return executors.job_resources(
+                self.site, self.site_facts, mem_mb, runtime_min, gpus, group_size, self.shared_fs, self.results, reads
+            )
         except executors.SiteError as e:
             raise WorkflowError(str(e)) from None
 

@@ -187,8 +187,13 @@ def test_without_a_shared_filesystem_htcondor_jobs_transfer_the_workflow_attempt
     assert lx["htcondor_transfer_input_files"] == "workflow, src, config, res/.grid, res/attempts"
     assert lx["htcondor_transfer_output_files"] == "res"
     bl = _eval(E.job_resources("blackett", sites["blackett"], 2000, 15, shared_fs=False))
-    assert bl["htcondor_transfer_input_files"] == "workflow, src, config, results/attempts, joulegrid-env.tar.gz"
-    shared = _eval(E.job_resources("htcondor", sites["htcondor"], 2000, 15))
+    assert bl["htcondor_transfer_input_files"] == "workflow, src, config, results/.grid, results/attempts, joulegrid-env.tar.gz"
+    # a cell job also takes what its inputs.json names (its dataset and reference model), per job
+    reads = lambda wc: {"data": f"resources/datasets/{wc}.npz", "model": f"res/models/{wc}.pt"}  # noqa: E731
+    cell = E.job_resources("lxplus", sites["lxplus"], 2000, 15, shared_fs=False, results_dir="res", reads=reads)
+    assert cell["htcondor_transfer_input_files"]("jets") == (
+        "workflow, src, config, res/.grid, res/attempts, resources/datasets/jets.npz, res/models/jets.pt")
+    shared = _eval(E.job_resources("htcondor", sites["htcondor"], 2000, 15, reads=reads))
     assert not {"htcondor_transfer_input_files", "htcondor_transfer_output_files"} & set(shared)
     assert E.job_resources("slurm", sites["slurm"], 2000, 15, shared_fs=False).keys() == {"mem_mb", "runtime"}
 

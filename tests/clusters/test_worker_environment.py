@@ -161,10 +161,11 @@ def test_lxplus_profile_on_the_cern_like_pool_delivers_every_row_and_a_report(tm
     cuda = df.filter(df["device"] == "cuda")  # the pool's GPU does not exist: scheduled, then skipped
     assert cuda["status"].to_list() == ["skipped"] * 2 and cuda["alloc_gpus"].to_list() == [1, 1]
     # what the jobs wrote besides their rows came back too: logs, hotspots
-    for cell in df["cell_id"]:
-        assert (co / "results" / "logs" / "runs" / f"{cell}.log").is_file(), cell
-    assert sorted(p.relative_to(co / "results" / "hotspots").as_posix() for p in (co / "results" / "hotspots").rglob("*.parquet")) == [
-        f"{c}.parquet" for c in ok["cell_id"]]  # fmt: skip
+    file_ids = [f"{c}-{h}" for c, h in zip(df["cell_id"], df["config_hash"])]  # <cell id>-<config hash>
+    for f in file_ids:
+        assert (co / "results" / "logs" / "runs" / f"{f}.log").is_file(), f
+    assert sorted(p.relative_to(co / "results" / "hotspots").as_posix() for p in (co / "results" / "hotspots").rglob("*.parquet")) == sorted([
+        f"{c}-{h}.parquet" for c, h in zip(ok["cell_id"], ok["config_hash"])])  # fmt: skip
     assert (co / "results" / "report" / "index.html").is_file() and (co / "results" / "summary.parquet").is_file()
     # the jobs really ran on the CERN-like node, in scratch with file transfer, as lxplus jobs ask
     for jid in df["job_id"]:
@@ -211,8 +212,8 @@ def test_blackett_profile_runs_jobs_in_the_packed_venv(tmp_path):
     df = _rows(co / "results", "blackett", 1)
     r = df.row(0, named=True)
     assert (r["scheduler"], r["status"]) == ("htcondor", "ok"), r["error_message"]
-    assert (co / "results" / "logs" / "runs" / f"{r['cell_id']}.log").is_file()
-    assert (co / "results" / "hotspots" / f"{r['cell_id']}.parquet").is_file()
+    assert (co / "results" / "logs" / "runs" / f"{r['cell_id']}-{r['config_hash']}.log").is_file()
+    assert (co / "results" / "hotspots" / f"{r['cell_id']}-{r['config_hash']}.parquet").is_file()
     assert (co / "results" / "report" / "index.html").is_file()
     # the workers never saw the submit node's venv: it is an empty directory outside the namespace
     assert list(venv.iterdir()) == []

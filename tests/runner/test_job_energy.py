@@ -132,7 +132,9 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     # real cost of the cell's; what must not show up is the neighbour's work, which doubles the node's.
     a, n = med["alone"], med["neighbour"]
     assert n["energy_cpu_active_j"] / a["energy_cpu_active_j"] == pytest.approx(n["job_cpu_s"] / a["job_cpu_s"], rel=0.1), med
-    assert n["job_cpu_s"] < 1.25 * a["job_cpu_s"], med
+    # (+27 % on the 2-core build host while other test suites ran); the neighbour's work charged to the
+    # cell would double it (it burns a whole CPU for as long as the cell runs): 1.5 separates the two
+    assert n["job_cpu_s"] < 1.5 * a["job_cpu_s"], med
     assert n["node_energy_cpu_j"] > 1.5 * a["node_energy_cpu_j"], med
     assert med["alone"]["neighbour_cpu_fraction"] < 0.05 < 0.2 < med["neighbour"]["neighbour_cpu_fraction"], med
     assert [r["node_shared"] for r in runs["alone"]] == [False] * 3 and [r["node_shared"] for r in runs["neighbour"]] == [True] * 3

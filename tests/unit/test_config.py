@@ -166,6 +166,16 @@ def test_text_values_are_read_as_the_type_their_key_needs():
     assert "expected a number or null, got str 'high'. Fix: write a number or null" in str(e.value)
 
 
+def test_text_values_of_keys_with_several_shapes_are_read_too():
+    """fleet.samples_per_job is a number or one per workload (a oneOf): --config text read as either."""
+    cfg, _ = prepared(setp("fleet.samples_per_job", "1000000"))
+    assert cfg["fleet"]["samples_per_job"] == 1000000
+    cfg, _ = prepared(setp("fleet.samples_per_job", {"baler_ae": "5000", "jet_tagger": {"infer": "20", "train": "null"}}))
+    assert cfg["fleet"]["samples_per_job"] == {"baler_ae": 5000, "jet_tagger": {"infer": 20, "train": None}}
+    with pytest.raises(C.ConfigError, match="fleet.samples_per_job: 'lots' is not allowed"):
+        prepared(setp("fleet.samples_per_job", "lots"))
+
+
 @pytest.mark.parametrize(
     "entries",
     [["seed=7"], ["grid={repeats: 2}"], ["grid={repeats: 2, precisions: [fp32]}", "seed=3"], ["strict=True", "site=lxplus"],

@@ -112,7 +112,7 @@ def test_report_settings_change_rerenders_the_report(work):
     assert re.search(r"^report\s+1$", jobs, re.M) and not re.search(r"^(measure|aggregate)\s", jobs, re.M), jobs[-2000:]
     snakemake(work, "--cores", "2", "--config", *fleet, configfile=cfg)
     assert index.stat().st_mtime_ns != mtime and index.read_text() != html
-    assert "one job = 1,000,000 samples" in index.read_text()
+    assert "equal work, 1,000,000 samples per job" in index.read_text()
     assert (work / "results/summary.parquet").stat().st_mtime_ns == summary_mtime, "the summary is not rebuilt"
     again = snakemake(work, "-n", "--cores", "2", "--config", *fleet, configfile=cfg)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -55,9 +55,11 @@ def test_every_row_is_the_jobs_energy(grid_run):
         # the whole job: from interpreter start to the row, less the idle baseline and the profiling passes
         life = (r["finished_at"] - r["process_started_at"]).total_seconds()
         assert r["job_wall_s"] == pytest.approx(life - r["job_excluded_s"], abs=0.05), cid
-        # (the idle window's own clock also counts the meters' stop, e.g. codecarbon's last sample)
-        assert r["job_excluded_s"] >= r["profile_s"], cid
-        assert r["job_excluded_s"] == pytest.approx(r["idle_window_s"] + r["profile_s"], abs=0.3), cid
+        # excluded: the idle baseline's sleep (0.5 s, SPEED above) and the profiling passes; at most the
+        # idle window as its own clock saw it (which also counts the meters' start and stop, e.g.
+        # codecarbon's last sample: seconds on a loaded host) plus the profiling passes
+        idle_sleep = SPEED["measure"]["idle_baseline_s"]
+        assert r["profile_s"] + idle_sleep <= r["job_excluded_s"] <= r["idle_window_s"] + r["profile_s"] + 0.05, cid
         assert r["job_wall_s"] > r["wall_s"] and r["job_energy_j"] > r["energy_j"], cid
         assert 0 < r["job_time_outside_phase_fraction"] < 1 and 0 < r["job_energy_outside_phase_fraction"] < 1, cid
         assert 0 < r["job_energy_extrapolated_j"] < r["job_energy_j"] and 0 < r["job_untracked_s"] < r["job_wall_s"], cid

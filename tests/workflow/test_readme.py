@@ -38,7 +38,13 @@ TESTS = {
     "snakemake --unlock": ["tests/reliability/test_resume.py::test_kill_9_mid_run_then_rerun_resumes"],
     ".venv/bin/joulegrid remeasure 'local/*/infer/*'": ["tests/workflow/test_readme.py::test_remeasure_infer_cells",
                                                        "tests/reliability/test_never_overwrite.py::test_forcerun_refused_remeasure_archives_then_measures_anew"],
-    "snakemake --profile profiles/slurm": ["tests/clusters/test_schedulers.py::test_grid_through_slurm"],
+    "snakemake --profile slurm": ["tests/clusters/test_site_resources.py::test_profile_short_name_from_the_repository_root",
+                                  "tests/clusters/test_schedulers.py::test_grid_through_slurm"],
+    "joulegrid pack-env": ["tests/clusters/test_worker_environment.py::test_blackett_profile_runs_jobs_in_the_packed_venv",
+                           "tests/clusters/test_job_wrapper.py::test_packed_environment_is_unpacked_and_used"],
+    # sudo: only to read root-only counters (test_root_only_counters_name_the_fix); the ladder on a fake powercap tree
+    "sudo -E .venv/bin/joulegrid calibrate": ["tests/meters/test_calibrate.py::test_calibrate_finds_the_fake_nodes_rates",
+                                              "tests/meters/test_calibrate.py::test_root_only_counters_name_the_fix"],
     "snakemake --report report.zip": ["tests/report/test_snakemake_report.py::test_pipeline_report_and_snakemake_report_zip"],
     "yaml: Changing the grid": ["tests/workflow/test_readme.py::test_changing_the_grid_example"],
 }  # fmt: skip

@@ -60,6 +60,7 @@ rule measure:
             config["job"]["runtime_min"],
             gpus=JOULEGRID.cell_gpus(),
             group_size=JOULEGRID.cells_per_group,
+            reads=JOULEGRID.phase_inputs,  # without a shared filesystem: the dataset and model its inputs.json names
         ),
         attempt=lambda wc, attempt: attempt,  # the constant 1 without retries (joulegrid.snakefile, resolve_measure_rule)
         energy_meter=1,
