@@ -46,7 +46,7 @@ def write_phase_inputs(inputs: dict[str, str], out: str, log: str) -> None:
 
     text = json.dumps(inputs, sort_keys=True)
     stamp(out, text + "\n")
-    Path(log).write_text(f"{out}: {text}\n")
+    Path(log).write_text(f"joulegrid: {out}: {text}\n")
 
 
 class Workflow:
