@@ -61,9 +61,10 @@ def main() -> int:
 
     from joulegrid import config as CFG
     from joulegrid import meters
+    from joulegrid.sites import site_facts
 
     cfg, sites = CFG.load()  # config/config.yaml with schema defaults: the default meters
-    settings = {"measure": cfg["measure"], "site_facts": CFG.site_facts(sites, cfg["site"])}
+    settings = {"measure": cfg["measure"], "site_facts": site_facts(sites, cfg["site"])}
     threads = args.threads
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -108,14 +108,14 @@ def cmd_plan(args) -> int:
 
 
 def cmd_meters(args) -> int:
-    from . import config as CFG
-    from .meters.check import check
-
+    from .config import load
     from .hardware import config_calibrations
+    from .meters.survey import survey
+    from .sites import site_facts
 
-    config, sites = CFG.load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
-    settings = {"measure": config["measure"], "site_facts": CFG.site_facts(sites, config["site"], config_calibrations(config))}
-    return check(settings, args.device, args.window)
+    config, sites = load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
+    settings = {"measure": config["measure"], "site_facts": site_facts(sites, config["site"], config_calibrations(config))}
+    return survey(settings, args.device, args.window)
 
 
 def cmd_calibrate(args) -> int:
@@ -167,20 +167,18 @@ def cmd_calibrate(args) -> int:
 
 def _node_power_notes(model: str, sites_file: str | os.PathLike | None = None) -> list[str]:
     """config/sites.yaml node_power entries that name this CPU model: they take precedence over a calibration."""
-    import yaml
-
     from .config import REPO_ROOT
+    from .sites import SiteError, load_sites, node_power
 
     p = Path(sites_file) if sites_file else REPO_ROOT / "config" / "sites.yaml"
     try:
-        sites = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return []
+        sites = load_sites(p)
+    except SiteError:
+        return []  # a note after a calibration: the run of snakemake names what is wrong with the file
     out = []
     for site, facts in sites.items():
-        np_ = (facts or {}).get("node_power") if isinstance(facts, dict) else None
-        for e in np_ if isinstance(np_, list) else [np_] if np_ else []:
-            want = e.get("cpu_model") if isinstance(e, dict) else None
+        for e in node_power(facts):
+            want = e.get("cpu_model")
             if want and str(want).lower() in model.lower():
                 out.append(f"joulegrid: note: {p} {site}.node_power names {want!r}, which takes precedence over a calibration "
                            "at that site; remove it there to use the calibration (docs/measurement.md, \"Calibrating a CPU model\")")  # fmt: skip

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from . import grid as G
+from . import axes, grid
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent.parent
@@ -48,8 +48,8 @@ def _allowed(schema: dict[str, Any]) -> str:
     return ""
 
 
-def _friendly(err) -> str:
-    """One jsonschema ValidationError -> 'config key X: problem. Fix: ...'."""
+def _friendly(err, where: str = "config key") -> str:
+    """One jsonschema ValidationError -> 'config key X: problem. Fix: ...' (``where`` names the file's keys)."""
     key = _key_path(err.absolute_path)
     v = err.validator
     inst = err.instance
@@ -57,43 +57,45 @@ def _friendly(err) -> str:
     if v == "additionalProperties":
         allowed = sorted(sch.get("properties", {}))
         extra = sorted(set(inst) - set(allowed)) if isinstance(inst, dict) else []
-        where = key if err.absolute_path else "top level"
+        at = key if err.absolute_path else "top level"
         return (
-            f"config key {where}: unknown key(s) {', '.join(map(repr, extra))}. "
+            f"{where} {at}: unknown key(s) {', '.join(map(repr, extra))}. "
             f"Fix: remove or rename them; allowed keys here: {', '.join(allowed)}"
         )
     if v == "enum":
-        return f"config key {key}: {inst!r} is not allowed. Fix: use one of {_allowed(sch)}"
+        return f"{where} {key}: {inst!r} is not allowed. Fix: use one of {_allowed(sch)}"
     if v == "type":
         want = _type_words(sch["type"])
-        return f"config key {key}: expected {want}, got {type(inst).__name__} {inst!r}. Fix: write {want}"
+        return f"{where} {key}: expected {want}, got {type(inst).__name__} {inst!r}. Fix: write {want}"
     if v == "minItems":
-        return f"config key {key}: the list is empty. Fix: give at least {sch['minItems']} value(s)"
+        return f"{where} {key}: the list is empty. Fix: give at least {sch['minItems']} value(s)"
     if v == "uniqueItems":
         dup = sorted({json.dumps(x) for x in inst if inst.count(x) > 1})
-        return f"config key {key}: duplicated value(s) {', '.join(dup)}. Fix: list each value once"
+        return f"{where} {key}: duplicated value(s) {', '.join(dup)}. Fix: list each value once"
     if v in ("minimum", "exclusiveMinimum"):
-        return f"config key {key}: {inst!r} is too small ({v} {sch[v]}). Fix: use a value above {sch[v]}" + (
+        return f"{where} {key}: {inst!r} is too small ({v} {sch[v]}). Fix: use a value above {sch[v]}" + (
             "" if v == "exclusiveMinimum" else " or equal to it"
         )
     if v in ("maximum", "exclusiveMaximum"):
-        return f"config key {key}: {inst!r} is too large ({v} {sch[v]}). Fix: use a smaller value"
+        return f"{where} {key}: {inst!r} is too large ({v} {sch[v]}). Fix: use a smaller value"
     if v == "pattern" and key.endswith(".class"):
-        return f"config key {key}: {inst!r} is not an import path. Fix: write it as my_pkg.module:MyWorkload (module path, colon, class name)"
+        return f"{where} {key}: {inst!r} is not an import path. Fix: write it as my_pkg.module:MyWorkload (module path, colon, class name)"
     if v == "pattern":
         return (
-            f"config key {key}: {inst!r} is not a safe name (pattern {sch['pattern']}). "
+            f"{where} {key}: {inst!r} is not a safe name (pattern {sch['pattern']}). "
             "Fix: use letters, digits and _ only (no '/', '..', spaces or shell characters)"
         )
     if v == "required":
-        return f"config key {key}: {err.message}. Fix: add it"
+        return f"{where} {key}: {err.message}. Fix: add it"
+    if v == "minProperties" and "reason" in sch.get("required", ()):
+        return f"{where} {key}: {err.message}. Fix: name at least one axis to match besides reason"
     if v == "minProperties":
-        return f"config key {key}: {err.message}. Fix: name at least one axis to match besides reason"
+        return f"{where} {key}: {err.message}. Fix: give at least {sch['minProperties']} entry"
     if v == "oneOf" and sch.get("description"):
-        return f"config key {key}: {inst!r} is not allowed. Fix: {' '.join(sch['description'].split())}"
+        return f"{where} {key}: {inst!r} is not allowed. Fix: {' '.join(sch['description'].split())}"
     if v == "minLength":
-        return f"config key {key}: must not be empty. Fix: write a short text"
-    return f"config key {key}: {err.message}"
+        return f"{where} {key}: must not be empty. Fix: write a short text"
+    return f"{where} {key}: {err.message}"
 
 
 _TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a text", "boolean": "true or false",
@@ -174,6 +176,26 @@ def _load_schema() -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
+_DEFAULTS: dict[str, Any] = {}
+
+
+def schema_defaults() -> dict[str, Any]:
+    """Every default the JSON schema gives (the schema is their only home): what validating an empty
+    config fills in, section by section (e.g. schema_defaults()["measure"]["warmup_batches"]). A copy."""
+    if not _DEFAULTS:
+
+        def fill(schema: dict[str, Any]) -> Any:
+            value = copy.deepcopy(schema.get("default"))
+            if isinstance(value, dict) and "properties" in schema:
+                for key, sub in schema["properties"].items():
+                    if "default" in sub:
+                        value.setdefault(key, fill(sub))
+            return value
+
+        _DEFAULTS.update(fill({"default": {}, **_load_schema()}))
+    return copy.deepcopy(_DEFAULTS)
+
+
 def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
     """Validate against the JSON schema with snakemake.utils.validate (fills defaults in place).
 
@@ -209,17 +231,6 @@ def resolve_path(path: str | os.PathLike, base: Path) -> Path:
     return REPO_ROOT / p
 
 
-def load_sites(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config key sites_file: {str(p)!r} does not exist. Fix: point it at a sites YAML (see config/sites.yaml)")
-    with open(p) as f:
-        sites = yaml.safe_load(f) or {}
-    if not isinstance(sites, dict):
-        raise ConfigError(f"{p}: expected a mapping of site name -> facts")
-    return sites
-
-
 def workload_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
     """Effective settings of one workload: built-in defaults overlaid with the config's entry."""
     from .workloads.registry import defaults_for
@@ -242,8 +253,8 @@ def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> d
     ``key`` is the config key naming it (for the error)."""
     from .data import missing
     from .data.tables import check_format
-    from .workloads.metrics import QUALITY_RANGES
-    from .workloads.registry import WorkloadError, resolve_spec
+    from .workloads.quality import QUALITY_RANGES
+    from .workloads.registry import WorkloadError, workload_class
 
     user = (config.get("workloads") or {}).get(name, {})
     where = f"workloads.{name}"
@@ -251,7 +262,7 @@ def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> d
         raise ConfigError(f"config key {where}: both rows and samples are set (the same knob). Fix: keep one of them")
     try:
         settings = workload_settings(config, name)
-        cls = resolve_spec(name, settings)
+        cls = workload_class(name, settings)
     except WorkloadError as e:
         raise ConfigError(f"config key {where + '.class' if user.get('class') else key}: {e}") from None
     try:
@@ -300,26 +311,28 @@ def check_precisions(config: dict[str, Any]) -> None:
     """A precision none of whose cells can run (e.g. int8 with phases [train]) is a config error."""
     g = config["grid"]
     allow = config.get("allow", {})
-    rules = {w: G._workload_rules(config, w) for w in g["workloads"]}
+    rules = {w: grid.workload_rules(config, w) for w in g["workloads"]}
     for i, prec in enumerate(g["precisions"]):
         reasons = []
         for w, phase, device, variant in itertools.product(g["workloads"], g["phases"], g["devices"], g.get("variants", ["baseline"])):
-            r = G.builtin_exclusion(phase, device, prec, variant, allow, rules[w], config.get("precision_options"))
+            r = grid.builtin_exclusion(phase, device, prec, variant, allow, rules[w], config.get("precision_options"))
             if r is None:
                 break
             reasons.append(r)
         else:
             raise ConfigError(
                 f"config key grid.precisions[{i}]: {prec!r} cannot run with any phase/device of this grid "
-                f"({'; '.join(G.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the phase/device it needs"
+                f"({'; '.join(grid.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the phase/device it needs"
             )
 
 
-def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str, Any]:
+def validate_semantics(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str, Any]:
     """Checks beyond the JSON schema. Returns the sites mapping."""
-    from .workloads.registry import BUILTIN, WorkloadError, dataset_rows, resolve_spec
+    from .workloads.registry import BUILTIN, WorkloadError, dataset_rows, workload_class
 
     base = Path(base_dir)
+    from .sites import load_sites
+
     sites = load_sites(resolve_path(config["sites_file"], base))
     if config["site"] not in sites:
         raise ConfigError(
@@ -335,7 +348,7 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
             )
         if "class" in wl_cfg[name] and name not in config["grid"]["workloads"]:
             try:
-                resolve_spec(name, wl_cfg[name])
+                workload_class(name, wl_cfg[name])
             except WorkloadError as e:
                 raise ConfigError(f"config key workloads.{name}.class: {e}") from None
     for i, name in enumerate(config["grid"]["workloads"]):
@@ -345,7 +358,7 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
                 f"or define workloads.{name}.class: my_pkg.module:MyWorkload"
             )
         settings = check_workload(config, name, f"grid.workloads[{i}]", base)
-        spec = resolve_spec(name, settings)
+        spec = workload_class(name, settings)
         rows = dataset_rows(spec, settings)
         if rows:
             n_test = max(1, int(round(rows * settings.get("test_fraction", 0.2))))
@@ -368,10 +381,10 @@ def check(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str
             if key == "reason":
                 continue
             allowed = {
-                "phase": G.PHASES,
-                "device": G.DEVICES,
-                "precision": G.PRECISIONS,
-                "variant": G.VARIANTS,
+                "phase": axes.PHASES,
+                "device": axes.DEVICES,
+                "precision": axes.PRECISIONS,
+                "variant": axes.VARIANTS,
             }.get(key)
             for v in val if isinstance(val, list) else [val]:
                 if allowed and v not in allowed:
@@ -386,7 +399,7 @@ def prepare(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> tuple[
     if not isinstance(config, dict) or not config:
         raise ConfigError("the config is empty. Fix: start from config/config.yaml")
     validate_schema(config)
-    sites = check(config, base_dir)
+    sites = validate_semantics(config, base_dir)
     return config, sites
 
 
@@ -566,7 +579,7 @@ def cell_spec_from_snapshot(path: str | os.PathLike, out: str) -> SnapshotCell:
     path, its settings from the snapshot (which must hold that hash)."""
     snap = read_snapshot(path)
     try:
-        cell = G.cell_from_path(out)
+        cell = grid.cell_from_path(out)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     w = _snapshot_workload(snap, path, cell.workload)
@@ -583,33 +596,11 @@ def reference_spec_from_snapshot(path: str | os.PathLike, workload: str) -> tupl
     """(spec, data file, model path) of the workload's reference-model training (fp32 baseline, train, cpu)."""
     snap = read_snapshot(path)
     w = _snapshot_workload(snap, path, workload)
-    cell = G.Cell(w["settings"]["site_facts"]["name"], workload, "train", "cpu", "fp32", "baseline", int(w["reference_batch_size"]), 0)
+    cell = grid.Cell(w["settings"]["site_facts"]["name"], workload, "train", "cpu", "fp32", "baseline", int(w["reference_batch_size"]), 0)
     return {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}, w["data"], w["model"]
 
 
 # ------------------------------------------------------------------ per-cell settings
-def site_facts(sites: dict[str, Any], site: str, calibrations: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a job needs to know about its site and hardware: the site's facts (config/sites.yaml) and the
-    CPU power calibrations of the hardware table (hardware.config_calibrations), which the job matches
-    against its own CPU model (meters.attribution.power_model)."""
-    from .meters.attribution import NodePowerError, node_power_entries
-
-    s = dict(sites.get(site) or {})
-    try:  # measured idle power of the site's nodes (docs/measurement.md, "Whose energy")
-        node_power = node_power_entries(s.get("node_power"), site) or None
-    except NodePowerError as e:
-        raise ConfigError(str(e)) from None
-    return {
-        "name": site,
-        "scheduler": s.get("scheduler", "local"),
-        "country_iso": s.get("country_iso"),
-        "carbon_intensity_g_per_kwh": s.get("carbon_intensity_g_per_kwh"),
-        "pue": s.get("pue", 1.0),
-        "node_power": node_power,
-        "cpu_calibrations": calibrations or None,
-    }
-
-
 class SpecBuilder:
     """Builds the settings of each workload of the grid: its identity and config hash, what its
     cells are measured with, its data and reference model, and the grid snapshot holding them all.
@@ -618,6 +609,7 @@ class SpecBuilder:
 
     def __init__(self, config: dict[str, Any], sites: dict[str, Any]):
         from .hardware import config_calibrations
+        from .sites import site_facts
 
         self.config = config
         self.facts = site_facts(sites, config["site"], config_calibrations(config))
@@ -636,16 +628,17 @@ class SpecBuilder:
 
     def _cached_settings(self, workload: str) -> tuple[dict[str, Any], str]:
         if workload not in self._settings:
+            from .cell_settings import CellSettings, Measure
+
             c = self.config
-            st = {
-                "workload": self.workload(workload),
-                "measure": c["measure"],
-                "seed": c["seed"],
-                "strict_devices": c["strict_devices"],
-                "site_facts": self.facts,
-            }
-            if c.get("precision_options"):  # runner: precision.get(..., options of the cell's precision)
-                st["precision_options"] = c["precision_options"]
+            st = CellSettings(
+                workload=self.workload(workload),
+                measure=Measure.from_dict(c["measure"]),
+                seed=c["seed"],
+                strict_devices=c["strict_devices"],
+                site_facts=self.facts,
+                precision_options=c.get("precision_options") or None,  # runner: the options of the cell's precision
+            ).to_dict()  # the snapshot is JSON; jobs read it back with CellSettings.from_dict
             self._settings[workload] = (st, settings_hash(self.identity(workload)))
         return self._settings[workload]
 
@@ -662,7 +655,7 @@ class SpecBuilder:
         the configuration gives settings (and so a config hash) to."""
         from .workloads.registry import BUILTIN
 
-        return G.unique([*self.config["grid"]["workloads"], *(self.config.get("workloads") or {}), *BUILTIN])
+        return grid.unique([*self.config["grid"]["workloads"], *(self.config.get("workloads") or {}), *BUILTIN])
 
     def current(self) -> dict[str, Any]:
         """The current configuration's identity of every workload it gives settings to (also one not in
@@ -673,7 +666,7 @@ class SpecBuilder:
     def settings(self, workload: str) -> dict[str, Any]:
         return copy.deepcopy(self._cached_settings(workload)[0])
 
-    def spec(self, cell: G.Cell) -> dict[str, Any]:
+    def spec(self, cell: grid.Cell) -> dict[str, Any]:
         """What run-cell measures a cell with (runner.CellRunner): the cell's axes, its workload's
         settings, its config hash. Jobs build it from the grid snapshot (cell_spec_from_snapshot)."""
         st, h = self._cached_settings(cell.workload)
@@ -742,12 +735,12 @@ class SpecBuilder:
     def dataset(self, workload: str) -> tuple[str, int] | None:
         """(dataset name, rows) the workload reads from resources/, or None for its own data file."""
         if workload not in self._dataset:
-            from .workloads.registry import resolve_spec
+            from .workloads.registry import workload_class
 
             st = self.workload(workload)
             if st.get("data"):
                 self._dataset[workload] = None
             else:
-                cls = resolve_spec(workload, st)
+                cls = workload_class(workload, st)
                 self._dataset[workload] = (cls.dataset, int(st.get("rows") or 0)) if cls.dataset else None
         return self._dataset[workload]

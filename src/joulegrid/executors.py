@@ -20,7 +20,9 @@ runtime (the local executor schedules by threads; ``--resources mem_mb=N`` would
 joulegrid declares), and jobs without GPU cells declare no ``gpu``.
 
 Memory and runtime grow with the attempt number, so a job killed for memory or time is retried
-with more (``retries`` in the site profiles). Pure Python: no torch, no Snakemake import.
+with more (``retries`` in the site profiles). What a site allows (its scheduler, job flavours, longest
+runtime, packed environment) is joulegrid.sites' to answer; this module only translates. Pure Python:
+no torch, no Snakemake import.
 
 Every HTCondor job runs through joulegrid's job wrapper (``job-wrapper.sh`` next to this file,
 transferred with the job): it checks that the worker can run the submit host's environment and
@@ -39,34 +41,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .sites import SiteError, check_runtime, env_tarball, job_flavours, runtime_limit, scheduler  # noqa: F401 - SiteError: what job_resources raises
+
 # Executor names (Snakemake executor plugins) and the scheduler each one submits to.
 EXECUTOR_SCHEDULER = {"slurm": "slurm", "htcondor": "htcondor", "local": "local"}
-SCHEDULERS = ("local", "slurm", "htcondor")
-
-
-class SiteError(ValueError):
-    """A site entry (config/sites.yaml) that cannot be used; the message names the key and the fix."""
-
-
-def job_flavours(site: str, facts: dict[str, Any]) -> list[tuple[str, int]]:
-    """The site's HTCondor job flavours as (name, max minutes), shortest first ([] if none)."""
-    raw = facts.get("job_flavours")
-    if raw is None:
-        return []
-    if not isinstance(raw, dict) or not raw:
-        raise SiteError(
-            f"sites file key {site}.job_flavours: expected a mapping flavour -> maximum runtime in minutes, "
-            f"got {raw!r}. Fix: e.g. job_flavours: {{espresso: 20, workday: 480}}"
-        )
-    out = []
-    for name, minutes in raw.items():
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
-            raise SiteError(
-                f"sites file key {site}.job_flavours.{name}: {minutes!r} is not a runtime in minutes. "
-                "Fix: give a whole number of minutes >= 1"
-            )
-        out.append((str(name), minutes))
-    return sorted(out, key=lambda t: t[1])
 
 
 def pick_flavour(flavours: list[tuple[str, int]], runtime_min: float) -> str:
@@ -75,37 +53,6 @@ def pick_flavour(flavours: list[tuple[str, int]], runtime_min: float) -> str:
         if runtime_min <= limit:
             return name
     return flavours[-1][0]
-
-
-def runtime_limit(site: str, facts: dict[str, Any]) -> tuple[str, int] | None:
-    """(what sets it, minutes): the longest runtime a job of the site may ask for, or None.
-
-    The longest job flavour (lxplus) or the site's wall-clock limit ``max_runtime_min``
-    (Blackett: 72 h), whichever is shorter."""
-    limits = []
-    flavours = job_flavours(site, facts)
-    if flavours:
-        limits.append((f"the longest job flavour, {flavours[-1][0]}", flavours[-1][1]))
-    raw = facts.get("max_runtime_min")
-    if raw is not None:
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise SiteError(
-                f"sites file key {site}.max_runtime_min: {raw!r} is not a runtime in minutes. "
-                "Fix: give the site's wall-clock limit as a whole number of minutes, e.g. 4320 for 72 h"
-            )
-        limits.append(("the wall-clock limit of its jobs, max_runtime_min", raw))
-    return min(limits, key=lambda t: t[1]) if limits else None
-
-
-def check_runtime(site: str, facts: dict[str, Any], runtime_min: int) -> None:
-    """Refuse a job.runtime_min the site would never run (before any job is submitted)."""
-    limit = runtime_limit(site, facts)
-    if limit and runtime_min > limit[1]:
-        what, minutes = limit
-        raise SiteError(
-            f"config key job.runtime_min: {runtime_min} min is longer than site {site!r} allows ({what}: "
-            f"{minutes} min). Fix: lower job.runtime_min or split the work into smaller cells"
-        )
 
 
 def job_resources(
@@ -134,14 +81,10 @@ def job_resources(
 
     reads: what the job reads that is not a declared input (rule measure declares only its
     configuration's inputs.json; the dataset and reference model it names are ``reads(wildcards)``):
-    transferred too without a shared filesystem."""
-    scheduler = facts.get("scheduler", "local")
-    if scheduler not in SCHEDULERS:
-        raise SiteError(
-            f"sites file key {site}.scheduler: {scheduler!r} is not a scheduler joulegrid can submit to. "
-            f"Fix: use one of {', '.join(SCHEDULERS)}"
-        )
-    flavours = job_flavours(site, facts)
+    transferred too without a shared filesystem.
+
+    facts: the site's entry of the sites file, checked when it was loaded (joulegrid.sites)."""
+    flavours = job_flavours(facts)
     check_runtime(site, facts, runtime_min)
 
     def mem(wc, attempt):
@@ -159,10 +102,10 @@ def job_resources(
     # asks for them, and retries with more).
     asks_gpu = callable(gpus) or int(gpus) > 0
     res: dict[str, Any] = {"gpu": gpu} if asks_gpu else {}
-    if scheduler == "local":
+    if scheduler(facts) == "local":
         return res
     res.update(mem_mb=mem, runtime=runtime)
-    if scheduler == "htcondor":
+    if scheduler(facts) == "htcondor":
         # snakemake-executor-plugin-htcondor 0.3 maps neither mem_mb nor gpu
         res["request_memory"] = mem
         if asks_gpu:
@@ -204,8 +147,8 @@ def htcondor_transfer(
         # <results_dir>/.grid: the grid snapshot run-cell reads its settings from (named on the command
         # line, not a declared input; config.SpecBuilder.snapshot_path)
         inputs = [*WORKFLOW_SOURCES, f"{results_dir}/.grid", f"{results_dir}/attempts"]
-        if facts.get("env_tarball"):
-            inputs.append(str(facts["env_tarball"]))
+        if env_tarball(facts):
+            inputs.append(env_tarball(facts))
         listed = ", ".join(inputs)
         res["htcondor_transfer_input_files"] = (lambda wc: ", ".join([listed, *reads(wc).values()])) if reads else listed
         res["htcondor_transfer_output_files"] = results_dir
@@ -307,7 +250,7 @@ def transfer_problem(
             "filesystem (shared-fs-usage: none) HTCondor transfers the results directory relative to the working "
             "directory. Fix: a relative results directory"
         )
-    tarball = facts.get("env_tarball")
+    tarball = env_tarball(facts)
     if tarball and not Path(workdir, tarball).is_file():
         return (
             f"joulegrid: site {site!r} runs its jobs in a packed environment (config/sites.yaml {site}.env_tarball: "
@@ -337,7 +280,7 @@ def group_problem(
     one. A group name other than joulegrid's (and not one of --groups) groups nothing: a warning.
     """
     size = cells_per_group(group_components)
-    limit = runtime_limit(site, facts)
+    limit = runtime_limit(facts)
     if size > 1 and limit and size * runtime_min > limit[1]:
         what, minutes = limit
         most = max(1, minutes // max(1, runtime_min))

@@ -28,12 +28,11 @@ import json
 import os
 import signal
 import socket
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import schema as S
+from . import schema
 from .grid import Cell
 
 EXIT_CONFIG_ERROR = 2
@@ -143,7 +142,7 @@ def record_failure(spec: dict[str, Any], out: str, exit_code: int, attempt: int 
     hist = attempts_path(out, cell.file_id)
     etype, text = describe_exit(exit_code)
     kills = cgroup_oom_kills() if etype == "SIGKILL" else None
-    status = S.STATUS_OOM if kills else S.STATUS_FAILED
+    status = schema.STATUS_OOM if kills else schema.STATUS_FAILED
     if kills:
         text += f"; the job's cgroup counts {kills} OOM kill(s) (memory.events)"
     last = attempt > retries
@@ -162,18 +161,15 @@ def record_failure(spec: dict[str, Any], out: str, exit_code: int, attempt: int 
         return exit_code if 0 < exit_code < 256 else 1
     earlier = earlier_errors(read_attempts(hist), attempt)
     msg = text + (f"\nearlier attempts:\n{earlier}" if earlier else "") + (f"\nlog tail:\n{tail}" if tail else "")
-    site = spec.get("settings", {}).get("site_facts", {})
-    now = datetime.now(timezone.utc)
+    from .io import write_table
+    from .runner import identity_columns
+
     row = {
-        **S.empty_row(), **cell.axes(),
-        "schema_version": S.SCHEMA_VERSION, "run_id": uuid.uuid4().hex, "cell_id": cell.id,
-        "seed": int(spec["settings"]["seed"]) + cell.repeat, "attempt": attempt, "config_hash": spec.get("config_hash"),
-        "carbon_intensity_g_per_kwh": site.get("carbon_intensity_g_per_kwh"), "pue": site.get("pue"),
-        "country_iso": site.get("country_iso"), "hostname": socket.gethostname(), "finished_at": now,
+        **schema.empty_row(), **identity_columns(cell, spec, attempt),
+        "hostname": socket.gethostname(), "finished_at": datetime.now(timezone.utc),
         "status": status, "error_type": etype, "error_message": msg[:2000],
     }  # fmt: skip
-    from .io import write_table
 
-    write_table(S.to_table([row]), out)
+    write_table(schema.to_table([row]), out)
     print(f"joulegrid: {cell.id}: {status} ({etype}) on the last attempt ({attempt}); recorded in {out}", flush=True)
     return 0

@@ -19,6 +19,8 @@ import io
 import re
 from typing import Any
 
+from .axes import PRECISION_MATH
+
 TERA = 1e12
 
 # (pattern on torch.cuda.get_device_name(), {math: peak FLOP/s}, source). First match wins, so the
@@ -50,9 +52,8 @@ PEAKS: tuple[tuple[str, dict[str, float], str], ...] = (
      "NVIDIA T4 datasheet (FP32 8.1, mixed FP16/FP32 65, INT8 130; no bf16)"),
 )
 
-# precision axis value -> the math whose peak applies (int8: dense int8 Tensor Core ops/s, for torchao's
-# int8 matrix products on cuda; the FLOPs are the float model's, see count_flops)
-PRECISION_MATH = {"fp64": "fp64", "fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp16_noscaler": "fp16", "int8": "int8"}
+# The peak that applies is the one of the precision's math (axes.PRECISION_MATH; int8: dense int8 Tensor
+# Core ops/s, for torchao's int8 matrix products on cuda; the FLOPs are the float model's, see count_flops).
 
 
 def device_peak_flops(gpu_model: str | None, precision: str) -> float | None:

@@ -22,16 +22,19 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-PHASES = ("train", "infer")
-DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp64", "fp32", "bf16", "fp16", "fp16_noscaler", "int8")
-VARIANTS = ("baseline", "pruned", "compiled")
-BASELINE_PRECISION = "fp32"
-BASELINE_VARIANT = "baseline"
+from .axes import (  # noqa: F401 - the axes' names, also read from here (their home is axes.py)
+    BASELINE_VARIANT,
+    DEVICES,
+    PHASES,
+    PRECISIONS,
+    RULE_AXES,
+    VARIANTS,
+    precision_exclusion,
+)
 
 # Safe path components: letters, digits, underscore (and one +variant suffix for precision).
 NAME_RE = r"[A-Za-z][A-Za-z0-9_]{0,63}"
@@ -107,28 +110,16 @@ class Cell:
         return replace(self, config_hash=config_hash)
 
     def wildcards(self) -> dict[str, str]:
-        return {
-            "site": self.site,
-            "workload": self.workload,
-            "phase": self.phase,
-            "device": self.device,
-            "precision": self.precision_segment,
-            "batch": str(self.batch_size),
-            "repeat": str(self.repeat),
-            "chash": self.config_hash or "",
-        }
+        """The cell as Snakemake's wildcards of RUN_PATTERN (the precision folder carries the variant)."""
+        out = {k: str(v) for k, v in self.axes().items() if k not in ("precision", "variant", "batch_size")}
+        return {**out, "precision": self.precision_segment, "batch": str(self.batch_size), "chash": self.config_hash or ""}
 
     def axes(self) -> dict[str, Any]:
-        return {
-            "site": self.site,
-            "workload": self.workload,
-            "phase": self.phase,
-            "device": self.device,
-            "precision": self.precision,
-            "variant": self.variant,
-            "batch_size": self.batch_size,
-            "repeat": self.repeat,
-        }
+        """The cell's axes (every field but config_hash), by name."""
+        return {f: getattr(self, f) for f in AXES}
+
+
+AXES = tuple(f.name for f in fields(Cell) if f.name != "config_hash")
 
 
 def split_precision(segment: str) -> tuple[str, str]:
@@ -198,19 +189,6 @@ class Grid:
         return out
 
 
-RULE_AXES = ("phase", "device", "precision", "variant")
-
-
-def int8_backend_family(device: str, precision_options: dict[str, Any] | None = None) -> str:
-    """The int8 backend a cell of ``device`` will use as far as the plan can know: the pinned one
-    (precision_options.int8.backend), else 'torchao' on cuda and 'torch.ao engine' on CPU (which
-    engine, onednn / x86 / qnnpack, is decided on the execution host from its CPU flags)."""
-    pinned = ((precision_options or {}).get("int8") or {}).get("backend", "auto")
-    if pinned != "auto":
-        return pinned
-    return "torchao" if device == "cuda" else "torch.ao engine"
-
-
 def builtin_exclusion(
     phase: str,
     device: str,
@@ -226,28 +204,10 @@ def builtin_exclusion(
     {axis: value or [values], "reason": text, optional "allow": key of the config's allow: section}.
     ``precision_options`` is the config's precision_options (the int8 backend decides what int8 can run).
     """
-    from .precision import COMPILES, CPU_ONLY, ENGINES
-
+    reason = precision_exclusion(phase, device, precision, variant, precision_options)
+    if reason is not None:
+        return reason
     allow = allow or {}
-    if precision == "int8" and phase != "infer":
-        return "int8 post-training quantization only exists for inference (phase infer)"
-    if precision == "int8":
-        family = int8_backend_family(device, precision_options)
-        if device == "cuda" and family in CPU_ONLY:
-            return (
-                f"int8 backend {family} runs on CPU only; on cuda int8 uses torchao "
-                "(precision_options.int8.backend: auto or torchao)"
-            )
-        if variant == "compiled" and (family in ENGINES or family == "torch.ao engine"):
-            return (
-                "int8 with a torch.ao engine (onednn / x86 / fbgemm / qnnpack) cannot be compiled: dynamo cannot "
-                "trace quantized tensors, so the model would run eagerly between graph breaks. Compiled int8: "
-                "precision_options.int8.backend: pt2e_x86 (compiled by design) or torchao"
-            )
-        if variant == "compiled" and family in COMPILES:
-            return f"int8 backend {family} already compiles the model (torch.compile): its baseline variant is the compiled one"
-    if precision == "fp16_noscaler" and phase != "train":
-        return "GradScaler only exists in training; for inference fp16 and fp16_noscaler are the same (use fp16)"
     axes = {"phase": phase, "device": device, "precision": precision, "variant": variant}
     for rule in workload_rules or ():
         if rule.get("allow") and allow.get(rule["allow"], False):
@@ -257,11 +217,9 @@ def builtin_exclusion(
     return None
 
 
-def _workload_rules(config: dict[str, Any], workload: str) -> list[dict[str, Any]]:
-    try:
-        from .workloads.registry import exclusions
-    except ImportError:  # pragma: no cover - the package is always there
-        return []
+def workload_rules(config: dict[str, Any], workload: str) -> list[dict[str, Any]]:
+    from .workloads.registry import exclusions
+
     user_class = ((config.get("workloads") or {}).get(workload) or {}).get("class")
     return exclusions(workload, user_class)
 
@@ -270,7 +228,7 @@ def _matches(cell: Cell, rule: dict[str, Any]) -> bool:
     for key, want in rule.items():
         if key == "reason":
             continue
-        have = cell.axes()[key]
+        have = getattr(cell, key)
         wants = want if isinstance(want, list) else [want]
         if have not in wants:
             return False
@@ -283,7 +241,7 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
     site = config["site"]
     allow = config.get("allow", {})
     user_rules = config.get("exclude", []) or []
-    wl_rules = {w: _workload_rules(config, w) for w in g["workloads"]}
+    wl_rules = {w: workload_rules(config, w) for w in g["workloads"]}
     for workload, phase, device, precision, variant, bs in itertools.product(
         g["workloads"], g["phases"], g["devices"], g["precisions"], g.get("variants", [BASELINE_VARIANT]), g["batch_sizes"]
     ):

@@ -10,6 +10,9 @@ facts about the machines jobs run on, in one file.
   the estimate meter on hosts of that CPU model without readable counters
   (``meters/calibration.py``).
 
+The file is checked against ``workflow/schemas/hardware.schema.yaml`` (the sites' entries; each
+calibration by ``check_calibration``) with joulegrid.sites' schema machinery.
+
 ``write_calibration`` rewrites the ``cpu_calibrations`` section only: every other line of the file
 (the sites' entries, comments, their order) stays byte for byte, and the result is checked by parsing
 it before it atomically replaces the file. Pure Python (yaml), no torch.
@@ -29,8 +32,9 @@ from typing import Any, Iterator
 
 import yaml
 
-from .config import ConfigError
+from .config import REPO_ROOT, ConfigError
 
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "hardware.schema.yaml"
 CALIBRATIONS = "cpu_calibrations"  # the reserved top-level key; a site cannot be called that
 DEFAULT_FILE = "config/hardware.yaml"
 
@@ -122,16 +126,17 @@ def _plain(v: Any) -> Any:
 
 def parse(data: Any, where: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(site entries, calibrations) of a loaded table, checked."""
+    from .sites import schema_problem
+
     if data is None:
         return {}, {}
-    if not isinstance(data, dict):
-        raise HardwareError(f"{where}: expected a mapping of site name -> hardware entries (and {CALIBRATIONS}), got {type(data).__name__}")
+    problem = schema_problem(data, SCHEMA_PATH, where)  # the sites' entries and the layout
+    if problem:
+        raise HardwareError(problem)
     cals = data.get(CALIBRATIONS) or {}
-    if not isinstance(cals, dict):
-        raise HardwareError(f"{where}: {CALIBRATIONS} must map CPU model -> calibration, got {type(cals).__name__}")
     for model, entry in cals.items():
         check_calibration(model, entry, where)
-    sites = {k: v for k, v in data.items() if k != CALIBRATIONS and isinstance(v, dict)}
+    sites = {k: v for k, v in data.items() if k != CALIBRATIONS}
     return sites, {m: _plain(e) for m, e in cals.items()}
 
 

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from . import schema as S
+from .schema import HOTSPOT_COLUMN_NAMES, hotspot_arrow_schema, hotspots_to_table
 
 IDENTITY = ("run_id", "cell_id", "site", "workload", "phase", "device", "precision", "variant", "batch_size", "repeat")
 DEFAULT_TOP = 20
@@ -134,7 +134,7 @@ def path_for(run_file: str | Path, cell_id: str) -> Path:
 def write(rows: list[dict[str, Any]], path: str | Path) -> None:
     from .io import write_table
 
-    write_table(S.hotspots_to_table(rows), path)
+    write_table(hotspots_to_table(rows), path)
 
 
 def collect(results_dir: str | Path = "results", run_ids: list[str] | None = None):
@@ -146,7 +146,7 @@ def collect(results_dir: str | Path = "results", run_ids: list[str] | None = Non
     import polars as pl
     import pyarrow.parquet as pq
 
-    schema = S.hotspot_arrow_schema()
+    schema = hotspot_arrow_schema()
     tables = []
     base = Path(results_dir) / "hotspots"
     for f in sorted(base.rglob("*.parquet")) if base.is_dir() else []:
@@ -154,7 +154,7 @@ def collect(results_dir: str | Path = "results", run_ids: list[str] | None = Non
             continue  # an atomic write in progress
         try:
             t = pq.read_table(f)
-            t = t.select(list(S.HOTSPOT_COLUMN_NAMES)).cast(schema)
+            t = t.select(list(HOTSPOT_COLUMN_NAMES)).cast(schema)
         except Exception as e:  # noqa: BLE001
             warnings.warn(f"joulegrid.hotspots: skipped {f}: {type(e).__name__}: {e}", stacklevel=2)
             continue

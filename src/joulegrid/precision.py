@@ -44,10 +44,11 @@
 
 ``get(name, phase, options)`` returns a :class:`Precision`; ``impl`` is what ends up in the result
 column ``precision_impl``. Combinations that cannot run raise :class:`Unsupported` (the runner
-records the cell as skipped with that reason); the grid excludes the ones known before running
-(joulegrid.grid.builtin_exclusion). ``native`` says whether a device runs a precision natively.
+records the cell as skipped with that reason); the grid excludes the ones known before running,
+by the same rule (joulegrid.axes.precision_exclusion). ``native`` says whether a device runs a
+precision natively.
 
-Importing this module imports no torch (the grid reads its constants at parse time).
+Importing this module imports no torch.
 """
 
 from __future__ import annotations
@@ -58,16 +59,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-NAMES = ("fp64", "fp32", "bf16", "fp16", "fp16_noscaler", "int8")
+from .axes import BASELINE_VARIANT, CPU_ONLY, ENGINES, INT8_BACKENDS, PRECISION_MATH, PRECISIONS, precision_exclusion
 
 # ---------------------------------------------------------------- int8 backends
-ENGINES = ("onednn", "x86", "fbgemm", "qnnpack")  # torch.ao quantized engines: CPU kernels, run eagerly
-INT8_BACKENDS = ENGINES + ("torchao", "pt2e_x86")
 INT8_SCHEMES = ("static", "dynamic")
 INT8_DEFAULTS: dict[str, Any] = {"backend": "auto", "scheme": "auto", "calibration_samples": 512}
 DYNAMIC_ONLY = ("torchao",)  # torchao's Int8DynamicActivationInt8WeightConfig: activations quantized per batch
-CPU_ONLY = ENGINES + ("pt2e_x86",)
-COMPILES = ("pt2e_x86",)  # backends that lower through torch.compile themselves
 X86 = ("x86_64", "amd64", "i386", "i686")
 ARM = ("aarch64", "arm64")
 INT8_DOT = ("amx_int8", "avx512_vnni")  # x86 flags for which oneDNN's int8 kernels win (docs/workloads.md)
@@ -122,7 +119,7 @@ def native(precision: str, device: str, flags: frozenset[str] | set[str] | None,
     """
     if precision in ("fp32", "fp64"):
         return True
-    kind = {"bf16": "bf16", "fp16": "fp16", "fp16_noscaler": "fp16", "int8": "int8"}.get(precision)
+    kind = PRECISION_MATH.get(precision)
     if kind is None:
         return None
     if device == "cuda":
@@ -204,16 +201,14 @@ class Precision:
             "precision_backend_pinned": self.backend_pinned,
         }
 
-    def check(self, device: str) -> None:
+    def ensure_supported(self, device: str) -> None:
         """Raise Unsupported if this precision cannot run on ``device`` in this process."""
         import torch
 
-        if self.quantize:
-            if self.phase != "infer":
-                raise Unsupported("int8 post-training quantization is for inference only")
-            pinned = self.options.get("backend", "auto")
-            if device == "cuda" and pinned in CPU_ONLY:
-                raise Unsupported(f"int8 backend {pinned} runs on CPU only; on cuda int8 uses torchao (backend auto or torchao)")
+        if self.quantize:  # the plan's rule (axes.precision_exclusion); the variant is the runner's to check
+            reason = precision_exclusion(self.phase, device, self.name, BASELINE_VARIANT, {"int8": self.options})
+            if reason:
+                raise Unsupported(reason)
         if device == "cuda" and torch.cuda.is_available():
             if self.autocast_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
                 cap = ".".join(map(str, torch.cuda.get_device_capability(0)))
@@ -477,7 +472,7 @@ def get(name: str, phase: str = "train", options: dict[str, Any] | None = None) 
         "int8": lambda: Precision("int8", phase, "int8 PTQ", torch.float32, quantize=True, options=int8_options(options)),
     }
     if name not in table:
-        raise ValueError(f"unknown precision {name!r}; known: {', '.join(NAMES)}")
+        raise ValueError(f"unknown precision {name!r}; known: {', '.join(PRECISIONS)}")
     return table[name]()
 
 

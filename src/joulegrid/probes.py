@@ -196,6 +196,66 @@ def accelerator() -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------- memory
+def peak_rss_bytes() -> int | None:
+    """The process's peak resident memory so far (VmHWM; ru_maxrss where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except Exception:  # noqa: BLE001 - no peak known: the column stays null
+        return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryPeaks:
+    """Peak memory of a cell: the whole job's RSS and the measured window's (RSS peak reset just before
+    it; on cuda, torch's allocator peaks reset too)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self._job = 0  # the job's peak RSS before the last reset
+        self._reset = False
+
+    def _cuda(self, torch) -> bool:
+        return self.device == "cuda" and torch.cuda.is_available()
+
+    def start_window(self, torch) -> None:
+        self._job = max(self._job, peak_rss_bytes() or 0)
+        self._reset = reset_peak_rss()
+        if self._cuda(torch):
+            torch.cuda.reset_peak_memory_stats()
+
+    def window_columns(self, torch) -> dict[str, Any]:
+        """peak_rss_window_bytes (null where the peak could not be reset) and, on cuda, the device's peaks."""
+        hwm = peak_rss_bytes()
+        self._job = max(self._job, hwm or 0)
+        cols: dict[str, Any] = {"peak_rss_window_bytes": hwm if self._reset else None}
+        if self._cuda(torch):
+            cols["peak_device_mem_allocated_bytes"] = torch.cuda.max_memory_allocated()
+            cols["peak_device_mem_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        return cols
+
+    def job_peak(self) -> int | None:
+        """The whole job's peak RSS (peak_rss_bytes), windows included."""
+        return max(self._job, peak_rss_bytes() or 0) or None
+
+
 # ---------------------------------------------------------------- scheduler
 # Each scheduler probe reads what the scheduler itself says about the running job:
 #   Slurm:    `scontrol show job -o $SLURM_JOB_ID` (SubmitTime, StartTime, TRES = what was

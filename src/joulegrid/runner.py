@@ -23,16 +23,15 @@ from __future__ import annotations
 import copy
 import gc
 import math
-import os
 import sys
 import time
 import traceback
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from . import schema as S
+from . import schema
+from .cell_settings import CellSettings
 from .grid import Cell
 from .precision import Unsupported as PrecisionUnsupported
 
@@ -47,31 +46,6 @@ class NonFiniteLoss(FloatingPointError):
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _vm_hwm_bytes() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    except Exception:
-        return None
-
-
-def _clear_refs() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _cpu_time() -> float:
@@ -111,6 +85,25 @@ class Measurement:
         self.time_to_target: float | None = None
 
 
+def identity_columns(cell: Cell, spec: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """The identity part of a row: the cell's axes and id, its seed, attempt and config hash, the site's
+    carbon intensity, PUE and country (spec: what run-cell measures with, config.cell_spec_from_snapshot).
+    The same for a measured row (CellRunner) and the row of a job that died (failures.record_failure)."""
+    site = spec["settings"].get("site_facts") or {}
+    return {
+        **cell.axes(),
+        "schema_version": schema.SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,
+        "cell_id": cell.id,
+        "seed": int(spec["settings"]["seed"]) + cell.repeat,
+        "attempt": attempt,
+        "config_hash": spec.get("config_hash"),
+        "carbon_intensity_g_per_kwh": site.get("carbon_intensity_g_per_kwh"),
+        "pue": site.get("pue"),
+        "country_iso": site.get("country_iso"),
+    }
+
+
 class CellRunner:
     def __init__(
         self,
@@ -126,38 +119,22 @@ class CellRunner:
         self.measure_energy = measure_energy
         self.model = None
         self.cell = Cell(**spec["cell"], config_hash=spec.get("config_hash"))
-        self.settings = spec["settings"]
+        self.settings = CellSettings.from_dict(spec["settings"])  # typed, built once: the schema's defaults filled in
         self.out = out
         self.data_path = data_path
         self.model_path = model_path
         self.attempt = attempt
         self.threads = threads
-        self.row: dict[str, Any] = S.empty_row()
+        self.row: dict[str, Any] = schema.empty_row()
         self.meters = None
 
     # ------------------------------------------------------------------ row helpers
-    def _identity(self) -> None:
-        c = self.cell
-        site = self.settings.get("site_facts", {})
-        self.row.update(
-            schema_version=S.SCHEMA_VERSION,
-            run_id=uuid.uuid4().hex,
-            cell_id=c.id,
-            seed=int(self.settings["seed"]) + c.repeat,
-            attempt=self.attempt,
-            config_hash=self.spec.get("config_hash"),
-            carbon_intensity_g_per_kwh=site.get("carbon_intensity_g_per_kwh"),
-            pue=site.get("pue"),
-            country_iso=site.get("country_iso"),
-            **c.axes(),
-        )
-
     def run(self) -> dict[str, Any]:
-        from . import meters
+        from . import meters, probes
 
-        self._identity()
+        self.row.update(identity_columns(self.cell, self.spec, self.attempt))
         self.row["started_at"] = _now()
-        self._job_hwm = 0
+        self.memory = probes.MemoryPeaks(self.cell.device)
         self._idle_wall: float | None = None
         self._epoch_laps: list[int | None] = []  # MeterSet.lap() indices, turned into energies at the end
         self._target_lap: int | None = None
@@ -167,7 +144,7 @@ class CellRunner:
         # the job's own set-up (data, model) in a background thread. A cuda cell is checked after
         # the device check, so that on a host without CUDA it stays a skipped row.
         if self.measure_energy:
-            self.meters = meters.build(self.settings, self.cell.device, check=False)
+            self.meters = meters.build(self.spec["settings"], self.cell.device, require=False)
             if self.cell.device != "cuda":
                 self.meters.check_required()
             self.meters.start_job()  # the whole job's usage and counters, from here to the row
@@ -176,22 +153,22 @@ class CellRunner:
             self.meters = meters.MeterSet([], [])
         try:
             self._run()
-            self.row["status"] = S.STATUS_OK
+            self.row["status"] = schema.STATUS_OK
         except meters.RequiredMeterMissing:
             self.meters.close()
             raise
         except (DeviceUnavailable, PrecisionUnsupported) as e:
-            if self.settings.get("strict_devices"):
+            if self.settings.strict_devices:
                 raise
-            self.row.update(status=S.STATUS_SKIPPED, skip_reason=str(e))
+            self.row.update(status=schema.STATUS_SKIPPED, skip_reason=str(e))
         except NonFiniteLoss as e:
-            self.row.update(status=S.STATUS_NAN, error_type=type(e).__name__, error_message=str(e)[:2000])
+            self.row.update(status=schema.STATUS_NAN, error_type=type(e).__name__, error_message=str(e)[:2000])
         except MemoryError as e:
-            self.row.update(status=S.STATUS_OOM, error_type=type(e).__name__, error_message=str(e)[:2000] or "MemoryError")
+            self.row.update(status=schema.STATUS_OOM, error_type=type(e).__name__, error_message=str(e)[:2000] or "MemoryError")
         except Exception as e:  # noqa: BLE001 - every failure becomes a row
-            status = S.STATUS_FAILED
+            status = schema.STATUS_FAILED
             if type(e).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
-                status = S.STATUS_OOM
+                status = schema.STATUS_OOM
             msg = f"{e}\n{traceback.format_exc(limit=8)}"
             self.row.update(status=status, error_type=type(e).__name__, error_message=msg[:2000])
         finally:
@@ -199,7 +176,7 @@ class CellRunner:
                 self._finish_energy()
                 self.meters.close()
                 self.row["meters_absent"] = self.meters.absent
-        self.row["peak_rss_bytes"] = max(self._job_hwm, _vm_hwm_bytes() or 0) or None
+        self.row["peak_rss_bytes"] = self.memory.job_peak()
         self.row["finished_at"] = _now()
         return self.row
 
@@ -211,7 +188,7 @@ class CellRunner:
             # so that what remains after the figures are known (write() itself) takes milliseconds
             import pyarrow.parquet  # noqa: F401
 
-            S.to_table([{"status": S.STATUS_OK}])
+            schema.to_table([{"status": schema.STATUS_OK}])
         except Exception:  # noqa: BLE001
             pass
         try:
@@ -231,7 +208,7 @@ class CellRunner:
     def write(self) -> None:
         from .io import write_table
 
-        write_table(S.to_table([self.row]), self.out)
+        write_table(schema.to_table([self.row]), self.out)
         if self.hotspot_rows:
             from . import hotspots
 
@@ -244,7 +221,7 @@ class CellRunner:
     def _run(self) -> None:
         import torch
 
-        from . import meters, precision, probes, variants
+        from . import precision, probes, variants
         from .flops import count_flops, model_stats
         from .torch_startup import defer_dynamo_import
         from .workloads.registry import check_extra_columns, create
@@ -269,14 +246,14 @@ class CellRunner:
         t0 = time.perf_counter()
         seed = self.row["seed"]
         torch.manual_seed(seed)
-        wl_settings = self.settings["workload"]
-        prec = precision.get(c.precision, c.phase, (self.settings.get("precision_options") or {}).get(c.precision))
-        prec.check(c.device)
+        wl_settings = self.settings.workload
+        prec = precision.get(c.precision, c.phase, self.settings.precision_options_of(c.precision))
+        prec.ensure_supported(c.device)
         self.row["precision_native"] = precision.native(
             c.precision, c.device, probes.cpu_flags(), probes.cpu_arch(), self.row.get("gpu_compute_capability")
         )
         wl = create(c.workload, wl_settings, seed)
-        wl.split_seed = int(self.settings["seed"])  # same split for every repeat and the reference model
+        wl.split_seed = self.settings.seed  # same split for every repeat and the reference model
         split = wl.load_data(self.data_path)
         prune_amount = float(wl_settings.get("prune_amount", variants.DEFAULT_PRUNE_AMOUNT))
         self.row.update(
@@ -353,7 +330,7 @@ class CellRunner:
                         loss.backward()
                     model.zero_grad(set_to_none=True)  # the weights are untouched: no optimizer step
                     model.eval()
-                    n_eval = min(split.n_test, int(self.settings["measure"].get("max_eval_samples", 20000)))
+                    n_eval = min(split.n_test, self.settings.measure.max_eval_samples)
                     for n in shapes(n_eval, max(bs, 1024)):  # _evaluate's batches
                         self._predict(torch, wl, model, split.x_test[:n], n, c.device, prec)
                     model.train()
@@ -376,9 +353,9 @@ class CellRunner:
     # ------------------------------------------------------------------ windows
     def _open_window(self, torch) -> tuple[float, float]:
         """Idle baseline (if configured), reset the peaks, start the meters; returns (wall0, cpu0)."""
-        ms = self.settings["measure"]
+        ms = self.settings.measure
         gc.collect()
-        idle_s = float(ms.get("idle_baseline_s", 0) or 0)
+        idle_s = float(ms.idle_baseline_s)
         if idle_s > 0 and self.meters.meters:
             self.meters.start("idle")
             t = time.perf_counter()
@@ -386,10 +363,7 @@ class CellRunner:
             self.meters.stop()
             self._idle_wall = time.perf_counter() - t
             self.row["idle_window_s"] = self._idle_wall
-        self._job_hwm = max(self._job_hwm, _vm_hwm_bytes() or 0)
-        self._hwm_reset = _clear_refs()
-        if self.cell.device == "cuda" and torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()  # raises on CPU builds: guarded
+        self.memory.start_window(torch)
         self._graphs_before = self._graphs_compiled()
         self.meters.start("measured")
         return time.perf_counter(), _cpu_time()
@@ -403,12 +377,7 @@ class CellRunner:
         if self.window_compiles:  # a shape _compile did not foresee: the window paid for a compilation
             print(f"joulegrid: {self.cell.id}: torch.compile compiled {self.window_compiles} graph(s) inside the measured window",
                   file=sys.stderr)  # fmt: skip
-        hwm = _vm_hwm_bytes()
-        self._job_hwm = max(self._job_hwm, hwm or 0)
-        self.row["peak_rss_window_bytes"] = hwm if self._hwm_reset else None
-        if self.cell.device == "cuda" and torch.cuda.is_available():
-            self.row["peak_device_mem_allocated_bytes"] = torch.cuda.max_memory_allocated()
-            self.row["peak_device_mem_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        self.row.update(self.memory.window_columns(torch))
         return readings, wall, cpu
 
     # ------------------------------------------------------------------ phases
@@ -451,7 +420,7 @@ class CellRunner:
     def _infer(self, torch, wl, model, split, prec):
         c = self.cell
         model.eval()
-        warm = int(self.settings["measure"].get("warmup_batches", 3))
+        warm = self.settings.measure.warmup_batches
         t0 = time.perf_counter()
         if warm:
             self._predict(torch, wl, model, split.x_test[: warm * c.batch_size], c.batch_size, c.device, prec)
@@ -460,7 +429,7 @@ class CellRunner:
         m = Measurement()
         # Short inference passes (tens of ms) cannot be metered: repeat full passes over the
         # test split until the window lasts min_window_s (docs/measurement.md, "windows").
-        min_window = float(self.settings["measure"].get("min_window_s", 0) or 0)
+        min_window = float(self.settings.measure.min_window_s)
         w0, c0 = self._open_window(torch)
         out, passes = None, 0
         while True:
@@ -486,15 +455,15 @@ class CellRunner:
         y_all = torch.as_tensor(split.y_train) if split.y_train is not None else None
         n = len(x_all)
         gen = torch.Generator().manual_seed(self.row["seed"])
-        limit = int(self.settings["measure"].get("max_eval_samples", 20000))
+        limit = self.settings.measure.max_eval_samples
         target = self.row.get("target_quality")
-        epochs = int(self.settings["workload"].get("epochs", 1))
+        epochs = int(self.settings.workload["epochs"])
 
         def step(mdl, optim, sc, xb, yb):
             return prec.train_step(device, lambda: wl.loss(mdl, xb, yb), optim, sc)
 
         # warm-up on a copy, so the measured training starts from the seeded initial weights
-        warm = int(self.settings["measure"].get("warmup_batches", 3))
+        warm = self.settings.measure.warmup_batches
         t0 = time.perf_counter()
         if warm:
             wm = copy.deepcopy(model)
@@ -576,14 +545,14 @@ class CellRunner:
     # ------------------------------------------------------------------ hotspots
     def _maybe_profile(self, torch, wl, model, split, prec) -> None:
         """cProfile + torch.profiler over separate passes AFTER the measured window (measure.hotspots)."""
-        ms = self.settings["measure"]
-        mode = ms.get("hotspots", "first_repeat")
+        ms = self.settings.measure
+        mode = ms.hotspots
         if not self.measure_energy or mode == "never" or (mode == "first_repeat" and self.cell.repeat != 0):
             return
         from . import hotspots
 
         c = self.cell
-        max_b = int(ms.get("hotspot_batches", 50))
+        max_b = ms.hotspot_batches
         if c.phase == "train":
             step, x_all, y_all = self._train_pass_args
             pm = copy.deepcopy(model)  # the trained model stays as measured
@@ -603,7 +572,7 @@ class CellRunner:
 
         self.meters.mark("profile:start")  # joulegrid's own work: left out of job_energy_j / job_wall_s
         try:
-            self.hotspot_rows, self.row["profile_s"] = hotspots.profile(one_pass, c.device, self.row, int(ms.get("hotspot_top", 20)))
+            self.hotspot_rows, self.row["profile_s"] = hotspots.profile(one_pass, c.device, self.row, ms.hotspot_top)
         except Exception as e:  # noqa: BLE001 - profiling is optional: never lose the run for it
             self.hotspot_rows = []
             print(f"joulegrid: {c.id}: hotspot profiling failed: {type(e).__name__}: {e}", file=sys.stderr)
@@ -613,7 +582,7 @@ class CellRunner:
     # ------------------------------------------------------------------ results
     def _set_quality(self, wl, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
-            if k in S.BY_NAME and k not in ("quality",):
+            if k in schema.BY_NAME and k not in ("quality",):
                 self.row[k] = v
         self.row["quality"] = metrics.get(wl.quality_metric)
 
@@ -651,7 +620,7 @@ def train_reference(spec: dict[str, Any], out: str, data_path: str | None, threa
     spec["cell"].update(phase="train", precision="fp32", variant="baseline", device="cpu", repeat=0)
     runner = CellRunner(spec, out, data_path, None, threads=threads, measure_energy=False)
     row = runner.run()
-    if row["status"] != S.STATUS_OK:
+    if row["status"] != schema.STATUS_OK:
         raise RuntimeError(f"training the reference model failed: {row['error_type']}: {row['error_message']}")
     with atomic_path(out, suffix=".pt") as tmp:
         torch.save(runner.model.state_dict(), tmp)
@@ -660,7 +629,7 @@ def train_reference(spec: dict[str, Any], out: str, data_path: str | None, threa
 def run_and_write(spec: dict[str, Any], out: str, data_path: str | None, model_path: str | None, attempt: int = 1, threads: int | None = None) -> dict[str, Any]:
     runner = CellRunner(spec, out, data_path, model_path, attempt, threads)
     row = runner.run()
-    if attempt > 1 and row["status"] not in (S.STATUS_OK, S.STATUS_SKIPPED):
+    if attempt > 1 and row["status"] not in (schema.STATUS_OK, schema.STATUS_SKIPPED):
         # earlier attempts died (killed, crashed): their errors, from <results>/attempts/, stay in the row
         from .failures import attempts_path, earlier_errors, read_attempts
 

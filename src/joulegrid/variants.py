@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import copy
 
-VARIANTS = ("baseline", "pruned", "compiled")
+from .axes import VARIANTS
+
 DEFAULT_PRUNE_AMOUNT = 0.3
 
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 import synth
 import yaml
+from conftest import REPO
 
 from joulegrid import config as CFG
 from joulegrid import grid as G
@@ -159,3 +160,17 @@ def test_cli_plan_grid_and_forecast_counts_agree(tmp_path):
     assert "site local: 4 cell(s) in the grid, 0 excluded; 1 already measured, 3 to measure" in out
     assert "forecast: 3 cell(s) to measure (1 already measured)" in out
     assert f"config hash per workload (run files end in -<hash>.parquet): baler_ae {c0.config_hash}" in out
+
+
+def test_cli_plan_refuses_a_bad_sites_file_naming_file_key_and_fix(tmp_path):
+    """A misspelt key of a site in the sites file stops `joulegrid plan` (as it stops snakemake: the same
+    config.prepare) before anything runs, with the file, the key and the fix."""
+    sites = yaml.safe_load((REPO / "config" / "sites.yaml").read_text())
+    sites["local"]["carbon_intensity_g_per_kWh"] = sites["local"].pop("carbon_intensity_g_per_kwh")
+    bad = tmp_path / "sites.yaml"
+    bad.write_text(yaml.safe_dump(sites))
+    run = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(_write_cfg(tmp_path, sites_file=str(bad)))],
+                         capture_output=True, text=True, env=__import__("conftest").subprocess_env())  # fmt: skip
+    assert run.returncode != 0
+    assert f"{bad} key local: unknown key(s) 'carbon_intensity_g_per_kWh'. Fix: remove or rename them; allowed keys here: " in run.stderr
+    assert "carbon_intensity_g_per_kwh" in run.stderr.split("allowed keys here:")[1]

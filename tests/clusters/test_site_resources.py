@@ -18,6 +18,8 @@ import yaml
 
 from joulegrid import executors as E
 from joulegrid import probes
+from joulegrid.sites import SiteError, check_site, env_tarball, job_flavours, load_sites, runtime_limit
+from joulegrid.sites import scheduler as site_scheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import conftest as C  # noqa: E402
@@ -159,7 +161,7 @@ def test_lxplus_job_flavour_follows_runtime_and_attempt():
     res = E.job_resources("lxplus", sites["lxplus"], 2000, 60)
     assert [res["classad_JobFlavour"](None, a) for a in (1, 2, 3)] == ["microcentury", "longlunch", "workday"]
     assert _eval(E.job_resources("lxplus", sites["lxplus"], 2000, 15))["classad_JobFlavour"] == "espresso"
-    assert E.pick_flavour(E.job_flavours("lxplus", sites["lxplus"]), 10**6) == "nextweek"  # retries clamp
+    assert E.pick_flavour(job_flavours(sites["lxplus"]), 10**6) == "nextweek"  # retries clamp
     with pytest.raises(E.SiteError, match=r"job.runtime_min: 20000 min .*\(the longest job flavour, nextweek: 10080 min\)"):
         E.job_resources("lxplus", sites["lxplus"], 2000, 20000)
 
@@ -167,7 +169,7 @@ def test_lxplus_job_flavour_follows_runtime_and_attempt():
 def test_blackett_refuses_cells_longer_than_its_72_hour_limit():
     sites = yaml.safe_load((REPO / "config" / "sites.yaml").read_text())
     bl = sites["blackett"]
-    assert E.runtime_limit("blackett", bl) == ("the wall-clock limit of its jobs, max_runtime_min", 72 * 60)
+    assert runtime_limit(bl) == ("the wall-clock limit of its jobs, max_runtime_min", 72 * 60)
     assert E.job_resources("blackett", bl, 2000, 72 * 60)["runtime"](None, 1) == 4320
     with pytest.raises(E.SiteError, match=r"job.runtime_min: 4321 min is longer than site 'blackett' allows .*4320 min"):
         E.job_resources("blackett", bl, 2000, 4321)
@@ -176,9 +178,7 @@ def test_blackett_refuses_cells_longer_than_its_72_hour_limit():
     kind, msg = E.group_problem("blackett", bl, 60, {"cells": 73})
     assert kind == "error" and "4380 min" in msg and "at most cells=72" in msg
     # the shorter of a flavour list and a wall-clock limit wins; a wrong limit is named
-    assert E.runtime_limit("x", {"job_flavours": {"a": 100}, "max_runtime_min": 50})[1] == 50
-    with pytest.raises(E.SiteError, match=r"x.max_runtime_min: '72h' is not a runtime in minutes"):
-        E.runtime_limit("x", {"max_runtime_min": "72h"})
+    assert runtime_limit({"job_flavours": {"a": 100}, "max_runtime_min": 50})[1] == 50
 
 
 def test_without_a_shared_filesystem_htcondor_jobs_transfer_the_workflow_attempts_and_results():
@@ -240,14 +240,36 @@ def test_env_check_failures_are_collected_once_each_from_this_runs_job_files(tmp
 @pytest.mark.parametrize(
     "facts,match",
     [
-        ({"scheduler": "pbs"}, r"x.scheduler: 'pbs' .* local, slurm, htcondor"),
-        ({"scheduler": "htcondor", "job_flavours": ["a"]}, r"x.job_flavours: expected a mapping"),
-        ({"scheduler": "htcondor", "job_flavours": {"a": "1h"}}, r"x.job_flavours.a: '1h' is not a runtime"),
+        ({"scheduler": "pbs"}, r"x\.scheduler: 'pbs' is not allowed\. Fix: use one of local, slurm, htcondor"),
+        ({"scheduler": "htcondor", "job_flavours": ["a"]}, r"x\.job_flavours: expected a mapping"),
+        ({"scheduler": "htcondor", "job_flavours": {"a": "1h"}}, r"x\.job_flavours\.a: expected an integer, got str '1h'"),
+        ({"max_runtime_min": "72h"}, r"x\.max_runtime_min: expected an integer, got str '72h'"),
+        ({"max_runtime_min": 0}, r"x\.max_runtime_min: 0 is too small"),
+        ({"scheduller": "slurm"}, r"x: unknown key\(s\) 'scheduller'\. Fix: remove or rename them; allowed keys here: .*scheduler"),
+        ({"node_power": {"cpu_idle_w": "120 W"}}, r"x\.node_power"),
+        ({"pue": 0.9}, r"x\.pue: 0\.9 is too small"),
     ],
 )
-def test_bad_site_facts(facts, match):
-    with pytest.raises(E.SiteError, match=match):
-        E.job_resources("x", facts, 1000, 10)
+def test_bad_sites_file_names_file_key_and_fix(tmp_path, facts, match):
+    """A bad sites.yaml is refused when it is loaded (before any job), naming the file, the key and the fix."""
+    p = tmp_path / "sites.yaml"
+    p.write_text(yaml.safe_dump({"local": {"scheduler": "local"}, "x": facts}))
+    with pytest.raises(SiteError, match=re.escape(str(p)) + " key " + match):
+        load_sites(p)
+    with pytest.raises(SiteError, match=match):  # and a site entry handed over directly
+        check_site("x", facts)
+
+
+def test_every_shipped_site_loads_and_a_broken_file_is_named(tmp_path):
+    sites = load_sites(REPO / "config" / "sites.yaml")
+    assert {site_scheduler(f) for f in sites.values()} <= {"local", "slurm", "htcondor"}
+    assert env_tarball(sites["blackett"]) == "joulegrid-env.tar.gz" and env_tarball(sites["lxplus"]) is None
+    p = tmp_path / "sites.yaml"
+    p.write_text("local: [unclosed\n")
+    with pytest.raises(SiteError, match=re.escape(str(p)) + " is not valid YAML"):
+        load_sites(p)
+    with pytest.raises(SiteError, match="config key sites_file: .* does not exist"):
+        load_sites(tmp_path / "nope.yaml")
 
 
 def test_executor_must_fit_the_site():

@@ -11,6 +11,7 @@ from joulegrid import config as CFG
 from joulegrid.meters import attribution as A
 from joulegrid.meters.base import Reading
 from joulegrid.meters.tracker import Usage
+from joulegrid.sites import site_facts
 
 P0, K, N = 40.0, 8.0, 16  # W idle, W per busy CPU, logical CPUs
 
@@ -161,10 +162,15 @@ def test_power_model_lookup_and_errors():
     m = A.power_model(site, {"cpu_tdp_w_per_thread": 3.0}, "Intel Xeon Gold")
     assert (m.cpu_idle_w, m.dram_idle_w, m.w_per_thread) == (60.0, None, 3.0)
     assert A.power_model({}, {}, None) == A.PowerModel(None, None, A.DEFAULT_W_PER_THREAD, None)
-    for bad, match in (({"cpu_idle_w": -1}, "cpu_idle_w: -1"), ({"idle": 5}, "unknown key"), ({"w_per_thread": 0}, "w_per_thread"), ("5 W", "expected a mapping")):
+    for bad, match in (
+        ({"cpu_idle_w": -1}, r"x\.node_power\.cpu_idle_w: -1 is too small"),
+        ({"idle": 5}, r"x\.node_power: unknown key\(s\) 'idle'"),
+        ({"w_per_thread": 0}, r"x\.node_power\.w_per_thread: 0"),
+        ("5 W", "one mapping of cpu_idle_w"),
+    ):  # fmt: skip
         with pytest.raises(CFG.ConfigError, match=match):
-            CFG.site_facts({"x": {"node_power": bad}}, "x")
-    assert CFG.site_facts({"x": {"node_power": {"cpu_idle_w": 5}}}, "x")["node_power"] == [{"cpu_idle_w": 5}]
+            site_facts({"x": {"node_power": bad}}, "x")
+    assert site_facts({"x": {"node_power": {"cpu_idle_w": 5}}}, "x")["node_power"] == [{"cpu_idle_w": 5}]
 
 
 def test_extrapolate_at_the_tracked_rates():

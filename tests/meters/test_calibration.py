@@ -8,7 +8,6 @@ import random
 
 import pytest
 
-from joulegrid import config as CFG
 from joulegrid.meters import attribution as A
 from joulegrid.meters import calibration as C
 from joulegrid.meters import choose
@@ -16,6 +15,7 @@ from joulegrid.meters.account import model_columns
 from joulegrid.meters.base import Reading
 from joulegrid.meters.estimate import EstimateMeter
 from joulegrid.meters.tracker import Usage
+from joulegrid.sites import site_facts
 from joulegrid.meters.usage import NodeCpu
 
 IDLE, W_CPU, W_GB, GB0 = 40.0, 8.0, 0.5, 10.0  # the generating law: P = IDLE + W_CPU * b + W_GB * (g - GB0)
@@ -133,9 +133,9 @@ def test_power_model_precedence():
 
 
 def test_site_facts_carry_the_calibrations():
-    facts = CFG.site_facts({"x": {}}, "x", {MODEL: ENTRY})
+    facts = site_facts({"x": {}}, "x", {MODEL: ENTRY})
     assert facts["cpu_calibrations"] == {MODEL: ENTRY}
-    assert CFG.site_facts({"x": {}}, "x")["cpu_calibrations"] is None
+    assert site_facts({"x": {}}, "x")["cpu_calibrations"] is None
 
 
 # ------------------------------------------------------------------ the estimate meter with a calibration

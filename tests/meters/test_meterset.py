@@ -200,3 +200,14 @@ def test_build_auto_on_this_host_and_required_error(tmp_path):
 def test_build_unknown_meter_is_absent():
     ms = M.build({"measure": {"meters": ["estimate", "wattmeter"]}}, "cpu")
     assert ms.absent == [{"meter": "wattmeter", "reason": "unknown meter 'wattmeter'; known: rapl, nvml, zeus, codecarbon, estimate"}]
+
+
+def test_a_new_meter_is_one_factory(monkeypatch):
+    """meters.build looks meters up in FACTORIES: an entry is all a new meter needs to be built (or to be
+    absent with its reason)."""
+    monkeypatch.setitem(M.FACTORIES, "fake", lambda ctx: Fake("fake", [R("fake", "cpu", 1)]))
+    monkeypatch.setitem(M.FACTORIES, "never", lambda ctx: (_ for _ in ()).throw(M.MeterUnavailable(f"not on {ctx.device}")))
+    ms = M.build({"measure": {"meters": ["fake", "never", "nope"]}}, "cpu", require=False)
+    assert [m.name for m in ms.meters] == ["fake"]
+    assert ms.absent[:2] == [{"meter": "never", "reason": "not on cpu"}, {"meter": "nope", "reason": f"unknown meter 'nope'; known: {', '.join(M.KNOWN)}"}]
+    ms.close()

@@ -4,6 +4,7 @@ model in one file; writing a calibration changes nothing else in it, and bad ent
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ import yaml
 from joulegrid import config as CFG
 from joulegrid import hardware as H
 from joulegrid.analysis.settings import load_hardware
+from joulegrid.sites import load_sites
 
 SHIPPED = CFG.REPO_ROOT / "config" / "hardware.yaml"
 MODEL = "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz"
@@ -32,7 +34,7 @@ def table(tmp_path):
 
 def test_the_shipped_table_reads_and_its_sites_are_the_embodied_entries():
     t = H.read(SHIPPED)
-    assert H.CALIBRATIONS not in t.sites and set(t.sites) <= set(CFG.load_sites(CFG.REPO_ROOT / "config" / "sites.yaml"))
+    assert H.CALIBRATIONS not in t.sites and set(t.sites) <= set(load_sites(CFG.REPO_ROOT / "config" / "sites.yaml"))
     assert load_hardware(SHIPPED) == t.sites
 
 
@@ -154,3 +156,20 @@ def test_a_bad_table_stops_the_config_and_a_hand_written_date_is_text(tmp_path):
     spec = CFG.SpecBuilder(config, sites)
     assert spec.facts["cpu_calibrations"][MODEL]["calibrated_at"].startswith("2026-11-20T10:00:00")
     json.dumps(spec.facts)  # the jobs' settings are JSON
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"local": {"cpu_node": {"embodied_kg_co2e": -5, "lifetime_years": 4}}}, r"key local\.cpu_node\.embodied_kg_co2e: -5 is too small"),
+    ({"local": {"cpu_node": {"embodied_kg_co2e": 280}}}, r"key local\.cpu_node: 'lifetime_years' is a required property\. Fix: add it"),
+    ({"local": {"cpu_nodes": {"embodied_kg_co2e": 280, "lifetime_years": 4}}}, r"key local: unknown key\(s\) 'cpu_nodes'\. Fix: .*cpu_node, gpu_node"),
+    ({"local": {"gpu_node": {"embodied_kg_co2e": "1 t", "lifetime_years": 4}}}, r"key local\.gpu_node\.embodied_kg_co2e: expected a number"),
+    ({"local": "laptop"}, r"key local: expected a mapping"),
+    ({H.CALIBRATIONS: ["x"]}, rf"key {H.CALIBRATIONS}: expected a mapping or null"),
+])  # fmt: skip
+def test_bad_site_entries_are_refused_naming_file_key_and_fix(tmp_path, data, match):
+    p = tmp_path / "hw.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(H.HardwareError, match=re.escape(str(p)) + " " + match):
+        H.read(p)
+    with pytest.raises(CFG.ConfigError, match=match):  # the report reads the table the same way
+        load_hardware(p)

@@ -14,6 +14,7 @@ from conftest import REPO, TINY, deep_merge, subprocess_env
 
 from joulegrid import config as C
 from joulegrid import grid as G
+from joulegrid.sites import load_sites
 
 
 def builder(tmp_path, **over):
@@ -32,7 +33,7 @@ def test_snapshot_is_content_addressed_written_once_and_holds_every_workload(tmp
         assert entry["config_hash"] == sb.config_hash(w) and entry["settings"] == sb.settings(w)
         assert entry["data"] == sb.data_path(w) and entry["model"] == sb.model_path(w)
     mtime = os.stat(path).st_mtime_ns
-    assert C.SpecBuilder(cfg, C.load_sites(REPO / "config/sites.yaml")).snapshot_path(write=True) == path
+    assert C.SpecBuilder(cfg, load_sites(REPO / "config/sites.yaml")).snapshot_path(write=True) == path
     assert os.stat(path).st_mtime_ns == mtime, "an existing snapshot is never rewritten"
     # another configuration is another snapshot; the first stays
     _, sb7 = builder(tmp_path, seed=7, grid={"workloads": ["baler_ae", "jet_tagger"]})

@@ -28,7 +28,7 @@ def byo(cls="byo_pkg.tiny:TinyRegression", **settings):
 
 def test_builtin_workloads_resolve_without_torch_work():
     for name in ("baler_ae", "jet_tagger", "image_cnn"):
-        cls = registry.resolve_spec(name, {})
+        cls = registry.workload_class(name, {})
         assert cls.dataset in ("jets", "fashion_mnist")
         assert isinstance(registry.defaults_for(name)["params"], dict)
 

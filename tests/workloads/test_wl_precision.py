@@ -115,17 +115,17 @@ def test_int8_refuses_what_it_cannot_quantize_and_training():
         precision.get("int8", "infer", {"scheme": "dynamic"}).prepare_model(torch.nn.Conv2d(1, 1, 3), "cpu", "infer")
     with pytest.raises(precision.Unsupported, match="calibration samples"):
         precision.get("int8", "infer").prepare_model(torch.nn.Linear(3, 3), "cpu", "infer")
-    with pytest.raises(precision.Unsupported, match="inference only"):
-        precision.get("int8", "train").check("cpu")
+    with pytest.raises(precision.Unsupported, match="only exists for inference"):
+        precision.get("int8", "train").ensure_supported("cpu")
     with pytest.raises(precision.Unsupported, match="CPU only"):
-        precision.get("int8", "infer", {"backend": "fbgemm"}).check("cuda")
+        precision.get("int8", "infer", {"backend": "fbgemm"}).ensure_supported("cuda")
     with pytest.raises(ValueError, match="unknown precision"):
         precision.get("fp8")
 
 
 def test_unsupported_precision_is_a_skipped_row(cells):
     row = cells.run("jet_tagger", "train", "int8")  # the grid would exclude it; the runner says why too
-    assert row["status"] == "skipped" and "inference only" in row["skip_reason"]
+    assert row["status"] == "skipped" and "only exists for inference" in row["skip_reason"]
 
 
 def test_grid_exclusions_with_reasons():

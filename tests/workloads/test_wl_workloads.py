@@ -17,12 +17,12 @@ WORKLOADS = [
 
 
 def _workload(cells, name, **settings):
-    from joulegrid.workloads.registry import resolve_spec
+    from joulegrid.workloads.registry import workload_class
 
     cfg = {"workloads": {name: {"rows": TINY_ROWS[name], **settings}}}
     st = workload_settings(cfg, name)
     wl = create(name, st, seed=1)
-    split = wl.load_data(cells.data_path(resolve_spec(name, st).dataset, TINY_ROWS[name]))
+    split = wl.load_data(cells.data_path(workload_class(name, st).dataset, TINY_ROWS[name]))
     return wl, split
 
 
@@ -78,7 +78,7 @@ def test_baler_evaluate_hand_made():
 
 def test_jet_tagger_evaluate_hand_made():
     wl = create("jet_tagger", workload_settings({}, "jet_tagger"), 0)
-    # logits of 4 signal + 5 background jets, ordered as the probabilities of test_wl_metrics
+    # logits of 4 signal + 5 background jets, ordered as the probabilities of test_wl_quality
     p = np.array([0.9, 0.8, 0.7, 0.2, 0.85, 0.6, 0.3, 0.1, 0.05])
     logits = torch.tensor(np.log(p / (1 - p)), dtype=torch.float32).unsqueeze(1)
     y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0], dtype=np.float32)

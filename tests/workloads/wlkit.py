@@ -61,10 +61,11 @@ class CellKit:
 
     def builder(self, cfg: dict):
         from joulegrid import config as C
+        from joulegrid.sites import load_sites
 
         cfg = copy.deepcopy(cfg)
         C.prepare(cfg, REPO)
-        return C.SpecBuilder(cfg, C.load_sites(REPO / "config" / "sites.yaml"))
+        return C.SpecBuilder(cfg, load_sites(REPO / "config" / "sites.yaml"))
 
     def run(self, workload: str, phase: str = "train", precision: str = "fp32", variant: str = "baseline",
             batch_size: int = 64, cfg: dict | None = None, repeat: int = 0, keep_runner: bool = False):

@@ -5,7 +5,3 @@ outputs without importing altair at parse time.
 """
 
 CHART_NAMES = ("energy_per_sample", "quality_vs_energy", "time_to_target", "scheduler_overhead", "fleet_whatif")
-
-# A cell whose coefficient of variation of energy per sample over repeats exceeds this is "noisy"
-# (config report.noisy_cv overrides it; docs/metrics.md).
-NOISY_CV = 0.10

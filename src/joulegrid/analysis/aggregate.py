@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import schema as S
+from .. import schema
 from ..grid import run_files
 
 
@@ -76,9 +76,9 @@ def _check_file(path: str) -> str | None:
     ver = meta.get(b"joulegrid.schema_version")
     if ver is None:
         return "not a joulegrid run file (no joulegrid.schema_version in the Parquet metadata)"
-    if int(ver) != S.SCHEMA_VERSION:
-        return f"schema version {int(ver)}, this joulegrid reads version {S.SCHEMA_VERSION} (re-run the cell, or aggregate with the joulegrid that wrote it)"
-    if pf.schema_arrow.remove_metadata() != S.arrow_schema().remove_metadata():
+    if int(ver) != schema.SCHEMA_VERSION:
+        return f"schema version {int(ver)}, this joulegrid reads version {schema.SCHEMA_VERSION} (re-run the cell, or aggregate with the joulegrid that wrote it)"
+    if pf.schema_arrow.remove_metadata() != schema.arrow_schema().remove_metadata():
         return "columns differ from the result schema of the same version"
     try:
         pf.read()
@@ -93,11 +93,11 @@ def read_runs(files: list[str], strict: bool = False):
 
     problems: list[tuple[str, str]] = []
     if not files:
-        return pl.DataFrame(schema=S.polars_schema()), problems
+        return pl.DataFrame(schema=schema.polars_schema()), problems
     try:
         # One scan of every file with the exact schema: a file with other columns or types raises here.
-        df = pl.scan_parquet(files, schema=S.polars_schema(), missing_columns="raise", extra_columns="raise").collect()
-        bad_versions = df.filter(pl.col("schema_version") != S.SCHEMA_VERSION)
+        df = pl.scan_parquet(files, schema=schema.polars_schema(), missing_columns="raise", extra_columns="raise").collect()
+        bad_versions = df.filter(pl.col("schema_version") != schema.SCHEMA_VERSION)
         if bad_versions.height == 0:
             return df, problems
     except Exception:  # noqa: BLE001 - fall back to finding the culprit(s)
@@ -111,7 +111,7 @@ def read_runs(files: list[str], strict: bool = False):
             raise AggregateError(f"{f}: {why} (strict: true; set strict: false to skip bad files and list them)")
         else:
             problems.append((f, why))
-    df = pl.read_parquet(good, schema=S.polars_schema()) if good else pl.DataFrame(schema=S.polars_schema())
+    df = pl.read_parquet(good, schema=schema.polars_schema()) if good else pl.DataFrame(schema=schema.polars_schema())
     return df, problems
 
 
@@ -137,8 +137,8 @@ def aggregate(
             problems.append((rid, f"run_id found in {n} files (a copied run file?); kept once"))
         df = df.unique(subset="run_id", keep="first", maintain_order=True)
     df, other = split_current(df, current)
-    write_table(df.to_arrow().cast(S.arrow_schema()), out)
-    write_table(other.to_arrow().cast(S.arrow_schema()), other_out or other_path(out))
+    write_table(df.to_arrow().cast(schema.arrow_schema()), out)
+    write_table(other.to_arrow().cast(schema.arrow_schema()), other_out or other_path(out))
     problems_path = problems_out or str(Path(out).with_suffix(".problems.json"))
     from ..io import atomic_path
 

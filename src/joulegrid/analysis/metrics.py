@@ -25,8 +25,14 @@ from typing import Any
 
 import polars as pl
 
-from ..grid import BASELINE_PRECISION, BASELINE_VARIANT
-from . import NOISY_CV
+from ..config import schema_defaults
+from ..axes import BASELINE_PRECISION, BASELINE_VARIANT
+
+
+def _default(section: str, key: str) -> Any:
+    """A report: / fleet: default, from the config schema (its one home)."""
+    return schema_defaults()[section][key]
+
 
 # A cell without its repeat index: the unit repeats are averaged over. Runs of two configurations
 # (config_hash: other settings, seed, ...) of the same cell are two cells, never averaged.
@@ -81,12 +87,13 @@ def ok_runs(df: pl.DataFrame) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ repeats
-def cell_stats(df: pl.DataFrame, noisy_cv: float = NOISY_CV) -> pl.DataFrame:
+def cell_stats(df: pl.DataFrame, noisy_cv: float | None = None) -> pl.DataFrame:
     """One row per cell (repeats averaged) of the ok runs: mean, std, 95 % CI half-width, CV, noisy.
 
     CI = t(0.975, n-1) * std / sqrt(n) (Student t; null for a single repeat). ``noisy`` is true when
-    the CV (std/mean) of energy per sample exceeds ``noisy_cv`` (default 10 %).
+    the CV (std/mean) of energy per sample exceeds ``noisy_cv`` (None: report.noisy_cv's default, 10 %).
     """
+    noisy_cv = _default("report", "noisy_cv") if noisy_cv is None else noisy_cv
     d = derive(ok_runs(df))
     n = pl.col("energy_per_sample_j").count()
     agg = d.group_by(*CELL_KEYS, maintain_order=True).agg(
@@ -254,7 +261,7 @@ def _target_met(q: pl.Expr, target: pl.Expr, higher: pl.Expr) -> pl.Expr:
     return pl.when(higher.fill_null(True)).then(q >= target).otherwise(q <= target)
 
 
-def time_to_target(df: pl.DataFrame, targets: dict[str, float] | None = None, eta: float = 0.5) -> pl.DataFrame:
+def time_to_target(df: pl.DataFrame, targets: dict[str, float] | None = None, eta: float | None = None) -> pl.DataFrame:
     """TTA / ETA per ok training run from its per-epoch curves, and Zeus's cost.
 
     The target of a workload is, in order: ``targets[workload]`` (config ``report.targets``); the
@@ -264,7 +271,9 @@ def time_to_target(df: pl.DataFrame, targets: dict[str, float] | None = None, et
     energy at that epoch (``epoch_energy_j``, primary meter). Cost (Zeus, You et al. NSDI'23) =
     η·ETA + (1-η)·MaxPower·TTA, with MaxPower = ``gpu_power_limit_w`` where known, else the highest
     mean power measured on the same host and device in the results (a stand-in, see docs/metrics.md).
+    eta None: report.eta's default.
     """
+    eta = _default("report", "eta") if eta is None else eta
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"config key report.eta: {eta!r} must be between 0 and 1")
     targets = targets or {}
@@ -451,10 +460,10 @@ def samples_per_job_expr(spec: int | dict[str, Any] | None = None) -> pl.Expr:
 def fleet(
     cells: pl.DataFrame,
     sites: dict[str, Any] | None = None,
-    jobs_per_day: float = 1_000_000,
+    jobs_per_day: float | None = None,
     per_site: dict[str, float] | None = None,
     samples_per_job: int | dict[str, Any] | None = None,
-    scope: str = "phase",
+    scope: str | None = None,
 ) -> pl.DataFrame:
     """Scale the energy of one equal-work job to a fleet of jobs/day per site.
 
@@ -463,8 +472,11 @@ def fleet(
     outside its phase -- start-up, data, model, warm-up, writing: job_energy_j - energy_j -- with scope
     ``job``. kWh/day = jobs/day × E_job/3.6e6 × PUE; tCO2e/day = kWh/day × I / 1e6.
     ``saving_mwh_per_day`` / ``saving_pct`` compare each cell with its fp32 baseline (same
-    site/workload/phase/device/batch); positive = the variant saves energy.
+    site/workload/phase/device/batch); positive = the variant saves energy. jobs_per_day and scope
+    None: fleet.jobs_per_day's and fleet.scope's defaults.
     """
+    jobs_per_day = _default("fleet", "jobs_per_day") if jobs_per_day is None else jobs_per_day
+    scope = _default("fleet", "scope") if scope is None else scope
     if scope not in FLEET_SCOPES:
         raise ValueError(f"config key fleet.scope: {scope!r} is not allowed. Fix: use one of {', '.join(FLEET_SCOPES)}")
     sites = sites or {}

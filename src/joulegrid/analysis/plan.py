@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import config as CFG
-from .. import grid as G
+from ..config import SpecBuilder, load, workload_settings
+from ..grid import Cell, Grid, expand
 
 BUDGET_KEYS = {
     "max_core_hours": ("core_hours", "core-hours"),
@@ -46,7 +46,7 @@ class BudgetError(RuntimeError):
 
 @dataclass
 class CellForecast:
-    cell: G.Cell
+    cell: Cell
     method: str  # nearest, flops
     source: str  # what it was forecast from
     job_s: float
@@ -62,7 +62,7 @@ class Forecast:
     done: int = 0
     measured_cells: int = 0
     cells: list[CellForecast] = field(default_factory=list)
-    unforecast: list[tuple[G.Cell, str]] = field(default_factory=list)
+    unforecast: list[tuple[Cell, str]] = field(default_factory=list)
 
     def totals(self) -> dict[str, float]:
         return {k: sum(getattr(c, k) for c in self.cells) for k in ("core_hours", "gpu_hours", "kwh", "kg_co2")}
@@ -82,14 +82,14 @@ class Forecast:
 
 
 # ------------------------------------------------------------------ planned work per cell
-def planned_samples(config: dict[str, Any], cell: G.Cell, cache: dict) -> int | None:
+def planned_samples(config: dict[str, Any], cell: Cell, cache: dict) -> int | None:
     """Samples the cell's measured phase will process, from the workload settings (None if unknown)."""
     key = (cell.workload, cell.phase)
     if key not in cache:
-        from ..workloads.registry import dataset_rows, resolve_spec
+        from ..workloads.registry import dataset_rows, workload_class
 
-        st = CFG.workload_settings(config, cell.workload)
-        rows = dataset_rows(resolve_spec(cell.workload, st), st)
+        st = workload_settings(config, cell.workload)
+        rows = dataset_rows(workload_class(cell.workload, st), st)
         if not rows:
             cache[key] = None
         else:
@@ -109,14 +109,14 @@ def _measured(df) -> list[dict[str, Any]]:
     return cell_stats(df).filter(pl.col("wall_s").is_not_null()).to_dicts()
 
 
-def _distance(c: G.Cell, m: dict[str, Any]) -> float:
+def _distance(c: Cell, m: dict[str, Any]) -> float:
     d = 2.0 * (m["precision"] != c.precision) + 1.0 * (m["variant"] != c.variant) + 0.25 * (m["site"] != c.site)
     if m["batch_size"]:
         d += abs(math.log2(c.batch_size / m["batch_size"]))
     return d
 
 
-def forecast(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any], earlier=None, results: str | None = None) -> Forecast:
+def forecast(config: dict[str, Any], grid: Grid, sites: dict[str, Any], earlier=None, results: str | None = None) -> Forecast:
     """Forecast of the grid's cells whose run file does not exist yet, from earlier results (a polars frame)."""
     results = results or config["results"]
     todo = [c for c in grid.cells if not os.path.exists(c.path(results))]
@@ -143,7 +143,9 @@ def forecast(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any], earlie
             pow_by_dev[m["device"]].append(m["mean_power_w"])
         ovh_by_dev[m["device"]].append(m["job_overhead_s"] or 0.0)
 
-    facts = CFG.site_facts(sites, config["site"])
+    from ..sites import site_facts
+
+    facts = site_facts(sites, config["site"])
     pue = float(facts.get("pue") or 1.0)
     inten = float(facts.get("carbon_intensity_g_per_kwh") or 0.0)
     threads = int(config["measure"]["threads"])
@@ -228,7 +230,7 @@ def check_budget(config: dict[str, Any], fc: Forecast) -> None:
         )
 
 
-def snakemake_check(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any]) -> str | None:
+def snakemake_check(config: dict[str, Any], grid: Grid, sites: dict[str, Any]) -> str | None:
     """Called by workflow/rules/common.smk in the main Snakemake process: the forecast line to print (or
     None), raising BudgetError when over budget. Without earlier results: a note if a budget is set."""
     budget = config.get("budget") or {}
@@ -251,8 +253,8 @@ def snakemake_check(config: dict[str, Any], grid: G.Grid, sites: dict[str, Any])
 def plan_json(config: dict[str, Any], sites: dict[str, Any]) -> dict[str, Any]:
     """What `joulegrid plan --json` prints: the run file of every cell (config hash included), the
     excluded cells with reasons, each workload's config hash and identity (the settings it stands for)."""
-    sb = CFG.SpecBuilder(config, sites)
-    g = G.expand(config, sb.hashes())
+    sb = SpecBuilder(config, sites)
+    g = expand(config, sb.hashes())
     results = config["results"]
     return {
         "site": config["site"],
@@ -264,15 +266,15 @@ def plan_json(config: dict[str, Any], sites: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan(args) -> int:
-    config, sites = CFG.load(args.configfile, args.config, replace_workflow_config=getattr(args, "replace_workflow_config", False))
+    config, sites = load(args.configfile, args.config, replace_workflow_config=getattr(args, "replace_workflow_config", False))
     out = sys.stdout
     if getattr(args, "json", False):
         import json
 
         print(json.dumps(plan_json(config, sites), indent=1), file=out)
         return 0
-    sb = CFG.SpecBuilder(config, sites)
-    g = G.expand(config, sb.hashes())
+    sb = SpecBuilder(config, sites)
+    g = expand(config, sb.hashes())
     done = sum(os.path.exists(c.path(config["results"])) for c in g.cells)
     print(f"site {config['site']}: {len(g.cells)} cell(s) in the grid, {len(g.excluded)} excluded; "
           f"{done} already measured, {len(g.cells) - done} to measure", file=out)  # fmt: skip

@@ -3,8 +3,8 @@
 Cheap to import (no polars): the Snakemake rules build it at parse time. The report rule passes
 it as one JSON blob (``joulegrid report --settings``), so a change of η, the fleet size or a
 site's carbon intensity re-renders the report. By hand,
-``joulegrid report`` without --settings uses the defaults below (the same as the config schema's)
-and config/sites.yaml + config/hardware.yaml of the checkout.
+``joulegrid report`` without --settings uses the config schema's defaults (their only home:
+config.schema_defaults) and config/sites.yaml + config/hardware.yaml of the checkout.
 """
 
 from __future__ import annotations
@@ -14,25 +14,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..config import ConfigError
-from . import NOISY_CV
 
 
 class SettingsError(ConfigError):
     """Analysis settings that cannot be used (names the config key)."""
 
 
+def _default(section: str, key: str):
+    """A field's default: the config schema's (config.schema_defaults)."""
+    from ..config import schema_defaults
+
+    return field(default_factory=lambda: schema_defaults()[section][key])
+
+
 @dataclass
 class AnalysisSettings:
-    eta: float = 0.5  # report.eta: Zeus knob (1 = energy only, 0 = time only)
-    targets: dict[str, float] = field(default_factory=dict)  # report.targets: workload -> target quality
-    noisy_cv: float = NOISY_CV  # report.noisy_cv
-    jobs_per_day: float = 1_000_000  # fleet.jobs_per_day
-    per_site: dict[str, float] = field(default_factory=dict)  # fleet.per_site
-    samples_per_job: int | dict[str, Any] | None = None  # fleet.samples_per_job (None: the defaults per phase)
-    fleet_scope: str = "phase"  # fleet.scope: phase | job
+    eta: float = _default("report", "eta")  # report.eta: Zeus knob (1 = energy only, 0 = time only)
+    targets: dict[str, float] = _default("report", "targets")  # report.targets: workload -> target quality
+    noisy_cv: float = _default("report", "noisy_cv")  # report.noisy_cv
+    jobs_per_day: float = _default("fleet", "jobs_per_day")  # fleet.jobs_per_day
+    per_site: dict[str, float] = _default("fleet", "per_site")  # fleet.per_site
+    samples_per_job: int | dict[str, Any] | None = _default("fleet", "samples_per_job")  # fleet.samples_per_job (None: the defaults per phase)
+    fleet_scope: str = _default("fleet", "scope")  # fleet.scope: phase | job
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
     hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml's sites (embodied carbon)
     hardware_source: str = ""
@@ -41,17 +46,16 @@ class AnalysisSettings:
     @classmethod
     def from_config(cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = ".") -> "AnalysisSettings":
         """From a validated config (defaults filled in by the JSON schema) and its sites mapping."""
-        rep = config.get("report") or {}
-        fl = config.get("fleet") or {}
-        hw_file = rep.get("hardware_file", "config/hardware.yaml")
+        rep, fl = config["report"], config["fleet"]
+        hw_file = rep["hardware_file"]
         return cls(
-            eta=float(rep.get("eta", 0.5)),
-            targets={k: float(v) for k, v in (rep.get("targets") or {}).items()},
-            noisy_cv=float(rep.get("noisy_cv", NOISY_CV)),
-            jobs_per_day=float(fl.get("jobs_per_day", 1_000_000)),
-            per_site={k: float(v) for k, v in (fl.get("per_site") or {}).items()},
-            samples_per_job=fl.get("samples_per_job"),
-            fleet_scope=str(fl.get("scope", "phase")),
+            eta=float(rep["eta"]),
+            targets={k: float(v) for k, v in rep["targets"].items()},
+            noisy_cv=float(rep["noisy_cv"]),
+            jobs_per_day=float(fl["jobs_per_day"]),
+            per_site={k: float(v) for k, v in fl["per_site"].items()},
+            samples_per_job=fl["samples_per_job"],
+            fleet_scope=str(fl["scope"]),
             sites=sites,
             hardware=load_hardware(hw_file, base_dir),
             hardware_source=str(hw_file),
@@ -61,10 +65,11 @@ class AnalysisSettings:
     def defaults(cls) -> "AnalysisSettings":
         """Defaults plus the checkout's config/sites.yaml and config/hardware.yaml."""
         from ..config import REPO_ROOT
+        from ..sites import load_sites
 
         sites_p = REPO_ROOT / "config" / "sites.yaml"
-        sites = yaml.safe_load(sites_p.read_text()) if sites_p.is_file() else {}
-        return cls(sites=sites or {}, hardware=load_hardware(REPO_ROOT / "config" / "hardware.yaml"), hardware_source="config/hardware.yaml")
+        sites = load_sites(sites_p) if sites_p.is_file() else {}
+        return cls(sites=sites, hardware=load_hardware(REPO_ROOT / "config" / "hardware.yaml"), hardware_source="config/hardware.yaml")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
@@ -78,9 +83,9 @@ class AnalysisSettings:
 
     # ------------------------------------------------------------------ metrics with these settings
     def fleet_table(self, cells):
-        from . import metrics as M
+        from . import metrics
 
-        return M.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope)
+        return metrics.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope)
 
     def fleet_job_text(self) -> str:
         """What one fleet job is, in words (the report says it)."""
@@ -96,9 +101,9 @@ class AnalysisSettings:
         return f"equal work, {work}; energy of {scope}"
 
     def sci_table(self, cells):
-        from . import metrics as M
+        from . import metrics
 
-        return M.sci(cells, self.sites, self.hardware)
+        return metrics.sci(cells, self.sites, self.hardware)
 
 
 def load_hardware(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:

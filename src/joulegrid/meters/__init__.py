@@ -29,10 +29,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .base import Meter, MeterUnavailable, Reading, RequiredMeterMissing
 from .tracker import JobUsage, Snapshot
+
+if TYPE_CHECKING:
+    from ..cell_settings import Measure
 
 KNOWN = ("rapl", "nvml", "zeus", "codecarbon", "estimate")
 #: preference when several meters report the same component family (higher wins, among
@@ -264,11 +267,79 @@ def check_required(absent: list[dict[str, str]], required: set[str]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class BuildContext:
+    """What a meter's factory may need: the cell's device, the measure settings, the site's facts, the
+    node's power model, the counters' interval and roots, the job's GPUs (or why it has none)."""
+
+    device: str
+    measure: Measure
+    site: dict[str, Any]
+    model: Any  # attribution.PowerModel
+    counter_s: float
+    rapl_root: str
+    proc: str
+    nvml_ids: list[int]
+    gpu_why: str | None
+
+
+def _rapl(ctx: BuildContext) -> Meter:
+    from .rapl import RaplMeter
+
+    return RaplMeter(ctx.counter_s, ctx.rapl_root)
+
+
+def _nvml(ctx: BuildContext) -> Meter:
+    if ctx.device != "cuda":
+        raise NotApplicable(f"not used in a {ctx.device} cell (GPU meters measure cuda cells)")
+    if ctx.gpu_why:
+        raise MeterUnavailable(ctx.gpu_why)
+    from .nvml import NvmlMeter
+
+    return NvmlMeter(ctx.nvml_ids, ctx.counter_s)
+
+
+def _zeus(ctx: BuildContext) -> Meter:
+    from .zeus_meter import ZeusMeter
+
+    return ZeusMeter(list(range(len(ctx.nvml_ids))), rapl_root=ctx.rapl_root)
+
+
+def _codecarbon(ctx: BuildContext) -> Meter:
+    from .codecarbon_meter import CodecarbonMeter
+
+    return CodecarbonMeter(
+        ctx.site.get("country_iso"),
+        ctx.site.get("carbon_intensity_g_per_kwh"),
+        float(ctx.measure.meter_interval_s),
+        gpu_ids=ctx.nvml_ids,
+        tracking_mode=ctx.measure.codecarbon_mode,
+    )
+
+
+def _estimate(ctx: BuildContext) -> Meter:
+    from .estimate import EstimateMeter
+
+    return EstimateMeter(ctx.model.w_per_thread, ctx.model.cpu_idle_w, ctx.proc, calibration=ctx.model.calibration)
+
+
+#: meter name -> its factory (raises MeterUnavailable / NotApplicable where it cannot run): a new meter is
+#: one entry here (with its PRIORITY)
+FACTORIES: dict[str, Callable[[BuildContext], Meter]] = {
+    "rapl": _rapl,
+    "nvml": _nvml,
+    "zeus": _zeus,
+    "codecarbon": _codecarbon,
+    "estimate": _estimate,
+}
+assert tuple(FACTORIES) == KNOWN, "every known meter has a factory"
+
+
 def build(
     settings: dict[str, Any],
     device: str = "cpu",
     rapl_root: str | None = None,
-    check: bool = True,
+    require: bool = True,
     proc_root: str | None = None,
     cgroup_root: str | None = None,
     env: dict[str, str] | None = None,
@@ -277,7 +348,7 @@ def build(
     the job's usage tracker (measure.attribution_interval_s; never started here).
 
     Cheap: no meter library is imported that the host cannot use; expensive set-up is left to
-    MeterSet.prepare_async(). With check, raises RequiredMeterMissing when a required meter is
+    MeterSet.prepare_async(). With require, raises RequiredMeterMissing when a required meter is
     absent (for reasons known now; MeterSet.ready() checks again after prepare); without, the
     caller decides when (MeterSet.check_required()). Roots default to the real files, or to
     $JOULEGRID_POWERCAP / $JOULEGRID_PROC / $JOULEGRID_CGROUP (tests).
@@ -285,13 +356,15 @@ def build(
     from . import rapl, usage
     from .attribution import power_model
 
-    measure = settings.get("measure", {}) or {}
-    wanted = list(measure.get("meters", ["auto"]))
+    from ..cell_settings import Measure
+
+    measure = Measure.from_dict(settings.get("measure"))  # the schema's defaults for what a hand-made settings lacks
+    wanted = list(measure.meters)
     names: list[str] = []
     for n in (list(KNOWN) if "auto" in wanted else []) + [w for w in wanted if w != "auto"]:
         if n not in names:
             names.append(n)
-    required = set(measure.get("required_meters", []) or [])
+    required = set(measure.required_meters)
     for n in required:
         if n not in names:
             names.append(n)
@@ -299,10 +372,10 @@ def build(
     root = rapl_root or os.environ.get(ROOT_ENV["powercap"]) or rapl.POWERCAP
     proc = proc_root or os.environ.get(ROOT_ENV["proc"]) or usage.PROC
     cgroup = cgroup_root or os.environ.get(ROOT_ENV["cgroup"]) or usage.CGROUP
-    counter_s = float(measure.get("counter_interval_s", 0.1))
+    counter_s = float(measure.counter_interval_s)
     from ..probes import cpu_model, cpu_sockets
 
-    model = power_model(site, measure, cpu_model(), cpu_sockets(), usage.mem_total_bytes(proc))
+    model = power_model(site, measure.to_dict(), cpu_model(), cpu_sockets(), usage.mem_total_bytes(proc))
 
     nvml_ids: list[int] = []
     gpu_why = None
@@ -316,44 +389,15 @@ def build(
         except MeterUnavailable as e:
             gpu_why = str(e)
 
+    ctx = BuildContext(device, measure, site, model, counter_s, root, proc, nvml_ids, gpu_why)
     meters: list[Meter] = []
     absent: list[dict[str, Any]] = []
     for name in names:
         try:
-            if name == "rapl":
-                from .rapl import RaplMeter
-
-                meters.append(RaplMeter(counter_s, root))
-            elif name == "nvml":
-                if device != "cuda":
-                    raise NotApplicable(f"not used in a {device} cell (GPU meters measure cuda cells)")
-                if gpu_why:
-                    raise MeterUnavailable(gpu_why)
-                from .nvml import NvmlMeter
-
-                meters.append(NvmlMeter(nvml_ids, counter_s))
-            elif name == "zeus":
-                from .zeus_meter import ZeusMeter
-
-                meters.append(ZeusMeter(list(range(len(nvml_ids))), rapl_root=root))
-            elif name == "codecarbon":
-                from .codecarbon_meter import CodecarbonMeter
-
-                meters.append(
-                    CodecarbonMeter(
-                        site.get("country_iso"),
-                        site.get("carbon_intensity_g_per_kwh"),
-                        float(measure.get("meter_interval_s", 1.0)),
-                        gpu_ids=nvml_ids,
-                        tracking_mode=measure.get("codecarbon_mode", "machine"),
-                    )
-                )
-            elif name == "estimate":
-                from .estimate import EstimateMeter
-
-                meters.append(EstimateMeter(model.w_per_thread, model.cpu_idle_w, proc, calibration=model.calibration))
-            else:
+            factory = FACTORIES.get(name)
+            if factory is None:
                 raise MeterUnavailable(f"unknown meter {name!r}; known: {', '.join(KNOWN)}")
+            meters.append(factory(ctx))
         except MeterUnavailable as e:
             entry: dict[str, Any] = {"meter": name, "reason": str(e)}
             if isinstance(e, NotApplicable):
@@ -370,7 +414,7 @@ def build(
             if c is not None:
                 clones.append(c)
         try:
-            tracker = JobUsage(proc, cgroup, interval_s=float(measure.get("attribution_interval_s", 1.0)),
+            tracker = JobUsage(proc, cgroup, interval_s=float(measure.attribution_interval_s),
                                      env=env, counters=clones)  # fmt: skip
         except (OSError, ValueError) as e:
             absent.append({"meter": "usage", "reason": f"node/job CPU time unreadable ({type(e).__name__}: {e}): no attribution"})
@@ -380,9 +424,9 @@ def build(
         required,
         {a["meter"] for a in absent if a.get("not_applicable")},
         usage=tracker,
-        settings={"model": model, "shared_above": measure.get("node_shared_above"), "gpus": nvml_ids},
+        settings={"model": model, "shared_above": measure.node_shared_above, "gpus": nvml_ids},
     )
-    if check:
+    if require:
         ms.check_required()
     return ms
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from . import attribution as A
+from . import attribution
 from .base import Reading
 from .tracker import Snapshot, Usage
 from .usage import process_start_time
@@ -35,10 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
 EXCLUDED = ("idle", "profile")  # stretches of the job that are joulegrid's, not the workload's
 
 
-def _add(a: A.Split | None, b: A.Split) -> A.Split:
+def _add(a: attribution.Split | None, b: attribution.Split) -> attribution.Split:
     if a is None:
         return b
-    return A.Split(*(x + y for x, y in zip((a.node_j, a.job_j, a.job_active_j, a.job_idle_j, a.other_active_j, a.unreserved_idle_j),
+    return attribution.Split(*(x + y for x, y in zip((a.node_j, a.job_j, a.job_active_j, a.job_idle_j, a.other_active_j, a.unreserved_idle_j),
                                              (b.node_j, b.job_j, b.job_active_j, b.job_idle_j, b.other_active_j, b.unreserved_idle_j))),
                    a.p0_w)  # fmt: skip
 
@@ -52,18 +52,18 @@ def _sum_usage(us: list[Usage]) -> Usage | None:
                  sum(u.job_cpu_s for u in us), mem, us[-1].n_cpus)  # fmt: skip
 
 
-def idle_powers(ms: "MeterSet", n_cpus: int) -> dict[str, A.IdlePower]:
+def idle_powers(ms: "MeterSet", n_cpus: int) -> dict[str, attribution.IdlePower]:
     """P0 per counter domain: the site's value or this CPU model's calibration (attribution.power_model),
     else a fit over the job's intervals, else the busy ratio."""
-    model: A.PowerModel = ms.settings["model"]
+    model: attribution.PowerModel = ms.settings["model"]
     intervals = ms.usage.intervals() if ms.usage is not None else []
     out = {}
     for comp, site_w in (("cpu", model.cpu_idle_w), ("dram", model.dram_idle_w)):
         if site_w is not None:
-            out[comp] = A.IdlePower(site_w, model.kind or "site")
+            out[comp] = attribution.IdlePower(site_w, model.kind or "site")
             continue
         pts = [(u.dt, u.node_busy_s, e[comp]) for u, e in intervals if comp in e]
-        out[comp] = (A.fit_idle_power(pts, n_cpus) if pts else None) or A.BUSY_RATIO
+        out[comp] = (attribution.fit_idle_power(pts, n_cpus) if pts else None) or attribution.BUSY_RATIO
     return out
 
 
@@ -84,21 +84,21 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
     u_meas = ms.usage.between(measured.start, measured.end) if measured else None
     n_cpus = (u_meas or ms.usage.between(ms.usage.marks[0][1], end)).n_cpus
     shared_above = ms.settings.get("shared_above")
-    shared_above = A.SHARED_ABOVE if shared_above is None else float(shared_above)
-    ctx = A.Context(
+    shared_above = attribution.SHARED_ABOVE if shared_above is None else float(shared_above)
+    ctx = attribution.Context(
         cpus=ms.usage.reserved.cpus,
         mem_total=ms.usage.mem_total,
         model=ms.settings["model"],
         idle=idle_powers(ms, n_cpus),
-        shared=A.node_shared(u_meas, shared_above) if u_meas else True,
+        shared=attribution.node_shared(u_meas, shared_above) if u_meas else True,
     )
     all_r: list[Reading] = []
-    splits: dict[tuple[str, str, str], A.Split] = {}
+    splits: dict[tuple[str, str, str], attribution.Split] = {}
     for w in ms.windows:
         all_r.extend(w.readings)
         if w.start is None or w.end is None:
             continue
-        for job, sp in A.attribute(w.readings, ms.usage.between(w.start, w.end), ctx):
+        for job, sp in attribution.attribute(w.readings, ms.usage.between(w.start, w.end), ctx):
             all_r.append(job)
             splits[(w.name, job.meter, job.component)] = sp
     cols.update(summarise(all_r, wall_s or 0.0, idle_s))
@@ -127,7 +127,7 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
     return cols, laps
 
 
-def model_columns(model: A.PowerModel, best: dict[str, Reading], all_r: list[Reading]) -> dict[str, Any]:
+def model_columns(model: attribution.PowerModel, best: dict[str, Reading], all_r: list[Reading]) -> dict[str, Any]:
     """The CPU power model of this host (model_*): which, its calibration's error, and -- where counters
     measured the node -- the model's prediction for the same window beside the measurement.
 
@@ -173,8 +173,8 @@ def _gpu_uuids(ms: "MeterSet") -> str | None:
         return None
 
 
-def _window_columns(u: Usage, ctx: A.Context, best: dict[str, Reading], splits, all_r) -> dict[str, Any]:
-    s = A.share_of_busy(u)
+def _window_columns(u: Usage, ctx: attribution.Context, best: dict[str, Reading], splits, all_r) -> dict[str, Any]:
+    s = attribution.share_of_busy(u)
     out: dict[str, Any] = dict(
         node_cpus=u.n_cpus,
         node_cpu_s=u.node_total_s,
@@ -204,7 +204,7 @@ def _window_columns(u: Usage, ctx: A.Context, best: dict[str, Reading], splits, 
     return out
 
 
-def _laps(ms: "MeterSet", ctx: A.Context, best: dict[str, Reading], all_r: list[Reading]) -> list[float | None]:
+def _laps(ms: "MeterSet", ctx: attribution.Context, best: dict[str, Reading], all_r: list[Reading]) -> list[float | None]:
     """The job's cumulative energy in its window at each lap (the chosen families; None if one cannot lap)."""
     starts = {w.name: w.start for w in ms.windows}
     node_r = {(r.window, r.meter, r.component): r for r in all_r if r.scope in ("node", "device")}
@@ -222,7 +222,7 @@ def _laps(ms: "MeterSet", ctx: A.Context, best: dict[str, Reading], all_r: list[
             if nr is None or e is None:
                 total = None
                 break
-            got = A.attribute([replace(nr, energy_j=e)], u, ctx)
+            got = attribution.attribute([replace(nr, energy_j=e)], u, ctx)
             if not got:
                 total = None
                 break
@@ -247,11 +247,11 @@ def _job_wall(ms: "MeterSet", end: Snapshot, start: float | None) -> tuple[float
     return wall, excluded, pieces
 
 
-def _node_energy_source(r: Reading, nr: Reading | None, ctx: A.Context, first: Snapshot):
+def _node_energy_source(r: Reading, nr: Reading | None, ctx: attribution.Context, first: Snapshot):
     """A function (a, b) -> the node energy of a stretch for the family of job reading r, or None."""
     if not r.estimated and r.component in first.energy:
         return lambda a, b: max(b.energy.get(r.component, 0.0) - a.energy.get(r.component, 0.0), 0.0)
-    if r.method in A.LINEAR_MODELS:
+    if r.method in attribution.LINEAR_MODELS:
         # the model per stretch: its static power of the measured window (with a per-GB term: at that
         # window's used memory) and W per busy CPU-second
         dm = ctx.model.domain(r.component, first.node.n_cpus)
@@ -265,7 +265,7 @@ def _node_energy_source(r: Reading, nr: Reading | None, ctx: A.Context, first: S
     return None
 
 
-def _whole_job(ms, ctx: A.Context, best, all_r, splits, u_meas: Usage | None, pieces, wall: float | None, t_pre: float) -> tuple[float, float]:
+def _whole_job(ms, ctx: attribution.Context, best, all_r, splits, u_meas: Usage | None, pieces, wall: float | None, t_pre: float) -> tuple[float, float]:
     """(job energy, its extrapolated part) over the included pieces of the job, start-up extrapolated."""
     from . import node_of
 
@@ -279,12 +279,12 @@ def _whole_job(ms, ctx: A.Context, best, all_r, splits, u_meas: Usage | None, pi
         if src is not None and tracked is not None and nr is not None:
             acc = None
             for a, b in pieces:
-                got = A.attribute([replace(nr, energy_j=src(a, b), window="job")], ms.usage.between(a, b), ctx)
+                got = attribution.attribute([replace(nr, energy_j=src(a, b), window="job")], ms.usage.between(a, b), ctx)
                 if got:
                     acc = _add(acc, got[0][1])
             if acc is None:
                 continue
-            pre = A.extrapolate(acc, tracked, t_pre, j_pre)
+            pre = attribution.extrapolate(acc, tracked, t_pre, j_pre)
             total += acc.job_j + pre
             extrapolated += pre
         else:  # no continuous source: the measured window, and the rest at its rates
@@ -292,7 +292,7 @@ def _whole_job(ms, ctx: A.Context, best, all_r, splits, u_meas: Usage | None, pi
             if sp is None or u_meas is None or wall is None:
                 continue
             j_all = (tracked.job_cpu_s if tracked else 0.0) + j_pre
-            rest = A.extrapolate(sp, u_meas, max(wall - u_meas.dt, 0.0), max(j_all - u_meas.job_cpu_s, 0.0))
+            rest = attribution.extrapolate(sp, u_meas, max(wall - u_meas.dt, 0.0), max(j_all - u_meas.job_cpu_s, 0.0))
             total += sp.job_j + rest
             extrapolated += rest
     return total, extrapolated

@@ -39,6 +39,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..sites import node_power
+
 from .base import Reading
 from .calibration import CALIBRATED, Calibration, DomainModel, match
 from .tracker import Usage
@@ -57,10 +59,6 @@ NODE_CPU = "node-cpu"  # node not shared: all active CPU energy, idle by reserve
 DRAM_SHARE = "dram-share"  # DRAM: active by CPU-time share, idle by memory share
 MEM_SHARE = "mem-share"  # RAM model: memory share
 JOB_GPUS = "job-gpus"  # the job's own GPUs, whole devices
-
-
-class NodePowerError(ValueError):
-    """config/sites.yaml node_power cannot be used (names the site and the fix)."""
 
 
 # ------------------------------------------------------------------ P0 and W per thread: one lookup
@@ -87,30 +85,6 @@ class PowerModel:
         return None
 
 
-_NODE_POWER_KEYS = {"cpu_model", "cpu_idle_w", "dram_idle_w", "w_per_thread", "source"}
-
-
-def node_power_entries(value: Any, site: str = "?") -> list[dict[str, Any]]:
-    """config/sites.yaml <site>.node_power as a list of entries, checked (NodePowerError names the fix)."""
-    if value is None:
-        return []
-    entries = value if isinstance(value, list) else [value]
-    out = []
-    for i, e in enumerate(entries):
-        where = f"config/sites.yaml {site}.node_power" + (f"[{i}]" if isinstance(value, list) else "")
-        if not isinstance(e, dict):
-            raise NodePowerError(f"{where}: expected a mapping of cpu_idle_w, dram_idle_w, w_per_thread (optionally cpu_model), got {e!r}")
-        unknown = set(e) - _NODE_POWER_KEYS
-        if unknown:
-            raise NodePowerError(f"{where}: unknown key(s) {sorted(unknown)}. Fix: use {', '.join(sorted(_NODE_POWER_KEYS))}")
-        for k in ("cpu_idle_w", "dram_idle_w", "w_per_thread"):
-            v = e.get(k)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "w_per_thread" and v == 0)):
-                raise NodePowerError(f"{where}.{k}: {v!r} is not a usable power. Fix: a number of watts >= 0 (w_per_thread > 0), or null")
-        out.append(e)
-    return out
-
-
 def power_model(
     site_facts: dict[str, Any] | None,
     measure: dict[str, Any] | None = None,
@@ -133,7 +107,7 @@ def power_model(
     site_facts = site_facts or {}
     measure = measure or {}
     entry: dict[str, Any] = {}
-    for e in node_power_entries(site_facts.get("node_power"), site_facts.get("name", "?")):
+    for e in node_power(site_facts):  # checked with the sites file (joulegrid.sites)
         want = e.get("cpu_model")
         if want is None or (cpu_model and str(want).lower() in cpu_model.lower()):
             entry = e

@@ -30,8 +30,9 @@ Kinds (how ``samples`` and ``interval_s`` of a reading are to be read):
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 COMPONENTS = ("cpu", "dram", "gpu", "ram-model")
 
@@ -55,6 +56,39 @@ class Reading:
         return asdict(self)
 
 
+class Poller:
+    """A daemon thread that calls ``tick`` every ``interval_s`` seconds until stopped (a counter's polls
+    for wrap-arounds and laps, the usage tracker's samples). A failed tick is skipped: the caller reads
+    the window's edges itself."""
+
+    def __init__(self, name: str, interval_s: float, tick: Callable[[], Any]):
+        self.name = name
+        self.interval_s = float(interval_s)
+        self.tick = tick
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.stop(timeout=5)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - a failed tick is skipped; the edges are read again
+                pass
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop and join the thread (``timeout``: give up waiting after it, e.g. when closing after a failure)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
 class MeterUnavailable(RuntimeError):
     """The meter cannot run on this host; the message says why (and how to fix it, if one can)."""
 
@@ -65,8 +99,7 @@ class RequiredMeterMissing(MeterUnavailable):
 
 class Meter:
     name = "meter"
-    kind = "model"  # counter, sampling or model
-    #: higher = preferred as the source of a component when several meters measure it
+    kind = "model"  # counter, sampling or model (preference among meters: meters.PRIORITY)
 
     def prepare(self) -> None:
         """Expensive one-off set-up; runs in a background thread (see module doc)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .base import Meter, Reading
+from .base import Meter, Poller, Reading
 
 
 class CounterMeter(Meter):
@@ -26,8 +26,7 @@ class CounterMeter(Meter):
     def __init__(self, interval_s: float = 0.1):
         self.interval_s = float(interval_s)
         self._lock = threading.Lock()
-        self._stop_evt = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(f"joulegrid-{self.name}-poll", self.interval_s, self._sample)
         self._last: dict[str, float] = {}
         self._acc: dict[str, float] = {}
         self._reads = 0
@@ -65,20 +64,12 @@ class CounterMeter(Meter):
                 self._last[key] = v
             self._reads += 1
 
-    def _poll(self) -> None:
-        while not self._stop_evt.wait(self.interval_s):
-            try:
-                self._sample()
-            except Exception:  # noqa: BLE001 - a failed poll is retried; stop() reads again
-                pass
-
     def start(self) -> None:
         self.close()
         self._last, self._acc, self._reads, self._wraps = {}, {}, 0, 0
-        self._stop_evt = threading.Event()
         self._sample()
-        self._thread = threading.Thread(target=self._poll, name=f"joulegrid-{self.name}-poll", daemon=True)
-        self._thread.start()
+        self._poller.interval_s = self.interval_s
+        self._poller.start()  # a failed poll is retried; stop() reads again
 
     def _by_component(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -93,10 +84,7 @@ class CounterMeter(Meter):
         return self._by_component()
 
     def stop(self) -> list[Reading]:
-        self._stop_evt.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._poller.stop()
         self._sample()
         duration = self.last_read - self.first_read
         return [
@@ -113,7 +101,4 @@ class CounterMeter(Meter):
         return None
 
     def close(self) -> None:
-        self._stop_evt.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._poller.stop(timeout=5)

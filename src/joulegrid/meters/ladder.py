@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from . import calibration as C
+from . import calibration
 from .base import MeterUnavailable
 from .usage import PROC, mem_total_bytes, node_mem_used_bytes, read_node_cpu, threads_per_core
 
@@ -68,14 +68,14 @@ class LadderSettings:
     powercap_root: str | None = None
     counter_interval_s: float = 0.1
 
-    def check(self) -> None:
+    def validate(self) -> None:
         for k in ("step_s", "interval_s"):
             if getattr(self, k) <= 0:
-                raise C.CalibrationError(f"--{k.replace('_', '-')} must be > 0")
+                raise calibration.CalibrationError(f"--{k.replace('_', '-')} must be > 0")
         if self.settle_s < 0 or self.levels < 1 or (self.mem_gb is not None and self.mem_gb < 0):
-            raise C.CalibrationError("--settle-s >= 0, --levels >= 1 and --mem-gb >= 0 please")
-        if self.step_s / self.interval_s < C.MIN_INTERVALS:
-            raise C.CalibrationError(f"--step-s {self.step_s:g} holds fewer than {C.MIN_INTERVALS} intervals of --interval-s "
+            raise calibration.CalibrationError("--settle-s >= 0, --levels >= 1 and --mem-gb >= 0 please")
+        if self.step_s / self.interval_s < calibration.MIN_INTERVALS:
+            raise calibration.CalibrationError(f"--step-s {self.step_s:g} holds fewer than {calibration.MIN_INTERVALS} intervals of --interval-s "
                                      f"{self.interval_s:g}. Fix: raise --step-s or lower --interval-s")  # fmt: skip
 
 
@@ -89,7 +89,7 @@ def default_mem_gb(proc_root: str) -> float:
     total = mem_total_bytes(proc_root) or 0
     used = node_mem_used_bytes(proc_root)
     avail = (total - used) if used is not None else total
-    return round(max(min(8.0, 0.25 * avail / C.GB), 0.0), 2)
+    return round(max(min(8.0, 0.25 * avail / calibration.GB), 0.0), 2)
 
 
 class _Procs:
@@ -108,7 +108,7 @@ class _Procs:
         self.procs += ws
         for w in ws:
             if (w.stdout.readline() or "").strip() != "ready":
-                raise C.CalibrationError(f"a memory worker could not allocate {total_bytes / n / C.GB:.2f} GB. Fix: lower --mem-gb")
+                raise calibration.CalibrationError(f"a memory worker could not allocate {total_bytes / n / calibration.GB:.2f} GB. Fix: lower --mem-gb")
         return ws
 
     def stop(self) -> None:
@@ -132,14 +132,14 @@ def _sampler(meter, proc_root: str) -> Callable[[], tuple[float, dict[str, float
         t = time.monotonic()
         node = read_node_cpu(proc_root)
         used = node_mem_used_bytes(proc_root)
-        return t, {("package" if k == "cpu" else k): v for k, v in e.items()}, node.busy_s, (used / C.GB if used is not None else None)
+        return t, {("package" if k == "cpu" else k): v for k, v in e.items()}, node.busy_s, (used / calibration.GB if used is not None else None)
 
     return read
 
 
-def _measure(name: str, st: LadderSettings, read) -> C.Step:
+def _measure(name: str, st: LadderSettings, read) -> calibration.Step:
     """One step: a read every interval_s for step_s (a late read on a busy host makes a longer interval)."""
-    step = C.Step(name)
+    step = calibration.Step(name)
     prev = read()
     t0 = prev[0]
     while prev[0] < t0 + st.step_s - 1e-3:
@@ -149,14 +149,14 @@ def _measure(name: str, st: LadderSettings, read) -> C.Step:
         dt = cur[0] - prev[0]
         if dt > 0:
             gb = (prev[3] + cur[3]) / 2 if prev[3] is not None and cur[3] is not None else None
-            step.intervals.append(C.Interval(dt, max(cur[2] - prev[2], 0.0), gb, {d: cur[1][d] - prev[1].get(d, 0.0) for d in cur[1]}))
+            step.intervals.append(calibration.Interval(dt, max(cur[2] - prev[2], 0.0), gb, {d: cur[1][d] - prev[1].get(d, 0.0) for d in cur[1]}))
         prev = cur
     return step
 
 
 @dataclass
 class LadderResult:
-    steps: list[C.Step]
+    steps: list[calibration.Step]
     domains: list[str]
     n_cpus: int
     levels: list[int]
@@ -170,12 +170,12 @@ def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
     from . import ROOT_ENV
     from .rapl import POWERCAP, RaplMeter
 
-    st.check()
+    st.validate()
     root = st.powercap_root or os.environ.get(ROOT_ENV["powercap"]) or POWERCAP
     try:
         meter = RaplMeter(st.counter_interval_s, root)
     except MeterUnavailable as e:
-        raise C.CalibrationError(
+        raise calibration.CalibrationError(
             f"joulegrid calibrate needs readable RAPL counters, and this host has none: {e}. "
             "Calibrate on a host of the same CPU model where they are readable (as root: sudo -E .venv/bin/joulegrid "
             "calibrate), then use the hardware table it writes on the hosts without counters"
@@ -189,7 +189,7 @@ def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
         f"(~{len(plan) * (st.settle_s + st.step_s) / 60:.1f} min): {', '.join(plan)}; "
         f"{n} logical CPUs, memory steps {mem_gb:g} GB in {n_mem} worker(s)")  # fmt: skip
     procs = _Procs()
-    steps: list[C.Step] = []
+    steps: list[calibration.Step] = []
     life = st.settle_s + st.step_s + 30.0  # workers end on their own after this, whatever happens here
     meter.start()
     try:
@@ -199,7 +199,7 @@ def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
             if name.startswith("busy-"):
                 procs.burn(int(name[5:]), life)
             elif name == "resident":
-                workers = procs.memory(n_mem, int(mem_gb * C.GB), 2 * life + 60)
+                workers = procs.memory(n_mem, int(mem_gb * calibration.GB), 2 * life + 60)
             elif name == "traffic":
                 for w in workers:
                     w.stdin.write("stream\n")
@@ -218,7 +218,7 @@ def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
     finally:
         procs.stop()
         meter.close()
-    domains = [d for d in C.DOMAINS if all(d in i.energy for s in steps for i in s.intervals)]
+    domains = [d for d in calibration.DOMAINS if all(d in i.energy for s in steps for i in s.intervals)]
     return LadderResult(steps, domains, n, levels, mem_gb, n_mem)
 
 
@@ -233,8 +233,8 @@ def calibrate(st: LadderSettings, cpu_model: str, say: Callable[[str], None] = p
 
     lad = run(st, say)
     idle = [i for i, s in enumerate(lad.steps) if s.name.startswith("idle")]
-    fits = {d: C.fit_domain(lad.steps, d, idle) for d in lad.domains}
-    rmse, worst = C.holdout_summary(fits)
+    fits = {d: calibration.fit_domain(lad.steps, d, idle) for d in lad.domains}
+    rmse, worst = calibration.holdout_summary(fits)
     entry: dict[str, Any] = {
         "host": os.uname().nodename,
         "calibrated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -242,7 +242,7 @@ def calibrate(st: LadderSettings, cpu_model: str, say: Callable[[str], None] = p
         "logical_cpus": lad.n_cpus,
         "threads_per_core": threads_per_core(),
         "sockets": cpu_sockets(),
-        "mem_total_gb": _r((mem_total_bytes(st.proc_root) or 0) / C.GB, 2) or None,
+        "mem_total_gb": _r((mem_total_bytes(st.proc_root) or 0) / calibration.GB, 2) or None,
         "holdout_rmse_w": _r(rmse),
         "holdout_max_rel_err": _r(worst, 4),
     }
@@ -279,7 +279,7 @@ def calibrate(st: LadderSettings, cpu_model: str, say: Callable[[str], None] = p
 def summary(entry: dict[str, Any]) -> list[str]:
     """What a user reads after a calibration: each parameter with its standard error, and the error."""
     out = []
-    for d in C.DOMAINS:
+    for d in calibration.DOMAINS:
         e = entry.get(d)
         if not e:
             continue

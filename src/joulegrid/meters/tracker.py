@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .base import Poller
 from .usage import (
     CGROUP, PROC, NodeCpu, Reservation, _cgroup_cpu_s, find_job_cgroup, mem_total_bytes, own_cpu_s, read_node_cpu,
     reservation, threads_per_core, tree_cpu_s, tree_mem_bytes,
@@ -99,8 +100,7 @@ class JobUsage:
         self._lock = threading.Lock()
         self._last: Snapshot | None = None
         self._job_max = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller("joulegrid-usage", self.interval_s, lambda: self.samples.append(self.snapshot()))
 
     # ---- reads
     def _job_cpu(self) -> float:
@@ -187,23 +187,12 @@ class JobUsage:
         self.own_cpu_at_start = own_cpu_s()  # this process's CPU time before the tracker (start-up)
         s = self.snapshot("job:start")
         self.samples.append(s)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="joulegrid-usage", daemon=True)
-        self._thread.start()
+        self._poller.interval_s = self.interval_s
+        self._poller.start()  # a failed sample is skipped; the edges are read again
         return s
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.samples.append(self.snapshot())
-            except Exception:  # noqa: BLE001 - a failed sample is skipped; the edges are read again
-                pass
-
     def stop(self) -> Snapshot:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._poller.stop()
         s = self.snapshot("job:end")
         self.samples.append(s)
         for c in self.counters:
@@ -214,10 +203,7 @@ class JobUsage:
         return s
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._poller.stop(timeout=5)
         for c in self.counters:
             try:
                 c.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
+from . import quality
 from .base import Split, Workload, widen
 
 
@@ -136,6 +136,6 @@ class ImageCNN(Workload):
         logits = widen(outputs).detach().cpu()
         yt = torch.as_tensor(np.asarray(y).astype(np.int64))
         return {
-            "accuracy": metrics.accuracy(logits.argmax(dim=1).numpy(), yt.numpy()),
+            "accuracy": quality.accuracy(logits.argmax(dim=1).numpy(), yt.numpy()),
             "loss": F.cross_entropy(logits, yt).item(),
         }

@@ -10,7 +10,7 @@ file, e.g. the ATLAS Top Tagging Open Data Set converted to .npz / .parquet / fl
 Model: MLP n_features -> 128 -> 64 -> 32 -> 1 logit (ReLU; ``params.hidden``), loss
 binary cross-entropy with logits on robust-scaled features. Quality (test split): ROC AUC
 (headline), accuracy at logit > 0 (p > 0.5), and background rejection 1/eps_B at 50 % signal
-efficiency (joulegrid.workloads.metrics).
+efficiency (joulegrid.workloads.quality).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
+from . import quality
 from .base import Split, Workload, widen
 from .tabular import TABLE_FORMATS, load_arrays, robust_scale
 
@@ -85,8 +85,8 @@ class JetTagger(Workload):
         scores = logits.double().numpy()
         labels = np.asarray(y).astype(int)
         return {
-            "roc_auc": metrics.roc_auc(scores, labels),
-            "accuracy": metrics.accuracy(scores > 0, labels),
-            "bkg_rejection_at_50": metrics.bkg_rejection_at(scores, labels, 0.5),
+            "roc_auc": quality.roc_auc(scores, labels),
+            "accuracy": quality.accuracy(scores > 0, labels),
+            "bkg_rejection_at_50": quality.bkg_rejection_at(scores, labels, 0.5),
             "loss": F.binary_cross_entropy_with_logits(logits, yt).item(),
         }

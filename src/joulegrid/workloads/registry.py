@@ -3,7 +3,7 @@
 A config names workloads in ``grid.workloads``; each is a built-in (BUILTIN) or a name of your
 own whose ``workloads.<name>.class`` is an import path ``my_pkg.module:MyWorkload`` (importable
 from the jobs: install the package or put its folder on PYTHONPATH). Everything here is checked
-when the config is validated, before any job starts (joulegrid.config.check).
+when the config is validated, before any job starts (joulegrid.config.validate_semantics).
 
 Resolving a built-in workload imports its module but not torch (the built-in modules import
 torch inside their methods), so config validation stays cheap.
@@ -15,6 +15,7 @@ import copy
 import importlib
 from typing import Any
 
+from ..axes import RULE_AXES
 from .base import REQUIRED_METHODS, Workload
 
 BUILTIN: dict[str, str] = {
@@ -84,8 +85,6 @@ def _attribute_problems(cls: type) -> list[str]:
         )
     if not isinstance(cls.DEFAULTS, dict):
         out.append("DEFAULTS must be a dict. Fix: e.g. DEFAULTS = {'epochs': 2, 'params': {}}")
-    from ..grid import RULE_AXES
-
     if not isinstance(cls.EXCLUSIONS, list) or not all(isinstance(r, dict) and r.get("reason") for r in cls.EXCLUSIONS):
         out.append("EXCLUSIONS must be a list of {axis: value(s), 'reason': text}. Fix: add a reason to each")
     else:
@@ -103,7 +102,7 @@ def class_path(name: str, user_class: str | None = None) -> str:
     raise WorkloadError(f"unknown workload {name!r}. Fix: use one of {', '.join(BUILTIN)} or set class: my_pkg.module:MyWorkload")
 
 
-def resolve_spec(name: str, settings: dict[str, Any]) -> type:
+def workload_class(name: str, settings: dict[str, Any]) -> type:
     """The workload class for a name and its effective settings."""
     return load_class(class_path(name, settings.get("class")))
 
@@ -117,7 +116,7 @@ def defaults_for(name: str, user_class: str | None = None) -> dict[str, Any]:
 
 def exclusions(name: str, user_class: str | None = None) -> list[dict[str, Any]]:
     """The workload's own exclusion rules (class attribute EXCLUSIONS); [] if it cannot be resolved
-    (config.check reports unknown workloads with a clear error before the grid is expanded)."""
+    (config.validate_semantics reports unknown workloads with a clear error before the grid is expanded)."""
     try:
         return list(load_class(class_path(name, user_class)).EXCLUSIONS)
     except WorkloadError:
@@ -148,4 +147,4 @@ def check_extra_columns(wl: Workload) -> dict[str, Any]:
 
 
 def create(name: str, settings: dict[str, Any], seed: int) -> Workload:
-    return resolve_spec(name, settings)(settings, seed)
+    return workload_class(name, settings)(settings, seed)

@@ -12,16 +12,18 @@ import sys
 import time
 from typing import Any, TextIO
 
-from . import KNOWN, MeterSet, MeterUnavailable, build, summarise
+from . import KNOWN, MeterSet, MeterUnavailable, build
 
 
-def check(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO | None = None) -> int:
+def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO | None = None) -> int:
     """Print the meters of `settings` on this host; 0 if every required meter works, else 1."""
     out = out or sys.stdout
-    measure = dict(settings.get("measure") or {})
-    required = set(measure.get("required_meters") or [])
-    probe = {**settings, "measure": {**measure, "meters": list(KNOWN) + list(measure.get("meters", ["auto"])), "required_meters": []}}
-    wanted = list(measure.get("meters", ["auto"]))
+    from ..cell_settings import Measure
+
+    measure = Measure.from_dict(settings.get("measure"))
+    required = set(measure.required_meters)
+    probe = {**settings, "measure": {**measure.to_dict(), "meters": list(KNOWN) + list(measure.meters), "required_meters": []}}
+    wanted = list(measure.meters)
     asked = set(KNOWN) if "auto" in wanted else set(wanted)
     ms: MeterSet = build(probe, device)
     t0 = time.perf_counter()

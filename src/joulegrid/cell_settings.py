@@ -1,0 +1,107 @@
+"""Typed settings of a cell: what run-cell measures with, built once from the validated config.
+
+``config.SpecBuilder`` builds a ``CellSettings`` per workload and writes it, as JSON, into the grid
+snapshot (``to_dict``); a job reads it back (``from_dict``) and the runner reads attributes, not dict
+keys with defaults of their own. The defaults have one home, the config schema
+(``config.schema_defaults``): settings that lack a ``measure:`` key (a hand-written --spec) get the
+schema's value. ``to_dict(from_dict(d)) == d`` for what SpecBuilder writes, so the snapshot (and the
+config hash, which is computed from the config: ``config.identity``) are what they were.
+
+Pure Python: no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """Settings a job cannot use (names the key and the fix)."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """The config's ``measure:`` section (workflow/schemas/config.schema.yaml documents each key)."""
+
+    threads: int
+    warmup_batches: int
+    idle_baseline_s: float
+    min_window_s: float
+    meters: list[str]
+    required_meters: list[str]
+    meter_interval_s: float
+    counter_interval_s: float
+    codecarbon_mode: str
+    cpu_tdp_w_per_thread: float | None
+    attribution_interval_s: float
+    node_shared_above: float
+    hotspots: str
+    hotspot_batches: int
+    hotspot_top: int
+    max_eval_samples: int
+
+    @classmethod
+    def from_dict(cls, measure: dict[str, Any] | None) -> "Measure":
+        """A measure: mapping, the schema's defaults for the keys it lacks; an unknown key is refused."""
+        from .config import schema_defaults
+
+        measure = dict(measure or {})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(measure) - names)
+        if unknown:
+            raise SettingsError(
+                f"measure settings: unknown key(s) {', '.join(unknown)}. Fix: use {', '.join(sorted(names))} "
+                "(a grid snapshot of another joulegrid version: start snakemake again to write one)"
+            )
+        return cls(**{**schema_defaults()["measure"], **measure})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """A workload's settings for its cells: its own (built-in defaults + config), the measure settings,
+    the seed, strict_devices, the site's facts and the precision options (only when the config sets them)."""
+
+    workload: dict[str, Any]
+    measure: Measure
+    seed: int
+    strict_devices: bool
+    site_facts: dict[str, Any] = field(default_factory=dict)
+    precision_options: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> "CellSettings":
+        """The settings of a grid snapshot (or a --spec); the schema's defaults where a key is missing."""
+        from .config import schema_defaults
+
+        if not isinstance(settings, dict) or "workload" not in settings:
+            raise SettingsError(f"cell settings need a 'workload' mapping, got {settings!r}. Fix: take them from the grid snapshot")
+        defaults = schema_defaults()
+        return cls(
+            workload=dict(settings["workload"]),
+            measure=Measure.from_dict(settings.get("measure")),
+            seed=int(settings.get("seed", defaults["seed"])),
+            strict_devices=bool(settings.get("strict_devices", defaults["strict_devices"])),
+            site_facts=dict(settings.get("site_facts") or {}),
+            precision_options=settings.get("precision_options") or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, as the grid snapshot holds it (no precision_options key when the config sets none)."""
+        out = {
+            "workload": self.workload,
+            "measure": self.measure.to_dict(),
+            "seed": self.seed,
+            "strict_devices": self.strict_devices,
+            "site_facts": self.site_facts,
+        }
+        if self.precision_options:
+            out["precision_options"] = self.precision_options
+        return out
+
+    def precision_options_of(self, precision: str) -> dict[str, Any] | None:
+        """precision_options.<precision> (int8: backend, scheme, calibration samples), if the config sets it."""
+        return (self.precision_options or {}).get(precision)
