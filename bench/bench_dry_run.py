@@ -18,6 +18,9 @@ waits ~9 s for it (both sides pay it: it is printed below as the start-up cost o
 `snakemake -n`).
 
     python bench/bench_dry_run.py [--cells 2000 10000 20000] [--rounds 3] [--quiet]   # --quiet: `snakemake -n --quiet rules`
+
+--baseline REF also dry-runs the Snakefile, rules and package of git revision REF (e.g. main) in the same
+rounds, so that a change to the rules is measured side by side with what it replaces.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -98,7 +102,16 @@ def feature_floor(tmp: Path, cfg: Path) -> list[str]:
     return [str(BIN / "snakemake"), "-s", str(d / "Snakefile"), "--directory", str(d), "-n", "--cores", "2", "--resources", "energy_meter=1"]
 
 
-def bench_size(cells: int, rounds: int, extra: list[str], tmp: Path, features: bool = False) -> list[tuple[float, float]]:
+def baseline_checkout(ref: str, dest: Path) -> Path:
+    """The Snakefile, rules, config, profiles and package of git revision ref, in dest; its Snakefile."""
+    dest.mkdir(parents=True)
+    tar = subprocess.run(["git", "-C", str(REPO), "archive", ref, "Snakefile", "workflow", "src", "config", "profiles"],
+                         capture_output=True, check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    return dest / "Snakefile"
+
+
+def bench_size(cells: int, rounds: int, extra: list[str], tmp: Path, features: bool = False, baseline: Path | None = None) -> list[tuple[float, float]]:
     """Side-by-side dry runs of a joulegrid grid of `cells` cells and the floor; the (wall, CPU) ratios per round."""
     snakemake = str(BIN / "snakemake")
     cfg = tmp / "grid.yaml"
@@ -118,15 +131,25 @@ def bench_size(cells: int, rounds: int, extra: list[str], tmp: Path, features: b
     sides = [("floor", floor_cmd), ("joulegrid", jg_cmd)]
     if features:
         sides.append(("features", feature_floor(tmp, cfg) + extra))
-    ratios, feat = [], []
+    if baseline:
+        sides.append(("baseline", [snakemake, "-s", str(baseline), "--directory", str(tmp / "base"), "--configfile", str(cfg),
+                                   "-n", "--cores", "2", *extra]))  # fmt: skip
+    ratios, feat, base, vs = [], [], [], []
     for r in range(rounds):
         res = alternate(r, sides, tmp)
         assert total_jobs(tmp / "joulegrid.log") == total_jobs(tmp / "floor.log") == n_jobs
         ratios.append(report_round(r, "floor", "joulegrid", res, fmt="6.1f"))
         if features:
             feat.append(report_round(r, "features", "joulegrid", res, fmt="6.1f"))
+        if baseline:
+            assert total_jobs(tmp / "baseline.log") == n_jobs
+            base.append(report_round(r, "floor", "baseline", res, fmt="6.1f"))
+            vs.append(report_round(r, "baseline", "joulegrid", res, fmt="6.1f"))
     if features:
         report_medians(f"joulegrid/feature floor at {cells} cells", feat, "context: Snakemake's cost of what rule measure keeps")
+    if baseline:
+        report_medians(f"baseline/floor at {cells} cells", base, "the revision given with --baseline")
+        report_medians(f"joulegrid/baseline at {cells} cells", vs, "this checkout against --baseline")
     report_medians(f"joulegrid/floor at {cells} cells", ratios, "goal <= 1.5 at 10000 cells, by CPU time")
     return ratios
 
@@ -138,6 +161,7 @@ def main() -> int:
     ap.add_argument("--quiet", action="store_true", help="pass --quiet rules: the job stats table, no listing of every job")
     ap.add_argument("--feature-floor", action="store_true",
                     help="also time a workflow without joulegrid's code whose rule has what rule measure keeps (input, log, wildcards, ...)")
+    ap.add_argument("--baseline", metavar="REF", help="also time the Snakefile, rules and package of git revision REF (e.g. main)")
     args = ap.parse_args()
     if any(c % 20 for c in args.cells):
         raise SystemExit("--cells must be multiples of 20 (2 phases x 10 batch sizes x repeats)")
@@ -149,10 +173,11 @@ def main() -> int:
         (tmp / "empty" / "Snakefile").write_text(EMPTY)
         empty_wall, empty_cpu = timed([str(BIN / "snakemake"), "-s", str(tmp / "empty" / "Snakefile"), "--directory", str(tmp / "empty"), "-n", "--cores", "1"])
         print(f"start-up of snakemake -n on an empty workflow (both sides pay it): {empty_wall:.1f} s wall, {empty_cpu:.1f} s CPU")
+        baseline = baseline_checkout(args.baseline, tmp / "baseline-src") if args.baseline else None
         results = {}
         for cells in args.cells:
             (tmp / str(cells)).mkdir()
-            results[cells] = bench_size(cells, args.rounds, extra, tmp / str(cells), args.feature_floor)
+            results[cells] = bench_size(cells, args.rounds, extra, tmp / str(cells), args.feature_floor, baseline)
     print("joulegrid/floor, median over rounds:")
     for cells, ratios in results.items():
         print(f"  {cells:>6} cells: CPU time {statistics.median(c for _, c in ratios):.2f}, wall clock {statistics.median(w for w, _ in ratios):.2f}")

@@ -213,7 +213,7 @@ def env_check_failures(files: list[Path], since: float, most: int = 5) -> list[s
     """The messages job-wrapper.sh left in job error files written after `since`, each distinct one once.
 
     The plugins report only the exit code (HTCondor), or Snakemake does not show the Slurm log after
-    the rule's missing log: the main process shows these when the run fails (common.smk, onerror)."""
+    the rule's missing log: the main process shows these when the run fails (joulegrid.snakefile, on_error)."""
     found: dict[str, Path] = {}
     for err in files:
         try:

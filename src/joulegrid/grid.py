@@ -158,7 +158,7 @@ def run_manifest(runs_dir: str | os.PathLike, known: Iterable[str] = ()) -> str:
     """One line per run file under runs_dir that is not in ``known`` (paths relative to runs_dir, e.g.
     the run files of this run's grid): '<path> <size> <mtime ns>', sorted.
 
-    The Snakefile stamps it (jg_stamp) as an input of rule aggregate: a run file copied or rsync-ed
+    The Snakefile stamps it (joulegrid.snakefile, the runs stamp) as an input of rule aggregate: a run file copied or rsync-ed
     into runs/ (another site's folder, another configuration's files) changes it, so the summary is
     rebuilt although mtime triggers cannot see a new file with an old time (rsync -a keeps the
     source's). The grid's own files are left out: they are the rule's inputs already, and the

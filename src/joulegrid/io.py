@@ -51,8 +51,8 @@ def stamp(target: str | os.PathLike, text: str) -> bool:
 
     A stamp's modification time says when its content last changed, so a Snakemake rule that
     takes it as an input reruns exactly then, also under ``rerun-triggers: [mtime]`` (which ignores
-    changed params): the Snakefile stamps the report settings and the current configuration
-    (workflow/rules/common.smk, jg_stamp); a manifest of copied run files can use the same."""
+    changed params): the Snakefile stamps the report settings, the current configuration and the
+    run files the grid does not make (joulegrid.snakefile, Workflow.stamp)."""
     p = Path(target)
     try:
         if p.read_text(encoding="utf-8") == text:

@@ -3,6 +3,7 @@ cell, missing values and no data at all; estimated energies are drawn distinctly
 
 from __future__ import annotations
 
+import collections
 import json
 
 import polars as pl
@@ -14,7 +15,8 @@ from joulegrid.analysis import CHART_NAMES
 from joulegrid.analysis import charts as C
 from joulegrid.analysis.settings import AnalysisSettings
 
-ST = AnalysisSettings(sites={"local": {"carbon_intensity_g_per_kwh": 480, "pue": 1.0}})
+SITES = {"local": {"carbon_intensity_g_per_kwh": 480, "pue": 1.0}, "slurm": {"carbon_intensity_g_per_kwh": 50, "pue": 1.4}}
+ST = AnalysisSettings(sites=SITES)
 
 
 def frame(rows):
@@ -31,8 +33,10 @@ def full():
 CASES = {
     "full": full,
     "single_cell": lambda: frame([synth.row(synth.grid_cells(phases=("train",), precisions=("fp32",), batch_sizes=(256,))[0])]),
+    # bf16: no per-epoch curves, no quality at batch size 256; fp32 (train, 256): no energy figure
     "missing_values": lambda: frame([
-        synth.row(c, quality=None, epoch_quality=None, epoch_wall_s=None, epoch_energy_j=None, submit_time=None)
+        synth.row(c, epoch_quality=None, epoch_wall_s=None, epoch_energy_j=None, submit_time=None,
+                  **({"quality": None} if c.batch_size == 256 else {}))
         for c in synth.grid_cells(precisions=("bf16",))
     ] + [synth.row(synth.grid_cells(precisions=("fp32",))[0], energy_j=None, mean_power_w=None, co2_kg=None)]),
     "only_failures": lambda: frame([synth.row(c, status="failed") for c in synth.grid_cells()]),
@@ -49,13 +53,103 @@ def _is_no_data(chart) -> bool:
 def test_chart_builds_and_renders(case, name, tmp_path):
     df = CASES[case]()
     chart = C.CHARTS[name](df, ST)  # the real function: an exception here is a bug
-    if case in ("only_failures", "empty"):
-        assert _is_no_data(chart)
-    if case == "full":
+    if case in ("only_failures", "empty") or (name == "sites" and not expected_marks(name, df.to_dicts())):
+        assert _is_no_data(chart)  # (sites: no cell measured at two sites)
+    else:  # what the chart draws, mark by mark, against what the rows hold
         assert not _is_no_data(chart)
+        assert drawn(chart, name) == expected_marks(name, df.to_dicts()), name
     png = tmp_path / f"{name}.png"
     chart.save(str(png), format="png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ the marks a chart draws
+MARK = {"energy_per_sample": "point", "quality_vs_energy": "point", "time_to_target": "point",
+        "scheduler_overhead": "bar", "fleet_whatif": "bar", "sites": "point"}  # fmt: skip
+
+
+def _labels(chart, role: str) -> list[dict[str, str]]:
+    """The rendered marks of one kind (vega's SVG: one aria-label per mark, "field: value; ..."), as dicts."""
+    import re
+
+    svg = _svg(chart)
+    out = []
+    for label in re.findall(rf'aria-label="([^"]*)"[^>]*aria-roledescription="{role}"', svg):
+        out.append(dict(part.rsplit(": ", 1) for part in label.split("; ")))  # keys may hold ": "
+    return out
+
+
+def drawn(chart, name: str) -> collections.Counter:
+    """What the chart draws, keyed like expected_marks (numbers rounded to 3 significant digits)."""
+    g = lambda x: float(f"{float(x):.3g}")  # noqa: E731
+    marks = _labels(chart, MARK[name])
+    if name == "energy_per_sample":
+        return collections.Counter((m["precision"], int(m["batch size"]), g(m["energy per sample (J)"])) for m in marks)
+    if name == "quality_vs_energy":  # the cell's point (its tooltip names it), and a black ring where it is on the Pareto front
+        e, q = "energy per sample (J)", "quality (arrow: better direction)"
+        return collections.Counter((m.get("config", "pareto front"), g(m[e]), g(m[q])) for m in marks)
+    if name == "time_to_target":  # one point per epoch, and a larger one at the epoch that reached the target
+        return collections.Counter((m["run"], int(m["epoch"]), g(m["epoch_quality"]), m["reached"]) for m in marks)
+    if name == "scheduler_overhead":
+        return collections.Counter((m["site_label"], m["part"], int(m["jobs"])) for m in marks)
+    if name == "sites":
+        return collections.Counter((m["site"], m["config"], g(m["g CO2 / 1k samples"])) for m in marks)
+    return collections.Counter((m["config"], g(m["J/job"])) for m in marks)  # fleet_whatif
+
+
+def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
+    """What the rows ask each chart to draw, from the rows alone: one mark per cell (repeats averaged) that has
+    the chart's figures, one per epoch of each training curve, three parts per site."""
+    g = lambda x: float(f"{float(x):.3g}")  # noqa: E731
+    ok = [r for r in rows if r["status"] == "ok"]
+    cells: dict[tuple, list[dict]] = collections.defaultdict(list)  # a cell: its repeats together
+    for r in ok:
+        cells[tuple(r[k] for k in ("site", "workload", "phase", "device", "precision", "variant", "batch_size"))].append(r)
+    pv = lambda r: r["precision"] if r["variant"] == "baseline" else f"{r['precision']}+{r['variant']}"  # noqa: E731
+    mean = lambda rs, f: sum(f(r) for r in rs) / len(rs)  # noqa: E731
+    eps = lambda r: r["energy_j"] / r["n_samples"]  # noqa: E731
+    out: collections.Counter = collections.Counter()
+    panels: dict[tuple, list[tuple]] = collections.defaultdict(list)  # quality vs energy: (workload, phase) -> points
+    for rs in cells.values():
+        r = rs[0]
+        has_e = all(x["energy_j"] is not None for x in rs)
+        if name == "energy_per_sample" and has_e:
+            out[(pv(r), r["batch_size"], g(mean(rs, eps)))] += 1
+        if name == "quality_vs_energy" and has_e and all(x["quality"] is not None for x in rs):
+            point = (g(mean(rs, eps)), g(mean(rs, lambda x: x["quality"])))
+            out[(f"{pv(r)} bs{r['batch_size']} {r['device']}", *point)] += 1
+            panels[(r["workload"], r["phase"])].append(point)
+        if name == "fleet_whatif" and has_e:
+            per_job = r["n_test"] if r["phase"] == "infer" else r["n_samples"]  # one pass over the test split / one training run
+            out[(f"{pv(r)} bs{r['batch_size']}", g(mean(rs, eps) * per_job))] += 1
+    for pts in panels.values():  # the Pareto front of each panel (recon_mse: lower is better) gets a ring
+        for e, q in pts:
+            if not any(e2 <= e and q2 <= q and (e2, q2) != (e, q) for e2, q2 in pts):
+                out[("pareto front", e, q)] += 1
+    if name == "time_to_target":
+        runs = [r for r in ok if r["phase"] == "train" and r["epoch_quality"] and r["epoch_wall_s"]]
+        for r in runs:
+            # no report.targets, no target_quality: the best quality every run of the workload reached
+            target = max(min(x["epoch_quality"]) for x in runs if x["workload"] == r["workload"])
+            reached = next(k for k, q in enumerate(r["epoch_quality"], 1) if q <= target)
+            for k, q in enumerate(r["epoch_quality"], 1):
+                out[(f"{pv(r)} bs{r['batch_size']} r{r['repeat']}", k, g(q), str(k == reached).lower())] += 1 + (k == reached)
+    if name == "sites":  # a cell measured at two sites or more: a point per site at its CO2 per 1,000 samples
+        at: dict[tuple, dict[str, list[dict]]] = collections.defaultdict(dict)
+        for (site, *rest), rs in cells.items():
+            at[tuple(rest)][site] = rs
+        for per_site in at.values():
+            for site, rs in per_site.items():
+                if len(per_site) >= 2 and all(x["energy_j"] is not None for x in rs):
+                    f = SITES[site]
+                    co2 = mean(rs, eps) * 1000 / 3.6e6 * f["pue"] * f["carbon_intensity_g_per_kwh"]
+                    out[(site, f"{pv(rs[0])} bs{rs[0]['batch_size']}", g(co2))] += 1
+    if name == "scheduler_overhead":
+        for site in {r["site"] for r in ok}:
+            mine = [r for r in ok if r["site"] == site]
+            for part in ("queue wait", "start-up, setup, write", "measured phase"):
+                out[(f"{site} ({mine[0]['scheduler']})", part, len(mine))] += 1
+    return out
 
 
 def test_estimated_drawn_as_rings_measured_as_disks():

@@ -73,15 +73,30 @@ def test_wrap_around_uses_max_energy_range(tree):
 
 
 def test_poll_thread_counts_reads(tree):
-    m = rapl.RaplMeter(interval_s=0.01, root=tree)
-    m.start()
-    # wait until the poller has read the counters a few times (no wall-clock threshold)
-    import time
+    """The poll thread reads the counters on its own between start and stop: every read it makes is
+    counted in samples, and the energy is the sum of what the counter advanced between reads (each read
+    here advances package 0 by 1 J, so n reads = n - 1 J)."""
+    import threading
 
-    while m._reads < 5:
-        time.sleep(0.005)
-    r = m.stop()[0]
-    assert r.samples >= 6 and r.interval_s == 0.01
+    m = rapl.RaplMeter(interval_s=0.01, root=tree)
+    real = m._read
+    reads, enough = [], threading.Event()
+
+    def counting_read():
+        n = len(reads)
+        set_uj(tree, "intel-rapl:0", 1_000_000 + n * 1_000_000)  # the counter as it stands at read n
+        reads.append(n)
+        if len(reads) >= 5:
+            enough.set()
+        return real()
+
+    m._read = counting_read
+    m.start()  # read 1; the poller makes the next ones, with no lap from here
+    # a deadline, not a duration: fails (instead of hanging) if the poller never reads
+    assert enough.wait(timeout=60), f"the poll thread made {len(reads) - 1} read(s) in 60 s"
+    r = {x.component: x for x in m.stop()}["cpu"]  # stop() reads once more
+    assert r.samples == len(reads) >= 6 and r.interval_s == 0.01
+    assert r.energy_j == pytest.approx(len(reads) - 1)
 
 
 def test_absent_without_powercap(tmp_path):

@@ -35,7 +35,9 @@ def test_config_validation_rejects_unsafe_names(value):
 
 # Placeholders a rule's shell may use without :q, and why each is safe.
 SAFE_UNQUOTED = {
-    "JG": "built with shlex.quote in common.smk",
+    "JG": "built with shlex.quote (joulegrid.snakefile, Workflow._command)",
+    "params.jg": "the same command, given to the shell as a param",
+    "JOULEGRID.grid_snapshot_q": "the grid snapshot path, shlex.quote-d when the Snakefile is parsed (rule measure)",
     "threads": "an integer",
     "resources.attempt": "an integer",
     "wildcards.workload": "constrained to [A-Za-z][A-Za-z0-9_]* (global wildcard constraints)",

@@ -34,6 +34,25 @@ def specs(index) -> dict:
     return json.loads(m.group(1).replace("<\\/", "</"))
 
 
+def html_tables(page: str, start: str, end: str) -> list[list[dict[str, str]]]:
+    """The tables of the page between the texts start and end, each as a list of {column: cell text}."""
+    import html as H
+
+    part = page[page.index(start):page.index(end, page.index(start))]
+    out = []
+    for t in re.findall(r"<table>(.*?)</table>", part, re.S):
+        head = [H.unescape(h) for h in re.findall(r"<th>(.*?)</th>", t)]
+        rows = [[H.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)] for tr in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1])]
+        out.append([dict(zip(head, r)) for r in rows])
+    return out
+
+
+def cards(page: str) -> dict[str, int]:
+    import html as H
+
+    return {H.unescape(t): int(v) for v, t in re.findall(r"<div class='card[^']*'><b>(\d+)</b><span>([^<]*)</span>", page)}
+
+
 def test_report_sections_pngs_and_tables(tmp_path):
     summary, rows = results_set(tmp_path)
     index = build_report(str(summary), str(tmp_path / "report"), settings=ST)
@@ -43,16 +62,70 @@ def test_report_sections_pngs_and_tables(tmp_path):
         assert (tmp_path / "report" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"id='chart-{name}'" in html
     assert set(specs(tmp_path / "report" / "index.html")) == set(CHART_NAMES)
-    for title in ("Best configuration per workload", "Fleet what-if", "How measured", "Environment", "Scheduler view",
-                  "Failed and skipped runs (2)", "Hotspots", "Best batch size by Zeus cost"):  # fmt: skip
+
+    # the summary's figures, counted from the rows the summary was written from
+    ok = [r for r in rows if r["status"] == "ok"]
+    key = lambda r: (r["site"], r["workload"], r["phase"], r["device"], r["precision"], r["variant"], r["batch_size"])  # noqa: E731
+    cells: dict[tuple, list[dict]] = {}
+    for r in ok:
+        cells.setdefault(key(r), []).append(r)
+    assert cards(html) == {
+        "runs": len(rows), "cells (repeats averaged)": len(cells), "ok": len(ok), "failed / skipped": len(rows) - len(ok),
+        "sites": len({r["site"] for r in rows}), "hosts": len({r["hostname"] for r in rows}),
+        "runs with estimated energy": sum(bool(r["energy_estimated"]) for r in ok), "noisy cells (CV > threshold)": sum(
+            len(rs) > 1 and _cv([r["energy_j"] / r["n_samples"] for r in rs]) > ST.noisy_cv for rs in cells.values()),
+        "run files left out": 0,
+    }  # fmt: skip
+
+    # best configuration per workload and phase: the cell with the lowest mean energy per sample
+    (best,) = html_tables(html, "Best configuration per workload", "Best batch size by Zeus cost")
+    eps = {k: sum(r["energy_j"] / r["n_samples"] for r in rs) / len(rs) for k, rs in cells.items()}
+    expected = {}
+    for k, e in sorted(eps.items(), key=lambda kv: kv[1]):
+        expected.setdefault((k[1], k[2]), (k, e))
+    assert [(b["workload"], b["phase"]) for b in best] == sorted(expected)
+    for b in best:
+        (site, _, _, device, precision, variant, bs), e = expected[(b["workload"], b["phase"])]
+        assert (b["site"], b["device"], b["precision_variant"], int(b["batch_size"])) == (site, device, precision, bs), b
+        assert float(b["energy_per_sample_j"]) == pytest.approx(e, rel=1e-3), b  # printed with 4 significant digits
+        base = cells[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)]
+        d = 100 * (e / (sum(r["energy_j"] / r["n_samples"] for r in base) / len(base)) - 1)
+        assert b["d_energy_pct"] == f"{d:+.1f} %", b
+
+    # the scheduler view: per site, jobs and the mean queue wait of the rows
+    (sched,) = html_tables(html, "id='scheduler'", "id='sites'")
+    for s in sched:
+        mine = [r for r in ok if r["site"] == s["site"]]
+        assert int(s["jobs"]) == len(mine), s
+        waits = [r["queue_wait_s"] for r in mine if r["queue_wait_s"] is not None]
+        assert (float(s["queue_wait_mean_s"]) if s["queue_wait_mean_s"] else None) == (sum(waits) / len(waits) if waits else None), s
+    assert {s["site"] for s in sched} == {r["site"] for r in ok}
+
+    # failed and skipped runs: each one, with its status and reason
+    not_ok = [r for r in rows if r["status"] != "ok"]
+    assert f"Failed and skipped runs ({len(not_ok)})" in html
+    counts, listed = html_tables(html, "Failed and skipped runs (", "id='measured'")
+    assert {c["status"]: int(c["runs"]) for c in counts} == {s: sum(r["status"] == s for r in not_ok) for s in {r["status"] for r in not_ok}}
+    assert sorted((x["cell_id"], x["status"]) for x in listed) == sorted((r["cell_id"], r["status"]) for r in not_ok)
+    assert "no CUDA device on this host" in {x["skip_reason"] for x in listed}
+
+    for title in ("Fleet what-if", "How measured", "Environment", "Hotspots", "Best batch size by Zeus cost"):
         assert title in html, title
-    assert "no CUDA device on this host" in html and "oom" in html
     assert "synthetic-test-fixture" in html  # the energy method per host
     assert "estimates" in html  # estimated energies are called out
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html.split("<script>")[0]
-    cells = pl.read_csv(tmp_path / "report" / "cells.csv")
-    assert {"d_energy_pct", "sci_g_per_1k", "pareto", "noisy", "energy_per_sample_ci95_j"} <= set(cells.columns)
-    assert cells.height == 12  # 8 local cells + 4 lxplus cells
+    cells_csv = pl.read_csv(tmp_path / "report" / "cells.csv")
+    assert {"d_energy_pct", "sci_g_per_1k", "pareto", "noisy", "energy_per_sample_ci95_j"} <= set(cells_csv.columns)
+    assert cells_csv.height == len(cells)  # 8 local cells + 4 lxplus cells
+    got = {(c["site"], c["workload"], c["phase"], c["device"], c["precision"], c["variant"], c["batch_size"]): c["energy_per_sample_j"]
+           for c in cells_csv.to_dicts()}  # fmt: skip
+    assert got == pytest.approx(eps)
+
+
+def _cv(xs: list[float]) -> float:
+    """Sample coefficient of variation (n - 1)."""
+    m = sum(xs) / len(xs)
+    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 / m
 
 
 def test_report_with_missing_results(tmp_path):
@@ -188,9 +261,59 @@ def test_model_error_per_host(tmp_path):
     assert "-30.0 %" in part and "Synthetic CPU (host c, 2026-11-20)" in part
 
 
+REPORT_CODE = ("report.py", "charts.py", "metrics.py", "settings.py")  # src/joulegrid/analysis: what the report runs
+
+
+def _column_names(path) -> tuple[set[str], set[str]]:
+    """(columns the code reads: pl.col("x"), select / group_by / sort ... ("x"); columns it makes: name=... in polars calls,
+    .alias("x"), with_columns / agg / select keywords), from the module's syntax tree."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    read, made = set(), set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+        strings = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if name == "col" and isinstance(f, ast.Attribute) and getattr(f.value, "id", "") == "pl":
+            read.update(strings)
+        if name in ("select", "group_by", "sort", "explode", "unnest", "drop_nulls", "unique", "over", "unpivot"):
+            read.update(strings)
+        if name in ("alias", "with_row_index"):
+            made.update(strings)
+        if name in ("with_columns", "agg", "select", "DataFrame", "struct", "rename"):
+            made.update(k.arg for k in node.keywords if k.arg)
+            for a in node.args:  # rename({"old": "new"})
+                if isinstance(a, ast.Dict):
+                    made.update(v.value for v in a.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+    return read, made
+
+
 def test_schema_columns_only_named_in_schema():
-    """The report reads every column by the schema's names (a renamed column would fail here)."""
-    assert {"energy_estimated", "queue_wait_s", "epoch_quality", "meters_absent"} <= set(S.COLUMN_NAMES)
+    """The report code reads every result column by the schema's name: each pl.col("x") of the report's
+    modules is a schema column or a column that code derives itself (a renamed or misspelt column fails here)."""
+    from pathlib import Path
+
+    import joulegrid.analysis as A
+
+    read, made = set(), set()
+    for f in REPORT_CODE:
+        r, m = _column_names(Path(A.__file__).parent / f)
+        read |= r
+        made |= m
+    import pyarrow as pa
+
+    schema = set(S.COLUMN_NAMES) | set(S.HOTSPOT_COLUMN_NAMES)  # + the fields of list<struct> columns (meters_absent)
+    for fld in S.arrow_schema():
+        t = fld.type.value_type if pa.types.is_list(fld.type) else fld.type
+        if pa.types.is_struct(t):
+            schema |= {t.field(i).name for i in range(t.num_fields)}
+    unknown = sorted(read - schema - made)
+    assert not unknown, f"columns the report reads that are neither in schema.py nor derived by the report: {unknown}"
+    # the columns the report's own sections read (cards, how measured, scheduler view, failures) are among them
+    assert {"energy_estimated", "queue_wait_s", "epoch_quality", "meters_absent", "energy_method", "hostname"} <= read & set(S.COLUMN_NAMES)
 
 
 def test_cli_report_with_settings_and_bad_settings(tmp_path):

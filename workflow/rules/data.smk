@@ -6,11 +6,13 @@ rule prepare_dataset:
         f"{RESOURCES}/datasets/{{dataset}}/n{{rows}}.npz",
     log:
         f"{RESULTS}/logs/prepare_dataset/{{dataset}}-n{{rows}}.log",
+    params:
+        jg=JG,
     threads: 1
     resources:
-        **job_resources(config["job"]["mem_mb"], 30),
+        **JOULEGRID.job_resources(config["job"]["mem_mb"], 30),
         energy_meter=1,
     conda:
         JG_CONDA_ENV
     shell:
-        "{JG} prepare-data --dataset {wildcards.dataset} --rows {wildcards.rows} --out {output:q} > {log:q} 2>&1"
+        "{params.jg} prepare-data --dataset {wildcards.dataset} --rows {wildcards.rows} --out {output:q} > {log:q} 2>&1"

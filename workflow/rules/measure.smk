@@ -1,29 +1,25 @@
 # The fan-out: one job per grid cell, each writing one result file.
 
 
-def _ref_inputs(wc):
-    """The dataset the workload's reference model trains on (one call per workload)."""
-    data = SPEC.data_path(wc.workload)
-    return {"data": ancient(data)} if data else {}
-
-
 rule train_reference:
     """fp32 model that inference cells load (trained once per workload settings; not measured)."""
     input:
-        unpack(_ref_inputs),
-        grid=ancient(JG_GRID),
+        unpack(JOULEGRID.reference_inputs),
+        grid=ancient(JOULEGRID.grid_snapshot),
     output:
         f"{RESULTS}/models/{{workload}}/{{mhash}}.pt",
     log:
         f"{RESULTS}/logs/train_reference/{{workload}}-{{mhash}}.log",
+    params:
+        jg=JG,
     threads: config["measure"]["threads"]
     resources:
-        **job_resources(config["job"]["mem_mb"], config["job"]["runtime_min"]),
+        **JOULEGRID.job_resources(config["job"]["mem_mb"], config["job"]["runtime_min"]),
         energy_meter=1,
     conda:
         JG_CONDA_ENV
     shell:
-        "{JG} train-reference --grid {input.grid:q} --workload {wildcards.workload} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "{params.jg} train-reference --grid {input.grid:q} --workload {wildcards.workload} --out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule cell_inputs:
@@ -31,14 +27,14 @@ rule cell_inputs:
     inference, the reference model. One small local job per workload configuration and phase, so
     that rule measure's inputs are plain patterns, with no function evaluated per cell."""
     input:
-        unpack(phase_inputs),
+        unpack(JOULEGRID.phase_inputs),
     output:
         f"{RESULTS}/.grid/{{chash}}/{{phase}}.inputs.json",
+    log:
+        f"{RESULTS}/logs/cell_inputs/{{chash}}-{{phase}}.log",
     localrule: True
     run:
-        from joulegrid.io import stamp
-
-        stamp(output[0], json.dumps(dict(input.items()), sort_keys=True) + "\n")
+        joulegrid_snakefile.write_phase_inputs(dict(input.items()), output[0], log[0])
 
 
 rule measure:
@@ -50,33 +46,35 @@ rule measure:
     input:
         ancient(f"{RESULTS}/.grid/{{chash}}/{{phase}}.inputs.json"),
     output:
-        protected(f"{RESULTS}/runs/{JGG.cell_pattern(config['site'])}.parquet"),
+        protected(f"{RESULTS}/runs/{JOULEGRID.cell_pattern}.parquet"),
     log:
-        f"{RESULTS}/logs/runs/{JGG.cell_pattern(config['site'])}.log",
+        f"{RESULTS}/logs/runs/{JOULEGRID.cell_pattern}.log",
     threads: config["measure"]["threads"]
     # Cluster runs with `group-components: [cells=N]` (site profiles, docs/sites.md) submit N cells
-    # as one job that measures them one after the other; no group otherwise (resolve_measure_rule, common.smk).
+    # as one job that measures them one after the other; no group otherwise (joulegrid.snakefile, resolve_measure_rule).
     resources:
-        # mem/runtime/GPUs mean the same on every executor (job_resources in common.smk); cuda
+        # mem/runtime/GPUs mean the same on every executor (joulegrid.snakefile, job_resources); cuda
         # cells request job.gpus GPUs (slurm --gpus, htcondor request_gpus), a grid without cuda none
-        **job_resources(
+        **JOULEGRID.job_resources(
             config["job"]["mem_mb"],
             config["job"]["runtime_min"],
-            gpus=(lambda wc: config["job"]["gpus"] if wc.device == "cuda" else 0) if "cuda" in config["grid"]["devices"] else 0,
-            group_size=cells_per_group,
-            reads=phase_inputs,  # without a shared filesystem: the dataset and model its inputs.json names
+            gpus=JOULEGRID.cell_gpus(),
+            group_size=JOULEGRID.cells_per_group,
+            reads=JOULEGRID.phase_inputs,  # without a shared filesystem: the dataset and model its inputs.json names
         ),
-        attempt=lambda wc, attempt: attempt,  # the constant 1 without retries (resolve_measure_rule, common.smk)
+        attempt=lambda wc, attempt: attempt,  # the constant 1 without retries (joulegrid.snakefile, resolve_measure_rule)
         energy_meter=1,
     conda:
         JG_CONDA_ENV
     # A run-cell that dies without its row (OOM killer, SIGKILL, a crash of Python itself) is recorded
     # by record-failure (src/joulegrid/failures.py): the attempt goes to <results>/attempts/, the job
-    # fails while Snakemake retries remain (JOULEGRID_RETRIES, exported in common.smk), and the last
+    # fails while Snakemake retries remain (JOULEGRID_RETRIES, exported by joulegrid.snakefile), and the last
     # attempt writes a failed/oom row and succeeds, so the grid goes on and the report lists it.
     # "$@" holds the arguments both commands share: Snakemake formats this command for every job
-    # it lists, and each placeholder costs (a 10,000-cell dry run formats it 30,000 times).
+    # it lists, and each placeholder costs (a 10,000-cell dry run formats it 30,000 times). For the same
+    # reason the joulegrid command and the grid snapshot are written into it when the file is parsed (an
+    # f-string), not given as params: a param is evaluated for each of the grid's jobs.
     shell:
-        f"set -- --grid {shlex.quote(JG_GRID)} --out {{output:q}} --attempt {{resources.attempt}}; L={{log:q}}; "
+        f"set -- --grid {JOULEGRID.grid_snapshot_q} --out {{output:q}} --attempt {{resources.attempt}}; L={{log:q}}; "
         f"{JG} run-cell \"$@\" --threads {{threads}} > \"$L\" 2>&1 "
         f"|| {JG} record-failure \"$@\" --exit-code $? --log \"$L\" --retries ${{{{JOULEGRID_RETRIES:-0}}}} >> \"$L\" 2>&1"

@@ -15,7 +15,7 @@ import polars as pl
 
 from ..grid import BASELINE_VARIANT, PRECISIONS, VARIANTS
 from . import CHART_NAMES
-from . import metrics as M
+from . import metrics
 from .settings import AnalysisSettings
 
 SOURCE_DOMAIN = ["measured", "estimated"]
@@ -80,7 +80,7 @@ def no_data(title: str, why: str) -> alt.Chart:
 
 
 def _cells(df: pl.DataFrame, st: AnalysisSettings) -> pl.DataFrame:
-    return M.cell_stats(df, noisy_cv=st.noisy_cv)
+    return metrics.cell_stats(df, noisy_cv=st.noisy_cv)
 
 
 def _keep(d: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
@@ -132,7 +132,7 @@ def quality_vs_energy(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
     cells = _cells(df, st).filter(pl.col("energy_per_sample_j").is_not_null() & pl.col("quality").is_not_null())
     if cells.height == 0:
         return no_data(title, "no successful run with both a quality and an energy figure")
-    d = M.pareto(cells).with_columns(
+    d = metrics.pareto(cells).with_columns(
         panel=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("quality_metric").fill_null("quality")
         + pl.when(pl.col("quality_higher_is_better").fill_null(True)).then(pl.lit(" ↑")).otherwise(pl.lit(" ↓")),
         config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String) + " " + pl.col("device"),
@@ -164,7 +164,7 @@ def quality_vs_energy(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
 # ------------------------------------------------------------------ 3. time-to-target curves
 def time_to_target(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     title = "Training curves: quality vs wall time (dotted: target, ● target reached)"
-    tta = M.time_to_target(df, targets=st.targets, eta=st.eta)
+    tta = metrics.time_to_target(df, targets=st.targets, eta=st.eta)
     if tta.height == 0:
         return no_data(title, "no successful training run with per-epoch quality")
     curves = (
@@ -210,7 +210,7 @@ def time_to_target(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
 # ------------------------------------------------------------------ 4. scheduler overhead per site
 def scheduler_overhead(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     title = "Where a job's time goes, per site (mean seconds per job)"
-    v = M.scheduler_view(df).filter(pl.col("turnaround_mean_s").is_not_null())
+    v = metrics.scheduler_view(df).filter(pl.col("turnaround_mean_s").is_not_null())
     if v.height == 0:
         return no_data(title, "no successful run with start/finish times")
     parts = v.select(
@@ -283,7 +283,7 @@ def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
 # ------------------------------------------------------------------ 6. sites
 def sites(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     title = "CO2 per 1,000 samples of the same cell at each site (each site's carbon intensity and PUE)"
-    comp = M.site_comparison(df, st.sites).filter(pl.col("co2_per_1k_samples_g") > 0)
+    comp = metrics.site_comparison(df, st.sites).filter(pl.col("co2_per_1k_samples_g") > 0)
     if comp.height == 0:
         return no_data(title, "no cell measured at two sites or more")
     d = comp.with_columns(

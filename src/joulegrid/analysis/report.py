@@ -7,21 +7,30 @@ Snakemake rule declares exists), ``<out_dir>/cells.csv`` (per-cell derived metri
 embeds the Vega/Vega-Lite/vega-embed bundle from vl-convert once and every chart spec as JSON, so
 it opens offline from a file:// URL; ``window.joulegridCharts = {expected, rendered, errors}`` tells
 a browser test whether every chart rendered.
+
+The page is a Jinja2 template (``templates/report.html.j2``, autoescaped) that includes one template per
+section (``templates/sections/<id>.html.j2``); each section is one function here (``*_section``) that
+reads the inputs (``Inputs``: the summary, repeats averaged, the other configurations' runs, the
+left-out run files) and returns a ``Section`` holding what its template draws. A new section is one
+function, one template and one entry in ``build_report``'s list.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import json
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+from markupsafe import Markup
 
-from .. import schema as S
+from .. import schema
 from ..io import atomic_path
 from . import CHART_NAMES
-from . import metrics as M
+from . import metrics
 from .settings import AnalysisSettings
 
 CHART_TEXT = {
@@ -59,36 +68,6 @@ CHART_TEXT = {
 }
 assert set(CHART_TEXT) == set(CHART_NAMES)
 
-CSS = """
-:root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#f6f8fa;--accent:#0969da}
-*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;color:var(--fg);line-height:1.45;background:#fff}
-header{background:linear-gradient(90deg,#0b3d2e,#14532d 60%,#166534);color:#fff;padding:1.4rem 2rem 1rem}
-header h1{margin:0;font-size:1.7rem;letter-spacing:.01em} header p{margin:.3rem 0 0;color:#d1fae5}
-nav{position:sticky;top:0;z-index:5;background:#fff;border-bottom:1px solid var(--line);padding:.45rem 2rem;font-size:.9rem}
-nav a{color:var(--accent);text-decoration:none;margin-right:1.1rem;white-space:nowrap} nav a:hover{text-decoration:underline}
-main{max-width:1500px;margin:0 auto;padding:1rem 2rem 3rem}
-h2{border-bottom:1px solid var(--line);padding-bottom:.3rem;margin-top:2.2rem} h3{margin:1.6rem 0 .3rem}
-.cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
-.card{background:var(--bg);border:1px solid var(--line);border-radius:8px;padding:.6rem 1rem;min-width:150px}
-.card b{display:block;font-size:1.5rem} .card span{color:var(--muted);font-size:.85rem}
-.card.bad b{color:#cf222e} .card.warn b{color:#9a6700}
-.tablewrap{overflow-x:auto;margin:.4rem 0 1.2rem}
-table{border-collapse:collapse;font-size:.85rem}
-th,td{border:1px solid var(--line);padding:.28rem .55rem;text-align:left;vertical-align:top}
-th{background:var(--bg);font-weight:600;white-space:nowrap} tbody tr:nth-child(even){background:#fbfcfd}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.good{color:#1a7f37} td.worse{color:#cf222e}
-.caption{color:var(--muted);margin:.1rem 0 .5rem;max-width:75rem}
-.chart{margin:.3rem 0 1.5rem;overflow-x:auto}
-.note{background:#fff8c5;border-left:4px solid #d4a72c;padding:.5rem 1rem;border-radius:4px}
-.bad{background:#ffebe9;border-left:4px solid #cf222e;padding:.5rem 1rem;border-radius:4px}
-.ok{background:#dafbe1;border-left:4px solid #1a7f37;padding:.5rem 1rem;border-radius:4px}
-footer{color:var(--muted);font-size:.8rem;margin-top:3rem;border-top:1px solid var(--line);padding-top:.6rem}
-code{background:var(--bg);padding:0 .25rem;border-radius:3px}
-"""
-
-
 # ------------------------------------------------------------------ tables
 def _fmt(col: str, v) -> tuple[str, str]:
     """(text, css class) of one table cell."""
@@ -113,19 +92,26 @@ def _fmt(col: str, v) -> tuple[str, str]:
     return str(v), ""
 
 
-def table_html(df: pl.DataFrame, max_rows: int = 200, empty: str = "none") -> str:
+@dataclass
+class Table:
+    """A table as the template draws it (macros.html.j2, ``table``): formatted cells with their css class,
+    or ``rows`` None and the text saying it is empty; ``n`` = its rows, ``more`` = rows left out."""
+
+    columns: list[str]
+    rows: list[list[tuple[str, str]]] | None
+    n: int
+    more: int = 0
+    empty: str = "none"
+
+    def __bool__(self) -> bool:
+        return self.rows is not None
+
+
+def table(df: pl.DataFrame, max_rows: int = 200, empty: str = "none") -> Table:
     if df.height == 0:
-        return f"<p><em>{html.escape(empty)}</em></p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    rows = []
-    for r in df.head(max_rows).iter_rows():
-        cells = []
-        for c, v in zip(df.columns, r):
-            text, cls = _fmt(c, v)
-            cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    more = f"<p>… {df.height - max_rows} more rows (all of them are in cells.csv / summary.parquet)</p>" if df.height > max_rows else ""
-    return f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{more}"
+        return Table(df.columns, None, 0, empty=empty)
+    rows = [[_fmt(c, v) for c, v in zip(df.columns, r)] for r in df.head(max_rows).iter_rows()]
+    return Table(df.columns, rows, df.height, max(0, df.height - max_rows), empty)
 
 
 def _js_bundle() -> str:
@@ -146,25 +132,25 @@ def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
     notes: list[str] = []
     if not p.is_file():
         notes.append(f"No summary at {p}: run the grid and `joulegrid aggregate` (or `snakemake`) first.")
-        return pl.DataFrame(schema=S.polars_schema()), notes
+        return pl.DataFrame(schema=schema.polars_schema()), notes
     try:
         df = pl.read_parquet(p)
     except Exception as e:  # noqa: BLE001
         notes.append(f"The summary {p} cannot be read ({type(e).__name__}: {e}); re-run `joulegrid aggregate`.")
-        return pl.DataFrame(schema=S.polars_schema()), notes
-    missing = [c for c in S.COLUMN_NAMES if c not in df.columns]
+        return pl.DataFrame(schema=schema.polars_schema()), notes
+    missing = [c for c in schema.COLUMN_NAMES if c not in df.columns]
     if missing:
         notes.append(
-            f"The summary {p} lacks {len(missing)} column(s) of result schema version {S.SCHEMA_VERSION} "
+            f"The summary {p} lacks {len(missing)} column(s) of result schema version {schema.SCHEMA_VERSION} "
             f"({', '.join(missing[:6])}{'…' if len(missing) > 6 else ''}): it was written by another joulegrid; "
             "re-run `joulegrid aggregate` with this one. Missing columns are shown empty."
         )
         df = df.with_columns([pl.lit(None).alias(c) for c in missing])
     try:
-        df = df.select(S.COLUMN_NAMES).cast(dict(S.polars_schema()), strict=False)
+        df = df.select(schema.COLUMN_NAMES).cast(dict(schema.polars_schema()), strict=False)
     except Exception as e:  # noqa: BLE001
         notes.append(f"The summary {p} has columns of unexpected types ({e}); re-run `joulegrid aggregate`.")
-        return pl.DataFrame(schema=S.polars_schema()), notes
+        return pl.DataFrame(schema=schema.polars_schema()), notes
     return df, notes
 
 
@@ -192,25 +178,6 @@ def _hotspots_view(hs: pl.DataFrame, df: pl.DataFrame, top: int = 10) -> pl.Data
     parts = [g.sort("fraction", descending=True, nulls_last=True).head(top) for _, g in hs.group_by("profiler", maintain_order=True)]
     out = pl.concat(parts) if parts else hs
     return out.select([c for c in cols if c in out.columns]).sort("profiler", "fraction", descending=[False, True], nulls_last=True)
-
-
-# ------------------------------------------------------------------ sections
-def _cards(df: pl.DataFrame, cells: pl.DataFrame, problems: list) -> str:
-    n_ok = df.filter(pl.col("status") == "ok").height
-    n_bad = df.height - n_ok
-    hosts = df.select(pl.col("hostname").drop_nulls().n_unique()).item() if df.height else 0
-    sites = df.select(pl.col("site").drop_nulls().n_unique()).item() if df.height else 0
-    est = df.filter(pl.col("energy_estimated").fill_null(False) & (pl.col("status") == "ok")).height
-    noisy = cells.filter(pl.col("noisy")).height if cells.height else 0
-    items = [
-        (df.height, "runs", ""), (cells.height, "cells (repeats averaged)", ""), (n_ok, "ok", ""),
-        (n_bad, "failed / skipped", "bad" if n_bad else ""), (sites, "sites", ""), (hosts, "hosts", ""),
-        (est, "runs with estimated energy", "warn" if est else ""), (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
-        (len(problems), "run files left out", "bad" if problems else ""),
-    ]  # fmt: skip
-    return "<div class='cards'>" + "".join(
-        f"<div class='card {cls}'><b>{v}</b><span>{html.escape(t)}</span></div>" for v, t, cls in items
-    ) + "</div>"
 
 
 def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
@@ -260,10 +227,221 @@ def model_error(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _how_measured(df: pl.DataFrame) -> str:
-    ok = df.filter(pl.col("status") == "ok")
+# ------------------------------------------------------------------ what the sections read
+@dataclass
+class Inputs:
+    """Everything the sections are built from, read once (build_report)."""
+
+    summary: Path
+    df: pl.DataFrame  # the current configuration's runs
+    other: pl.DataFrame  # the runs of other configurations (summary.other-configs.parquet)
+    problems: list[dict]  # run files aggregate left out
+    notes: list[str]  # what is wrong with the inputs
+    st: AnalysisSettings
+    results_dir: Path
+    cells: pl.DataFrame = field(init=False)  # repeats averaged (metrics.cell_stats)
+    rel: pl.DataFrame = field(init=False)  # cells against their fp32 baseline
+
+    def __post_init__(self) -> None:
+        self.cells = metrics.cell_stats(self.df, noisy_cv=self.st.noisy_cv)
+        self.rel = metrics.relative_to_baseline(self.cells) if self.cells.height else self.cells
+
+
+@dataclass
+class Section:
+    """One section of the page: its anchor, navigation text and heading; the rest is what its template
+    (templates/sections/<id>.html.j2) draws, as attributes."""
+
+    id: str
+    nav: str
+    title: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:  # the template's s.<name>
+        try:
+            return self.__dict__["data"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _chart(name: str) -> dict[str, str]:
+    title, caption = CHART_TEXT[name]
+    return {"name": name, "title": title, "caption": caption}
+
+
+# ------------------------------------------------------------------ the sections, in page order
+def summary_section(r: Inputs) -> Section:
+    """Cards (counts of runs, cells, failures, sites, estimates), what is wrong with the inputs, the best
+    configuration per workload and the best batch size by Zeus cost."""
+    df, cells = r.df, r.cells
+    n_ok = df.filter(pl.col("status") == "ok").height
+    n_bad = df.height - n_ok
+    hosts = df.select(pl.col("hostname").drop_nulls().n_unique()).item() if df.height else 0
+    sites = df.select(pl.col("site").drop_nulls().n_unique()).item() if df.height else 0
+    est = df.filter(pl.col("energy_estimated").fill_null(False) & (pl.col("status") == "ok")).height
+    noisy = cells.filter(pl.col("noisy")).height if cells.height else 0
+    cards = [
+        (df.height, "runs", ""), (cells.height, "cells (repeats averaged)", ""), (n_ok, "ok", ""),
+        (n_bad, "failed / skipped", "bad" if n_bad else ""), (sites, "sites", ""), (hosts, "hosts", ""),
+        (est, "runs with estimated energy", "warn" if est else ""), (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
+        (len(r.problems), "run files left out", "bad" if r.problems else ""),
+    ]  # fmt: skip
+    tta = metrics.time_to_target(df, targets=r.st.targets, eta=r.st.eta)
+    return Section("summary", "Summary", "Summary", {
+        "cards": cards,
+        "notes": r.notes,
+        "no_results": df.height == 0,
+        "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
+        "best": table(metrics.best_per_workload(df), empty="no successful run with an energy figure yet"),
+        "eta": f"{r.st.eta:g}",
+        "best_batch": table(metrics.best_batch_size(tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
+    })  # fmt: skip
+
+
+def charts_section(r: Inputs) -> Section:
+    """Which precisions ran emulated (with the slowdown measured in the rows), how the others ran (int8
+    backend, native, time and quality against fp32), then the charts (fleet and scheduler have their sections)."""
+    data: dict[str, Any] = {"emulated": [], "precisions": None}
+    rel = r.rel
+    if rel.height:
+        data["emulated"] = metrics.emulated_notes(metrics.emulated(rel))
+        d = rel.filter((pl.col("precision") != "fp32") | (pl.col("variant") != "baseline"))
+        if d.height:
+            d = d.with_columns(
+                time_vs_fp32=pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s"),
+                native=pl.col("precision_native"),
+                backend=pl.when(pl.col("precision_backend") != "").then(
+                    pl.col("precision_backend") + pl.lit(" (") + pl.col("precision_scheme") + pl.lit(")")
+                ),
+            )
+            data["precisions"] = table(d.select(
+                "site", "workload", "phase", "device", "precision_variant", "batch_size", "backend", "native", "time_vs_fp32",
+                "quality_metric", "quality", "d_quality", "compile_s",
+            ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant"))  # fmt: skip
+    data["charts"] = [_chart(n) for n in CHART_NAMES if n not in ("fleet_whatif", "scheduler_overhead", "sites")]
+    return Section("charts", "Charts", "Charts", data)
+
+
+def fleet_table(r: Inputs) -> pl.DataFrame:
+    """The fleet what-if of the cells with an energy figure (also fleet.csv), sorted."""
+    fleet_cells = r.cells.filter(pl.col("energy_j").is_not_null()) if r.cells.height else r.cells
+    if fleet_cells.height == 0:
+        return pl.DataFrame(schema={c: pl.String for c in metrics.FLEET_CSV_COLUMNS})
+    return r.st.fleet_table(fleet_cells).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+
+
+def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
+    """The fleet what-if: the equal-work job, jobs per day, its chart and table."""
+    st = r.st
+    t = table(fl.select(
+        "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "jobs_per_day",
+        "energy_per_job_j", "mwh_per_day", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day", "saving_pct",
+        "energy_source",
+    )) if fl.height else None  # fmt: skip
+    return Section("fleet", "Fleet what-if", "Fleet what-if", {
+        "jobs_per_day": f"{st.jobs_per_day:,.0f}", "per_site": bool(st.per_site), "job_text": st.fleet_job_text(),
+        "chart": _chart("fleet_whatif"), "table": t,
+    })  # fmt: skip
+
+
+def cells_table(r: Inputs) -> pl.DataFrame:
+    """Per-cell metrics (also cells.csv): against the baseline, SCI, the Pareto front."""
+    return metrics.pareto(r.st.sci_table(r.rel)) if r.cells.height else r.cells
+
+
+def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
+    """Metrics per cell, and time and energy to target of the training runs."""
+    tta = metrics.time_to_target(r.df, targets=r.st.targets, eta=r.st.eta)
+    return Section("tables", "Metrics", "Metrics per cell", {
+        "hardware_source": r.st.hardware_source or "no hardware table",
+        "cells": table(full.select(
+            "site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
+            "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w",
+            "co2_per_1k_samples_kg", "sci_g_per_1k", "sci_embodied_share", "d_energy_pct", "d_time_pct", "quality_metric",
+            "quality", "d_quality", "pareto", "energy_source",
+        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")) if r.cells.height else None,
+        "tta": table(tta.select(
+            "site", "workload", "device", "precision_variant", "batch_size", "repeat", "target", "target_source",
+            "epochs_to_target", "tta_s", "eta_j", "max_power_w", "zeus_cost",
+        ).sort("workload", "device", "precision_variant", "batch_size", "repeat")) if tta.height else None,
+    })  # fmt: skip
+
+
+def scheduler_section(r: Inputs) -> Section:
+    """Where a job's time goes per site: chart and the scheduler view."""
+    return Section("scheduler", "Scheduler", "Scheduler view", {"chart": _chart("scheduler_overhead"), "table": table(metrics.scheduler_view(r.df))})
+
+
+def sites_section(r: Inputs) -> Section:
+    """The same cell side by side across sites (metrics.site_comparison) and where to run each workload
+    (metrics.where_to_run), from the summary's rows (the current configuration's)."""
+    df = r.df
+    comp = metrics.site_comparison(df, r.st.sites)
+    sites = sorted(df.filter(pl.col("status") == "ok")["site"].drop_nulls().unique().to_list()) if df.height else []
+    data: dict[str, Any] = {"chart": _chart("sites"), "advice": [], "where": None, "comparison": None}
+    if comp.height == 0:
+        data["nothing"] = ((f"one site only ({', '.join(sites)})" if len(sites) == 1 else "no cell was measured at two sites")
+                           if sites else "no runs")  # fmt: skip
+        return Section("sites", "Sites", "Sites", data)
+    where = metrics.where_to_run(comp)
+    for (wl, ph), g in where.group_by("workload", "phase", maintain_order=True):
+        best = g.row(0, named=True)
+        nxt = g.row(1, named=True) if g.height > 1 else None
+        data["advice"].append({"workload": wl, "phase": ph, "best": best, "next": nxt})
+    data.update(nothing=None, criterion=metrics.WHERE_TO_RUN_CRITERION, where=table(where), comparison=table(comp.drop("config_hash")))
+    return Section("sites", "Sites", "Sites", data)
+
+
+def hotspots_section(r: Inputs) -> Section:
+    """The profiled runs' top functions and operators (measure.hotspots)."""
+    hs, err = load_hotspots(r.results_dir)
+    view = _hotspots_view(hs, r.df) if hs is not None else None
+    data: dict[str, Any] = {"error": err, "table": None, "folder": str(r.results_dir / "hotspots")}
+    if view is not None and view.height:
+        mine = hs.filter(pl.col("run_id").is_in(r.df["run_id"].to_list())) if r.df.height else hs
+        data.update(table=table(view), n_cells=mine["cell_id"].n_unique())
+    return Section("hotspots", "Hotspots", "Hotspots", data)
+
+
+def missing_section(r: Inputs) -> Section:
+    """Run files left out, comparisons without a baseline, failed and skipped runs."""
+    df = r.df
+    missing_base = metrics.missing_baselines(r.cells) if r.cells.height else pl.DataFrame()
+    not_ok = df.filter(pl.col("status") != "ok")
+    return Section("missing", "Missing & failures", "Missing and failures", {
+        "problems": table(pl.DataFrame(r.problems)) if r.problems else None,
+        "baselines": table(missing_base) if missing_base.height else None,
+        "counts": table(not_ok.group_by("status").agg(runs=pl.len()).sort("status")) if not_ok.height else None,
+        "failed": table(not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname", "attempt"),
+                        empty="none: every run finished ok"),
+        "nothing_missing": not r.problems and not missing_base.height and not not_ok.height and df.height > 0,
+    })  # fmt: skip
+
+
+def other_configs_section(r: Inputs) -> Section:
+    """The runs of other configurations (aggregate --current): named per site, workload and config
+    hash with what tells them apart in the rows, never averaged with the current ones."""
+    other, df = r.other, r.df
+    current = df.group_by("workload").agg(pl.col("config_hash").drop_nulls().unique().sort().str.join(", ")).sort("workload")
+    uniq = lambda c: pl.col(c).drop_nulls().unique().sort().cast(pl.String).str.join(", ")  # noqa: E731
+    t = (
+        other.group_by("site", "workload", "config_hash")
+        .agg(runs=pl.len(), cells=pl.col("cell_id").n_unique(), phases=uniq("phase"), seeds=uniq("seed"),
+             epochs=uniq("epochs"), target_quality=uniq("target_quality"), dataset_rows=uniq("dataset_rows"),
+             first_finished=pl.col("finished_at").min(), last_finished=pl.col("finished_at").max())
+        .sort("workload", "site", "last_finished")
+    )  # fmt: skip
+    return Section("other-configs", "Other configurations", f"Other configurations ({other.height} run(s))", {
+        "runs": other.height, "current": "; ".join(f"{w} {h}" for w, h in current.iter_rows()) or "none measured yet",
+        "table": table(t),
+    })  # fmt: skip
+
+
+def measured_section(r: Inputs) -> Section:
+    """Energy method per site and host, whose energy (node vs job), the CPU model's error, absent meters."""
+    ok = r.df.filter(pl.col("status") == "ok")
     if ok.height == 0:
-        return "<p><em>no successful runs</em></p>"
+        return Section("measured", "How measured", "How measured", {"methods": None})
     methods = (
         ok.group_by("site", "hostname", "scheduler", "energy_method", "energy_components")
         .agg(
@@ -278,24 +456,6 @@ def _how_measured(df: pl.DataFrame) -> str:
         )
         .sort("site", "hostname", "energy_method")
     )
-    out = table_html(methods)
-    out += ("<h3>Whose energy: node vs job</h3><p class='caption'>Sums over the runs' measured windows: what the node "
-            "drew (node_energy_j: whole CPU packages, DRAM or the host's RAM model, the job's GPUs) and the jobs' "
-            "attributed share (energy_j: active energy by the job's CPU time, idle power by what it reserved, RAM by its "
-            "memory share). Neighbour CPU = other processes' share of the node's busy CPU time; shared runs = runs "
-            "where others used more than the threshold of the node's CPUs. Never add node energies of jobs that "
-            "shared a node.</p>")  # fmt: skip
-    out += table_html(whose_energy(df), empty="no run with a node energy (results of an older joulegrid?)")
-    out += ("<h3 id='model-error'>The CPU power model against the counters, per host</h3><p class='caption'>Where RAPL "
-            "measured the node, the row also holds the CPU power model's prediction for the same window (the model that "
-            "gives the energy on hosts without counters: <code>model-calibrated</code> from a calibration of the CPU model "
-            "by <code>joulegrid calibrate</code>, else <code>estimate-tdp</code>, W per thread). Model error = the model's "
-            "node energy over the counters' − 1, over all runs of the host (components: the package, plus DRAM where "
-            "both have it); per run: the median and the largest |error|. Ladder error = the calibration's largest held-out "
-            "error on its own load steps. A small error here is the reason to trust the model on the hosts of the same CPU "
-            "model where it is all there is; a large one says how far off their figures can be.</p>")  # fmt: skip
-    out += table_html(model_error(df), empty="no run with both a counter and the model's prediction (no readable RAPL, "
-                      "or the estimate meter was not among measure.meters)")  # fmt: skip
     absent = (
         ok.select("hostname", "meters_absent")
         .explode("meters_absent")
@@ -305,105 +465,19 @@ def _how_measured(df: pl.DataFrame) -> str:
         .agg(runs=pl.len())
         .sort("hostname", "meter")
     )
-    if absent.height:
-        out += "<h3>Meters asked for but not available</h3>" + table_html(absent)
-    return out
+    return Section("measured", "How measured", "How measured", {
+        "methods": table(methods),
+        "whose": table(whose_energy(r.df), empty="no run with a node energy (results of an older joulegrid?)"),
+        "model_error": table(model_error(r.df), empty="no run with both a counter and the model's prediction (no readable "
+                             "RAPL, or the estimate meter was not among measure.meters)"),
+        "absent": table(absent) if absent.height else None,
+    })  # fmt: skip
 
 
-def _precision_notes(rel: pl.DataFrame) -> str:
-    """Next to the charts: which precisions ran emulated on which host, with the slowdown measured in
-    the rows, and how the other precisions ran (int8 backend, native, time and quality against fp32)."""
-    if rel.height == 0:
-        return ""
-    out = []
-    emu = M.emulated(rel)
-    for note in M.emulated_notes(emu):
-        out.append(f"<p class='note emulated'>{html.escape(note)}</p>")
-    d = rel.filter((pl.col("precision") != "fp32") | (pl.col("variant") != "baseline"))
-    if d.height:
-        d = d.with_columns(
-            time_vs_fp32=pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s"),
-            native=pl.col("precision_native"),
-            backend=pl.when(pl.col("precision_backend") != "").then(
-                pl.col("precision_backend") + pl.lit(" (") + pl.col("precision_scheme") + pl.lit(")")
-            ),
-        )
-        out.append(
-            "<h3 id='precisions'>How each precision ran</h3><p class='caption'>Native = the device has instructions for "
-            "the precision (CPU flags, GPU compute capability); emulated cells cost what the host lacks. Time vs fp32 = "
-            "time per sample / the fp32 baseline's (same site, workload, phase, device, batch size); d_quality = quality − "
-            "the baseline's, in the metric's units (int8: the accuracy its quantization cost). Backend: the int8 "
-            "kernels and scheme (docs/workloads.md, “Which int8?”).</p>"
-        )  # fmt: skip
-        out.append(table_html(d.select(
-            "site", "workload", "phase", "device", "precision_variant", "batch_size", "backend", "native", "time_vs_fp32",
-            "quality_metric", "quality", "d_quality", "compile_s",
-        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")))  # fmt: skip
-    return "".join(out)
-
-
-def _other_configs(other: pl.DataFrame, df: pl.DataFrame) -> str:
-    """The runs of other configurations (aggregate --current): named per site, workload and config
-    hash with what tells them apart in the rows, never averaged with the current ones."""
-    current = df.group_by("workload").agg(pl.col("config_hash").drop_nulls().unique().sort().str.join(", ")).sort("workload")
-    cur = "; ".join(f"{w} {h}" for w, h in current.iter_rows()) or "none measured yet"
-    uniq = lambda c: pl.col(c).drop_nulls().unique().sort().cast(pl.String).str.join(", ")  # noqa: E731
-    t = (
-        other.group_by("site", "workload", "config_hash")
-        .agg(runs=pl.len(), cells=pl.col("cell_id").n_unique(), phases=uniq("phase"), seeds=uniq("seed"),
-             epochs=uniq("epochs"), target_quality=uniq("target_quality"), dataset_rows=uniq("dataset_rows"),
-             first_finished=pl.col("finished_at").min(), last_finished=pl.col("finished_at").max())
-        .sort("workload", "site", "last_finished")
-    )  # fmt: skip
-    return (
-        f"<p class='note'>{other.height} run(s) measured with other settings than the current configuration "
-        "(another config hash: an earlier version of the config, another seed or epochs, or run files copied from "
-        f"elsewhere). They are kept in <code>summary.other-configs.parquet</code> and are <b>not</b> in the charts and "
-        f"tables above, which show the current configuration only (config hash per workload: {html.escape(cur)}).</p>"
-        + table_html(t)
-    )
-
-
-def sites_section(df: pl.DataFrame, st: AnalysisSettings, chart: str = "") -> str:
-    """The Sites section: the same cell side by side across sites (metrics.site_comparison) and where to
-    run each workload (metrics.where_to_run), from the summary's rows (the current configuration's)."""
-    comp = M.site_comparison(df, st.sites)
-    sites = sorted(df.filter(pl.col("status") == "ok")["site"].drop_nulls().unique().to_list()) if df.height else []
-    out = [f"<h2 id='sites'>Sites</h2><p class='caption'>The same cell (workload, phase, device, precision, batch size) "
-           "measured at several sites, repeats averaged, from the current configuration's runs. CO2 per 1,000 samples = "
-           "energy per sample × PUE × carbon intensity of each site (config/sites.yaml); whole-job overhead = the job's "
-           "wall time and energy (job_wall_s, job_energy_j) and the share of both outside the measured phase; batch "
-           "efficiency = measured time / (end − submission). Definitions: docs/metrics.md, \"Sites\".</p>"]  # fmt: skip
-    if comp.height == 0:
-        why = (f"one site only ({html.escape(', '.join(sites))})" if len(sites) == 1 else "no cell was measured at two sites") if sites else "no runs"
-        out.append(f"<p><em>Nothing to compare: {why}. Merge another site's results (docs/sites.md, \"Merging sites\": "
-                   "copy its results/runs/&lt;site&gt;/ here or <code>joulegrid import</code>, then <code>snakemake</code>).</em></p>")  # fmt: skip
-        return "".join(out + [chart])  # a "no data" chart, as the other sections show
-    where = M.where_to_run(comp)
-    out.append(f"<h3>Where to run each workload</h3><p class='caption'>Criterion: {html.escape(M.WHERE_TO_RUN_CRITERION)}.</p>")
-    lines = []
-    for (wl, ph), g in where.group_by("workload", "phase", maintain_order=True):
-        best = g.row(0, named=True)
-        text = (f"<b>{html.escape(wl)} {html.escape(ph)}</b>: run it at <b>{html.escape(best['site'])}</b> — "
-                f"{best['co2_per_1k_samples_g']:.3g} g CO2 per 1,000 samples")  # fmt: skip
-        if g.height > 1:
-            nxt = g.row(1, named=True)
-            text += f"; {html.escape(nxt['site'])} emits {nxt['vs_best']:.2f}× as much ({nxt['co2_per_1k_samples_g']:.3g} g)"
-        text += f" (mean over {best['common_cells']} cell(s) measured at every site)"
-        lines.append(f"<li>{text}</li>")
-    out.append(f"<ul class='where'>{''.join(lines)}</ul>")
-    out.append(table_html(where))
-    out.append(chart)
-    out.append("<h3>The same cell at each site</h3>")
-    out.append(table_html(comp.drop("config_hash")))
-    return "".join(out)
-
-
-def _environment(df: pl.DataFrame) -> str:
-    if df.height == 0:
-        return "<p><em>no runs</em></p>"
+def environment_section(r: Inputs) -> Section:
+    """Hosts, software versions and thread settings of the runs."""
     env = (
-        df.group_by("hostname", "site", "scheduler")
+        r.df.group_by("hostname", "site", "scheduler")
         .agg(
             runs=pl.len(),
             cpu_model=pl.col("cpu_model").drop_nulls().first(),
@@ -424,10 +498,44 @@ def _environment(df: pl.DataFrame) -> str:
         )
         .sort("site", "hostname")
     )
-    return table_html(env)
+    return Section("environment", "Environment", "Environment", {"table": table(env, empty="no runs")})
 
 
 # ------------------------------------------------------------------ the page
+@functools.cache
+def _templates():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("joulegrid.analysis", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def read_inputs(
+    summary: str, problems_file: str | None, settings: AnalysisSettings | None, results_dir: str | None, other_file: str | None
+) -> Inputs:
+    """The summary, the other configurations' runs and the left-out run files, with what is wrong with them."""
+    from .aggregate import other_path
+
+    p = Path(summary)
+    df, notes = load_summary(p)
+    op = Path(other_file) if other_file else other_path(p)
+    other = load_summary(op)[0] if op.is_file() else pl.DataFrame(schema=schema.polars_schema())
+    problems: list[dict] = []
+    pf = Path(problems_file) if problems_file else p.with_suffix(".problems.json")
+    if pf.is_file():
+        try:
+            problems = json.loads(pf.read_text())
+        except ValueError as e:
+            notes.append(f"{pf} is not valid JSON ({e}); the list of left-out run files is unknown.")
+    st = settings or AnalysisSettings.defaults()
+    return Inputs(p, df, other, problems, notes, st, Path(results_dir) if results_dir else p.parent)
+
+
 def build_report(
     summary: str,
     out_dir: str,
@@ -436,213 +544,39 @@ def build_report(
     results_dir: str | None = None,
     other_file: str | None = None,
 ) -> str:
-    from .aggregate import other_path
-
-    st = settings or AnalysisSettings.defaults()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    p = Path(summary)
-    res_dir = Path(results_dir) if results_dir else p.parent
-    df, load_notes = load_summary(p)
-    op = Path(other_file) if other_file else other_path(p)
-    other = load_summary(op)[0] if op.is_file() else pl.DataFrame(schema=S.polars_schema())
-    problems: list[dict] = []
-    pf = Path(problems_file) if problems_file else p.with_suffix(".problems.json")
-    if pf.is_file():
-        try:
-            problems = json.loads(pf.read_text())
-        except ValueError as e:
-            load_notes.append(f"{pf} is not valid JSON ({e}); the list of left-out run files is unknown.")
+    r = read_inputs(summary, problems_file, settings, results_dir, other_file)
 
-    cells = M.cell_stats(df, noisy_cv=st.noisy_cv)
-    rel = M.relative_to_baseline(cells) if cells.height else cells
-    missing_base = M.missing_baselines(cells) if cells.height else pl.DataFrame()
-
-    nav = [("summary", "Summary"), ("charts", "Charts"), ("fleet", "Fleet what-if"), ("tables", "Metrics"),
-           ("scheduler", "Scheduler"), ("sites", "Sites"), ("hotspots", "Hotspots"), ("missing", "Missing & failures"),
-           ("measured", "How measured"), ("environment", "Environment")]  # fmt: skip
-    if other.height:
-        nav.insert(-2, ("other-configs", "Other configurations"))
-    sec: list[str] = []
-
-    # ---- summary
-    sec.append("<h2 id='summary'>Summary</h2>")
-    sec.append(_cards(df, cells, problems))
-    for n in load_notes:
-        sec.append(f"<p class='bad'>{html.escape(n)}</p>")
-    if df.height == 0:
-        sec.append("<p class='bad'>No results yet: run the grid (<code>snakemake</code>, see README) and aggregate. "
-                   "The sections below are empty until then.</p>")  # fmt: skip
-    if df.filter(pl.col("energy_estimated").fill_null(False)).height:
-        sec.append(
-            "<p class='note'>Some energies are <b>estimates</b> (no RAPL / GPU counters on those hosts): they are drawn "
-            "as rings (hollow marks) and their methods are listed under <a href='#measured'>How measured</a>.</p>"
-        )
-    sec.append("<h3>Best configuration per workload</h3><p class='caption'>Lowest mean energy per sample among "
-               "successful cells of each workload and phase, with its change against the fp32 baseline (negative "
-               "Δ = cheaper / faster) and whether it lies on the quality–energy Pareto front.</p>")  # fmt: skip
-    sec.append(table_html(M.best_per_workload(df), empty="no successful run with an energy figure yet"))
-    tta = M.time_to_target(df, targets=st.targets, eta=st.eta)
-    bbs = M.best_batch_size(tta)
-    sec.append(f"<h3>Best batch size by Zeus cost (η = {st.eta:g})</h3><p class='caption'>Cost = η·ETA + (1−η)·MaxPower·TTA "
-               "per training run (J), averaged over repeats; the batch size with the lowest cost per workload, device "
-               "and precision.</p>")  # fmt: skip
-    sec.append(table_html(bbs, empty="no training run reached a target quality (or none has per-epoch curves)"))
-
-    # ---- charts
     specs: dict[str, dict] = {}
-    chart_html: dict[str, str] = {}
-    from . import charts as C
+    from . import charts
 
     for name in CHART_NAMES:
-        chart = C.build(name, df, st)
-        png = out / f"{name}.png"
-        with atomic_path(png, suffix=".png") as tmp:
+        chart = charts.build(name, r.df, r.st)
+        with atomic_path(out / f"{name}.png", suffix=".png") as tmp:
             chart.save(tmp, format="png", scale_factor=1.5)
         specs[name] = chart.to_dict()
-        title, caption = CHART_TEXT[name]
-        chart_html[name] = (
-            f"<h3>{html.escape(title)}</h3><p class='caption'>{html.escape(caption)} "
-            f"(<a href='{name}.png'>PNG</a>)</p><div class='chart' id='chart-{name}'></div>"
-        )
-    sec.append("<h2 id='charts'>Charts</h2><p class='caption'>Hover a mark for its details.</p>")
-    sec.append(_precision_notes(rel))
-    for name in CHART_NAMES:
-        if name not in ("fleet_whatif", "scheduler_overhead", "sites"):
-            sec.append(chart_html[name])
+    fl = fleet_table(r)
+    _write_csv(fl.select(metrics.FLEET_CSV_COLUMNS), out / "fleet.csv")
+    full = cells_table(r)
+    _write_csv(full, out / "cells.csv")
 
-    # ---- fleet
-    sec.append(f"<h2 id='fleet'>Fleet what-if</h2><p class='caption'>Do small efficiency gains matter at scale? "
-               f"{st.jobs_per_day:,.0f} jobs/day per site (config <code>fleet.jobs_per_day</code>"
-               f"{', per-site overrides in fleet.per_site' if st.per_site else ''}). One job = "
-               f"{html.escape(st.fleet_job_text())} (<code>fleet.samples_per_job</code>, <code>fleet.scope</code>). "
-               "All columns: <a href='fleet.csv'>fleet.csv</a>.</p>")  # fmt: skip
-    sec.append(chart_html["fleet_whatif"].split("</h3>", 1)[1])  # the section heading says it already
-    fleet_cells = cells.filter(pl.col("energy_j").is_not_null()) if cells.height else cells
-    fl = st.fleet_table(fleet_cells) if fleet_cells.height else pl.DataFrame(schema={c: pl.String for c in M.FLEET_CSV_COLUMNS})
-    fl = fl.sort("site", "workload", "phase", "device", "batch_size", "precision_variant") if fl.height else fl
-    _write_csv(fl.select(M.FLEET_CSV_COLUMNS), out / "fleet.csv")
-    if fl.height:
-        sec.append(table_html(fl.select(
-            "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "jobs_per_day",
-            "energy_per_job_j", "mwh_per_day", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day", "saving_pct",
-            "energy_source",
-        )))  # fmt: skip
-
-    # ---- per-cell metrics
-    sec.append("<h2 id='tables'>Metrics per cell</h2><p class='caption'>Repeats averaged; Δ against the fp32 baseline "
-               "of the same site, workload, phase, device and batch size; SCI per 1,000 samples (inferences for "
-               f"infer), embodied carbon from <code>{html.escape(st.hardware_source or 'no hardware table')}</code>. "
-               "Definitions: docs/metrics.md. All columns: <a href='cells.csv'>cells.csv</a>.</p>")  # fmt: skip
-    if cells.height:
-        full = M.pareto(st.sci_table(rel))
-        _write_csv(full, out / "cells.csv")
-        sec.append(table_html(full.select(
-            "site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
-            "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w",
-            "co2_per_1k_samples_kg", "sci_g_per_1k", "sci_embodied_share", "d_energy_pct", "d_time_pct", "quality_metric",
-            "quality", "d_quality", "pareto", "energy_source",
-        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")))  # fmt: skip
-    else:
-        _write_csv(cells, out / "cells.csv")
-        sec.append("<p><em>no successful cells</em></p>")
-    if tta.height:
-        sec.append("<h3>Time and energy to target (training runs)</h3>")
-        sec.append(table_html(tta.select(
-            "site", "workload", "device", "precision_variant", "batch_size", "repeat", "target", "target_source",
-            "epochs_to_target", "tta_s", "eta_j", "max_power_w", "zeus_cost",
-        ).sort("workload", "device", "precision_variant", "batch_size", "repeat")))  # fmt: skip
-
-    # ---- scheduler
-    sec.append("<h2 id='scheduler'>Scheduler view</h2>")
-    sec.append(chart_html["scheduler_overhead"].split("</h3>", 1)[1])
-    sec.append(table_html(M.scheduler_view(df)))
-
-    # ---- sites
-    sec.append(sites_section(df, st, chart_html["sites"].split("</h3>", 1)[1]))
-
-    # ---- hotspots
-    sec.append("<h2 id='hotspots'>Hotspots</h2>")
-    hs, hs_err = load_hotspots(res_dir)
-    if hs_err:
-        sec.append(f"<p class='bad'>{html.escape(hs_err)}</p>")
-    view = _hotspots_view(hs, df) if hs is not None else None
-    if view is None or view.height == 0:
-        sec.append(f"<p><em>No hotspot table for the runs of this summary under {html.escape(str(res_dir / 'hotspots'))} "
-                   "(profiling off: measure.hotspots).</em></p>")  # fmt: skip
-    else:
-        n_cells = hs.filter(pl.col("run_id").is_in(df["run_id"].to_list()))["cell_id"].n_unique() if df.height else hs["cell_id"].n_unique()
-        sec.append(f"<p class='caption'>Where the profiled runs ({n_cells} cell(s)) spend their time, in separate passes after "
-                   "the measured window: the top Python functions (cprofile, cumulative time) and torch operators (torch, "
-                   "self time), as a fraction of the profiled pass. All rows: <code>joulegrid.hotspots.collect</code>.</p>")  # fmt: skip
-        sec.append(table_html(view))
-
-    # ---- missing and failures
-    not_ok = df.filter(pl.col("status") != "ok")
-    sec.append(f"<h2 id='missing'>Missing and failures</h2>")
-    if problems:
-        sec.append(f"<h3>Run files left out ({len(problems)})</h3><p class='caption'>Found under runs/ but not aggregated.</p>")
-        sec.append(table_html(pl.DataFrame(problems)))
-    if missing_base.height:
-        sec.append(f"<h3>Baselines not run ({missing_base.height})</h3><p class='caption'>These comparison groups have "
-                   "no successful fp32 baseline cell, so their Δ and savings are empty. Fix: add fp32 to "
-                   "<code>grid.precisions</code> (and baseline to <code>grid.variants</code>) and re-run.</p>")  # fmt: skip
-        sec.append(table_html(missing_base))
-    sec.append(f"<h3>Failed and skipped runs ({not_ok.height})</h3>")
-    if not_ok.height:
-        counts = not_ok.group_by("status").agg(runs=pl.len()).sort("status")
-        sec.append(table_html(counts))
-    sec.append(table_html(
-        not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname", "attempt"),
-        empty="none: every run finished ok",
-    ))  # fmt: skip
-    if not problems and not missing_base.height and not not_ok.height and df.height:
-        sec.append("<p class='ok'>Nothing missing: every run file was read, every comparison has its baseline, every run finished ok.</p>")
-
-    # ---- runs of other configurations
-    if other.height:
-        sec.append(f"<h2 id='other-configs'>Other configurations ({other.height} run(s))</h2>")
-        sec.append(_other_configs(other, df))
-
-    # ---- how measured / environment
-    sec.append("<h2 id='measured'>How measured</h2><p class='caption'>Energy method per site and host. "
-               "<i>estimated</i> = a model (CPU time × W per thread, a calibration of the CPU model, RAM model), not a "
-               "hardware counter; calibration = the calibration of the host's CPU model the model used, calibration error = "
-               "its largest held-out error on its ladder's load steps (model-calibrated rows); low confidence = "
-               "fewer than 60 meter samples in the window. Every energy is the job's share of what the node's meters "
-               "measured (docs/measurement.md, \"Whose energy\"). CO2 = energy × PUE × intensity of the site.</p>")  # fmt: skip
-    sec.append(_how_measured(df))
-    sec.append("<h2 id='environment'>Environment</h2>")
-    sec.append(_environment(df))
-    sec.append(f"<footer>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {html.escape(str(p))} "
-               f"by joulegrid (result schema v{S.SCHEMA_VERSION}). Metric definitions and sources: docs/metrics.md.</footer>")  # fmt: skip
-
-    navhtml = "".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t in nav)
-    subtitle = f"{df.height} run(s) · {cells.height} cell(s) · η = {st.eta:g} · noisy if CV &gt; {st.noisy_cv:.0%}"
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>joulegrid report</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:">
-<style>{CSS}</style>
-<script>window.joulegridCharts = {{expected: {len(specs)}, rendered: 0, errors: []}};
-window.addEventListener('error', e => window.joulegridCharts.errors.push('page: ' + e.message));</script>
-<script>{_js_bundle()}</script>
-</head><body>
-<header><h1>joulegrid report</h1><p>What the measured ML workloads cost in time, energy and CO2 · {subtitle}</p></header>
-<nav>{navhtml}</nav>
-<main>
-{''.join(sec)}
-</main>
-<script>
-const specs = {_script_json(specs)};
-for (const [name, spec] of Object.entries(specs)) {{
-  vegaEmbed('#chart-' + name, spec, {{actions: false, renderer: 'svg'}})
-    .then(() => {{ window.joulegridCharts.rendered += 1; }})
-    .catch(err => {{ window.joulegridCharts.errors.push(name + ': ' + err); console.error('vega error', name, err); }});
-}}
-</script>
-</body></html>
-"""
+    sections = [summary_section(r), charts_section(r), fleet_section(r, fl), tables_section(r, full), scheduler_section(r),
+                sites_section(r), hotspots_section(r), missing_section(r)]  # fmt: skip
+    if r.other.height:
+        sections.append(other_configs_section(r))
+    sections += [measured_section(r), environment_section(r)]
+    st = r.st
+    page = _templates().get_template("report.html.j2").render(
+        sections=sections,
+        subtitle=f"{r.df.height} run(s) · {r.cells.height} cell(s) · η = {st.eta:g} · noisy if CV > {st.noisy_cv:.0%}",
+        n_charts=len(specs),
+        js_bundle=Markup(_js_bundle()),
+        specs_json=Markup(_script_json(specs)),
+        generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
+        summary=str(r.summary),
+        schema_version=schema.SCHEMA_VERSION,
+    )
     index = out / "index.html"
     with atomic_path(index, suffix=".html") as tmp:
         Path(tmp).write_text(page, encoding="utf-8")

@@ -1,0 +1,311 @@
+"""What joulegrid's Snakefile needs, settled once when Snakemake parses it (workflow/rules/common.smk).
+
+The rules hold no logic (docs/architecture.md): ``setup(workflow, config)`` validates the config,
+expands the grid, writes the stamps and the grid snapshot, checks the budget, finds the joulegrid
+command and the submit environment, and registers the wildcard constraints and resource scopes;
+``Workflow`` then answers what the rules ask (paths, resources, input functions) and runs the checks
+that can only be done once the run starts (``on_start``: the executor is known then) or fails
+(``on_error``). Pure Python: no torch import (a dry run imports neither torch nor codecarbon).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from snakemake.exceptions import WorkflowError
+
+from . import config as jg_config
+from . import executors
+from . import grid as jg_grid
+
+#: --sdm conda: rules run in workflow/envs/joulegrid.yaml (relative to the rule files), which installs the
+#: checkout as ${JOULEGRID_HOME}; joulegrid is on the env's PATH there.
+CONDA_ENV = "../envs/joulegrid.yaml"
+
+
+def setup(workflow, config: dict[str, Any]) -> "Workflow":
+    """Called once, by common.smk while Snakemake parses the Snakefile (main process, cluster jobs, dry runs)."""
+    try:
+        return Workflow(workflow, config)
+    except jg_config.ConfigError as e:
+        raise WorkflowError(f"joulegrid config error: {e}") from None
+
+
+def write_phase_inputs(inputs: dict[str, str], out: str, log: str) -> None:
+    """The cell_inputs rule: <results>/.grid/<config hash>/<phase>.inputs.json names what the cells of one
+    configuration and phase read (rewritten only when that changes), and its log says so."""
+    from .io import stamp
+
+    text = json.dumps(inputs, sort_keys=True)
+    stamp(out, text + "\n")
+    Path(log).write_text(f"joulegrid: {out}: {text}\n")
+
+
+class Workflow:
+    """joulegrid's side of one Snakemake workflow: the validated config, the grid and what the rules read."""
+
+    def __init__(self, workflow, config: dict[str, Any]):
+        self.workflow = workflow
+        self.config = config
+        _, self.sites = jg_config.prepare(config, base_dir=".")  # validates and fills config in place
+        self.spec = jg_config.SpecBuilder(config, self.sites)
+        self.results: str = config["results"]
+        self.resources_dir: str = config["resources_dir"]
+        self.site: str = config["site"]
+        # Each cell's run file ends in its workload's config hash (joulegrid.config.identity): changed
+        # settings are new files, the same settings find theirs (docs/architecture.md, "A cell's identity").
+        self.grid = jg_grid.expand(config, self.spec.hashes())
+        self.cell_paths: list[str] = self.grid.paths(self.results)
+        self.report_index = f"{self.results}/report/index.html"
+        self.cell_pattern = jg_grid.cell_pattern(self.site)
+        main = workflow.is_main_process
+        # The current configuration (config hash and identity per workload): aggregate's input, so that
+        # returning to an earlier configuration, whose cells all exist, still rebuilds the summary for it.
+        self.current_stamp = self.stamp("current", json.dumps(self.spec.current(), sort_keys=True, indent=1))
+        # report:, fleet:, the sites and the hardware table: rule report's input (re-renders on a change).
+        from .analysis.settings import AnalysisSettings
+
+        self.report_stamp = self.stamp("report", AnalysisSettings.from_config(config, self.sites).to_json())
+        # Every run file under runs/ that this grid does not make (other sites' folders copied or rsync-ed
+        # in, `joulegrid import`, other configurations), with its size and mtime: rule aggregate's input, so
+        # that `snakemake` rebuilds the summary and the report when such files arrive (an mtime trigger
+        # cannot see a copied file: rsync -a keeps its old time). Listed by the main process only (a
+        # cluster job reads the stamp, never lists runs/).
+        runs = f"{self.results}/runs"
+        self.runs_stamp = self.stamp(
+            "runs", jg_grid.run_manifest(runs, (p[len(runs) + 1 :] for p in self.cell_paths)) if main else ""
+        )
+        if main:
+            self._forecast()
+        self.jg = self._command()
+        # Without a shared filesystem (a profile's shared-fs-usage: none: lxplus, Blackett) HTCondor transfers
+        # each job's inputs and outputs; the site's facts may name a packed environment the jobs run in.
+        self.shared_fs = bool(workflow.storage_settings.shared_fs_usage)
+        self.site_facts = {**self.sites[self.site], **self.spec.facts}
+        if main:
+            self._submit_environment()
+        # The grid snapshot <results>/.grid/<hash of its content>.json: the settings of every workload of
+        # this configuration (data, reference model, site facts), written once by the main process; each
+        # job reads it with the cell's wildcards (run-cell --grid). docs/architecture.md, "The lean measure rule".
+        self.grid_snapshot = self.spec.snapshot_path(write=main)
+        self.grid_snapshot_q = shlex.quote(self.grid_snapshot)  # as rule measure's shell command names it
+        self.start_time: float | None = None  # on_start (main process): on_error shows this run's job errors only
+        self._register()
+
+    # ------------------------------------------------------------------ parse time
+    def stamp(self, name: str, text: str) -> str:
+        """<results>/.stamps/<name>.json holding text, rewritten (by the main Snakemake process, also in a
+        dry run) only when text changes (joulegrid.io.stamp): as the input of a rule it reruns that rule
+        exactly when the content changed, which profiles/default's rerun-triggers [mtime] would otherwise
+        hide (it ignores params). Cluster jobs (--mode remote) only read it."""
+        path = f"{self.results}/.stamps/{name}.json"
+        if self.workflow.is_main_process:
+            from .io import stamp
+
+            stamp(path, text)
+        return path
+
+    def _forecast(self) -> None:
+        """Forecast of the cells still to run from earlier results, and the budget: caps refuse here, before any job."""
+        from .analysis import plan
+
+        try:
+            forecast = plan.snakemake_check(self.config, self.grid, self.sites)
+        except plan.BudgetError as e:
+            raise WorkflowError(f"joulegrid budget: {e}") from None
+        if forecast:
+            print(forecast, file=sys.stderr)
+
+    def _command(self) -> str:
+        """The joulegrid command: the one on PATH (activated venv, conda env), else the interpreter running
+        Snakemake; with --sdm conda the env's (sys.executable would be the interpreter running Snakemake).
+        Also exports JOULEGRID_HOME (the checkout; conda env create runs in this process and installs it)."""
+        from snakemake.settings.types import DeploymentMethod
+
+        os.environ["JOULEGRID_HOME"] = str(Path(self.workflow.basedir).resolve())
+        if DeploymentMethod.CONDA in self.workflow.deployment_settings.deployment_method:
+            return "joulegrid"
+        return "joulegrid" if shutil.which("joulegrid") else f"{shlex.quote(sys.executable)} -m joulegrid"
+
+    def _submit_environment(self) -> None:
+        """What a job needs of the submit host, checked on the worker by joulegrid's job wrapper
+        (src/joulegrid/job-wrapper.sh): exported here, passed on by the executors (Slurm's environment,
+        HTCondor's getenv). Inside a job this is the worker's own Snakemake: keep the submit host's."""
+        os.environ.update(executors.submit_environment(self.results, None if self.shared_fs else self.site_facts.get("env_tarball")))
+        if not self.shared_fs:
+            # snakemake-executor-plugin-htcondor 0.3 hands workflow.configfiles to a job as --configfiles in
+            # that order, and the job applies them in order: the Snakefile's default config (listed after the
+            # --configfile grids) would override them there. Defaults first, as in this process.
+            default = os.path.abspath(os.path.join(self.workflow.basedir, "config", "config.yaml"))
+            self.workflow.configfiles.sort(key=lambda f: os.path.abspath(f) != default)
+
+    def _register(self) -> None:
+        """Wildcard constraints, and the energy_meter resource's scope."""
+        wf = self.workflow
+        wf.global_wildcard_constraints(**jg_grid.WILDCARD_CONSTRAINTS, dataset=jg_grid.NAME_RE, rows=r"[0-9]{1,10}", mhash=r"[0-9a-f]{16}")
+        # Measurements share the machine's power meters: locally they run one at a time (the default
+        # profile sets energy_meter=1); the scope is local, so cluster jobs are not limited by it.
+        wf.resource_scopes.update({"energy_meter": "local"})
+        # A cluster job runs `snakemake --mode remote`, which applies no profile (so not profiles/default's
+        # energy_meter: 1) and gets --cores of the submit host. A group job of N cells (group-components)
+        # would then measure several cells at once in an allocation sized for one (seen on HTCondor):
+        # inside jobs, measurements also take the host's meters one at a time.
+        if not wf.is_main_process and "energy_meter" not in wf.global_resources:
+            wf.register_resource("energy_meter", 1)
+
+    # ------------------------------------------------------------------ what the rules read
+    def job_resources(
+        self,
+        mem_mb: int,
+        runtime_min: int,
+        gpus: Callable[[Any], int] | int = 0,
+        group_size: Callable[[], int] | int = 1,
+        reads: Callable[[Any], dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Resources of a job that mean the same on every executor (joulegrid/executors.py): mem_mb ->
+        slurm --mem / htcondor request_memory, runtime -> slurm -t / lxplus +JobFlavour, gpu -> slurm
+        --gpus / htcondor request_gpus; memory and runtime scale with the attempt. HTCondor jobs also run
+        through joulegrid's job wrapper (and transfer files without a shared filesystem: also what reads(wildcards)
+        names, the files a measure job reads that are not its inputs)."""
+        try:
+            return executors.job_resources(
+                self.site, self.site_facts, mem_mb, runtime_min, gpus, group_size, self.shared_fs, self.results, reads
+            )
+        except executors.SiteError as e:
+            raise WorkflowError(str(e)) from None
+
+    def cell_gpus(self) -> Callable[[Any], int] | int:
+        """GPUs of a measure job: job.gpus for cuda cells (slurm --gpus, htcondor request_gpus), none
+        for the others; a plain 0 (no function per job) for a grid without cuda."""
+        if "cuda" not in self.config["grid"]["devices"]:
+            return 0
+        n = self.config["job"]["gpus"]
+        return lambda wc: n if wc.device == "cuda" else 0
+
+    def cells_per_group(self) -> int:
+        """Cells per cluster job: N of `group-components: [cells=N]`, 1 without it (docs/sites.md, "Many
+        short cells"). Snakemake reads --group-components only after the Snakefile is parsed: asked per job."""
+        return executors.cells_per_group(self.workflow.group_settings.group_components)
+
+    @functools.cache
+    def resolve_measure_rule(self) -> None:
+        """Settle what rule measure can only know once Snakemake has read its settings, as plain values.
+
+        - its group: 'cells' when the run groups cells, else none (one cell per job). Not a `group:`
+          callable, which Snakemake would call for every job (three times when it returns None: 4 s of
+          a 10,000-cell dry run);
+        - its `attempt` resource (run-cell's --attempt): a function of the job's attempt, which
+          Snakemake evaluates for every job (~430 Python calls per job in a dry run, of ~5,500); in
+          the main process of a run without retries every attempt is the first, so it becomes the
+          constant 1 (~110 calls; docs/benchmarks.md). Inside a cluster job it stays the function:
+          Snakemake gives it the attempt the submitting Snakemake passed (--attempt). (The shell
+          command itself cannot be changed here: Snakemake compiles it when it parses the Snakefile.)
+
+        Called from phase_inputs (the input function of the cell_inputs rule): Snakemake reads
+        --group-components, --retries and --attempt after the Snakefile is parsed but before it builds
+        the DAG, every measure job brings a cell_inputs job into the DAG, and Snakemake asks a job's
+        group and resources only later."""
+        wf = self.workflow
+        measure = wf.get_rule("measure")
+        measure.group = executors.CELL_GROUP if self.cells_per_group() > 1 else None
+        if wf.is_main_process and not getattr(wf.execution_settings, "retries", 0):
+            measure.resources["attempt"] = 1
+
+    def phase_inputs(self, wc) -> dict[str, str]:
+        """What the cells of one configuration hash and phase read: the dataset, and for inference the
+        reference model (the cell_inputs rule: one call per workload configuration and phase, not per cell)."""
+        self.resolve_measure_rule()
+        try:
+            workload = self.spec.workload_of(wc.chash)
+        except jg_config.ConfigError as e:
+            raise WorkflowError(f"joulegrid: {e}") from None
+        data = self.spec.data_path(workload)
+        ins = {"data": data} if data else {}
+        if wc.phase == "infer":
+            ins["model"] = self.spec.model_path(workload)
+        return ins
+
+    def reference_inputs(self, wc) -> dict[str, Any]:
+        """The dataset a workload's reference model trains on (one call per workload)."""
+        from snakemake.io import ancient
+
+        data = self.spec.data_path(wc.workload)
+        return {"data": ancient(data)} if data else {}
+
+    # ------------------------------------------------------------------ the run
+    def on_start(self) -> None:
+        """The checks that need the executor, known only once the run starts (onstart: not called for dry
+        runs, nor inside cluster jobs). The site (recorded in every row, and the results/runs/<site>/
+        folder) must fit the executor: a site profile sets both. Snakemake caps each job's threads at
+        --cores (cluster jobs too): a cluster run that would silently measure cells with fewer threads
+        than measure.threads is refused."""
+        from snakemake.logging import logger
+
+        wf, config = self.workflow, self.config
+        # Retries of failed jobs (--retries, site profiles): jobs read it to know whether a killed run-cell
+        # will be retried (joulegrid record-failure); executors pass the submit environment on (Slurm's
+        # default --export=ALL, HTCondor getenv: True in the site profiles). Unset = no retries left.
+        os.environ["JOULEGRID_RETRIES"] = str(wf.execution_settings.retries or 0)
+        self.start_time = time.time()
+        self._guard_rerun(logger)
+        executor = getattr(wf.executor_plugin, "name", None)
+        if executor == "htcondor":
+            problem = executors.transfer_problem(self.site, self.site_facts, self.shared_fs, self.results, wf.basedir)
+            if problem:
+                raise WorkflowError(problem)
+            if not self.shared_fs:  # an input of every job (earlier attempts): HTCondor holds a job whose input is missing
+                os.makedirs(f"{self.results}/attempts", exist_ok=True)
+        if executor == "slurm":  # the worker checks the environment before the job's Snakemake starts
+            wf.remote_execution_settings.precommand = executors.slurm_precommand(
+                os.environ["JOULEGRID_HOME"], wf.remote_execution_settings.precommand
+            )
+        from .quiet import condor_config_problem
+
+        if condor_config_problem(executor):  # htcondor2's own warning about it is hidden (joulegrid/quiet.py)
+            raise WorkflowError(condor_config_problem(executor))
+        for problem in (
+            executors.executor_problem(self.site, self.spec.facts["scheduler"], executor),
+            executors.threads_problem(config["measure"]["threads"], wf.resource_settings.cores, executor),
+            executors.group_problem(
+                self.site, self.site_facts, config["job"]["runtime_min"],
+                wf.group_settings.group_components, wf.group_settings.overwrite_groups,
+            ),
+        ):  # fmt: skip
+            if problem and problem[0] == "error":
+                raise WorkflowError(problem[1])
+            if problem:
+                logger.warning(problem[1])
+
+    def _guard_rerun(self, logger) -> None:
+        """Never lose a measurement: Snakemake would delete a finished run file before re-running its job
+        (forced, or marked incomplete); joulegrid refuses the first and archives the second (archive.py)."""
+        from . import archive
+
+        dag = self.workflow.dag
+        jobs = [([str(o) for o in j.output], bool(dag.reason(j).forced)) for j in dag.needrun_jobs() if j.rule.name == "measure"]
+        try:
+            archived = archive.guard_rerun(jobs, self.results)
+        except archive.ArchiveError as e:
+            raise WorkflowError(f"joulegrid: {e}") from None
+        for p in archived:
+            logger.warning(f"joulegrid: {p.name} of an unfinished job (killed after writing it) archived as {p}; the cell is measured again")
+
+    def on_error(self) -> None:
+        """A job that could not run on its worker said why in its error file (job-wrapper.sh), which
+        Snakemake does not show (HTCondor: only the exit code): shown here, each message once."""
+        if self.start_time is None:
+            return
+        from snakemake.logging import logger
+
+        wf = self.workflow
+        files = executors.job_error_files(getattr(wf.executor_plugin, "name", None), wf.executor_settings)
+        for msg in executors.env_check_failures(files, self.start_time):
+            logger.error(msg)
