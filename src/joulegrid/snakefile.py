@@ -290,7 +290,13 @@ class Workflow:
         from . import archive
 
         dag = self.workflow.dag
-        jobs = [([str(o) for o in j.output], bool(dag.reason(j).forced)) for j in dag.needrun_jobs() if j.rule.name == "measure"]
+        # Snakemake also reports "Forced execution" for the output of a job killed after writing it
+        # (--rerun-incomplete, profiles/default, forces incomplete files): forced by the user only with
+        # -R / --forcerun, -F or -f
+        ds = self.workflow.dag_settings
+        user_forced = bool(ds.forceall or ds.forcetargets or ds.forcerun)
+        jobs = [([str(o) for o in j.output], user_forced and bool(dag.reason(j).forced))
+                for j in dag.needrun_jobs() if j.rule.name == "measure"]  # fmt: skip
         try:
             archived = archive.guard_rerun(jobs, self.results)
         except archive.ArchiveError as e:

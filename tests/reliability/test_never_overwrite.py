@@ -74,3 +74,29 @@ def test_remeasure_pattern_with_a_config_hash_moves_that_configuration_only(tmp_
     moved, _ = remeasure(tmp_path, CELL, stamp="all")
     assert sorted(p.name for p in moved) == [f"r0-{b}.parquet", f"r0-{c}.parquet"]
     assert not list((tmp_path / "runs").rglob("*.parquet"))
+
+
+@pytest.mark.slow
+def test_a_job_killed_after_writing_its_row_is_archived_not_refused(tmp_path):
+    """Snakemake killed after a cell wrote its row but before it recorded the job: the next run finds the
+    output marked incomplete (Snakemake's own marker under .snakemake/incomplete/) and, with
+    profiles/default's rerun-incomplete, calls it "Forced execution". That is not the user's force: the
+    file is archived (kept) and the cell measured again, not refused with the -R / --forcerun message."""
+    from base64 import urlsafe_b64encode
+
+    cfgfile = tmp_path / "config.yaml"
+    cfgfile.write_text(yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}})))
+    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
+    f = cell_file(tmp_path, CELL, cfgfile)
+    first = pl.read_parquet(f)["run_id"][0]
+    marker = tmp_path / ".snakemake" / "incomplete" / urlsafe_b64encode(str(f.relative_to(tmp_path)).encode()).decode()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text('{"external_jobid": null}')
+    dry = snakemake(tmp_path, "-n", "--cores", "2", configfile=cfgfile)
+    assert "Forced execution" in dry.stdout + dry.stderr  # what Snakemake says of it
+    proc = snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
+    out = proc.stdout + proc.stderr
+    assert "refusing to overwrite" not in out and "killed after writing it" in out, out[-3000:]
+    (archived,) = (tmp_path / "results/archive").glob(f"*-incomplete/runs/{CELL}-*.parquet")
+    assert pl.read_parquet(archived)["run_id"][0] == first
+    assert pl.read_parquet(f)["run_id"][0] != first
