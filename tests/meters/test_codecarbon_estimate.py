@@ -58,9 +58,10 @@ def test_two_windows_in_a_row_and_methods(cc):
         ram_w = hw["RAM"].total_power().W
         assert rs["ram-model"].method == "codecarbon-ram-model" and rs["ram-model"].estimated
         ram = rs["ram-model"]
-        # codecarbon integrates from start() to stop(): at least the 0.6 s slept between them, at most the
+        # codecarbon integrates from start() to stop(): the 0.6 s slept between them (less up to 10 ms: its
+        # timestamps are taken inside start() and stop(), on its own clock; 0.5994 s seen), at most the
         # window joulegrid timed around both calls
-        assert ram_w * 0.6 * (1 - 1e-9) <= ram.energy_j <= ram_w * ram.duration_s, (ram_w, ram)
+        assert ram_w * 0.59 <= ram.energy_j <= ram_w * ram.duration_s, (ram_w, ram)
         # at least one periodic sample (every 0.5 s) and the final one at stop
         assert all(r.samples >= 2 and r.interval_s == 0.5 and r.duration_s >= 0.6 for r in rs.values()), rs
 
