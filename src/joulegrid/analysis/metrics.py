@@ -526,7 +526,6 @@ def scheduler_view(df: pl.DataFrame) -> pl.DataFrame:
     scheduler did not report a submit time, e.g. local runs; ``turnaround_from`` says which).
     """
     d = _with_turnaround(ok_runs(df)).with_columns(
-        batch_efficiency=pl.when(pl.col("turnaround_s") > 0).then(pl.col("wall_s") / pl.col("turnaround_s")),
         overhead_s=pl.col("turnaround_s") - pl.col("queue_wait_s").fill_null(0) - pl.col("wall_s"),
     )
     return (
@@ -539,11 +538,17 @@ def scheduler_view(df: pl.DataFrame) -> pl.DataFrame:
             wall_mean_s=pl.col("wall_s").mean(),
             overhead_mean_s=pl.col("overhead_s").mean(),
             turnaround_mean_s=pl.col("turnaround_s").mean(),
-            batch_efficiency=pl.col("wall_s").sum() / pl.col("turnaround_s").sum(),
+            batch_efficiency=_batch_efficiency(),
             turnaround_from=pl.col("turnaround_from").unique().sort().str.join(", "),
         )
         .sort("site", "scheduler")
     )
+
+
+def _batch_efficiency() -> pl.Expr:
+    """Batch efficiency of a group of runs: the measured time over the time from submission to the end,
+    Σ wall_s / Σ turnaround_s (the scheduler view and the site comparison use the same definition)."""
+    return pl.col("wall_s").sum() / pl.col("turnaround_s").sum()
 
 
 def _with_turnaround(d: pl.DataFrame) -> pl.DataFrame:
@@ -598,7 +603,7 @@ def site_comparison(df: pl.DataFrame, sites: dict[str, Any] | None = None) -> pl
         job_energy_j=pl.col("job_energy_j").mean(),
         job_time_outside_phase_fraction=pl.col("job_time_outside_phase_fraction").mean(),
         job_energy_outside_phase_fraction=pl.col("job_energy_outside_phase_fraction").mean(),
-        batch_efficiency=pl.col("wall_s").sum() / pl.col("turnaround_s").sum(),
+        batch_efficiency=_batch_efficiency(),
         energy_source=pl.col("energy_source").unique().sort().str.join(", "),
     )
     per = per.with_columns(
