@@ -46,7 +46,10 @@ class FakeNode:
             (self.proc / "self").mkdir(parents=True)
             (self.proc / "self" / "cgroup").write_text("0::/\n")
             (self.proc / "meminfo").write_text(f"MemTotal:       {mem_kb} kB\n")
-        self._roots: dict[int, float] = {}  # tracked tree root -> its last CPU seconds (kept after it exits)
+        # tracked tree root -> [its CPU seconds when tracked, its last CPU seconds] (kept after it exits):
+        # only what a tree burns after track() loads the node, so that a job's start-up (before its
+        # window opens) never lands in a writer step that a loaded host delays past the window's start
+        self._roots: dict[int, list[float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,16 +62,17 @@ class FakeNode:
     # ---- the busy source
     def track(self, pid: int) -> None:
         with self._lock:
-            self._roots[pid] = U.tree_cpu_s(pid)
+            v = U.tree_cpu_s(pid)
+            self._roots[pid] = [v, v]
 
     def _busy_s(self) -> float:
         if self.busy == "proc":
             return U.read_node_cpu("/proc").busy_s
         with self._lock:
-            for pid in list(self._roots):
+            for pid, v in self._roots.items():
                 if Path(f"/proc/{pid}").exists():
-                    self._roots[pid] = max(self._roots[pid], U.tree_cpu_s(pid))
-            return sum(self._roots.values())
+                    v[1] = max(v[1], U.tree_cpu_s(pid))
+            return sum(last - base for base, last in self._roots.values())
 
     # ---- files
     def _write(self, path: Path, text: str) -> None:
