@@ -54,7 +54,8 @@ class Measure:
                 f"measure settings: unknown key(s) {', '.join(unknown)}. Fix: use {', '.join(sorted(names))} "
                 "(a grid snapshot of another joulegrid version: start snakemake again to write one)"
             )
-        return cls(**{**schema_defaults()["measure"], **measure})
+        # a grid snapshot holds every key: the schema is read only for a partial mapping (a --spec by hand)
+        return cls(**({**schema_defaults()["measure"], **measure} if names - set(measure) else measure))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,12 +80,14 @@ class CellSettings:
 
         if not isinstance(settings, dict) or "workload" not in settings:
             raise SettingsError(f"cell settings need a 'workload' mapping, got {settings!r}. Fix: take them from the grid snapshot")
-        defaults = schema_defaults()
+        def given(key: str) -> Any:  # the schema is read only for a key the settings lack (as Measure.from_dict)
+            return settings[key] if key in settings else schema_defaults()[key]
+
         return cls(
             workload=dict(settings["workload"]),
             measure=Measure.from_dict(settings.get("measure")),
-            seed=int(settings.get("seed", defaults["seed"])),
-            strict_devices=bool(settings.get("strict_devices", defaults["strict_devices"])),
+            seed=int(given("seed")),
+            strict_devices=bool(given("strict_devices")),
             site_facts=dict(settings.get("site_facts") or {}),
             precision_options=settings.get("precision_options") or None,
         )

@@ -12,6 +12,7 @@ Pure Python: no torch import, so ``snakemake -n`` stays fast.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -171,9 +172,14 @@ def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = N
     return config
 
 
+@functools.cache
+def read_schema(path: str) -> dict[str, Any]:
+    """A YAML JSON-schema file, parsed once per process (config, sites, hardware schemas). Shared: read only."""
+    return yaml.safe_load(Path(path).read_text())
+
+
 def _load_schema() -> dict[str, Any]:
-    with open(SCHEMA_PATH) as f:
-        return yaml.safe_load(f)
+    return read_schema(str(SCHEMA_PATH))
 
 
 _DEFAULTS: dict[str, Any] = {}

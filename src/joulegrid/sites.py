@@ -13,14 +13,13 @@ Pure Python (yaml, jsonschema): Snakemake loads it at parse time.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .config import REPO_ROOT, ConfigError, _friendly
+from .config import REPO_ROOT, ConfigError, _friendly, read_schema
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "sites.schema.yaml"
 DEFAULT_FILE = "config/sites.yaml"
@@ -31,17 +30,12 @@ class SiteError(ConfigError):
     """A sites file or site entry that cannot be used; the message names the file, the key and the fix."""
 
 
-@functools.cache
-def _schema(path: str) -> dict[str, Any]:
-    return yaml.safe_load(Path(path).read_text())
-
-
 def schema_problem(data: Any, schema_path: str | os.PathLike, where: str) -> str | None:
     """The most relevant violation of the JSON schema at ``schema_path`` as 'WHERE key K: problem. Fix: ...',
     or None if ``data`` follows it. ``where`` names the file (e.g. 'config/sites.yaml')."""
     import jsonschema
 
-    schema = _schema(str(schema_path))
+    schema = read_schema(str(schema_path))
     validator = jsonschema.validators.validator_for(schema)(schema)
     best = jsonschema.exceptions.best_match(validator.iter_errors(data))
     return None if best is None else _friendly(best, f"{where} key")
