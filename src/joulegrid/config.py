@@ -118,24 +118,14 @@ def _json_type_ok(value: Any, want: str | list[str]) -> bool:
     return False
 
 
-def _with_alternatives(errors):
-    """Schema errors and, for a oneOf/anyOf, the errors of each alternative (a value several
-    shapes allow, e.g. fleet.samples_per_job: a number, or one per workload)."""
+def _type_errors(errors):
+    """The errors, with those of a oneOf / anyOf replaced by its alternatives' (a key such as
+    fleet.samples_per_job: null, a number or a mapping: '1000000' fails each alternative's type)."""
     for err in errors:
-        yield err
-        if err.validator in ("oneOf", "anyOf"):
-            yield from _with_alternatives(err.context)
-
-
-def _wanted_types(err) -> list[str]:
-    """The JSON types a failed check wanted there: its `type`, or those of a oneOf's alternatives."""
-    if err.validator == "type":
-        t = err.schema["type"]
-        return [t] if isinstance(t, str) else list(t)
-    if err.validator in ("oneOf", "anyOf"):
-        types = [alt.get("type") for alt in err.schema[err.validator] if isinstance(alt, dict)]
-        return [t for x in types if x for t in ([x] if isinstance(x, str) else x)]
-    return []
+        if err.validator in ("oneOf", "anyOf") and err.context:
+            yield from _type_errors(err.context)
+        else:
+            yield err
 
 
 def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -152,15 +142,14 @@ def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = N
     validator = jsonschema.validators.validator_for(schema)(schema)
     for _ in range(1000):  # each pass fixes at least one value
         fixed = False
-        for err in _with_alternatives(validator.iter_errors(config)):
-            want = _wanted_types(err)
-            if not want or not isinstance(err.instance, str) or not err.absolute_path:
+        for err in _type_errors(validator.iter_errors(config)):
+            if err.validator != "type" or not isinstance(err.instance, str) or not err.absolute_path:
                 continue
             try:
                 value = yaml.safe_load(err.instance)
             except yaml.YAMLError:
                 continue
-            if _json_type_ok(value, want):
+            if _json_type_ok(value, err.schema["type"]):
                 *parents, last = err.absolute_path
                 node = config
                 for p in parents:
