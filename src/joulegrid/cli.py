@@ -168,9 +168,9 @@ def cmd_calibrate(args) -> int:
 def _node_power_notes(model: str, sites_file: str | os.PathLike | None = None) -> list[str]:
     """config/sites.yaml node_power entries that name this CPU model: they take precedence over a calibration."""
     from .config import REPO_ROOT
-    from .sites import SiteError, load_sites, node_power
+    from .sites import DEFAULT_FILE, SiteError, load_sites, node_power
 
-    p = Path(sites_file) if sites_file else REPO_ROOT / "config" / "sites.yaml"
+    p = Path(sites_file) if sites_file else REPO_ROOT / DEFAULT_FILE
     try:
         sites = load_sites(p)
     except SiteError:

@@ -23,7 +23,6 @@ from .config import REPO_ROOT, ConfigError, _friendly, read_schema
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "sites.schema.yaml"
 DEFAULT_FILE = "config/sites.yaml"
-SCHEDULERS = ("local", "slurm", "htcondor")
 
 
 class SiteError(ConfigError):

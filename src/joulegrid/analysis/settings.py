@@ -65,9 +65,9 @@ class AnalysisSettings:
     def defaults(cls) -> "AnalysisSettings":
         """Defaults plus the checkout's config/sites.yaml and config/hardware.yaml."""
         from ..config import REPO_ROOT
-        from ..sites import load_sites
+        from ..sites import DEFAULT_FILE, load_sites
 
-        sites_p = REPO_ROOT / "config" / "sites.yaml"
+        sites_p = REPO_ROOT / DEFAULT_FILE
         sites = load_sites(sites_p) if sites_p.is_file() else {}
         return cls(sites=sites, hardware=load_hardware(REPO_ROOT / "config" / "hardware.yaml"), hardware_source="config/hardware.yaml")
 
