@@ -241,10 +241,12 @@ class Inputs:
     results_dir: Path
     cells: pl.DataFrame = field(init=False)  # repeats averaged (metrics.cell_stats)
     rel: pl.DataFrame = field(init=False)  # cells against their fp32 baseline
+    tta: pl.DataFrame = field(init=False)  # time and energy to target of the training runs
 
     def __post_init__(self) -> None:
         self.cells = metrics.cell_stats(self.df, noisy_cv=self.st.noisy_cv)
         self.rel = metrics.relative_to_baseline(self.cells) if self.cells.height else self.cells
+        self.tta = metrics.time_to_target(self.df, targets=self.st.targets, eta=self.st.eta)
 
 
 @dataclass
@@ -286,7 +288,6 @@ def summary_section(r: Inputs) -> Section:
         (est, "runs with estimated energy", "warn" if est else ""), (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
         (len(r.problems), "run files left out", "bad" if r.problems else ""),
     ]  # fmt: skip
-    tta = metrics.time_to_target(df, targets=r.st.targets, eta=r.st.eta)
     return Section("summary", "Summary", "Summary", {
         "cards": cards,
         "notes": r.notes,
@@ -294,7 +295,7 @@ def summary_section(r: Inputs) -> Section:
         "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
         "best": table(metrics.best_per_workload(df), empty="no successful run with an energy figure yet"),
         "eta": f"{r.st.eta:g}",
-        "best_batch": table(metrics.best_batch_size(tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
+        "best_batch": table(metrics.best_batch_size(r.tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
     })  # fmt: skip
 
 
@@ -351,7 +352,6 @@ def cells_table(r: Inputs) -> pl.DataFrame:
 
 def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
     """Metrics per cell, and time and energy to target of the training runs."""
-    tta = metrics.time_to_target(r.df, targets=r.st.targets, eta=r.st.eta)
     return Section("tables", "Metrics", "Metrics per cell", {
         "hardware_source": r.st.hardware_source or "no hardware table",
         "cells": table(full.select(
@@ -360,10 +360,10 @@ def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
             "co2_per_1k_samples_kg", "sci_g_per_1k", "sci_embodied_share", "d_energy_pct", "d_time_pct", "quality_metric",
             "quality", "d_quality", "pareto", "energy_source",
         ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")) if r.cells.height else None,
-        "tta": table(tta.select(
+        "tta": table(r.tta.select(
             "site", "workload", "device", "precision_variant", "batch_size", "repeat", "target", "target_source",
             "epochs_to_target", "tta_s", "eta_j", "max_power_w", "zeus_cost",
-        ).sort("workload", "device", "precision_variant", "batch_size", "repeat")) if tta.height else None,
+        ).sort("workload", "device", "precision_variant", "batch_size", "repeat")) if r.tta.height else None,
     })  # fmt: skip
 
 
