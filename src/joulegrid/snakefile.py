@@ -69,20 +69,17 @@ class Workflow:
         main = workflow.is_main_process
         # The current configuration (config hash and identity per workload): aggregate's input, so that
         # returning to an earlier configuration, whose cells all exist, still rebuilds the summary for it.
-        self.current_stamp = self.stamp("current", json.dumps(self.spec.current(), sort_keys=True, indent=1))
+        self.current_stamp = self.stamp("current", lambda: json.dumps(self.spec.current(), sort_keys=True, indent=1))
         # report:, fleet:, the sites and the hardware table: rule report's input (re-renders on a change).
         from .analysis.settings import AnalysisSettings
 
-        self.report_stamp = self.stamp("report", AnalysisSettings.from_config(config, self.sites).to_json())
+        self.report_stamp = self.stamp("report", lambda: AnalysisSettings.from_config(config, self.sites).to_json())
         # Every run file under runs/ that this grid does not make (other sites' folders copied or rsync-ed
         # in, `joulegrid import`, other configurations), with its size and mtime: rule aggregate's input, so
         # that `snakemake` rebuilds the summary and the report when such files arrive (an mtime trigger
-        # cannot see a copied file: rsync -a keeps its old time). Listed by the main process only (a
-        # cluster job reads the stamp, never lists runs/).
+        # cannot see a copied file: rsync -a keeps its old time).
         runs = f"{self.results}/runs"
-        self.runs_stamp = self.stamp(
-            "runs", jg_grid.run_manifest(runs, (p[len(runs) + 1 :] for p in self.cell_paths)) if main else ""
-        )
+        self.runs_stamp = self.stamp("runs", lambda: jg_grid.run_manifest(runs, (p[len(runs) + 1 :] for p in self.cell_paths)))
         if main:
             self._forecast()
         self.jg = self._command()
@@ -101,16 +98,16 @@ class Workflow:
         self._register()
 
     # ------------------------------------------------------------------ parse time
-    def stamp(self, name: str, text: str) -> str:
-        """<results>/.stamps/<name>.json holding text, rewritten (by the main Snakemake process, also in a
-        dry run) only when text changes (joulegrid.io.stamp): as the input of a rule it reruns that rule
+    def stamp(self, name: str, text: Callable[[], str]) -> str:
+        """<results>/.stamps/<name>.json holding text(), rewritten (by the main Snakemake process, also in a
+        dry run) only when it changes (joulegrid.io.stamp): as the input of a rule it reruns that rule
         exactly when the content changed, which profiles/default's rerun-triggers [mtime] would otherwise
-        hide (it ignores params). Cluster jobs (--mode remote) only read it."""
+        hide (it ignores params). Cluster jobs (--mode remote) only read it: text() runs in the main process only."""
         path = f"{self.results}/.stamps/{name}.json"
         if self.workflow.is_main_process:
             from .io import stamp
 
-            stamp(path, text)
+            stamp(path, text())
         return path
 
     def _forecast(self) -> None:
