@@ -202,6 +202,16 @@ def test_build_unknown_meter_is_absent():
     assert ms.absent == [{"meter": "wattmeter", "reason": "unknown meter 'wattmeter'; known: rapl, nvml, zeus, codecarbon, estimate"}]
 
 
+def test_every_meter_has_a_priority_and_is_in_the_schemas_enums():
+    """A meter is an entry of FACTORIES, of PRIORITY and of the config schema's measure.meters enums."""
+    from joulegrid.config import _load_schema
+
+    measure = _load_schema()["properties"]["measure"]["properties"]
+    assert set(M.PRIORITY) == set(M.FACTORIES)
+    assert set(measure["meters"]["items"]["enum"]) == {"auto", *M.FACTORIES}
+    assert set(measure["required_meters"]["items"]["enum"]) == set(M.FACTORIES)
+
+
 def test_a_new_meter_is_one_factory(monkeypatch):
     """meters.build looks meters up in FACTORIES: an entry is all a new meter needs to be built (or to be
     absent with its reason)."""

@@ -68,7 +68,6 @@ class CounterMeter(Meter):
         self.close()
         self._last, self._acc, self._reads, self._wraps = {}, {}, 0, 0
         self._sample()
-        self._poller.interval_s = self.interval_s
         self._poller.start()  # a failed poll is retried; stop() reads again
 
     def _by_component(self) -> dict[str, float]:

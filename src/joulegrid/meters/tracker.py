@@ -187,7 +187,6 @@ class JobUsage:
         self.own_cpu_at_start = own_cpu_s()  # this process's CPU time before the tracker (start-up)
         s = self.snapshot("job:start")
         self.samples.append(s)
-        self._poller.interval_s = self.interval_s
         self._poller.start()  # a failed sample is skipped; the edges are read again
         return s
 
