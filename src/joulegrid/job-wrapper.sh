@@ -21,7 +21,7 @@
 #   job-wrapper.sh [PYTHON -m snakemake] SNAKEMAKE-ARGS...   as an HTCondor job
 #   job-wrapper.sh --check PYTHON                            only the check (Slurm: executors.py)
 #
-# What the submit host was, from its environment (workflow/rules/common.smk exports it; Slurm
+# What the submit host was, from its environment (joulegrid.snakefile exports it; Slurm
 # passes the environment on, HTCondor jobs get it with getenv): JOULEGRID_PYTHON, JOULEGRID_HOME,
 # JOULEGRID_SUBMIT_HOST, JOULEGRID_SUBMIT_OS, JOULEGRID_PYTHON_VERSION, JOULEGRID_RESULTS,
 # JOULEGRID_ENV_TARBALL.

@@ -231,7 +231,7 @@ def check_budget(config: dict[str, Any], fc: Forecast) -> None:
 
 
 def snakemake_check(config: dict[str, Any], grid: Grid, sites: dict[str, Any]) -> str | None:
-    """Called by workflow/rules/common.smk in the main Snakemake process: the forecast line to print (or
+    """Called by joulegrid.snakefile (setup) in the main Snakemake process: the forecast line to print (or
     None), raising BudgetError when over budget. Without earlier results: a note if a budget is set."""
     budget = config.get("budget") or {}
     capped = any(budget.get(k) is not None for k in BUDGET_KEYS)
