@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,19 @@ TINY = {
     # fast: no idle baseline, one inference pass, no profiling (tests/runner/ covers those windows)
     "measure": {"threads": 1, "warmup_batches": 1, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never"},
 }
+
+
+def html_tables(page: str, start: str, end: str | None = None) -> list[list[dict[str, str]]]:
+    """The tables of a report page between the texts start and end (default: the page's end), each as
+    a list of {column: cell text}."""
+    i = page.index(start)
+    part = page[i:page.index(end, i)] if end is not None else page[i:]
+    out = []
+    for t in re.findall(r"<table>(.*?)</table>", part, re.S):
+        head = [html.unescape(h) for h in re.findall(r"<th>(.*?)</th>", t)]
+        rows = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)] for tr in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1])]
+        out.append([dict(zip(head, r)) for r in rows])
+    return out
 
 
 def deep_merge(base: dict, over: dict) -> dict:

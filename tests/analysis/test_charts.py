@@ -53,11 +53,12 @@ def _is_no_data(chart) -> bool:
 def test_chart_builds_and_renders(case, name, tmp_path):
     df = CASES[case]()
     chart = C.CHARTS[name](df, ST)  # the real function: an exception here is a bug
-    if case in ("only_failures", "empty") or (name == "sites" and not expected_marks(name, df.to_dicts())):
+    expected = expected_marks(name, df.to_dicts())
+    if case in ("only_failures", "empty") or (name == "sites" and not expected):
         assert _is_no_data(chart)  # (sites: no cell measured at two sites)
     else:  # what the chart draws, mark by mark, against what the rows hold
         assert not _is_no_data(chart)
-        assert drawn(chart, name) == expected_marks(name, df.to_dicts()), name
+        assert drawn(chart, name) == expected, name
     png = tmp_path / f"{name}.png"
     chart.save(str(png), format="png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -79,9 +80,13 @@ def _labels(chart, role: str) -> list[dict[str, str]]:
     return out
 
 
+def g(x) -> float:
+    """A number rounded to 3 significant digits (how drawn and expected_marks compare figures)."""
+    return float(f"{float(x):.3g}")
+
+
 def drawn(chart, name: str) -> collections.Counter:
     """What the chart draws, keyed like expected_marks (numbers rounded to 3 significant digits)."""
-    g = lambda x: float(f"{float(x):.3g}")  # noqa: E731
     marks = _labels(chart, MARK[name])
     if name == "energy_per_sample":
         return collections.Counter((m["precision"], int(m["batch size"]), g(m["energy per sample (J)"])) for m in marks)
@@ -100,7 +105,6 @@ def drawn(chart, name: str) -> collections.Counter:
 def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
     """What the rows ask each chart to draw, from the rows alone: one mark per cell (repeats averaged) that has
     the chart's figures, one per epoch of each training curve, three parts per site."""
-    g = lambda x: float(f"{float(x):.3g}")  # noqa: E731
     ok = [r for r in rows if r["status"] == "ok"]
     cells: dict[tuple, list[dict]] = collections.defaultdict(list)  # a cell: its repeats together
     for r in ok:

@@ -9,7 +9,7 @@ import sys
 import pytest
 import synth
 import yaml
-from conftest import REPO
+from conftest import REPO, subprocess_env
 
 from joulegrid import config as CFG
 from joulegrid import grid as G
@@ -127,7 +127,7 @@ def _write_cfg(tmp_path, **over):
 def test_cli_plan_prints_forecast_and_exits_3_over_budget(tmp_path):
     earlier(tmp_path, [synth.row(Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0))])
     run = lambda p: subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p), "--forecast-cells"],  # noqa: E731
-                                   capture_output=True, text=True, env=__import__("conftest").subprocess_env())  # fmt: skip
+                                   capture_output=True, text=True, env=subprocess_env())  # fmt: skip
     ok = run(_write_cfg(tmp_path))
     assert ok.returncode == 0, ok.stderr
     assert "forecast: 4 cell(s) to measure" in ok.stdout and "kWh" in ok.stdout and "(nearest:" in ok.stdout
@@ -156,7 +156,7 @@ def test_cli_plan_grid_and_forecast_counts_agree(tmp_path):
     synth.write_runs(tmp_path / "results", [synth.row(c0, config_hash=c0.config_hash)])
     earlier(tmp_path, [synth.row(c0)])
     out = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)], capture_output=True, text=True,
-                         env=__import__("conftest").subprocess_env(), check=True).stdout  # fmt: skip
+                         env=subprocess_env(), check=True).stdout  # fmt: skip
     assert "site local: 4 cell(s) in the grid, 0 excluded; 1 already measured, 3 to measure" in out
     assert "forecast: 3 cell(s) to measure (1 already measured)" in out
     assert f"config hash per workload (run files end in -<hash>.parquet): baler_ae {c0.config_hash}" in out
@@ -170,7 +170,7 @@ def test_cli_plan_refuses_a_bad_sites_file_naming_file_key_and_fix(tmp_path):
     bad = tmp_path / "sites.yaml"
     bad.write_text(yaml.safe_dump(sites))
     run = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(_write_cfg(tmp_path, sites_file=str(bad)))],
-                         capture_output=True, text=True, env=__import__("conftest").subprocess_env())  # fmt: skip
+                         capture_output=True, text=True, env=subprocess_env())  # fmt: skip
     assert run.returncode != 0
     assert f"{bad} key local: unknown key(s) 'carbon_intensity_g_per_kWh'. Fix: remove or rename them; allowed keys here: " in run.stderr
     assert "carbon_intensity_g_per_kwh" in run.stderr.split("allowed keys here:")[1]

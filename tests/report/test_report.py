@@ -15,6 +15,8 @@ from joulegrid.analysis import CHART_NAMES
 from joulegrid.analysis.report import build_report
 from joulegrid.analysis.settings import AnalysisSettings
 
+from conftest import html_tables
+
 ST = AnalysisSettings.defaults()
 
 
@@ -32,19 +34,6 @@ def results_set(root, with_baseline=True):
 def specs(index) -> dict:
     m = re.search(r"const specs = (\{.*?\});\n", index.read_text(), re.S)
     return json.loads(m.group(1).replace("<\\/", "</"))
-
-
-def html_tables(page: str, start: str, end: str) -> list[list[dict[str, str]]]:
-    """The tables of the page between the texts start and end, each as a list of {column: cell text}."""
-    import html as H
-
-    part = page[page.index(start):page.index(end, page.index(start))]
-    out = []
-    for t in re.findall(r"<table>(.*?)</table>", part, re.S):
-        head = [H.unescape(h) for h in re.findall(r"<th>(.*?)</th>", t)]
-        rows = [[H.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)] for tr in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1])]
-        out.append([dict(zip(head, r)) for r in rows])
-    return out
 
 
 def cards(page: str) -> dict[str, int]:
@@ -88,8 +77,7 @@ def test_report_sections_pngs_and_tables(tmp_path):
         (site, _, _, device, precision, variant, bs), e = expected[(b["workload"], b["phase"])]
         assert (b["site"], b["device"], b["precision_variant"], int(b["batch_size"])) == (site, device, precision, bs), b
         assert float(b["energy_per_sample_j"]) == pytest.approx(e, rel=1e-3), b  # printed with 4 significant digits
-        base = cells[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)]
-        d = 100 * (e / (sum(r["energy_j"] / r["n_samples"] for r in base) / len(base)) - 1)
+        d = 100 * (e / eps[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)] - 1)
         assert b["d_energy_pct"] == f"{d:+.1f} %", b
 
     # the scheduler view: per site, jobs and the mean queue wait of the rows

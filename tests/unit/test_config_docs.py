@@ -7,9 +7,10 @@ import re
 
 import yaml
 
+from joulegrid.config import SCHEMA_PATH as SCHEMA
+
 from conftest import REPO
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DOC = REPO / "docs" / "configuration.md"
 # keys documented by a pattern row instead of their own
 PATTERN_ROWS = {"workloads": "workloads.<name>"}

@@ -11,8 +11,6 @@ with that hardware table:
 from __future__ import annotations
 
 import copy
-import html as H
-import re
 import subprocess
 import sys
 
@@ -23,7 +21,7 @@ import yaml
 from joulegrid import hardware
 from joulegrid.probes import cpu_model
 
-from conftest import TINY, deep_merge, snakemake, subprocess_env
+from conftest import TINY, deep_merge, html_tables, snakemake, subprocess_env
 from meters.fake_node import FakeNode
 
 pytestmark = pytest.mark.slow
@@ -64,16 +62,6 @@ def runs(tmp_path_factory):
     return hardware.read(hw).calibrations[cpu_model()], counter, model_only
 
 
-def table_after(page: str, marker: str) -> list[dict[str, str]]:
-    """The rows (header -> cell text) of the first table after `marker` in the report."""
-    part = page[page.index(marker):]
-    table = part[part.index("<table>"):part.index("</table>")]
-    heads = [H.unescape(h) for h in re.findall(r"<th>(.*?)</th>", table)]
-    body = table[table.index("<tbody>"):]
-    rows = [[H.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)] for tr in re.findall(r"<tr>(.*?)</tr>", body)]
-    return [dict(zip(heads, r)) for r in rows]
-
-
 def test_counter_host_rows_hold_the_models_prediction(runs):
     cal, (rows, _), _ = runs
     for r in rows:
@@ -91,7 +79,7 @@ def test_counter_host_rows_hold_the_models_prediction(runs):
 
 def test_report_shows_the_models_error_per_host(runs):
     _, (rows, page), _ = runs
-    (t,) = table_after(page, "id='model-error'")
+    (t,) = html_tables(page, "id='model-error'")[0]
     model = sum(r["model_node_energy_j"] for r in rows)
     counter = sum(r["node_energy_cpu_j"] + r["node_energy_ram_j"] for r in rows)
     errs = sorted(r["model_rel_err"] for r in rows)
@@ -133,7 +121,7 @@ def test_a_host_without_counters_uses_the_calibration(runs):
 def test_how_measured_shows_the_calibrated_model(runs):
     cal, _, (rows, page) = runs
     measured = page[page.index("id='measured'"):page.index("id='environment'")]
-    table = table_after(measured, "<table>")
+    table = html_tables(measured, "<table>")[0]
     (t,) = [x for x in table if x["energy_method"] == "model-calibrated"]
     assert t["estimated"] == "yes" and t["runs"] == "2" and cpu_model() in t["calibration"]
     assert t["calibration_error_pct"] == f"{100 * cal['holdout_max_rel_err']:+.1f} %"
