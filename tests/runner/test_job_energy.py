@@ -124,7 +124,7 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
         assert r["status"] == "ok" and r["energy_method"] == "rapl" and r["p0_cpu_source"] == "site" and r["p0_cpu_w"] == P0
         assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"])
         assert r["energy_cpu_active_j"] == pytest.approx(K * r["job_cpu_s"], rel=0.1)  # k x its own CPU time
-    keys = ("energy_cpu_active_j", "node_energy_cpu_j", "neighbour_cpu_fraction", "job_cpu_s")
+    keys = ("energy_cpu_active_j", "neighbour_cpu_fraction", "job_cpu_s")
     med = {c: {k: statistics.median(r[k] for r in rs) for k in keys} for c, rs in runs.items()}
     # The cell's active energy follows its OWN CPU time only. Unlike the fixed-work job of
     # tests/meters/test_attribution_processes.py, a real cell's CPU time for the same work grows
@@ -135,6 +135,13 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     # (+27 % on the 2-core build host while other test suites ran); the neighbour's work charged to the
     # cell would double it (it burns a whole CPU for as long as the cell runs): 1.5 separates the two
     assert n["job_cpu_s"] < 1.5 * a["job_cpu_s"], med
-    assert n["node_energy_cpu_j"] > 1.5 * a["node_energy_cpu_j"], med
+    # ... while the node's counters did carry it: per run, the node's active CPU energy (its counter less
+    # the site's idle power over the window) against the cell's own. Per run, not a ratio of medians of
+    # different runs: the cell's CPU time varies between runs (1.9 s beside, 2.2 s alone in one CI run)
+    # and the idle part is the same in both cases.
+    node_over_job = {c: sorted((r["node_energy_cpu_j"] - P0 * r["wall_s"]) / r["energy_cpu_active_j"] for r in rs)
+                     for c, rs in runs.items()}  # fmt: skip
+    assert statistics.median(node_over_job["alone"]) == pytest.approx(1.0, abs=0.15), node_over_job
+    assert statistics.median(node_over_job["neighbour"]) > 1.5, node_over_job
     assert med["alone"]["neighbour_cpu_fraction"] < 0.05 < 0.2 < med["neighbour"]["neighbour_cpu_fraction"], med
     assert [r["node_shared"] for r in runs["alone"]] == [False] * 3 and [r["node_shared"] for r in runs["neighbour"]] == [True] * 3
