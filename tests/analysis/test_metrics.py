@@ -271,12 +271,12 @@ def test_scheduler_view_queue_wait_and_batch_efficiency():
 
 def test_best_per_workload_and_empty_inputs():
     rows = synth.rows(synth.grid_cells(precisions=("fp32", "bf16")))
-    best = M.best_per_workload(frame(rows))
+    best = M.best_per_workload(M.cell_stats(frame(rows)))
     assert best.height == 2 and set(best["precision_variant"]) == {"bf16"}
     assert best["d_energy_pct"].to_list() == pytest.approx([-40.0, -40.0])
     empty = pl.DataFrame(schema=S.polars_schema())
-    assert M.best_per_workload(empty).height == 0
     cells = M.cell_stats(empty)
+    assert M.best_per_workload(cells).height == 0
     for fn in (M.relative_to_baseline, M.missing_baselines, M.pareto, M.sci, M.fleet):
         assert fn(cells).height == 0
     assert M.scheduler_view(empty).height == 0

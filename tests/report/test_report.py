@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -79,6 +80,9 @@ def test_report_sections_pngs_and_tables(tmp_path):
         assert float(b["energy_per_sample_j"]) == pytest.approx(e, rel=1e-3), b  # printed with 4 significant digits
         d = 100 * (e / eps[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)] - 1)
         assert b["d_energy_pct"] == f"{d:+.1f} %", b
+        rs = cells[(site, b["workload"], b["phase"], device, precision, variant, bs)]
+        noisy = len(rs) > 1 and _cv([r["energy_j"] / r["n_samples"] for r in rs]) > ST.noisy_cv
+        assert b["noisy"] == ("yes" if noisy else "no"), b
 
     # the scheduler view: per site, jobs and the mean queue wait of the rows
     (sched,) = html_tables(html, "id='scheduler'", "id='sites'")
@@ -108,6 +112,25 @@ def test_report_sections_pngs_and_tables(tmp_path):
     got = {(c["site"], c["workload"], c["phase"], c["device"], c["precision"], c["variant"], c["batch_size"]): c["energy_per_sample_j"]
            for c in cells_csv.to_dicts()}  # fmt: skip
     assert got == pytest.approx(eps)
+
+
+def test_best_configuration_flags_noise_by_the_reports_threshold(tmp_path):
+    """report.noisy_cv decides which cells are noisy in the summary's cards and its best-configuration
+    table alike (the table used the default threshold whatever the configuration said)."""
+    summary, rows = results_set(tmp_path)
+    best_cvs = []
+    for noisy_cv in (ST.noisy_cv, 0.5):
+        build_report(str(summary), str(tmp_path / f"r{noisy_cv}"), settings=dataclasses.replace(ST, noisy_cv=noisy_cv))
+        html = (tmp_path / f"r{noisy_cv}" / "index.html").read_text()
+        (best,) = html_tables(html, "Best configuration per workload", "Best batch size by Zeus cost")
+        for b in best:
+            rs = [r for r in rows if r["status"] == "ok" and (r["site"], r["workload"], r["phase"], r["device"], r["batch_size"]) ==
+                  (b["site"], b["workload"], b["phase"], b["device"], int(b["batch_size"])) and r["precision"] == b["precision_variant"]]  # fmt: skip
+            cv = _cv([r["energy_j"] / r["n_samples"] for r in rs]) if len(rs) > 1 else 0.0
+            best_cvs.append(cv)
+            assert b["noisy"] == ("yes" if cv > noisy_cv else "no"), (noisy_cv, cv, b)
+    # the synthetic repeats (energy +30 % in the second) are noisy at the default 10 % and not at 50 %
+    assert any(ST.noisy_cv < cv < 0.5 for cv in best_cvs), best_cvs
 
 
 def _cv(xs: list[float]) -> float:

@@ -655,10 +655,11 @@ def where_to_run(comp: pl.DataFrame) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ summary
-def best_per_workload(df: pl.DataFrame) -> pl.DataFrame:
-    """Per (workload, phase): the cell (repeats averaged) with the lowest energy per sample, with its
-    change against the fp32 baseline and whether it is on the quality/energy Pareto front."""
-    cells = cell_stats(df).filter(pl.col("energy_per_sample_j").is_not_null())
+def best_per_workload(cells: pl.DataFrame) -> pl.DataFrame:
+    """Per (workload, phase): the cell (repeats averaged: ``cell_stats``, whose ``noisy`` flag follows the
+    report's report.noisy_cv) with the lowest energy per sample, with its change against the fp32
+    baseline and whether it is on the quality/energy Pareto front."""
+    cells = cells.filter(pl.col("energy_per_sample_j").is_not_null())
     if cells.height == 0:
         return pl.DataFrame(schema={"workload": pl.String, "phase": pl.String})
     cells = pareto(relative_to_baseline(cells))

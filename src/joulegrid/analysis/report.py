@@ -293,7 +293,7 @@ def summary_section(r: Inputs) -> Section:
         "notes": r.notes,
         "no_results": df.height == 0,
         "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
-        "best": table(metrics.best_per_workload(df), empty="no successful run with an energy figure yet"),
+        "best": table(metrics.best_per_workload(cells), empty="no successful run with an energy figure yet"),
         "eta": f"{r.st.eta:g}",
         "best_batch": table(metrics.best_batch_size(r.tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
     })  # fmt: skip
