@@ -64,12 +64,12 @@ class AnalysisSettings:
     @classmethod
     def defaults(cls) -> "AnalysisSettings":
         """Defaults plus the checkout's config/sites.yaml and config/hardware.yaml."""
+        from .. import hardware, sites as site_file
         from ..config import REPO_ROOT
-        from ..sites import DEFAULT_FILE, load_sites
 
-        sites_p = REPO_ROOT / DEFAULT_FILE
-        sites = load_sites(sites_p) if sites_p.is_file() else {}
-        return cls(sites=sites, hardware=load_hardware(REPO_ROOT / "config" / "hardware.yaml"), hardware_source="config/hardware.yaml")
+        sites_p = REPO_ROOT / site_file.DEFAULT_FILE
+        sites = site_file.load_sites(sites_p) if sites_p.is_file() else {}
+        return cls(sites=sites, hardware=load_hardware(REPO_ROOT / hardware.DEFAULT_FILE), hardware_source=hardware.DEFAULT_FILE)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
