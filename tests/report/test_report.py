@@ -55,16 +55,12 @@ def test_report_sections_pngs_and_tables(tmp_path):
 
     # the summary's figures, counted from the rows the summary was written from
     ok = [r for r in rows if r["status"] == "ok"]
-    key = lambda r: (r["site"], r["workload"], r["phase"], r["device"], r["precision"], r["variant"], r["batch_size"])  # noqa: E731
-    cells: dict[tuple, list[dict]] = {}
-    for r in ok:
-        cells.setdefault(key(r), []).append(r)
+    cells = ok_cells(rows)
     assert cards(html) == {
         "runs": len(rows), "cells (repeats averaged)": len(cells), "ok": len(ok), "failed / skipped": len(rows) - len(ok),
         "sites": len({r["site"] for r in rows}), "hosts": len({r["hostname"] for r in rows}),
-        "runs with estimated energy": sum(bool(r["energy_estimated"]) for r in ok), "noisy cells (CV > threshold)": sum(
-            len(rs) > 1 and _cv([r["energy_j"] / r["n_samples"] for r in rs]) > ST.noisy_cv for rs in cells.values()),
-        "run files left out": 0,
+        "runs with estimated energy": sum(bool(r["energy_estimated"]) for r in ok),
+        "noisy cells (CV > threshold)": sum(_cv_of(rs) > ST.noisy_cv for rs in cells.values()), "run files left out": 0,
     }  # fmt: skip
 
     # best configuration per workload and phase: the cell with the lowest mean energy per sample
@@ -80,9 +76,6 @@ def test_report_sections_pngs_and_tables(tmp_path):
         assert float(b["energy_per_sample_j"]) == pytest.approx(e, rel=1e-3), b  # printed with 4 significant digits
         d = 100 * (e / eps[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)] - 1)
         assert b["d_energy_pct"] == f"{d:+.1f} %", b
-        rs = cells[(site, b["workload"], b["phase"], device, precision, variant, bs)]
-        noisy = len(rs) > 1 and _cv([r["energy_j"] / r["n_samples"] for r in rs]) > ST.noisy_cv
-        assert b["noisy"] == ("yes" if noisy else "no"), b
 
     # the scheduler view: per site, jobs and the mean queue wait of the rows
     (sched,) = html_tables(html, "id='scheduler'", "id='sites'")
@@ -118,23 +111,37 @@ def test_best_configuration_flags_noise_by_the_reports_threshold(tmp_path):
     """report.noisy_cv decides which cells are noisy in the summary's cards and its best-configuration
     table alike (the table used the default threshold whatever the configuration said)."""
     summary, rows = results_set(tmp_path)
+    cv = {(site, wl, ph, dev, prec if var == "baseline" else f"{prec}+{var}", str(bs)): _cv_of(rs)
+          for (site, wl, ph, dev, prec, var, bs), rs in ok_cells(rows).items()}  # fmt: skip
     best_cvs = []
     for noisy_cv in (ST.noisy_cv, 0.5):
         build_report(str(summary), str(tmp_path / f"r{noisy_cv}"), settings=dataclasses.replace(ST, noisy_cv=noisy_cv))
         html = (tmp_path / f"r{noisy_cv}" / "index.html").read_text()
+        assert cards(html)["noisy cells (CV > threshold)"] == sum(c > noisy_cv for c in cv.values()), noisy_cv
         (best,) = html_tables(html, "Best configuration per workload", "Best batch size by Zeus cost")
         for b in best:
-            rs = [r for r in rows if r["status"] == "ok" and (r["site"], r["workload"], r["phase"], r["device"], r["batch_size"]) ==
-                  (b["site"], b["workload"], b["phase"], b["device"], int(b["batch_size"])) and r["precision"] == b["precision_variant"]]  # fmt: skip
-            cv = _cv([r["energy_j"] / r["n_samples"] for r in rs]) if len(rs) > 1 else 0.0
-            best_cvs.append(cv)
-            assert b["noisy"] == ("yes" if cv > noisy_cv else "no"), (noisy_cv, cv, b)
+            c = cv[tuple(b[k] for k in ("site", "workload", "phase", "device", "precision_variant", "batch_size"))]
+            best_cvs.append(c)
+            assert b["noisy"] == ("yes" if c > noisy_cv else "no"), (noisy_cv, c, b)
     # the synthetic repeats (energy +30 % in the second) are noisy at the default 10 % and not at 50 %
     assert any(ST.noisy_cv < cv < 0.5 for cv in best_cvs), best_cvs
 
 
-def _cv(xs: list[float]) -> float:
-    """Sample coefficient of variation (n - 1)."""
+def ok_cells(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """The successful rows by cell (site, workload, phase, device, precision, variant, batch size): its repeats."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            cells.setdefault((r["site"], r["workload"], r["phase"], r["device"], r["precision"], r["variant"], r["batch_size"]), []).append(r)
+    return cells
+
+
+def _cv_of(repeats: list[dict]) -> float:
+    """A cell's sample coefficient of variation (n - 1) of energy per sample over its repeats (0 for a single
+    run: never noisy)."""
+    if len(repeats) < 2:
+        return 0.0
+    xs = [r["energy_j"] / r["n_samples"] for r in repeats]
     m = sum(xs) / len(xs)
     return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 / m
 
