@@ -27,16 +27,18 @@ SHIPPED = CFG.REPO_ROOT / "config" / "hardware.yaml"
 QUICK = ["--step-s", "4", "--settle-s", "1", "--interval-s", "0.25", "--mem-gb", "0.2"]  # ~30 s in all
 
 
+CALIBRATE = [sys.executable, "-m", "joulegrid", "calibrate"]
+
+
 def calibrate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "joulegrid", "calibrate", *args], capture_output=True, text=True,
-                          timeout=600, env=subprocess_env())  # fmt: skip
+    return subprocess.run([*CALIBRATE, *args], capture_output=True, text=True, timeout=600, env=subprocess_env())
 
 
 def calibrate_on_virtual_node(node: FakeNode, *args: str) -> subprocess.CompletedProcess:
     """`joulegrid calibrate` on a virtual node (FakeNode busy="trees"): it reads the node's stat and
     counters, which the fake's writer advances together from this process tree's CPU time alone, so
     the rest of a loaded build host neither loads the node nor skews its counters against its stat."""
-    cmd = [sys.executable, "-m", "joulegrid", "calibrate", "--powercap", str(node.powercap), "--proc", str(node.proc), *args]
+    cmd = [*CALIBRATE, "--powercap", str(node.powercap), "--proc", str(node.proc), *args]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     node.track(p.pid)
     out, err = p.communicate(timeout=600)
