@@ -10,6 +10,11 @@ Busy source:
   host is shared with other processes whose load would hide a neighbour's; on the virtual node the
   test's processes are the whole node, as on a quiet batch node.
 
+The files live in memory (a tmpfs dir under /dev/shm where there is one, linked from ``root``), as
+sysfs and procfs do: on a disk file system a loaded host's I/O (a CI run's fsyncs) stalled the writer's
+renames by up to ~90 ms, so the published counters lagged the clock of the process reading them and a
+1-s calibration step saw its intervals disagree (CI stop 20; 10-20 ms at most on tmpfs under that load).
+
 Each counter is written as ``E mod max_range`` (tmp file + os.replace), so a small max range forces
 wraps; an ``intel-rapl-mmio:0`` duplicate of the package moves too and must be ignored. The unwrapped
 truth is kept with monotonic time stamps: ``energy_between(t0, t1)`` is what the node really drew.
@@ -18,13 +23,29 @@ Nothing here is a measurement of real hardware.
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import os
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from joulegrid.meters import usage as U
+
+
+def _in_memory_dir(root: Path) -> Path:
+    """Where the fake's files go: a fresh dir on /dev/shm (removed at exit), linked from root under its
+    own name, or root itself where there is no writable /dev/shm."""
+    root.mkdir(parents=True, exist_ok=True)
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return root
+    d = Path(tempfile.mkdtemp(prefix="joulegrid-fake-node-", dir=shm))
+    atexit.register(shutil.rmtree, d, True)
+    (root / d.name).symlink_to(d, target_is_directory=True)  # for a person looking at the test's tmp dir
+    return d
 
 
 class FakeNode:
@@ -33,8 +54,9 @@ class FakeNode:
         self.root = Path(root)
         self.p0, self.k, self.p0_dram, self.k_dram = p0, k, p0_dram, k_dram
         self.max_uj, self.n_cpus, self.mem_kb, self.busy, self.step_s = max_uj, n_cpus, mem_kb, busy, step_s
-        self.powercap = self.root / "powercap"
-        self.proc = self.root / "proc" if busy == "trees" else Path("/proc")
+        files = _in_memory_dir(self.root)
+        self.powercap = files / "powercap"
+        self.proc = files / "proc" if busy == "trees" else Path("/proc")
         self._zones = {"intel-rapl:0": "package-0", "intel-rapl:0:0": "dram", "intel-rapl-mmio:0": "package-0"}
         for z, name in self._zones.items():
             d = self.powercap / z
