@@ -1,5 +1,5 @@
-"""TEST FIXTURE: a fake node for real processes -- RAPL counters (powercap) and /proc/stat files in a
-tmp dir, advanced by a writer thread from the busy CPU time of real processes.
+"""TEST FIXTURE: a fake node for real processes -- RAPL counters (powercap) and /proc/stat files in
+memory (below), advanced by a writer thread from the busy CPU time of real processes.
 
     P_pkg = p0 + k * b        P_dram = p0_dram + k_dram * b        (b = busy CPUs, from the busy source)
 
