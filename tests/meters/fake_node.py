@@ -10,10 +10,16 @@ Busy source:
   host is shared with other processes whose load would hide a neighbour's; on the virtual node the
   test's processes are the whole node, as on a quiet batch node.
 
-The files live in memory (a tmpfs dir under /dev/shm where there is one, linked from ``root``), as
-sysfs and procfs do: on a disk file system a loaded host's I/O (a CI run's fsyncs) stalled the writer's
-renames by up to ~90 ms, so the published counters lagged the clock of the process reading them and a
-1-s calibration step saw its intervals disagree (CI stop 20; 10-20 ms at most on tmpfs under that load).
+The counters lag the clock of a process reading them by the time since the writer's last step (the
+kernel's are current when read), and an interval read from them is off by the idle power times the
+change of that lag. Two things keep that change small and random, as a real counter's is:
+- the files live in memory (a tmpfs dir under /dev/shm where there is one, linked from ``root``), as
+  sysfs and procfs do: on a disk file system a loaded host's fsyncs stalled the writer's renames by up
+  to ~90 ms (10-20 ms at most on tmpfs under that load);
+- the writer's period is jittered (0.5-1.5 x ``step_s``): with a fixed 10-ms period against a reader's
+  fixed 0.25-s one, the lag changed in lockstep, the intervals' robust spread collapsed and a few
+  one-step jumps (40 W x 10 ms / 0.25 s = 1.6 W) were trimmed as outliers, failing a 1-s calibration
+  step in 4-6 of 20 runs on a quiet host (0 of 20 jittered).
 
 Each counter is written as ``E mod max_range`` (tmp file + os.replace), so a small max range forces
 wraps; an ``intel-rapl-mmio:0`` duplicate of the package moves too and must be ignored. The unwrapped
@@ -26,6 +32,7 @@ from __future__ import annotations
 import atexit
 import bisect
 import os
+import random
 import shutil
 import tempfile
 import threading
@@ -127,7 +134,7 @@ class FakeNode:
         self._write_all(t, busy)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.step_s):
+        while not self._stop.wait(self.step_s * random.uniform(0.5, 1.5)):  # jittered: module doc
             self._step()
 
     def start(self) -> "FakeNode":

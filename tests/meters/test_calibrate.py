@@ -146,10 +146,12 @@ def test_dry_run_writes_nothing_and_replace_keeps_the_old_one(tmp_path):
     old = {"host": "old", "calibrated_at": "2026-01-01T00:00:00Z", "package": {"idle_w": 1.0, "w_per_busy_cpu": 1.0}}
     hw.write_text(yaml.safe_dump({H.CALIBRATIONS: {cpu_model(): old}}))
     before = hw.read_text()
-    tiny = ["--step-s", "1", "--settle-s", "0", "--interval-s", "0.25", "--mem-gb", "0", "--levels", "1"]  # steps of 1 s
-    # a virtual node: with steps of 1 s (4 intervals), the real host's other load (a CI run's clusters,
-    # this pytest) skewed the busy-1 step of a fake node that follows the real /proc/stat past the
-    # fit's trimming (2 of 4 intervals left); what is tested here is what is written, not the fit
+    tiny = ["--step-s", "1", "--settle-s", "0", "--interval-s", "0.125", "--mem-gb", "0", "--levels", "1"]  # steps of 1 s, 8 reads
+    # what is tested here is what is written, not the fit; but the fit must keep 3 clean intervals a
+    # step. A virtual node (its only load: the calibrate tree), read 8 times a step: with 4 reads, the
+    # host's other load on a fake following the real /proc/stat, then the fake's publication grain
+    # (fake_node.py), left 2 in one step (CI stop 20 and the next; 1 of 20 runs under three CPU
+    # burners, a spawn loop and an fsync loop with 4 reads, 0 of 20 with 8)
     node = FakeNode(tmp_path / "node", P0, K, P0_DRAM, K_DRAM, n_cpus=2, busy="trees").start()
     try:
         dry = calibrate_on_virtual_node(node, "--hardware-file", str(hw), "--dry-run", *tiny)
