@@ -28,7 +28,6 @@ from joulegrid import schema as S  # noqa: E402
 from joulegrid.analysis.aggregate import aggregate  # noqa: E402
 from joulegrid.grid import run_files  # noqa: E402
 
-
 HASH = "0123456789abcdef"  # one configuration: every run is current (aggregate --current, as the Snakefile passes it)
 CURRENT = {f"w{i}": HASH for i in range(5)}
 
@@ -41,7 +40,9 @@ def generate(root: Path, n: int) -> list[str]:
     template = synth.row(cells[0], config_hash=HASH)
     table = S.to_table([dict(template, **c.axes(), cell_id=c.id, run_id=f"{k:032x}") for k, c in enumerate(cells)])
     for k, c in enumerate(cells):
-        p = Path(c.with_hash(HASH).path(str(root)))  # <root>/runs/<cell id>-<config hash>.parquet, as the pipeline names it
+        p = Path(
+            c.with_hash(HASH).path(str(root))
+        )  # <root>/runs/<cell id>-<config hash>.parquet, as the pipeline names it
         p.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table.slice(k, 1), p, compression="zstd")  # bench only: no fsync per file
     return run_files(root / "runs")

@@ -46,8 +46,10 @@ TINY = {
 
 # The smallest torch training script: one Adam step on baler_ae's input width (its first step
 # imports torch._dynamo, as in every training cell).
-TORCH_STEP = ("import torch; m = torch.nn.Linear(24, 24); o = torch.optim.Adam(m.parameters()); "
-              "m(torch.randn(512, 24)).square().mean().backward(); o.step()")
+TORCH_STEP = (
+    "import torch; m = torch.nn.Linear(24, 24); o = torch.optim.Adam(m.parameters()); "
+    "m(torch.randn(512, 24)).square().mean().backward(); o.step()"
+)
 
 
 def importtime(cmd: list[str]) -> dict[str, float]:
@@ -81,7 +83,7 @@ def main() -> int:
 
     from joulegrid import config as C
     from joulegrid import grid as G
-    from joulegrid.data import dataset_path, prepare
+    from joulegrid.data import prepare
     from joulegrid.runner import train_reference
 
     batch = 512 if args.phase == "train" else 128  # exactly one batch: 640 rows = 512 train + 128 test
@@ -108,11 +110,13 @@ def main() -> int:
 
         torch_cmd = [sys.executable, "-c", "import torch"]
         print(f"host: {host()}")
-        print(f"trivial cell: {cell.id} (640 rows = 512 train + 128 test: one batch, 1 epoch, no warm-up/idle/min window/hotspots, meters [auto], 1 thread)")
+        print(
+            f"trivial cell: {cell.id} (640 rows = 512 train + 128 test: one batch, 1 epoch, no warm-up/idle/min window/hotspots, meters [auto], 1 thread)"
+        )
         # breakdown of one cell
         timed(torch_cmd)  # warm the page cache for both
         timed(cell_cmd())
-        imp = importtime(["-m", "joulegrid", *cell_cmd()[len(jg):]])
+        imp = importtime(["-m", "joulegrid", *cell_cmd()[len(jg) :]])
         imp_torch = importtime(["-c", "import torch"]).get("torch", 0.0)
         cmd = cell_cmd()
         w, c = timed(cmd, tmp / "cell.log")
@@ -122,13 +126,18 @@ def main() -> int:
         print("breakdown of one cell (seconds):")
         print(f"  whole process (wall)                  {w:6.2f}")
         print(f"  import torch alone (-X importtime)    {imp_torch:6.2f}")
-        notes = {"torch._dynamo": "  (lazy: torch.optim's first step)", "pandas": "  (pyarrow, converting the row; on a host's first cell codecarbon's detection)"}
+        notes = {
+            "torch._dynamo": "  (lazy: torch.optim's first step)",
+            "pandas": "  (pyarrow, converting the row; on a host's first cell codecarbon's detection)",
+        }
         for name in (*EXACT, "joulegrid"):
             if name in imp:
                 print(f"  import {name:<30} {imp[name]:6.2f}{notes.get(name, '')}")
         print(f"  runner.run(): started..finished       {run_s:6.2f}")
         print(f"    set-up (data, model, FLOPs) setup_s {row['setup_s']:6.2f}")
-        print(f"    waiting for the meters' set-up      {row['meters_ready_s']:6.2f}  (codecarbon detection, overlapped; read back on a host's second cell)")
+        print(
+            f"    waiting for the meters' set-up      {row['meters_ready_s']:6.2f}  (codecarbon detection, overlapped; read back on a host's second cell)"
+        )
         print(f"    measured window wall_s              {row['wall_s']:6.2f}  ({row['n_batches']} batches)")
         print(f"  rest: interpreter, imports before run(), Parquet write, exit  {w - run_s:6.2f}")
         sides = [("import torch", torch_cmd), ("cell", cell_cmd)]
@@ -137,7 +146,9 @@ def main() -> int:
         res = [alternate(r, sides, tmp) for r in range(args.rounds)]
         print("context: a cell vs import torch:")
         ratios = [report_round(r, "import torch", "cell", x) for r, x in enumerate(res)]
-        report_medians("cell/import torch", ratios, "context, no goal" if args.phase == "train" else "inference: no torch._dynamo")
+        report_medians(
+            "cell/import torch", ratios, "context, no goal" if args.phase == "train" else "inference: no torch._dynamo"
+        )
         if args.phase == "train":
             print("the goal: a training cell vs the smallest torch training script (import torch, one Adam step):")
             step = [report_round(r, "torch step", "cell", x) for r, x in enumerate(res)]

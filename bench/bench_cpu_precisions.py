@@ -128,7 +128,9 @@ def infer_table(rounds: int) -> dict[str, dict[str, float]]:
         base = per["fp32"]
         ratios = {k: statistics.median(v[i] / base[i] for i in range(rounds)) for k, v in per.items()}
         out[case] = ratios
-        print(f"\n{case}: fp32 {statistics.median(base) * 1e3:.3f} ms/batch ({n} batches x {rounds} rounds)", flush=True)
+        print(
+            f"\n{case}: fp32 {statistics.median(base) * 1e3:.3f} ms/batch ({n} batches x {rounds} rounds)", flush=True
+        )
         for label in list(calls) + [k for k in notes if k not in calls]:
             r = f"{ratios[label]:6.2f} x fp32 time" if label in ratios else "     -"
             extra = f"  ({notes[label]})" if label in notes else ""
@@ -146,7 +148,9 @@ def step_time(build, x, y, loss_fn, prec_name: str, steps: int) -> float:
     scaler = prec.make_scaler("cpu")
 
     def one():
-        prec.train_step("cpu", lambda: loss_fn(model(x).float() if prec.dtype != torch.float64 else model(x), y), opt, scaler)
+        prec.train_step(
+            "cpu", lambda: loss_fn(model(x).float() if prec.dtype != torch.float64 else model(x), y), opt, scaler
+        )
 
     for _ in range(2):  # warm-up (oneDNN primitive creation)
         one()
@@ -184,11 +188,15 @@ def main() -> None:
     flags = probes.cpu_flags()
     backend, why = precision.choose_int8("cpu", flags, probes.cpu_arch())
     print(f"host: {host()}")
-    print(f"CPU flags: {probes.flags_column(flags) or '(none of ' + ', '.join(probes.CPU_FLAGS) + ')'}; arch {platform.machine()}")
-    print(f"native: " + ", ".join(f"{p} {'yes' if precision.native(p, 'cpu', flags, probes.cpu_arch()) else 'NO (emulated)'}"
+    print(
+        f"CPU flags: {probes.flags_column(flags) or '(none of ' + ', '.join(probes.CPU_FLAGS) + ')'}; arch {platform.machine()}"
+    )
+    print("native: " + ", ".join(f"{p} {'yes' if precision.native(p, 'cpu', flags, probes.cpu_arch()) else 'NO (emulated)'}"
                                   for p in ("bf16", "fp16", "int8")))  # fmt: skip
     print(f"int8 rule: {backend} ({why})")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engines {torch.backends.quantized.supported_engines}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engines {torch.backends.quantized.supported_engines}"
+    )
     ratios = infer_table(a.rounds)
     small, large = (next(v for k, v in ratios.items() if k.startswith(s)) for s in ("small", "large"))
     auto = next((k for k in small if k.startswith("int8 auto")), None)

@@ -53,7 +53,9 @@ def main() -> int:
     cfg, sites = C.load()
     cell = Cell(cfg["site"], "baler_ae", "train", "cpu", "fp32", "baseline", args.batch, 0)
     spec = C.SpecBuilder(cfg, sites).spec(cell)
-    runner = CellRunner(spec, out="(not written)", data_path=None, model_path=None, threads=args.threads, measure_energy=False)
+    runner = CellRunner(
+        spec, out="(not written)", data_path=None, model_path=None, threads=args.threads, measure_energy=False
+    )
     wl = create("baler_ae", spec["settings"]["workload"], 0)
     prec = precision.get("fp32", "train")
     g = torch.Generator().manual_seed(0)
@@ -86,7 +88,9 @@ def main() -> int:
         return time.perf_counter() - t0
 
     print(f"host: {host()}")
-    print(f"baler_ae autoencoder, {args.rows} rows x 24 features, batch {args.batch}, {args.threads} torch thread(s), fp32, CPU")
+    print(
+        f"baler_ae autoencoder, {args.rows} rows x 24 features, batch {args.batch}, {args.threads} torch thread(s), fp32, CPU"
+    )
     joulegrid_epoch(no_step), dataloader_epoch(no_step)  # warm-up
     out = {}
     for label, step in (("data path", no_step), ("end to end", real_step)):

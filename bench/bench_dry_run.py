@@ -99,7 +99,18 @@ def feature_floor(tmp: Path, cfg: Path) -> list[str]:
     (d / "cells.txt").write_text("\n".join(G.expand(config, sb.hashes()).paths("results")))
     (d / "constraints.json").write_text(json.dumps(G.WILDCARD_CONSTRAINTS))
     (d / "Snakefile").write_text(FEATURE_FLOOR.format(pattern=G.cell_pattern(config["site"])))
-    return [str(BIN / "snakemake"), "-s", str(d / "Snakefile"), "--directory", str(d), "-n", "--cores", "2", "--resources", "energy_meter=1"]
+    return [
+        str(BIN / "snakemake"),
+        "-s",
+        str(d / "Snakefile"),
+        "--directory",
+        str(d),
+        "-n",
+        "--cores",
+        "2",
+        "--resources",
+        "energy_meter=1",
+    ]
 
 
 def baseline_checkout(ref: str, dest: Path) -> Path:
@@ -111,7 +122,9 @@ def baseline_checkout(ref: str, dest: Path) -> Path:
     return dest / "Snakefile"
 
 
-def bench_size(cells: int, rounds: int, extra: list[str], tmp: Path, features: bool = False, baseline: Path | None = None) -> list[tuple[float, float]]:
+def bench_size(
+    cells: int, rounds: int, extra: list[str], tmp: Path, features: bool = False, baseline: Path | None = None
+) -> list[tuple[float, float]]:
     """Side-by-side dry runs of a joulegrid grid of `cells` cells and the floor; the (wall, CPU) ratios per round."""
     snakemake = str(BIN / "snakemake")
     cfg = tmp / "grid.yaml"
@@ -126,8 +139,21 @@ def bench_size(cells: int, rounds: int, extra: list[str], tmp: Path, features: b
     n_jobs = total_jobs(tmp / "count.log")
     (tmp / "floor").mkdir()
     (tmp / "floor" / "Snakefile").write_text(FLOOR.format(n=n_jobs - 1))
-    floor_cmd = [snakemake, "-s", str(tmp / "floor" / "Snakefile"), "--directory", str(tmp / "floor"), "-n", "--cores", "2", *extra]
-    print(f"snakemake -n{' --quiet rules' if extra else ''}: joulegrid {cells} cells = {n_jobs} jobs vs a trivial workflow of {n_jobs} jobs", flush=True)
+    floor_cmd = [
+        snakemake,
+        "-s",
+        str(tmp / "floor" / "Snakefile"),
+        "--directory",
+        str(tmp / "floor"),
+        "-n",
+        "--cores",
+        "2",
+        *extra,
+    ]
+    print(
+        f"snakemake -n{' --quiet rules' if extra else ''}: joulegrid {cells} cells = {n_jobs} jobs vs a trivial workflow of {n_jobs} jobs",
+        flush=True,
+    )
     sides = [("floor", floor_cmd), ("joulegrid", jg_cmd)]
     if features:
         sides.append(("features", feature_floor(tmp, cfg) + extra))
@@ -146,7 +172,9 @@ def bench_size(cells: int, rounds: int, extra: list[str], tmp: Path, features: b
             base.append(report_round(r, "floor", "baseline", res, fmt="6.1f"))
             vs.append(report_round(r, "baseline", "joulegrid", res, fmt="6.1f"))
     if features:
-        report_medians(f"joulegrid/feature floor at {cells} cells", feat, "context: Snakemake's cost of what rule measure keeps")
+        report_medians(
+            f"joulegrid/feature floor at {cells} cells", feat, "context: Snakemake's cost of what rule measure keeps"
+        )
     if baseline:
         report_medians(f"baseline/floor at {cells} cells", base, "the revision given with --baseline")
         report_medians(f"joulegrid/baseline at {cells} cells", vs, "this checkout against --baseline")
@@ -156,12 +184,21 @@ def bench_size(cells: int, rounds: int, extra: list[str], tmp: Path, features: b
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cells", type=int, nargs="+", default=[2_000, 10_000, 20_000], help="grid sizes (multiples of 20)")
+    ap.add_argument(
+        "--cells", type=int, nargs="+", default=[2_000, 10_000, 20_000], help="grid sizes (multiples of 20)"
+    )
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quiet", action="store_true", help="pass --quiet rules: the job stats table, no listing of every job")
-    ap.add_argument("--feature-floor", action="store_true",
-                    help="also time a workflow without joulegrid's code whose rule has what rule measure keeps (input, log, wildcards, ...)")
-    ap.add_argument("--baseline", metavar="REF", help="also time the Snakefile, rules and package of git revision REF (e.g. main)")
+    ap.add_argument(
+        "--quiet", action="store_true", help="pass --quiet rules: the job stats table, no listing of every job"
+    )
+    ap.add_argument(
+        "--feature-floor",
+        action="store_true",
+        help="also time a workflow without joulegrid's code whose rule has what rule measure keeps (input, log, wildcards, ...)",
+    )
+    ap.add_argument(
+        "--baseline", metavar="REF", help="also time the Snakefile, rules and package of git revision REF (e.g. main)"
+    )
     args = ap.parse_args()
     if any(c % 20 for c in args.cells):
         raise SystemExit("--cells must be multiples of 20 (2 phases x 10 batch sizes x repeats)")
@@ -171,8 +208,21 @@ def main() -> int:
         tmp = Path(tmp)
         (tmp / "empty").mkdir()
         (tmp / "empty" / "Snakefile").write_text(EMPTY)
-        empty_wall, empty_cpu = timed([str(BIN / "snakemake"), "-s", str(tmp / "empty" / "Snakefile"), "--directory", str(tmp / "empty"), "-n", "--cores", "1"])
-        print(f"start-up of snakemake -n on an empty workflow (both sides pay it): {empty_wall:.1f} s wall, {empty_cpu:.1f} s CPU")
+        empty_wall, empty_cpu = timed(
+            [
+                str(BIN / "snakemake"),
+                "-s",
+                str(tmp / "empty" / "Snakefile"),
+                "--directory",
+                str(tmp / "empty"),
+                "-n",
+                "--cores",
+                "1",
+            ]
+        )
+        print(
+            f"start-up of snakemake -n on an empty workflow (both sides pay it): {empty_wall:.1f} s wall, {empty_cpu:.1f} s CPU"
+        )
         baseline = baseline_checkout(args.baseline, tmp / "baseline-src") if args.baseline else None
         results = {}
         for cells in args.cells:
@@ -180,7 +230,9 @@ def main() -> int:
             results[cells] = bench_size(cells, args.rounds, extra, tmp / str(cells), args.feature_floor, baseline)
     print("joulegrid/floor, median over rounds:")
     for cells, ratios in results.items():
-        print(f"  {cells:>6} cells: CPU time {statistics.median(c for _, c in ratios):.2f}, wall clock {statistics.median(w for w, _ in ratios):.2f}")
+        print(
+            f"  {cells:>6} cells: CPU time {statistics.median(c for _, c in ratios):.2f}, wall clock {statistics.median(w for w, _ in ratios):.2f}"
+        )
     return 0
 
 

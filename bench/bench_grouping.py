@@ -38,8 +38,14 @@ SLURM_FAST = ["--slurm-init-seconds-before-status-checks", "1", "--latency-wait"
 
 def grid(cells: int) -> dict:
     return {
-        "grid": {"workloads": ["baler_ae"], "phases": ["train"], "devices": ["cpu"], "precisions": ["fp32"],
-                 "batch_sizes": [512], "repeats": cells},
+        "grid": {
+            "workloads": ["baler_ae"],
+            "phases": ["train"],
+            "devices": ["cpu"],
+            "precisions": ["fp32"],
+            "batch_sizes": [512],
+            "repeats": cells,
+        },
         "workloads": {"baler_ae": {"rows": 640, "epochs": 1}},
         "measure": {"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never"},
         "job": {"mem_mb": 1000, "runtime_min": 10},
@@ -54,7 +60,9 @@ def main() -> int:
     ap.add_argument("--executor", choices=("local", "slurm"), default="local")
     ap.add_argument("--cores", default="2")
     ap.add_argument("--keep", action="store_true", help="keep the working folder (its path is printed)")
-    ap.add_argument("--grouped-first", action="store_true", help="odd rounds run the grouped side first (default: plain first)")
+    ap.add_argument(
+        "--grouped-first", action="store_true", help="odd rounds run the grouped side first (default: plain first)"
+    )
     a = ap.parse_args()
 
     if a.executor == "slurm":
@@ -69,35 +77,78 @@ def main() -> int:
     cfg = base / "grid.yaml"
     cfg.write_text(yaml.safe_dump(grid(a.cells)))
     print(f"host: {B.host()}")
-    print(f"{a.cells} cells, executor {a.executor}, grouped side: --group-components cells={a.group}, {a.rounds} rounds")
+    print(
+        f"{a.cells} cells, executor {a.executor}, grouped side: --group-components cells={a.group}, {a.rounds} rounds"
+    )
 
     # the data set once, shared by every round (resources/ is outside results/)
-    B.timed([SNAKEMAKE, "-s", str(B.REPO / "Snakefile"), "--directory", str(base), "--configfile", str(cfg),
-             "--cores", a.cores, "--until", "prepare_dataset"], log=base / "prepare.log")
+    B.timed(
+        [
+            SNAKEMAKE,
+            "-s",
+            str(B.REPO / "Snakefile"),
+            "--directory",
+            str(base),
+            "--configfile",
+            str(cfg),
+            "--cores",
+            a.cores,
+            "--until",
+            "prepare_dataset",
+        ],
+        log=base / "prepare.log",
+    )
 
     def side(grouped: bool, r: int) -> tuple[float, float]:
         shutil.rmtree(base / "results", ignore_errors=True)
         shutil.rmtree(base / ".snakemake", ignore_errors=True)
         extra = ["--group-components", f"cells={a.group}"] if grouped else []
         log = base / f"round{r}-{'grouped' if grouped else 'plain'}.log"
-        t = B.timed([SNAKEMAKE, "-s", str(B.REPO / "Snakefile"), "--directory", str(base), "--configfile", str(cfg),
-                     *how, "--until", "measure", *extra], log=log)
+        t = B.timed(
+            [
+                SNAKEMAKE,
+                "-s",
+                str(B.REPO / "Snakefile"),
+                "--directory",
+                str(base),
+                "--configfile",
+                str(cfg),
+                *how,
+                "--until",
+                "measure",
+                *extra,
+            ],
+            log=log,
+        )
         rows = list((base / "results" / "runs").rglob("*.parquet"))
         if len(rows) != a.cells:
             raise SystemExit(f"expected {a.cells} run files, found {len(rows)} (log: {log})")
         text = log.read_text()
         if grouped:  # Snakemake logs a "Group job cells" block for each group job it runs
             n = text.count("Group job cells")
-            print(f"  round {r}: {n} group jobs" if n else f"  round {r}: no group job in Snakemake's log (groups inactive)")
+            print(
+                f"  round {r}: {n} group jobs"
+                if n
+                else f"  round {r}: no group job in Snakemake's log (groups inactive)"
+            )
         # the cells' own time (runner.run(), from each row): tells a slower host from Snakemake overhead
         import pyarrow.parquet as pq
 
-        own = sum((x["finished_at"] - x["started_at"]).total_seconds() for f in rows for x in pq.read_table(f, columns=["started_at", "finished_at"]).to_pylist())
-        print(f"  round {r} {'grouped' if grouped else 'plain'}: {t[0]:.1f} s wall, of which the cells' runner.run() {own:.1f} s", flush=True)
+        own = sum(
+            (x["finished_at"] - x["started_at"]).total_seconds()
+            for f in rows
+            for x in pq.read_table(f, columns=["started_at", "finished_at"]).to_pylist()
+        )
+        print(
+            f"  round {r} {'grouped' if grouped else 'plain'}: {t[0]:.1f} s wall, of which the cells' runner.run() {own:.1f} s",
+            flush=True,
+        )
         return t
 
     pairs = []
-    print(f"{'round':>5} {'plain wall':>11} {'plain CPU':>10} {'grouped wall':>13} {'grouped CPU':>12} {'ratio wall':>11}")
+    print(
+        f"{'round':>5} {'plain wall':>11} {'plain CPU':>10} {'grouped wall':>13} {'grouped CPU':>12} {'ratio wall':>11}"
+    )
     for r in range(1, a.rounds + 1):
         if bool(r % 2) != a.grouped_first:
             p = side(False, r)
@@ -112,7 +163,9 @@ def main() -> int:
     else:
         shutil.rmtree(base, ignore_errors=True)
     print(f"median CPU ratio grouped/plain: {B.median_ratio([(p[1], g[1]) for p, g in pairs]):.3f}")
-    print(f"median wall ratio grouped/plain ({a.cells} cells, {a.executor}): {B.median_ratio([(p[0], g[0]) for p, g in pairs]):.3f}")
+    print(
+        f"median wall ratio grouped/plain ({a.cells} cells, {a.executor}): {B.median_ratio([(p[0], g[0]) for p, g in pairs]):.3f}"
+    )
     return 0
 
 

@@ -56,8 +56,10 @@ def main() -> None:
                 walls.append(time.perf_counter() - w0)
                 cpus.append(time.process_time() - c0)
             assert text.count("\n") == n
-            print(f"{n:>6} files of this grid + {n:>6} copied: run_manifest {statistics.median(walls):.3f} s wall, "
-                  f"{statistics.median(cpus):.3f} s CPU (median of {args.rounds})")
+            print(
+                f"{n:>6} files of this grid + {n:>6} copied: run_manifest {statistics.median(walls):.3f} s wall, "
+                f"{statistics.median(cpus):.3f} s CPU (median of {args.rounds})"
+            )
 
 
 if __name__ == "__main__":

@@ -70,9 +70,17 @@ def main() -> int:
     torch.manual_seed(0)
 
     model = torch.nn.Sequential(
-        torch.nn.Linear(24, 256), torch.nn.LeakyReLU(), torch.nn.Linear(256, 256), torch.nn.LeakyReLU(),
-        torch.nn.Linear(256, 12), torch.nn.LeakyReLU(), torch.nn.Linear(12, 256), torch.nn.LeakyReLU(),
-        torch.nn.Linear(256, 256), torch.nn.LeakyReLU(), torch.nn.Linear(256, 24),
+        torch.nn.Linear(24, 256),
+        torch.nn.LeakyReLU(),
+        torch.nn.Linear(256, 256),
+        torch.nn.LeakyReLU(),
+        torch.nn.Linear(256, 12),
+        torch.nn.LeakyReLU(),
+        torch.nn.Linear(12, 256),
+        torch.nn.LeakyReLU(),
+        torch.nn.Linear(256, 256),
+        torch.nn.LeakyReLU(),
+        torch.nn.Linear(256, 24),
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(64 * args.batch, 24)
@@ -135,7 +143,9 @@ def main() -> int:
     print(f"meters: {', '.join(used) or 'none'} (absent: {', '.join(a['meter'] for a in ms.absent) or 'none'})")
     print(f"meter set-up (once per job, overlapped with the job's set-up in the runner): {setup:.2f} s")
     print(f"meters start+stop (once per window): {1e3 * start_stop:.1f} ms")
-    print(f"meters' own CPU use while measuring: {1e3 * meter_cpu:.2f} ms per s = {100 * meter_cpu / threads:.2f} % of {threads} thread(s)")
+    print(
+        f"meters' own CPU use while measuring: {1e3 * meter_cpu:.2f} ms per s = {100 * meter_cpu / threads:.2f} % of {threads} thread(s)"
+    )
     print(f"{threads} torch thread(s), batch {args.batch}, {n} steps per round, {args.pairs} pairs")
     pairs = []
     t_start = time.perf_counter()
@@ -156,10 +166,13 @@ def main() -> int:
         )
     t0 = time.perf_counter()
     ms.finish(None)
-    print(f"attribution of {len(ms.windows)} windows and the whole job (once per job): {1e3 * (time.perf_counter() - t0):.1f} ms")
+    print(
+        f"attribution of {len(ms.windows)} windows and the whole job (once per job): {1e3 * (time.perf_counter() - t0):.1f} ms"
+    )
     ms.close()
     ratios = [tb / ti for tb, ti, _, _ in pairs]
     cratios = [cb / ci for _, _, cb, ci in pairs]
+
     # Neighbours' load on a shared host makes single rounds up to ~100x slower; the two rounds of a
     # pair run back to back in alternating order, so the median of the pair ratios is the robust
     # estimate (selecting "quiet" pairs on either side would bias it). Process CPU time per step

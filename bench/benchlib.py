@@ -48,15 +48,21 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def timed(cmd: list[str], log: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None,
-          extra_env: dict[str, str] | None = None) -> tuple[float, float]:
+def timed(
+    cmd: list[str],
+    log: str | os.PathLike | None = None,
+    cwd: str | os.PathLike | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[float, float]:
     """Run cmd to completion, its stdout+stderr into log (or discarded); (wall s, CPU s of it and its children).
 
     Exits with the log's tail when the command fails: a benchmark of a failing command means nothing."""
     out = open(log, "w") if log else tempfile.TemporaryFile("w+")
     with out:
         c0, t0 = _children_cpu(), time.perf_counter()
-        rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env={**env(), **(extra_env or {})}).returncode
+        rc = subprocess.run(
+            cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env={**env(), **(extra_env or {})}
+        ).returncode
         wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
         if rc != 0:
             out.seek(0) if not log else None
@@ -65,7 +71,9 @@ def timed(cmd: list[str], log: str | os.PathLike | None = None, cwd: str | os.Pa
     return wall, cpu
 
 
-def alternate(round_index: int, sides: list[tuple[str, object]], logdir: str | os.PathLike) -> dict[str, tuple[float, float]]:
+def alternate(
+    round_index: int, sides: list[tuple[str, object]], logdir: str | os.PathLike
+) -> dict[str, tuple[float, float]]:
     """One round of side-by-side timing: each (name, cmd) run with timed(), in the given order on even
     rounds and reversed on odd ones (so a drift in the host's load favours neither side); cmd may be a
     callable returning the command. Returns {name: (wall s, CPU s)}."""
@@ -75,7 +83,9 @@ def alternate(round_index: int, sides: list[tuple[str, object]], logdir: str | o
     return res
 
 
-def report_round(round_index: int, base: str, other: str, res: dict[str, tuple[float, float]], fmt: str = "5.2f") -> tuple[float, float]:
+def report_round(
+    round_index: int, base: str, other: str, res: dict[str, tuple[float, float]], fmt: str = "5.2f"
+) -> tuple[float, float]:
     """Print one round of alternate() as 'base ... | other ... | ratio ...'; returns (wall, CPU) ratio other/base."""
     (bw, bc), (ow, oc) = res[base], res[other]
     print(f"  round {round_index + 1}: {base} {bw:{fmt}} s wall {bc:{fmt}} s CPU | {other} {ow:{fmt}} s wall {oc:{fmt}} s CPU"

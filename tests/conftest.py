@@ -47,11 +47,14 @@ def html_tables(page: str, start: str, end: str | None = None) -> list[list[dict
     """The tables of a report page between the texts start and end (default: the page's end), each as
     a list of {column: cell text}."""
     i = page.index(start)
-    part = page[i:page.index(end, i)] if end is not None else page[i:]
+    part = page[i : page.index(end, i)] if end is not None else page[i:]
     out = []
     for t in re.findall(r"<table>(.*?)</table>", part, re.S):
         head = [html.unescape(h) for h in re.findall(r"<th>(.*?)</th>", t)]
-        rows = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)] for tr in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1])]
+        rows = [
+            [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1])
+        ]
         out.append([dict(zip(head, r)) for r in rows])
     return out
 
@@ -76,8 +79,15 @@ def write_config(tmp_path):
     return _write
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 900, env: dict | None = None,
-              check: bool = True, cwd: Path | None = None):
+def snakemake(
+    workdir: Path,
+    *args: str,
+    configfile: Path | None = None,
+    timeout: int = 900,
+    env: dict | None = None,
+    check: bool = True,
+    cwd: Path | None = None,
+):
     """Run the real Snakemake on joulegrid's Snakefile in workdir (started in cwd); returns CompletedProcess."""
     cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir)]
     if configfile:
@@ -94,8 +104,14 @@ def run_snakemake():
     return snakemake
 
 
-def cell_file(workdir: Path, cell_id: str, configfile: Path | None = None, config_args: list[str] | None = None,
-              kind: str = "runs", ext: str = ".parquet") -> Path:
+def cell_file(
+    workdir: Path,
+    cell_id: str,
+    configfile: Path | None = None,
+    config_args: list[str] | None = None,
+    kind: str = "runs",
+    ext: str = ".parquet",
+) -> Path:
     """A cell's file as the pipeline names it (<results>/<kind>/<cell id>-<config hash><ext>) for the
     config that `snakemake [--configfile F] [--config ...]` gives (joulegrid.config.load)."""
     from joulegrid import config as C

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from joulegrid import schema as S
 from joulegrid.grid import Cell
 from joulegrid.io import write_table
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 PRECISION_FACTOR = {"fp64": 2.0, "fp32": 1.0, "bf16": 0.6, "fp16": 0.55, "int8": 0.8}
 QUALITY_DELTA = {"fp64": -0.0005, "fp32": 0.0, "bf16": 0.002, "fp16": 0.003, "int8": 0.004}
 

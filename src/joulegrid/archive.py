@@ -18,7 +18,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .grid import cell_from_path, run_files
@@ -32,7 +32,7 @@ class ArchiveError(ValueError):
 
 def _stamp() -> str:
     """Name of a new archive folder: the UTC time, to the microsecond."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
 def matching(results: str | os.PathLike, pattern: str) -> list[tuple[str, Path]]:
@@ -48,7 +48,9 @@ def matching(results: str | os.PathLike, pattern: str) -> list[tuple[str, Path]]
     return out
 
 
-def remeasure(results: str | os.PathLike, pattern: str, dry_run: bool = False, stamp: str | None = None) -> tuple[list[Path], Path]:
+def remeasure(
+    results: str | os.PathLike, pattern: str, dry_run: bool = False, stamp: str | None = None
+) -> tuple[list[Path], Path]:
     """Move the matching run files (and their side files) into <results>/archive/<stamp>/; returns
     (moved run files' new paths, archive folder). Raises ArchiveError when nothing matches."""
     results = Path(results)

@@ -25,7 +25,14 @@ RULE_AXES = ("phase", "device", "precision", "variant")
 
 # precision axis value -> the arithmetic it runs (fp16_noscaler is fp16 without a GradScaler):
 # what decides whether a device runs it natively (precision.native) and its peak (flops.PEAKS)
-PRECISION_MATH = {"fp64": "fp64", "fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp16_noscaler": "fp16", "int8": "int8"}
+PRECISION_MATH = {
+    "fp64": "fp64",
+    "fp32": "fp32",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "fp16_noscaler": "fp16",
+    "int8": "int8",
+}
 
 # ---------------------------------------------------------------- int8 backends
 ENGINES = ("onednn", "x86", "fbgemm", "qnnpack")  # torch.ao quantized engines: CPU kernels, run eagerly
@@ -46,7 +53,11 @@ def int8_backend_family(device: str, precision_options: dict[str, Any] | None = 
 
 
 def precision_exclusion(
-    phase: str, device: str, precision: str, variant: str = BASELINE_VARIANT, precision_options: dict[str, Any] | None = None
+    phase: str,
+    device: str,
+    precision: str,
+    variant: str = BASELINE_VARIANT,
+    precision_options: dict[str, Any] | None = None,
 ) -> str | None:
     """Why ``precision`` cannot (or should not) run in this phase, on this device, with this
     variant; None if it can. ``precision_options`` is the config's precision_options (the int8

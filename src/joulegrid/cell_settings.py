@@ -42,7 +42,7 @@ class Measure:
     max_eval_samples: int
 
     @classmethod
-    def from_dict(cls, measure: dict[str, Any] | None) -> "Measure":
+    def from_dict(cls, measure: dict[str, Any] | None) -> Measure:
         """A measure: mapping, the schema's defaults for the keys it lacks; an unknown key is refused."""
         from .config import schema_defaults
 
@@ -74,12 +74,15 @@ class CellSettings:
     precision_options: dict[str, Any] | None = None
 
     @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> "CellSettings":
+    def from_dict(cls, settings: dict[str, Any]) -> CellSettings:
         """The settings of a grid snapshot (or a --spec); the schema's defaults where a key is missing."""
         from .config import schema_defaults
 
         if not isinstance(settings, dict) or "workload" not in settings:
-            raise SettingsError(f"cell settings need a 'workload' mapping, got {settings!r}. Fix: take them from the grid snapshot")
+            raise SettingsError(
+                f"cell settings need a 'workload' mapping, got {settings!r}. Fix: take them from the grid snapshot"
+            )
+
         def given(key: str) -> Any:  # the schema is read only for a key the settings lack (as Measure.from_dict)
             return settings[key] if key in settings else schema_defaults()[key]
 

@@ -28,7 +28,9 @@ def _cell(args) -> tuple[dict, str | None, str | None]:
         from .config import cell_spec_from_snapshot
 
         c = cell_spec_from_snapshot(args.grid, args.out)
-        hostcache.configure(c.resources_dir)  # what the first cell on this host detected (codecarbon), the next ones reuse
+        hostcache.configure(
+            c.resources_dir
+        )  # what the first cell on this host detected (codecarbon), the next ones reuse
         return c.spec, args.data or c.data, args.model or c.model
     return _load_spec(args), args.data, args.model
 
@@ -46,8 +48,15 @@ def cmd_run_cell(args) -> int:
         _EXIT_NOW = True  # the row is on disk
     except (RequiredMeterMissing, DeviceUnavailable, Unsupported) as e:  # the last two only with strict_devices
         cell = spec.get("cell", {})
-        hint = " (strict_devices: true; set it false to record a skipped row instead)" if not isinstance(e, RequiredMeterMissing) else ""
-        print(f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}{hint}", file=sys.stderr)
+        hint = (
+            " (strict_devices: true; set it false to record a skipped row instead)"
+            if not isinstance(e, RequiredMeterMissing)
+            else ""
+        )
+        print(
+            f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}{hint}",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     status = row["status"]
     extra = row.get("skip_reason") or row.get("error_type") or ""
@@ -87,7 +96,9 @@ def cmd_train_reference(args) -> int:
             raise ConfigError("train-reference --grid needs --workload NAME")
         spec, data, model = reference_spec_from_snapshot(args.grid, args.workload)
         if Path(args.out) != Path(model):
-            raise ConfigError(f"--out {args.out}: the grid snapshot {args.grid} has {args.workload}'s reference model at {model}")
+            raise ConfigError(
+                f"--out {args.out}: the grid snapshot {args.grid} has {args.workload}'s reference model at {model}"
+            )
         train_reference(spec, args.out, args.data or data, args.threads)
         return 0
     train_reference(_load_spec(args), args.out, args.data, args.threads)
@@ -114,7 +125,10 @@ def cmd_meters(args) -> int:
     from .sites import site_facts
 
     config, sites = load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
-    settings = {"measure": config["measure"], "site_facts": site_facts(sites, config["site"], config_calibrations(config))}
+    settings = {
+        "measure": config["measure"],
+        "site_facts": site_facts(sites, config["site"], config_calibrations(config)),
+    }
     return survey(settings, args.device, args.window)
 
 
@@ -150,7 +164,12 @@ def cmd_calibrate(args) -> int:
     if args.dry_run:
         import yaml
 
-        print(yaml.safe_dump({hardware.CALIBRATIONS: {model: entry}}, sort_keys=False, default_flow_style=None, width=110), end="")
+        print(
+            yaml.safe_dump(
+                {hardware.CALIBRATIONS: {model: entry}}, sort_keys=False, default_flow_style=None, width=110
+            ),
+            end="",
+        )
         say("joulegrid: --dry-run: nothing written")
         return 0
     try:
@@ -270,12 +289,27 @@ def cmd_schema(args) -> int:
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     """--configfile / --config / --replace-workflow-config with Snakemake's meaning (joulegrid.config.merge)."""
-    p.add_argument("--configfile", "--configfiles", nargs="+", default=None, metavar="FILE",
-                   help="config files merged in order over config/config.yaml, as snakemake --configfile does")
-    p.add_argument("--config", "-C", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="overrides merged last, as snakemake --config reads them (e.g. seed=7 'grid={repeats: 2}')")
-    p.add_argument("--replace-workflow-config", action="store_true",
-                   help="do not start from config/config.yaml (snakemake --replace-workflow-config)")
+    p.add_argument(
+        "--configfile",
+        "--configfiles",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="config files merged in order over config/config.yaml, as snakemake --configfile does",
+    )
+    p.add_argument(
+        "--config",
+        "-C",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides merged last, as snakemake --config reads them (e.g. seed=7 'grid={repeats: 2}')",
+    )
+    p.add_argument(
+        "--replace-workflow-config",
+        action="store_true",
+        help="do not start from config/config.yaml (snakemake --replace-workflow-config)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,8 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run-cell", help="measure one grid cell and write its result file")
-    r.add_argument("--grid", help="the grid snapshot (<results>/.grid/<hash>.json, what Snakemake passes): the settings; "
-                   "the cell and its config hash come from --out, its run file")
+    r.add_argument(
+        "--grid",
+        help="the grid snapshot (<results>/.grid/<hash>.json, what Snakemake passes): the settings; "
+        "the cell and its config hash come from --out, its run file",
+    )
     r.add_argument("--spec", help="cell spec as JSON")
     r.add_argument("--spec-file", help="cell spec as a JSON file")
     r.add_argument("--out", required=True, help="result Parquet file to write (atomically)")
@@ -315,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         "remeasure",
         help="measure finished cells again: move their run files (never delete) to <results>/archive/<timestamp>/",
     )
-    rm.add_argument("pattern", help="cell id pattern, e.g. 'local/baler_ae/train/cpu/fp32/bs256/r0' or 'local/*/infer/*'")
+    rm.add_argument(
+        "pattern", help="cell id pattern, e.g. 'local/baler_ae/train/cpu/fp32/bs256/r0' or 'local/*/infer/*'"
+    )
     rm.add_argument("--results", default="results", help="results folder (config key results)")
     rm.add_argument("--dry-run", "-n", action="store_true", help="list the cells, move nothing")
     rm.set_defaults(func=cmd_remeasure)
@@ -344,14 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(pl_)
     pl_.add_argument("--exclusions", action="store_true", help="list every excluded cell")
     pl_.add_argument("--forecast-cells", action="store_true", help="list the forecast of every cell still to run")
-    pl_.add_argument("--json", action="store_true",
-                     help="print the run file of every cell, the exclusions and each workload's config hash and settings as JSON")
+    pl_.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run file of every cell, the exclusions and each workload's config hash and settings as JSON",
+    )
     pl_.set_defaults(func=cmd_plan)
 
     mt = sub.add_parser("meters", help="which energy meters work on this host (run it on an execution node)")
     _config_args(mt)
     mt.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the cell device to check for")
-    mt.add_argument("--window", type=float, default=0.0, metavar="S", help="also measure an idle test window of S seconds")
+    mt.add_argument(
+        "--window", type=float, default=0.0, metavar="S", help="also measure an idle test window of S seconds"
+    )
     mt.set_defaults(func=cmd_meters)
 
     ca = sub.add_parser(
@@ -359,16 +403,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a host with readable RAPL: run a short load ladder, fit this CPU model's power model (idle W, W per busy "
         "logical CPU, W per GB used) with its error, and save it in the hardware table (docs/measurement.md)",
     )
-    ca.add_argument("--hardware-file", default=None, help="the hardware table to save it in (default config/hardware.yaml)")
-    ca.add_argument("--replace", action="store_true", help="make a new calibration of this CPU model current (the old one is kept)")
+    ca.add_argument(
+        "--hardware-file", default=None, help="the hardware table to save it in (default config/hardware.yaml)"
+    )
+    ca.add_argument(
+        "--replace", action="store_true", help="make a new calibration of this CPU model current (the old one is kept)"
+    )
     ca.add_argument("--dry-run", action="store_true", help="run and fit, print the entry, write nothing")
     ca.add_argument("--step-s", type=float, default=15.0, help="measured seconds per step (default %(default)s)")
-    ca.add_argument("--settle-s", type=float, default=3.0, help="seconds before each step is measured (default %(default)s)")
-    ca.add_argument("--interval-s", type=float, default=0.5, help="reads within a step every this many seconds (default %(default)s)")
-    ca.add_argument("--levels", type=int, default=6, help="busy steps besides 1 CPU, evenly up to all logical CPUs (default %(default)s)")
+    ca.add_argument(
+        "--settle-s", type=float, default=3.0, help="seconds before each step is measured (default %(default)s)"
+    )
+    ca.add_argument(
+        "--interval-s",
+        type=float,
+        default=0.5,
+        help="reads within a step every this many seconds (default %(default)s)",
+    )
+    ca.add_argument(
+        "--levels",
+        type=int,
+        default=6,
+        help="busy steps besides 1 CPU, evenly up to all logical CPUs (default %(default)s)",
+    )
     ca.add_argument("--mem-gb", type=float, default=None, help="GB of memory for the resident and traffic steps (default: the "
                     "smaller of 8 and a quarter of the available memory; 0 = no memory steps)")  # fmt: skip
-    ca.add_argument("--powercap", default=None, help="powercap root (default /sys/class/powercap or $JOULEGRID_POWERCAP)")
+    ca.add_argument(
+        "--powercap", default=None, help="powercap root (default /sys/class/powercap or $JOULEGRID_POWERCAP)"
+    )
     ca.add_argument("--proc", default=None, help="proc root for stat and meminfo (default /proc or $JOULEGRID_PROC)")
     ca.set_defaults(func=cmd_calibrate)
 
@@ -376,9 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--runs", default="results/runs")
     a.add_argument("--out", default="results/summary.parquet")
     a.add_argument("--strict", action="store_true", help="fail on the first corrupt or foreign run file")
-    a.add_argument("--current", default=None, metavar="JSON",
-                   help="the current configuration (<results>/.stamps/current.json, written by snakemake): the summary "
-                   "holds its runs only, other configurations' runs go to --other; without it every run is in the summary")
+    a.add_argument(
+        "--current",
+        default=None,
+        metavar="JSON",
+        help="the current configuration (<results>/.stamps/current.json, written by snakemake): the summary "
+        "holds its runs only, other configurations' runs go to --other; without it every run is in the summary",
+    )
     a.add_argument("--other", default=None, help="runs of other configurations (default <out>.other-configs.parquet)")
     a.set_defaults(func=cmd_aggregate)
 
@@ -389,9 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     im.add_argument("paths", nargs="+", metavar="PATH", help="another results folder (or its runs/, or runs/<site>/)")
     im.add_argument("--results", default="results", help="the results folder to import into (config key results)")
-    im.add_argument("--as-site", action="append", default=None, metavar="NAME|OLD=NEW",
-                    help="file the incoming runs under another site name (when the name is taken here by another "
-                    "machine or scheduler); NAME when the source holds one site, else OLD=NEW (repeatable)")
+    im.add_argument(
+        "--as-site",
+        action="append",
+        default=None,
+        metavar="NAME|OLD=NEW",
+        help="file the incoming runs under another site name (when the name is taken here by another "
+        "machine or scheduler); NAME when the source holds one site, else OLD=NEW (repeatable)",
+    )
     im.add_argument("--dry-run", "-n", action="store_true", help="check and say what would be taken, copy nothing")
     im.set_defaults(func=cmd_import)
 
@@ -399,11 +470,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--summary", default="results/summary.parquet")
     rp.add_argument("--out", default="results/report")
     rp.add_argument("--problems", default=None, help="aggregate problems JSON to list in the report")
-    rp.add_argument("--other", default=None, help="runs of other configurations to name (default <summary>.other-configs.parquet)")
-    rp.add_argument("--configfile", nargs="+", default=None,
-                    help="take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake does)")
+    rp.add_argument(
+        "--other", default=None, help="runs of other configurations to name (default <summary>.other-configs.parquet)"
+    )
+    rp.add_argument(
+        "--configfile",
+        nargs="+",
+        default=None,
+        help="take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake does)",
+    )
     rp.add_argument("--settings", default=None, help="analysis settings as JSON")
-    rp.add_argument("--settings-file", default=None, help="analysis settings as a JSON file (what the Snakemake rule passes)")
+    rp.add_argument(
+        "--settings-file", default=None, help="analysis settings as a JSON file (what the Snakemake rule passes)"
+    )
     rp.set_defaults(func=cmd_report)
 
     pe = sub.add_parser(
@@ -411,9 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="pack the venv that runs it into a tarball the jobs of a site without a shared filesystem unpack "
         "(config/sites.yaml env_tarball; profiles/blackett)",
     )
-    pe.add_argument("--out", default="joulegrid-env.tar.gz", help="tarball to write, in the checkout (default %(default)s)")
-    pe.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                    help="leave out paths inside the venv, e.g. 'lib/python3.11/site-packages/playwright*' (repeatable)")
+    pe.add_argument(
+        "--out", default="joulegrid-env.tar.gz", help="tarball to write, in the checkout (default %(default)s)"
+    )
+    pe.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out paths inside the venv, e.g. 'lib/python3.11/site-packages/playwright*' (repeatable)",
+    )
     pe.set_defaults(func=cmd_pack_env)
 
     s = sub.add_parser("schema", help="print the result schema")
@@ -454,7 +540,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"joulegrid: config error: {e}", file=sys.stderr)
         return 2
-
 
 
 if __name__ == "__main__":

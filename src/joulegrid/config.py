@@ -285,7 +285,9 @@ def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> d
     elif cls.dataset:
         why = missing(cls.dataset)
         if why:
-            raise ConfigError(f"config key {key}: workload {name!r} reads dataset {cls.dataset!r}, which is not available here: {why}")
+            raise ConfigError(
+                f"config key {key}: workload {name!r} reads dataset {cls.dataset!r}, which is not available here: {why}"
+            )
     return settings
 
 
@@ -309,7 +311,9 @@ def check_precisions(config: dict[str, Any]) -> None:
     rules = {w: grid.workload_rules(config, w) for w in g["workloads"]}
     for i, prec in enumerate(g["precisions"]):
         reasons = []
-        for w, phase, device, variant in itertools.product(g["workloads"], g["phases"], g["devices"], g.get("variants", ["baseline"])):
+        for w, phase, device, variant in itertools.product(
+            g["workloads"], g["phases"], g["devices"], g.get("variants", ["baseline"])
+        ):
             r = grid.builtin_exclusion(phase, device, prec, variant, allow, rules[w], config.get("precision_options"))
             if r is None:
                 break
@@ -370,7 +374,9 @@ def validate_semantics(config: dict[str, Any], base_dir: str | os.PathLike = "."
     check_precisions(config)
     from .hardware import config_calibrations
 
-    config_calibrations(config, base)  # the hardware table's CPU calibrations: a bad entry names the file, model and key
+    config_calibrations(
+        config, base
+    )  # the hardware table's CPU calibrations: a bad entry names the file, model and key
     for i, rule in enumerate(config.get("exclude") or []):
         for key, val in rule.items():
             if key == "reason":
@@ -418,7 +424,9 @@ def parse_config_args(entries: list[str] | None) -> dict[str, Any]:
     for entry in entries or []:
         key, sep, val = entry.partition("=")
         if not sep or not re.fullmatch(r"[a-zA-Z_][\w-]*\w", key):
-            raise ConfigError(f"--config {entry!r}: expected KEY=VALUE with KEY a name (e.g. seed=7 or 'grid={{repeats: 2}}')")
+            raise ConfigError(
+                f"--config {entry!r}: expected KEY=VALUE with KEY a name (e.g. seed=7 or 'grid={{repeats: 2}}')"
+            )
         value: Any = None
         if val != "":
             for parse in parsers:
@@ -471,7 +479,9 @@ def merge(
     for f in files:
         update_config(overwrite, _read_configfile(f))
     if config_args:
-        update_config(overwrite, copy.deepcopy(config_args) if isinstance(config_args, dict) else parse_config_args(config_args))
+        update_config(
+            overwrite, copy.deepcopy(config_args) if isinstance(config_args, dict) else parse_config_args(config_args)
+        )
     config = {} if replace_workflow_config else _read_configfile(DEFAULT_CONFIG)
     update_config(config, overwrite)
     return config
@@ -549,9 +559,13 @@ def read_snapshot(path: str | os.PathLike) -> dict[str, Any]:
             "from a directory on the shared filesystem (docs/sites.md, 'What a job reads from the results folder')"
         ) from None
     except ValueError as e:
-        raise ConfigError(f"grid snapshot {path} is not valid JSON ({e}). Fix: delete it and start snakemake again") from None
+        raise ConfigError(
+            f"grid snapshot {path} is not valid JSON ({e}). Fix: delete it and start snakemake again"
+        ) from None
     if not isinstance(snap, dict) or snap.get("joulegrid_grid_snapshot") != SNAPSHOT_VERSION:
-        raise ConfigError(f"{path} is not a joulegrid grid snapshot of version {SNAPSHOT_VERSION}. Fix: start snakemake again to write one")
+        raise ConfigError(
+            f"{path} is not a joulegrid grid snapshot of version {SNAPSHOT_VERSION}. Fix: start snakemake again to write one"
+        )
     return snap
 
 
@@ -591,7 +605,16 @@ def reference_spec_from_snapshot(path: str | os.PathLike, workload: str) -> tupl
     """(spec, data file, model path) of the workload's reference-model training (fp32 baseline, train, cpu)."""
     snap = read_snapshot(path)
     w = _snapshot_workload(snap, path, workload)
-    cell = grid.Cell(w["settings"]["site_facts"]["name"], workload, "train", "cpu", "fp32", "baseline", int(w["reference_batch_size"]), 0)
+    cell = grid.Cell(
+        w["settings"]["site_facts"]["name"],
+        workload,
+        "train",
+        "cpu",
+        "fp32",
+        "baseline",
+        int(w["reference_batch_size"]),
+        0,
+    )
     return {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}, w["data"], w["model"]
 
 
@@ -712,7 +735,10 @@ class SpecBuilder:
         """<results>/.grid/<hash of its content>.json; written (atomically, once: content-addressed) with write."""
         if not hasattr(self, "_snapshot"):
             snap = self.snapshot()
-            self._snapshot = (json.dumps(snap, sort_keys=True, indent=1), f"{self.config['results']}/.grid/{settings_hash(snap)}.json")
+            self._snapshot = (
+                json.dumps(snap, sort_keys=True, indent=1),
+                f"{self.config['results']}/.grid/{settings_hash(snap)}.json",
+            )
         text, path = self._snapshot
         if write and not os.path.exists(path):
             from .io import atomic_path
@@ -724,7 +750,9 @@ class SpecBuilder:
     def model_hash(self, workload: str) -> str:
         """Identity of the reference model infer cells load (workload settings + seed)."""
         if workload not in self._model_hash:
-            self._model_hash[workload] = settings_hash({"workload": self.workload(workload), "seed": self.config["seed"]})
+            self._model_hash[workload] = settings_hash(
+                {"workload": self.workload(workload), "seed": self.config["seed"]}
+            )
         return self._model_hash[workload]
 
     def dataset(self, workload: str) -> tuple[str, int] | None:

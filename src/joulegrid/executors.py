@@ -38,8 +38,9 @@ import platform
 import shlex
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .sites import SiteError, check_runtime, env_tarball, job_flavours, runtime_limit, scheduler  # noqa: F401 - SiteError: what job_resources raises
 
@@ -150,7 +151,9 @@ def htcondor_transfer(
         if env_tarball(facts):
             inputs.append(env_tarball(facts))
         listed = ", ".join(inputs)
-        res["htcondor_transfer_input_files"] = (lambda wc: ", ".join([listed, *reads(wc).values()])) if reads else listed
+        res["htcondor_transfer_input_files"] = (
+            (lambda wc: ", ".join([listed, *reads(wc).values()])) if reads else listed
+        )
         res["htcondor_transfer_output_files"] = results_dir
     return res
 

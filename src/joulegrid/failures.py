@@ -28,7 +28,7 @@ import json
 import os
 import signal
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def attempts_path(run_file: str | os.PathLike, cell_id: str) -> Path:
     (cell_id: the cell's file id, grid.Cell.file_id: its id and config hash)."""
     p = Path(run_file)
     tail = (Path("runs") / f"{cell_id}.parquet").parts
-    if len(p.parts) > len(tail) and p.parts[-len(tail):] == tail:
+    if len(p.parts) > len(tail) and p.parts[-len(tail) :] == tail:
         return Path(*p.parts[: -len(tail)]) / "attempts" / f"{cell_id}.jsonl"
     return p.with_name(p.name + ".attempts.jsonl")
 
@@ -130,11 +130,17 @@ def _log_tail(log: str | None) -> str:
 
 def earlier_errors(entries: list[dict[str, Any]], before: int) -> str:
     """'attempt 1: SIGKILL: ...' lines of the attempts before ``before`` (for the final row)."""
-    lines = [f"attempt {e.get('attempt')}: {e.get('error_type')}: {e.get('error', '')}" for e in entries if (e.get("attempt") or 0) < before]
+    lines = [
+        f"attempt {e.get('attempt')}: {e.get('error_type')}: {e.get('error', '')}"
+        for e in entries
+        if (e.get("attempt") or 0) < before
+    ]
     return "\n".join(lines)
 
 
-def record_failure(spec: dict[str, Any], out: str, exit_code: int, attempt: int = 1, retries: int = 0, log: str | None = None) -> int:
+def record_failure(
+    spec: dict[str, Any], out: str, exit_code: int, attempt: int = 1, retries: int = 0, log: str | None = None
+) -> int:
     """Handle a run-cell that ended with ``exit_code`` != 0; returns the exit code for the job."""
     if exit_code in PASS_THROUGH:
         return exit_code
@@ -148,7 +154,7 @@ def record_failure(spec: dict[str, Any], out: str, exit_code: int, attempt: int 
     last = attempt > retries
     tail = _log_tail(log)
     append_attempt(hist, {
-        "attempt": attempt, "at": datetime.now(timezone.utc).isoformat(), "host": socket.gethostname(),
+        "attempt": attempt, "at": datetime.now(UTC).isoformat(), "host": socket.gethostname(),
         "exit_code": exit_code, "status": status, "error_type": etype, "error": text, "log_tail": tail,
         "retried": not last,
     })  # fmt: skip
@@ -166,7 +172,7 @@ def record_failure(spec: dict[str, Any], out: str, exit_code: int, attempt: int 
 
     row = {
         **schema.empty_row(), **identity_columns(cell, spec, attempt),
-        "hostname": socket.gethostname(), "finished_at": datetime.now(timezone.utc),
+        "hostname": socket.gethostname(), "finished_at": datetime.now(UTC),
         "status": status, "error_type": etype, "error_message": msg[:2000],
     }  # fmt: skip
 

@@ -28,28 +28,61 @@ TERA = 1e12
 # uses it for DGEMM), "fp32" (plain FP32 FMA, not TF32: PyTorch leaves TF32 off for matmuls by
 # default), "fp16"/"bf16"/"int8" (dense Tensor Core figures). A missing key = not listed / not supported.
 PEAKS: tuple[tuple[str, dict[str, float], str], ...] = (
-    (r"H100.*PCIe", {"fp64": 51 * TERA, "fp32": 51 * TERA, "bf16": 756 * TERA, "fp16": 756 * TERA, "int8": 1513 * TERA},
-     "NVIDIA H100 datasheet (PCIe: FP64 TC 51, FP32 51, BF16/FP16 TC 1,513, INT8 TC 3,026 with sparsity)"),
-    (r"H100(?!.*NVL)", {"fp64": 67 * TERA, "fp32": 67 * TERA, "bf16": 989.5 * TERA, "fp16": 989.5 * TERA, "int8": 1979 * TERA},
-     "NVIDIA H100 datasheet (SXM: FP64 TC 67, FP32 67, BF16/FP16 TC 1,979, INT8 TC 3,958 with sparsity)"),
-    (r"H200(?!.*NVL)", {"fp64": 67 * TERA, "fp32": 67 * TERA, "bf16": 989.5 * TERA, "fp16": 989.5 * TERA, "int8": 1979 * TERA},
-     "NVIDIA H200 datasheet (SXM: FP64 TC 67, FP32 67, BF16/FP16 TC 1,979, INT8 TC 3,958 with sparsity)"),
-    (r"A100", {"fp64": 19.5 * TERA, "fp32": 19.5 * TERA, "bf16": 312 * TERA, "fp16": 312 * TERA, "int8": 624 * TERA},
-     "NVIDIA A100 datasheet (FP64 TC 19.5, FP32 19.5, BF16/FP16 TC 312, INT8 TC 624 dense)"),
-    (r"L40S", {"fp32": 91.6 * TERA, "bf16": 362.05 * TERA, "fp16": 362.05 * TERA, "int8": 733 * TERA},
-     "NVIDIA L40S datasheet (FP32 91.6, BF16/FP16 TC 733, INT8 TC 1,466 with sparsity)"),
-    (r"\bL4\b", {"fp32": 30.3 * TERA, "bf16": 121 * TERA, "fp16": 121 * TERA, "int8": 242.5 * TERA},
-     "NVIDIA L4 datasheet (FP32 30.3, BF16/FP16 TC 242, INT8 TC 485 with sparsity)"),
-    (r"\bA10\b", {"fp32": 31.2 * TERA, "bf16": 125 * TERA, "fp16": 125 * TERA, "int8": 250 * TERA},
-     "NVIDIA A10 datasheet (FP32 31.2, BF16/FP16 TC 125, INT8 TC 250 dense)"),
-    (r"V100S", {"fp64": 8.2 * TERA, "fp32": 16.4 * TERA, "fp16": 130 * TERA},
-     "NVIDIA V100S datasheet (PCIe: FP64 8.2, FP32 16.4, Tensor 130; no bf16)"),
-    (r"V100.*PCIE", {"fp64": 7 * TERA, "fp32": 14 * TERA, "fp16": 112 * TERA},
-     "NVIDIA V100 datasheet (PCIe: FP64 7, FP32 14, Tensor 112; no bf16)"),
-    (r"V100", {"fp64": 7.8 * TERA, "fp32": 15.7 * TERA, "fp16": 125 * TERA},
-     "NVIDIA V100 datasheet (SXM2: FP64 7.8, FP32 15.7, Tensor 125; no bf16)"),
-    (r"\bT4\b", {"fp32": 8.1 * TERA, "fp16": 65 * TERA, "int8": 130 * TERA},
-     "NVIDIA T4 datasheet (FP32 8.1, mixed FP16/FP32 65, INT8 130; no bf16)"),
+    (
+        r"H100.*PCIe",
+        {"fp64": 51 * TERA, "fp32": 51 * TERA, "bf16": 756 * TERA, "fp16": 756 * TERA, "int8": 1513 * TERA},
+        "NVIDIA H100 datasheet (PCIe: FP64 TC 51, FP32 51, BF16/FP16 TC 1,513, INT8 TC 3,026 with sparsity)",
+    ),
+    (
+        r"H100(?!.*NVL)",
+        {"fp64": 67 * TERA, "fp32": 67 * TERA, "bf16": 989.5 * TERA, "fp16": 989.5 * TERA, "int8": 1979 * TERA},
+        "NVIDIA H100 datasheet (SXM: FP64 TC 67, FP32 67, BF16/FP16 TC 1,979, INT8 TC 3,958 with sparsity)",
+    ),
+    (
+        r"H200(?!.*NVL)",
+        {"fp64": 67 * TERA, "fp32": 67 * TERA, "bf16": 989.5 * TERA, "fp16": 989.5 * TERA, "int8": 1979 * TERA},
+        "NVIDIA H200 datasheet (SXM: FP64 TC 67, FP32 67, BF16/FP16 TC 1,979, INT8 TC 3,958 with sparsity)",
+    ),
+    (
+        r"A100",
+        {"fp64": 19.5 * TERA, "fp32": 19.5 * TERA, "bf16": 312 * TERA, "fp16": 312 * TERA, "int8": 624 * TERA},
+        "NVIDIA A100 datasheet (FP64 TC 19.5, FP32 19.5, BF16/FP16 TC 312, INT8 TC 624 dense)",
+    ),
+    (
+        r"L40S",
+        {"fp32": 91.6 * TERA, "bf16": 362.05 * TERA, "fp16": 362.05 * TERA, "int8": 733 * TERA},
+        "NVIDIA L40S datasheet (FP32 91.6, BF16/FP16 TC 733, INT8 TC 1,466 with sparsity)",
+    ),
+    (
+        r"\bL4\b",
+        {"fp32": 30.3 * TERA, "bf16": 121 * TERA, "fp16": 121 * TERA, "int8": 242.5 * TERA},
+        "NVIDIA L4 datasheet (FP32 30.3, BF16/FP16 TC 242, INT8 TC 485 with sparsity)",
+    ),
+    (
+        r"\bA10\b",
+        {"fp32": 31.2 * TERA, "bf16": 125 * TERA, "fp16": 125 * TERA, "int8": 250 * TERA},
+        "NVIDIA A10 datasheet (FP32 31.2, BF16/FP16 TC 125, INT8 TC 250 dense)",
+    ),
+    (
+        r"V100S",
+        {"fp64": 8.2 * TERA, "fp32": 16.4 * TERA, "fp16": 130 * TERA},
+        "NVIDIA V100S datasheet (PCIe: FP64 8.2, FP32 16.4, Tensor 130; no bf16)",
+    ),
+    (
+        r"V100.*PCIE",
+        {"fp64": 7 * TERA, "fp32": 14 * TERA, "fp16": 112 * TERA},
+        "NVIDIA V100 datasheet (PCIe: FP64 7, FP32 14, Tensor 112; no bf16)",
+    ),
+    (
+        r"V100",
+        {"fp64": 7.8 * TERA, "fp32": 15.7 * TERA, "fp16": 125 * TERA},
+        "NVIDIA V100 datasheet (SXM2: FP64 7.8, FP32 15.7, Tensor 125; no bf16)",
+    ),
+    (
+        r"\bT4\b",
+        {"fp32": 8.1 * TERA, "fp16": 65 * TERA, "int8": 130 * TERA},
+        "NVIDIA T4 datasheet (FP32 8.1, mixed FP16/FP32 65, INT8 130; no bf16)",
+    ),
 )
 
 # The peak that applies is the one of the precision's math (axes.PRECISION_MATH; int8: dense int8 Tensor
@@ -66,7 +99,9 @@ def device_peak_flops(gpu_model: str | None, precision: str) -> float | None:
     return None
 
 
-def throughput(flops_per_sample: float | None, n_samples: int, wall_s: float, device: str, gpu_model: str | None, precision: str) -> dict[str, Any]:
+def throughput(
+    flops_per_sample: float | None, n_samples: int, wall_s: float, device: str, gpu_model: str | None, precision: str
+) -> dict[str, Any]:
     """flops_per_s, device_peak_flops and mfu of a measured phase."""
     out: dict[str, Any] = {"flops_per_s": None, "device_peak_flops": None, "mfu": None}
     if flops_per_sample and wall_s > 0:

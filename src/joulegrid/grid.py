@@ -22,9 +22,10 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from .axes import (  # noqa: F401 - the axes' names, also read from here (their home is axes.py)
     BASELINE_VARIANT,
@@ -58,6 +59,8 @@ def cell_pattern(site: str) -> str:
     if not re.fullmatch(NAME_RE, site):
         raise ValueError(f"{site!r} is not a site name")
     return CELL_PATTERN.replace("{site}", site)
+
+
 _PATH_RE = re.compile(
     r"(?:^|/)runs/(?P<site>{site})/(?P<workload>{workload})/(?P<phase>{phase})/(?P<device>{device})/"
     r"(?P<precision>{precision})/bs(?P<batch>{batch})/r(?P<repeat>{repeat})(?:-(?P<chash>{chash}))?\.parquet$".format(
@@ -106,13 +109,18 @@ class Cell:
             raise ValueError(f"cell {self.id} has no config hash: build the grid with grid.expand(config, hashes)")
         return f"{results}/runs/{self.file_id}.parquet"
 
-    def with_hash(self, config_hash: str | None) -> "Cell":
+    def with_hash(self, config_hash: str | None) -> Cell:
         return replace(self, config_hash=config_hash)
 
     def wildcards(self) -> dict[str, str]:
         """The cell as Snakemake's wildcards of RUN_PATTERN (the precision folder carries the variant)."""
         out = {k: str(v) for k, v in self.axes().items() if k not in ("precision", "variant", "batch_size")}
-        return {**out, "precision": self.precision_segment, "batch": str(self.batch_size), "chash": self.config_hash or ""}
+        return {
+            **out,
+            "precision": self.precision_segment,
+            "batch": str(self.batch_size),
+            "chash": self.config_hash or "",
+        }
 
     def axes(self) -> dict[str, Any]:
         """The cell's axes (every field but config_hash), by name."""
@@ -190,9 +198,7 @@ def run_manifest(runs_dir: str | os.PathLike, known: Iterable[str] = ()) -> str:
 def cell_from_path(path: str) -> Cell:
     m = _PATH_RE.search(str(path).replace("\\", "/"))
     if not m:
-        raise ValueError(
-            f"{path!r} is not a joulegrid run path; expected .../{RUN_PATTERN}"
-        )
+        raise ValueError(f"{path!r} is not a joulegrid run path; expected .../{RUN_PATTERN}")
     return cell_from_wildcards(m.groupdict())
 
 
@@ -276,9 +282,16 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
     user_rules = config.get("exclude", []) or []
     wl_rules = {w: workload_rules(config, w) for w in g["workloads"]}
     for workload, phase, device, precision, variant, bs in itertools.product(
-        g["workloads"], g["phases"], g["devices"], g["precisions"], g.get("variants", [BASELINE_VARIANT]), g["batch_sizes"]
+        g["workloads"],
+        g["phases"],
+        g["devices"],
+        g["precisions"],
+        g.get("variants", [BASELINE_VARIANT]),
+        g["batch_sizes"],
     ):
-        reason = builtin_exclusion(phase, device, precision, variant, allow, wl_rules[workload], config.get("precision_options"))
+        reason = builtin_exclusion(
+            phase, device, precision, variant, allow, wl_rules[workload], config.get("precision_options")
+        )
         for repeat in range(int(g.get("repeats", 1))):
             cell = Cell(site, workload, phase, device, precision, variant, int(bs), repeat)
             r = reason

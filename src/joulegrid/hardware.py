@@ -26,9 +26,10 @@ import datetime
 import fcntl
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -76,7 +77,9 @@ def check_calibration(model: str, entry: Any, where: str) -> dict[str, Any]:
     """One calibration entry, checked (HardwareError names the key and the fix)."""
     at = f"{where}: {CALIBRATIONS}[{model!r}]"
     if not isinstance(model, str) or not model.strip():
-        raise HardwareError(f"{where}: {CALIBRATIONS} keys are CPU model strings (as /proc/cpuinfo 'model name'), got {model!r}")
+        raise HardwareError(
+            f"{where}: {CALIBRATIONS} keys are CPU model strings (as /proc/cpuinfo 'model name'), got {model!r}"
+        )
     if not isinstance(entry, dict):
         raise HardwareError(f"{at}: expected a mapping with package: {{idle_w, w_per_busy_cpu, ...}}, got {entry!r}. "
                             "Fix: write it with `joulegrid calibrate`, or follow docs/configuration.md")  # fmt: skip
@@ -84,7 +87,9 @@ def check_calibration(model: str, entry: Any, where: str) -> dict[str, Any]:
     if unknown:
         raise HardwareError(f"{at}: unknown key(s) {sorted(unknown)}. Fix: use {', '.join(sorted(_ENTRY_KEYS))}")
     if "package" not in entry:
-        raise HardwareError(f"{at}: no package: block (the CPU package model). Fix: run `joulegrid calibrate` on a host of this CPU model")
+        raise HardwareError(
+            f"{at}: no package: block (the CPU package model). Fix: run `joulegrid calibrate` on a host of this CPU model"
+        )
     for dom in ("package", "dram"):
         d = entry.get(dom)
         if d is None and dom == "dram":
@@ -93,7 +98,9 @@ def check_calibration(model: str, entry: Any, where: str) -> dict[str, Any]:
             raise HardwareError(f"{at}.{dom}: expected a mapping of idle_w, w_per_busy_cpu, ... got {d!r}")
         unknown = set(d) - _DOMAIN_KEYS
         if unknown:
-            raise HardwareError(f"{at}.{dom}: unknown key(s) {sorted(unknown)}. Fix: use {', '.join(sorted(_DOMAIN_KEYS))}")
+            raise HardwareError(
+                f"{at}.{dom}: unknown key(s) {sorted(unknown)}. Fix: use {', '.join(sorted(_DOMAIN_KEYS))}"
+            )
         for k in ("idle_w", "w_per_busy_cpu"):
             if not _number(d.get(k)) or d[k] < 0:
                 raise HardwareError(f"{at}.{dom}.{k}: {d.get(k)!r} is not a usable power. Fix: a number of watts >= 0")
@@ -156,7 +163,10 @@ def read(path: str | os.PathLike) -> HardwareTable:
 def for_jobs(calibrations: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """What a job needs of the calibrations (the model, its error, where it came from): without the
     ladder's steps and earlier calibrations, so that a job's settings stay small."""
-    return {m: {k: v for k, v in e.items() if k not in ("steps", "previous", "ladder", "notes")} for m, e in calibrations.items()}
+    return {
+        m: {k: v for k, v in e.items() if k not in ("steps", "previous", "ladder", "notes")}
+        for m, e in calibrations.items()
+    }
 
 
 def config_calibrations(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> dict[str, dict[str, Any]]:
@@ -176,7 +186,11 @@ def _section(lines: list[str]) -> tuple[int, int] | None:
     if start is None:
         return None
     end = next((i for i in range(start + 1, len(lines)) if _TOP_KEY.match(lines[i])), len(lines))
-    while end - 1 > start and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")) and not lines[end - 1].startswith((" ", "\t")):
+    while (
+        end - 1 > start
+        and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#"))
+        and not lines[end - 1].startswith((" ", "\t"))
+    ):
         end -= 1
     return start, end
 
@@ -184,7 +198,7 @@ def _section(lines: list[str]) -> tuple[int, int] | None:
 SECTION_HEADER = (
     "# CPU power calibrations by CPU model (the 'model name' of /proc/cpuinfo), written by `joulegrid calibrate`\n"
     "# on a host with readable RAPL; the estimate meter uses them on hosts of the same CPU model without readable\n"
-    "# counters (docs/measurement.md, \"Calibrating a CPU model\"). Comments inside this section are not kept.\n"
+    '# counters (docs/measurement.md, "Calibrating a CPU model"). Comments inside this section are not kept.\n'
 )
 
 
@@ -200,7 +214,9 @@ def render(calibrations: dict[str, dict[str, Any]]) -> str:
         if entry.get("steps") is not None:
             out.append("    steps:\n")
             for s in entry["steps"]:
-                out.append("    - " + yaml.safe_dump(s, sort_keys=False, default_flow_style=True, width=10000).strip() + "\n")
+                out.append(
+                    "    - " + yaml.safe_dump(s, sort_keys=False, default_flow_style=True, width=10000).strip() + "\n"
+                )
     return "".join(out)
 
 
@@ -232,7 +248,9 @@ def write_calibration(path: str | os.PathLike, cpu_model: str, entry: dict[str, 
         try:
             old_data = yaml.safe_load(old_text) if old_text else None
         except yaml.YAMLError as e:
-            raise HardwareError(f"{p} is not valid YAML ({e}): nothing written. Fix: repair the file, then calibrate again") from None
+            raise HardwareError(
+                f"{p} is not valid YAML ({e}): nothing written. Fix: repair the file, then calibrate again"
+            ) from None
         _, cals = parse(old_data, str(p))
         entry = copy.deepcopy(entry)
         if cpu_model in cals:

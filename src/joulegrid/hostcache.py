@@ -43,7 +43,9 @@ def _read(path: str) -> str:
 
 def fingerprint() -> dict[str, Any]:
     """What must not have changed since an entry was written: this boot, the CPU model, the memory."""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in _read("/proc/cpuinfo").splitlines() if ln.startswith("model name")), "")
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in _read("/proc/cpuinfo").splitlines() if ln.startswith("model name")), ""
+    )
     mem = next((ln.split()[1] for ln in _read("/proc/meminfo").splitlines() if ln.startswith("MemTotal:")), "")
     return {"boot_id": _read("/proc/sys/kernel/random/boot_id").strip(), "cpu_model": cpu, "mem_total_kb": mem}
 

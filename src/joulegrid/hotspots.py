@@ -18,8 +18,9 @@ import cProfile
 import pstats
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .schema import HOTSPOT_COLUMN_NAMES, hotspot_arrow_schema, hotspots_to_table
 
@@ -56,9 +57,17 @@ def cprofile_rows(fn: Callable[[], Any], top: int = DEFAULT_TOP) -> tuple[list[d
     rows = []
     for i, (key, (_cc, nc, tt, ct, _callers)) in enumerate(items, 1):
         rows.append(
-            dict(profiler="cprofile", rank=i, function=_label(key), calls=int(nc), self_s=float(tt),
-                 cumulative_s=float(ct), device_self_s=None, fraction=float(ct) / wall if wall > 0 else None,
-                 profiled_wall_s=wall)
+            dict(
+                profiler="cprofile",
+                rank=i,
+                function=_label(key),
+                calls=int(nc),
+                self_s=float(tt),
+                cumulative_s=float(ct),
+                device_self_s=None,
+                fraction=float(ct) / wall if wall > 0 else None,
+                profiled_wall_s=wall,
+            )
         )
     return rows, wall
 
@@ -87,14 +96,24 @@ def torch_rows(fn: Callable[[], Any], device: str, top: int = DEFAULT_TOP) -> tu
     rows = []
     for i, (rank_s, e, cpu_self, dev_self) in enumerate(events[:top], 1):
         rows.append(
-            dict(profiler="torch", rank=i, function=str(e.key), calls=int(e.count), self_s=cpu_self,
-                 cumulative_s=e.cpu_time_total / 1e6, device_self_s=dev_self,
-                 fraction=rank_s / wall if wall > 0 else None, profiled_wall_s=wall)
+            dict(
+                profiler="torch",
+                rank=i,
+                function=str(e.key),
+                calls=int(e.count),
+                self_s=cpu_self,
+                cumulative_s=e.cpu_time_total / 1e6,
+                device_self_s=dev_self,
+                fraction=rank_s / wall if wall > 0 else None,
+                profiled_wall_s=wall,
+            )
         )
     return rows, wall
 
 
-def profile(fn: Callable[[], int], device: str, row: dict[str, Any], top: int = DEFAULT_TOP) -> tuple[list[dict[str, Any]], float]:
+def profile(
+    fn: Callable[[], int], device: str, row: dict[str, Any], top: int = DEFAULT_TOP
+) -> tuple[list[dict[str, Any]], float]:
     """Profile two passes of fn (cProfile, then torch.profiler); fn returns the batches it ran.
 
     Returns the hotspot rows (identity copied from the result row) and the total wall time.
@@ -107,6 +126,7 @@ def profile(fn: Callable[[], int], device: str, row: dict[str, Any], top: int = 
     def counted(tag):
         def run():
             n[tag] = fn()
+
         return run
 
     crows, _ = cprofile_rows(counted("cprofile"), top)
@@ -125,7 +145,7 @@ def path_for(run_file: str | Path, cell_id: str) -> Path:
     p = Path(run_file)
     tail = Path("runs") / f"{cell_id}.parquet"
     parts = tail.parts
-    if len(p.parts) >= len(parts) and p.parts[-len(parts):] == parts:
+    if len(p.parts) >= len(parts) and p.parts[-len(parts) :] == parts:
         results = Path(*p.parts[: -len(parts)]) if len(p.parts) > len(parts) else Path(".")
         return results / "hotspots" / f"{cell_id}.parquet"
     return p.with_name(p.name.removesuffix(".parquet") + ".hotspots.parquet")

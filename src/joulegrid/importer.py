@@ -72,7 +72,9 @@ def parse_renames(values: list[str] | None) -> dict[str, str] | str | None:
     pairs = dict(v.split("=", 1) for v in values if "=" in v)
     for name in [*bare, *pairs, *pairs.values()]:
         if not re.fullmatch(NAME_RE, name):
-            raise ImportRefused(f"--as-site {name!r} is not a site name. Fix: letters, digits and _, starting with a letter")
+            raise ImportRefused(
+                f"--as-site {name!r} is not a site name. Fix: letters, digits and _, starting with a letter"
+            )
     if bare and (pairs or len(bare) > 1):
         raise ImportRefused("--as-site takes either one NAME (the source holds one site) or OLD=NEW pairs, not both")
     return bare[0] if bare else pairs
@@ -103,7 +105,7 @@ def _existing(results: Path) -> tuple[dict[str, Path], dict[str, tuple[set, set]
         for rid, cid, h in df.select("run_id", "cell_id", "config_hash").iter_rows():
             ids[rid] = results / "runs" / (f"{cid}-{h}.parquet" if h else f"{cid}.parquet")
     sites: dict[str, tuple[set, set]] = {}
-    for site, sched, host in (df.select("site", "scheduler", "hostname").unique().iter_rows() if df.height else []):
+    for site, sched, host in df.select("site", "scheduler", "hostname").unique().iter_rows() if df.height else []:
         s = sites.setdefault(site, (set(), set()))
         s[0].add(sched)
         s[1].add(host)
@@ -173,9 +175,15 @@ def _rewrite_site(src: Path, out: str, site: str) -> None:
 
     t = pq.read_table(src)
     if "site" in t.column_names:
-        t = t.set_column(t.column_names.index("site"), t.schema.field("site"), pa.array([site] * t.num_rows, t.schema.field("site").type))
+        t = t.set_column(
+            t.column_names.index("site"),
+            t.schema.field("site"),
+            pa.array([site] * t.num_rows, t.schema.field("site").type),
+        )
     if "cell_id" in t.column_names:
-        col = pc.replace_substring_regex(t.column("cell_id"), pattern=r"^[^/]+/", replacement=f"{site}/", max_replacements=1)
+        col = pc.replace_substring_regex(
+            t.column("cell_id"), pattern=r"^[^/]+/", replacement=f"{site}/", max_replacements=1
+        )
         t = t.set_column(t.column_names.index("cell_id"), t.schema.field("cell_id"), col)
     pq.write_table(t, out, compression="zstd")
 
@@ -196,7 +204,9 @@ def plan_import(
             raise ImportRefused(f"{p} does not exist. Fix: give the other site's results folder (it holds runs/)")
         with contextlib.suppress(OSError):
             if p.resolve() == results.resolve() or results.resolve() in p.resolve().parents:
-                raise ImportRefused(f"{p} is inside {results}, the tree to import into. Fix: give another site's results folder")
+                raise ImportRefused(
+                    f"{p} is inside {results}, the tree to import into. Fix: give another site's results folder"
+                )
         files = run_files(p)
         if not files:
             raise ImportRefused(
@@ -221,12 +231,16 @@ def plan_import(
     sites = sorted({i.cell.site for i in incoming})
     if isinstance(as_site, str):
         if len(sites) > 1:
-            raise ImportRefused(f"--as-site {as_site}: the source holds several sites ({', '.join(sites)}). Fix: --as-site OLD=NEW for each")
+            raise ImportRefused(
+                f"--as-site {as_site}: the source holds several sites ({', '.join(sites)}). Fix: --as-site OLD=NEW for each"
+            )
         as_site = {sites[0]: as_site} if sites else {}
     renames = as_site or {}
     unknown = sorted(set(renames) - set(sites))
     if unknown:
-        raise ImportRefused(f"--as-site: the source holds no site {', '.join(unknown)} (it holds {', '.join(sites) or 'none'})")
+        raise ImportRefused(
+            f"--as-site: the source holds no site {', '.join(unknown)} (it holds {', '.join(sites) or 'none'})"
+        )
     for i in incoming:
         if i.cell.site in renames:
             i.dst_cell = replace(i.cell, site=renames[i.cell.site])
@@ -237,7 +251,9 @@ def plan_import(
     return incoming, res, ids_here
 
 
-def import_trees(paths: list[str | os.PathLike], results: str | os.PathLike = "results", as_site=None, dry_run: bool = False) -> ImportResult:
+def import_trees(
+    paths: list[str | os.PathLike], results: str | os.PathLike = "results", as_site=None, dry_run: bool = False
+) -> ImportResult:
     """Copy the run files of other results trees (and their side files) into results; see the module doc."""
     results = Path(results)
     incoming, res, ids_here = plan_import(paths, results, as_site)
@@ -260,7 +276,9 @@ def import_trees(paths: list[str | os.PathLike], results: str | os.PathLike = "r
             res.already.append((inc.src, f"the same run (run_id {rid}) is already there, as {ids_here[rid]}"))
             continue
         if rid in seen:
-            res.skipped.append((inc.src, f"run_id {rid} also in {seen[rid]} (the same run twice in the sources); taken once"))
+            res.skipped.append(
+                (inc.src, f"run_id {rid} also in {seen[rid]} (the same run twice in the sources); taken once")
+            )
             continue
         seen[rid] = inc.src
         if not dry_run:
@@ -289,7 +307,9 @@ def describe(res: ImportResult, results: str | os.PathLike, dry_run: bool = Fals
     """What import took and skipped, and why: the lines joulegrid import prints."""
     verb = "would take" if dry_run else "took"
     sites = ", ".join(f"{s}: {n}" for s, n in sorted(res.sites.items())) or "none"
-    lines = [f"{verb} {len(res.taken)} run file(s) ({sites}) and {res.side_files} side file(s) (attempts, hotspots, logs) into {results}/"]
+    lines = [
+        f"{verb} {len(res.taken)} run file(s) ({sites}) and {res.side_files} side file(s) (attempts, hotspots, logs) into {results}/"
+    ]
     if res.already:
         lines.append(f"skipped {len(res.already)} run file(s) already there (identical, or the same run_id)")
     for src, why in res.skipped:
@@ -300,7 +320,9 @@ def describe(res: ImportResult, results: str | os.PathLike, dry_run: bool = Fals
             "summary.other-configs.parquet, are never averaged with the current runs, and the report names them"
         )
     if not res.current_known:
-        lines.append(f"no {results}/.stamps/current.json (no snakemake run here yet): which runs are of the current configuration is decided when snakemake aggregates")
+        lines.append(
+            f"no {results}/.stamps/current.json (no snakemake run here yet): which runs are of the current configuration is decided when snakemake aggregates"
+        )
     if res.taken and not dry_run:
         lines.append("run `snakemake` (or `make run`) to rebuild the summary and the report with every site")
     return lines

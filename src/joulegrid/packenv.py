@@ -56,7 +56,9 @@ def venv_base(prefix: str | os.PathLike) -> str:
     raise PackError(f"{cfg} names no base Python (home = ...). Fix: recreate the venv with python -m venv")
 
 
-def pack(out: str | os.PathLike = DEFAULT_OUT, prefix: str | os.PathLike = sys.prefix, exclude: tuple[str, ...] = ()) -> Packed:
+def pack(
+    out: str | os.PathLike = DEFAULT_OUT, prefix: str | os.PathLike = sys.prefix, exclude: tuple[str, ...] = ()
+) -> Packed:
     """Write the venv at `prefix` to the tarball `out` (atomically); members are relative to the venv.
 
     exclude: glob patterns of paths inside the venv to leave out (e.g. 'lib/python3.11/site-packages/playwright*')."""
@@ -64,7 +66,9 @@ def pack(out: str | os.PathLike = DEFAULT_OUT, prefix: str | os.PathLike = sys.p
     base = venv_base(prefix)
     out = Path(out)
     if out.resolve().is_relative_to(prefix.resolve()):
-        raise PackError(f"{out} is inside the venv {prefix}. Fix: write it elsewhere (the checkout: --out {DEFAULT_OUT})")
+        raise PackError(
+            f"{out} is inside the venv {prefix}. Fix: write it elsewhere (the checkout: --out {DEFAULT_OUT})"
+        )
     counts = {"files": 0, "bytes": 0}
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

@@ -107,8 +107,13 @@ def choose_int8(device: str, flags: frozenset[str] | set[str] | None, arch: str)
 
 
 # ---------------------------------------------------------------- native or emulated
-def native(precision: str, device: str, flags: frozenset[str] | set[str] | None, arch: str,
-           compute_capability: str | None = None) -> bool | None:
+def native(
+    precision: str,
+    device: str,
+    flags: frozenset[str] | set[str] | None,
+    arch: str,
+    compute_capability: str | None = None,
+) -> bool | None:
     """Does the device run this precision natively (hardware instructions for its arithmetic)?
 
     fp32 / fp64: always. CPU (from its flags; None when unknown): bf16 needs avx512_bf16 or
@@ -260,7 +265,9 @@ class Precision:
             optimizer.step()
         return loss
 
-    def prepare_model(self, model, device: str, phase: str, calibration=None, flags=None, arch: str | None = None, forward=None):
+    def prepare_model(
+        self, model, device: str, phase: str, calibration=None, flags=None, arch: str | None = None, forward=None
+    ):
         """Move/convert the model for this precision (quantizes for int8).
 
         int8: ``calibration`` = training samples (array or tensor) for the static scheme, run through
@@ -294,7 +301,9 @@ class Precision:
         if scheme == "auto":
             scheme = "dynamic" if backend in DYNAMIC_ONLY else "static"
         if scheme == "static" and backend in DYNAMIC_ONLY:
-            raise Unsupported(f"int8 backend {backend} has no static scheme here. Fix: precision_options.int8.scheme: dynamic (or auto)")
+            raise Unsupported(
+                f"int8 backend {backend} has no static scheme here. Fix: precision_options.int8.scheme: dynamic (or auto)"
+            )
         return backend, scheme, why
 
     def _quantize(self, model, device: str, calibration, flags, arch):
@@ -308,7 +317,9 @@ class Precision:
         cal = None
         if scheme == "static":
             if calibration is None or len(calibration) == 0:
-                raise Unsupported("int8 static quantization needs calibration samples (the training split), and none were given")
+                raise Unsupported(
+                    "int8 static quantization needs calibration samples (the training split), and none were given"
+                )
             cal = torch.as_tensor(calibration[:n_cal]).to(torch.float32)
         if backend in ENGINES:
             q, how = self._torch_ao(model.to("cpu"), backend, scheme, cal)
@@ -338,7 +349,9 @@ class Precision:
         with quiet_quantization():
             if scheme == "dynamic":
                 if not any(isinstance(m, nn.Linear) for m in model.modules()):
-                    raise Unsupported("int8 dynamic: the model has no Linear layers (dynamic quantization quantizes Linear layers only)")
+                    raise Unsupported(
+                        "int8 dynamic: the model has no Linear layers (dynamic quantization quantizes Linear layers only)"
+                    )
                 q = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
                 return q, f"torch.ao.quantization.quantize_dynamic (engine {engine})"
             from torch.ao.quantization import get_default_qconfig_mapping
@@ -373,7 +386,9 @@ class Precision:
         except ImportError as e:
             raise Unsupported(f"int8 backend pt2e_x86: torchao's PT2E quantization cannot be imported ({e})") from None
         if cal is None:
-            raise Unsupported("int8 backend pt2e_x86 needs calibration samples (static and dynamic alike: it exports with them)")
+            raise Unsupported(
+                "int8 backend pt2e_x86 needs calibration samples (static and dynamic alike: it exports with them)"
+            )
         batch = torch.export.Dim("batch", min=1)
         exported = torch.export.export(model, (cal[:2],), dynamic_shapes=({0: batch},)).module()
         quantizer = xiq.X86InductorQuantizer()
@@ -429,7 +444,9 @@ def quantized_layers(model) -> dict[str, int]:
         if n.op != "call_function":
             continue
         target = str(n.target)
-        if target.startswith("quantized."):  # FX-converted functional layers: torch.ops.quantized.linear, conv2d_relu, ...
+        if target.startswith(
+            "quantized."
+        ):  # FX-converted functional layers: torch.ops.quantized.linear, conv2d_relu, ...
             kind = "linear" if "linear" in target else "conv" if "conv" in target else None
             if kind:
                 c[f"{kind}_int8"] += 1
@@ -466,10 +483,19 @@ def get(name: str, phase: str = "train", options: dict[str, Any] | None = None) 
         "fp32": lambda: Precision("fp32", phase, "float32", torch.float32),
         "bf16": lambda: Precision("bf16", phase, "autocast(bfloat16)", torch.float32, torch.bfloat16),
         "fp16": lambda: Precision(
-            "fp16", phase, "autocast(float16)+GradScaler" if train else "autocast(float16)", torch.float32, torch.float16, scaler=train
+            "fp16",
+            phase,
+            "autocast(float16)+GradScaler" if train else "autocast(float16)",
+            torch.float32,
+            torch.float16,
+            scaler=train,
         ),
-        "fp16_noscaler": lambda: Precision("fp16_noscaler", phase, "autocast(float16), no GradScaler", torch.float32, torch.float16),
-        "int8": lambda: Precision("int8", phase, "int8 PTQ", torch.float32, quantize=True, options=int8_options(options)),
+        "fp16_noscaler": lambda: Precision(
+            "fp16_noscaler", phase, "autocast(float16), no GradScaler", torch.float32, torch.float16
+        ),
+        "int8": lambda: Precision(
+            "int8", phase, "int8 PTQ", torch.float32, quantize=True, options=int8_options(options)
+        ),
     }
     if name not in table:
         raise ValueError(f"unknown precision {name!r}; known: {', '.join(PRECISIONS)}")

@@ -11,7 +11,7 @@ import platform
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,9 @@ def git_commit() -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
         return (sha + ("+dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
@@ -270,7 +272,7 @@ def _parse_slurm_time(s: str | None) -> datetime | None:
     if not s or s in ("Unknown", "None", "N/A", "(null)"):
         return None
     try:
-        return datetime.fromisoformat(s).astimezone(timezone.utc)
+        return datetime.fromisoformat(s).astimezone(UTC)
     except ValueError:
         return None
 
@@ -351,7 +353,7 @@ def _first_int(*vals: Any) -> int | None:
 
 
 def _utc(ts: int | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, timezone.utc) if ts else None
+    return datetime.fromtimestamp(ts, UTC) if ts else None
 
 
 def _slurm(env: dict[str, str]) -> dict[str, Any]:
@@ -373,8 +375,12 @@ def _slurm(env: dict[str, str]) -> dict[str, Any]:
         "job_start_time": start,
         "queue_wait_s": (start - submit).total_seconds() if submit and start else None,
         # what Slurm allocated (may exceed the request, e.g. whole cores with SMT)
-        "alloc_cpus": _first_int(tres.get("cpu"), env.get("SLURM_CPUS_ON_NODE"), env.get("SLURM_CPUS_PER_TASK"), job.get("NumCPUs")),
-        "alloc_mem_mb": _slurm_mem_mb(tres.get("mem")) or _int(env.get("SLURM_MEM_PER_NODE")) or _slurm_mem_mb(job.get("MinMemoryNode")),
+        "alloc_cpus": _first_int(
+            tres.get("cpu"), env.get("SLURM_CPUS_ON_NODE"), env.get("SLURM_CPUS_PER_TASK"), job.get("NumCPUs")
+        ),
+        "alloc_mem_mb": _slurm_mem_mb(tres.get("mem"))
+        or _int(env.get("SLURM_MEM_PER_NODE"))
+        or _slurm_mem_mb(job.get("MinMemoryNode")),
         "alloc_gpus": gpus,
     }
 
@@ -446,8 +452,11 @@ def scheduler(threads: int | None = None, env: dict[str, str] | None = None) -> 
         try:
             return probe(env)
         except Exception:  # noqa: BLE001 - a probe never fails the run; the scheduler is still known
-            return {"scheduler": kind, "job_id": env.get("SLURM_JOB_ID") if kind == "slurm" else None,
-                    "node_name": socket.gethostname()}
+            return {
+                "scheduler": kind,
+                "job_id": env.get("SLURM_JOB_ID") if kind == "slurm" else None,
+                "node_name": socket.gethostname(),
+            }
     return {
         "scheduler": "local",
         "job_id": None,

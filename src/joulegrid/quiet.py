@@ -126,7 +126,9 @@ def install() -> None:
     if _no_amd_gpu() and "amdsmi" not in sys.modules:
         sys.modules["amdsmi"] = None  # import amdsmi -> ImportError: "not installed", as there is no AMD GPU
     logging.getLogger("torchao").addFilter(_Drop(_torchao_unloadable))
-    logging.getLogger("torchao.kernel.intmm").addFilter(_Drop(lambda m: "Detected no triton" in m and not _torch_has_cuda()))
+    logging.getLogger("torchao.kernel.intmm").addFilter(
+        _Drop(lambda m: "Detected no triton" in m and not _torch_has_cuda())
+    )
     logging.getLogger("torch.utils._pytree").addFilter(
         _Drop(lambda m: "is an Enum subclass" in m and "register_constant() on Enum subclasses is deprecated" in m)
     )
@@ -135,7 +137,9 @@ def install() -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m joulegrid.quiet", description="install the start-up filter (.pth) of joulegrid.quiet")
+    ap = argparse.ArgumentParser(
+        prog="python -m joulegrid.quiet", description="install the start-up filter (.pth) of joulegrid.quiet"
+    )
     ap.add_argument("--install", action="store_true", help=f"write {PTH_NAME} into this environment's site-packages")
     args = ap.parse_args(argv)
     if args.install:

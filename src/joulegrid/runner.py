@@ -27,7 +27,7 @@ import sys
 import time
 import traceback
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import schema
@@ -45,7 +45,7 @@ class NonFiniteLoss(FloatingPointError):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _cpu_time() -> float:
@@ -164,7 +164,9 @@ class CellRunner:
         except NonFiniteLoss as e:
             self.row.update(status=schema.STATUS_NAN, error_type=type(e).__name__, error_message=str(e)[:2000])
         except MemoryError as e:
-            self.row.update(status=schema.STATUS_OOM, error_type=type(e).__name__, error_message=str(e)[:2000] or "MemoryError")
+            self.row.update(
+                status=schema.STATUS_OOM, error_type=type(e).__name__, error_message=str(e)[:2000] or "MemoryError"
+            )
         except Exception as e:  # noqa: BLE001 - every failure becomes a row
             status = schema.STATUS_FAILED
             if type(e).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
@@ -199,7 +201,9 @@ class CellRunner:
         r.update(cols)
         if self._epoch_laps:
             e = [laps[i] if i is not None and i < len(laps) else None for i in self._epoch_laps]
-            r["epoch_energy_j"] = e if all(v is not None for v in e) and len(e) == len(r.get("epoch_wall_s") or []) else None
+            r["epoch_energy_j"] = (
+                e if all(v is not None for v in e) and len(e) == len(r.get("epoch_wall_s") or []) else None
+            )
         if self._target_lap is not None and self._target_lap < len(laps):
             r["energy_to_target_j"] = laps[self._target_lap]
         if r.get("energy_j") is not None and r.get("carbon_intensity_g_per_kwh") is not None:
@@ -511,7 +515,21 @@ class CellRunner:
         self.row["time_to_target_s"] = m.time_to_target
         return m, readings, wall, cpu
 
-    def _train_epoch(self, torch, step, model, opt, scaler, x_all, y_all, gen, prec, m: Measurement, epoch: int = 0, max_batches: int | None = None):
+    def _train_epoch(
+        self,
+        torch,
+        step,
+        model,
+        opt,
+        scaler,
+        x_all,
+        y_all,
+        gen,
+        prec,
+        m: Measurement,
+        epoch: int = 0,
+        max_batches: int | None = None,
+    ):
         """One epoch: shuffle (randperm + gather: data time), then the batches. Returns (loss sum, batches)."""
         c = self.cell
         device = c.device
@@ -626,7 +644,14 @@ def train_reference(spec: dict[str, Any], out: str, data_path: str | None, threa
         torch.save(runner.model.state_dict(), tmp)
 
 
-def run_and_write(spec: dict[str, Any], out: str, data_path: str | None, model_path: str | None, attempt: int = 1, threads: int | None = None) -> dict[str, Any]:
+def run_and_write(
+    spec: dict[str, Any],
+    out: str,
+    data_path: str | None,
+    model_path: str | None,
+    attempt: int = 1,
+    threads: int | None = None,
+) -> dict[str, Any]:
     runner = CellRunner(spec, out, data_path, model_path, attempt, threads)
     row = runner.run()
     if attempt > 1 and row["status"] not in (schema.STATUS_OK, schema.STATUS_SKIPPED):

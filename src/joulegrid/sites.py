@@ -44,15 +44,22 @@ def load_sites(path: str | os.PathLike) -> dict[str, Any]:
     """The sites file at ``path`` (site name -> entry), checked against the schema."""
     p = Path(path)
     if not p.is_file():
-        raise SiteError(f"config key sites_file: {str(p)!r} does not exist. Fix: point it at a sites YAML (see config/sites.yaml)")
+        raise SiteError(
+            f"config key sites_file: {str(p)!r} does not exist. Fix: point it at a sites YAML (see config/sites.yaml)"
+        )
     try:
         sites = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise SiteError(f"{p} is not valid YAML ({e}). Fix: repair the file (config/sites.yaml shows the layout)") from None
+        raise SiteError(
+            f"{p} is not valid YAML ({e}). Fix: repair the file (config/sites.yaml shows the layout)"
+        ) from None
     sites = {} if sites is None else sites
     problem = schema_problem(sites, SCHEMA_PATH, str(p))
     if problem:
-        raise SiteError(problem + (" (docs/sites.md; config/sites.yaml's comments explain each key)" if "Fix:" not in problem else ""))
+        raise SiteError(
+            problem
+            + (" (docs/sites.md; config/sites.yaml's comments explain each key)" if "Fix:" not in problem else "")
+        )
     return sites
 
 

@@ -17,8 +17,9 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from snakemake.exceptions import WorkflowError
 
@@ -31,7 +32,7 @@ from . import grid as jg_grid
 CONDA_ENV = "../envs/joulegrid.yaml"
 
 
-def setup(workflow, config: dict[str, Any]) -> "Workflow":
+def setup(workflow, config: dict[str, Any]) -> Workflow:
     """Called once, by common.smk while Snakemake parses the Snakefile (main process, cluster jobs, dry runs)."""
     try:
         return Workflow(workflow, config)
@@ -79,7 +80,9 @@ class Workflow:
         # that `snakemake` rebuilds the summary and the report when such files arrive (an mtime trigger
         # cannot see a copied file: rsync -a keeps its old time).
         runs = f"{self.results}/runs"
-        self.runs_stamp = self.stamp("runs", lambda: jg_grid.run_manifest(runs, (p[len(runs) + 1 :] for p in self.cell_paths)))
+        self.runs_stamp = self.stamp(
+            "runs", lambda: jg_grid.run_manifest(runs, (p[len(runs) + 1 :] for p in self.cell_paths))
+        )
         if main:
             self._forecast()
         self.jg = self._command()
@@ -136,7 +139,9 @@ class Workflow:
         """What a job needs of the submit host, checked on the worker by joulegrid's job wrapper
         (src/joulegrid/job-wrapper.sh): exported here, passed on by the executors (Slurm's environment,
         HTCondor's getenv). Inside a job this is the worker's own Snakemake: keep the submit host's."""
-        os.environ.update(executors.submit_environment(self.results, None if self.shared_fs else self.site_facts.get("env_tarball")))
+        os.environ.update(
+            executors.submit_environment(self.results, None if self.shared_fs else self.site_facts.get("env_tarball"))
+        )
         if not self.shared_fs:
             # snakemake-executor-plugin-htcondor 0.3 hands workflow.configfiles to a job as --configfiles in
             # that order, and the job applies them in order: the Snakefile's default config (listed after the
@@ -147,7 +152,9 @@ class Workflow:
     def _register(self) -> None:
         """Wildcard constraints, and the energy_meter resource's scope."""
         wf = self.workflow
-        wf.global_wildcard_constraints(**jg_grid.WILDCARD_CONSTRAINTS, dataset=jg_grid.NAME_RE, rows=r"[0-9]{1,10}", mhash=r"[0-9a-f]{16}")
+        wf.global_wildcard_constraints(
+            **jg_grid.WILDCARD_CONSTRAINTS, dataset=jg_grid.NAME_RE, rows=r"[0-9]{1,10}", mhash=r"[0-9a-f]{16}"
+        )
         # Measurements share the machine's power meters: locally they run one at a time (the default
         # profile sets energy_meter=1); the scope is local, so cluster jobs are not limited by it.
         wf.resource_scopes.update({"energy_meter": "local"})
@@ -258,7 +265,9 @@ class Workflow:
             problem = executors.transfer_problem(self.site, self.site_facts, self.shared_fs, self.results, wf.basedir)
             if problem:
                 raise WorkflowError(problem)
-            if not self.shared_fs:  # an input of every job (earlier attempts): HTCondor holds a job whose input is missing
+            if (
+                not self.shared_fs
+            ):  # an input of every job (earlier attempts): HTCondor holds a job whose input is missing
                 os.makedirs(f"{self.results}/attempts", exist_ok=True)
         if executor == "slurm":  # the worker checks the environment before the job's Snakemake starts
             wf.remote_execution_settings.precommand = executors.slurm_precommand(
@@ -299,7 +308,9 @@ class Workflow:
         except archive.ArchiveError as e:
             raise WorkflowError(f"joulegrid: {e}") from None
         for p in archived:
-            logger.warning(f"joulegrid: {p.name} of an unfinished job (killed after writing it) archived as {p}; the cell is measured again")
+            logger.warning(
+                f"joulegrid: {p.name} of an unfinished job (killed after writing it) archived as {p}; the cell is measured again"
+            )
 
     def on_error(self) -> None:
         """A job that could not run on its worker said why in its error file (job-wrapper.sh), which

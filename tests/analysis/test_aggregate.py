@@ -21,7 +21,10 @@ def test_aggregate_many_sites(tmp_path):
     assert (res.n_files, res.n_rows, res.problems) == (len(rows), len(rows), [])
     df = pl.read_parquet(tmp_path / "summary.parquet")
     assert sorted(df["run_id"]) == sorted(r["run_id"] for r in rows)
-    assert pq.read_schema(tmp_path / "summary.parquet").metadata[b"joulegrid.schema_version"] == str(S.SCHEMA_VERSION).encode()
+    assert (
+        pq.read_schema(tmp_path / "summary.parquet").metadata[b"joulegrid.schema_version"]
+        == str(S.SCHEMA_VERSION).encode()
+    )
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -47,7 +50,10 @@ def test_wrong_schema_version_is_listed_and_left_out(tmp_path):
     files = synth.write_runs(tmp_path, rows)
     _wrong_version(files[0], [rows[0]])
     old = files[1]
-    pq.write_table(S.to_table([rows[1]]).drop_columns(["quality"]).replace_schema_metadata({b"joulegrid.schema_version": b"0"}), old)
+    pq.write_table(
+        S.to_table([rows[1]]).drop_columns(["quality"]).replace_schema_metadata({b"joulegrid.schema_version": b"0"}),
+        old,
+    )
     files[2].write_bytes(b"not parquet at all")
     res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
     assert res.n_rows == len(rows) - 3
@@ -113,7 +119,9 @@ def test_current_configuration_and_others_are_kept_apart(tmp_path):
     write_table(S.to_table([legacy]), tmp_path / "runs" / f"{legacy['cell_id']}.parquet")
     (tmp_path / "current.json").write_text(json.dumps({"baler_ae": {"config_hash": cur, "identity": {}}}))
 
-    res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"), current=read_current(tmp_path / "current.json"))
+    res = aggregate(
+        str(tmp_path / "runs"), str(tmp_path / "summary.parquet"), current=read_current(tmp_path / "current.json")
+    )
     summary = pl.read_parquet(tmp_path / "summary.parquet")
     other = pl.read_parquet(other_path(tmp_path / "summary.parquet"))
     assert sorted(summary["run_id"]) == sorted(r["run_id"] for r in mine + other_site)

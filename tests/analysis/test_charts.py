@@ -15,7 +15,10 @@ from joulegrid.analysis import CHART_NAMES
 from joulegrid.analysis import charts as C
 from joulegrid.analysis.settings import AnalysisSettings
 
-SITES = {"local": {"carbon_intensity_g_per_kwh": 480, "pue": 1.0}, "slurm": {"carbon_intensity_g_per_kwh": 50, "pue": 1.4}}
+SITES = {
+    "local": {"carbon_intensity_g_per_kwh": 480, "pue": 1.0},
+    "slurm": {"carbon_intensity_g_per_kwh": 50, "pue": 1.4},
+}
 ST = AnalysisSettings(sites=SITES)
 
 
@@ -26,19 +29,32 @@ def frame(rows):
 def full():
     cells = synth.grid_cells(precisions=("fp32", "bf16"), repeats=2)
     rows = [synth.row(c, estimated=c.precision == "bf16", jitter=0.1 * c.repeat) for c in cells]
-    rows += [synth.row(c, scheduler="slurm", queue_wait_s=12.0) for c in synth.grid_cells(site="slurm", phases=("infer",))]
+    rows += [
+        synth.row(c, scheduler="slurm", queue_wait_s=12.0) for c in synth.grid_cells(site="slurm", phases=("infer",))
+    ]
     return frame(rows)
 
 
 CASES = {
     "full": full,
-    "single_cell": lambda: frame([synth.row(synth.grid_cells(phases=("train",), precisions=("fp32",), batch_sizes=(256,))[0])]),
+    "single_cell": lambda: frame(
+        [synth.row(synth.grid_cells(phases=("train",), precisions=("fp32",), batch_sizes=(256,))[0])]
+    ),
     # bf16: no per-epoch curves, no quality at batch size 256; fp32 (train, 256): no energy figure
-    "missing_values": lambda: frame([
-        synth.row(c, epoch_quality=None, epoch_wall_s=None, epoch_energy_j=None, submit_time=None,
-                  **({"quality": None} if c.batch_size == 256 else {}))
-        for c in synth.grid_cells(precisions=("bf16",))
-    ] + [synth.row(synth.grid_cells(precisions=("fp32",))[0], energy_j=None, mean_power_w=None, co2_kg=None)]),
+    "missing_values": lambda: frame(
+        [
+            synth.row(
+                c,
+                epoch_quality=None,
+                epoch_wall_s=None,
+                epoch_energy_j=None,
+                submit_time=None,
+                **({"quality": None} if c.batch_size == 256 else {}),
+            )
+            for c in synth.grid_cells(precisions=("bf16",))
+        ]
+        + [synth.row(synth.grid_cells(precisions=("fp32",))[0], energy_j=None, mean_power_w=None, co2_kg=None)]
+    ),
     "only_failures": lambda: frame([synth.row(c, status="failed") for c in synth.grid_cells()]),
     "empty": lambda: frame([]),
 }
@@ -90,7 +106,9 @@ def drawn(chart, name: str) -> collections.Counter:
     marks = _labels(chart, MARK[name])
     if name == "energy_per_sample":
         return collections.Counter((m["precision"], int(m["batch size"]), g(m["energy per sample (J)"])) for m in marks)
-    if name == "quality_vs_energy":  # the cell's point (its tooltip names it), and a black ring where it is on the Pareto front
+    if (
+        name == "quality_vs_energy"
+    ):  # the cell's point (its tooltip names it), and a black ring where it is on the Pareto front
         e, q = "energy per sample (J)", "quality (arrow: better direction)"
         return collections.Counter((m.get("config", "pareto front"), g(m[e]), g(m[q])) for m in marks)
     if name == "time_to_target":  # one point per epoch, and a larger one at the epoch that reached the target
@@ -108,7 +126,9 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
     ok = [r for r in rows if r["status"] == "ok"]
     cells: dict[tuple, list[dict]] = collections.defaultdict(list)  # a cell: its repeats together
     for r in ok:
-        cells[tuple(r[k] for k in ("site", "workload", "phase", "device", "precision", "variant", "batch_size"))].append(r)
+        cells[
+            tuple(r[k] for k in ("site", "workload", "phase", "device", "precision", "variant", "batch_size"))
+        ].append(r)
     pv = lambda r: r["precision"] if r["variant"] == "baseline" else f"{r['precision']}+{r['variant']}"  # noqa: E731
     mean = lambda rs, f: sum(f(r) for r in rs) / len(rs)  # noqa: E731
     eps = lambda r: r["energy_j"] / r["n_samples"]  # noqa: E731
@@ -124,7 +144,9 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
             out[(f"{pv(r)} bs{r['batch_size']} {r['device']}", *point)] += 1
             panels[(r["workload"], r["phase"])].append(point)
         if name == "fleet_whatif" and has_e:
-            per_job = r["n_test"] if r["phase"] == "infer" else r["n_samples"]  # one pass over the test split / one training run
+            per_job = (
+                r["n_test"] if r["phase"] == "infer" else r["n_samples"]
+            )  # one pass over the test split / one training run
             out[(f"{pv(r)} bs{r['batch_size']}", g(mean(rs, eps) * per_job))] += 1
     for pts in panels.values():  # the Pareto front of each panel (recon_mse: lower is better) gets a ring
         for e, q in pts:
@@ -137,7 +159,9 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
             target = max(min(x["epoch_quality"]) for x in runs if x["workload"] == r["workload"])
             reached = next(k for k, q in enumerate(r["epoch_quality"], 1) if q <= target)
             for k, q in enumerate(r["epoch_quality"], 1):
-                out[(f"{pv(r)} bs{r['batch_size']} r{r['repeat']}", k, g(q), str(k == reached).lower())] += 1 + (k == reached)
+                out[(f"{pv(r)} bs{r['batch_size']} r{r['repeat']}", k, g(q), str(k == reached).lower())] += 1 + (
+                    k == reached
+                )
     if name == "sites":  # a cell measured at two sites or more: a point per site at its CO2 per 1,000 samples
         at: dict[tuple, dict[str, list[dict]]] = collections.defaultdict(dict)
         for (site, *rest), rs in cells.items():
@@ -196,7 +220,11 @@ def test_time_to_target_draws_each_target_set_not_their_mean():
 
 def _colour_of(chart) -> dict[str, str]:
     """precision_variant -> colour of a chart's colour scale (whatever values its data holds)."""
-    scales = [e["scale"] for e in _walk(chart.to_dict()) if isinstance(e, dict) and e.get("field") == "precision_variant" and "scale" in e]
+    scales = [
+        e["scale"]
+        for e in _walk(chart.to_dict())
+        if isinstance(e, dict) and e.get("field") == "precision_variant" and "scale" in e
+    ]
     assert scales
     return {d: r for s in scales for d, r in zip(s["domain"], s["range"])}
 
@@ -219,4 +247,6 @@ def test_one_colour_per_precision_whatever_the_data(name):
     a, b = _colour_of(C.CHARTS[name](few, ST)), _colour_of(C.CHARTS[name](many, ST))
     assert a == b == dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE))
     assert len(set(C.PRECISION_RANGE)) == len(C.PRECISION_RANGE), "each precision+variant its own colour"
-    assert a["fp32"] == C.PRECISION_COLOURS["fp32"] and a["fp32+pruned"] == C.variant_colour("fp32", "pruned") != a["fp32"]
+    assert (
+        a["fp32"] == C.PRECISION_COLOURS["fp32"] and a["fp32+pruned"] == C.variant_colour("fp32", "pruned") != a["fp32"]
+    )

@@ -17,7 +17,16 @@ def frame(rows) -> pl.DataFrame:
     return pl.from_arrow(S.to_table(rows))
 
 
-def cell(precision="fp32", bs=256, phase="infer", repeat=0, site="local", workload="baler_ae", variant="baseline", device="cpu"):
+def cell(
+    precision="fp32",
+    bs=256,
+    phase="infer",
+    repeat=0,
+    site="local",
+    workload="baler_ae",
+    variant="baseline",
+    device="cpu",
+):
     return Cell(site, workload, phase, device, precision, variant, bs, repeat)
 
 
@@ -42,7 +51,10 @@ def test_derive_nulls_instead_of_division_by_zero():
 
 def test_cell_stats_mean_std_ci_cv_and_noisy():
     rows = [synth.row(cell(repeat=k), energy_per_sample_j=e, n_samples=1000) for k, e in enumerate([1e-3, 2e-3, 3e-3])]
-    rows += [synth.row(cell(bs=1024, repeat=k), energy_per_sample_j=e, n_samples=1000) for k, e in enumerate([1.0e-3, 1.02e-3])]
+    rows += [
+        synth.row(cell(bs=1024, repeat=k), energy_per_sample_j=e, n_samples=1000)
+        for k, e in enumerate([1.0e-3, 1.02e-3])
+    ]
     rows.append(synth.row(cell(bs=2048), status="failed"))  # failures never enter the statistics
     c = M.cell_stats(frame(rows)).sort("batch_size")
     assert c.height == 2
@@ -229,19 +241,30 @@ def test_fleet_compares_equal_work_whatever_the_inference_window(window_passes):
 def test_fleet_samples_per_job_per_workload_and_phase_and_job_scope():
     rows = [
         synth.row(cell("fp32", phase="train"), energy_per_sample_j=2e-3, n_samples=30_000, job_energy_j=80.0),  # 60 J
-        synth.row(cell("fp32", phase="infer"), energy_per_sample_j=1e-4, n_samples=50_000, n_test=5_000, job_energy_j=9.0),
-        synth.row(cell("fp32", phase="infer", workload="jet_tagger"), energy_per_sample_j=1e-4, n_samples=8_000, n_test=4_000),
+        synth.row(
+            cell("fp32", phase="infer"), energy_per_sample_j=1e-4, n_samples=50_000, n_test=5_000, job_energy_j=9.0
+        ),
+        synth.row(
+            cell("fp32", phase="infer", workload="jet_tagger"), energy_per_sample_j=1e-4, n_samples=8_000, n_test=4_000
+        ),
     ]
     cells = M.cell_stats(frame(rows))
     key = lambda r: (r["workload"], r["phase"])  # noqa: E731
     # defaults: training = one training run as measured; inference = one pass over the test split
     d = {key(r): r for r in M.fleet(cells).to_dicts()}
-    assert d[("baler_ae", "train")]["samples_per_job"] == 30_000 and d[("baler_ae", "train")]["energy_per_job_j"] == pytest.approx(60.0)
-    assert d[("baler_ae", "infer")]["samples_per_job"] == 5_000 and d[("jet_tagger", "infer")]["samples_per_job"] == 4_000
+    assert d[("baler_ae", "train")]["samples_per_job"] == 30_000 and d[("baler_ae", "train")][
+        "energy_per_job_j"
+    ] == pytest.approx(60.0)
+    assert (
+        d[("baler_ae", "infer")]["samples_per_job"] == 5_000 and d[("jet_tagger", "infer")]["samples_per_job"] == 4_000
+    )
     # per workload and phase; other workloads keep the defaults; a number applies to every cell
     spec = {"baler_ae": {"infer": 1_000_000}}
     d = {key(r): r for r in M.fleet(cells, samples_per_job=spec).to_dicts()}
-    assert d[("baler_ae", "infer")]["samples_per_job"] == 1_000_000 and d[("baler_ae", "train")]["samples_per_job"] == 30_000
+    assert (
+        d[("baler_ae", "infer")]["samples_per_job"] == 1_000_000
+        and d[("baler_ae", "train")]["samples_per_job"] == 30_000
+    )
     assert d[("jet_tagger", "infer")]["samples_per_job"] == 4_000
     d = {key(r): r for r in M.fleet(cells, samples_per_job={"jet_tagger": 7}).to_dicts()}
     assert d[("jet_tagger", "infer")]["samples_per_job"] == 7 and d[("baler_ae", "infer")]["samples_per_job"] == 5_000
@@ -256,7 +279,10 @@ def test_fleet_samples_per_job_per_workload_and_phase_and_job_scope():
 
 
 def test_scheduler_view_queue_wait_and_batch_efficiency():
-    rows = [synth.row(cell(site="blackett", repeat=k), scheduler="htcondor", queue_wait_s=q) for k, q in enumerate([10.0, 30.0])]
+    rows = [
+        synth.row(cell(site="blackett", repeat=k), scheduler="htcondor", queue_wait_s=q)
+        for k, q in enumerate([10.0, 30.0])
+    ]
     rows.append(synth.row(cell(repeat=5)))  # local: no submit time
     v = {r["site"]: r for r in M.scheduler_view(frame(rows)).to_dicts()}
     b = v["blackett"]
@@ -290,7 +316,9 @@ def test_emulated_precisions_with_the_slowdown_measured_in_the_rows():
     # site a: emulated bf16, 8x and 12x the fp32 time at two batch sizes (wall_s = energy/20 W in synth)
     for bs, slow in ((256, 8.0), (1024, 12.0)):
         rows.append(synth.row(cell("fp32", bs=bs, site="a"), energy_per_sample_j=1e-3, precision_native=True, **emul))
-        rows.append(synth.row(cell("bf16", bs=bs, site="a"), energy_per_sample_j=slow * 1e-3, precision_native=False, **emul))
+        rows.append(
+            synth.row(cell("bf16", bs=bs, site="a"), energy_per_sample_j=slow * 1e-3, precision_native=False, **emul)
+        )
     # site b: native bf16, and an emulated fp16 cell without a baseline
     rows.append(synth.row(cell("fp32", site="b"), energy_per_sample_j=1e-3, precision_native=True, **native))
     rows.append(synth.row(cell("bf16", site="b"), energy_per_sample_j=0.5e-3, precision_native=True, **native))
@@ -299,13 +327,16 @@ def test_emulated_precisions_with_the_slowdown_measured_in_the_rows():
     emu = M.emulated(rel)
     assert emu.select("site", "precision", "hardware", "cells", "cells_with_baseline").rows() == [
         ("a", "bf16", "EPYC AVX2", 2, 2), ("b", "fp16", "Xeon AMX", 1, 0)]  # fmt: skip
+
     def per_sample(prec, bs):
         r = next(x for x in rows if x["site"] == "a" and x["precision"] == prec and x["batch_size"] == bs)
         return r["wall_s"] / r["n_samples"]
 
     expected = sorted(per_sample("bf16", bs) / per_sample("fp32", bs) for bs in (256, 1024))
     a = emu.row(0, named=True)
-    assert (a["slowdown_min"], a["slowdown_max"]) == pytest.approx(tuple(expected)) and expected == pytest.approx([8.0, 12.0])
+    assert (a["slowdown_min"], a["slowdown_max"]) == pytest.approx(tuple(expected)) and expected == pytest.approx(
+        [8.0, 12.0]
+    )
     notes = M.emulated_notes(emu)
     assert notes[0].startswith("bf16 on EPYC AVX2 (site a, cpu) is emulated: 8.0–12.0× slower than fp32 per sample")
     assert "CPU flags: avx2" in notes[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import synth
-
 from conftest import REPO
 
 nbformat = pytest.importorskip("nbformat")
@@ -18,10 +17,16 @@ def test_explore_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("JOULEGRID_SUMMARY", str(summary))
     monkeypatch.setenv("PYTHONPATH", str(REPO / "src"))
     nb = nbformat.read(REPO / "notebooks" / "explore.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert f"16 runs" in text and "d_energy_pct" in text and "mwh_per_day" in text
-    charts = [o for o in outputs if "application/vnd.vegalite.v6+json" in o.get("data", {}) or "text/html" in o.get("data", {})]
+    assert "16 runs" in text and "d_energy_pct" in text and "mwh_per_day" in text
+    charts = [
+        o
+        for o in outputs
+        if "application/vnd.vegalite.v6+json" in o.get("data", {}) or "text/html" in o.get("data", {})
+    ]
     assert len(charts) >= 2

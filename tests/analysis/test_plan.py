@@ -47,8 +47,12 @@ def earlier(tmp_path, rows):
 def test_planned_samples_from_workload_settings(tmp_path):
     config, _ = cfg(tmp_path)
     cache = {}
-    assert P.planned_samples(config, Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0), cache) == 2000
-    assert P.planned_samples(config, Cell("local", "baler_ae", "train", "cpu", "fp32", "baseline", 256, 0), cache) == 16000
+    assert (
+        P.planned_samples(config, Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0), cache) == 2000
+    )
+    assert (
+        P.planned_samples(config, Cell("local", "baler_ae", "train", "cpu", "fp32", "baseline", 256, 0), cache) == 16000
+    )
 
 
 def test_forecast_nearest_cell_scales_by_samples(tmp_path):
@@ -79,7 +83,9 @@ def test_forecast_skips_cells_already_measured(tmp_path):
 
 
 def test_forecast_flops_scaling_and_unforecastable(tmp_path):
-    config, sites = cfg(tmp_path, grid={**BASE["grid"], "devices": ["cpu", "cuda"], "precisions": ["fp32"], "batch_sizes": [256]})
+    config, sites = cfg(
+        tmp_path, grid={**BASE["grid"], "devices": ["cpu", "cuda"], "precisions": ["fp32"], "batch_sizes": [256]}
+    )
     rows = [
         # the workload measured on cpu only; the cuda device measured with another workload (FLOP/s, power)
         synth.row(Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0)),
@@ -172,5 +178,8 @@ def test_cli_plan_refuses_a_bad_sites_file_naming_file_key_and_fix(tmp_path):
     run = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(_write_cfg(tmp_path, sites_file=str(bad)))],
                          capture_output=True, text=True, env=subprocess_env())  # fmt: skip
     assert run.returncode != 0
-    assert f"{bad} key local: unknown key(s) 'carbon_intensity_g_per_kWh'. Fix: remove or rename them; allowed keys here: " in run.stderr
+    assert (
+        f"{bad} key local: unknown key(s) 'carbon_intensity_g_per_kWh'. Fix: remove or rename them; allowed keys here: "
+        in run.stderr
+    )
     assert "carbon_intensity_g_per_kwh" in run.stderr.split("allowed keys here:")[1]

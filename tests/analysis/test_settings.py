@@ -48,7 +48,9 @@ def test_config_keys_validated(tmp_path):
         p.write_text(yaml.safe_dump({"fleet": {"samples_per_job": bad}}))
         with pytest.raises(CFG.ConfigError, match=r"fleet\W+(properties\W+)?samples_per_job"):
             CFG.load(p)
-    p.write_text(yaml.safe_dump({"fleet": {"samples_per_job": {"baler_ae": {"infer": 1000}, "jet_tagger": 50}, "scope": "job"}}))
+    p.write_text(
+        yaml.safe_dump({"fleet": {"samples_per_job": {"baler_ae": {"infer": 1000}, "jet_tagger": 50}, "scope": "job"}})
+    )
     config, sites = CFG.load(p)
     st = AnalysisSettings.from_config(config, sites)
     assert st.samples_per_job == {"baler_ae": {"infer": 1000}, "jet_tagger": 50} and st.fleet_scope == "job"

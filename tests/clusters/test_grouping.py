@@ -94,8 +94,17 @@ def _grouped_run(tmp_path: Path, profile: str, fast: list[str], env: dict | None
     import polars as pl
 
     cfg = _config(tmp_path)
-    C.snakemake(tmp_path, "--profile", str(REPO / "profiles" / profile), *fast, "--group-components", f"cells={CELLS}",
-                configfile=cfg, timeout=900, env=env)
+    C.snakemake(
+        tmp_path,
+        "--profile",
+        str(REPO / "profiles" / profile),
+        *fast,
+        "--group-components",
+        f"cells={CELLS}",
+        configfile=cfg,
+        timeout=900,
+        env=env,
+    )
     files = sorted((tmp_path / "results" / "runs" / profile).rglob("*.parquet"))
     assert len(files) == CELLS, files
     return pl.read_parquet(files).sort("started_at")

@@ -83,37 +83,50 @@ def test_check_passes_for_this_environment(tmp_path):
 
 def test_missing_environment_names_the_path_and_the_fixes(tmp_path):
     missing = "/nonexistent/login-node-disk/.venv/bin/python"
-    err = _assert_fails(_run(["--check", missing], _env(tmp_path), tmp_path),
-                        f"the Python environment {missing} does not exist on this worker (it runs snakemake on login7.example)")
-    assert "Fix:" in err and "shared" in err and "--sdm conda" in err and "LCG view on CVMFS" in err and "pack-env" in err
+    err = _assert_fails(
+        _run(["--check", missing], _env(tmp_path), tmp_path),
+        f"the Python environment {missing} does not exist on this worker (it runs snakemake on login7.example)",
+    )
+    assert (
+        "Fix:" in err and "shared" in err and "--sdm conda" in err and "LCG view on CVMFS" in err and "pack-env" in err
+    )
 
 
 def test_venv_whose_base_python_is_missing(tmp_path):
     venv_python = tmp_path / "venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     venv_python.symlink_to("/nonexistent/pyenv/3.11/bin/python3")
-    _assert_fails(_run(["--check", str(venv_python)], _env(tmp_path), tmp_path),
-                  f"{venv_python} is here, but the interpreter it links to (/nonexistent/pyenv/3.11/bin/python3) is not")
+    _assert_fails(
+        _run(["--check", str(venv_python)], _env(tmp_path), tmp_path),
+        f"{venv_python} is here, but the interpreter it links to (/nonexistent/pyenv/3.11/bin/python3) is not",
+    )
 
 
 def test_interpreter_of_another_os_that_does_not_run(tmp_path):
     glibc = "python3: /lib64/libc.so.6: version `GLIBC_2.38' not found (required by python3)"
     py = _fake_python(tmp_path / "bin" / "python", f"cat >&2 <<'MSG'\n{glibc}\nMSG\nexit 1\n")
-    err = _assert_fails(_run(["--check", str(py)], _env(tmp_path), tmp_path),
-                        f"{py} exists on this worker but does not run here: {glibc}", "MY.WantOS")
+    err = _assert_fails(
+        _run(["--check", str(py)], _env(tmp_path), tmp_path),
+        f"{py} exists on this worker but does not run here: {glibc}",
+        "MY.WantOS",
+    )
     assert "different OS or C library" in err
 
 
 def test_interpreter_link_resolving_to_another_python(tmp_path):
     py = _fake_python(tmp_path / "bin" / "python", "printf '3.9\\n\\n'\n")
-    _assert_fails(_run(["--check", str(py)], _env(tmp_path), tmp_path),
-                  f"{py} is Python 3.9 on this worker but Python {VERSION} on login7.example")
+    _assert_fails(
+        _run(["--check", str(py)], _env(tmp_path), tmp_path),
+        f"{py} is Python 3.9 on this worker but Python {VERSION} on login7.example",
+    )
 
 
 def test_modules_missing_on_the_worker(tmp_path):
     py = _fake_python(tmp_path / "bin" / "python", f"printf '{VERSION}\\nsnakemake joulegrid\\n'\n")
-    _assert_fails(_run(["--check", str(py)], _env(tmp_path), tmp_path),
-                  f"{py} runs on this worker but does not find the module(s) snakemake joulegrid here")
+    _assert_fails(
+        _run(["--check", str(py)], _env(tmp_path), tmp_path),
+        f"{py} runs on this worker but does not find the module(s) snakemake joulegrid here",
+    )
 
 
 def test_checkout_missing_on_the_worker(tmp_path):
@@ -134,10 +147,19 @@ def test_shared_fs_job_runs_snakemake_in_its_submit_directory(tmp_path):
     # the pool transferred files, so the job starts in scratch; OrigIwd is where it was submitted
     ad = _job_ad(scratch / ".job.ad", Iwd=str(scratch), OrigIwd=str(submit))
     env = _env(tmp_path, _CONDOR_JOB_AD=str(ad), RECORD=str(record))
-    proc = _run([str(py), "-m", "snakemake", "--snakefile", "/x/Snakefile", "--target-jobs", "measure:a=1"], env, scratch)
+    proc = _run(
+        [str(py), "-m", "snakemake", "--snakefile", "/x/Snakefile", "--target-jobs", "measure:a=1"], env, scratch
+    )
     assert proc.returncode == 0, proc.stderr
-    assert record.read_text().splitlines() == [str(submit), "-m", "snakemake", "--snakefile", "/x/Snakefile",
-                                               "--target-jobs", "measure:a=1"]
+    assert record.read_text().splitlines() == [
+        str(submit),
+        "-m",
+        "snakemake",
+        "--snakefile",
+        "/x/Snakefile",
+        "--target-jobs",
+        "measure:a=1",
+    ]
 
 
 @pytest.mark.parametrize("submit", ["/afs/cern.ch/work/u/user/joulegrid", "empty"])
@@ -179,13 +201,27 @@ def test_no_shared_fs_job_sends_back_only_what_it_wrote(tmp_path):
     s = _scratch(tmp_path)
     py, record = _recorder(tmp_path / "venv" / "bin" / "python", extra=JOB_WRITES), tmp_path / "record"
     ad = _job_ad(s / ".job.ad", Iwd=str(s), OrigIwd="/submit/dir", TransferOutput="results,results/runs/r0.parquet")
-    env = _env(tmp_path, _CONDOR_JOB_AD=str(ad), RECORD=str(record), JOULEGRID_PYTHON=str(py),
-               JOULEGRID_HOME="/submit/checkout/not/here")
+    env = _env(
+        tmp_path,
+        _CONDOR_JOB_AD=str(ad),
+        RECORD=str(record),
+        JOULEGRID_PYTHON=str(py),
+        JOULEGRID_HOME="/submit/checkout/not/here",
+    )
     proc = _run(["--snakefile", "Snakefile", "--shared-fs-usage", "none", "--target-jobs", "measure:a=1"], env, s)
     assert proc.returncode == 0, proc.stderr
     # ran in scratch with the transferred workflow, with the args Snakemake gave (python -m snakemake ... )
-    assert record.read_text().splitlines() == [str(s), "-m", "snakemake", "--snakefile", "Snakefile",
-                                               "--shared-fs-usage", "none", "--target-jobs", "measure:a=1"]
+    assert record.read_text().splitlines() == [
+        str(s),
+        "-m",
+        "snakemake",
+        "--snakefile",
+        "Snakefile",
+        "--shared-fs-usage",
+        "none",
+        "--target-jobs",
+        "measure:a=1",
+    ]
     left = sorted(str(p.relative_to(s)) for p in (s / "results").rglob("*") if p.is_file())
     # the unchanged input is gone (not sent back over the submit host's copy); new and changed files stay
     assert left == ["results/attempts/cell.jsonl", "results/logs/r0.log", "results/runs/r0.parquet"]
@@ -206,7 +242,9 @@ def test_no_shared_fs_job_that_failed_leaves_empty_outputs_for_the_transfer(tmp_
 
 def test_no_shared_fs_job_without_the_workflow(tmp_path):
     py = _recorder(tmp_path / "venv" / "bin" / "python")
-    proc = _run(["--snakefile", "Snakefile", "--shared-fs-usage", "none"], _env(tmp_path, JOULEGRID_PYTHON=str(py)), tmp_path)
+    proc = _run(
+        ["--snakefile", "Snakefile", "--shared-fs-usage", "none"], _env(tmp_path, JOULEGRID_PYTHON=str(py)), tmp_path
+    )
     _assert_fails(proc, "the workflow (Snakefile, workflow/, src/, config/ of the joulegrid checkout) did not arrive")
 
 
@@ -221,8 +259,13 @@ def test_packed_environment_is_unpacked_and_used(tmp_path):
             tar.add(child, arcname=child.name)
     ad = _job_ad(s / ".job.ad", Iwd=str(s), TransferOutput="results")
     # the submit node's venv is not on this worker: only the packed one can run the job
-    env = _env(tmp_path, _CONDOR_JOB_AD=str(ad), RECORD=str(record), JOULEGRID_ENV_TARBALL="env.tar.gz",
-               JOULEGRID_PYTHON="/nonexistent/submit-node/.venv/bin/python")
+    env = _env(
+        tmp_path,
+        _CONDOR_JOB_AD=str(ad),
+        RECORD=str(record),
+        JOULEGRID_ENV_TARBALL="env.tar.gz",
+        JOULEGRID_PYTHON="/nonexistent/submit-node/.venv/bin/python",
+    )
     proc = _run(["--snakefile", "Snakefile", "--shared-fs-usage", "none"], env, s)
     assert proc.returncode == 0, proc.stderr
     assert record.read_text().splitlines()[0] == str(s)
@@ -239,7 +282,9 @@ def test_packed_environment_whose_base_python_is_missing(tmp_path):
         tar.add(venv / "pyvenv.cfg", arcname="pyvenv.cfg")
     env = _env(tmp_path, JOULEGRID_ENV_TARBALL="env.tar.gz")
     proc = _run(["--snakefile", "Snakefile", "--shared-fs-usage", "none"], env, s)
-    _assert_fails(proc, "the packed venv needs its base Python in /cvmfs/sft.cern.ch/lcg/views/LCG_107/x86_64-el9-gcc13-opt/bin")
+    _assert_fails(
+        proc, "the packed venv needs its base Python in /cvmfs/sft.cern.ch/lcg/views/LCG_107/x86_64-el9-gcc13-opt/bin"
+    )
 
 
 # ------------------------------------------------------------------ Slurm: the same check as --precommand
@@ -260,7 +305,9 @@ def test_slurm_precommand_runs_the_check_before_the_job(tmp_path, python, ok):
 
 
 def test_slurm_precommand_without_the_checkout_on_the_node(tmp_path):
-    pre = E.slurm_precommand("/nonexistent/home/u/joulegrid").replace(str(WRAPPER), "/nonexistent/home/u/joulegrid/w.sh")
+    pre = E.slurm_precommand("/nonexistent/home/u/joulegrid").replace(
+        str(WRAPPER), "/nonexistent/home/u/joulegrid/w.sh"
+    )
     proc = subprocess.run(["sh", "-c", pre + " && echo job-started"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == E.ENV_CHECK_EXIT and "job-started" not in proc.stdout
     assert "the joulegrid checkout /nonexistent/home/u/joulegrid" in proc.stderr and socket.gethostname() in proc.stderr

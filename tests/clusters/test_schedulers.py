@@ -103,7 +103,9 @@ def _check_scheduler_rows(df, scheduler: str, site: str) -> None:
     assert df["node_name"].to_list() == [socket.gethostname()] * 4
     for r in df.iter_rows(named=True):
         assert r["submit_time"] is not None and r["job_start_time"] is not None, r["cell_id"]
-        assert r["queue_wait_s"] is not None and r["queue_wait_s"] >= 0, r["cell_id"]  # checked against the scheduler's records below
+        assert r["queue_wait_s"] is not None and r["queue_wait_s"] >= 0, r[
+            "cell_id"
+        ]  # checked against the scheduler's records below
         assert r["alloc_cpus"] == 1, r  # measure.threads (TINY) -> --cpus-per-task / request_cpus
         assert r["alloc_mem_mb"] >= MEM_MB, r  # job.mem_mb -> --mem / request_memory (HTCondor rounds up)
         if r["device"] == "cuda":
@@ -130,21 +132,26 @@ def _check_job_share(r, scheduler: str) -> None:
     # the job's RAM share = its reservation (MB, as the scheduler recorded it) over the node's memory
     assert r["job_share_ram"] == pytest.approx(r["alloc_mem_mb"] * 2**20 / r["node_mem_bytes"], rel=1e-9), cid
     assert r["node_mem_bytes"] == pytest.approx(r["memory_total_bytes"], rel=0.01), cid
-    assert r["node_cpus"] == r["cpu_cores_logical"] and r["job_cpu_source"] in ("process-tree", "cgroup-v1", "cgroup-v2"), cid
+    assert r["node_cpus"] == r["cpu_cores_logical"] and r["job_cpu_source"] in (
+        "process-tree",
+        "cgroup-v1",
+        "cgroup-v2",
+    ), cid
     # (TINY's windows last tens of ms: CPU times count 10-ms ticks, the usage window ~1 ms more than wall_s)
     assert 0 <= r["job_cpu_s"] <= r["node_busy_cpu_s"] + 0.02, cid
     if r["node_busy_cpu_s"] > 0:
         assert r["job_share_cpu"] == pytest.approx(r["job_cpu_s"] / max(r["node_busy_cpu_s"], r["job_cpu_s"])), cid
         assert r["neighbour_cpu_fraction"] == pytest.approx(1 - r["job_cpu_s"] / r["node_busy_cpu_s"], abs=1e-9), cid
-    assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"]), cid
+    assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(
+        r["node_energy_j"]
+    ), cid
     # the job's idle share: its CPUs' share of P0 over the window the split used (the chosen reading's)
-    (cpu,) = [x for x in r["energy_readings"] if (x["window"], x["scope"], x["component"]) == ("measured", "job", "cpu")]
+    (cpu,) = [
+        x for x in r["energy_readings"] if (x["window"], x["scope"], x["component"]) == ("measured", "job", "cpu")
+    ]
     idle_w = r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"]
     assert r["energy_cpu_idle_j"] == pytest.approx(idle_w * cpu["duration_s"], rel=0.05, abs=idle_w * 0.005), cid
     assert r["job_wall_s"] > r["wall_s"] and r["job_energy_j"] > r["energy_j"], cid
-
-
-
 
 
 # ------------------------------------------------------------------ fixtures
@@ -175,7 +182,12 @@ def condor_run(request):
         pytest.skip(why)
     wd, cfg, _ = request.getfixturevalue("workdir")
     proc = C.snakemake(
-        wd, "--profile", str(REPO / "profiles" / "htcondor"), *CONDOR_FAST, configfile=cfg, timeout=900,
+        wd,
+        "--profile",
+        str(REPO / "profiles" / "htcondor"),
+        *CONDOR_FAST,
+        configfile=cfg,
+        timeout=900,
         env={"CONDOR_CONFIG": _condor_config()},
     )
     return proc.stderr
@@ -193,8 +205,14 @@ def test_local_rows_and_energy_meter_serialises(workdir):
     assert ok["alloc_cpus"].to_list() == [1, 1] and ok["torch_num_threads"].to_list() == [1, 1]
     assert ok["threads_consistent"].to_list() == [True, True]
     for r in ok.iter_rows(named=True):  # a local run: no reservation; the job may use every CPU
-        assert r["job_cpus_source"] == "affinity" and r["job_cpus"] == r["cpu_affinity"] and r["job_mem_source"] in ("pss", "rss")
-        assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"])
+        assert (
+            r["job_cpus_source"] == "affinity"
+            and r["job_cpus"] == r["cpu_affinity"]
+            and r["job_mem_source"] in ("pss", "rss")
+        )
+        assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(
+            r["node_energy_j"]
+        )
     # --cores 2 and 1 thread per job would allow 2 at once: energy_meter=1 (profiles/default,
     # scope local) lets only one measuring job run at a time on this machine
     assert max_concurrent(log) == 1, log[-3000:]
@@ -211,7 +229,9 @@ def test_grid_through_slurm(slurm_run, workdir):
     for r in df.iter_rows(named=True):
         acct = subprocess.run(
             ["sacct", "-n", "-X", "-P", "-j", r["job_id"], "-o", "JobID,State,AllocCPUS,ReqMem,Timelimit,AllocTRES"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout.strip()
         jid, state, cpus, mem, limit, tres = acct.split("|")
         assert (jid, state, cpus, mem) == (r["job_id"], "COMPLETED", "1", f"{MEM_MB}M"), acct
@@ -220,7 +240,10 @@ def test_grid_through_slurm(slurm_run, workdir):
         # queue wait against Slurm's accounting: Start - Submit, as epoch seconds (SLURM_TIME_FORMAT=%s)
         times = subprocess.run(
             ["sacct", "-n", "-X", "-P", "-j", r["job_id"], "-o", "Submit,Start"],
-            capture_output=True, text=True, timeout=30, env={**C.subprocess_env(), "SLURM_TIME_FORMAT": "%s"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**C.subprocess_env(), "SLURM_TIME_FORMAT": "%s"},
         ).stdout.strip()
         submit, start = (int(x) for x in times.split("|"))
         assert (r["submit_time"].timestamp(), r["job_start_time"].timestamp()) == (submit, start), (r["job_id"], times)
@@ -243,13 +266,20 @@ def test_two_cells_share_the_slurm_node(slurm_run, workdir, tmp_path):
     cfg.write_text(yaml.safe_dump(C.deep_merge(C.TINY, {"grid": {"phases": ["infer"], "precisions": ["fp32", "bf16"]},
                                                           "measure": {"min_window_s": 10},
                                                           "job": {"mem_mb": MEM_MB, "runtime_min": RUNTIME_MIN}})))  # fmt: skip
-    log = C.snakemake(tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, configfile=cfg, timeout=900).stderr
+    log = C.snakemake(
+        tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, configfile=cfg, timeout=900
+    ).stderr
     assert max_concurrent(log) >= 2, log[-3000:]
     files = sorted((tmp_path / "results" / "runs" / "slurm").rglob("r*.parquet"))
     a, b = pl.read_parquet(files).sort("started_at").to_dicts()
     # their measured windows overlapped: each job's life covers most of the other's window
     overlap = (min(a["finished_at"], b["finished_at"]) - max(a["started_at"], b["started_at"])).total_seconds()
-    assert overlap > 0.5 * min(a["wall_s"], b["wall_s"]), (a["started_at"], a["finished_at"], b["started_at"], b["finished_at"])
+    assert overlap > 0.5 * min(a["wall_s"], b["wall_s"]), (
+        a["started_at"],
+        a["finished_at"],
+        b["started_at"],
+        b["finished_at"],
+    )
     for r in (a, b):
         assert r["scheduler"] == "slurm" and r["status"] == "ok" and r["wall_s"] >= 10, r["cell_id"]
         _check_job_share(r, "slurm")
@@ -267,8 +297,16 @@ def test_slurm_allocation_torch_does_not_use_is_flagged(slurm_run, workdir, tmp_
     shutil.copytree(wd / "resources", tmp_path / "resources")  # prepared data: only the cell is submitted
     cell = C.cell_file(Path("."), "slurm/baler_ae/train/cpu/fp32/bs256/r0", cfg)  # the site is not part of the hash
     C.snakemake(  # the target first: --configfile and --set-resources take several values
-        tmp_path, str(cell), "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST,
-        "--set-resources", "measure:cpus_per_task=2", "--configfile", str(cfg), timeout=600,
+        tmp_path,
+        str(cell),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        *SLURM_FAST,
+        "--set-resources",
+        "measure:cpus_per_task=2",
+        "--configfile",
+        str(cfg),
+        timeout=600,
     )
     r = pl.read_parquet(tmp_path / cell).row(0, named=True)
     assert (r["scheduler"], r["status"], r["alloc_cpus"], r["torch_num_threads"]) == ("slurm", "ok", 2, 1)
@@ -289,15 +327,25 @@ def test_grid_through_htcondor(condor_run, workdir):
     for r in df.iter_rows(named=True):
         out = subprocess.run(
             [str(bindir / "condor_history"), r["job_id"], "-af", *attrs],
-            capture_output=True, text=True, timeout=30, env=C.subprocess_env({"CONDOR_CONFIG": _condor_config()}),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=C.subprocess_env({"CONDOR_CONFIG": _condor_config()}),
         ).stdout.split()
         ad = dict(zip(attrs, out))
         gpus = "1" if r["device"] == "cuda" else "0"
         # 4 = completed; mem_mb reached request_memory (the plugin alone would not map it)
-        assert [ad["JobStatus"], ad["RequestCpus"], ad["RequestMemory"], ad["RequestGPUs"]] == ["4", "1", str(MEM_MB), gpus], ad
+        assert [ad["JobStatus"], ad["RequestCpus"], ad["RequestMemory"], ad["RequestGPUs"]] == [
+            "4",
+            "1",
+            str(MEM_MB),
+            gpus,
+        ], ad
         # the row's allocation is what the slot provisioned
         assert [r["alloc_cpus"], r["alloc_mem_mb"], r["alloc_gpus"]] == [
-            int(ad["CpusProvisioned"]), int(ad["MemoryProvisioned"]), int(ad["GpusProvisioned"])
+            int(ad["CpusProvisioned"]),
+            int(ad["MemoryProvisioned"]),
+            int(ad["GpusProvisioned"]),
         ], (r["job_id"], ad)
         # queue wait against the job's history ad: JobCurrentStartDate - QDate (epoch seconds)
         q, start = int(ad["QDate"]), int(ad["JobCurrentStartDate"])

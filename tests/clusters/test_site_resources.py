@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -55,14 +55,14 @@ def test_slurm_probe_reads_scontrol_and_env(monkeypatch):
     monkeypatch.setattr(probes, "_scontrol_job", lambda jid: fields if jid == "17" else {})
     env = {"SLURM_JOB_ID": "17", "SLURMD_NODENAME": "vm", "SLURM_JOB_PARTITION": "debug", "SLURM_CPUS_ON_NODE": "2"}
     row = probes.scheduler(threads=2, env=env)
-    submit = datetime.fromisoformat("2026-11-23T09:43:56").astimezone(timezone.utc)
+    submit = datetime.fromisoformat("2026-11-23T09:43:56").astimezone(UTC)
     assert row == {
         "scheduler": "slurm",
         "job_id": "17",
         "node_name": "vm",
         "partition": "debug",
         "submit_time": submit,
-        "job_start_time": datetime.fromisoformat("2026-11-23T09:44:03").astimezone(timezone.utc),
+        "job_start_time": datetime.fromisoformat("2026-11-23T09:44:03").astimezone(UTC),
         "queue_wait_s": 7.0,
         "alloc_cpus": 2,
         "alloc_mem_mb": 500,
@@ -87,7 +87,9 @@ def test_a_failing_probe_still_names_the_scheduler(monkeypatch):
     assert (row["scheduler"], row["job_id"]) == ("slurm", "9")
 
 
-@pytest.mark.parametrize("mem,mb", [("500M", 500), ("4G", 4096), ("1.5G", 1536), ("2000", 2000), ("1T", 1048576), ("", None), ("x", None)])
+@pytest.mark.parametrize(
+    "mem,mb", [("500M", 500), ("4G", 4096), ("1.5G", 1536), ("2000", 2000), ("1T", 1048576), ("", None), ("x", None)]
+)
 def test_slurm_memory_units(mem, mb):
     assert probes._slurm_mem_mb(mem) == mb
 
@@ -95,16 +97,19 @@ def test_slurm_memory_units(mem, mb):
 def test_htcondor_probe_reads_job_and_machine_ads(tmp_path):
     (tmp_path / ".job.ad").write_text(JOB_AD)
     (tmp_path / ".machine.ad").write_text(MACHINE_AD)
-    env = {"_CONDOR_JOB_AD": str(tmp_path / ".job.ad"), "_CONDOR_MACHINE_AD": str(tmp_path / ".machine.ad"),
-           "SLURM_JOB_ID": "99"}  # inherited through getenv: the HTCondor ad wins
+    env = {
+        "_CONDOR_JOB_AD": str(tmp_path / ".job.ad"),
+        "_CONDOR_MACHINE_AD": str(tmp_path / ".machine.ad"),
+        "SLURM_JOB_ID": "99",
+    }  # inherited through getenv: the HTCondor ad wins
     row = probes.scheduler(env=env)
     assert row == {
         "scheduler": "htcondor",
         "job_id": "12.0",
         "node_name": "node7.example",
         "partition": "workday",
-        "submit_time": datetime.fromtimestamp(1795427048, timezone.utc),
-        "job_start_time": datetime.fromtimestamp(1795427051, timezone.utc),
+        "submit_time": datetime.fromtimestamp(1795427048, UTC),
+        "job_start_time": datetime.fromtimestamp(1795427051, UTC),
         "queue_wait_s": 3.0,  # JobCurrentStartDate - QDate
         "alloc_cpus": 2,
         "alloc_mem_mb": 1024,  # provisioned, not the 1000 requested
@@ -122,8 +127,16 @@ def test_local_probe():
     [
         ({"torch_num_threads": 2, "alloc_cpus": 2, "omp_num_threads": "2", "mkl_num_threads": "2"}, True, None),
         ({"torch_num_threads": 2, "alloc_cpus": 2, "omp_num_threads": None}, True, None),
-        ({"torch_num_threads": 1, "alloc_cpus": 2, "omp_num_threads": "1"}, False, "torch_num_threads=1, alloc_cpus=2, omp_num_threads=1"),
-        ({"torch_num_threads": 4, "alloc_cpus": 4, "omp_num_threads": "2"}, False, "torch_num_threads=4, alloc_cpus=4, omp_num_threads=2"),
+        (
+            {"torch_num_threads": 1, "alloc_cpus": 2, "omp_num_threads": "1"},
+            False,
+            "torch_num_threads=1, alloc_cpus=2, omp_num_threads=1",
+        ),
+        (
+            {"torch_num_threads": 4, "alloc_cpus": 4, "omp_num_threads": "2"},
+            False,
+            "torch_num_threads=4, alloc_cpus=4, omp_num_threads=2",
+        ),
         ({"torch_num_threads": 4, "alloc_cpus": None}, None, None),
     ],
 )
@@ -144,14 +157,18 @@ def _eval(res, wc=None, attempt=1):
 
 def test_job_resources_per_scheduler():
     cuda = SimpleNamespace(device="cuda")
-    slurm = _eval(E.job_resources("s", {"scheduler": "slurm"}, 4000, 60, gpus=lambda wc: 1 if wc.device == "cuda" else 0), cuda, 2)
+    slurm = _eval(
+        E.job_resources("s", {"scheduler": "slurm"}, 4000, 60, gpus=lambda wc: 1 if wc.device == "cuda" else 0), cuda, 2
+    )
     assert slurm == {"mem_mb": 8000, "runtime": 120, "gpu": 1}
     condor = _eval(E.job_resources("c", {"scheduler": "htcondor"}, 4000, 60, gpus=1), cuda, 1)
     wrapped = {"job_wrapper": str(E.JOB_WRAPPER), "classad_ShouldTransferFiles": "YES"}  # every HTCondor job
     assert condor == {"mem_mb": 4000, "runtime": 60, "gpu": 1, "request_memory": 4000, "request_gpus": 1, **wrapped}
     cpu_only = _eval(E.job_resources("c", {"scheduler": "htcondor"}, 4000, 60, gpus=0))
     assert cpu_only == {"mem_mb": 4000, "runtime": 60, "request_memory": 4000, **wrapped}  # no GPU resource at all
-    local = _eval(E.job_resources("l", {"scheduler": "local"}, 4000, 60, gpus=lambda wc: 1 if wc.device == "cuda" else 0), cuda, 2)
+    local = _eval(
+        E.job_resources("l", {"scheduler": "local"}, 4000, 60, gpus=lambda wc: 1 if wc.device == "cuda" else 0), cuda, 2
+    )
     assert local == {"gpu": 1}  # the local executor reads no memory or runtime
     assert E.job_resources("l", {"scheduler": "local"}, 4000, 60) == {}
 
@@ -162,7 +179,9 @@ def test_lxplus_job_flavour_follows_runtime_and_attempt():
     assert [res["classad_JobFlavour"](None, a) for a in (1, 2, 3)] == ["microcentury", "longlunch", "workday"]
     assert _eval(E.job_resources("lxplus", sites["lxplus"], 2000, 15))["classad_JobFlavour"] == "espresso"
     assert E.pick_flavour(job_flavours(sites["lxplus"]), 10**6) == "nextweek"  # retries clamp
-    with pytest.raises(E.SiteError, match=r"job.runtime_min: 20000 min .*\(the longest job flavour, nextweek: 10080 min\)"):
+    with pytest.raises(
+        E.SiteError, match=r"job.runtime_min: 20000 min .*\(the longest job flavour, nextweek: 10080 min\)"
+    ):
         E.job_resources("lxplus", sites["lxplus"], 2000, 20000)
 
 
@@ -171,7 +190,9 @@ def test_blackett_refuses_cells_longer_than_its_72_hour_limit():
     bl = sites["blackett"]
     assert runtime_limit(bl) == ("the wall-clock limit of its jobs, max_runtime_min", 72 * 60)
     assert E.job_resources("blackett", bl, 2000, 72 * 60)["runtime"](None, 1) == 4320
-    with pytest.raises(E.SiteError, match=r"job.runtime_min: 4321 min is longer than site 'blackett' allows .*4320 min"):
+    with pytest.raises(
+        E.SiteError, match=r"job.runtime_min: 4321 min is longer than site 'blackett' allows .*4320 min"
+    ):
         E.job_resources("blackett", bl, 2000, 4321)
     # a group of cells is one job: it must end within the limit too
     assert E.group_problem("blackett", bl, 60, {"cells": 72}) is None
@@ -187,12 +208,16 @@ def test_without_a_shared_filesystem_htcondor_jobs_transfer_the_workflow_attempt
     assert lx["htcondor_transfer_input_files"] == "workflow, src, config, res/.grid, res/attempts"
     assert lx["htcondor_transfer_output_files"] == "res"
     bl = _eval(E.job_resources("blackett", sites["blackett"], 2000, 15, shared_fs=False))
-    assert bl["htcondor_transfer_input_files"] == "workflow, src, config, results/.grid, results/attempts, joulegrid-env.tar.gz"
+    assert (
+        bl["htcondor_transfer_input_files"]
+        == "workflow, src, config, results/.grid, results/attempts, joulegrid-env.tar.gz"
+    )
     # a cell job also takes what its inputs.json names (its dataset and reference model), per job
     reads = lambda wc: {"data": f"resources/datasets/{wc}.npz", "model": f"res/models/{wc}.pt"}  # noqa: E731
     cell = E.job_resources("lxplus", sites["lxplus"], 2000, 15, shared_fs=False, results_dir="res", reads=reads)
     assert cell["htcondor_transfer_input_files"]("jets") == (
-        "workflow, src, config, res/.grid, res/attempts, resources/datasets/jets.npz, res/models/jets.pt")
+        "workflow, src, config, res/.grid, res/attempts, resources/datasets/jets.npz, res/models/jets.pt"
+    )
     shared = _eval(E.job_resources("htcondor", sites["htcondor"], 2000, 15, reads=reads))
     assert not {"htcondor_transfer_input_files", "htcondor_transfer_output_files"} & set(shared)
     assert E.job_resources("slurm", sites["slurm"], 2000, 15, shared_fs=False).keys() == {"mem_mb", "runtime"}
@@ -242,10 +267,16 @@ def test_env_check_failures_are_collected_once_each_from_this_runs_job_files(tmp
     [
         ({"scheduler": "pbs"}, r"x\.scheduler: 'pbs' is not allowed\. Fix: use one of local, slurm, htcondor"),
         ({"scheduler": "htcondor", "job_flavours": ["a"]}, r"x\.job_flavours: expected a mapping"),
-        ({"scheduler": "htcondor", "job_flavours": {"a": "1h"}}, r"x\.job_flavours\.a: expected an integer, got str '1h'"),
+        (
+            {"scheduler": "htcondor", "job_flavours": {"a": "1h"}},
+            r"x\.job_flavours\.a: expected an integer, got str '1h'",
+        ),
         ({"max_runtime_min": "72h"}, r"x\.max_runtime_min: expected an integer, got str '72h'"),
         ({"max_runtime_min": 0}, r"x\.max_runtime_min: 0 is too small"),
-        ({"scheduller": "slurm"}, r"x: unknown key\(s\) 'scheduller'\. Fix: remove or rename them; allowed keys here: .*scheduler"),
+        (
+            {"scheduller": "slurm"},
+            r"x: unknown key\(s\) 'scheduller'\. Fix: remove or rename them; allowed keys here: .*scheduler",
+        ),
         ({"node_power": {"cpu_idle_w": "120 W"}}, r"x\.node_power"),
         ({"pue": 0.9}, r"x\.pue: 0\.9 is too small"),
     ],
@@ -298,7 +329,14 @@ def test_slurm_plugin_submit_string_from_our_resources():
 
     res = _eval(E.job_resources("slurm", {"scheduler": "slurm"}, 4000, 60, gpus=1), None, 1)
     job = SimpleNamespace(resources=Res(res), threads=2)
-    params = {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c", "account": "", "partition": "", "workdir": "/w"}
+    params = {
+        "run_uuid": "u",
+        "slurm_logfile": "l",
+        "comment_str": "c",
+        "account": "",
+        "partition": "",
+        "workdir": "/w",
+    }
     cmd = get_submit_command(job, params)
     assert " --mem 4000" in cmd and " -t 60" in cmd and "--cpus-per-task=2" in cmd
     from snakemake_executor_plugin_slurm.utils import set_gres_string

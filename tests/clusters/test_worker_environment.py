@@ -49,8 +49,10 @@ def _need(cluster: str) -> None:
 def _need_cern_like() -> None:
     _need("condor")
     if "@cern@" not in _condor("condor_status", "-af", "Name"):
-        pytest.skip("the HTCondor test pool has no CERN-like execute node (see the start log: start-condor.sh "
-                    "adds it where nested user namespaces are allowed)")
+        pytest.skip(
+            "the HTCondor test pool has no CERN-like execute node (see the start log: start-condor.sh "
+            "adds it where nested user namespaces are allowed)"
+        )
 
 
 def _condor_bin() -> Path:
@@ -59,7 +61,9 @@ def _condor_bin() -> Path:
 
 def _condor(*args: str, cwd: Path | None = None) -> str:
     env = C.subprocess_env({"CONDOR_CONFIG": _condor_config()})
-    proc = subprocess.run([str(_condor_bin() / args[0]), *args[1:]], capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+    proc = subprocess.run(
+        [str(_condor_bin() / args[0]), *args[1:]], capture_output=True, text=True, timeout=60, env=env, cwd=cwd
+    )
     return proc.stdout + proc.stderr
 
 
@@ -81,7 +85,9 @@ def _checkout(tmp_path: Path, grid: dict) -> Path:
 def _env(python_bin: Path, **extra: str) -> dict[str, str]:
     """The environment of a user whose venv's bin is python_bin: nothing of the test's venv on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOULEGRID_", "PYTHON", "VIRTUAL_ENV"))}
-    env["PATH"] = os.pathsep.join([str(python_bin), *(p for p in env.get("PATH", "").split(os.pathsep) if p != str(C.BIN))])
+    env["PATH"] = os.pathsep.join(
+        [str(python_bin), *(p for p in env.get("PATH", "").split(os.pathsep) if p != str(C.BIN))]
+    )
     env.update(extra)
     return env
 
@@ -89,7 +95,10 @@ def _env(python_bin: Path, **extra: str) -> dict[str, str]:
 def _submit_host_only(tmp_path: Path) -> tuple[list[str], Path]:
     """(command prefix, venv path): the prefix runs a command in a private mount namespace where the
     test's venv is at <tmp>/login-venv; outside it that path is an empty directory."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode:
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode
+    ):
         pytest.skip("needs `unshare --mount` (root) to give the submit host a venv the workers cannot see")
     mnt = tmp_path / "login-venv"
     mnt.mkdir()
@@ -124,11 +133,15 @@ def test_cern_like_node_starts_jobs_in_scratch_without_their_submit_directory(tm
     job.chmod(0o755)
     for name, extra in (("cern", '+WantOS = "el9"\n'), ("plain", "")):
         (tmp_path / f"{name}.sub").write_text(
-            f"executable = job.sh\noutput = {name}.out\nerror = {name}.err\nlog = {name}.log\n{extra}queue\n")
+            f"executable = job.sh\noutput = {name}.out\nerror = {name}.err\nlog = {name}.log\n{extra}queue\n"
+        )
         out = _condor("condor_submit", "-terse", f"{name}.sub", cwd=tmp_path)
         assert re.match(r"\d+\.0 - \d+\.0", out.strip()), out
     deadline = time.time() + 300
-    while time.time() < deadline and not all((tmp_path / f"{n}.log").is_file() and "Job terminated" in (tmp_path / f"{n}.log").read_text() for n in ("cern", "plain")):  # noqa: E501
+    while time.time() < deadline and not all(
+        (tmp_path / f"{n}.log").is_file() and "Job terminated" in (tmp_path / f"{n}.log").read_text()
+        for n in ("cern", "plain")
+    ):  # noqa: E501
         time.sleep(1)
     cern = (tmp_path / "cern.out").read_text().splitlines()
     plain = (tmp_path / "plain.out").read_text().splitlines()
@@ -152,7 +165,9 @@ def test_lxplus_profile_on_the_cern_like_pool_delivers_every_row_and_a_report(tm
     co = _checkout(tmp_path, LX_GRID)
     env = _env(C.BIN, CONDOR_CONFIG=_condor_config())
     # the README's command in the checkout (plus the tests' fast polling)
-    proc, _ = _snakemake([], C.BIN / "python", co, ["--profile", "lxplus", "--configfile", "grid.yaml", *CONDOR_FAST], env)
+    proc, _ = _snakemake(
+        [], C.BIN / "python", co, ["--profile", "lxplus", "--configfile", "grid.yaml", *CONDOR_FAST], env
+    )
     assert proc.returncode == 0, proc.stderr[-6000:]
     df = _rows(co / "results", "lxplus", 4)
     assert df["scheduler"].to_list() == ["htcondor"] * 4 and df["job_id"].null_count() == 0
@@ -169,7 +184,9 @@ def test_lxplus_profile_on_the_cern_like_pool_delivers_every_row_and_a_report(tm
     assert (co / "results" / "report" / "index.html").is_file() and (co / "results" / "summary.parquet").is_file()
     # the jobs really ran on the CERN-like node, in scratch with file transfer, as lxplus jobs ask
     for jid in df["job_id"]:
-        ad = _condor("condor_history", jid, "-af", "LastRemoteHost", "ShouldTransferFiles", "WantOS", "JobFlavour").split()
+        ad = _condor(
+            "condor_history", jid, "-af", "LastRemoteHost", "ShouldTransferFiles", "WantOS", "JobFlavour"
+        ).split()
         assert "@cern@" in ad[0] and ad[1:] == ["YES", "el9", "espresso"], (jid, ad)
 
 
@@ -188,7 +205,11 @@ def test_lxplus_assuming_a_shared_working_directory_fails_at_once_and_says_why(t
     assert proc.returncode != 0
     err = proc.stderr
     assert E.ENV_CHECK_MARK in err, err[-4000:]
-    assert f"the working directory {co} of " in err and "is not visible on this worker" in err and "shared-fs-usage: none" in err
+    assert (
+        f"the working directory {co} of " in err
+        and "is not visible on this worker" in err
+        and "shared-fs-usage: none" in err
+    )
     assert not (co / "results" / "runs").exists()
 
 
@@ -207,7 +228,9 @@ def test_blackett_profile_runs_jobs_in_the_packed_venv(tmp_path):
                           cwd=co, env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
     assert pack.returncode == 0 and (co / "joulegrid-env.tar.gz").is_file(), pack.stderr
     assert f"packed the venv {venv}" in pack.stderr
-    proc, _ = _snakemake(ns, venv / "bin" / "python", co, ["--profile", "blackett", "--configfile", "grid.yaml", *CONDOR_FAST], env)
+    proc, _ = _snakemake(
+        ns, venv / "bin" / "python", co, ["--profile", "blackett", "--configfile", "grid.yaml", *CONDOR_FAST], env
+    )
     assert proc.returncode == 0, proc.stderr[-6000:]
     df = _rows(co / "results", "blackett", 1)
     r = df.row(0, named=True)
@@ -224,7 +247,9 @@ def test_blackett_profile_runs_jobs_in_the_packed_venv(tmp_path):
 def test_pack_env_refuses_an_interpreter_outside_a_venv(tmp_path):
     from joulegrid import packenv
 
-    with pytest.raises(packenv.PackError, match=r"is not a venv \(no pyvenv.cfg\).*Fix: run it with your venv's python"):
+    with pytest.raises(
+        packenv.PackError, match=r"is not a venv \(no pyvenv.cfg\).*Fix: run it with your venv's python"
+    ):
         packenv.pack(tmp_path / "env.tar.gz", prefix=tmp_path)
     venv = tmp_path / "v"
     (venv / "bin").mkdir(parents=True)
@@ -260,7 +285,10 @@ def test_htcondor_job_without_the_venv_fails_at_once_naming_it(tmp_path):
     assert proc.returncode != 0
     err = proc.stderr
     assert f"the Python environment {venv}/bin/python does not exist on this worker" in err, err[-4000:]
-    assert "Fix: put the environment that runs snakemake" in err and "(from the job's error file .snakemake/htcondor/" in err
+    assert (
+        "Fix: put the environment that runs snakemake" in err
+        and "(from the job's error file .snakemake/htcondor/" in err
+    )
     # failed, not held: HTCondor ran the wrapper, which exited with the check's status
     jid = re.search(r"HTCondor Cluster ID (\d+)", err).group(1)
     assert _condor("condor_history", jid, "-af", "ExitCode", "JobStatus").split() == [str(E.ENV_CHECK_EXIT), "4"]
@@ -280,7 +308,9 @@ def test_slurm_job_without_the_venv_fails_at_once_naming_it(tmp_path):
     assert f"the Python environment {venv}/bin/python does not exist on this worker" in err, err[-4000:]
     assert "(from the job's error file .snakemake/slurm_logs/" in err
     jid = re.search(r"SLURM jobid (\d+)", err).group(1)
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", jid, "-o", "State,ExitCode"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", jid, "-o", "State,ExitCode"], capture_output=True, text=True, timeout=30
+    ).stdout
     assert out.strip() == f"FAILED|{E.ENV_CHECK_EXIT}:0", out
 
 
@@ -288,7 +318,7 @@ def test_slurm_job_without_the_venv_fails_at_once_naming_it(tmp_path):
 def _slurm_gpu_example() -> dict:
     """The commented set-resources example of profiles/slurm, as YAML."""
     text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
-    block = text[text.index("# set-resources:"):]
+    block = text[text.index("# set-resources:") :]
     return yaml.safe_load("\n".join(line[2:] for line in block.splitlines() if line.startswith("# ")))
 
 
@@ -309,12 +339,28 @@ def test_slurm_gpu_example_submits_gres_to_the_local_cluster(tmp_path):
     C.snakemake(tmp_path, "--profile", str(prof), *SLURM_FAST, configfile=cfg, timeout=900)
     r = _rows(tmp_path / "results", "slurm", 1).row(0, named=True)
     assert r["alloc_gpus"] == 1 and r["status"] == "skipped", r  # the GPU was allocated (it does not exist)
-    job = subprocess.run(["scontrol", "show", "job", "-o", r["job_id"]], capture_output=True, text=True, timeout=30).stdout
+    job = subprocess.run(
+        ["scontrol", "show", "job", "-o", r["job_id"]], capture_output=True, text=True, timeout=30
+    ).stdout
     assert "TresPerNode=gres:gpu:1" in job and "TresPerJob" not in job, job  # --gres=gpu:1, and no --gpus
     # what the example replaced: --gres through slurm_extra, refused by the plugin before submitting
     again = tmp_path / "old-example"
     shutil.copytree(tmp_path / "resources", again / "resources")  # prepared data: only the cell is submitted
-    old = C.snakemake(again, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, "--retries", "0",
-                      "--set-resources", "measure:slurm_extra='--gres=gpu:1'", configfile=cfg, timeout=600, check=False)
+    old = C.snakemake(
+        again,
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        *SLURM_FAST,
+        "--retries",
+        "0",
+        "--set-resources",
+        "measure:slurm_extra='--gres=gpu:1'",
+        configfile=cfg,
+        timeout=600,
+        check=False,
+    )
     out = old.stdout + old.stderr
-    assert old.returncode != 0 and "The --generic-resources-(GRES) option is not allowed in the 'slurm_extra' parameter" in out
+    assert (
+        old.returncode != 0
+        and "The --generic-resources-(GRES) option is not allowed in the 'slurm_extra' parameter" in out
+    )

@@ -137,7 +137,7 @@ class FakeNode:
         while not self._stop.wait(self.step_s * random.uniform(0.5, 1.5)):  # jittered: module doc
             self._step()
 
-    def start(self) -> "FakeNode":
+    def start(self) -> FakeNode:
         self._busy0 = self._busy_s()
         self._t0 = time.monotonic()
         self._step()

@@ -38,7 +38,7 @@ def cpu_reading(e: float, meter="rapl", method="rapl", est=False) -> Reading:
 def test_reserved_idle_plus_used_active_is_neighbour_invariant(others):
     """E_job = k*J + (A/N)*P0*dt whatever the neighbours do; the two other conventions move."""
     u = usage(10.0, job=30.0, others=others)
-    (job, sp), = A.attribute([cpu_reading(node_energy(u))], u, ctx())
+    ((job, sp),) = A.attribute([cpu_reading(node_energy(u))], u, ctx())
     assert job.scope == "job" and job.attribution == "cpu-share" and job.method == "rapl"
     assert sp.job_active_j == pytest.approx(K * 30.0)
     assert sp.job_idle_j == pytest.approx(4 / N * P0 * 10.0)
@@ -65,7 +65,7 @@ def test_conservation_with_clamps_and_random_windows():
         u = usage(dt, job=rnd.uniform(0, 3 * dt), others=rnd.uniform(0, 8 * dt))
         e = rnd.uniform(0, 2) * node_energy(u)  # also below P0*dt (a counter that read low)
         for c in (ctx(cpus=rnd.choice([1, 4, 16, 32])), ctx(shared=False)):
-            (job, sp), = A.attribute([cpu_reading(e)], u, c)
+            ((job, sp),) = A.attribute([cpu_reading(e)], u, c)
             assert sp.job_j + sp.other_active_j + sp.unreserved_idle_j == pytest.approx(e)
             assert min(sp.job_j, sp.other_active_j, sp.unreserved_idle_j) >= 0
 
@@ -75,7 +75,7 @@ def test_node_not_shared_gives_the_job_all_active_energy():
     assert not A.node_shared(u) and A.node_shared(u, threshold=0.001)
     alone = usage(10.0, job=30.0, others=0.0)  # nothing else ran: shared only when every node is declared shared (0)
     assert not A.node_shared(alone, threshold=0.001) and A.node_shared(alone, threshold=0.0)
-    (job, sp), = A.attribute([cpu_reading(node_energy(u))], u, ctx(cpus=N, shared=False))
+    ((job, sp),) = A.attribute([cpu_reading(node_energy(u))], u, ctx(cpus=N, shared=False))
     assert job.attribution == "node-cpu"
     assert job.energy_j == pytest.approx(node_energy(u))  # a local run or --exclusive: the job's energy is the node's
 
@@ -83,7 +83,7 @@ def test_node_not_shared_gives_the_job_all_active_energy():
 def test_busy_ratio_when_idle_power_is_unknown():
     u = usage(10.0, job=30.0, others=10.0)
     e = node_energy(u)
-    (job, sp), = A.attribute([cpu_reading(e)], u, ctx(cpu=A.BUSY_RATIO))
+    ((job, sp),) = A.attribute([cpu_reading(e)], u, ctx(cpu=A.BUSY_RATIO))
     static = e * (1 - 40.0 / 160.0)
     assert sp.p0_w == pytest.approx(static / 10.0)
     assert sp.job_idle_j == pytest.approx(4 / N * static) and sp.job_active_j == pytest.approx(30 / 40 * (e - static))
@@ -96,7 +96,9 @@ def test_ram_dram_and_gpu_and_what_is_not_attributed():
         Reading("codecarbon", "ram-model", "codecarbon-ram-model", 200.0, 1, 10, True, duration_s=10.0, scope="node"),
         Reading("rapl", "dram", "rapl", 100.0, 0.1, 100, False, duration_s=10.0, scope="node"),
         Reading("nvml", "gpu", "nvml", 900.0, 0.1, 100, False, duration_s=10.0, scope="device"),
-        Reading("codecarbon", "cpu", "codecarbon-tdp-load", 300.0, 1, 10, True, duration_s=10.0, scope="node"),  # non-linear model
+        Reading(
+            "codecarbon", "cpu", "codecarbon-tdp-load", 300.0, 1, 10, True, duration_s=10.0, scope="node"
+        ),  # non-linear model
         Reading("codecarbon", "cpu", "codecarbon-tdp-load", 30.0, 1, 10, True, duration_s=10.0, scope="process"),
     ]
     got = {j.component: (j, sp) for j, sp in A.attribute(rs, u, c)}
@@ -114,12 +116,14 @@ def test_ram_dram_and_gpu_and_what_is_not_attributed():
 
 
 def test_estimate_model_uses_its_own_idle_power():
-    c = A.Context(cpus=2, mem_total=None, model=A.PowerModel(None, None, 5.0, None), idle={"cpu": A.IdlePower(40.0, "fit")})
+    c = A.Context(
+        cpus=2, mem_total=None, model=A.PowerModel(None, None, 5.0, None), idle={"cpu": A.IdlePower(40.0, "fit")}
+    )
     u = usage(10.0, job=6.0, others=2.0, n=4)
     p0 = A.model_idle_w(None, 5.0, 4)
     assert p0 == pytest.approx(0.1 * 4 * 5.0)
     e = p0 * 10.0 + 5.0 * 8.0
-    (job, sp), = A.attribute([cpu_reading(e, "estimate", "estimate-tdp", True)], u, c)
+    ((job, sp),) = A.attribute([cpu_reading(e, "estimate", "estimate-tdp", True)], u, c)
     assert job.energy_j == pytest.approx(5.0 * 6.0 + 2 / 4 * p0 * 10.0)  # W x J + (A/N) x P0 x dt
     assert c.p0(cpu_reading(e, "estimate", "estimate-tdp", True), 4).source == "model"
     c.model = A.PowerModel(3.0, None, 5.0, "site x")

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import subprocess_env
 
 from .fake_node import FakeNode
@@ -83,6 +82,7 @@ def test_two_jobs_at_the_same_time_sum_to_the_node(tmp_path):
     node.stop()
     t0, t1 = max(r["t0"] for r in rows), min(r["t1"] for r in rows)
     pkg, dram = node.energy_between(t0, t1)
+
     # the fake counters change at the writer's steps: the truth at a read is known to the writer's
     # last steps only (FakeNode.stale; a loaded host delays the writer thread by tens of ms)
     def lag(a: float, b: float, i: int = 0) -> float:
@@ -96,8 +96,12 @@ def test_two_jobs_at_the_same_time_sum_to_the_node(tmp_path):
     assert sum(r["energy_j"] for r in rows) == pytest.approx(pkg + dram, rel=0.02, abs=sum(edges))
     # each job's meter saw the whole node (wraps included), and its own share of it
     for r in rows:
-        assert r["node_energy_cpu_j"] == pytest.approx(node.energy_between(r["t0"], r["t1"])[0], rel=0.01, abs=lag(r["t0"], r["t1"]))
-        assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"])
+        assert r["node_energy_cpu_j"] == pytest.approx(
+            node.energy_between(r["t0"], r["t1"])[0], rel=0.01, abs=lag(r["t0"], r["t1"])
+        )
+        assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(
+            r["node_energy_j"]
+        )
     assert rows[1]["job_cpu_s"] > 1.5 * rows[0]["job_cpu_s"]  # 70 % vs 30 %
     assert rows[1]["energy_cpu_active_j"] > 1.5 * rows[0]["energy_cpu_active_j"]
 
@@ -140,7 +144,9 @@ def test_neighbour_invariance(tmp_path):
     for r in runs["neighbour"] + runs["alone"]:
         active = r["node_energy_cpu_j"] - P0 * (r["t1"] - r["t0"])
         assert active == pytest.approx(K * r["job_cpu_s"] / (1 - r["neighbour_cpu_fraction"]), rel=0.1), r
-    assert [r["node_shared"] for r in runs["alone"]] == [False] * 3 and [r["node_shared"] for r in runs["neighbour"]] == [True] * 3, runs
+    assert [r["node_shared"] for r in runs["alone"]] == [False] * 3 and [
+        r["node_shared"] for r in runs["neighbour"]
+    ] == [True] * 3, runs
     # the job's active energy is k x its own CPU time in both cases, within 10 % of each other
     for c in ("alone", "neighbour"):
         assert med[c]["energy_cpu_active_j"] == pytest.approx(K * med[c]["job_cpu_s"], rel=0.1), med
@@ -149,6 +155,7 @@ def test_neighbour_invariance(tmp_path):
     for c in ("alone", "neighbour"):
         for r in runs[c]:
             assert r["energy_cpu_idle_j"] == pytest.approx(0.5 * P0 * (r["t1"] - r["t0"]), rel=0.05), r
+
     # the two conventions this split replaces DO move with the neighbour: per CPU-second of the job
     # (independent of how long the loaded host made the job run), the share of busy time charges
     # E / B -- less idle power per second of the job's work the busier the neighbours -- and the share
@@ -164,7 +171,9 @@ def test_neighbour_invariance(tmp_path):
     ours = {c: statistics.median(r["energy_cpu_active_j"] / r["job_cpu_s"] for r in rs) for c, rs in runs.items()}
     assert busy["neighbour"] < 0.95 * busy["alone"], (busy, runs)
     assert cap["neighbour"] > 1.1 * cap["alone"], (cap, runs)
-    assert ours["neighbour"] == pytest.approx(ours["alone"], rel=0.1) and ours["alone"] == pytest.approx(K, rel=0.1), ours
+    assert ours["neighbour"] == pytest.approx(ours["alone"], rel=0.1) and ours["alone"] == pytest.approx(K, rel=0.1), (
+        ours
+    )
 
 
 def test_idle_power_fit_recovers_p0_and_k(tmp_path):

@@ -11,14 +11,13 @@ import sys
 
 import pytest
 import yaml
+from conftest import subprocess_env
 
 from joulegrid import config as CFG
 from joulegrid import hardware as H
 from joulegrid.meters import calibration as C
 from joulegrid.meters import ladder, rapl
 from joulegrid.probes import cpu_model
-
-from conftest import subprocess_env
 from meters.fake_node import FakeNode
 
 # the fake node's rates (W, W per busy CPU): what the fit must find, within 5 %
@@ -95,8 +94,12 @@ def test_calibrate_reads_the_roots_it_is_given(tmp_path):
     err = p.stderr
     assert p.returncode == 0, err[-3000:]
     e = H.read(hw).calibrations[cpu_model()]
-    assert e["package"]["idle_w"] == pytest.approx(P0, rel=0.05) and e["package"]["w_per_busy_cpu"] == pytest.approx(K, rel=0.05), err
-    assert e["dram"]["idle_w"] == pytest.approx(P0_DRAM, rel=0.05) and e["dram"]["w_per_busy_cpu"] == pytest.approx(K_DRAM, rel=0.05), err
+    assert e["package"]["idle_w"] == pytest.approx(P0, rel=0.05) and e["package"]["w_per_busy_cpu"] == pytest.approx(
+        K, rel=0.05
+    ), err
+    assert e["dram"]["idle_w"] == pytest.approx(P0_DRAM, rel=0.05) and e["dram"]["w_per_busy_cpu"] == pytest.approx(
+        K_DRAM, rel=0.05
+    ), err
     assert e["logical_cpus"] == 2 and e["package"]["w_per_gb_fit"] is None and "not fitted" in err
     assert e["steps"][0]["busy_cpus"] < 0.2  # the virtual node's idle step: only the calibrate process's reads
 
@@ -146,7 +149,18 @@ def test_dry_run_writes_nothing_and_replace_keeps_the_old_one(tmp_path):
     old = {"host": "old", "calibrated_at": "2026-01-01T00:00:00Z", "package": {"idle_w": 1.0, "w_per_busy_cpu": 1.0}}
     hw.write_text(yaml.safe_dump({H.CALIBRATIONS: {cpu_model(): old}}))
     before = hw.read_text()
-    tiny = ["--step-s", "1", "--settle-s", "0", "--interval-s", "0.125", "--mem-gb", "0", "--levels", "1"]  # steps of 1 s, 8 reads
+    tiny = [
+        "--step-s",
+        "1",
+        "--settle-s",
+        "0",
+        "--interval-s",
+        "0.125",
+        "--mem-gb",
+        "0",
+        "--levels",
+        "1",
+    ]  # steps of 1 s, 8 reads
     # what is tested here is what is written, not the fit; but the fit must keep 3 clean intervals a
     # step. A virtual node (its only load: the calibrate tree), read 8 times a step: with 4 reads, the
     # host's other load on a fake following the real /proc/stat, then the fake's publication grain
@@ -184,7 +198,9 @@ def test_a_site_entry_naming_the_cpu_model_is_pointed_out(tmp_path):
                                      "b": {"node_power": {"cpu_idle_w": 50}}, "c": {}}))  # fmt: skip
     (note,) = _node_power_notes("AMD EPYC 7742 64-Core Processor", sites)
     assert "a.node_power names 'EPYC 7742'" in note and "takes precedence" in note
-    assert _node_power_notes("Intel(R) Xeon(R) Gold 6248", sites) == []  # b's entry names no CPU model: the calibration wins
+    assert (
+        _node_power_notes("Intel(R) Xeon(R) Gold 6248", sites) == []
+    )  # b's entry names no CPU model: the calibration wins
 
 
 def test_busy_levels():

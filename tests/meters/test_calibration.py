@@ -15,8 +15,8 @@ from joulegrid.meters.account import model_columns
 from joulegrid.meters.base import Reading
 from joulegrid.meters.estimate import EstimateMeter
 from joulegrid.meters.tracker import Usage
-from joulegrid.sites import site_facts
 from joulegrid.meters.usage import NodeCpu
+from joulegrid.sites import site_facts
 
 IDLE, W_CPU, W_GB, GB0 = 40.0, 8.0, 0.5, 10.0  # the generating law: P = IDLE + W_CPU * b + W_GB * (g - GB0)
 
@@ -48,7 +48,10 @@ def test_fit_recovers_the_law_and_says_how_well():
     steps = ladder(w_gb=0.0)
     f = C.fit_domain(steps, "package", idle_steps(steps))
     assert f.model.idle_w == pytest.approx(IDLE, abs=3 * f.se["idle_w"] + 1e-9) and f.se["idle_w"] < 0.2
-    assert f.model.w_per_busy_cpu == pytest.approx(W_CPU, abs=3 * f.se["w_per_busy_cpu"] + 1e-9) and f.se["w_per_busy_cpu"] < 0.05
+    assert (
+        f.model.w_per_busy_cpu == pytest.approx(W_CPU, abs=3 * f.se["w_per_busy_cpu"] + 1e-9)
+        and f.se["w_per_busy_cpu"] < 0.05
+    )
     # no memory term in the law: the ladder does not determine one, and the model has none
     assert f.model.w_per_gb is None and f.w_per_gb_fit is not None and abs(f.w_per_gb_fit) < 2 * f.se["w_per_gb"]
     # held-out: each step predicted from the others, within the noise of a 6-s step
@@ -118,7 +121,11 @@ def test_power_model_precedence():
     cals = {MODEL: ENTRY}
     site = {"name": "s", "cpu_calibrations": cals}
     m = A.power_model(site, {"cpu_tdp_w_per_thread": 9.0}, MODEL)
-    assert m.method == C.CALIBRATED and m.kind == "calibration" and (m.cpu_idle_w, m.dram_idle_w, m.w_per_thread) == (30.0, 4.0, 5.0)
+    assert (
+        m.method == C.CALIBRATED
+        and m.kind == "calibration"
+        and (m.cpu_idle_w, m.dram_idle_w, m.w_per_thread) == (30.0, 4.0, 5.0)
+    )
     # a site entry for every node is less specific than a calibration of the CPU model
     generic = {**site, "node_power": [{"cpu_idle_w": 99.0, "w_per_thread": 2.0}]}
     assert A.power_model(generic, {}, MODEL).kind == "calibration"
@@ -140,7 +147,10 @@ def test_site_facts_carry_the_calibrations():
 
 # ------------------------------------------------------------------ the estimate meter with a calibration
 def test_estimate_meter_applies_the_calibration():
-    cal = C.match({MODEL: {**ENTRY, "package": {"idle_w": 30.0, "w_per_busy_cpu": 5.0, "w_per_gb": 0.5, "idle_used_gb": 10.0}}}, MODEL)
+    cal = C.match(
+        {MODEL: {**ENTRY, "package": {"idle_w": 30.0, "w_per_busy_cpu": 5.0, "w_per_gb": 0.5, "idle_used_gb": 10.0}}},
+        MODEL,
+    )
     busy = iter([100.0, 106.0])  # node busy CPU-seconds at start and stop (with a calibration, construction reads none)
     clock = iter([10.0, 12.0])
     mem = iter([12e9, 16e9])  # used memory at start and stop: mean 14 GB over the window (trapezoid)
@@ -150,7 +160,9 @@ def test_estimate_meter_applies_the_calibration():
     m.start()
     got = {r.component: r for r in m.stop()}
     pkg_static = 30.0 + 0.5 * (14.0 - 10.0)
-    assert got["cpu"].energy_j == pytest.approx(pkg_static * 2.0 + 5.0 * 6.0) and got["cpu"].p0_w == pytest.approx(pkg_static)
+    assert got["cpu"].energy_j == pytest.approx(pkg_static * 2.0 + 5.0 * 6.0) and got["cpu"].p0_w == pytest.approx(
+        pkg_static
+    )
     assert got["dram"].energy_j == pytest.approx(4.0 * 2.0 + 0.25 * 6.0) and got["dram"].p0_w == pytest.approx(4.0)
     for r in got.values():
         assert (r.method, r.estimated, r.scope, r.meter) == ("model-calibrated", True, "node", "estimate")
@@ -164,7 +176,7 @@ def test_the_split_of_a_calibrated_model_is_neighbour_invariant():
         u = Usage(10.0, 160.0, 8.0 + others, 0.0, 8.0, 16e9, 16)
         e = 30.0 * 10.0 + 5.0 * u.node_busy_s
         node = Reading("estimate", "cpu", C.CALIBRATED, e, 10.0, 2, True, duration_s=10.0, p0_w=30.0)
-        (job, sp), = A.attribute([node], u, ctx)
+        ((job, sp),) = A.attribute([node], u, ctx)
         assert sp.job_j == pytest.approx(5.0 * 8.0 + 4 / 16 * 30.0 * 10.0)
         assert ctx.p0(node, 16) == A.IdlePower(30.0, "calibration")
 
@@ -196,8 +208,14 @@ def test_model_prediction_beside_the_counter():
     assert cols["model_method"] == C.CALIBRATED and cols["model_components"] == "cpu+dram"
     assert cols["model_node_energy_j"] == pytest.approx(434.0) and cols["model_energy_j"] == pytest.approx(106.0)
     assert cols["model_rel_err"] == pytest.approx(434.0 / 450.0 - 1)
-    assert cols["model_fit_max_rel_err"] == 0.021 and cols["model_fit_rmse_w"] == 0.8 and "calhost" in cols["model_calibration"]
+    assert (
+        cols["model_fit_max_rel_err"] == 0.021
+        and cols["model_fit_rmse_w"] == 0.8
+        and "calhost" in cols["model_calibration"]
+    )
     # no counter: the model is the figure itself; no prediction columns, the calibration's error stays
     est_only = [r for r in all_r if r.meter == "estimate"]
     cols = model_columns(model, choose([r for r in est_only if r.scope == "job"]), est_only)
-    assert cols["model_method"] == C.CALIBRATED and "model_rel_err" not in cols and cols["model_fit_max_rel_err"] == 0.021
+    assert (
+        cols["model_method"] == C.CALIBRATED and "model_rel_err" not in cols and cols["model_fit_max_rel_err"] == 0.021
+    )

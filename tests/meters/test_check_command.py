@@ -20,7 +20,9 @@ def test_lists_every_meter_and_measures_a_test_window():
         assert f"\n  {name} " in text
     assert "estimate    used" in text and "estimate-tdp" in text and "idle test window" in text
     # the node's energy, and this process's share of it (docs/measurement.md, "Whose energy")
-    assert "this process's share:" in text and "of the node's" in text and ("(cpu-share)" in text or "(node-cpu)" in text)
+    assert (
+        "this process's share:" in text and "of the node's" in text and ("(cpu-share)" in text or "(node-cpu)" in text)
+    )
     assert "CPUs," in text and "reserved here (affinity)" in text and "busy CPU time" in text
     assert "CPU power model here: estimate-tdp: 4 W per busy logical CPU, no calibration of" in text
 
@@ -33,10 +35,20 @@ def test_names_the_calibrated_model():
     cal = {cpu_model(): {"host": "calhost", "calibrated_at": "2026-11-20T10:00:00Z", "holdout_max_rel_err": 0.021,
                          "package": {"idle_w": 30.0, "w_per_busy_cpu": 5.0}}}  # fmt: skip
     out = io.StringIO()
-    survey({"measure": {"meters": ["estimate"]}, "site_facts": {"name": "x", "cpu_calibrations": cal}}, "cpu", window_s=0.05, out=out)
+    survey(
+        {"measure": {"meters": ["estimate"]}, "site_facts": {"name": "x", "cpu_calibrations": cal}},
+        "cpu",
+        window_s=0.05,
+        out=out,
+    )
     text = out.getvalue()
-    assert f"CPU power model here: model-calibrated: the calibration of {cpu_model()} (host calhost, 2026-11-20), held-out error up to 2.1 %" in text
-    assert "model-calibrated" in text.split("idle test window")[1]  # the test window's reading is the calibrated model's
+    assert (
+        f"CPU power model here: model-calibrated: the calibration of {cpu_model()} (host calhost, 2026-11-20), held-out error up to 2.1 %"
+        in text
+    )
+    assert (
+        "model-calibrated" in text.split("idle test window")[1]
+    )  # the test window's reading is the calibrated model's
 
 
 def test_required_absent_meter_fails(capsys):

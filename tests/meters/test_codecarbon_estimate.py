@@ -95,7 +95,9 @@ def test_estimate_is_a_linear_node_model():
 
     busy = iter([0.0, 100.0, 103.0, 104.5])  # node busy CPU-seconds: construction (N), start, lap, stop
     clock = iter([50.0, 52.0, 53.0])
-    m = EstimateMeter(6.0, cpu_idle_w=10.0, node_cpu=lambda: NodeCpu(0.0, next(busy), 0.0, 4), clock=lambda: next(clock))
+    m = EstimateMeter(
+        6.0, cpu_idle_w=10.0, node_cpu=lambda: NodeCpu(0.0, next(busy), 0.0, 4), clock=lambda: next(clock)
+    )
     m.start()
     assert m.lap() == {"cpu": pytest.approx(10.0 * 2.0 + 6.0 * 3.0)}
     (r,) = m.stop()

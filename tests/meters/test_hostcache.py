@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import subprocess_env
 
 from joulegrid import hostcache
@@ -58,7 +57,9 @@ print("PROBE " + json.dumps({"hardware": hw, "cpu_method": cpu_method(t), "cpu_m
 
 
 def _probe(resources) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(resources)], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(resources)], capture_output=True, text=True, env=subprocess_env(), timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("PROBE "))[6:])
 

@@ -11,8 +11,19 @@ from joulegrid.meters.base import Meter, MeterUnavailable, Reading, RequiredMete
 
 
 def R(meter, comp, e, est=False, method=None, samples=100, window="measured", interval=0.1, scope="job"):
-    return Reading(meter, comp, method or meter, e, interval, samples, est, window=window, duration_s=1.0, scope=scope,
-                   attribution="cpu-share" if scope == "job" else None)
+    return Reading(
+        meter,
+        comp,
+        method or meter,
+        e,
+        interval,
+        samples,
+        est,
+        window=window,
+        duration_s=1.0,
+        scope=scope,
+        attribution="cpu-share" if scope == "job" else None,
+    )
 
 
 def N(meter, comp, e, **kw):
@@ -90,7 +101,10 @@ def test_a_node_figure_never_outranks_a_job_figure():
 
 
 def test_estimates_only_choose_by_priority_and_flag_estimated():
-    rs = [R("estimate", "cpu", 3, est=True, method="estimate-tdp"), R("codecarbon", "cpu", 4, est=True, method="codecarbon-tdp-load")]
+    rs = [
+        R("estimate", "cpu", 3, est=True, method="estimate-tdp"),
+        R("codecarbon", "cpu", 4, est=True, method="codecarbon-tdp-load"),
+    ]
     s = M.summarise(rs, 1.0)
     assert s["energy_j"] == 4 and s["energy_estimated"] is True
     assert s["meter_rel_diff"] is None and s["meters_disagree"] is None  # models are not compared
@@ -98,7 +112,12 @@ def test_estimates_only_choose_by_priority_and_flag_estimated():
 
 @pytest.mark.parametrize(
     "a, b, rel, disagree",
-    [(100.0, 103.0, 3 / 103, False), (100.0, 110.0, 10 / 110, True), (100.0, 105.0, 5 / 105, False), (0.0, 0.0, 0.0, False)],
+    [
+        (100.0, 103.0, 3 / 103, False),
+        (100.0, 110.0, 10 / 110, True),
+        (100.0, 105.0, 5 / 105, False),
+        (0.0, 0.0, 0.0, False),
+    ],
 )
 def test_disagreement_between_two_measurements(a, b, rel, disagree):
     """Meters are compared on what they measured (node scope), never on the attributed shares."""
@@ -111,7 +130,13 @@ def test_disagreement_between_two_measurements(a, b, rel, disagree):
 
 
 def test_largest_pair_over_components():
-    rs = [N("rapl", "cpu", 100), N("zeus", "cpu", 101), N("nvml", "gpu", 200), N("zeus", "gpu", 150), N("codecarbon", "gpu", 199)]
+    rs = [
+        N("rapl", "cpu", 100),
+        N("zeus", "cpu", 101),
+        N("nvml", "gpu", 200),
+        N("zeus", "gpu", 150),
+        N("codecarbon", "gpu", 199),
+    ]
     rel, between = M.compare(rs)
     assert rel == pytest.approx(50 / 200) and between.startswith("gpu: nvml")
 
@@ -154,14 +179,20 @@ def test_meterset_windows_tag_readings_and_failures_become_absent():
     ms.start("idle")
     rs = ms.stop()
     assert [(r.meter, r.window) for r in rs] == [("rapl", "idle")]
-    assert ms.absent and ms.absent[0]["meter"] == "codecarbon" and "failed at stop (idle window): OSError" in ms.absent[0]["reason"]
+    assert (
+        ms.absent
+        and ms.absent[0]["meter"] == "codecarbon"
+        and "failed at stop (idle window): OSError" in ms.absent[0]["reason"]
+    )
     assert bad.closed and [m.name for m in ms.meters] == ["rapl"]
     ms.start()
     assert [r.window for r in ms.stop()] == ["measured"]
 
 
 def test_prepare_failure_is_absent_unless_required():
-    ms = M.MeterSet([Fake("zeus", [], fail_prepare="no zeusd"), Fake("estimate", [R("estimate", "cpu", 1, est=True)])], [])
+    ms = M.MeterSet(
+        [Fake("zeus", [], fail_prepare="no zeusd"), Fake("estimate", [R("estimate", "cpu", 1, est=True)])], []
+    )
     ms.prepare_async()
     ms.ready()
     assert [m.name for m in ms.meters] == ["estimate"]
@@ -199,7 +230,9 @@ def test_build_auto_on_this_host_and_required_error(tmp_path):
 
 def test_build_unknown_meter_is_absent():
     ms = M.build({"measure": {"meters": ["estimate", "wattmeter"]}}, "cpu")
-    assert ms.absent == [{"meter": "wattmeter", "reason": "unknown meter 'wattmeter'; known: rapl, nvml, zeus, codecarbon, estimate"}]
+    assert ms.absent == [
+        {"meter": "wattmeter", "reason": "unknown meter 'wattmeter'; known: rapl, nvml, zeus, codecarbon, estimate"}
+    ]
 
 
 def test_every_meter_has_a_priority_and_is_in_the_schemas_enums():
@@ -216,8 +249,13 @@ def test_a_new_meter_is_one_factory(monkeypatch):
     """meters.build looks meters up in FACTORIES: an entry is all a new meter needs to be built (or to be
     absent with its reason)."""
     monkeypatch.setitem(M.FACTORIES, "fake", lambda ctx: Fake("fake", [R("fake", "cpu", 1)]))
-    monkeypatch.setitem(M.FACTORIES, "never", lambda ctx: (_ for _ in ()).throw(M.MeterUnavailable(f"not on {ctx.device}")))
+    monkeypatch.setitem(
+        M.FACTORIES, "never", lambda ctx: (_ for _ in ()).throw(M.MeterUnavailable(f"not on {ctx.device}"))
+    )
     ms = M.build({"measure": {"meters": ["fake", "never", "nope"]}}, "cpu", require=False)
     assert [m.name for m in ms.meters] == ["fake"]
-    assert ms.absent[:2] == [{"meter": "never", "reason": "not on cpu"}, {"meter": "nope", "reason": f"unknown meter 'nope'; known: {', '.join(M.KNOWN)}"}]
+    assert ms.absent[:2] == [
+        {"meter": "never", "reason": "not on cpu"},
+        {"meter": "nope", "reason": f"unknown meter 'nope'; known: {', '.join(M.KNOWN)}"},
+    ]
     ms.close()

@@ -77,7 +77,9 @@ def test_energy_is_counter_difference_of_the_job_gpus(gpus):
 
 
 def test_pre_volta_gpu_has_no_counter(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", make([{"uuid": "GPU-x", "name": "Tesla K80", "energy_mj": 0, "counter": False}]))
+    monkeypatch.setitem(
+        sys.modules, "pynvml", make([{"uuid": "GPU-x", "name": "Tesla K80", "energy_mj": 0, "counter": False}])
+    )
     with pytest.raises(MeterUnavailable, match="Tesla K80.*no NVML total-energy counter"):
         nvml.NvmlMeter([0])
 

@@ -25,8 +25,13 @@ from joulegrid.workloads.base import Split, Workload
 class Faulty(Workload):
     quality_metric = "test_mse"
     higher_is_better = False
-    DEFAULTS = {"rows": 256, "epochs": 1, "lr": 0.05, "test_fraction": 0.25,
-                "params": {"n_features": 4, "fault": "none", "marker": "", "at_batch": 1}}
+    DEFAULTS = {
+        "rows": 256,
+        "epochs": 1,
+        "lr": 0.05,
+        "test_fraction": 0.25,
+        "params": {"n_features": 4, "fault": "none", "marker": "", "at_batch": 1},
+    }
 
     def load_data(self, path):
         rng = np.random.default_rng(7)

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-
 from workloads.wlkit import CellKit, assert_ok, base_config
 
 

@@ -3,7 +3,6 @@ strict_devices: true makes it an error instead (no row)."""
 
 import pytest
 import yaml
-
 from conftest import TINY, cell_file, deep_merge, snakemake
 
 torch = pytest.importorskip("torch")

@@ -6,7 +6,6 @@ import os
 
 import polars as pl
 import pytest
-
 from conftest import REPO
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,7 +70,12 @@ def test_killed_job_leaves_a_row_with_signal_and_earlier_attempts(fault_run):
         assert r["error_type"] == sig and f"killed by {sig}" in r["error_message"]
         assert f"attempt 1: {sig}" in r["error_message"], "attempt 1's error is kept in the final row"
         assert r["cell_id"] == f"local/{wl}/train/cpu/fp32/bs32/r0" and r["run_id"]
-        hist = [json.loads(x) for x in next((work / f"results/attempts/local/{wl}/train/cpu/fp32/bs32").glob("r0-*.jsonl")).read_text().splitlines()]
+        hist = [
+            json.loads(x)
+            for x in next((work / f"results/attempts/local/{wl}/train/cpu/fp32/bs32").glob("r0-*.jsonl"))
+            .read_text()
+            .splitlines()
+        ]
         assert [(h["attempt"], h["error_type"], h["retried"]) for h in hist] == [(1, sig, True), (2, sig, False)]
 
 
@@ -80,7 +84,12 @@ def test_transient_kill_is_retried_and_the_first_attempt_is_kept(fault_run):
     work, _ = fault_run
     r = _row(work, "flaky")
     assert r["status"] == "ok" and r["attempt"] == 2 and r["quality"] is not None
-    hist = [json.loads(x) for x in next((work / "results/attempts/local/flaky/train/cpu/fp32/bs32").glob("r0-*.jsonl")).read_text().splitlines()]
+    hist = [
+        json.loads(x)
+        for x in next((work / "results/attempts/local/flaky/train/cpu/fp32/bs32").glob("r0-*.jsonl"))
+        .read_text()
+        .splitlines()
+    ]
     assert len(hist) == 1 and hist[0]["attempt"] == 1 and hist[0]["error_type"] == "SIGKILL" and hist[0]["retried"]
 
 

@@ -1,14 +1,12 @@
 """A finished measurement is never overwritten: Snakemake's -R / --forcerun fail on it, and
 `joulegrid remeasure` moves it to results/archive/ (nothing deleted) before a new measurement."""
 
-import os
 import subprocess
 import sys
 
 import polars as pl
 import pytest
 import yaml
-
 from conftest import TINY, cell_file, deep_merge, snakemake, subprocess_env
 
 CELL = "local/baler_ae/train/cpu/fp32/bs256/r0"
@@ -17,7 +15,9 @@ CELL = "local/baler_ae/train/cpu/fp32/bs256/r0"
 @pytest.mark.slow
 def test_forcerun_refused_remeasure_archives_then_measures_anew(tmp_path):
     cfgfile = tmp_path / "config.yaml"
-    cfgfile.write_text(yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}})))
+    cfgfile.write_text(
+        yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}}))
+    )
     snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
     f = cell_file(tmp_path, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]
@@ -85,7 +85,9 @@ def test_a_job_killed_after_writing_its_row_is_archived_not_refused(tmp_path):
     from base64 import urlsafe_b64encode
 
     cfgfile = tmp_path / "config.yaml"
-    cfgfile.write_text(yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}})))
+    cfgfile.write_text(
+        yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}}))
+    )
     snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
     f = cell_file(tmp_path, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from joulegrid import failures as F
-from joulegrid.io import write_table
 from joulegrid import schema as S
+from joulegrid.io import write_table
 
 CELL = {"site": "local", "workload": "baler_ae", "phase": "train", "device": "cpu", "precision": "fp32",
         "variant": "baseline", "batch_size": 64, "repeat": 0}  # fmt: skip
@@ -40,7 +40,12 @@ def test_retries_left_fail_the_job_last_attempt_writes_the_row(tmp_path):
     r = pl.read_parquet(out).row(0, named=True)
     assert (r["status"], r["attempt"], r["error_type"], r["seed"], r["pue"]) == ("failed", 2, "SIGKILL", 7, 1.2)
     assert "attempt 1: SIGSEGV" in r["error_message"] and r["cell_id"] == "local/baler_ae/train/cpu/fp32/bs64/r0"
-    hist = [json.loads(x) for x in (tmp_path / "results/attempts/local/baler_ae/train/cpu/fp32/bs64/r0-abc.jsonl").read_text().splitlines()]
+    hist = [
+        json.loads(x)
+        for x in (tmp_path / "results/attempts/local/baler_ae/train/cpu/fp32/bs64/r0-abc.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     assert [h["exit_code"] for h in hist] == [139, 137]
     assert "Segmentation fault" in hist[0]["log_tail"]
 

@@ -9,7 +9,6 @@ import time
 import polars as pl
 import pytest
 import yaml
-
 from conftest import BIN, SNAKEFILE, TINY, deep_merge, snakemake, subprocess_env
 
 from joulegrid import config as C
@@ -22,12 +21,23 @@ def test_kill_9_mid_run_then_rerun_resumes(tmp_path):
     cfgfile = tmp_path / "config.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     runs = tmp_path / "results" / "runs"
-    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(tmp_path), "--configfile", str(cfgfile), "--cores", "2"]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(cfgfile),
+        "--cores",
+        "2",
+    ]
     log = tmp_path / "first.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
+
         # wait until Snakemake has recorded a measurement as finished (it write-protects the protected()
         # output when it handles the finished job; a file merely written by run-cell is not enough),
         # then kill it while the next job runs

@@ -3,7 +3,6 @@
 import re
 
 import pytest
-
 from conftest import REPO
 
 from joulegrid import grid as G
@@ -15,7 +14,16 @@ UNSAFE = ["a/b", "..", "../etc", "a b", "x;rm -rf ~", "$(reboot)", "`id`", "a|b"
 @pytest.mark.parametrize("wildcard", ["site", "workload"])
 def test_wildcard_constraints_reject_unsafe_values(wildcard, value):
     assert not re.fullmatch(G.WILDCARD_CONSTRAINTS[wildcard], value)
-    wc = dict(site="local", workload="baler_ae", phase="train", device="cpu", precision="fp32", batch="8", repeat="0", chash="0" * 16)
+    wc = dict(
+        site="local",
+        workload="baler_ae",
+        phase="train",
+        device="cpu",
+        precision="fp32",
+        batch="8",
+        repeat="0",
+        chash="0" * 16,
+    )
     wc[wildcard] = value
     path = "results/" + G.RUN_PATTERN.format(**wc)
     with pytest.raises(ValueError):
@@ -57,5 +65,7 @@ def test_no_rule_interpolates_config_or_params_unquoted():
         for name in re.findall(r"(?<!\{)\{([A-Za-z_][\w.]*)(:q)?\}(?!\})", block):
             if not name[1]:
                 unquoted.add(name[0])
-    assert unquoted <= set(SAFE_UNQUOTED), f"unquoted in a shell command (add :q): {sorted(unquoted - set(SAFE_UNQUOTED))}"
+    assert unquoted <= set(SAFE_UNQUOTED), (
+        f"unquoted in a shell command (add :q): {sorted(unquoted - set(SAFE_UNQUOTED))}"
+    )
     assert "{config" not in "".join(shells), "config values must go through params (quoted), never straight into shell"

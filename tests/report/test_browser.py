@@ -70,7 +70,9 @@ def open_report(ctx, index: Path, shot: Path):
 @pytest.mark.parametrize("case", ["results", "empty"])
 def test_report_renders_offline_in_chromium(browser_context, tmp_path, case):
     if case == "results":
-        cells = synth.grid_cells(precisions=("fp32", "bf16"), repeats=2) + synth.grid_cells(site="lxplus", phases=("infer",))
+        cells = synth.grid_cells(precisions=("fp32", "bf16"), repeats=2) + synth.grid_cells(
+            site="lxplus", phases=("infer",)
+        )
         rows = [synth.row(c, estimated=c.site == "local", scheduler="htcondor" if c.site == "lxplus" else "local",
                           queue_wait_s=25.0 if c.site == "lxplus" else None, jitter=0.2 * c.repeat) for c in cells]  # fmt: skip
         summary = synth.summary(tmp_path / "summary.parquet", rows)

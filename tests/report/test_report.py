@@ -10,20 +10,21 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import synth
+from conftest import html_tables
 
 from joulegrid import schema as S
 from joulegrid.analysis import CHART_NAMES
 from joulegrid.analysis.report import build_report
 from joulegrid.analysis.settings import AnalysisSettings
 
-from conftest import html_tables
-
 ST = AnalysisSettings.defaults()
 
 
 def results_set(root, with_baseline=True):
     precisions = ("fp32", "bf16") if with_baseline else ("bf16",)
-    cells = synth.grid_cells(precisions=precisions, repeats=2) + synth.grid_cells(site="lxplus", phases=("infer",), precisions=("fp32", "int8"))
+    cells = synth.grid_cells(precisions=precisions, repeats=2) + synth.grid_cells(
+        site="lxplus", phases=("infer",), precisions=("fp32", "int8")
+    )
     rows = [synth.row(c, estimated=c.site == "local", scheduler="htcondor" if c.site == "lxplus" else "local",
                       queue_wait_s=40.0 if c.site == "lxplus" else None, jitter=0.3 * c.repeat) for c in cells]  # fmt: skip
     rows.append(synth.row(synth.grid_cells(precisions=("fp32",), batch_sizes=(4096,))[0], status="oom"))
@@ -40,7 +41,9 @@ def specs(index) -> dict:
 def cards(page: str) -> dict[str, int]:
     import html as H
 
-    return {H.unescape(t): int(v) for v, t in re.findall(r"<div class='card[^']*'><b>(\d+)</b><span>([^<]*)</span>", page)}
+    return {
+        H.unescape(t): int(v) for v, t in re.findall(r"<div class='card[^']*'><b>(\d+)</b><span>([^<]*)</span>", page)
+    }
 
 
 def test_report_sections_pngs_and_tables(tmp_path):
@@ -72,7 +75,12 @@ def test_report_sections_pngs_and_tables(tmp_path):
     assert [(b["workload"], b["phase"]) for b in best] == sorted(expected)
     for b in best:
         (site, _, _, device, precision, variant, bs), e = expected[(b["workload"], b["phase"])]
-        assert (b["site"], b["device"], b["precision_variant"], int(b["batch_size"])) == (site, device, precision, bs), b
+        assert (b["site"], b["device"], b["precision_variant"], int(b["batch_size"])) == (
+            site,
+            device,
+            precision,
+            bs,
+        ), b
         assert float(b["energy_per_sample_j"]) == pytest.approx(e, rel=1e-3), b  # printed with 4 significant digits
         d = 100 * (e / eps[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)] - 1)
         assert b["d_energy_pct"] == f"{d:+.1f} %", b
@@ -83,14 +91,18 @@ def test_report_sections_pngs_and_tables(tmp_path):
         mine = [r for r in ok if r["site"] == s["site"]]
         assert int(s["jobs"]) == len(mine), s
         waits = [r["queue_wait_s"] for r in mine if r["queue_wait_s"] is not None]
-        assert (float(s["queue_wait_mean_s"]) if s["queue_wait_mean_s"] else None) == (sum(waits) / len(waits) if waits else None), s
+        assert (float(s["queue_wait_mean_s"]) if s["queue_wait_mean_s"] else None) == (
+            sum(waits) / len(waits) if waits else None
+        ), s
     assert {s["site"] for s in sched} == {r["site"] for r in ok}
 
     # failed and skipped runs: each one, with its status and reason
     not_ok = [r for r in rows if r["status"] != "ok"]
     assert f"Failed and skipped runs ({len(not_ok)})" in html
     counts, listed = html_tables(html, "Failed and skipped runs (", "id='measured'")
-    assert {c["status"]: int(c["runs"]) for c in counts} == {s: sum(r["status"] == s for r in not_ok) for s in {r["status"] for r in not_ok}}
+    assert {c["status"]: int(c["runs"]) for c in counts} == {
+        s: sum(r["status"] == s for r in not_ok) for s in {r["status"] for r in not_ok}
+    }
     assert sorted((x["cell_id"], x["status"]) for x in listed) == sorted((r["cell_id"], r["status"]) for r in not_ok)
     assert "no CUDA device on this host" in {x["skip_reason"] for x in listed}
 
@@ -132,7 +144,9 @@ def ok_cells(rows: list[dict]) -> dict[tuple, list[dict]]:
     cells: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["status"] == "ok":
-            cells.setdefault((r["site"], r["workload"], r["phase"], r["device"], r["precision"], r["variant"], r["batch_size"]), []).append(r)
+            cells.setdefault(
+                (r["site"], r["workload"], r["phase"], r["device"], r["precision"], r["variant"], r["batch_size"]), []
+            ).append(r)
     return cells
 
 
@@ -159,7 +173,9 @@ def test_report_with_missing_results(tmp_path):
 def test_report_lists_missing_baselines_and_left_out_files(tmp_path):
     summary, _ = results_set(tmp_path, with_baseline=False)
     problems = tmp_path / "summary.problems.json"
-    problems.write_text(json.dumps([{"path": "runs/x/r0.parquet", "problem": "schema version 0, this joulegrid reads version 1"}]))
+    problems.write_text(
+        json.dumps([{"path": "runs/x/r0.parquet", "problem": "schema version 0, this joulegrid reads version 1"}])
+    )
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()
     assert "Baselines not run (" in html and "add fp32 to" in html
@@ -205,7 +221,7 @@ def test_hotspots_section(tmp_path, present):
         assert not list((tmp_path / "hotspots").glob("*.parquet"))  # nothing at the top: per-cell subfolders
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()
-    hot = html[html.index("id='hotspots'"):html.index("id='missing'")]
+    hot = html[html.index("id='hotspots'") : html.index("id='missing'")]
     if present:
         assert rows[0]["cell_id"] in hot and rows[1]["cell_id"] in hot
         assert "aten::addmm" in hot and "cprofile" in hot and "torch" in hot
@@ -237,7 +253,7 @@ def test_fleet_csv_and_whose_energy_per_host(tmp_path):
     assert f["bf16"]["saving_pct"] == pytest.approx(-900.0) and f["bf16"]["fleet_scope"] == "phase"
     html = (tmp_path / "report" / "index.html").read_text()
     assert "one pass over the test split" in html and "fleet.scope: phase" in html
-    measured = html[html.index("id='measured'"):]
+    measured = html[html.index("id='measured'") :]
     assert "Whose energy: node vs job" in measured
     assert "25.0%" in measured  # the jobs' share of the node's energy (energy_j / node_energy_j summed)
     assert "50.0%" in measured and "75.0%" in measured  # neighbours' share of busy CPU: mean and max
@@ -252,7 +268,9 @@ def test_model_error_per_host(tmp_path):
     rows = []
     for k, c in enumerate(cells):
         host, cal = ("rapl-a", True) if k % 2 == 0 else ("rapl-b", False)
-        r = synth.row(c, estimated=False, energy_method="rapl", hostname=host, node_energy_cpu_j=100.0 + k, node_energy_ram_j=10.0)
+        r = synth.row(
+            c, estimated=False, energy_method="rapl", hostname=host, node_energy_cpu_j=100.0 + k, node_energy_ram_j=10.0
+        )
         err = 0.02 * (k + 1) if cal else -0.3  # a calibrated model off by 2-6 %, the TDP model by 30 %
         comps = "cpu+dram" if cal else "cpu"
         counter = r["node_energy_cpu_j"] + (r["node_energy_ram_j"] if cal else 0.0)
@@ -260,17 +278,25 @@ def test_model_error_per_host(tmp_path):
                  model_node_energy_j=counter * (1 + err), model_rel_err=err,
                  model_calibration="Synthetic CPU (host c, 2026-11-20)" if cal else None, model_fit_max_rel_err=0.01 if cal else None)  # fmt: skip
         rows.append(r)
-    rows.append(synth.row(cells[0], hostname="no-rapl", model_method="model-calibrated", model_fit_max_rel_err=0.01))  # no prediction
+    rows.append(
+        synth.row(cells[0], hostname="no-rapl", model_method="model-calibrated", model_fit_max_rel_err=0.01)
+    )  # no prediction
     summary = synth.summary(tmp_path / "summary.parquet", rows)
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()
-    part = html[html.index("id='model-error'"):]
+    part = html[html.index("id='model-error'") :]
     part = part[: part.index("</table>")]  # the model-error table only
     t = model_error(pl.read_parquet(summary)).to_dicts()
-    assert [(x["hostname"], x["model_method"], x["runs"]) for x in t] == [("rapl-a", "model-calibrated", 2), ("rapl-b", "estimate-tdp", 2)]
+    assert [(x["hostname"], x["model_method"], x["runs"]) for x in t] == [
+        ("rapl-a", "model-calibrated", 2),
+        ("rapl-b", "estimate-tdp", 2),
+    ]
     for x in t:
         mine = [r for r in rows if r["hostname"] == x["hostname"]]
-        counter = sum(r["node_energy_cpu_j"] + (r["node_energy_ram_j"] if r["model_components"] == "cpu+dram" else 0.0) for r in mine)
+        counter = sum(
+            r["node_energy_cpu_j"] + (r["node_energy_ram_j"] if r["model_components"] == "cpu+dram" else 0.0)
+            for r in mine
+        )
         model = sum(r["model_node_energy_j"] for r in mine)
         assert x["model_error_pct"] == pytest.approx(100 * (model / counter - 1))
         assert x["max_abs_run_error_pct"] == pytest.approx(100 * max(abs(r["model_rel_err"]) for r in mine))
@@ -331,7 +357,14 @@ def test_schema_columns_only_named_in_schema():
     unknown = sorted(read - schema - made)
     assert not unknown, f"columns the report reads that are neither in schema.py nor derived by the report: {unknown}"
     # the columns the report's own sections read (cards, how measured, scheduler view, failures) are among them
-    assert {"energy_estimated", "queue_wait_s", "epoch_quality", "meters_absent", "energy_method", "hostname"} <= read & set(S.COLUMN_NAMES)
+    assert {
+        "energy_estimated",
+        "queue_wait_s",
+        "epoch_quality",
+        "meters_absent",
+        "energy_method",
+        "hostname",
+    } <= read & set(S.COLUMN_NAMES)
 
 
 def test_cli_report_with_settings_and_bad_settings(tmp_path):
@@ -372,7 +405,7 @@ def test_report_marks_emulated_precisions_next_to_the_charts(tmp_path):
     note = html.index("bf16 on EPYC AVX2 (site local, cpu) is emulated: 6.0–13.0× slower than fp32 per sample")
     assert charts < note < html.index("id='chart-energy_per_sample'")
     assert "int8 on EPYC AVX2 (site local, cpu) is emulated: 2.0× faster than fp32 per sample" in html
-    table = html[html.index("How each precision ran"):html.index("id='chart-energy_per_sample'")]
+    table = html[html.index("How each precision ran") : html.index("id='chart-energy_per_sample'")]
     assert "x86 (static)" in table
     d_quality = 0.0525 - 0.05  # int8 quality - the fp32 baseline's, from the rows above
     assert f"{d_quality:.4g}" in table

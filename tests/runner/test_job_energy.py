@@ -15,13 +15,12 @@ import time
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import REPO, TINY, deep_merge, subprocess_env
+from meters.fake_node import FakeNode
 
 from joulegrid import config as CFG
 from joulegrid import grid as G
 from joulegrid.data import dataset_path, prepare
-
-from conftest import REPO, TINY, deep_merge, subprocess_env
-from meters.fake_node import FakeNode
 
 pytestmark = pytest.mark.slow
 P0, K, P0_DRAM, K_DRAM = 4.0, 12.0, 2.0, 1.0
@@ -81,7 +80,9 @@ def test_whole_job_from_interpreter_start(data, tmp_path):
     n, a = r["node_cpus"], r["job_cpus"]
     want = 5.0 * cpu + a / n * (0.1 * n * 5.0) * r["job_wall_s"]
     assert r["job_energy_j"] == pytest.approx(want, rel=0.05), (r["job_energy_j"], want, cpu)
-    assert r["job_energy_j"] > r["energy_j"] and r["job_energy_outside_phase_fraction"] == pytest.approx(1 - r["energy_j"] / r["job_energy_j"])
+    assert r["job_energy_j"] > r["energy_j"] and r["job_energy_outside_phase_fraction"] == pytest.approx(
+        1 - r["energy_j"] / r["job_energy_j"]
+    )
     # the start-up before the meters ran is extrapolated, and says so
     assert 0 < r["job_untracked_s"] < r["job_wall_s"] and 0 < r["job_energy_extrapolated_j"] < r["job_energy_j"]
     assert r["p0_cpu_source"] == "model" and r["energy_attribution"] == "cpu-share"
@@ -96,8 +97,13 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     sites["local"]["node_power"] = {"cpu_idle_w": P0, "dram_idle_w": P0_DRAM, "source": "fake node"}
     sites_file = tmp_path / "sites.yaml"
     sites_file.write_text(yaml.safe_dump(sites))
-    spec = spec_for("jet_tagger", {"meters": ["rapl"], "idle_baseline_s": 0, "hotspots": "never", "counter_interval_s": 0.05},
-                    sites_file=str(sites_file), rows=0, epochs=20)  # fmt: skip  (~2 CPU-s: ticks are 10 ms)
+    spec = spec_for(
+        "jet_tagger",
+        {"meters": ["rapl"], "idle_baseline_s": 0, "hotspots": "never", "counter_interval_s": 0.05},
+        sites_file=str(sites_file),
+        rows=0,
+        epochs=20,
+    )  # fmt: skip  (~2 CPU-s: ticks are 10 ms)
     node = FakeNode(tmp_path / "node", P0, K, P0_DRAM, K_DRAM, n_cpus=2).start()
     env = {"JOULEGRID_POWERCAP": str(node.powercap), "JOULEGRID_PROC": str(node.proc)}
     runs: dict[str, list[dict]] = {"alone": [], "neighbour": []}
@@ -106,7 +112,9 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
             for case in ("alone", "neighbour") if k % 2 == 0 else ("neighbour", "alone"):
                 nb = None
                 if case == "neighbour":
-                    nb = subprocess.Popen([sys.executable, "-c", "import os; os.sched_setaffinity(0, {1})\nwhile True: pass"])
+                    nb = subprocess.Popen(
+                        [sys.executable, "-c", "import os; os.sched_setaffinity(0, {1})\nwhile True: pass"]
+                    )
                     node.track(nb.pid)
                 out = tmp_path / f"{case}{k}.parquet"
                 p = start_cell(spec, data[0], out, env)
@@ -121,8 +129,15 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     finally:
         node.stop()
     for r in runs["alone"] + runs["neighbour"]:
-        assert r["status"] == "ok" and r["energy_method"] == "rapl" and r["p0_cpu_source"] == "site" and r["p0_cpu_w"] == P0
-        assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(r["node_energy_j"])
+        assert (
+            r["status"] == "ok"
+            and r["energy_method"] == "rapl"
+            and r["p0_cpu_source"] == "site"
+            and r["p0_cpu_w"] == P0
+        )
+        assert r["energy_j"] + r["node_other_active_j"] + r["node_unreserved_idle_j"] == pytest.approx(
+            r["node_energy_j"]
+        )
         assert r["energy_cpu_active_j"] == pytest.approx(K * r["job_cpu_s"], rel=0.1)  # k x its own CPU time
     keys = ("energy_cpu_active_j", "neighbour_cpu_fraction", "job_cpu_s")
     med = {c: {k: statistics.median(r[k] for r in rs) for k in keys} for c, rs in runs.items()}
@@ -131,7 +146,9 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     # beside a neighbour on a shared host (caches, memory bandwidth: +11 % seen on the build host), a
     # real cost of the cell's; what must not show up is the neighbour's work, which doubles the node's.
     a, n = med["alone"], med["neighbour"]
-    assert n["energy_cpu_active_j"] / a["energy_cpu_active_j"] == pytest.approx(n["job_cpu_s"] / a["job_cpu_s"], rel=0.1), med
+    assert n["energy_cpu_active_j"] / a["energy_cpu_active_j"] == pytest.approx(
+        n["job_cpu_s"] / a["job_cpu_s"], rel=0.1
+    ), med
     # (+27 % on the 2-core build host while other test suites ran); the neighbour's work charged to the
     # cell would double it (it burns a whole CPU for as long as the cell runs): 1.5 separates the two
     assert n["job_cpu_s"] < 1.5 * a["job_cpu_s"], med
@@ -144,4 +161,6 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     assert statistics.median(node_over_job["alone"]) == pytest.approx(1.0, abs=0.15), node_over_job
     assert statistics.median(node_over_job["neighbour"]) > 1.5, node_over_job
     assert med["alone"]["neighbour_cpu_fraction"] < 0.05 < 0.2 < med["neighbour"]["neighbour_cpu_fraction"], med
-    assert [r["node_shared"] for r in runs["alone"]] == [False] * 3 and [r["node_shared"] for r in runs["neighbour"]] == [True] * 3
+    assert [r["node_shared"] for r in runs["alone"]] == [False] * 3 and [
+        r["node_shared"] for r in runs["neighbour"]
+    ] == [True] * 3

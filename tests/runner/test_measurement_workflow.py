@@ -11,7 +11,17 @@ from joulegrid import hotspots
 
 @pytest.mark.slow
 def test_tiny_grid_with_idle_min_window_and_hotspots(tmp_path, write_config, run_snakemake):
-    cfg = write_config({"measure": {"idle_baseline_s": 0.3, "min_window_s": 0.5, "hotspots": "always", "hotspot_batches": 2, "meters": ["auto"]}})
+    cfg = write_config(
+        {
+            "measure": {
+                "idle_baseline_s": 0.3,
+                "min_window_s": 0.5,
+                "hotspots": "always",
+                "hotspot_batches": 2,
+                "meters": ["auto"],
+            }
+        }
+    )
     work = tmp_path / "w"
     run_snakemake(work, "--cores", "2", configfile=cfg)
     df = pl.read_parquet(work / "results" / "summary.parquet")

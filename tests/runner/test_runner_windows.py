@@ -9,14 +9,13 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO, TINY, deep_merge
 
 from joulegrid import cli, hotspots, runner
 from joulegrid import config as CFG
 from joulegrid import grid as G
 from joulegrid import schema as S
 from joulegrid.data import dataset_path, prepare
-
-from conftest import REPO, TINY, deep_merge
 
 
 def spec_for(phase: str, measure: dict, repeat: int = 0, precision: str = "fp32") -> dict:
@@ -47,7 +46,9 @@ def run_cell(env, phase, measure, repeat=0):
 
 
 def test_infer_min_window_idle_baseline_and_net_energy(env):
-    row, out, cell = run_cell(env, "infer", {"meters": ["estimate"], "min_window_s": 0.5, "idle_baseline_s": 0.2, "hotspots": "never"})
+    row, out, cell = run_cell(
+        env, "infer", {"meters": ["estimate"], "min_window_s": 0.5, "idle_baseline_s": 0.2, "hotspots": "never"}
+    )
     # the window repeats whole passes over the test split until it lasts min_window_s
     assert row["wall_s"] >= 0.5 and row["infer_passes"] >= 1
     assert row["n_samples"] == row["infer_passes"] * row["n_test"]
@@ -64,16 +65,25 @@ def test_infer_min_window_idle_baseline_and_net_energy(env):
     assert row["energy_low_confidence"] is True  # 2 reads of CPU time < 60 samples
     # whose energy: the job's share, and every joule of the node in one bucket
     assert row["energy_attribution"] in ("cpu-share", "node-cpu")
-    assert row["node_energy_j"] == row["energy_readings"][2]["energy_j"] and row["energy_j"] == row["energy_readings"][3]["energy_j"]
-    assert row["energy_j"] + row["node_other_active_j"] + row["node_unreserved_idle_j"] == pytest.approx(row["node_energy_j"])
+    assert (
+        row["node_energy_j"] == row["energy_readings"][2]["energy_j"]
+        and row["energy_j"] == row["energy_readings"][3]["energy_j"]
+    )
+    assert row["energy_j"] + row["node_other_active_j"] + row["node_unreserved_idle_j"] == pytest.approx(
+        row["node_energy_j"]
+    )
     assert row["energy_cpu_j"] == pytest.approx(row["energy_cpu_active_j"] + row["energy_cpu_idle_j"])
-    assert 0 < row["job_cpu_s"] <= row["node_busy_cpu_s"] + 0.02 and row["node_busy_cpu_s"] <= row["node_cpu_s"]  # 10-ms ticks
+    assert (
+        0 < row["job_cpu_s"] <= row["node_busy_cpu_s"] + 0.02 and row["node_busy_cpu_s"] <= row["node_cpu_s"]
+    )  # 10-ms ticks
     assert row["job_cpu_source"] == "process-tree"
     assert row["job_share_cpu"] == pytest.approx(row["job_cpu_s"] / row["node_busy_cpu_s"])
     assert row["job_cpus_source"] == "affinity" and row["job_mem_source"] in ("pss", "rss")
     assert 0 < row["job_share_ram"] == pytest.approx(row["job_mem_bytes"] / row["node_mem_bytes"])
     # data vs compute and latencies
-    assert 0 < row["data_s"] < row["wall_s"] and row["compute_s"] == pytest.approx(row["wall_s"] - row["data_s"] - row["eval_s"])
+    assert 0 < row["data_s"] < row["wall_s"] and row["compute_s"] == pytest.approx(
+        row["wall_s"] - row["data_s"] - row["eval_s"]
+    )
     assert 0 < row["latency_p50_s"] <= row["latency_p90_s"] <= row["latency_p99_s"]
     assert row["samples_per_s"] == pytest.approx(row["n_samples"] / row["wall_s"])
     # memory peaks: the window's peak (VmHWM reset before it) within the job's
@@ -86,13 +96,25 @@ def test_infer_min_window_idle_baseline_and_net_energy(env):
 
 
 def test_min_window_zero_is_one_pass(env):
-    row, _, _ = run_cell(env, "infer", {"meters": ["estimate"], "min_window_s": 0, "idle_baseline_s": 0, "hotspots": "never"})
+    row, _, _ = run_cell(
+        env, "infer", {"meters": ["estimate"], "min_window_s": 0, "idle_baseline_s": 0, "hotspots": "never"}
+    )
     assert row["infer_passes"] == 1 and row["n_samples"] == row["n_test"]
     assert row["idle_power_w"] is None and row["energy_net_j"] is None and row["idle_window_s"] is None
 
 
 def test_train_hotspots_side_file_keyed_by_run_id(env):
-    row, out, cell = run_cell(env, "train", {"meters": ["estimate"], "idle_baseline_s": 0, "hotspots": "first_repeat", "hotspot_batches": 3, "hotspot_top": 5})
+    row, out, cell = run_cell(
+        env,
+        "train",
+        {
+            "meters": ["estimate"],
+            "idle_baseline_s": 0,
+            "hotspots": "first_repeat",
+            "hotspot_batches": 3,
+            "hotspot_top": 5,
+        },
+    )
     hp = hotspots.path_for(out, cell.file_id)
     assert hp == env["dir"] / "results" / "hotspots" / f"{cell.file_id}.parquet"
     t = pq.read_table(hp)
@@ -117,7 +139,9 @@ def test_train_hotspots_side_file_keyed_by_run_id(env):
     # the training step shows up among cProfile's top functions
     assert any("_train_epoch" in f for f in mine["function"].to_list())
     # repeat 1 is not profiled with first_repeat
-    row1, out1, cell1 = run_cell(env, "train", {"meters": ["estimate"], "hotspots": "first_repeat", "idle_baseline_s": 0}, repeat=1)
+    row1, out1, cell1 = run_cell(
+        env, "train", {"meters": ["estimate"], "hotspots": "first_repeat", "idle_baseline_s": 0}, repeat=1
+    )
     assert row1["profile_s"] is None and not hotspots.path_for(out1, cell1.id).exists()
 
 

@@ -37,7 +37,13 @@ def test_every_module_reads_the_same_names():
 
 @pytest.mark.parametrize(
     "phase,device,backend",
-    [("train", "cpu", "auto"), ("infer", "cuda", "fbgemm"), ("infer", "cuda", "pt2e_x86"), ("infer", "cpu", "auto"), ("infer", "cuda", "auto")],
+    [
+        ("train", "cpu", "auto"),
+        ("infer", "cuda", "fbgemm"),
+        ("infer", "cuda", "pt2e_x86"),
+        ("infer", "cpu", "auto"),
+        ("infer", "cuda", "auto"),
+    ],
 )
 def test_the_cell_refuses_what_the_plan_excludes_with_the_same_reason(phase, device, backend):
     pytest.importorskip("torch")

@@ -69,9 +69,15 @@ BAD = [
     (setp("workloads.baler_ae.colour", 1), ["workloads.baler_ae", "'colour'"]),
     (setp("workloads.baler_ae.data", "/nonexistent/jets.npz"), ["workloads.baler_ae.data", "does not exist"]),
     (setp("workloads.mine", {"epochs": 1}), ["workloads.mine", "not a built-in workload", "class"]),
-    (setp("workloads.mine", {"class": "not_a_module_xyz:Thing"}), ["workloads.mine", "cannot import", "not_a_module_xyz"]),
+    (
+        setp("workloads.mine", {"class": "not_a_module_xyz:Thing"}),
+        ["workloads.mine", "cannot import", "not_a_module_xyz"],
+    ),
     (setp("workloads.mine", {"class": "json:JSONDecoder"}), ["workloads.mine", "not a subclass"]),
-    (setp("workloads.mine", {"class": "no colon"}), ["workloads.mine.class", "not an import path", "my_pkg.module:MyWorkload"]),
+    (
+        setp("workloads.mine", {"class": "no colon"}),
+        ["workloads.mine.class", "not an import path", "my_pkg.module:MyWorkload"],
+    ),
     (setp("exclude", [{"precision": "fp8", "reason": "x"}]), ["exclude[0].precision", "'fp8'"]),
     (setp("exclude", [{"precision": "fp32"}]), ["exclude[0]", "reason"]),
     (setp("sites_file", "/nonexistent/sites.yaml"), ["sites_file", "does not exist"]),
@@ -84,15 +90,24 @@ BAD = [
     (setp("grid.workloads", ["baler_ae", "baler_ae"]), ["grid.workloads", "duplicated", "baler_ae"]),
     (setp("grid.precisions", ["fp32", "fp32"]), ["grid.precisions", "duplicated"]),
     (setp("grid.workloads", ["$(reboot)"]), ["grid.workloads[0]", "safe name"]),
-    (setp("site", "..") , ["site", "safe name"]),
+    (setp("site", ".."), ["site", "safe name"]),
     (setp("workloads.baler_ae.rows", "many"), ["workloads.baler_ae.rows", "expected an integer"]),
     # issue 13: int8 backends
-    (setp("precision_options.int8.backend", "tensorrt"), ["precision_options.int8.backend", "'tensorrt'", "onednn", "torchao", "pt2e_x86"]),
+    (
+        setp("precision_options.int8.backend", "tensorrt"),
+        ["precision_options.int8.backend", "'tensorrt'", "onednn", "torchao", "pt2e_x86"],
+    ),
     (setp("precision_options.int8.scheme", "qat"), ["precision_options.int8.scheme", "'qat'", "static", "dynamic"]),
-    (setp("precision_options.int8.calibration_samples", 0), ["precision_options.int8.calibration_samples", "too small"]),
+    (
+        setp("precision_options.int8.calibration_samples", 0),
+        ["precision_options.int8.calibration_samples", "too small"],
+    ),
     (setp("precision_options.int8.bits", 4), ["precision_options.int8", "unknown key", "'bits'", "backend"]),
     (setp("precision_options.fp8", {}), ["precision_options", "unknown key", "'fp8'", "int8"]),
-    (setp("precision_options.int8", {"backend": "torchao", "scheme": "static"}), ["precision_options.int8.scheme", "torchao", "dynamic"]),
+    (
+        setp("precision_options.int8", {"backend": "torchao", "scheme": "static"}),
+        ["precision_options.int8.scheme", "torchao", "dynamic"],
+    ),
     (setp("grid.variants", ["compiled"]), ["grid.precisions", "'int8'", "cannot be compiled"]),
 ]
 
@@ -129,8 +144,12 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     spec["settings"]["measure"]["threads"] = 999
     again = sb.spec(cells[0])
     assert again["settings"]["workload"]["epochs"] != 999 and again["settings"]["measure"]["threads"] != 999
-    assert again["config_hash"] == C.settings_hash(C.identity(cfg, cells[0].workload)) == sb.config_hash(cells[0].workload)
-    assert sb.model_hash(cells[0].workload) == C.settings_hash({"workload": again["settings"]["workload"], "seed": cfg["seed"]})
+    assert (
+        again["config_hash"] == C.settings_hash(C.identity(cfg, cells[0].workload)) == sb.config_hash(cells[0].workload)
+    )
+    assert sb.model_hash(cells[0].workload) == C.settings_hash(
+        {"workload": again["settings"]["workload"], "seed": cfg["seed"]}
+    )
 
 
 def test_pinned_int8_backend_is_part_of_the_configuration():
@@ -148,7 +167,9 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
     assert cfg_a["precision_options"]["int8"] == {"backend": "auto", "scheme": "auto", "calibration_samples": 512}
     int8 = Cell("local", "baler_ae", "infer", "cpu", "int8", "baseline", 256, 0)
     a, p = auto.spec(int8), pinned.spec(int8)
-    assert p["settings"]["precision_options"] == {"int8": {"backend": "torchao", "scheme": "auto", "calibration_samples": 512}}
+    assert p["settings"]["precision_options"] == {
+        "int8": {"backend": "torchao", "scheme": "auto", "calibration_samples": 512}
+    }
     assert a["settings"]["precision_options"]["int8"]["backend"] == "auto"
     assert a["config_hash"] != p["config_hash"]
     assert p["config_hash"] == C.settings_hash(C.identity(cfg_p, "baler_ae"))
@@ -175,7 +196,9 @@ def test_text_values_of_keys_with_several_shapes_are_read_too():
     """fleet.samples_per_job is a number or one per workload (a oneOf): --config text read as either."""
     cfg, _ = prepared(setp("fleet.samples_per_job", "1000000"))
     assert cfg["fleet"]["samples_per_job"] == 1000000
-    cfg, _ = prepared(setp("fleet.samples_per_job", {"baler_ae": "5000", "jet_tagger": {"infer": "20", "train": "null"}}))
+    cfg, _ = prepared(
+        setp("fleet.samples_per_job", {"baler_ae": "5000", "jet_tagger": {"infer": "20", "train": "null"}})
+    )
     assert cfg["fleet"]["samples_per_job"] == {"baler_ae": 5000, "jet_tagger": {"infer": 20, "train": None}}
     with pytest.raises(C.ConfigError, match="fleet.samples_per_job: 'lots' is not allowed"):
         prepared(setp("fleet.samples_per_job", "lots"))

@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 
 import yaml
+from conftest import REPO
 
 from joulegrid.config import SCHEMA_PATH as SCHEMA
-
-from conftest import REPO
 
 DOC = REPO / "docs" / "configuration.md"
 # keys documented by a pattern row instead of their own
@@ -31,7 +30,7 @@ def schema_keys(node: dict, prefix: str = "") -> dict[str, object]:
 def doc_rows() -> dict[str, str]:
     """{key: default cell} of the '## Keys' table."""
     text = DOC.read_text()
-    table = text[text.index("## Keys"):]
+    table = text[text.index("## Keys") :]
     table = table[: table.index("\n## ", 1)]
     rows = {}
     for line in table.splitlines():

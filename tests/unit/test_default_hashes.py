@@ -44,7 +44,11 @@ def test_typed_settings_round_trip_through_the_snapshot(monkeypatch, tmp_path):
     # what a hand-written --spec lacks comes from the schema, nothing else
     schema = C.schema_defaults()["measure"]
     m = Measure.from_dict({"warmup_batches": 0})
-    assert m.warmup_batches == 0 and m.max_eval_samples == schema["max_eval_samples"] and m.idle_baseline_s == schema["idle_baseline_s"]
+    assert (
+        m.warmup_batches == 0
+        and m.max_eval_samples == schema["max_eval_samples"]
+        and m.idle_baseline_s == schema["idle_baseline_s"]
+    )
     import pytest
 
     with pytest.raises(SettingsError, match="unknown key.*warmup_batchs"):

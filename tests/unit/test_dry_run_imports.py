@@ -24,7 +24,14 @@ print("JG-MODULES " + json.dumps({{"heavy": heavy, "joulegrid": sorted(m for m i
 
 
 def _modules(code: str, cwd) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code + _REPORT], capture_output=True, text=True, env=subprocess_env(), cwd=cwd, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code + _REPORT],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=cwd,
+        timeout=600,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("JG-MODULES ")]
     assert proc.returncode == 0 and lines, f"rc {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return json.loads(lines[-1].split(" ", 1)[1])
@@ -46,12 +53,25 @@ def test_parse_time_modules_import_nothing_heavy(tmp_path):
         tmp_path,
     )
     assert "joulegrid.config" in got["joulegrid"] and "joulegrid.workloads.registry" in got["joulegrid"]
-    assert got["heavy"] == [], f"the dry-run path imports {got['heavy']}: import them inside the function that needs them"
+    assert got["heavy"] == [], (
+        f"the dry-run path imports {got['heavy']}: import them inside the function that needs them"
+    )
 
 
 def _dry_run_modules(tmp_path, snakefile, *extra) -> dict:
     tmp_path.mkdir(exist_ok=True)
-    args = ["-s", str(snakefile), "--directory", str(tmp_path), "-n", "--cores", "1", "--quiet", "rules", *map(str, extra)]
+    args = [
+        "-s",
+        str(snakefile),
+        "--directory",
+        str(tmp_path),
+        "-n",
+        "--cores",
+        "1",
+        "--quiet",
+        "rules",
+        *map(str, extra),
+    ]
     return _modules(
         "from snakemake.cli import main\n"
         "try:\n"
@@ -75,4 +95,6 @@ def test_snakemake_dry_run_imports_nothing_heavy(tmp_path, write_config):
     got = _dry_run_modules(tmp_path / "w", SNAKEFILE, "--configfile", cfg)
     assert "joulegrid.grid" in got["joulegrid"], "the Snakefile was not parsed"
     added = sorted({m.split(".")[0] for m in got["heavy"]} - {m.split(".")[0] for m in floor["heavy"]})
-    assert added == [], f"`snakemake -n` of joulegrid imports {added} (an empty workflow does not): keep them out of the Snakefile's imports"
+    assert added == [], (
+        f"`snakemake -n` of joulegrid imports {added} (an empty workflow does not): keep them out of the Snakefile's imports"
+    )

@@ -52,7 +52,10 @@ def test_write_changes_only_the_calibrations_section(table):
     other["package"]["idle_w"] = 50.0
     H.write_calibration(table, "AMD EPYC 7742 64-Core Processor", other)
     t = H.read(table)
-    assert t.calibrations[MODEL] == ENTRY and t.calibrations["AMD EPYC 7742 64-Core Processor"]["package"]["idle_w"] == 50.0
+    assert (
+        t.calibrations[MODEL] == ENTRY
+        and t.calibrations["AMD EPYC 7742 64-Core Processor"]["package"]["idle_w"] == 50.0
+    )
     assert table.read_text().startswith(head)
 
 
@@ -74,8 +77,12 @@ def test_a_section_in_the_middle_is_rewritten_in_place(tmp_path):
                  "cpu_calibrations: {}\n\n# the cluster\nslurm:   # keep this comment\n  cpu_node: {embodied_kg_co2e: 3, lifetime_years: 4, source: you}\n")  # fmt: skip
     H.write_calibration(p, MODEL, ENTRY)
     text = p.read_text()
-    assert text.startswith("# my table\nlocal:\n  cpu_node: {embodied_kg_co2e: 1, lifetime_years: 2, source: me}\ncpu_calibrations:\n")
-    assert text.endswith("\n\n# the cluster\nslurm:   # keep this comment\n  cpu_node: {embodied_kg_co2e: 3, lifetime_years: 4, source: you}\n")
+    assert text.startswith(
+        "# my table\nlocal:\n  cpu_node: {embodied_kg_co2e: 1, lifetime_years: 2, source: me}\ncpu_calibrations:\n"
+    )
+    assert text.endswith(
+        "\n\n# the cluster\nslurm:   # keep this comment\n  cpu_node: {embodied_kg_co2e: 3, lifetime_years: 4, source: you}\n"
+    )
     assert H.read(p).calibrations == {MODEL: ENTRY} and set(H.read(p).sites) == {"local", "slurm"}
 
 
@@ -92,7 +99,10 @@ def test_a_calibration_is_never_overwritten_without_replace_and_then_kept(table)
     old = {k: v for k, v in ENTRY.items() if k != "steps"}
     assert cur["previous"] == [old]  # the old model and its error, without its ladder's steps
     H.write_calibration(table, MODEL, {**newer, "calibrated_at": "2027-01-01T00:00:00Z"}, replace=True)
-    assert [p["calibrated_at"] for p in H.read(table).calibrations[MODEL]["previous"]] == ["2026-12-01T08:00:00Z", "2026-11-20T10:00:00Z"]
+    assert [p["calibrated_at"] for p in H.read(table).calibrations[MODEL]["previous"]] == [
+        "2026-12-01T08:00:00Z",
+        "2026-11-20T10:00:00Z",
+    ]
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -131,12 +141,16 @@ def test_jobs_get_the_calibrations_of_the_configured_table(tmp_path, monkeypatch
 
     p = tmp_path / "hw.yaml"
     H.write_calibration(p, MODEL, ENTRY)
-    config, sites = CFG.prepare(deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": str(p)}}), base_dir=CFG.REPO_ROOT)
+    config, sites = CFG.prepare(
+        deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": str(p)}}), base_dir=CFG.REPO_ROOT
+    )
     facts = CFG.SpecBuilder(config, sites).facts
     want = {k: v for k, v in ENTRY.items() if k != "steps"}
     assert facts["cpu_calibrations"] == {MODEL: want}  # the model and its error; not the ladder's steps
     monkeypatch.chdir(tmp_path)
-    config, sites = CFG.prepare(deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": "missing.yaml"}}), base_dir=CFG.REPO_ROOT)
+    config, sites = CFG.prepare(
+        deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": "missing.yaml"}}), base_dir=CFG.REPO_ROOT
+    )
     assert CFG.SpecBuilder(config, sites).facts["cpu_calibrations"] is None
 
 
@@ -151,7 +165,9 @@ def test_a_bad_table_stops_the_config_and_a_hand_written_date_is_text(tmp_path):
     cfg = deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": str(p)}})
     with pytest.raises(CFG.ConfigError, match=r"hw.yaml: cpu_calibrations\[.*\]\.package\.w_per_busy_cpu: -1"):
         CFG.prepare(cfg, base_dir=CFG.REPO_ROOT)
-    p.write_text(f"{H.CALIBRATIONS}:\n  {MODEL!r}:\n    calibrated_at: 2026-11-20T10:00:00Z\n    package: {{idle_w: 3, w_per_busy_cpu: 1}}\n")
+    p.write_text(
+        f"{H.CALIBRATIONS}:\n  {MODEL!r}:\n    calibrated_at: 2026-11-20T10:00:00Z\n    package: {{idle_w: 3, w_per_busy_cpu: 1}}\n"
+    )
     config, sites = CFG.prepare(copy.deepcopy(cfg), base_dir=CFG.REPO_ROOT)
     spec = CFG.SpecBuilder(config, sites)
     assert spec.facts["cpu_calibrations"][MODEL]["calibrated_at"].startswith("2026-11-20T10:00:00")

@@ -16,7 +16,9 @@ from joulegrid.importer import ImportRefused, import_trees, parse_renames
 from joulegrid.io import write_table
 
 
-def tree(root: Path, site: str = "slurm", hostname: str = "node1", scheduler: str = "slurm", n: int = 2, skip: int = 0) -> list[dict]:
+def tree(
+    root: Path, site: str = "slurm", hostname: str = "node1", scheduler: str = "slurm", n: int = 2, skip: int = 0
+) -> list[dict]:
     cells = synth.grid_cells(site=site, phases=("train",))[skip : skip + n]
     rows = [synth.row(c, scheduler=scheduler, hostname=hostname) for c in cells]
     synth.write_runs(root, rows)
@@ -30,7 +32,11 @@ def test_a_different_file_at_the_same_path_is_never_overwritten(tmp_path):
     synth.write_runs(there, theirs)
     before = {p: Path(p).read_bytes() for p in G.run_files(here / "runs")}
     res = import_trees([there], here)
-    assert res.taken == [] and len(res.skipped) == 2 and all("already at" in why and "never overwritten" in why for _, why in res.skipped)
+    assert (
+        res.taken == []
+        and len(res.skipped) == 2
+        and all("already at" in why and "never overwritten" in why for _, why in res.skipped)
+    )
     assert {p: Path(p).read_bytes() for p in G.run_files(here / "runs")} == before
 
 
@@ -103,6 +109,10 @@ def test_dry_run_copies_nothing_and_old_new_renames_one_site_of_several(tmp_path
     res = import_trees([src], here, as_site=parse_renames(["htcondor=condor2"]))
     assert sorted(res.sites) == ["condor2", "slurm"]
     got = {G.cell_from_path(p).site: pq.read_table(p).to_pylist()[0] for p in G.run_files(here / "runs")}
-    assert got["condor2"]["site"] == "condor2" and got["condor2"]["cell_id"].startswith("condor2/") and got["slurm"]["site"] == "slurm"
+    assert (
+        got["condor2"]["site"] == "condor2"
+        and got["condor2"]["cell_id"].startswith("condor2/")
+        and got["slurm"]["site"] == "slurm"
+    )
     with pytest.raises(ImportRefused, match="several sites"):
         import_trees([src], tmp_path / "elsewhere", as_site="x")

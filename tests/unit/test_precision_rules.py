@@ -93,7 +93,9 @@ def test_cpu_flags_parsed_from_cpuinfo():
 def test_this_hosts_flags_are_what_cpuinfo_says():
     """The cached probe reads /proc/cpuinfo: checked against grep's reading of the same file."""
     try:
-        line = subprocess.run(["grep", "-m1", "-E", "^(flags|Features)", "/proc/cpuinfo"], capture_output=True, text=True).stdout
+        line = subprocess.run(
+            ["grep", "-m1", "-E", "^(flags|Features)", "/proc/cpuinfo"], capture_output=True, text=True
+        ).stdout
     except OSError:
         pytest.skip("no grep")
     if not line:
@@ -125,4 +127,6 @@ def test_accelerator_probe_records_the_compute_capability(monkeypatch):
     row = probes.accelerator()
     assert row["gpu_model"] == "Tesla T4" and row["gpu_compute_capability"] == "7.5" and row["gpu_count"] == 1
     cc = row["gpu_compute_capability"]
-    assert P.native("fp16", "cuda", None, "x86_64", cc) is True and P.native("bf16", "cuda", None, "x86_64", cc) is False
+    assert (
+        P.native("fp16", "cuda", None, "x86_64", cc) is True and P.native("bf16", "cuda", None, "x86_64", cc) is False
+    )

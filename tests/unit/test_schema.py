@@ -29,9 +29,26 @@ def test_arrow_schema_carries_version():
 
 
 def test_to_table_fills_missing_and_keeps_types():
-    t = S.to_table([{"run_id": "a", "status": "ok", "energy_j": 1.5, "energy_readings": [
-        {"meter": "estimate", "component": "cpu", "method": "estimate-tdp", "energy_j": 1.5,
-         "interval_s": 0.0, "samples": 2, "estimated": True}]}])
+    t = S.to_table(
+        [
+            {
+                "run_id": "a",
+                "status": "ok",
+                "energy_j": 1.5,
+                "energy_readings": [
+                    {
+                        "meter": "estimate",
+                        "component": "cpu",
+                        "method": "estimate-tdp",
+                        "energy_j": 1.5,
+                        "interval_s": 0.0,
+                        "samples": 2,
+                        "estimated": True,
+                    }
+                ],
+            }
+        ]
+    )
     assert t.num_rows == 1
     assert t.schema.field("energy_j").type == pa.float64()
     assert t.column("wall_s")[0].as_py() is None

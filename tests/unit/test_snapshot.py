@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, TINY, deep_merge, subprocess_env
 
 from joulegrid import config as C
@@ -52,14 +51,22 @@ def test_a_cell_is_read_from_the_snapshot_and_its_run_file(tmp_path):
     assert got.data == sb.data_path(cell.workload)
     assert got.model == (sb.model_path(cell.workload) if cell.phase == "infer" else None)
     spec, data, model = C.reference_spec_from_snapshot(path, "baler_ae")
-    assert spec["cell"]["phase"] == "train" and spec["cell"]["precision"] == "fp32" and model == sb.model_path("baler_ae")
+    assert (
+        spec["cell"]["phase"] == "train" and spec["cell"]["precision"] == "fp32" and model == sb.model_path("baler_ae")
+    )
 
 
 @pytest.mark.parametrize(
     "out,words",
     [
-        ("results/runs/local/baler_ae/train/cpu/fp32/bs256/r0-0000000000000000.parquet", ["belongs to configuration 0000000000000000"]),
-        ("results/runs/local/jet_tagger/train/cpu/fp32/bs256/r0-0000000000000000.parquet", ["'jet_tagger' is not in the grid snapshot"]),
+        (
+            "results/runs/local/baler_ae/train/cpu/fp32/bs256/r0-0000000000000000.parquet",
+            ["belongs to configuration 0000000000000000"],
+        ),
+        (
+            "results/runs/local/jet_tagger/train/cpu/fp32/bs256/r0-0000000000000000.parquet",
+            ["'jet_tagger' is not in the grid snapshot"],
+        ),
         ("elsewhere/r0.parquet", ["not a joulegrid run path"]),
     ],
 )
@@ -80,6 +87,12 @@ def test_run_cell_without_the_snapshot_names_the_shared_filesystem_and_writes_no
     args = ["--grid", str(tmp_path / "results/.grid/missing.json"), "--out", out]
     run = subprocess.run([*cmd, "run-cell", *args], capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
     assert run.returncode == 2 and "not found on host" in run.stderr and "shared" in run.stderr and "Fix:" in run.stderr
-    rec = subprocess.run([*cmd, "record-failure", *args, "--exit-code", "2"], capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
+    rec = subprocess.run(
+        [*cmd, "record-failure", *args, "--exit-code", "2"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     assert rec.returncode == 2
     assert not (tmp_path / out).exists()

@@ -14,7 +14,9 @@ from conftest import subprocess_env
 
 
 def _run(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=subprocess_env(), timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -37,7 +39,9 @@ x = torch.randn(32, 8)
 
 
 def test_flops_and_optimizer_run_without_importing_dynamo():
-    got = _run(PRELUDE + """
+    got = _run(
+        PRELUDE
+        + """
 n = defer_dynamo_import()
 flops = count(model, x)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)   # add_param_group
@@ -45,28 +49,41 @@ opt.zero_grad()
 state = opt.state_dict()
 opt.load_state_dict(state)
 print(json.dumps({"deferred": n, "flops": flops, "dynamo": "torch._dynamo" in sys.modules}))
-""")
+"""
+    )
     # 2 * (32*8*16 + 32*16*4) forward; backward of both layers: grad of input (second layer only) + weights
     fwd = 2 * (32 * 8 * 16 + 32 * 16 * 4)
-    assert got["deferred"] >= 5, "torch 2.13's _disable_dynamo wrappers were not found: the import is no longer deferred"
+    assert got["deferred"] >= 5, (
+        "torch 2.13's _disable_dynamo wrappers were not found: the import is no longer deferred"
+    )
     assert got["flops"] == fwd + 2 * (32 * 16 * 4) + fwd  # the same count torch gives with dynamo imported
     assert got["dynamo"] is False
 
 
 def test_same_flops_as_torch_without_the_deferral():
-    plain = _run(PRELUDE + """
+    plain = _run(
+        PRELUDE
+        + """
 print(json.dumps({"flops": count(model, x), "dynamo": "torch._dynamo" in sys.modules}))
-""")
-    deferred = _run(PRELUDE + """
+"""
+    )
+    deferred = _run(
+        PRELUDE
+        + """
 defer_dynamo_import()
 print(json.dumps({"flops": count(model, x), "dynamo": "torch._dynamo" in sys.modules}))
-""")
-    assert plain["dynamo"] is True, "torch no longer imports torch._dynamo for FLOP counting: torch_startup may be obsolete"
+"""
+    )
+    assert plain["dynamo"] is True, (
+        "torch no longer imports torch._dynamo for FLOP counting: torch_startup may be obsolete"
+    )
     assert deferred == {"flops": plain["flops"], "dynamo": False}
 
 
 def test_real_disable_once_dynamo_is_imported():
-    got = _run(PRELUDE + """
+    got = _run(
+        PRELUDE
+        + """
 defer_dynamo_import()
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
 fn = torch.optim.Optimizer.zero_grad.__wrapped__
@@ -78,7 +95,8 @@ compiled = torch.compile(lambda t: t * 2, backend="eager")(torch.ones(2)).tolist
 print(json.dumps({"before": before, "after_is_deferred": isinstance(after, _Deferred),
                   "after_module": getattr(after, "__module__", ""), "compiled": compiled,
                   "again": defer_dynamo_import()}))
-""")
+"""
+    )
     assert got["before"] == "_Deferred"
     assert got["after_is_deferred"] is False and got["after_module"].startswith("torch._dynamo")
     assert got["compiled"] == [2.0, 2.0]

@@ -17,12 +17,11 @@ import sys
 import polars as pl
 import pytest
 import yaml
+from conftest import TINY, deep_merge, html_tables, snakemake, subprocess_env
+from meters.fake_node import FakeNode
 
 from joulegrid import hardware
 from joulegrid.probes import cpu_model
-
-from conftest import TINY, deep_merge, html_tables, snakemake, subprocess_env
-from meters.fake_node import FakeNode
 
 pytestmark = pytest.mark.slow
 P0, K, P0_DRAM, K_DRAM = 40.0, 8.0, 6.0, 1.5
@@ -100,7 +99,10 @@ def test_a_host_without_counters_uses_the_calibration(runs):
         assert r["energy_components"] == "cpu+dram"  # the calibrated DRAM model, not codecarbon's DIMM guess
         assert {a["meter"] for a in r["meters_absent"]} >= {"rapl"}
         assert r["model_method"] == "model-calibrated" and cpu_model() in r["model_calibration"]
-        assert (r["model_fit_rmse_w"], r["model_fit_max_rel_err"]) == (cal["holdout_rmse_w"], cal["holdout_max_rel_err"])
+        assert (r["model_fit_rmse_w"], r["model_fit_max_rel_err"]) == (
+            cal["holdout_rmse_w"],
+            cal["holdout_max_rel_err"],
+        )
         assert r["model_rel_err"] is None and r["model_node_energy_j"] is None  # nothing to compare with here
         assert r["p0_cpu_source"] == "calibration" and r["p0_ram_source"] == "calibration"
         if pkg["w_per_gb"] is None:
@@ -112,15 +114,19 @@ def test_a_host_without_counters_uses_the_calibration(runs):
         assert r["node_energy_ram_j"] == pytest.approx(want_dram, rel=0.02)
         # the job's share: its own CPU time at W per busy CPU, and the idle power of the CPUs it reserved
         share = r["job_share_cpu"] if r["node_shared"] else 1.0
-        assert r["energy_cpu_active_j"] == pytest.approx(share * (r["node_energy_cpu_j"] - r["p0_cpu_w"] * r["wall_s"]), rel=0.02)
-        assert r["energy_cpu_idle_j"] == pytest.approx(r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"] * r["wall_s"], rel=0.02)
+        assert r["energy_cpu_active_j"] == pytest.approx(
+            share * (r["node_energy_cpu_j"] - r["p0_cpu_w"] * r["wall_s"]), rel=0.02
+        )
+        assert r["energy_cpu_idle_j"] == pytest.approx(
+            r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"] * r["wall_s"], rel=0.02
+        )
         # the whole job with the same model: more than its measured phase, the start-up extrapolated
         assert r["job_energy_j"] > r["energy_j"] and 0 < r["job_energy_extrapolated_j"] < r["job_energy_j"]
 
 
 def test_how_measured_shows_the_calibrated_model(runs):
     cal, _, (rows, page) = runs
-    measured = page[page.index("id='measured'"):page.index("id='environment'")]
+    measured = page[page.index("id='measured'") : page.index("id='environment'")]
     table = html_tables(measured, "<table>")[0]
     (t,) = [x for x in table if x["energy_method"] == "model-calibrated"]
     assert t["estimated"] == "yes" and t["runs"] == "2" and cpu_model() in t["calibration"]

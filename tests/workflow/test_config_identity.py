@@ -19,9 +19,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
-
 import synth
+import yaml
 from conftest import REPO, TINY, deep_merge, snakemake, subprocess_env
 
 from joulegrid import config as C
@@ -41,7 +40,10 @@ def measure_outputs(proc) -> list[str]:
 
 def run_files(work) -> dict:
     """{run file: (mtime, run_id)} of every run file under work/results/runs."""
-    return {p: (p.stat().st_mtime_ns, pl.read_parquet(p)["run_id"][0]) for p in map(Path, G.run_files(work / "results/runs"))}
+    return {
+        p: (p.stat().st_mtime_ns, pl.read_parquet(p)["run_id"][0])
+        for p in map(Path, G.run_files(work / "results/runs"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,9 @@ def test_changed_seed_measures_new_cells_keeps_old_and_shows_current(work):
     assert sorted(summary["seed"]) == [7, 7], "seed 7's rows only (seed + repeat 0)"
     assert set(summary["config_hash"]) == {c.config_hash for c in new}
     other = pl.read_parquet(work / "results/summary.other-configs.parquet")
-    assert sorted(other["run_id"]) == sorted(rid for _, rid in before.values()) and set(other["seed"]) == {yaml.safe_load(C.DEFAULT_CONFIG.read_text())["seed"]}
+    assert sorted(other["run_id"]) == sorted(rid for _, rid in before.values()) and set(other["seed"]) == {
+        yaml.safe_load(C.DEFAULT_CONFIG.read_text())["seed"]
+    }
     # the report: seed 7's runs in the metrics, the earlier configuration named apart
     cells = pl.read_csv(work / "results/report/cells.csv")
     assert cells.height == 2 and set(cells["config_hash"]) == {c.config_hash for c in new}
@@ -97,7 +101,9 @@ def test_changed_seed_measures_new_cells_keeps_old_and_shows_current(work):
     assert measure_outputs(back) == [] and "aggregate" in back.stdout + back.stderr
     snakemake(work, "--cores", "2", configfile=cfg)
     assert run_files(work) == after
-    assert sorted(pl.read_parquet(work / "results/summary.parquet")["run_id"]) == sorted(rid for _, rid in before.values())
+    assert sorted(pl.read_parquet(work / "results/summary.parquet")["run_id"]) == sorted(
+        rid for _, rid in before.values()
+    )
 
 
 @pytest.mark.slow
@@ -130,7 +136,10 @@ def test_a_run_file_of_another_configuration_is_not_measured_with_the_current_se
     p = next(iter(run_files(work)))
     other = p.with_name(re.sub(r"-[0-9a-f]{16}\.parquet$", "-" + "0" * 16 + ".parquet", p.name))
     proc = snakemake(work, "--cores", "1", str(other.relative_to(work)), configfile=work / "config.yaml", check=False)
-    assert proc.returncode != 0 and "config hash 0000000000000000 is not one of the current configuration's" in proc.stdout + proc.stderr
+    assert (
+        proc.returncode != 0
+        and "config hash 0000000000000000 is not one of the current configuration's" in proc.stdout + proc.stderr
+    )
     assert not other.exists()
 
 

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
-from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-
 from conftest import REPO, snakemake
 
 pytestmark = pytest.mark.slow
@@ -51,7 +48,9 @@ def test_every_row_is_the_jobs_energy(grid_run):
         assert total == pytest.approx(r["node_energy_j"], rel=1e-9), cid
         assert r["energy_cpu_j"] == pytest.approx(r["energy_cpu_active_j"] + r["energy_cpu_idle_j"]), cid
         assert 0 < r["job_share_cpu"] <= 1 and 0 <= r["neighbour_cpu_fraction"] < 1, cid
-        assert r["job_cpu_source"] in ("process-tree", "cgroup-v1", "cgroup-v2") and r["job_cpus_source"] == "affinity", cid
+        assert (
+            r["job_cpu_source"] in ("process-tree", "cgroup-v1", "cgroup-v2") and r["job_cpus_source"] == "affinity"
+        ), cid
         # the whole job: from interpreter start to the row, less the idle baseline and the profiling passes
         life = (r["finished_at"] - r["process_started_at"]).total_seconds()
         assert r["job_wall_s"] == pytest.approx(life - r["job_excluded_s"], abs=0.05), cid
@@ -62,7 +61,9 @@ def test_every_row_is_the_jobs_energy(grid_run):
         assert r["profile_s"] + idle_sleep <= r["job_excluded_s"] <= r["idle_window_s"] + r["profile_s"] + 0.05, cid
         assert r["job_wall_s"] > r["wall_s"] and r["job_energy_j"] > r["energy_j"], cid
         assert 0 < r["job_time_outside_phase_fraction"] < 1 and 0 < r["job_energy_outside_phase_fraction"] < 1, cid
-        assert 0 < r["job_energy_extrapolated_j"] < r["job_energy_j"] and 0 < r["job_untracked_s"] < r["job_wall_s"], cid
+        assert 0 < r["job_energy_extrapolated_j"] < r["job_energy_j"] and 0 < r["job_untracked_s"] < r["job_wall_s"], (
+            cid
+        )
 
 
 def test_no_ram_component_exceeds_the_jobs_resident_share_of_the_hosts_ram(grid_run):
@@ -72,8 +73,15 @@ def test_no_ram_component_exceeds_the_jobs_resident_share_of_the_hosts_ram(grid_
         host_ram_j = next(x["energy_j"] for x in r["energy_readings"]
                           if x["window"] == "measured" and x["scope"] == "node" and x["component"] == "ram-model")  # fmt: skip
         resident_share = r["peak_rss_bytes"] / r["memory_total_bytes"]
-        assert r["energy_ram_j"] <= resident_share * host_ram_j * 1.001, (r["cell_id"], r["energy_ram_j"], resident_share, host_ram_j)
-        assert r["energy_ram_j"] < 0.2 * r["energy_j"], r["cell_id"]  # was 71-77 % of energy_j with the host's RAM model
+        assert r["energy_ram_j"] <= resident_share * host_ram_j * 1.001, (
+            r["cell_id"],
+            r["energy_ram_j"],
+            resident_share,
+            host_ram_j,
+        )
+        assert r["energy_ram_j"] < 0.2 * r["energy_j"], r[
+            "cell_id"
+        ]  # was 71-77 % of energy_j with the host's RAM model
         assert "mem-share" in r["energy_attribution"] and r["job_mem_source"] in ("pss", "rss")
 
 
@@ -104,7 +112,9 @@ def test_fleet_csv_is_the_rows_at_equal_work(grid_run):
             assert r[k] == pytest.approx(w[k], rel=1e-9, abs=1e-12), (r, k)
     # an inference window repeats passes: a fleet job is one pass, never the window
     infer = [r for r in rows if r["phase"] == "infer"]
-    assert all(r["n_samples"] == r["infer_passes"] * r["n_test"] for r in infer) and any(r["infer_passes"] > 1 for r in infer)
+    assert all(r["n_samples"] == r["infer_passes"] * r["n_test"] for r in infer) and any(
+        r["infer_passes"] > 1 for r in infer
+    )
 
 
 def _specs(html: str) -> dict:
@@ -125,17 +135,20 @@ def test_every_report_section_from_the_run(grid_run):
     # hotspots: the profiler's per-cell files (results/hotspots/<cell id>.parquet), every cell is repeat 0
     files = sorted((work / "results" / "hotspots").rglob("*.parquet"))
     assert len(files) == 20 and not list((work / "results" / "hotspots").glob("*.parquet"))
-    hot = html[html.index("id='hotspots'"):html.index("id='missing'")]
+    hot = html[html.index("id='hotspots'") : html.index("id='missing'")]
     assert "No hotspot table" not in hot and "aten::" in hot and "(20 cell(s))" in hot
     assert sum(r["cell_id"] in hot for r in rows) >= 1
     # how measured: node vs job energy summed over the host's runs, and the neighbours' share
-    measured = html[html.index("id='measured'"):html.index("id='environment'")]
+    measured = html[html.index("id='measured'") : html.index("id='environment'")]
     assert _fmt(sum(r["node_energy_j"] for r in rows)) in measured
     assert _fmt(sum(r["energy_j"] for r in rows)) in measured
     share = sum(r["energy_j"] for r in rows) / sum(r["node_energy_j"] for r in rows)
     assert f"{share:.1%}" in measured
     # per-cell metrics and the fleet chart carry the rows' numbers
-    cells = {(c["workload"], c["phase"], c["precision_variant"], c["batch_size"]): c for c in pl.read_csv(rep / "cells.csv").to_dicts()}
+    cells = {
+        (c["workload"], c["phase"], c["precision_variant"], c["batch_size"]): c
+        for c in pl.read_csv(rep / "cells.csv").to_dicts()
+    }
     for r in rows:
         assert cells[(r["workload"], r["phase"], r["precision"], r["batch_size"])]["energy_per_sample_j"] == pytest.approx(
             r["energy_j"] / r["n_samples"], rel=1e-9)  # fmt: skip
@@ -143,7 +156,7 @@ def test_every_report_section_from_the_run(grid_run):
     chart = _specs(html)["fleet_whatif"]
     data = [v for ds in chart.get("datasets", {}).values() for v in ds]
     assert {round(d["mwh_per_day"], 12) for d in data} == fl
-    assert "one pass over the test split" in html[html.index("id='fleet'"):html.index("id='tables'")]
+    assert "one pass over the test split" in html[html.index("id='fleet'") : html.index("id='tables'")]
     assert "Nothing missing" in html
 
 
@@ -154,7 +167,9 @@ def test_the_runs_report_renders_in_chromium(grid_run, browser_context, tmp_path
     from joulegrid.analysis import CHART_NAMES
 
     work, _ = grid_run
-    state, marks, requests, errors, _sites = open_report(browser_context, work / "results" / "report" / "index.html", tmp_path / "run.png")
+    state, marks, requests, errors, _sites = open_report(
+        browser_context, work / "results" / "report" / "index.html", tmp_path / "run.png"
+    )
     assert state["errors"] == [] and state["rendered"] == state["expected"] == len(CHART_NAMES), (state, errors)
     assert all(n >= 1 for n in marks.values()), marks
 

@@ -7,13 +7,12 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import SNAKEFILE, subprocess_env
 
 
 def job_stats(out: str) -> dict[str, int]:
     """Snakemake's "Job stats" table of a dry run: {rule: count} (and "total")."""
-    block = out[out.index("Job stats:"):]
+    block = out[out.index("Job stats:") :]
     stats = {}
     for line in block.splitlines()[3:]:
         m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
@@ -39,7 +38,9 @@ def test_default_grid_dry_run_lists_jobs(tmp_path, run_snakemake):
     out = proc.stdout + proc.stderr
     assert "This was a dry-run" in out
     stats = job_stats(out)
-    assert stats["measure"] == len(combos) == 20, stats  # 2 workloads x (train: fp32, bf16 + infer: fp32, bf16, int8) x 2 batch sizes
+    assert stats["measure"] == len(combos) == 20, (
+        stats
+    )  # 2 workloads x (train: fp32, bf16 + infer: fp32, bf16, int8) x 2 batch sizes
     # one reference model per workload with inference cells; one inputs file per workload and phase
     assert stats["train_reference"] == len({c[0] for c in combos if c[1] == "infer"})
     assert stats["cell_inputs"] == len({(c[0], c[1]) for c in combos})
@@ -49,11 +50,31 @@ def test_default_grid_dry_run_lists_jobs(tmp_path, run_snakemake):
 
 def test_dry_run_does_not_import_torch(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path), "-n", "--cores", "1"],
-        capture_output=True, text=True, env=subprocess_env(), timeout=300,
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "snakemake",
+            "-s",
+            str(SNAKEFILE),
+            "--directory",
+            str(tmp_path),
+            "-n",
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "snakemake" in imported
     assert "torch" not in imported and "codecarbon" not in imported
 

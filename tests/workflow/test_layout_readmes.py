@@ -5,7 +5,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import REPO
 
 
@@ -13,11 +12,16 @@ def test_readmes_are_tracked():
     """A fresh clone has both folders with their README (.gitignore keeps everything else out)."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "results", "resources"], capture_output=True, text=True, check=True)
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "results", "resources"], capture_output=True, text=True, check=True
+    )
     assert set(tracked.stdout.split()) == {"results/README.md", "resources/README.md"}
     ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "results/runs/x.parquet", "resources/datasets/x.npz"],
                              capture_output=True, text=True)  # fmt: skip
-    assert ignored.stdout.split() == ["results/runs/x.parquet", "resources/datasets/x.npz"]  # what a run writes there stays out of git
+    assert ignored.stdout.split() == [
+        "results/runs/x.parquet",
+        "resources/datasets/x.npz",
+    ]  # what a run writes there stays out of git
 
 
 @pytest.mark.slow

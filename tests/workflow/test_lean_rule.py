@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEFILE, TINY, deep_merge, snakemake
 
 
@@ -42,7 +41,12 @@ def test_measure_rule_has_no_function_per_cell(tmp_path, write_config):
     assert set(rule.wildcard_names) == {"workload", "phase", "device", "precision", "batch", "repeat", "chash"}
     assert str(rule.output[0]).startswith("results/runs/local/{workload")
     log = str(rule.log[0])  # Snakemake writes the wildcard constraints into the pattern
-    assert log.startswith("results/logs/runs/local/{workload") and "/r{repeat" in log and log.endswith("}.log") and "{chash" in log
+    assert (
+        log.startswith("results/logs/runs/local/{workload")
+        and "/r{repeat" in log
+        and log.endswith("}.log")
+        and "{chash" in log
+    )
     assert "--attempt {resources.attempt}" in rule.shellcmd and callable(rule.resources["attempt"]._evaluator)  # noqa: SLF001
     assert {"attempt", "energy_meter"} <= set(rule.resources)  # retries' attempt, one measurement at a time
     assert "{params" not in rule.shellcmd and "{input" not in rule.shellcmd
@@ -74,7 +78,15 @@ def test_dry_run_jobs_read_the_snapshot_and_keep_the_reference_model_edge(tmp_pa
 
 def test_the_snapshot_lives_under_the_configured_results_folder(tmp_path):
     """The snapshot lives under the configured results folder (--config results=...), as everything a run writes."""
-    snakemake(tmp_path, "-n", "--cores", "1", "--config", "results=out", configfile=REPO / "config/experiments/time_to_target.yaml")
+    snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "results=out",
+        configfile=REPO / "config/experiments/time_to_target.yaml",
+    )
     assert list((tmp_path / "out/.grid").glob("*.json")) and not (tmp_path / "results").exists()
 
 
@@ -84,8 +96,18 @@ def test_batch_splits_a_campaigns_dag(tmp_path):
     cfg.write_text(yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"], "repeats": 8}})))
     count = lambda proc: int(re.search(r"^measure\s+(\d+)$", proc.stdout + proc.stderr, re.M).group(1))  # noqa: E731
     assert count(snakemake(tmp_path, "-n", "--quiet", "rules", configfile=cfg)) == 8
-    for part in ("1/4", "2/4"):  # (the last part runs once the others are done) the target first: --configfile and --quiet take several values
-        assert count(snakemake(tmp_path, "cells", "-n", "--batch", f"cells={part}", "--configfile", str(cfg), "--quiet", "rules")) == 2
+    for part in (
+        "1/4",
+        "2/4",
+    ):  # (the last part runs once the others are done) the target first: --configfile and --quiet take several values
+        assert (
+            count(
+                snakemake(
+                    tmp_path, "cells", "-n", "--batch", f"cells={part}", "--configfile", str(cfg), "--quiet", "rules"
+                )
+            )
+            == 2
+        )
 
 
 @pytest.mark.slow
@@ -104,5 +126,7 @@ def test_attempt_reaches_run_cell_where_it_can_vary(tmp_path, write_config):
     assert re.search(r"resources: [^\n]*attempt=1", retried.stdout + retried.stderr)  # a function of the attempt again
     cell = runs[0]
     cell.unlink()  # measured again, as a cluster job on its third attempt would
-    snakemake(tmp_path, "--cores", "1", "--mode", "remote", "--attempt", "3", str(cell.relative_to(tmp_path)), configfile=cfg)
+    snakemake(
+        tmp_path, "--cores", "1", "--mode", "remote", "--attempt", "3", str(cell.relative_to(tmp_path)), configfile=cfg
+    )
     assert pl.read_parquet(cell)["attempt"][0] == 3

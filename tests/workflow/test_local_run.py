@@ -1,7 +1,5 @@
 """A tiny grid through real Snakemake: result rows, summary and report files."""
 
-import subprocess
-import sys
 
 import polars as pl
 import pytest
@@ -13,8 +11,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from conftest import TINY, snakemake  # noqa: PLC0415
     import yaml
+    from conftest import TINY, snakemake  # noqa: PLC0415
 
     work = tmp_path_factory.mktemp("tiny")
     cfg = work / "config.yaml"
@@ -28,7 +26,9 @@ def test_result_rows_follow_the_schema(tiny_run):
     from conftest import cell_file  # noqa: PLC0415
 
     files = sorted((work / "results" / "runs").rglob("r*.parquet"))
-    assert files == sorted(cell_file(work, f"local/baler_ae/{ph}/cpu/fp32/bs256/r0", work / "config.yaml") for ph in ("train", "infer"))
+    assert files == sorted(
+        cell_file(work, f"local/baler_ae/{ph}/cpu/fp32/bs256/r0", work / "config.yaml") for ph in ("train", "infer")
+    )
     for f in files:
         df = pl.read_parquet(f)
         assert df.height == 1 and df.columns == list(S.COLUMN_NAMES)

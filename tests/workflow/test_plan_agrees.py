@@ -10,9 +10,8 @@ import subprocess
 import sys
 
 import pytest
-import yaml
-
 import synth
+import yaml
 from conftest import REPO, snakemake, subprocess_env
 
 from joulegrid.grid import Cell
@@ -23,7 +22,9 @@ EXPERIMENT = str(REPO / "config/experiments/time_to_target.yaml")
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     w = tmp_path_factory.mktemp("agree")
-    (w / "extra.yaml").write_text(yaml.safe_dump({"grid": {"repeats": 1, "batch_sizes": [256]}, "workloads": {"baler_ae": {"epochs": 4}}}))
+    (w / "extra.yaml").write_text(
+        yaml.safe_dump({"grid": {"repeats": 1, "batch_sizes": [256]}, "workloads": {"baler_ae": {"epochs": 4}}})
+    )
     (w / "more.yaml").write_text(yaml.safe_dump({"seed": 5, "grid": {"precisions": ["fp32"]}}))
     # earlier results, so that both print a forecast (it depends on the planned epochs and rows)
     rows = [synth.row(Cell("local", wl, ph, "cpu", "fp32", "baseline", 256, 0), n_samples=20000)
@@ -72,5 +73,8 @@ def test_plan_reads_config_yaml_underneath_a_configfile(tmp_path):
         [sys.executable, "-m", "joulegrid", "plan", "--json", "--configfile", str(tmp_path / "extra.yaml")],
         cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(), check=True).stdout)  # fmt: skip
     default = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    assert planned["workloads"]["jet_tagger"]["identity"]["settings"]["epochs"] == default["workloads"]["jet_tagger"]["epochs"]
+    assert (
+        planned["workloads"]["jet_tagger"]["identity"]["settings"]["epochs"]
+        == default["workloads"]["jet_tagger"]["epochs"]
+    )
     assert len(planned["cells"]) == 40

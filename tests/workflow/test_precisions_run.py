@@ -7,7 +7,6 @@ grid goes on."""
 import polars as pl
 import pytest
 import yaml
-
 from conftest import TINY, deep_merge, snakemake
 
 pytestmark = pytest.mark.slow
@@ -39,7 +38,9 @@ def run(tmp_path_factory):
 
 def test_int8_compiled_is_excluded_and_the_rest_ran(run):
     work, _, rows = run
-    assert sorted(rows) == sorted(f"{p}:{w}" for w in ("baler_ae", "image_cnn") for p in ("fp32", "int8", "fp32+compiled"))
+    assert sorted(rows) == sorted(
+        f"{p}:{w}" for w in ("baler_ae", "image_cnn") for p in ("fp32", "int8", "fp32+compiled")
+    )
     assert not list((work / "results" / "runs").rglob("int8+compiled"))  # torch.ao engine: excluded with its reason
 
 
@@ -48,7 +49,11 @@ def test_pinned_backend_rows_say_so(run):
     for w in ("baler_ae", "image_cnn"):
         r = rows[f"int8:{w}"]
         assert r["status"] == "ok", r["error_message"]
-        assert r["precision_backend"] == "fbgemm" and r["precision_backend_pinned"] is True and r["precision_scheme"] == "static"
+        assert (
+            r["precision_backend"] == "fbgemm"
+            and r["precision_backend_pinned"] is True
+            and r["precision_scheme"] == "static"
+        )
         assert "[fbgemm: pinned by precision_options.int8.backend]" in r["precision_impl"]
         assert "calibrated on 256 training samples" in r["precision_impl"]
         # the pin is part of the workload's configuration (tests/unit/test_config.py: another hash than
@@ -62,13 +67,15 @@ def test_cnn_int8_quality_change_is_stored_and_shown(run):
     work, _, rows = run
     d_quality = rows["int8:image_cnn"]["quality"] - rows["fp32:image_cnn"]["quality"]  # both on the same test split
     cells = pl.read_csv(work / "results" / "report" / "cells.csv")
-    stored = cells.filter((pl.col("workload") == "image_cnn") & (pl.col("precision_variant") == "int8"))["d_quality"].item()
+    stored = cells.filter((pl.col("workload") == "image_cnn") & (pl.col("precision_variant") == "int8"))[
+        "d_quality"
+    ].item()
     assert stored == pytest.approx(d_quality, abs=1e-12)
     assert abs(d_quality) < 0.1  # static int8 keeps the CNN's accuracy within 10 points here
     html = (work / "results" / "report" / "index.html").read_text()
-    table = html[html.index("How each precision ran"):]
-    row = table[table.index("<td>image_cnn</td>"):]
-    row = row[row.index("<td>int8</td>"):row.index("</tr>")]
+    table = html[html.index("How each precision ran") :]
+    row = table[table.index("<td>image_cnn</td>") :]
+    row = row[row.index("<td>int8</td>") : row.index("</tr>")]
     assert "fbgemm (static)" in row and f">{d_quality:.4g}<" in row
 
 

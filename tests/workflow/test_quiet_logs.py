@@ -5,7 +5,6 @@ are checked one by one below, and that they keep what a user must act on."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
@@ -13,14 +12,16 @@ import sys
 
 import pytest
 import yaml
-
-from conftest import BIN, REPO, TINY, deep_merge, snakemake, subprocess_env
+from conftest import BIN, REPO, TINY, deep_merge, subprocess_env
 
 from joulegrid import quiet
 
 # what the third parties print when they are noisy (issue 14's list)
-NOISE = re.compile(r"CONDOR_CONFIG|libamd_smi|amdsmi|\[codecarbon|_C_mxfp8|_C_cutlass|_pytree|register_constant|triton|"
-                   r"USDT|profiler_start|ActivityProfiler", re.I)
+NOISE = re.compile(
+    r"CONDOR_CONFIG|libamd_smi|amdsmi|\[codecarbon|_C_mxfp8|_C_cutlass|_pytree|register_constant|triton|"
+    r"USDT|profiler_start|ActivityProfiler",
+    re.I,
+)
 
 
 def env_without_condor_config() -> dict:
@@ -90,7 +91,9 @@ def test_torchao_filter_hides_only_libraries_that_cannot_load_here():
     py = f"{sys.version_info.major}{sys.version_info.minor}"
     other = "310" if py != "310" else "311"
     base = "/x/site-packages/torchao/"
-    assert quiet._torchao_unloadable(f"Failed to load {base}_C_mxfp8.cpython-{other}-x86_64-linux-gnu.so: Could not load")
+    assert quiet._torchao_unloadable(
+        f"Failed to load {base}_C_mxfp8.cpython-{other}-x86_64-linux-gnu.so: Could not load"
+    )
     own = f"Failed to load {base}_C.cpython-{py}-x86_64-linux-gnu.so: undefined symbol"
     assert quiet._torchao_unloadable(own) == (not quiet._torch_has_cuda())  # a CUDA build keeps it: the user must act
     assert not quiet._torchao_unloadable("Failed to load /elsewhere/libfoo.so: x")

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
-
 import synth
+import yaml
 from conftest import BIN, REPO, subprocess_env
 
 README = (REPO / "README.md").read_text()
@@ -72,7 +71,9 @@ def readme_commands() -> set[str]:
 def test_every_readme_command_has_a_test():
     cmds = readme_commands()
     assert "snakemake --config seed=7" in cmds and ".venv/bin/joulegrid plan" in cmds  # the extraction works
-    assert cmds == set(TESTS), f"README commands without a test: {sorted(cmds - set(TESTS))}; stale: {sorted(set(TESTS) - cmds)}"
+    assert cmds == set(TESTS), (
+        f"README commands without a test: {sorted(cmds - set(TESTS))}; stale: {sorted(set(TESTS) - cmds)}"
+    )
     for cmd, tests in TESTS.items():
         for t in tests:
             path, name = t.split("::")

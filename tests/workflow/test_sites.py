@@ -18,10 +18,9 @@ import subprocess
 from pathlib import Path
 
 import polars as pl
-import pytest
 import pyarrow.parquet as pq
+import pytest
 import yaml
-
 from conftest import BIN, REPO, SNAKEFILE, TINY, deep_merge, snakemake, subprocess_env
 
 from joulegrid import grid as G
@@ -40,8 +39,28 @@ def _run_tree(work: Path, cfg: dict, hostname: str | None = None) -> Path:
         snakemake(work, "--cores", "2", configfile=work / "config.yaml")
         return work
     # another machine: a UTS namespace with its own hostname (unprivileged: a user namespace maps us to root in it)
-    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", "2"]
-    wrapped = ["unshare", "--user", "--map-root-user", "--uts", "sh", "-c", f'hostname {hostname} && exec "$@"', "sh", *cmd]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--cores",
+        "2",
+    ]
+    wrapped = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--uts",
+        "sh",
+        "-c",
+        f'hostname {hostname} && exec "$@"',
+        "sh",
+        *cmd,
+    ]
     try:
         proc = subprocess.run(wrapped, capture_output=True, text=True, timeout=900, env=subprocess_env())
     except FileNotFoundError:
@@ -123,7 +142,11 @@ def test_import_takes_another_tree_with_its_checks(trees, work):
     assert len(set(G.run_files(work / "results" / "runs")) - before) == 2
 
     again = jg_import(work, str(b / "runs" / "slurm"))
-    assert again.returncode == 0 and "took 0 run file(s)" in again.stderr and "skipped 2 run file(s) already there" in again.stderr, again.stderr
+    assert (
+        again.returncode == 0
+        and "took 0 run file(s)" in again.stderr
+        and "skipped 2 run file(s) already there" in again.stderr
+    ), again.stderr
 
     snakemake(work, "--cores", "2", configfile=work / "config.yaml")
     df = pl.read_parquet(work / "results" / "summary.parquet")
@@ -138,7 +161,9 @@ def test_import_skips_what_it_cannot_read_and_says_why(trees, work, tmp_path):
     bad.write_bytes(bad.read_bytes()[:500])  # truncated in transfer
     proc = jg_import(work, str(src))
     assert proc.returncode == 0, proc.stderr
-    assert "took 1 run file(s) (slurm: 1)" in proc.stderr and f"skipped {bad}: not a readable Parquet file" in proc.stderr, proc.stderr
+    assert (
+        "took 1 run file(s) (slurm: 1)" in proc.stderr and f"skipped {bad}: not a readable Parquet file" in proc.stderr
+    ), proc.stderr
     assert not (work / "results" / bad.relative_to(src)).exists()
 
 
@@ -149,13 +174,18 @@ def test_import_refuses_a_site_name_of_another_machine_until_renamed(trees, tree
     before = sorted(G.run_files(work / "results" / "runs"))
     proc = jg_import(work, str(c))
     assert proc.returncode == 2
-    assert "two different sites under one name" in proc.stderr and "--as-site local=<new name>" in proc.stderr, proc.stderr
+    assert "two different sites under one name" in proc.stderr and "--as-site local=<new name>" in proc.stderr, (
+        proc.stderr
+    )
     assert "laptop2" in proc.stderr and sorted(G.run_files(work / "results" / "runs")) == before  # nothing copied
 
     proc = jg_import(work, str(c), "--as-site", "laptop2")
     assert proc.returncode == 0, proc.stderr
     chash = c_rows["config_hash"][0]
-    assert "took 2 run file(s) (laptop2: 2)" in proc.stderr and f"another configuration (config hash {chash})" in proc.stderr, proc.stderr
+    assert (
+        "took 2 run file(s) (laptop2: 2)" in proc.stderr
+        and f"another configuration (config hash {chash})" in proc.stderr
+    ), proc.stderr
     got = rows(work / "results").filter(pl.col("site") == "laptop2")
     assert sorted(got["run_id"]) == sorted(c_rows["run_id"])
     assert all(cid.startswith("laptop2/") for cid in got["cell_id"]) and set(got["hostname"]) == {"laptop2"}
@@ -164,7 +194,9 @@ def test_import_refuses_a_site_name_of_another_machine_until_renamed(trees, tree
     # everything else of the row is kept
     for r in got.iter_rows(named=True):
         orig = c_rows.filter(pl.col("run_id") == r["run_id"]).row(0, named=True)
-        assert {k: v for k, v in r.items() if k not in ("site", "cell_id")} == {k: v for k, v in orig.items() if k not in ("site", "cell_id")}
+        assert {k: v for k, v in r.items() if k not in ("site", "cell_id")} == {
+            k: v for k, v in orig.items() if k not in ("site", "cell_id")
+        }
 
     snakemake(work, "--cores", "2", configfile=work / "config.yaml")
     summary = pl.read_parquet(work / "results" / "summary.parquet")

@@ -4,12 +4,12 @@ bring-your-own workloads by import path; the shipped experiment configs are vali
 from pathlib import Path
 
 import pytest
-import yaml
-from .wlkit import REPO, base_config, needs_fashion
 
 from joulegrid import config as C
 from joulegrid import grid as G
 from joulegrid.workloads import registry
+
+from .wlkit import REPO, base_config, needs_fashion
 
 
 def _check(cfg):
@@ -23,7 +23,9 @@ def _error(cfg) -> str:
 
 
 def byo(cls="byo_pkg.tiny:TinyRegression", **settings):
-    return base_config({"mine": {"class": cls, **settings}}, grid={"workloads": ["mine"], "batch_sizes": [32], "precisions": ["fp32"]})
+    return base_config(
+        {"mine": {"class": cls, **settings}}, grid={"workloads": ["mine"], "batch_sizes": [32], "precisions": ["fp32"]}
+    )
 
 
 def test_builtin_workloads_resolve_without_torch_work():
@@ -92,8 +94,14 @@ def test_class_path_syntax_is_checked_by_the_schema():
     "grid, words",
     [
         ({"precisions": ["int8"], "phases": ["train"]}, ["grid.precisions[0]", "'int8'", "only exists for inference"]),
-        ({"precisions": ["int8"], "devices": ["cuda"], "phases": ["infer"]}, ["grid.precisions[0]", "CPU only", "torchao"]),
-        ({"precisions": ["fp32", "fp16_noscaler"], "phases": ["infer"]}, ["grid.precisions[1]", "GradScaler only exists in training"]),
+        (
+            {"precisions": ["int8"], "devices": ["cuda"], "phases": ["infer"]},
+            ["grid.precisions[0]", "CPU only", "torchao"],
+        ),
+        (
+            {"precisions": ["fp32", "fp16_noscaler"], "phases": ["infer"]},
+            ["grid.precisions[1]", "GradScaler only exists in training"],
+        ),
     ],
 )
 def test_impossible_precisions(grid, words):
@@ -111,9 +119,16 @@ def test_cnn_fp16_training_on_cpu_is_excluded_unless_allowed():
     assert sorted((c.phase, c.precision) for c in g.cells) == [("infer", "fp16"), ("infer", "fp32"), ("train", "fp32")]
     assert "slower than fp32" in g.excluded[0].reason and "allow.cpu_fp16" in g.excluded[0].reason
     # only fp16 on CPU for the CNN's training: the whole precision cannot run -> error
-    msg = _error(base_config(grid={"workloads": ["image_cnn"], "precisions": ["fp16"], "phases": ["train"], "batch_sizes": [64]}))
+    msg = _error(
+        base_config(grid={"workloads": ["image_cnn"], "precisions": ["fp16"], "phases": ["train"], "batch_sizes": [64]})
+    )
     assert "grid.precisions[0]" in msg
-    cfg, _ = _check(base_config(grid={"workloads": ["image_cnn"], "precisions": ["fp16"], "phases": ["train"], "batch_sizes": [64]}, allow={"cpu_fp16": True}))
+    cfg, _ = _check(
+        base_config(
+            grid={"workloads": ["image_cnn"], "precisions": ["fp16"], "phases": ["train"], "batch_sizes": [64]},
+            allow={"cpu_fp16": True},
+        )
+    )
     assert len(G.expand(cfg).cells) == 1
 
 

@@ -5,14 +5,17 @@ import struct
 
 import numpy as np
 import pytest
-from .wlkit import needs_fashion
 
 from joulegrid.data import images, scale, tables
+
+from .wlkit import needs_fashion
 
 
 def _table(n=200, seed=0):
     rng = np.random.default_rng(seed)
-    x = np.column_stack([rng.normal(5, 2, n), rng.integers(0, 7, n), np.where(rng.random(n) < 0.3, 0, rng.random(n))]).astype(np.float32)
+    x = np.column_stack(
+        [rng.normal(5, 2, n), rng.integers(0, 7, n), np.where(rng.random(n) < 0.3, 0, rng.random(n))]
+    ).astype(np.float32)
     y = rng.integers(0, 2, n).astype(np.int8)
     return x, y
 

@@ -87,7 +87,9 @@ def test_jet_tagger_mlp_flops():
     model = make_mlp(24)
     wl = _Probe(model, lambda out, y: out.sum())
     x = np.zeros((2, 24), dtype=np.float32)
-    assert flops.count_flops(wl, model, _split(x), 2, "infer")["flops_per_sample_fwd"] == 2 * (24 * 128 + 128 * 64 + 64 * 32 + 32)
+    assert flops.count_flops(wl, model, _split(x), 2, "infer")["flops_per_sample_fwd"] == 2 * (
+        24 * 128 + 128 * 64 + 64 * 32 + 32
+    )
 
 
 def test_model_stats_counts_stored_bytes_and_parameters():

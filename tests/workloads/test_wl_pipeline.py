@@ -5,6 +5,7 @@ import os
 
 import polars as pl
 import pytest
+
 from .wlkit import HERE, REPO, needs_fashion
 
 
@@ -38,10 +39,13 @@ def test_pipeline_with_builtin_and_user_workloads(tmp_path, write_config, run_sn
     assert set(df["status"]) == {"ok"}, df.select("cell_id", "status", "error_message").to_dicts()
     got = {(r["workload"], r["phase"], r["precision"], r["variant"]) for r in df.iter_rows(named=True)}
     assert got == {
-        ("jet_tagger", "train", "fp32", "baseline"), ("jet_tagger", "infer", "fp32", "baseline"),
+        ("jet_tagger", "train", "fp32", "baseline"),
+        ("jet_tagger", "infer", "fp32", "baseline"),
         ("jet_tagger", "infer", "int8", "baseline"),
-        ("image_cnn", "infer", "fp32", "baseline"), ("image_cnn", "infer", "int8", "baseline"),
-        ("mine", "train", "fp32", "baseline"), ("mine", "infer", "fp32", "baseline"),
+        ("image_cnn", "infer", "fp32", "baseline"),
+        ("image_cnn", "infer", "int8", "baseline"),
+        ("mine", "train", "fp32", "baseline"),
+        ("mine", "infer", "fp32", "baseline"),
     }
     jt = df.filter(pl.col("workload") == "jet_tagger")
     assert jt["roc_auc"].min() > 0.5 and jt["bkg_rejection_at_50"].min() > 1

@@ -5,10 +5,11 @@ import copy
 import numpy as np
 import pytest
 import torch
-from .wlkit import assert_ok, base_config, needs_fashion
 
 from joulegrid import flops, precision, probes, variants
 from joulegrid.grid import builtin_exclusion
+
+from .wlkit import assert_ok, base_config, needs_fashion
 
 CPU_TRAIN = ["fp64", "fp32", "bf16", "fp16", "fp16_noscaler"]
 CPU_INFER = ["fp64", "fp32", "bf16", "fp16", "int8"]
@@ -22,8 +23,13 @@ def test_each_cpu_training_precision_runs(cells, prec):
     assert 0.5 < row["roc_auc"] <= 1 and row["quality"] == row["roc_auc"]
     assert row["flops_per_sample_train"] > 2 * row["flops_per_sample_fwd"] > 0
     assert row["flops_per_s"] > 0 and row["mfu"] is None  # no peak known for a CPU
-    impl = {"fp64": "float64", "fp32": "float32", "bf16": "autocast(bfloat16)",
-            "fp16": "autocast(float16)+GradScaler", "fp16_noscaler": "autocast(float16), no GradScaler"}[prec]
+    impl = {
+        "fp64": "float64",
+        "fp32": "float32",
+        "bf16": "autocast(bfloat16)",
+        "fp16": "autocast(float16)+GradScaler",
+        "fp16_noscaler": "autocast(float16), no GradScaler",
+    }[prec]
     assert row["precision_impl"].startswith(impl)
 
 
@@ -39,7 +45,9 @@ def test_each_cpu_inference_precision_runs(cells, prec):
         backend, _ = precision.choose_int8("cpu", probes.cpu_flags(), probes.cpu_arch())
         assert row["precision_backend"] == backend and row["precision_scheme"] == "static"
         assert row["precision_backend_pinned"] is False
-        assert f"[{backend}: " in row["precision_impl"] and "calibrated on 512 training samples" in row["precision_impl"]
+        assert (
+            f"[{backend}: " in row["precision_impl"] and "calibrated on 512 training samples" in row["precision_impl"]
+        )
         assert row["precision_impl"].endswith(": 4 Linear layer(s) int8")
     else:
         assert row["precision_backend"] is None and row["precision_scheme"] is None
@@ -73,8 +81,11 @@ def test_int8_model_is_smaller_for_every_workload(name, scheme):
     from joulegrid.workloads.image_cnn import make_cnn
     from joulegrid.workloads.jet_tagger import make_mlp
 
-    build = {"baler_ae": lambda: make_autoencoder(24, 12), "jet_tagger": lambda: make_mlp(24),
-             "image_cnn": lambda: make_cnn((3, 32, 32), 10, 0.0, 1.0)}[name]
+    build = {
+        "baler_ae": lambda: make_autoencoder(24, 12),
+        "jet_tagger": lambda: make_mlp(24),
+        "image_cnn": lambda: make_cnn((3, 32, 32), 10, 0.0, 1.0),
+    }[name]
     x = torch.randn(40, 3, 32, 32) if name == "image_cnn" else torch.randn(40, 24)
     p = precision.get("int8", "infer", {"scheme": scheme})
     size32 = flops.model_stats(build())["model_size_bytes"]
@@ -82,7 +93,11 @@ def test_int8_model_is_smaller_for_every_workload(name, scheme):
     size8 = flops.model_stats(q)["model_size_bytes"]
     assert size8 < size32
     if name == "image_cnn":
-        want = "3 conv layer(s) int8, 2 Linear layer(s) int8" if scheme == "static" else "2 Linear layer(s) int8, 3 conv layer(s) fp32"
+        want = (
+            "3 conv layer(s) int8, 2 Linear layer(s) int8"
+            if scheme == "static"
+            else "2 Linear layer(s) int8, 3 conv layer(s) fp32"
+        )
         assert p.impl.endswith(want)
     assert ("calibrated on 40 training samples" in p.impl) is (scheme == "static")
     assert torch.isfinite(q(x[:2])).all()
@@ -266,7 +281,9 @@ def test_quantization_warnings_are_filtered_and_only_those(recwarn):
 
     x = torch.randn(64, 24)
     for scheme in ("static", "dynamic"):
-        precision.get("int8", "infer", {"scheme": scheme, "backend": "fbgemm"}).prepare_model(make_mlp(24), "cpu", "infer", calibration=x)
+        precision.get("int8", "infer", {"scheme": scheme, "backend": "fbgemm"}).prepare_model(
+            make_mlp(24), "cpu", "infer", calibration=x
+        )
     assert not [w for w in recwarn if "quantiz" in str(w.message).lower()], [str(w.message)[:80] for w in recwarn]
     with precision.quiet_quantization():
         warnings.warn("something else", UserWarning)

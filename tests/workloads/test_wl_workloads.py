@@ -4,10 +4,11 @@ on a hand-made example, workload-specific columns."""
 import numpy as np
 import pytest
 import torch
-from .wlkit import TINY_ROWS, needs_fashion
 
 from joulegrid.config import workload_settings
 from joulegrid.workloads.registry import create
+
+from .wlkit import TINY_ROWS, needs_fashion
 
 WORKLOADS = [
     "baler_ae",

@@ -67,8 +67,17 @@ class CellKit:
         C.prepare(cfg, REPO)
         return C.SpecBuilder(cfg, load_sites(REPO / "config" / "sites.yaml"))
 
-    def run(self, workload: str, phase: str = "train", precision: str = "fp32", variant: str = "baseline",
-            batch_size: int = 64, cfg: dict | None = None, repeat: int = 0, keep_runner: bool = False):
+    def run(
+        self,
+        workload: str,
+        phase: str = "train",
+        precision: str = "fp32",
+        variant: str = "baseline",
+        batch_size: int = 64,
+        cfg: dict | None = None,
+        repeat: int = 0,
+        keep_runner: bool = False,
+    ):
         from joulegrid.config import settings_hash
         from joulegrid.grid import Cell
         from joulegrid.runner import CellRunner, train_reference
@@ -95,4 +104,6 @@ class CellKit:
 
 
 def assert_ok(row: dict) -> None:
-    assert row["status"] == "ok", f"{row['cell_id']}: {row['status']} {row.get('error_type')}: {row.get('error_message')}{row.get('skip_reason') or ''}"
+    assert row["status"] == "ok", (
+        f"{row['cell_id']}: {row['status']} {row.get('error_type')}: {row.get('error_message')}{row.get('skip_reason') or ''}"
+    )

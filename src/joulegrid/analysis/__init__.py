@@ -4,4 +4,11 @@ CHART_NAMES is here (not in charts.py) so that the Snakemake rules can list the 
 outputs without importing altair at parse time.
 """
 
-CHART_NAMES = ("energy_per_sample", "quality_vs_energy", "time_to_target", "scheduler_overhead", "fleet_whatif", "sites")
+CHART_NAMES = (
+    "energy_per_sample",
+    "quality_vs_energy",
+    "time_to_target",
+    "scheduler_overhead",
+    "fleet_whatif",
+    "sites",
+)

@@ -48,7 +48,9 @@ def read_current(path: str | Path) -> dict[str, str]:
         data = json.loads(Path(path).read_text())
         return {w: v["config_hash"] for w, v in data.items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-        raise AggregateError(f"--current {path}: not a joulegrid current-configuration file ({type(e).__name__}: {e})") from None
+        raise AggregateError(
+            f"--current {path}: not a joulegrid current-configuration file ({type(e).__name__}: {e})"
+        ) from None
 
 
 def split_current(df, current: dict[str, str] | None):
@@ -58,7 +60,10 @@ def split_current(df, current: dict[str, str] | None):
 
     if current is None:
         return df, df.clear()
-    pairs = pl.DataFrame({"workload": list(current), "config_hash": list(current.values())}, schema={"workload": pl.String, "config_hash": pl.String})
+    pairs = pl.DataFrame(
+        {"workload": list(current), "config_hash": list(current.values())},
+        schema={"workload": pl.String, "config_hash": pl.String},
+    )
     cur = df.join(pairs, on=["workload", "config_hash"], how="semi", maintain_order="left")
     other = df.join(pairs, on=["workload", "config_hash"], how="anti", maintain_order="left")
     return cur, other
@@ -96,7 +101,9 @@ def read_runs(files: list[str], strict: bool = False):
         return pl.DataFrame(schema=schema.polars_schema()), problems
     try:
         # One scan of every file with the exact schema: a file with other columns or types raises here.
-        df = pl.scan_parquet(files, schema=schema.polars_schema(), missing_columns="raise", extra_columns="raise").collect()
+        df = pl.scan_parquet(
+            files, schema=schema.polars_schema(), missing_columns="raise", extra_columns="raise"
+        ).collect()
         bad_versions = df.filter(pl.col("schema_version") != schema.SCHEMA_VERSION)
         if bad_versions.height == 0:
             return df, problems

@@ -8,14 +8,13 @@ every PNG the report rule declares is always written. Chart names live in
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import altair as alt
 import polars as pl
 
 from ..grid import BASELINE_VARIANT, PRECISIONS, VARIANTS
-from . import CHART_NAMES
-from . import metrics
+from . import CHART_NAMES, metrics
 from .settings import AnalysisSettings
 
 SOURCE_DOMAIN = ["measured", "estimated"]
@@ -120,7 +119,9 @@ def energy_per_sample(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
     return (
         alt.layer(line, err, pts, data=d)
         .properties(width=240, height=190)
-        .facet(row=alt.Row("workload:N", title=None), column=alt.Column("phase_device:N", title="phase / device @ site"))
+        .facet(
+            row=alt.Row("workload:N", title=None), column=alt.Column("phase_device:N", title="phase / device @ site")
+        )
         .resolve_scale(y="independent")
         .properties(title=title)
     )
@@ -142,14 +143,20 @@ def quality_vs_energy(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
         "quality_metric", "pareto", "energy_source", "energy_method", "repeats",
     ])  # fmt: skip
     x = alt.X("energy_per_sample_j:Q", title="energy per sample (J)", scale=alt.Scale(type="log", zero=False))
-    y = alt.Y("quality:Q", title="quality (arrow: better direction)", scale=alt.Scale(zero=False), axis=alt.Axis(format="~g"))
+    y = alt.Y(
+        "quality:Q", title="quality (arrow: better direction)", scale=alt.Scale(zero=False), axis=alt.Axis(format="~g")
+    )
     tooltip = [
         "config", "site", "quality_metric", alt.Tooltip("quality:Q", format=".4g"),
         alt.Tooltip("energy_per_sample_j:Q", title="J/sample", format=".3e"), "pareto", "energy_source",
         "energy_method", "repeats",
     ]  # fmt: skip
     base = alt.Chart().encode(x=x, y=y)
-    front = base.transform_filter("datum.pareto").mark_line(color="#444", strokeDash=[4, 3]).encode(order="energy_per_sample_j:Q")
+    front = (
+        base.transform_filter("datum.pareto")
+        .mark_line(color="#444", strokeDash=[4, 3])
+        .encode(order="energy_per_sample_j:Q")
+    )
     pts = _points(base, tooltip=tooltip)
     ring = base.transform_filter("datum.pareto").mark_point(size=300, color="#222", strokeWidth=1, filled=False)
     return (
@@ -187,7 +194,9 @@ def time_to_target(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     tooltip = ["run", "epoch", alt.Tooltip("epoch_wall_s:Q", format=".2f"), alt.Tooltip("epoch_quality:Q", format=".4g"),
                alt.Tooltip("target:Q", format=".4g"), "reached"]  # fmt: skip
     base = alt.Chart().encode(x=x, y=y, color=precision_colour())
-    lines = base.mark_line(opacity=0.7).encode(detail="run:N", strokeDash=alt.StrokeDash("batch_size:O", title="batch size"))
+    lines = base.mark_line(opacity=0.7).encode(
+        detail="run:N", strokeDash=alt.StrokeDash("batch_size:O", title="batch size")
+    )
     pts = base.mark_point(size=30, filled=True).encode(detail="run:N", tooltip=tooltip)
     hit = base.transform_filter("datum.reached").mark_point(size=140, filled=True, opacity=0.9).encode(tooltip=tooltip)
     # one dotted rule per distinct target of the workload's runs (a mean of two targets is a target
@@ -196,7 +205,10 @@ def time_to_target(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
         alt.Chart()
         .transform_aggregate(runs="distinct(run)", groupby=["target"])
         .mark_rule(strokeDash=[2, 2], color="#333")
-        .encode(y="target:Q", tooltip=[alt.Tooltip("target:Q", format=".4g"), alt.Tooltip("runs:Q", title="runs with this target")])
+        .encode(
+            y="target:Q",
+            tooltip=[alt.Tooltip("target:Q", format=".4g"), alt.Tooltip("runs:Q", title="runs with this target")],
+        )
     )
     return (
         alt.layer(lines, pts, hit, rule, data=curves)
@@ -222,7 +234,9 @@ def scheduler_overhead(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMi
         measured=pl.col("wall_mean_s").fill_null(0.0),
     ).unpivot(index=["site_label", "jobs", "batch_efficiency"], variable_name="part", value_name="seconds")
     parts = parts.with_columns(
-        part=pl.col("part").replace({"queue": "queue wait", "overhead": "start-up, setup, write", "measured": "measured phase"})
+        part=pl.col("part").replace(
+            {"queue": "queue wait", "overhead": "start-up, setup, write", "measured": "measured phase"}
+        )
     )
     labels = ["queue wait", "start-up, setup, write", "measured phase"]
     return (
@@ -231,10 +245,17 @@ def scheduler_overhead(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMi
         .encode(
             y=alt.Y("site_label:N", title=None),
             x=alt.X("seconds:Q", title="mean seconds per job", stack="zero"),
-            color=alt.Color("part:N", title=None, scale=alt.Scale(domain=labels, range=["#e45756", "#f2cf5b", "#4c78a8"])),
+            color=alt.Color(
+                "part:N", title=None, scale=alt.Scale(domain=labels, range=["#e45756", "#f2cf5b", "#4c78a8"])
+            ),
             order=alt.Order("part_order:Q"),
-            tooltip=["site_label", "part", alt.Tooltip("seconds:Q", format=".2f"), "jobs",
-                     alt.Tooltip("batch_efficiency:Q", title="batch efficiency", format=".1%")],  # fmt: skip
+            tooltip=[
+                "site_label",
+                "part",
+                alt.Tooltip("seconds:Q", format=".2f"),
+                "jobs",
+                alt.Tooltip("batch_efficiency:Q", title="batch efficiency", format=".1%"),
+            ],  # fmt: skip
         )
         .transform_calculate(part_order=f"indexof({labels!r}, datum.part)")
         .properties(width=560, height=alt.Step(34), title=title)
@@ -259,7 +280,9 @@ def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     )
     f = _keep(f, ["group", "config", "precision_variant", "mwh_per_day", "t_co2_per_day", "saving_pct", "saving_label",
                   "saving_mwh_per_day", "jobs_per_day", "samples_per_job", "energy_per_job_j", "energy_source"])  # fmt: skip
-    base = alt.Chart().encode(y=alt.Y("config:N", title=None, sort=alt.EncodingSortField("mwh_per_day", order="descending")))
+    base = alt.Chart().encode(
+        y=alt.Y("config:N", title=None, sort=alt.EncodingSortField("mwh_per_day", order="descending"))
+    )
     bars = base.mark_bar(stroke="#333", strokeWidth=1).encode(
         x=alt.X("mwh_per_day:Q", title="MWh per day"),
         color=precision_colour(),

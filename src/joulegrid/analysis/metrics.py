@@ -28,8 +28,8 @@ from typing import Any
 
 import polars as pl
 
-from ..config import schema_defaults
 from ..axes import BASELINE_PRECISION, BASELINE_VARIANT
+from ..config import schema_defaults
 
 
 def _default(section: str, key: str) -> Any:
@@ -283,15 +283,22 @@ def time_to_target(df: pl.DataFrame, targets: dict[str, float] | None = None, et
     d = derive(ok_runs(df)).filter((pl.col("phase") == "train") & (pl.col("epoch_quality").list.len() > 0))
     if d.height == 0:
         return d.with_columns(
-            target=pl.lit(None, pl.Float64), target_source=pl.lit(None, pl.String), epochs_to_target=pl.lit(None, pl.Int64),
-            tta_s=pl.lit(None, pl.Float64), eta_j=pl.lit(None, pl.Float64), max_power_w=pl.lit(None, pl.Float64),
+            target=pl.lit(None, pl.Float64),
+            target_source=pl.lit(None, pl.String),
+            epochs_to_target=pl.lit(None, pl.Int64),
+            tta_s=pl.lit(None, pl.Float64),
+            eta_j=pl.lit(None, pl.Float64),
+            max_power_w=pl.lit(None, pl.Float64),
             zeus_cost=pl.lit(None, pl.Float64),
         )
     higher = pl.col("quality_higher_is_better").fill_null(True)
     best = pl.when(higher).then(pl.col("epoch_quality").list.max()).otherwise(pl.col("epoch_quality").list.min())
     d = d.with_columns(best_epoch_quality=best)
-    common = pl.when(higher).then(pl.col("best_epoch_quality").min()).otherwise(pl.col("best_epoch_quality").max()).over(
-        "workload", "phase"
+    common = (
+        pl.when(higher)
+        .then(pl.col("best_epoch_quality").min())
+        .otherwise(pl.col("best_epoch_quality").max())
+        .over("workload", "phase")
     )
     cfg_target = pl.col("workload").replace_strict(
         {k: float(v) for k, v in targets.items()}, default=None, return_dtype=pl.Float64
@@ -334,8 +341,12 @@ def _explode_curves(d: pl.DataFrame) -> pl.DataFrame:
         epoch=pl.int_ranges(1, n + 1),
     )
     base = base.with_columns(
-        t=pl.when(pl.col("t").is_null()).then(pl.col("epoch").list.eval(pl.lit(None, pl.Float64))).otherwise(pl.col("t")),
-        e=pl.when(pl.col("e").is_null()).then(pl.col("epoch").list.eval(pl.lit(None, pl.Float64))).otherwise(pl.col("e")),
+        t=pl.when(pl.col("t").is_null())
+        .then(pl.col("epoch").list.eval(pl.lit(None, pl.Float64)))
+        .otherwise(pl.col("t")),
+        e=pl.when(pl.col("e").is_null())
+        .then(pl.col("epoch").list.eval(pl.lit(None, pl.Float64)))
+        .otherwise(pl.col("e")),
     )
     return base.explode("q", "t", "e", "epoch")
 
@@ -376,7 +387,9 @@ def pareto(cells: pl.DataFrame) -> pl.DataFrame:
         higher = g["quality_higher_is_better"].drop_nulls()
         sign = 1.0 if (higher.len() == 0 or bool(higher[0])) else -1.0
         # sort by energy, then best quality first; sweep keeping the running best quality
-        pts = sorted(zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"]), key=lambda p: (p[0], -p[1]))
+        pts = sorted(
+            zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"]), key=lambda p: (p[0], -p[1])
+        )
         best = -math.inf
         for _e, q, i in pts:
             if q > best:
@@ -386,7 +399,9 @@ def pareto(cells: pl.DataFrame) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ SCI
-def sci(cells: pl.DataFrame, sites: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None) -> pl.DataFrame:
+def sci(
+    cells: pl.DataFrame, sites: dict[str, Any] | None = None, hardware: dict[str, Any] | None = None
+) -> pl.DataFrame:
     """Software Carbon Intensity per functional unit R = 1,000 samples (inferences for phase infer).
 
     SCI = (E·I + M) / R with E = energy_j/3.6e6 kWh × PUE, I = site intensity (gCO2e/kWh) and
@@ -408,8 +423,16 @@ def sci(cells: pl.DataFrame, sites: dict[str, Any] | None = None, hardware: dict
         return pl.col("site").replace_strict(m, default=None, return_dtype=pl.Float64)
 
     is_gpu = pl.col("device") == "cuda"
-    emb_kg = pl.when(is_gpu).then(site_map(hw("embodied_kg_co2e", "gpu_node"))).otherwise(site_map(hw("embodied_kg_co2e", "cpu_node")))
-    life_y = pl.when(is_gpu).then(site_map(hw("lifetime_years", "gpu_node"))).otherwise(site_map(hw("lifetime_years", "cpu_node")))
+    emb_kg = (
+        pl.when(is_gpu)
+        .then(site_map(hw("embodied_kg_co2e", "gpu_node")))
+        .otherwise(site_map(hw("embodied_kg_co2e", "cpu_node")))
+    )
+    life_y = (
+        pl.when(is_gpu)
+        .then(site_map(hw("lifetime_years", "gpu_node")))
+        .otherwise(site_map(hw("lifetime_years", "cpu_node")))
+    )
     share = (
         pl.when(is_gpu)
         .then(pl.col("alloc_gpus").fill_null(1) / pl.col("gpu_count").fill_null(1).clip(lower_bound=1))
@@ -454,7 +477,11 @@ def samples_per_job_expr(spec: int | dict[str, Any] | None = None) -> pl.Expr:
         if isinstance(v, dict):
             for ph, n in v.items():
                 if n:
-                    expr = pl.when((pl.col("workload") == wl) & (pl.col("phase") == ph)).then(pl.lit(float(n))).otherwise(expr)
+                    expr = (
+                        pl.when((pl.col("workload") == wl) & (pl.col("phase") == ph))
+                        .then(pl.lit(float(n)))
+                        .otherwise(expr)
+                    )
         elif v:
             expr = pl.when(pl.col("workload") == wl).then(pl.lit(float(v))).otherwise(expr)
     return expr
@@ -493,22 +520,29 @@ def fleet(
         for k, v in sites.items()
         if (v or {}).get("carbon_intensity_g_per_kwh") is not None
     }
-    pue = pl.coalesce(pl.col("site").replace_strict(pue_map, default=None, return_dtype=pl.Float64), pl.col("pue"), pl.lit(1.0))
+    pue = pl.coalesce(
+        pl.col("site").replace_strict(pue_map, default=None, return_dtype=pl.Float64), pl.col("pue"), pl.lit(1.0)
+    )
     inten = pl.coalesce(
-        pl.col("site").replace_strict(i_map, default=None, return_dtype=pl.Float64), pl.col("carbon_intensity_g_per_kwh")
+        pl.col("site").replace_strict(i_map, default=None, return_dtype=pl.Float64),
+        pl.col("carbon_intensity_g_per_kwh"),
     )
     if "job_outside_phase_energy_j" not in cells.columns:
         cells = cells.with_columns(job_outside_phase_energy_j=pl.lit(None, pl.Float64))
     e_job = pl.col("energy_per_sample_j") * pl.col("samples_per_job")
     if scope == "job":
         e_job = e_job + pl.col("job_outside_phase_energy_j")
-    d = cells.with_columns(jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope))
+    d = cells.with_columns(
+        jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope)
+    )
     d = d.with_columns(energy_per_job_j=e_job).with_columns(
         mwh_per_day=pl.col("jobs_per_day") * pl.col("energy_per_job_j") / J_PER_KWH * pue / 1000,
         fleet_intensity_g_per_kwh=inten,
     )
     d = d.with_columns(t_co2_per_day=pl.col("mwh_per_day") * 1000 * pl.col("fleet_intensity_g_per_kwh") / 1e6)
-    base = d.filter(_is_baseline()).select(*BASELINE_KEYS, base_mwh_per_day="mwh_per_day", base_t_co2_per_day="t_co2_per_day")
+    base = d.filter(_is_baseline()).select(
+        *BASELINE_KEYS, base_mwh_per_day="mwh_per_day", base_t_co2_per_day="t_co2_per_day"
+    )
     d = d.join(base, on=list(BASELINE_KEYS), how="left", nulls_equal=True)
     return d.with_columns(
         saving_mwh_per_day=pl.col("base_mwh_per_day") - pl.col("mwh_per_day"),
@@ -607,7 +641,11 @@ def site_comparison(df: pl.DataFrame, sites: dict[str, Any] | None = None) -> pl
         energy_source=pl.col("energy_source").unique().sort().str.join(", "),
     )
     per = per.with_columns(
-        co2_per_1k_samples_g=pl.col("energy_per_sample_j") * 1000 / J_PER_KWH * pl.col("pue") * pl.col("intensity_g_per_kwh"),
+        co2_per_1k_samples_g=pl.col("energy_per_sample_j")
+        * 1000
+        / J_PER_KWH
+        * pl.col("pue")
+        * pl.col("intensity_g_per_kwh"),
         n_sites=pl.col("site").n_unique().over(*SITE_CELL_KEYS),
     )
     cols = [*SITE_CELL_KEYS, "site", "scheduler", "hosts", "repeats", "wall_s", "time_per_sample_s", "energy_per_sample_j",

@@ -102,9 +102,9 @@ def planned_samples(config: dict[str, Any], cell: Cell, cache: dict) -> int | No
 
 
 def _measured(df) -> list[dict[str, Any]]:
-    from .metrics import cell_stats
-
     import polars as pl
+
+    from .metrics import cell_stats
 
     return cell_stats(df).filter(pl.col("wall_s").is_not_null()).to_dicts()
 
@@ -116,7 +116,9 @@ def _distance(c: Cell, m: dict[str, Any]) -> float:
     return d
 
 
-def forecast(config: dict[str, Any], grid: Grid, sites: dict[str, Any], earlier=None, results: str | None = None) -> Forecast:
+def forecast(
+    config: dict[str, Any], grid: Grid, sites: dict[str, Any], earlier=None, results: str | None = None
+) -> Forecast:
     """Forecast of the grid's cells whose run file does not exist yet, from earlier results (a polars frame)."""
     results = results or config["results"]
     todo = [c for c in grid.cells if not os.path.exists(c.path(results))]
@@ -161,7 +163,9 @@ def forecast(config: dict[str, Any], grid: Grid, sites: dict[str, Any], earlier=
             job_s = wall + (m["job_overhead_s"] or 0.0)
             power = m["mean_power_w"] or (m["energy_j"] / m["wall_s"] if m["energy_j"] and m["wall_s"] else None)
             method = "nearest"
-            source = f"{m['site']}/{m['workload']}/{m['phase']}/{m['device']}/{m['precision_variant']}/bs{m['batch_size']}"
+            source = (
+                f"{m['site']}/{m['workload']}/{m['phase']}/{m['device']}/{m['precision_variant']}/bs{m['batch_size']}"
+            )
         else:
             f = flops_by_wp.get((c.workload, c.phase))
             fps = fps_by_dev.get(c.device)
@@ -266,7 +270,9 @@ def plan_json(config: dict[str, Any], sites: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan(args) -> int:
-    config, sites = load(args.configfile, args.config, replace_workflow_config=getattr(args, "replace_workflow_config", False))
+    config, sites = load(
+        args.configfile, args.config, replace_workflow_config=getattr(args, "replace_workflow_config", False)
+    )
     out = sys.stdout
     if getattr(args, "json", False):
         import json
@@ -299,7 +305,10 @@ def plan(args) -> int:
     print(f"forecast: {fc.line()}", file=out)
     if getattr(args, "forecast_cells", False):
         for c in fc.cells:
-            print(f"  {c.cell.id}: {c.job_s:.1f} s, {c.kwh:.3g} kWh, {c.kg_co2:.3g} kgCO2e ({c.method}: {c.source})", file=out)
+            print(
+                f"  {c.cell.id}: {c.job_s:.1f} s, {c.kwh:.3g} kWh, {c.kg_co2:.3g} kgCO2e ({c.method}: {c.source})",
+                file=out,
+            )
     for c, why in fc.unforecast[:20]:
         print(f"  not forecast: {c.id}: {why}", file=out)
     if len(fc.unforecast) > 20:

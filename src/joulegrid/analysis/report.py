@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,7 @@ from markupsafe import Markup
 
 from .. import schema
 from ..io import atomic_path
-from . import CHART_NAMES
-from . import metrics
+from . import CHART_NAMES, metrics
 from .settings import AnalysisSettings
 
 CHART_TEXT = {
@@ -67,6 +66,7 @@ CHART_TEXT = {
     ),
 }
 assert set(CHART_TEXT) == set(CHART_NAMES)
+
 
 # ------------------------------------------------------------------ tables
 def _fmt(col: str, v) -> tuple[str, str]:
@@ -175,9 +175,14 @@ def _hotspots_view(hs: pl.DataFrame, df: pl.DataFrame, top: int = 10) -> pl.Data
     if df.height:
         hs = hs.filter(pl.col("run_id").is_in(df["run_id"].to_list()))
     cols = ["cell_id", "profiler", "rank", "function", "calls", "self_s", "cumulative_s", "device_self_s", "fraction"]
-    parts = [g.sort("fraction", descending=True, nulls_last=True).head(top) for _, g in hs.group_by("profiler", maintain_order=True)]
+    parts = [
+        g.sort("fraction", descending=True, nulls_last=True).head(top)
+        for _, g in hs.group_by("profiler", maintain_order=True)
+    ]
     out = pl.concat(parts) if parts else hs
-    return out.select([c for c in cols if c in out.columns]).sort("profiler", "fraction", descending=[False, True], nulls_last=True)
+    return out.select([c for c in cols if c in out.columns]).sort(
+        "profiler", "fraction", descending=[False, True], nulls_last=True
+    )
 
 
 def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
@@ -207,8 +212,12 @@ def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
 def model_error(df: pl.DataFrame) -> pl.DataFrame:
     """Per site, host and CPU power model, over the runs where counters measured the node: the model's
     prediction for the same windows against the counters (docs/measurement.md, "Calibrating a CPU model")."""
-    ok = df.filter((pl.col("status") == "ok") & pl.col("model_node_energy_j").is_not_null() & pl.col("model_rel_err").is_not_null())
-    counter = pl.col("node_energy_cpu_j") + pl.when(pl.col("model_components") == "cpu+dram").then(pl.col("node_energy_ram_j")).otherwise(0.0)
+    ok = df.filter(
+        (pl.col("status") == "ok") & pl.col("model_node_energy_j").is_not_null() & pl.col("model_rel_err").is_not_null()
+    )
+    counter = pl.col("node_energy_cpu_j") + pl.when(pl.col("model_components") == "cpu+dram").then(
+        pl.col("node_energy_ram_j")
+    ).otherwise(0.0)
     return (
         ok.with_columns(counter_j=counter)
         .group_by("site", "hostname", "cpu_model", "model_method")
@@ -369,7 +378,12 @@ def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
 
 def scheduler_section(r: Inputs) -> Section:
     """Where a job's time goes per site: chart and the scheduler view."""
-    return Section("scheduler", "Scheduler", "Scheduler view", {"chart": _chart("scheduler_overhead"), "table": table(metrics.scheduler_view(r.df))})
+    return Section(
+        "scheduler",
+        "Scheduler",
+        "Scheduler view",
+        {"chart": _chart("scheduler_overhead"), "table": table(metrics.scheduler_view(r.df))},
+    )
 
 
 def sites_section(r: Inputs) -> Section:
@@ -388,7 +402,12 @@ def sites_section(r: Inputs) -> Section:
         best = g.row(0, named=True)
         nxt = g.row(1, named=True) if g.height > 1 else None
         data["advice"].append({"workload": wl, "phase": ph, "best": best, "next": nxt})
-    data.update(nothing=None, criterion=metrics.WHERE_TO_RUN_CRITERION, where=table(where), comparison=table(comp.drop("config_hash")))
+    data.update(
+        nothing=None,
+        criterion=metrics.WHERE_TO_RUN_CRITERION,
+        where=table(where),
+        comparison=table(comp.drop("config_hash")),
+    )
     return Section("sites", "Sites", "Sites", data)
 
 
@@ -422,7 +441,9 @@ def other_configs_section(r: Inputs) -> Section:
     """The runs of other configurations (aggregate --current): named per site, workload and config
     hash with what tells them apart in the rows, never averaged with the current ones."""
     other, df = r.other, r.df
-    current = df.group_by("workload").agg(pl.col("config_hash").drop_nulls().unique().sort().str.join(", ")).sort("workload")
+    current = (
+        df.group_by("workload").agg(pl.col("config_hash").drop_nulls().unique().sort().str.join(", ")).sort("workload")
+    )
     uniq = lambda c: pl.col(c).drop_nulls().unique().sort().cast(pl.String).str.join(", ")  # noqa: E731
     t = (
         other.group_by("site", "workload", "config_hash")
@@ -516,7 +537,11 @@ def _templates():
 
 
 def read_inputs(
-    summary: str, problems_file: str | None, settings: AnalysisSettings | None, results_dir: str | None, other_file: str | None
+    summary: str,
+    problems_file: str | None,
+    settings: AnalysisSettings | None,
+    results_dir: str | None,
+    other_file: str | None,
 ) -> Inputs:
     """The summary, the other configurations' runs and the left-out run files, with what is wrong with them."""
     from .aggregate import other_path
@@ -567,15 +592,19 @@ def build_report(
         sections.append(other_configs_section(r))
     sections += [measured_section(r), environment_section(r)]
     st = r.st
-    page = _templates().get_template("report.html.j2").render(
-        sections=sections,
-        subtitle=f"{r.df.height} run(s) · {r.cells.height} cell(s) · η = {st.eta:g} · noisy if CV > {st.noisy_cv:.0%}",
-        n_charts=len(specs),
-        js_bundle=Markup(_js_bundle()),
-        specs_json=Markup(_script_json(specs)),
-        generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
-        summary=str(r.summary),
-        schema_version=schema.SCHEMA_VERSION,
+    page = (
+        _templates()
+        .get_template("report.html.j2")
+        .render(
+            sections=sections,
+            subtitle=f"{r.df.height} run(s) · {r.cells.height} cell(s) · η = {st.eta:g} · noisy if CV > {st.noisy_cv:.0%}",
+            n_charts=len(specs),
+            js_bundle=Markup(_js_bundle()),
+            specs_json=Markup(_script_json(specs)),
+            generated=f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+            summary=str(r.summary),
+            schema_version=schema.SCHEMA_VERSION,
+        )
     )
     index = out / "index.html"
     with atomic_path(index, suffix=".html") as tmp:

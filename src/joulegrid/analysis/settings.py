@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from ..config import ConfigError
 
 
@@ -36,7 +35,9 @@ class AnalysisSettings:
     noisy_cv: float = _default("report", "noisy_cv")  # report.noisy_cv
     jobs_per_day: float = _default("fleet", "jobs_per_day")  # fleet.jobs_per_day
     per_site: dict[str, float] = _default("fleet", "per_site")  # fleet.per_site
-    samples_per_job: int | dict[str, Any] | None = _default("fleet", "samples_per_job")  # fleet.samples_per_job (None: the defaults per phase)
+    samples_per_job: int | dict[str, Any] | None = _default(
+        "fleet", "samples_per_job"
+    )  # fleet.samples_per_job (None: the defaults per phase)
     fleet_scope: str = _default("fleet", "scope")  # fleet.scope: phase | job
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
     hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml's sites (embodied carbon)
@@ -44,7 +45,9 @@ class AnalysisSettings:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = ".") -> "AnalysisSettings":
+    def from_config(
+        cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = "."
+    ) -> AnalysisSettings:
         """From a validated config (defaults filled in by the JSON schema) and its sites mapping."""
         rep, fl = config["report"], config["fleet"]
         hw_file = rep["hardware_file"]
@@ -62,20 +65,25 @@ class AnalysisSettings:
         )
 
     @classmethod
-    def defaults(cls) -> "AnalysisSettings":
+    def defaults(cls) -> AnalysisSettings:
         """Defaults plus the checkout's config/sites.yaml and config/hardware.yaml."""
-        from .. import hardware, sites as site_file
+        from .. import hardware
+        from .. import sites as site_file
         from ..config import REPO_ROOT
 
         sites_p = REPO_ROOT / site_file.DEFAULT_FILE
         sites = site_file.load_sites(sites_p) if sites_p.is_file() else {}
-        return cls(sites=sites, hardware=load_hardware(REPO_ROOT / hardware.DEFAULT_FILE), hardware_source=hardware.DEFAULT_FILE)
+        return cls(
+            sites=sites,
+            hardware=load_hardware(REPO_ROOT / hardware.DEFAULT_FILE),
+            hardware_source=hardware.DEFAULT_FILE,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
 
     @classmethod
-    def from_json(cls, text: str) -> "AnalysisSettings":
+    def from_json(cls, text: str) -> AnalysisSettings:
         try:
             return cls(**json.loads(text))
         except (TypeError, ValueError) as e:
@@ -85,7 +93,9 @@ class AnalysisSettings:
     def fleet_table(self, cells):
         from . import metrics
 
-        return metrics.fleet(cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope)
+        return metrics.fleet(
+            cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope
+        )
 
     def fleet_job_text(self) -> str:
         """What one fleet job is, in words (the report says it)."""
@@ -93,7 +103,11 @@ class AnalysisSettings:
         if spj is None:
             work = "one pass over the test split (inference) or one training run (training) per job"
         elif isinstance(spj, dict):
-            work = "per workload: " + "; ".join(f"{k}: {v}" for k, v in sorted(spj.items())) + "; other workloads the defaults"
+            work = (
+                "per workload: "
+                + "; ".join(f"{k}: {v}" for k, v in sorted(spj.items()))
+                + "; other workloads the defaults"
+            )
         else:
             work = f"{spj:,} samples per job"
         scope = ("the measured phase only (fleet.scope: phase)" if self.fleet_scope == "phase" else

@@ -92,6 +92,8 @@ def prepare(dataset: str, rows: int, out: str | os.PathLike) -> None:
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"prepared dataset {p} is missing; run `joulegrid prepare-data` or the Snakemake rule prepare_dataset")
+        raise FileNotFoundError(
+            f"prepared dataset {p} is missing; run `joulegrid prepare-data` or the Snakemake rule prepare_dataset"
+        )
     with np.load(p, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}

@@ -73,7 +73,14 @@ def load_real() -> tuple[np.ndarray, np.ndarray]:
         frac = np.nan_to_num(frac, nan=0.0)
         dr = np.nan_to_num(dr, nan=0.0)
         cols = [
-            pt, eta, phi, m, e, px, py, pz,
+            pt,
+            eta,
+            phi,
+            m,
+            e,
+            px,
+            py,
+            pz,
             ak.to_numpy(a[f"{j}ChgMult"]).astype(np.float64),
             ak.to_numpy(a[f"{j}TotChg"]).astype(np.float64),
             ak.to_numpy(a[f"{j}CutChg"]).astype(np.float64),

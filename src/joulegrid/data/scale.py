@@ -11,7 +11,7 @@ made from, so that a split can keep all copies of one real row on the same side
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -16,8 +16,9 @@ Everything here is plain numpy/pyarrow/uproot: no torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,12 +69,18 @@ def load_table(
         with np.load(p, allow_pickle=False) as z:
             key = "x" if "x" in z.files else "data" if "data" in z.files else None
             if key is None:
-                raise DataFormatError(f"{p}: no array 'x' (or 'data') in the .npz (has: {', '.join(z.files)}). Fix: save the features as x")
+                raise DataFormatError(
+                    f"{p}: no array 'x' (or 'data') in the .npz (has: {', '.join(z.files)}). Fix: save the features as x"
+                )
             x = z[key]
             if "y" in z.files:
                 y = z["y"]
             names_key = "columns" if "columns" in z.files else "names" if "names" in z.files else None
-            columns = [str(c) for c in z[names_key]] if names_key else [f"f{i}" for i in range(x.shape[1] if x.ndim > 1 else 1)]
+            columns = (
+                [str(c) for c in z[names_key]]
+                if names_key
+                else [f"f{i}" for i in range(x.shape[1] if x.ndim > 1 else 1)]
+            )
         if features and x.ndim == 2:
             idx = [columns.index(c) for c in _pick_columns(columns, None, features, str(p))]
             x, columns = x[:, idx], [columns[i] for i in idx]

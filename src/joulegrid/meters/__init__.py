@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .base import Meter, MeterUnavailable, Reading, RequiredMeterMissing
 from .tracker import JobUsage, Snapshot
@@ -47,9 +48,23 @@ DISAGREE_ABOVE = 0.05  # meters_disagree when two measurements differ by more th
 FAMILY = {"cpu": "cpu", "gpu": "gpu", "dram": "ram", "ram-model": "ram"}
 
 __all__ = [
-    "KNOWN", "PRIORITY", "LOW_CONFIDENCE_SAMPLES", "DISAGREE_ABOVE", "FAMILY",
-    "Meter", "MeterUnavailable", "RequiredMeterMissing", "Reading", "MeterSet", "NotApplicable", "Window",
-    "build", "summarise", "compare", "choose", "job_readings",
+    "KNOWN",
+    "PRIORITY",
+    "LOW_CONFIDENCE_SAMPLES",
+    "DISAGREE_ABOVE",
+    "FAMILY",
+    "Meter",
+    "MeterUnavailable",
+    "RequiredMeterMissing",
+    "Reading",
+    "MeterSet",
+    "NotApplicable",
+    "Window",
+    "build",
+    "summarise",
+    "compare",
+    "choose",
+    "job_readings",
 ]
 # Roots of the files the meters read; the environment variables exist for tests (fake trees).
 ROOT_ENV = {"powercap": "JOULEGRID_POWERCAP", "proc": "JOULEGRID_PROC", "cgroup": "JOULEGRID_CGROUP"}
@@ -158,7 +173,10 @@ class MeterSet:
 
     def check_required(self, required: set[str] | None = None) -> None:
         """Raise RequiredMeterMissing if a meter of measure.required_meters (or `required`) is absent."""
-        check_required([a for a in self.absent if a["meter"] not in self.not_applicable], self.required if required is None else required)
+        check_required(
+            [a for a in self.absent if a["meter"] not in self.not_applicable],
+            self.required if required is None else required,
+        )
 
     def _drop(self, name: str, why: str) -> None:
         keep = []
@@ -180,12 +198,16 @@ class MeterSet:
             except Exception as e:  # noqa: BLE001 - no usage: no attribution, the run goes on
                 self.usage.close()
                 self.usage = None
-                self.absent.append({"meter": "usage", "reason": f"node/job CPU time unreadable: {type(e).__name__}: {e}"})
+                self.absent.append(
+                    {"meter": "usage", "reason": f"node/job CPU time unreadable: {type(e).__name__}: {e}"}
+                )
 
     def reserved(self, scheduler_row: dict[str, Any]) -> None:
         """Complete the job's reservation with the scheduler probe's facts (alloc_cpus, alloc_mem_mb)."""
         if self.usage is not None:
-            self.usage.set_reservation(scheduler_row.get("alloc_cpus"), scheduler_row.get("alloc_mem_mb"), scheduler_row.get("scheduler"))
+            self.usage.set_reservation(
+                scheduler_row.get("alloc_cpus"), scheduler_row.get("alloc_mem_mb"), scheduler_row.get("scheduler")
+            )
 
     def mark(self, name: str) -> None:
         """Mark a point of the job (e.g. profile:start / profile:end: stretches left out of job_energy_j)."""
@@ -352,10 +374,9 @@ def build(
     caller decides when (MeterSet.check_required()). Roots default to the real files, or to
     $JOULEGRID_POWERCAP / $JOULEGRID_PROC / $JOULEGRID_CGROUP (tests).
     """
+    from ..cell_settings import Measure
     from . import rapl, usage
     from .attribution import power_model
-
-    from ..cell_settings import Measure
 
     measure = Measure.from_dict(settings.get("measure"))  # the schema's defaults for what a hand-made settings lacks
     wanted = list(measure.meters)
@@ -416,7 +437,9 @@ def build(
             tracker = JobUsage(proc, cgroup, interval_s=float(measure.attribution_interval_s),
                                      env=env, counters=clones)  # fmt: skip
         except (OSError, ValueError) as e:
-            absent.append({"meter": "usage", "reason": f"node/job CPU time unreadable ({type(e).__name__}: {e}): no attribution"})
+            absent.append(
+                {"meter": "usage", "reason": f"node/job CPU time unreadable ({type(e).__name__}: {e}): no attribution"}
+            )
     ms = MeterSet(
         meters,
         [{"meter": a["meter"], "reason": a["reason"]} for a in absent],

@@ -21,7 +21,7 @@ the job's own intervals (attribution.fit_idle_power) and every window is split w
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import attribution
@@ -52,7 +52,7 @@ def _sum_usage(us: list[Usage]) -> Usage | None:
                  sum(u.job_cpu_s for u in us), mem, us[-1].n_cpus)  # fmt: skip
 
 
-def idle_powers(ms: "MeterSet", n_cpus: int) -> dict[str, attribution.IdlePower]:
+def idle_powers(ms: MeterSet, n_cpus: int) -> dict[str, attribution.IdlePower]:
     """P0 per counter domain: the site's value or this CPU model's calibration (attribution.power_model),
     else a fit over the job's intervals, else the busy ratio."""
     model: attribution.PowerModel = ms.settings["model"]
@@ -67,7 +67,7 @@ def idle_powers(ms: "MeterSet", n_cpus: int) -> dict[str, attribution.IdlePower]
     return out
 
 
-def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[dict[str, Any], list[float | None]]:
+def finish(ms: MeterSet, wall_s: float | None, idle_s: float | None) -> tuple[dict[str, Any], list[float | None]]:
     from . import choose, job_readings, summarise
 
     end = ms.usage.stop() if ms._job else None
@@ -112,7 +112,7 @@ def finish(ms: "MeterSet", wall_s: float | None, idle_s: float | None) -> tuple[
     start = process_start_time()
     wall, excluded, pieces = _job_wall(ms, end, start)
     cols.update(
-        process_started_at=datetime.fromtimestamp(start, timezone.utc) if start is not None else None,
+        process_started_at=datetime.fromtimestamp(start, UTC) if start is not None else None,
         job_wall_s=wall,
         job_excluded_s=excluded,
         job_untracked_s=max(ms.usage.marks[0][1].wall - start, 0.0) if start is not None else None,
@@ -139,13 +139,21 @@ def model_columns(model: attribution.PowerModel, best: dict[str, Reading], all_r
     out: dict[str, Any] = {}
     cal = model.calibration
     if cal is not None:
-        out.update(model_calibration=cal.describe(), model_fit_rmse_w=cal.holdout_rmse_w, model_fit_max_rel_err=cal.holdout_max_rel_err)
+        out.update(
+            model_calibration=cal.describe(),
+            model_fit_rmse_w=cal.holdout_rmse_w,
+            model_fit_max_rel_err=cal.holdout_max_rel_err,
+        )
     est = {r.component: r for r in all_r if r.meter == "estimate" and r.window == "measured" and r.scope == "node"}
     est_job = {r.component: r for r in all_r if r.meter == "estimate" and r.window == "measured" and r.scope == "job"}
     if "cpu" not in est:
         return out
     out["model_method"] = est["cpu"].method
-    comps = [c for c in ("cpu", "dram") if c in est and (b := best.get(FAMILY[c])) is not None and not b.estimated and b.component == c]
+    comps = [
+        c
+        for c in ("cpu", "dram")
+        if c in est and (b := best.get(FAMILY[c])) is not None and not b.estimated and b.component == c
+    ]
     if "cpu" not in comps:
         return out  # nothing measured the node's CPU: the model is the figure itself (energy_method)
     measured = [node_of(best[FAMILY[c]], all_r) for c in comps]
@@ -161,7 +169,7 @@ def model_columns(model: attribution.PowerModel, best: dict[str, Reading], all_r
     return out
 
 
-def _gpu_uuids(ms: "MeterSet") -> str | None:
+def _gpu_uuids(ms: MeterSet) -> str | None:
     ids = ms.settings.get("gpus") or []
     if not ids:
         return None
@@ -194,17 +202,23 @@ def _window_columns(u: Usage, ctx: attribution.Context, best: dict[str, Reading]
     from . import node_of
 
     if sp.get("cpu") is not None:
-        out.update(energy_cpu_active_j=sp["cpu"].job_active_j, energy_cpu_idle_j=sp["cpu"].job_idle_j, p0_cpu_w=sp["cpu"].p0_w)
+        out.update(
+            energy_cpu_active_j=sp["cpu"].job_active_j, energy_cpu_idle_j=sp["cpu"].job_idle_j, p0_cpu_w=sp["cpu"].p0_w
+        )
         p0 = ctx.p0(node_of(best["cpu"], all_r), u.n_cpus)
         out["p0_cpu_source"] = p0.source
         out["p0_fit_k_w_per_cpu"] = p0.k_w_per_cpu
     if sp.get("ram") is not None:
         out["p0_ram_w"] = sp["ram"].p0_w
-        out["p0_ram_source"] = ctx.p0(node_of(best["ram"], all_r), u.n_cpus).source if best["ram"].component == "dram" else "model"
+        out["p0_ram_source"] = (
+            ctx.p0(node_of(best["ram"], all_r), u.n_cpus).source if best["ram"].component == "dram" else "model"
+        )
     return out
 
 
-def _laps(ms: "MeterSet", ctx: attribution.Context, best: dict[str, Reading], all_r: list[Reading]) -> list[float | None]:
+def _laps(
+    ms: MeterSet, ctx: attribution.Context, best: dict[str, Reading], all_r: list[Reading]
+) -> list[float | None]:
     """The job's cumulative energy in its window at each lap (the chosen families; None if one cannot lap)."""
     starts = {w.name: w.start for w in ms.windows}
     node_r = {(r.window, r.meter, r.component): r for r in all_r if r.scope in ("node", "device")}
@@ -231,7 +245,9 @@ def _laps(ms: "MeterSet", ctx: attribution.Context, best: dict[str, Reading], al
     return out
 
 
-def _job_wall(ms: "MeterSet", end: Snapshot, start: float | None) -> tuple[float | None, float, list[tuple[Snapshot, Snapshot]]]:
+def _job_wall(
+    ms: MeterSet, end: Snapshot, start: float | None
+) -> tuple[float | None, float, list[tuple[Snapshot, Snapshot]]]:
     """(job wall time without the excluded stretches, excluded seconds, the included pieces)."""
     marks = sorted(ms.usage.marks, key=lambda m: m[1].t)
     pieces, excluded, depth = [], 0.0, 0
@@ -265,7 +281,9 @@ def _node_energy_source(r: Reading, nr: Reading | None, ctx: attribution.Context
     return None
 
 
-def _whole_job(ms, ctx: attribution.Context, best, all_r, splits, u_meas: Usage | None, pieces, wall: float | None, t_pre: float) -> tuple[float, float]:
+def _whole_job(
+    ms, ctx: attribution.Context, best, all_r, splits, u_meas: Usage | None, pieces, wall: float | None, t_pre: float
+) -> tuple[float, float]:
     """(job energy, its extrapolated part) over the included pieces of the job, start-up extrapolated."""
     from . import node_of
 
@@ -279,7 +297,9 @@ def _whole_job(ms, ctx: attribution.Context, best, all_r, splits, u_meas: Usage 
         if src is not None and tracked is not None and nr is not None:
             acc = None
             for a, b in pieces:
-                got = attribution.attribute([replace(nr, energy_j=src(a, b), window="job")], ms.usage.between(a, b), ctx)
+                got = attribution.attribute(
+                    [replace(nr, energy_j=src(a, b), window="job")], ms.usage.between(a, b), ctx
+                )
                 if got:
                     acc = _add(acc, got[0][1])
             if acc is None:

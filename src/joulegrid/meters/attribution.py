@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..sites import node_power
-
 from .base import Reading
 from .calibration import CALIBRATED, Calibration, DomainModel, match
 from .tracker import Usage
@@ -215,7 +214,9 @@ def split(energy_j: float, u: Usage, active_share: float, idle_share: float, p0_
         p0_eff = p0_w
     dynamic = energy_j - static
     a, i = min(max(active_share, 0.0), 1.0), min(max(idle_share, 0.0), 1.0)
-    return Split(energy_j, a * dynamic + i * static, a * dynamic, i * static, (1 - a) * dynamic, (1 - i) * static, p0_eff)
+    return Split(
+        energy_j, a * dynamic + i * static, a * dynamic, i * static, (1 - a) * dynamic, (1 - i) * static, p0_eff
+    )
 
 
 @dataclass

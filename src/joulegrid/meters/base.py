@@ -31,8 +31,9 @@ Kinds (how ``samples`` and ``interval_s`` of a reading are to be read):
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 COMPONENTS = ("cpu", "dram", "gpu", "ram-model")
 

@@ -123,7 +123,9 @@ def match(calibrations: dict[str, dict[str, Any]] | None, cpu_model: str | None,
             f = mem_total_bytes / GB / e["mem_total_gb"]
             if abs(f - 1) > 0.05:
                 dram = DomainModel(dram.idle_w * f, dram.w_per_busy_cpu, dram.w_per_gb, dram.idle_used_gb)
-                notes.append(f"dram idle x{f:.2f}: {mem_total_bytes / GB:.0f} GB, calibrated with {e['mem_total_gb']:.0f} GB")
+                notes.append(
+                    f"dram idle x{f:.2f}: {mem_total_bytes / GB:.0f} GB, calibrated with {e['mem_total_gb']:.0f} GB"
+                )
         return Calibration(model, pkg, dram, e.get("holdout_rmse_w"), e.get("holdout_max_rel_err"), e.get("host"),
                            str(e["calibrated_at"]) if e.get("calibrated_at") else None, "; ".join(notes) or None)  # fmt: skip
     return None
@@ -207,7 +209,9 @@ def fit_domain(steps: list[Step], dom: str, idle_steps: list[int]) -> DomainFit:
     kept = [list(s.intervals) for s in steps]
     for s, ivs in zip(steps, kept):
         if len(ivs) < MIN_INTERVALS:
-            raise CalibrationError(f"step {s.name}: {len(ivs)} interval(s), at least {MIN_INTERVALS} needed. Fix: raise --step-s or lower --interval-s")
+            raise CalibrationError(
+                f"step {s.name}: {len(ivs)} interval(s), at least {MIN_INTERVALS} needed. Fix: raise --step-s or lower --interval-s"
+            )
     # pass 1: all intervals; pass 2: without the intervals far off the first line
     for _ in range(2):
         agg = [_agg(ivs, dom) for ivs in kept]

@@ -222,13 +222,35 @@ class CodecarbonMeter(Meter):
         method, est = cpu_method(t)
         sc = self._scope
         out = [
-            Reading(self.name, "cpu", method, d.cpu_energy * KWH, self.interval_s, samples, est, duration_s=dur, scope=sc),
-            Reading(self.name, "ram-model", "codecarbon-ram-model", d.ram_energy * KWH, self.interval_s, samples, True,
-                    duration_s=dur, scope=sc),
+            Reading(
+                self.name, "cpu", method, d.cpu_energy * KWH, self.interval_s, samples, est, duration_s=dur, scope=sc
+            ),
+            Reading(
+                self.name,
+                "ram-model",
+                "codecarbon-ram-model",
+                d.ram_energy * KWH,
+                self.interval_s,
+                samples,
+                True,
+                duration_s=dur,
+                scope=sc,
+            ),
         ]
         if self.gpu_ids:
-            out.append(Reading(self.name, "gpu", "codecarbon-nvml", (d.gpu_energy or 0.0) * KWH, self.interval_s, samples, False,
-                               duration_s=dur, scope="device"))
+            out.append(
+                Reading(
+                    self.name,
+                    "gpu",
+                    "codecarbon-nvml",
+                    (d.gpu_energy or 0.0) * KWH,
+                    self.interval_s,
+                    samples,
+                    False,
+                    duration_s=dur,
+                    scope="device",
+                )
+            )
         return out
 
     def close(self) -> None:

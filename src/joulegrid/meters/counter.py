@@ -87,15 +87,24 @@ class CounterMeter(Meter):
         self._sample()
         duration = self.last_read - self.first_read
         return [
-            Reading(self.name, comp, self.methods.get(comp, self.name), e, self.interval_s, self._reads, False,
-                    duration_s=duration, scope=self.scopes.get(comp, "node"))
+            Reading(
+                self.name,
+                comp,
+                self.methods.get(comp, self.name),
+                e,
+                self.interval_s,
+                self._reads,
+                False,
+                duration_s=duration,
+                scope=self.scopes.get(comp, "node"),
+            )
             for comp, e in sorted(self._by_component().items())
         ]
 
     def estimated(self, component: str) -> bool:
         return False
 
-    def clone(self) -> "CounterMeter | None":
+    def clone(self) -> CounterMeter | None:
         """A second, independent reader of the same counters (the whole-job window), or None."""
         return None
 

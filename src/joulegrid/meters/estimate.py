@@ -26,7 +26,7 @@ are its samples.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .attribution import DEFAULT_W_PER_THREAD, TDP_MODEL, model_idle_w
 from .base import Meter, Reading
@@ -57,7 +57,9 @@ class EstimateMeter(Meter):
             self.models: dict[str, DomainModel] = {c: calibration.domain(c) for c in calibration.components()}
         else:
             self.method = TDP_MODEL
-            self.models = {"cpu": DomainModel(model_idle_w(cpu_idle_w, self.w_per_thread, self._node().n_cpus), self.w_per_thread)}
+            self.models = {
+                "cpu": DomainModel(model_idle_w(cpu_idle_w, self.w_per_thread, self._node().n_cpus), self.w_per_thread)
+            }
         self.idle_w = self.models["cpu"].idle_w
         uses_memory = any(m.w_per_gb is not None for m in self.models.values())
         self._mem = (mem_used or (lambda: node_mem_used_bytes(proc_root))) if uses_memory else None

@@ -23,9 +23,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from . import calibration
 from .base import MeterUnavailable
@@ -108,7 +109,9 @@ class _Procs:
         self.procs += ws
         for w in ws:
             if (w.stdout.readline() or "").strip() != "ready":
-                raise calibration.CalibrationError(f"a memory worker could not allocate {total_bytes / n / calibration.GB:.2f} GB. Fix: lower --mem-gb")
+                raise calibration.CalibrationError(
+                    f"a memory worker could not allocate {total_bytes / n / calibration.GB:.2f} GB. Fix: lower --mem-gb"
+                )
         return ws
 
     def stop(self) -> None:
@@ -132,7 +135,12 @@ def _sampler(meter, proc_root: str) -> Callable[[], tuple[float, dict[str, float
         t = time.monotonic()
         node = read_node_cpu(proc_root)
         used = node_mem_used_bytes(proc_root)
-        return t, {("package" if k == "cpu" else k): v for k, v in e.items()}, node.busy_s, (used / calibration.GB if used is not None else None)
+        return (
+            t,
+            {("package" if k == "cpu" else k): v for k, v in e.items()},
+            node.busy_s,
+            (used / calibration.GB if used is not None else None),
+        )
 
     return read
 
@@ -149,7 +157,11 @@ def _measure(name: str, st: LadderSettings, read) -> calibration.Step:
         dt = cur[0] - prev[0]
         if dt > 0:
             gb = (prev[3] + cur[3]) / 2 if prev[3] is not None and cur[3] is not None else None
-            step.intervals.append(calibration.Interval(dt, max(cur[2] - prev[2], 0.0), gb, {d: cur[1][d] - prev[1].get(d, 0.0) for d in cur[1]}))
+            step.intervals.append(
+                calibration.Interval(
+                    dt, max(cur[2] - prev[2], 0.0), gb, {d: cur[1][d] - prev[1].get(d, 0.0) for d in cur[1]}
+                )
+            )
         prev = cur
     return step
 
@@ -208,11 +220,20 @@ def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
             step = _measure(name, st, read)
             steps.append(step)
             x = sum(i.busy_s for i in step.intervals) / sum(i.dt for i in step.intervals)
-            p = {d: sum(i.energy[d] for i in step.intervals) / sum(i.dt for i in step.intervals) for d in step.intervals[0].energy}
+            p = {
+                d: sum(i.energy[d] for i in step.intervals) / sum(i.dt for i in step.intervals)
+                for d in step.intervals[0].energy
+            }
             gbs = [i.used_gb for i in step.intervals]
-            g = sum(v * i.dt for v, i in zip(gbs, step.intervals)) / sum(i.dt for i in step.intervals) if None not in gbs else None
-            say(f"  {name:<10} busy CPUs {x:6.2f}   used {g if g is not None else float('nan'):7.2f} GB   "
-                + "   ".join(f"{d} {w:8.2f} W" for d, w in sorted(p.items())))
+            g = (
+                sum(v * i.dt for v, i in zip(gbs, step.intervals)) / sum(i.dt for i in step.intervals)
+                if None not in gbs
+                else None
+            )
+            say(
+                f"  {name:<10} busy CPUs {x:6.2f}   used {g if g is not None else float('nan'):7.2f} GB   "
+                + "   ".join(f"{d} {w:8.2f} W" for d, w in sorted(p.items()))
+            )
             if name != "resident":  # the memory workers go on into the traffic step
                 procs.stop()
     finally:
@@ -237,7 +258,7 @@ def calibrate(st: LadderSettings, cpu_model: str, say: Callable[[str], None] = p
     rmse, worst = calibration.holdout_summary(fits)
     entry: dict[str, Any] = {
         "host": os.uname().nodename,
-        "calibrated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "calibrated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "joulegrid_version": __version__,
         "logical_cpus": lad.n_cpus,
         "threads_per_core": threads_per_core(),
@@ -291,8 +312,12 @@ def summary(entry: dict[str, Any]) -> list[str]:
         gb = (f"{e['w_per_gb']:g} ± {e['w_per_gb_se']:g} W/GB" if e.get("w_per_gb") is not None else
               f"not determined (fit {e['w_per_gb_fit']:g} ± {e['w_per_gb_se']:g} W/GB: within 2 standard errors of 0; left out)"
               if e.get("w_per_gb_fit") is not None else "not fitted (no memory steps or no MemAvailable)")  # fmt: skip
-        out.append(f"  {d:<8} idle {pm('idle_w', 'W')}, per busy logical CPU {pm('w_per_busy_cpu', 'W')}, per GB used: {gb}")
-        out.append(f"           held-out error per step: RMSE {e['holdout_rmse_w']:g} W, max {100 * (e['holdout_max_rel_err'] or 0):.1f} %")
+        out.append(
+            f"  {d:<8} idle {pm('idle_w', 'W')}, per busy logical CPU {pm('w_per_busy_cpu', 'W')}, per GB used: {gb}"
+        )
+        out.append(
+            f"           held-out error per step: RMSE {e['holdout_rmse_w']:g} W, max {100 * (e['holdout_max_rel_err'] or 0):.1f} %"
+        )
     out.append(f"  model (all domains) held-out: RMSE {entry['holdout_rmse_w']:g} W, max relative error "
                f"{100 * entry['holdout_max_rel_err']:.1f} % (what it gets wrong on a load step it was not fitted on)")  # fmt: skip
     return out

@@ -86,7 +86,9 @@ def job_gpus(env: dict[str, str] | None = None) -> list[int]:
             out = []
             for tok in (t.strip() for t in slurm.split(",") if t.strip()):
                 if not tok.isdigit() or int(tok) not in minors:
-                    raise MeterUnavailable(f"SLURM_JOB_GPUS={slurm}: no GPU with device number {tok} (/dev/nvidia{tok}) on this node")
+                    raise MeterUnavailable(
+                        f"SLURM_JOB_GPUS={slurm}: no GPU with device number {tok} (/dev/nvidia{tok}) on this node"
+                    )
                 out.append(minors[int(tok)])
             return out
     condor = env.get("_CONDOR_AssignedGPUs")
@@ -167,5 +169,5 @@ class NvmlMeter(CounterMeter):
     def components(self) -> tuple[str, ...]:
         return ("gpu",)
 
-    def clone(self) -> "NvmlMeter":
+    def clone(self) -> NvmlMeter:
         return NvmlMeter(self.gpu_indices, self.interval_s)

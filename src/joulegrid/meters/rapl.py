@@ -72,7 +72,10 @@ def readable(root: str | os.PathLike = POWERCAP) -> tuple[list[Domain], str | No
     """(domains, None) if RAPL is present and readable, else ([], reason)."""
     doms = discover(root)
     if not doms:
-        return [], f"no RAPL package domain under {root} (not an Intel/AMD x86 host, a VM or container without powercap)"
+        return (
+            [],
+            f"no RAPL package domain under {root} (not an Intel/AMD x86 host, a VM or container without powercap)",
+        )
     for d in doms:
         try:
             int(_read_text(d.path / "energy_uj"))
@@ -110,5 +113,5 @@ class RaplMeter(CounterMeter):
     def components(self) -> tuple[str, ...]:
         return tuple(sorted({d.key.split(":", 1)[0] for d in self.domains}))
 
-    def clone(self) -> "RaplMeter":
+    def clone(self) -> RaplMeter:
         return RaplMeter(self.interval_s, self.root)

@@ -22,7 +22,10 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
 
     measure = Measure.from_dict(settings.get("measure"))
     required = set(measure.required_meters)
-    probe = {**settings, "measure": {**measure.to_dict(), "meters": list(KNOWN) + list(measure.meters), "required_meters": []}}
+    probe = {
+        **settings,
+        "measure": {**measure.to_dict(), "meters": list(KNOWN) + list(measure.meters), "required_meters": []},
+    }
     wanted = list(measure.meters)
     asked = set(KNOWN) if "auto" in wanted else set(wanted)
     ms: MeterSet = build(probe, device)
@@ -43,7 +46,11 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
 
         if model.calibration is not None:
             c = model.calibration
-            err = f", held-out error up to {100 * c.holdout_max_rel_err:.1f} %" if c.holdout_max_rel_err is not None else ""
+            err = (
+                f", held-out error up to {100 * c.holdout_max_rel_err:.1f} %"
+                if c.holdout_max_rel_err is not None
+                else ""
+            )
             what = f"model-calibrated: the calibration of {c.describe()}{err}"
         else:
             what = (f"estimate-tdp: {model.w_per_thread:g} W per busy logical CPU, no calibration of {cpu_model()!r} in the "
@@ -56,7 +63,9 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
         print(f"joulegrid: {e}", file=out)
         rc = 1
     if window_s > 0 and ms.meters:
-        used = MeterSet([m for m in ms.meters if m.name in asked or m.name in required], [], usage=ms.usage, settings=ms.settings)
+        used = MeterSet(
+            [m for m in ms.meters if m.name in asked or m.name in required], [], usage=ms.usage, settings=ms.settings
+        )
         used.start_job()
         used.start("measured")
         t = time.perf_counter()

@@ -16,8 +16,19 @@ from typing import Any
 
 from .base import Poller
 from .usage import (
-    CGROUP, PROC, NodeCpu, Reservation, _cgroup_cpu_s, find_job_cgroup, mem_total_bytes, own_cpu_s, read_node_cpu,
-    reservation, threads_per_core, tree_cpu_s, tree_mem_bytes,
+    CGROUP,
+    PROC,
+    NodeCpu,
+    Reservation,
+    _cgroup_cpu_s,
+    find_job_cgroup,
+    mem_total_bytes,
+    own_cpu_s,
+    read_node_cpu,
+    reservation,
+    threads_per_core,
+    tree_cpu_s,
+    tree_mem_bytes,
 )  # fmt: skip
 
 MEM_EVERY_S = 5.0  # the job's memory changes slowly; its PSS walk is the tracker's only costly read
@@ -49,7 +60,7 @@ class Usage:
     n_cpus: int  # N
 
     @classmethod
-    def between(cls, a: Snapshot, b: Snapshot) -> "Usage":
+    def between(cls, a: Snapshot, b: Snapshot) -> Usage:
         dt = max(b.t - a.t, 0.0)
         mem = (b.mem_integral - a.mem_integral) / dt if dt > 0 else b.mem_bytes
         return cls(
@@ -142,11 +153,19 @@ class JobUsage:
             r.mem_source if r.mem_bytes or not mem_mb else f"{scheduler}-reservation",
         )
 
-    def between(self, a: Snapshot, b: Snapshot) -> "Usage":
+    def between(self, a: Snapshot, b: Snapshot) -> Usage:
         """Usage between two snapshots, with the job's memory = its reservation where it has one."""
         u = Usage.between(a, b)
         if self.reserved.mem_bytes:
-            u = Usage(u.dt, u.node_total_s, u.node_busy_s, u.node_steal_s, u.job_cpu_s, float(self.reserved.mem_bytes), u.n_cpus)
+            u = Usage(
+                u.dt,
+                u.node_total_s,
+                u.node_busy_s,
+                u.node_steal_s,
+                u.job_cpu_s,
+                float(self.reserved.mem_bytes),
+                u.n_cpus,
+            )
         return u
 
     def snapshot(self, mark: str | None = None, memory: bool | None = None) -> Snapshot:
@@ -228,4 +247,3 @@ class JobUsage:
             "node_mem_bytes": self.mem_total,
             "threads_per_core": threads_per_core(),
         }
-

@@ -91,7 +91,11 @@ class ZeusMeter(Meter):
             ("gpu", m.gpu_energy, self._gpu_method, "device"),
         ):
             if vals:
-                out.append(Reading(self.name, comp, method, float(sum(vals.values())), dur, 2, False, duration_s=dur, scope=scope))
+                out.append(
+                    Reading(
+                        self.name, comp, method, float(sum(vals.values())), dur, 2, False, duration_s=dur, scope=scope
+                    )
+                )
         return out
 
     def close(self) -> None:

@@ -57,7 +57,10 @@ class BalerAE(Workload):
     quality_metric = "recon_mse"
     higher_is_better = False
     DATA_FORMATS = TABLE_FORMATS
-    DEFAULTS = {"epochs": 3, "params": {"latent": 12, "widths": [200, 100, 50]}}  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
+    DEFAULTS = {
+        "epochs": 3,
+        "params": {"latent": 12, "widths": [200, 100, 50]},
+    }  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> None:
@@ -67,7 +70,9 @@ class BalerAE(Workload):
             raise ValueError(f"params.latent: {latent!r} is not a positive integer. Fix: e.g. latent: 12")
         widths = p.get("widths", [200, 100, 50])
         if not isinstance(widths, list) or not widths or not all(isinstance(w, int) and w > 0 for w in widths):
-            raise ValueError(f"params.widths: {widths!r} is not a list of positive integers. Fix: e.g. widths: [200, 100, 50]")
+            raise ValueError(
+                f"params.widths: {widths!r} is not a list of positive integers. Fix: e.g. widths: [200, 100, 50]"
+            )
 
     def load_data(self, path: str | None) -> Split:
         d = load_arrays(self, path, need_label=False)

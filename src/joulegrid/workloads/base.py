@@ -83,7 +83,14 @@ class Workload:
     #: suffixes accepted by workloads.<name>.data (checked at config validation); () = not checked
     DATA_FORMATS: tuple[str, ...] = ()
     #: settings defaults (merged with the config's workloads.<name> entry)
-    DEFAULTS: dict[str, Any] = {"rows": 0, "epochs": 1, "lr": 1e-3, "test_fraction": 0.2, "target_quality": None, "params": {}}
+    DEFAULTS: dict[str, Any] = {
+        "rows": 0,
+        "epochs": 1,
+        "lr": 1e-3,
+        "test_fraction": 0.2,
+        "target_quality": None,
+        "params": {},
+    }
     #: grid cells this workload should not run, each {axis: value or [values], "reason": text} with
     #: optional "allow": <key of the config's allow: section> that re-enables them
     EXCLUSIONS: list[dict[str, Any]] = []

@@ -24,7 +24,9 @@ from . import quality
 from .base import Split, Workload, widen
 
 
-def make_cnn(in_shape: tuple[int, int, int], n_classes: int, mean: float, std: float, channels=(32, 64, 64), dense: int = 64):
+def make_cnn(
+    in_shape: tuple[int, int, int], n_classes: int, mean: float, std: float, channels=(32, 64, 64), dense: int = 64
+):
     import torch
     from torch import nn
 
@@ -40,9 +42,14 @@ def make_cnn(in_shape: tuple[int, int, int], n_classes: int, mean: float, std: f
     c1, c2, c3 = channels
     features = nn.Sequential(
         Standardize(),
-        nn.Conv2d(in_shape[0], c1, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c2, c3, 3), nn.ReLU(),
+        nn.Conv2d(in_shape[0], c1, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c2, c3, 3),
+        nn.ReLU(),
         nn.Flatten(),
     )
     with torch.no_grad():
@@ -55,7 +62,10 @@ class ImageCNN(Workload):
     quality_metric = "accuracy"
     higher_is_better = True
     DATA_FORMATS = (".npz",)
-    DEFAULTS = {"epochs": 3, "params": {"channels": [32, 64, 64], "dense": 64, "in_channels": 3}}  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
+    DEFAULTS = {
+        "epochs": 3,
+        "params": {"channels": [32, 64, 64], "dense": 64, "in_channels": 3},
+    }  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
     EXCLUSIONS = [
         {
             "phase": "train",
@@ -80,7 +90,9 @@ class ImageCNN(Workload):
         for key in ("dense", "in_channels"):
             v = p.get(key, cls.DEFAULTS["params"][key])
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"params.{key}: {v!r} is not a positive integer. Fix: e.g. {key}: {cls.DEFAULTS['params'][key]}")
+                raise ValueError(
+                    f"params.{key}: {v!r} is not a positive integer. Fix: e.g. {key}: {cls.DEFAULTS['params'][key]}"
+                )
 
     def load_data(self, path: str | None) -> Split:
         from ..data import DATA_SEED
@@ -122,7 +134,14 @@ class ImageCNN(Workload):
         shape = tuple(split.x_train.shape[1:])
         n_classes = getattr(self, "n_classes", None) or int(split.y_train.max()) + 1
         mean, std = getattr(self, "mean", 0.0), getattr(self, "std", 1.0)
-        return make_cnn(shape, n_classes, mean, std, tuple(self.params.get("channels", (32, 64, 64))), int(self.params.get("dense", 64)))
+        return make_cnn(
+            shape,
+            n_classes,
+            mean,
+            std,
+            tuple(self.params.get("channels", (32, 64, 64))),
+            int(self.params.get("dense", 64)),
+        )
 
     def loss(self, model, xb, yb):
         import torch.nn.functional as F

@@ -41,14 +41,21 @@ class JetTagger(Workload):
     quality_metric = "roc_auc"
     higher_is_better = True
     DATA_FORMATS = TABLE_FORMATS
-    DEFAULTS = {"epochs": 5, "params": {"hidden": [128, 64, 32], "label_column": "label"}}  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
+    DEFAULTS = {
+        "epochs": 5,
+        "params": {"hidden": [128, 64, 32], "label_column": "label"},
+    }  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> None:
         p = settings.get("params") or {}
         hidden = p.get("hidden", [128, 64, 32])
-        if not isinstance(hidden, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
-            raise ValueError(f"params.hidden: {hidden!r} is not a list of positive integers. Fix: e.g. hidden: [128, 64, 32]")
+        if not isinstance(hidden, list) or not all(
+            isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden
+        ):
+            raise ValueError(
+                f"params.hidden: {hidden!r} is not a list of positive integers. Fix: e.g. hidden: [128, 64, 32]"
+            )
         if not isinstance(p.get("label_column", "label"), str):
             raise ValueError("params.label_column: must be a column name. Fix: e.g. label_column: label")
 

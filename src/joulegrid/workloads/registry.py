@@ -90,7 +90,9 @@ def _attribute_problems(cls: type) -> list[str]:
     else:
         bad = sorted({k for r in cls.EXCLUSIONS for k in r if k not in (*RULE_AXES, "reason", "allow")})
         if bad:
-            out.append(f"EXCLUSIONS use unknown key(s) {', '.join(bad)}. Fix: use {', '.join(RULE_AXES)}, reason, allow")
+            out.append(
+                f"EXCLUSIONS use unknown key(s) {', '.join(bad)}. Fix: use {', '.join(RULE_AXES)}, reason, allow"
+            )
     return out
 
 
@@ -99,7 +101,9 @@ def class_path(name: str, user_class: str | None = None) -> str:
         return user_class
     if name in BUILTIN:
         return BUILTIN[name]
-    raise WorkloadError(f"unknown workload {name!r}. Fix: use one of {', '.join(BUILTIN)} or set class: my_pkg.module:MyWorkload")
+    raise WorkloadError(
+        f"unknown workload {name!r}. Fix: use one of {', '.join(BUILTIN)} or set class: my_pkg.module:MyWorkload"
+    )
 
 
 def workload_class(name: str, settings: dict[str, Any]) -> type:
