@@ -3,10 +3,12 @@ tree, a single `snakemake` brings the summary and the report up to date, and a `
 plans nothing.
 
 Randomized, seeded and bounded: SEQUENCES sequences of 1 to MAX_ACTIONS real user actions (copy
-another site's runs with or without keeping their times, re-prepare or touch the dataset, `joulegrid
-import`, change a report setting, the seed or the grid's targets (repeats), delete the report, the
+another site's runs with or without keeping their times, re-prepare or touch the dataset, `cp -r` of
+the whole project (every file newer, in the copy's order), `joulegrid import`, change a report setting, the seed or the grid's targets (repeats), delete the report, the
 summary or results/.stamps/, kill -9 during a run then --unlock, `joulegrid remeasure`), each sequence
-on a copy of one module-scoped results tree, then one `snakemake`. Checked after it:
+on a copy of one module-scoped results tree (the tiny grid measured with two seeds, the second the
+current configuration), then one `snakemake`. Changing the seed to a third value or raising the
+repeats measures new cells; the other actions measure only what they remove. Checked after it:
 
 - the summary holds exactly the current configuration's run files (every site), one row each, and
   summary.other-configs.parquet the rest; every cell of the current grid has its run file;
@@ -24,7 +26,8 @@ The dataset has 12,000 rows (1.2 MB): Snakemake compares files up to 1 MB by che
 times (--max-checksum-file-size), which would hide what a newer dataset does to the DAG.
 
 A failing sequence is printed with its seed and actions. Replay it, or any seeds:
-    JOULEGRID_CONVERGE_SEEDS=2817,2830 python -m pytest -q tests/reliability/test_converge.py -k randomized
+    JOULEGRID_CONVERGE_SEEDS=2807,2830 python -m pytest -q -s tests/reliability/test_converge.py -k randomized
+(-s prints each sequence with its time and its Snakemake CPU time.)
 """
 
 from __future__ import annotations
@@ -178,8 +181,9 @@ def base(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ what a user does
-KINDS = ["copy_keep_times", "copy_new_times", "touch_data", "reprepare_data", "import", "report_setting",
-         "seed", "repeats", "delete_report", "delete_summary", "delete_stamps", "kill", "remeasure"]  # fmt: skip
+KINDS = ["copy_keep_times", "copy_new_times", "touch_data", "reprepare_data", "cp_project", "import",
+         "report_setting", "seed", "repeats", "delete_report", "delete_summary", "delete_stamps", "kill",
+         "remeasure"]  # fmt: skip
 
 
 def draw(seed: int) -> list[tuple[str, object]]:
@@ -284,6 +288,11 @@ class Sequence:
         elif kind == "reprepare_data":
             p = jg(self.work, "prepare-data", "--dataset", "jets", "--rows", str(ROWS), "--out", DATASET)
             assert p.returncode == 0, p.stderr
+        elif kind == "cp_project":  # cp -r of the whole project: every file (.snakemake/ too) with a new time
+            moved = self.work.with_name(f"{self.work.name}-cp")
+            shutil.copytree(self.work, moved, symlinks=True, copy_function=shutil.copy)
+            shutil.rmtree(self.work)
+            moved.rename(self.work)
         elif kind == "import":
             p = jg(self.work, "import", str(self.base["import"]))
             assert p.returncode == 0, p.stderr
