@@ -4,11 +4,12 @@ plans nothing.
 
 Randomized, seeded and bounded: SEQUENCES sequences of 1 to MAX_ACTIONS real user actions (copy
 another site's runs with or without keeping their times, re-prepare or touch the dataset, `cp -r` of
-the whole project (every file newer, in the copy's order), `joulegrid import`, change a report setting, the seed or the grid's targets (repeats), delete the report, the
-summary or results/.stamps/, kill -9 during a run then --unlock, `joulegrid remeasure`), each sequence
-on a copy of one module-scoped results tree (the tiny grid measured with two seeds, the second the
-current configuration), then one `snakemake`. Changing the seed to a third value or raising the
-repeats measures new cells; the other actions measure only what they remove. Checked after it:
+the whole project (every file newer, in the copy's order), `joulegrid import`, change a report
+setting, the seed or the grid's targets (repeats), delete the report, the summary or results/.stamps/,
+kill -9 during a run then --unlock, `joulegrid remeasure`), each sequence on a copy of one
+module-scoped results tree (the tiny grid measured with SEED1, then with SEED0: the current
+configuration), then one `snakemake`. A third seed or more repeats measure new cells; the other
+actions measure only what they remove. Checked after it:
 
 - the summary holds exactly the current configuration's run files (every site), one row each, and
   summary.other-configs.parquet the rest; every cell of the current grid has its run file;
@@ -54,13 +55,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import BIN, REPO, SNAKEFILE, TINY, deep_merge, snakemake, subprocess_env
+from conftest import BIN, REPO, SNAKEFILE, TINY, deep_merge, subprocess_env
 
 from joulegrid import config as C
 from joulegrid import grid as G
 from joulegrid.snakefile import next_command
 
-SEQUENCES = 20  # ~10 s of CPU each (most re-render the report): ~2 min of a 2-core CI machine
+SEQUENCES = 18  # ~13 s of CPU each (most re-render the report): ~2.2 min of a 2-core machine
 MAX_ACTIONS = 5
 MASTER_SEED = 2800  # sequence i has seed MASTER_SEED + i
 WORKERS = 2  # sequences run two at a time (each in its own tree)
@@ -97,8 +98,9 @@ class Snakemake:
         return ["-s", str(SNAKEFILE), "--directory", str(work), "--configfile", str(work / "config.yaml"),
                 "--cores", "2", *args]  # fmt: skip
 
-    def start(self, work: Path, *args: str, log: Path) -> int:
-        return self._ask({"op": "start", "argv": self.argv(work, *args), "cwd": str(work), "log": str(log)})["pid"]
+    def start(self, work: Path, *args: str, log: Path, argv: list[str] | None = None) -> int:
+        argv = self.argv(work, *args) if argv is None else argv
+        return self._ask({"op": "start", "argv": argv, "cwd": str(work), "log": str(log)})["pid"]
 
     def done(self, pid: int) -> bool:
         """Whether the command has exited (a zombie until wait: its process state is Z)."""
@@ -112,8 +114,8 @@ class Snakemake:
         self.cpu_s += reply["cpu_s"]
         return reply["rc"]
 
-    def run(self, work: Path, *args: str, log: Path) -> tuple[int, str]:
-        rc = self.wait(self.start(work, *args, log=log))
+    def run(self, work: Path, *args: str, log: Path, argv: list[str] | None = None) -> tuple[int, str]:
+        rc = self.wait(self.start(work, *args, log=log, argv=argv))
         return rc, log.read_text(errors="replace")
 
     def close(self):
@@ -145,11 +147,11 @@ def _as_site(src_runs: Path, dst_runs: Path, site: str) -> None:
         shutil.copystat(f, out)  # fmt: skip
 
 
-def _run_trees(*works: Path) -> None:
+def _run_trees(*works: Path, target: str = "all") -> None:
     """Real `snakemake` runs of several trees at once (the prepared trees; 2 cores: one measurement each)."""
     procs = []
     for w in works:
-        cmd = [str(BIN / "snakemake"), *Snakemake.argv(w)]
+        cmd = [str(BIN / "snakemake"), *Snakemake.argv(w), target]
         procs.append((w, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                           env=subprocess_env())))  # fmt: skip
     for w, p in procs:
@@ -166,7 +168,7 @@ def base(tmp_path_factory):
     for w, seed in ((work, SEED0), (earlier, SEED1)):
         w.mkdir()
         (w / "config.yaml").write_text(yaml.safe_dump({**BASE, "seed": seed}))
-    _run_trees(work, earlier)  # measured side by side, then merged as if measured here one after the other
+    _run_trees(work, earlier, target="cells")  # measured side by side, merged as if measured here in turn
     for sub in ("runs", "models", ".grid"):
         shutil.copytree(earlier / "results" / sub, work / "results" / sub, dirs_exist_ok=True)
     _run_trees(work)
@@ -178,6 +180,13 @@ def base(tmp_path_factory):
     shutil.rmtree(work / ".snakemake" / "log", ignore_errors=True)
     return {"work": work, "copy": root / "pool" / "copy" / SITE_COPY, "import": root / "pool" / "imp" / "results",
             "root": root}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Snakemake()
+    yield s
+    s.close()
 
 
 # ------------------------------------------------------------------ what a user does
@@ -422,34 +431,34 @@ def _sites_in_summary(work: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_newer_dataset_and_copied_site_merge_in_one_run(base, tmp_path):
+def test_newer_dataset_and_copied_site_merge_in_one_run(base, server, tmp_path):
     """Issue 28's reproduction: another site's runs copied in, the dataset newer (re-prepared, cp -r of the
     project), one run: the summary and report hold both sites (before the fix: only cell_inputs ran)."""
     work = _tree(base, tmp_path)
     os.utime(work / DATASET)
-    proc = snakemake(work, "--cores", "2", configfile=work / "config.yaml")
-    out = proc.stdout + proc.stderr
-    assert "rule aggregate" in out and "rule measure" not in out and "rule cell_inputs" not in out, out[-3000:]
+    rc, out = server.run(work, log=tmp_path / "run.log")
+    assert rc == 0 and "rule aggregate" in out and "rule measure" not in out and "rule cell_inputs" not in out, out
     assert _sites_in_summary(work) == ["local", SITE_COPY]
-    assert "Nothing to be done" in snakemake(work, "-n", configfile=work / "config.yaml").stdout
+    rc, out = server.run(work, "-n", log=tmp_path / "dry.log")
+    assert rc == 0 and "Nothing to be done" in out, out[-3000:]
 
 
 @pytest.mark.slow
-def test_forced_job_before_measure_names_the_next_command(base, tmp_path):
+def test_forced_job_before_measure_names_the_next_command(base, server, tmp_path):
     """The documented exception: Snakemake forced a job before rule measure's ancient() edge (here -R cell_inputs)
     and did not check the jobs after it; the run says so in one line naming the next command, which finishes."""
     work = _tree(base, tmp_path)
-    proc = snakemake(work, "--cores", "2", "-R", "cell_inputs", configfile=work / "config.yaml")
-    lines = [m for m in NEXT_LINE.finditer(proc.stdout + proc.stderr)]
-    assert len(lines) == 1 and lines[0].group(1) == "cell_inputs (forced)", proc.stderr[-3000:]
+    rc, out = server.run(work, "-R", "cell_inputs", log=tmp_path / "forced.log")
+    lines = list(NEXT_LINE.finditer(out))
+    assert rc == 0 and len(lines) == 1 and lines[0].group(1) == "cell_inputs (forced)", out[-3000:]
     assert _sites_in_summary(work) == ["local"]  # Snakemake's walk stopped at measure's ancient() input
     nxt = shlex.split(lines[0].group(2))
     assert nxt[0] == "snakemake" and "-R" not in nxt and "cell_inputs" not in nxt
-    again = subprocess.run([str(BIN / "snakemake"), *nxt[1:]], capture_output=True, text=True, env=subprocess_env(),
-                           timeout=600)  # fmt: skip
-    assert again.returncode == 0 and not NEXT_LINE.search(again.stdout + again.stderr), again.stderr[-3000:]
+    rc, out = server.run(work, argv=nxt[1:], log=tmp_path / "next.log")  # the named command, as it is
+    assert rc == 0 and not NEXT_LINE.search(out), out[-3000:]
     assert _sites_in_summary(work) == ["local", SITE_COPY]
-    assert "Nothing to be done" in snakemake(work, "-n", configfile=work / "config.yaml").stdout
+    rc, out = server.run(work, "-n", log=tmp_path / "dry.log")
+    assert rc == 0 and "Nothing to be done" in out, out[-3000:]
 
 
 def _seeds() -> list[int]:
