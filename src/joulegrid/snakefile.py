@@ -98,6 +98,7 @@ class Workflow:
         self.grid_snapshot = self.spec.snapshot_path(write=main)
         self.grid_snapshot_q = shlex.quote(self.grid_snapshot)  # as rule measure's shell command names it
         self.start_time: float | None = None  # on_start (main process): on_error shows this run's job errors only
+        self.unchecked: str | None = None  # on_start: jobs Snakemake did not check (on_success says the next command)
         self._register()
 
     # ------------------------------------------------------------------ parse time
@@ -225,16 +226,24 @@ class Workflow:
 
     def phase_inputs(self, wc) -> dict[str, str]:
         """What the cells of one configuration hash and phase read: the dataset, and for inference the
-        reference model (the cell_inputs rule: one call per workload configuration and phase, not per cell)."""
+        reference model (the cell_inputs rule: one call per workload configuration and phase, not per cell).
+
+        ancient(), as every input of a job before rule measure: such a job runs only when a job after it
+        needs its missing output, never on a file's time (re-prepared data, a copied tree). Snakemake (9.27,
+        DAG.update_needrun) does not check the jobs after a job with a reason of its own to run, and its
+        walk to them stops at rule measure's ancient() input: a newer dataset here left a copied site's runs
+        out of the summary for one run (issue 28; docs/architecture.md, "One run is enough")."""
+        from snakemake.io import ancient
+
         self.resolve_measure_rule()
         try:
             workload = self.spec.workload_of(wc.chash)
         except jg_config.ConfigError as e:
             raise WorkflowError(f"joulegrid: {e}") from None
         data = self.spec.data_path(workload)
-        ins = {"data": data} if data else {}
+        ins = {"data": ancient(data)} if data else {}
         if wc.phase == "infer":
-            ins["model"] = self.spec.model_path(workload)
+            ins["model"] = ancient(self.spec.model_path(workload))
         return ins
 
     def reference_inputs(self, wc) -> dict[str, Any]:
@@ -260,6 +269,7 @@ class Workflow:
         os.environ["JOULEGRID_RETRIES"] = str(wf.execution_settings.retries or 0)
         self.start_time = time.time()
         self._guard_rerun(logger)
+        self.unchecked = unchecked_after_forced(wf)
         executor = getattr(wf.executor_plugin, "name", None)
         if executor == "htcondor":
             problem = executors.transfer_problem(self.site, self.site_facts, self.shared_fs, self.results, wf.basedir)
@@ -312,6 +322,14 @@ class Workflow:
                 f"joulegrid: {p.name} of an unfinished job (killed after writing it) archived as {p}; the cell is measured again"
             )
 
+    def on_success(self) -> None:
+        """One line naming the next command when this run could not do all there is to do: Snakemake
+        left jobs unchecked after a job it forced (unchecked_after_forced)."""
+        if self.unchecked:
+            from snakemake.logging import logger
+
+            logger.warning(self.unchecked)
+
     def on_error(self) -> None:
         """A job that could not run on its worker said why in its error file (job-wrapper.sh), which
         Snakemake does not show (HTCondor: only the exit code): shown here, each message once."""
@@ -323,3 +341,56 @@ class Workflow:
         files = executors.job_error_files(getattr(wf.executor_plugin, "name", None), wf.executor_settings)
         for msg in executors.env_check_failures(files, self.start_time):
             logger.error(msg)
+
+
+#: Options that force jobs to run (Snakemake's -R/--forcerun take the targets that follow them).
+_FORCE_FLAGS = ("-F", "--forceall", "-f", "--force")
+_FORCE_LISTS = ("-R", "--forcerun")
+
+
+def next_command(argv: list[str]) -> str:
+    """The command line to run after this one: the same, without the options that force jobs to run."""
+    out, skipping = [], False
+    for a in argv[1:]:
+        if skipping and not a.startswith("-"):
+            continue
+        skipping = a in _FORCE_LISTS
+        if skipping or a in _FORCE_FLAGS or a.startswith("--forcerun="):
+            continue
+        out.append(a)
+    return shlex.join(["snakemake", *out])
+
+
+def unchecked_after_forced(wf, argv: list[str] | None = None) -> str | None:
+    """A line naming the next command when Snakemake (9.27, DAG.update_needrun) left jobs unchecked, else None.
+
+    Snakemake decides which jobs run in two passes: each job's own reasons (a missing output of a target,
+    an input newer than the output, forced), skipping every job after one that already has a reason, then
+    a walk from those jobs to the jobs after them, which stops at an ancient() input. So a job after an
+    ancient() edge, behind a job with a reason of its own, is never checked: its own reasons (a changed
+    stamp, a missing run file) wait for the next run (snakemake/snakemake#4166). joulegrid's jobs before
+    rule measure's ancient() edge have no reason of their own (their inputs are ancient() too: they run only
+    for a job after them that needs their missing output), except when Snakemake forces them: -R/--forcerun/-f
+    naming them, or --rerun-incomplete after a kill -9 in the instant between such a job's output and its
+    completion record. Then this run does that job and not necessarily the rest: the next command does."""
+    dag = wf.dag
+    ds = wf.dag_settings
+    if ds.until or ds.omit_from or ds.allowed_rules:  # the user asked for a part of the DAG: nothing is amiss
+        return None
+    needrun = set(dag.needrun_jobs())
+    unchecked: set = set()
+    ran: set[str] = set()
+    for j in needrun:
+        if dag.reason(j).derived:  # False for a job whose reason the first pass found (Snakemake's Reason)
+            continue
+        after = {d for d in dag.bfs(dag.depending, j) if d not in needrun}
+        if after:
+            unchecked |= after
+            ran.add(f"{j.rule.name} ({'forced' if dag.reason(j).forced else dag.reason(j)})")
+    if not unchecked:
+        return None
+    return (
+        f"joulegrid: Snakemake ran {', '.join(sorted(ran))} and did not check the {len(unchecked)} job(s) "
+        f"after it (snakemake/snakemake#4166), so this run may have left work undone. "
+        f"Next: {next_command(sys.argv if argv is None else argv)}"
+    )

@@ -34,6 +34,9 @@ TESTS = {
     "snakemake --configfile config/experiments/<name>.yaml": [
         "tests/workloads/test_wl_config.py::test_experiment_configs_validate_and_expand",
         "tests/workflow/test_config_identity.py::test_time_to_target_experiment_after_a_default_run_measures_its_own_fp32_cells"],
+    # after whatever was done to results/, one snakemake, then a dry run that plans nothing (guarantee 10)
+    "snakemake -n": ["tests/reliability/test_converge.py::test_randomized_user_actions_converge_in_one_run",
+                     "tests/reliability/test_converge.py::test_newer_dataset_and_copied_site_merge_in_one_run"],
     "snakemake --unlock": ["tests/reliability/test_resume.py::test_kill_9_mid_run_then_rerun_resumes"],
     ".venv/bin/joulegrid remeasure 'local/*/infer/*'": ["tests/workflow/test_readme.py::test_remeasure_infer_cells",
                                                        "tests/reliability/test_never_overwrite.py::test_forcerun_refused_remeasure_archives_then_measures_anew"],
