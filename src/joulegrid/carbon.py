@@ -52,7 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .sites import SiteError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ REQUIRED_COLUMNS = ("timestamp", "g_per_kwh")
 OPTIONAL_COLUMNS = ("end", "region")
 
 
-class SeriesError(ConfigError):
+class SeriesError(SiteError):
     """An intensity series (or a site's carbon_intensity entry) that cannot be used: the message names the
     file, the line or key, and the fix."""
 

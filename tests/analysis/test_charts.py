@@ -184,7 +184,7 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
                     co2 = mean(rs, eps) * 1000 / 3.6e6 * f["pue"] * f["carbon_intensity_g_per_kwh"]
                     out[(site, f"{pv(rs[0])} bs{rs[0]['batch_size']}", g(co2))] += 1
     if name == "when_to_run":  # site local (the series): its lowest-energy cell per workload and phase, hour by hour
-        typical = typical_day(EXAMPLE_SERIES)
+        typical = synth.typical_day(EXAMPLE_SERIES)
         best: dict[tuple, float] = {}
         for (site, wl, ph, *_), rs in cells.items():
             if site == "local" and all(x["energy_j"] is not None for x in rs):
@@ -198,25 +198,6 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
             for part in ("queue wait", "start-up, setup, write", "measured phase"):
                 out[(f"{site} ({mine[0]['scheduler']})", part, len(mine))] += 1
     return out
-
-
-def typical_day(path) -> dict[int, float]:
-    """{UTC hour: mean g/kWh} of a half-hourly series without gaps, from its CSV by hand: each clock hour is the
-    mean of its two half hours (each value the mean of the half hour starting at its timestamp), then the
-    mean over the days."""
-    import csv
-    from datetime import datetime
-
-    per_hour: dict[tuple, list[float]] = collections.defaultdict(list)
-    with open(path) as f:
-        for rec in csv.DictReader(ln for ln in f if not ln.startswith("#")):
-            t = datetime.fromisoformat(rec["timestamp"])
-            per_hour[(t.date(), t.hour)].append(float(rec["g_per_kwh"]))
-    by_hod: dict[int, list[float]] = collections.defaultdict(list)
-    for (_, h), v in per_hour.items():
-        assert len(v) == 2
-        by_hod[h].append(sum(v) / 2)
-    return {h: sum(v) / len(v) for h, v in sorted(by_hod.items())}
 
 
 def test_estimated_drawn_as_rings_measured_as_disks():

@@ -305,7 +305,13 @@ def test_model_error_per_host(tmp_path):
     assert "-30.0 %" in part and "Synthetic CPU (host c, 2026-11-20)" in part
 
 
-REPORT_CODE = ("report.py", "charts.py", "metrics.py", "settings.py", "../carbon.py")  # src/joulegrid/analysis: what the report runs
+REPORT_CODE = (
+    "report.py",
+    "charts.py",
+    "metrics.py",
+    "settings.py",
+    "../carbon.py",
+)  # src/joulegrid/analysis: what the report runs
 
 
 def _column_names(path) -> tuple[set[str], set[str]]:
@@ -318,7 +324,9 @@ def _column_names(path) -> tuple[set[str], set[str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):  # schema = {"col": pl.Type, ...}
             if any(getattr(t, "id", "") == "schema" for t in node.targets):
-                made.update(k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
+                made.update(
+                    k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                )
         if not isinstance(node, ast.Call):
             continue
         f = node.func
