@@ -534,3 +534,25 @@ def test_check_says_what_a_series_holds(capsys):
     assert cli(["carbon-series", "check", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
     assert "672 periods of 1800 s, 2025-01-06T00:00Z to 2025-01-20T00:00Z" in out and "cleanest 8 hours:" in out
+
+
+def test_the_docs_sites_entries_load(tmp_path):
+    """docs/sites.md, "Carbon intensity over time": each YAML example is a valid sites entry; the one that tries
+    the synthetic example series reads it."""
+    import re
+
+    doc = (REPO / "docs/sites.md").read_text()
+    section = doc[doc.index("## Carbon intensity over time") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    assert len(blocks) == 2
+    base = yaml.safe_load((REPO / "config/sites.yaml").read_text())
+    for block, merge in zip(blocks, (True, False), strict=True):  # blackett's keys "as before"; local's whole entry
+        ((name, entry),) = block.items()
+        f = tmp_path / "sites.yaml"
+        f.write_text(yaml.safe_dump({**base, name: {**base[name], **entry} if merge else entry}))
+        sites = load_sites(f)
+        assert sites[name]["carbon_intensity_g_per_kwh"] == entry["carbon_intensity"]["annual"]
+    assert blocks[1]["local"]["carbon_intensity"]["series"] == "config/carbon/synthetic-daily-shape.csv"
+    files = series_files(sites)  # the last block: site local at the example series
+    assert set(files) == {"local"} and carbon.read_series(files["local"]["path"]).mean() == pytest.approx(180, abs=0.5)
