@@ -42,7 +42,6 @@ Snakemake's parse time.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
@@ -254,16 +253,15 @@ def _fmt(t: datetime) -> str:
 _TZ = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
 
 
-@functools.lru_cache(maxsize=16)
-def _read_cached(path: str, mtime_ns: int, size: int, region: str | None, name: str, site: str | None) -> Series:
-    return _read(Path(path), region, name, site)
+_PARSED: dict[tuple, Series] = {}  # (sha256, suffix, region, name, site) -> Series: each content parsed once a process
 
 
 def read_series(
     path: str | os.PathLike, region: str | None = None, name: str | None = None, site: str | None = None
 ) -> Series:
     """The series at ``path`` (CSV or Parquet), checked: columns, time zones, order, overlaps, units; gaps are
-    kept and logged. ``name`` is how the sites file names it, ``site`` the site (both for the messages)."""
+    kept and logged. ``name`` is how the sites file names it, ``site`` the site (both for the messages). Parsed
+    once per content in a process (keyed by its sha256: a file rewritten in place is read anew)."""
     p = Path(path)
     label = name or str(p)
     if not p.is_file():
@@ -272,24 +270,26 @@ def read_series(
             f'carbon_intensity.series at a CSV or Parquet file (docs/sites.md, "Carbon intensity over time"), '
             "relative to the working directory or the joulegrid checkout"
         )
-    st = p.stat()
-    return _read_cached(str(p), st.st_mtime_ns, st.st_size, region, label, site)
+    data = p.read_bytes()
+    key = (hashlib.sha256(data).hexdigest(), p.suffix.lower(), region, label, site)
+    if key not in _PARSED:
+        if len(_PARSED) >= 16:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = _parse(data, *key)
+    return _PARSED[key]
 
 
 def _where(label: str, site: str | None) -> str:
     return f"{label} (site {site}'s carbon_intensity.series)" if site else label
 
 
-def _read(p: Path, region: str | None, label: str, site: str | None) -> Series:
+def _parse(data: bytes, sha: str, suffix: str, region: str | None, label: str, site: str | None) -> Series:
     import io
 
     import numpy as np
     import polars as pl
 
-    data = p.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
     where = _where(label, site)
-    suffix = p.suffix.lower()
     if suffix == ".csv":
         text = data.decode("utf-8-sig", errors="replace")
         lines, kept = [], []
@@ -317,7 +317,7 @@ def _read(p: Path, region: str | None, label: str, site: str | None) -> Series:
             ) from None
         line_of = lambda k: f"row {k + 1}"  # noqa: E731
     else:
-        raise SeriesError(f"{where}: {p.suffix or 'no suffix'} is not a series format. Fix: a .csv or .parquet file")
+        raise SeriesError(f"{where}: {suffix or 'no suffix'} is not a series format. Fix: a .csv or .parquet file")
     df = df.rename({c: c.strip().lower() for c in df.columns})
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -543,13 +543,14 @@ def apply(df, sites: dict[str, Any] | None, series: dict[str, dict[str, str]] | 
     rec_pue = df["pue"].cast(pl.Float64).fill_null(1.0).to_numpy()
     energy = df["energy_j"].cast(pl.Float64).to_numpy()
     job_energy = df["job_energy_j"].cast(pl.Float64).to_numpy()
-    cols: dict[str, list] = {c: [None] * n for c in COLUMNS}
+    cols = {c: np.full(n, None, dtype=object) for c in COLUMNS}
     i_win = np.full(n, np.nan)
     i_job = np.full(n, np.nan)
     annual = np.full(n, np.nan)
     pue = np.full(n, np.nan)
-    for site in sorted({s for s in site_col if s is not None} | ({None} if None in site_col else set())):
-        idx = np.array([k for k, s in enumerate(site_col) if s == site])
+    site_arr = np.array(site_col, dtype=object)
+    for site in sorted({s for s in site_col if s is not None} | ({None} if None in site_col else set()), key=str):
+        idx = np.nonzero(np.array([x == site for x in site_col]) if site is None else site_arr == site)[0]
         entry = sites.get(site) if site is not None else None
         spec = site_carbon(site or "", entry)
         a = np.full(len(idx), spec.annual) if spec.annual is not None else rec_i[idx]
@@ -557,11 +558,10 @@ def apply(df, sites: dict[str, Any] | None, series: dict[str, dict[str, str]] | 
         p = (entry or {}).get("pue")
         pue[idx] = float(p) if p is not None else rec_pue[idx]
         s = loaded.get(site)
-        fallback: list[str | None] = [None] * len(idx)
         if s is None:
             i_win[idx], i_job[idx] = a, a
             why = f"annual mean: site {site} has no intensity series" if site else "annual mean: the row names no site"
-            fallback = [why] * len(idx)
+            cols["carbon_fallback"][idx] = why
         else:
             mw, cw = s.mean_over(ws[idx], we[idx])
             mj, cj = s.mean_over(js[idx], je[idx])
@@ -569,21 +569,20 @@ def apply(df, sites: dict[str, Any] | None, series: dict[str, dict[str, str]] | 
             cj &= js_ok[idx] & je_ok[idx]
             i_win[idx] = np.where(cw, mw, a)
             i_job[idx] = np.where(cj, mj, a)
-            for j, k in enumerate(idx):
+            for j in np.nonzero(~(cw & cj))[0]:  # the rows the series did not cover: why, per row
+                k = idx[j]
                 parts = []
                 if not cw[j]:
                     parts.append(_why("measured window", ws_ok[k] and we_ok[k], ws[k], we[k], s))
                 if not cj[j]:
                     parts.append(_why("whole job", js_ok[k] and je_ok[k], js[k], je[k], s))
-                fallback[j] = "; ".join(parts) or None
-        for j, k in enumerate(idx):
-            cols["carbon_source"][k] = spec.source
-            cols["carbon_kind"][k] = spec.kind
-            cols["carbon_basis"][k] = spec.basis
-            cols["carbon_resolution_s"][k] = s.resolution_s if s is not None else None
-            cols["carbon_region"][k] = s.region if s is not None else None
-            cols["carbon_series"][k] = f"{s.name} (sha256 {s.sha256[:12]})" if s is not None else None
-            cols["carbon_fallback"][k] = fallback[j]
+                cols["carbon_fallback"][k] = "; ".join(parts)
+            cols["carbon_resolution_s"][idx] = s.resolution_s
+            cols["carbon_region"][idx] = s.region
+            cols["carbon_series"][idx] = f"{s.name} (sha256 {s.sha256[:12]})"
+        cols["carbon_source"][idx] = spec.source
+        cols["carbon_kind"][idx] = spec.kind
+        cols["carbon_basis"][idx] = spec.basis
     kwh = 1 / 3.6e6 / 1000.0  # J -> kWh, g -> kg
     with np.errstate(invalid="ignore"):
         num = {
@@ -595,8 +594,8 @@ def apply(df, sites: dict[str, Any] | None, series: dict[str, dict[str, str]] | 
             "job_co2_annual_kg": job_energy * kwh * pue * annual,
         }
     text = ("carbon_source", "carbon_kind", "carbon_basis", "carbon_region", "carbon_series", "carbon_fallback")
-    out = [pl.Series(c, cols[c], dtype=pl.String) for c in text]
-    out.append(pl.Series("carbon_resolution_s", cols["carbon_resolution_s"], dtype=pl.Float64))
+    out = [pl.Series(c, cols[c].tolist(), dtype=pl.String) for c in text]
+    out.append(pl.Series("carbon_resolution_s", cols["carbon_resolution_s"].tolist(), dtype=pl.Float64))
     out += [pl.Series(c, v, dtype=pl.Float64, nan_to_null=True) for c, v in num.items()]
     return df.with_columns(out)
 
