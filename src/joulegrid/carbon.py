@@ -571,12 +571,10 @@ def apply(df, sites: dict[str, Any] | None, series: dict[str, dict[str, str]] | 
             i_job[idx] = np.where(cj, mj, a)
             for j in np.nonzero(~(cw & cj))[0]:  # the rows the series did not cover: why, per row
                 k = idx[j]
-                parts = []
-                if not cw[j]:
-                    parts.append(_why("measured window", ws_ok[k] and we_ok[k], ws[k], we[k], s))
-                if not cj[j]:
-                    parts.append(_why("whole job", js_ok[k] and je_ok[k], js[k], je[k], s))
-                cols["carbon_fallback"][k] = "; ".join(parts)
+                spans = [(what, ok_, x, y) for what, cov, ok_, x, y in (
+                    ("measured window", cw[j], ws_ok[k] and we_ok[k], ws[k], we[k]),
+                    ("whole job", cj[j], js_ok[k] and je_ok[k], js[k], je[k])) if not cov]  # fmt: skip
+                cols["carbon_fallback"][k] = _why(spans, s)
             cols["carbon_resolution_s"][idx] = s.resolution_s
             cols["carbon_region"][idx] = s.region
             cols["carbon_series"][idx] = f"{s.name} (sha256 {s.sha256[:12]})"
@@ -600,12 +598,17 @@ def apply(df, sites: dict[str, Any] | None, series: dict[str, dict[str, str]] | 
     return df.with_columns(out)
 
 
-def _why(what: str, known: bool, a: int, b: int, s: Series) -> str:
-    if not known:
-        return (f"annual mean for the {what}: the row has no times for it (written by a joulegrid that did not record "
-                "them, or the run stopped before it)")  # fmt: skip
-    return (f"annual mean for the {what}: {_fmt(_dt(int(a)))} to {_fmt(_dt(int(b)))} is not fully covered by "
-            f"{s.name} ({s.coverage_text()})")  # fmt: skip
+def _why(spans: list[tuple[str, bool, int, int]], s: Series) -> str:
+    """Why a row's measured window and/or whole job took the annual mean: (what, times known, from, to) each."""
+    unknown = [w for w, known, _, _ in spans if not known]
+    outside = [f"the {w} ({_fmt(_dt(int(a)))} to {_fmt(_dt(int(b)))})" for w, known, a, b in spans if known]
+    out = []
+    if outside:
+        out.append(f"annual mean for {' and '.join(outside)}: not fully covered by {s.name} ({s.coverage_text()})")
+    if unknown:
+        out.append(f"annual mean for the {' and the '.join(unknown)}: the row has no times for it (written by a "
+                   "joulegrid that did not record them, or the run stopped before it)")  # fmt: skip
+    return "; ".join(out)
 
 
 # ------------------------------------------------------------------ when to run

@@ -172,9 +172,10 @@ def test_windows_the_series_does_not_cover_take_the_annual_mean_and_say_so(tmp_p
             r["co2_annual_kg"]
         )
         assert "annual mean for the measured window" in r["carbon_fallback"]
-    assert (
-        "is not fully covered by" in d[0]["carbon_fallback"]
-        and "2025-03-01T00:00Z to 2025-03-01T03:00Z" in d[0]["carbon_fallback"]
+    assert d[0]["carbon_fallback"] == (
+        "annual mean for the measured window (2026-12-01T10:00Z to 2026-12-01T10:05Z) and the whole job "
+        f"(2026-12-01T09:59:40Z to 2026-12-01T10:05:05Z): not fully covered by {f} (2025-03-01T00:00Z to "
+        "2025-03-01T03:00Z, 1 gap(s))"
     )
     assert "1 gap(s)" in d[1]["carbon_fallback"]
     assert "the row has no times for it" in d[2]["carbon_fallback"]

@@ -354,7 +354,8 @@ def when_to_run(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     colour = alt.Color("site:N", title="site")
     base = alt.Chart().encode(x=alt.X("hour:O", title="hour of day (UTC)"), color=colour)
     line = base.mark_line(point=True).encode(
-        y=alt.Y("co2_per_1k_samples_g:Q", title="g CO2e per 1,000 samples", scale=alt.Scale(zero=False)),
+        y=alt.Y("co2_per_1k_samples_g:Q", title="g CO2e per 1,000 samples", scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=".2e")),
         tooltip=["site", "panel", alt.Tooltip("cell:N", title="cell (lowest energy/sample)"), "hour",
                  alt.Tooltip("g_per_kwh:Q", title="gCO2e/kWh (typical day)", format=".1f"),
                  alt.Tooltip("co2_per_1k_samples_g:Q", title="g CO2e / 1k samples", format=".3g"),
@@ -363,8 +364,8 @@ def when_to_run(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     annual = base.mark_line(strokeDash=[5, 4], opacity=0.7).encode(y="annual_g:Q")
     return (
         alt.layer(line, annual, data=d)
-        .properties(width=340, height=200)
-        .facet(column=alt.Column("panel:N", title=None))
+        .properties(width=420, height=200)
+        .facet(facet=alt.Facet("panel:N", title=None), columns=2)
         .resolve_scale(y="independent")
         .properties(title=title)
     )

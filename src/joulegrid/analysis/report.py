@@ -334,7 +334,8 @@ def charts_section(r: Inputs) -> Section:
                 "site", "workload", "phase", "device", "precision_variant", "batch_size", "backend", "native", "time_vs_fp32",
                 "quality_metric", "quality", "d_quality", "compile_s",
             ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant"))  # fmt: skip
-    data["charts"] = [_chart(n) for n in CHART_NAMES if n not in ("fleet_whatif", "scheduler_overhead", "sites")]
+    own = ("fleet_whatif", "scheduler_overhead", "sites", "when_to_run")  # drawn in their own sections
+    data["charts"] = [_chart(n) for n in CHART_NAMES if n not in own]
     return Section("charts", "Charts", "Charts", data)
 
 
