@@ -1,4 +1,4 @@
-"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | calibrate | aggregate | import | report | pack-env | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | calibrate | aggregate | import | report | carbon-series | pack-env | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -206,11 +206,13 @@ def _node_power_notes(model: str, sites_file: str | os.PathLike | None = None) -
 
 def cmd_aggregate(args) -> int:
     from .analysis.aggregate import AggregateError, aggregate, other_path, read_current
+    from .config import ConfigError
 
     try:
         current = read_current(args.current) if args.current else None
-        res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other)
-    except AggregateError as e:
+        res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other,
+                        carbon=_carbon_facts(args.carbon))  # fmt: skip
+    except (AggregateError, ConfigError) as e:
         print(f"joulegrid: {e}", file=sys.stderr)
         return 2
     print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
@@ -239,23 +241,71 @@ def cmd_import(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
-    from .analysis.report import build_report
+def _carbon_facts(path: str | None):
+    """(sites, series) the summary's carbon columns are computed with: the carbon stamp the Snakemake rule
+    passes (--carbon), else the checkout's config/sites.yaml and its series."""
+    from . import carbon
+
+    if path:
+        return carbon.read_stamp(Path(path).read_text())
+    from .analysis.settings import AnalysisSettings
+
+    st = AnalysisSettings.defaults()
+    return st.sites, st.carbon_series
+
+
+def _analysis_settings(args):
+    """The analysis settings of `joulegrid report` / `aggregate`: --settings, --settings-file (what the
+    Snakemake rules pass: the report stamp), --configfile, else the defaults and the checkout's sites file."""
     from .analysis.settings import AnalysisSettings
 
     if args.settings:
-        settings = AnalysisSettings.from_json(args.settings)
-    elif args.settings_file:
-        settings = AnalysisSettings.from_json(Path(args.settings_file).read_text())
-    elif args.configfile:
+        return AnalysisSettings.from_json(args.settings)
+    if args.settings_file:
+        return AnalysisSettings.from_json(Path(args.settings_file).read_text())
+    if args.configfile:
         from .config import load
 
         config, sites = load(args.configfile)
-        settings = AnalysisSettings.from_config(config, sites)
-    else:
-        settings = AnalysisSettings.defaults()
+        return AnalysisSettings.from_config(config, sites)
+    return AnalysisSettings.defaults()
+
+
+def cmd_report(args) -> int:
+    from .analysis.report import build_report
+
+    settings = _analysis_settings(args)
     index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings, other_file=args.other)
     print(f"joulegrid: report written to {index}", file=sys.stderr)
+    return 0
+
+
+def cmd_carbon_series(args) -> int:
+    """`joulegrid carbon-series check FILE` / `convert --from FORMAT IN... -o OUT` (docs/sites.md, "Carbon
+    intensity over time"): what a series holds, or downloads turned into a series file."""
+    from . import carbon
+
+    if args.action == "check":
+        s = carbon.read_series(args.file, args.region)
+        for line in carbon.describe(s, args.k):
+            print(f"joulegrid: {line}")
+        return 0
+    from .carbon_convert import convert, write_series
+
+    conv = convert(args.fmt, args.inputs, value=args.value, basis=args.basis, time=args.time,
+                          end=args.end, region=args.region, tz=args.tz, sep=args.sep, encoding=args.encoding)  # fmt: skip
+    names = ", ".join(Path(i).name for i in args.inputs)
+    header = [f"converted by `joulegrid carbon-series convert --from {args.fmt}` from {names}",
+              "each value is the mean intensity (gCO2e/kWh) of the period STARTING at its timestamp (docs/sites.md)"]  # fmt: skip
+    out = write_series(conv, args.output, header)
+    regions = conv.df["region"].unique().sort().to_list() if "region" in conv.df.columns else [None]
+    for r in regions:  # the file as joulegrid will read it, region by region
+        for line in carbon.describe(carbon.read_series(out, r), args.k):
+            print(f"joulegrid: {line}")
+    for n in conv.notes:
+        print(f"joulegrid: note: {n}")
+    if len(regions) > 1:
+        print(f"joulegrid: {len(regions)} regions: choose one with carbon_intensity.region in the sites file")
     return 0
 
 
@@ -446,6 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
         "holds its runs only, other configurations' runs go to --other; without it every run is in the summary",
     )
     a.add_argument("--other", default=None, help="runs of other configurations (default <out>.other-configs.parquet)")
+    a.add_argument(
+        "--carbon",
+        default=None,
+        metavar="JSON",
+        help="the sites' carbon facts and intensity series the summary's carbon columns are computed with "
+        "(<results>/.stamps/carbon.json, written by snakemake); default: the checkout's config/sites.yaml",
+    )
     a.set_defaults(func=cmd_aggregate)
 
     im = sub.add_parser(
@@ -484,6 +541,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--settings-file", default=None, help="analysis settings as a JSON file (what the Snakemake rule passes)"
     )
     rp.set_defaults(func=cmd_report)
+
+    cs = sub.add_parser(
+        "carbon-series",
+        help="a carbon intensity series for a site (docs/sites.md, 'Carbon intensity over time'): check one, or convert "
+        "downloads (NESO, Electricity Maps, any CSV such as RTE eCO2mix) into one",
+    )
+    csa = cs.add_subparsers(dest="action", required=True)
+    ck = csa.add_parser(
+        "check", help="read a series as the analysis does and say what it holds (coverage, gaps, typical day)"
+    )
+    ck.add_argument("file")
+    ck.add_argument("--region", default=None, help="the rows of this region (files with a region column)")
+    ck.add_argument("-k", type=int, default=8, help="how many cleanest hours of the day to name (fleet.cleanest_hours)")
+    ck.set_defaults(func=cmd_carbon_series)
+    cv = csa.add_parser("convert", help="downloaded files -> one series CSV (timestamp, [end,] g_per_kwh[, region])")
+    cv.add_argument("--from", dest="fmt", required=True, choices=["neso", "electricitymaps", "csv"])
+    cv.add_argument("inputs", nargs="+", metavar="FILE", help="downloaded file(s): JSON (neso) or CSV")
+    cv.add_argument("-o", "--output", required=True, help="the series CSV to write")
+    cv.add_argument(
+        "--value", default=None, help="neso: auto (actual, else forecast), actual or forecast; csv: the value column"
+    )
+    cv.add_argument(
+        "--basis", default=None, choices=["direct", "lifecycle"], help="electricitymaps: which intensity column"
+    )
+    cv.add_argument(
+        "--time",
+        action="append",
+        default=None,
+        help="csv: the time column (repeat to join several, e.g. Date and Heures)",
+    )
+    cv.add_argument("--end", default=None, help="csv: the column of each period's end (optional)")
+    cv.add_argument("--region", default=None, help="csv: the region column (optional)")
+    cv.add_argument(
+        "--tz", default=None, help="csv: the IANA time zone of times without an offset (e.g. Europe/Paris, UTC)"
+    )
+    cv.add_argument(
+        "--sep", default=",", help="csv: the separator (RTE's files: a tab, --sep $'\\t'; ODRE exports: ';')"
+    )
+    cv.add_argument("--encoding", default="utf-8", help="csv: the text encoding (RTE's files: latin-1)")
+    cv.add_argument("-k", type=int, default=8, help="how many cleanest hours of the day to name")
+    cv.set_defaults(func=cmd_carbon_series)
 
     pe = sub.add_parser(
         "pack-env",

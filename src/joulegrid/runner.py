@@ -370,12 +370,14 @@ class CellRunner:
         self.memory.start_window(torch)
         self._graphs_before = self._graphs_compiled()
         self.meters.start("measured")
+        self.row["window_started_at"] = _now()  # UTC: the analysis integrates the site's intensity series over it
         return time.perf_counter(), _cpu_time()
 
     def _close_window(self, torch, w0: float, c0: float):
         """Stop the window: (readings, wall_s, cpu_s); records the window's memory peaks."""
         _sync(self.cell.device)
         wall, cpu = time.perf_counter() - w0, _cpu_time() - c0
+        self.row["window_finished_at"] = _now()
         readings = self.meters.stop()
         self.window_compiles = self._graphs_compiled() - self._graphs_before
         if self.window_compiles:  # a shape _compile did not foresee: the window paid for a compilation

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Status values a run can end with.
 STATUS_OK = "ok"
@@ -127,6 +127,14 @@ COLUMNS: tuple[Column, ...] = (
     ),
     _C("started_at", "timestamp", "UTC", "identity", "When the job started (after imports)."),
     _C("finished_at", "timestamp", "UTC", "identity", "When the row was written."),
+    _C(
+        "window_started_at",
+        "timestamp",
+        "UTC",
+        "identity",
+        "When the measured window (wall_s, energy_j) started; null if the run stopped before it. The analysis integrates a site's intensity series over window_started_at .. window_finished_at (joulegrid.carbon).",
+    ),
+    _C("window_finished_at", "timestamp", "UTC", "identity", "When the measured window ended."),
     # ---------------------------------------------------------------- system description
     _C("hostname", "string", "", "system", "Host the job ran on."),
     _C("os", "string", "", "system", "Operating system (platform.platform())."),
@@ -518,17 +526,109 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "kg",
         "energy",
-        "CO2-equivalent = energy_j/3.6e6 kWh * pue * carbon_intensity (PUE applied here, once).",
+        "CO2-equivalent = energy_j/3.6e6 kWh * pue * carbon_intensity_g_per_kwh (PUE applied here, once), with the annual mean the job was given: written by the job, never recomputed. The time-resolved CO2 is co2_series_kg.",
     ),
     _C(
         "carbon_intensity_g_per_kwh",
         "float64",
         "gCO2e/kWh",
         "energy",
-        "Grid carbon intensity used (from config/sites.yaml).",
+        "Grid carbon intensity used for co2_kg: the site's annual mean (config/sites.yaml: carbon_intensity_g_per_kwh or carbon_intensity.annual) when the job ran.",
     ),
     _C("pue", "float64", "", "energy", "Power usage effectiveness of the site used for co2_kg."),
     _C("country_iso", "string", "", "energy", "ISO 3166-1 alpha-3 country code of the site."),
+    # ---------------------------------------------------------------- carbon over time (the analysis fills these)
+    _C(
+        "carbon_source",
+        "string",
+        "",
+        "carbon",
+        "Where the site's intensity comes from: carbon_intensity.source, else the site's source (config/sites.yaml). Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_kind",
+        "string",
+        "",
+        "carbon",
+        "average (the grid mix's emissions per kWh) or marginal (the change in emissions per kWh added): carbon_intensity.kind; null where the sites file does not say (a plain annual number). Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_basis",
+        "string",
+        "",
+        "carbon",
+        "direct (combustion at the plant) or lifecycle (plus fuel chain and construction): carbon_intensity.basis; null where not stated. Never compare CO2 of different bases. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_resolution_s",
+        "float64",
+        "s",
+        "carbon",
+        "The series' period (its commonest step, e.g. 1800 for NESO's half-hours); null = no series, the annual mean. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_region",
+        "string",
+        "",
+        "carbon",
+        "The series' region (carbon_intensity.region), if its file has several. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_series",
+        "string",
+        "",
+        "carbon",
+        "The series file as the sites file names it, with the sha256 of the content used. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_fallback",
+        "string",
+        "",
+        "carbon",
+        "Null when the series covered both the measured window and the whole job; else why the annual mean was used for which (no series for the site; the window outside the series' coverage or across a gap; no window times in the row). Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_intensity_series_g_per_kwh",
+        "float64",
+        "gCO2e/kWh",
+        "carbon",
+        "The series' time-weighted mean over the measured window (each value the mean of the period starting at its timestamp; docs/sites.md, 'Carbon intensity over time'); the annual mean where carbon_fallback says so. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "co2_series_kg",
+        "float64",
+        "kg",
+        "carbon",
+        "Time-resolved CO2e of the measured window = energy_j/3.6e6 kWh * pue * carbon_intensity_series_g_per_kwh / 1000 (energy drawn at a constant rate within the window). Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "co2_annual_kg",
+        "float64",
+        "kg",
+        "carbon",
+        "The same energy with the site's current annual mean and PUE: co2_kg as the sites file now says (comparable with other tools). Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "job_carbon_intensity_series_g_per_kwh",
+        "float64",
+        "gCO2e/kWh",
+        "carbon",
+        "The series' time-weighted mean over the whole job (process_started_at, else started_at, .. finished_at); the annual mean where carbon_fallback says so. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "job_co2_series_kg",
+        "float64",
+        "kg",
+        "carbon",
+        "Time-resolved CO2e of the whole job = job_energy_j/3.6e6 kWh * pue * job_carbon_intensity_series_g_per_kwh / 1000. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "job_co2_annual_kg",
+        "float64",
+        "kg",
+        "carbon",
+        "job_energy_j with the site's current annual mean and PUE. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
     # ---------------------------------------------------------------- attribution: whose energy (measured window)
     _C(
         "energy_cpu_active_j",

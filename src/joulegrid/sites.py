@@ -60,6 +60,10 @@ def load_sites(path: str | os.PathLike) -> dict[str, Any]:
             problem
             + (" (docs/sites.md; config/sites.yaml's comments explain each key)" if "Fix:" not in problem else "")
         )
+    from .carbon import normalise_site
+
+    for name, entry in sites.items():  # carbon_intensity.annual is the site's carbon_intensity_g_per_kwh
+        normalise_site(name, entry or {}, str(p))
     return sites
 
 

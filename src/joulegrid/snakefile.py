@@ -73,8 +73,13 @@ class Workflow:
         self.current_stamp = self.stamp("current", lambda: json.dumps(self.spec.current(), sort_keys=True, indent=1))
         # report:, fleet:, the sites and the hardware table: rule report's input (re-renders on a change).
         from .analysis.settings import AnalysisSettings
+        from .carbon import stamp as carbon_stamp
 
-        self.report_stamp = self.stamp("report", lambda: AnalysisSettings.from_config(config, self.sites).to_json())
+        settings = functools.cache(lambda: AnalysisSettings.from_config(config, self.sites))  # main process only
+        self.report_stamp = self.stamp("report", lambda: settings().to_json())
+        # the sites' intensity, PUE and intensity series (sha256 of each file): rule aggregate's input (the summary's
+        # carbon columns, joulegrid.carbon), so that a new or corrected series re-aggregates and re-renders
+        self.carbon_stamp = self.stamp("carbon", lambda: carbon_stamp(self.sites, settings().carbon_series))
         # Every run file under runs/ that this grid does not make (other sites' folders copied or rsync-ed
         # in, `joulegrid import`, other configurations), with its size and mtime: rule aggregate's input, so
         # that `snakemake` rebuilds the summary and the report when such files arrive (an mtime trigger

@@ -9,17 +9,26 @@ import json
 import polars as pl
 import pytest
 import synth
+from conftest import REPO
 
 from joulegrid import schema as S
 from joulegrid.analysis import CHART_NAMES
 from joulegrid.analysis import charts as C
-from joulegrid.analysis.settings import AnalysisSettings
+from joulegrid.analysis.settings import AnalysisSettings, series_files
 
+EXAMPLE_SERIES = REPO / "config/carbon/synthetic-daily-shape.csv"
 SITES = {
     "local": {"carbon_intensity_g_per_kwh": 480, "pue": 1.0},
     "slurm": {"carbon_intensity_g_per_kwh": 50, "pue": 1.4},
 }
-ST = AnalysisSettings(sites=SITES)
+# site local has an intensity series (the when_to_run chart); the other charts use the annual means
+SITES["local"]["carbon_intensity"] = {
+    "series": str(EXAMPLE_SERIES),
+    "kind": "average",
+    "basis": "direct",
+    "source": "synthetic",
+}
+ST = AnalysisSettings(sites=SITES, carbon_series=series_files(SITES))
 
 
 def frame(rows):
@@ -70,8 +79,8 @@ def test_chart_builds_and_renders(case, name, tmp_path):
     df = CASES[case]()
     chart = C.CHARTS[name](df, ST)  # the real function: an exception here is a bug
     expected = expected_marks(name, df.to_dicts())
-    if case in ("only_failures", "empty") or (name == "sites" and not expected):
-        assert _is_no_data(chart)  # (sites: no cell measured at two sites)
+    if case in ("only_failures", "empty") or (name in ("sites", "when_to_run") and not expected):
+        assert _is_no_data(chart)  # (sites: no cell measured at two sites; when_to_run: none at the site with a series)
     else:  # what the chart draws, mark by mark, against what the rows hold
         assert not _is_no_data(chart)
         assert drawn(chart, name) == expected, name
@@ -82,7 +91,7 @@ def test_chart_builds_and_renders(case, name, tmp_path):
 
 # ------------------------------------------------------------------ the marks a chart draws
 MARK = {"energy_per_sample": "point", "quality_vs_energy": "point", "time_to_target": "point",
-        "scheduler_overhead": "bar", "fleet_whatif": "bar", "sites": "point"}  # fmt: skip
+        "scheduler_overhead": "bar", "fleet_whatif": "bar", "sites": "point", "when_to_run": "point"}  # fmt: skip
 
 
 def _labels(chart, role: str) -> list[dict[str, str]]:
@@ -117,6 +126,8 @@ def drawn(chart, name: str) -> collections.Counter:
         return collections.Counter((m["site_label"], m["part"], int(m["jobs"])) for m in marks)
     if name == "sites":
         return collections.Counter((m["site"], m["config"], g(m["g CO2 / 1k samples"])) for m in marks)
+    if name == "when_to_run":
+        return collections.Counter((m["site"], m["panel"], int(m["hour"]), g(m["g CO2e / 1k samples"])) for m in marks)
     return collections.Counter((m["config"], g(m["J/job"])) for m in marks)  # fleet_whatif
 
 
@@ -172,6 +183,15 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
                     f = SITES[site]
                     co2 = mean(rs, eps) * 1000 / 3.6e6 * f["pue"] * f["carbon_intensity_g_per_kwh"]
                     out[(site, f"{pv(rs[0])} bs{rs[0]['batch_size']}", g(co2))] += 1
+    if name == "when_to_run":  # site local (the series): its lowest-energy cell per workload and phase, hour by hour
+        typical = synth.typical_day(EXAMPLE_SERIES)
+        best: dict[tuple, float] = {}
+        for (site, wl, ph, *_), rs in cells.items():
+            if site == "local" and all(x["energy_j"] is not None for x in rs):
+                best[(wl, ph)] = min(best.get((wl, ph), float("inf")), mean(rs, eps))
+        for (wl, ph), e in best.items():
+            for h, i in typical.items():
+                out[("local", f"{wl} · {ph}", h, g(e * 1000 / 3.6e6 * SITES["local"]["pue"] * i))] += 1
     if name == "scheduler_overhead":
         for site in {r["site"] for r in ok}:
             mine = [r for r in ok if r["site"] == site]

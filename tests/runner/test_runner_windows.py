@@ -90,6 +90,11 @@ def test_infer_min_window_idle_baseline_and_net_energy(env):
     assert 0 < row["peak_rss_window_bytes"] <= row["peak_rss_bytes"]
     assert row["peak_device_mem_allocated_bytes"] is None  # cpu cell: torch.cuda never touched
     assert row["meters_absent"] == [] and row["meters_ready_s"] >= 0
+    # the measured window's UTC times (the analysis integrates a site's intensity series over them): inside the
+    # job, and around the window's own clock (read after the first time and before the second)
+    ws, wf = row["window_started_at"], row["window_finished_at"]
+    assert row["started_at"] < ws < wf <= row["finished_at"] and ws.tzinfo is not None
+    assert (wf - ws).total_seconds() >= row["wall_s"] - 1e-3
     assert not hotspots.path_for(out, cell.id).exists()
     t = pq.read_table(out)
     assert t.schema.equals(S.arrow_schema(), check_metadata=False)

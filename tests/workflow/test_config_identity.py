@@ -131,6 +131,42 @@ def test_report_settings_change_rerenders_the_report(work):
 
 
 @pytest.mark.slow
+def test_a_new_or_corrected_intensity_series_reaggregates_and_rerenders_measuring_nothing(work):
+    """A site's intensity series is an input of rule aggregate through <results>/.stamps/carbon.json (its sha256):
+    adding one, then correcting one value, rebuilds the summary's carbon columns and the report, and measures nothing
+    (docs/sites.md, "Carbon intensity over time")."""
+    cfg = work / "config.yaml"
+    series = work / "series.csv"
+    shutil.copy(REPO / "config/carbon/synthetic-daily-shape.csv", series)
+    sites = yaml.safe_load((REPO / "config/sites.yaml").read_text())
+    sites["local"]["carbon_intensity"] = {"series": str(series), "kind": "average", "basis": "direct", "source": "t"}
+    (work / "sites.yaml").write_text(yaml.safe_dump(sites))
+    conf = ["--config", f"sites_file={work / 'sites.yaml'}"]
+
+    def planned() -> str:
+        dry = snakemake(work, "-n", "--cores", "2", *conf, configfile=cfg)
+        assert measure_outputs(dry) == [], "nothing is measured again"
+        return dry.stdout + dry.stderr
+
+    def series_column() -> set:
+        return set(pl.read_parquet(work / "results/summary.parquet")["carbon_series"])
+
+    before = run_files(work)
+    jobs = planned()
+    assert re.search(r"^aggregate\s+1$", jobs, re.M) and re.search(r"^report\s+1$", jobs, re.M), jobs[-2000:]
+    snakemake(work, "--cores", "2", *conf, configfile=cfg)
+    first = series_column()
+    assert len(first) == 1 and next(iter(first)).startswith(f"{series} (sha256 ")
+    assert "Intensity series" in (work / "results/report/index.html").read_text()
+    assert "Nothing to be done" in planned()
+    series.write_text(series.read_text().replace("2025-01-06T00:00Z,166.0", "2025-01-06T00:00Z,166.5"))
+    jobs = planned()
+    assert re.search(r"^aggregate\s+1$", jobs, re.M) and re.search(r"^report\s+1$", jobs, re.M), jobs[-2000:]
+    snakemake(work, "--cores", "2", *conf, configfile=cfg)
+    assert series_column() != first and run_files(work) == before
+
+
+@pytest.mark.slow
 def test_a_run_file_of_another_configuration_is_not_measured_with_the_current_settings(work):
     """Asking Snakemake for a run file whose hash is not the current configuration's is refused."""
     p = next(iter(run_files(work)))

@@ -129,9 +129,12 @@ def aggregate(
     problems_out: str | None = None,
     current: dict[str, str] | None = None,
     other_out: str | None = None,
+    carbon: tuple[dict, dict] | None = None,
 ) -> AggregateResult:
     """Write the summary (the current configuration's runs, or every run when current is None), the
-    runs of other configurations and the problems list; returns the counts."""
+    runs of other configurations and the problems list; returns the counts. With ``carbon`` (the sites
+    file and its intensity series: joulegrid.carbon.read_stamp) the carbon columns are filled
+    (joulegrid.carbon.apply); without, they stay as the run files have them (null)."""
     from ..io import write_table
 
     files = run_files(runs_dir)
@@ -144,6 +147,10 @@ def aggregate(
             problems.append((rid, f"run_id found in {n} files (a copied run file?); kept once"))
         df = df.unique(subset="run_id", keep="first", maintain_order=True)
     df, other = split_current(df, current)
+    if carbon is not None:
+        from ..carbon import apply
+
+        df, other = (apply(d, *carbon) for d in (df, other))
     write_table(df.to_arrow().cast(schema.arrow_schema()), out)
     write_table(other.to_arrow().cast(schema.arrow_schema()), other_out or other_path(out))
     problems_path = problems_out or str(Path(out).with_suffix(".problems.json"))

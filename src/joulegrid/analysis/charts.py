@@ -335,6 +335,42 @@ def sites(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     )
 
 
+# ------------------------------------------------------------------ 7. when to run
+def when_to_run(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    from .. import carbon
+
+    title = (
+        "CO2 per 1,000 samples by hour of day (UTC), per site with an intensity series (dashed: with the annual mean)"
+    )
+    loaded = carbon.load(st.carbon_series, st.sites)
+    if not loaded:
+        return no_data(
+            title, "no site has an intensity series (carbon_intensity.series in the sites file; docs/sites.md)"
+        )
+    d = carbon.hourly_co2_per_sample(_cells(df, st), st.sites, loaded)
+    if d.height == 0:
+        return no_data(title, "no successful run with an energy figure at a site with an intensity series")
+    d = d.with_columns(panel=pl.col("workload") + " · " + pl.col("phase"))
+    colour = alt.Color("site:N", title="site")
+    base = alt.Chart().encode(x=alt.X("hour:O", title="hour of day (UTC)"), color=colour)
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("co2_per_1k_samples_g:Q", title="g CO2e per 1,000 samples", scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=".2e")),
+        tooltip=["site", "panel", alt.Tooltip("cell:N", title="cell (lowest energy/sample)"), "hour",
+                 alt.Tooltip("g_per_kwh:Q", title="gCO2e/kWh (typical day)", format=".1f"),
+                 alt.Tooltip("co2_per_1k_samples_g:Q", title="g CO2e / 1k samples", format=".3g"),
+                 alt.Tooltip("annual_g:Q", title="with the annual mean", format=".3g")],
+    )  # fmt: skip
+    annual = base.mark_line(strokeDash=[5, 4], opacity=0.7).encode(y="annual_g:Q")
+    return (
+        alt.layer(line, annual, data=d)
+        .properties(width=420, height=200)
+        .facet(facet=alt.Facet("panel:N", title=None), columns=2)
+        .resolve_scale(y="independent")
+        .properties(title=title)
+    )
+
+
 CHARTS: dict[str, Callable[[pl.DataFrame, AnalysisSettings], alt.TopLevelMixin]] = {
     "energy_per_sample": energy_per_sample,
     "quality_vs_energy": quality_vs_energy,
@@ -342,6 +378,7 @@ CHARTS: dict[str, Callable[[pl.DataFrame, AnalysisSettings], alt.TopLevelMixin]]
     "scheduler_overhead": scheduler_overhead,
     "fleet_whatif": fleet_whatif,
     "sites": sites,
+    "when_to_run": when_to_run,
 }
 assert tuple(CHARTS) == CHART_NAMES, "keep joulegrid.analysis.CHART_NAMES in step with charts.CHARTS"
 

@@ -64,6 +64,12 @@ CHART_TEXT = {
         "CO2 per 1,000 samples of each cell measured at two sites or more, one line per precision and batch size "
         "across the sites; rings are estimated energies.",
     ),
+    "when_to_run": (
+        "CO2 per sample by hour of day",
+        "Per site with an intensity series and per workload and phase, the site's cell with the lowest energy per "
+        "sample: g CO2e per 1,000 samples = energy per sample × PUE × the series' mean intensity at that hour of day "
+        "(UTC, over the days it covers); dashed: the same with the site's annual mean.",
+    ),
 }
 assert set(CHART_TEXT) == set(CHART_NAMES)
 
@@ -328,7 +334,8 @@ def charts_section(r: Inputs) -> Section:
                 "site", "workload", "phase", "device", "precision_variant", "batch_size", "backend", "native", "time_vs_fp32",
                 "quality_metric", "quality", "d_quality", "compile_s",
             ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant"))  # fmt: skip
-    data["charts"] = [_chart(n) for n in CHART_NAMES if n not in ("fleet_whatif", "scheduler_overhead", "sites")]
+    own = ("fleet_whatif", "scheduler_overhead", "sites", "when_to_run")  # drawn in their own sections
+    data["charts"] = [_chart(n) for n in CHART_NAMES if n not in own]
     return Section("charts", "Charts", "Charts", data)
 
 
@@ -356,7 +363,11 @@ def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
 
 def cells_table(r: Inputs) -> pl.DataFrame:
     """Per-cell metrics (also cells.csv): against the baseline, SCI, the Pareto front."""
-    return metrics.pareto(r.st.sci_table(r.rel)) if r.cells.height else r.cells
+    if not r.cells.height:
+        return r.cells
+    from ..carbon import sci_series
+
+    return sci_series(metrics.pareto(r.st.sci_table(r.rel)), r.df)  # SCI with the sites' intensity series beside
 
 
 def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
@@ -409,6 +420,74 @@ def sites_section(r: Inputs) -> Section:
         comparison=table(comp.drop("config_hash")),
     )
     return Section("sites", "Sites", "Sites", data)
+
+
+def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Section:
+    """Carbon over time (joulegrid.carbon): the sites' intensity series, the runs' time-resolved CO2 beside the
+    annual-mean CO2, CO2 per sample by hour of day, the fleet's CO2 per day spread evenly / as measured / in
+    the cleanest k hours with its assumptions, and SCI with the series."""
+    from .. import carbon
+
+    st, k = r.st, r.st.cleanest_hours
+    loaded = carbon.load(st.carbon_series, st.sites)
+    data: dict[str, Any] = {"chart": _chart("when_to_run"), "k": k, "nothing": not loaded}
+    if not loaded:
+        return Section("when-to-run", "When to run", "When to run", data)
+    data["series"] = table(carbon.site_table(st.sites, loaded, k))
+    data["mismatch"] = carbon.annual_mismatches(st.sites, loaded)
+    ok = r.df.filter((pl.col("status") == "ok") & pl.col("site").is_in(list(loaded)))
+    window_fell_back = pl.col("carbon_fallback").str.contains("measured window").fill_null(False)
+    data["runs"] = table(
+        ok.group_by("site").agg(
+            runs=pl.len(), window_from_series=(~window_fell_back).sum(), window_annual_fallback=window_fell_back.sum(),
+            co2_series_kg=pl.col("co2_series_kg").sum(), co2_annual_kg=pl.col("co2_annual_kg").sum(),
+            job_co2_series_kg=pl.col("job_co2_series_kg").sum(), job_co2_annual_kg=pl.col("job_co2_annual_kg").sum(),
+            fallback_example=pl.col("carbon_fallback").drop_nulls().first(),
+        ).with_columns(series_vs_annual_pct=(pl.col("co2_series_kg") / pl.col("co2_annual_kg") - 1) * 100).sort("site"),
+        empty="no successful run at a site with a series",
+    )  # fmt: skip
+    cases = carbon.intensity_cases(r.df, st.sites, loaded, k, st.fleet_scope)
+    data["cases"] = table(cases, empty="no series covers every hour of the day: no what-if")
+    fc = carbon.fleet_cases(fl, cases) if fl.height and cases.height and "mwh_per_day" in fl.columns else None
+    data["fleet"] = table(fc.select(
+        "site", "workload", "phase", "device", "precision_variant", "batch_size", "jobs_per_day", "mwh_per_day",
+        "t_co2_per_day_even", "t_co2_per_day_measured", "t_co2_per_day_cleanest", "saving_t_per_day_vs_even",
+        "saving_t_per_day_vs_measured", "energy_source",
+    )) if fc is not None and fc.height else None  # fmt: skip
+    kinds = {carbon.site_carbon(s_, st.sites.get(s_)).kind for s_ in loaded}
+    spans = "their measured windows" if st.fleet_scope == "phase" else "their whole jobs"
+    data["assumptions"] = [
+        f"A typical day per site: the series' mean intensity in each UTC hour of the day over the clock hours it "
+        f"covers fully ({'; '.join(f'{s_}: {v.coverage_text()}' for s_, v in sorted(loaded.items()))}); every day of "
+        "the fleet's year is assumed to follow it.",
+        "Each job takes the same energy at any hour (the fleet what-if's MWh/day, PUE included, at "
+        f"{st.jobs_per_day:,.0f} jobs/day per site): moving jobs changes when the energy is drawn, not how much.",
+        "Jobs spread evenly: the mean of the typical day's 24 hours. As measured: the typical day weighted by the time "
+        f"the site's successful runs spent in each hour ({spans}, "
+        "fleet.scope). Cleanest k hours: every job inside the k cleanest hours of the typical day "
+        f"(fleet.cleanest_hours = {k}), spread evenly over them; a job longer than those hours' stretches would "
+        "not fit.",
+        f"Confining the jobs to {k} h a day needs {24 / k:.3g}× the concurrent job slots of an even spread "
+        "(capacity_factor), and the queue must hold the jobs until then.",
+        ("Marginal series: the saving estimates the change in the grid's emissions when the jobs move, which is "
+         "what a decision to shift load needs." if kinds == {"marginal"} else
+         "Average intensity (the grid mix's emissions per kWh) is what CO2 reporting uses; how much the grid's "
+         "emissions change when jobs move is the marginal intensity, which can differ a lot: treat the saving as an "
+         "average-intensity estimate (give a marginal series, kind: marginal, for the shifting decision)."),
+    ]  # fmt: skip
+    sci_cols = ["site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", "sci_g_per_1k",
+                "sci_series_g_per_1k", "series_runs", "carbon_kind", "carbon_basis"]  # fmt: skip
+    sci = (
+        full.filter(pl.col("site").is_in(list(loaded)))
+        if full.height and "sci_series_g_per_1k" in full.columns
+        else None
+    )
+    data["sci"] = table(
+        sci.select(sci_cols).with_columns(
+            series_vs_annual_pct=(pl.col("sci_series_g_per_1k") / pl.col("sci_g_per_1k") - 1) * 100
+        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+    ) if sci is not None and sci.height else None  # fmt: skip
+    return Section("when-to-run", "When to run", "When to run", data)
 
 
 def hotspots_section(r: Inputs) -> Section:
@@ -558,6 +637,9 @@ def read_inputs(
         except ValueError as e:
             notes.append(f"{pf} is not valid JSON ({e}); the list of left-out run files is unknown.")
     st = settings or AnalysisSettings.defaults()
+    from ..carbon import apply  # the carbon columns with the report's sites file and series (as aggregate did)
+
+    df, other = apply(df, st.sites, st.carbon_series), apply(other, st.sites, st.carbon_series)
     return Inputs(p, df, other, problems, notes, st, Path(results_dir) if results_dir else p.parent)
 
 
@@ -587,7 +669,7 @@ def build_report(
     _write_csv(full, out / "cells.csv")
 
     sections = [summary_section(r), charts_section(r), fleet_section(r, fl), tables_section(r, full), scheduler_section(r),
-                sites_section(r), hotspots_section(r), missing_section(r)]  # fmt: skip
+                sites_section(r), when_to_run_section(r, fl, full), hotspots_section(r), missing_section(r)]  # fmt: skip
     if r.other.height:
         sections.append(other_configs_section(r))
     sections += [measured_section(r), environment_section(r)]
