@@ -62,11 +62,11 @@ def test_cell_stats_mean_std_ci_cv_and_noisy():
     assert a["repeats"] == 3
     assert a["energy_per_sample_j"] == pytest.approx(2e-3)
     assert a["energy_per_sample_std_j"] == pytest.approx(1e-3)
-    assert a["energy_per_sample_ci95_j"] == pytest.approx(4.303 * 1e-3 / math.sqrt(3))
+    assert a["energy_per_sample_ci95_j"] == pytest.approx(t975_df2() * 1e-3 / math.sqrt(3))
     assert a["energy_per_sample_cv"] == pytest.approx(0.5)
     assert a["noisy"] is True
     assert b["noisy"] is False and b["energy_per_sample_cv"] < 0.1
-    assert b["energy_per_sample_ci95_j"] == pytest.approx(12.706 * b["energy_per_sample_std_j"] / math.sqrt(2))
+    assert b["energy_per_sample_ci95_j"] == pytest.approx(t975_df1() * b["energy_per_sample_std_j"] / math.sqrt(2))
 
 
 def test_single_repeat_has_no_ci_and_is_not_noisy():
@@ -80,9 +80,20 @@ def test_noisy_threshold_is_configurable():
     assert M.cell_stats(frame(rows), noisy_cv=0.01)["noisy"][0]
 
 
-def test_t975_table():
-    assert M.t975(0) is None
-    assert M.t975(1) == 12.706 and M.t975(30) == 2.042 and M.t975(100) == 1.96
+def t975_df1() -> float:
+    """Student's t(0.975) with 1 df in closed form: the Cauchy quantile tan(pi (p - 1/2))."""
+    return math.tan(math.pi * 0.475)
+
+
+def t975_df2() -> float:
+    """Student's t(0.975) with 2 df in closed form: p = 1/2 + q / (2 sqrt(2 + q^2)) solved for q."""
+    x = 2 * 0.975 - 1
+    return x * math.sqrt(2 / (1 - x * x))
+
+
+def test_the_t_quantiles_are_scipys_and_match_the_closed_forms():
+    assert t975_df1() == pytest.approx(12.7062, abs=1e-4) and t975_df2() == pytest.approx(4.3027, abs=1e-4)
+    assert not hasattr(M, "t975")  # no hand-written table left
 
 
 def test_relative_to_baseline_and_missing_baselines():
