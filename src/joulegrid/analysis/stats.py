@@ -113,6 +113,12 @@ def noncentrality(df, alpha: float, power: float) -> np.ndarray:
     return out
 
 
+def mde_of(se, df, alpha: float, power: float) -> np.ndarray:
+    """The minimum detectable effect of a comparison with standard error se and df degrees of freedom: the true
+    |Δ| (same scale as se) that its two-sided test at alpha detects with the given power, se x noncentrality."""
+    return np.asarray(se, dtype=float) * noncentrality(df, alpha, power)
+
+
 def holm(p: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm's step-down adjusted p-values (Holm 1979): sorted ascending, p_(i) x (m - i + 1), made monotone,
     capped at 1; reject where adjusted p <= alpha. nan (no test) stays nan and does not count in m."""
@@ -285,7 +291,7 @@ def _finish(w: pl.DataFrame, *, log, alpha, power, labels, systematic, one_sided
         tol = np.log1p(EXACT_RTOL) + 0 * d if log else EXACT_RTOL * scale + EXACT_ATOL
         differs = (d > tol) if one_sided else (np.abs(d) > tol)
         p = np.where(exact, np.where(differs, 0.0, 1.0), p)
-        mde = se * noncentrality(df, alpha, power) if len(df) else df
+        mde = mde_of(se, df, alpha, power) if len(df) else df
     # the systematic term: different meters or energy models in the two arms
     sys = np.zeros_like(d)
     withheld: list[str | None] = [None] * len(d)
@@ -359,45 +365,67 @@ def best_set(
     power: float = 0.8,
 ) -> pl.DataFrame:
     """Per group (e.g. workload, phase) of ``cells`` (one row per configuration, identified by ``keys``, with
-    ``log_mean``, the mean log value of its usable runs): every configuration against the observed best (the
-    lowest geometric mean) by a one-sided test (H0: it is no worse than the best), Holm-adjusted within the
-    group (Holm against the observed best, the approximation of Hsu's multiple comparisons with the best).
+    ``log_mean``, the mean log value of its usable runs): which configurations could be the best (the lowest).
 
-    Adds ``best`` (the observed best), ``could_be_best`` (not rejected at alpha: it cannot be told apart from
-    the best, also where no test is possible: one run, a withheld comparison), ``vs_best_pct``,
-    ``vs_best_lo_pct``, ``vs_best_hi_pct`` (the ratio to the best and its two-sided 1 - alpha interval, %),
-    ``p_holm`` and ``vs_best_verdict``."""
+    Hsu-type multiple comparisons with the best, by tests: configuration i is compared with every other
+    configuration j of its group, one-sided ("i costs more than j"; stats.compare, per block or Welch by the
+    design); its p-value is the Bonferroni minimum over those m_i comparisons, min(1, m_i min_j p_ij), a valid
+    p-value for "i is a best configuration"; Holm over the group's configurations then rejects at ``alpha``.
+    Every truly best configuration stays in the set with probability >= 1 - alpha, ties included -- testing only
+    against the observed best (selected as the lowest) does not keep that promise. Overlapping intervals are not
+    a test and are not used.
+
+    Adds ``best`` (the observed best: the lowest geometric mean), ``could_be_best`` (not rejected; also where no
+    test was possible: one run, different meters without a stated error), ``vs_best_pct``, ``vs_best_lo_pct``,
+    ``vs_best_hi_pct`` (the ratio to the observed best and its two-sided 1 - alpha interval, %), ``p_holm`` and
+    ``vs_best_verdict``."""
     keys, group = list(keys), list(group)
     c = cells.filter(pl.col("log_mean").is_not_null()).with_columns(
         _rank=pl.col("log_mean").rank("ordinal").over(group)
     )
-    best = c.filter(pl.col("_rank") == 1).select(*group, *[pl.col(k).alias(f"a_{k}") for k in keys])
-    others = c.filter(pl.col("_rank") > 1).select(*group, *[pl.col(k).alias(f"b_{k}") for k in keys])
-    pairs = others.join(best, on=group, how="inner", nulls_equal=True).with_row_index("cmp")
     out = c.with_columns(best=pl.col("_rank") == 1).drop("_rank")
     cols = {"could_be_best": pl.Boolean, "vs_best_pct": pl.Float64, "vs_best_lo_pct": pl.Float64,
             "vs_best_hi_pct": pl.Float64, "p_holm": pl.Float64, "vs_best_verdict": pl.String}  # fmt: skip
-    if pairs.height:
-        res = compare(runs, pairs, value, keys, alpha=alpha, power=power, systematic=True, one_sided=True,
-                      labels=("worse than the best", "better than the observed best"))  # fmt: skip
-        untestable = res["verdict"].is_null() | (res["verdict"] == ONE_RUN) | res["verdict"].str.starts_with("withheld")
-        p = np.where(untestable.fill_null(True).to_numpy(), np.nan, as_array(res, "p"))
-        res = res.with_columns(_p=pl.Series(p, nan_to_null=True)).join(pairs.select("cmp", *group), on="cmp")
-        adj = [g.select("cmp", p_holm=pl.Series(holm(g["_p"].fill_null(np.nan).to_numpy()), nan_to_null=True))
-               for _, g in res.group_by(group, maintain_order=True)]  # fmt: skip
-        res = log_to_pct(res.join(pl.concat(adj), on="cmp"), "vs_best", ("d", "lo", "hi"))
-        res = res.with_columns(
-            could_be_best=pl.col("p_holm").is_null() | (pl.col("p_holm") > alpha),
-            vs_best_verdict=pl.when(pl.col("p_holm").is_null())
-            .then(pl.col("verdict").fill_null("no test"))
-            .when(pl.col("p_holm") <= alpha)
-            .then(pl.lit("worse than the best"))
-            .otherwise(pl.lit("cannot be told apart from the best")),
-        )
-        back = res.join(pairs.select("cmp", *[pl.col(f"b_{k}").alias(k) for k in keys]), on="cmp")
-        out = out.join(back.select(*keys, *cols), on=keys, how="left", nulls_equal=True)
-    else:
+    a_side = c.select(*group, *[pl.col(k).alias(f"a_{k}") for k in keys], _ra="_rank")
+    b_side = c.select(*group, *[pl.col(k).alias(f"b_{k}") for k in keys], _rb="_rank")
+    pairs = (
+        b_side.join(a_side, on=group, how="inner", nulls_equal=True)
+        .filter(pl.col("_ra") != pl.col("_rb"))
+        .with_row_index("cmp")
+    )
+    if pairs.height == 0:
         out = out.with_columns([pl.lit(None, t).alias(k) for k, t in cols.items()])
+    else:
+        res = compare(runs, pairs, value, keys, alpha=alpha, power=power, systematic=True, one_sided=True)
+        untestable = res["verdict"].is_null() | (res["verdict"] == ONE_RUN) | res["verdict"].str.starts_with("withheld")
+        res = res.with_columns(
+            _p=pl.Series(np.where(untestable.fill_null(True).to_numpy(), np.nan, as_array(res, "p")), nan_to_null=True)
+        ).join(pairs.select("cmp", *group, "_ra", "_rb", *[pl.col(f"b_{k}").alias(k) for k in keys if k not in group]),
+               on="cmp")  # fmt: skip
+        bkeys = [k for k in keys if k not in group]
+        # i's p-value: Bonferroni over its testable comparisons; then Holm over the group's configurations
+        per = res.group_by(*group, *bkeys).agg(_m=pl.col("_p").count(), _pmin=pl.col("_p").min())
+        per = per.with_columns(_pi=(pl.col("_pmin") * pl.col("_m")).clip(upper_bound=1.0))
+        adj = []
+        for _, g in per.group_by(group, maintain_order=True):
+            adj.append(g.select(*group, *bkeys).with_columns(
+                p_holm=pl.Series(holm(g["_pi"].fill_null(np.nan).to_numpy()), nan_to_null=True)))  # fmt: skip
+        per = per.join(pl.concat(adj), on=[*group, *bkeys], nulls_equal=True)
+        # the ratio to the observed best and its interval, for the table
+        vs = log_to_pct(res.filter(pl.col("_ra") == 1), "vs_best", ("d", "lo", "hi")).select(
+            *group, *bkeys, "vs_best_pct", "vs_best_lo_pct", "vs_best_hi_pct", _vs_verdict="verdict"
+        )
+        per = per.join(vs, on=[*group, *bkeys], how="left", nulls_equal=True).with_columns(
+            could_be_best=pl.col("p_holm").is_null() | (pl.col("p_holm") > alpha),
+            vs_best_verdict=pl.when(pl.col("p_holm") <= alpha)
+            .then(pl.lit("worse than the best"))
+            .when(pl.col("_vs_verdict").str.starts_with("withheld") | (pl.col("_vs_verdict") == ONE_RUN))
+            .then(pl.col("_vs_verdict"))  # no test against the best itself: why it stays
+            .when(pl.col("p_holm").is_not_null())
+            .then(pl.lit("cannot be told apart from the best"))
+            .otherwise(pl.lit("no test")),
+        )
+        out = out.join(per.select(*group, *bkeys, *cols), on=[*group, *bkeys], how="left", nulls_equal=True)
     return out.with_columns(
         could_be_best=pl.col("best") | pl.col("could_be_best").fill_null(True),
         vs_best_pct=pl.when(pl.col("best")).then(0.0).otherwise(pl.col("vs_best_pct")),
@@ -425,10 +453,12 @@ def pdg(err: float) -> tuple[float, int] | None:
 
 
 def _at(x: float, place: int) -> str:
-    """x rounded to the decimal exponent place, written with exactly that many decimals."""
-    if place < 0:
-        return f"{round(x, -place):.{-place}f}"
-    return f"{round(x / 10.0**place) * 10.0**place:.0f}"
+    """x rounded half up (as written in decimal: 12.2135 -> 12.214) at the decimal exponent place, written with
+    exactly that many decimals."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    q = Decimal(repr(float(x))).quantize(Decimal(1).scaleb(place), rounding=ROUND_HALF_UP)
+    return f"{q:.{max(0, -place)}f}" if place < 0 else f"{q.quantize(Decimal(1)):f}"
 
 
 def _sig(x: float, digits: int = 4) -> str:
