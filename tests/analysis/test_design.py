@@ -126,3 +126,25 @@ def test_cli_plan_writes_the_design_and_prints_its_cost(tmp_path):
     assert "frozen in" in run().stdout
     again = run("--redesign").stdout
     assert "replanned into" in again
+
+
+def test_docs_example_plan_for_a_5_percent_change(tmp_path):
+    """docs/configuration.md: `joulegrid plan --config 'design={detect_pct: 5}'` (default grid, nothing measured)."""
+    cmd = [sys.executable, "-m", "joulegrid", "plan", "--config", "design={detect_pct: 5}"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=subprocess_env())
+    assert out.returncode == 0, out.stderr
+    n, _ = D.repeats_needed(D.PRIOR_SIGMA, 5, 0.8, 0.05)
+    assert f"design: {n} repeat(s) per cell to detect a 5 % change" in out.stdout
+    assert "no earlier runs: the prior sigma 0.1" in out.stdout and "grid.repeats is 1: set it to auto" in out.stdout
+    assert not (tmp_path / "results" / "design.json").exists()  # a number of repeats: nothing frozen
+
+
+def test_cli_plan_with_an_impossible_design_says_why_and_fails(tmp_path):
+    earlier(tmp_path, 2.0)  # CV 200 %
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "grid": GRID, "design": {"detect_pct": 1}}))
+    out = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)], capture_output=True,
+                         text=True, env=subprocess_env(), cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "config key design.detect_pct: a 1 % change cannot be detected with 1000 repeats" in out.stderr
+    assert "Fix: raise design.detect_pct" in out.stderr and not (tmp_path / "results" / "design.json").exists()

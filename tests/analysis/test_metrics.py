@@ -359,3 +359,25 @@ def test_emulated_is_empty_without_emulated_cells_and_for_old_rows():
     rel = M.relative_to_baseline(M.cell_stats(frame(rows)))
     assert M.emulated(rel).height == 0 and M.emulated_notes(M.emulated(rel)) == []
     assert rel["precision_native"].to_list() == [None, None]
+
+
+def test_batch_sizes_that_cannot_be_told_apart_from_the_cheapest_by_zeus_cost():
+    """Three repeats each, the same per-repeat jitter in both batch sizes (blocks): bs 256 costs 1.5x bs 1024 in
+    every block (exact: told apart); two batch sizes of equal cost in every block are both listed."""
+
+    def rows(ratio_256):
+        out = []
+        for k, j in enumerate([0.0, 0.1, -0.05]):
+            for bs, e in ((256, 1.5e-3 * ratio_256), (1024, 1.5e-3)):
+                out.append(run_row([0.7, 0.8, 0.9], [10, 20, 30], 100 * e / 1e-3 * (1 + j), bs=bs, repeat=k))
+        return frame(out)
+
+    def run_row(q, t, e, bs, repeat):  # one repeat of a training cell: its curves end at energy e
+        return synth.row(cell(phase="train", bs=bs, repeat=repeat), epoch_quality=q, epoch_wall_s=t,
+                         epoch_energy_j=[e / 3, 2 * e / 3, e], quality=q[-1], quality_higher_is_better=True,
+                         quality_metric="roc_auc", mean_power_w=10.0)  # fmt: skip
+
+    told = M.batch_sizes_like_the_best(M.time_to_target(rows(1.5), targets={"baler_ae": 0.9}, eta=1.0))
+    assert told.select("batch_size", "could_be_best").rows() == [(1024, "1024")]
+    tied = M.batch_sizes_like_the_best(M.time_to_target(rows(1.0), targets={"baler_ae": 0.9}, eta=1.0))
+    assert sorted(tied["could_be_best"][0].split(", ")) == ["1024", "256"]

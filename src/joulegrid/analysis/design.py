@@ -111,15 +111,16 @@ class Design:
                     f"not detectable with {MAX_REPEATS} repeats")  # fmt: skip
             out.append(f"  {where}: {noise} -> {need}")
         out.append(
-            "  sized for the blocked comparison of a cell with its baseline (one log-ratio per block, df = repeats - 1, "
-            "no correlation inside a block assumed); noncentral t"
+            "  sized for the blocked comparison of a cell with its baseline (one log-ratio per block, "
+            "df = repeats - 1, no correlation inside a block assumed); noncentral t"
         )
         return out
 
 
 # ------------------------------------------------------------------ sizing
 def sigma_upper(s: float, nu: float, confidence: float = UCL_CONFIDENCE) -> float:
-    """The upper ``confidence`` limit of sigma from s with nu degrees of freedom: s sqrt(nu / chi2.ppf(1 - conf, nu))."""
+    """The upper ``confidence`` limit of sigma from s with nu degrees of freedom:
+    s sqrt(nu / chi2.ppf(1 - confidence, nu))."""
     from scipy import stats as sps
 
     return float(s * math.sqrt(nu / sps.chi2.ppf(1 - confidence, nu)))
@@ -185,8 +186,6 @@ def _rows(results: str):
 
 def compute(config: dict[str, Any]) -> Design:
     """The design of the config's grid from the noise of the earlier runs (and a pilot's), else the prior."""
-    import polars as pl
-
     from ..grid import iter_cells
 
     dc = config["design"]
@@ -196,6 +195,8 @@ def compute(config: dict[str, Any]) -> Design:
     frames = {"earlier runs": noise(earlier) if earlier is not None else None,
               "pilot runs": noise(pilot) if pilot is not None else None}  # fmt: skip
     site_hw: dict[str, set] = {}
+    if earlier is not None or pilot is not None:  # polars only where there are rows (a dry run stays light)
+        import polars as pl
     if earlier is not None:  # the hardware this site's runs had, per device
         for dev, hw in (
             earlier.filter(pl.col("site") == config["site"])

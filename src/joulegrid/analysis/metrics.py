@@ -486,6 +486,29 @@ def best_batch_size(tta: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def batch_sizes_like_the_best(tta: pl.DataFrame, alpha: float | None = None, power: float | None = None) -> pl.DataFrame:
+    """``best_batch_size`` with ``could_be_best``: per (site, workload, device, precision+variant), every batch
+    size whose Zeus cost cannot be told apart from the lowest (stats.best_set on the runs' log cost: each batch
+    size against every other, one-sided, Holm at design.alpha; a batch size with one run cannot be excluded)."""
+    alpha = _default("design", "alpha") if alpha is None else alpha
+    power = _default("design", "power") if power is None else power
+    best = best_batch_size(tta)
+    keys = ("site", "workload", "device", "precision_variant", "batch_size")
+    d = tta.filter(pl.col("zeus_cost") > 0)
+    if best.height == 0 or d.height == 0:
+        return best.with_columns(could_be_best=pl.lit(None, pl.String))
+    runs = stats.usable(d)
+    cells = runs.group_by(*keys).agg(log_mean=pl.col("zeus_cost").log().mean())
+    bs = stats.best_set(runs, cells, keys[:-1], keys, "zeus_cost", alpha=alpha, power=power)
+    tied = (
+        bs.filter(pl.col("could_be_best"))
+        .sort("log_mean")
+        .group_by(*keys[:-1], maintain_order=True)
+        .agg(could_be_best=pl.col("batch_size").cast(pl.String).str.join(", "))
+    )
+    return best.join(tied, on=list(keys[:-1]), how="left", nulls_equal=True)
+
+
 # ------------------------------------------------------------------ Pareto front
 def pareto(cells: pl.DataFrame) -> pl.DataFrame:
     """Mark cells on the quality-vs-energy-per-sample Pareto front of their (workload, phase).

@@ -336,6 +336,16 @@ def run_pilot(config: dict[str, Any], repeats: int, cores: str | None = None) ->
 
 
 def plan(args) -> int:
+    from .design import DesignError
+
+    try:
+        return _plan(args)
+    except DesignError as e:  # grid.repeats: auto with a design no repeats reach (names the key and the fix)
+        print(f"joulegrid plan: {e}", file=sys.stderr)
+        return 2
+
+
+def _plan(args) -> int:
     config, sites = load(
         args.configfile, args.config, replace_workflow_config=getattr(args, "replace_workflow_config", False)
     )
@@ -376,14 +386,8 @@ def plan(args) -> int:
             for e in g.excluded:
                 print(f"  - {e.cell.id}: {e.reason}", file=out)
     earlier = load_earlier(config["results"])
-    from .design import DesignError
-
-    try:
-        for line in design_section(config, sites, earlier, redesign=getattr(args, "redesign", False)):
-            print(line, file=out)
-    except DesignError as e:
-        print(f"joulegrid plan: {e}", file=sys.stderr)
-        return 2
+    for line in design_section(config, sites, earlier, redesign=getattr(args, "redesign", False)):
+        print(line, file=out)
     if earlier is None:
         print(f"forecast: no earlier results in {config['results']}/summary.parquet (run a small grid first)", file=out)
         return 0

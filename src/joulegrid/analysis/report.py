@@ -387,7 +387,7 @@ def summary_section(r: Inputs) -> Section:
         "alpha": f"{r.st.alpha:g}",
         "verdicts": verdict_counts(r),
         "eta": f"{r.st.eta:g}",
-        "best_batch": table(metrics.best_batch_size(r.tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
+        "best_batch": table(metrics.batch_sizes_like_the_best(r.tta, r.st.alpha, r.st.power), empty="no training run reached a target quality (or none has per-epoch curves)"),
     })  # fmt: skip
 
 

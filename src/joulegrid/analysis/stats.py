@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 from scipy import stats as sps
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # Optional columns of the rows (the runner writes them when it runs blocked repeats and an outlier rule):
 # read through these names, and only where the rows have them.
@@ -150,6 +153,8 @@ def usable(runs: pl.DataFrame) -> pl.DataFrame:
     """The (already ok) runs that enter the statistics, with their block ``_block``: runs an outlier rule
     excluded (``excluded`` true) are left out; the block is the ``block`` column where the rows have one,
     else the repeat index (block k = every cell's repeat k)."""
+    import polars as pl
+
     if EXCLUDED in runs.columns:
         runs = runs.filter(~pl.col(EXCLUDED).fill_null(False))
     block = pl.coalesce(pl.col(BLOCK), pl.col("repeat")) if BLOCK in runs.columns else pl.col("repeat")
@@ -158,16 +163,22 @@ def usable(runs: pl.DataFrame) -> pl.DataFrame:
 
 def excluded_runs(df: pl.DataFrame) -> int | None:
     """How many ok runs an outlier rule excluded; None when the rows carry no such rule (no column)."""
+    import polars as pl
+
     if EXCLUDED not in df.columns:
         return None
     return df.filter((pl.col("status") == "ok") & pl.col(EXCLUDED).fill_null(False)).height
 
 
 def _first(c: str) -> pl.Expr:
+    import polars as pl
+
     return pl.col(c).drop_nulls().first()
 
 
 def _uniq(c: str) -> pl.Expr:
+    import polars as pl
+
     return pl.col(c).drop_nulls().cast(pl.String).unique().sort().str.join("; ")
 
 
@@ -196,6 +207,8 @@ def compare(
     detectable difference", "one run: no interval" or "withheld: <why>") and ``wa``/``wb`` (each arm's
     variance of its mean; Welch only). ``systematic``: the value is an energy, so arms measured with
     different meters or energy models get a systematic term (docs/metrics.md)."""
+    import polars as pl
+
     keys = list(keys)
     a = pairs.select("cmp", *[pl.col(f"a_{k}").alias(k) for k in keys]).with_columns(side=pl.lit("a"))
     b = pairs.select("cmp", *[pl.col(f"b_{k}").alias(k) for k in keys]).with_columns(side=pl.lit("b"))
@@ -247,10 +260,14 @@ def compare(
 
 
 def as_array(df: pl.DataFrame, c: str, fill=np.nan) -> np.ndarray:
+    import polars as pl
+
     return df[c].cast(pl.Float64).fill_null(fill).to_numpy().astype(float)
 
 
 def _finish(w: pl.DataFrame, *, log, alpha, power, labels, systematic, one_sided) -> pl.DataFrame:
+    import polars as pl
+
     na, nb = as_array(w, "n", 0), as_array(w, "n_b", 0)
     ma, mb, va, vb = as_array(w, "m"), as_array(w, "m_b"), as_array(w, "v"), as_array(w, "v_b")
     npairs, mr, vr = as_array(w, "n_pairs", 0), as_array(w, "mr"), as_array(w, "vr")
@@ -348,6 +365,8 @@ def _finish(w: pl.DataFrame, *, log, alpha, power, labels, systematic, one_sided
 
 def log_to_pct(df: pl.DataFrame, prefix: str, cols: Sequence[str] = ("d", "lo", "hi", "mde", "sys")) -> pl.DataFrame:
     """Log-scale columns as % changes of the ratio: (exp(x) - 1) x 100, renamed <prefix>_pct, <prefix>_lo_pct, ..."""
+    import polars as pl
+
     name = {"d": f"{prefix}_pct", "lo": f"{prefix}_lo_pct", "hi": f"{prefix}_hi_pct", "mde": f"{prefix}_mde_pct",
             "sys": f"{prefix}_sys_pct"}  # fmt: skip
     return df.with_columns([((pl.col(c).exp() - 1) * 100).alias(name[c]) for c in cols]).drop(list(cols))
@@ -379,6 +398,8 @@ def best_set(
     test was possible: one run, different meters without a stated error), ``vs_best_pct``, ``vs_best_lo_pct``,
     ``vs_best_hi_pct`` (the ratio to the observed best and its two-sided 1 - alpha interval, %), ``p_holm`` and
     ``vs_best_verdict``."""
+    import polars as pl
+
     keys, group = list(keys), list(group)
     c = cells.filter(pl.col("log_mean").is_not_null()).with_columns(
         _rank=pl.col("log_mean").rank("ordinal").over(group)
