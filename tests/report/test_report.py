@@ -91,7 +91,8 @@ def test_report_sections_pngs_and_tables(tmp_path):
     lvl = "95 %"
     for b in observed:
         site, _, _, device, precision, variant, bs = expected[(b["workload"], b["phase"])]
-        assert (b["site"], b["device"], b["precision_variant"], int(b["batch_size"])) == (site, device, precision, bs), b  # noqa: E501
+        got = (b["site"], b["device"], b["precision_variant"], int(b["batch_size"]))
+        assert got == (site, device, precision, bs), b
         reps = cells[expected[(b["workload"], b["phase"])]]
         e = eps[expected[(b["workload"], b["phase"])]]
         text = b[f"energy/sample (J) ± {lvl}"]
@@ -448,3 +449,30 @@ def test_report_marks_emulated_precisions_next_to_the_charts(tmp_path):
     assert "x86 (static)" in table
     d_quality = 0.0525 - 0.05  # int8 quality - the fp32 baseline's, from the rows above
     assert f"{d_quality:.4g}" in table
+
+
+def test_verdicts_counted_and_runs_an_outlier_rule_excluded_left_out(tmp_path):
+    """The summary counts the verdicts of every comparison against fp32 (and how many survive Holm); runs flagged by
+    an outlier rule (an `excluded` column, written by the runner where a rule runs) enter no statistic and are
+    counted in a card."""
+    from pathlib import Path
+
+    from joulegrid.analysis import report as R
+
+    cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256,), repeats=4)
+    jit = [0.0, 0.02, -0.01, 0.5]  # repeat 3 is a slow outlier in both cells
+    rows = [synth.row(c, jitter=jit[c.repeat] + (0.003 if c.precision == "bf16" else 0)) for c in cells]
+    df = pl.from_arrow(S.to_table(rows)).with_columns(excluded=pl.col("repeat") == 3)
+    r = R.Inputs(Path(tmp_path / "summary.parquet"), df, df.clear(), [], [], ST, tmp_path)
+    s = R.summary_section(r)
+    assert (2, "runs excluded by the outlier rule", "warn") in s.cards
+    assert r.cells["repeats"].to_list() == [3, 3]  # the flagged repeat left out of both cells
+    v = s.verdicts
+    assert v["n"] == 1 and sum(v["counts"].values()) == 1
+    # bf16 is 0.6x fp32 within 0.3 % in every block (synthetic rows): cheaper, and Holm keeps it
+    assert v["counts"] == {"cheaper": 1} and v["holm_kept"] == 1 and v["decided"] == 1
+    t = R.tables_section(r, R.cells_table(r))
+    assert t.excluded == 2
+    plain = R.Inputs(Path(tmp_path / "summary.parquet"), df.drop("excluded"), df.clear(), [], [], ST, tmp_path)
+    assert all(text != "runs excluded by the outlier rule" for _, text, _ in R.summary_section(plain).cards)
+    assert R.tables_section(plain, R.cells_table(plain)).excluded is None
