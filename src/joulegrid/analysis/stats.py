@@ -294,9 +294,12 @@ def _finish(w: pl.DataFrame, *, log, alpha, power, labels, systematic, one_sided
         d = np.where(use_pairs, mr, mb - ma)
         se = np.where(use_pairs, np.sqrt(vr / npairs), se_w)
         df = np.where(use_pairs, npairs - 1, df_w)
-        exact = ~none & ~one & ((const_a & const_b & (na >= 2) & (nb >= 2)) | (se == 0))
+        # exact: both arms constant, or a Δ that does not vary (every block's log-ratio the same), within 1 ppm
+        scale = np.maximum(np.abs(np.nan_to_num(vmean_a)), np.abs(np.nan_to_num(vmean_b)))
+        still = se <= (np.log1p(EXACT_RTOL) if log else EXACT_RTOL * scale + EXACT_ATOL)
+        exact = ~none & ~one & ((const_a & const_b & (na >= 2) & (nb >= 2)) | still)
         # the Δ of the values themselves where every run of an arm is the same
-        d = np.where(exact, np.log(vmean_b / vmean_a) if log else vmean_b - vmean_a, d)
+        d = np.where(exact & const_a & const_b, np.log(vmean_b / vmean_a) if log else vmean_b - vmean_a, d)
         se = np.where(exact | one | none, np.nan, se)
         df = np.where(exact | one | none, np.nan, df)
         tq = t_quantile(df, alpha)
@@ -304,7 +307,6 @@ def _finish(w: pl.DataFrame, *, log, alpha, power, labels, systematic, one_sided
         hi = np.where(exact, d, d + tq * se)
         tstat = d / se
         p = sps.t.sf(tstat, df) if one_sided else 2 * sps.t.sf(np.abs(tstat), df)
-        scale = np.maximum(np.abs(np.nan_to_num(vmean_a)), np.abs(np.nan_to_num(vmean_b)))
         tol = np.log1p(EXACT_RTOL) + 0 * d if log else EXACT_RTOL * scale + EXACT_ATOL
         differs = (d > tol) if one_sided else (np.abs(d) > tol)
         p = np.where(exact, np.where(differs, 0.0, 1.0), p)
@@ -433,8 +435,11 @@ def best_set(
                 p_holm=pl.Series(holm(g["_pi"].fill_null(np.nan).to_numpy()), nan_to_null=True)))  # fmt: skip
         per = per.join(pl.concat(adj), on=[*group, *bkeys], nulls_equal=True)
         # the ratio to the observed best and its interval, for the table
-        vs = log_to_pct(res.filter(pl.col("_ra") == 1), "vs_best", ("d", "lo", "hi")).select(
-            *group, *bkeys, "vs_best_pct", "vs_best_lo_pct", "vs_best_hi_pct", _vs_verdict="verdict"
+        pct = lambda c: (pl.col(c).exp() - 1) * 100  # noqa: E731
+        vs = (
+            res.filter(pl.col("_ra") == 1)
+            .with_columns(vs_best_pct=pct("d"), vs_best_lo_pct=pct("lo"), vs_best_hi_pct=pct("hi"))
+            .select(*group, *bkeys, "vs_best_pct", "vs_best_lo_pct", "vs_best_hi_pct", _vs_verdict="verdict")
         )
         per = per.join(vs, on=[*group, *bkeys], how="left", nulls_equal=True).with_columns(
             could_be_best=pl.col("p_holm").is_null() | (pl.col("p_holm") > alpha),
