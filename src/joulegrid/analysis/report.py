@@ -353,7 +353,7 @@ def verdict_counts(r: Inputs) -> dict[str, Any] | None:
     nd = cmp.filter(pl.col("d_energy_verdict") == stats.NO_DIFF)["d_energy_mde_pct"].drop_nulls()
     return {
         "n": cmp.height, "counts": counts, "holm_kept": kept, "decided": int(decided.sum()),
-        "median_mde": f"{nd.median():.2g}" if nd.len() else None,
+        "median_mde": stats.fmt_unc(nd.median()) if nd.len() else None,
     }  # fmt: skip
 
 
@@ -470,8 +470,8 @@ def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
         "Δquality": lambda x: stats.fmt_interval(x.get("d_quality"), x.get("d_quality_lo"), x.get("d_quality_hi")),
     })  # fmt: skip
     cols = ["site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", energy_pm(lvl),
-            "energy_per_sample_cv", "noisy", f"Δenergy % [{lvl}]", "d_energy_verdict", "MDE %", "analysis",
-            f"Δtime % [{lvl}]", "d_time_verdict", "samples_per_j", "mean_power_w", "co2_per_1k_samples_kg", "sci_g_per_1k",
+            f"Δenergy % [{lvl}]", "d_energy_verdict", "MDE %", "analysis", f"Δtime % [{lvl}]", "d_time_verdict",
+            "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w", "co2_per_1k_samples_kg", "sci_g_per_1k",
             "sci_embodied_share", "quality_metric", "quality", "Δquality", "d_quality_verdict", "pareto", "energy_source"]  # fmt: skip
     return d.select([c for c in cols if c in d.columns]).sort(
         "site", "workload", "phase", "device", "batch_size", "precision_variant"
@@ -523,7 +523,7 @@ def sites_section(r: Inputs) -> Section:
     for (wl, ph), g in where.group_by("workload", "phase", maintain_order=True):
         best = g.row(0, named=True)
         rest = g.slice(1).to_dicts()
-        tied = [x["site"] for x in rest if x["site_verdict"] != "emits more"]
+        tied = [x["site"] for x in rest if x["site_verdict"] == "cannot be told apart from the best"]
         data["advice"].append({"workload": wl, "phase": ph, "best": best, "next": rest[0] if rest else None,
                                "tied": tied, "ratio_col": f"vs best × [{lvl}]"})  # fmt: skip
     # the same cell at each site, with its energy per sample's interval (cell_stats: repeats of that site)
