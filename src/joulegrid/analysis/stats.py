@@ -322,7 +322,9 @@ def _finish(w: pl.DataFrame, *, log, alpha, power, labels, systematic, one_sided
         two_models = (est_a | est_b) & ~(same("site") & same("hw"))
         for i in np.flatnonzero((diff_meter | two_models) & ~none):
             if rel_a[i] is None or rel_b[i] is None or (diff_meter[i] and not (est_a[i] or est_b[i])):
-                what = f"{m_a[i] or '?'} vs {m_b[i] or '?'}" if diff_meter[i] else "estimates at two sites or CPU models"
+                what = (
+                    f"{m_a[i] or '?'} vs {m_b[i] or '?'}" if diff_meter[i] else "estimates at two sites or CPU models"
+                )
                 withheld[i] = f"withheld: different energy meters or models ({what}), no stated error"
             else:
                 sys[i] = math.log1p(rel_a[i]) + math.log1p(rel_b[i])
