@@ -83,7 +83,7 @@ def test_report_sections_pngs_and_tables(tmp_path):
     eps = {k: sum(r["energy_j"] / r["n_samples"] for r in rs) / len(rs) for k, rs in cells.items()}
     gm = {k: math.exp(sum(math.log(r["energy_j"] / r["n_samples"]) for r in rs) / len(rs)) for k, rs in cells.items()}
     expected = {}
-    for k, g in sorted(gm.items(), key=lambda kv: kv[1]):
+    for k, _ in sorted(gm.items(), key=lambda kv: kv[1]):
         expected.setdefault((k[1], k[2]), k)
     observed = [b for b in best if b["vs_best_verdict"] == "observed best"]
     assert [(b["workload"], b["phase"]) for b in observed] == sorted(expected)

@@ -274,9 +274,9 @@ def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
         config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String),
     )
     f = f.with_columns(saving_label=pl.Series([_change_label(x) for x in f.to_dicts()], dtype=pl.String))
-    f = _keep(f, ["group", "config", "precision_variant", "mwh_per_day", "mwh_per_day_lo", "mwh_per_day_hi", "t_co2_per_day",
-                  "saving_pct", "saving_label", "saving_mwh_per_day", "jobs_per_day", "samples_per_job", "energy_per_job_j",
-                  "energy_source", "d_energy_job_verdict"])  # fmt: skip
+    f = _keep(f, ["group", "config", "precision_variant", "mwh_per_day", "mwh_per_day_lo", "mwh_per_day_hi",
+                  "t_co2_per_day", "saving_pct", "saving_label", "saving_mwh_per_day", "jobs_per_day",
+                  "samples_per_job", "energy_per_job_j", "energy_source", "d_energy_job_verdict"])  # fmt: skip
     base = alt.Chart().encode(
         y=alt.Y("config:N", title=None, sort=alt.EncodingSortField("mwh_per_day", order="descending"))
     )

@@ -486,7 +486,9 @@ def best_batch_size(tta: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def batch_sizes_like_the_best(tta: pl.DataFrame, alpha: float | None = None, power: float | None = None) -> pl.DataFrame:
+def batch_sizes_like_the_best(
+    tta: pl.DataFrame, alpha: float | None = None, power: float | None = None
+) -> pl.DataFrame:
     """``best_batch_size`` with ``could_be_best``: per (site, workload, device, precision+variant), every batch
     size whose Zeus cost cannot be told apart from the lowest (stats.best_set on the runs' log cost: each batch
     size against every other, one-sided, Holm at design.alpha; a batch size with one run cannot be excluded)."""
@@ -731,8 +733,8 @@ def fleet_intervals(
         mwh_per_day_lo=(pl.col("_m") - half).clip(lower_bound=0.0) * scale,
         mwh_per_day_hi=(pl.col("_m") + half) * scale,
     ).drop("_n", "_m", "_sd", "_t")
-    return against_baseline(out, runs, "energy_per_job_j", "d_energy_job", systematic=True, alpha=alpha,
-                            power=power).drop("d_energy_job_n_base", "d_energy_job_n", "d_energy_job_n_pairs")  # fmt: skip
+    out = against_baseline(out, runs, "energy_per_job_j", "d_energy_job", systematic=True, alpha=alpha, power=power)
+    return out.drop("d_energy_job_n_base", "d_energy_job_n", "d_energy_job_n_pairs")
 
 
 # ------------------------------------------------------------------ scheduler view
@@ -907,10 +909,9 @@ def where_to_run_intervals(
         sites_of=pl.col("site").n_unique().over(*grp),
     )
     common = cells.filter(pl.col("n_sites") == pl.col("sites_of")).join(best, on=list(grp))
-    pairs = common.filter(pl.col("site") != pl.col("best_site")).select(
-        *[pl.col(k).alias(f"a_{k}") for k in SITE_CELL_KEYS], a_site="best_site",
-        *[pl.col(k).alias(f"b_{k}") for k in SITE_CELL_KEYS], b_site="site",
-    ).with_row_index("cmp") if common.height else pl.DataFrame()  # fmt: skip
+    sides = [pl.col(k).alias(f"a_{k}") for k in SITE_CELL_KEYS] + [pl.col("best_site").alias("a_site")]
+    sides += [pl.col(k).alias(f"b_{k}") for k in SITE_CELL_KEYS] + [pl.col("site").alias("b_site")]
+    pairs = common.filter(pl.col("site") != pl.col("best_site")).select(sides).with_row_index("cmp")
     out = w.with_columns([pl.lit(None, t).alias(k) for k, t in extra.items()])
     if pairs.height == 0:
         return out.with_columns(site_verdict=pl.when(pl.col("rank") == 1).then(pl.lit("observed best")))

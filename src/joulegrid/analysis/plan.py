@@ -281,7 +281,8 @@ def design_section(config: dict[str, Any], sites: dict[str, Any], earlier, redes
     if auto or redesign:
         d, what = design.freeze(config, redesign=redesign)
         note = {"frozen": f"frozen in {design.path(config)} (grid.repeats: auto uses it; --redesign replans)",
-                "written": f"written to {design.path(config)}: grid.repeats: auto uses it from now on (--redesign replans)",
+                "written": f"written to {design.path(config)}: grid.repeats: auto uses it from now on "
+                           "(--redesign replans)",
                 "replanned": f"replanned into {design.path(config)}"}[what]  # fmt: skip
     else:
         d, note = design.compute(config), f"grid.repeats is {config['grid']['repeats']}: set it to auto to use this"

@@ -325,11 +325,13 @@ def best_view(r: Inputs) -> pl.DataFrame:
     if b.height == 0 or "vs_best_verdict" not in b.columns:
         return b
     lvl = level(r.st)
+    iv = lambda p: lambda x: stats.fmt_interval(x.get(f"{p}_pct"), x.get(f"{p}_lo_pct"), x.get(f"{p}_hi_pct"))  # noqa: E731
     b = _with_text(b, **{
         energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x["energy_per_sample_ci95_j"]),
-        f"vs best % [{lvl}]": lambda x: stats.fmt_interval(x["vs_best_pct"], x.get("vs_best_lo_pct"), x.get("vs_best_hi_pct")),
-        f"Δenergy vs fp32 % [{lvl}]": lambda x: stats.fmt_interval(x["d_energy_pct"], x.get("d_energy_lo_pct"), x.get("d_energy_hi_pct")),
-        "of": lambda x: f"{x['configurations'] - x['told_apart']} of {x['configurations']}" if "configurations" in x else "",
+        f"vs best % [{lvl}]": iv("vs_best"),
+        f"Δenergy vs fp32 % [{lvl}]": iv("d_energy"),
+        "of": lambda x: (f"{x['configurations'] - x['told_apart']} of {x['configurations']}"
+                         if "configurations" in x else ""),
     })  # fmt: skip
     return b.select(
         "workload", "phase", "of", "site", "device", "precision_variant", "batch_size", "repeats", energy_pm(lvl),
@@ -387,7 +389,8 @@ def summary_section(r: Inputs) -> Section:
         "alpha": f"{r.st.alpha:g}",
         "verdicts": verdict_counts(r),
         "eta": f"{r.st.eta:g}",
-        "best_batch": table(metrics.batch_sizes_like_the_best(r.tta, r.st.alpha, r.st.power), empty="no training run reached a target quality (or none has per-epoch curves)"),
+        "best_batch": table(metrics.batch_sizes_like_the_best(r.tta, r.st.alpha, r.st.power),
+                            empty="no training run reached a target quality (or none has per-epoch curves)"),
     })  # fmt: skip
 
 
@@ -436,7 +439,8 @@ def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
     lvl = level(st)
     if fl.height:
         fl = _with_text(fl, **{
-            "MWh/day (95 % range)": lambda x: _range(x["mwh_per_day"], x.get("mwh_per_day_lo"), x.get("mwh_per_day_hi")),
+            "MWh/day (95 % range)": lambda x: _range(x["mwh_per_day"], x.get("mwh_per_day_lo"),
+                                                     x.get("mwh_per_day_hi")),
             f"Δenergy/job % [{lvl}]": lambda x: stats.fmt_interval(
                 x.get("d_energy_job_pct"), x.get("d_energy_job_lo_pct"), x.get("d_energy_job_hi_pct")),
         })  # fmt: skip
@@ -472,7 +476,8 @@ def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
     cols = ["site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", energy_pm(lvl),
             f"Δenergy % [{lvl}]", "d_energy_verdict", "MDE %", "analysis", f"Δtime % [{lvl}]", "d_time_verdict",
             "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w", "co2_per_1k_samples_kg", "sci_g_per_1k",
-            "sci_embodied_share", "quality_metric", "quality", "Δquality", "d_quality_verdict", "pareto", "energy_source"]  # fmt: skip
+            "sci_embodied_share", "quality_metric", "quality", "Δquality", "d_quality_verdict", "pareto",
+            "energy_source"]  # fmt: skip
     return d.select([c for c in cols if c in d.columns]).sort(
         "site", "workload", "phase", "device", "batch_size", "precision_variant"
     )
@@ -517,8 +522,8 @@ def sites_section(r: Inputs) -> Section:
     lvl = level(r.st)
     where = metrics.where_to_run_intervals(metrics.where_to_run(comp), comp, df, alpha=r.st.alpha, power=r.st.power)
     where = _with_text(where, **{
-        f"vs best × [{lvl}]": lambda x: stats.fmt_interval(x.get("vs_best_gm"), x.get("vs_best_lo"), x.get("vs_best_hi"),
-                                                           signed=False),
+        f"vs best × [{lvl}]": lambda x: stats.fmt_interval(
+            x.get("vs_best_gm"), x.get("vs_best_lo"), x.get("vs_best_hi"), signed=False),
     })  # fmt: skip
     for (wl, ph), g in where.group_by("workload", "phase", maintain_order=True):
         best = g.row(0, named=True)
@@ -541,7 +546,8 @@ def sites_section(r: Inputs) -> Section:
         level=lvl,
         alpha=f"{r.st.alpha:g}",
         where=table(where.select(
-            "workload", "phase", "rank", "site", "common_cells", "co2_per_1k_samples_g", "vs_best", f"vs best × [{lvl}]",
+            "workload", "phase", "rank", "site", "common_cells", "co2_per_1k_samples_g", "vs_best",
+            f"vs best × [{lvl}]",
             "p_holm", "site_verdict", "energy_per_sample_j", "time_per_sample_s", "intensity_g_per_kwh", "pue",
         )),
         comparison=table(comp),
