@@ -438,6 +438,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the run file of every cell, the exclusions and each workload's config hash and settings as JSON",
     )
+    pl_.add_argument(
+        "--redesign",
+        action="store_true",
+        help="size the repeats again from the noise of the runs measured so far and rewrite <results>/design.json "
+        "(grid.repeats: auto uses it; docs/metrics.md, 'Design of experiments')",
+    )
+    pl_.add_argument(
+        "--pilot",
+        action="store_true",
+        help="first measure a pilot with snakemake (one cell per workload, phase and device, --pilot-repeats "
+        "repeats, into <results>/pilot), then size the repeats from its noise (implies --redesign)",
+    )
+    pl_.add_argument("--pilot-repeats", type=int, default=None, metavar="N", help="repeats of the pilot's cells (5)")
+    pl_.add_argument("--cores", default=None, help="--cores of the pilot's snakemake (default: the profile's)")
     pl_.set_defaults(func=cmd_plan)
 
     mt = sub.add_parser("meters", help="which energy meters work on this host (run it on an execution node)")

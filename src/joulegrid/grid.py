@@ -281,6 +281,11 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
     allow = config.get("allow", {})
     user_rules = config.get("exclude", []) or []
     wl_rules = {w: workload_rules(config, w) for w in g["workloads"]}
+    repeats = g.get("repeats", 1)
+    if repeats == "auto":  # the frozen design of the results folder (joulegrid.analysis.design)
+        from .analysis.design import repeats_for
+
+        repeats = repeats_for(config)
     for workload, phase, device, precision, variant, bs in itertools.product(
         g["workloads"],
         g["phases"],
@@ -292,7 +297,7 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
         reason = builtin_exclusion(
             phase, device, precision, variant, allow, wl_rules[workload], config.get("precision_options")
         )
-        for repeat in range(int(g.get("repeats", 1))):
+        for repeat in range(int(repeats)):
             cell = Cell(site, workload, phase, device, precision, variant, int(bs), repeat)
             r = reason
             if r is None:

@@ -63,6 +63,8 @@ class Workflow:
         self.site: str = config["site"]
         # Each cell's run file ends in its workload's config hash (joulegrid.config.identity): changed
         # settings are new files, the same settings find theirs (docs/architecture.md, "A cell's identity").
+        if config["grid"]["repeats"] == "auto" and workflow.is_main_process:
+            self._design()
         self.grid = jg_grid.expand(config, self.spec.hashes())
         self.cell_paths: list[str] = self.grid.paths(self.results)
         self.report_index = f"{self.results}/report/index.html"
@@ -118,6 +120,17 @@ class Workflow:
 
             stamp(path, text())
         return path
+
+    def _design(self) -> None:
+        """grid.repeats: auto: the frozen design of the results folder, written the first time (analysis/design.py)."""
+        from .analysis import design
+
+        try:
+            d, what = design.freeze(self.config)
+        except design.DesignError as e:
+            raise WorkflowError(f"joulegrid design: {e}") from None
+        if what != "frozen":
+            print(f"joulegrid design ({what} {design.path(self.config)}): {d.lines()[0]}", file=sys.stderr)
 
     def _forecast(self) -> None:
         """Forecast of the cells still to run from earlier results, and the budget: caps refuse here, before any job."""

@@ -62,11 +62,11 @@ def test_cell_stats_mean_std_ci_cv_and_noisy():
     assert a["repeats"] == 3
     assert a["energy_per_sample_j"] == pytest.approx(2e-3)
     assert a["energy_per_sample_std_j"] == pytest.approx(1e-3)
-    assert a["energy_per_sample_ci95_j"] == pytest.approx(4.303 * 1e-3 / math.sqrt(3))
+    assert a["energy_per_sample_ci95_j"] == pytest.approx(t975_df2() * 1e-3 / math.sqrt(3))
     assert a["energy_per_sample_cv"] == pytest.approx(0.5)
     assert a["noisy"] is True
     assert b["noisy"] is False and b["energy_per_sample_cv"] < 0.1
-    assert b["energy_per_sample_ci95_j"] == pytest.approx(12.706 * b["energy_per_sample_std_j"] / math.sqrt(2))
+    assert b["energy_per_sample_ci95_j"] == pytest.approx(t975_df1() * b["energy_per_sample_std_j"] / math.sqrt(2))
 
 
 def test_single_repeat_has_no_ci_and_is_not_noisy():
@@ -80,9 +80,20 @@ def test_noisy_threshold_is_configurable():
     assert M.cell_stats(frame(rows), noisy_cv=0.01)["noisy"][0]
 
 
-def test_t975_table():
-    assert M.t975(0) is None
-    assert M.t975(1) == 12.706 and M.t975(30) == 2.042 and M.t975(100) == 1.96
+def t975_df1() -> float:
+    """Student's t(0.975) with 1 df in closed form: the Cauchy quantile tan(pi (p - 1/2))."""
+    return math.tan(math.pi * 0.475)
+
+
+def t975_df2() -> float:
+    """Student's t(0.975) with 2 df in closed form: p = 1/2 + q / (2 sqrt(2 + q^2)) solved for q."""
+    x = 2 * 0.975 - 1
+    return x * math.sqrt(2 / (1 - x * x))
+
+
+def test_the_t_quantiles_are_scipys_and_match_the_closed_forms():
+    assert t975_df1() == pytest.approx(12.7062, abs=1e-4) and t975_df2() == pytest.approx(4.3027, abs=1e-4)
+    assert not hasattr(M, "t975")  # no hand-written table left
 
 
 def test_relative_to_baseline_and_missing_baselines():
@@ -348,3 +359,25 @@ def test_emulated_is_empty_without_emulated_cells_and_for_old_rows():
     rel = M.relative_to_baseline(M.cell_stats(frame(rows)))
     assert M.emulated(rel).height == 0 and M.emulated_notes(M.emulated(rel)) == []
     assert rel["precision_native"].to_list() == [None, None]
+
+
+def test_batch_sizes_that_cannot_be_told_apart_from_the_cheapest_by_zeus_cost():
+    """Three repeats each, the same per-repeat jitter in both batch sizes (blocks): bs 256 costs 1.5x bs 1024 in
+    every block (exact: told apart); two batch sizes of equal cost in every block are both listed."""
+
+    def rows(ratio_256):
+        out = []
+        for k, j in enumerate([0.0, 0.1, -0.05]):
+            for bs, e in ((256, 1.5e-3 * ratio_256), (1024, 1.5e-3)):
+                out.append(run_row([0.7, 0.8, 0.9], [10, 20, 30], 100 * e / 1e-3 * (1 + j), bs=bs, repeat=k))
+        return frame(out)
+
+    def run_row(q, t, e, bs, repeat):  # one repeat of a training cell: its curves end at energy e
+        return synth.row(cell(phase="train", bs=bs, repeat=repeat), epoch_quality=q, epoch_wall_s=t,
+                         epoch_energy_j=[e / 3, 2 * e / 3, e], quality=q[-1], quality_higher_is_better=True,
+                         quality_metric="roc_auc", mean_power_w=10.0)  # fmt: skip
+
+    told = M.batch_sizes_like_the_best(M.time_to_target(rows(1.5), targets={"baler_ae": 0.9}, eta=1.0))
+    assert told.select("batch_size", "could_be_best").rows() == [(1024, "1024")]
+    tied = M.batch_sizes_like_the_best(M.time_to_target(rows(1.0), targets={"baler_ae": 0.9}, eta=1.0))
+    assert sorted(tied["could_be_best"][0].split(", ")) == ["1024", "256"]

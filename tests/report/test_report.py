@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 import json
 import re
 
@@ -14,6 +16,7 @@ from conftest import html_tables
 
 from joulegrid import schema as S
 from joulegrid.analysis import CHART_NAMES
+from joulegrid.analysis import metrics as M
 from joulegrid.analysis.report import build_report
 from joulegrid.analysis.settings import AnalysisSettings
 
@@ -31,6 +34,14 @@ def results_set(root, with_baseline=True):
     rows.append(synth.row(synth.grid_cells(devices=("cuda",), precisions=("fp32",), batch_sizes=(256,))[0], status="skipped",
                           skip_reason="no CUDA device on this host"))  # fmt: skip
     return synth.summary(root / "summary.parquet", rows), rows
+
+
+T975_DF1 = math.tan(math.pi * 0.475)  # Student's t(0.975) with 1 df, in closed form (the Cauchy quantile)
+
+
+def _num(text: str) -> float:
+    """The first number of a report cell ('−40 [−45, −35]', '0.0704 ± 0.0012')."""
+    return float(text.replace("−", "-").split()[0])
 
 
 def specs(index) -> dict:
@@ -66,24 +77,42 @@ def test_report_sections_pngs_and_tables(tmp_path):
         "noisy cells (CV > threshold)": sum(_cv_of(rs) > ST.noisy_cv for rs in cells.values()), "run files left out": 0,
     }  # fmt: skip
 
-    # best configuration per workload and phase: the cell with the lowest mean energy per sample
+    # best configuration per workload and phase: the observed best is the cell with the lowest geometric mean
+    # energy per sample, listed first; the others listed are those that could not be told apart from it
     (best,) = html_tables(html, "Best configuration per workload", "Best batch size by Zeus cost")
     eps = {k: sum(r["energy_j"] / r["n_samples"] for r in rs) / len(rs) for k, rs in cells.items()}
+    gm = {k: math.exp(sum(math.log(r["energy_j"] / r["n_samples"]) for r in rs) / len(rs)) for k, rs in cells.items()}
     expected = {}
-    for k, e in sorted(eps.items(), key=lambda kv: kv[1]):
-        expected.setdefault((k[1], k[2]), (k, e))
-    assert [(b["workload"], b["phase"]) for b in best] == sorted(expected)
-    for b in best:
-        (site, _, _, device, precision, variant, bs), e = expected[(b["workload"], b["phase"])]
-        assert (b["site"], b["device"], b["precision_variant"], int(b["batch_size"])) == (
-            site,
-            device,
-            precision,
-            bs,
-        ), b
-        assert float(b["energy_per_sample_j"]) == pytest.approx(e, rel=1e-3), b  # printed with 4 significant digits
-        d = 100 * (e / eps[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)] - 1)
-        assert b["d_energy_pct"] == f"{d:+.1f} %", b
+    for k, _ in sorted(gm.items(), key=lambda kv: kv[1]):
+        expected.setdefault((k[1], k[2]), k)
+    observed = [b for b in best if b["vs_best_verdict"] == "observed best"]
+    assert [(b["workload"], b["phase"]) for b in observed] == sorted(expected)
+    assert {(b["workload"], b["phase"]) for b in best} == set(expected)
+    lvl = "95 %"
+    for b in observed:
+        site, _, _, device, precision, variant, bs = expected[(b["workload"], b["phase"])]
+        got = (b["site"], b["device"], b["precision_variant"], int(b["batch_size"]))
+        assert got == (site, device, precision, bs), b
+        reps = cells[expected[(b["workload"], b["phase"])]]
+        e = eps[expected[(b["workload"], b["phase"])]]
+        text = b[f"energy/sample (J) ± {lvl}"]
+        if len(reps) == 1:
+            assert _num(text) == pytest.approx(e, rel=1e-3) and "±" not in text, b
+        else:  # mean ± t(0.975, n-1) s / sqrt(n), both rounded at the uncertainty's last digit (the PDG rule)
+            xs = [r["energy_j"] / r["n_samples"] for r in reps]
+            ci = T975_DF1 * statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) == 2 else None
+            value, unc = (x.strip() for x in text.replace("−", "-").split("±"))
+            step = 10.0 ** -len(unc.split(".")[1]) if "." in unc else 1.0
+            assert abs(float(value) - e) <= step / 2 + 1e-15 and abs(float(unc) - ci) <= step / 2 + 1e-15, (b, e, ci)
+            assert unc.replace(".", "").lstrip("0")[:3] and len(unc.replace(".", "").lstrip("0")) <= 2, unc
+        # Δ against fp32 of the same site/batch: the blocks (repeat indices) both cells have, one log-ratio each
+        mine = {r["repeat"]: r for r in cells[expected[(b["workload"], b["phase"])]]}
+        base = {r["repeat"]: r for r in cells[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)]}
+        logs = [math.log(mine[k]["energy_j"] / mine[k]["n_samples"] / (base[k]["energy_j"] / base[k]["n_samples"]))
+                for k in sorted(set(mine) & set(base))]  # fmt: skip
+        d = 100 * (math.exp(sum(logs) / len(logs)) - 1)
+        assert _num(b[f"Δenergy vs fp32 % [{lvl}]"]) == pytest.approx(d, rel=0.01, abs=0.05), b
+        assert b["d_energy_verdict"] in ("cheaper (exact)", "one run: no interval"), b  # repeats +30 % in both cells
 
     # the scheduler view: per site, jobs and the mean queue wait of the rows
     (sched,) = html_tables(html, "id='scheduler'", "id='sites'")
@@ -305,13 +334,8 @@ def test_model_error_per_host(tmp_path):
     assert "-30.0 %" in part and "Synthetic CPU (host c, 2026-11-20)" in part
 
 
-REPORT_CODE = (
-    "report.py",
-    "charts.py",
-    "metrics.py",
-    "settings.py",
-    "../carbon.py",
-)  # src/joulegrid/analysis: what the report runs
+# src/joulegrid/analysis: what the report runs
+REPORT_CODE = ("report.py", "charts.py", "metrics.py", "settings.py", "stats.py", "../carbon.py")
 
 
 def _column_names(path) -> tuple[set[str], set[str]]:
@@ -338,6 +362,11 @@ def _column_names(path) -> tuple[set[str], set[str]]:
             read.update(strings)
         if name in ("alias", "with_row_index"):
             made.update(strings)
+        if name == "_with_text":  # report._with_text(df, **{"display column": function of the row})
+            made.update(k.arg for k in node.keywords if k.arg)
+            for k in node.keywords:
+                if k.arg is None and isinstance(k.value, ast.Dict):
+                    made.update(x.value for x in k.value.keys if isinstance(x, ast.Constant))
         if name in ("with_columns", "agg", "select", "DataFrame", "struct", "rename"):
             made.update(k.arg for k in node.keywords if k.arg)
             for a in node.args:  # rename({"old": "new"})
@@ -350,7 +379,7 @@ def _column_names(path) -> tuple[set[str], set[str]]:
     return read, made
 
 
-def test_schema_columns_only_named_in_schema():
+def test_schema_columns_only_named_in_schema(tmp_path):
     """The report code reads every result column by the schema's name: each pl.col("x") of the report's
     modules is a schema column or a column that code derives itself (a renamed or misspelt column fails here)."""
     from pathlib import Path
@@ -369,6 +398,11 @@ def test_schema_columns_only_named_in_schema():
         t = fld.type.value_type if pa.types.is_list(fld.type) else fld.type
         if pa.types.is_struct(t):
             schema |= {t.field(i).name for i in range(t.num_fields)}
+    # + the columns the comparisons name after what they compare (metrics.against_baseline: d_energy_verdict, ...)
+    summary, _ = results_set(tmp_path)
+    df = pl.read_parquet(summary)
+    made |= set(M.relative_to_baseline(M.cell_stats(df), df).columns)
+    made |= set(M.fleet_intervals(M.fleet(M.cell_stats(df)), df).columns)
     unknown = sorted(read - schema - made)
     assert not unknown, f"columns the report reads that are neither in schema.py nor derived by the report: {unknown}"
     # the columns the report's own sections read (cards, how measured, scheduler view, failures) are among them
@@ -424,3 +458,30 @@ def test_report_marks_emulated_precisions_next_to_the_charts(tmp_path):
     assert "x86 (static)" in table
     d_quality = 0.0525 - 0.05  # int8 quality - the fp32 baseline's, from the rows above
     assert f"{d_quality:.4g}" in table
+
+
+def test_verdicts_counted_and_runs_an_outlier_rule_excluded_left_out(tmp_path):
+    """The summary counts the verdicts of every comparison against fp32 (and how many survive Holm); runs flagged by
+    an outlier rule (an `excluded` column, written by the runner where a rule runs) enter no statistic and are
+    counted in a card."""
+    from pathlib import Path
+
+    from joulegrid.analysis import report as R
+
+    cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256,), repeats=4)
+    jit = [0.0, 0.02, -0.01, 0.5]  # repeat 3 is a slow outlier in both cells
+    rows = [synth.row(c, jitter=jit[c.repeat] + (0.003 if c.precision == "bf16" else 0)) for c in cells]
+    df = pl.from_arrow(S.to_table(rows)).with_columns(excluded=pl.col("repeat") == 3)
+    r = R.Inputs(Path(tmp_path / "summary.parquet"), df, df.clear(), [], [], ST, tmp_path)
+    s = R.summary_section(r)
+    assert (2, "runs excluded by the outlier rule", "warn") in s.cards
+    assert r.cells["repeats"].to_list() == [3, 3]  # the flagged repeat left out of both cells
+    v = s.verdicts
+    assert v["n"] == 1 and sum(v["counts"].values()) == 1
+    # bf16 is 0.6x fp32 within 0.3 % in every block (synthetic rows): cheaper, and Holm keeps it
+    assert v["counts"] == {"cheaper": 1} and v["holm_kept"] == 1 and v["decided"] == 1
+    t = R.tables_section(r, R.cells_table(r))
+    assert t.excluded == 2
+    plain = R.Inputs(Path(tmp_path / "summary.parquet"), df.drop("excluded"), df.clear(), [], [], ST, tmp_path)
+    assert all(text != "runs excluded by the outlier rule" for _, text, _ in R.summary_section(plain).cards)
+    assert R.tables_section(plain, R.cells_table(plain)).excluded is None

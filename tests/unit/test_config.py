@@ -56,7 +56,7 @@ BAD = [
     (setp("grid.workloads", ["a b"]), ["grid.workloads[0]", "safe name"]),
     (setp("grid.workloads", ["x;rm"]), ["grid.workloads[0]", "safe name"]),
     (setp("grid.repeats", 0), ["grid.repeats", "too small"]),
-    (setp("grid.repeats", "three"), ["grid.repeats", "expected an integer", "Fix: write an integer"]),
+    (setp("grid.repeats", "three"), ["grid.repeats", "'three'", "Fix: Write a number of repeats", "1 to 1000", "auto"]),
     (setp("site", "mars"), ["site", "unknown site", "'mars'", "lxplus"]),
     (setp("site", "lx/plus"), ["site", "safe name"]),
     (setp("seed", -1), ["seed", "too small"]),

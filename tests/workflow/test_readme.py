@@ -26,6 +26,8 @@ TESTS = {
     ".venv/bin/joulegrid plan": ["tests/workflow/test_plan_agrees.py::test_plan_and_snakemake_dry_run_agree",
                                  "tests/analysis/test_plan.py::test_cli_plan_grid_and_forecast_counts_agree"],
     "joulegrid plan": ["tests/workflow/test_plan_agrees.py::test_plan_and_snakemake_dry_run_agree"],
+    ".venv/bin/joulegrid plan --pilot": [
+        "tests/workflow/test_design_auto.py::test_pilot_then_auto_repeats_plan_and_snakemake_agree_and_converge"],
     ".venv/bin/snakemake -n": ["tests/workflow/test_dry_run.py::test_default_grid_dry_run_lists_jobs"],
     "snakemake": ["tests/workflow/test_quiet_logs.py::test_bare_snakemake_does_not_warn_about_condor_config",
                   "tests/workflow/test_local_run.py::test_result_rows_follow_the_schema"],

@@ -269,17 +269,14 @@ def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     cells = _cells(df, st).filter(pl.col("energy_j").is_not_null())
     if cells.height == 0:
         return no_data(title, "no successful run with an energy figure")
-    f = st.fleet_table(cells).with_columns(
+    f = st.fleet_with_intervals(cells, df).with_columns(
         group=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("device") + " @ " + pl.col("site"),
         config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String),
-        saving_label=pl.when(pl.col("saving_pct").is_null())
-        .then(pl.lit("no baseline"))
-        .when((pl.col("precision") == "fp32") & (pl.col("variant") == "baseline"))
-        .then(pl.lit("baseline"))
-        .otherwise(pl.format("{}%", (pl.col("saving_pct") * -1).round(1)).str.replace(r"^(\d)", "+$1")),
     )
-    f = _keep(f, ["group", "config", "precision_variant", "mwh_per_day", "t_co2_per_day", "saving_pct", "saving_label",
-                  "saving_mwh_per_day", "jobs_per_day", "samples_per_job", "energy_per_job_j", "energy_source"])  # fmt: skip
+    f = f.with_columns(saving_label=pl.Series([_change_label(x) for x in f.to_dicts()], dtype=pl.String))
+    f = _keep(f, ["group", "config", "precision_variant", "mwh_per_day", "mwh_per_day_lo", "mwh_per_day_hi",
+                  "t_co2_per_day", "saving_pct", "saving_label", "saving_mwh_per_day", "jobs_per_day",
+                  "samples_per_job", "energy_per_job_j", "energy_source", "d_energy_job_verdict"])  # fmt: skip
     base = alt.Chart().encode(
         y=alt.Y("config:N", title=None, sort=alt.EncodingSortField("mwh_per_day", order="descending"))
     )
@@ -293,14 +290,33 @@ def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
                  alt.Tooltip("mwh_per_day:Q", format=".4g"), alt.Tooltip("t_co2_per_day:Q", title="tCO2e/day", format=".4g"),
                  alt.Tooltip("saving_mwh_per_day:Q", title="saving MWh/day", format=".4g"), "saving_label", "energy_source"],
     )  # fmt: skip
-    text = base.mark_text(align="left", dx=4, fontSize=11).encode(x="mwh_per_day:Q", text="saving_label:N")
+    rng = base.mark_rule(color="#222", strokeWidth=1.5).encode(x="mwh_per_day_lo:Q", x2="mwh_per_day_hi:Q")
+    # the label sits right of the bar and of its range
+    text = base.mark_text(align="left", dx=4, fontSize=11).encode(x="label_x:Q", text="saving_label:N")
+    f = f.with_columns(label_x=pl.max_horizontal("mwh_per_day", "mwh_per_day_hi"))
     return (
-        alt.layer(bars, text, data=f)
+        alt.layer(bars, rng, text, data=f)
         .properties(width=420, height=alt.Step(20))
         .facet(row=alt.Row("group:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
         .resolve_scale(y="independent", x="independent")
         .properties(title=title)
     )
+
+
+def _change_label(x: dict) -> str:
+    """A fleet bar's label: the change of one job's energy against the fp32 baseline with its interval and verdict
+    ('−40 % [−45, −35]', '+3 % [−5, +12] no detectable difference', '−18 % one run'), 'baseline', 'no baseline'."""
+    from .stats import fmt_interval
+
+    v = x.get("d_energy_job_verdict")
+    if v == "baseline":
+        return "baseline"
+    if x.get("d_energy_job_pct") is None:
+        return "no baseline"
+    text = fmt_interval(x["d_energy_job_pct"], x.get("d_energy_job_lo_pct"), x.get("d_energy_job_hi_pct")) + " %"
+    if v in ("costlier", "cheaper"):
+        return text
+    return f"{text} ({'one run' if v == 'one run: no interval' else v})" if v else text
 
 
 # ------------------------------------------------------------------ 6. sites

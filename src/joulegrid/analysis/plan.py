@@ -269,11 +269,100 @@ def plan_json(config: dict[str, Any], sites: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def design_section(config: dict[str, Any], sites: dict[str, Any], earlier, redesign: bool = False) -> list[str]:
+    """`joulegrid plan`'s answer to "how many repeats do I need?" (analysis/design.py): the design, and the
+    forecast of the grid with that many repeats (core-hours, job-hours, kWh). With grid.repeats: auto the
+    design is frozen in <results>/design.json (written here the first time, replanned with redesign)."""
+    import copy
+
+    from . import design
+
+    auto = config["grid"]["repeats"] == "auto"
+    if auto or redesign:
+        d, what = design.freeze(config, redesign=redesign)
+        note = {"frozen": f"frozen in {design.path(config)} (grid.repeats: auto uses it; --redesign replans)",
+                "written": f"written to {design.path(config)}: grid.repeats: auto uses it from now on "
+                           "(--redesign replans)",
+                "replanned": f"replanned into {design.path(config)}"}[what]  # fmt: skip
+    else:
+        d, note = design.compute(config), f"grid.repeats is {config['grid']['repeats']}: set it to auto to use this"
+    lines = [*d.lines(), f"  {note}"]
+    cfg = copy.deepcopy(config)
+    cfg["grid"]["repeats"] = d.repeats
+    g = expand(cfg, SpecBuilder(cfg, sites).hashes())
+    if earlier is None:
+        lines.append(f"  that design: {len(g.cells)} run(s); no earlier results to forecast its cost from")
+    else:
+        fc = forecast(cfg, g, sites, earlier)
+        t = fc.totals()
+        job_h = sum(c.job_s for c in fc.cells) / 3600
+        lines.append(
+            f"  that design: {len(g.cells)} run(s), {fc.to_run} still to measure: {job_h:.3g} job-hours (node-hours "
+            f"where a job holds a node), {t['core_hours']:.3g} core-h, {t['gpu_hours']:.3g} GPU-h, {t['kwh']:.3g} kWh"
+            + (f"; {len(fc.unforecast)} run(s) not forecastable" if fc.unforecast else "")
+        )
+    return lines
+
+
+def run_pilot(config: dict[str, Any], repeats: int, cores: str | None = None) -> int:
+    """`joulegrid plan --pilot`: measure the pilot grid (design.pilot_config) with Snakemake into <results>/pilot,
+    as `snakemake --configfile <results>/pilot/config.yaml` from the current directory (the workflow
+    profile applies). Returns Snakemake's exit status."""
+    import subprocess
+
+    import yaml
+
+    from ..config import REPO_ROOT
+    from . import design
+
+    pc = design.pilot_config(config, repeats)
+    cfg_file = Path(pc["results"]) / "config.yaml"
+    cfg_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg_file.write_text(
+        "# joulegrid plan --pilot: the pilot grid (analysis/design.py, pilot_config)\n" + yaml.safe_dump(pc)
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO_ROOT / "Snakefile"),
+        "--configfile",
+        str(cfg_file),
+    ]
+    if cores:
+        cmd += ["--cores", str(cores)]
+    print(f"pilot: {' '.join(cmd)}", flush=True)
+    return subprocess.call(cmd)
+
+
 def plan(args) -> int:
+    from .design import DesignError
+
+    try:
+        return _plan(args)
+    except DesignError as e:  # grid.repeats: auto with a design no repeats reach (names the key and the fix)
+        print(f"joulegrid plan: {e}", file=sys.stderr)
+        return 2
+
+
+def _plan(args) -> int:
     config, sites = load(
         args.configfile, args.config, replace_workflow_config=getattr(args, "replace_workflow_config", False)
     )
     out = sys.stdout
+    if getattr(args, "pilot", False):
+        from . import design
+
+        rc = run_pilot(
+            config, getattr(args, "pilot_repeats", None) or design.PILOT_REPEATS, getattr(args, "cores", None)
+        )
+        if rc:
+            print(
+                f"joulegrid plan --pilot: the pilot's snakemake failed (exit {rc}); nothing replanned", file=sys.stderr
+            )
+            return rc
+        args.redesign = True
     if getattr(args, "json", False):
         import json
 
@@ -298,6 +387,8 @@ def plan(args) -> int:
             for e in g.excluded:
                 print(f"  - {e.cell.id}: {e.reason}", file=out)
     earlier = load_earlier(config["results"])
+    for line in design_section(config, sites, earlier, redesign=getattr(args, "redesign", False)):
+        print(line, file=out)
     if earlier is None:
         print(f"forecast: no earlier results in {config['results']}/summary.parquet (run a small grid first)", file=out)
         return 0

@@ -24,12 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from markupsafe import Markup
 
 from .. import schema
 from ..io import atomic_path
-from . import CHART_NAMES, metrics
+from . import CHART_NAMES, metrics, stats
 from .settings import AnalysisSettings
 
 CHART_TEXT = {
@@ -95,7 +96,17 @@ def _fmt(col: str, v) -> tuple[str, str]:
         return (f"{v:.3e}" if (a and (a < 1e-3 or a >= 1e6)) else f"{v:.4g}"), "num"
     if isinstance(v, int):
         return f"{v:,}" if abs(v) >= 10000 else str(v), "num"
+    if col.endswith("verdict"):
+        return str(v), VERDICT_CLASS.get(str(v).removesuffix(" (exact)"), "")
+    if "±" in col or "[" in col or col.startswith("MDE"):  # stats.fmt_pm / fmt_interval: PDG-rounded figures
+        return str(v), "num"
     return str(v), ""
+
+
+# css class of a verdict (a cheaper, faster or better cell green, a costlier, slower or worse one red)
+VERDICT_CLASS = {"cheaper": "good", "faster": "good", "better": "good", "observed best": "good",
+                 "costlier": "worse", "slower": "worse", "worse": "worse", "worse than the best": "worse",
+                 "emits more": "worse"}  # fmt: skip
 
 
 @dataclass
@@ -260,7 +271,11 @@ class Inputs:
 
     def __post_init__(self) -> None:
         self.cells = metrics.cell_stats(self.df, noisy_cv=self.st.noisy_cv)
-        self.rel = metrics.relative_to_baseline(self.cells) if self.cells.height else self.cells
+        self.rel = (
+            metrics.relative_to_baseline(self.cells, self.df, alpha=self.st.alpha, power=self.st.power)
+            if self.cells.height
+            else self.cells
+        )
         self.tta = metrics.time_to_target(self.df, targets=self.st.targets, eta=self.st.eta)
 
 
@@ -286,6 +301,70 @@ def _chart(name: str) -> dict[str, str]:
     return {"name": name, "title": title, "caption": caption}
 
 
+# ------------------------------------------------------------------ figures with their uncertainty
+def level(st: AnalysisSettings) -> str:
+    """The intervals' confidence level, 1 - design.alpha, in words ('95 %')."""
+    return f"{(1 - st.alpha) * 100:g} %"
+
+
+def _with_text(df: pl.DataFrame, **cols) -> pl.DataFrame:
+    """df with display columns: name -> a function of the row (a dict) giving its text."""
+    rows = df.to_dicts()
+    return df.with_columns([pl.Series(name, [f(x) for x in rows], dtype=pl.String) for name, f in cols.items()])
+
+
+def _analysis(x: dict, prefix: str = "d_energy") -> str:
+    """How a comparison was made (paired / Welch / exact / one run) and its systematic term, if any."""
+    a = x.get(f"{prefix}_analysis") or ""
+    sys_pct = x.get(f"{prefix}_sys_pct")
+    return a + (f"; systematic ±{stats.fmt_unc(sys_pct)} %" if sys_pct else "")
+
+
+def energy_pm(lvl: str) -> str:
+    return f"energy/sample (J) ± {lvl}"
+
+
+def best_view(r: Inputs) -> pl.DataFrame:
+    """The best configurations per workload and phase (metrics.best_per_workload with the runs): the observed
+    best and every configuration that cannot be told apart from it, with PDG-rounded figures."""
+    b = metrics.best_per_workload(r.cells, r.df, alpha=r.st.alpha, power=r.st.power)
+    if b.height == 0 or "vs_best_verdict" not in b.columns:
+        return b
+    lvl = level(r.st)
+    iv = lambda p: lambda x: stats.fmt_interval(x.get(f"{p}_pct"), x.get(f"{p}_lo_pct"), x.get(f"{p}_hi_pct"))  # noqa: E731
+    b = _with_text(b, **{
+        energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x["energy_per_sample_ci95_j"]),
+        f"vs best % [{lvl}]": iv("vs_best"),
+        f"Δenergy vs fp32 % [{lvl}]": iv("d_energy"),
+        "of": lambda x: (f"{x['configurations'] - x['told_apart']} of {x['configurations']}"
+                         if "configurations" in x else ""),
+    })  # fmt: skip
+    return b.select(
+        "workload", "phase", "of", "site", "device", "precision_variant", "batch_size", "repeats", energy_pm(lvl),
+        f"vs best % [{lvl}]", "p_holm", "vs_best_verdict", f"Δenergy vs fp32 % [{lvl}]", "d_energy_verdict",
+        "quality_metric", "quality", "d_quality", "pareto", "energy_source", "noisy",
+    ).rename({"of": "could be best"})  # fmt: skip
+
+
+def verdict_counts(r: Inputs) -> dict[str, Any] | None:
+    """The verdicts of every comparison against the fp32 baseline, counted, with Holm over all of them."""
+    rel = r.rel
+    if rel.height == 0 or "d_energy_verdict" not in rel.columns:
+        return None
+    cmp = rel.filter(pl.col("d_energy_verdict").is_not_null() & (pl.col("d_energy_verdict") != "baseline"))
+    if cmp.height == 0:
+        return None
+    counts = dict(cmp.group_by("d_energy_verdict").len().sort("d_energy_verdict").iter_rows())
+    decided = cmp["d_energy_verdict"].is_in([stats.COSTLIER, stats.CHEAPER]).to_numpy()
+    holm = stats.holm(stats.as_array(cmp, "d_energy_p"))  # the family: every comparison with a test
+    kept = int(np.sum(decided & (holm <= r.st.alpha)))
+    nd = cmp.filter(pl.col("d_energy_verdict") == stats.NO_DIFF)["d_energy_mde_pct"].drop_nulls()
+    return {
+        "n": cmp.height, "counts": counts, "holm_kept": kept, "decided": int(decided.sum()),
+        "median_mde": stats.fmt_unc(nd.median()) if nd.len() else None,
+    }  # fmt: skip
+
+
 # ------------------------------------------------------------------ the sections, in page order
 def summary_section(r: Inputs) -> Section:
     """Cards (counts of runs, cells, failures, sites, estimates), what is wrong with the inputs, the best
@@ -303,14 +382,21 @@ def summary_section(r: Inputs) -> Section:
         (est, "runs with estimated energy", "warn" if est else ""), (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
         (len(r.problems), "run files left out", "bad" if r.problems else ""),
     ]  # fmt: skip
+    excluded = stats.excluded_runs(df)
+    if excluded is not None:  # the runner's outlier rule marks runs it excluded (and measured again)
+        cards.append((excluded, "runs excluded by the outlier rule", "warn" if excluded else ""))
     return Section("summary", "Summary", "Summary", {
         "cards": cards,
         "notes": r.notes,
         "no_results": df.height == 0,
         "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
-        "best": table(metrics.best_per_workload(cells), empty="no successful run with an energy figure yet"),
+        "best": table(best_view(r), empty="no successful run with an energy figure yet"),
+        "level": level(r.st),
+        "alpha": f"{r.st.alpha:g}",
+        "verdicts": verdict_counts(r),
         "eta": f"{r.st.eta:g}",
-        "best_batch": table(metrics.best_batch_size(r.tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
+        "best_batch": table(metrics.batch_sizes_like_the_best(r.tta, r.st.alpha, r.st.power),
+                            empty="no training run reached a target quality (or none has per-epoch curves)"),
     })  # fmt: skip
 
 
@@ -344,16 +430,31 @@ def fleet_table(r: Inputs) -> pl.DataFrame:
     fleet_cells = r.cells.filter(pl.col("energy_j").is_not_null()) if r.cells.height else r.cells
     if fleet_cells.height == 0:
         return pl.DataFrame(schema={c: pl.String for c in metrics.FLEET_CSV_COLUMNS})
-    return r.st.fleet_table(fleet_cells).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+    return r.st.fleet_with_intervals(fleet_cells, r.df).sort(
+        "site", "workload", "phase", "device", "batch_size", "precision_variant"
+    )
+
+
+def _range(v: float | None, lo: float | None, hi: float | None) -> str:
+    """'0.0028 [0.0020, 0.0036]': a bar's value with its range at the PDG place; the value alone without one."""
+    return stats.fmt_interval(v, lo, hi, signed=False)
 
 
 def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
     """The fleet what-if: the equal-work job, jobs per day, its chart and table."""
     st = r.st
+    lvl = level(st)
+    if fl.height:
+        fl = _with_text(fl, **{
+            "MWh/day (95 % range)": lambda x: _range(x["mwh_per_day"], x.get("mwh_per_day_lo"),
+                                                     x.get("mwh_per_day_hi")),
+            f"Δenergy/job % [{lvl}]": lambda x: stats.fmt_interval(
+                x.get("d_energy_job_pct"), x.get("d_energy_job_lo_pct"), x.get("d_energy_job_hi_pct")),
+        })  # fmt: skip
     t = table(fl.select(
         "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "jobs_per_day",
-        "energy_per_job_j", "mwh_per_day", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day", "saving_pct",
-        "energy_source",
+        "energy_per_job_j", "MWh/day (95 % range)", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day",
+        "saving_pct", f"Δenergy/job % [{lvl}]", "d_energy_job_verdict", "energy_source",
     )) if fl.height else None  # fmt: skip
     return Section("fleet", "Fleet what-if", "Fleet what-if", {
         "jobs_per_day": f"{st.jobs_per_day:,.0f}", "per_site": bool(st.per_site), "job_text": st.fleet_job_text(),
@@ -370,16 +471,37 @@ def cells_table(r: Inputs) -> pl.DataFrame:
     return sci_series(metrics.pareto(r.st.sci_table(r.rel)), r.df)  # SCI with the sites' intensity series beside
 
 
+def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
+    """The per-cell table of the page: every Δ against the fp32 baseline with its interval, verdict and minimum
+    detectable effect, PDG-rounded (the numbers themselves are in cells.csv)."""
+    lvl = level(r.st)
+    iv = lambda p: lambda x: stats.fmt_interval(x.get(f"{p}_pct"), x.get(f"{p}_lo_pct"), x.get(f"{p}_hi_pct"))  # noqa: E731
+    d = _with_text(full, **{
+        energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x["energy_per_sample_ci95_j"]),
+        f"Δenergy % [{lvl}]": iv("d_energy"),
+        "MDE %": lambda x: stats.fmt_unc(x.get("d_energy_mde_pct")),
+        "analysis": _analysis,
+        f"Δtime % [{lvl}]": iv("d_time"),
+        "Δquality": lambda x: stats.fmt_interval(x.get("d_quality"), x.get("d_quality_lo"), x.get("d_quality_hi")),
+    })  # fmt: skip
+    cols = ["site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", energy_pm(lvl),
+            f"Δenergy % [{lvl}]", "d_energy_verdict", "MDE %", "analysis", f"Δtime % [{lvl}]", "d_time_verdict",
+            "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w", "co2_per_1k_samples_kg", "sci_g_per_1k",
+            "sci_embodied_share", "quality_metric", "quality", "Δquality", "d_quality_verdict", "pareto",
+            "energy_source"]  # fmt: skip
+    return d.select([c for c in cols if c in d.columns]).sort(
+        "site", "workload", "phase", "device", "batch_size", "precision_variant"
+    )
+
+
 def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
     """Metrics per cell, and time and energy to target of the training runs."""
     return Section("tables", "Metrics", "Metrics per cell", {
         "hardware_source": r.st.hardware_source or "no hardware table",
-        "cells": table(full.select(
-            "site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
-            "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w",
-            "co2_per_1k_samples_kg", "sci_g_per_1k", "sci_embodied_share", "d_energy_pct", "d_time_pct", "quality_metric",
-            "quality", "d_quality", "pareto", "energy_source",
-        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")) if r.cells.height else None,
+        "cells": table(cells_view(r, full)) if r.cells.height else None,
+        "level": level(r.st),
+        "power": f"{r.st.power:g}",
+        "excluded": stats.excluded_runs(r.df),
         "tta": table(r.tta.select(
             "site", "workload", "device", "precision_variant", "batch_size", "repeat", "target", "target_source",
             "epochs_to_target", "tta_s", "eta_j", "max_power_w", "zeus_cost",
@@ -408,17 +530,39 @@ def sites_section(r: Inputs) -> Section:
         data["nothing"] = ((f"one site only ({', '.join(sites)})" if len(sites) == 1 else "no cell was measured at two sites")
                            if sites else "no runs")  # fmt: skip
         return Section("sites", "Sites", "Sites", data)
-    where = metrics.where_to_run(comp)
+    lvl = level(r.st)
+    where = metrics.where_to_run_intervals(metrics.where_to_run(comp), comp, df, alpha=r.st.alpha, power=r.st.power)
+    where = _with_text(where, **{
+        f"vs best × [{lvl}]": lambda x: stats.fmt_interval(
+            x.get("vs_best_gm"), x.get("vs_best_lo"), x.get("vs_best_hi"), signed=False),
+    })  # fmt: skip
     for (wl, ph), g in where.group_by("workload", "phase", maintain_order=True):
         best = g.row(0, named=True)
-        nxt = g.row(1, named=True) if g.height > 1 else None
-        data["advice"].append({"workload": wl, "phase": ph, "best": best, "next": nxt})
+        rest = g.slice(1).to_dicts()
+        tied = [x["site"] for x in rest if x["site_verdict"] == "cannot be told apart from the best"]
+        data["advice"].append({"workload": wl, "phase": ph, "best": best, "next": rest[0] if rest else None,
+                               "tied": tied, "ratio_col": f"vs best × [{lvl}]"})  # fmt: skip
+    # the same cell at each site, with its energy per sample's interval (cell_stats: repeats of that site)
+    ci = r.cells.select("site", *metrics.SITE_CELL_KEYS, "energy_per_sample_ci95_j")
+    comp = comp.join(ci, on=["site", *metrics.SITE_CELL_KEYS], how="left", nulls_equal=True)
+    comp = _with_text(comp, **{
+        energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x.get("energy_per_sample_ci95_j")),
+    })  # fmt: skip
+    first = ["workload", "phase", "device", "precision_variant", "batch_size", "site", "scheduler", "hosts", "repeats"]
+    comp = comp.select(*first, energy_pm(lvl), *[c for c in comp.columns if c not in (*first, energy_pm(lvl),
+                       "config_hash", "energy_per_sample_j", "energy_per_sample_ci95_j")])  # fmt: skip
     data.update(
         nothing=None,
         criterion=metrics.WHERE_TO_RUN_CRITERION,
-        where=table(where),
-        comparison=table(comp.drop("config_hash")),
-    )
+        level=lvl,
+        alpha=f"{r.st.alpha:g}",
+        where=table(where.select(
+            "workload", "phase", "rank", "site", "common_cells", "co2_per_1k_samples_g", "vs_best",
+            f"vs best × [{lvl}]",
+            "p_holm", "site_verdict", "energy_per_sample_j", "time_per_sample_s", "intensity_g_per_kwh", "pue",
+        )),
+        comparison=table(comp),
+    )  # fmt: skip
     return Section("sites", "Sites", "Sites", data)
 
 

@@ -40,6 +40,8 @@ class AnalysisSettings:
     )  # fleet.samples_per_job (None: the defaults per phase)
     fleet_scope: str = _default("fleet", "scope")  # fleet.scope: phase | job
     cleanest_hours: int = _default("fleet", "cleanest_hours")  # fleet.cleanest_hours: k of "when to run"
+    alpha: float = _default("design", "alpha")  # design.alpha: every comparison's interval is at 1 - alpha
+    power: float = _default("design", "power")  # design.power: of every comparison's minimum detectable effect
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
     hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml's sites (embodied carbon)
     hardware_source: str = ""
@@ -62,6 +64,8 @@ class AnalysisSettings:
             samples_per_job=fl["samples_per_job"],
             fleet_scope=str(fl["scope"]),
             cleanest_hours=int(fl["cleanest_hours"]),
+            alpha=float(config["design"]["alpha"]),
+            power=float(config["design"]["power"]),
             sites=sites,
             hardware=load_hardware(hw_file, base_dir),
             hardware_source=str(hw_file),
@@ -101,6 +105,13 @@ class AnalysisSettings:
         return metrics.fleet(
             cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope
         )
+
+    def fleet_with_intervals(self, cells, runs):
+        """The fleet table with each bar's range and each saving's interval and verdict (metrics.fleet_intervals)."""
+        from . import metrics
+
+        return metrics.fleet_intervals(self.fleet_table(cells), runs, self.samples_per_job, self.fleet_scope,
+                                       self.alpha, self.power)  # fmt: skip
 
     def fleet_job_text(self) -> str:
         """What one fleet job is, in words (the report says it)."""
