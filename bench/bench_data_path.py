@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import REPO, host  # noqa: E402
+from benchlib import REPO, host
 
 sys.path.insert(0, str(REPO / "src"))
 
@@ -89,7 +89,8 @@ def main() -> int:
 
     print(f"host: {host()}")
     print(
-        f"baler_ae autoencoder, {args.rows} rows x 24 features, batch {args.batch}, {args.threads} torch thread(s), fp32, CPU"
+        f"baler_ae autoencoder, {args.rows} rows x 24 features, batch {args.batch}, {args.threads} torch thread(s), "
+        "fp32, CPU"
     )
     joulegrid_epoch(no_step), dataloader_epoch(no_step)  # warm-up
     out = {}
@@ -101,8 +102,11 @@ def main() -> int:
             for name, fn in sides if r % 2 == 0 else sides[::-1]:
                 t[name] = fn(step)
             ratios.append(t["DataLoader"] / t["joulegrid"])
-            print(f"  {label:<10} round {r + 1}: joulegrid slicing {t['joulegrid']:7.3f} s/epoch | "
-                  f"DataLoader {t['DataLoader']:7.3f} s/epoch | ratio {ratios[-1]:.2f}", flush=True)  # fmt: skip
+            print(
+                f"  {label:<10} round {r + 1}: joulegrid slicing {t['joulegrid']:7.3f} s/epoch | "
+                f"DataLoader {t['DataLoader']:7.3f} s/epoch | ratio {ratios[-1]:.2f}",
+                flush=True,
+            )
         out[label] = statistics.median(ratios)
     print(f"median ratio DataLoader/joulegrid, data path alone: {out['data path']:.2f}")
     print(f"median ratio DataLoader/joulegrid, end to end: {out['end to end']:.2f}")

@@ -55,7 +55,7 @@ def html_tables(page: str, start: str, end: str | None = None) -> list[list[dict
             [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
             for tr in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1])
         ]
-        out.append([dict(zip(head, r)) for r in rows])
+        out.append([dict(zip(head, r, strict=False)) for r in rows])
     return out
 
 

@@ -78,7 +78,10 @@ def precision_exclusion(
                 "precision_options.int8.backend: pt2e_x86 (compiled by design) or torchao"
             )
         if variant == "compiled" and family in COMPILES:
-            return f"int8 backend {family} already compiles the model (torch.compile): its baseline variant is the compiled one"
+            return (
+                f"int8 backend {family} already compiles the model (torch.compile): its baseline variant is the "
+                "compiled one"
+            )
     if precision == "fp16_noscaler" and phase != "train":
         return "GradScaler only exists in training; for inference fp16 and fp16_noscaler are the same (use fp16)"
     return None

@@ -1,4 +1,5 @@
-"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | calibrate | aggregate | import | report | pack-env | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters |
+calibrate | aggregate | import | report | pack-env | schema``.
 
 Snakemake rules call these; each also works by hand (see README).
 """
@@ -28,9 +29,8 @@ def _cell(args) -> tuple[dict, str | None, str | None]:
         from .config import cell_spec_from_snapshot
 
         c = cell_spec_from_snapshot(args.grid, args.out)
-        hostcache.configure(
-            c.resources_dir
-        )  # what the first cell on this host detected (codecarbon), the next ones reuse
+        # what the first cell on this host detected (codecarbon), the next ones reuse
+        hostcache.configure(c.resources_dir)
         return c.spec, args.data or c.data, args.model or c.model
     return _load_spec(args), args.data, args.model
 
@@ -81,8 +81,11 @@ def cmd_remeasure(args) -> int:
     verb = "would move" if args.dry_run else "moved"
     for p in moved:
         print(f"joulegrid: {verb} {p.relative_to(dest / 'runs').as_posix()}", file=sys.stderr)
-    print(f"joulegrid: {verb} {len(moved)} finished cell(s) to {dest}; run snakemake (same command) to measure them again",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"joulegrid: {verb} {len(moved)} finished cell(s) to {dest}; run snakemake (same command) to measure them "
+        "again",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -139,21 +142,35 @@ def cmd_calibrate(args) -> int:
     from .meters.usage import PROC
     from .probes import cpu_model
 
-    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    def say(text):
+        return print(text, file=sys.stderr)
+
     model = cpu_model()
     if not model:
-        print("joulegrid: this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved "
-              "under it, so there is nothing to save it under", file=sys.stderr)  # fmt: skip
+        print(
+            "joulegrid: this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved "
+            "under it, so there is nothing to save it under",
+            file=sys.stderr,
+        )
         return 2
     target = hardware.resolve(args.hardware_file)
     try:
         existing = hardware.read(target).calibrations
         if model in existing and not (args.replace or args.dry_run):  # fail before minutes of ladder, not after
-            raise hardware.HardwareError(f"{target} already has a calibration of {model!r} (from "
-                                         f"{existing[model].get('calibrated_at', '?')}). Fix: pass --replace to make a new one "
-                                         "current (the old one is kept under 'previous')")  # fmt: skip
-        st = LadderSettings(args.step_s, args.settle_s, args.interval_s, args.levels, args.mem_gb,
-                            args.proc or os.environ.get("JOULEGRID_PROC") or PROC, args.powercap)  # fmt: skip
+            raise hardware.HardwareError(
+                f"{target} already has a calibration of {model!r} (from "
+                f"{existing[model].get('calibrated_at', '?')}). Fix: pass --replace to make a new one "
+                "current (the old one is kept under 'previous')"
+            )
+        st = LadderSettings(
+            args.step_s,
+            args.settle_s,
+            args.interval_s,
+            args.levels,
+            args.mem_gb,
+            args.proc or os.environ.get("JOULEGRID_PROC") or PROC,
+            args.powercap,
+        )
         entry = calibrate(st, model, say)
     except (CalibrationError, hardware.HardwareError) as e:
         print(f"joulegrid: {e}", file=sys.stderr)
@@ -177,8 +194,11 @@ def cmd_calibrate(args) -> int:
     except hardware.HardwareError as e:
         print(f"joulegrid: {e}", file=sys.stderr)
         return 2
-    say(f"joulegrid: saved under {hardware.CALIBRATIONS}[{model!r}] in {target}; cells on hosts of this CPU model without "
-        "readable counters now use it (energy_method model-calibrated); hosts with counters record its error")  # fmt: skip
+    say(
+        f"joulegrid: saved under {hardware.CALIBRATIONS}[{model!r}] in {target}; cells on hosts of this CPU model "
+        "without "
+        "readable counters now use it (energy_method model-calibrated); hosts with counters record its error"
+    )
     for note in _node_power_notes(model):
         say(note)
     return 0
@@ -199,8 +219,11 @@ def _node_power_notes(model: str, sites_file: str | os.PathLike | None = None) -
         for e in node_power(facts):
             want = e.get("cpu_model")
             if want and str(want).lower() in model.lower():
-                out.append(f"joulegrid: note: {p} {site}.node_power names {want!r}, which takes precedence over a calibration "
-                           "at that site; remove it there to use the calibration (docs/measurement.md, \"Calibrating a CPU model\")")  # fmt: skip
+                out.append(
+                    f"joulegrid: note: {p} {site}.node_power names {want!r}, which takes precedence over a calibration "
+                    'at that site; remove it there to use the calibration (docs/measurement.md, "Calibrating a CPU '
+                    'model")'
+                )
     return out
 
 
@@ -215,12 +238,18 @@ def cmd_aggregate(args) -> int:
         return 2
     print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
     if res.n_other:
-        print(f"joulegrid: {res.n_other} run(s) of other configurations (another config hash) -> "
-              f"{args.other or other_path(args.out)}, not in the summary", file=sys.stderr)  # fmt: skip
+        print(
+            f"joulegrid: {res.n_other} run(s) of other configurations (another config hash) -> "
+            f"{args.other or other_path(args.out)}, not in the summary",
+            file=sys.stderr,
+        )
     if res.n_files == 0:
         where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
-        print(f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), "
-              "or pass --runs <results>/runs", file=sys.stderr)  # fmt: skip
+        print(
+            f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), or pass "
+            "--runs <results>/runs",
+            file=sys.stderr,
+        )
     for p, why in res.problems:
         print(f"joulegrid: skipped {p}: {why}", file=sys.stderr)
     return 0
@@ -400,8 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser(
         "calibrate",
-        help="on a host with readable RAPL: run a short load ladder, fit this CPU model's power model (idle W, W per busy "
-        "logical CPU, W per GB used) with its error, and save it in the hardware table (docs/measurement.md)",
+        help="on a host with readable RAPL: run a short load ladder, fit this CPU model's power model (idle W, W per "
+        "busy logical CPU, W per GB used) with its error, and save it in the hardware table (docs/measurement.md)",
     )
     ca.add_argument(
         "--hardware-file", default=None, help="the hardware table to save it in (default config/hardware.yaml)"
@@ -426,8 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=6,
         help="busy steps besides 1 CPU, evenly up to all logical CPUs (default %(default)s)",
     )
-    ca.add_argument("--mem-gb", type=float, default=None, help="GB of memory for the resident and traffic steps (default: the "
-                    "smaller of 8 and a quarter of the available memory; 0 = no memory steps)")  # fmt: skip
+    ca.add_argument(
+        "--mem-gb",
+        type=float,
+        default=None,
+        help="GB of memory for the resident and traffic steps (default: the "
+        "smaller of 8 and a quarter of the available memory; 0 = no memory steps)",
+    )
     ca.add_argument(
         "--powercap", default=None, help="powercap root (default /sys/class/powercap or $JOULEGRID_POWERCAP)"
     )
@@ -450,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser(
         "import",
-        help="bring another site's results tree (runs, attempts, hotspots, logs) into this one: checks schema versions, "
-        "run ids and site names, never overwrites; then `snakemake` rebuilds the summary and report (docs/sites.md)",
+        help="bring another site's results tree (runs, attempts, hotspots, logs) into this one: checks schema "
+        "versions, run ids and site names, never overwrites; then `snakemake` rebuilds the summary and report "
+        "(docs/sites.md)",
     )
     im.add_argument("paths", nargs="+", metavar="PATH", help="another results folder (or its runs/, or runs/<site>/)")
     im.add_argument("--results", default="results", help="the results folder to import into (config key results)")
@@ -477,7 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--configfile",
         nargs="+",
         default=None,
-        help="take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake does)",
+        help=(
+            "take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake "
+            "does)"
+        ),
     )
     rp.add_argument("--settings", default=None, help="analysis settings as JSON")
     rp.add_argument(

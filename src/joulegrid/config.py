@@ -80,7 +80,10 @@ def _friendly(err, where: str = "config key") -> str:
     if v in ("maximum", "exclusiveMaximum"):
         return f"{where} {key}: {inst!r} is too large ({v} {sch[v]}). Fix: use a smaller value"
     if v == "pattern" and key.endswith(".class"):
-        return f"{where} {key}: {inst!r} is not an import path. Fix: write it as my_pkg.module:MyWorkload (module path, colon, class name)"
+        return (
+            f"{where} {key}: {inst!r} is not an import path. Fix: write it as my_pkg.module:MyWorkload (module path, "
+            "colon, class name)"
+        )
     if v == "pattern":
         return (
             f"{where} {key}: {inst!r} is not a safe name (pattern {sch['pattern']}). "
@@ -99,8 +102,15 @@ def _friendly(err, where: str = "config key") -> str:
     return f"{where} {key}: {err.message}"
 
 
-_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a text", "boolean": "true or false",
-               "array": "a list", "object": "a mapping", "null": "null"}  # fmt: skip
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a text",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
 
 
 def _type_words(want: str | list[str]) -> str:
@@ -275,8 +285,8 @@ def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> d
         dp = Path(settings["data"])
         if not (dp if dp.is_absolute() else base / dp).exists():
             raise ConfigError(
-                f"config key {where}.data: {settings['data']!r} does not exist. "
-                "Fix: give the path of an existing file (absolute, or relative to the working directory) or remove the key"
+                f"config key {where}.data: {settings['data']!r} does not exist. Fix: give the path of an existing "
+                "file (absolute, or relative to the working directory) or remove the key"
             )
         if cls.DATA_FORMATS:
             why = check_format(dp, cls.DATA_FORMATS)
@@ -321,7 +331,8 @@ def check_precisions(config: dict[str, Any]) -> None:
         else:
             raise ConfigError(
                 f"config key grid.precisions[{i}]: {prec!r} cannot run with any phase/device of this grid "
-                f"({'; '.join(grid.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the phase/device it needs"
+                f"({'; '.join(grid.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the "
+                "phase/device it needs"
             )
 
 
@@ -342,7 +353,8 @@ def validate_semantics(config: dict[str, Any], base_dir: str | os.PathLike = "."
     for name in wl_cfg:
         if name not in BUILTIN and "class" not in wl_cfg[name]:
             raise ConfigError(
-                f"config key workloads.{name}: {name!r} is not a built-in workload ({', '.join(BUILTIN)}) and has no class. "
+                f"config key workloads.{name}: {name!r} is not a built-in workload ({', '.join(BUILTIN)}) and has no "
+                "class. "
                 f"Fix: add class: my_pkg.module:MyWorkload, or fix the name"
             )
         if "class" in wl_cfg[name] and name not in config["grid"]["workloads"]:
@@ -374,9 +386,8 @@ def validate_semantics(config: dict[str, Any], base_dir: str | os.PathLike = "."
     check_precisions(config)
     from .hardware import config_calibrations
 
-    config_calibrations(
-        config, base
-    )  # the hardware table's CPU calibrations: a bad entry names the file, model and key
+    # the hardware table's CPU calibrations: a bad entry names the file, model and key
+    config_calibrations(config, base)
     for i, rule in enumerate(config.get("exclude") or []):
         for key, val in rule.items():
             if key == "reason":
@@ -564,7 +575,8 @@ def read_snapshot(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     if not isinstance(snap, dict) or snap.get("joulegrid_grid_snapshot") != SNAPSHOT_VERSION:
         raise ConfigError(
-            f"{path} is not a joulegrid grid snapshot of version {SNAPSHOT_VERSION}. Fix: start snakemake again to write one"
+            f"{path} is not a joulegrid grid snapshot of version {SNAPSHOT_VERSION}. Fix: start snakemake again to "
+            "write one"
         )
     return snap
 
@@ -696,8 +708,9 @@ class SpecBuilder:
             if h == config_hash:
                 return w
         raise ConfigError(
-            f"config hash {config_hash} is not one of the current configuration's ({', '.join(f'{w} {h}' for w, h in self.hashes().items())}). "
-            "Fix: ask for the current grid's files (plain `snakemake`), or run with the configuration that gave that hash"
+            f"config hash {config_hash} is not one of the current configuration's "
+            f"({', '.join(f'{w} {h}' for w, h in self.hashes().items())}). Fix: ask for the current grid's files "
+            "(plain `snakemake`), or run with the configuration that gave that hash"
         )
 
     def data_path(self, workload: str) -> str | None:

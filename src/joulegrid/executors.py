@@ -171,7 +171,7 @@ def submit_environment(results_dir: str, env_tarball: str | None = None) -> dict
     (Slurm passes its environment to jobs; HTCondor jobs get it with getenv: True)."""
     env = {
         "JOULEGRID_PYTHON": sys.executable,
-        "JOULEGRID_PYTHON_VERSION": "%d.%d" % sys.version_info[:2],
+        "JOULEGRID_PYTHON_VERSION": "{}.{}".format(*sys.version_info[:2]),
         "JOULEGRID_SUBMIT_HOST": socket.gethostname(),
         "JOULEGRID_SUBMIT_OS": os_name(),
         "JOULEGRID_RESULTS": results_dir,

@@ -153,17 +153,29 @@ def record_failure(
         text += f"; the job's cgroup counts {kills} OOM kill(s) (memory.events)"
     last = attempt > retries
     tail = _log_tail(log)
-    append_attempt(hist, {
-        "attempt": attempt, "at": datetime.now(UTC).isoformat(), "host": socket.gethostname(),
-        "exit_code": exit_code, "status": status, "error_type": etype, "error": text, "log_tail": tail,
-        "retried": not last,
-    })  # fmt: skip
+    append_attempt(
+        hist,
+        {
+            "attempt": attempt,
+            "at": datetime.now(UTC).isoformat(),
+            "host": socket.gethostname(),
+            "exit_code": exit_code,
+            "status": status,
+            "error_type": etype,
+            "error": text,
+            "log_tail": tail,
+            "retried": not last,
+        },
+    )
     if Path(out).exists():  # the row was written before the process died: keep it, never overwrite
         print(f"joulegrid: {cell.id}: {text}, after its result row was written; the row is kept", flush=True)
         return 0
     if not last:
-        print(f"joulegrid: {cell.id}: attempt {attempt}: {text}; recorded in {hist}; "
-              f"{retries - attempt + 1} retr{'y' if retries - attempt + 1 == 1 else 'ies'} left", flush=True)  # fmt: skip
+        print(
+            f"joulegrid: {cell.id}: attempt {attempt}: {text}; recorded in {hist}; "
+            f"{retries - attempt + 1} retr{'y' if retries - attempt + 1 == 1 else 'ies'} left",
+            flush=True,
+        )
         return exit_code if 0 < exit_code < 256 else 1
     earlier = earlier_errors(read_attempts(hist), attempt)
     msg = text + (f"\nearlier attempts:\n{earlier}" if earlier else "") + (f"\nlog tail:\n{tail}" if tail else "")
@@ -171,10 +183,14 @@ def record_failure(
     from .runner import identity_columns
 
     row = {
-        **schema.empty_row(), **identity_columns(cell, spec, attempt),
-        "hostname": socket.gethostname(), "finished_at": datetime.now(UTC),
-        "status": status, "error_type": etype, "error_message": msg[:2000],
-    }  # fmt: skip
+        **schema.empty_row(),
+        **identity_columns(cell, spec, attempt),
+        "hostname": socket.gethostname(),
+        "finished_at": datetime.now(UTC),
+        "status": status,
+        "error_type": etype,
+        "error_message": msg[:2000],
+    }
 
     write_table(schema.to_table([row]), out)
     print(f"joulegrid: {cell.id}: {status} ({etype}) on the last attempt ({attempt}); recorded in {out}", flush=True)

@@ -9,12 +9,12 @@ size x repeat, measured with the settings of one configuration. Its result lives
     <results>/runs/<site>/<workload>/<phase>/<device>/<precision>[+<variant>]/bs<B>/r<k>-<config hash>.parquet
 
 The variant is folded into the precision folder (``fp32`` for the baseline model,
-``fp32+pruned`` for the pruned one, ``fp32+compiled`` for torch.compile) so that the path keeps the layout of the design card. The
-config hash (joulegrid.config.identity: the workload's settings, the measure settings, the seed and
-the measurement version; not the site) ends the file name: a changed configuration measures new
-files next to the old ones, a rerun of the same configuration finds its files. Run files written
-before the hash was part of the name (``r<k>.parquet``) are still found and read, as rows of
-another configuration.
+``fp32+pruned`` for the pruned one, ``fp32+compiled`` for torch.compile) so that the path keeps the
+layout of the design card. The config hash (joulegrid.config.identity: the workload's settings, the
+measure settings, the seed and the measurement version; not the site) ends the file name: a changed
+configuration measures new files next to the old ones, a rerun of the same configuration finds its
+files. Run files written before the hash was part of the name (``r<k>.parquet``) are still found and
+read, as rows of another configuration.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .axes import (  # noqa: F401 - the axes' names, also read from here (their home is axes.py)
+from .axes import (  # the axes' names, also read from here (their home is axes.py)
     BASELINE_VARIANT,
     DEVICES,
     PHASES,
@@ -166,8 +166,8 @@ def run_manifest(runs_dir: str | os.PathLike, known: Iterable[str] = ()) -> str:
     """One line per run file under runs_dir that is not in ``known`` (paths relative to runs_dir, e.g.
     the run files of this run's grid): '<path> <size> <mtime ns>', sorted.
 
-    The Snakefile stamps it (joulegrid.snakefile, the runs stamp) as an input of rule aggregate: a run file copied or rsync-ed
-    into runs/ (another site's folder, another configuration's files) changes it, so the summary is
+    The Snakefile stamps it (joulegrid.snakefile, the runs stamp) as an input of rule aggregate: a run file copied or
+    rsync-ed into runs/ (another site's folder, another configuration's files) changes it, so the summary is
     rebuilt although mtime triggers cannot see a new file with an old time (rsync -a keeps the
     source's). The grid's own files are left out: they are the rule's inputs already, and the
     manifest must not change when this run measures them (a rerun would aggregate again). Plain

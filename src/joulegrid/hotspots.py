@@ -175,7 +175,7 @@ def collect(results_dir: str | Path = "results", run_ids: list[str] | None = Non
         try:
             t = pq.read_table(f)
             t = t.select(list(HOTSPOT_COLUMN_NAMES)).cast(schema)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - a file that cannot be read is named and skipped
             warnings.warn(f"joulegrid.hotspots: skipped {f}: {type(e).__name__}: {e}", stacklevel=2)
             continue
         tables.append(t)

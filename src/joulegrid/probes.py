@@ -48,9 +48,20 @@ def cpu_sockets() -> int | None:
 # "flags", Arm features of its "Features" line (asimddp: int8 dot product, i8mm: int8 matrix
 # multiply, bf16, asimdhp: fp16 arithmetic). Recorded per row in cpu_flags (those present).
 CPU_FLAGS = (
-    "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_fp16",
-    "asimddp", "i8mm", "bf16", "asimdhp",
-)  # fmt: skip
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "asimdhp",
+)
 
 
 def parse_cpu_flags(cpuinfo: str) -> frozenset[str] | None:
@@ -167,17 +178,17 @@ def accelerator() -> dict[str, Any]:
     out["gpu_count"] = torch.cuda.device_count()
     out["gpu_model"] = torch.cuda.get_device_name(0)
     try:
-        out["gpu_compute_capability"] = "%d.%d" % tuple(torch.cuda.get_device_capability(0))
-    except Exception:  # noqa: BLE001
+        out["gpu_compute_capability"] = "{}.{}".format(*torch.cuda.get_device_capability(0))
+    except Exception:  # noqa: BLE001 - an optional fact: unknown on a failing driver call
         pass
     try:
         out["gpu_memory_bytes"] = int(torch.cuda.get_device_properties(0).total_memory)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an optional fact: unknown on a failing driver call
         pass
     try:
         v = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
         out["cudnn_version"] = str(v) if v else None
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an optional fact: unknown on a failing driver call
         pass
     try:
         import pynvml

@@ -188,10 +188,10 @@ class CellRunner:
         try:  # writing the row is part of the job: pyarrow's one-off start (its first table conversion,
             # ~0.2 s of CPU; the Parquet writer's import) happens now, inside the job's tracked time,
             # so that what remains after the figures are known (write() itself) takes milliseconds
-            import pyarrow.parquet  # noqa: F401
+            import pyarrow.parquet  # noqa: F401 - imported for its start-up cost, here
 
             schema.to_table([{"status": schema.STATUS_OK}])
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a warm-up of pyarrow only: the write itself reports
             pass
         try:
             cols, laps = self.meters.finish(r.get("wall_s"), self._idle_wall)
@@ -218,7 +218,7 @@ class CellRunner:
 
             try:  # a side file: failing to write it must not fail the measured run
                 hotspots.write(self.hotspot_rows, hotspots.path_for(self.out, self.cell.file_id))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - a side file: failing to write it must not fail the measured run
                 print(f"joulegrid: {self.cell.id}: hotspots not written: {type(e).__name__}: {e}", file=sys.stderr)
 
     # ------------------------------------------------------------------ the cell
@@ -232,7 +232,7 @@ class CellRunner:
 
         c = self.cell
         if c.phase == "train":
-            import torch._dynamo  # noqa: F401 - torch.optim's first step imports it (1-2 s): in the set-up, not the measured window
+            import torch._dynamo  # torch.optim's first step imports it (1-2 s): in the set-up, not the measured window
         else:
             defer_dynamo_import()  # FLOP counting would import torch._dynamo (1-2 s) for nothing
         if self.threads:
@@ -343,7 +343,7 @@ class CellRunner:
                     for n in shapes(split.n_test, bs):
                         self._predict(torch, wl, model, split.x_test[:n], n, c.device, prec)
                 _sync(c.device)
-        except Exception as e:  # noqa: BLE001 - inductor/dynamo raise many kinds; the reason goes in the row
+        except Exception as e:  # inductor/dynamo raise many kinds; the reason goes in the row
             raise variants.CompileFailed(f"torch.compile failed: {precision.compile_error_reason(e)}") from e
         self.row["compile_s"] = time.perf_counter() - t0
         return model
@@ -379,8 +379,11 @@ class CellRunner:
         readings = self.meters.stop()
         self.window_compiles = self._graphs_compiled() - self._graphs_before
         if self.window_compiles:  # a shape _compile did not foresee: the window paid for a compilation
-            print(f"joulegrid: {self.cell.id}: torch.compile compiled {self.window_compiles} graph(s) inside the measured window",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"joulegrid: {self.cell.id}: torch.compile compiled {self.window_compiles} graph(s) inside the "
+                "measured window",
+                file=sys.stderr,
+            )
         self.row.update(self.memory.window_columns(torch))
         return readings, wall, cpu
 

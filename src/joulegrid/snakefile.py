@@ -199,7 +199,7 @@ class Workflow:
         short cells"). Snakemake reads --group-components only after the Snakefile is parsed: asked per job."""
         return executors.cells_per_group(self.workflow.group_settings.group_components)
 
-    @functools.cache
+    @functools.cache  # noqa: B019 - once per Workflow, and one Workflow lives as long as its Snakemake process
     def resolve_measure_rule(self) -> None:
         """Settle what rule measure can only know once Snakemake has read its settings, as plain values.
 
@@ -281,10 +281,13 @@ class Workflow:
             executors.executor_problem(self.site, self.spec.facts["scheduler"], executor),
             executors.threads_problem(config["measure"]["threads"], wf.resource_settings.cores, executor),
             executors.group_problem(
-                self.site, self.site_facts, config["job"]["runtime_min"],
-                wf.group_settings.group_components, wf.group_settings.overwrite_groups,
+                self.site,
+                self.site_facts,
+                config["job"]["runtime_min"],
+                wf.group_settings.group_components,
+                wf.group_settings.overwrite_groups,
             ),
-        ):  # fmt: skip
+        ):
             if problem and problem[0] == "error":
                 raise WorkflowError(problem[1])
             if problem:
@@ -301,15 +304,19 @@ class Workflow:
         # -R / --forcerun, -F or -f
         ds = self.workflow.dag_settings
         user_forced = bool(ds.forceall or ds.forcetargets or ds.forcerun)
-        jobs = [([str(o) for o in j.output], user_forced and bool(dag.reason(j).forced))
-                for j in dag.needrun_jobs() if j.rule.name == "measure"]  # fmt: skip
+        jobs = [
+            ([str(o) for o in j.output], user_forced and bool(dag.reason(j).forced))
+            for j in dag.needrun_jobs()
+            if j.rule.name == "measure"
+        ]
         try:
             archived = archive.guard_rerun(jobs, self.results)
         except archive.ArchiveError as e:
             raise WorkflowError(f"joulegrid: {e}") from None
         for p in archived:
             logger.warning(
-                f"joulegrid: {p.name} of an unfinished job (killed after writing it) archived as {p}; the cell is measured again"
+                f"joulegrid: {p.name} of an unfinished job (killed after writing it) archived as {p}; the cell is "
+                "measured again"
             )
 
     def on_error(self) -> None:

@@ -121,8 +121,13 @@ def test_estimates_only_choose_by_priority_and_flag_estimated():
 )
 def test_disagreement_between_two_measurements(a, b, rel, disagree):
     """Meters are compared on what they measured (node scope), never on the attributed shares."""
-    rs = [N("rapl", "cpu", a), N("codecarbon", "cpu", b, method="codecarbon-rapl"), N("estimate", "cpu", 1000, est=True),
-          R("rapl", "cpu", a / 2), R("codecarbon", "cpu", 1.0, method="codecarbon-rapl")]  # fmt: skip
+    rs = [
+        N("rapl", "cpu", a),
+        N("codecarbon", "cpu", b, method="codecarbon-rapl"),
+        N("estimate", "cpu", 1000, est=True),
+        R("rapl", "cpu", a / 2),
+        R("codecarbon", "cpu", 1.0, method="codecarbon-rapl"),
+    ]
     s = M.summarise(rs, 1.0)
     assert s["meter_rel_diff"] == pytest.approx(rel)
     assert s["meters_disagree"] is disagree
@@ -209,8 +214,12 @@ def test_laps_are_recorded_for_the_end_of_the_job():
     ms = M.MeterSet([rapl, cc], [])
     ms.start()
     assert ms.lap() == 0 and ms.lap() == 1
-    assert ms.laps[0][0] == "measured" and ms.laps[0][1] == {("rapl", "cpu"): 5.0, ("rapl", "dram"): 1.0,
-                                                            ("codecarbon", "cpu"): 9.0, ("codecarbon", "ram-model"): 3.0}  # fmt: skip
+    assert ms.laps[0][0] == "measured" and ms.laps[0][1] == {
+        ("rapl", "cpu"): 5.0,
+        ("rapl", "dram"): 1.0,
+        ("codecarbon", "cpu"): 9.0,
+        ("codecarbon", "ram-model"): 3.0,
+    }
     assert M.MeterSet([], []).lap() is None
 
 

@@ -9,8 +9,16 @@ from joulegrid import failures as F
 from joulegrid import schema as S
 from joulegrid.io import write_table
 
-CELL = {"site": "local", "workload": "baler_ae", "phase": "train", "device": "cpu", "precision": "fp32",
-        "variant": "baseline", "batch_size": 64, "repeat": 0}  # fmt: skip
+CELL = {
+    "site": "local",
+    "workload": "baler_ae",
+    "phase": "train",
+    "device": "cpu",
+    "precision": "fp32",
+    "variant": "baseline",
+    "batch_size": 64,
+    "repeat": 0,
+}
 SPEC = {"cell": CELL, "settings": {"seed": 7, "site_facts": {"pue": 1.2}}, "config_hash": "abc"}
 
 

@@ -73,9 +73,8 @@ def test_infer_min_window_idle_baseline_and_net_energy(env):
         row["node_energy_j"]
     )
     assert row["energy_cpu_j"] == pytest.approx(row["energy_cpu_active_j"] + row["energy_cpu_idle_j"])
-    assert (
-        0 < row["job_cpu_s"] <= row["node_busy_cpu_s"] + 0.02 and row["node_busy_cpu_s"] <= row["node_cpu_s"]
-    )  # 10-ms ticks
+    # 10-ms ticks
+    assert 0 < row["job_cpu_s"] <= row["node_busy_cpu_s"] + 0.02 and row["node_busy_cpu_s"] <= row["node_cpu_s"]
     assert row["job_cpu_source"] == "process-tree"
     assert row["job_share_cpu"] == pytest.approx(row["job_cpu_s"] / row["node_busy_cpu_s"])
     assert row["job_cpus_source"] == "affinity" and row["job_mem_source"] in ("pss", "rss")
@@ -132,7 +131,7 @@ def test_train_hotspots_side_file_keyed_by_run_id(env):
     # per-epoch energy: the job's cumulative share at each epoch (attributed like the window), growing
     # up to the window's (a 0.1-s window: the CPU times' 10-ms ticks make the last stretch coarse)
     e = row["epoch_energy_j"]
-    assert len(e) == row["epochs"] and all(0 < a <= b for a, b in zip(e, e[1:] + [row["energy_j"]]))
+    assert len(e) == row["epochs"] and all(0 < a <= b for a, b in zip(e, e[1:] + [row["energy_j"]], strict=True))
     # the profiling passes are joulegrid's, not the job's: left out of the whole job
     assert row["job_excluded_s"] >= row["profile_s"] - 0.05
     assert row["profile_s"] > 0
@@ -169,8 +168,22 @@ def test_run_cell_process_ends_with_its_row_and_log(env):
 
     spec = spec_for("infer", {"meters": ["estimate"], "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never"})
     out, log = env["dir"] / "process" / "row.parquet", env["dir"] / "process.log"
-    cmd = [sys.executable, "-m", "joulegrid", "run-cell", "--spec", json.dumps(spec), "--data", env["data"],
-           "--model", env["model"], "--out", str(out), "--threads", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "joulegrid",
+        "run-cell",
+        "--spec",
+        json.dumps(spec),
+        "--data",
+        env["data"],
+        "--model",
+        env["model"],
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
     with open(log, "w") as f:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=subprocess_env(), timeout=300).returncode
     assert rc == 0, log.read_text()[-2000:]

@@ -178,8 +178,14 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
 
 def test_text_values_are_read_as_the_type_their_key_needs():
     """snakemake --config 'grid={repeats: 2}' hands joulegrid text ('2'): read as the key's type."""
-    cfg, _ = prepared(lambda c: (setp("grid.repeats", "2")(c), setp("grid.batch_sizes", ["256", "1024"])(c),
-                                 setp("workloads.baler_ae.target_quality", "0.3")(c), setp("strict_devices", "True")(c)))  # fmt: skip
+    cfg, _ = prepared(
+        lambda c: (
+            setp("grid.repeats", "2")(c),
+            setp("grid.batch_sizes", ["256", "1024"])(c),
+            setp("workloads.baler_ae.target_quality", "0.3")(c),
+            setp("strict_devices", "True")(c),
+        )
+    )
     assert cfg["grid"]["repeats"] == 2 and cfg["grid"]["batch_sizes"] == [256, 1024]
     assert cfg["workloads"]["baler_ae"]["target_quality"] == 0.3 and cfg["strict_devices"] is True
     # a key of several forms (oneOf: null, a number or a mapping): 'fleet={samples_per_job: 1000000}'
@@ -206,9 +212,16 @@ def test_text_values_of_keys_with_several_shapes_are_read_too():
 
 @pytest.mark.parametrize(
     "entries",
-    [["seed=7"], ["grid={repeats: 2}"], ["grid={repeats: 2, precisions: [fp32]}", "seed=3"], ["strict=True", "site=lxplus"],
-     ["measure={idle_baseline_s: 0.5}"], ["results=out", "ab=1.5", "cd="], ["grid={repeats: 2}", "grid={phases: [train]}"]],
-)  # fmt: skip
+    [
+        ["seed=7"],
+        ["grid={repeats: 2}"],
+        ["grid={repeats: 2, precisions: [fp32]}", "seed=3"],
+        ["strict=True", "site=lxplus"],
+        ["measure={idle_baseline_s: 0.5}"],
+        ["results=out", "ab=1.5", "cd="],
+        ["grid={repeats: 2}", "grid={phases: [train]}"],
+    ],
+)
 def test_config_args_are_parsed_as_snakemake_parses_them(entries):
     from snakemake.cli import parse_config  # imports every executor plugin: fine in a test
 
@@ -239,21 +252,40 @@ def _hash(mutate=None, workload="baler_ae"):
 
 @pytest.mark.parametrize(
     "mutate",
-    [setp("seed", 7), setp("workloads.baler_ae.epochs", 4), setp("workloads.baler_ae.target_quality", 0.2),
-     setp("workloads.baler_ae.rows", 50000), setp("workloads.baler_ae.params", {"latent": 6}), setp("measure.threads", 1),
-     setp("measure.min_window_s", 3), setp("measure.meters", ["estimate"]), setp("measure.warmup_batches", 1)],
-)  # fmt: skip
+    [
+        setp("seed", 7),
+        setp("workloads.baler_ae.epochs", 4),
+        setp("workloads.baler_ae.target_quality", 0.2),
+        setp("workloads.baler_ae.rows", 50000),
+        setp("workloads.baler_ae.params", {"latent": 6}),
+        setp("measure.threads", 1),
+        setp("measure.min_window_s", 3),
+        setp("measure.meters", ["estimate"]),
+        setp("measure.warmup_batches", 1),
+    ],
+)
 def test_what_determines_a_measurement_changes_the_config_hash(mutate):
     assert _hash(mutate) != _hash()
 
 
 @pytest.mark.parametrize(
     "mutate",
-    [setp("site", "lxplus"), setp("report.eta", 0.9), setp("fleet.samples_per_job", 1000000), setp("job.mem_mb", 8000),
-     setp("strict_devices", True), setp("strict", True), setp("measure.hotspots", "never"), setp("measure.required_meters", ["estimate"]),
-     setp("grid.batch_sizes", [256]), setp("grid.repeats", 3), setp("grid.precisions", ["fp32"]), setp("results", "elsewhere"),
-     setp("workloads.jet_tagger.epochs", 9)],
-)  # fmt: skip
+    [
+        setp("site", "lxplus"),
+        setp("report.eta", 0.9),
+        setp("fleet.samples_per_job", 1000000),
+        setp("job.mem_mb", 8000),
+        setp("strict_devices", True),
+        setp("strict", True),
+        setp("measure.hotspots", "never"),
+        setp("measure.required_meters", ["estimate"]),
+        setp("grid.batch_sizes", [256]),
+        setp("grid.repeats", 3),
+        setp("grid.precisions", ["fp32"]),
+        setp("results", "elsewhere"),
+        setp("workloads.jet_tagger.epochs", 9),
+    ],
+)
 def test_what_does_not_change_a_measurement_keeps_the_config_hash(mutate):
     """Not the site (the same grid at two sites compares cell by cell), analysis, scheduler or axes settings."""
     assert _hash(mutate) == _hash()

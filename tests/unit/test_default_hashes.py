@@ -36,7 +36,7 @@ def test_typed_settings_round_trip_through_the_snapshot(monkeypatch, tmp_path):
         cfg, sites = C.load(config_args={**extra, "results": str(tmp_path)})
         b = C.SpecBuilder(cfg, sites)
         snap = json.loads(open(b.snapshot_path(write=True)).read())
-        for w, entry in snap["workloads"].items():
+        for entry in snap["workloads"].values():
             typed = CellSettings.from_dict(entry["settings"])
             assert typed.to_dict() == entry["settings"]
             assert typed.measure.warmup_batches == cfg["measure"]["warmup_batches"]

@@ -19,7 +19,8 @@ HEAVY = ("torch", "polars", "pyarrow", "codecarbon", "zeus", "altair", "vl_conve
 _REPORT = f"""
 import json, sys
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
-print("JG-MODULES " + json.dumps({{"heavy": heavy, "joulegrid": sorted(m for m in sys.modules if m.startswith("joulegrid"))}}))
+mine = sorted(m for m in sys.modules if m.startswith("joulegrid"))
+print("JG-MODULES " + json.dumps({{"heavy": heavy, "joulegrid": mine}}))
 """
 
 
@@ -96,5 +97,6 @@ def test_snakemake_dry_run_imports_nothing_heavy(tmp_path, write_config):
     assert "joulegrid.grid" in got["joulegrid"], "the Snakefile was not parsed"
     added = sorted({m.split(".")[0] for m in got["heavy"]} - {m.split(".")[0] for m in floor["heavy"]})
     assert added == [], (
-        f"`snakemake -n` of joulegrid imports {added} (an empty workflow does not): keep them out of the Snakefile's imports"
+        f"`snakemake -n` of joulegrid imports {added} (an empty workflow does not): keep them out of the Snakefile's "
+        "imports"
     )

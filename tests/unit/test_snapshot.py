@@ -17,8 +17,12 @@ from joulegrid.sites import load_sites
 
 
 def builder(tmp_path, **over):
-    cfg, sites = C.load(config_args=deep_merge(TINY, {"results": str(tmp_path / "results"), "resources_dir": str(tmp_path / "res"), **over}),
-                        base_dir=REPO)  # fmt: skip
+    cfg, sites = C.load(
+        config_args=deep_merge(
+            TINY, {"results": str(tmp_path / "results"), "resources_dir": str(tmp_path / "res"), **over}
+        ),
+        base_dir=REPO,
+    )
     return cfg, C.SpecBuilder(cfg, sites)
 
 

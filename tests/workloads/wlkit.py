@@ -1,5 +1,5 @@
-"""Helpers (not fixtures: see conftest.py) for the workload / precision / FLOPs tests: tiny prepared datasets and a one-cell runner
-(in-process, no energy meters, no Snakemake) so that each case costs well under a second."""
+"""Helpers (not fixtures: see conftest.py) for the workload / precision / FLOPs tests: tiny prepared datasets and a
+one-cell runner (in-process, no energy meters, no Snakemake) so that each case costs well under a second."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ REPO = HERE.parent.parent
 if str(HERE) not in sys.path:  # the bring-your-own package byo_pkg lives next to this file
     sys.path.insert(0, str(HERE))
 
-from joulegrid.data import images  # noqa: E402
+from joulegrid.data import images  # noqa: E402 - after byo_pkg's folder is on sys.path
 
 needs_fashion = pytest.mark.skipif(
     images.missing() is not None, reason=f"Fashion-MNIST not installed here: {images.missing()}"
@@ -105,5 +105,6 @@ class CellKit:
 
 def assert_ok(row: dict) -> None:
     assert row["status"] == "ok", (
-        f"{row['cell_id']}: {row['status']} {row.get('error_type')}: {row.get('error_message')}{row.get('skip_reason') or ''}"
+        f"{row['cell_id']}: {row['status']} {row.get('error_type')}: "
+        f"{row.get('error_message')}{row.get('skip_reason') or ''}"
     )

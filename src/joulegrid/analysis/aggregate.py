@@ -75,19 +75,22 @@ def _check_file(path: str) -> str | None:
 
     try:
         pf = pq.ParquetFile(path)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a bad file is skipped, with why (or refused with --strict)
         return f"not a readable Parquet file ({type(e).__name__}: {e})"
     meta = pf.schema_arrow.metadata or {}
     ver = meta.get(b"joulegrid.schema_version")
     if ver is None:
         return "not a joulegrid run file (no joulegrid.schema_version in the Parquet metadata)"
     if int(ver) != schema.SCHEMA_VERSION:
-        return f"schema version {int(ver)}, this joulegrid reads version {schema.SCHEMA_VERSION} (re-run the cell, or aggregate with the joulegrid that wrote it)"
+        return (
+            f"schema version {int(ver)}, this joulegrid reads version {schema.SCHEMA_VERSION} (re-run the cell, or "
+            "aggregate with the joulegrid that wrote it)"
+        )
     if pf.schema_arrow.remove_metadata() != schema.arrow_schema().remove_metadata():
         return "columns differ from the result schema of the same version"
     try:
         pf.read()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a bad file is skipped, with why (or refused with --strict)
         return f"corrupt data ({type(e).__name__}: {e})"
     return None
 

@@ -201,9 +201,19 @@ def emulated(rel: pl.DataFrame) -> pl.DataFrame:
     of the same site/workload/phase/device/batch size (``slowdown_min``/``slowdown_max``, from the
     rows; null where no cell has a baseline). Hardware is the GPU model for cuda cells, else the CPU model.
     """
-    cols = {"site": pl.String, "device": pl.String, "hardware": pl.String, "precision": pl.String, "cells": pl.UInt32,
-            "cells_with_baseline": pl.UInt32, "slowdown_min": pl.Float64, "slowdown_max": pl.Float64,
-            "workloads": pl.String, "cpu_flags": pl.String, "gpu_compute_capability": pl.String}  # fmt: skip
+    cols = {
+        "site": pl.String,
+        "device": pl.String,
+        "hardware": pl.String,
+        "precision": pl.String,
+        "cells": pl.UInt32,
+        "cells_with_baseline": pl.UInt32,
+        "slowdown_min": pl.Float64,
+        "slowdown_max": pl.Float64,
+        "workloads": pl.String,
+        "cpu_flags": pl.String,
+        "gpu_compute_capability": pl.String,
+    }
     if rel.height == 0 or "precision_native" not in rel.columns:
         return pl.DataFrame(schema=cols)
     ratio = pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s")
@@ -230,7 +240,8 @@ def emulated(rel: pl.DataFrame) -> pl.DataFrame:
 
 
 def emulated_notes(emu: pl.DataFrame) -> list[str]:
-    """One sentence per row of ``emulated``: 'bf16 on Intel Xeon (site local, cpu) is emulated: 6.1–13.0× slower than fp32 ...'."""
+    """One sentence per row of ``emulated``: 'bf16 on Intel Xeon (site local, cpu) is emulated: 6.1–13.0× slower
+    than fp32 ...'."""
     out = []
     for r in emu.iter_rows(named=True):
         what = "CPU" if r["device"] != "cuda" else "GPU"
@@ -245,10 +256,15 @@ def emulated_notes(emu: pl.DataFrame) -> list[str]:
                 rng = f"{1 / hi:.1f}×" if abs(1 / lo - 1 / hi) < 0.05 else f"{1 / hi:.1f}–{1 / lo:.1f}×"
             cost = f"{rng} {side} fp32 per sample"
             cost += f" ({r['cells_with_baseline']} cell(s): {r['workloads']})"
-        why = (f"compute capability {r['gpu_compute_capability']}" if r["device"] == "cuda"
-               else f"CPU flags: {r['cpu_flags'] or 'none of the relevant ones'}")  # fmt: skip
-        out.append(f"{r['precision']} on {hw} (site {r['site']}, {r['device']}) is emulated: {cost}. "
-                   f"The host lacks the instructions for it ({why}): the figure is the host's, not the precision's.")  # fmt: skip
+        why = (
+            f"compute capability {r['gpu_compute_capability']}"
+            if r["device"] == "cuda"
+            else f"CPU flags: {r['cpu_flags'] or 'none of the relevant ones'}"
+        )
+        out.append(
+            f"{r['precision']} on {hw} (site {r['site']}, {r['device']}) is emulated: {cost}. "
+            f"The host lacks the instructions for it ({why}): the figure is the host's, not the precision's."
+        )
     return out
 
 
@@ -357,9 +373,15 @@ def best_batch_size(tta: pl.DataFrame) -> pl.DataFrame:
     keys = ("site", "workload", "device", "precision_variant")
     if d.height == 0:
         return pl.DataFrame(
-            schema={**{k: pl.String for k in keys}, "batch_size": pl.Int64, "zeus_cost": pl.Float64,
-                    "tta_s": pl.Float64, "eta_j": pl.Float64, "candidates": pl.UInt32}
-        )  # fmt: skip
+            schema={
+                **{k: pl.String for k in keys},
+                "batch_size": pl.Int64,
+                "zeus_cost": pl.Float64,
+                "tta_s": pl.Float64,
+                "eta_j": pl.Float64,
+                "candidates": pl.UInt32,
+            }
+        )
     per_bs = d.group_by(*keys, "batch_size").agg(
         zeus_cost=pl.col("zeus_cost").mean(), tta_s=pl.col("tta_s").mean(), eta_j=pl.col("eta_j").mean()
     )
@@ -388,7 +410,8 @@ def pareto(cells: pl.DataFrame) -> pl.DataFrame:
         sign = 1.0 if (higher.len() == 0 or bool(higher[0])) else -1.0
         # sort by energy, then best quality first; sweep keeping the running best quality
         pts = sorted(
-            zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"]), key=lambda p: (p[0], -p[1])
+            zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"], strict=True),
+            key=lambda p: (p[0], -p[1]),
         )
         best = -math.inf
         for _e, q, i in pts:
@@ -458,9 +481,21 @@ def sci(
 # ------------------------------------------------------------------ fleet what-if
 FLEET_SCOPES = ("phase", "job")
 FLEET_CSV_COLUMNS = (
-    "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "mwh_per_day",
-    "t_co2_per_day", "saving_pct", "fleet_scope", "jobs_per_day", "energy_per_job_j", "energy_source",
-)  # fmt: skip
+    "site",
+    "workload",
+    "phase",
+    "device",
+    "precision_variant",
+    "batch_size",
+    "samples_per_job",
+    "mwh_per_day",
+    "t_co2_per_day",
+    "saving_pct",
+    "fleet_scope",
+    "jobs_per_day",
+    "energy_per_job_j",
+    "energy_source",
+)
 
 
 def samples_per_job_expr(spec: int | dict[str, Any] | None = None) -> pl.Expr:
@@ -648,15 +683,33 @@ def site_comparison(df: pl.DataFrame, sites: dict[str, Any] | None = None) -> pl
         * pl.col("intensity_g_per_kwh"),
         n_sites=pl.col("site").n_unique().over(*SITE_CELL_KEYS),
     )
-    cols = [*SITE_CELL_KEYS, "site", "scheduler", "hosts", "repeats", "wall_s", "time_per_sample_s", "energy_per_sample_j",
-            "co2_per_1k_samples_g", "intensity_g_per_kwh", "pue", "queue_wait_s", "job_wall_s", "job_energy_j",
-            "job_time_outside_phase_fraction", "job_energy_outside_phase_fraction", "batch_efficiency", "energy_source"]  # fmt: skip
+    cols = [
+        *SITE_CELL_KEYS,
+        "site",
+        "scheduler",
+        "hosts",
+        "repeats",
+        "wall_s",
+        "time_per_sample_s",
+        "energy_per_sample_j",
+        "co2_per_1k_samples_g",
+        "intensity_g_per_kwh",
+        "pue",
+        "queue_wait_s",
+        "job_wall_s",
+        "job_energy_j",
+        "job_time_outside_phase_fraction",
+        "job_energy_outside_phase_fraction",
+        "batch_efficiency",
+        "energy_source",
+    ]
     return per.filter(pl.col("n_sites") >= 2).select(cols).sort(*SITE_CELL_KEYS, "site")
 
 
 WHERE_TO_RUN_CRITERION = (
-    "lowest CO2 per sample at equal work: per workload and phase, each site's mean CO2 per 1,000 samples (with its own "
-    "carbon intensity and PUE) over the same cells, those (device, precision, batch size) measured at every site that ran it"
+    "lowest CO2 per sample at equal work: per workload and phase, each site's mean CO2 per 1,000 samples (with its "
+    "own carbon intensity and PUE) over the same cells, those (device, precision, batch size) measured at every "
+    "site that ran it"
 )
 
 
@@ -665,9 +718,19 @@ def where_to_run(comp: pl.DataFrame) -> pl.DataFrame:
     (co2_per_1k_samples_g averaged over the cells every site measured, so every site does the same work),
     the same mean of energy and time per sample, the site's rank (1 = where to run it) and its CO2
     relative to the best site (vs_best: 1.0 for the best)."""
-    schema = {"workload": pl.String, "phase": pl.String, "rank": pl.UInt32, "site": pl.String, "common_cells": pl.UInt32,
-              "co2_per_1k_samples_g": pl.Float64, "vs_best": pl.Float64, "energy_per_sample_j": pl.Float64,
-              "time_per_sample_s": pl.Float64, "intensity_g_per_kwh": pl.Float64, "pue": pl.Float64}  # fmt: skip
+    schema = {
+        "workload": pl.String,
+        "phase": pl.String,
+        "rank": pl.UInt32,
+        "site": pl.String,
+        "common_cells": pl.UInt32,
+        "co2_per_1k_samples_g": pl.Float64,
+        "vs_best": pl.Float64,
+        "energy_per_sample_j": pl.Float64,
+        "time_per_sample_s": pl.Float64,
+        "intensity_g_per_kwh": pl.Float64,
+        "pue": pl.Float64,
+    }
     c = comp.filter(pl.col("co2_per_1k_samples_g").is_not_null())
     if c.height == 0:
         return pl.DataFrame(schema=schema)
@@ -706,9 +769,24 @@ def best_per_workload(cells: pl.DataFrame) -> pl.DataFrame:
         .group_by("workload", "phase", maintain_order=True)
         .first()
         .select(
-            "workload", "phase", "site", "device", "precision_variant", "batch_size", "repeats",
-            "energy_per_sample_j", "energy_per_sample_ci95_j", "samples_per_s", "d_energy_pct", "d_time_pct",
-            "quality_metric", "quality", "d_quality", "pareto", "energy_source", "noisy",
+            "workload",
+            "phase",
+            "site",
+            "device",
+            "precision_variant",
+            "batch_size",
+            "repeats",
+            "energy_per_sample_j",
+            "energy_per_sample_ci95_j",
+            "samples_per_s",
+            "d_energy_pct",
+            "d_time_pct",
+            "quality_metric",
+            "quality",
+            "d_quality",
+            "pareto",
+            "energy_source",
+            "noisy",
         )
         .sort("workload", "phase")
-    )  # fmt: skip
+    )

@@ -170,9 +170,12 @@ def forecast(
             f = flops_by_wp.get((c.workload, c.phase))
             fps = fps_by_dev.get(c.device)
             if not (f and fps and n_p):
-                why = "no measured cell of this workload/phase/device" + (
-                    "" if f else ", no FLOPs of this workload") + ("" if fps else f", no FLOP/s measured on {c.device}") + (
-                    "" if n_p else ", planned samples unknown")  # fmt: skip
+                why = (
+                    "no measured cell of this workload/phase/device"
+                    + ("" if f else ", no FLOPs of this workload")
+                    + ("" if fps else f", no FLOP/s measured on {c.device}")
+                    + ("" if n_p else ", planned samples unknown")
+                )
                 fc.unforecast.append((c, why))
                 continue
             wall = statistics.median(f) * n_p / statistics.median(fps)
@@ -186,10 +189,16 @@ def forecast(
         kwh = power * job_s / 3.6e6
         fc.cells.append(
             CellForecast(
-                cell=c, method=method, source=source, job_s=job_s, core_hours=job_s * threads / 3600,
-                gpu_hours=job_s * gpus / 3600 if c.device == "cuda" else 0.0, kwh=kwh, kg_co2=kwh * pue * inten / 1000,
+                cell=c,
+                method=method,
+                source=source,
+                job_s=job_s,
+                core_hours=job_s * threads / 3600,
+                gpu_hours=job_s * gpus / 3600 if c.device == "cuda" else 0.0,
+                kwh=kwh,
+                kg_co2=kwh * pue * inten / 1000,
             )
-        )  # fmt: skip
+        )
     return fc
 
 
@@ -209,7 +218,7 @@ def load_earlier(results: str):
         if other_path(p).is_file():
             frames.append(pl.read_parquet(other_path(p)))
         return pl.concat(frames, how="diagonal_relaxed")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - no forecast, with why: the plan itself goes on
         print(f"joulegrid: cannot read {p} for the forecast ({type(e).__name__}: {e}); no forecast", file=sys.stderr)
         return None
 
@@ -244,8 +253,10 @@ def snakemake_check(config: dict[str, Any], grid: Grid, sites: dict[str, Any]) -
     earlier = load_earlier(config["results"])
     if earlier is None:
         if capped:
-            return ("joulegrid budget: no earlier results (summary.parquet) to forecast from, so the budget cannot be "
-                    "checked; run a small grid first")  # fmt: skip
+            return (
+                "joulegrid budget: no earlier results (summary.parquet) to forecast from, so the budget cannot be "
+                "checked; run a small grid first"
+            )
         return None
     fc = forecast(config, grid, sites, earlier)
     if capped:
@@ -282,8 +293,11 @@ def plan(args) -> int:
     sb = SpecBuilder(config, sites)
     g = expand(config, sb.hashes())
     done = sum(os.path.exists(c.path(config["results"])) for c in g.cells)
-    print(f"site {config['site']}: {len(g.cells)} cell(s) in the grid, {len(g.excluded)} excluded; "
-          f"{done} already measured, {len(g.cells) - done} to measure", file=out)  # fmt: skip
+    print(
+        f"site {config['site']}: {len(g.cells)} cell(s) in the grid, {len(g.excluded)} excluded; "
+        f"{done} already measured, {len(g.cells) - done} to measure",
+        file=out,
+    )
     for axis, counts in g.counts().items():
         vals = ", ".join(f"{k} ({v})" for k, v in counts.items())
         print(f"  {axis:<11} {vals}", file=out)

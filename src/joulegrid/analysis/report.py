@@ -41,7 +41,8 @@ CHART_TEXT = {
     "quality_vs_energy": (
         "Quality vs energy",
         "Every cell's quality against its energy per sample; the dashed line joins the Pareto-optimal cells "
-        "(nothing else is both cheaper and at least as good). The arrow in each panel title gives the better direction.",
+        "(nothing else is both cheaper and at least as good). The arrow in each panel title gives the better "
+        "direction.",
     ),
     "time_to_target": (
         "Time to target",
@@ -110,7 +111,7 @@ class Table:
 def table(df: pl.DataFrame, max_rows: int = 200, empty: str = "none") -> Table:
     if df.height == 0:
         return Table(df.columns, None, 0, empty=empty)
-    rows = [[_fmt(c, v) for c, v in zip(df.columns, r)] for r in df.head(max_rows).iter_rows()]
+    rows = [[_fmt(c, v) for c, v in zip(df.columns, r, strict=True)] for r in df.head(max_rows).iter_rows()]
     return Table(df.columns, rows, df.height, max(0, df.height - max_rows), empty)
 
 
@@ -135,7 +136,7 @@ def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
         return pl.DataFrame(schema=schema.polars_schema()), notes
     try:
         df = pl.read_parquet(p)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - the report says why it has no data
         notes.append(f"The summary {p} cannot be read ({type(e).__name__}: {e}); re-run `joulegrid aggregate`.")
         return pl.DataFrame(schema=schema.polars_schema()), notes
     missing = [c for c in schema.COLUMN_NAMES if c not in df.columns]
@@ -148,7 +149,7 @@ def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
         df = df.with_columns([pl.lit(None).alias(c) for c in missing])
     try:
         df = df.select(schema.COLUMN_NAMES).cast(dict(schema.polars_schema()), strict=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - the report says why it has no data
         notes.append(f"The summary {p} has columns of unexpected types ({e}); re-run `joulegrid aggregate`.")
         return pl.DataFrame(schema=schema.polars_schema()), notes
     return df, notes
@@ -292,20 +293,33 @@ def summary_section(r: Inputs) -> Section:
     est = df.filter(pl.col("energy_estimated").fill_null(False) & (pl.col("status") == "ok")).height
     noisy = cells.filter(pl.col("noisy")).height if cells.height else 0
     cards = [
-        (df.height, "runs", ""), (cells.height, "cells (repeats averaged)", ""), (n_ok, "ok", ""),
-        (n_bad, "failed / skipped", "bad" if n_bad else ""), (sites, "sites", ""), (hosts, "hosts", ""),
-        (est, "runs with estimated energy", "warn" if est else ""), (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
+        (df.height, "runs", ""),
+        (cells.height, "cells (repeats averaged)", ""),
+        (n_ok, "ok", ""),
+        (n_bad, "failed / skipped", "bad" if n_bad else ""),
+        (sites, "sites", ""),
+        (hosts, "hosts", ""),
+        (est, "runs with estimated energy", "warn" if est else ""),
+        (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
         (len(r.problems), "run files left out", "bad" if r.problems else ""),
-    ]  # fmt: skip
-    return Section("summary", "Summary", "Summary", {
-        "cards": cards,
-        "notes": r.notes,
-        "no_results": df.height == 0,
-        "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
-        "best": table(metrics.best_per_workload(cells), empty="no successful run with an energy figure yet"),
-        "eta": f"{r.st.eta:g}",
-        "best_batch": table(metrics.best_batch_size(r.tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
-    })  # fmt: skip
+    ]
+    return Section(
+        "summary",
+        "Summary",
+        "Summary",
+        {
+            "cards": cards,
+            "notes": r.notes,
+            "no_results": df.height == 0,
+            "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
+            "best": table(metrics.best_per_workload(cells), empty="no successful run with an energy figure yet"),
+            "eta": f"{r.st.eta:g}",
+            "best_batch": table(
+                metrics.best_batch_size(r.tta),
+                empty="no training run reached a target quality (or none has per-epoch curves)",
+            ),
+        },
+    )
 
 
 def charts_section(r: Inputs) -> Section:
@@ -324,10 +338,23 @@ def charts_section(r: Inputs) -> Section:
                     pl.col("precision_backend") + pl.lit(" (") + pl.col("precision_scheme") + pl.lit(")")
                 ),
             )
-            data["precisions"] = table(d.select(
-                "site", "workload", "phase", "device", "precision_variant", "batch_size", "backend", "native", "time_vs_fp32",
-                "quality_metric", "quality", "d_quality", "compile_s",
-            ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant"))  # fmt: skip
+            data["precisions"] = table(
+                d.select(
+                    "site",
+                    "workload",
+                    "phase",
+                    "device",
+                    "precision_variant",
+                    "batch_size",
+                    "backend",
+                    "native",
+                    "time_vs_fp32",
+                    "quality_metric",
+                    "quality",
+                    "d_quality",
+                    "compile_s",
+                ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+            )
     data["charts"] = [_chart(n) for n in CHART_NAMES if n not in ("fleet_whatif", "scheduler_overhead", "sites")]
     return Section("charts", "Charts", "Charts", data)
 
@@ -343,15 +370,41 @@ def fleet_table(r: Inputs) -> pl.DataFrame:
 def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
     """The fleet what-if: the equal-work job, jobs per day, its chart and table."""
     st = r.st
-    t = table(fl.select(
-        "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "jobs_per_day",
-        "energy_per_job_j", "mwh_per_day", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day", "saving_pct",
-        "energy_source",
-    )) if fl.height else None  # fmt: skip
-    return Section("fleet", "Fleet what-if", "Fleet what-if", {
-        "jobs_per_day": f"{st.jobs_per_day:,.0f}", "per_site": bool(st.per_site), "job_text": st.fleet_job_text(),
-        "chart": _chart("fleet_whatif"), "table": t,
-    })  # fmt: skip
+    t = (
+        table(
+            fl.select(
+                "site",
+                "workload",
+                "phase",
+                "device",
+                "precision_variant",
+                "batch_size",
+                "samples_per_job",
+                "jobs_per_day",
+                "energy_per_job_j",
+                "mwh_per_day",
+                "t_co2_per_day",
+                "saving_mwh_per_day",
+                "saving_t_co2_per_day",
+                "saving_pct",
+                "energy_source",
+            )
+        )
+        if fl.height
+        else None
+    )
+    return Section(
+        "fleet",
+        "Fleet what-if",
+        "Fleet what-if",
+        {
+            "jobs_per_day": f"{st.jobs_per_day:,.0f}",
+            "per_site": bool(st.per_site),
+            "job_text": st.fleet_job_text(),
+            "chart": _chart("fleet_whatif"),
+            "table": t,
+        },
+    )
 
 
 def cells_table(r: Inputs) -> pl.DataFrame:
@@ -361,19 +414,62 @@ def cells_table(r: Inputs) -> pl.DataFrame:
 
 def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
     """Metrics per cell, and time and energy to target of the training runs."""
-    return Section("tables", "Metrics", "Metrics per cell", {
-        "hardware_source": r.st.hardware_source or "no hardware table",
-        "cells": table(full.select(
-            "site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
-            "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w",
-            "co2_per_1k_samples_kg", "sci_g_per_1k", "sci_embodied_share", "d_energy_pct", "d_time_pct", "quality_metric",
-            "quality", "d_quality", "pareto", "energy_source",
-        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")) if r.cells.height else None,
-        "tta": table(r.tta.select(
-            "site", "workload", "device", "precision_variant", "batch_size", "repeat", "target", "target_source",
-            "epochs_to_target", "tta_s", "eta_j", "max_power_w", "zeus_cost",
-        ).sort("workload", "device", "precision_variant", "batch_size", "repeat")) if r.tta.height else None,
-    })  # fmt: skip
+    return Section(
+        "tables",
+        "Metrics",
+        "Metrics per cell",
+        {
+            "hardware_source": r.st.hardware_source or "no hardware table",
+            "cells": table(
+                full.select(
+                    "site",
+                    "workload",
+                    "phase",
+                    "device",
+                    "precision_variant",
+                    "batch_size",
+                    "repeats",
+                    "energy_per_sample_j",
+                    "energy_per_sample_ci95_j",
+                    "energy_per_sample_cv",
+                    "noisy",
+                    "samples_per_j",
+                    "mean_power_w",
+                    "co2_per_1k_samples_kg",
+                    "sci_g_per_1k",
+                    "sci_embodied_share",
+                    "d_energy_pct",
+                    "d_time_pct",
+                    "quality_metric",
+                    "quality",
+                    "d_quality",
+                    "pareto",
+                    "energy_source",
+                ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+            )
+            if r.cells.height
+            else None,
+            "tta": table(
+                r.tta.select(
+                    "site",
+                    "workload",
+                    "device",
+                    "precision_variant",
+                    "batch_size",
+                    "repeat",
+                    "target",
+                    "target_source",
+                    "epochs_to_target",
+                    "tta_s",
+                    "eta_j",
+                    "max_power_w",
+                    "zeus_cost",
+                ).sort("workload", "device", "precision_variant", "batch_size", "repeat")
+            )
+            if r.tta.height
+            else None,
+        },
+    )
 
 
 def scheduler_section(r: Inputs) -> Section:
@@ -394,8 +490,11 @@ def sites_section(r: Inputs) -> Section:
     sites = sorted(df.filter(pl.col("status") == "ok")["site"].drop_nulls().unique().to_list()) if df.height else []
     data: dict[str, Any] = {"chart": _chart("sites"), "advice": [], "where": None, "comparison": None}
     if comp.height == 0:
-        data["nothing"] = ((f"one site only ({', '.join(sites)})" if len(sites) == 1 else "no cell was measured at two sites")
-                           if sites else "no runs")  # fmt: skip
+        data["nothing"] = (
+            (f"one site only ({', '.join(sites)})" if len(sites) == 1 else "no cell was measured at two sites")
+            if sites
+            else "no runs"
+        )
         return Section("sites", "Sites", "Sites", data)
     where = metrics.where_to_run(comp)
     for (wl, ph), g in where.group_by("workload", "phase", maintain_order=True):
@@ -427,14 +526,21 @@ def missing_section(r: Inputs) -> Section:
     df = r.df
     missing_base = metrics.missing_baselines(r.cells) if r.cells.height else pl.DataFrame()
     not_ok = df.filter(pl.col("status") != "ok")
-    return Section("missing", "Missing & failures", "Missing and failures", {
-        "problems": table(pl.DataFrame(r.problems)) if r.problems else None,
-        "baselines": table(missing_base) if missing_base.height else None,
-        "counts": table(not_ok.group_by("status").agg(runs=pl.len()).sort("status")) if not_ok.height else None,
-        "failed": table(not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname", "attempt"),
-                        empty="none: every run finished ok"),
-        "nothing_missing": not r.problems and not missing_base.height and not not_ok.height and df.height > 0,
-    })  # fmt: skip
+    return Section(
+        "missing",
+        "Missing & failures",
+        "Missing and failures",
+        {
+            "problems": table(pl.DataFrame(r.problems)) if r.problems else None,
+            "baselines": table(missing_base) if missing_base.height else None,
+            "counts": table(not_ok.group_by("status").agg(runs=pl.len()).sort("status")) if not_ok.height else None,
+            "failed": table(
+                not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname", "attempt"),
+                empty="none: every run finished ok",
+            ),
+            "nothing_missing": not r.problems and not missing_base.height and not not_ok.height and df.height > 0,
+        },
+    )
 
 
 def other_configs_section(r: Inputs) -> Section:
@@ -444,18 +550,35 @@ def other_configs_section(r: Inputs) -> Section:
     current = (
         df.group_by("workload").agg(pl.col("config_hash").drop_nulls().unique().sort().str.join(", ")).sort("workload")
     )
-    uniq = lambda c: pl.col(c).drop_nulls().unique().sort().cast(pl.String).str.join(", ")  # noqa: E731
+
+    def uniq(c):
+        return pl.col(c).drop_nulls().unique().sort().cast(pl.String).str.join(", ")
+
     t = (
         other.group_by("site", "workload", "config_hash")
-        .agg(runs=pl.len(), cells=pl.col("cell_id").n_unique(), phases=uniq("phase"), seeds=uniq("seed"),
-             epochs=uniq("epochs"), target_quality=uniq("target_quality"), dataset_rows=uniq("dataset_rows"),
-             first_finished=pl.col("finished_at").min(), last_finished=pl.col("finished_at").max())
+        .agg(
+            runs=pl.len(),
+            cells=pl.col("cell_id").n_unique(),
+            phases=uniq("phase"),
+            seeds=uniq("seed"),
+            epochs=uniq("epochs"),
+            target_quality=uniq("target_quality"),
+            dataset_rows=uniq("dataset_rows"),
+            first_finished=pl.col("finished_at").min(),
+            last_finished=pl.col("finished_at").max(),
+        )
         .sort("workload", "site", "last_finished")
-    )  # fmt: skip
-    return Section("other-configs", "Other configurations", f"Other configurations ({other.height} run(s))", {
-        "runs": other.height, "current": "; ".join(f"{w} {h}" for w, h in current.iter_rows()) or "none measured yet",
-        "table": table(t),
-    })  # fmt: skip
+    )
+    return Section(
+        "other-configs",
+        "Other configurations",
+        f"Other configurations ({other.height} run(s))",
+        {
+            "runs": other.height,
+            "current": "; ".join(f"{w} {h}" for w, h in current.iter_rows()) or "none measured yet",
+            "table": table(t),
+        },
+    )
 
 
 def measured_section(r: Inputs) -> Section:
@@ -486,13 +609,21 @@ def measured_section(r: Inputs) -> Section:
         .agg(runs=pl.len())
         .sort("hostname", "meter")
     )
-    return Section("measured", "How measured", "How measured", {
-        "methods": table(methods),
-        "whose": table(whose_energy(r.df), empty="no run with a node energy (results of an older joulegrid?)"),
-        "model_error": table(model_error(r.df), empty="no run with both a counter and the model's prediction (no readable "
-                             "RAPL, or the estimate meter was not among measure.meters)"),
-        "absent": table(absent) if absent.height else None,
-    })  # fmt: skip
+    return Section(
+        "measured",
+        "How measured",
+        "How measured",
+        {
+            "methods": table(methods),
+            "whose": table(whose_energy(r.df), empty="no run with a node energy (results of an older joulegrid?)"),
+            "model_error": table(
+                model_error(r.df),
+                empty="no run with both a counter and the model's prediction (no readable "
+                "RAPL, or the estimate meter was not among measure.meters)",
+            ),
+            "absent": table(absent) if absent.height else None,
+        },
+    )
 
 
 def environment_section(r: Inputs) -> Section:
@@ -586,8 +717,16 @@ def build_report(
     full = cells_table(r)
     _write_csv(full, out / "cells.csv")
 
-    sections = [summary_section(r), charts_section(r), fleet_section(r, fl), tables_section(r, full), scheduler_section(r),
-                sites_section(r), hotspots_section(r), missing_section(r)]  # fmt: skip
+    sections = [
+        summary_section(r),
+        charts_section(r),
+        fleet_section(r, fl),
+        tables_section(r, full),
+        scheduler_section(r),
+        sites_section(r),
+        hotspots_section(r),
+        missing_section(r),
+    ]
     if r.other.height:
         sections.append(other_configs_section(r))
     sections += [measured_section(r), environment_section(r)]
@@ -597,7 +736,9 @@ def build_report(
         .get_template("report.html.j2")
         .render(
             sections=sections,
-            subtitle=f"{r.df.height} run(s) · {r.cells.height} cell(s) · η = {st.eta:g} · noisy if CV > {st.noisy_cv:.0%}",
+            subtitle=(
+                f"{r.df.height} run(s) · {r.cells.height} cell(s) · η = {st.eta:g} · noisy if CV > {st.noisy_cv:.0%}"
+            ),
             n_charts=len(specs),
             js_bundle=Markup(_js_bundle()),
             specs_json=Markup(_script_json(specs)),

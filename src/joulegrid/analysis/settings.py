@@ -35,9 +35,8 @@ class AnalysisSettings:
     noisy_cv: float = _default("report", "noisy_cv")  # report.noisy_cv
     jobs_per_day: float = _default("fleet", "jobs_per_day")  # fleet.jobs_per_day
     per_site: dict[str, float] = _default("fleet", "per_site")  # fleet.per_site
-    samples_per_job: int | dict[str, Any] | None = _default(
-        "fleet", "samples_per_job"
-    )  # fleet.samples_per_job (None: the defaults per phase)
+    # fleet.samples_per_job (None: the defaults per phase)
+    samples_per_job: int | dict[str, Any] | None = _default("fleet", "samples_per_job")
     fleet_scope: str = _default("fleet", "scope")  # fleet.scope: phase | job
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
     hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml's sites (embodied carbon)
@@ -45,9 +44,7 @@ class AnalysisSettings:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(
-        cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = "."
-    ) -> AnalysisSettings:
+    def from_config(cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = ".") -> AnalysisSettings:
         """From a validated config (defaults filled in by the JSON schema) and its sites mapping."""
         rep, fl = config["report"], config["fleet"]
         hw_file = rep["hardware_file"]
@@ -110,8 +107,11 @@ class AnalysisSettings:
             )
         else:
             work = f"{spj:,} samples per job"
-        scope = ("the measured phase only (fleet.scope: phase)" if self.fleet_scope == "phase" else
-                 "the whole job: the phase plus its start-up, data, model, warm-up and writing (fleet.scope: job)")  # fmt: skip
+        scope = (
+            "the measured phase only (fleet.scope: phase)"
+            if self.fleet_scope == "phase"
+            else "the whole job: the phase plus its start-up, data, model, warm-up and writing (fleet.scope: job)"
+        )
         return f"equal work, {work}; energy of {scope}"
 
     def sci_table(self, cells):

@@ -223,7 +223,7 @@ class MeterSet:
         for m in sorted(self.meters, key=_edge_order):
             try:
                 m.start()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - a meter that cannot start is dropped, with why
                 self._drop(m.name, f"failed at start: {type(e).__name__}: {e}")
         self._w0 = self.usage.snapshot(f"{window}:start") if self._job else None
 
@@ -237,7 +237,7 @@ class MeterSet:
         for m in self.meters:
             try:
                 v = m.lap()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a meter that cannot lap leaves the lap unknown
                 v = None
             for comp, e in (v or {}).items():
                 laps[(m.name, comp)] = e
@@ -271,7 +271,7 @@ class MeterSet:
         for m in self.meters:
             try:
                 m.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the run
                 pass
         if self.usage is not None:
             self.usage.close()
@@ -434,8 +434,7 @@ def build(
             if c is not None:
                 clones.append(c)
         try:
-            tracker = JobUsage(proc, cgroup, interval_s=float(measure.attribution_interval_s),
-                                     env=env, counters=clones)  # fmt: skip
+            tracker = JobUsage(proc, cgroup, interval_s=float(measure.attribution_interval_s), env=env, counters=clones)
         except (OSError, ValueError) as e:
             absent.append(
                 {"meter": "usage", "reason": f"node/job CPU time unreadable ({type(e).__name__}: {e}): no attribution"}

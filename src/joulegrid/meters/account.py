@@ -20,6 +20,7 @@ the job's own intervals (attribution.fit_idle_power) and every window is split w
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,8 @@ EXCLUDED = ("idle", "profile")  # stretches of the job that are joulegrid's, not
 def _add(a: attribution.Split | None, b: attribution.Split) -> attribution.Split:
     if a is None:
         return b
-    return attribution.Split(*(x + y for x, y in zip((a.node_j, a.job_j, a.job_active_j, a.job_idle_j, a.other_active_j, a.unreserved_idle_j),
-                                             (b.node_j, b.job_j, b.job_active_j, b.job_idle_j, b.other_active_j, b.unreserved_idle_j))),
-                   a.p0_w)  # fmt: skip
+    energies = ("node_j", "job_j", "job_active_j", "job_idle_j", "other_active_j", "unreserved_idle_j")
+    return replace(a, **{k: getattr(a, k) + getattr(b, k) for k in energies})
 
 
 def _sum_usage(us: list[Usage]) -> Usage | None:
@@ -48,8 +48,15 @@ def _sum_usage(us: list[Usage]) -> Usage | None:
         return None
     dt = sum(u.dt for u in us)
     mem = sum(u.mem_bytes * u.dt for u in us) / dt if dt > 0 else us[-1].mem_bytes
-    return Usage(dt, sum(u.node_total_s for u in us), sum(u.node_busy_s for u in us), sum(u.node_steal_s for u in us),
-                 sum(u.job_cpu_s for u in us), mem, us[-1].n_cpus)  # fmt: skip
+    return Usage(
+        dt,
+        sum(u.node_total_s for u in us),
+        sum(u.node_busy_s for u in us),
+        sum(u.node_steal_s for u in us),
+        sum(u.job_cpu_s for u in us),
+        mem,
+        us[-1].n_cpus,
+    )
 
 
 def idle_powers(ms: MeterSet, n_cpus: int) -> dict[str, attribution.IdlePower]:
@@ -177,7 +184,7 @@ def _gpu_uuids(ms: MeterSet) -> str | None:
         from .nvml import gpu_uuids
 
         return ",".join(gpu_uuids(ids))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an optional fact: NVML errors come in many kinds
         return None
 
 
@@ -216,9 +223,7 @@ def _window_columns(u: Usage, ctx: attribution.Context, best: dict[str, Reading]
     return out
 
 
-def _laps(
-    ms: MeterSet, ctx: attribution.Context, best: dict[str, Reading], all_r: list[Reading]
-) -> list[float | None]:
+def _laps(ms: MeterSet, ctx: attribution.Context, best: dict[str, Reading], all_r: list[Reading]) -> list[float | None]:
     """The job's cumulative energy in its window at each lap (the chosen families; None if one cannot lap)."""
     starts = {w.name: w.start for w in ms.windows}
     node_r = {(r.window, r.meter, r.component): r for r in all_r if r.scope in ("node", "device")}
@@ -251,7 +256,7 @@ def _job_wall(
     """(job wall time without the excluded stretches, excluded seconds, the included pieces)."""
     marks = sorted(ms.usage.marks, key=lambda m: m[1].t)
     pieces, excluded, depth = [], 0.0, 0
-    for (name, a), (_, b) in zip(marks, marks[1:]):
+    for (name, a), (_, b) in itertools.pairwise(marks):
         kind, _, edge = name.partition(":")
         if kind in EXCLUDED:
             depth += 1 if edge == "start" else -1

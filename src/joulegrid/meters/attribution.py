@@ -114,8 +114,14 @@ def power_model(
     if not entry.get("cpu_model"):
         cal = match(site_facts.get("cpu_calibrations"), cpu_model, sockets, mem_total_bytes)
         if cal is not None:
-            return PowerModel(cal.package.idle_w, cal.dram.idle_w if cal.dram else None, cal.package.w_per_busy_cpu,
-                              f"calibration {cal.describe()}", "calibration", cal)  # fmt: skip
+            return PowerModel(
+                cal.package.idle_w,
+                cal.dram.idle_w if cal.dram else None,
+                cal.package.w_per_busy_cpu,
+                f"calibration {cal.describe()}",
+                "calibration",
+                cal,
+            )
     w = measure.get("cpu_tdp_w_per_thread") or entry.get("w_per_thread") or DEFAULT_W_PER_THREAD
     has_idle = entry.get("cpu_idle_w") is not None or entry.get("dram_idle_w") is not None
     src = None
@@ -294,9 +300,18 @@ def attribute(readings: list[Reading], u: Usage, ctx: Context) -> list[tuple[Rea
                 sp = split(r.energy_j, u, 0.0, m, r.energy_j / u.dt if u.dt > 0 else 0.0)
                 label = MEM_SHARE
         job = Reading(
-            r.meter, r.component, r.method, sp.job_j, r.interval_s, r.samples, r.estimated,
-            window=r.window, duration_s=r.duration_s, scope="job", attribution=label,
-        )  # fmt: skip
+            r.meter,
+            r.component,
+            r.method,
+            sp.job_j,
+            r.interval_s,
+            r.samples,
+            r.estimated,
+            window=r.window,
+            duration_s=r.duration_s,
+            scope="job",
+            attribution=label,
+        )
         out.append((job, sp))
     return out
 

@@ -84,7 +84,8 @@ def _serialise(tracker):
 
 
 def _detection_key(tracker) -> tuple[Any, dict[str, Any]]:
-    """(codecarbon's in-process cache key of this tracker, the per-host cache key: that key and codecarbon's version)."""
+    """(codecarbon's in-process cache key of this tracker, the per-host cache key: that key and codecarbon's
+    version)."""
     import codecarbon
     from codecarbon.core import hardware_cache
 
@@ -258,5 +259,5 @@ class CodecarbonMeter(Meter):
         if t is not None:
             try:
                 t.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the run
                 pass

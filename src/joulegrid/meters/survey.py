@@ -53,8 +53,11 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
             )
             what = f"model-calibrated: the calibration of {c.describe()}{err}"
         else:
-            what = (f"estimate-tdp: {model.w_per_thread:g} W per busy logical CPU, no calibration of {cpu_model()!r} in the "
-                    "hardware table (joulegrid calibrate on a host of this CPU model with readable RAPL makes one)")  # fmt: skip
+            what = (
+                f"estimate-tdp: {model.w_per_thread:g} W per busy logical CPU, no calibration of {cpu_model()!r} in "
+                "the "
+                "hardware table (joulegrid calibrate on a host of this CPU model with readable RAPL makes one)"
+            )
         print(f"CPU power model here: {what}; idle power {model.source or 'not configured'}", file=out)
     rc = 0
     try:
@@ -81,11 +84,18 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
             )
         s, _ = used.finish(wall)
         if s.get("energy_j") is not None:
-            print(f"  this process's share: {s['energy_j']:.3f} J of the node's {s.get('node_energy_j') or 0:.3f} J by "
-                  f"{s['energy_method']} ({s.get('energy_attribution')}); low confidence: {s['energy_low_confidence']}", file=out)  # fmt: skip
-            print(f"  node: {s.get('node_cpus')} CPUs, {s.get('job_cpus'):g} reserved here ({s.get('job_cpus_source')}); other "
-                  f"processes used {100 * (s.get('neighbour_cpu_fraction') or 0):.0f} % of its busy CPU time "
-                  f"(shared: {s.get('node_shared')}); CPU idle power {s.get('p0_cpu_w') or 0:.2f} W ({s.get('p0_cpu_source')})", file=out)  # fmt: skip
+            print(
+                f"  this process's share: {s['energy_j']:.3f} J of the node's {s.get('node_energy_j') or 0:.3f} J by "
+                f"{s['energy_method']} ({s.get('energy_attribution')}); low confidence: {s['energy_low_confidence']}",
+                file=out,
+            )
+            print(
+                f"  node: {s.get('node_cpus')} CPUs, {s.get('job_cpus'):g} reserved here "
+                f"({s.get('job_cpus_source')}); other processes used "
+                f"{100 * (s.get('neighbour_cpu_fraction') or 0):.0f} % of its busy CPU time (shared: "
+                f"{s.get('node_shared')}); CPU idle power {s.get('p0_cpu_w') or 0:.2f} W ({s.get('p0_cpu_source')})",
+                file=out,
+            )
         if s.get("meter_rel_diff") is not None:
             print(f"  largest disagreement {100 * s['meter_rel_diff']:.1f} % ({s['meter_rel_diff_between']})", file=out)
         used.close()
