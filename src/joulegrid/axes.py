@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The axes of a cell, in the order of its id and path: grid.Cell's fields (besides its config hash), the
+# identity columns of a row (schema), what the analysis groups repeats by (analysis.metrics.CELL_KEYS).
+CELL_AXES = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "repeat")
+
 PHASES = ("train", "infer")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp64", "fp32", "bf16", "fp16", "fp16_noscaler", "int8")

@@ -23,12 +23,13 @@ import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .axes import (  # the axes' names, also read from here (their home is axes.py)
     BASELINE_VARIANT,
+    CELL_AXES,
     DEVICES,
     PHASES,
     PRECISIONS,
@@ -127,7 +128,7 @@ class Cell:
         return {f: getattr(self, f) for f in AXES}
 
 
-AXES = tuple(f.name for f in fields(Cell) if f.name != "config_hash")
+AXES = CELL_AXES  # Cell's fields besides config_hash, by name (tests/unit/test_axes.py keeps them equal)
 
 
 def split_precision(segment: str) -> tuple[str, str]:

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .schema import HOTSPOT_COLUMN_NAMES, hotspot_arrow_schema, hotspots_to_table
+from .schema import HOTSPOT_COLUMN_NAMES, HOTSPOT_IDENTITY, hotspot_arrow_schema, hotspots_to_table
 
-IDENTITY = ("run_id", "cell_id", "site", "workload", "phase", "device", "precision", "variant", "batch_size", "repeat")
+IDENTITY = HOTSPOT_IDENTITY  # copied from the run's identity columns into every hotspot row
 DEFAULT_TOP = 20
 
 

@@ -34,6 +34,7 @@ from . import schema
 from .cell_settings import CellSettings
 from .grid import Cell
 from .precision import Unsupported as PrecisionUnsupported
+from .units import co2_g
 
 
 class DeviceUnavailable(RuntimeError):
@@ -207,7 +208,7 @@ class CellRunner:
         if self._target_lap is not None and self._target_lap < len(laps):
             r["energy_to_target_j"] = laps[self._target_lap]
         if r.get("energy_j") is not None and r.get("carbon_intensity_g_per_kwh") is not None:
-            r["co2_kg"] = r["energy_j"] / 3.6e6 * (r.get("pue") or 1.0) * r["carbon_intensity_g_per_kwh"] / 1000.0
+            r["co2_kg"] = co2_g(r["energy_j"], r["carbon_intensity_g_per_kwh"], r.get("pue") or 1.0) / 1000.0
 
     def write(self) -> None:
         from .io import write_table

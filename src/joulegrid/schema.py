@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .axes import CELL_AXES
+
 SCHEMA_VERSION = 6
 
 # Status values a run can end with.
@@ -974,17 +976,15 @@ COLUMNS: tuple[Column, ...] = (
 # <results>/hotspots/<cell id>-<config hash>.parquet (a side file of the run, not a Snakemake output) and read
 # back with joulegrid.hotspots.collect(results_dir).
 HOTSPOT_SCHEMA_VERSION = 1
+# The run a profile belongs to: its ids and its cell's axes (joulegrid.axes), typed as in the result table.
+HOTSPOT_IDENTITY: tuple[str, ...] = ("run_id", "cell_id", *CELL_AXES)
+_BY_NAME = {c.name: c for c in COLUMNS}
 HOTSPOT_COLUMNS: tuple[Column, ...] = (
     _C("run_id", "string", "", "hotspots", "run_id of the run (row of the result table) this profile belongs to."),
-    _C("cell_id", "string", "", "hotspots", "Grid cell of the run."),
-    _C("site", "string", "", "hotspots", "Site of the run."),
-    _C("workload", "string", "", "hotspots", "Workload of the run."),
-    _C("phase", "string", "", "hotspots", "train or infer."),
-    _C("device", "string", "", "hotspots", "cpu or cuda."),
-    _C("precision", "string", "", "hotspots", "Numeric precision of the run."),
-    _C("variant", "string", "", "hotspots", "Model variant of the run."),
-    _C("batch_size", "int64", "samples", "hotspots", "Batch size of the run."),
-    _C("repeat", "int64", "", "hotspots", "Repeat index of the run."),
+    *(
+        _C(n, _BY_NAME[n].type, _BY_NAME[n].unit, "hotspots", f"The run's {n} (the result table's column).")
+        for n in HOTSPOT_IDENTITY[1:]
+    ),
     _C(
         "profiler",
         "string",

@@ -304,7 +304,7 @@ def test_fleet_csv_and_whose_energy_per_host(tmp_path):
 def test_model_error_per_host(tmp_path):
     """How measured: the CPU power model's prediction against the counters, one line per host and model,
     its numbers from the rows (docs/measurement.md, "Calibrating a CPU model")."""
-    from joulegrid.analysis.report import model_error
+    from joulegrid.analysis.metrics import model_error
 
     cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256, 1024))
     rows = []

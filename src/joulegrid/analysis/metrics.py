@@ -19,6 +19,11 @@ Layers, each a function of a DataFrame in the result schema (plus what the layer
 - ``site_comparison``   the same cell side by side across sites (time, energy and CO2 per sample with each
                         site's intensity and PUE, queue wait, whole-job overhead, batch efficiency);
                         ``where_to_run`` ranks the sites per workload and phase at equal work.
+- ``whose_energy``      the node's energy vs the jobs' per site and host; ``model_error`` the CPU power
+                        model's prediction against the counters where both measured.
+
+CO2 is ``joulegrid.units.co2_g`` (the runner's ``co2_kg`` uses it too); the cell's axes come from
+``joulegrid.axes`` (``CELL_KEYS`` and the keys derived from it).
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from typing import Any
 
 import polars as pl
 
-from ..axes import BASELINE_PRECISION, BASELINE_VARIANT
+from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, CELL_AXES
 from ..config import schema_defaults
+from ..units import co2_g, kwh
 
 
 def _default(section: str, key: str) -> Any:
@@ -39,10 +45,9 @@ def _default(section: str, key: str) -> Any:
 
 # A cell without its repeat index: the unit repeats are averaged over. Runs of two configurations
 # (config_hash: other settings, seed, ...) of the same cell are two cells, never averaged.
-CELL_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "config_hash")
+CELL_KEYS = (*(a for a in CELL_AXES if a != "repeat"), "config_hash")
 # What a baseline shares with the cells compared to it (everything but precision and variant).
-BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size", "config_hash")
-J_PER_KWH = 3.6e6
+BASELINE_KEYS = tuple(k for k in CELL_KEYS if k not in ("precision", "variant"))
 
 # Two-sided 95 % Student-t quantiles t(0.975, dof) for small samples; 1.96 (normal) beyond 30.
 _T975 = (
@@ -468,7 +473,7 @@ def sci(
         sci_resource_share=share,
     )
     out = out.with_columns(
-        sci_operational_g=pl.col("energy_j") / J_PER_KWH * pl.col("sci_pue") * pl.col("sci_intensity_g_per_kwh"),
+        sci_operational_g=co2_g(pl.col("energy_j"), pl.col("sci_intensity_g_per_kwh"), pl.col("sci_pue")),
         sci_embodied_g=emb_kg * 1000 * pl.col("wall_s") / (life_y * 365.25 * 86400) * pl.col("sci_resource_share"),
     )
     r = pl.col("n_samples") / 1000
@@ -571,10 +576,15 @@ def fleet(
         jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope)
     )
     d = d.with_columns(energy_per_job_j=e_job).with_columns(
-        mwh_per_day=pl.col("jobs_per_day") * pl.col("energy_per_job_j") / J_PER_KWH * pue / 1000,
+        mwh_per_day=kwh(pl.col("jobs_per_day") * pl.col("energy_per_job_j")) * pue / 1000,
         fleet_intensity_g_per_kwh=inten,
     )
-    d = d.with_columns(t_co2_per_day=pl.col("mwh_per_day") * 1000 * pl.col("fleet_intensity_g_per_kwh") / 1e6)
+    d = d.with_columns(
+        t_co2_per_day=co2_g(
+            pl.col("jobs_per_day") * pl.col("energy_per_job_j"), pl.col("fleet_intensity_g_per_kwh"), pue
+        )
+        / 1e6
+    )
     base = d.filter(_is_baseline()).select(
         *BASELINE_KEYS, base_mwh_per_day="mwh_per_day", base_t_co2_per_day="t_co2_per_day"
     )
@@ -636,7 +646,9 @@ def _with_turnaround(d: pl.DataFrame) -> pl.DataFrame:
 # ------------------------------------------------------------------ sites
 # The same cell at several sites: the cell without its site (and repeat). config_hash is in it so that
 # two configurations are never compared as one (the summary holds the current configuration anyway).
-SITE_CELL_KEYS = ("workload", "phase", "device", "precision_variant", "batch_size", "config_hash")
+SITE_CELL_KEYS = tuple(
+    "precision_variant" if k == "precision" else k for k in CELL_KEYS if k not in ("site", "variant")
+)
 
 
 def _site_factor(sites: dict[str, Any] | None, key: str) -> pl.Expr:
@@ -676,11 +688,7 @@ def site_comparison(df: pl.DataFrame, sites: dict[str, Any] | None = None) -> pl
         energy_source=pl.col("energy_source").unique().sort().str.join(", "),
     )
     per = per.with_columns(
-        co2_per_1k_samples_g=pl.col("energy_per_sample_j")
-        * 1000
-        / J_PER_KWH
-        * pl.col("pue")
-        * pl.col("intensity_g_per_kwh"),
+        co2_per_1k_samples_g=co2_g(pl.col("energy_per_sample_j") * 1000, pl.col("intensity_g_per_kwh"), pl.col("pue")),
         n_sites=pl.col("site").n_unique().over(*SITE_CELL_KEYS),
     )
     cols = [
@@ -753,6 +761,56 @@ def where_to_run(comp: pl.DataFrame) -> pl.DataFrame:
         common_cells=pl.col("common_cells").cast(pl.UInt32),
     )
     return score.select(list(schema)).sort("workload", "phase", "rank")
+
+
+# ------------------------------------------------------------------ whose energy: the node's and the jobs'
+def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
+    """Per site and host: the node's energy vs the jobs' in the measured windows, and the neighbours' share."""
+    ok = ok_runs(df).filter(pl.col("node_energy_j").is_not_null())
+    return (
+        ok.group_by("site", "hostname")
+        .agg(
+            runs=pl.len(),
+            node_energy_j=pl.col("node_energy_j").sum(),
+            job_energy_j=pl.col("energy_j").sum(),
+            job_energy_share=pl.col("energy_j").sum() / pl.col("node_energy_j").sum(),
+            neighbour_cpu_share=pl.col("neighbour_cpu_fraction").mean(),
+            max_neighbour_cpu_share=pl.col("neighbour_cpu_fraction").max(),
+            shared_runs=pl.col("node_shared").fill_null(False).sum(),
+            attribution=pl.col("energy_attribution").drop_nulls().unique().sort().str.join("; "),
+            p0_cpu_source=pl.col("p0_cpu_source").drop_nulls().unique().sort().str.join(", "),
+            job_cpus=pl.col("job_cpus").drop_nulls().unique().sort().cast(pl.String).str.join(", "),
+            node_cpus=pl.col("node_cpus").max(),
+            job_cpu_source=pl.col("job_cpu_source").drop_nulls().unique().sort().str.join(", "),
+            job_mem_source=pl.col("job_mem_source").drop_nulls().unique().sort().str.join(", "),
+        )
+        .sort("site", "hostname")
+    )
+
+
+def model_error(df: pl.DataFrame) -> pl.DataFrame:
+    """Per site, host and CPU power model, over the runs where counters measured the node: the model's
+    prediction for the same windows against the counters (docs/measurement.md, "Calibrating a CPU model")."""
+    ok = ok_runs(df).filter(pl.col("model_node_energy_j").is_not_null() & pl.col("model_rel_err").is_not_null())
+    counter = pl.col("node_energy_cpu_j") + pl.when(pl.col("model_components") == "cpu+dram").then(
+        pl.col("node_energy_ram_j")
+    ).otherwise(0.0)
+    return (
+        ok.with_columns(counter_j=counter)
+        .group_by("site", "hostname", "cpu_model", "model_method")
+        .agg(
+            runs=pl.len(),
+            components=pl.col("model_components").unique().sort().str.join(", "),
+            counter_node_energy_j=pl.col("counter_j").sum(),
+            model_node_energy_j=pl.col("model_node_energy_j").sum(),
+            model_error_pct=(pl.col("model_node_energy_j").sum() / pl.col("counter_j").sum() - 1.0) * 100,
+            median_run_error_pct=pl.col("model_rel_err").median() * 100,
+            max_abs_run_error_pct=pl.col("model_rel_err").abs().max() * 100,
+            calibration=pl.col("model_calibration").drop_nulls().unique().sort().str.join("; "),
+            ladder_error_pct=pl.col("model_fit_max_rel_err").max() * 100,
+        )
+        .sort("site", "hostname", "model_method")
+    )
 
 
 # ------------------------------------------------------------------ summary

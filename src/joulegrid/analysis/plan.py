@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import units
 from ..config import SpecBuilder, load, workload_settings
 from ..grid import Cell, Grid, expand
 
@@ -186,7 +187,7 @@ def forecast(
         if power is None:
             fc.unforecast.append((c, f"the nearest measured cell ({source}) has no energy"))
             continue
-        kwh = power * job_s / 3.6e6
+        kwh = units.kwh(power * job_s)
         fc.cells.append(
             CellForecast(
                 cell=c,
@@ -196,7 +197,7 @@ def forecast(
                 core_hours=job_s * threads / 3600,
                 gpu_hours=job_s * gpus / 3600 if c.device == "cuda" else 0.0,
                 kwh=kwh,
-                kg_co2=kwh * pue * inten / 1000,
+                kg_co2=units.co2_g(power * job_s, inten, pue) / 1000,
             )
         )
     return fc

@@ -186,57 +186,6 @@ def _hotspots_view(hs: pl.DataFrame, df: pl.DataFrame, top: int = 10) -> pl.Data
     )
 
 
-def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
-    """Per site and host: the node's energy vs the jobs' in the measured windows, and the neighbours' share."""
-    ok = df.filter((pl.col("status") == "ok") & pl.col("node_energy_j").is_not_null())
-    return (
-        ok.group_by("site", "hostname")
-        .agg(
-            runs=pl.len(),
-            node_energy_j=pl.col("node_energy_j").sum(),
-            job_energy_j=pl.col("energy_j").sum(),
-            job_energy_share=pl.col("energy_j").sum() / pl.col("node_energy_j").sum(),
-            neighbour_cpu_share=pl.col("neighbour_cpu_fraction").mean(),
-            max_neighbour_cpu_share=pl.col("neighbour_cpu_fraction").max(),
-            shared_runs=pl.col("node_shared").fill_null(False).sum(),
-            attribution=pl.col("energy_attribution").drop_nulls().unique().sort().str.join("; "),
-            p0_cpu_source=pl.col("p0_cpu_source").drop_nulls().unique().sort().str.join(", "),
-            job_cpus=pl.col("job_cpus").drop_nulls().unique().sort().cast(pl.String).str.join(", "),
-            node_cpus=pl.col("node_cpus").max(),
-            job_cpu_source=pl.col("job_cpu_source").drop_nulls().unique().sort().str.join(", "),
-            job_mem_source=pl.col("job_mem_source").drop_nulls().unique().sort().str.join(", "),
-        )
-        .sort("site", "hostname")
-    )
-
-
-def model_error(df: pl.DataFrame) -> pl.DataFrame:
-    """Per site, host and CPU power model, over the runs where counters measured the node: the model's
-    prediction for the same windows against the counters (docs/measurement.md, "Calibrating a CPU model")."""
-    ok = df.filter(
-        (pl.col("status") == "ok") & pl.col("model_node_energy_j").is_not_null() & pl.col("model_rel_err").is_not_null()
-    )
-    counter = pl.col("node_energy_cpu_j") + pl.when(pl.col("model_components") == "cpu+dram").then(
-        pl.col("node_energy_ram_j")
-    ).otherwise(0.0)
-    return (
-        ok.with_columns(counter_j=counter)
-        .group_by("site", "hostname", "cpu_model", "model_method")
-        .agg(
-            runs=pl.len(),
-            components=pl.col("model_components").unique().sort().str.join(", "),
-            counter_node_energy_j=pl.col("counter_j").sum(),
-            model_node_energy_j=pl.col("model_node_energy_j").sum(),
-            model_error_pct=(pl.col("model_node_energy_j").sum() / pl.col("counter_j").sum() - 1.0) * 100,
-            median_run_error_pct=pl.col("model_rel_err").median() * 100,
-            max_abs_run_error_pct=pl.col("model_rel_err").abs().max() * 100,
-            calibration=pl.col("model_calibration").drop_nulls().unique().sort().str.join("; "),
-            ladder_error_pct=pl.col("model_fit_max_rel_err").max() * 100,
-        )
-        .sort("site", "hostname", "model_method")
-    )
-
-
 # ------------------------------------------------------------------ what the sections read
 @dataclass
 class Inputs:
@@ -615,9 +564,11 @@ def measured_section(r: Inputs) -> Section:
         "How measured",
         {
             "methods": table(methods),
-            "whose": table(whose_energy(r.df), empty="no run with a node energy (results of an older joulegrid?)"),
+            "whose": table(
+                metrics.whose_energy(r.df), empty="no run with a node energy (results of an older joulegrid?)"
+            ),
             "model_error": table(
-                model_error(r.df),
+                metrics.model_error(r.df),
                 empty="no run with both a counter and the model's prediction (no readable "
                 "RAPL, or the estimate meter was not among measure.meters)",
             ),
