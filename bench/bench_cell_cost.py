@@ -97,6 +97,7 @@ def main() -> int:
 
     from joulegrid import config as C
     from joulegrid import grid as G
+    from joulegrid import spec as SP
     from joulegrid.data import prepare
     from joulegrid.runner import train_reference
 
@@ -111,14 +112,14 @@ def main() -> int:
             "resources_dir": str(tmp / "resources"),
         }
         cfg, sites = C.load(config_args=over)
-        sb = C.SpecBuilder(cfg, sites)
+        sb = SP.SpecBuilder(cfg, sites)
         cell = next(c for c in G.expand(cfg, sb.hashes()).cells if c.phase == args.phase)
         snapshot = sb.snapshot_path(write=True)  # what a run writes when it starts
         data = sb.data_path("baler_ae")
         Path(data).parent.mkdir(parents=True)
         prepare("jets", 640, data)
         if args.phase == "infer":
-            spec, _, model = C.reference_spec_from_snapshot(snapshot, "baler_ae")
+            spec, _, model = SP.reference_spec_from_snapshot(snapshot, "baler_ae")
             train_reference(spec, model, data, threads=1)
         k = iter(range(1, 10**6))
 

@@ -93,9 +93,10 @@ def feature_floor(tmp: Path, cfg: Path) -> list[str]:
 
     from joulegrid import config as C
     from joulegrid import grid as G
+    from joulegrid import spec as SP
 
     config, sites = C.load([cfg])
-    sb = C.SpecBuilder(config, sites)
+    sb = SP.SpecBuilder(config, sites)
     d = tmp / "features"
     d.mkdir()
     (d / "cells.txt").write_text("\n".join(G.expand(config, sb.hashes()).paths("results")))

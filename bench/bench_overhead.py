@@ -61,10 +61,11 @@ def main() -> int:
 
     from joulegrid import config as CFG
     from joulegrid import meters
-    from joulegrid.sites import site_facts
+    from joulegrid.cell_settings import Measure
+    from joulegrid.sites import SiteFacts, site_facts
 
     cfg, sites = CFG.load()  # config/config.yaml with schema defaults: the default meters
-    settings = {"measure": cfg["measure"], "site_facts": site_facts(sites, cfg["site"])}
+    measure, site = Measure.from_dict(cfg["measure"]), SiteFacts.from_dict(site_facts(sites, cfg["site"]))
     threads = args.threads
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -99,7 +100,7 @@ def main() -> int:
         return time.perf_counter() - t0, time.process_time() - c0
 
     t0 = time.perf_counter()
-    ms = meters.build(settings, "cpu")
+    ms = meters.build(measure, site, "cpu")
     ms.prepare_async()
     ms.ready()
     setup = time.perf_counter() - t0

@@ -115,7 +115,8 @@ def cell_file(
     """A cell's file as the pipeline names it (<results>/<kind>/<cell id>-<config hash><ext>) for the
     config that `snakemake [--configfile F] [--config ...]` gives (joulegrid.config.load)."""
     from joulegrid import config as C
+    from joulegrid import spec as SP
 
     cfg, sites = C.load([configfile] if configfile else None, config_args, base_dir=REPO)
-    h = C.SpecBuilder(cfg, sites).config_hash(cell_id.split("/")[1])
+    h = SP.SpecBuilder(cfg, sites).config_hash(cell_id.split("/")[1])
     return Path(workdir) / cfg["results"] / kind / f"{cell_id}-{h}{ext}"

@@ -1,32 +1,44 @@
 """Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters |
 calibrate | aggregate | import | report | pack-env | schema``.
 
-Snakemake rules call these; each also works by hand (see README).
+Snakemake rules call these; each also works by hand (see README). A command's own output (the schema,
+the plan, a calibration) is printed; its diagnostics are logged (joulegrid.logs: "joulegrid: ..." on
+stderr), configured once in ``main``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .spec import CellSpec
+
+log = logging.getLogger(__name__)
 
 
-def _load_spec(args) -> dict:
+def _load_spec(args) -> CellSpec:
+    """The cell spec of --spec (JSON) or --spec-file, read once, typed (spec.CellSpec)."""
+    from .spec import CellSpec
+
     if args.spec:
-        return json.loads(args.spec)
+        return CellSpec.from_dict(json.loads(args.spec))
     if args.spec_file:
-        return json.loads(Path(args.spec_file).read_text())
+        return CellSpec.from_dict(json.loads(Path(args.spec_file).read_text()))
     raise SystemExit("joulegrid: give --grid SNAPSHOT (what Snakemake passes), --spec JSON or --spec-file PATH")
 
 
-def _cell(args) -> tuple[dict, str | None, str | None]:
+def _cell(args) -> tuple[CellSpec, str | None, str | None]:
     """(spec, data, model) of run-cell / record-failure: from the grid snapshot and the run file's path
     (--grid, what rule measure passes), or from --spec/--spec-file with --data/--model."""
     if getattr(args, "grid", None):
         from . import hostcache
-        from .config import cell_spec_from_snapshot
+        from .spec import cell_spec_from_snapshot
 
         c = cell_spec_from_snapshot(args.grid, args.out)
         # what the first cell on this host detected (codecarbon), the next ones reuse
@@ -47,20 +59,16 @@ def cmd_run_cell(args) -> int:
         row = run_and_write(spec, args.out, data, model, args.attempt, args.threads)
         _EXIT_NOW = True  # the row is on disk
     except (RequiredMeterMissing, DeviceUnavailable, Unsupported) as e:  # the last two only with strict_devices
-        cell = spec.get("cell", {})
+        cell = spec.cell
         hint = (
             " (strict_devices: true; set it false to record a skipped row instead)"
             if not isinstance(e, RequiredMeterMissing)
             else ""
         )
-        print(
-            f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}{hint}",
-            file=sys.stderr,
-        )
+        log.error("cell %s/%s/%s not started: %s%s", cell.workload, cell.phase, cell.device, e, hint)
         return EXIT_REFUSED
-    status = row["status"]
     extra = row.get("skip_reason") or row.get("error_type") or ""
-    print(f"joulegrid: {row['cell_id']}: {status} {extra}".rstrip(), file=sys.stderr)
+    log.info(f"{row['cell_id']}: {row['status']} {extra}".rstrip())
     return 0
 
 
@@ -76,16 +84,12 @@ def cmd_remeasure(args) -> int:
     try:
         moved, dest = remeasure(args.results, args.pattern, dry_run=args.dry_run)
     except ArchiveError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
     verb = "would move" if args.dry_run else "moved"
     for p in moved:
-        print(f"joulegrid: {verb} {p.relative_to(dest / 'runs').as_posix()}", file=sys.stderr)
-    print(
-        f"joulegrid: {verb} {len(moved)} finished cell(s) to {dest}; run snakemake (same command) to measure them "
-        "again",
-        file=sys.stderr,
-    )
+        log.info("%s %s", verb, p.relative_to(dest / "runs").as_posix())
+    log.info("%s %d finished cell(s) to %s; run snakemake (same command) to measure them again", verb, len(moved), dest)
     return 0
 
 
@@ -93,7 +97,8 @@ def cmd_train_reference(args) -> int:
     from .runner import train_reference
 
     if args.grid:
-        from .config import ConfigError, reference_spec_from_snapshot
+        from .base import ConfigError
+        from .spec import reference_spec_from_snapshot
 
         if not args.workload:
             raise ConfigError("train-reference --grid needs --workload NAME")
@@ -122,17 +127,15 @@ def cmd_plan(args) -> int:
 
 
 def cmd_meters(args) -> int:
+    from .cell_settings import Measure
     from .config import load
     from .hardware import config_calibrations
     from .meters.survey import survey
-    from .sites import site_facts
+    from .sites import SiteFacts, site_facts
 
     config, sites = load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
-    settings = {
-        "measure": config["measure"],
-        "site_facts": site_facts(sites, config["site"], config_calibrations(config)),
-    }
-    return survey(settings, args.device, args.window)
+    site = SiteFacts.from_dict(site_facts(sites, config["site"], config_calibrations(config)))
+    return survey(Measure.from_dict(config["measure"]), site, args.device, args.window)
 
 
 def cmd_calibrate(args) -> int:
@@ -147,10 +150,9 @@ def cmd_calibrate(args) -> int:
 
     model = cpu_model()
     if not model:
-        print(
-            "joulegrid: this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved "
-            "under it, so there is nothing to save it under",
-            file=sys.stderr,
+        log.error(
+            "this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved under it, "
+            "so there is nothing to save it under"
         )
         return 2
     target = hardware.resolve(args.hardware_file)
@@ -173,7 +175,7 @@ def cmd_calibrate(args) -> int:
         )
         entry = calibrate(st, model, say)
     except (CalibrationError, hardware.HardwareError) as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
     say(f"calibration of {model!r}:")
     for line in summary(entry):
@@ -192,12 +194,11 @@ def cmd_calibrate(args) -> int:
     try:
         hardware.write_calibration(target, model, entry, replace=args.replace)
     except hardware.HardwareError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
     say(
         f"joulegrid: saved under {hardware.CALIBRATIONS}[{model!r}] in {target}; cells on hosts of this CPU model "
-        "without "
-        "readable counters now use it (energy_method model-calibrated); hosts with counters record its error"
+        "without readable counters now use it (energy_method model-calibrated); hosts with counters record its error"
     )
     for note in _node_power_notes(model):
         say(note)
@@ -234,24 +235,24 @@ def cmd_aggregate(args) -> int:
         current = read_current(args.current) if args.current else None
         res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other)
     except AggregateError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
-    print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    log.info("%d run(s) from %d file(s) -> %s", res.n_rows, res.n_files, args.out)
     if res.n_other:
-        print(
-            f"joulegrid: {res.n_other} run(s) of other configurations (another config hash) -> "
-            f"{args.other or other_path(args.out)}, not in the summary",
-            file=sys.stderr,
+        log.info(
+            "%d run(s) of other configurations (another config hash) -> %s, not in the summary",
+            res.n_other,
+            args.other or other_path(args.out),
         )
     if res.n_files == 0:
         where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
-        print(
-            f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), or pass "
-            "--runs <results>/runs",
-            file=sys.stderr,
+        log.warning(
+            "%s %s: the summary is empty. Fix: run the grid first (snakemake), or pass --runs <results>/runs",
+            args.runs,
+            where,
         )
     for p, why in res.problems:
-        print(f"joulegrid: skipped {p}: {why}", file=sys.stderr)
+        log.warning("skipped %s: %s", p, why)
     return 0
 
 
@@ -261,10 +262,10 @@ def cmd_import(args) -> int:
     try:
         res = import_trees(args.paths, args.results, parse_renames(args.as_site), dry_run=args.dry_run)
     except ImportRefused as e:
-        print(f"joulegrid: import refused: {e}", file=sys.stderr)
+        log.error("import refused: %s", e)
         return 2
     for line in describe(res, args.results, dry_run=args.dry_run):
-        print(f"joulegrid: {line}", file=sys.stderr)
+        log.info("%s", line)
     return 0
 
 
@@ -284,7 +285,7 @@ def cmd_report(args) -> int:
     else:
         settings = AnalysisSettings.defaults()
     index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings, other_file=args.other)
-    print(f"joulegrid: report written to {index}", file=sys.stderr)
+    log.info("report written to %s", index)
     return 0
 
 
@@ -294,13 +295,16 @@ def cmd_pack_env(args) -> int:
     try:
         packed = pack(args.out, exclude=tuple(args.exclude))
     except PackError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
-    print(
-        f"joulegrid: packed the venv {sys.prefix} ({packed.files} files, {packed.bytes_in / 1e6:.0f} MB) into "
-        f"{packed.path} ({packed.path.stat().st_size / 1e6:.0f} MB). The workers need its base Python "
-        f"{packed.base_python} at that path.",
-        file=sys.stderr,
+    log.info(
+        "packed the venv %s (%d files, %.0f MB) into %s (%.0f MB). The workers need its base Python %s at that path.",
+        sys.prefix,
+        packed.files,
+        packed.bytes_in / 1e6,
+        packed.path,
+        packed.path.stat().st_size / 1e6,
+        packed.base_python,
     )
     return 0
 
@@ -566,17 +570,19 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import logs
     from .quiet import install
 
     install()  # third-party noise (amdsmi, codecarbon, torchao, torch) silenced before anything imports them
+    logs.configure()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except Exception as e:
-        config = sys.modules.get(f"{__package__}.config")  # only a command that loaded the config raises ConfigError
-        if config is None or not isinstance(e, config.ConfigError):
+        base = sys.modules.get(f"{__package__}.base")  # only a command that read the config raises ConfigError
+        if base is None or not isinstance(e, base.ConfigError):
             raise
-        print(f"joulegrid: config error: {e}", file=sys.stderr)
+        log.error("config error: %s", e)
         return 2
 
 

@@ -146,7 +146,7 @@ def htcondor_transfer(
         # the plugin transfers the Snakefile, the rule's inputs and the config files; the rest of
         # the workflow comes from the checkout snakemake runs in (transfer_problem checks that)
         # <results_dir>/.grid: the grid snapshot run-cell reads its settings from (named on the command
-        # line, not a declared input; config.SpecBuilder.snapshot_path)
+        # line, not a declared input; spec.SpecBuilder.snapshot_path)
         inputs = [*WORKFLOW_SOURCES, f"{results_dir}/.grid", f"{results_dir}/attempts"]
         if env_tarball(facts):
             inputs.append(env_tarball(facts))

@@ -10,7 +10,7 @@ size x repeat, measured with the settings of one configuration. Its result lives
 
 The variant is folded into the precision folder (``fp32`` for the baseline model,
 ``fp32+pruned`` for the pruned one, ``fp32+compiled`` for torch.compile) so that the path keeps the
-layout of the design card. The config hash (joulegrid.config.identity: the workload's settings, the
+layout of the design card. The config hash (joulegrid.spec.identity: the workload's settings, the
 measure settings, the seed and the measurement version; not the site) ends the file name: a changed
 configuration measures new files next to the old ones, a rerun of the same configuration finds its
 files. Run files written before the hash was part of the name (``r<k>.parquet``) are still found and
@@ -80,7 +80,7 @@ class Cell:
     variant: str
     batch_size: int
     repeat: int
-    # joulegrid.config.identity's hash of the settings the cell is measured with (None: not known,
+    # joulegrid.spec.identity's hash of the settings the cell is measured with (None: not known,
     # e.g. a run file from before the hash was part of its name). Not an axis: not in axes() or id.
     config_hash: str | None = None
 
@@ -307,7 +307,7 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
 def expand(config: dict[str, Any], hashes: Mapping[str, str] | None = None) -> Grid:
     """The grid of a validated config: runnable cells and excluded ones with reasons.
 
-    hashes: config hash per workload (joulegrid.config.SpecBuilder.hashes()), stamped on every
+    hashes: config hash per workload (joulegrid.spec.SpecBuilder.hashes()), stamped on every
     cell; without them the cells have no run path (only their axes and ids)."""
     cells: list[Cell] = []
     excluded: list[Excluded] = []

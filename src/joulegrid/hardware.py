@@ -11,7 +11,7 @@ facts about the machines jobs run on, in one file.
   (``meters/calibration.py``).
 
 The file is checked against ``workflow/schemas/hardware.schema.yaml`` (the sites' entries; each
-calibration by ``check_calibration``) with joulegrid.sites' schema machinery.
+calibration by ``check_calibration``) with the schema machinery of joulegrid.base (``schema_problem``).
 
 ``write_calibration`` rewrites the ``cpu_calibrations`` section only: every other line of the file
 (the sites' entries, comments, their order) stays byte for byte, and the result is checked by parsing
@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from .config import REPO_ROOT, ConfigError
+from .base import REPO_ROOT, ConfigError, resolve_path, schema_problem
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "hardware.schema.yaml"
 CALIBRATIONS = "cpu_calibrations"  # the reserved top-level key; a site cannot be called that
@@ -86,9 +86,7 @@ class HardwareTable:
 
 
 def resolve(path: str | os.PathLike | None = None, base_dir: str | os.PathLike = ".") -> Path:
-    """The table's path: a config path resolved as config.resolve_path does (default config/hardware.yaml)."""
-    from .config import resolve_path
-
+    """The table's path: a config path resolved as base.resolve_path does (default config/hardware.yaml)."""
     return resolve_path(path or DEFAULT_FILE, Path(base_dir))
 
 
@@ -159,8 +157,6 @@ def _plain(v: Any) -> Any:
 
 def parse(data: Any, where: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(site entries, calibrations) of a loaded table, checked."""
-    from .sites import schema_problem
-
     if data is None:
         return {}, {}
     problem = schema_problem(data, SCHEMA_PATH, where)  # the sites' entries and the layout

@@ -112,13 +112,14 @@ def torch_rows(fn: Callable[[], Any], device: str, top: int = DEFAULT_TOP) -> tu
 
 
 def profile(
-    fn: Callable[[], int], device: str, row: dict[str, Any], top: int = DEFAULT_TOP
+    fn: Callable[[], int], device: str, identity: dict[str, Any], top: int = DEFAULT_TOP
 ) -> tuple[list[dict[str, Any]], float]:
     """Profile two passes of fn (cProfile, then torch.profiler); fn returns the batches it ran.
 
-    Returns the hotspot rows (identity copied from the result row) and the total wall time.
+    Returns the hotspot rows (IDENTITY copied from the run's identity columns, spec.identity_columns) and
+    the total wall time.
     """
-    ident = {k: row.get(k) for k in IDENTITY}
+    ident = {k: identity.get(k) for k in IDENTITY}
     out: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     n = {}

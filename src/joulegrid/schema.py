@@ -137,7 +137,7 @@ COLUMNS: tuple[Column, ...] = (
         "",
         "identity",
         "sha256 (16 hex) of what determines the measurement: the workload's settings, the measure settings, the "
-        "seed and the measurement version (joulegrid.config.identity; not the site, scheduler, carbon intensity or "
+        "seed and the measurement version (joulegrid.spec.identity; not the site, scheduler, carbon intensity or "
         "report settings). Equal hash = same settings; it ends the run file's name, and the summary holds the "
         "current configuration's hashes only.",
     ),

@@ -26,6 +26,8 @@ from snakemake.exceptions import WorkflowError
 from . import config as jg_config
 from . import executors
 from . import grid as jg_grid
+from . import spec as jg_spec
+from .base import ConfigError
 
 #: --sdm conda: rules run in workflow/envs/joulegrid.yaml (relative to the rule files), which installs the
 #: checkout as ${JOULEGRID_HOME}; joulegrid is on the env's PATH there.
@@ -34,9 +36,12 @@ CONDA_ENV = "../envs/joulegrid.yaml"
 
 def setup(workflow, config: dict[str, Any]) -> Workflow:
     """Called once, by common.smk while Snakemake parses the Snakefile (main process, cluster jobs, dry runs)."""
+    from . import logs
+
+    logs.configure()  # joulegrid's diagnostics as 'joulegrid: ...' on stderr, as from the joulegrid command
     try:
         return Workflow(workflow, config)
-    except jg_config.ConfigError as e:
+    except ConfigError as e:
         raise WorkflowError(f"joulegrid config error: {e}") from None
 
 
@@ -57,11 +62,11 @@ class Workflow:
         self.workflow = workflow
         self.config = config
         _, self.sites = jg_config.prepare(config, base_dir=".")  # validates and fills config in place
-        self.spec = jg_config.SpecBuilder(config, self.sites)
+        self.spec = jg_spec.SpecBuilder(config, self.sites)
         self.results: str = config["results"]
         self.resources_dir: str = config["resources_dir"]
         self.site: str = config["site"]
-        # Each cell's run file ends in its workload's config hash (joulegrid.config.identity): changed
+        # Each cell's run file ends in its workload's config hash (joulegrid.spec.identity): changed
         # settings are new files, the same settings find theirs (docs/architecture.md, "A cell's identity").
         self.grid = jg_grid.expand(config, self.spec.hashes())
         self.cell_paths: list[str] = self.grid.paths(self.results)
@@ -229,7 +234,7 @@ class Workflow:
         self.resolve_measure_rule()
         try:
             workload = self.spec.workload_of(wc.chash)
-        except jg_config.ConfigError as e:
+        except ConfigError as e:
             raise WorkflowError(f"joulegrid: {e}") from None
         data = self.spec.data_path(workload)
         ins = {"data": data} if data else {}

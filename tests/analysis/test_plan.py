@@ -13,6 +13,7 @@ from conftest import REPO, subprocess_env
 
 from joulegrid import config as CFG
 from joulegrid import grid as G
+from joulegrid import spec as SP
 from joulegrid.analysis import plan as P
 from joulegrid.grid import Cell
 
@@ -40,7 +41,7 @@ def cfg(tmp_path, **over):
 
 
 def grid(config, sites):
-    return G.expand(config, CFG.SpecBuilder(config, sites).hashes())
+    return G.expand(config, SP.SpecBuilder(config, sites).hashes())
 
 
 def earlier(tmp_path, rows):

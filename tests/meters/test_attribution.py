@@ -11,7 +11,7 @@ from joulegrid import config as CFG
 from joulegrid.meters import attribution as A
 from joulegrid.meters.base import Reading
 from joulegrid.meters.tracker import Usage
-from joulegrid.sites import site_facts
+from joulegrid.sites import SiteFacts, site_facts
 
 P0, K, N = 40.0, 8.0, 16  # W idle, W per busy CPU, logical CPUs
 
@@ -173,12 +173,12 @@ def test_power_model_lookup_and_errors():
             {"cpu_idle_w": 60},
         ],
     }
-    m = A.power_model(site, {}, "AMD EPYC 7742 64-Core Processor")
+    m = A.power_model(SiteFacts.from_dict(site), None, "AMD EPYC 7742 64-Core Processor")
     assert (m.cpu_idle_w, m.dram_idle_w, m.w_per_thread) == (120.0, 20.0, 1.7)
     assert m.source == "site blackett (EPYC 7742): idle node 2026-10"
-    m = A.power_model(site, {"cpu_tdp_w_per_thread": 3.0}, "Intel Xeon Gold")
+    m = A.power_model(SiteFacts.from_dict(site), 3.0, "Intel Xeon Gold")
     assert (m.cpu_idle_w, m.dram_idle_w, m.w_per_thread) == (60.0, None, 3.0)
-    assert A.power_model({}, {}, None) == A.PowerModel(None, None, A.DEFAULT_W_PER_THREAD, None)
+    assert A.power_model(SiteFacts(), None, None) == A.PowerModel(None, None, A.DEFAULT_W_PER_THREAD, None)
     for bad, match in (
         ({"cpu_idle_w": -1}, r"x\.node_power\.cpu_idle_w: -1 is too small"),
         ({"idle": 5}, r"x\.node_power: unknown key\(s\) 'idle'"),

@@ -16,7 +16,7 @@ from joulegrid.meters.base import Reading
 from joulegrid.meters.estimate import EstimateMeter
 from joulegrid.meters.tracker import Usage
 from joulegrid.meters.usage import NodeCpu
-from joulegrid.sites import site_facts
+from joulegrid.sites import SiteFacts, site_facts
 
 IDLE, W_CPU, W_GB, GB0 = 40.0, 8.0, 0.5, 10.0  # the generating law: P = IDLE + W_CPU * b + W_GB * (g - GB0)
 
@@ -132,7 +132,7 @@ def test_match_is_by_cpu_model_and_scales_to_the_host():
 def test_power_model_precedence():
     cals = {MODEL: ENTRY}
     site = {"name": "s", "cpu_calibrations": cals}
-    m = A.power_model(site, {"cpu_tdp_w_per_thread": 9.0}, MODEL)
+    m = A.power_model(SiteFacts.from_dict(site), 9.0, MODEL)
     assert (
         m.method == C.CALIBRATED
         and m.kind == "calibration"
@@ -140,14 +140,15 @@ def test_power_model_precedence():
     )
     # a site entry for every node is less specific than a calibration of the CPU model
     generic = {**site, "node_power": [{"cpu_idle_w": 99.0, "w_per_thread": 2.0}]}
-    assert A.power_model(generic, {}, MODEL).kind == "calibration"
-    assert A.power_model(generic, {}, "Another CPU").cpu_idle_w == 99.0  # ... which still applies to other CPUs
+    assert A.power_model(SiteFacts.from_dict(generic), None, MODEL).kind == "calibration"
+    # ... which still applies to other CPUs
+    assert A.power_model(SiteFacts.from_dict(generic), None, "Another CPU").cpu_idle_w == 99.0
     # a site entry naming the CPU model is more specific than the calibration: it wins, as it is
     specific = {**site, "node_power": [{"cpu_model": "Xeon(R) Test", "cpu_idle_w": 25.0, "source": "idle node"}]}
-    m = A.power_model(specific, {}, MODEL)
+    m = A.power_model(SiteFacts.from_dict(specific), None, MODEL)
     assert m.calibration is None and m.method == "estimate-tdp" and (m.cpu_idle_w, m.kind) == (25.0, "site")
     # no calibration of this CPU: the TDP model, as before
-    m = A.power_model(site, {}, "Another CPU")
+    m = A.power_model(SiteFacts.from_dict(site), None, "Another CPU")
     assert m.calibration is None and m.cpu_idle_w is None and m.w_per_thread == A.DEFAULT_W_PER_THREAD
 
 

@@ -7,13 +7,15 @@ import io
 import pytest
 
 from joulegrid import cli
+from joulegrid.cell_settings import Measure
 from joulegrid.meters import KNOWN, rapl
 from joulegrid.meters.survey import survey
+from joulegrid.sites import SiteFacts
 
 
 def test_lists_every_meter_and_measures_a_test_window():
     out = io.StringIO()
-    rc = survey({"measure": {"meters": ["estimate"]}}, "cpu", window_s=0.05, out=out)
+    rc = survey(Measure.from_dict({"meters": ["estimate"]}), None, "cpu", window_s=0.05, out=out)
     text = out.getvalue()
     assert rc == 0
     for name in KNOWN:
@@ -42,7 +44,8 @@ def test_names_the_calibrated_model():
     }
     out = io.StringIO()
     survey(
-        {"measure": {"meters": ["estimate"]}, "site_facts": {"name": "x", "cpu_calibrations": cal}},
+        Measure.from_dict({"meters": ["estimate"]}),
+        SiteFacts(name="x", cpu_calibrations=cal),
         "cpu",
         window_s=0.05,
         out=out,

@@ -8,6 +8,7 @@ import pytest
 from joulegrid import failures as F
 from joulegrid import schema as S
 from joulegrid.io import write_table
+from joulegrid.spec import CellSpec
 
 CELL = {
     "site": "local",
@@ -19,7 +20,9 @@ CELL = {
     "batch_size": 64,
     "repeat": 0,
 }
-SPEC = {"cell": CELL, "settings": {"seed": 7, "site_facts": {"pue": 1.2}}, "config_hash": "abc"}
+SPEC = CellSpec.from_dict(
+    {"cell": CELL, "settings": {"workload": {}, "seed": 7, "site_facts": {"pue": 1.2}}, "config_hash": "abc"}
+)
 
 
 def out_path(tmp_path):

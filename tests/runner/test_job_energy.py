@@ -20,6 +20,7 @@ from meters.fake_node import FakeNode
 
 from joulegrid import config as CFG
 from joulegrid import grid as G
+from joulegrid import spec as SP
 from joulegrid.data import dataset_path, prepare
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def spec_for(workload: str, measure: dict, sites_file: str | None = None, rows: 
     if sites_file:
         cfg["sites_file"] = sites_file
     cfg, sites = CFG.prepare(cfg, base_dir=REPO)
-    return CFG.SpecBuilder(cfg, sites).spec(G.Cell("local", workload, "train", "cpu", "fp32", "baseline", 256, 0))
+    return SP.SpecBuilder(cfg, sites).spec(G.Cell("local", workload, "train", "cpu", "fp32", "baseline", 256, 0))
 
 
 @pytest.fixture(scope="module")

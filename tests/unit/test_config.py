@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from joulegrid import config as C
+from joulegrid import spec as SP
 
 DEFAULT = yaml.safe_load(open(C.DEFAULT_CONFIG))
 
@@ -132,7 +133,7 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     from joulegrid.grid import expand
 
     cfg, sites = C.load()
-    sb = C.SpecBuilder(cfg, sites)
+    sb = SP.SpecBuilder(cfg, sites)
     cells = expand(cfg, sb.hashes()).cells
     assert len({c.workload for c in cells}) > 1
     for cell in cells:
@@ -145,9 +146,11 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     again = sb.spec(cells[0])
     assert again["settings"]["workload"]["epochs"] != 999 and again["settings"]["measure"]["threads"] != 999
     assert (
-        again["config_hash"] == C.settings_hash(C.identity(cfg, cells[0].workload)) == sb.config_hash(cells[0].workload)
+        again["config_hash"]
+        == SP.settings_hash(SP.identity(cfg, cells[0].workload))
+        == sb.config_hash(cells[0].workload)
     )
-    assert sb.model_hash(cells[0].workload) == C.settings_hash(
+    assert sb.model_hash(cells[0].workload) == SP.settings_hash(
         {"workload": again["settings"]["workload"], "seed": cfg["seed"]}
     )
 
@@ -160,7 +163,7 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
 
     def builder(backend):
         cfg, sites = prepared(setp("precision_options.int8.backend", backend))
-        return cfg, C.SpecBuilder(cfg, sites)
+        return cfg, SP.SpecBuilder(cfg, sites)
 
     cfg_a, auto = builder("auto")
     cfg_p, pinned = builder("torchao")
@@ -172,7 +175,7 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
     }
     assert a["settings"]["precision_options"]["int8"]["backend"] == "auto"
     assert a["config_hash"] != p["config_hash"]
-    assert p["config_hash"] == C.settings_hash(C.identity(cfg_p, "baler_ae"))
+    assert p["config_hash"] == SP.settings_hash(SP.identity(cfg_p, "baler_ae"))
     assert auto.model_hash("baler_ae") == pinned.model_hash("baler_ae")
 
 
@@ -247,7 +250,7 @@ def test_merge_follows_snakemake(tmp_path):
 
 def _hash(mutate=None, workload="baler_ae"):
     cfg, sites = prepared(mutate)
-    return C.SpecBuilder(cfg, sites).config_hash(workload)
+    return SP.SpecBuilder(cfg, sites).config_hash(workload)
 
 
 @pytest.mark.parametrize(
@@ -293,7 +296,7 @@ def test_what_does_not_change_a_measurement_keeps_the_config_hash(mutate):
 
 def test_measurement_version_is_part_of_the_identity(monkeypatch):
     before = _hash()
-    monkeypatch.setattr(C, "MEASUREMENT_VERSION", C.MEASUREMENT_VERSION + 1)
+    monkeypatch.setattr(SP, "MEASUREMENT_VERSION", SP.MEASUREMENT_VERSION + 1)
     assert _hash() != before
 
 
@@ -302,7 +305,7 @@ def test_a_campaign_split_by_workload_is_one_configuration():
     other workload the hash its run measured with, so one summary holds both."""
     a_cfg, sites = prepared(setp("grid.workloads", ["baler_ae"]))
     b_cfg, _ = prepared(setp("grid.workloads", ["jet_tagger"]))
-    a, b = C.SpecBuilder(a_cfg, sites), C.SpecBuilder(b_cfg, sites)
+    a, b = SP.SpecBuilder(a_cfg, sites), SP.SpecBuilder(b_cfg, sites)
     assert a.current()["jet_tagger"]["config_hash"] == b.config_hash("jet_tagger")
     assert b.current()["baler_ae"]["config_hash"] == a.config_hash("baler_ae")
     assert {"baler_ae", "jet_tagger", "image_cnn"} <= set(a.current())

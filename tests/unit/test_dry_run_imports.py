@@ -41,12 +41,12 @@ def _modules(code: str, cwd) -> dict:
 def test_parse_time_modules_import_nothing_heavy(tmp_path):
     """What the Snakefile imports, and the calls it makes while it is parsed."""
     got = _modules(
-        "from joulegrid import config as C, executors, grid as G\n"
+        "from joulegrid import config as C, executors, grid as G, spec as SP\n"
         "from joulegrid.data import dataset_path\n"
         "from joulegrid.analysis import CHART_NAMES, plan\n"
         "from joulegrid.analysis.settings import AnalysisSettings\n"
         "cfg, sites = C.load()\n"
-        "sb = C.SpecBuilder(cfg, sites)\n"
+        "sb = SP.SpecBuilder(cfg, sites)\n"
         "g = G.expand(cfg, sb.hashes())\n"
         "g.paths(cfg['results']), sb.current(), sb.snapshot(), [sb.data_path(w) for w in sb.hashes()]\n"
         "AnalysisSettings.from_config(cfg, sites).to_json()\n"

@@ -11,6 +11,7 @@ import yaml
 
 from joulegrid import config as CFG
 from joulegrid import hardware as H
+from joulegrid import spec as SP
 from joulegrid.analysis.settings import load_hardware
 from joulegrid.sites import load_sites
 
@@ -156,14 +157,14 @@ def test_jobs_get_the_calibrations_of_the_configured_table(tmp_path, monkeypatch
     config, sites = CFG.prepare(
         deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": str(p)}}), base_dir=CFG.REPO_ROOT
     )
-    facts = CFG.SpecBuilder(config, sites).facts
+    facts = SP.SpecBuilder(config, sites).facts
     want = {k: v for k, v in ENTRY.items() if k != "steps"}
     assert facts["cpu_calibrations"] == {MODEL: want}  # the model and its error; not the ladder's steps
     monkeypatch.chdir(tmp_path)
     config, sites = CFG.prepare(
         deep_merge(copy.deepcopy(TINY), {"report": {"hardware_file": "missing.yaml"}}), base_dir=CFG.REPO_ROOT
     )
-    assert CFG.SpecBuilder(config, sites).facts["cpu_calibrations"] is None
+    assert SP.SpecBuilder(config, sites).facts["cpu_calibrations"] is None
 
 
 def test_a_bad_table_stops_the_config_and_a_hand_written_date_is_text(tmp_path):
@@ -182,7 +183,7 @@ def test_a_bad_table_stops_the_config_and_a_hand_written_date_is_text(tmp_path):
         "w_per_busy_cpu: 1}\n"
     )
     config, sites = CFG.prepare(copy.deepcopy(cfg), base_dir=CFG.REPO_ROOT)
-    spec = CFG.SpecBuilder(config, sites)
+    spec = SP.SpecBuilder(config, sites)
     assert spec.facts["cpu_calibrations"][MODEL]["calibrated_at"].startswith("2026-11-20T10:00:00")
     json.dumps(spec.facts)  # the jobs' settings are JSON
 

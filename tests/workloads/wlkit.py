@@ -61,11 +61,12 @@ class CellKit:
 
     def builder(self, cfg: dict):
         from joulegrid import config as C
+        from joulegrid import spec as SP
         from joulegrid.sites import load_sites
 
         cfg = copy.deepcopy(cfg)
         C.prepare(cfg, REPO)
-        return C.SpecBuilder(cfg, load_sites(REPO / "config" / "sites.yaml"))
+        return SP.SpecBuilder(cfg, load_sites(REPO / "config" / "sites.yaml"))
 
     def run(
         self,
@@ -78,9 +79,9 @@ class CellKit:
         repeat: int = 0,
         keep_runner: bool = False,
     ):
-        from joulegrid.config import settings_hash
         from joulegrid.grid import Cell
         from joulegrid.runner import CellRunner, train_reference
+        from joulegrid.spec import settings_hash
 
         cfg = cfg or base_config()
         cfg = copy.deepcopy(cfg)

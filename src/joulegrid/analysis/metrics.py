@@ -34,7 +34,7 @@ from typing import Any
 import polars as pl
 
 from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, CELL_AXES
-from ..config import schema_defaults
+from ..base import schema_defaults
 from ..units import co2_g, kwh
 
 

@@ -20,6 +20,7 @@ kgCO2e = kWh × PUE × carbon intensity of the configured site. Definitions: doc
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import statistics
@@ -30,8 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import units
-from ..config import SpecBuilder, load, workload_settings
+from ..config import load, workload_settings
 from ..grid import Cell, Grid, expand
+from ..spec import SpecBuilder
+
+log = logging.getLogger(__name__)
 
 BUDGET_KEYS = {
     "max_core_hours": ("core_hours", "core-hours"),
@@ -220,7 +224,7 @@ def load_earlier(results: str):
             frames.append(pl.read_parquet(other_path(p)))
         return pl.concat(frames, how="diagonal_relaxed")
     except Exception as e:  # noqa: BLE001 - no forecast, with why: the plan itself goes on
-        print(f"joulegrid: cannot read {p} for the forecast ({type(e).__name__}: {e}); no forecast", file=sys.stderr)
+        log.warning("cannot read %s for the forecast (%s: %s); no forecast", p, type(e).__name__, e)
         return None
 
 

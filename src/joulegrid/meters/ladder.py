@@ -188,7 +188,7 @@ class LadderResult:
 
 def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
     """Run the ladder (raises CalibrationError where RAPL is not readable or a step fails)."""
-    from . import ROOT_ENV
+    from .factory import ROOT_ENV
     from .rapl import POWERCAP, RaplMeter
 
     st.validate()
