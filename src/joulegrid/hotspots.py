@@ -15,9 +15,9 @@ report.
 from __future__ import annotations
 
 import cProfile
+import logging
 import pstats
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from .schema import HOTSPOT_COLUMN_NAMES, HOTSPOT_IDENTITY, hotspot_arrow_schema, hotspots_to_table
 
 IDENTITY = HOTSPOT_IDENTITY  # copied from the run's identity columns into every hotspot row
+log = logging.getLogger(__name__)
 DEFAULT_TOP = 20
 
 
@@ -162,7 +163,7 @@ def collect(results_dir: str | Path = "results", run_ids: list[str] | None = Non
     """Every hotspots file under <results_dir>/hotspots as one polars DataFrame (HOTSPOT_COLUMNS).
 
     run_ids: keep only these runs (e.g. the run_ids of the summary). Unreadable files are skipped
-    with a warning naming them. An empty, typed frame when there are none.
+    and named in the log. An empty, typed frame when there are none.
     """
     import polars as pl
     import pyarrow.parquet as pq
@@ -177,7 +178,7 @@ def collect(results_dir: str | Path = "results", run_ids: list[str] | None = Non
             t = pq.read_table(f)
             t = t.select(list(HOTSPOT_COLUMN_NAMES)).cast(schema)
         except Exception as e:  # noqa: BLE001 - a file that cannot be read is named and skipped
-            warnings.warn(f"joulegrid.hotspots: skipped {f}: {type(e).__name__}: {e}", stacklevel=2)
+            log.warning("hotspots: skipped %s: %s: %s", f, type(e).__name__, e)
             continue
         tables.append(t)
     if not tables:

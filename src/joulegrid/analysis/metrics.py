@@ -50,6 +50,7 @@ CELL_KEYS = (*(a for a in CELL_AXES if a != "repeat"), "config_hash")
 BASELINE_KEYS = tuple(k for k in CELL_KEYS if k not in ("precision", "variant"))
 
 # Two-sided 95 % Student-t quantiles t(0.975, dof) for small samples; 1.96 (normal) beyond 30.
+# (fmt: skip: a table, ten degrees of freedom per row)
 _T975 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
