@@ -1,6 +1,7 @@
 # joulegrid: two commands do everything on a fresh Debian / Python 3.11 machine.
 #   make run    set up, run the default grid (config/config.yaml) end to end, print where the report is
-#   make test   set up, run the test suite (starts the local Slurm and HTCondor test clusters if it can)
+#   make test   set up, lint (ruff check, ruff format --check), run the test suite (starts the local Slurm and
+#               HTCondor test clusters if it can)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -15,6 +16,8 @@ run: setup
 	@echo "joulegrid: report at $(abspath results/report/index.html)"
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	tests/run-tests.sh
 
 setup: $(STAMP) $(QUIET)

@@ -169,5 +169,7 @@ def series_values(path) -> dict[datetime, float]:
     import csv
 
     with open(path) as f:
-        return {datetime.fromisoformat(r["timestamp"]): float(r["g_per_kwh"])
-                for r in csv.DictReader(ln for ln in f if not ln.startswith("#"))}  # fmt: skip
+        return {
+            datetime.fromisoformat(r["timestamp"]): float(r["g_per_kwh"])
+            for r in csv.DictReader(ln for ln in f if not ln.startswith("#"))
+        }

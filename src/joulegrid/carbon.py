@@ -51,7 +51,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .sites import SiteError
+from .base import SiteError, resolve_path
+from .units import co2_g
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,6 @@ def series_files(sites: dict[str, Any], base_dir: str | os.PathLike = ".") -> di
     """{site: {"path": resolved path, "name": as the sites file names it, "sha256": of its content}} of every
     site with a series, each read and checked (``read_series``: a bad file is refused with its line and the
     fix). The sha256 is part of the report stamp (analysis.settings), so a changed series re-renders."""
-    from .config import resolve_path
-
     out = {}
     for site, entry in sorted((sites or {}).items()):
         spec = site_carbon(site, entry)
@@ -407,8 +406,13 @@ def _parse(data: bytes, sha: str, suffix: str, region: str | None, label: str, s
         log.warning(
             "%s: %d gap(s) in the series (%.1f h in all; the first before %s: %s to %s); "
             "runs in a gap take the annual mean",
-            where, len(gaps), hours, gaps[0][2], _fmt(_dt(gaps[0][0])), _fmt(_dt(gaps[0][1])),
-        )  # fmt: skip
+            where,
+            len(gaps),
+            hours,
+            gaps[0][2],
+            _fmt(_dt(gaps[0][0])),
+            _fmt(_dt(gaps[0][1])),
+        )
     return s
 
 
@@ -497,10 +501,20 @@ def _values(col, at, where: str):
 # ------------------------------------------------------------------ the rows
 #: The columns ``apply`` fills (schema group "carbon"; null in a run file).
 COLUMNS = (
-    "carbon_source", "carbon_kind", "carbon_basis", "carbon_resolution_s", "carbon_region", "carbon_series",
-    "carbon_fallback", "carbon_intensity_series_g_per_kwh", "co2_series_kg", "co2_annual_kg",
-    "job_carbon_intensity_series_g_per_kwh", "job_co2_series_kg", "job_co2_annual_kg",
-)  # fmt: skip
+    "carbon_source",
+    "carbon_kind",
+    "carbon_basis",
+    "carbon_resolution_s",
+    "carbon_region",
+    "carbon_series",
+    "carbon_fallback",
+    "carbon_intensity_series_g_per_kwh",
+    "co2_series_kg",
+    "co2_annual_kg",
+    "job_carbon_intensity_series_g_per_kwh",
+    "job_co2_series_kg",
+    "job_co2_annual_kg",
+)
 
 
 def load(series: dict[str, dict[str, str]] | None, sites: dict[str, Any] | None) -> dict[str, Series]:
@@ -571,9 +585,14 @@ def apply(df, sites: dict[str, Any] | None, series: dict[str, dict[str, str]] | 
             i_job[idx] = np.where(cj, mj, a)
             for j in np.nonzero(~(cw & cj))[0]:  # the rows the series did not cover: why, per row
                 k = idx[j]
-                spans = [(what, ok_, x, y) for what, cov, ok_, x, y in (
-                    ("measured window", cw[j], ws_ok[k] and we_ok[k], ws[k], we[k]),
-                    ("whole job", cj[j], js_ok[k] and je_ok[k], js[k], je[k])) if not cov]  # fmt: skip
+                spans = [
+                    (what, ok_, x, y)
+                    for what, cov, ok_, x, y in (
+                        ("measured window", cw[j], ws_ok[k] and we_ok[k], ws[k], we[k]),
+                        ("whole job", cj[j], js_ok[k] and je_ok[k], js[k], je[k]),
+                    )
+                    if not cov
+                ]
                 cols["carbon_fallback"][k] = _why(spans, s)
             cols["carbon_resolution_s"][idx] = s.resolution_s
             cols["carbon_region"][idx] = s.region
@@ -581,15 +600,14 @@ def apply(df, sites: dict[str, Any] | None, series: dict[str, dict[str, str]] | 
         cols["carbon_source"][idx] = spec.source
         cols["carbon_kind"][idx] = spec.kind
         cols["carbon_basis"][idx] = spec.basis
-    kwh = 1 / 3.6e6 / 1000.0  # J -> kWh, g -> kg
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # g -> kg: / 1000
         num = {
             "carbon_intensity_series_g_per_kwh": i_win,
-            "co2_series_kg": energy * kwh * pue * i_win,
-            "co2_annual_kg": energy * kwh * pue * annual,
+            "co2_series_kg": co2_g(energy, i_win, pue) / 1000.0,
+            "co2_annual_kg": co2_g(energy, annual, pue) / 1000.0,
             "job_carbon_intensity_series_g_per_kwh": i_job,
-            "job_co2_series_kg": job_energy * kwh * pue * i_job,
-            "job_co2_annual_kg": job_energy * kwh * pue * annual,
+            "job_co2_series_kg": co2_g(job_energy, i_job, pue) / 1000.0,
+            "job_co2_annual_kg": co2_g(job_energy, annual, pue) / 1000.0,
         }
     text = ("carbon_source", "carbon_kind", "carbon_basis", "carbon_region", "carbon_series", "carbon_fallback")
     out = [pl.Series(c, cols[c].tolist(), dtype=pl.String) for c in text]
@@ -606,8 +624,10 @@ def _why(spans: list[tuple[str, bool, int, int]], s: Series) -> str:
     if outside:
         out.append(f"annual mean for {' and '.join(outside)}: not fully covered by {s.name} ({s.coverage_text()})")
     if unknown:
-        out.append(f"annual mean for the {' and the '.join(unknown)}: the row has no times for it (written by a "
-                   "joulegrid that did not record them, or the run stopped before it)")  # fmt: skip
+        out.append(
+            f"annual mean for the {' and the '.join(unknown)}: the row has no times for it (written by a "
+            "joulegrid that did not record them, or the run stopped before it)"
+        )
     return "; ".join(out)
 
 
@@ -621,8 +641,10 @@ def hourly_profile(s: Series):
     hod, means = s.hourly()
     g = [float(means[hod == h].mean()) if (hod == h).any() else None for h in range(24)]
     days = [int((hod == h).sum()) for h in range(24)]
-    return pl.DataFrame({"hour": np.arange(24, dtype=np.int64), "g_per_kwh": g, "days": days},
-                        schema={"hour": pl.Int64, "g_per_kwh": pl.Float64, "days": pl.Int64})  # fmt: skip
+    return pl.DataFrame(
+        {"hour": np.arange(24, dtype=np.int64), "g_per_kwh": g, "days": days},
+        schema={"hour": pl.Int64, "g_per_kwh": pl.Float64, "days": pl.Int64},
+    )
 
 
 def cleanest_hours(profile, k: int) -> list[int]:
@@ -674,16 +696,28 @@ def site_table(sites: dict[str, Any], loaded: dict[str, Series], k: int):
         spec = site_carbon(site, sites.get(site))
         prof = hourly_profile(s)
         g = prof.filter(pl.col("g_per_kwh").is_not_null())
-        rows.append({
-            "site": site, "series": f"{s.name} (sha256 {s.sha256[:12]})", "source": spec.source, "kind": spec.kind,
-            "basis": spec.basis, "region": s.region, "resolution_s": s.resolution_s, "from": _fmt(s.first),
-            "to": _fmt(s.last),
-            "periods": len(s.starts), "gaps": len(s.gaps), "gap_hours": sum(b - a for a, b, _ in s.gaps) / HOUR_US,
-            "mean_g_per_kwh": s.mean(), "annual_g_per_kwh": spec.annual,
-            "series_vs_annual_pct": (s.mean() / spec.annual - 1) * 100 if spec.annual else None,
-            "min_hour_g_per_kwh": g["g_per_kwh"].min(), "max_hour_g_per_kwh": g["g_per_kwh"].max(),
-            "cleanest_hours_utc": ", ".join(f"{h:02d}" for h in cleanest_hours(prof, k)),
-        })  # fmt: skip
+        rows.append(
+            {
+                "site": site,
+                "series": f"{s.name} (sha256 {s.sha256[:12]})",
+                "source": spec.source,
+                "kind": spec.kind,
+                "basis": spec.basis,
+                "region": s.region,
+                "resolution_s": s.resolution_s,
+                "from": _fmt(s.first),
+                "to": _fmt(s.last),
+                "periods": len(s.starts),
+                "gaps": len(s.gaps),
+                "gap_hours": sum(b - a for a, b, _ in s.gaps) / HOUR_US,
+                "mean_g_per_kwh": s.mean(),
+                "annual_g_per_kwh": spec.annual,
+                "series_vs_annual_pct": (s.mean() / spec.annual - 1) * 100 if spec.annual else None,
+                "min_hour_g_per_kwh": g["g_per_kwh"].min(),
+                "max_hour_g_per_kwh": g["g_per_kwh"].max(),
+                "cleanest_hours_utc": ", ".join(f"{h:02d}" for h in cleanest_hours(prof, k)),
+            }
+        )
     return pl.DataFrame(rows) if rows else None
 
 
@@ -726,19 +760,32 @@ def intensity_cases(df, sites: dict[str, Any], loaded: dict[str, Series], k: int
         cleanest = float(g[clean].mean())
         w, runs = measured_weights(df, site, scope)
         measured = float((w * g).sum()) if runs else None
-        rows.append({
-            "site": site, "intensity_even_g_per_kwh": even, "intensity_measured_g_per_kwh": measured,
-            "intensity_cleanest_g_per_kwh": cleanest, "cleanest_hours_utc": ", ".join(f"{h:02d}" for h in clean),
-            "measured_runs": runs,
-            "measured_hours_utc": ", ".join(f"{h:02d}" for h in range(24) if w[h] > 0),
-            "saving_vs_even_pct": (1 - cleanest / even) * 100,
-            "saving_vs_measured_pct": (1 - cleanest / measured) * 100 if measured else None,
-            "capacity_factor": 24 / k,
-        })  # fmt: skip
-    schema = {"site": pl.String, "intensity_even_g_per_kwh": pl.Float64, "intensity_measured_g_per_kwh": pl.Float64,
-              "intensity_cleanest_g_per_kwh": pl.Float64, "cleanest_hours_utc": pl.String, "measured_runs": pl.Int64,
-              "measured_hours_utc": pl.String, "saving_vs_even_pct": pl.Float64, "saving_vs_measured_pct": pl.Float64,
-              "capacity_factor": pl.Float64}  # fmt: skip
+        rows.append(
+            {
+                "site": site,
+                "intensity_even_g_per_kwh": even,
+                "intensity_measured_g_per_kwh": measured,
+                "intensity_cleanest_g_per_kwh": cleanest,
+                "cleanest_hours_utc": ", ".join(f"{h:02d}" for h in clean),
+                "measured_runs": runs,
+                "measured_hours_utc": ", ".join(f"{h:02d}" for h in range(24) if w[h] > 0),
+                "saving_vs_even_pct": (1 - cleanest / even) * 100,
+                "saving_vs_measured_pct": (1 - cleanest / measured) * 100 if measured else None,
+                "capacity_factor": 24 / k,
+            }
+        )
+    schema = {
+        "site": pl.String,
+        "intensity_even_g_per_kwh": pl.Float64,
+        "intensity_measured_g_per_kwh": pl.Float64,
+        "intensity_cleanest_g_per_kwh": pl.Float64,
+        "cleanest_hours_utc": pl.String,
+        "measured_runs": pl.Int64,
+        "measured_hours_utc": pl.String,
+        "saving_vs_even_pct": pl.Float64,
+        "saving_vs_measured_pct": pl.Float64,
+        "capacity_factor": pl.Float64,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -777,14 +824,31 @@ def hourly_co2_per_sample(cells, sites: dict[str, Any], loaded: dict[str, Series
         for r in best.iter_rows(named=True):
             pue = float(p) if p is not None else (r.get("pue") or 1.0)
             annual = spec.annual if spec.annual is not None else r.get("carbon_intensity_g_per_kwh")
-            per_kwh = r["energy_per_sample_j"] * 1000 / 3.6e6 * pue
+            per_1k = r["energy_per_sample_j"] * 1000  # J per 1,000 samples
             cell = f"{r['device']} {r['precision_variant']} bs{r['batch_size']}"
             for h, g in prof.select("hour", "g_per_kwh").iter_rows():
-                out.append({"site": site, "workload": r["workload"], "phase": r["phase"], "cell": cell, "hour": h,
-                            "g_per_kwh": g, "co2_per_1k_samples_g": per_kwh * g,
-                            "annual_g": per_kwh * annual if annual is not None else None})  # fmt: skip
-    schema = {"site": pl.String, "workload": pl.String, "phase": pl.String, "cell": pl.String, "hour": pl.Int64,
-              "g_per_kwh": pl.Float64, "co2_per_1k_samples_g": pl.Float64, "annual_g": pl.Float64}  # fmt: skip
+                out.append(
+                    {
+                        "site": site,
+                        "workload": r["workload"],
+                        "phase": r["phase"],
+                        "cell": cell,
+                        "hour": h,
+                        "g_per_kwh": g,
+                        "co2_per_1k_samples_g": co2_g(per_1k, g, pue),
+                        "annual_g": co2_g(per_1k, annual, pue) if annual is not None else None,
+                    }
+                )
+    schema = {
+        "site": pl.String,
+        "workload": pl.String,
+        "phase": pl.String,
+        "cell": pl.String,
+        "hour": pl.Int64,
+        "g_per_kwh": pl.Float64,
+        "co2_per_1k_samples_g": pl.Float64,
+        "annual_g": pl.Float64,
+    }
     return pl.DataFrame(out, schema=schema)
 
 
@@ -848,8 +912,11 @@ def describe(s: Series, k: int = 8) -> list[str]:
         f"mean {s.mean():.1f} g/kWh (time-weighted), periods {s.values.min():g} to {s.values.max():g} g/kWh",
     ]
     if s.gaps:
-        lines.append("gaps: " + "; ".join(f"{_fmt(_dt(a))} to {_fmt(_dt(b))} (before {w})" for a, b, w in s.gaps[:5])
-                     + (f"; … {len(s.gaps) - 5} more" if len(s.gaps) > 5 else ""))  # fmt: skip
+        lines.append(
+            "gaps: "
+            + "; ".join(f"{_fmt(_dt(a))} to {_fmt(_dt(b))} (before {w})" for a, b, w in s.gaps[:5])
+            + (f"; … {len(s.gaps) - 5} more" if len(s.gaps) > 5 else "")
+        )
     if g.height:
         lines.append(
             f"typical day (UTC, mean by hour): {g['g_per_kwh'].min():.1f} to {g['g_per_kwh'].max():.1f} g/kWh; "

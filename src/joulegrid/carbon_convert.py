@@ -81,9 +81,15 @@ def _from_neso(paths: list[str], value: str | None = "auto", **_: Any) -> Conver
             recs += [{**d, "region": data.get("shortname")} for d in data.get("data", [])]
         for d in data if isinstance(data, list) else []:
             if "regions" in d:  # /regional/intensity/{from}/{to}: every region per period
-                recs += [{"from": d["from"], "to": d["to"], "intensity": r.get("intensity", {}),
-                          "region": r.get("shortname")}
-                         for r in d["regions"]]  # fmt: skip
+                recs += [
+                    {
+                        "from": d["from"],
+                        "to": d["to"],
+                        "intensity": r.get("intensity", {}),
+                        "region": r.get("shortname"),
+                    }
+                    for r in d["regions"]
+                ]
             else:
                 recs.append(d)
     if not recs:

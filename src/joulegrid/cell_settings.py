@@ -1,11 +1,11 @@
 """Typed settings of a cell: what run-cell measures with, built once from the validated config.
 
-``config.SpecBuilder`` builds a ``CellSettings`` per workload and writes it, as JSON, into the grid
-snapshot (``to_dict``); a job reads it back (``from_dict``) and the runner reads attributes, not dict
-keys with defaults of their own. The defaults have one home, the config schema
-(``config.schema_defaults``): settings that lack a ``measure:`` key (a hand-written --spec) get the
+``spec.SpecBuilder`` builds a ``CellSettings`` per workload and writes it, as JSON, into the grid
+snapshot (``to_dict``); a job reads it back (``from_dict``, in ``spec.CellSpec``) and the runner and the
+meters read attributes, not dict keys with defaults of their own. The defaults have one home, the config
+schema (``base.schema_defaults``): settings that lack a ``measure:`` key (a hand-written --spec) get the
 schema's value. ``to_dict(from_dict(d)) == d`` for what SpecBuilder writes, so the snapshot (and the
-config hash, which is computed from the config: ``config.identity``) are what they were.
+config hash, which is computed from the config: ``spec.identity``) are what they were.
 
 Pure Python: no torch.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-
-class SettingsError(ValueError):
-    """Settings a job cannot use (names the key and the fix)."""
+from .base import SettingsError as SettingsError  # its home is base.py (site facts raise it too)
+from .base import schema_defaults
+from .sites import SiteFacts
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,6 @@ class Measure:
     @classmethod
     def from_dict(cls, measure: dict[str, Any] | None) -> Measure:
         """A measure: mapping, the schema's defaults for the keys it lacks; an unknown key is refused."""
-        from .config import schema_defaults
-
         measure = dict(measure or {})
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(measure) - names)
@@ -70,14 +68,12 @@ class CellSettings:
     measure: Measure
     seed: int
     strict_devices: bool
-    site_facts: dict[str, Any] = field(default_factory=dict)
+    site_facts: SiteFacts = field(default_factory=SiteFacts)
     precision_options: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> CellSettings:
         """The settings of a grid snapshot (or a --spec); the schema's defaults where a key is missing."""
-        from .config import schema_defaults
-
         if not isinstance(settings, dict) or "workload" not in settings:
             raise SettingsError(
                 f"cell settings need a 'workload' mapping, got {settings!r}. Fix: take them from the grid snapshot"
@@ -91,7 +87,7 @@ class CellSettings:
             measure=Measure.from_dict(settings.get("measure")),
             seed=int(given("seed")),
             strict_devices=bool(given("strict_devices")),
-            site_facts=dict(settings.get("site_facts") or {}),
+            site_facts=SiteFacts.from_dict(settings.get("site_facts")),
             precision_options=settings.get("precision_options") or None,
         )
 
@@ -102,7 +98,7 @@ class CellSettings:
             "measure": self.measure.to_dict(),
             "seed": self.seed,
             "strict_devices": self.strict_devices,
-            "site_facts": self.site_facts,
+            "site_facts": self.site_facts.to_dict(),
         }
         if self.precision_options:
             out["precision_options"] = self.precision_options

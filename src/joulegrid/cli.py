@@ -1,36 +1,48 @@
-"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | calibrate | aggregate | import | report | carbon-series | pack-env | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters |
+calibrate | aggregate | import | report | carbon-series | pack-env | schema``.
 
-Snakemake rules call these; each also works by hand (see README).
+Snakemake rules call these; each also works by hand (see README). A command's own output (the schema,
+the plan, a calibration) is printed; its diagnostics are logged (joulegrid.logs: "joulegrid: ..." on
+stderr), configured once in ``main``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .spec import CellSpec
+
+log = logging.getLogger(__name__)
 
 
-def _load_spec(args) -> dict:
+def _load_spec(args) -> CellSpec:
+    """The cell spec of --spec (JSON) or --spec-file, read once, typed (spec.CellSpec)."""
+    from .spec import CellSpec
+
     if args.spec:
-        return json.loads(args.spec)
+        return CellSpec.from_dict(json.loads(args.spec))
     if args.spec_file:
-        return json.loads(Path(args.spec_file).read_text())
+        return CellSpec.from_dict(json.loads(Path(args.spec_file).read_text()))
     raise SystemExit("joulegrid: give --grid SNAPSHOT (what Snakemake passes), --spec JSON or --spec-file PATH")
 
 
-def _cell(args) -> tuple[dict, str | None, str | None]:
+def _cell(args) -> tuple[CellSpec, str | None, str | None]:
     """(spec, data, model) of run-cell / record-failure: from the grid snapshot and the run file's path
     (--grid, what rule measure passes), or from --spec/--spec-file with --data/--model."""
     if getattr(args, "grid", None):
         from . import hostcache
-        from .config import cell_spec_from_snapshot
+        from .spec import cell_spec_from_snapshot
 
         c = cell_spec_from_snapshot(args.grid, args.out)
-        hostcache.configure(
-            c.resources_dir
-        )  # what the first cell on this host detected (codecarbon), the next ones reuse
+        # what the first cell on this host detected (codecarbon), the next ones reuse
+        hostcache.configure(c.resources_dir)
         return c.spec, args.data or c.data, args.model or c.model
     return _load_spec(args), args.data, args.model
 
@@ -47,20 +59,16 @@ def cmd_run_cell(args) -> int:
         row = run_and_write(spec, args.out, data, model, args.attempt, args.threads)
         _EXIT_NOW = True  # the row is on disk
     except (RequiredMeterMissing, DeviceUnavailable, Unsupported) as e:  # the last two only with strict_devices
-        cell = spec.get("cell", {})
+        cell = spec.cell
         hint = (
             " (strict_devices: true; set it false to record a skipped row instead)"
             if not isinstance(e, RequiredMeterMissing)
             else ""
         )
-        print(
-            f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}{hint}",
-            file=sys.stderr,
-        )
+        log.error("cell %s/%s/%s not started: %s%s", cell.workload, cell.phase, cell.device, e, hint)
         return EXIT_REFUSED
-    status = row["status"]
     extra = row.get("skip_reason") or row.get("error_type") or ""
-    print(f"joulegrid: {row['cell_id']}: {status} {extra}".rstrip(), file=sys.stderr)
+    log.info(f"{row['cell_id']}: {row['status']} {extra}".rstrip())
     return 0
 
 
@@ -76,13 +84,12 @@ def cmd_remeasure(args) -> int:
     try:
         moved, dest = remeasure(args.results, args.pattern, dry_run=args.dry_run)
     except ArchiveError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
     verb = "would move" if args.dry_run else "moved"
     for p in moved:
-        print(f"joulegrid: {verb} {p.relative_to(dest / 'runs').as_posix()}", file=sys.stderr)
-    print(f"joulegrid: {verb} {len(moved)} finished cell(s) to {dest}; run snakemake (same command) to measure them again",
-          file=sys.stderr)  # fmt: skip
+        log.info("%s %s", verb, p.relative_to(dest / "runs").as_posix())
+    log.info("%s %d finished cell(s) to %s; run snakemake (same command) to measure them again", verb, len(moved), dest)
     return 0
 
 
@@ -90,7 +97,8 @@ def cmd_train_reference(args) -> int:
     from .runner import train_reference
 
     if args.grid:
-        from .config import ConfigError, reference_spec_from_snapshot
+        from .base import ConfigError
+        from .spec import reference_spec_from_snapshot
 
         if not args.workload:
             raise ConfigError("train-reference --grid needs --workload NAME")
@@ -119,17 +127,15 @@ def cmd_plan(args) -> int:
 
 
 def cmd_meters(args) -> int:
+    from .cell_settings import Measure
     from .config import load
     from .hardware import config_calibrations
     from .meters.survey import survey
-    from .sites import site_facts
+    from .sites import SiteFacts, site_facts
 
     config, sites = load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
-    settings = {
-        "measure": config["measure"],
-        "site_facts": site_facts(sites, config["site"], config_calibrations(config)),
-    }
-    return survey(settings, args.device, args.window)
+    site = SiteFacts.from_dict(site_facts(sites, config["site"], config_calibrations(config)))
+    return survey(Measure.from_dict(config["measure"]), site, args.device, args.window)
 
 
 def cmd_calibrate(args) -> int:
@@ -139,24 +145,37 @@ def cmd_calibrate(args) -> int:
     from .meters.usage import PROC
     from .probes import cpu_model
 
-    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    def say(text):
+        return print(text, file=sys.stderr)
+
     model = cpu_model()
     if not model:
-        print("joulegrid: this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved "
-              "under it, so there is nothing to save it under", file=sys.stderr)  # fmt: skip
+        log.error(
+            "this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved under it, "
+            "so there is nothing to save it under"
+        )
         return 2
     target = hardware.resolve(args.hardware_file)
     try:
         existing = hardware.read(target).calibrations
         if model in existing and not (args.replace or args.dry_run):  # fail before minutes of ladder, not after
-            raise hardware.HardwareError(f"{target} already has a calibration of {model!r} (from "
-                                         f"{existing[model].get('calibrated_at', '?')}). Fix: pass --replace to make a new one "
-                                         "current (the old one is kept under 'previous')")  # fmt: skip
-        st = LadderSettings(args.step_s, args.settle_s, args.interval_s, args.levels, args.mem_gb,
-                            args.proc or os.environ.get("JOULEGRID_PROC") or PROC, args.powercap)  # fmt: skip
+            raise hardware.HardwareError(
+                f"{target} already has a calibration of {model!r} (from "
+                f"{existing[model].get('calibrated_at', '?')}). Fix: pass --replace to make a new one "
+                "current (the old one is kept under 'previous')"
+            )
+        st = LadderSettings(
+            args.step_s,
+            args.settle_s,
+            args.interval_s,
+            args.levels,
+            args.mem_gb,
+            args.proc or os.environ.get("JOULEGRID_PROC") or PROC,
+            args.powercap,
+        )
         entry = calibrate(st, model, say)
     except (CalibrationError, hardware.HardwareError) as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
     say(f"calibration of {model!r}:")
     for line in summary(entry):
@@ -175,10 +194,12 @@ def cmd_calibrate(args) -> int:
     try:
         hardware.write_calibration(target, model, entry, replace=args.replace)
     except hardware.HardwareError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
-    say(f"joulegrid: saved under {hardware.CALIBRATIONS}[{model!r}] in {target}; cells on hosts of this CPU model without "
-        "readable counters now use it (energy_method model-calibrated); hosts with counters record its error")  # fmt: skip
+    say(
+        f"joulegrid: saved under {hardware.CALIBRATIONS}[{model!r}] in {target}; cells on hosts of this CPU model "
+        "without readable counters now use it (energy_method model-calibrated); hosts with counters record its error"
+    )
     for note in _node_power_notes(model):
         say(note)
     return 0
@@ -199,8 +220,11 @@ def _node_power_notes(model: str, sites_file: str | os.PathLike | None = None) -
         for e in node_power(facts):
             want = e.get("cpu_model")
             if want and str(want).lower() in model.lower():
-                out.append(f"joulegrid: note: {p} {site}.node_power names {want!r}, which takes precedence over a calibration "
-                           "at that site; remove it there to use the calibration (docs/measurement.md, \"Calibrating a CPU model\")")  # fmt: skip
+                out.append(
+                    f"joulegrid: note: {p} {site}.node_power names {want!r}, which takes precedence over a calibration "
+                    'at that site; remove it there to use the calibration (docs/measurement.md, "Calibrating a CPU '
+                    'model")'
+                )
     return out
 
 
@@ -210,21 +234,33 @@ def cmd_aggregate(args) -> int:
 
     try:
         current = read_current(args.current) if args.current else None
-        res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other,
-                        carbon=_carbon_facts(args.carbon))  # fmt: skip
+        res = aggregate(
+            args.runs,
+            args.out,
+            strict=args.strict,
+            current=current,
+            other_out=args.other,
+            carbon=_carbon_facts(args.carbon),
+        )
     except (AggregateError, ConfigError) as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
-    print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    log.info("%d run(s) from %d file(s) -> %s", res.n_rows, res.n_files, args.out)
     if res.n_other:
-        print(f"joulegrid: {res.n_other} run(s) of other configurations (another config hash) -> "
-              f"{args.other or other_path(args.out)}, not in the summary", file=sys.stderr)  # fmt: skip
+        log.info(
+            "%d run(s) of other configurations (another config hash) -> %s, not in the summary",
+            res.n_other,
+            args.other or other_path(args.out),
+        )
     if res.n_files == 0:
         where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
-        print(f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), "
-              "or pass --runs <results>/runs", file=sys.stderr)  # fmt: skip
+        log.warning(
+            "%s %s: the summary is empty. Fix: run the grid first (snakemake), or pass --runs <results>/runs",
+            args.runs,
+            where,
+        )
     for p, why in res.problems:
-        print(f"joulegrid: skipped {p}: {why}", file=sys.stderr)
+        log.warning("skipped %s: %s", p, why)
     return 0
 
 
@@ -234,10 +270,10 @@ def cmd_import(args) -> int:
     try:
         res = import_trees(args.paths, args.results, parse_renames(args.as_site), dry_run=args.dry_run)
     except ImportRefused as e:
-        print(f"joulegrid: import refused: {e}", file=sys.stderr)
+        log.error("import refused: %s", e)
         return 2
     for line in describe(res, args.results, dry_run=args.dry_run):
-        print(f"joulegrid: {line}", file=sys.stderr)
+        log.info("%s", line)
     return 0
 
 
@@ -276,7 +312,7 @@ def cmd_report(args) -> int:
 
     settings = _analysis_settings(args)
     index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings, other_file=args.other)
-    print(f"joulegrid: report written to {index}", file=sys.stderr)
+    log.info("report written to %s", index)
     return 0
 
 
@@ -292,11 +328,23 @@ def cmd_carbon_series(args) -> int:
         return 0
     from .carbon_convert import convert, write_series
 
-    conv = convert(args.fmt, args.inputs, value=args.value, basis=args.basis, time=args.time,
-                          end=args.end, region=args.region, tz=args.tz, sep=args.sep, encoding=args.encoding)  # fmt: skip
+    conv = convert(
+        args.fmt,
+        args.inputs,
+        value=args.value,
+        basis=args.basis,
+        time=args.time,
+        end=args.end,
+        region=args.region,
+        tz=args.tz,
+        sep=args.sep,
+        encoding=args.encoding,
+    )
     names = ", ".join(Path(i).name for i in args.inputs)
-    header = [f"converted by `joulegrid carbon-series convert --from {args.fmt}` from {names}",
-              "each value is the mean intensity (gCO2e/kWh) of the period STARTING at its timestamp (docs/sites.md)"]  # fmt: skip
+    header = [
+        f"converted by `joulegrid carbon-series convert --from {args.fmt}` from {names}",
+        "each value is the mean intensity (gCO2e/kWh) of the period STARTING at its timestamp (docs/sites.md)",
+    ]
     out = write_series(conv, args.output, header)
     regions = conv.df["region"].unique().sort().to_list() if "region" in conv.df.columns else [None]
     for r in regions:  # the file as joulegrid will read it, region by region
@@ -315,13 +363,16 @@ def cmd_pack_env(args) -> int:
     try:
         packed = pack(args.out, exclude=tuple(args.exclude))
     except PackError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
-    print(
-        f"joulegrid: packed the venv {sys.prefix} ({packed.files} files, {packed.bytes_in / 1e6:.0f} MB) into "
-        f"{packed.path} ({packed.path.stat().st_size / 1e6:.0f} MB). The workers need its base Python "
-        f"{packed.base_python} at that path.",
-        file=sys.stderr,
+    log.info(
+        "packed the venv %s (%d files, %.0f MB) into %s (%.0f MB). The workers need its base Python %s at that path.",
+        sys.prefix,
+        packed.files,
+        packed.bytes_in / 1e6,
+        packed.path,
+        packed.path.stat().st_size / 1e6,
+        packed.base_python,
     )
     return 0
 
@@ -464,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser(
         "calibrate",
-        help="on a host with readable RAPL: run a short load ladder, fit this CPU model's power model (idle W, W per busy "
-        "logical CPU, W per GB used) with its error, and save it in the hardware table (docs/measurement.md)",
+        help="on a host with readable RAPL: run a short load ladder, fit this CPU model's power model (idle W, W per "
+        "busy logical CPU, W per GB used) with its error, and save it in the hardware table (docs/measurement.md)",
     )
     ca.add_argument(
         "--hardware-file", default=None, help="the hardware table to save it in (default config/hardware.yaml)"
@@ -490,8 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=6,
         help="busy steps besides 1 CPU, evenly up to all logical CPUs (default %(default)s)",
     )
-    ca.add_argument("--mem-gb", type=float, default=None, help="GB of memory for the resident and traffic steps (default: the "
-                    "smaller of 8 and a quarter of the available memory; 0 = no memory steps)")  # fmt: skip
+    ca.add_argument(
+        "--mem-gb",
+        type=float,
+        default=None,
+        help="GB of memory for the resident and traffic steps (default: the "
+        "smaller of 8 and a quarter of the available memory; 0 = no memory steps)",
+    )
     ca.add_argument(
         "--powercap", default=None, help="powercap root (default /sys/class/powercap or $JOULEGRID_POWERCAP)"
     )
@@ -521,8 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser(
         "import",
-        help="bring another site's results tree (runs, attempts, hotspots, logs) into this one: checks schema versions, "
-        "run ids and site names, never overwrites; then `snakemake` rebuilds the summary and report (docs/sites.md)",
+        help="bring another site's results tree (runs, attempts, hotspots, logs) into this one: checks schema "
+        "versions, run ids and site names, never overwrites; then `snakemake` rebuilds the summary and report "
+        "(docs/sites.md)",
     )
     im.add_argument("paths", nargs="+", metavar="PATH", help="another results folder (or its runs/, or runs/<site>/)")
     im.add_argument("--results", default="results", help="the results folder to import into (config key results)")
@@ -548,7 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--configfile",
         nargs="+",
         default=None,
-        help="take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake does)",
+        help=(
+            "take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake "
+            "does)"
+        ),
     )
     rp.add_argument("--settings", default=None, help="analysis settings as JSON")
     rp.add_argument(
@@ -558,8 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cs = sub.add_parser(
         "carbon-series",
-        help="a carbon intensity series for a site (docs/sites.md, 'Carbon intensity over time'): check one, or convert "
-        "downloads (NESO, Electricity Maps, any CSV such as RTE eCO2mix) into one",
+        help="a carbon intensity series for a site (docs/sites.md, 'Carbon intensity over time'): check one, or "
+        "convert downloads (NESO, Electricity Maps, any CSV such as RTE eCO2mix) into one",
     )
     csa = cs.add_subparsers(dest="action", required=True)
     ck = csa.add_parser(
@@ -640,17 +700,19 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import logs
     from .quiet import install
 
     install()  # third-party noise (amdsmi, codecarbon, torchao, torch) silenced before anything imports them
+    logs.configure()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except Exception as e:
-        config = sys.modules.get(f"{__package__}.config")  # only a command that loaded the config raises ConfigError
-        if config is None or not isinstance(e, config.ConfigError):
+        base = sys.modules.get(f"{__package__}.base")  # only a command that read the config raises ConfigError
+        if base is None or not isinstance(e, base.ConfigError):
             raise
-        print(f"joulegrid: config error: {e}", file=sys.stderr)
+        log.error("config error: %s", e)
         return 2
 
 

@@ -146,7 +146,7 @@ def htcondor_transfer(
         # the plugin transfers the Snakefile, the rule's inputs and the config files; the rest of
         # the workflow comes from the checkout snakemake runs in (transfer_problem checks that)
         # <results_dir>/.grid: the grid snapshot run-cell reads its settings from (named on the command
-        # line, not a declared input; config.SpecBuilder.snapshot_path)
+        # line, not a declared input; spec.SpecBuilder.snapshot_path)
         inputs = [*WORKFLOW_SOURCES, f"{results_dir}/.grid", f"{results_dir}/attempts"]
         if env_tarball(facts):
             inputs.append(env_tarball(facts))
@@ -171,7 +171,7 @@ def submit_environment(results_dir: str, env_tarball: str | None = None) -> dict
     (Slurm passes its environment to jobs; HTCondor jobs get it with getenv: True)."""
     env = {
         "JOULEGRID_PYTHON": sys.executable,
-        "JOULEGRID_PYTHON_VERSION": "%d.%d" % sys.version_info[:2],
+        "JOULEGRID_PYTHON_VERSION": "{}.{}".format(*sys.version_info[:2]),
         "JOULEGRID_SUBMIT_HOST": socket.gethostname(),
         "JOULEGRID_SUBMIT_OS": os_name(),
         "JOULEGRID_RESULTS": results_dir,

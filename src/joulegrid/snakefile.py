@@ -26,6 +26,8 @@ from snakemake.exceptions import WorkflowError
 from . import config as jg_config
 from . import executors
 from . import grid as jg_grid
+from . import spec as jg_spec
+from .base import ConfigError
 
 #: --sdm conda: rules run in workflow/envs/joulegrid.yaml (relative to the rule files), which installs the
 #: checkout as ${JOULEGRID_HOME}; joulegrid is on the env's PATH there.
@@ -34,9 +36,12 @@ CONDA_ENV = "../envs/joulegrid.yaml"
 
 def setup(workflow, config: dict[str, Any]) -> Workflow:
     """Called once, by common.smk while Snakemake parses the Snakefile (main process, cluster jobs, dry runs)."""
+    from . import logs
+
+    logs.configure()  # joulegrid's diagnostics as 'joulegrid: ...' on stderr, as from the joulegrid command
     try:
         return Workflow(workflow, config)
-    except jg_config.ConfigError as e:
+    except ConfigError as e:
         raise WorkflowError(f"joulegrid config error: {e}") from None
 
 
@@ -57,15 +62,20 @@ class Workflow:
         self.workflow = workflow
         self.config = config
         _, self.sites = jg_config.prepare(config, base_dir=".")  # validates and fills config in place
-        self.spec = jg_config.SpecBuilder(config, self.sites)
+        self.spec = jg_spec.SpecBuilder(config, self.sites)
         self.results: str = config["results"]
         self.resources_dir: str = config["resources_dir"]
         self.site: str = config["site"]
-        # Each cell's run file ends in its workload's config hash (joulegrid.config.identity): changed
+        # Each cell's run file ends in its workload's config hash (joulegrid.spec.identity): changed
         # settings are new files, the same settings find theirs (docs/architecture.md, "A cell's identity").
-        if config["grid"]["repeats"] == "auto" and workflow.is_main_process:
-            self._design()
-        self.grid = jg_grid.expand(config, self.spec.hashes())
+        repeats = None
+        if config["grid"]["repeats"] == "auto":  # the frozen design (written by the main process the first time)
+            repeats = self._design() if workflow.is_main_process else None
+            if repeats is None:
+                from .analysis import design
+
+                repeats = design.grid_repeats(config)
+        self.grid = jg_grid.expand(config, self.spec.hashes(), repeats)
         self.cell_paths: list[str] = self.grid.paths(self.results)
         self.report_index = f"{self.results}/report/index.html"
         self.cell_pattern = jg_grid.cell_pattern(self.site)
@@ -121,8 +131,9 @@ class Workflow:
             stamp(path, text())
         return path
 
-    def _design(self) -> None:
-        """grid.repeats: auto: the frozen design of the results folder, written the first time (analysis/design.py)."""
+    def _design(self) -> int:
+        """grid.repeats: auto: the frozen design of the results folder, written the first time (analysis/design.py);
+        its repeats."""
         from .analysis import design
 
         try:
@@ -131,6 +142,7 @@ class Workflow:
             raise WorkflowError(f"joulegrid design: {e}") from None
         if what != "frozen":
             print(f"joulegrid design ({what} {design.path(self.config)}): {d.lines()[0]}", file=sys.stderr)
+        return d.repeats
 
     def _forecast(self) -> None:
         """Forecast of the cells still to run from earlier results, and the budget: caps refuse here, before any job."""
@@ -218,7 +230,7 @@ class Workflow:
         short cells"). Snakemake reads --group-components only after the Snakefile is parsed: asked per job."""
         return executors.cells_per_group(self.workflow.group_settings.group_components)
 
-    @functools.cache
+    @functools.cache  # noqa: B019 - once per Workflow, and one Workflow lives as long as its Snakemake process
     def resolve_measure_rule(self) -> None:
         """Settle what rule measure can only know once Snakemake has read its settings, as plain values.
 
@@ -256,7 +268,7 @@ class Workflow:
         self.resolve_measure_rule()
         try:
             workload = self.spec.workload_of(wc.chash)
-        except jg_config.ConfigError as e:
+        except ConfigError as e:
             raise WorkflowError(f"joulegrid: {e}") from None
         data = self.spec.data_path(workload)
         ins = {"data": ancient(data)} if data else {}
@@ -309,10 +321,13 @@ class Workflow:
             executors.executor_problem(self.site, self.spec.facts["scheduler"], executor),
             executors.threads_problem(config["measure"]["threads"], wf.resource_settings.cores, executor),
             executors.group_problem(
-                self.site, self.site_facts, config["job"]["runtime_min"],
-                wf.group_settings.group_components, wf.group_settings.overwrite_groups,
+                self.site,
+                self.site_facts,
+                config["job"]["runtime_min"],
+                wf.group_settings.group_components,
+                wf.group_settings.overwrite_groups,
             ),
-        ):  # fmt: skip
+        ):
             if problem and problem[0] == "error":
                 raise WorkflowError(problem[1])
             if problem:
@@ -329,15 +344,19 @@ class Workflow:
         # -R / --forcerun, -F or -f
         ds = self.workflow.dag_settings
         user_forced = bool(ds.forceall or ds.forcetargets or ds.forcerun)
-        jobs = [([str(o) for o in j.output], user_forced and bool(dag.reason(j).forced))
-                for j in dag.needrun_jobs() if j.rule.name == "measure"]  # fmt: skip
+        jobs = [
+            ([str(o) for o in j.output], user_forced and bool(dag.reason(j).forced))
+            for j in dag.needrun_jobs()
+            if j.rule.name == "measure"
+        ]
         try:
             archived = archive.guard_rerun(jobs, self.results)
         except archive.ArchiveError as e:
             raise WorkflowError(f"joulegrid: {e}") from None
         for p in archived:
             logger.warning(
-                f"joulegrid: {p.name} of an unfinished job (killed after writing it) archived as {p}; the cell is measured again"
+                f"joulegrid: {p.name} of an unfinished job (killed after writing it) archived as {p}; the cell is "
+                "measured again"
             )
 
     def on_success(self) -> None:

@@ -93,8 +93,13 @@ def test_each_kind_of_bad_file_is_named_and_the_rest_aggregated(tmp_path, damage
         bad.write_text("hello")
     res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
     assert res.n_rows == len(rows) - 1 and [p for p, _ in res.problems] == [str(bad)]
-    expect = {"truncated": "Parquet", "empty": "not a readable Parquet file", "foreign_parquet": "not a joulegrid run file",
-              "other_version": "schema version", "text": "not a readable Parquet file"}[damage]  # fmt: skip
+    expect = {
+        "truncated": "Parquet",
+        "empty": "not a readable Parquet file",
+        "foreign_parquet": "not a joulegrid run file",
+        "other_version": "schema version",
+        "text": "not a readable Parquet file",
+    }[damage]
     assert expect in res.problems[0][1]
     got = pl.read_parquet(tmp_path / "summary.parquet")["run_id"].to_list()
     assert sorted(got) == sorted(r["run_id"] for i, r in enumerate(rows) if i != 1)

@@ -44,8 +44,14 @@ def local_sites(series: str | None = None, annual: float = 180.0, pue: float = 1
     """A sites mapping with site local at the series (checked and normalised as load_sites does), slurm without."""
     entry = {"scheduler": "local", "pue": pue, "source": "annual source"}
     if series:
-        entry["carbon_intensity"] = {"annual": annual, "series": series, "kind": "average", "basis": "direct",
-                                     "source": "synthetic test series", **extra}  # fmt: skip
+        entry["carbon_intensity"] = {
+            "annual": annual,
+            "series": series,
+            "kind": "average",
+            "basis": "direct",
+            "source": "synthetic test series",
+            **extra,
+        }
     else:
         entry["carbon_intensity_g_per_kwh"] = annual
     sites = {"local": entry, "slurm": {"scheduler": "slurm", "carbon_intensity_g_per_kwh": 50.0, "pue": 1.2}}
@@ -59,8 +65,14 @@ def timed_row(cell, window: tuple[datetime, datetime], job: tuple[datetime, date
     r = synth.row(cell, **kw)
     a, b = window
     ja, jb = job or (a - timedelta(seconds=20), b + timedelta(seconds=5))
-    r.update(window_started_at=a, window_finished_at=b, process_started_at=ja, started_at=ja + timedelta(seconds=1),
-             finished_at=jb, job_energy_j=(r["energy_j"] or 0) * 1.5 if r["energy_j"] is not None else None)  # fmt: skip
+    r.update(
+        window_started_at=a,
+        window_finished_at=b,
+        process_started_at=ja,
+        started_at=ja + timedelta(seconds=1),
+        finished_at=jb,
+        job_energy_j=(r["energy_j"] or 0) * 1.5 if r["energy_j"] is not None else None,
+    )
     return r
 
 
@@ -72,8 +84,12 @@ timestamp,end,g_per_kwh
 2025-03-01T01:00Z,2025-03-01T02:00Z,40
 2025-03-01T02:30Z,2025-03-01T03:00Z,400
 """
-PERIODS = [("2025-03-01T00:00Z", "2025-03-01T00:30Z", 100.0), ("2025-03-01T00:30Z", "2025-03-01T01:00Z", 250.0),
-           ("2025-03-01T01:00Z", "2025-03-01T02:00Z", 40.0), ("2025-03-01T02:30Z", "2025-03-01T03:00Z", 400.0)]  # fmt: skip
+PERIODS = [
+    ("2025-03-01T00:00Z", "2025-03-01T00:30Z", 100.0),
+    ("2025-03-01T00:30Z", "2025-03-01T01:00Z", 250.0),
+    ("2025-03-01T01:00Z", "2025-03-01T02:00Z", 40.0),
+    ("2025-03-01T02:30Z", "2025-03-01T03:00Z", 400.0),
+]
 
 
 def by_hand(a: datetime, b: datetime) -> float | None:
@@ -117,12 +133,16 @@ def test_a_value_is_the_mean_of_the_period_starting_at_its_timestamp(tmp_path):
     """Without an end column a period lasts to the next timestamp, at most one resolution (the commonest step); a
     zero-length window at a boundary takes the period that starts there."""
     f = tmp_path / "s.csv"
-    f.write_text("timestamp,g_per_kwh\n2025-03-01T00:00Z,100\n2025-03-01T00:30Z,200\n2025-03-01T01:00Z,300\n"
-                 "2025-03-01T03:00Z,500\n")  # fmt: skip
+    f.write_text(
+        "timestamp,g_per_kwh\n2025-03-01T00:00Z,100\n2025-03-01T00:30Z,200\n2025-03-01T01:00Z,300\n"
+        "2025-03-01T03:00Z,500\n"
+    )
     s = carbon.read_series(f)
     assert [g[0] for g in s.gaps] == [us(t("2025-03-01T01:30Z"))]  # 01:30-03:00: no value
-    m, c = s.mean_over([us(t("2025-03-01T00:30Z")), us(t("2025-03-01T03:29Z"))],
-                       [us(t("2025-03-01T00:30Z")), us(t("2025-03-01T03:30Z"))])  # fmt: skip
+    m, c = s.mean_over(
+        [us(t("2025-03-01T00:30Z")), us(t("2025-03-01T03:29Z"))],
+        [us(t("2025-03-01T00:30Z")), us(t("2025-03-01T03:30Z"))],
+    )
     assert list(m) == [200.0, 500.0] and all(c)  # the last period lasts one resolution (30 min)
 
 
@@ -161,10 +181,10 @@ def test_windows_the_series_does_not_cover_take_the_annual_mean_and_say_so(tmp_p
             **timed_row(cells[2], (t("2025-03-01T00:05Z"), t("2025-03-01T00:10Z"))),
             "window_started_at": None,
             "window_finished_at": None,
-        },  # a row without window times (an older joulegrid)  # fmt: skip
+        },  # a row without window times (an older joulegrid)
         timed_row(
             cells[3], (t("2025-03-01T00:05Z"), t("2025-03-01T00:10Z")), (t("2025-03-01T00:00Z"), t("2025-03-01T00:20Z"))
-        ),  # covered: window and job  # fmt: skip
+        ),  # covered: window and job
     ]
     d = carbon.apply(frame(rows), sites, series_files(sites)).to_dicts()
     for r in d[:3]:
@@ -190,32 +210,69 @@ def _csv(body: str) -> str:
 
 BAD = {
     "missing column": ("s.csv", _csv("time,value\n2025-01-01T00:00Z,1\n"), ["no column timestamp, g_per_kwh", "Fix:"]),
-    "no time zone": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-01-01 00:30,110\n"),
-                     ["line 4", "'2025-01-01 00:30' has no time zone", "Fix:"]),
-    "not a time": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-13-45T00:30Z,110\n"),
-                   ["line 4", "not an ISO 8601 time"]),
-    "out of order": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T01:00Z,100\n2025-01-01T00:30Z,110\n"),
-                     ["line 4", "earlier than line 3", "Fix: sort"]),
-    "duplicate": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-01-01T01:00+01:00,110\n"),
-                  ["line 4", "repeats line 3", "overlap"]),
-    "overlap": ("s.csv", _csv("timestamp,end,g_per_kwh\n2025-01-01T00:00Z,2025-01-01T01:00Z,100\n"
-                              "2025-01-01T00:30Z,2025-01-01T01:30Z,110\n"), ["line 3", "overlaps the next one (line 4"]),
-    "end not after": ("s.csv", _csv("timestamp,end,g_per_kwh\n2025-01-01T00:00Z,2025-01-01T00:00Z,100\n"),
-                      ["line 3", "is not after its timestamp"]),
-    "not a number": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-01-01T00:30Z,n/a\n"),
-                     ["line 4", "'n/a' is not a number"]),
-    "negative": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-01-01T00:30Z,-3\n"), ["line 4", "negative"]),
-    "g per MWh": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,207000\n2025-01-01T00:30Z,210000\n"),
-                  ["line 3", "implausible", "divide by 1000"]),
-    "kg per kWh": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,0.207\n2025-01-01T00:30Z,0.21\n"),
-                   ["kg/kWh", "multiply the values by 1000"]),
-    "regions": ("s.csv", _csv("timestamp,g_per_kwh,region\n2025-01-01T00:00Z,100,GB\n2025-01-01T00:00Z,90,North West England\n"),
-                ["holds 2 regions", "carbon_intensity.region"]),
+    "no time zone": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-01-01 00:30,110\n"),
+        ["line 4", "'2025-01-01 00:30' has no time zone", "Fix:"],
+    ),
+    "not a time": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-13-45T00:30Z,110\n"),
+        ["line 4", "not an ISO 8601 time"],
+    ),
+    "out of order": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh\n2025-01-01T01:00Z,100\n2025-01-01T00:30Z,110\n"),
+        ["line 4", "earlier than line 3", "Fix: sort"],
+    ),
+    "duplicate": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-01-01T01:00+01:00,110\n"),
+        ["line 4", "repeats line 3", "overlap"],
+    ),
+    "overlap": (
+        "s.csv",
+        _csv(
+            "timestamp,end,g_per_kwh\n2025-01-01T00:00Z,2025-01-01T01:00Z,100\n"
+            "2025-01-01T00:30Z,2025-01-01T01:30Z,110\n"
+        ),
+        ["line 3", "overlaps the next one (line 4"],
+    ),
+    "end not after": (
+        "s.csv",
+        _csv("timestamp,end,g_per_kwh\n2025-01-01T00:00Z,2025-01-01T00:00Z,100\n"),
+        ["line 3", "is not after its timestamp"],
+    ),
+    "not a number": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-01-01T00:30Z,n/a\n"),
+        ["line 4", "'n/a' is not a number"],
+    ),
+    "negative": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n2025-01-01T00:30Z,-3\n"),
+        ["line 4", "negative"],
+    ),
+    "g per MWh": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,207000\n2025-01-01T00:30Z,210000\n"),
+        ["line 3", "implausible", "divide by 1000"],
+    ),
+    "kg per kWh": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,0.207\n2025-01-01T00:30Z,0.21\n"),
+        ["kg/kWh", "multiply the values by 1000"],
+    ),
+    "regions": (
+        "s.csv",
+        _csv("timestamp,g_per_kwh,region\n2025-01-01T00:00Z,100,GB\n2025-01-01T00:00Z,90,North West England\n"),
+        ["holds 2 regions", "carbon_intensity.region"],
+    ),
     "one row": ("s.csv", _csv("timestamp,g_per_kwh\n2025-01-01T00:00Z,100\n"), ["one row only", "end column"]),
     "no rows": ("s.csv", _csv("timestamp,g_per_kwh\n"), ["no rows"]),
     "not a format": ("s.txt", "timestamp,g_per_kwh\n", ["is not a series format", ".csv or .parquet"]),
     "naive parquet": ("s.parquet", None, ["without a time zone"]),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -238,8 +295,10 @@ def test_a_bad_series_file_gets_its_documented_error(tmp_path, case):
 
 def test_region_errors_and_choice(tmp_path):
     f = tmp_path / "r.csv"
-    f.write_text("timestamp,g_per_kwh,region\n2025-01-01T00:00Z,100,GB\n2025-01-01T00:30Z,110,GB\n"
-                 "2025-01-01T00:00Z,90,North West England\n2025-01-01T00:30Z,95,North West England\n")  # fmt: skip
+    f.write_text(
+        "timestamp,g_per_kwh,region\n2025-01-01T00:00Z,100,GB\n2025-01-01T00:30Z,110,GB\n"
+        "2025-01-01T00:00Z,90,North West England\n2025-01-01T00:30Z,95,North West England\n"
+    )
     assert list(carbon.read_series(f, "North West England").values) == [90.0, 95.0]
     with pytest.raises(
         carbon.SeriesError, match="no rows of region 'Wales'.*Fix: use one of 'GB', 'North West England'"
@@ -254,15 +313,24 @@ def test_region_errors_and_choice(tmp_path):
 
 
 SITE_ERRORS = {
-    "annual differs": ({"carbon_intensity_g_per_kwh": 207, "carbon_intensity": {"annual": 200}},
-                       ["key blackett.carbon_intensity.annual: 200 differs from", "Fix:"]),
-    "no annual": ({"carbon_intensity": {"series": "x.csv", "kind": "average", "basis": "direct", "source": "s"}},
-                  ["key blackett.carbon_intensity: no annual mean", "Fix: add carbon_intensity.annual"]),
-    "series without kind/basis": ({"carbon_intensity": {"annual": 207, "series": "x.csv", "source": "s"}},
-                                  ["a series needs kind, basis", "Fix:"]),
-    "unknown kind": ({"carbon_intensity": {"annual": 207, "kind": "hourly"}}, ["kind", "'hourly' is not allowed", "average, marginal"]),
+    "annual differs": (
+        {"carbon_intensity_g_per_kwh": 207, "carbon_intensity": {"annual": 200}},
+        ["key blackett.carbon_intensity.annual: 200 differs from", "Fix:"],
+    ),
+    "no annual": (
+        {"carbon_intensity": {"series": "x.csv", "kind": "average", "basis": "direct", "source": "s"}},
+        ["key blackett.carbon_intensity: no annual mean", "Fix: add carbon_intensity.annual"],
+    ),
+    "series without kind/basis": (
+        {"carbon_intensity": {"annual": 207, "series": "x.csv", "source": "s"}},
+        ["a series needs kind, basis", "Fix:"],
+    ),
+    "unknown kind": (
+        {"carbon_intensity": {"annual": 207, "kind": "hourly"}},
+        ["kind", "'hourly' is not allowed", "average, marginal"],
+    ),
     "unknown key": ({"carbon_intensity": {"annual": 207, "seris": "x.csv"}}, ["unknown key(s) 'seris'"]),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(SITE_ERRORS))
@@ -327,8 +395,12 @@ def test_when_to_run_saving_recomputed_by_hand_from_the_rows(tmp_path):
     st = dataclasses.replace(AnalysisSettings(sites=sites, carbon_series=series_files(sites)), cleanest_hours=k)
     cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256,), repeats=2)
     # the runs' measured windows: 17:50-18:20 (crossing an hour), 18:05-18:15, 02:40-02:55 and 09:00-09:30 UTC
-    spans = [("2025-01-08T17:50Z", "2025-01-08T18:20Z"), ("2025-01-09T18:05Z", "2025-01-09T18:15Z"),
-             ("2025-01-10T02:40Z", "2025-01-10T02:55Z"), ("2025-01-11T09:00Z", "2025-01-11T09:30Z")]  # fmt: skip
+    spans = [
+        ("2025-01-08T17:50Z", "2025-01-08T18:20Z"),
+        ("2025-01-09T18:05Z", "2025-01-09T18:15Z"),
+        ("2025-01-10T02:40Z", "2025-01-10T02:55Z"),
+        ("2025-01-11T09:00Z", "2025-01-11T09:30Z"),
+    ]
     rows = [timed_row(c, (t(a), t(b))) for c, (a, b) in zip(cells, spans, strict=True)]
     summary = synth.summary(tmp_path / "summary.parquet", rows)
     build_report(str(summary), str(tmp_path / "report"), settings=st)
@@ -443,10 +515,26 @@ def _neso(periods, region=None):
 def test_convert_neso_national_and_regional_responses(tmp_path, capsys):
     """The docs' commands on API responses of NESO's layout (values invented for the test): two overlapping
     14-day downloads of the national series, and the North West region's forecast."""
-    (tmp_path / "gb-1.json").write_text(json.dumps(_neso([("2026-01-01T00:00Z", "2026-01-01T00:30Z", 150, 148),
-                                                          ("2026-01-01T00:30Z", "2026-01-01T01:00Z", 152, None)])))  # fmt: skip
-    (tmp_path / "gb-2.json").write_text(json.dumps(_neso([("2026-01-01T00:30Z", "2026-01-01T01:00Z", 152, 151),
-                                                          ("2026-01-01T01:00Z", "2026-01-01T01:30Z", 140, 139)])))  # fmt: skip
+    (tmp_path / "gb-1.json").write_text(
+        json.dumps(
+            _neso(
+                [
+                    ("2026-01-01T00:00Z", "2026-01-01T00:30Z", 150, 148),
+                    ("2026-01-01T00:30Z", "2026-01-01T01:00Z", 152, None),
+                ]
+            )
+        )
+    )
+    (tmp_path / "gb-2.json").write_text(
+        json.dumps(
+            _neso(
+                [
+                    ("2026-01-01T00:30Z", "2026-01-01T01:00Z", 152, 151),
+                    ("2026-01-01T01:00Z", "2026-01-01T01:30Z", 140, 139),
+                ]
+            )
+        )
+    )
     out = tmp_path / "gb.csv"
     assert (
         cli(
@@ -467,8 +555,17 @@ def test_convert_neso_national_and_regional_responses(tmp_path, capsys):
     assert list(s.values) == [148.0, 151.0, 139.0], "actuals; the period given twice keeps the later download's"
     assert s.first == t("2026-01-01T00:00Z") and s.last == t("2026-01-01T01:30Z") and s.resolution_s == 1800
     assert "1 period(s) given twice" in capsys.readouterr().out
-    (tmp_path / "nw-1.json").write_text(json.dumps(_neso([("2026-01-01T00:00Z", "2026-01-01T00:30Z", 90, None),
-                                                          ("2026-01-01T00:30Z", "2026-01-01T01:00Z", 95, None)], "North West England")))  # fmt: skip
+    (tmp_path / "nw-1.json").write_text(
+        json.dumps(
+            _neso(
+                [
+                    ("2026-01-01T00:00Z", "2026-01-01T00:30Z", 90, None),
+                    ("2026-01-01T00:30Z", "2026-01-01T01:00Z", 95, None),
+                ],
+                "North West England",
+            )
+        )
+    )
     assert (
         cli(["carbon-series", "convert", "--from", "neso", str(tmp_path / "nw-1.json"), "-o", str(tmp_path / "nw.csv")])
         == 0
@@ -480,9 +577,11 @@ def test_convert_neso_national_and_regional_responses(tmp_path, capsys):
 
 def test_convert_electricity_maps_and_rte_files(tmp_path):
     em = tmp_path / "FR_2025_hourly.csv"
-    em.write_text("Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
-                  "Carbon Intensity gCO₂eq/kWh (life cycle assessment),Low Carbon Percentage\n"
-                  "2025-01-01 00:00:00,France,France,FR,25.1,40.2,95\n2025-01-01 01:00:00,France,France,FR,24.0,39.0,95\n")  # fmt: skip
+    em.write_text(
+        "Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
+        "Carbon Intensity gCO₂eq/kWh (life cycle assessment),Low Carbon Percentage\n"
+        "2025-01-01 00:00:00,France,France,FR,25.1,40.2,95\n2025-01-01 01:00:00,France,France,FR,24.0,39.0,95\n"
+    )
     for basis, want in (("direct", [25.1, 24.0]), ("lifecycle", [40.2, 39.0])):
         out = tmp_path / f"fr-{basis}.csv"
         assert (
@@ -522,8 +621,32 @@ def test_convert_electricity_maps_and_rte_files(tmp_path):
     lines.append("RTE ne pourra être tenu responsable\t\t\t\t\t")
     rte.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
     out = tmp_path / "fr-rte.csv"
-    assert cli(["carbon-series", "convert", "--from", "csv", str(rte), "--sep", "\t", "--encoding", "latin-1", "--time", "Date",
-                "--time", "Heures", "--value", "Taux de Co2", "--tz", "Europe/Paris", "-o", str(out)]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "carbon-series",
+                "convert",
+                "--from",
+                "csv",
+                str(rte),
+                "--sep",
+                "\t",
+                "--encoding",
+                "latin-1",
+                "--time",
+                "Date",
+                "--time",
+                "Heures",
+                "--value",
+                "Taux de Co2",
+                "--tz",
+                "Europe/Paris",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = carbon.read_series(out)
     # 01:30 CEST = 23:30Z; the first 02:00 CEST = 00:00Z, the second 02:00 CET = 01:00Z; 03:00 CET = 02:00Z
     starts = [carbon._dt(int(x)) for x in s.starts]

@@ -90,8 +90,15 @@ def test_chart_builds_and_renders(case, name, tmp_path):
 
 
 # ------------------------------------------------------------------ the marks a chart draws
-MARK = {"energy_per_sample": "point", "quality_vs_energy": "point", "time_to_target": "point",
-        "scheduler_overhead": "bar", "fleet_whatif": "bar", "sites": "point", "when_to_run": "point"}  # fmt: skip
+MARK = {
+    "energy_per_sample": "point",
+    "quality_vs_energy": "point",
+    "time_to_target": "point",
+    "scheduler_overhead": "bar",
+    "fleet_whatif": "bar",
+    "sites": "point",
+    "when_to_run": "point",
+}
 
 
 def _labels(chart, role: str) -> list[dict[str, str]]:
@@ -140,9 +147,16 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
         cells[
             tuple(r[k] for k in ("site", "workload", "phase", "device", "precision", "variant", "batch_size"))
         ].append(r)
-    pv = lambda r: r["precision"] if r["variant"] == "baseline" else f"{r['precision']}+{r['variant']}"  # noqa: E731
-    mean = lambda rs, f: sum(f(r) for r in rs) / len(rs)  # noqa: E731
-    eps = lambda r: r["energy_j"] / r["n_samples"]  # noqa: E731
+
+    def pv(r):
+        return r["precision"] if r["variant"] == "baseline" else f"{r['precision']}+{r['variant']}"
+
+    def mean(rs, f):
+        return sum(f(r) for r in rs) / len(rs)
+
+    def eps(r):
+        return r["energy_j"] / r["n_samples"]
+
     out: collections.Counter = collections.Counter()
     panels: dict[tuple, list[tuple]] = collections.defaultdict(list)  # quality vs energy: (workload, phase) -> points
     for rs in cells.values():
@@ -155,9 +169,8 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
             out[(f"{pv(r)} bs{r['batch_size']} {r['device']}", *point)] += 1
             panels[(r["workload"], r["phase"])].append(point)
         if name == "fleet_whatif" and has_e:
-            per_job = (
-                r["n_test"] if r["phase"] == "infer" else r["n_samples"]
-            )  # one pass over the test split / one training run
+            # one pass over the test split / one training run
+            per_job = r["n_test"] if r["phase"] == "infer" else r["n_samples"]
             out[(f"{pv(r)} bs{r['batch_size']}", g(mean(rs, eps) * per_job))] += 1
     for pts in panels.values():  # the Pareto front of each panel (recon_mse: lower is better) gets a ring
         for e, q in pts:
@@ -246,7 +259,7 @@ def _colour_of(chart) -> dict[str, str]:
         if isinstance(e, dict) and e.get("field") == "precision_variant" and "scale" in e
     ]
     assert scales
-    return {d: r for s in scales for d, r in zip(s["domain"], s["range"])}
+    return {d: r for s in scales for d, r in zip(s["domain"], s["range"], strict=False)}
 
 
 def _walk(o):
@@ -265,7 +278,7 @@ def test_one_colour_per_precision_whatever_the_data(name):
     few = frame(synth.rows(synth.grid_cells(precisions=("fp32",))))
     many = frame(synth.rows(synth.grid_cells(precisions=("int8", "bf16", "fp32"), variants=("baseline", "pruned"))))
     a, b = _colour_of(C.CHARTS[name](few, ST)), _colour_of(C.CHARTS[name](many, ST))
-    assert a == b == dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE))
+    assert a == b == dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE, strict=True))
     assert len(set(C.PRECISION_RANGE)) == len(C.PRECISION_RANGE), "each precision+variant its own colour"
     assert (
         a["fp32"] == C.PRECISION_COLOURS["fp32"] and a["fp32+pruned"] == C.variant_colour("fp32", "pruned") != a["fp32"]

@@ -22,8 +22,13 @@ from joulegrid.analysis import design as D
 
 from . import fake_meter as F
 
-GRID = {"workloads": ["baler_ae"], "phases": ["infer"], "precisions": ["fp32", "bf16"], "batch_sizes": [256],
-        "repeats": "auto"}  # fmt: skip
+GRID = {
+    "workloads": ["baler_ae"],
+    "phases": ["infer"],
+    "precisions": ["fp32", "bf16"],
+    "batch_sizes": [256],
+    "repeats": "auto",
+}
 
 
 def cfg(tmp_path, **design):
@@ -73,7 +78,13 @@ def test_noise_pooled_over_the_cells_of_one_cpu_model_and_workload_by_hand(tmp_p
     per = y.group_by("config_hash").agg(v=pl.col("y").var(), k=pl.len())
     pooled = sum((k - 1) * v for v, k in zip(per["v"], per["k"], strict=True)) / sum(k - 1 for k in per["k"])
     assert (got["hardware"], got["workload"], got["phase"], got["cells"], got["runs"], got["nu"]) == (
-        "Fake CPU", "baler_ae", "infer", 3, 12, 9.0)  # fmt: skip
+        "Fake CPU",
+        "baler_ae",
+        "infer",
+        3,
+        12,
+        9.0,
+    )
     assert got["sigma"] == pytest.approx(math.sqrt(pooled))
 
 
@@ -93,12 +104,12 @@ def test_the_design_is_frozen_until_replanned(tmp_path):
     earlier(tmp_path, 0.04)
     d, what = D.freeze(config)
     assert what == "written" and D.path(config).is_file() and d.groups[0].source == "earlier runs"
-    cells = G.expand(config).cells
+    cells = G.expand(config, repeats=D.grid_repeats(config)).cells
     assert len(cells) == 2 * d.repeats and {c.repeat for c in cells} == set(range(d.repeats))
     # more runs arrive, much noisier: the frozen design does not move (a finished grid stays finished)
     earlier(tmp_path, 0.30, seed=2)
     assert D.compute(config).repeats > d.repeats
-    assert D.freeze(config) == (d, "frozen") and len(G.expand(config).cells) == 2 * d.repeats
+    assert D.freeze(config) == (d, "frozen") and len(G.expand(config, repeats=D.grid_repeats(config)).cells) == 2 * d.repeats
     # asked to replan, it does; so does a change of design.*
     d2, what = D.freeze(config, redesign=True)
     assert what == "replanned" and d2.repeats > d.repeats
@@ -116,8 +127,16 @@ def test_cli_plan_writes_the_design_and_prints_its_cost(tmp_path):
     earlier(tmp_path, 0.05)
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "grid": GRID, "design": {"detect_pct": 20}}))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p), *a],  # noqa: E731
-                                    capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)  # fmt: skip
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p), *a],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            cwd=tmp_path,
+        )
+
     out = run().stdout
     d = D.Design.from_json((tmp_path / "results" / "design.json").read_text())
     assert f"design: {d.repeats} repeat(s) per cell to detect a 20 % change" in out
@@ -143,8 +162,13 @@ def test_cli_plan_with_an_impossible_design_says_why_and_fails(tmp_path):
     earlier(tmp_path, 2.0)  # CV 200 %
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "grid": GRID, "design": {"detect_pct": 1}}))
-    out = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)], capture_output=True,
-                         text=True, env=subprocess_env(), cwd=tmp_path)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "config key design.detect_pct: a 1 % change cannot be detected with 1000 repeats" in out.stderr
     assert "Fix: raise design.detect_pct" in out.stderr and not (tmp_path / "results" / "design.json").exists()

@@ -116,17 +116,25 @@ def test_relative_to_baseline_and_missing_baselines():
 
 def curves(q, t, e, higher=True, bs=256, **kw):
     return synth.row(
-        cell(phase="train", bs=bs), **kw, epoch_quality=q, epoch_wall_s=t, epoch_energy_j=e,
-        quality=q[-1], quality_higher_is_better=higher, quality_metric="roc_auc" if higher else "recon_mse",
-    )  # fmt: skip
+        cell(phase="train", bs=bs),
+        **kw,
+        epoch_quality=q,
+        epoch_wall_s=t,
+        epoch_energy_j=e,
+        quality=q[-1],
+        quality_higher_is_better=higher,
+        quality_metric="roc_auc" if higher else "recon_mse",
+    )
 
 
 def test_time_to_target_config_target_and_zeus_cost():
-    df = frame([
-        curves([0.7, 0.8, 0.9], [10, 20, 30], [100, 200, 300], bs=256, mean_power_w=12.0),
-        curves([0.75, 0.85, 0.86], [5, 10, 15], [80, 160, 240], bs=1024, mean_power_w=16.0),
-        curves([0.6, 0.7, 0.75], [5, 10, 15], [50, 100, 150], bs=512, mean_power_w=10.0),  # never reaches 0.8
-    ])  # fmt: skip
+    df = frame(
+        [
+            curves([0.7, 0.8, 0.9], [10, 20, 30], [100, 200, 300], bs=256, mean_power_w=12.0),
+            curves([0.75, 0.85, 0.86], [5, 10, 15], [80, 160, 240], bs=1024, mean_power_w=16.0),
+            curves([0.6, 0.7, 0.75], [5, 10, 15], [50, 100, 150], bs=512, mean_power_w=10.0),  # never reaches 0.8
+        ]
+    )
     t = {r["batch_size"]: r for r in M.time_to_target(df, targets={"baler_ae": 0.8}, eta=0.25).to_dicts()}
     assert t[256]["target_source"] == "config" and t[256]["target"] == 0.8
     assert (t[256]["epochs_to_target"], t[256]["tta_s"], t[256]["eta_j"]) == (2, 20.0, 200.0)
@@ -149,10 +157,12 @@ def test_time_to_target_gpu_power_limit_and_eta_extremes():
 
 
 def test_time_to_target_lower_is_better_common_target_and_missing_energy_curve():
-    df = frame([
-        curves([0.3, 0.2, 0.1], [1, 2, 3], [10, 20, 30], higher=False, bs=256),
-        curves([0.4, 0.25, 0.2], [1, 2, 3], None, higher=False, bs=1024),  # no per-epoch energy
-    ])  # fmt: skip
+    df = frame(
+        [
+            curves([0.3, 0.2, 0.1], [1, 2, 3], [10, 20, 30], higher=False, bs=256),
+            curves([0.4, 0.25, 0.2], [1, 2, 3], None, higher=False, bs=1024),  # no per-epoch energy
+        ]
+    )
     t = {r["batch_size"]: r for r in M.time_to_target(df).to_dicts()}
     # common target = the worst of the per-run best qualities = 0.2 (lower is better)
     assert t[256]["target_source"] == "common" and t[256]["target"] == pytest.approx(0.2)
@@ -176,23 +186,37 @@ def test_time_to_target_empty():
 @pytest.mark.parametrize("higher", [True, False])
 def test_pareto_front_respects_direction(higher):
     pts = {  # (energy/sample, quality)
-        "a": (1.0, 0.9), "b": (2.0, 0.95), "c": (3.0, 0.93), "d": (0.5, 0.5), "e": (2.0, 0.90),
-    }  # fmt: skip
+        "a": (1.0, 0.9),
+        "b": (2.0, 0.95),
+        "c": (3.0, 0.93),
+        "d": (0.5, 0.5),
+        "e": (2.0, 0.90),
+    }
     sign = 1 if higher else -1
-    cells = pl.DataFrame({
-        "workload": ["w"] * 5, "phase": ["infer"] * 5, "name": list(pts),
-        "energy_per_sample_j": [p[0] for p in pts.values()], "quality": [sign * p[1] for p in pts.values()],
-        "quality_higher_is_better": [higher] * 5,
-    })  # fmt: skip
+    cells = pl.DataFrame(
+        {
+            "workload": ["w"] * 5,
+            "phase": ["infer"] * 5,
+            "name": list(pts),
+            "energy_per_sample_j": [p[0] for p in pts.values()],
+            "quality": [sign * p[1] for p in pts.values()],
+            "quality_higher_is_better": [higher] * 5,
+        }
+    )
     front = set(M.pareto(cells).filter("pareto")["name"])
     assert front == {"a", "b", "d"}
 
 
 def test_pareto_ignores_missing_and_groups_by_workload():
-    cells = pl.DataFrame({
-        "workload": ["w", "w", "v"], "phase": ["infer"] * 3, "energy_per_sample_j": [1.0, None, 5.0],
-        "quality": [0.5, 0.9, 0.1], "quality_higher_is_better": [True, True, None],
-    })  # fmt: skip
+    cells = pl.DataFrame(
+        {
+            "workload": ["w", "w", "v"],
+            "phase": ["infer"] * 3,
+            "energy_per_sample_j": [1.0, None, 5.0],
+            "quality": [0.5, 0.9, 0.1],
+            "quality_higher_is_better": [True, True, None],
+        }
+    )
     assert M.pareto(cells)["pareto"].to_list() == [True, False, True]
 
 
@@ -260,7 +284,10 @@ def test_fleet_samples_per_job_per_workload_and_phase_and_job_scope():
         ),
     ]
     cells = M.cell_stats(frame(rows))
-    key = lambda r: (r["workload"], r["phase"])  # noqa: E731
+
+    def key(r):
+        return (r["workload"], r["phase"])
+
     # defaults: training = one training run as measured; inference = one pass over the test split
     d = {key(r): r for r in M.fleet(cells).to_dicts()}
     assert d[("baler_ae", "train")]["samples_per_job"] == 30_000 and d[("baler_ae", "train")][
@@ -337,7 +364,9 @@ def test_emulated_precisions_with_the_slowdown_measured_in_the_rows():
     rel = M.relative_to_baseline(M.cell_stats(frame(rows)))
     emu = M.emulated(rel)
     assert emu.select("site", "precision", "hardware", "cells", "cells_with_baseline").rows() == [
-        ("a", "bf16", "EPYC AVX2", 2, 2), ("b", "fp16", "Xeon AMX", 1, 0)]  # fmt: skip
+        ("a", "bf16", "EPYC AVX2", 2, 2),
+        ("b", "fp16", "Xeon AMX", 1, 0),
+    ]
 
     def per_sample(prec, bs):
         r = next(x for x in rows if x["site"] == "a" and x["precision"] == prec and x["batch_size"] == bs)
@@ -373,9 +402,16 @@ def test_batch_sizes_that_cannot_be_told_apart_from_the_cheapest_by_zeus_cost():
         return frame(out)
 
     def run_row(q, t, e, bs, repeat):  # one repeat of a training cell: its curves end at energy e
-        return synth.row(cell(phase="train", bs=bs, repeat=repeat), epoch_quality=q, epoch_wall_s=t,
-                         epoch_energy_j=[e / 3, 2 * e / 3, e], quality=q[-1], quality_higher_is_better=True,
-                         quality_metric="roc_auc", mean_power_w=10.0)  # fmt: skip
+        return synth.row(
+            cell(phase="train", bs=bs, repeat=repeat),
+            epoch_quality=q,
+            epoch_wall_s=t,
+            epoch_energy_j=[e / 3, 2 * e / 3, e],
+            quality=q[-1],
+            quality_higher_is_better=True,
+            quality_metric="roc_auc",
+            mean_power_w=10.0,
+        )
 
     told = M.batch_sizes_like_the_best(M.time_to_target(rows(1.5), targets={"baler_ae": 0.9}, eta=1.0))
     assert told.select("batch_size", "could_be_best").rows() == [(1024, "1024")]

@@ -13,15 +13,22 @@ from conftest import REPO, subprocess_env
 
 from joulegrid import config as CFG
 from joulegrid import grid as G
+from joulegrid import spec as SP
 from joulegrid.analysis import plan as P
 from joulegrid.grid import Cell
 
 BASE = {
-    "grid": {"workloads": ["baler_ae"], "phases": ["infer"], "devices": ["cpu"], "precisions": ["fp32", "bf16"],
-             "batch_sizes": [256, 512], "repeats": 1},
+    "grid": {
+        "workloads": ["baler_ae"],
+        "phases": ["infer"],
+        "devices": ["cpu"],
+        "precisions": ["fp32", "bf16"],
+        "batch_sizes": [256, 512],
+        "repeats": 1,
+    },
     "workloads": {"baler_ae": {"rows": 10000, "epochs": 2}},
     "measure": {"threads": 2},
-}  # fmt: skip
+}
 
 
 def cfg(tmp_path, **over):
@@ -34,7 +41,7 @@ def cfg(tmp_path, **over):
 
 
 def grid(config, sites):
-    return G.expand(config, CFG.SpecBuilder(config, sites).hashes())
+    return G.expand(config, SP.SpecBuilder(config, sites).hashes())
 
 
 def earlier(tmp_path, rows):
@@ -58,8 +65,16 @@ def test_planned_samples_from_workload_settings(tmp_path):
 def test_forecast_nearest_cell_scales_by_samples(tmp_path):
     config, sites = cfg(tmp_path)
     # measured: fp32 bs256 infer on 1000 samples at 1e-3 J/sample, 20 W -> wall 0.05 s, overhead 1.5 s
-    df = earlier(tmp_path, [synth.row(Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0),
-                                      energy_per_sample_j=1e-3, n_samples=1000)])  # fmt: skip
+    df = earlier(
+        tmp_path,
+        [
+            synth.row(
+                Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0),
+                energy_per_sample_j=1e-3,
+                n_samples=1000,
+            )
+        ],
+    )
     fc = P.forecast(config, grid(config, sites), sites, df)
     assert fc.to_run == 4 and fc.done == 0 and not fc.unforecast
     assert {c.method for c in fc.cells} == {"nearest"}
@@ -89,9 +104,14 @@ def test_forecast_flops_scaling_and_unforecastable(tmp_path):
     rows = [
         # the workload measured on cpu only; the cuda device measured with another workload (FLOP/s, power)
         synth.row(Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0)),
-        synth.row(Cell("local", "other", "infer", "cuda", "fp32", "baseline", 256, 0), flops_per_s=1e12, mean_power_w=300.0,
-                  setup_s=2.0, warmup_s=1.0),
-    ]  # fmt: skip
+        synth.row(
+            Cell("local", "other", "infer", "cuda", "fp32", "baseline", 256, 0),
+            flops_per_s=1e12,
+            mean_power_w=300.0,
+            setup_s=2.0,
+            warmup_s=1.0,
+        ),
+    ]
     fc = P.forecast(config, grid(config, sites), sites, earlier(tmp_path, rows))
     f = next(c for c in fc.cells if c.cell.device == "cuda")
     assert f.method == "flops"
@@ -132,8 +152,15 @@ def _write_cfg(tmp_path, **over):
 
 def test_cli_plan_prints_forecast_and_exits_3_over_budget(tmp_path):
     earlier(tmp_path, [synth.row(Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 256, 0))])
-    run = lambda p: subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p), "--forecast-cells"],  # noqa: E731
-                                   capture_output=True, text=True, env=subprocess_env())  # fmt: skip
+
+    def run(p):
+        return subprocess.run(
+            [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p), "--forecast-cells"],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+        )
+
     ok = run(_write_cfg(tmp_path))
     assert ok.returncode == 0, ok.stderr
     assert "forecast: 4 cell(s) to measure" in ok.stdout and "kWh" in ok.stdout and "(nearest:" in ok.stdout
@@ -161,8 +188,13 @@ def test_cli_plan_grid_and_forecast_counts_agree(tmp_path):
     c0 = grid(config, sites).cells[0]
     synth.write_runs(tmp_path / "results", [synth.row(c0, config_hash=c0.config_hash)])
     earlier(tmp_path, [synth.row(c0)])
-    out = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)], capture_output=True, text=True,
-                         env=subprocess_env(), check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        check=True,
+    ).stdout
     assert "site local: 4 cell(s) in the grid, 0 excluded; 1 already measured, 3 to measure" in out
     assert "forecast: 3 cell(s) to measure (1 already measured)" in out
     assert f"config hash per workload (run files end in -<hash>.parquet): baler_ae {c0.config_hash}" in out
@@ -175,8 +207,12 @@ def test_cli_plan_refuses_a_bad_sites_file_naming_file_key_and_fix(tmp_path):
     sites["local"]["carbon_intensity_g_per_kWh"] = sites["local"].pop("carbon_intensity_g_per_kwh")
     bad = tmp_path / "sites.yaml"
     bad.write_text(yaml.safe_dump(sites))
-    run = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(_write_cfg(tmp_path, sites_file=str(bad)))],
-                         capture_output=True, text=True, env=subprocess_env())  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(_write_cfg(tmp_path, sites_file=str(bad)))],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert run.returncode != 0
     assert (
         f"{bad} key local: unknown key(s) 'carbon_intensity_g_per_kWh'. Fix: remove or rename them; allowed keys here: "

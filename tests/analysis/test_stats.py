@@ -20,8 +20,9 @@ B = [1.30, 1.25, 1.42, 1.28, 1.35]  # arm b
 def frame(a, b, *, host_b="h", site_b="s") -> pl.DataFrame:
     """Runs of two arms (k = a / b) in the columns stats.compare reads."""
     rows = [{"k": "a", "repeat": i, "site": "s", "config_hash": "c", "hostname": "h", "x": v} for i, v in enumerate(a)]
-    rows += [{"k": "b", "repeat": i, "site": site_b, "config_hash": "c", "hostname": host_b, "x": v}
-             for i, v in enumerate(b)]  # fmt: skip
+    rows += [
+        {"k": "b", "repeat": i, "site": site_b, "config_hash": "c", "hostname": host_b, "x": v} for i, v in enumerate(b)
+    ]
     return pl.DataFrame(rows)
 
 
@@ -96,8 +97,9 @@ def test_different_meters_give_a_systematic_term_or_a_withheld_verdict():
     base = frame(A, B, host_b="other")
     meter = pl.when(pl.col("k") == "a")
     # measured (rapl) against a TDP estimate: no stated error -> withheld
-    df = base.with_columns(energy_method=meter.then(pl.lit("rapl")).otherwise(pl.lit("estimate-tdp")),
-                           energy_estimated=pl.col("k") == "b")  # fmt: skip
+    df = base.with_columns(
+        energy_method=meter.then(pl.lit("rapl")).otherwise(pl.lit("estimate-tdp")), energy_estimated=pl.col("k") == "b"
+    )
     r = one(df, systematic=True)
     assert r["verdict"].startswith("withheld: different energy meters or models (rapl vs estimate-tdp)")
     # against a calibrated model with a stated 4 % error: the interval widens by log(1.04) each side

@@ -142,8 +142,11 @@ NULL = [
 
 @pytest.mark.parametrize("name,n,cv,hosts", NULL, ids=[c[0] for c in NULL])
 def test_no_difference_gives_a_verdict_at_most_alpha_of_the_time(name, n, cv, hosts):
-    res = analyse(F.runs(np.random.default_rng(sum(map(ord, name)) + 1), R, n, {"fp32": (1.0, cv), "bf16": (1.0, cv)},
-                         hosts=hosts))  # fmt: skip
+    res = analyse(
+        F.runs(
+            np.random.default_rng(sum(map(ord, name)) + 1), R, n, {"fp32": (1.0, cv), "bf16": (1.0, cv)}, hosts=hosts
+        )
+    )
     false = float(res["d_energy_verdict"].is_in(["costlier", "cheaper"]).mean())
     nd = res.filter(pl.col("d_energy_verdict") == "no detectable difference")
     mde = nd["d_energy_mde_pct"].median()
@@ -165,9 +168,19 @@ def test_the_repeats_the_design_sizes_reach_the_stated_power(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     pilot.write_parquet(results / "summary.parquet")
-    config, _ = CFG.prepare({"results": str(results), "grid": {"workloads": ["baler_ae"], "phases": ["infer"],
-                             "precisions": ["fp32", "bf16"], "batch_sizes": [256], "repeats": "auto"},
-                             "design": {"detect_pct": detect, "power": power}})  # fmt: skip
+    config, _ = CFG.prepare(
+        {
+            "results": str(results),
+            "grid": {
+                "workloads": ["baler_ae"],
+                "phases": ["infer"],
+                "precisions": ["fp32", "bf16"],
+                "batch_sizes": [256],
+                "repeats": "auto",
+            },
+            "design": {"detect_pct": detect, "power": power},
+        }
+    )
     d = D.compute(config)
     (g,) = d.groups
     assert g.source == "earlier runs" and g.cells == 100 and g.runs == 500 and g.nu == 400
@@ -176,8 +189,11 @@ def test_the_repeats_the_design_sizes_reach_the_stated_power(tmp_path):
     res = analyse(F.runs(np.random.default_rng(32), R, n, {"fp32": (1.0, cv), "bf16": (1 + detect / 100, cv)}))
     got = float((res["d_energy_verdict"] == "costlier").mean())
     predicted = float(D.power_at(n, F.sigma_of(cv), detect, ALPHA))
-    report("power at the designed repeats", f"n={n} (sigma {g.sigma:.4f}, upper limit {g.sigma_u:.4f}): detected "
-           f"{got:.1%} of {R} (target {power:.0%}; noncentral t at the true sigma {predicted:.1%})")  # fmt: skip
+    report(
+        "power at the designed repeats",
+        f"n={n} (sigma {g.sigma:.4f}, upper limit {g.sigma_u:.4f}): detected "
+        f"{got:.1%} of {R} (target {power:.0%}; noncentral t at the true sigma {predicted:.1%})",
+    )
     assert abs(got - power) <= 0.05, (n, got)
     assert abs(got - predicted) <= 4 * math.sqrt(predicted * (1 - predicted) / R), (got, predicted)
 
@@ -195,7 +211,10 @@ def test_the_best_set_keeps_the_truly_best_and_drops_a_clearly_worse_one():
     lost = sum(not {"fp32", "bf16"} <= s for s in sets) / R
     kept_fp16 = sum("fp16" in s for s in sets) / R
     kept_int8 = sum("int8" in s for s in sets) / R
-    report("best set (n=5, cv=5%)", f"a truly best one dropped in {lost:.2%}, int8 (+5 %) kept in {kept_int8:.1%}, "
-           f"fp16 (+50 %) kept in {kept_fp16:.2%}")  # fmt: skip
+    report(
+        "best set (n=5, cv=5%)",
+        f"a truly best one dropped in {lost:.2%}, int8 (+5 %) kept in {kept_int8:.1%}, "
+        f"fp16 (+50 %) kept in {kept_fp16:.2%}",
+    )
     assert lost <= ALPHA + 3 * MC_SD, lost
     assert kept_fp16 <= 0.01, kept_fp16

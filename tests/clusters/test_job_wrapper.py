@@ -23,7 +23,7 @@ from joulegrid import executors as E
 REPO = Path(__file__).resolve().parents[2]
 WRAPPER = E.JOB_WRAPPER
 PY = sys.executable
-VERSION = "%d.%d" % sys.version_info[:2]
+VERSION = "{}.{}".format(*sys.version_info[:2])
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -45,8 +45,11 @@ def _file(p: Path, text: str) -> None:
 
 
 def test_slurm_cgroup_v2_climbs_to_the_job(tmp_path):
-    proc = fake_proc(tmp_path / "proc", "cpu  1 0 1 1 0 0 0 0 0 0",
-                     cgroup="0::/system.slice/slurmstepd.scope/job_123/step_batch/user/task_0\n")  # fmt: skip
+    proc = fake_proc(
+        tmp_path / "proc",
+        "cpu  1 0 1 1 0 0 0 0 0 0",
+        cgroup="0::/system.slice/slurmstepd.scope/job_123/step_batch/user/task_0\n",
+    )
     job = tmp_path / "cg" / "system.slice/slurmstepd.scope/job_123"
     _file(job / "cpu.stat", "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
     _file(job / "memory.current", "1234567\n")
@@ -57,11 +60,15 @@ def test_slurm_cgroup_v2_climbs_to_the_job(tmp_path):
 
 
 def test_slurm_cgroup_v1(tmp_path):
-    proc = fake_proc(tmp_path / "proc", "cpu  1 0 1 1 0 0 0 0 0 0", cgroup=textwrap.dedent("""\
+    proc = fake_proc(
+        tmp_path / "proc",
+        "cpu  1 0 1 1 0 0 0 0 0 0",
+        cgroup=textwrap.dedent("""\
         9:memory:/slurm/uid_1000/job_77/step_0
         4:cpu,cpuacct:/slurm/uid_1000/job_77/step_0/task_0
         0::/
-        """))  # fmt: skip
+        """),
+    )
     _file(tmp_path / "cg" / "cpu,cpuacct/slurm/uid_1000/job_77/cpuacct.usage", "3000000000\n")
     _file(tmp_path / "cg" / "memory/slurm/uid_1000/job_77/memory.usage_in_bytes", "777\n")
     cg = U.find_job_cgroup(proc, tmp_path / "cg")
@@ -80,8 +87,11 @@ def test_htcondor_slot_cgroup(tmp_path):
 def test_a_container_or_root_cgroup_is_not_the_job(tmp_path):
     """This build host: a container's memory cgroup and the root elsewhere. Counting those as the job
     would charge it everything else in them: the process tree is used instead."""
-    proc = fake_proc(tmp_path / "proc", "cpu  1 0 1 1 0 0 0 0 0 0",
-                     cgroup="4:memory:/process_api/16a6ad\n2:cpuacct:/\n1:cpu:/\n0::/\n")  # fmt: skip
+    proc = fake_proc(
+        tmp_path / "proc",
+        "cpu  1 0 1 1 0 0 0 0 0 0",
+        cgroup="4:memory:/process_api/16a6ad\n2:cpuacct:/\n1:cpu:/\n0::/\n",
+    )
     _file(tmp_path / "cg" / "cpuacct" / "cpuacct.usage", "99\n")
     _file(tmp_path / "cg" / "cpu.stat", "usage_usec 99\n")
     assert U.find_job_cgroup(proc, tmp_path / "cg") is None

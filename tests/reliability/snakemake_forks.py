@@ -37,7 +37,7 @@ def _child(req: dict) -> None:
         snakemake.cli.main(req["argv"])
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - the forked child reports any failure of Snakemake to its parent
         import traceback
 
         traceback.print_exc()

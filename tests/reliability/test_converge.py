@@ -82,8 +82,11 @@ class Snakemake:
     def __init__(self):
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("snakemake_forks.py"))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env(),
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(),
+        )
         self.lock = threading.Lock()
         self.cpu_s = 0.0  # CPU time of the commands it ran, their jobs included
 
@@ -95,8 +98,17 @@ class Snakemake:
 
     @staticmethod
     def argv(work: Path, *args: str) -> list[str]:
-        return ["-s", str(SNAKEFILE), "--directory", str(work), "--configfile", str(work / "config.yaml"),
-                "--cores", "2", *args]  # fmt: skip
+        return [
+            "-s",
+            str(SNAKEFILE),
+            "--directory",
+            str(work),
+            "--configfile",
+            str(work / "config.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ]
 
     def start(self, work: Path, *args: str, log: Path, argv: list[str] | None = None) -> int:
         argv = self.argv(work, *args) if argv is None else argv
@@ -144,7 +156,7 @@ def _as_site(src_runs: Path, dst_runs: Path, site: str) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(t, out)
         out.chmod(0o444)
-        shutil.copystat(f, out)  # fmt: skip
+        shutil.copystat(f, out)
 
 
 def _run_trees(*works: Path, target: str = "all") -> None:
@@ -152,8 +164,14 @@ def _run_trees(*works: Path, target: str = "all") -> None:
     procs = []
     for w in works:
         cmd = [str(BIN / "snakemake"), *Snakemake.argv(w), target]
-        procs.append((w, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                          env=subprocess_env())))  # fmt: skip
+        procs.append(
+            (
+                w,
+                subprocess.Popen(
+                    cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env()
+                ),
+            )
+        )
     for w, p in procs:
         out, _ = p.communicate(timeout=900)
         assert p.returncode == 0, f"{w}:\n{out[-4000:]}"
@@ -178,8 +196,12 @@ def base(tmp_path_factory):
     _as_site(runs, root / "pool" / "copy", SITE_COPY)
     _as_site(runs, root / "pool" / "imp" / "results" / "runs", SITE_IMPORT)
     shutil.rmtree(work / ".snakemake" / "log", ignore_errors=True)
-    return {"work": work, "copy": root / "pool" / "copy" / SITE_COPY, "import": root / "pool" / "imp" / "results",
-            "root": root}  # fmt: skip
+    return {
+        "work": work,
+        "copy": root / "pool" / "copy" / SITE_COPY,
+        "import": root / "pool" / "imp" / "results",
+        "root": root,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -190,9 +212,22 @@ def server():
 
 
 # ------------------------------------------------------------------ what a user does
-KINDS = ["copy_keep_times", "copy_new_times", "touch_data", "reprepare_data", "cp_project", "import",
-         "report_setting", "seed", "repeats", "delete_report", "delete_summary", "delete_stamps", "kill",
-         "remeasure"]  # fmt: skip
+KINDS = [
+    "copy_keep_times",
+    "copy_new_times",
+    "touch_data",
+    "reprepare_data",
+    "cp_project",
+    "import",
+    "report_setting",
+    "seed",
+    "repeats",
+    "delete_report",
+    "delete_summary",
+    "delete_stamps",
+    "kill",
+    "remeasure",
+]
 
 
 def draw(seed: int) -> list[tuple[str, object]]:
@@ -252,8 +287,9 @@ def _text(p: Path) -> str:
 
 
 def jg(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "joulegrid"), *args], cwd=work, capture_output=True, text=True,
-                          env=subprocess_env(), timeout=300)  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "joulegrid"), *args], cwd=work, capture_output=True, text=True, env=subprocess_env(), timeout=300
+    )
 
 
 class Sequence:
@@ -411,8 +447,23 @@ class Sequence:
 
 
 def test_next_command_drops_the_forcing_options():
-    argv = ["/v/bin/snakemake", "-R", "cell_inputs", "prepare_dataset", "--cores", "2", "-f", "--configfile", "c.yaml",
-            "--forcerun=train_reference", "-F", "--forceall", "--force", "--forcerun", "all"]  # fmt: skip
+    argv = [
+        "/v/bin/snakemake",
+        "-R",
+        "cell_inputs",
+        "prepare_dataset",
+        "--cores",
+        "2",
+        "-f",
+        "--configfile",
+        "c.yaml",
+        "--forcerun=train_reference",
+        "-F",
+        "--forceall",
+        "--force",
+        "--forcerun",
+        "all",
+    ]
     assert next_command(argv) == "snakemake --cores 2 --configfile c.yaml"
     assert next_command(["snakemake", "--config", "seed=7 x", "-n"]) == "snakemake --config 'seed=7 x' -n"
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import statistics
 import json
+import math
 import re
+import statistics
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -28,11 +28,24 @@ def results_set(root, with_baseline=True):
     cells = synth.grid_cells(precisions=precisions, repeats=2) + synth.grid_cells(
         site="lxplus", phases=("infer",), precisions=("fp32", "int8")
     )
-    rows = [synth.row(c, estimated=c.site == "local", scheduler="htcondor" if c.site == "lxplus" else "local",
-                      queue_wait_s=40.0 if c.site == "lxplus" else None, jitter=0.3 * c.repeat) for c in cells]  # fmt: skip
+    rows = [
+        synth.row(
+            c,
+            estimated=c.site == "local",
+            scheduler="htcondor" if c.site == "lxplus" else "local",
+            queue_wait_s=40.0 if c.site == "lxplus" else None,
+            jitter=0.3 * c.repeat,
+        )
+        for c in cells
+    ]
     rows.append(synth.row(synth.grid_cells(precisions=("fp32",), batch_sizes=(4096,))[0], status="oom"))
-    rows.append(synth.row(synth.grid_cells(devices=("cuda",), precisions=("fp32",), batch_sizes=(256,))[0], status="skipped",
-                          skip_reason="no CUDA device on this host"))  # fmt: skip
+    rows.append(
+        synth.row(
+            synth.grid_cells(devices=("cuda",), precisions=("fp32",), batch_sizes=(256,))[0],
+            status="skipped",
+            skip_reason="no CUDA device on this host",
+        )
+    )
     return synth.summary(root / "summary.parquet", rows), rows
 
 
@@ -71,11 +84,16 @@ def test_report_sections_pngs_and_tables(tmp_path):
     ok = [r for r in rows if r["status"] == "ok"]
     cells = ok_cells(rows)
     assert cards(html) == {
-        "runs": len(rows), "cells (repeats averaged)": len(cells), "ok": len(ok), "failed / skipped": len(rows) - len(ok),
-        "sites": len({r["site"] for r in rows}), "hosts": len({r["hostname"] for r in rows}),
+        "runs": len(rows),
+        "cells (repeats averaged)": len(cells),
+        "ok": len(ok),
+        "failed / skipped": len(rows) - len(ok),
+        "sites": len({r["site"] for r in rows}),
+        "hosts": len({r["hostname"] for r in rows}),
         "runs with estimated energy": sum(bool(r["energy_estimated"]) for r in ok),
-        "noisy cells (CV > threshold)": sum(_cv_of(rs) > ST.noisy_cv for rs in cells.values()), "run files left out": 0,
-    }  # fmt: skip
+        "noisy cells (CV > threshold)": sum(_cv_of(rs) > ST.noisy_cv for rs in cells.values()),
+        "run files left out": 0,
+    }
 
     # best configuration per workload and phase: the observed best is the cell with the lowest geometric mean
     # energy per sample, listed first; the others listed are those that could not be told apart from it
@@ -108,8 +126,10 @@ def test_report_sections_pngs_and_tables(tmp_path):
         # Δ against fp32 of the same site/batch: the blocks (repeat indices) both cells have, one log-ratio each
         mine = {r["repeat"]: r for r in cells[expected[(b["workload"], b["phase"])]]}
         base = {r["repeat"]: r for r in cells[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)]}
-        logs = [math.log(mine[k]["energy_j"] / mine[k]["n_samples"] / (base[k]["energy_j"] / base[k]["n_samples"]))
-                for k in sorted(set(mine) & set(base))]  # fmt: skip
+        logs = [
+            math.log(mine[k]["energy_j"] / mine[k]["n_samples"] / (base[k]["energy_j"] / base[k]["n_samples"]))
+            for k in sorted(set(mine) & set(base))
+        ]
         d = 100 * (math.exp(sum(logs) / len(logs)) - 1)
         assert _num(b[f"Δenergy vs fp32 % [{lvl}]"]) == pytest.approx(d, rel=0.01, abs=0.05), b
         assert b["d_energy_verdict"] in ("cheaper (exact)", "one run: no interval"), b  # repeats +30 % in both cells
@@ -143,8 +163,12 @@ def test_report_sections_pngs_and_tables(tmp_path):
     cells_csv = pl.read_csv(tmp_path / "report" / "cells.csv")
     assert {"d_energy_pct", "sci_g_per_1k", "pareto", "noisy", "energy_per_sample_ci95_j"} <= set(cells_csv.columns)
     assert cells_csv.height == len(cells)  # 8 local cells + 4 lxplus cells
-    got = {(c["site"], c["workload"], c["phase"], c["device"], c["precision"], c["variant"], c["batch_size"]): c["energy_per_sample_j"]
-           for c in cells_csv.to_dicts()}  # fmt: skip
+    got = {
+        (c["site"], c["workload"], c["phase"], c["device"], c["precision"], c["variant"], c["batch_size"]): c[
+            "energy_per_sample_j"
+        ]
+        for c in cells_csv.to_dicts()
+    }
     assert got == pytest.approx(eps)
 
 
@@ -152,8 +176,10 @@ def test_best_configuration_flags_noise_by_the_reports_threshold(tmp_path):
     """report.noisy_cv decides which cells are noisy in the summary's cards and its best-configuration
     table alike (the table used the default threshold whatever the configuration said)."""
     summary, rows = results_set(tmp_path)
-    cv = {(site, wl, ph, dev, prec if var == "baseline" else f"{prec}+{var}", str(bs)): _cv_of(rs)
-          for (site, wl, ph, dev, prec, var, bs), rs in ok_cells(rows).items()}  # fmt: skip
+    cv = {
+        (site, wl, ph, dev, prec if var == "baseline" else f"{prec}+{var}", str(bs)): _cv_of(rs)
+        for (site, wl, ph, dev, prec, var, bs), rs in ok_cells(rows).items()
+    }
     best_cvs = []
     for noisy_cv in (ST.noisy_cv, 0.5):
         build_report(str(summary), str(tmp_path / f"r{noisy_cv}"), settings=dataclasses.replace(ST, noisy_cv=noisy_cv))
@@ -262,18 +288,36 @@ def test_hotspots_section(tmp_path, present):
 def test_fleet_csv_and_whose_energy_per_host(tmp_path):
     cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256,))
     n_test = 4_000
-    rows = [synth.row(c, energy_per_sample_j=1e-4 if c.precision == "fp32" else 1e-3, n_test=n_test,
-                      n_samples=(600_000 if c.precision == "fp32" else 60_000), node_shared=True,
-                      energy_attribution="cpu-share", neighbour_cpu_fraction=0.25 if c.precision == "fp32" else 0.75)
-            for c in cells]  # fmt: skip
+    rows = [
+        synth.row(
+            c,
+            energy_per_sample_j=1e-4 if c.precision == "fp32" else 1e-3,
+            n_test=n_test,
+            n_samples=(600_000 if c.precision == "fp32" else 60_000),
+            node_shared=True,
+            energy_attribution="cpu-share",
+            neighbour_cpu_fraction=0.25 if c.precision == "fp32" else 0.75,
+        )
+        for c in cells
+    ]
     for r in rows:
         r["node_energy_j"] = 4 * r["energy_j"]
     summary = synth.summary(tmp_path / "summary.parquet", rows)
     st = AnalysisSettings.defaults()
     build_report(str(summary), str(tmp_path / "report"), settings=st)
     fl = pl.read_csv(tmp_path / "report" / "fleet.csv")
-    assert fl.columns[:10] == ["site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job",
-                               "mwh_per_day", "t_co2_per_day", "saving_pct"]  # fmt: skip
+    assert fl.columns[:10] == [
+        "site",
+        "workload",
+        "phase",
+        "device",
+        "precision_variant",
+        "batch_size",
+        "samples_per_job",
+        "mwh_per_day",
+        "t_co2_per_day",
+        "saving_pct",
+    ]
     f = {r["precision_variant"]: r for r in fl.to_dicts()}
     pue, i = st.sites["local"]["pue"], st.sites["local"]["carbon_intensity_g_per_kwh"]
     mwh = 1_000_000 * 1e-4 * n_test / 3.6e6 * pue / 1000
@@ -291,7 +335,7 @@ def test_fleet_csv_and_whose_energy_per_host(tmp_path):
 def test_model_error_per_host(tmp_path):
     """How measured: the CPU power model's prediction against the counters, one line per host and model,
     its numbers from the rows (docs/measurement.md, "Calibrating a CPU model")."""
-    from joulegrid.analysis.report import model_error
+    from joulegrid.analysis.metrics import model_error
 
     cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256, 1024))
     rows = []
@@ -303,13 +347,17 @@ def test_model_error_per_host(tmp_path):
         err = 0.02 * (k + 1) if cal else -0.3  # a calibrated model off by 2-6 %, the TDP model by 30 %
         comps = "cpu+dram" if cal else "cpu"
         counter = r["node_energy_cpu_j"] + (r["node_energy_ram_j"] if cal else 0.0)
-        r.update(model_method="model-calibrated" if cal else "estimate-tdp", model_components=comps,
-                 model_node_energy_j=counter * (1 + err), model_rel_err=err,
-                 model_calibration="Synthetic CPU (host c, 2026-11-20)" if cal else None, model_fit_max_rel_err=0.01 if cal else None)  # fmt: skip
+        r.update(
+            model_method="model-calibrated" if cal else "estimate-tdp",
+            model_components=comps,
+            model_node_energy_j=counter * (1 + err),
+            model_rel_err=err,
+            model_calibration="Synthetic CPU (host c, 2026-11-20)" if cal else None,
+            model_fit_max_rel_err=0.01 if cal else None,
+        )
         rows.append(r)
-    rows.append(
-        synth.row(cells[0], hostname="no-rapl", model_method="model-calibrated", model_fit_max_rel_err=0.01)
-    )  # no prediction
+    # no prediction
+    rows.append(synth.row(cells[0], hostname="no-rapl", model_method="model-calibrated", model_fit_max_rel_err=0.01))
     summary = synth.summary(tmp_path / "summary.parquet", rows)
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()
@@ -339,8 +387,8 @@ REPORT_CODE = ("report.py", "charts.py", "metrics.py", "settings.py", "stats.py"
 
 
 def _column_names(path) -> tuple[set[str], set[str]]:
-    """(columns the code reads: pl.col("x"), select / group_by / sort ... ("x"); columns it makes: name=... in polars calls,
-    .alias("x"), with_columns / agg / select keywords), from the module's syntax tree."""
+    """(columns the code reads: pl.col("x"), select / group_by / sort ... ("x"); columns it makes: name=... in polars
+    calls, .alias("x"), with_columns / agg / select keywords), from the module's syntax tree."""
     import ast
 
     tree = ast.parse(path.read_text())
@@ -424,8 +472,11 @@ def test_cli_report_with_settings_and_bad_settings(tmp_path):
 
     summary, _ = results_set(tmp_path)
     st = AnalysisSettings(jobs_per_day=1234, eta=0.9)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "joulegrid", "report", "--summary", str(summary),  # noqa: E731
-                                     "--out", str(tmp_path / "r"), *a], capture_output=True, text=True, env=subprocess_env())  # fmt: skip
+
+    def run(*a):
+        cmd = [sys.executable, "-m", "joulegrid", "report", "--summary", str(summary), "--out", str(tmp_path / "r"), *a]
+        return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+
     ok = run("--settings", st.to_json())
     assert ok.returncode == 0, ok.stderr
     html = (tmp_path / "r" / "index.html").read_text()
@@ -445,8 +496,18 @@ def test_report_marks_emulated_precisions_next_to_the_charts(tmp_path):
         int8 = synth.grid_cells(phases=("infer",), precisions=("int8",), batch_sizes=(bs,))[0]
         rows.append(synth.row(fp32, energy_per_sample_j=1e-3, precision_native=True, quality=0.05, **emul))
         rows.append(synth.row(bf16, energy_per_sample_j=slow * 1e-3, precision_native=False, **emul))
-        rows.append(synth.row(int8, energy_per_sample_j=0.5e-3, precision_native=False, quality=0.0525, precision_backend="x86",
-                              precision_scheme="static", precision_backend_pinned=False, **emul))  # fmt: skip
+        rows.append(
+            synth.row(
+                int8,
+                energy_per_sample_j=0.5e-3,
+                precision_native=False,
+                quality=0.0525,
+                precision_backend="x86",
+                precision_scheme="static",
+                precision_backend_pinned=False,
+                **emul,
+            )
+        )
     summary = synth.summary(tmp_path / "summary.parquet", rows)
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from joulegrid import config as C
+from joulegrid import spec as SP
 
 DEFAULT = yaml.safe_load(open(C.DEFAULT_CONFIG))
 
@@ -132,7 +133,7 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     from joulegrid.grid import expand
 
     cfg, sites = C.load()
-    sb = C.SpecBuilder(cfg, sites)
+    sb = SP.SpecBuilder(cfg, sites)
     cells = expand(cfg, sb.hashes()).cells
     assert len({c.workload for c in cells}) > 1
     for cell in cells:
@@ -145,9 +146,11 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     again = sb.spec(cells[0])
     assert again["settings"]["workload"]["epochs"] != 999 and again["settings"]["measure"]["threads"] != 999
     assert (
-        again["config_hash"] == C.settings_hash(C.identity(cfg, cells[0].workload)) == sb.config_hash(cells[0].workload)
+        again["config_hash"]
+        == SP.settings_hash(SP.identity(cfg, cells[0].workload))
+        == sb.config_hash(cells[0].workload)
     )
-    assert sb.model_hash(cells[0].workload) == C.settings_hash(
+    assert sb.model_hash(cells[0].workload) == SP.settings_hash(
         {"workload": again["settings"]["workload"], "seed": cfg["seed"]}
     )
 
@@ -160,7 +163,7 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
 
     def builder(backend):
         cfg, sites = prepared(setp("precision_options.int8.backend", backend))
-        return cfg, C.SpecBuilder(cfg, sites)
+        return cfg, SP.SpecBuilder(cfg, sites)
 
     cfg_a, auto = builder("auto")
     cfg_p, pinned = builder("torchao")
@@ -172,14 +175,20 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
     }
     assert a["settings"]["precision_options"]["int8"]["backend"] == "auto"
     assert a["config_hash"] != p["config_hash"]
-    assert p["config_hash"] == C.settings_hash(C.identity(cfg_p, "baler_ae"))
+    assert p["config_hash"] == SP.settings_hash(SP.identity(cfg_p, "baler_ae"))
     assert auto.model_hash("baler_ae") == pinned.model_hash("baler_ae")
 
 
 def test_text_values_are_read_as_the_type_their_key_needs():
     """snakemake --config 'grid={repeats: 2}' hands joulegrid text ('2'): read as the key's type."""
-    cfg, _ = prepared(lambda c: (setp("grid.repeats", "2")(c), setp("grid.batch_sizes", ["256", "1024"])(c),
-                                 setp("workloads.baler_ae.target_quality", "0.3")(c), setp("strict_devices", "True")(c)))  # fmt: skip
+    cfg, _ = prepared(
+        lambda c: (
+            setp("grid.repeats", "2")(c),
+            setp("grid.batch_sizes", ["256", "1024"])(c),
+            setp("workloads.baler_ae.target_quality", "0.3")(c),
+            setp("strict_devices", "True")(c),
+        )
+    )
     assert cfg["grid"]["repeats"] == 2 and cfg["grid"]["batch_sizes"] == [256, 1024]
     assert cfg["workloads"]["baler_ae"]["target_quality"] == 0.3 and cfg["strict_devices"] is True
     # a key of several forms (oneOf: null, a number or a mapping): 'fleet={samples_per_job: 1000000}'
@@ -206,9 +215,16 @@ def test_text_values_of_keys_with_several_shapes_are_read_too():
 
 @pytest.mark.parametrize(
     "entries",
-    [["seed=7"], ["grid={repeats: 2}"], ["grid={repeats: 2, precisions: [fp32]}", "seed=3"], ["strict=True", "site=lxplus"],
-     ["measure={idle_baseline_s: 0.5}"], ["results=out", "ab=1.5", "cd="], ["grid={repeats: 2}", "grid={phases: [train]}"]],
-)  # fmt: skip
+    [
+        ["seed=7"],
+        ["grid={repeats: 2}"],
+        ["grid={repeats: 2, precisions: [fp32]}", "seed=3"],
+        ["strict=True", "site=lxplus"],
+        ["measure={idle_baseline_s: 0.5}"],
+        ["results=out", "ab=1.5", "cd="],
+        ["grid={repeats: 2}", "grid={phases: [train]}"],
+    ],
+)
 def test_config_args_are_parsed_as_snakemake_parses_them(entries):
     from snakemake.cli import parse_config  # imports every executor plugin: fine in a test
 
@@ -234,26 +250,45 @@ def test_merge_follows_snakemake(tmp_path):
 
 def _hash(mutate=None, workload="baler_ae"):
     cfg, sites = prepared(mutate)
-    return C.SpecBuilder(cfg, sites).config_hash(workload)
+    return SP.SpecBuilder(cfg, sites).config_hash(workload)
 
 
 @pytest.mark.parametrize(
     "mutate",
-    [setp("seed", 7), setp("workloads.baler_ae.epochs", 4), setp("workloads.baler_ae.target_quality", 0.2),
-     setp("workloads.baler_ae.rows", 50000), setp("workloads.baler_ae.params", {"latent": 6}), setp("measure.threads", 1),
-     setp("measure.min_window_s", 3), setp("measure.meters", ["estimate"]), setp("measure.warmup_batches", 1)],
-)  # fmt: skip
+    [
+        setp("seed", 7),
+        setp("workloads.baler_ae.epochs", 4),
+        setp("workloads.baler_ae.target_quality", 0.2),
+        setp("workloads.baler_ae.rows", 50000),
+        setp("workloads.baler_ae.params", {"latent": 6}),
+        setp("measure.threads", 1),
+        setp("measure.min_window_s", 3),
+        setp("measure.meters", ["estimate"]),
+        setp("measure.warmup_batches", 1),
+    ],
+)
 def test_what_determines_a_measurement_changes_the_config_hash(mutate):
     assert _hash(mutate) != _hash()
 
 
 @pytest.mark.parametrize(
     "mutate",
-    [setp("site", "lxplus"), setp("report.eta", 0.9), setp("fleet.samples_per_job", 1000000), setp("job.mem_mb", 8000),
-     setp("strict_devices", True), setp("strict", True), setp("measure.hotspots", "never"), setp("measure.required_meters", ["estimate"]),
-     setp("grid.batch_sizes", [256]), setp("grid.repeats", 3), setp("grid.precisions", ["fp32"]), setp("results", "elsewhere"),
-     setp("workloads.jet_tagger.epochs", 9)],
-)  # fmt: skip
+    [
+        setp("site", "lxplus"),
+        setp("report.eta", 0.9),
+        setp("fleet.samples_per_job", 1000000),
+        setp("job.mem_mb", 8000),
+        setp("strict_devices", True),
+        setp("strict", True),
+        setp("measure.hotspots", "never"),
+        setp("measure.required_meters", ["estimate"]),
+        setp("grid.batch_sizes", [256]),
+        setp("grid.repeats", 3),
+        setp("grid.precisions", ["fp32"]),
+        setp("results", "elsewhere"),
+        setp("workloads.jet_tagger.epochs", 9),
+    ],
+)
 def test_what_does_not_change_a_measurement_keeps_the_config_hash(mutate):
     """Not the site (the same grid at two sites compares cell by cell), analysis, scheduler or axes settings."""
     assert _hash(mutate) == _hash()
@@ -261,7 +296,7 @@ def test_what_does_not_change_a_measurement_keeps_the_config_hash(mutate):
 
 def test_measurement_version_is_part_of_the_identity(monkeypatch):
     before = _hash()
-    monkeypatch.setattr(C, "MEASUREMENT_VERSION", C.MEASUREMENT_VERSION + 1)
+    monkeypatch.setattr(SP, "MEASUREMENT_VERSION", SP.MEASUREMENT_VERSION + 1)
     assert _hash() != before
 
 
@@ -270,7 +305,7 @@ def test_a_campaign_split_by_workload_is_one_configuration():
     other workload the hash its run measured with, so one summary holds both."""
     a_cfg, sites = prepared(setp("grid.workloads", ["baler_ae"]))
     b_cfg, _ = prepared(setp("grid.workloads", ["jet_tagger"]))
-    a, b = C.SpecBuilder(a_cfg, sites), C.SpecBuilder(b_cfg, sites)
+    a, b = SP.SpecBuilder(a_cfg, sites), SP.SpecBuilder(b_cfg, sites)
     assert a.current()["jet_tagger"]["config_hash"] == b.config_hash("jet_tagger")
     assert b.current()["baler_ae"]["config_hash"] == a.config_hash("baler_ae")
     assert {"baler_ae", "jet_tagger", "image_cnn"} <= set(a.current())

@@ -181,8 +181,13 @@ def test_a_run_file_of_another_configuration_is_not_measured_with_the_current_se
 
 # ------------------------------------------------------------------ the default grid, literally
 def plan_json(work, *args) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--json", *args], cwd=work, capture_output=True,
-                          text=True, env=subprocess_env())  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--json", *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

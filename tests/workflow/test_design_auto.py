@@ -25,8 +25,14 @@ pytestmark = pytest.mark.slow
 
 
 def plan(work, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(work / "config.yaml"), *args],
-                          cwd=work, capture_output=True, text=True, env=subprocess_env(), timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(work / "config.yaml"), *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=900,
+    )
 
 
 def design(work) -> Design:

@@ -30,17 +30,23 @@ def test_default_grid_dry_run_lists_jobs(tmp_path, run_snakemake):
     g = cfg["grid"]
     combos = [
         (w, ph, d, p, v, b, r)
-        for w, ph, d, p, v, b, r in itertools.product(g["workloads"], g["phases"], g["devices"], g["precisions"], g["variants"],
-                                                     g["batch_sizes"], range(g["repeats"]))
+        for w, ph, d, p, v, b, r in itertools.product(
+            g["workloads"],
+            g["phases"],
+            g["devices"],
+            g["precisions"],
+            g["variants"],
+            g["batch_sizes"],
+            range(g["repeats"]),
+        )
         if not (p == "int8" and ph != "infer")
-    ]  # fmt: skip
+    ]
     proc = run_snakemake(tmp_path, "-n", "--cores", "2")
     out = proc.stdout + proc.stderr
     assert "This was a dry-run" in out
     stats = job_stats(out)
-    assert stats["measure"] == len(combos) == 20, (
-        stats
-    )  # 2 workloads x (train: fp32, bf16 + infer: fp32, bf16, int8) x 2 batch sizes
+    # 2 workloads x (train: fp32, bf16 + infer: fp32, bf16, int8) x 2 batch sizes
+    assert stats["measure"] == len(combos) == 20, stats
     # one reference model per workload with inference cells; one inputs file per workload and phase
     assert stats["train_reference"] == len({c[0] for c in combos if c[1] == "infer"})
     assert stats["cell_inputs"] == len({(c[0], c[1]) for c in combos})

@@ -1,6 +1,5 @@
 """A tiny grid through real Snakemake: result rows, summary and report files."""
 
-
 import polars as pl
 import pytest
 
@@ -12,7 +11,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     import yaml
-    from conftest import TINY, snakemake  # noqa: PLC0415
+    from conftest import TINY, snakemake
 
     work = tmp_path_factory.mktemp("tiny")
     cfg = work / "config.yaml"
@@ -23,7 +22,7 @@ def tiny_run(tmp_path_factory):
 
 def test_result_rows_follow_the_schema(tiny_run):
     work, _ = tiny_run
-    from conftest import cell_file  # noqa: PLC0415
+    from conftest import cell_file
 
     files = sorted((work / "results" / "runs").rglob("r*.parquet"))
     assert files == sorted(
@@ -66,7 +65,7 @@ def test_rerun_does_nothing_and_measurements_are_protected(tiny_run, run_snakema
     work, _ = tiny_run
     proc = run_snakemake(work, "-n", "--cores", "1", configfile=work / "config.yaml")
     assert "Nothing to be done" in proc.stdout + proc.stderr
-    from conftest import cell_file  # noqa: PLC0415
+    from conftest import cell_file
 
     f = cell_file(work, "local/baler_ae/train/cpu/fp32/bs256/r0", work / "config.yaml")
     assert not (f.stat().st_mode & 0o222), "finished measurements are write-protected"

@@ -17,11 +17,14 @@ kept, listed by the report, never averaged with the current ones.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import schema
 from ..grid import run_files
+
+log = logging.getLogger(__name__)
 
 
 class AggregateError(RuntimeError):
@@ -75,19 +78,22 @@ def _check_file(path: str) -> str | None:
 
     try:
         pf = pq.ParquetFile(path)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a bad file is skipped, with why (or refused with --strict)
         return f"not a readable Parquet file ({type(e).__name__}: {e})"
     meta = pf.schema_arrow.metadata or {}
     ver = meta.get(b"joulegrid.schema_version")
     if ver is None:
         return "not a joulegrid run file (no joulegrid.schema_version in the Parquet metadata)"
     if int(ver) != schema.SCHEMA_VERSION:
-        return f"schema version {int(ver)}, this joulegrid reads version {schema.SCHEMA_VERSION} (re-run the cell, or aggregate with the joulegrid that wrote it)"
+        return (
+            f"schema version {int(ver)}, this joulegrid reads version {schema.SCHEMA_VERSION} (re-run the cell, or "
+            "aggregate with the joulegrid that wrote it)"
+        )
     if pf.schema_arrow.remove_metadata() != schema.arrow_schema().remove_metadata():
         return "columns differ from the result schema of the same version"
     try:
         pf.read()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a bad file is skipped, with why (or refused with --strict)
         return f"corrupt data ({type(e).__name__}: {e})"
     return None
 
@@ -159,3 +165,22 @@ def aggregate(
     with atomic_path(problems_path, suffix=".json") as tmp:
         Path(tmp).write_text(json.dumps([{"path": p, "problem": w} for p, w in problems], indent=1))
     return AggregateResult(len(files), df.height, problems, other.height)
+
+
+def load_earlier(results: str):
+    """Earlier results: <results>/summary.parquet and the runs of other configurations next to it
+    (summary.other-configs.parquet: another seed or epochs still predicts a cell's cost) as one
+    polars frame, or None when absent or unreadable."""
+    p = Path(results) / "summary.parquet"
+    if not p.is_file():
+        return None
+    import polars as pl
+
+    try:
+        frames = [pl.read_parquet(p)]
+        if other_path(p).is_file():
+            frames.append(pl.read_parquet(other_path(p)))
+        return pl.concat(frames, how="diagonal_relaxed")
+    except Exception as e:  # noqa: BLE001 - no forecast, with why: the plan itself goes on
+        log.warning("cannot read %s for the forecast (%s: %s); no forecast", p, type(e).__name__, e)
+        return None

@@ -105,10 +105,15 @@ class Design:
             if g.source == "prior":
                 noise = f"no earlier runs: the prior sigma {g.sigma:.3g} (CV ~{g.sigma:.0%})"
             else:
-                noise = (f"sigma {g.sigma:.3g} of log energy/sample from {g.runs} {g.source} of {g.cells} cell(s) "
-                         f"(nu {g.nu:g}), upper {UCL_CONFIDENCE:.0%} limit {g.sigma_u:.3g}")  # fmt: skip
-            need = (f"{g.repeats} repeats (power {g.power:.2f})" if g.repeats else
-                    f"not detectable with {MAX_REPEATS} repeats")  # fmt: skip
+                noise = (
+                    f"sigma {g.sigma:.3g} of log energy/sample from {g.runs} {g.source} of {g.cells} cell(s) "
+                    f"(nu {g.nu:g}), upper {UCL_CONFIDENCE:.0%} limit {g.sigma_u:.3g}"
+                )
+            need = (
+                f"{g.repeats} repeats (power {g.power:.2f})"
+                if g.repeats
+                else f"not detectable with {MAX_REPEATS} repeats"
+            )
             out.append(f"  {where}: {noise} -> {need}")
         out.append(
             "  sized for the blocked comparison of a cell with its baseline (one log-ratio per block, "
@@ -179,7 +184,7 @@ def noise(rows) -> Any:
 
 def _rows(results: str):
     """(earlier rows, pilot rows) of the results folder (polars frames or None)."""
-    from .plan import load_earlier
+    from .aggregate import load_earlier
 
     return load_earlier(results), load_earlier(str(Path(results) / PILOT_DIR))
 
@@ -192,8 +197,10 @@ def compute(config: dict[str, Any]) -> Design:
     detect, power, alpha = float(dc["detect_pct"]), float(dc["power"]), float(dc["alpha"])
     results = config["results"]
     earlier, pilot = _rows(results)
-    frames = {"earlier runs": noise(earlier) if earlier is not None else None,
-              "pilot runs": noise(pilot) if pilot is not None else None}  # fmt: skip
+    frames = {
+        "earlier runs": noise(earlier) if earlier is not None else None,
+        "pilot runs": noise(pilot) if pilot is not None else None,
+    }
     site_hw: dict[str, set] = {}
     if earlier is not None or pilot is not None:  # polars only where there are rows (a dry run stays light)
         import polars as pl
@@ -235,9 +242,14 @@ def compute(config: dict[str, Any]) -> Design:
             "quieten the host and measure the noise again (joulegrid plan --pilot)"
         )
     return Design(
-        repeats=max(g.repeats for g in groups), detect_pct=detect, power=power, alpha=alpha, groups=groups,
-        created=f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}", results=results,
-    )  # fmt: skip
+        repeats=max(g.repeats for g in groups),
+        detect_pct=detect,
+        power=power,
+        alpha=alpha,
+        groups=groups,
+        created=f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        results=results,
+    )
 
 
 def _fixed(config: dict[str, Any], repeats: int) -> dict[str, Any]:
@@ -289,6 +301,12 @@ def repeats_for(config: dict[str, Any]) -> int:
     the main Snakemake process and `joulegrid plan` write it, jobs and other readers only read)."""
     d = read(config)
     return (d or compute(config)).repeats
+
+
+def grid_repeats(config: dict[str, Any]) -> int:
+    """The repeats of a config's grid: grid.repeats, or the design's where it is auto (repeats_for)."""
+    r = config["grid"].get("repeats", 1)
+    return repeats_for(config) if r == "auto" else int(r)
 
 
 def pilot_config(config: dict[str, Any], repeats: int = PILOT_REPEATS) -> dict[str, Any]:

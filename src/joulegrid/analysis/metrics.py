@@ -19,6 +19,11 @@ Layers, each a function of a DataFrame in the result schema (plus what the layer
 - ``site_comparison``   the same cell side by side across sites (time, energy and CO2 per sample with each
                         site's intensity and PUE, queue wait, whole-job overhead, batch efficiency);
                         ``where_to_run`` ranks the sites per workload and phase at equal work.
+- ``whose_energy``      the node's energy vs the jobs' per site and host; ``model_error`` the CPU power
+                        model's prediction against the counters where both measured.
+
+CO2 is ``joulegrid.units.co2_g`` (the runner's ``co2_kg`` uses it too); the cell's axes come from
+``joulegrid.axes`` (``CELL_KEYS`` and the keys derived from it).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from ..axes import BASELINE_PRECISION, BASELINE_VARIANT
-from ..config import schema_defaults
+from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, CELL_AXES
+from ..base import schema_defaults
+from ..units import co2_g, kwh
 from . import stats
 
 
@@ -42,10 +48,9 @@ def _default(section: str, key: str) -> Any:
 
 # A cell without its repeat index: the unit repeats are averaged over. Runs of two configurations
 # (config_hash: other settings, seed, ...) of the same cell are two cells, never averaged.
-CELL_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "config_hash")
+CELL_KEYS = (*(a for a in CELL_AXES if a != "repeat"), "config_hash")
 # What a baseline shares with the cells compared to it (everything but precision and variant).
-BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size", "config_hash")
-J_PER_KWH = 3.6e6
+BASELINE_KEYS = tuple(k for k in CELL_KEYS if k not in ("precision", "variant"))
 
 
 # ------------------------------------------------------------------ per run
@@ -260,8 +265,9 @@ def against_baseline(
     ``_lo``/``_hi`` (the 1 - alpha interval), ``_mde``, ``_verdict`` ('baseline' for the baseline itself),
     ``_analysis`` and ``_p`` (stats.compare), joined to the cells by their keys; ``_sys_pct`` with systematic."""
     pairs = _baseline_pairs(cells)
-    res = stats.compare(runs, pairs, value, CELL_KEYS, log=log, alpha=alpha, power=power, labels=labels,
-                        systematic=systematic)  # fmt: skip
+    res = stats.compare(
+        runs, pairs, value, CELL_KEYS, log=log, alpha=alpha, power=power, labels=labels, systematic=systematic
+    )
     if log:
         res = stats.log_to_pct(res, prefix, ("d", "lo", "hi", "mde", "sys") if systematic else ("d", "lo", "hi", "mde"))
         point = f"{prefix}_pct"
@@ -275,8 +281,10 @@ def against_baseline(
         res.select(*CELL_KEYS, *keep, n_base="n_a", n_cell="n_b", n_pairs="n_pairs").rename(
             {"n_base": f"{prefix}_n_base", "n_cell": f"{prefix}_n", "n_pairs": f"{prefix}_n_pairs"}
         ),
-        on=list(CELL_KEYS), how="left", nulls_equal=True,
-    )  # fmt: skip
+        on=list(CELL_KEYS),
+        how="left",
+        nulls_equal=True,
+    )
     bases = cells.filter(_is_baseline()).select(*BASELINE_KEYS).unique().with_columns(_has_base=pl.lit(True))
     out = out.join(bases, on=list(BASELINE_KEYS), how="left", nulls_equal=True)
     is_base = _is_baseline() & pl.col("energy_per_sample_j").is_not_null()
@@ -290,8 +298,9 @@ def _baseline_intervals(out: pl.DataFrame, df: pl.DataFrame, alpha: float, power
     """relative_to_baseline's intervals: one comparison per (cell, its baseline) and quantity."""
     runs = stat_runs(df)
     for prefix, value, log, labels, systematic in BASELINE_COMPARISONS:
-        out = against_baseline(out, runs, value, prefix, log=log, labels=labels, systematic=systematic,
-                               alpha=alpha, power=power)  # fmt: skip
+        out = against_baseline(
+            out, runs, value, prefix, log=log, labels=labels, systematic=systematic, alpha=alpha, power=power
+        )
         if prefix != "d_energy":
             out = out.drop(f"{prefix}_n_base", f"{prefix}_n", f"{prefix}_n_pairs")
     out = out.rename({"d_energy_n_base": "n_base", "d_energy_n": "n_cell", "d_energy_n_pairs": "n_pairs"})
@@ -315,9 +324,19 @@ def emulated(rel: pl.DataFrame) -> pl.DataFrame:
     of the same site/workload/phase/device/batch size (``slowdown_min``/``slowdown_max``, from the
     rows; null where no cell has a baseline). Hardware is the GPU model for cuda cells, else the CPU model.
     """
-    cols = {"site": pl.String, "device": pl.String, "hardware": pl.String, "precision": pl.String, "cells": pl.UInt32,
-            "cells_with_baseline": pl.UInt32, "slowdown_min": pl.Float64, "slowdown_max": pl.Float64,
-            "workloads": pl.String, "cpu_flags": pl.String, "gpu_compute_capability": pl.String}  # fmt: skip
+    cols = {
+        "site": pl.String,
+        "device": pl.String,
+        "hardware": pl.String,
+        "precision": pl.String,
+        "cells": pl.UInt32,
+        "cells_with_baseline": pl.UInt32,
+        "slowdown_min": pl.Float64,
+        "slowdown_max": pl.Float64,
+        "workloads": pl.String,
+        "cpu_flags": pl.String,
+        "gpu_compute_capability": pl.String,
+    }
     if rel.height == 0 or "precision_native" not in rel.columns:
         return pl.DataFrame(schema=cols)
     ratio = pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s")
@@ -344,7 +363,8 @@ def emulated(rel: pl.DataFrame) -> pl.DataFrame:
 
 
 def emulated_notes(emu: pl.DataFrame) -> list[str]:
-    """One sentence per row of ``emulated``: 'bf16 on Intel Xeon (site local, cpu) is emulated: 6.1–13.0× slower than fp32 ...'."""
+    """One sentence per row of ``emulated``: 'bf16 on Intel Xeon (site local, cpu) is emulated: 6.1–13.0× slower
+    than fp32 ...'."""
     out = []
     for r in emu.iter_rows(named=True):
         what = "CPU" if r["device"] != "cuda" else "GPU"
@@ -359,10 +379,15 @@ def emulated_notes(emu: pl.DataFrame) -> list[str]:
                 rng = f"{1 / hi:.1f}×" if abs(1 / lo - 1 / hi) < 0.05 else f"{1 / hi:.1f}–{1 / lo:.1f}×"
             cost = f"{rng} {side} fp32 per sample"
             cost += f" ({r['cells_with_baseline']} cell(s): {r['workloads']})"
-        why = (f"compute capability {r['gpu_compute_capability']}" if r["device"] == "cuda"
-               else f"CPU flags: {r['cpu_flags'] or 'none of the relevant ones'}")  # fmt: skip
-        out.append(f"{r['precision']} on {hw} (site {r['site']}, {r['device']}) is emulated: {cost}. "
-                   f"The host lacks the instructions for it ({why}): the figure is the host's, not the precision's.")  # fmt: skip
+        why = (
+            f"compute capability {r['gpu_compute_capability']}"
+            if r["device"] == "cuda"
+            else f"CPU flags: {r['cpu_flags'] or 'none of the relevant ones'}"
+        )
+        out.append(
+            f"{r['precision']} on {hw} (site {r['site']}, {r['device']}) is emulated: {cost}. "
+            f"The host lacks the instructions for it ({why}): the figure is the host's, not the precision's."
+        )
     return out
 
 
@@ -471,9 +496,15 @@ def best_batch_size(tta: pl.DataFrame) -> pl.DataFrame:
     keys = ("site", "workload", "device", "precision_variant")
     if d.height == 0:
         return pl.DataFrame(
-            schema={**{k: pl.String for k in keys}, "batch_size": pl.Int64, "zeus_cost": pl.Float64,
-                    "tta_s": pl.Float64, "eta_j": pl.Float64, "candidates": pl.UInt32}
-        )  # fmt: skip
+            schema={
+                **{k: pl.String for k in keys},
+                "batch_size": pl.Int64,
+                "zeus_cost": pl.Float64,
+                "tta_s": pl.Float64,
+                "eta_j": pl.Float64,
+                "candidates": pl.UInt32,
+            }
+        )
     per_bs = d.group_by(*keys, "batch_size").agg(
         zeus_cost=pl.col("zeus_cost").mean(), tta_s=pl.col("tta_s").mean(), eta_j=pl.col("eta_j").mean()
     )
@@ -527,7 +558,8 @@ def pareto(cells: pl.DataFrame) -> pl.DataFrame:
         sign = 1.0 if (higher.len() == 0 or bool(higher[0])) else -1.0
         # sort by energy, then best quality first; sweep keeping the running best quality
         pts = sorted(
-            zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"]), key=lambda p: (p[0], -p[1])
+            zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"], strict=True),
+            key=lambda p: (p[0], -p[1]),
         )
         best = -math.inf
         for _e, q, i in pts:
@@ -584,7 +616,7 @@ def sci(
         sci_resource_share=share,
     )
     out = out.with_columns(
-        sci_operational_g=pl.col("energy_j") / J_PER_KWH * pl.col("sci_pue") * pl.col("sci_intensity_g_per_kwh"),
+        sci_operational_g=co2_g(pl.col("energy_j"), pl.col("sci_intensity_g_per_kwh"), pl.col("sci_pue")),
         sci_embodied_g=emb_kg * 1000 * pl.col("wall_s") / (life_y * 365.25 * 86400) * pl.col("sci_resource_share"),
     )
     r = pl.col("n_samples") / 1000
@@ -597,12 +629,31 @@ def sci(
 # ------------------------------------------------------------------ fleet what-if
 FLEET_SCOPES = ("phase", "job")
 FLEET_CSV_COLUMNS = (
-    "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "mwh_per_day",
-    "t_co2_per_day", "saving_pct", "fleet_scope", "jobs_per_day", "energy_per_job_j", "energy_source",
+    "site",
+    "workload",
+    "phase",
+    "device",
+    "precision_variant",
+    "batch_size",
+    "samples_per_job",
+    "mwh_per_day",
+    "t_co2_per_day",
+    "saving_pct",
+    "fleet_scope",
+    "jobs_per_day",
+    "energy_per_job_j",
+    "energy_source",
     # fleet_intervals: each bar's range, and the change of a job's energy against fp32 with its interval and verdict
-    "mwh_per_day_lo", "mwh_per_day_hi", "d_energy_job_pct", "d_energy_job_lo_pct", "d_energy_job_hi_pct",
-    "d_energy_job_mde_pct", "d_energy_job_sys_pct", "d_energy_job_verdict", "d_energy_job_analysis",
-)  # fmt: skip
+    "mwh_per_day_lo",
+    "mwh_per_day_hi",
+    "d_energy_job_pct",
+    "d_energy_job_lo_pct",
+    "d_energy_job_hi_pct",
+    "d_energy_job_mde_pct",
+    "d_energy_job_sys_pct",
+    "d_energy_job_verdict",
+    "d_energy_job_analysis",
+)
 
 
 def samples_per_job_expr(spec: int | dict[str, Any] | None = None) -> pl.Expr:
@@ -678,10 +729,15 @@ def fleet(
         jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope)
     )
     d = d.with_columns(energy_per_job_j=e_job).with_columns(
-        mwh_per_day=pl.col("jobs_per_day") * pl.col("energy_per_job_j") / J_PER_KWH * pue / 1000,
+        mwh_per_day=kwh(pl.col("jobs_per_day") * pl.col("energy_per_job_j")) * pue / 1000,
         fleet_intensity_g_per_kwh=inten,
     )
-    d = d.with_columns(t_co2_per_day=pl.col("mwh_per_day") * 1000 * pl.col("fleet_intensity_g_per_kwh") / 1e6)
+    d = d.with_columns(
+        t_co2_per_day=co2_g(
+            pl.col("jobs_per_day") * pl.col("energy_per_job_j"), pl.col("fleet_intensity_g_per_kwh"), pue
+        )
+        / 1e6
+    )
     base = d.filter(_is_baseline()).select(
         *BASELINE_KEYS, base_mwh_per_day="mwh_per_day", base_t_co2_per_day="t_co2_per_day"
     )
@@ -787,7 +843,9 @@ def _with_turnaround(d: pl.DataFrame) -> pl.DataFrame:
 # ------------------------------------------------------------------ sites
 # The same cell at several sites: the cell without its site (and repeat). config_hash is in it so that
 # two configurations are never compared as one (the summary holds the current configuration anyway).
-SITE_CELL_KEYS = ("workload", "phase", "device", "precision_variant", "batch_size", "config_hash")
+SITE_CELL_KEYS = tuple(
+    "precision_variant" if k == "precision" else k for k in CELL_KEYS if k not in ("site", "variant")
+)
 
 
 def _site_factor(sites: dict[str, Any] | None, key: str) -> pl.Expr:
@@ -827,22 +885,36 @@ def site_comparison(df: pl.DataFrame, sites: dict[str, Any] | None = None) -> pl
         energy_source=pl.col("energy_source").unique().sort().str.join(", "),
     )
     per = per.with_columns(
-        co2_per_1k_samples_g=pl.col("energy_per_sample_j")
-        * 1000
-        / J_PER_KWH
-        * pl.col("pue")
-        * pl.col("intensity_g_per_kwh"),
+        co2_per_1k_samples_g=co2_g(pl.col("energy_per_sample_j") * 1000, pl.col("intensity_g_per_kwh"), pl.col("pue")),
         n_sites=pl.col("site").n_unique().over(*SITE_CELL_KEYS),
     )
-    cols = [*SITE_CELL_KEYS, "site", "scheduler", "hosts", "repeats", "wall_s", "time_per_sample_s", "energy_per_sample_j",
-            "co2_per_1k_samples_g", "intensity_g_per_kwh", "pue", "queue_wait_s", "job_wall_s", "job_energy_j",
-            "job_time_outside_phase_fraction", "job_energy_outside_phase_fraction", "batch_efficiency", "energy_source"]  # fmt: skip
+    cols = [
+        *SITE_CELL_KEYS,
+        "site",
+        "scheduler",
+        "hosts",
+        "repeats",
+        "wall_s",
+        "time_per_sample_s",
+        "energy_per_sample_j",
+        "co2_per_1k_samples_g",
+        "intensity_g_per_kwh",
+        "pue",
+        "queue_wait_s",
+        "job_wall_s",
+        "job_energy_j",
+        "job_time_outside_phase_fraction",
+        "job_energy_outside_phase_fraction",
+        "batch_efficiency",
+        "energy_source",
+    ]
     return per.filter(pl.col("n_sites") >= 2).select(cols).sort(*SITE_CELL_KEYS, "site")
 
 
 WHERE_TO_RUN_CRITERION = (
-    "lowest CO2 per sample at equal work: per workload and phase, each site's mean CO2 per 1,000 samples (with its own "
-    "carbon intensity and PUE) over the same cells, those (device, precision, batch size) measured at every site that ran it"
+    "lowest CO2 per sample at equal work: per workload and phase, each site's mean CO2 per 1,000 samples (with its "
+    "own carbon intensity and PUE) over the same cells, those (device, precision, batch size) measured at every "
+    "site that ran it"
 )
 
 
@@ -851,9 +923,19 @@ def where_to_run(comp: pl.DataFrame) -> pl.DataFrame:
     (co2_per_1k_samples_g averaged over the cells every site measured, so every site does the same work),
     the same mean of energy and time per sample, the site's rank (1 = where to run it) and its CO2
     relative to the best site (vs_best: 1.0 for the best)."""
-    schema = {"workload": pl.String, "phase": pl.String, "rank": pl.UInt32, "site": pl.String, "common_cells": pl.UInt32,
-              "co2_per_1k_samples_g": pl.Float64, "vs_best": pl.Float64, "energy_per_sample_j": pl.Float64,
-              "time_per_sample_s": pl.Float64, "intensity_g_per_kwh": pl.Float64, "pue": pl.Float64}  # fmt: skip
+    schema = {
+        "workload": pl.String,
+        "phase": pl.String,
+        "rank": pl.UInt32,
+        "site": pl.String,
+        "common_cells": pl.UInt32,
+        "co2_per_1k_samples_g": pl.Float64,
+        "vs_best": pl.Float64,
+        "energy_per_sample_j": pl.Float64,
+        "time_per_sample_s": pl.Float64,
+        "intensity_g_per_kwh": pl.Float64,
+        "pue": pl.Float64,
+    }
     c = comp.filter(pl.col("co2_per_1k_samples_g").is_not_null())
     if c.height == 0:
         return pl.DataFrame(schema=schema)
@@ -894,8 +976,13 @@ def where_to_run_intervals(
     alpha = _default("design", "alpha") if alpha is None else alpha
     power = _default("design", "power") if power is None else power
     grp = ("workload", "phase", "config_hash")
-    extra = {"vs_best_gm": pl.Float64, "vs_best_lo": pl.Float64, "vs_best_hi": pl.Float64, "p_holm": pl.Float64,
-             "site_verdict": pl.String}  # fmt: skip
+    extra = {
+        "vs_best_gm": pl.Float64,
+        "vs_best_lo": pl.Float64,
+        "vs_best_hi": pl.Float64,
+        "p_holm": pl.Float64,
+        "site_verdict": pl.String,
+    }
     if where.height == 0:
         return where.with_columns([pl.lit(None, t).alias(k) for k, t in extra.items()])
     w = (
@@ -932,7 +1019,7 @@ def where_to_run_intervals(
             ).sum(),
             one=(pl.col("verdict") == stats.ONE_RUN).any(),
             held=pl.col("verdict").filter(pl.col("verdict").str.starts_with("withheld")).first(),
-        )  # fmt: skip
+        )
         .join(factor, on=[*grp, "site"], how="left")
         .join(factor.rename({"site": "best_site", "f": "f_best"}).join(best, on=[*grp, "best_site"]), on=list(grp))
         .with_columns(d=pl.col("d") + pl.col("f") - pl.col("f_best"))
@@ -973,13 +1060,87 @@ def where_to_run_intervals(
     )
 
 
+# ------------------------------------------------------------------ whose energy: the node's and the jobs'
+def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
+    """Per site and host: the node's energy vs the jobs' in the measured windows, and the neighbours' share."""
+    ok = ok_runs(df).filter(pl.col("node_energy_j").is_not_null())
+    return (
+        ok.group_by("site", "hostname")
+        .agg(
+            runs=pl.len(),
+            node_energy_j=pl.col("node_energy_j").sum(),
+            job_energy_j=pl.col("energy_j").sum(),
+            job_energy_share=pl.col("energy_j").sum() / pl.col("node_energy_j").sum(),
+            neighbour_cpu_share=pl.col("neighbour_cpu_fraction").mean(),
+            max_neighbour_cpu_share=pl.col("neighbour_cpu_fraction").max(),
+            shared_runs=pl.col("node_shared").fill_null(False).sum(),
+            attribution=pl.col("energy_attribution").drop_nulls().unique().sort().str.join("; "),
+            p0_cpu_source=pl.col("p0_cpu_source").drop_nulls().unique().sort().str.join(", "),
+            job_cpus=pl.col("job_cpus").drop_nulls().unique().sort().cast(pl.String).str.join(", "),
+            node_cpus=pl.col("node_cpus").max(),
+            job_cpu_source=pl.col("job_cpu_source").drop_nulls().unique().sort().str.join(", "),
+            job_mem_source=pl.col("job_mem_source").drop_nulls().unique().sort().str.join(", "),
+        )
+        .sort("site", "hostname")
+    )
+
+
+def model_error(df: pl.DataFrame) -> pl.DataFrame:
+    """Per site, host and CPU power model, over the runs where counters measured the node: the model's
+    prediction for the same windows against the counters (docs/measurement.md, "Calibrating a CPU model")."""
+    ok = ok_runs(df).filter(pl.col("model_node_energy_j").is_not_null() & pl.col("model_rel_err").is_not_null())
+    counter = pl.col("node_energy_cpu_j") + pl.when(pl.col("model_components") == "cpu+dram").then(
+        pl.col("node_energy_ram_j")
+    ).otherwise(0.0)
+    return (
+        ok.with_columns(counter_j=counter)
+        .group_by("site", "hostname", "cpu_model", "model_method")
+        .agg(
+            runs=pl.len(),
+            components=pl.col("model_components").unique().sort().str.join(", "),
+            counter_node_energy_j=pl.col("counter_j").sum(),
+            model_node_energy_j=pl.col("model_node_energy_j").sum(),
+            model_error_pct=(pl.col("model_node_energy_j").sum() / pl.col("counter_j").sum() - 1.0) * 100,
+            median_run_error_pct=pl.col("model_rel_err").median() * 100,
+            max_abs_run_error_pct=pl.col("model_rel_err").abs().max() * 100,
+            calibration=pl.col("model_calibration").drop_nulls().unique().sort().str.join("; "),
+            ladder_error_pct=pl.col("model_fit_max_rel_err").max() * 100,
+        )
+        .sort("site", "hostname", "model_method")
+    )
+
+
 # ------------------------------------------------------------------ summary
 BEST_COLUMNS = (
-    "workload", "phase", "site", "device", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
-    "energy_per_sample_ci95_j", "vs_best_pct", "vs_best_lo_pct", "vs_best_hi_pct", "p_holm", "vs_best_verdict",
-    "d_energy_pct", "d_energy_lo_pct", "d_energy_hi_pct", "d_energy_verdict", "d_time_pct", "samples_per_s",
-    "quality_metric", "quality", "d_quality", "pareto", "energy_source", "noisy", "configurations", "told_apart",
-)  # fmt: skip
+    "workload",
+    "phase",
+    "site",
+    "device",
+    "precision_variant",
+    "batch_size",
+    "repeats",
+    "energy_per_sample_j",
+    "energy_per_sample_ci95_j",
+    "vs_best_pct",
+    "vs_best_lo_pct",
+    "vs_best_hi_pct",
+    "p_holm",
+    "vs_best_verdict",
+    "d_energy_pct",
+    "d_energy_lo_pct",
+    "d_energy_hi_pct",
+    "d_energy_verdict",
+    "d_time_pct",
+    "samples_per_s",
+    "quality_metric",
+    "quality",
+    "d_quality",
+    "pareto",
+    "energy_source",
+    "noisy",
+    "configurations",
+    "told_apart",
+)
 
 
 def best_per_workload(

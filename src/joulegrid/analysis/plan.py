@@ -20,6 +20,7 @@ kgCO2e = kWh × PUE × carbon intensity of the configured site. Definitions: doc
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import statistics
@@ -29,8 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import SpecBuilder, load, workload_settings
+from .. import units
+from ..config import load, workload_settings
 from ..grid import Cell, Grid, expand
+from ..spec import SpecBuilder
+from .aggregate import load_earlier
+
+log = logging.getLogger(__name__)
 
 BUDGET_KEYS = {
     "max_core_hours": ("core_hours", "core-hours"),
@@ -170,9 +176,12 @@ def forecast(
             f = flops_by_wp.get((c.workload, c.phase))
             fps = fps_by_dev.get(c.device)
             if not (f and fps and n_p):
-                why = "no measured cell of this workload/phase/device" + (
-                    "" if f else ", no FLOPs of this workload") + ("" if fps else f", no FLOP/s measured on {c.device}") + (
-                    "" if n_p else ", planned samples unknown")  # fmt: skip
+                why = (
+                    "no measured cell of this workload/phase/device"
+                    + ("" if f else ", no FLOPs of this workload")
+                    + ("" if fps else f", no FLOP/s measured on {c.device}")
+                    + ("" if n_p else ", planned samples unknown")
+                )
                 fc.unforecast.append((c, why))
                 continue
             wall = statistics.median(f) * n_p / statistics.median(fps)
@@ -183,35 +192,20 @@ def forecast(
         if power is None:
             fc.unforecast.append((c, f"the nearest measured cell ({source}) has no energy"))
             continue
-        kwh = power * job_s / 3.6e6
+        kwh = units.kwh(power * job_s)
         fc.cells.append(
             CellForecast(
-                cell=c, method=method, source=source, job_s=job_s, core_hours=job_s * threads / 3600,
-                gpu_hours=job_s * gpus / 3600 if c.device == "cuda" else 0.0, kwh=kwh, kg_co2=kwh * pue * inten / 1000,
+                cell=c,
+                method=method,
+                source=source,
+                job_s=job_s,
+                core_hours=job_s * threads / 3600,
+                gpu_hours=job_s * gpus / 3600 if c.device == "cuda" else 0.0,
+                kwh=kwh,
+                kg_co2=units.co2_g(power * job_s, inten, pue) / 1000,
             )
-        )  # fmt: skip
+        )
     return fc
-
-
-def load_earlier(results: str):
-    """Earlier results: <results>/summary.parquet and the runs of other configurations next to it
-    (summary.other-configs.parquet: another seed or epochs still predicts a cell's cost) as one
-    polars frame, or None when absent or unreadable."""
-    from .aggregate import other_path
-
-    p = Path(results) / "summary.parquet"
-    if not p.is_file():
-        return None
-    import polars as pl
-
-    try:
-        frames = [pl.read_parquet(p)]
-        if other_path(p).is_file():
-            frames.append(pl.read_parquet(other_path(p)))
-        return pl.concat(frames, how="diagonal_relaxed")
-    except Exception as e:  # noqa: BLE001
-        print(f"joulegrid: cannot read {p} for the forecast ({type(e).__name__}: {e}); no forecast", file=sys.stderr)
-        return None
 
 
 def budget_violations(config: dict[str, Any], fc: Forecast) -> list[str]:
@@ -244,8 +238,10 @@ def snakemake_check(config: dict[str, Any], grid: Grid, sites: dict[str, Any]) -
     earlier = load_earlier(config["results"])
     if earlier is None:
         if capped:
-            return ("joulegrid budget: no earlier results (summary.parquet) to forecast from, so the budget cannot be "
-                    "checked; run a small grid first")  # fmt: skip
+            return (
+                "joulegrid budget: no earlier results (summary.parquet) to forecast from, so the budget cannot be "
+                "checked; run a small grid first"
+            )
         return None
     fc = forecast(config, grid, sites, earlier)
     if capped:
@@ -257,8 +253,10 @@ def snakemake_check(config: dict[str, Any], grid: Grid, sites: dict[str, Any]) -
 def plan_json(config: dict[str, Any], sites: dict[str, Any]) -> dict[str, Any]:
     """What `joulegrid plan --json` prints: the run file of every cell (config hash included), the
     excluded cells with reasons, each workload's config hash and identity (the settings it stands for)."""
+    from .design import grid_repeats
+
     sb = SpecBuilder(config, sites)
-    g = expand(config, sb.hashes())
+    g = expand(config, sb.hashes(), grid_repeats(config))
     results = config["results"]
     return {
         "site": config["site"],
@@ -280,10 +278,11 @@ def design_section(config: dict[str, Any], sites: dict[str, Any], earlier, redes
     auto = config["grid"]["repeats"] == "auto"
     if auto or redesign:
         d, what = design.freeze(config, redesign=redesign)
-        note = {"frozen": f"frozen in {design.path(config)} (grid.repeats: auto uses it; --redesign replans)",
-                "written": f"written to {design.path(config)}: grid.repeats: auto uses it from now on "
-                           "(--redesign replans)",
-                "replanned": f"replanned into {design.path(config)}"}[what]  # fmt: skip
+        note = {
+            "frozen": f"frozen in {design.path(config)} (grid.repeats: auto uses it; --redesign replans)",
+            "written": f"written to {design.path(config)}: grid.repeats: auto uses it from now on (--redesign replans)",
+            "replanned": f"replanned into {design.path(config)}",
+        }[what]
     else:
         d, note = design.compute(config), f"grid.repeats is {config['grid']['repeats']}: set it to auto to use this"
     lines = [*d.lines(), f"  {note}"]
@@ -368,11 +367,16 @@ def _plan(args) -> int:
 
         print(json.dumps(plan_json(config, sites), indent=1), file=out)
         return 0
+    from .design import grid_repeats
+
     sb = SpecBuilder(config, sites)
-    g = expand(config, sb.hashes())
+    g = expand(config, sb.hashes(), grid_repeats(config))
     done = sum(os.path.exists(c.path(config["results"])) for c in g.cells)
-    print(f"site {config['site']}: {len(g.cells)} cell(s) in the grid, {len(g.excluded)} excluded; "
-          f"{done} already measured, {len(g.cells) - done} to measure", file=out)  # fmt: skip
+    print(
+        f"site {config['site']}: {len(g.cells)} cell(s) in the grid, {len(g.excluded)} excluded; "
+        f"{done} already measured, {len(g.cells) - done} to measure",
+        file=out,
+    )
     for axis, counts in g.counts().items():
         vals = ", ".join(f"{k} ({v})" for k, v in counts.items())
         print(f"  {axis:<11} {vals}", file=out)

@@ -35,9 +35,8 @@ class AnalysisSettings:
     noisy_cv: float = _default("report", "noisy_cv")  # report.noisy_cv
     jobs_per_day: float = _default("fleet", "jobs_per_day")  # fleet.jobs_per_day
     per_site: dict[str, float] = _default("fleet", "per_site")  # fleet.per_site
-    samples_per_job: int | dict[str, Any] | None = _default(
-        "fleet", "samples_per_job"
-    )  # fleet.samples_per_job (None: the defaults per phase)
+    # fleet.samples_per_job (None: the defaults per phase)
+    samples_per_job: int | dict[str, Any] | None = _default("fleet", "samples_per_job")
     fleet_scope: str = _default("fleet", "scope")  # fleet.scope: phase | job
     cleanest_hours: int = _default("fleet", "cleanest_hours")  # fleet.cleanest_hours: k of "when to run"
     alpha: float = _default("design", "alpha")  # design.alpha: every comparison's interval is at 1 - alpha
@@ -110,8 +109,9 @@ class AnalysisSettings:
         """The fleet table with each bar's range and each saving's interval and verdict (metrics.fleet_intervals)."""
         from . import metrics
 
-        return metrics.fleet_intervals(self.fleet_table(cells), runs, self.samples_per_job, self.fleet_scope,
-                                       self.alpha, self.power)  # fmt: skip
+        return metrics.fleet_intervals(
+            self.fleet_table(cells), runs, self.samples_per_job, self.fleet_scope, self.alpha, self.power
+        )
 
     def fleet_job_text(self) -> str:
         """What one fleet job is, in words (the report says it)."""
@@ -126,8 +126,11 @@ class AnalysisSettings:
             )
         else:
             work = f"{spj:,} samples per job"
-        scope = ("the measured phase only (fleet.scope: phase)" if self.fleet_scope == "phase" else
-                 "the whole job: the phase plus its start-up, data, model, warm-up and writing (fleet.scope: job)")  # fmt: skip
+        scope = (
+            "the measured phase only (fleet.scope: phase)"
+            if self.fleet_scope == "phase"
+            else "the whole job: the phase plus its start-up, data, model, warm-up and writing (fleet.scope: job)"
+        )
         return f"equal work, {work}; energy of {scope}"
 
     def sci_table(self, cells):

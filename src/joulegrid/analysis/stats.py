@@ -215,13 +215,25 @@ def compare(
     arms = pl.concat([a, b])
     y = pl.col(value).log() if log else pl.col(value)
     keep = pl.col(value).is_not_null() & (pl.col(value) > 0 if log else pl.col(value).is_not_nan())
-    extra = ("site", "config_hash", "device", "hostname", "cpu_model", "gpu_model", "energy_method", "energy_estimated",
-             "model_fit_max_rel_err")  # fmt: skip
+    extra = (
+        "site",
+        "config_hash",
+        "device",
+        "hostname",
+        "cpu_model",
+        "gpu_model",
+        "energy_method",
+        "energy_estimated",
+        "model_fit_max_rel_err",
+    )
     opt = [c for c in extra if c in runs.columns and c not in keys]
     r = runs.filter(keep).select(*keys, "_block", *opt, _y=y, _v=pl.col(value).cast(pl.Float64))
     long = arms.join(r, on=keys, how="inner", nulls_equal=True)
-    hw = (pl.when(pl.col("device") == "cuda").then(pl.col("gpu_model")).otherwise(pl.col("cpu_model"))
-          if {"cpu_model", "gpu_model", "device"} <= set(runs.columns) else pl.lit(None, pl.String))  # fmt: skip
+    hw = (
+        pl.when(pl.col("device") == "cuda").then(pl.col("gpu_model")).otherwise(pl.col("cpu_model"))
+        if {"cpu_model", "gpu_model", "device"} <= set(runs.columns)
+        else pl.lit(None, pl.String)
+    )
     long = long.with_columns(_hw=hw)
     est = pl.col("energy_estimated").fill_null(False) if "energy_estimated" in long.columns else pl.lit(False)
     rel = pl.col("model_fit_max_rel_err") if "model_fit_max_rel_err" in long.columns else pl.lit(None, pl.Float64)
@@ -240,9 +252,12 @@ def compare(
         method=_uniq("energy_method") if "energy_method" in long.columns else pl.lit("", pl.String),
         est=est.any(),
         # a calibrated model's stated error; null if any estimated run of the arm has none (a TDP guess)
-        sys_rel=pl.when(~est.any()).then(pl.lit(0.0)).when(rel.filter(est).is_null().any())
-        .then(None).otherwise(rel.filter(est).max()),
-    )  # fmt: skip
+        sys_rel=pl.when(~est.any())
+        .then(pl.lit(0.0))
+        .when(rel.filter(est).is_null().any())
+        .then(None)
+        .otherwise(rel.filter(est).max()),
+    )
     blocks = long.group_by("cmp", "side", "_block").agg(_y=pl.col("_y").mean())
     paired = (
         blocks.filter(pl.col("side") == "a")
@@ -337,10 +352,19 @@ def _finish(w: pl.DataFrame, *, log, alpha, power, labels, systematic, one_sided
     verdict = np.where(held, np.array(withheld, dtype=object), verdict)
     verdict = np.where(none | np.isnan(d), None, verdict)
     analysis = [
-        None if n_ else "one run" if o else "exact" if e else f"paired ({int(k)} blocks)" if u else
-        "Welch (blocks missing)" if b else "Welch"
+        None
+        if n_
+        else "one run"
+        if o
+        else "exact"
+        if e
+        else f"paired ({int(k)} blocks)"
+        if u
+        else "Welch (blocks missing)"
+        if b
+        else "Welch"
         for n_, o, e, u, b, k in zip(none, one, exact, use_pairs, blocked, npairs, strict=True)
-    ]  # fmt: skip
+    ]
     mde = mde + sys
     none_or_paired = use_pairs | one | exact | none
     return pl.DataFrame({"cmp": w["cmp"]}).with_columns(
@@ -371,8 +395,13 @@ def log_to_pct(df: pl.DataFrame, prefix: str, cols: Sequence[str] = ("d", "lo", 
     """Log-scale columns as % changes of the ratio: (exp(x) - 1) x 100, renamed <prefix>_pct, <prefix>_lo_pct, ..."""
     import polars as pl
 
-    name = {"d": f"{prefix}_pct", "lo": f"{prefix}_lo_pct", "hi": f"{prefix}_hi_pct", "mde": f"{prefix}_mde_pct",
-            "sys": f"{prefix}_sys_pct"}  # fmt: skip
+    name = {
+        "d": f"{prefix}_pct",
+        "lo": f"{prefix}_lo_pct",
+        "hi": f"{prefix}_hi_pct",
+        "mde": f"{prefix}_mde_pct",
+        "sys": f"{prefix}_sys_pct",
+    }
     return df.with_columns([((pl.col(c).exp() - 1) * 100).alias(name[c]) for c in cols]).drop(list(cols))
 
 
@@ -409,8 +438,14 @@ def best_set(
         _rank=pl.col("log_mean").rank("ordinal").over(group)
     )
     out = c.with_columns(best=pl.col("_rank") == 1).drop("_rank")
-    cols = {"could_be_best": pl.Boolean, "vs_best_pct": pl.Float64, "vs_best_lo_pct": pl.Float64,
-            "vs_best_hi_pct": pl.Float64, "p_holm": pl.Float64, "vs_best_verdict": pl.String}  # fmt: skip
+    cols = {
+        "could_be_best": pl.Boolean,
+        "vs_best_pct": pl.Float64,
+        "vs_best_lo_pct": pl.Float64,
+        "vs_best_hi_pct": pl.Float64,
+        "p_holm": pl.Float64,
+        "vs_best_verdict": pl.String,
+    }
     a_side = c.select(*group, *[pl.col(k).alias(f"a_{k}") for k in keys], _ra="_rank")
     b_side = c.select(*group, *[pl.col(k).alias(f"b_{k}") for k in keys], _rb="_rank")
     pairs = (
@@ -425,16 +460,21 @@ def best_set(
         untestable = res["verdict"].is_null() | (res["verdict"] == ONE_RUN) | res["verdict"].str.starts_with("withheld")
         res = res.with_columns(
             _p=pl.Series(np.where(untestable.fill_null(True).to_numpy(), np.nan, as_array(res, "p")), nan_to_null=True)
-        ).join(pairs.select("cmp", *group, "_ra", "_rb", *[pl.col(f"b_{k}").alias(k) for k in keys if k not in group]),
-               on="cmp")  # fmt: skip
+        ).join(
+            pairs.select("cmp", *group, "_ra", "_rb", *[pl.col(f"b_{k}").alias(k) for k in keys if k not in group]),
+            on="cmp",
+        )
         bkeys = [k for k in keys if k not in group]
         # i's p-value: Bonferroni over its testable comparisons; then Holm over the group's configurations
         per = res.group_by(*group, *bkeys).agg(_m=pl.col("_p").count(), _pmin=pl.col("_p").min())
         per = per.with_columns(_pi=(pl.col("_pmin") * pl.col("_m")).clip(upper_bound=1.0))
         adj = []
         for _, g in per.group_by(group, maintain_order=True):
-            adj.append(g.select(*group, *bkeys).with_columns(
-                p_holm=pl.Series(holm(g["_pi"].fill_null(np.nan).to_numpy()), nan_to_null=True)))  # fmt: skip
+            adj.append(
+                g.select(*group, *bkeys).with_columns(
+                    p_holm=pl.Series(holm(g["_pi"].fill_null(np.nan).to_numpy()), nan_to_null=True)
+                )
+            )
         per = per.join(pl.concat(adj), on=[*group, *bkeys], nulls_equal=True)
         # the ratio to the observed best and its interval, for the table
         pct = lambda c: (pl.col(c).exp() - 1) * 100  # noqa: E731

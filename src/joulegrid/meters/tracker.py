@@ -8,6 +8,7 @@ job to its row), back to back; ``Usage.between`` turns two snapshots into the in
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -29,7 +30,7 @@ from .usage import (
     threads_per_core,
     tree_cpu_s,
     tree_mem_bytes,
-)  # fmt: skip
+)
 
 MEM_EVERY_S = 5.0  # the job's memory changes slowly; its PSS walk is the tracker's only costly read
 
@@ -216,7 +217,7 @@ class JobUsage:
         for c in self.counters:
             try:
                 c.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the run
                 pass
         return s
 
@@ -225,13 +226,13 @@ class JobUsage:
         for c in self.counters:
             try:
                 c.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the run
                 pass
 
     def intervals(self) -> list[tuple[Usage, dict[str, float]]]:
         """(usage, energy per counter component) between consecutive periodic samples."""
         out = []
-        for a, b in zip(self.samples, self.samples[1:]):
+        for a, b in itertools.pairwise(self.samples):
             u = self.between(a, b)
             if u.dt <= 0:
                 continue
