@@ -109,7 +109,8 @@ def test_the_design_is_frozen_until_replanned(tmp_path):
     # more runs arrive, much noisier: the frozen design does not move (a finished grid stays finished)
     earlier(tmp_path, 0.30, seed=2)
     assert D.compute(config).repeats > d.repeats
-    assert D.freeze(config) == (d, "frozen") and len(G.expand(config, repeats=D.grid_repeats(config)).cells) == 2 * d.repeats
+    assert D.freeze(config) == (d, "frozen")
+    assert len(G.expand(config, repeats=D.grid_repeats(config)).cells) == 2 * d.repeats
     # asked to replan, it does; so does a change of design.*
     d2, what = D.freeze(config, redesign=True)
     assert what == "replanned" and d2.repeats > d.repeats
