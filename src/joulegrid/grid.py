@@ -303,16 +303,22 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
             yield cell, r
 
 
-def expand(config: dict[str, Any], hashes: Mapping[str, str] | None = None) -> Grid:
+def expand(
+    config: dict[str, Any],
+    hashes: Mapping[str, str] | None = None,
+    precision_hashes: Mapping[tuple[str, str], str] | None = None,
+) -> Grid:
     """The grid of a validated config: runnable cells and excluded ones with reasons.
 
     hashes: config hash per workload (joulegrid.config.SpecBuilder.hashes()), stamped on every
-    cell; without them the cells have no run path (only their axes and ids)."""
+    cell; without them the cells have no run path (only their axes and ids). precision_hashes:
+    {(workload, precision): hash} of the precisions with their own (SpecBuilder.cell_hashes())."""
     cells: list[Cell] = []
     excluded: list[Excluded] = []
+    own = precision_hashes or {}
     for cell, reason in iter_cells(config):
         if hashes is not None:
-            cell = cell.with_hash(hashes[cell.workload])
+            cell = cell.with_hash(own.get((cell.workload, cell.precision)) or hashes[cell.workload])
         if reason is None:
             cells.append(cell)
         else:

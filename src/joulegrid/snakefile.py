@@ -63,7 +63,7 @@ class Workflow:
         self.site: str = config["site"]
         # Each cell's run file ends in its workload's config hash (joulegrid.config.identity): changed
         # settings are new files, the same settings find theirs (docs/architecture.md, "A cell's identity").
-        self.grid = jg_grid.expand(config, self.spec.hashes())
+        self.grid = jg_grid.expand(config, self.spec.hashes(), self.spec.cell_hashes())
         self.cell_paths: list[str] = self.grid.paths(self.results)
         self.report_index = f"{self.results}/report/index.html"
         self.cell_pattern = jg_grid.cell_pattern(self.site)

@@ -152,10 +152,11 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     )
 
 
-def test_pinned_int8_backend_is_part_of_the_configuration():
+def test_pinned_int8_backend_is_part_of_the_int8_cells_configuration_only():
     """Pinning an int8 backend changes what int8 cells measure: it is in the cells' settings (the runner
-    reads it) and in the workload's config hash, so the pinned cells (and their fp32 baseline beside
-    them) are new cells; the reference model (shared by every precision) keeps its hash."""
+    reads it) and in the int8 cells' config hash, so the pinned int8 cells are new cells; the fp32
+    baseline and bf16 cells do not depend on it and keep their hash (issue 29: they are not measured
+    again), as does the reference model (shared by every precision)."""
     from joulegrid.grid import Cell
 
     def builder(backend):
@@ -172,8 +173,20 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
     }
     assert a["settings"]["precision_options"]["int8"]["backend"] == "auto"
     assert a["config_hash"] != p["config_hash"]
-    assert p["config_hash"] == C.settings_hash(C.identity(cfg_p, "baler_ae"))
+    assert p["config_hash"] == C.settings_hash(C.identity(cfg_p, "baler_ae", precision="int8"))
+    assert pinned.precision_hashes("baler_ae") == {"int8": p["config_hash"]} and auto.precision_hashes("baler_ae") == {}
+    for prec in ("fp32", "bf16"):
+        cell = Cell("local", "baler_ae", "infer", "cpu", prec, "baseline", 256, 0)
+        assert pinned.spec(cell)["config_hash"] == auto.spec(cell)["config_hash"] == auto.config_hash("baler_ae")
     assert auto.model_hash("baler_ae") == pinned.model_hash("baler_ae")
+    # the grid: only the int8 cells get the pinned hash; a job finds its hash in the grid snapshot
+    from joulegrid import grid as G
+
+    g = G.expand(cfg_p, pinned.hashes(), pinned.cell_hashes())
+    baler = [c for c in g.cells if c.workload == "baler_ae"]
+    assert {c.config_hash for c in baler if c.precision == "int8"} == {p["config_hash"]}
+    assert {c.config_hash for c in baler if c.precision != "int8"} == {auto.config_hash("baler_ae")}
+    assert pinned.workload_of(p["config_hash"]) == "baler_ae"
 
 
 def test_text_values_are_read_as_the_type_their_key_needs():

@@ -40,8 +40,9 @@ def _default(section: str, key: str) -> Any:
 # A cell without its repeat index: the unit repeats are averaged over. Runs of two configurations
 # (config_hash: other settings, seed, ...) of the same cell are two cells, never averaged.
 CELL_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "config_hash")
-# What a baseline shares with the cells compared to it (everything but precision and variant).
-BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size", "config_hash")
+# What a baseline shares with the cells compared to it (everything but precision and variant);
+# baseline_hash: the config hash of the baseline it compares with (with_baseline_hash).
+BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size", "baseline_hash")
 J_PER_KWH = 3.6e6
 
 # Two-sided 95 % Student-t quantiles t(0.975, dof) for small samples; 1.96 (normal) beyond 30.
@@ -165,6 +166,33 @@ def _is_baseline() -> pl.Expr:
     return (pl.col("precision") == BASELINE_PRECISION) & (pl.col("variant") == BASELINE_VARIANT)
 
 
+def with_baseline_hash(cells: pl.DataFrame) -> pl.DataFrame:
+    """Add baseline_hash: the config hash of the baseline a cell compares with. Its own, except where its
+    comparison group (site, workload, phase, device, batch size) has no baseline of its hash but a baseline
+    of exactly one other: a precision with its own config hash (a pinned precision_options entry changes
+    that precision's cells only, docs/configuration.md) compares with the one fp32 baseline measured beside
+    it. With baselines of several configurations in the group (a summary of several seeds), none is chosen."""
+    if "baseline_hash" in cells.columns:
+        return cells
+    group = [k for k in BASELINE_KEYS if k != "baseline_hash"]
+    base = cells.filter(_is_baseline())
+    own = base.select(*group, "config_hash").unique().with_columns(_own=pl.lit(True))
+    single = (
+        base.group_by(group)
+        .agg(_only=pl.col("config_hash").unique())
+        .filter(pl.col("_only").list.len() == 1)
+        .with_columns(pl.col("_only").list.first())
+    )
+    out = cells.join(own, on=[*group, "config_hash"], how="left", nulls_equal=True).join(
+        single, on=group, how="left", nulls_equal=True
+    )
+    return out.with_columns(
+        baseline_hash=pl.when(pl.col("_own").is_null() & pl.col("_only").is_not_null())
+        .then(pl.col("_only"))
+        .otherwise(pl.col("config_hash"))
+    ).drop("_own", "_only")
+
+
 def relative_to_baseline(cells: pl.DataFrame) -> pl.DataFrame:
     """Add Δenergy %, Δtime % (per sample) and Δquality against the fp32 baseline cell.
 
@@ -173,6 +201,7 @@ def relative_to_baseline(cells: pl.DataFrame) -> pl.DataFrame:
     an improvement given the metric's direction. Cells without a baseline get nulls (see
     ``missing_baselines``).
     """
+    cells = with_baseline_hash(cells)
     base = cells.filter(_is_baseline()).select(
         *BASELINE_KEYS,
         base_energy_per_sample_j=pl.col("energy_per_sample_j"),
@@ -254,6 +283,7 @@ def emulated_notes(emu: pl.DataFrame) -> list[str]:
 
 def missing_baselines(cells: pl.DataFrame) -> pl.DataFrame:
     """Comparison groups (site/workload/phase/device/batch) that have cells but no ok fp32 baseline."""
+    cells = with_baseline_hash(cells)
     have = cells.filter(_is_baseline()).select(*BASELINE_KEYS).unique()
     groups = cells.group_by(*BASELINE_KEYS).agg(cells=pl.col("precision_variant").unique().sort().str.join(", "))
     return groups.join(have, on=list(BASELINE_KEYS), how="anti", nulls_equal=True).sort(*BASELINE_KEYS)
@@ -532,7 +562,7 @@ def fleet(
     e_job = pl.col("energy_per_sample_j") * pl.col("samples_per_job")
     if scope == "job":
         e_job = e_job + pl.col("job_outside_phase_energy_j")
-    d = cells.with_columns(
+    d = with_baseline_hash(cells).with_columns(
         jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope)
     )
     d = d.with_columns(energy_per_job_j=e_job).with_columns(

@@ -12,7 +12,7 @@ will run (runner.py's windows), part by part (``PARTS``):
 - ``idle``: the idle baseline (``idle_window_s``; measure.idle_baseline_s, 0 = none);
 - ``window``: the measured window, stretched as the runner stretches it (``window_s``: inference
   repeats passes over the test split until measure.min_window_s);
-- ``after``: quality, probes and writing the row (the rest of ``job_wall_s``);
+- ``other``: torch's import, the probes, the quality evaluation and writing the row (the rest of ``job_wall_s``);
 - ``profile``: the hotspot profiling passes (``profile_s``; measure.hotspots).
 
 Each part is learnt from earlier ok rows, the closest first (``_pool``): rows of the configured site
@@ -53,7 +53,7 @@ BUDGET_KEYS = {
 
 #: The parts of a job, in the order the runner runs them (runner.py); idle and profile are joulegrid's own
 #: extras, left out of the rows' job_wall_s / job_energy_j (job_excluded_s).
-PARTS = ("startup", "setup", "warmup", "idle", "window", "after", "profile")
+PARTS = ("startup", "setup", "warmup", "idle", "window", "other", "profile")
 EXTRAS = ("idle", "profile")
 
 #: Phases whose measured window the runner stretches to measure.min_window_s by repeating a whole unit
@@ -189,7 +189,7 @@ def row_parts(r: dict[str, Any]) -> dict[str, Any] | None:
         "idle_w": _num(r, "idle_power_w"),
         "profile": _num(r, "profile_s"),
         "startup": None,
-        "after": None,
+        "other": None,
         "rest_w": None,
         "flops_per_sample": _num(r, "flops_per_sample_train" if r.get("phase") == "train" else "flops_per_sample_fwd"),
         "flops_per_s": _num(r, "flops_per_s"),
@@ -197,7 +197,7 @@ def row_parts(r: dict[str, Any]) -> dict[str, Any] | None:
     if job_wall is not None:
         startup = _num(r, "job_untracked_s") or 0.0
         p["startup"] = startup
-        p["after"] = max(job_wall - wall - setup - warmup - startup, 0.0)
+        p["other"] = max(job_wall - wall - setup - warmup - startup, 0.0)
         if job_energy is not None and energy is not None and job_wall > wall:
             p["rest_w"] = max(job_energy - energy, 0.0) / (job_wall - wall)
     return p
@@ -350,7 +350,7 @@ def forecast(
         if profiled and profile is None:
             profile = typical("profile", **wpd)
         startup = typical("startup", **wpd)
-        after = typical("after", **wpd)
+        other = typical("other", **wpd)
         rest_w = typical("rest_w", **wpd)
         idle_w = typical("idle_w", **wpd)
         parts = {
@@ -359,7 +359,7 @@ def forecast(
             "warmup": warmup or 0.0,
             "idle": idle_s,
             "window": window,
-            "after": after or 0.0,
+            "other": other or 0.0,
             "profile": (profile or 0.0) if profiled else 0.0,
         }
         rest_w = window_w if rest_w is None else rest_w
@@ -442,7 +442,7 @@ def plan_json(config: dict[str, Any], sites: dict[str, Any]) -> dict[str, Any]:
     """What `joulegrid plan --json` prints: the run file of every cell (config hash included), the
     excluded cells with reasons, each workload's config hash and identity (the settings it stands for)."""
     sb = SpecBuilder(config, sites)
-    g = expand(config, sb.hashes())
+    g = expand(config, sb.hashes(), sb.cell_hashes())
     results = config["results"]
     return {
         "site": config["site"],
@@ -464,14 +464,17 @@ def plan(args) -> int:
         print(json.dumps(plan_json(config, sites), indent=1), file=out)
         return 0
     sb = SpecBuilder(config, sites)
-    g = expand(config, sb.hashes())
+    g = expand(config, sb.hashes(), sb.cell_hashes())
     done = sum(os.path.exists(c.path(config["results"])) for c in g.cells)
     print(f"site {config['site']}: {len(g.cells)} cell(s) in the grid, {len(g.excluded)} excluded; "
           f"{done} already measured, {len(g.cells) - done} to measure", file=out)  # fmt: skip
     for axis, counts in g.counts().items():
         vals = ", ".join(f"{k} ({v})" for k, v in counts.items())
         print(f"  {axis:<11} {vals}", file=out)
-    hashes = ", ".join(f"{w} {h}" for w, h in sb.hashes().items())
+    own = sb.cell_hashes()  # precisions with their own hash (pinned precision_options): "baler_ae <h> (int8 <h8>)"
+    hashes = ", ".join(
+        f"{w} {h}" + "".join(f" ({p} {h2})" for (w2, p), h2 in own.items() if w2 == w) for w, h in sb.hashes().items()
+    )
     print(f"config hash per workload (run files end in -<hash>.parquet): {hashes}", file=out)
     if g.excluded:
         reasons = Counter(e.reason for e in g.excluded)
