@@ -178,7 +178,9 @@ def row_parts(r: dict[str, Any]) -> dict[str, Any] | None:
     setup = (_num(r, "setup_s") or 0.0) + (_num(r, "meters_ready_s") or 0.0)
     warmup = _num(r, "warmup_s") or 0.0
     energy, job_wall, job_energy = _num(r, "energy_j"), _num(r, "job_wall_s"), _num(r, "job_energy_j")
-    window_w = energy / wall if energy is not None else _num(r, "mean_power_w")
+    window_w = _num(r, "mean_power_w")  # = energy_j / wall_s
+    if window_w is None and energy is not None:
+        window_w = energy / wall
     p = {
         "unit_s": wall / units,
         "unit_samples": n / units,
@@ -295,7 +297,8 @@ def forecast(
         by_wpd[(m["workload"], m["phase"], m["device"])].append(m)
 
     def typical(key: str, *, workload=None, phase=None, device=None) -> float | None:
-        """The median of a part over the pool's cells of the same workload/phase/device, else phase/device, else device."""
+        """The median of a part over the pool's cells of the same workload/phase/device, else of the same
+        phase/device, else device, else any."""
         for sel in (
             lambda m: (m["workload"], m["phase"], m["device"]) == (workload, phase, device),
             lambda m: (m["phase"], m["device"]) == (phase, device),
@@ -490,10 +493,17 @@ def plan(args) -> int:
         return 0
     fc = forecast(config, g, sites, earlier)
     print(f"forecast: {fc.line()}", file=out)
+    if fc.cells:
+        t = fc.totals()
+        print(f"  learnt from the rows of {fc.pool}; {fc.parts_line()}; without the idle baseline and profiling "
+              f"(the rows' job_wall_s, job_energy_j): {t['job_core_hours']:.3g} core-h, {t['job_kwh']:.3g} kWh",
+              file=out)  # fmt: skip
     if getattr(args, "forecast_cells", False):
         for c in fc.cells:
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in c.parts.items() if v)
             print(
-                f"  {c.cell.id}: {c.job_s:.1f} s, {c.kwh:.3g} kWh, {c.kg_co2:.3g} kgCO2e ({c.method}: {c.source})",
+                f"  {c.cell.id}: {c.job_s:.1f} s ({parts}; {c.units} unit(s) in the window), {c.kwh:.3g} kWh, "
+                f"{c.kg_co2:.3g} kgCO2e ({c.method}: {c.source})",
                 file=out,
             )
     for c, why in fc.unforecast[:20]:
