@@ -189,6 +189,22 @@ def test_pinned_int8_backend_is_part_of_the_int8_cells_configuration_only():
     assert pinned.workload_of(p["config_hash"]) == "baler_ae"
 
 
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    """Issue 29: `--config budget={max_kwh: 1e-9}` and `min_window_s: 1e1` were rejected as text (YAML 1.1
+    reads an exponent without a dot as a string), on the command line and in a config file alike."""
+    cfg, _ = C.load(config_args=["budget={max_kwh: 1e-9}", "measure={min_window_s: 1e1, warmup_batches: 2E1}"])
+    assert cfg["budget"]["max_kwh"] == 1e-9 and cfg["measure"]["min_window_s"] == 10.0
+    assert cfg["measure"]["warmup_batches"] == 20 and isinstance(cfg["measure"]["warmup_batches"], int)
+    f = tmp_path / "c.yaml"
+    f.write_text("measure: {min_window_s: 1e1}\nbudget: {max_kg_co2: 5e-3}\n")
+    cfg, _ = C.load([f])
+    assert cfg["measure"]["min_window_s"] == 10.0 and cfg["budget"]["max_kg_co2"] == 5e-3
+    with pytest.raises(C.ConfigError, match="measure.warmup_batches: expected an integer"):
+        C.load(config_args=["measure={warmup_batches: 1.5e0}"])  # not a whole number: still the schema's error
+    with pytest.raises(C.ConfigError, match="measure.min_window_s: expected a number"):
+        C.load(config_args=["measure={min_window_s: 1e1x}"])
+
+
 def test_text_values_are_read_as_the_type_their_key_needs():
     """snakemake --config 'grid={repeats: 2}' hands joulegrid text ('2'): read as the key's type."""
     cfg, _ = prepared(lambda c: (setp("grid.repeats", "2")(c), setp("grid.batch_sizes", ["256", "1024"])(c),
