@@ -40,17 +40,31 @@ def setup(workflow, config: dict[str, Any]) -> Workflow:
         raise WorkflowError(f"joulegrid config error: {e}") from None
 
 
-def _intended_executor_and_cores() -> tuple[str | None, int | None]:
+def _intended_executor_and_cores(*dirs: str | None) -> tuple[str | None, int | None]:
     """(executor, cores) the real run of this command line would use, in a dry run: Snakemake runs a dry
     run with its own 'dryrun' executor and keeps the intended one (--executor or a profile's) nowhere the
     workflow can read, so the command line is parsed again as Snakemake parsed it (profiles included).
-    (None, None) outside the snakemake command (the API) or if it cannot be parsed."""
+    (None, None) outside the snakemake command (the API) or if it cannot be parsed. dirs: where a relative
+    --profile may be (where snakemake was started, which --directory has changed since, is not known: the
+    shell's $PWD, the checkout), tried in order."""
+    import contextlib
+    import io
+
     cli = sys.modules.get("snakemake.cli")
     if cli is None:
         return None, None
-    try:
-        _, args = cli.parse_args(sys.argv[1:])
-    except BaseException:  # noqa: BLE001 - argparse exits on what it cannot parse: no check then
+    here, args = os.getcwd(), None
+    for d in jg_grid.unique([here, *(d for d in dirs if d)]):
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                os.chdir(d)
+                _, args = cli.parse_args(sys.argv[1:])
+            break
+        except BaseException:  # noqa: BLE001 - argparse exits on what it cannot parse (a profile not found here)
+            continue
+        finally:
+            os.chdir(here)
+    if args is None:
         return None, None
     cores = args.cores
     if cores == "all":
@@ -268,7 +282,7 @@ class Workflow:
         files that -F / -R / -f would force are the ones a real run refuses to overwrite."""
         from snakemake.logging import logger
 
-        executor, cores = _intended_executor_and_cores()
+        executor, cores = _intended_executor_and_cores(os.environ.get("PWD"), self.workflow.basedir)
         cores = cores or self.workflow.resource_settings.cores
         for level, msg in self.start_problems(executor, cores):
             stop = " A real run stops here." if level == "error" else ""
