@@ -691,6 +691,7 @@ class SpecBuilder:
                 strict_devices=c["strict_devices"],
                 site_facts=self.facts,
                 precision_options=c.get("precision_options") or None,  # runner: the options of the cell's precision
+                cpu_model=(c.get("job") or {}).get("cpu_model"),  # runner: a host of another CPU model skips
             ).to_dict()  # the snapshot is JSON; jobs read it back with CellSettings.from_dict
             self._settings[workload] = (st, settings_hash(self.identity(workload)))
         return self._settings[workload]

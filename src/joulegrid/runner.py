@@ -239,6 +239,9 @@ class CellRunner:
             torch.set_num_threads(int(self.threads))
         self.row.update(probes.host())
         self.row.update(probes.scheduler(self.threads))
+        wrong_cpu = self.settings.cpu_model_problem(self.row.get("cpu_model"), self.row.get("hostname"))
+        if wrong_cpu:  # job.cpu_model: measured on the pinned CPU model only (a skipped row names both)
+            raise DeviceUnavailable(wrong_cpu)
         self.meters.reserved(self.row)  # what the scheduler reserved: the attribution's idle shares
         if c.device == "cuda" and not torch.cuda.is_available():
             raise DeviceUnavailable(

@@ -209,6 +209,7 @@ class Workflow:
         gpus: Callable[[Any], int] | int = 0,
         group_size: Callable[[], int] | int = 1,
         reads: Callable[[Any], dict[str, str]] | None = None,
+        constraint: str | None = None,
     ) -> dict[str, Any]:
         """Resources of a job that mean the same on every executor (joulegrid/executors.py): mem_mb ->
         slurm --mem / htcondor request_memory, runtime -> slurm -t / lxplus +JobFlavour, gpu -> slurm
@@ -217,7 +218,16 @@ class Workflow:
         names, the files a measure job reads that are not its inputs)."""
         try:
             return executors.job_resources(
-                self.site, self.site_facts, mem_mb, runtime_min, gpus, group_size, self.shared_fs, self.results, reads
+                self.site,
+                self.site_facts,
+                mem_mb,
+                runtime_min,
+                gpus,
+                group_size,
+                self.shared_fs,
+                self.results,
+                reads,
+                constraint,
             )
         except executors.SiteError as e:
             raise WorkflowError(str(e)) from None
