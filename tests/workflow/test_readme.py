@@ -47,7 +47,7 @@ TESTS = {
     "snakemake --report report.zip": ["tests/report/test_snakemake_report.py::test_pipeline_report_and_snakemake_report_zip"],
     "yaml: Changing the grid": ["tests/workflow/test_readme.py::test_changing_the_grid_example"],
     # a copy of another site's folder, then snakemake (the test copies with old mtimes, as rsync -a does)
-    "rsync -a lxplus:joulegrid/results/runs/lxplus results/runs/": [
+    "rsync -a lxplus.cern.ch:/afs/cern.ch/work/<u>/<user>/joulegrid/results/runs/lxplus results/runs/": [
         "tests/workflow/test_sites.py::test_copied_site_folder_merges_with_the_main_command"],
     ".venv/bin/joulegrid import /path/to/other/results": [
         "tests/workflow/test_sites.py::test_import_takes_another_tree_with_its_checks",
