@@ -22,6 +22,9 @@ TESTS = {
     "make run": ["tests/workflow/test_readme.py::test_make_run_is_bare_snakemake_then_the_report_path",
                  "tests/workflow/test_local_run.py::test_summary_and_report"],
     "make test": ["tests/workflow/test_readme.py::test_make_test_runs_the_suite_script"],
+    # its pip command (make -n) and the CPU constraint resolved offline against the local +cpu wheel
+    "make setup TORCH=cpu": ["tests/unit/test_make_envs.py::test_make_setup_torch_builds",
+                             "tests/unit/test_make_envs.py::test_cpu_constraint_takes_the_cpu_wheel_and_cuda_constraint_never_does"],
     ".venv/bin/joulegrid meters --window 10": ["tests/workflow/test_readme.py::test_meters_with_a_test_window"],
     ".venv/bin/joulegrid plan": ["tests/workflow/test_plan_agrees.py::test_plan_and_snakemake_dry_run_agree",
                                  "tests/analysis/test_plan.py::test_cli_plan_grid_and_forecast_counts_agree"],
