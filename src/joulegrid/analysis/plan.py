@@ -296,7 +296,15 @@ def forecast(
     for m in measured:
         by_wpd[(m["workload"], m["phase"], m["device"])].append(m)
 
+    typical_cache: dict[tuple, float | None] = {}
+
     def typical(key: str, *, workload=None, phase=None, device=None) -> float | None:
+        k = (key, workload, phase, device)  # once per part and workload/phase/device, not per cell
+        if k not in typical_cache:
+            typical_cache[k] = _typical(key, workload, phase, device)
+        return typical_cache[k]
+
+    def _typical(key: str, workload, phase, device) -> float | None:
         """The median of a part over the pool's cells of the same workload/phase/device, else of the same
         phase/device, else device, else any."""
         for sel in (
