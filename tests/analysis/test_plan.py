@@ -124,6 +124,15 @@ def test_forecast_learns_from_this_host_first(tmp_path):
     assert f.parts["setup"] == pytest.approx(7.5)
     fc = P.forecast(config, grid(config, sites), sites, earlier(tmp_path, [slow]), host=HOST)
     assert fc.cells[0].parts["setup"] == pytest.approx(50.5) and fc.pool == "site local"
+    # per workload/phase/device: this host measured inference only, another host of the site training
+    config2, _ = cfg(tmp_path, grid={**BASE["grid"], "phases": ["train", "infer"], "precisions": ["fp32"],
+                                     "batch_sizes": [256]})  # fmt: skip
+    other_train = whole_job_row(Cell("local", "baler_ae", "train", "cpu", "fp32", "baseline", 256, 0),
+                                hostname="h2", cpu_model="CPU B", setup_s=20.0)  # fmt: skip
+    fc = P.forecast(config2, grid(config2, sites), sites, earlier(tmp_path, [mine, other_train]), host=HOST)
+    by_phase = {c.cell.phase: c for c in fc.cells}
+    assert by_phase["infer"].parts["setup"] == pytest.approx(1.5) and by_phase["train"].parts["setup"] == 20.5
+    assert {c.method for c in fc.cells} == {"nearest"}
 
 
 def test_forecast_nearest_cell_without_whole_job_columns(tmp_path):

@@ -15,10 +15,10 @@ will run (runner.py's windows), part by part (``PARTS``):
 - ``other``: torch's import, the probes, the quality evaluation and writing the row (the rest of ``job_wall_s``);
 - ``profile``: the hotspot profiling passes (``profile_s``; measure.hotspots).
 
-Each part is learnt from earlier ok rows, the closest first (``_pool``): rows of the configured site
+Each part is learnt from earlier ok rows, the closest first (``_tiers``): rows of the configured site
 on this host, else of this host's CPU model, else of the site, else of this host / CPU model, else
-any. The per-cell parts (setup, warm-up, the window's time per sample and power, profiling) come
-from the nearest measured cell of the same workload, phase and device (repeats averaged; distance
+any, per workload/phase/device. The per-cell parts (setup, warm-up, the window's time per sample and
+power, profiling) come from the nearest measured cell of the same workload, phase and device (repeats averaged; distance
 ``_distance``), scaled to the planned samples; where that workload/phase was never measured on that
 device, from its FLOPs per sample at the FLOP/s measured on that device (``flops``).
 
@@ -223,11 +223,12 @@ def _this_host() -> tuple[str, str | None]:
     return socket.gethostname(), cpu_model()
 
 
-def _pool(rows: list[dict[str, Any]], site: str, host: tuple[str, str | None] | None = None) -> tuple[list, str]:
-    """The earlier rows to learn from, the closest first: this site on this host, this site on this host's
-    CPU model, this site, this host, this CPU model, any."""
+def _tiers(rows: list[dict[str, Any]], site: str, host: tuple[str, str | None] | None = None) -> list[tuple[str, list]]:
+    """The earlier rows to learn from, the closest first, as (label, rows) tiers: this site on this host, this
+    site on this host's CPU model, this site, this host, this CPU model, any (each tier without the rows of
+    the tiers before it; empty tiers left out)."""
     name, model = host or _this_host()
-    tiers = [
+    tests = [
         (f"site {site} on this host ({name})", lambda r: r.get("site") == site and r.get("hostname") == name),
         (f"site {site} on this CPU model", lambda r: r.get("site") == site and model and r.get("cpu_model") == model),
         (f"site {site}", lambda r: r.get("site") == site),
@@ -235,11 +236,13 @@ def _pool(rows: list[dict[str, Any]], site: str, host: tuple[str, str | None] | 
         ("this CPU model", lambda r: model and r.get("cpu_model") == model),
         ("every site", lambda r: True),
     ]
-    for label, keep in tiers:
-        sel = [r for r in rows if keep(r)]
+    out, left = [], list(rows)
+    for label, keep in tests:
+        sel = [r for r in left if keep(r)]
         if sel:
-            return sel, label
-    return [], "none"
+            out.append((label, sel))
+            left = [r for r in left if not keep(r)]
+    return out
 
 
 CELL_FIELDS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size")
@@ -289,12 +292,20 @@ def forecast(
     import polars as pl
 
     rows = earlier.filter(pl.col("status") == "ok").to_dicts() if "status" in earlier.columns else []
-    pool, fc.pool = _pool(rows, config["site"], host)
-    measured = _cells(pool)
+    # per tier of rows (this site and host first: _tiers), its measured cells; a cell is forecast from the
+    # closest tier that measured its workload/phase/device
+    tiers = [(label, _cells(tier)) for label, tier in _tiers(rows, config["site"], host)]
+    tiers = [(label, cells) for label, cells in tiers if cells]
+    fc.pool = tiers[0][0] if tiers else "none"
+    measured = [m for _, cells in tiers for m in cells]
     fc.measured_cells = len(measured)
-    by_wpd: dict[tuple, list[dict]] = defaultdict(list)
-    for m in measured:
-        by_wpd[(m["workload"], m["phase"], m["device"])].append(m)
+    by_wpd: dict[tuple, list[dict]] = {}
+    for _, cells in tiers:
+        found: dict[tuple, list[dict]] = defaultdict(list)
+        for m in cells:
+            found[(m["workload"], m["phase"], m["device"])].append(m)
+        for k, v in found.items():
+            by_wpd.setdefault(k, v)
 
     typical_cache: dict[tuple, float | None] = {}
 
@@ -305,17 +316,18 @@ def forecast(
         return typical_cache[k]
 
     def _typical(key: str, workload, phase, device) -> float | None:
-        """The median of a part over the pool's cells of the same workload/phase/device, else of the same
-        phase/device, else device, else any."""
-        for sel in (
-            lambda m: (m["workload"], m["phase"], m["device"]) == (workload, phase, device),
-            lambda m: (m["phase"], m["device"]) == (phase, device),
-            lambda m: m["device"] == device,
-            lambda m: True,
-        ):
-            v = _median(m[key] for m in measured if sel(m))
-            if v is not None:
-                return v
+        """The median of a part over the closest tier's cells of the same workload/phase/device, else of the
+        same phase/device, else device, else any."""
+        for _, cells in tiers:
+            for sel in (
+                lambda m: (m["workload"], m["phase"], m["device"]) == (workload, phase, device),
+                lambda m: (m["phase"], m["device"]) == (phase, device),
+                lambda m: m["device"] == device,
+                lambda m: True,
+            ):
+                v = _median(m[key] for m in cells if sel(m))
+                if v is not None:
+                    return v
         return None
 
     from ..sites import site_facts
