@@ -218,17 +218,9 @@ class Workflow:
         names, the files a measure job reads that are not its inputs)."""
         try:
             return executors.job_resources(
-                self.site,
-                self.site_facts,
-                mem_mb,
-                runtime_min,
-                gpus,
-                group_size,
-                self.shared_fs,
-                self.results,
-                reads,
+                self.site, self.site_facts, mem_mb, runtime_min, gpus, group_size, self.shared_fs, self.results, reads,
                 constraint,
-            )
+            )  # fmt: skip
         except executors.SiteError as e:
             raise WorkflowError(str(e)) from None
 
