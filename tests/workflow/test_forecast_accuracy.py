@@ -59,7 +59,6 @@ def test_forecast_of_another_seed_is_within_30_percent_of_what_it_then_takes(tmp
         "core_hours": (rows["job_wall_s"] + rows["job_excluded_s"]).sum() * 1 / 3600,
     }
     errors = {k: forecast[k] / v - 1 for k, v in actual.items()}
-    print(
-        f"forecast vs actual: {', '.join(f'{k} {forecast[k]:.4g} vs {v:.4g} ({errors[k]:+.0%})' for k, v in actual.items())}"
-    )
+    shown = (f"{k} {forecast[k]:.4g} vs {v:.4g} ({errors[k]:+.0%})" for k, v in actual.items())
+    print(f"forecast vs actual: {', '.join(shown)}")
     assert all(abs(e) <= BOUND for e in errors.values()), (errors, forecast, actual, fc.parts_line())
