@@ -70,6 +70,7 @@ class CellSettings:
     strict_devices: bool
     site_facts: SiteFacts = field(default_factory=SiteFacts)
     precision_options: dict[str, Any] | None = None
+    cpu_model: str | None = None  # job.cpu_model: the CPU model the cells must run on (None: any)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> CellSettings:
@@ -89,6 +90,7 @@ class CellSettings:
             strict_devices=bool(given("strict_devices")),
             site_facts=SiteFacts.from_dict(settings.get("site_facts")),
             precision_options=settings.get("precision_options") or None,
+            cpu_model=settings.get("cpu_model") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +104,19 @@ class CellSettings:
         }
         if self.precision_options:
             out["precision_options"] = self.precision_options
+        if self.cpu_model:  # absent unless pinned: the snapshot of a configuration without it is unchanged
+            out["cpu_model"] = self.cpu_model
         return out
+
+    def cpu_model_problem(self, host_model: str | None, hostname: str | None) -> str | None:
+        """Why this host may not measure the cell (job.cpu_model pins another CPU model), else None."""
+        if not self.cpu_model or (host_model or "").strip() == self.cpu_model.strip():
+            return None
+        return (
+            f"host {hostname} has CPU model {host_model!r}, but job.cpu_model pins {self.cpu_model!r} (precisions and "
+            "repeats compare on one CPU model). Fix: route the jobs there with job.constraint (docs/sites.md, "
+            "'Comparable hardware'), or change job.cpu_model"
+        )
 
     def precision_options_of(self, precision: str) -> dict[str, Any] | None:
         """precision_options.<precision> (int8: backend, scheme, calibration samples), if the config sets it."""

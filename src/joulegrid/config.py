@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 import re
 from pathlib import Path
@@ -45,6 +46,22 @@ def _json_type_ok(value: Any, want: str | list[str]) -> bool:
         if k is not None and isinstance(value, k) and (t == "boolean" or not isinstance(value, bool)):
             return True
     return False
+
+
+def _number(text: str, want: str | list[str]) -> Any:
+    """text as the number the schema wants (exponent form included: 1e-9, 1e1, 2E3), else text."""
+    wants = [want] if isinstance(want, str) else want
+    if not {"number", "integer"} & set(wants):
+        return text
+    try:
+        value = float(text.strip().replace("_", ""))
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        return text
+    if "number" not in wants:  # integer only: 1e3 is 1000, 1.5e0 stays text (the schema's error names it)
+        return int(value) if value.is_integer() else text
+    return value
 
 
 def _type_errors(errors):
@@ -78,6 +95,8 @@ def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = N
                 value = yaml.safe_load(err.instance)
             except yaml.YAMLError:
                 continue
+            if isinstance(value, str):  # YAML 1.1 reads 1e-9 and 1e1 (no dot) as text: read numbers as Python does
+                value = _number(value, err.schema["type"])
             if _json_type_ok(value, err.schema["type"]):
                 *parents, last = err.absolute_path
                 node = config

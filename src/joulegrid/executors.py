@@ -66,8 +66,12 @@ def job_resources(
     shared_fs: bool = True,
     results_dir: str = "results",
     reads: Callable[[Any], dict[str, str]] | None = None,
+    constraint: str | None = None,
 ) -> dict[str, Any]:
     """Rule resources for one job kind; values are callables Snakemake evaluates per job and attempt.
+
+    constraint: the node type (config job.constraint): Slurm's --constraint (the plugin's constraint
+    resource), HTCondor's requirements expression; None = any node.
 
     gpus: GPUs per job, or a callable of the wildcards; with 0 the job declares no GPU resource.
 
@@ -106,6 +110,8 @@ def job_resources(
     if scheduler(facts) == "local":
         return res
     res.update(mem_mb=mem, runtime=runtime)
+    if constraint:
+        res["requirements" if scheduler(facts) == "htcondor" else "constraint"] = constraint
     if scheduler(facts) == "htcondor":
         # snakemake-executor-plugin-htcondor 0.3 maps neither mem_mb nor gpu
         res["request_memory"] = mem

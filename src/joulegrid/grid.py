@@ -313,17 +313,25 @@ def iter_cells(config: dict[str, Any], repeats: int | None = None) -> Iterator[t
             yield cell, r
 
 
-def expand(config: dict[str, Any], hashes: Mapping[str, str] | None = None, repeats: int | None = None) -> Grid:
+def expand(
+    config: dict[str, Any],
+    hashes: Mapping[str, str] | None = None,
+    precision_hashes: Mapping[tuple[str, str], str] | None = None,
+    *,
+    repeats: int | None = None,
+) -> Grid:
     """The grid of a validated config: runnable cells and excluded ones with reasons.
 
     hashes: config hash per workload (joulegrid.spec.SpecBuilder.hashes()), stamped on every
-    cell; without them the cells have no run path (only their axes and ids). repeats: where the
-    config says ``grid.repeats: auto``, the design's (iter_cells)."""
+    cell; without them the cells have no run path (only their axes and ids). precision_hashes:
+    {(workload, precision): hash} of the precisions with their own (SpecBuilder.cell_hashes()).
+    repeats: where the config says ``grid.repeats: auto``, the design's (iter_cells)."""
     cells: list[Cell] = []
     excluded: list[Excluded] = []
+    own = precision_hashes or {}
     for cell, reason in iter_cells(config, repeats):
         if hashes is not None:
-            cell = cell.with_hash(hashes[cell.workload])
+            cell = cell.with_hash(own.get((cell.workload, cell.precision)) or hashes[cell.workload])
         if reason is None:
             cells.append(cell)
         else:

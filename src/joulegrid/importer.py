@@ -144,10 +144,12 @@ def _collisions(incoming: list[Incoming], here: dict[str, tuple[set, set]], resu
     return out
 
 
-def _read_current(results: Path) -> dict[str, str] | None:
+def _read_current(results: Path) -> dict[str, list[str]] | None:
+    from .analysis.aggregate import current_hashes
+
     p = results / ".stamps" / "current.json"
     try:
-        return {w: v["config_hash"] for w, v in json.loads(p.read_text()).items()}
+        return current_hashes(json.loads(p.read_text()))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -303,7 +305,7 @@ def import_trees(
         res.taken.append(dst)
         res.sites[inc.dst_cell.site] += 1
         wl, h = inc.row["workload"], inc.row["config_hash"]
-        if current is not None and current.get(wl) != h:
+        if current is not None and h not in current.get(wl, ()):
             res.other_configs[(wl, h or "none")] += 1
     return res
 

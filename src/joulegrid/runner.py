@@ -153,6 +153,9 @@ class CellRunner:
         c = self.cell
         cell_setup.start_torch(c.phase, self.threads)
         self.facts.host, self.facts.scheduler = probes.host(), probes.scheduler(self.threads)
+        wrong_cpu = self.settings.cpu_model_problem(self.facts.host.get("cpu_model"), self.facts.hostname)
+        if wrong_cpu:  # job.cpu_model: measured on the pinned CPU model only (a skipped row names both)
+            raise DeviceUnavailable(wrong_cpu)
         s = self.facts.scheduler  # what the scheduler reserved: the attribution's idle shares
         self.meters.reserve(s.get("alloc_cpus"), s.get("alloc_mem_mb"), s.get("scheduler"))
         cell_setup.check_device(c.device, self.facts.hostname)

@@ -45,6 +45,42 @@ def setup(workflow, config: dict[str, Any]) -> Workflow:
         raise WorkflowError(f"joulegrid config error: {e}") from None
 
 
+def _intended_executor_and_cores(*dirs: str | None) -> tuple[str | None, int | None]:
+    """(executor, cores) the real run of this command line would use, in a dry run: Snakemake runs a dry
+    run with its own 'dryrun' executor and keeps the intended one (--executor or a profile's) nowhere the
+    workflow can read, so the command line is parsed again as Snakemake parsed it (profiles included).
+    (None, None) outside the snakemake command (the API) or if it cannot be parsed. dirs: where a relative
+    --profile may be (where snakemake was started, which --directory has changed since, is not known: the
+    shell's $PWD, the checkout), tried in order."""
+    import contextlib
+    import io
+
+    cli = sys.modules.get("snakemake.cli")
+    if cli is None:
+        return None, None
+    here, args = os.getcwd(), None
+    for d in jg_grid.unique([here, *(d for d in dirs if d)]):
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                os.chdir(d)
+                _, args = cli.parse_args(sys.argv[1:])
+            break
+        except BaseException:  # noqa: BLE001 - argparse exits on what it cannot parse (a profile not found here)
+            continue
+        finally:
+            os.chdir(here)
+    if args is None:
+        return None, None
+    cores = args.cores
+    if cores == "all":
+        cores = os.cpu_count()
+    try:
+        cores = int(cores) if cores is not None else None
+    except (TypeError, ValueError):
+        cores = None
+    return args.executor or "local", cores
+
+
 def write_phase_inputs(inputs: dict[str, str], out: str, log: str) -> None:
     """The cell_inputs rule: <results>/.grid/<config hash>/<phase>.inputs.json names what the cells of one
     configuration and phase read (rewritten only when that changes), and its log says so."""
@@ -75,7 +111,7 @@ class Workflow:
                 from .analysis import design
 
                 repeats = design.grid_repeats(config)
-        self.grid = jg_grid.expand(config, self.spec.hashes(), repeats)
+        self.grid = jg_grid.expand(config, self.spec.hashes(), self.spec.cell_hashes(), repeats=repeats)
         self.cell_paths: list[str] = self.grid.paths(self.results)
         self.report_index = f"{self.results}/report/index.html"
         self.cell_pattern = jg_grid.cell_pattern(self.site)
@@ -204,6 +240,7 @@ class Workflow:
         gpus: Callable[[Any], int] | int = 0,
         group_size: Callable[[], int] | int = 1,
         reads: Callable[[Any], dict[str, str]] | None = None,
+        constraint: str | None = None,
     ) -> dict[str, Any]:
         """Resources of a job that mean the same on every executor (joulegrid/executors.py): mem_mb ->
         slurm --mem / htcondor request_memory, runtime -> slurm -t / lxplus +JobFlavour, gpu -> slurm
@@ -212,8 +249,9 @@ class Workflow:
         names, the files a measure job reads that are not its inputs)."""
         try:
             return executors.job_resources(
-                self.site, self.site_facts, mem_mb, runtime_min, gpus, group_size, self.shared_fs, self.results, reads
-            )
+                self.site, self.site_facts, mem_mb, runtime_min, gpus, group_size, self.shared_fs, self.results, reads,
+                constraint,
+            )  # fmt: skip
         except executors.SiteError as e:
             raise WorkflowError(str(e)) from None
 
@@ -253,6 +291,51 @@ class Workflow:
         measure.group = executors.CELL_GROUP if self.cells_per_group() > 1 else None
         if wf.is_main_process and not getattr(wf.execution_settings, "retries", 0):
             measure.resources["attempt"] = 1
+        if wf.is_main_process and getattr(wf, "dryrun", False):
+            self.dry_run_checks()
+
+    def start_problems(self, executor: str | None, cores: int | None) -> list[tuple[str, str]]:
+        """('error'|'warning', message) of the start-time checks: the site against the executor, measure.threads
+        against --cores, the group size against the site's longest job (on_start, and a dry run's warnings)."""
+        wf, config = self.workflow, self.config
+        problems = (
+            executors.executor_problem(self.site, self.spec.facts["scheduler"], executor),
+            executors.threads_problem(config["measure"]["threads"], cores, executor),
+            executors.group_problem(
+                self.site, self.site_facts, config["job"]["runtime_min"],
+                wf.group_settings.group_components, wf.group_settings.overwrite_groups,
+            ),
+        )  # fmt: skip
+        return [p for p in problems if p]
+
+    def dry_run_checks(self) -> None:
+        """The checks on_start makes before a run, in a dry run (Snakemake calls no onstart there), as
+        warnings: `snakemake -n` is how a new site is checked (docs/sites.md). The executor is the one the
+        real run would use (--executor or the profile's), the cores what it would have, and finished run
+        files that -F / -R / -f would force are the ones a real run refuses to overwrite."""
+        from snakemake.logging import logger
+
+        executor, cores = _intended_executor_and_cores(os.environ.get("PWD"), self.workflow.basedir)
+        cores = cores or self.workflow.resource_settings.cores
+        for level, msg in self.start_problems(executor, cores):
+            stop = " A real run stops here." if level == "error" else ""
+            msg = msg.removeprefix("joulegrid config error: ").removeprefix("joulegrid: ")
+            logger.warning(f"joulegrid (dry run): {msg}{stop}")
+        ds = self.workflow.dag_settings
+        forced = set()
+        if ds.forceall or "measure" in ds.forcerun:
+            forced = set(self.cell_paths)
+        elif ds.forcerun or ds.forcetargets:
+            named = {os.path.normpath(str(t)) for t in (*ds.forcerun, *(ds.targets if ds.forcetargets else ()))}
+            forced = {p for p in self.cell_paths if os.path.normpath(p) in named}
+        done = sorted(p for p in forced if os.path.exists(p))
+        if done:
+            shown = ", ".join(done[:3]) + (f" and {len(done) - 3} more" if len(done) > 3 else "")
+            logger.warning(
+                f"joulegrid (dry run): -F / -R / -f forces {len(done)} finished measurement(s) ({shown}): a real run "
+                "refuses to overwrite them. Fix: move them aside with `joulegrid remeasure '<cell id pattern>'` "
+                f"(kept under {self.results}/archive/), then run snakemake without the force flag"
+            )
 
     def phase_inputs(self, wc) -> dict[str, str]:
         """What the cells of one configuration hash and phase read: the dataset, and for inference the
@@ -289,10 +372,10 @@ class Workflow:
         runs, nor inside cluster jobs). The site (recorded in every row, and the results/runs/<site>/
         folder) must fit the executor: a site profile sets both. Snakemake caps each job's threads at
         --cores (cluster jobs too): a cluster run that would silently measure cells with fewer threads
-        than measure.threads is refused."""
+        than measure.threads is refused. A dry run makes the same checks as warnings (dry_run_checks)."""
         from snakemake.logging import logger
 
-        wf, config = self.workflow, self.config
+        wf = self.workflow
         # Retries of failed jobs (--retries, site profiles): jobs read it to know whether a killed run-cell
         # will be retried (joulegrid record-failure); executors pass the submit environment on (Slurm's
         # default --export=ALL, HTCondor getenv: True in the site profiles). Unset = no retries left.
@@ -317,21 +400,10 @@ class Workflow:
 
         if condor_config_problem(executor):  # htcondor2's own warning about it is hidden (joulegrid/quiet.py)
             raise WorkflowError(condor_config_problem(executor))
-        for problem in (
-            executors.executor_problem(self.site, self.spec.facts["scheduler"], executor),
-            executors.threads_problem(config["measure"]["threads"], wf.resource_settings.cores, executor),
-            executors.group_problem(
-                self.site,
-                self.site_facts,
-                config["job"]["runtime_min"],
-                wf.group_settings.group_components,
-                wf.group_settings.overwrite_groups,
-            ),
-        ):
-            if problem and problem[0] == "error":
-                raise WorkflowError(problem[1])
-            if problem:
-                logger.warning(problem[1])
+        for level, msg in self.start_problems(executor, wf.resource_settings.cores):
+            if level == "error":
+                raise WorkflowError(msg)
+            logger.warning(msg)
 
     def _guard_rerun(self, logger) -> None:
         """Never lose a measurement: Snakemake would delete a finished run file before re-running its job

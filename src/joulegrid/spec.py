@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import grid, schema
-from .base import ConfigError, SettingsError
+from .base import ConfigError, SettingsError, schema_defaults
 from .cell_settings import CellSettings, Measure
 from .config import workload_settings
 from .grid import Cell
@@ -53,10 +53,21 @@ MEASUREMENT_VERSION = 1
 NOT_IDENTITY_MEASURE = ("required_meters", "hotspots", "hotspot_batches", "hotspot_top")
 
 
-def identity(config: dict[str, Any], workload: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What determines the result of a cell of ``workload`` besides its grid axes: the workload's
-    effective settings (built-in defaults + config: rows, epochs, target, data, params, ...), the
-    measure settings that change a measurement, the seed and MEASUREMENT_VERSION.
+def _options_of(options: dict[str, Any], precision: str | None) -> dict[str, Any]:
+    """precision_options as a cell of ``precision`` sees them: its own precision's as configured, every
+    other precision's at their defaults (None: all at their defaults, the workload's base identity)."""
+    defaults = schema_defaults().get("precision_options") or {}
+    return {p: (v if p == precision else defaults.get(p, v)) for p, v in options.items()}
+
+
+def identity(
+    config: dict[str, Any], workload: str, settings: dict[str, Any] | None = None, precision: str | None = None
+) -> dict[str, Any]:
+    """What determines the result of a cell of ``workload`` (and ``precision``) besides its grid axes:
+    the workload's effective settings (built-in defaults + config: rows, epochs, target, data, params,
+    ...), the measure settings that change a measurement, the seed, MEASUREMENT_VERSION and the
+    cell's own precision's precision_options (a pinned int8 backend changes the int8 cells only; the
+    fp32 baseline and the other precisions keep their identity: ``_options_of``).
 
     Left out, so that they neither re-measure nor split results: the site and its facts
     (scheduler, carbon intensity, PUE: applied to the energy, the same grid at two sites has the
@@ -69,9 +80,13 @@ def identity(config: dict[str, Any], workload: str, settings: dict[str, Any] | N
         "measure": {k: v for k, v in (config.get("measure") or {}).items() if k not in NOT_IDENTITY_MEASURE},
         "seed": config["seed"],
         "measurement_version": MEASUREMENT_VERSION,
-        # a pinned int8 backend, scheme or calibration changes what int8 cells measure; set, it is part
-        # of every cell's identity of the workload (its fp32 baseline is measured again beside it)
-        **({"precision_options": config["precision_options"]} if config.get("precision_options") else {}),
+        # a pinned int8 backend, scheme or calibration changes what the int8 cells measure, nothing else: in
+        # the other precisions' identity (the fp32 baseline's included) every precision's options are the defaults
+        **(
+            {"precision_options": _options_of(config["precision_options"], precision)}
+            if config.get("precision_options")
+            else {}
+        ),
     }
 
 
@@ -190,10 +205,11 @@ def cell_spec_from_snapshot(path: str | os.PathLike, out: str) -> SnapshotCell:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     w = _snapshot_workload(snap, path, cell.workload)
-    if cell.config_hash != w["config_hash"]:
+    want = (w.get("precision_hashes") or {}).get(cell.precision, w["config_hash"])  # a pinned precision's own hash
+    if cell.config_hash != want:
         raise ConfigError(
             f"{out} belongs to configuration {cell.config_hash}, the grid snapshot {path} holds {cell.workload}'s "
-            f"configuration {w['config_hash']}. Fix: run snakemake with the configuration that gave {cell.config_hash}"
+            f"configuration {want}. Fix: run snakemake with the configuration that gave {cell.config_hash}"
         )
     spec = CellSpec(cell, CellSettings.from_dict(w["settings"]))
     return SnapshotCell(spec, w["data"], w["model"] if cell.phase == "infer" else None, snap["resources_dir"])
@@ -240,8 +256,8 @@ class SpecBuilder:
             self._wl[name] = workload_settings(self.config, name)
         return self._wl[name]
 
-    def identity(self, workload: str) -> dict[str, Any]:
-        return identity(self.config, workload, self.workload(workload))
+    def identity(self, workload: str, precision: str | None = None) -> dict[str, Any]:
+        return identity(self.config, workload, self.workload(workload), precision)
 
     def _cached_settings(self, workload: str) -> tuple[CellSettings, str]:
         if workload not in self._settings:
@@ -254,17 +270,34 @@ class SpecBuilder:
                 strict_devices=c["strict_devices"],
                 site_facts=SiteFacts.from_dict(self.facts),
                 precision_options=c.get("precision_options") or None,  # runner: the options of the cell's precision
+                cpu_model=(c.get("job") or {}).get("cpu_model"),  # runner: a host of another CPU model skips
             )
             self._settings[workload] = (st, settings_hash(self.identity(workload)))
         return self._settings[workload]
 
-    def config_hash(self, workload: str) -> str:
-        """The workload's config hash: settings_hash(identity), in its cells' run file names and rows."""
-        return self._cached_settings(workload)[1]
+    def config_hash(self, workload: str, precision: str | None = None) -> str:
+        """The workload's config hash: settings_hash(identity), in its cells' run file names and rows; with
+        precision, that precision's cells' (the same unless precision_options sets it: precision_hashes)."""
+        base = self._cached_settings(workload)[1]
+        if precision is None or precision not in (self.config.get("precision_options") or {}):
+            return base
+        return settings_hash(self.identity(workload, precision))
 
     def hashes(self) -> dict[str, str]:
         """Config hash of every workload of the grid (grid.expand stamps them on the cells)."""
         return {w: self.config_hash(w) for w in self.config["grid"]["workloads"]}
+
+    def precision_hashes(self, workload: str) -> dict[str, str]:
+        """{precision: config hash} of the precisions whose cells' hash is not the workload's (a pinned
+        precision_options entry), among the grid's precisions; usually empty."""
+        base = self.config_hash(workload)
+        out = {p: self.config_hash(workload, p) for p in self.config["grid"]["precisions"]}
+        return {p: h for p, h in out.items() if h != base}
+
+    def cell_hashes(self) -> dict[tuple[str, str], str]:
+        """{(workload, precision): config hash} where a precision's cells differ from their workload's
+        (grid.expand's precision_hashes)."""
+        return {(w, p): h for w in self.config["grid"]["workloads"] for p, h in self.precision_hashes(w).items()}
 
     def known_workloads(self) -> list[str]:
         """The grid's workloads, then those the config defines, then the built-in ones: every workload
@@ -277,7 +310,11 @@ class SpecBuilder:
         """The current configuration's identity of every workload it gives settings to (also one not in
         grid.workloads: a campaign split into runs per workload is one configuration): what the
         summary calls current (joulegrid aggregate --current), JSON-able."""
-        return {w: {"config_hash": self.config_hash(w), "identity": self.identity(w)} for w in self.known_workloads()}
+        out = {w: {"config_hash": self.config_hash(w), "identity": self.identity(w)} for w in self.known_workloads()}
+        for w in self.config["grid"]["workloads"]:
+            for p, h in self.precision_hashes(w).items():  # a pinned precision: its cells' own hash and identity
+                out[w].setdefault("precisions", {})[p] = {"config_hash": h, "identity": self.identity(w, p)}
+        return out
 
     def settings(self, workload: str) -> dict[str, Any]:
         """The workload's cells' settings as the grid snapshot holds them (JSON)."""
@@ -286,17 +323,17 @@ class SpecBuilder:
     def cell_spec(self, cell: grid.Cell) -> CellSpec:
         """What run-cell measures a cell with (runner.CellRunner): the cell with its workload's config hash,
         and its workload's settings. Jobs read the same from the grid snapshot (cell_spec_from_snapshot)."""
-        st, h = self._cached_settings(cell.workload)
-        return CellSpec(cell.with_hash(h), copy.deepcopy(st))
+        st, _ = self._cached_settings(cell.workload)
+        return CellSpec(cell.with_hash(self.config_hash(cell.workload, cell.precision)), copy.deepcopy(st))
 
     def spec(self, cell: grid.Cell) -> dict[str, Any]:
         """``cell_spec`` as JSON: what a --spec file holds (the cell's axes, its settings, its config hash)."""
         return self.cell_spec(cell).to_dict()
 
     def workload_of(self, config_hash: str) -> str:
-        """The grid workload whose config hash this is; ConfigError if none (another configuration's)."""
+        """The grid workload whose config hash (or a precision's of it) this is; ConfigError if none."""
         for w, h in self.hashes().items():
-            if h == config_hash:
+            if config_hash == h or config_hash in self.precision_hashes(w).values():
                 return w
         raise ConfigError(
             f"config hash {config_hash} is not one of the current configuration's "
@@ -330,6 +367,8 @@ class SpecBuilder:
                     "data": self.data_path(w),
                     "model": self.model_path(w),
                     "reference_batch_size": min(self.config["grid"]["batch_sizes"]),
+                    # the precisions whose cells have their own hash (pinned precision_options); absent if none
+                    **({"precision_hashes": self.precision_hashes(w)} if self.precision_hashes(w) else {}),
                 }
                 for w in self.config["grid"]["workloads"]
             },

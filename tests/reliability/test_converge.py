@@ -59,6 +59,7 @@ from conftest import BIN, REPO, SNAKEFILE, TINY, deep_merge, subprocess_env
 
 from joulegrid import config as C
 from joulegrid import grid as G
+from joulegrid import spec as SP
 from joulegrid.snakefile import next_command
 
 SEQUENCES = 18  # ~13 s of CPU each (most re-render the report): ~2.2 min of a 2-core machine
@@ -413,7 +414,7 @@ class Sequence:
 
         r = self.results
         cfg, sites = C.load([self.work / "config.yaml"], base_dir=REPO)
-        spec = C.SpecBuilder(cfg, sites)
+        spec = SP.SpecBuilder(cfg, sites)
         current = spec.config_hash("baler_ae")
         # every cell of the current grid is measured
         missing = [p for p in G.expand(cfg, spec.hashes()).paths(str(r)) if not Path(p).is_file()]

@@ -155,10 +155,11 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     )
 
 
-def test_pinned_int8_backend_is_part_of_the_configuration():
+def test_pinned_int8_backend_is_part_of_the_int8_cells_configuration_only():
     """Pinning an int8 backend changes what int8 cells measure: it is in the cells' settings (the runner
-    reads it) and in the workload's config hash, so the pinned cells (and their fp32 baseline beside
-    them) are new cells; the reference model (shared by every precision) keeps its hash."""
+    reads it) and in the int8 cells' config hash, so the pinned int8 cells are new cells; the fp32
+    baseline and bf16 cells do not depend on it and keep their hash (issue 29: they are not measured
+    again), as does the reference model (shared by every precision)."""
     from joulegrid.grid import Cell
 
     def builder(backend):
@@ -175,8 +176,36 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
     }
     assert a["settings"]["precision_options"]["int8"]["backend"] == "auto"
     assert a["config_hash"] != p["config_hash"]
-    assert p["config_hash"] == SP.settings_hash(SP.identity(cfg_p, "baler_ae"))
+    assert p["config_hash"] == SP.settings_hash(SP.identity(cfg_p, "baler_ae", precision="int8"))
+    assert pinned.precision_hashes("baler_ae") == {"int8": p["config_hash"]} and auto.precision_hashes("baler_ae") == {}
+    for prec in ("fp32", "bf16"):
+        cell = Cell("local", "baler_ae", "infer", "cpu", prec, "baseline", 256, 0)
+        assert pinned.spec(cell)["config_hash"] == auto.spec(cell)["config_hash"] == auto.config_hash("baler_ae")
     assert auto.model_hash("baler_ae") == pinned.model_hash("baler_ae")
+    # the grid: only the int8 cells get the pinned hash; a job finds its hash in the grid snapshot
+    from joulegrid import grid as G
+
+    g = G.expand(cfg_p, pinned.hashes(), pinned.cell_hashes())
+    baler = [c for c in g.cells if c.workload == "baler_ae"]
+    assert {c.config_hash for c in baler if c.precision == "int8"} == {p["config_hash"]}
+    assert {c.config_hash for c in baler if c.precision != "int8"} == {auto.config_hash("baler_ae")}
+    assert pinned.workload_of(p["config_hash"]) == "baler_ae"
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    """Issue 29: `--config budget={max_kwh: 1e-9}` and `min_window_s: 1e1` were rejected as text (YAML 1.1
+    reads an exponent without a dot as a string), on the command line and in a config file alike."""
+    cfg, _ = C.load(config_args=["budget={max_kwh: 1e-9}", "measure={min_window_s: 1e1, warmup_batches: 2E1}"])
+    assert cfg["budget"]["max_kwh"] == 1e-9 and cfg["measure"]["min_window_s"] == 10.0
+    assert cfg["measure"]["warmup_batches"] == 20 and isinstance(cfg["measure"]["warmup_batches"], int)
+    f = tmp_path / "c.yaml"
+    f.write_text("measure: {min_window_s: 1e1}\nbudget: {max_kg_co2: 5e-3}\n")
+    cfg, _ = C.load([f])
+    assert cfg["measure"]["min_window_s"] == 10.0 and cfg["budget"]["max_kg_co2"] == 5e-3
+    with pytest.raises(C.ConfigError, match="measure.warmup_batches: expected an integer"):
+        C.load(config_args=["measure={warmup_batches: 1.5e0}"])  # not a whole number: still the schema's error
+    with pytest.raises(C.ConfigError, match="measure.min_window_s: expected a number"):
+        C.load(config_args=["measure={min_window_s: 1e1x}"])
 
 
 def test_text_values_are_read_as_the_type_their_key_needs():

@@ -24,6 +24,11 @@ TESTS = {
         "tests/workflow/test_local_run.py::test_summary_and_report",
     ],
     "make test": ["tests/workflow/test_readme.py::test_make_test_runs_the_suite_script"],
+    # its pip command (make -n) and the CPU constraint resolved offline against the local +cpu wheel
+    "make setup TORCH=cpu": [
+        "tests/unit/test_make_envs.py::test_make_setup_torch_builds",
+        "tests/unit/test_make_envs.py::test_cpu_constraint_takes_the_cpu_wheel_and_cuda_constraint_never_does",
+    ],
     ".venv/bin/joulegrid meters --window 10": ["tests/workflow/test_readme.py::test_meters_with_a_test_window"],
     ".venv/bin/joulegrid plan": [
         "tests/workflow/test_plan_agrees.py::test_plan_and_snakemake_dry_run_agree",
@@ -74,7 +79,7 @@ TESTS = {
     ],
     "yaml: Changing the grid": ["tests/workflow/test_readme.py::test_changing_the_grid_example"],
     # a copy of another site's folder, then snakemake (the test copies with old mtimes, as rsync -a does)
-    "rsync -a lxplus:joulegrid/results/runs/lxplus results/runs/": [
+    "rsync -a lxplus.cern.ch:/afs/cern.ch/work/<u>/<user>/joulegrid/results/runs/lxplus results/runs/": [
         "tests/workflow/test_sites.py::test_copied_site_folder_merges_with_the_main_command"
     ],
     ".venv/bin/joulegrid import /path/to/other/results": [

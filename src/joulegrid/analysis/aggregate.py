@@ -20,6 +20,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import schema
 from ..grid import run_files
@@ -45,26 +46,35 @@ def other_path(summary: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".parquet") + ".other-configs.parquet")
 
 
-def read_current(path: str | Path) -> dict[str, str]:
-    """{workload: config hash} from the Snakefile's current-configuration stamp (SpecBuilder.current)."""
+def current_hashes(data: dict[str, Any]) -> dict[str, list[str]]:
+    """{workload: its current config hashes} of a current-configuration mapping (SpecBuilder.current): the
+    workload's, then those of its precisions with their own (a pinned precision_options entry)."""
+    return {
+        w: [v["config_hash"], *(p["config_hash"] for p in (v.get("precisions") or {}).values())]
+        for w, v in data.items()
+    }
+
+
+def read_current(path: str | Path) -> dict[str, list[str]]:
+    """{workload: config hashes} from the Snakefile's current-configuration stamp (SpecBuilder.current)."""
     try:
-        data = json.loads(Path(path).read_text())
-        return {w: v["config_hash"] for w, v in data.items()}
+        return current_hashes(json.loads(Path(path).read_text()))
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise AggregateError(
             f"--current {path}: not a joulegrid current-configuration file ({type(e).__name__}: {e})"
         ) from None
 
 
-def split_current(df, current: dict[str, str] | None):
+def split_current(df, current: dict[str, str | list[str]] | None):
     """(runs of the current configuration, runs of any other): a run is current when its config_hash
-    is the one the current configuration gives its workload. None: every run is current."""
+    is one the current configuration gives its workload. None: every run is current."""
     import polars as pl
 
     if current is None:
         return df, df.clear()
+    flat = [(w, h) for w, hs in current.items() for h in ([hs] if isinstance(hs, str) else hs)]
     pairs = pl.DataFrame(
-        {"workload": list(current), "config_hash": list(current.values())},
+        {"workload": [w for w, _ in flat], "config_hash": [h for _, h in flat]},
         schema={"workload": pl.String, "config_hash": pl.String},
     )
     cur = df.join(pairs, on=["workload", "config_hash"], how="semi", maintain_order="left")

@@ -49,8 +49,9 @@ def _default(section: str, key: str) -> Any:
 # A cell without its repeat index: the unit repeats are averaged over. Runs of two configurations
 # (config_hash: other settings, seed, ...) of the same cell are two cells, never averaged.
 CELL_KEYS = (*(a for a in CELL_AXES if a != "repeat"), "config_hash")
-# What a baseline shares with the cells compared to it (everything but precision and variant).
-BASELINE_KEYS = tuple(k for k in CELL_KEYS if k not in ("precision", "variant"))
+# What a baseline shares with the cells compared to it (everything but precision and variant);
+# baseline_hash: the config hash of the baseline it compares with (with_baseline_hash).
+BASELINE_KEYS = (*(k for k in CELL_KEYS if k not in ("precision", "variant", "config_hash")), "baseline_hash")
 
 
 # ------------------------------------------------------------------ per run
@@ -181,13 +182,41 @@ def _is_baseline() -> pl.Expr:
     return (pl.col("precision") == BASELINE_PRECISION) & (pl.col("variant") == BASELINE_VARIANT)
 
 
+def with_baseline_hash(cells: pl.DataFrame) -> pl.DataFrame:
+    """Add baseline_hash: the config hash of the baseline a cell compares with. Its own, except where its
+    comparison group (site, workload, phase, device, batch size) has no baseline of its hash but a baseline
+    of exactly one other: a precision with its own config hash (a pinned precision_options entry changes
+    that precision's cells only, docs/configuration.md) compares with the one fp32 baseline measured beside
+    it. With baselines of several configurations in the group (a summary of several seeds), none is chosen."""
+    if "baseline_hash" in cells.columns:
+        return cells
+    group = [k for k in BASELINE_KEYS if k != "baseline_hash"]
+    base = cells.filter(_is_baseline())
+    own = base.select(*group, "config_hash").unique().with_columns(_own=pl.lit(True))
+    single = (
+        base.group_by(group)
+        .agg(_only=pl.col("config_hash").unique())
+        .filter(pl.col("_only").list.len() == 1)
+        .with_columns(pl.col("_only").list.first())
+    )
+    out = cells.join(own, on=[*group, "config_hash"], how="left", nulls_equal=True).join(
+        single, on=group, how="left", nulls_equal=True
+    )
+    return out.with_columns(
+        baseline_hash=pl.when(pl.col("_own").is_null() & pl.col("_only").is_not_null())
+        .then(pl.col("_only"))
+        .otherwise(pl.col("config_hash"))
+    ).drop("_own", "_only")
+
+
 def relative_to_baseline(
     cells: pl.DataFrame, runs: pl.DataFrame | None = None, alpha: float | None = None, power: float | None = None
 ) -> pl.DataFrame:
     """Add Δenergy %, Δtime % (per sample) and Δquality against the fp32 baseline cell, each with its
     interval, verdict and minimum detectable effect when the runs are given (``runs``: the result rows).
 
-    The baseline shares site, workload, phase, device, batch size and config hash (BASELINE_KEYS). Δenergy
+    The baseline shares site, workload, phase, device and batch size, and its config hash is the cell's
+    baseline_hash (BASELINE_KEYS: its own, or the one fp32 baseline beside a pinned precision). Δenergy
     and Δtime are the change of the ratio of geometric means (docs/metrics.md, "Intervals and verdicts"):
     per block where the two cells share blocks (same site, configuration and host), else Welch, on the log
     scale; ``d_energy_verdict`` is costlier / cheaper / no detectable difference / one run: no interval /
@@ -201,6 +230,7 @@ def relative_to_baseline(
     alpha = _default("design", "alpha") if alpha is None else alpha
     power = _default("design", "power") if power is None else power
     gm = "energy_per_sample_gm_j" in cells.columns
+    cells = with_baseline_hash(cells)
     base = cells.filter(_is_baseline()).select(
         *BASELINE_KEYS,
         base_energy_per_sample_j=pl.col("energy_per_sample_j"),
@@ -239,9 +269,15 @@ BASELINE_COMPARISONS = (
 def _baseline_pairs(cells: pl.DataFrame) -> pl.DataFrame:
     """One comparison (``cmp``) per cell with a baseline that is not the baseline itself: a_* = the fp32
     baseline's keys, b_* = the cell's (stats.compare's pairs)."""
+    cells = with_baseline_hash(cells)
     base = cells.filter(_is_baseline()).select(*BASELINE_KEYS).unique()
     todo = cells.filter(~_is_baseline()).join(base, on=list(BASELINE_KEYS), how="semi", nulls_equal=True)
-    a = [pl.col(k).alias(f"a_{k}") for k in CELL_KEYS if k not in ("precision", "variant")]
+    # the baseline's keys: the cell's, but its precision and variant, and its config hash (baseline_hash)
+    a = [
+        pl.col("baseline_hash" if k == "config_hash" else k).alias(f"a_{k}")
+        for k in CELL_KEYS
+        if k not in ("precision", "variant")
+    ]
     b = [pl.col(k).alias(f"b_{k}") for k in CELL_KEYS]
     return todo.select(
         *a, *b, a_precision=pl.lit(BASELINE_PRECISION), a_variant=pl.lit(BASELINE_VARIANT)
@@ -264,6 +300,7 @@ def against_baseline(
     ``<prefix>_pct`` (log: the change of the ratio of geometric means, %; linear: ``<prefix>`` = b - a),
     ``_lo``/``_hi`` (the 1 - alpha interval), ``_mde``, ``_verdict`` ('baseline' for the baseline itself),
     ``_analysis`` and ``_p`` (stats.compare), joined to the cells by their keys; ``_sys_pct`` with systematic."""
+    cells = with_baseline_hash(cells)
     pairs = _baseline_pairs(cells)
     res = stats.compare(
         runs, pairs, value, CELL_KEYS, log=log, alpha=alpha, power=power, labels=labels, systematic=systematic
@@ -393,6 +430,7 @@ def emulated_notes(emu: pl.DataFrame) -> list[str]:
 
 def missing_baselines(cells: pl.DataFrame) -> pl.DataFrame:
     """Comparison groups (site/workload/phase/device/batch) that have cells but no ok fp32 baseline."""
+    cells = with_baseline_hash(cells)
     have = cells.filter(_is_baseline()).select(*BASELINE_KEYS).unique()
     groups = cells.group_by(*BASELINE_KEYS).agg(cells=pl.col("precision_variant").unique().sort().str.join(", "))
     return groups.join(have, on=list(BASELINE_KEYS), how="anti", nulls_equal=True).sort(*BASELINE_KEYS)
@@ -725,7 +763,7 @@ def fleet(
     e_job = pl.col("energy_per_sample_j") * pl.col("samples_per_job")
     if scope == "job":
         e_job = e_job + pl.col("job_outside_phase_energy_j")
-    d = cells.with_columns(
+    d = with_baseline_hash(cells).with_columns(
         jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope)
     )
     d = d.with_columns(energy_per_job_j=e_job).with_columns(
