@@ -254,7 +254,8 @@ def differences(pc: pl.DataFrame, pr: pl.DataFrame) -> pl.DataFrame:
     scale = pl.when(pl.col("per_sample")).then(pl.col("batch_size") / pl.col("base_batch_size")).otherwise(1.0)
     both = both.with_columns(
         base_ms=pl.col("base_ms").fill_null(0) * scale,
-        base_mj=pl.col("base_mj") * scale,
+        base_mj=pl.when(pl.col("base_ms").is_null()).then(0.0).otherwise(pl.col("base_mj")) * scale,  # no row: 0
+        mj=pl.when(pl.col("ms").is_null()).then(0.0).otherwise(pl.col("mj")),
         ms=pl.col("ms").fill_null(0),
         base_pct=pl.col("base_pct").fill_null(0),
         pct=pl.col("pct").fill_null(0),
