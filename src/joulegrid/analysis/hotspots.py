@@ -1,5 +1,5 @@
 """The hotspots analysed: per cell, where a step's time and (modelled) energy go, and why a configuration
-differs from its baseline (docs/metrics.md, "Hotspots").
+differs from its baseline (docs/hotspots.md).
 
 Inputs: the hotspot rows the jobs wrote (``joulegrid.hotspots.collect``) and the summary's runs. Every
 figure is per batch of the profiled pass (a separate pass after the measured window: ``profiled_pass``):
