@@ -600,19 +600,21 @@ def torch_rows(
     import tempfile
 
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    from torch.autograd import profiler as autograd_profiler
 
     cuda = device == "cuda" and torch.cuda.is_available()
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     marks = TorchMarks(cuda)
     why_not = hookable(pp.model)
     ranges = module_ranges(pp.model) if why_not is None else contextlib.nullcontext({})
-    with profile(activities=acts) as prof:
+    # torch.profiler.profile's kineto profiler without its wrapper: the wrapper's start asks
+    # hasattr(torch, "_inductor"), which imports torch._dynamo (2-6 s) in a process that has not
+    # (inference cells); the events, averages and trace are the same
+    with autograd_profiler.profile(use_device="cuda" if cuda else None, use_kineto=True) as prof:
         with torch.profiler.record_function(PASS), ranges as modules:
             ran = pp.run(marks)
             if cuda:
                 torch.cuda.synchronize()
-    events = list(prof.events())
+    events = list(prof.function_events)
     steps, pass_s = timeline_rows(events, modules, cuda)
     ops = operator_rows(prof.key_averages(), cuda, pass_s)
     kept_ops = [r for r in ops if r["kind"] == "operator"]
