@@ -9,7 +9,10 @@ sum of the cells' profile_s (the profiling passes, from the summary) and, LAST, 
 first_repeat / never by wall clock. The measured figures themselves do not change: profiling runs after the
 measured window and is left out of job_wall_s and job_energy_j.
 
-    python bench/bench_hotspots.py [--rounds 2] [--cores 2] [--keep]
+    python bench/bench_hotspots.py [--rounds 2] [--cores 2] [--keep] [--override grid.yaml]
+
+--override: a YAML file merged over both sides' config (e.g. a part of the default grid,
+``grid: {workloads: [baler_ae], precisions: [fp32, int8], batch_sizes: [1024]}``, on a busy host).
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the work folders (their paths are printed)")
+    ap.add_argument("--override", type=Path, help="YAML merged over the default config on both sides")
     a = ap.parse_args()
     import polars as pl
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-hotspots-"))
-    print(f"host: {host()}; default grid (config/config.yaml), snakemake --cores {a.cores}", flush=True)
+    what = f"config/config.yaml + {a.override}" if a.override else "the default grid (config/config.yaml)"
+    print(f"host: {host()}; {what}, snakemake --cores {a.cores}", flush=True)
     ratios = []
     for i in range(a.rounds):
         res = {}
@@ -46,7 +51,10 @@ def main() -> None:
             work = tmp / f"r{i}-{side}"
             work.mkdir()
             cfg = work / "bench.yaml"
-            cfg.write_text(yaml.safe_dump({"resources_dir": str(REPO / "resources"), "measure": {"hotspots": side}}))
+            over = yaml.safe_load(a.override.read_text()) if a.override else {}
+            side_cfg = {**over, "resources_dir": str(REPO / "resources")}
+            side_cfg["measure"] = {**(over.get("measure") or {}), "hotspots": side}
+            cfg.write_text(yaml.safe_dump(side_cfg))
             cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(work)]
             cmd += ["--configfile", str(cfg), "--cores", str(a.cores)]
             wall, cpu = timed(cmd, work / "snakemake.log")

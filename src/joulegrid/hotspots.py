@@ -25,6 +25,7 @@ import contextlib
 import cProfile
 import json
 import logging
+import math
 import os
 import pstats
 import sys
@@ -81,6 +82,18 @@ OPTIMIZER = ("Optimizer.step#", "Optimizer.zero_grad#")
 STEPS = ("data", "forward", "backward", "optimizer", "other")
 MAX_ROWS = 500  # operators and modules kept per run (all of them in practice: the differences need both sides)
 TRACE_BATCHES = 3  # batches of the pass kept in the trace file (its first ones: the shuffle, then the steps)
+# each profiled pass runs at most PASS_SHARE of the measured window's batches (at least MIN_PASS_BATCHES) and at
+# most measure.hotspot_batches: the profiling stays a bounded share of a cell's time (docs/benchmarks.md)
+PASS_SHARE = 0.05
+MIN_PASS_BATCHES = 3
+
+
+def pass_batches(limit: int, measured: int) -> int:
+    """Batches of each profiled pass: ``limit`` (measure.hotspot_batches), at most PASS_SHARE of the ``measured``
+    window's batches but at least MIN_PASS_BATCHES (``limit`` when nothing was measured)."""
+    if measured <= 0:
+        return limit
+    return max(1, min(limit, max(MIN_PASS_BATCHES, math.ceil(PASS_SHARE * measured))))
 
 
 # ------------------------------------------------------------------ cProfile: the workload's own code

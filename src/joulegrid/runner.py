@@ -184,8 +184,11 @@ class CellRunner:
 
         self.meters.mark("profile:start")  # joulegrid's own work: left out of job_energy_j / job_wall_s
         try:
+            measured = self.phase.result.batches
             p = hotspots.profile(
-                self.phase.profile_pass(ms.hotspot_batches),
+                self.phase.profile_pass(
+                    hotspots.pass_batches(ms.hotspot_batches, len(measured.latencies) if measured else 0)
+                ),
                 self.cell.device,
                 self.identity,
                 ms.hotspot_top,

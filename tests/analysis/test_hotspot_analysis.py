@@ -160,3 +160,9 @@ def test_a_hotspot_file_of_schema_v1_is_read_with_its_operators(tmp_path):
     df = H.collect(tmp_path, notes=notes)
     assert df.height == 1 and df["kind"].to_list() == ["operator"] and df["profiler"].to_list() == ["torch"]
     assert "hotspot schema v1" in notes[0]
+
+
+def test_a_profiled_pass_is_a_bounded_share_of_the_measured_batches():
+    # measure.hotspot_batches 10: 5 % of the window's batches, at least 3, at most 10 (and 10 with no window)
+    assert [H.pass_batches(10, n) for n in (0, 1, 40, 66, 100, 255, 10_000)] == [10, 3, 3, 4, 5, 10, 10]
+    assert H.pass_batches(2, 1000) == 2 and H.pass_batches(1, 5) == 1
