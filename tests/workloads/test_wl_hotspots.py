@@ -29,11 +29,11 @@ def _rows(runner) -> pl.DataFrame:
 
 def test_a_workloads_slow_function_is_the_top_self_time_entry(cells):
     cfg = base_config(
-        {"mine": {"class": "byo_pkg.slow_prep:SlowPrep", "epochs": 1}},
-        grid={"workloads": ["mine"], "batch_sizes": [32], "precisions": ["fp32"]},
+        {"mine": {"class": "byo_pkg.slow_prep:SlowPrep", "epochs": 1, "params": {"n_features": 256}}},
+        grid={"workloads": ["mine"], "batch_sizes": [64], "precisions": ["fp32"]},
         measure=PROFILED,
     )
-    row, runner = cells.run("mine", "train", "fp32", batch_size=32, cfg=cfg, keep_runner=True)
+    row, runner = cells.run("mine", "train", "fp32", batch_size=64, cfg=cfg, keep_runner=True)
     assert_ok(row)
     hs = _rows(runner)
     funcs = hs.filter(pl.col("kind") == "function").sort("rank")
@@ -49,8 +49,8 @@ def test_a_workloads_slow_function_is_the_top_self_time_entry(cells):
     own = groups.row(0, named=True)
     assert own["self_s"] >= top["self_s"] and own["fraction"] == own["self_s"] / own["profiled_wall_s"]
     # the profiled pass is the measured loop's, 4 batches of 32, and it is described
-    assert set(hs["profiled_batches"]) == {4} and set(hs["profiled_samples"]) == {128}
-    assert hs["profiled_pass"][0].startswith("train: 4 batch(es) of 32")
+    assert set(hs["profiled_batches"]) == {4} and set(hs["profiled_samples"]) == {256}
+    assert hs["profiled_pass"][0].startswith("train: 4 batch(es) of 64")
 
 
 def test_bf16_against_fp32_shows_the_casts_among_what_grew(cells):
