@@ -113,11 +113,24 @@ def test_report_sections_pngs_and_tables(tmp_path):
         assert got == (site, device, precision, bs), b
         reps = cells[expected[(b["workload"], b["phase"])]]
         e = eps[expected[(b["workload"], b["phase"])]]
-        text = b[f"energy/sample (J) ± {lvl}"]
+        # the table's unit scales with its figures (J, mJ, µJ per sample): the column's name says which
+        (col,) = [c for c in b if c.startswith("energy/sample (") and c.endswith(f"± {lvl}")]
+        unit = col.split("(")[1].split(")")[0]
+        k = {"J": 1.0, "mJ": 1e3, "µJ": 1e6, "nJ": 1e9}[unit]
+        shown = max(
+            eps[key]
+            for key in eps
+            for x in best
+            if (x["site"], x["workload"], x["phase"], x["device"], x["batch_size"]) == (*key[:4], str(key[6]))
+            and x["precision_variant"] == (key[4] if key[5] == "baseline" else f"{key[4]}+{key[5]}")
+        )
+        assert 1 <= k * shown < 1000 or (unit == "J" and shown >= 1000), (unit, shown)
+        e *= k
+        text = b[col]
         if len(reps) == 1:
             assert _num(text) == pytest.approx(e, rel=1e-3) and "±" not in text, b
         else:  # mean ± t(0.975, n-1) s / sqrt(n), both rounded at the uncertainty's last digit (the PDG rule)
-            xs = [r["energy_j"] / r["n_samples"] for r in reps]
+            xs = [k * r["energy_j"] / r["n_samples"] for r in reps]
             ci = T975_DF1 * statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) == 2 else None
             value, unc = (x.strip() for x in text.replace("−", "-").split("±"))
             step = 10.0 ** -len(unc.split(".")[1]) if "." in unc else 1.0
