@@ -16,7 +16,9 @@ runs. What a replica changes, and how (so that a test can follow it):
 - CO2 with the site's intensity and PUE (joulegrid.units.co2_g).
 
 Nothing here is a measurement of a campaign: the rows say so (``precision_impl`` keeps the real value, but
-``job_id`` is ``campaign-fixture-<n>``). Used by tests/report/test_browser.py and bench/bench_report.py.
+``job_id`` is ``campaign-fixture-<n>``). Used by tests/report/test_browser.py and bench/bench_report.py;
+where no real run is at hand (the test suite runs no Snakemake for it), ``default_grid_templates`` gives the
+default grid's rows from tests/synth.py (hostname ``synthetic-fixture``: not measurements either).
 """
 
 from __future__ import annotations
@@ -52,6 +54,19 @@ TIME_COLUMNS = (
     "time_to_target_s",
     "job_cpu_s",
 )
+
+
+def default_grid_templates() -> list[dict[str, Any]]:
+    """Synthetic rows (tests/synth.py) of the default grid's 10 (workload, phase, precision) at batch size 256,
+    its first repeat: fp32 and bf16 for training, fp32, bf16 and int8 for inference, as config/config.yaml."""
+    import synth
+
+    return [
+        synth.row(Cell("local", w, ph, "cpu", p, "baseline", 256, 0), estimated=False)
+        for w in ("baler_ae", "jet_tagger")
+        for ph in ("train", "infer")
+        for p in (("fp32", "bf16") if ph == "train" else ("fp32", "bf16", "int8"))
+    ]
 
 
 def batch_factor(batch_size: int) -> float:

@@ -5,8 +5,8 @@ every name in CHART_NAMES (a "no data" chart when there is nothing to draw, so e
 Snakemake rule declares exists) and ``<out_dir>/<table>.csv`` for every name in REPORT_TABLES: the
 full rows behind the page's tables (``cells.csv``: per-cell derived metrics; ``fleet.csv``: the fleet
 what-if; ``best.csv``, ``precisions.csv``, ``sites.csv``, ``time_to_target.csv``), empty where there is
-nothing to list. The page embeds the Vega/Vega-Lite/vega-embed bundle from vl-convert once (cached per
-vl-convert version: ``_js_bundle``) and every chart spec as JSON, so it opens offline from a file:// URL;
+nothing to list. The page embeds the Vega/Vega-Lite/vega-embed bundle from vl-convert once (built once
+per process: ``_js_bundle``) and every chart spec as JSON, so it opens offline from a file:// URL;
 ``window.joulegridCharts = {expected, rendered, errors}`` tells a browser test whether every chart
 rendered, ``window.joulegridViews[name]`` holds each chart's Vega view.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -231,38 +230,14 @@ def table(
     )
 
 
-def bundle_cache_dir() -> Path:
-    """Where the Vega bundle is kept between reports: $JOULEGRID_CACHE_DIR, else $XDG_CACHE_HOME/joulegrid, else
-    ~/.cache/joulegrid."""
-    env = os.environ.get("JOULEGRID_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "joulegrid"
-
-
+@functools.cache
 def _js_bundle() -> str:
-    """The Vega, Vega-Lite and vega-embed bundle the page inlines (vl_convert.javascript_bundle(): seconds to
-    build), kept per vl-convert version in bundle_cache_dir(): written atomically, its first line the sha256
-    of the rest, checked when read; a cache that cannot be read, written or checked is built again."""
-    import hashlib
-
+    """The Vega, Vega-Lite and vega-embed bundle the page inlines: vl_convert.javascript_bundle() takes seconds
+    to build and is the same for every report of this process (a test session, `joulegrid report` over several
+    summaries), so it is built once per process (bench/bench_report.py measures what that saves)."""
     import vl_convert as vlc
 
-    path = bundle_cache_dir() / f"vl-convert-{vlc.__version__}-bundle.js"
-    try:
-        head, _, text = path.read_text(encoding="utf-8").partition("\n")
-        if head == f"/* sha256 {hashlib.sha256(text.encode()).hexdigest()} */":
-            return text
-    except OSError:
-        pass
-    text = vlc.javascript_bundle()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, suffix=".js") as tmp:
-            Path(tmp).write_text(f"/* sha256 {hashlib.sha256(text.encode()).hexdigest()} */\n{text}", encoding="utf-8")
-    except OSError as e:
-        log.info("the Vega bundle is not cached (%s): it is built again next time", e)
-    return text
+    return vlc.javascript_bundle()
 
 
 def _script_json(obj) -> str:
@@ -470,7 +445,6 @@ def best_view(r: Inputs) -> pl.DataFrame:
         "repeats",
         energy_pm(lvl, unit),
         f"vs best % [{lvl}]",
-        "p_holm",
         "vs_best_verdict",
         f"Δenergy vs fp32 % [{lvl}]",
         "d_energy_verdict",
@@ -631,7 +605,8 @@ def answers(r: Inputs) -> list[dict[str, Any]]:
         else:
             top = w.sort("rank").row(0, named=True)
             a["site"] = top["site"]
-            a["site_note"] = f"{top['co2_per_1k_samples_g']:.3g} g CO2 per 1,000 samples"
+            div, unit = scaled_unit([top["co2_per_1k_samples_g"]], "g", "kmµn")
+            a["site_note"] = f"{top['co2_per_1k_samples_g'] / div:.3g} {unit} CO2 per 1,000 samples"
             others = []
             for x in w.sort("rank").slice(1).iter_rows(named=True):
                 v = str(x.get("site_verdict") or "")
@@ -693,6 +668,7 @@ def summary_section(r: Inputs) -> Section:
                 title="Best configuration per workload",
                 csv="best.csv",
                 id="best-table",
+                shared=("repeats", "energy_source", "quality_metric"),
             ),
             "level": level(r.st),
             "alpha": f"{r.st.alpha:g}",
@@ -705,7 +681,7 @@ def summary_section(r: Inputs) -> Section:
                 id="best-batch-table",
             ),
         },
-        csv={"best": best},
+        csv={"best": r.best},  # the numbers (the page rounds them)
     )
 
 
