@@ -214,6 +214,15 @@ def test_campaign_report_first_screen_size_and_filters(browser_context, campaign
         assert "cheaper" in saving and "[" in saving, saving  # the verdict with its interval
         assert site.startswith(w["site"] + " — "), (site, w)
 
+    # each answer links to its detail: the best set's link opens that table filtered to its workload and phase
+    page.locator("#answers a[href='#best-table']").first.click()
+    first = page.evaluate("""() => { const d = document.getElementById('best-table').closest('details');
+        const rows = [...document.querySelectorAll('#best-table tbody tr:not([hidden])')];
+        return {open: d.open, rows: rows.map(r => [...r.cells].slice(0, 2).map(c => c.innerText))}; }""")
+    wl, ph = answers["rows"][0][:2]
+    assert first["open"] and first["rows"] and all(r == [wl, ph] for r in first["rows"]), first
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = false)")
+
     # size budget with every <details> closed, and nothing wider than the viewport
     assert page.evaluate("[...document.querySelectorAll('details')].every(d => !d.open)")
     height = page.evaluate("document.documentElement.scrollHeight")

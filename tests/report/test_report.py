@@ -7,6 +7,7 @@ import json
 import math
 import re
 import statistics
+from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ import synth
 from conftest import html_tables
 
 from joulegrid import schema as S
-from joulegrid.analysis import CHART_NAMES
+from joulegrid.analysis import CHART_NAMES, REPORT_TABLES
 from joulegrid.analysis import metrics as M
 from joulegrid.analysis.report import build_report
 from joulegrid.analysis.settings import AnalysisSettings
@@ -79,6 +80,12 @@ def test_report_sections_pngs_and_tables(tmp_path):
         assert (tmp_path / "report" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert html.count(f"id='chart-{name}'") == 1, name  # drawn once, in its section
     assert set(specs(tmp_path / "report" / "index.html")) == set(CHART_NAMES)
+    # every table's CSV next to the page, linked from it, with its caption for snakemake --report
+    root = Path(__file__).parents[2]
+    for name in REPORT_TABLES:
+        assert (tmp_path / "report" / f"{name}.csv").is_file(), name
+        assert f"href='{name}.csv'" in html, name
+        assert (root / "workflow" / "report" / f"table_{name}.rst").is_file(), name
 
     # the summary's figures, counted from the rows the summary was written from
     ok = [r for r in rows if r["status"] == "ok"]
