@@ -556,6 +556,9 @@ def sites(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
         group=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("device"),
         config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String),
     )
+    # µg, mg, g or kg per 1,000 samples: whichever puts the largest value in [1, 1000)
+    div, unit = scaled_unit(d["co2_per_1k_samples_g"].to_list(), "g", "kmµn")
+    d = d.with_columns(co2_1k=pl.col("co2_per_1k_samples_g") / div)
     d = _keep(
         d,
         [
@@ -564,6 +567,7 @@ def sites(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
             "site",
             "precision_variant",
             "batch_size",
+            "co2_1k",
             "co2_per_1k_samples_g",
             "energy_per_sample_j",
             "time_per_sample_s",
@@ -576,7 +580,7 @@ def sites(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     )
     base = alt.Chart().encode(
         y=alt.Y("site:N", title=None),
-        x=alt.X("co2_per_1k_samples_g:Q", title="g CO2 per 1,000 samples", scale=alt.Scale(type="log", zero=False)),
+        x=alt.X("co2_1k:Q", title=f"{unit} CO2 per 1,000 samples", scale=alt.Scale(type="log", zero=False)),
     )
     line = base.mark_line(opacity=0.4).encode(
         color=precision_colour(present=_present(d, "precision_variant")), detail="config:N"

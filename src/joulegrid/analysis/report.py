@@ -66,8 +66,8 @@ CHART_TEXT = {
     "fleet_whatif": (
         "Fleet what-if",
         "The energy of one equal-work job (the same samples per job for every precision and batch size) scaled to "
-        "the configured jobs per day at each site (MWh/day, PUE included); the label is the change against the fp32 "
-        "baseline of the same workload, phase, device and batch size.",
+        "the configured jobs per day at each site (Wh, kWh or MWh per day as the figures need, PUE included); the "
+        "label is the change against the fp32 baseline of the same workload, phase, device and batch size.",
     ),
     "sites": (
         "Sites",
