@@ -165,6 +165,34 @@ def test_report_sections_pngs_and_tables(tmp_path):
         ), s
     assert {s["site"] for s in sched} == {r["site"] for r in ok}
 
+    # the same cell at each site, pivoted: one row per cell, per site its mean energy per sample (in the table's
+    # unit) and CO2 per 1,000 samples (the site's intensity and PUE of config/sites.yaml)
+    (pivot,) = html_tables(html, "The same cell at each site</h3>", "id='when-to-run'")
+    both = {k[1:] for k in cells if k[0] == "lxplus"} & {k[1:] for k in cells if k[0] == "local"}
+    assert len(pivot) == len(both) > 0
+    for p in pivot:
+        for site in ("local", "lxplus"):
+            (ecol,) = [c for c in p if c.startswith(f"{site}: ") and "/sample ±" in c]
+            (gcol,) = [c for c in p if c.startswith(f"{site}: ") and "CO2/1k samples" in c]
+            e_unit, g_unit = ecol.split(": ")[1].split("/")[0], gcol.split(": ")[1].split()[0]
+            key = (
+                site,
+                p["workload"],
+                p["phase"],
+                p["device"],
+                *p["precision_variant"].split("+"),
+                int(p["batch_size"]),
+            )
+            key = key if len(key) == 7 else (*key[:5], "baseline", key[5])
+            scale = {"J": 1.0, "mJ": 1e-3, "µJ": 1e-6, "nJ": 1e-9, "g": 1.0, "mg": 1e-3, "µg": 1e-6, "kg": 1e3}
+            e = eps[key]
+            value = p[ecol].replace("−", "-").split()[0]  # rounded at its uncertainty's last digit (PDG)
+            step = 10.0 ** -len(value.split(".")[1]) if "." in value else 1.0
+            assert abs(float(value) - e / scale[e_unit]) <= step / 2 + 1e-12, (p, e)
+            facts = ST.sites[site]
+            co2 = e * 1000 / 3.6e6 * facts["pue"] * facts["carbon_intensity_g_per_kwh"]
+            assert float(p[gcol]) * scale[g_unit] == pytest.approx(co2, rel=1e-3), (p, co2)
+
     # failed and skipped runs: each one, with its status and reason
     not_ok = [r for r in rows if r["status"] != "ok"]
     assert f"Failed and skipped runs ({len(not_ok)})" in html

@@ -993,6 +993,7 @@ def sites_view(comp: pl.DataFrame, cells: pl.DataFrame, lvl: str) -> pl.DataFram
     comp = comp.join(ci, on=["site", *metrics.SITE_CELL_KEYS], how="left", nulls_equal=True)
     div, unit = scaled_unit(comp["energy_per_sample_j"].to_list(), "J", "mµn")
     comp = _with_text(comp, _e=_pm_scaled(div))
+    gdiv, gunit = scaled_unit(comp["co2_per_1k_samples_g"].to_list(), "g", "kmµn")
     keys = ["workload", "phase", "device", "precision_variant", "batch_size"]
     sites = sorted(comp["site"].unique().to_list())
     wide = comp.select(*keys, "site", "_e", "co2_per_1k_samples_g").pivot(
@@ -1002,7 +1003,7 @@ def sites_view(comp: pl.DataFrame, cells: pl.DataFrame, lvl: str) -> pl.DataFram
     for s_ in sites:
         cols += [
             pl.col(f"_e_{s_}").alias(f"{s_}: {unit}/sample ± {lvl}"),
-            pl.col(f"co2_per_1k_samples_g_{s_}").alias(f"{s_}: g CO2/1k samples"),
+            (pl.col(f"co2_per_1k_samples_g_{s_}") / gdiv).round_sig_figs(4).alias(f"{s_}: {gunit} CO2/1k samples"),
         ]
     return wide.select(*keys, *cols).sort(*keys)
 
