@@ -1200,7 +1200,7 @@ def hotspots_section(r: Inputs) -> Section:
     data: dict[str, Any] = {"error": err, "table": None, "folder": str(r.results_dir / "hotspots")}
     if view is not None and view.height:
         mine = hs.filter(pl.col("run_id").is_in(r.df["run_id"].to_list())) if r.df.height else hs
-        data.update(table=table(view), n_cells=mine["cell_id"].n_unique())
+        data.update(table=table(view, title="Hotspots per cell"), n_cells=mine["cell_id"].n_unique())
     return Section("hotspots", "Hotspots", "Hotspots", data)
 
 
@@ -1336,9 +1336,24 @@ def environment_section(r: Inputs) -> Section:
         )
         .sort("site", "hostname")
     )
+    if 0 < env.height <= ENV_COLUMNS:  # one column per host: the long fields (CPU flags) wrap inside the page
+        names = [f"{h} @ {s} ({c})" for h, s, c in env.select("hostname", "site", "scheduler").iter_rows()]
+        env = env.select(pl.all().cast(pl.String)).transpose(
+            include_header=True, header_name="host", column_names=names
+        )
     return Section(
-        "environment", "Environment", "Environment", {"table": table(env, empty="no runs", title="Hosts and software")}
+        "environment",
+        "Environment",
+        "Environment",
+        {
+            "table": table(
+                env, empty="no runs", title="Hosts and software", collapse=False if "host" in env.columns else None
+            )
+        },
     )
+
+
+ENV_COLUMNS = 6  # up to this many hosts, the environment table has a column per host (more: a row per host)
 
 
 # ------------------------------------------------------------------ the page
