@@ -1,5 +1,5 @@
-"""Command line: ``joulegrid run-cell | run-quadruple | record-failure | remeasure | train-reference | prepare-data | plan | meters |
-calibrate | aggregate | import | report | carbon-series | pack-env | schema``.
+"""Command line: ``joulegrid run-cell | run-quadruple | record-failure | remeasure | train-reference | prepare-data |
+plan | meters | calibrate | aggregate | import | report | compare | carbon-series | pack-env | schema``.
 
 Snakemake rules call these; each also works by hand (see README). A command's own output (the schema,
 the plan, a calibration) is printed; its diagnostics are logged (joulegrid.logs: "joulegrid: ..." on

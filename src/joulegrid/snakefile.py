@@ -150,8 +150,9 @@ class Workflow:
         # job reads it with the cell's wildcards (run-cell --grid). docs/architecture.md, "The lean measure rule".
         self.grid_snapshot = self.spec.snapshot_path(write=main)
         self.grid_snapshot_q = shlex.quote(self.grid_snapshot)  # as rule measure's shell command names it
-        # Code versions (versions:, docs/compare.md): a measure job is a quadruple of both versions (joulegrid.quadruple),
-        # five runs of the cell, so it gets five times a cell's runtime; checkouts are read from the results' filesystem.
+        # Code versions (versions:, docs/compare.md): a measure job is a quadruple of both versions
+        # (joulegrid.quadruple), five runs of the cell, so it gets five times a cell's runtime; the versions'
+        # checkouts are read from the submit host's filesystem.
         from . import versions
 
         self.versions = versions.enabled(config)
