@@ -78,6 +78,12 @@ def cmd_run_quadruple(args) -> int:
     return quadruple.run(args.grid, args.out, args.attempt, args.threads, args.data, args.model)
 
 
+def cmd_compare(args) -> int:
+    from .analysis import compare
+
+    return compare.run(args)
+
+
 def cmd_record_failure(args) -> int:
     from .failures import record_failure
 
@@ -462,6 +468,21 @@ def build_parser() -> argparse.ArgumentParser:
     rq.add_argument("--attempt", type=int, default=1, help="Snakemake attempt number")
     rq.add_argument("--threads", type=int, default=None, help="CPU threads allocated to the job")
     rq.set_defaults(func=cmd_run_quadruple)
+
+    cp = sub.add_parser(
+        "compare",
+        help="decide from a versions: campaign's results whether head is an energy regression of base, per cell "
+        "and for the grid (docs/compare.md); prints a Markdown table; exit 0 pass, 1 regression, 2 inconclusive, "
+        "3 bad input",
+    )
+    _config_args(cp)
+    cp.add_argument("--results", default=None, help="the results folder (default: the config's results)")
+    cp.add_argument(
+        "--threshold", default=None, metavar="PCT", help="the margin, e.g. 5%% (default: compare.threshold_pct)"
+    )
+    cp.add_argument("--alpha", type=float, default=None, help="error rates (default: compare.alpha)")
+    cp.add_argument("--markdown", default=None, metavar="FILE", help="also write the table to FILE")
+    cp.set_defaults(func=cmd_compare)
 
     rf = sub.add_parser(
         "record-failure",
