@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import synth
+
 from joulegrid import schema as S
 from joulegrid.analysis import compare as C
 from joulegrid.grid import Cell
