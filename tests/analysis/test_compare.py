@@ -133,3 +133,17 @@ def test_the_planned_pairs_reach_the_stated_power():
     assert abs(rate - power) <= 0.05 and rate >= power - 3 * math.sqrt(power * (1 - power) / SIMS)
     # the default threshold is the margin max_pairs pairs pass with that power: sized back, the same pairs
     assert C.pairs_needed(sigma, C.threshold_for(sigma, n, ALPHA, power), ALPHA, power) == n
+
+
+def test_the_report_s_compare_section_shows_the_verdicts_and_the_chart(tmp_path):
+    from joulegrid.analysis import report
+    from joulegrid.analysis.settings import AnalysisSettings
+
+    rng = np.random.default_rng(7)
+    rows = quadruple_rows({**CELL, "batch_size": 256}, 5, 1.25, rng)
+    st = AnalysisSettings(compare={"threshold_pct": 10, "alpha": ALPHA, "power": 0.8, "max_pairs": 10})
+    r = report.Inputs(tmp_path / "summary.parquet", frame(rows), frame(rows).clear(), [], [], st, tmp_path)
+    s = report.compare_section(r)
+    assert s.error is None and s.headline.startswith("REGRESSION") and "<svg" in s.svg
+    (row,) = [dict(zip(s.table.columns, [t for t, _ in cells], strict=True)) for cells in s.table.rows]
+    assert row["verdict"] == "regression" and row["pairs"] == "5"

@@ -409,3 +409,58 @@ def run(args) -> int:
     if args.markdown:
         Path(args.markdown).write_text(text)
     return res.exit
+
+
+# ------------------------------------------------------------------ the report's Compare section
+def cell_label(r: dict) -> str:
+    cell = "/".join(str(r[k]) for k in ("site", "workload", "phase", "device", "precision") if r[k] is not None)
+    return cell + f"/bs{r['batch_size']}" + (f" ({r['hardware']})" if r["hardware"] else "")
+
+
+def report_view(res: Result) -> Any:
+    """The decision table as the report shows it: one row per cell, percentages."""
+    import polars as pl
+
+    rows = []
+    for r in res.table.iter_rows(named=True):
+        rows.append(
+            {
+                "cell": cell_label(r),
+                "pairs": r[f"n_{METRIC}"],
+                "Δ energy/sample": _pct(r[f"d_{METRIC}"]),
+                f"interval ({1 - 2 * res.alpha:.0%})": _interval(r["lo"], r["hi"]),
+                "verdict": r["verdict"],
+                "Holm p": None if r["p_holm"] is None or not np.isfinite(r["p_holm"]) else float(r["p_holm"]),
+                "Δ time/sample": _interval(r["lo_time_per_sample_s"], r["hi_time_per_sample_s"]),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def chart_svg(res: Result) -> str:
+    """Δ energy per sample and its interval per cell against ±δ (an inline SVG, altair + vl-convert)."""
+    import altair as alt
+    import polars as pl
+    import vl_convert as vlc
+
+    def pct(x):
+        return math.expm1(x) * 100 if x is not None and np.isfinite(x) else None
+
+    t = res.table
+    d = pl.DataFrame(
+        {
+            "cell": [cell_label(r) for r in t.iter_rows(named=True)],
+            "delta_pct": [pct(x) for x in t[f"d_{METRIC}"].to_list()],
+            "lo_pct": [pct(x) for x in t["lo"].to_list()],
+            "hi_pct": [pct(x) for x in t["hi"].to_list()],
+            "verdict": t["verdict"].to_list(),
+        }
+    )
+    y = alt.Y("cell:N", title=None)
+    x = alt.X("lo_pct:Q", title="Δ energy per sample, head against base (%)")
+    rules = alt.Chart(d).mark_rule().encode(y=y, x=x, x2="hi_pct:Q")
+    points = alt.Chart(d).mark_point(filled=True, size=60).encode(y=y, x="delta_pct:Q", color="verdict:N")
+    margin = pl.DataFrame({"x": [pct(res.delta), pct(-res.delta)]})
+    lines = alt.Chart(margin).mark_rule(strokeDash=[4, 3], color="grey").encode(x="x:Q")
+    chart = (rules + points + lines).properties(width=520, height=max(40, 28 * d.height))
+    return vlc.vegalite_to_svg(chart.to_json())
