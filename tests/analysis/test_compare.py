@@ -7,11 +7,13 @@ computed here from the planted energies, the error rates from the simulation's k
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import polars as pl
 import pytest
 import synth
+from scipy import stats as sps
 
 from joulegrid import schema as S
 from joulegrid.analysis import compare as C
@@ -147,3 +149,25 @@ def test_the_report_s_compare_section_shows_the_verdicts_and_the_chart(tmp_path)
     assert s.error is None and s.headline.startswith("REGRESSION") and "<svg" in s.svg
     (row,) = [dict(zip(s.table.columns, [t for t, _ in cells], strict=True)) for cells in s.table.rows]
     assert row["verdict"] == "regression" and row["pairs"] == "5"
+
+
+def test_plan_sizes_the_pairs_and_costs_the_campaign():
+    rng = np.random.default_rng(8)
+    rows = quadruple_rows({**CELL, "batch_size": 256}, 4, 1.0, rng, noise=0.05)
+    for r in rows:
+        r["job_wall_s"], r["job_energy_j"] = 36.0, 360.0
+    cfg = {"results": "r", "compare": {"threshold_pct": 5, "alpha": ALPHA, "power": 0.8, "max_pairs": 10}}
+    lines = C.sizing_lines(cfg, frame(rows), n_cells=3)
+    n = int(re.search(r"at (\d+) pairs per cell", lines[0]).group(1))
+    # the test's own sizing: the smallest n whose simulated-free power (noncentral t) reaches 0.8 at the pair SD's
+    # upper 80 % limit, from the quadruples of the rows
+    q = [0.5 * sum(math.log(r["energy_j"] / r["n_samples"]) * (1 if r["code_version"] == "head" else -1)
+                   for r in rows if r["repeat"] == k and r["code_slot"] >= 1) for k in range(4)]  # fmt: skip
+    s_u = float(np.std(q, ddof=1)) * math.sqrt(3 / sps.chi2.ppf(0.2, 3))
+    d = math.log1p(0.05)
+    want = next(
+        m for m in range(2, 1001) if sps.nct.cdf(-sps.t.ppf(0.95, m - 1), m - 1, -d * math.sqrt(m) / s_u) >= 0.8
+    )
+    assert abs(n - want) <= 1
+    assert f"3 cell(s) x {n} quadruples x 5 runs = {15 * n} runs, {15 * n * 36 / 3600:.3g} job-hours" in lines[1]
+    assert f"{15 * n * 360 / 3.6e6:.3g} kWh" in lines[1]

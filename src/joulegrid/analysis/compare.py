@@ -464,3 +464,48 @@ def chart_svg(res: Result) -> str:
     lines = alt.Chart(margin).mark_rule(strokeDash=[4, 3], color="grey").encode(x="x:Q")
     chart = (rules + points + lines).properties(width=520, height=max(40, 28 * d.height))
     return vlc.vegalite_to_svg(chart.to_json())
+
+
+# ------------------------------------------------------------------ sizing (`joulegrid plan` with versions:)
+def sizing_lines(config: dict[str, Any], earlier, n_cells: int) -> list[str]:
+    """`joulegrid plan` with versions: the pairs per cell an unchanged head needs to pass the margin with
+    compare.power, from the pair noise of earlier quadruples, and what the campaign of ``n_cells`` cells costs
+    (5 runs a quadruple, each the mean job time and job energy of the earlier code-version runs)."""
+    import polars as pl
+
+    from .design import sigma_upper
+
+    cc = config["compare"]
+    alpha, power = float(cc["alpha"]), float(cc["power"])
+    head = "compare sizing (docs/compare.md):"
+    if earlier is None or "code_version" not in earlier.columns or earlier["code_version"].drop_nulls().is_empty():
+        return [f"{head} no earlier quadruples in {config['results']}/summary.parquet: run a first campaign"]
+    try:
+        per_cell = cells(quadruples(earlier))
+    except CompareError as e:
+        return [f"{head} {e}"]
+    sig = pooled_sigma(per_cell) if per_cell.height else None
+    if sig is None:
+        return [f"{head} no cell with 2 complete quadruples yet: no pair noise to size from"]
+    s_u = sigma_upper(*sig)
+    if cc["threshold_pct"] is not None:
+        delta, src = math.log1p(float(cc["threshold_pct"]) / 100), "compare.threshold_pct"
+    else:
+        delta, src = threshold_for(s_u, int(cc["max_pairs"]), alpha, power), f"sized for {cc['max_pairs']} pairs"
+    n = pairs_needed(s_u, delta, alpha, power)
+    runs = earlier.filter(pl.col("code_version").is_not_null() & (pl.col("status") == "ok"))
+    job_s = runs["job_wall_s"].mean() if "job_wall_s" in runs.columns else None
+    job_j = runs["job_energy_j"].mean() if "job_energy_j" in runs.columns else None
+    out = [
+        f"{head} pair SD {sig[0]:.3g} (log energy/sample, nu {sig[1]:g}; upper 80 % limit {s_u:.3g}); margin "
+        f"{math.expm1(delta) * 100:.2f} % ({src}); an unchanged head passes with power {power:g} at "
+        + (f"{n} pairs per cell" if n else f"more than {MAX_PAIRS} pairs per cell")
+    ]
+    if n and job_s:
+        runs_total = n_cells * n * 5
+        cost = f"  that campaign: {n_cells} cell(s) x {n} quadruples x 5 runs = {runs_total} runs, "
+        cost += f"{runs_total * job_s / 3600:.3g} job-hours"
+        if job_j:
+            cost += f", {runs_total * job_j / 3.6e6:.3g} kWh"
+        out.append(cost + " (the mean job of the earlier code-version runs)")
+    return out
