@@ -476,6 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
         "3 bad input",
     )
     _config_args(cp)
+    cp.add_argument(
+        "trees",
+        nargs="*",
+        metavar="TREE",
+        help="two result folders (base, then head; two sites or two campaigns): compared unpaired, cell by cell",
+    )
     cp.add_argument("--results", default=None, help="the results folder (default: the config's results)")
     cp.add_argument(
         "--threshold", default=None, metavar="PCT", help="the margin, e.g. 5%% (default: compare.threshold_pct)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -21,6 +22,7 @@ from joulegrid.grid import Cell
 from joulegrid.versions import slots
 
 ALPHA = 0.05
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "compare.md").read_text()
 
 
 def quadruple_rows(cell_kw: dict, pairs: int, head_factor: float, rng, noise=0.03, drift=0.0) -> list[dict]:
@@ -171,3 +173,45 @@ def test_plan_sizes_the_pairs_and_costs_the_campaign():
     assert abs(n - want) <= 1
     assert f"3 cell(s) x {n} quadruples x 5 runs = {15 * n} runs, {15 * n * 36 / 3600:.3g} job-hours" in lines[1]
     assert f"{15 * n * 360 / 3.6e6:.3g} kWh" in lines[1]
+
+
+def test_two_result_trees_are_compared_unpaired_cell_by_cell():
+    rng = np.random.default_rng(9)
+
+    def tree(site, factor):
+        eps = [
+            (bs, k, 1e-3 * factor * bs / 256 * math.exp(rng.normal(0, 0.02))) for bs in (256, 1024) for k in range(5)
+        ]
+        return frame([synth.row(Cell(**CELL | {"site": site}, batch_size=bs, repeat=k), energy_per_sample_j=e)
+                      for bs, k, e in eps])  # fmt: skip
+
+    a, b = tree("local", 1.0), tree("slurm", 1.3)
+    res = C.compare_trees(a, b, threshold_pct=10, alpha=ALPHA)
+    assert res.exit == C.REGRESSION and res.table["verdict"].to_list() == [C.REGRESSED] * 2
+
+    # the Welch interval of the test's own: log means and variances of the two arms of bs256
+    def logs(t):
+        t = t.filter(pl.col("batch_size") == 256)
+        return np.log((t["energy_j"] / t["n_samples"]).to_numpy())
+
+    ya, yb = logs(a), logs(b)
+    se = math.sqrt(ya.var(ddof=1) / 5 + yb.var(ddof=1) / 5)
+    dfw = se**4 / ((ya.var(ddof=1) / 5) ** 2 / 4 + (yb.var(ddof=1) / 5) ** 2 / 4)
+    row = res.table.filter(pl.col("batch_size") == 256).row(0, named=True)
+    assert row["lo"] == pytest.approx(yb.mean() - ya.mean() - sps.t.ppf(0.95, dfw) * se, rel=1e-9)
+    assert "unpaired" in C.markdown(res) and C.compare_trees(a, tree("x", 1.0), threshold_pct=10).exit == C.PASS
+
+
+def test_the_command_compares_two_trees_and_says_bad_input(tmp_path, capsys):
+    """docs/compare.md, "Two result trees or two sites": `joulegrid compare A B --threshold 10%`."""
+    from joulegrid.cli import main
+
+    for name, f in (("a", 1.0), ("b", 1.5)):
+        rows = [synth.row(Cell(**CELL, batch_size=256, repeat=k), energy_per_sample_j=1e-3 * f * (1 + 0.01 * k))
+                for k in range(4)]  # fmt: skip
+        synth.summary(tmp_path / name / "summary.parquet", rows)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--threshold", "10%"]) == C.REGRESSION
+    assert "| regression |" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere"), "--threshold", "10%"]) == C.BAD_INPUT
+    assert main(["compare", "--results", str(tmp_path / "a"), "--threshold", "10%"]) == C.BAD_INPUT  # no versions
+    assert "`joulegrid compare A B --threshold 10%`" in DOC

@@ -66,13 +66,20 @@ def decide(n, d, sd, delta: float, alpha: float) -> dict[str, np.ndarray]:
     ok = n >= 2
     df = np.where(ok, n - 1, np.nan)
     se = np.where(ok, sd / np.sqrt(np.maximum(n, 1)), np.nan)
+    return decide_se(d, se, df, delta, alpha)
+
+
+def decide_se(d, se, df, delta: float, alpha: float) -> dict[str, np.ndarray]:
+    """``decide`` from Δ, its standard error and degrees of freedom (nan df: too few runs to decide)."""
+    d, se, df = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (d, se, df))
+    ok = np.isfinite(df) & (df > 0) & np.isfinite(se)
     t = sps.t.ppf(1 - alpha, df)
     lo, hi = d - t * se, d + t * se
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (d - delta) / se
         p = np.where(se > 0, sps.t.sf(z, df), np.where(d > delta, 0.0, 1.0))
     p = np.where(ok, p, np.nan)
-    verdict = np.full(n.shape, UNDECIDED, dtype=object)
+    verdict = np.full(np.shape(d), UNDECIDED, dtype=object)
     verdict[~ok] = TOO_FEW
     verdict[ok & (lo > delta)] = REGRESSED
     passed = ok & (hi < delta)
@@ -284,6 +291,83 @@ def compare_rows(
     return Result(status, delta, threshold_pct, source, alpha, power, table, pooled, sig, planned, vers, notes)
 
 
+TREE_KEYS = ("workload", "phase", "device", "precision", "variant", "batch_size", "config_hash")
+
+
+def _arms(rows) -> Any:
+    """Per cell of one result tree (TREE_KEYS): runs, mean and variance of the log of each metric."""
+    import polars as pl
+
+    from .metrics import stat_runs
+
+    d = stat_runs(rows).with_columns(
+        hardware=pl.when(pl.col("device") == "cuda").then(pl.col("gpu_model")).otherwise(pl.col("cpu_model"))
+    )
+    aggs = [
+        pl.col("site").unique().sort().str.join(", ").alias("site"),
+        pl.col("hardware").unique().sort().str.join(", ").alias("hardware"),
+    ]
+    for m in (METRIC, *(m for m, _ in ALSO)):
+        y = pl.col(m).filter(pl.col(m) > 0).log()
+        aggs += [y.len().alias(f"n_{m}"), y.mean().alias(f"m_{m}"), y.var().alias(f"v_{m}")]
+    return d.group_by(*TREE_KEYS).agg(aggs)
+
+
+def compare_trees(a_rows, b_rows, threshold_pct: float, alpha: float = 0.05, power: float = 0.8) -> Result:
+    """Two result trees or two sites (a = base, b = head), cell by cell: unpaired (Welch on the log of each
+    metric, stats.welch_se_df), never pooled across the runs of different hardware into pairs. The same decision
+    table and grid verdict as a versions campaign; the rows say "unpaired"."""
+    import polars as pl
+
+    if threshold_pct is None:
+        raise CompareError("comparing two result trees needs --threshold (the noise of unpaired runs sizes none)")
+    delta = math.log1p(threshold_pct / 100)
+    j = _arms(a_rows).join(_arms(b_rows), on=list(TREE_KEYS), how="inner", suffix="_b")
+    if j.is_empty():
+        raise CompareError(
+            "the two result trees have no cell in common (same workload, phase, device, precision, variant, batch "
+            "size and config hash). Fix: compare trees measured with the same configuration"
+        )
+    cols = {}
+    for m in (METRIC, *(m for m, _ in ALSO)):
+        se, df = stats.welch_se_df(
+            j[f"v_{m}"].fill_null(np.nan), j[f"n_{m}"], j[f"v_{m}_b"].fill_null(np.nan), j[f"n_{m}_b"]
+        )
+        d = (j[f"m_{m}_b"] - j[f"m_{m}"]).fill_null(np.nan).to_numpy()
+        cols[m] = (d, se, df, decide_se(d, se, df, delta if m == METRIC else 0.0, alpha))
+    d, se, df, r = cols[METRIC]
+    status, holm = grid_verdict(r["p"], r["verdict"], alpha)
+    table = j.select(
+        pl.concat_str([pl.col("site"), pl.lit(" → "), pl.col("site_b")]).alias("site"),
+        *[k for k in TREE_KEYS if k != "config_hash"],
+        pl.concat_str([pl.col("hardware"), pl.lit(" → "), pl.col("hardware_b"), pl.lit("; unpaired")]).alias(
+            "hardware"
+        ),
+        pl.concat_str(
+            [pl.col(f"n_{METRIC}").cast(pl.String), pl.lit("+"), pl.col(f"n_{METRIC}_b").cast(pl.String)]
+        ).alias(f"n_{METRIC}"),
+    ).with_columns(
+        pl.Series(f"d_{METRIC}", d),
+        pl.Series("lo", r["lo"]),
+        pl.Series("hi", r["hi"]),
+        pl.Series("p", r["p"]),
+        pl.Series("p_holm", holm),
+        pl.Series("q_bh", stats.bh(r["p"])),
+        pl.Series("verdict", r["verdict"].astype(str)),
+        pl.Series("pairs_to_decide", [None] * j.height, dtype=pl.Int64),
+    )
+    for m, _ in ALSO:
+        x = cols[m][3]
+        table = table.with_columns(pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"]))
+    vers = {
+        "base": ", ".join(sorted(set(a_rows["site"].unique().to_list()))),
+        "head": ", ".join(sorted(set(b_rows["site"].unique().to_list()))),
+    }
+    notes = ["Two result trees: each cell's runs compared unpaired (Welch), no pairing cancels node or drift."]
+    pooled = random_effects(d, se)
+    return Result(status, delta, threshold_pct, "given", alpha, power, table, pooled, None, None, vers, notes)
+
+
 # ------------------------------------------------------------------ output
 def _pct(x: float | None) -> str:
     if x is None or not np.isfinite(x):
@@ -386,18 +470,33 @@ def run(args) -> int:
     try:
         config, _ = load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
         cc = config["compare"]
-        results = Path(args.results or config["results"])
-        summary = results / "summary.parquet"
+        threshold = parse_threshold(args.threshold) if args.threshold is not None else cc["threshold_pct"]
+        alpha = float(args.alpha if args.alpha is not None else cc["alpha"])
+        trees = list(args.trees or [])
+        if trees:
+            if len(trees) != 2:
+                raise CompareError(f"give two result trees (base, then head), not {len(trees)}: joulegrid compare A B")
+            frames = []
+            for t in trees:
+                f = Path(t) / "summary.parquet"
+                if not f.is_file():
+                    raise CompareError(f"no summary at {f}. Fix: give result folders that snakemake aggregated")
+                frames.append(pl.read_parquet(f))
+            res = compare_trees(*frames, threshold_pct=threshold, alpha=alpha, power=float(cc["power"]))
+            print(markdown(res), end="")
+            if args.markdown:
+                Path(args.markdown).write_text(markdown(res))
+            return res.exit
+        summary = Path(args.results or config["results"]) / "summary.parquet"
         if not summary.is_file():
             raise CompareError(
                 f"no summary at {summary}. Fix: run snakemake with versions: in the config first (it writes "
                 "the summary), or give --results the folder it wrote"
             )
-        threshold = parse_threshold(args.threshold) if args.threshold is not None else cc["threshold_pct"]
         res = compare_rows(
             pl.read_parquet(summary),
             threshold_pct=threshold,
-            alpha=float(args.alpha if args.alpha is not None else cc["alpha"]),
+            alpha=alpha,
             power=float(cc["power"]),
             max_pairs=int(cc["max_pairs"]),
         )
