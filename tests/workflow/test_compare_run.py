@@ -28,7 +28,7 @@ REPEAT = 1  # how many times the counted step (forward and backward of the model
 class Tiny(Workload):
     quality_metric = "test_mse"
     higher_is_better = False
-    DEFAULTS = {"rows": 4096, "epochs": 1, "lr": 0.01, "test_fraction": 0.25, "params": {"n_features": 256}}
+    DEFAULTS = {"rows": 12288, "epochs": 1, "lr": 0.01, "test_fraction": 0.25, "params": {"n_features": 256}}
 
     def load_data(self, path):
         rng = np.random.default_rng(7)
