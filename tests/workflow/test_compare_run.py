@@ -28,18 +28,18 @@ REPEAT = 1  # how many times the counted step (forward and backward of the model
 class Tiny(Workload):
     quality_metric = "test_mse"
     higher_is_better = False
-    DEFAULTS = {"rows": 12288, "epochs": 1, "lr": 0.01, "test_fraction": 0.25, "params": {"n_features": 256}}
+    DEFAULTS = {"rows": 6144, "epochs": 1, "lr": 0.001, "test_fraction": 0.25, "params": {"n_features": 512}}
 
     def load_data(self, path):
         rng = np.random.default_rng(7)
-        n, f = int(self.settings.get("rows") or 4096), int(self.params["n_features"])
+        n, f = int(self.settings.get("rows") or 6144), int(self.params["n_features"])
         x = rng.standard_normal((n, f)).astype(np.float32)
         y = (x @ np.linspace(-1, 1, f)).astype(np.float32)
         tr, te = self.split_indices(len(x))
         return Split(x[tr], y[tr], x[te], y[te], name="toy", n_features=f)
 
     def build_model(self, split):
-        return torch.nn.Sequential(torch.nn.Linear(split.n_features, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1))
+        return torch.nn.Sequential(torch.nn.Linear(split.n_features, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 1))
 
     def loss(self, model, xb, yb):
         total = 0.0
