@@ -1243,7 +1243,7 @@ def compare_section(r: Inputs) -> Section:
         {
             "error": None,
             "headline": head,
-            "table": table(compare.report_view(res)),
+            "table": table(compare.report_view(res), title="Decision per cell"),
             "svg": Markup(compare.chart_svg(res)),
             "delta_pct": res.threshold_pct,
             "source": res.threshold_source,
