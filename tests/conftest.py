@@ -49,10 +49,14 @@ def html_tables(page: str, start: str, end: str | None = None) -> list[list[dict
     i = page.index(start)
     part = page[i : page.index(end, i)] if end is not None else page[i:]
     out = []
+
+    def text(cell: str) -> str:  # a cell's text: its tags (a header's <wbr>, a link) dropped
+        return html.unescape(re.sub(r"<[^>]+>", "", cell))
+
     for t in re.findall(r"<table>(.*?)</table>", part, re.S):
-        head = [html.unescape(h) for h in re.findall(r"<th>(.*?)</th>", t)]
+        head = [text(h) for h in re.findall(r"<th>(.*?)</th>", t)]
         rows = [
-            [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+            [text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
             for tr in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1])
         ]
         out.append([dict(zip(head, r, strict=False)) for r in rows])
