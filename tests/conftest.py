@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import html
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+# the parallel and serial phases (tests/phases.py): pytest finds their hooks here, in the conftest
+from phases import (  # noqa: F401
+    built_here,
+    pytest_addoption,
+    pytest_cmdline_main,
+    pytest_collection_modifyitems,
+    pytest_report_header,
+    pytest_runtest_logreport,
+    pytest_runtest_makereport,
+    pytest_runtest_protocol,
+    pytest_sessionstart,
+    pytest_terminal_summary,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "Snakefile"
@@ -102,6 +119,28 @@ def snakemake(
 @pytest.fixture
 def run_snakemake():
     return snakemake
+
+
+def shared_run(tmp_path_factory, name: str, cfg: dict, *args: str) -> Path:
+    """A working directory in which `snakemake --cores 2 [args]` ran the config cfg, once per session: the first
+    test (of any xdist worker) that asks builds it under a lock, the others reuse it. Read it, or change a copy
+    (shutil.copytree(run, dest, symlinks=True) keeps Snakemake's metadata and the files' times)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this session's folder, shared by its workers
+    key = hashlib.sha1(yaml.safe_dump([cfg, list(args)]).encode()).hexdigest()[:10]
+    work = root / f"shared-{name}-{key}"
+    done = root / f"shared-{name}-{key}.done"
+    with open(root / f"shared-{name}-{key}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(work, ignore_errors=True)  # what a failed build left
+            work.mkdir()
+            built_here(work)  # the measured-row check looks at it
+            (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+            snakemake(work, "--cores", "2", *args, configfile=work / "config.yaml")
+            done.touch()
+    return work
 
 
 def cell_file(

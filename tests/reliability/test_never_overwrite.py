@@ -1,24 +1,31 @@
 """A finished measurement is never overwritten: Snakemake's -R / --forcerun fail on it, and
 `joulegrid remeasure` moves it to results/archive/ (nothing deleted) before a new measurement."""
 
+import shutil
 import subprocess
 import sys
 
 import polars as pl
 import pytest
-import yaml
-from conftest import TINY, cell_file, deep_merge, snakemake, subprocess_env
+from conftest import TINY, cell_file, deep_merge, shared_run, snakemake, subprocess_env
 
 CELL = "local/baler_ae/train/cpu/fp32/bs256/r0"
+TRAIN = deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}})
+
+
+@pytest.fixture
+def work(tmp_path_factory, tmp_path):
+    """A copy of one finished run of TRAIN (results, Snakemake's metadata; times kept), made once per session."""
+    w = tmp_path / "w"
+    shutil.copytree(shared_run(tmp_path_factory, "train-estimate", TRAIN), w, symlinks=True)
+    return w
 
 
 @pytest.mark.slow
-def test_forcerun_refused_remeasure_archives_then_measures_anew(tmp_path):
+@pytest.mark.parallel
+def test_forcerun_refused_remeasure_archives_then_measures_anew(work):
+    tmp_path = work  # the finished run
     cfgfile = tmp_path / "config.yaml"
-    cfgfile.write_text(
-        yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}}))
-    )
-    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
     f = cell_file(tmp_path, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]
     mtime = f.stat().st_mtime_ns
@@ -77,18 +84,16 @@ def test_remeasure_pattern_with_a_config_hash_moves_that_configuration_only(tmp_
 
 
 @pytest.mark.slow
-def test_a_job_killed_after_writing_its_row_is_archived_not_refused(tmp_path):
+@pytest.mark.parallel
+def test_a_job_killed_after_writing_its_row_is_archived_not_refused(work):
     """Snakemake killed after a cell wrote its row but before it recorded the job: the next run finds the
     output marked incomplete (Snakemake's own marker under .snakemake/incomplete/) and, with
     profiles/default's rerun-incomplete, calls it "Forced execution". That is not the user's force: the
     file is archived (kept) and the cell measured again, not refused with the -R / --forcerun message."""
     from base64 import urlsafe_b64encode
 
+    tmp_path = work  # the finished run
     cfgfile = tmp_path / "config.yaml"
-    cfgfile.write_text(
-        yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}}))
-    )
-    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
     f = cell_file(tmp_path, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]
     marker = tmp_path / ".snakemake" / "incomplete" / urlsafe_b64encode(str(f.relative_to(tmp_path)).encode()).decode()

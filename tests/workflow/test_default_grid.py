@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import REPO, snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.measure]
 
 # the default grid as configured (2 workloads x train/infer x fp32/bf16/int8 x bs 256/1024 = 20 cells),
 # shorter: one epoch, 1-s inference windows, small profiling passes

@@ -25,6 +25,7 @@ def test_readmes_are_tracked():
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_what_the_readmes_call_safe_to_delete_is_rebuilt(tmp_path, write_config, run_snakemake):
     cfg = write_config()
     run_snakemake(tmp_path, "--cores", "1", configfile=cfg)

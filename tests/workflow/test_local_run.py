@@ -21,6 +21,7 @@ def tiny_run(tmp_path_factory):
     return work, proc
 
 
+@pytest.mark.parallel
 def test_result_rows_follow_the_schema(tiny_run):
     work, _ = tiny_run
     from conftest import cell_file  # noqa: PLC0415
@@ -50,6 +51,7 @@ def test_result_rows_follow_the_schema(tiny_run):
             assert r["flops_per_sample_train"] > r["flops_per_sample_fwd"] > 0
 
 
+@pytest.mark.parallel
 def test_summary_and_report(tiny_run):
     work, _ = tiny_run
     summary = pl.read_parquet(work / "results" / "summary.parquet")
@@ -62,6 +64,7 @@ def test_summary_and_report(tiny_run):
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parallel
 def test_rerun_does_nothing_and_measurements_are_protected(tiny_run, run_snakemake):
     work, _ = tiny_run
     proc = run_snakemake(work, "-n", "--cores", "1", configfile=work / "config.yaml")
@@ -72,6 +75,7 @@ def test_rerun_does_nothing_and_measurements_are_protected(tiny_run, run_snakema
     assert not (f.stat().st_mode & 0o222), "finished measurements are write-protected"
 
 
+@pytest.mark.parallel
 def test_snakemake_report_zip(tiny_run, run_snakemake):
     work, _ = tiny_run
     run_snakemake(work, "--report", str(work / "report.zip"), configfile=work / "config.yaml")
