@@ -24,32 +24,31 @@ def work(tmp_path_factory, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parallel
 def test_forcerun_refused_remeasure_archives_then_measures_anew(work):
-    tmp_path = work  # the finished run
-    cfgfile = tmp_path / "config.yaml"
-    f = cell_file(tmp_path, CELL, cfgfile)
+    cfgfile = work / "config.yaml"
+    f = cell_file(work, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]
     mtime = f.stat().st_mtime_ns
 
-    for how in (["--forcerun", "measure"], ["-R", str(f.relative_to(tmp_path))]):
-        proc = snakemake(tmp_path, "--cores", "2", *how, configfile=cfgfile, check=False)
+    for how in (["--forcerun", "measure"], ["-R", str(f.relative_to(work))]):
+        proc = snakemake(work, "--cores", "2", *how, configfile=cfgfile, check=False)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and "refusing to overwrite" in out and "joulegrid remeasure" in out, out[-3000:]
         assert f.stat().st_mtime_ns == mtime and pl.read_parquet(f)["run_id"][0] == first
 
-    jg = [sys.executable, "-m", "joulegrid", "remeasure", "--results", str(tmp_path / "results")]
+    jg = [sys.executable, "-m", "joulegrid", "remeasure", "--results", str(work / "results")]
     nothing = subprocess.run(jg + ["local/nope/*"], capture_output=True, text=True, env=subprocess_env())
     assert nothing.returncode == 2 and "Fix:" in nothing.stderr
     dry = subprocess.run(jg + ["-n", "local/*/train/*"], capture_output=True, text=True, env=subprocess_env())
     assert dry.returncode == 0 and CELL in dry.stderr and f.exists()
     proc = subprocess.run(jg + ["local/*/train/*"], capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
-    archived = list((tmp_path / "results/archive").glob(f"*/runs/{CELL}-*.parquet"))
+    archived = list((work / "results/archive").glob(f"*/runs/{CELL}-*.parquet"))
     assert len(archived) == 1 and pl.read_parquet(archived[0])["run_id"][0] == first and not f.exists()
 
-    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
+    snakemake(work, "--cores", "2", configfile=cfgfile)
     second = pl.read_parquet(f)["run_id"][0]
     assert second != first and pl.read_parquet(archived[0])["run_id"][0] == first
-    summary = pl.read_parquet(tmp_path / "results/summary.parquet")
+    summary = pl.read_parquet(work / "results/summary.parquet")
     assert summary["run_id"].to_list() == [second], "the summary holds the new measurement once"
 
 
@@ -92,18 +91,17 @@ def test_a_job_killed_after_writing_its_row_is_archived_not_refused(work):
     file is archived (kept) and the cell measured again, not refused with the -R / --forcerun message."""
     from base64 import urlsafe_b64encode
 
-    tmp_path = work  # the finished run
-    cfgfile = tmp_path / "config.yaml"
-    f = cell_file(tmp_path, CELL, cfgfile)
+    cfgfile = work / "config.yaml"
+    f = cell_file(work, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]
-    marker = tmp_path / ".snakemake" / "incomplete" / urlsafe_b64encode(str(f.relative_to(tmp_path)).encode()).decode()
+    marker = work / ".snakemake" / "incomplete" / urlsafe_b64encode(str(f.relative_to(work)).encode()).decode()
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text('{"external_jobid": null}')
-    dry = snakemake(tmp_path, "-n", "--cores", "2", configfile=cfgfile)
+    dry = snakemake(work, "-n", "--cores", "2", configfile=cfgfile)
     assert "Forced execution" in dry.stdout + dry.stderr  # what Snakemake says of it
-    proc = snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
+    proc = snakemake(work, "--cores", "2", configfile=cfgfile)
     out = proc.stdout + proc.stderr
     assert "refusing to overwrite" not in out and "killed after writing it" in out, out[-3000:]
-    (archived,) = (tmp_path / "results/archive").glob(f"*-incomplete/runs/{CELL}-*.parquet")
+    (archived,) = (work / "results/archive").glob(f"*-incomplete/runs/{CELL}-*.parquet")
     assert pl.read_parquet(archived)["run_id"][0] == first
     assert pl.read_parquet(f)["run_id"][0] != first

@@ -11,14 +11,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import yaml
-    from conftest import TINY, snakemake  # noqa: PLC0415
+    """A copy of the tiny grid's run (conftest.shared_run: also tests/workflow/test_layout_readmes.py's)."""
+    import shutil
 
-    work = tmp_path_factory.mktemp("tiny")
-    cfg = work / "config.yaml"
-    cfg.write_text(yaml.safe_dump(TINY))
-    proc = snakemake(work, "--cores", "2", configfile=cfg)
-    return work, proc
+    from conftest import TINY, shared_run  # noqa: PLC0415
+
+    work = tmp_path_factory.mktemp("tiny") / "w"
+    shutil.copytree(shared_run(tmp_path_factory, "tiny", TINY), work, symlinks=True)
+    return work, None
 
 
 @pytest.mark.parallel
