@@ -27,6 +27,7 @@ from phases import (  # noqa: F401
     pytest_runtest_protocol,
     pytest_sessionstart,
     pytest_terminal_summary,
+    pytest_xdist_make_scheduler,
 )
 
 REPO = Path(__file__).resolve().parent.parent

@@ -2,17 +2,18 @@
 
 tests/run-tests.sh (what `make test` and CI run) calls pytest twice:
 
-1. ``--phase parallel -n N``: every test that checks no measurement, on N pytest-xdist workers. Tests that
-   build a module-scoped fixture (a results tree) stay on one worker (an ``xdist_group`` per module), the
-   tests of one cluster queue on one worker (group ``slurm`` / ``htcondor``), and a test marked
-   ``slurm``/``htcondor`` holds that cluster's lock while it runs, so the scheduler's slots are its own.
+1. ``--phase parallel -n N --dist loadgroup``: every test that checks no measurement, on N pytest-xdist
+   workers. Tests that share a module-scoped fixture (a results tree) stay on one worker, the tests of one
+   cluster queue on one worker (groups ``slurm``, ``htcondor``: pytest_xdist_make_scheduler), and a test
+   marked ``slurm``/``htcondor`` holds that cluster's lock while it runs, so the scheduler's slots are its own.
 2. ``--phase serial``: the tests that check measurements (time, energy, CPU load of this host), one
    after the other with nothing else of the suite running: their figures are those of their own work.
 
 Which phase a test belongs to:
 - ``@pytest.mark.measure``: serial. Every test whose checks read what this host measured (a window's
   duration, a fit to the CPU load, a job's share of the node, energy against a fake node's rates).
-- tests under tests/meters/ and tests/runner/ (SERIAL_DIRS): serial unless marked ``parallel``.
+- tests under tests/meters/ and tests/runner/ (SERIAL_DIRS), and tests in a module that uses the fake node
+  (tests/meters/fake_node.py: counters that follow real CPU load): serial unless marked ``parallel``.
 - ``@pytest.mark.parallel``: runs measuring jobs (real Snakemake or cluster cells) but checks only what
   holds beside other work (rows, files, statuses, identities such as "the node's joules in one bucket").
 - anything else: parallel.
@@ -45,6 +46,7 @@ SERIAL_DIRS = ("meters", "runner")  # the energy tests: serial unless a test is 
 CLUSTERS = ("slurm", "htcondor")  # marks = locks; acquired in this order
 SYNTHETIC_METHOD = "synthetic-test-fixture"  # tests/synth.py rows say so
 LOCK_DIR = Path(tempfile.gettempdir())
+GROUPS_FILE = "joulegrid-xdist-groups.json"
 
 
 def pytest_addoption(parser):
@@ -67,8 +69,8 @@ def _workers(config) -> int:
 def pytest_cmdline_main(config):
     if config.getoption("--phase") == "serial" and _workers(config):
         raise pytest.UsageError("--phase serial runs one test at a time, with nothing beside it: leave out -n")
-    # pytest -n N: keep module fixtures and cluster tests together (xdist's own default is --dist load), and
-    # hand out the groups in the order pytest_collection_modifyitems gives them (longest waits first)
+    # pytest -n N: keep module fixtures and cluster tests together (xdist's own default is --dist load: see
+    # pytest_xdist_make_scheduler), and hand out the groups in the order collected (longest waits first)
     if _workers(config):
         if getattr(config.option, "dist", "no") == "no":
             config.option.dist = "loadgroup"
@@ -88,6 +90,8 @@ def is_serial(item) -> bool:
         return True
     if item.get_closest_marker("parallel"):
         return False
+    if "FakeNode" in vars(getattr(item, "module", None) or object):  # tests/meters/fake_node.py: counters of real load
+        return True
     try:
         rel = item.path.resolve().relative_to(TESTS)
     except ValueError:
@@ -116,36 +120,67 @@ def _group(item, module_groups: dict) -> str | None:
     return next(iter(_clusters(item)), None)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's worker hook, which reads xdist_group
+def _ranked_groups(items) -> dict[str, str]:
+    """{nodeid: group} for the tests that must share a worker; sorts items so that the longest come first:
+    cluster groups, then slow tests and groups, then the rest (each in collection order)."""
+    # a module whose tests share a module-scoped fixture is one group: named after the first cluster one of
+    # its tests uses (it queues with that cluster's tests), else after the module
+    module_groups: dict[str, str] = {}
+    for it in items:
+        name = _file(it)
+        if _clusters(it) and not module_groups.get(name, "").startswith(CLUSTERS):
+            module_groups[name] = _clusters(it)[0]
+        module_groups.setdefault(name, name)
+    groups = {it.nodeid: g for it in items if (g := _group(it, module_groups))}
+    slow = {groups.get(it.nodeid) for it in items if it.get_closest_marker("slow")}
+
+    def rank(it) -> int:
+        g = groups.get(it.nodeid)
+        return 0 if g in CLUSTERS else 1 if (g in slow if g else it.get_closest_marker("slow")) else 2
+
+    items.sort(key=rank)
+    return groups
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     ph = phase(config)
     if ph != "all":
         keep = [it for it in items if is_serial(it) == (ph == "serial")]
-        dropped = [it for it in items if it not in set(keep)]
+        dropped = [it for it in items if is_serial(it) != (ph == "serial")]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    if ph == "parallel" and (_workers(config) or os.environ.get("PYTEST_XDIST_WORKER")):
-        # a module whose tests share a module-scoped fixture is one group: named after the first
-        # cluster one of its tests uses (it queues with that cluster's tests), else after the module
-        module_groups: dict[str, str] = {}
-        for it in items:
-            name = _file(it)
-            if _clusters(it) and not module_groups.get(name, "").startswith(CLUSTERS):
-                module_groups[name] = _clusters(it)[0]
-            module_groups.setdefault(name, name)
-        for it in items:
-            g = _group(it, module_groups)
-            if g:
-                it.add_marker(pytest.mark.xdist_group(g))
-        # the longest first: cluster groups, then slow tests and groups, then the rest (each in collection order)
-        slow = {_group(it, module_groups) for it in items if it.get_closest_marker("slow")}
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if ph == "parallel" and worker:
+        # for the controller's scheduler (pytest_xdist_make_scheduler): every worker collects the same
+        groups = _ranked_groups(items)
+        out = config._tmp_path_factory.getbasetemp().parent / GROUPS_FILE  # the controller's basetemp
+        tmp = out.with_name(f"{GROUPS_FILE}.{worker}")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(out)
 
-        def rank(it) -> int:
-            g = _group(it, module_groups)
-            return 0 if g in CLUSTERS else 1 if (g in slow if g else it.get_closest_marker("slow")) else 2
 
-        items.sort(key=rank)
+@pytest.hookimpl(tryfirst=True)  # before xdist's own (firstresult)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's LoadScopeScheduling with our groups as its scopes: a group's tests go to one worker, in the
+    order collected. (--dist loadgroup would do it through xdist_group marks, but pytest-xdist 3.8 tags them
+    onto the node id in a way pytest 9.2 ignores: pytest-xdist issue 1386; the tests then spread out.)"""
+    if phase(config) != "parallel" or config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    groups_file = config._tmp_path_factory.getbasetemp() / GROUPS_FILE
+
+    class GroupScheduling(LoadScopeScheduling):
+        _groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._groups is None:  # written by the workers before they reported their collection
+                self._groups = json.loads(groups_file.read_text()) if groups_file.is_file() else {}
+            return self._groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def pytest_report_header(config):

@@ -35,7 +35,7 @@ rc=0
 ran=0
 t0=$(date +%s)
 for phase in parallel serial; do
-  if [ "$phase" = parallel ]; then args=(-n "$workers"); else args=(-n 0); fi
+  if [ "$phase" = parallel ]; then args=(-n "$workers" --dist loadgroup); else args=(-n 0); fi
   echo "run-tests: phase $phase: python -m pytest --phase $phase ${args[*]} $*" >&2
   p0=$(date +%s)
   JOULEGRID_PHASE_REPORT="$report" python -m pytest --phase "$phase" "${args[@]}" "$@"
