@@ -31,6 +31,10 @@ rule all:
         # summary would otherwise hide cells added later (a bigger grid, another site's runs)
         CELL_PATHS,
         REPORT_INDEX,
+        # and every file of the summary and the report: Snakemake remakes a missing file only for a job
+        # that needs it, so a deleted summary (the report still there) would stay missing
+        rules.aggregate.output,
+        rules.report.output,
 
 
 # Every cell of the grid and nothing else: `snakemake cells --batch cells=i/n` measures the i-th of

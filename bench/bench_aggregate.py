@@ -20,13 +20,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
-import polars as pl  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import synth  # noqa: E402
+import polars as pl  # noqa: E402 - after the sys.path set-up
+import pyarrow.parquet as pq  # noqa: E402 - after the sys.path set-up
+import synth  # noqa: E402 - after the sys.path set-up
 
-from joulegrid import schema as S  # noqa: E402
-from joulegrid.analysis.aggregate import aggregate  # noqa: E402
-from joulegrid.grid import run_files  # noqa: E402
+from joulegrid import schema as S  # noqa: E402 - after the sys.path set-up
+from joulegrid.analysis.aggregate import aggregate  # noqa: E402 - after the sys.path set-up
+from joulegrid.grid import run_files  # noqa: E402 - after the sys.path set-up
 
 HASH = "0123456789abcdef"  # one configuration: every run is current (aggregate --current, as the Snakefile passes it)
 CURRENT = {f"w{i}": HASH for i in range(5)}
@@ -34,15 +34,18 @@ CURRENT = {f"w{i}": HASH for i in range(5)}
 
 def generate(root: Path, n: int) -> list[str]:
     # 10 sites x 5 workloads x 2 phases x 2 precisions x 5 batch sizes = 1000 cells; repeats fill up to n
-    cells = synth.grid_cells(workloads=[f"w{i}" for i in range(5)], precisions=("fp32", "bf16"),
-                             batch_sizes=(64, 128, 256, 512, 1024), repeats=max(1, -(-n // 100)))  # fmt: skip
+    cells = synth.grid_cells(
+        workloads=[f"w{i}" for i in range(5)],
+        precisions=("fp32", "bf16"),
+        batch_sizes=(64, 128, 256, 512, 1024),
+        repeats=max(1, -(-n // 100)),
+    )
     cells = [c.__class__(f"site{k % 10}", *list(c.axes().values())[1:]) for k, c in enumerate(cells)][:n]
     template = synth.row(cells[0], config_hash=HASH)
     table = S.to_table([dict(template, **c.axes(), cell_id=c.id, run_id=f"{k:032x}") for k, c in enumerate(cells)])
     for k, c in enumerate(cells):
-        p = Path(
-            c.with_hash(HASH).path(str(root))
-        )  # <root>/runs/<cell id>-<config hash>.parquet, as the pipeline names it
+        # <root>/runs/<cell id>-<config hash>.parquet, as the pipeline names it
+        p = Path(c.with_hash(HASH).path(str(root)))
         p.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table.slice(k, 1), p, compression="zstd")  # bench only: no fsync per file
     return run_files(root / "runs")

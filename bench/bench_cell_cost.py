@@ -32,16 +32,30 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BIN, REPO, alternate, env, host, report_medians, report_round, timed  # noqa: E402
+from benchlib import BIN, REPO, alternate, env, host, report_medians, report_round, timed
 
 sys.path.insert(0, str(REPO / "src"))
 
 TINY = {
-    "grid": {"workloads": ["baler_ae"], "phases": ["train", "infer"], "devices": ["cpu"], "precisions": ["fp32"],
-             "variants": ["baseline"], "batch_sizes": [512], "repeats": 1},
+    "grid": {
+        "workloads": ["baler_ae"],
+        "phases": ["train", "infer"],
+        "devices": ["cpu"],
+        "precisions": ["fp32"],
+        "variants": ["baseline"],
+        "batch_sizes": [512],
+        "repeats": 1,
+    },
     "workloads": {"baler_ae": {"rows": 640, "epochs": 1}},
-    "measure": {"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never", "meters": ["auto"]},
-}  # fmt: skip
+    "measure": {
+        "threads": 1,
+        "warmup_batches": 0,
+        "idle_baseline_s": 0,
+        "min_window_s": 0,
+        "hotspots": "never",
+        "meters": ["auto"],
+    },
+}
 
 
 # The smallest torch training script: one Adam step on baler_ae's input width (its first step
@@ -83,6 +97,7 @@ def main() -> int:
 
     from joulegrid import config as C
     from joulegrid import grid as G
+    from joulegrid import spec as SP
     from joulegrid.data import prepare
     from joulegrid.runner import train_reference
 
@@ -90,17 +105,21 @@ def main() -> int:
     jg = [str(BIN / "joulegrid")] if (BIN / "joulegrid").exists() else [sys.executable, "-m", "joulegrid"]
     with tempfile.TemporaryDirectory(prefix="jg-bench-cell-") as tmp:
         tmp = Path(tmp)
-        over = {**TINY, "grid": {**TINY["grid"], "phases": [args.phase], "batch_sizes": [batch]},
-                "results": str(tmp / "results"), "resources_dir": str(tmp / "resources")}  # fmt: skip
+        over = {
+            **TINY,
+            "grid": {**TINY["grid"], "phases": [args.phase], "batch_sizes": [batch]},
+            "results": str(tmp / "results"),
+            "resources_dir": str(tmp / "resources"),
+        }
         cfg, sites = C.load(config_args=over)
-        sb = C.SpecBuilder(cfg, sites)
+        sb = SP.SpecBuilder(cfg, sites)
         cell = next(c for c in G.expand(cfg, sb.hashes()).cells if c.phase == args.phase)
         snapshot = sb.snapshot_path(write=True)  # what a run writes when it starts
         data = sb.data_path("baler_ae")
         Path(data).parent.mkdir(parents=True)
         prepare("jets", 640, data)
         if args.phase == "infer":
-            spec, _, model = C.reference_spec_from_snapshot(snapshot, "baler_ae")
+            spec, _, model = SP.reference_spec_from_snapshot(snapshot, "baler_ae")
             train_reference(spec, model, data, threads=1)
         k = iter(range(1, 10**6))
 
@@ -111,7 +130,8 @@ def main() -> int:
         torch_cmd = [sys.executable, "-c", "import torch"]
         print(f"host: {host()}")
         print(
-            f"trivial cell: {cell.id} (640 rows = 512 train + 128 test: one batch, 1 epoch, no warm-up/idle/min window/hotspots, meters [auto], 1 thread)"
+            f"trivial cell: {cell.id} (640 rows = 512 train + 128 test: one batch, 1 epoch, no warm-up/idle/min "
+            "window/hotspots, meters [auto], 1 thread)"
         )
         # breakdown of one cell
         timed(torch_cmd)  # warm the page cache for both
@@ -136,7 +156,8 @@ def main() -> int:
         print(f"  runner.run(): started..finished       {run_s:6.2f}")
         print(f"    set-up (data, model, FLOPs) setup_s {row['setup_s']:6.2f}")
         print(
-            f"    waiting for the meters' set-up      {row['meters_ready_s']:6.2f}  (codecarbon detection, overlapped; read back on a host's second cell)"
+            f"    waiting for the meters' set-up      {row['meters_ready_s']:6.2f}  (codecarbon detection, overlapped; "
+            "read back on a host's second cell)"
         )
         print(f"    measured window wall_s              {row['wall_s']:6.2f}  ({row['n_batches']} batches)")
         print(f"  rest: interpreter, imports before run(), Parquet write, exit  {w - run_s:6.2f}")

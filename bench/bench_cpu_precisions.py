@@ -40,13 +40,24 @@ INT8 = [("auto", "auto")] + [(b, "auto") for b in precision.INT8_BACKENDS] + [(b
 def cases() -> dict[str, tuple]:
     """name -> (model builder, input batch, calibration samples)."""
     torch.manual_seed(0)
-    pixels = lambda n: torch.randint(0, 256, (n, 3, 32, 32)).float()  # noqa: E731 - raw pixels, the CNN standardises
+
+    # raw pixels, the CNN standardises
+    def pixels(n):
+        return torch.randint(0, 256, (n, 3, 32, 32)).float()
+
     return {
-        "small MLP 24-128-64-32-1, batch 1024": (lambda: make_mlp(24, (128, 64, 32)), torch.randn(1024, 24), torch.randn(512, 24)),
+        "small MLP 24-128-64-32-1, batch 1024": (
+            lambda: make_mlp(24, (128, 64, 32)),
+            torch.randn(1024, 24),
+            torch.randn(512, 24),
+        ),
         "large MLP 1024-1024-1024-1024-1, batch 256": (
-            lambda: make_mlp(1024, (1024, 1024, 1024)), torch.randn(256, 1024), torch.randn(512, 1024)),
+            lambda: make_mlp(1024, (1024, 1024, 1024)),
+            torch.randn(256, 1024),
+            torch.randn(512, 1024),
+        ),
         "image_cnn, batch 256": (lambda: make_cnn((3, 32, 32), 10, 127.0, 70.0), pixels(256), pixels(512)),
-    }  # fmt: skip
+    }
 
 
 def implementations(build, x, cal) -> tuple[dict[str, object], dict[str, str]]:
@@ -85,8 +96,9 @@ def implementations(build, x, cal) -> tuple[dict[str, object], dict[str, str]]:
                 label = f"int8 auto = {p.backend} {p.scheme}"
             impls[label] = (q, p.backend)
             notes[label] = f"{p.scheme}, {precision.describe_counts(precision.quantized_layers(q))}" + (
-                f", prepare + compile {time.perf_counter() - t0:.1f} s" if p.compiles else "")  # fmt: skip
-        except Exception as e:  # noqa: BLE001
+                f", prepare + compile {time.perf_counter() - t0:.1f} s" if p.compiles else ""
+            )
+        except Exception as e:  # noqa: BLE001 - report and go on, like a cell
             notes[label] = f"failed: {type(e).__name__}: {str(e)[:150]}"
     return impls, notes
 
@@ -163,12 +175,18 @@ def step_time(build, x, y, loss_fn, prec_name: str, steps: int) -> float:
 def train_table(steps: int) -> None:
     cases = {
         "image_cnn (bs 128)": (
-            lambda: make_cnn((3, 32, 32), 10, 0.0, 1.0), torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,)),
-            lambda out, y: torch.nn.functional.cross_entropy(out, y)),
+            lambda: make_cnn((3, 32, 32), 10, 0.0, 1.0),
+            torch.randn(128, 3, 32, 32),
+            torch.randint(0, 10, (128,)),
+            lambda out, y: torch.nn.functional.cross_entropy(out, y),
+        ),
         "jet_tagger MLP (bs 256)": (
-            lambda: make_mlp(24), torch.randn(256, 24), torch.rand(256, 1),
-            lambda out, y: torch.nn.functional.binary_cross_entropy_with_logits(out, y.to(out.dtype))),
-    }  # fmt: skip
+            lambda: make_mlp(24),
+            torch.randn(256, 24),
+            torch.rand(256, 1),
+            lambda out, y: torch.nn.functional.binary_cross_entropy_with_logits(out, y.to(out.dtype)),
+        ),
+    }
     print(f"\ntraining step, {steps} steps per case:")
     for name, (build, x, y, loss_fn) in cases.items():
         base = step_time(build, x, y, loss_fn, "fp32", steps)
@@ -189,21 +207,31 @@ def main() -> None:
     backend, why = precision.choose_int8("cpu", flags, probes.cpu_arch())
     print(f"host: {host()}")
     print(
-        f"CPU flags: {probes.flags_column(flags) or '(none of ' + ', '.join(probes.CPU_FLAGS) + ')'}; arch {platform.machine()}"
+        f"CPU flags: {probes.flags_column(flags) or '(none of ' + ', '.join(probes.CPU_FLAGS) + ')'}; arch "
+        f"{platform.machine()}"
     )
-    print("native: " + ", ".join(f"{p} {'yes' if precision.native(p, 'cpu', flags, probes.cpu_arch()) else 'NO (emulated)'}"
-                                  for p in ("bf16", "fp16", "int8")))  # fmt: skip
+    print(
+        "native: "
+        + ", ".join(
+            f"{p} {'yes' if precision.native(p, 'cpu', flags, probes.cpu_arch()) else 'NO (emulated)'}"
+            for p in ("bf16", "fp16", "int8")
+        )
+    )
     print(f"int8 rule: {backend} ({why})")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engines {torch.backends.quantized.supported_engines}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engines "
+        f"{torch.backends.quantized.supported_engines}"
     )
     ratios = infer_table(a.rounds)
     small, large = (next(v for k, v in ratios.items() if k.startswith(s)) for s in ("small", "large"))
     auto = next((k for k in small if k.startswith("int8 auto")), None)
     if auto:
         ts, tl = 1 / small[auto], 1 / large.get(auto, float("nan"))
-        print(f"\ngoal: default int8 ({auto[len('int8 auto = '):]}) throughput vs fp32: small MLP {ts:.2f}x (goal >= 0.8: "
-              f"{'met' if ts >= 0.8 else 'MISSED'}), large MLP {tl:.2f}x (goal > 1: {'met' if tl > 1 else 'MISSED'})")  # fmt: skip
+        print(
+            f"\ngoal: default int8 ({auto[len('int8 auto = ') :]}) throughput vs fp32: small MLP {ts:.2f}x (goal >= "
+            "0.8: "
+            f"{'met' if ts >= 0.8 else 'MISSED'}), large MLP {tl:.2f}x (goal > 1: {'met' if tl > 1 else 'MISSED'})"
+        )
     if a.train_steps:
         train_table(a.train_steps)
 

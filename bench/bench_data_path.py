@@ -3,7 +3,7 @@
 
 The autoencoder (baler_ae's model) at batch 512 on --rows rows (default 500,000) of 24 float32
 features (random values: the data path does not depend on them). joulegrid's side is the runner's
-own epoch loop, `CellRunner._train_epoch` (one randperm + gather per epoch, then slices, the
+own epoch loop, `phases.TrainLoop.train_epoch` (one randperm + gather per epoch, then slices, the
 `.to(device, dtype)` of each batch, the loss check and the per-batch clocks); the other side is the
 textbook loop `for (xb,) in DataLoader(TensorDataset(x), batch_size=512, shuffle=True)` with the
 same `.to()` and the same training step.
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import REPO, host  # noqa: E402
+from benchlib import REPO, host
 
 sys.path.insert(0, str(REPO / "src"))
 
@@ -44,19 +44,17 @@ def main() -> int:
 
     from joulegrid import config as C
     from joulegrid import precision
+    from joulegrid import spec as SP
     from joulegrid.grid import Cell
-    from joulegrid.runner import CellRunner, Measurement
+    from joulegrid.phases import Measurement, Trainee, TrainLoop
     from joulegrid.workloads.base import Split
     from joulegrid.workloads.registry import create
 
     torch.set_num_threads(args.threads)
     cfg, sites = C.load()
     cell = Cell(cfg["site"], "baler_ae", "train", "cpu", "fp32", "baseline", args.batch, 0)
-    spec = C.SpecBuilder(cfg, sites).spec(cell)
-    runner = CellRunner(
-        spec, out="(not written)", data_path=None, model_path=None, threads=args.threads, measure_energy=False
-    )
-    wl = create("baler_ae", spec["settings"]["workload"], 0)
+    spec = SP.SpecBuilder(cfg, sites).cell_spec(cell)
+    wl = create("baler_ae", spec.settings.workload, 0)
     prec = precision.get("fp32", "train")
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.rows, 24, generator=g)
@@ -76,7 +74,8 @@ def main() -> int:
 
     def joulegrid_epoch(step) -> float:
         t0 = time.perf_counter()
-        runner._train_epoch(torch, step, model, opt, None, x, None, g, prec, Measurement())
+        loop = TrainLoop(step, x, None, cell.batch_size, cell.device, prec.dtype)
+        loop.train_epoch(Trainee(model, opt, None), g, Measurement())
         return time.perf_counter() - t0
 
     def dataloader_epoch(step) -> float:
@@ -89,7 +88,8 @@ def main() -> int:
 
     print(f"host: {host()}")
     print(
-        f"baler_ae autoencoder, {args.rows} rows x 24 features, batch {args.batch}, {args.threads} torch thread(s), fp32, CPU"
+        f"baler_ae autoencoder, {args.rows} rows x 24 features, batch {args.batch}, {args.threads} torch thread(s), "
+        "fp32, CPU"
     )
     joulegrid_epoch(no_step), dataloader_epoch(no_step)  # warm-up
     out = {}
@@ -101,8 +101,11 @@ def main() -> int:
             for name, fn in sides if r % 2 == 0 else sides[::-1]:
                 t[name] = fn(step)
             ratios.append(t["DataLoader"] / t["joulegrid"])
-            print(f"  {label:<10} round {r + 1}: joulegrid slicing {t['joulegrid']:7.3f} s/epoch | "
-                  f"DataLoader {t['DataLoader']:7.3f} s/epoch | ratio {ratios[-1]:.2f}", flush=True)  # fmt: skip
+            print(
+                f"  {label:<10} round {r + 1}: joulegrid slicing {t['joulegrid']:7.3f} s/epoch | "
+                f"DataLoader {t['DataLoader']:7.3f} s/epoch | ratio {ratios[-1]:.2f}",
+                flush=True,
+            )
         out[label] = statistics.median(ratios)
     print(f"median ratio DataLoader/joulegrid, data path alone: {out['data path']:.2f}")
     print(f"median ratio DataLoader/joulegrid, end to end: {out['end to end']:.2f}")

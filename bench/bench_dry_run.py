@@ -17,7 +17,9 @@ no controller reachable, snakemake-executor-plugin-slurm runs `scontrol show con
 waits ~9 s for it (both sides pay it: it is printed below as the start-up cost of an empty
 `snakemake -n`).
 
-    python bench/bench_dry_run.py [--cells 2000 10000 20000] [--rounds 3] [--quiet]   # --quiet: `snakemake -n --quiet rules`
+    python bench/bench_dry_run.py [--cells 2000 10000 20000] [--rounds 3] [--quiet]
+
+(--quiet: `snakemake -n --quiet rules`)
 
 --baseline REF also dry-runs the Snakefile, rules and package of git revision REF (e.g. main) in the same
 rounds, so that a change to the rules is measured side by side with what it replaces.
@@ -36,7 +38,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BIN, REPO, alternate, host, report_medians, report_round, timed  # noqa: E402
+from benchlib import BIN, REPO, alternate, host, report_medians, report_round, timed
 
 FLOOR = """\
 rule all:
@@ -91,9 +93,10 @@ def feature_floor(tmp: Path, cfg: Path) -> list[str]:
 
     from joulegrid import config as C
     from joulegrid import grid as G
+    from joulegrid import spec as SP
 
     config, sites = C.load([cfg])
-    sb = C.SpecBuilder(config, sites)
+    sb = SP.SpecBuilder(config, sites)
     d = tmp / "features"
     d.mkdir()
     (d / "cells.txt").write_text("\n".join(G.expand(config, sb.hashes()).paths("results")))
@@ -116,8 +119,11 @@ def feature_floor(tmp: Path, cfg: Path) -> list[str]:
 def baseline_checkout(ref: str, dest: Path) -> Path:
     """The Snakefile, rules, config, profiles and package of git revision ref, in dest; its Snakefile."""
     dest.mkdir(parents=True)
-    tar = subprocess.run(["git", "-C", str(REPO), "archive", ref, "Snakefile", "workflow", "src", "config", "profiles"],
-                         capture_output=True, check=True).stdout  # fmt: skip
+    tar = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "Snakefile", "workflow", "src", "config", "profiles"],
+        capture_output=True,
+        check=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
     return dest / "Snakefile"
 
@@ -128,12 +134,34 @@ def bench_size(
     """Side-by-side dry runs of a joulegrid grid of `cells` cells and the floor; the (wall, CPU) ratios per round."""
     snakemake = str(BIN / "snakemake")
     cfg = tmp / "grid.yaml"
-    cfg.write_text(yaml.safe_dump({"grid": {
-        "workloads": ["baler_ae"], "phases": ["train", "infer"], "devices": ["cpu"], "precisions": ["fp32"],
-        "variants": ["baseline"], "batch_sizes": [16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096],
-        "repeats": cells // 20}}))  # fmt: skip
-    jg_cmd = [snakemake, "-s", str(REPO / "Snakefile"), "--directory", str(tmp / "jg"), "--configfile", str(cfg),
-              "-n", "--cores", "2", *extra]  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "grid": {
+                    "workloads": ["baler_ae"],
+                    "phases": ["train", "infer"],
+                    "devices": ["cpu"],
+                    "precisions": ["fp32"],
+                    "variants": ["baseline"],
+                    "batch_sizes": [16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096],
+                    "repeats": cells // 20,
+                }
+            }
+        )
+    )
+    jg_cmd = [
+        snakemake,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp / "jg"),
+        "--configfile",
+        str(cfg),
+        "-n",
+        "--cores",
+        "2",
+        *extra,
+    ]
     # the job count of joulegrid's DAG (the job stats table; --quiet rules: without the listing)
     timed(jg_cmd[: len(jg_cmd) - len(extra)] + ["--quiet", "rules"], tmp / "count.log")
     n_jobs = total_jobs(tmp / "count.log")
@@ -151,15 +179,32 @@ def bench_size(
         *extra,
     ]
     print(
-        f"snakemake -n{' --quiet rules' if extra else ''}: joulegrid {cells} cells = {n_jobs} jobs vs a trivial workflow of {n_jobs} jobs",
+        f"snakemake -n{' --quiet rules' if extra else ''}: joulegrid {cells} cells = {n_jobs} jobs vs a trivial "
+        f"workflow of {n_jobs} jobs",
         flush=True,
     )
     sides = [("floor", floor_cmd), ("joulegrid", jg_cmd)]
     if features:
         sides.append(("features", feature_floor(tmp, cfg) + extra))
     if baseline:
-        sides.append(("baseline", [snakemake, "-s", str(baseline), "--directory", str(tmp / "base"), "--configfile", str(cfg),
-                                   "-n", "--cores", "2", *extra]))  # fmt: skip
+        sides.append(
+            (
+                "baseline",
+                [
+                    snakemake,
+                    "-s",
+                    str(baseline),
+                    "--directory",
+                    str(tmp / "base"),
+                    "--configfile",
+                    str(cfg),
+                    "-n",
+                    "--cores",
+                    "2",
+                    *extra,
+                ],
+            )
+        )
     ratios, feat, base, vs = [], [], [], []
     for r in range(rounds):
         res = alternate(r, sides, tmp)
@@ -194,7 +239,10 @@ def main() -> int:
     ap.add_argument(
         "--feature-floor",
         action="store_true",
-        help="also time a workflow without joulegrid's code whose rule has what rule measure keeps (input, log, wildcards, ...)",
+        help=(
+            "also time a workflow without joulegrid's code whose rule has what rule measure keeps (input, log, "
+            "wildcards, ...)"
+        ),
     )
     ap.add_argument(
         "--baseline", metavar="REF", help="also time the Snakefile, rules and package of git revision REF (e.g. main)"
@@ -221,7 +269,8 @@ def main() -> int:
             ]
         )
         print(
-            f"start-up of snakemake -n on an empty workflow (both sides pay it): {empty_wall:.1f} s wall, {empty_cpu:.1f} s CPU"
+            f"start-up of snakemake -n on an empty workflow (both sides pay it): {empty_wall:.1f} s wall, "
+            f"{empty_cpu:.1f} s CPU"
         )
         baseline = baseline_checkout(args.baseline, tmp / "baseline-src") if args.baseline else None
         results = {}
@@ -231,7 +280,8 @@ def main() -> int:
     print("joulegrid/floor, median over rounds:")
     for cells, ratios in results.items():
         print(
-            f"  {cells:>6} cells: CPU time {statistics.median(c for _, c in ratios):.2f}, wall clock {statistics.median(w for w, _ in ratios):.2f}"
+            f"  {cells:>6} cells: CPU time {statistics.median(c for _, c in ratios):.2f}, wall clock "
+            f"{statistics.median(w for w, _ in ratios):.2f}"
         )
     return 0
 

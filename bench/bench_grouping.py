@@ -14,8 +14,8 @@ the cells' own runner.run() took (from the rows), which tells a slower host from
 
 On the local executor Snakemake ignores groups (snakemake/rules.py: Rule.group is None unless the
 executor is not local or it is a dry run; its log then shows no "Group job" block): both sides run
-the same jobs one at a time, and the ratio measures only run-to-run noise. With --executor slurm the difference is real: N sbatch
-submissions (and N queue waits, N job start-ups) vs ceil(N/G).
+the same jobs one at a time, and the ratio measures only run-to-run noise. With --executor slurm the
+difference is real: N sbatch submissions (and N queue waits, N job start-ups) vs ceil(N/G).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib as B  # noqa: E402
+import benchlib as B
 
 SNAKEMAKE = str(B.BIN / "snakemake")
 SLURM_FAST = ["--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5"]
@@ -140,7 +140,8 @@ def main() -> int:
             for x in pq.read_table(f, columns=["started_at", "finished_at"]).to_pylist()
         )
         print(
-            f"  round {r} {'grouped' if grouped else 'plain'}: {t[0]:.1f} s wall, of which the cells' runner.run() {own:.1f} s",
+            f"  round {r} {'grouped' if grouped else 'plain'}: {t[0]:.1f} s wall, of which the cells' runner.run() "
+            f"{own:.1f} s",
             flush=True,
         )
         return t
@@ -164,7 +165,8 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     print(f"median CPU ratio grouped/plain: {B.median_ratio([(p[1], g[1]) for p, g in pairs]):.3f}")
     print(
-        f"median wall ratio grouped/plain ({a.cells} cells, {a.executor}): {B.median_ratio([(p[0], g[0]) for p, g in pairs]):.3f}"
+        f"median wall ratio grouped/plain ({a.cells} cells, {a.executor}): "
+        f"{B.median_ratio([(p[0], g[0]) for p, g in pairs]):.3f}"
     )
     return 0
 

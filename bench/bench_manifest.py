@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import host  # noqa: E402
+from benchlib import host
 
-from joulegrid.grid import run_manifest  # noqa: E402
+from joulegrid.grid import run_manifest
 
 
 def layout(site: str, n: int) -> list[str]:

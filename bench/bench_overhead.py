@@ -8,9 +8,9 @@ default meters of config/config.yaml (measure.meters: auto -> every meter that w
 and stopped around the round, the job's usage tracker running all along (node and job CPU time and
 memory every measure.attribution_interval_s, read back to back with the meters at each window edge),
 and per-batch latency clocks (the device sync is a no-op on CPU); the attribution of the windows
-(MeterSet.finish) runs once, at the end, as in the runner. The meters' one-off set-up (codecarbon's hardware detection, zeus' import) is done
-once before the rounds, as the runner overlaps it with the job's set-up; it is reported
-separately as a per-job fixed cost.
+(MeterSet.finish) runs once, at the end, as in the runner. The meters' one-off set-up (codecarbon's
+hardware detection, zeus' import) is done once before the rounds, as the runner overlaps it with the
+job's set-up; it is reported separately as a per-job fixed cost.
 
 Prints per-pair throughput ratios and, LAST, the median ratio instrumented/bare (goal >= 0.99)
 twice: by wall clock (what a user sees) and by process CPU time per step (the workload's and the
@@ -61,10 +61,11 @@ def main() -> int:
 
     from joulegrid import config as CFG
     from joulegrid import meters
-    from joulegrid.sites import site_facts
+    from joulegrid.cell_settings import Measure
+    from joulegrid.sites import SiteFacts, site_facts
 
     cfg, sites = CFG.load()  # config/config.yaml with schema defaults: the default meters
-    settings = {"measure": cfg["measure"], "site_facts": site_facts(sites, cfg["site"])}
+    measure, site = Measure.from_dict(cfg["measure"]), SiteFacts.from_dict(site_facts(sites, cfg["site"]))
     threads = args.threads
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -99,7 +100,7 @@ def main() -> int:
         return time.perf_counter() - t0, time.process_time() - c0
 
     t0 = time.perf_counter()
-    ms = meters.build(settings, "cpu")
+    ms = meters.build(measure, site, "cpu")
     ms.prepare_async()
     ms.ready()
     setup = time.perf_counter() - t0
@@ -144,7 +145,8 @@ def main() -> int:
     print(f"meter set-up (once per job, overlapped with the job's set-up in the runner): {setup:.2f} s")
     print(f"meters start+stop (once per window): {1e3 * start_stop:.1f} ms")
     print(
-        f"meters' own CPU use while measuring: {1e3 * meter_cpu:.2f} ms per s = {100 * meter_cpu / threads:.2f} % of {threads} thread(s)"
+        f"meters' own CPU use while measuring: {1e3 * meter_cpu:.2f} ms per s = {100 * meter_cpu / threads:.2f} % of "
+        f"{threads} thread(s)"
     )
     print(f"{threads} torch thread(s), batch {args.batch}, {n} steps per round, {args.pairs} pairs")
     pairs = []
@@ -167,7 +169,8 @@ def main() -> int:
     t0 = time.perf_counter()
     ms.finish(None)
     print(
-        f"attribution of {len(ms.windows)} windows and the whole job (once per job): {1e3 * (time.perf_counter() - t0):.1f} ms"
+        f"attribution of {len(ms.windows)} windows and the whole job (once per job): "
+        f"{1e3 * (time.perf_counter() - t0):.1f} ms"
     )
     ms.close()
     ratios = [tb / ti for tb, ti, _, _ in pairs]
@@ -181,13 +184,17 @@ def main() -> int:
     # OpenMP spin-waiting either and is the cleanest figure on a shared host.
     def stats(r: list[float]) -> str:
         q = statistics.quantiles(r, n=4)
-        return f"median {statistics.median(r):.4f} (interquartile {q[0]:.4f}-{q[2]:.4f}, min {min(r):.4f}, max {max(r):.4f})"
+        return (
+            f"median {statistics.median(r):.4f} (interquartile {q[0]:.4f}-{q[2]:.4f}, min {min(r):.4f}, max "
+            f"{max(r):.4f})"
+        )
 
     print(f"wall-clock ratio over {len(ratios)} pairs: {stats(ratios)}")
     print(f"CPU-time ratio over {len(cratios)} pairs: {stats(cratios)}")
     med, cmed = statistics.median(ratios), statistics.median(cratios)
     print(
-        f"throughput ratio instrumented/bare (median of {len(ratios)} pairs): wall {med:.4f} ({100 * (1 - med):+.2f} % loss), "
+        f"throughput ratio instrumented/bare (median of {len(ratios)} pairs): wall {med:.4f} ({100 * (1 - med):+.2f} % "
+        "loss), "
         f"CPU time {cmed:.4f} ({100 * (1 - cmed):+.2f} % loss)"
     )
     return 0

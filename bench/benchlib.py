@@ -29,7 +29,7 @@ def host() -> str:
                 break
     except OSError:
         pass
-    load = ", load %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    load = ", load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}{load}"
 
 
@@ -88,8 +88,12 @@ def report_round(
 ) -> tuple[float, float]:
     """Print one round of alternate() as 'base ... | other ... | ratio ...'; returns (wall, CPU) ratio other/base."""
     (bw, bc), (ow, oc) = res[base], res[other]
-    print(f"  round {round_index + 1}: {base} {bw:{fmt}} s wall {bc:{fmt}} s CPU | {other} {ow:{fmt}} s wall {oc:{fmt}} s CPU"
-          f" | ratio wall {ow / bw:.2f} CPU {oc / bc:.2f}", flush=True)  # fmt: skip
+    print(
+        f"  round {round_index + 1}: {base} "
+        f"{bw:{fmt}} s wall {bc:{fmt}} s CPU | {other} {ow:{fmt}} s wall {oc:{fmt}} s CPU"
+        f" | ratio wall {ow / bw:.2f} CPU {oc / bc:.2f}",
+        flush=True,
+    )
     return ow / bw, oc / bc
 
 

@@ -4,6 +4,7 @@
 # Set JOULEGRID_SKIP_APT=1 to skip (then the image workload and browser test are unavailable).
 set -euo pipefail
 [ "${JOULEGRID_SKIP_APT:-0}" = 1 ] && exit 0
+command -v dpkg-query >/dev/null || exit 0   # not Debian (el9 on lxplus, Blackett): nothing to install this way
 pkgs=(dataset-fashion-mnist chromium)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -73,7 +73,7 @@ def html_tables(page: str, start: str, end: str | None = None) -> list[list[dict
             [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
             for tr in re.findall(r"<tr>(.*?)</tr>", t.split("</thead>")[1])
         ]
-        out.append([dict(zip(head, r)) for r in rows])
+        out.append([dict(zip(head, r, strict=False)) for r in rows])
     return out
 
 
@@ -155,7 +155,8 @@ def cell_file(
     """A cell's file as the pipeline names it (<results>/<kind>/<cell id>-<config hash><ext>) for the
     config that `snakemake [--configfile F] [--config ...]` gives (joulegrid.config.load)."""
     from joulegrid import config as C
+    from joulegrid import spec as SP
 
     cfg, sites = C.load([configfile] if configfile else None, config_args, base_dir=REPO)
-    h = C.SpecBuilder(cfg, sites).config_hash(cell_id.split("/")[1])
+    h = SP.SpecBuilder(cfg, sites).config_hash(cell_id.split("/")[1])
     return Path(workdir) / cfg["results"] / kind / f"{cell_id}-{h}{ext}"

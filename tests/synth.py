@@ -143,3 +143,33 @@ def write_runs(results: Path, rws: list[dict[str, Any]]) -> list[Path]:
 def summary(path: Path, rws: list[dict[str, Any]]) -> Path:
     write_table(S.to_table(rws), path)
     return path
+
+
+def typical_day(path) -> dict[int, float]:
+    """{UTC hour: mean g/kWh} of a half-hourly intensity series CSV without gaps, read by hand (csv module): each
+    clock hour is the mean of its two half hours (each value the mean of the half hour starting at its
+    timestamp), then the mean over the days. An independent reading for tests of joulegrid.carbon."""
+    import collections
+    import csv
+
+    per_hour: dict[tuple, list[float]] = collections.defaultdict(list)
+    with open(path) as f:
+        for rec in csv.DictReader(ln for ln in f if not ln.startswith("#")):
+            t = datetime.fromisoformat(rec["timestamp"])
+            per_hour[(t.date(), t.hour)].append(float(rec["g_per_kwh"]))
+    by_hod: dict[int, list[float]] = collections.defaultdict(list)
+    for (_, h), v in per_hour.items():
+        assert len(v) == 2, "half-hourly, no gaps"
+        by_hod[h].append(sum(v) / 2)
+    return {h: sum(v) / len(v) for h, v in sorted(by_hod.items())}
+
+
+def series_values(path) -> dict[datetime, float]:
+    """{period start (UTC): g/kWh} of an intensity series CSV, read by hand."""
+    import csv
+
+    with open(path) as f:
+        return {
+            datetime.fromisoformat(r["timestamp"]): float(r["g_per_kwh"])
+            for r in csv.DictReader(ln for ln in f if not ln.startswith("#"))
+        }

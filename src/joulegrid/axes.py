@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The axes of a cell, in the order of its id and path: grid.Cell's fields (besides its config hash), the
+# identity columns of a row (schema), what the analysis groups repeats by (analysis.metrics.CELL_KEYS).
+CELL_AXES = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "repeat")
+
 PHASES = ("train", "infer")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp64", "fp32", "bf16", "fp16", "fp16_noscaler", "int8")
@@ -78,7 +82,10 @@ def precision_exclusion(
                 "precision_options.int8.backend: pt2e_x86 (compiled by design) or torchao"
             )
         if variant == "compiled" and family in COMPILES:
-            return f"int8 backend {family} already compiles the model (torch.compile): its baseline variant is the compiled one"
+            return (
+                f"int8 backend {family} already compiles the model (torch.compile): its baseline variant is the "
+                "compiled one"
+            )
     if precision == "fp16_noscaler" and phase != "train":
         return "GradScaler only exists in training; for inference fp16 and fp16_noscaler are the same (use fp16)"
     return None

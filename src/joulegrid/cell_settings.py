@@ -1,11 +1,11 @@
 """Typed settings of a cell: what run-cell measures with, built once from the validated config.
 
-``config.SpecBuilder`` builds a ``CellSettings`` per workload and writes it, as JSON, into the grid
-snapshot (``to_dict``); a job reads it back (``from_dict``) and the runner reads attributes, not dict
-keys with defaults of their own. The defaults have one home, the config schema
-(``config.schema_defaults``): settings that lack a ``measure:`` key (a hand-written --spec) get the
+``spec.SpecBuilder`` builds a ``CellSettings`` per workload and writes it, as JSON, into the grid
+snapshot (``to_dict``); a job reads it back (``from_dict``, in ``spec.CellSpec``) and the runner and the
+meters read attributes, not dict keys with defaults of their own. The defaults have one home, the config
+schema (``base.schema_defaults``): settings that lack a ``measure:`` key (a hand-written --spec) get the
 schema's value. ``to_dict(from_dict(d)) == d`` for what SpecBuilder writes, so the snapshot (and the
-config hash, which is computed from the config: ``config.identity``) are what they were.
+config hash, which is computed from the config: ``spec.identity``) are what they were.
 
 Pure Python: no torch.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-
-class SettingsError(ValueError):
-    """Settings a job cannot use (names the key and the fix)."""
+from .base import SettingsError as SettingsError  # its home is base.py (site facts raise it too)
+from .base import schema_defaults
+from .sites import SiteFacts
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,6 @@ class Measure:
     @classmethod
     def from_dict(cls, measure: dict[str, Any] | None) -> Measure:
         """A measure: mapping, the schema's defaults for the keys it lacks; an unknown key is refused."""
-        from .config import schema_defaults
-
         measure = dict(measure or {})
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(measure) - names)
@@ -70,14 +68,13 @@ class CellSettings:
     measure: Measure
     seed: int
     strict_devices: bool
-    site_facts: dict[str, Any] = field(default_factory=dict)
+    site_facts: SiteFacts = field(default_factory=SiteFacts)
     precision_options: dict[str, Any] | None = None
+    cpu_model: str | None = None  # job.cpu_model: the CPU model the cells must run on (None: any)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> CellSettings:
         """The settings of a grid snapshot (or a --spec); the schema's defaults where a key is missing."""
-        from .config import schema_defaults
-
         if not isinstance(settings, dict) or "workload" not in settings:
             raise SettingsError(
                 f"cell settings need a 'workload' mapping, got {settings!r}. Fix: take them from the grid snapshot"
@@ -91,8 +88,9 @@ class CellSettings:
             measure=Measure.from_dict(settings.get("measure")),
             seed=int(given("seed")),
             strict_devices=bool(given("strict_devices")),
-            site_facts=dict(settings.get("site_facts") or {}),
+            site_facts=SiteFacts.from_dict(settings.get("site_facts")),
             precision_options=settings.get("precision_options") or None,
+            cpu_model=settings.get("cpu_model") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,11 +100,23 @@ class CellSettings:
             "measure": self.measure.to_dict(),
             "seed": self.seed,
             "strict_devices": self.strict_devices,
-            "site_facts": self.site_facts,
+            "site_facts": self.site_facts.to_dict(),
         }
         if self.precision_options:
             out["precision_options"] = self.precision_options
+        if self.cpu_model:  # absent unless pinned: the snapshot of a configuration without it is unchanged
+            out["cpu_model"] = self.cpu_model
         return out
+
+    def cpu_model_problem(self, host_model: str | None, hostname: str | None) -> str | None:
+        """Why this host may not measure the cell (job.cpu_model pins another CPU model), else None."""
+        if not self.cpu_model or (host_model or "").strip() == self.cpu_model.strip():
+            return None
+        return (
+            f"host {hostname} has CPU model {host_model!r}, but job.cpu_model pins {self.cpu_model!r} (precisions and "
+            "repeats compare on one CPU model). Fix: route the jobs there with job.constraint (docs/sites.md, "
+            "'Comparable hardware'), or change job.cpu_model"
+        )
 
     def precision_options_of(self, precision: str) -> dict[str, Any] | None:
         """precision_options.<precision> (int8: backend, scheme, calibration samples), if the config sets it."""

@@ -1,36 +1,48 @@
-"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters | calibrate | aggregate | import | report | pack-env | schema``.
+"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters |
+calibrate | aggregate | import | report | carbon-series | pack-env | schema``.
 
-Snakemake rules call these; each also works by hand (see README).
+Snakemake rules call these; each also works by hand (see README). A command's own output (the schema,
+the plan, a calibration) is printed; its diagnostics are logged (joulegrid.logs: "joulegrid: ..." on
+stderr), configured once in ``main``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .spec import CellSpec
+
+log = logging.getLogger(__name__)
 
 
-def _load_spec(args) -> dict:
+def _load_spec(args) -> CellSpec:
+    """The cell spec of --spec (JSON) or --spec-file, read once, typed (spec.CellSpec)."""
+    from .spec import CellSpec
+
     if args.spec:
-        return json.loads(args.spec)
+        return CellSpec.from_dict(json.loads(args.spec))
     if args.spec_file:
-        return json.loads(Path(args.spec_file).read_text())
+        return CellSpec.from_dict(json.loads(Path(args.spec_file).read_text()))
     raise SystemExit("joulegrid: give --grid SNAPSHOT (what Snakemake passes), --spec JSON or --spec-file PATH")
 
 
-def _cell(args) -> tuple[dict, str | None, str | None]:
+def _cell(args) -> tuple[CellSpec, str | None, str | None]:
     """(spec, data, model) of run-cell / record-failure: from the grid snapshot and the run file's path
     (--grid, what rule measure passes), or from --spec/--spec-file with --data/--model."""
     if getattr(args, "grid", None):
         from . import hostcache
-        from .config import cell_spec_from_snapshot
+        from .spec import cell_spec_from_snapshot
 
         c = cell_spec_from_snapshot(args.grid, args.out)
-        hostcache.configure(
-            c.resources_dir
-        )  # what the first cell on this host detected (codecarbon), the next ones reuse
+        # what the first cell on this host detected (codecarbon), the next ones reuse
+        hostcache.configure(c.resources_dir)
         return c.spec, args.data or c.data, args.model or c.model
     return _load_spec(args), args.data, args.model
 
@@ -47,20 +59,16 @@ def cmd_run_cell(args) -> int:
         row = run_and_write(spec, args.out, data, model, args.attempt, args.threads)
         _EXIT_NOW = True  # the row is on disk
     except (RequiredMeterMissing, DeviceUnavailable, Unsupported) as e:  # the last two only with strict_devices
-        cell = spec.get("cell", {})
+        cell = spec.cell
         hint = (
             " (strict_devices: true; set it false to record a skipped row instead)"
             if not isinstance(e, RequiredMeterMissing)
             else ""
         )
-        print(
-            f"joulegrid: cell {cell.get('workload')}/{cell.get('phase')}/{cell.get('device')} not started: {e}{hint}",
-            file=sys.stderr,
-        )
+        log.error("cell %s/%s/%s not started: %s%s", cell.workload, cell.phase, cell.device, e, hint)
         return EXIT_REFUSED
-    status = row["status"]
     extra = row.get("skip_reason") or row.get("error_type") or ""
-    print(f"joulegrid: {row['cell_id']}: {status} {extra}".rstrip(), file=sys.stderr)
+    log.info(f"{row['cell_id']}: {row['status']} {extra}".rstrip())
     return 0
 
 
@@ -76,13 +84,12 @@ def cmd_remeasure(args) -> int:
     try:
         moved, dest = remeasure(args.results, args.pattern, dry_run=args.dry_run)
     except ArchiveError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
     verb = "would move" if args.dry_run else "moved"
     for p in moved:
-        print(f"joulegrid: {verb} {p.relative_to(dest / 'runs').as_posix()}", file=sys.stderr)
-    print(f"joulegrid: {verb} {len(moved)} finished cell(s) to {dest}; run snakemake (same command) to measure them again",
-          file=sys.stderr)  # fmt: skip
+        log.info("%s %s", verb, p.relative_to(dest / "runs").as_posix())
+    log.info("%s %d finished cell(s) to %s; run snakemake (same command) to measure them again", verb, len(moved), dest)
     return 0
 
 
@@ -90,7 +97,8 @@ def cmd_train_reference(args) -> int:
     from .runner import train_reference
 
     if args.grid:
-        from .config import ConfigError, reference_spec_from_snapshot
+        from .base import ConfigError
+        from .spec import reference_spec_from_snapshot
 
         if not args.workload:
             raise ConfigError("train-reference --grid needs --workload NAME")
@@ -119,17 +127,15 @@ def cmd_plan(args) -> int:
 
 
 def cmd_meters(args) -> int:
+    from .cell_settings import Measure
     from .config import load
     from .hardware import config_calibrations
     from .meters.survey import survey
-    from .sites import site_facts
+    from .sites import SiteFacts, site_facts
 
     config, sites = load(args.configfile, args.config, replace_workflow_config=args.replace_workflow_config)
-    settings = {
-        "measure": config["measure"],
-        "site_facts": site_facts(sites, config["site"], config_calibrations(config)),
-    }
-    return survey(settings, args.device, args.window)
+    site = SiteFacts.from_dict(site_facts(sites, config["site"], config_calibrations(config)))
+    return survey(Measure.from_dict(config["measure"]), site, args.device, args.window)
 
 
 def cmd_calibrate(args) -> int:
@@ -139,24 +145,37 @@ def cmd_calibrate(args) -> int:
     from .meters.usage import PROC
     from .probes import cpu_model
 
-    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    def say(text):
+        return print(text, file=sys.stderr)
+
     model = cpu_model()
     if not model:
-        print("joulegrid: this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved "
-              "under it, so there is nothing to save it under", file=sys.stderr)  # fmt: skip
+        log.error(
+            "this host's CPU model is unknown (no 'model name' in /proc/cpuinfo): a calibration is saved under it, "
+            "so there is nothing to save it under"
+        )
         return 2
     target = hardware.resolve(args.hardware_file)
     try:
         existing = hardware.read(target).calibrations
         if model in existing and not (args.replace or args.dry_run):  # fail before minutes of ladder, not after
-            raise hardware.HardwareError(f"{target} already has a calibration of {model!r} (from "
-                                         f"{existing[model].get('calibrated_at', '?')}). Fix: pass --replace to make a new one "
-                                         "current (the old one is kept under 'previous')")  # fmt: skip
-        st = LadderSettings(args.step_s, args.settle_s, args.interval_s, args.levels, args.mem_gb,
-                            args.proc or os.environ.get("JOULEGRID_PROC") or PROC, args.powercap)  # fmt: skip
+            raise hardware.HardwareError(
+                f"{target} already has a calibration of {model!r} (from "
+                f"{existing[model].get('calibrated_at', '?')}). Fix: pass --replace to make a new one "
+                "current (the old one is kept under 'previous')"
+            )
+        st = LadderSettings(
+            args.step_s,
+            args.settle_s,
+            args.interval_s,
+            args.levels,
+            args.mem_gb,
+            args.proc or os.environ.get("JOULEGRID_PROC") or PROC,
+            args.powercap,
+        )
         entry = calibrate(st, model, say)
     except (CalibrationError, hardware.HardwareError) as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
     say(f"calibration of {model!r}:")
     for line in summary(entry):
@@ -175,10 +194,12 @@ def cmd_calibrate(args) -> int:
     try:
         hardware.write_calibration(target, model, entry, replace=args.replace)
     except hardware.HardwareError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
-    say(f"joulegrid: saved under {hardware.CALIBRATIONS}[{model!r}] in {target}; cells on hosts of this CPU model without "
-        "readable counters now use it (energy_method model-calibrated); hosts with counters record its error")  # fmt: skip
+    say(
+        f"joulegrid: saved under {hardware.CALIBRATIONS}[{model!r}] in {target}; cells on hosts of this CPU model "
+        "without readable counters now use it (energy_method model-calibrated); hosts with counters record its error"
+    )
     for note in _node_power_notes(model):
         say(note)
     return 0
@@ -199,30 +220,47 @@ def _node_power_notes(model: str, sites_file: str | os.PathLike | None = None) -
         for e in node_power(facts):
             want = e.get("cpu_model")
             if want and str(want).lower() in model.lower():
-                out.append(f"joulegrid: note: {p} {site}.node_power names {want!r}, which takes precedence over a calibration "
-                           "at that site; remove it there to use the calibration (docs/measurement.md, \"Calibrating a CPU model\")")  # fmt: skip
+                out.append(
+                    f"joulegrid: note: {p} {site}.node_power names {want!r}, which takes precedence over a calibration "
+                    'at that site; remove it there to use the calibration (docs/measurement.md, "Calibrating a CPU '
+                    'model")'
+                )
     return out
 
 
 def cmd_aggregate(args) -> int:
     from .analysis.aggregate import AggregateError, aggregate, other_path, read_current
+    from .config import ConfigError
 
     try:
         current = read_current(args.current) if args.current else None
-        res = aggregate(args.runs, args.out, strict=args.strict, current=current, other_out=args.other)
-    except AggregateError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        res = aggregate(
+            args.runs,
+            args.out,
+            strict=args.strict,
+            current=current,
+            other_out=args.other,
+            carbon=_carbon_facts(args.carbon),
+        )
+    except (AggregateError, ConfigError) as e:
+        log.error("%s", e)
         return 2
-    print(f"joulegrid: {res.n_rows} run(s) from {res.n_files} file(s) -> {args.out}", file=sys.stderr)
+    log.info("%d run(s) from %d file(s) -> %s", res.n_rows, res.n_files, args.out)
     if res.n_other:
-        print(f"joulegrid: {res.n_other} run(s) of other configurations (another config hash) -> "
-              f"{args.other or other_path(args.out)}, not in the summary", file=sys.stderr)  # fmt: skip
+        log.info(
+            "%d run(s) of other configurations (another config hash) -> %s, not in the summary",
+            res.n_other,
+            args.other or other_path(args.out),
+        )
     if res.n_files == 0:
         where = "does not exist" if not Path(args.runs).is_dir() else "holds no run files"
-        print(f"joulegrid: {args.runs} {where}: the summary is empty. Fix: run the grid first (snakemake), "
-              "or pass --runs <results>/runs", file=sys.stderr)  # fmt: skip
+        log.warning(
+            "%s %s: the summary is empty. Fix: run the grid first (snakemake), or pass --runs <results>/runs",
+            args.runs,
+            where,
+        )
     for p, why in res.problems:
-        print(f"joulegrid: skipped {p}: {why}", file=sys.stderr)
+        log.warning("skipped %s: %s", p, why)
     return 0
 
 
@@ -232,30 +270,90 @@ def cmd_import(args) -> int:
     try:
         res = import_trees(args.paths, args.results, parse_renames(args.as_site), dry_run=args.dry_run)
     except ImportRefused as e:
-        print(f"joulegrid: import refused: {e}", file=sys.stderr)
+        log.error("import refused: %s", e)
         return 2
     for line in describe(res, args.results, dry_run=args.dry_run):
-        print(f"joulegrid: {line}", file=sys.stderr)
+        log.info("%s", line)
     return 0
+
+
+def _carbon_facts(path: str | None):
+    """(sites, series) the summary's carbon columns are computed with: the carbon stamp the Snakemake rule
+    passes (--carbon), else the checkout's config/sites.yaml and its series."""
+    from . import carbon
+
+    if path:
+        return carbon.read_stamp(Path(path).read_text())
+    from .analysis.settings import AnalysisSettings
+
+    st = AnalysisSettings.defaults()
+    return st.sites, st.carbon_series
+
+
+def _analysis_settings(args):
+    """The analysis settings of `joulegrid report` / `aggregate`: --settings, --settings-file (what the
+    Snakemake rules pass: the report stamp), --configfile, else the defaults and the checkout's sites file."""
+    from .analysis.settings import AnalysisSettings
+
+    if args.settings:
+        return AnalysisSettings.from_json(args.settings)
+    if args.settings_file:
+        return AnalysisSettings.from_json(Path(args.settings_file).read_text())
+    if args.configfile:
+        from .config import load
+
+        config, sites = load(args.configfile)
+        return AnalysisSettings.from_config(config, sites)
+    return AnalysisSettings.defaults()
 
 
 def cmd_report(args) -> int:
     from .analysis.report import build_report
-    from .analysis.settings import AnalysisSettings
 
-    if args.settings:
-        settings = AnalysisSettings.from_json(args.settings)
-    elif args.settings_file:
-        settings = AnalysisSettings.from_json(Path(args.settings_file).read_text())
-    elif args.configfile:
-        from .config import load
-
-        config, sites = load(args.configfile)
-        settings = AnalysisSettings.from_config(config, sites)
-    else:
-        settings = AnalysisSettings.defaults()
+    settings = _analysis_settings(args)
     index = build_report(args.summary, args.out, problems_file=args.problems, settings=settings, other_file=args.other)
-    print(f"joulegrid: report written to {index}", file=sys.stderr)
+    log.info("report written to %s", index)
+    return 0
+
+
+def cmd_carbon_series(args) -> int:
+    """`joulegrid carbon-series check FILE` / `convert --from FORMAT IN... -o OUT` (docs/sites.md, "Carbon
+    intensity over time"): what a series holds, or downloads turned into a series file."""
+    from . import carbon
+
+    if args.action == "check":
+        s = carbon.read_series(args.file, args.region)
+        for line in carbon.describe(s, args.k):
+            print(f"joulegrid: {line}")
+        return 0
+    from .carbon_convert import convert, write_series
+
+    conv = convert(
+        args.fmt,
+        args.inputs,
+        value=args.value,
+        basis=args.basis,
+        time=args.time,
+        end=args.end,
+        region=args.region,
+        tz=args.tz,
+        sep=args.sep,
+        encoding=args.encoding,
+    )
+    names = ", ".join(Path(i).name for i in args.inputs)
+    header = [
+        f"converted by `joulegrid carbon-series convert --from {args.fmt}` from {names}",
+        "each value is the mean intensity (gCO2e/kWh) of the period STARTING at its timestamp (docs/sites.md)",
+    ]
+    out = write_series(conv, args.output, header)
+    regions = conv.df["region"].unique().sort().to_list() if "region" in conv.df.columns else [None]
+    for r in regions:  # the file as joulegrid will read it, region by region
+        for line in carbon.describe(carbon.read_series(out, r), args.k):
+            print(f"joulegrid: {line}")
+    for n in conv.notes:
+        print(f"joulegrid: note: {n}")
+    if len(regions) > 1:
+        print(f"joulegrid: {len(regions)} regions: choose one with carbon_intensity.region in the sites file")
     return 0
 
 
@@ -265,13 +363,16 @@ def cmd_pack_env(args) -> int:
     try:
         packed = pack(args.out, exclude=tuple(args.exclude))
     except PackError as e:
-        print(f"joulegrid: {e}", file=sys.stderr)
+        log.error("%s", e)
         return 2
-    print(
-        f"joulegrid: packed the venv {sys.prefix} ({packed.files} files, {packed.bytes_in / 1e6:.0f} MB) into "
-        f"{packed.path} ({packed.path.stat().st_size / 1e6:.0f} MB). The workers need its base Python "
-        f"{packed.base_python} at that path.",
-        file=sys.stderr,
+    log.info(
+        "packed the venv %s (%d files, %.0f MB) into %s (%.0f MB). The workers need its base Python %s at that path.",
+        sys.prefix,
+        packed.files,
+        packed.bytes_in / 1e6,
+        packed.path,
+        packed.path.stat().st_size / 1e6,
+        packed.base_python,
     )
     return 0
 
@@ -388,6 +489,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the run file of every cell, the exclusions and each workload's config hash and settings as JSON",
     )
+    pl_.add_argument(
+        "--redesign",
+        action="store_true",
+        help="size the repeats again from the noise of the runs measured so far and rewrite <results>/design.json "
+        "(grid.repeats: auto uses it; docs/metrics.md, 'Design of experiments')",
+    )
+    pl_.add_argument(
+        "--pilot",
+        action="store_true",
+        help="first measure a pilot with snakemake (one cell per workload, phase and device, --pilot-repeats "
+        "repeats, into <results>/pilot), then size the repeats from its noise (implies --redesign)",
+    )
+    pl_.add_argument("--pilot-repeats", type=int, default=None, metavar="N", help="repeats of the pilot's cells (5)")
+    pl_.add_argument("--cores", default=None, help="--cores of the pilot's snakemake (default: the profile's)")
     pl_.set_defaults(func=cmd_plan)
 
     mt = sub.add_parser("meters", help="which energy meters work on this host (run it on an execution node)")
@@ -400,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser(
         "calibrate",
-        help="on a host with readable RAPL: run a short load ladder, fit this CPU model's power model (idle W, W per busy "
-        "logical CPU, W per GB used) with its error, and save it in the hardware table (docs/measurement.md)",
+        help="on a host with readable RAPL: run a short load ladder, fit this CPU model's power model (idle W, W per "
+        "busy logical CPU, W per GB used) with its error, and save it in the hardware table (docs/measurement.md)",
     )
     ca.add_argument(
         "--hardware-file", default=None, help="the hardware table to save it in (default config/hardware.yaml)"
@@ -426,8 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=6,
         help="busy steps besides 1 CPU, evenly up to all logical CPUs (default %(default)s)",
     )
-    ca.add_argument("--mem-gb", type=float, default=None, help="GB of memory for the resident and traffic steps (default: the "
-                    "smaller of 8 and a quarter of the available memory; 0 = no memory steps)")  # fmt: skip
+    ca.add_argument(
+        "--mem-gb",
+        type=float,
+        default=None,
+        help="GB of memory for the resident and traffic steps (default: the "
+        "smaller of 8 and a quarter of the available memory; 0 = no memory steps)",
+    )
     ca.add_argument(
         "--powercap", default=None, help="powercap root (default /sys/class/powercap or $JOULEGRID_POWERCAP)"
     )
@@ -446,12 +566,20 @@ def build_parser() -> argparse.ArgumentParser:
         "holds its runs only, other configurations' runs go to --other; without it every run is in the summary",
     )
     a.add_argument("--other", default=None, help="runs of other configurations (default <out>.other-configs.parquet)")
+    a.add_argument(
+        "--carbon",
+        default=None,
+        metavar="JSON",
+        help="the sites' carbon facts and intensity series the summary's carbon columns are computed with "
+        "(<results>/.stamps/carbon.json, written by snakemake); default: the checkout's config/sites.yaml",
+    )
     a.set_defaults(func=cmd_aggregate)
 
     im = sub.add_parser(
         "import",
-        help="bring another site's results tree (runs, attempts, hotspots, logs) into this one: checks schema versions, "
-        "run ids and site names, never overwrites; then `snakemake` rebuilds the summary and report (docs/sites.md)",
+        help="bring another site's results tree (runs, attempts, hotspots, logs) into this one: checks schema "
+        "versions, run ids and site names, never overwrites; then `snakemake` rebuilds the summary and report "
+        "(docs/sites.md)",
     )
     im.add_argument("paths", nargs="+", metavar="PATH", help="another results folder (or its runs/, or runs/<site>/)")
     im.add_argument("--results", default="results", help="the results folder to import into (config key results)")
@@ -477,13 +605,57 @@ def build_parser() -> argparse.ArgumentParser:
         "--configfile",
         nargs="+",
         default=None,
-        help="take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake does)",
+        help=(
+            "take report:, fleet:, sites and hardware from this config (merged over config/config.yaml as snakemake "
+            "does)"
+        ),
     )
     rp.add_argument("--settings", default=None, help="analysis settings as JSON")
     rp.add_argument(
         "--settings-file", default=None, help="analysis settings as a JSON file (what the Snakemake rule passes)"
     )
     rp.set_defaults(func=cmd_report)
+
+    cs = sub.add_parser(
+        "carbon-series",
+        help="a carbon intensity series for a site (docs/sites.md, 'Carbon intensity over time'): check one, or "
+        "convert downloads (NESO, Electricity Maps, any CSV such as RTE eCO2mix) into one",
+    )
+    csa = cs.add_subparsers(dest="action", required=True)
+    ck = csa.add_parser(
+        "check", help="read a series as the analysis does and say what it holds (coverage, gaps, typical day)"
+    )
+    ck.add_argument("file")
+    ck.add_argument("--region", default=None, help="the rows of this region (files with a region column)")
+    ck.add_argument("-k", type=int, default=8, help="how many cleanest hours of the day to name (fleet.cleanest_hours)")
+    ck.set_defaults(func=cmd_carbon_series)
+    cv = csa.add_parser("convert", help="downloaded files -> one series CSV (timestamp, [end,] g_per_kwh[, region])")
+    cv.add_argument("--from", dest="fmt", required=True, choices=["neso", "electricitymaps", "csv"])
+    cv.add_argument("inputs", nargs="+", metavar="FILE", help="downloaded file(s): JSON (neso) or CSV")
+    cv.add_argument("-o", "--output", required=True, help="the series CSV to write")
+    cv.add_argument(
+        "--value", default=None, help="neso: auto (actual, else forecast), actual or forecast; csv: the value column"
+    )
+    cv.add_argument(
+        "--basis", default=None, choices=["direct", "lifecycle"], help="electricitymaps: which intensity column"
+    )
+    cv.add_argument(
+        "--time",
+        action="append",
+        default=None,
+        help="csv: the time column (repeat to join several, e.g. Date and Heures)",
+    )
+    cv.add_argument("--end", default=None, help="csv: the column of each period's end (optional)")
+    cv.add_argument("--region", default=None, help="csv: the region column (optional)")
+    cv.add_argument(
+        "--tz", default=None, help="csv: the IANA time zone of times without an offset (e.g. Europe/Paris, UTC)"
+    )
+    cv.add_argument(
+        "--sep", default=",", help="csv: the separator (RTE's files: a tab, --sep $'\\t'; ODRE exports: ';')"
+    )
+    cv.add_argument("--encoding", default="utf-8", help="csv: the text encoding (RTE's files: latin-1)")
+    cv.add_argument("-k", type=int, default=8, help="how many cleanest hours of the day to name")
+    cv.set_defaults(func=cmd_carbon_series)
 
     pe = sub.add_parser(
         "pack-env",
@@ -528,17 +700,19 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import logs
     from .quiet import install
 
     install()  # third-party noise (amdsmi, codecarbon, torchao, torch) silenced before anything imports them
+    logs.configure()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except Exception as e:
-        config = sys.modules.get(f"{__package__}.config")  # only a command that loaded the config raises ConfigError
-        if config is None or not isinstance(e, config.ConfigError):
+        base = sys.modules.get(f"{__package__}.base")  # only a command that read the config raises ConfigError
+        if base is None or not isinstance(e, base.ConfigError):
             raise
-        print(f"joulegrid: config error: {e}", file=sys.stderr)
+        log.error("config error: %s", e)
         return 2
 
 

@@ -4,7 +4,10 @@ Two layers:
 1. the JSON schema in ``workflow/schemas/config.schema.yaml`` (types, enums, ranges, unknown keys),
    applied with ``snakemake.utils.validate`` which also fills in the defaults;
 2. checks JSON schema cannot express (known workloads, known site, batch size vs dataset size,
-   data files that exist), in ``check()``.
+   data files that exist), in ``validate_semantics()``.
+
+The checkout's paths, ``ConfigError`` and the schema's defaults live in ``joulegrid.base`` (re-exported
+here); a cell's identity, config hash and spec, and the grid snapshot, in ``joulegrid.spec``.
 
 Pure Python: no torch import, so ``snakemake -n`` stays fast.
 """
@@ -12,102 +15,29 @@ Pure Python: no torch import, so ``snakemake -n`` stays fast.
 from __future__ import annotations
 
 import copy
-import functools
-import hashlib
 import itertools
-import json
+import math
 import os
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
 from . import axes, grid
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_ROOT.parent.parent
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
-
-
-class ConfigError(ValueError):
-    """A config that cannot be run. The message names the key and how to fix it."""
+# the checkout's paths, the error and the schema: their home is base.py, also read from here
+from .base import DEFAULT_CONFIG as DEFAULT_CONFIG
+from .base import PACKAGE_ROOT as PACKAGE_ROOT
+from .base import REPO_ROOT as REPO_ROOT
+from .base import SCHEMA_PATH as SCHEMA_PATH
+from .base import ConfigError as ConfigError
+from .base import config_schema as _load_schema
+from .base import friendly, resolve_path
+from .base import schema_defaults as schema_defaults
 
 
 # ------------------------------------------------------------------ schema validation
-def _key_path(path) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
-
-
-def _allowed(schema: dict[str, Any]) -> str:
-    if "enum" in schema:
-        return ", ".join(map(str, schema["enum"]))
-    return ""
-
-
-def _friendly(err, where: str = "config key") -> str:
-    """One jsonschema ValidationError -> 'config key X: problem. Fix: ...' (``where`` names the file's keys)."""
-    key = _key_path(err.absolute_path)
-    v = err.validator
-    inst = err.instance
-    sch = err.schema
-    if v == "additionalProperties":
-        allowed = sorted(sch.get("properties", {}))
-        extra = sorted(set(inst) - set(allowed)) if isinstance(inst, dict) else []
-        at = key if err.absolute_path else "top level"
-        return (
-            f"{where} {at}: unknown key(s) {', '.join(map(repr, extra))}. "
-            f"Fix: remove or rename them; allowed keys here: {', '.join(allowed)}"
-        )
-    if v == "enum":
-        return f"{where} {key}: {inst!r} is not allowed. Fix: use one of {_allowed(sch)}"
-    if v == "type":
-        want = _type_words(sch["type"])
-        return f"{where} {key}: expected {want}, got {type(inst).__name__} {inst!r}. Fix: write {want}"
-    if v == "minItems":
-        return f"{where} {key}: the list is empty. Fix: give at least {sch['minItems']} value(s)"
-    if v == "uniqueItems":
-        dup = sorted({json.dumps(x) for x in inst if inst.count(x) > 1})
-        return f"{where} {key}: duplicated value(s) {', '.join(dup)}. Fix: list each value once"
-    if v in ("minimum", "exclusiveMinimum"):
-        return f"{where} {key}: {inst!r} is too small ({v} {sch[v]}). Fix: use a value above {sch[v]}" + (
-            "" if v == "exclusiveMinimum" else " or equal to it"
-        )
-    if v in ("maximum", "exclusiveMaximum"):
-        return f"{where} {key}: {inst!r} is too large ({v} {sch[v]}). Fix: use a smaller value"
-    if v == "pattern" and key.endswith(".class"):
-        return f"{where} {key}: {inst!r} is not an import path. Fix: write it as my_pkg.module:MyWorkload (module path, colon, class name)"
-    if v == "pattern":
-        return (
-            f"{where} {key}: {inst!r} is not a safe name (pattern {sch['pattern']}). "
-            "Fix: use letters, digits and _ only (no '/', '..', spaces or shell characters)"
-        )
-    if v == "required":
-        return f"{where} {key}: {err.message}. Fix: add it"
-    if v == "minProperties" and "reason" in sch.get("required", ()):
-        return f"{where} {key}: {err.message}. Fix: name at least one axis to match besides reason"
-    if v == "minProperties":
-        return f"{where} {key}: {err.message}. Fix: give at least {sch['minProperties']} entry"
-    if v == "oneOf" and sch.get("description"):
-        return f"{where} {key}: {inst!r} is not allowed. Fix: {' '.join(sch['description'].split())}"
-    if v == "minLength":
-        return f"{where} {key}: must not be empty. Fix: write a short text"
-    return f"{where} {key}: {err.message}"
-
-
-_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a text", "boolean": "true or false",
-               "array": "a list", "object": "a mapping", "null": "null"}  # fmt: skip
-
-
-def _type_words(want: str | list[str]) -> str:
-    """'integer' -> 'an integer'; ['number', 'null'] -> 'a number or null'."""
-    return " or ".join(_TYPE_WORDS.get(t, f"a {t}") for t in ([want] if isinstance(want, str) else want))
-
-
 def _json_type_ok(value: Any, want: str | list[str]) -> bool:
     """Whether a Python value has one of the JSON schema types in want."""
     kinds = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
@@ -116,6 +46,22 @@ def _json_type_ok(value: Any, want: str | list[str]) -> bool:
         if k is not None and isinstance(value, k) and (t == "boolean" or not isinstance(value, bool)):
             return True
     return False
+
+
+def _number(text: str, want: str | list[str]) -> Any:
+    """text as the number the schema wants (exponent form included: 1e-9, 1e1, 2E3), else text."""
+    wants = [want] if isinstance(want, str) else want
+    if not {"number", "integer"} & set(wants):
+        return text
+    try:
+        value = float(text.strip().replace("_", ""))
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        return text
+    if "number" not in wants:  # integer only: 1e3 is 1000, 1.5e0 stays text (the schema's error names it)
+        return int(value) if value.is_integer() else text
+    return value
 
 
 def _type_errors(errors):
@@ -149,6 +95,8 @@ def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = N
                 value = yaml.safe_load(err.instance)
             except yaml.YAMLError:
                 continue
+            if isinstance(value, str):  # YAML 1.1 reads 1e-9 and 1e1 (no dot) as text: read numbers as Python does
+                value = _number(value, err.schema["type"])
             if _json_type_ok(value, err.schema["type"]):
                 *parents, last = err.absolute_path
                 node = config
@@ -159,36 +107,6 @@ def coerce_text_values(config: dict[str, Any], schema: dict[str, Any] | None = N
         if not fixed:
             break
     return config
-
-
-@functools.cache
-def read_schema(path: str) -> dict[str, Any]:
-    """A YAML JSON-schema file, parsed once per process (config, sites, hardware schemas). Shared: read only."""
-    return yaml.safe_load(Path(path).read_text())
-
-
-def _load_schema() -> dict[str, Any]:
-    return read_schema(str(SCHEMA_PATH))
-
-
-_DEFAULTS: dict[str, Any] = {}
-
-
-def schema_defaults() -> dict[str, Any]:
-    """Every default the JSON schema gives (the schema is their only home): what validating an empty
-    config fills in, section by section (e.g. schema_defaults()["measure"]["warmup_batches"]). A copy."""
-    if not _DEFAULTS:
-
-        def fill(schema: dict[str, Any]) -> Any:
-            value = copy.deepcopy(schema.get("default"))
-            if isinstance(value, dict) and "properties" in schema:
-                for key, sub in schema["properties"].items():
-                    if "default" in sub:
-                        value.setdefault(key, fill(sub))
-            return value
-
-        _DEFAULTS.update(fill({"default": {}, **_load_schema()}))
-    return copy.deepcopy(_DEFAULTS)
 
 
 def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
@@ -211,21 +129,11 @@ def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
         best = jsonschema.exceptions.best_match(cls(schema).iter_errors(config))
         if best is None:
             raise ConfigError(str(e)) from None
-        raise ConfigError(_friendly(best)) from None
+        raise ConfigError(friendly(best)) from None
     return config
 
 
 # ------------------------------------------------------------------ semantic checks
-def resolve_path(path: str | os.PathLike, base: Path) -> Path:
-    """A config path: absolute, else relative to the working directory, else to the joulegrid checkout."""
-    p = Path(path)
-    if p.is_absolute():
-        return p
-    if (base / p).exists() or not (REPO_ROOT / p).exists():
-        return base / p
-    return REPO_ROOT / p
-
-
 def workload_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
     """Effective settings of one workload: built-in defaults overlaid with the config's entry."""
     from .workloads.registry import defaults_for
@@ -275,8 +183,8 @@ def check_workload(config: dict[str, Any], name: str, key: str, base: Path) -> d
         dp = Path(settings["data"])
         if not (dp if dp.is_absolute() else base / dp).exists():
             raise ConfigError(
-                f"config key {where}.data: {settings['data']!r} does not exist. "
-                "Fix: give the path of an existing file (absolute, or relative to the working directory) or remove the key"
+                f"config key {where}.data: {settings['data']!r} does not exist. Fix: give the path of an existing "
+                "file (absolute, or relative to the working directory) or remove the key"
             )
         if cls.DATA_FORMATS:
             why = check_format(dp, cls.DATA_FORMATS)
@@ -321,7 +229,8 @@ def check_precisions(config: dict[str, Any]) -> None:
         else:
             raise ConfigError(
                 f"config key grid.precisions[{i}]: {prec!r} cannot run with any phase/device of this grid "
-                f"({'; '.join(grid.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the phase/device it needs"
+                f"({'; '.join(grid.unique(reasons))}). Fix: remove {prec!r} from grid.precisions, or add the "
+                "phase/device it needs"
             )
 
 
@@ -342,7 +251,8 @@ def validate_semantics(config: dict[str, Any], base_dir: str | os.PathLike = "."
     for name in wl_cfg:
         if name not in BUILTIN and "class" not in wl_cfg[name]:
             raise ConfigError(
-                f"config key workloads.{name}: {name!r} is not a built-in workload ({', '.join(BUILTIN)}) and has no class. "
+                f"config key workloads.{name}: {name!r} is not a built-in workload ({', '.join(BUILTIN)}) and has no "
+                "class. "
                 f"Fix: add class: my_pkg.module:MyWorkload, or fix the name"
             )
         if "class" in wl_cfg[name] and name not in config["grid"]["workloads"]:
@@ -374,9 +284,8 @@ def validate_semantics(config: dict[str, Any], base_dir: str | os.PathLike = "."
     check_precisions(config)
     from .hardware import config_calibrations
 
-    config_calibrations(
-        config, base
-    )  # the hardware table's CPU calibrations: a bad entry names the file, model and key
+    # the hardware table's CPU calibrations: a bad entry names the file, model and key
+    config_calibrations(config, base)
     for i, rule in enumerate(config.get("exclude") or []):
         for key, val in rule.items():
             if key == "reason":
@@ -496,274 +405,3 @@ def load(
     """The validated config and sites that ``snakemake [--configfile F ...] [--config K=V ...]`` would
     use (merge, then prepare): the loader of `joulegrid plan`, `joulegrid meters` and `joulegrid report`."""
     return prepare(merge(configfiles, config_args, replace_workflow_config), base_dir)
-
-
-def settings_hash(obj: Any) -> str:
-    """Stable short hash of JSON-able settings."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-# ------------------------------------------------------------------ a cell's identity
-# Bump when a change of joulegrid changes what a finished measurement means (its windows, its
-# meters, a workload's training or data): every cell then gets a new config hash and is measured
-# anew, the old run files stay (rows of another configuration). Changes that do not change a
-# measurement's meaning (speed-ups, refactoring, the analysis) leave it alone, so that upgrading
-# joulegrid does not re-measure a campaign. docs/architecture.md, "A cell's identity".
-MEASUREMENT_VERSION = 1
-
-# measure: keys that do not change a measurement: a gate checked before it starts (required_meters)
-# and the profiling pass after the measured window (hotspots*). Every other measure key -- also one
-# added later -- is part of the identity.
-NOT_IDENTITY_MEASURE = ("required_meters", "hotspots", "hotspot_batches", "hotspot_top")
-
-
-def identity(config: dict[str, Any], workload: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What determines the result of a cell of ``workload`` besides its grid axes: the workload's
-    effective settings (built-in defaults + config: rows, epochs, target, data, params, ...), the
-    measure settings that change a measurement, the seed and MEASUREMENT_VERSION.
-
-    Left out, so that they neither re-measure nor split results: the site and its facts
-    (scheduler, carbon intensity, PUE: applied to the energy, the same grid at two sites has the
-    same identity), report:, fleet:, budget:, job: (what a scheduler is asked for), the grid's
-    axes and exclusions (they choose cells, each cell's axes are in its path), strict_devices
-    and strict (what happens on a missing device or a bad file), results/resources folders."""
-    return {
-        "workload": workload,
-        "settings": settings if settings is not None else workload_settings(config, workload),
-        "measure": {k: v for k, v in (config.get("measure") or {}).items() if k not in NOT_IDENTITY_MEASURE},
-        "seed": config["seed"],
-        "measurement_version": MEASUREMENT_VERSION,
-        # a pinned int8 backend, scheme or calibration changes what int8 cells measure; set, it is part
-        # of every cell's identity of the workload (its fp32 baseline is measured again beside it)
-        **({"precision_options": config["precision_options"]} if config.get("precision_options") else {}),
-    }
-
-
-# ------------------------------------------------------------------ the grid snapshot
-# Jobs read their settings from <results>/.grid/<hash>.json, written once per configuration when a
-# run starts (SpecBuilder.snapshot_path; docs/architecture.md, "The lean measure rule"), with the
-# cell's axes and config hash taken from its run file's path.
-SNAPSHOT_VERSION = 1
-
-
-def read_snapshot(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        snap = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        import socket
-
-        raise ConfigError(
-            f"grid snapshot {path} not found on host {socket.gethostname()}. Jobs read their settings from the results "
-            "folder, so it must be on a filesystem the execution hosts share with the submit host. Fix: run snakemake "
-            "from a directory on the shared filesystem (docs/sites.md, 'What a job reads from the results folder')"
-        ) from None
-    except ValueError as e:
-        raise ConfigError(
-            f"grid snapshot {path} is not valid JSON ({e}). Fix: delete it and start snakemake again"
-        ) from None
-    if not isinstance(snap, dict) or snap.get("joulegrid_grid_snapshot") != SNAPSHOT_VERSION:
-        raise ConfigError(
-            f"{path} is not a joulegrid grid snapshot of version {SNAPSHOT_VERSION}. Fix: start snakemake again to write one"
-        )
-    return snap
-
-
-def _snapshot_workload(snap: dict[str, Any], path: str | os.PathLike, workload: str) -> dict[str, Any]:
-    w = snap["workloads"].get(workload)
-    if w is None:
-        raise ConfigError(f"workload {workload!r} is not in the grid snapshot {path} ({', '.join(snap['workloads'])})")
-    return w
-
-
-class SnapshotCell(NamedTuple):
-    spec: dict[str, Any]  # what runner.run_and_write takes: the cell's axes, its settings, its config hash
-    data: str | None  # the file it reads
-    model: str | None  # the reference model (inference)
-    resources_dir: str  # prepared data and the per-host cache
-
-
-def cell_spec_from_snapshot(path: str | os.PathLike, out: str) -> SnapshotCell:
-    """The cell whose run file is ``out``, from the snapshot: its axes and config hash from the
-    path, its settings from the snapshot (which must hold that hash)."""
-    snap = read_snapshot(path)
-    try:
-        cell = grid.cell_from_path(out)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    w = _snapshot_workload(snap, path, cell.workload)
-    if cell.config_hash != w["config_hash"]:
-        raise ConfigError(
-            f"{out} belongs to configuration {cell.config_hash}, the grid snapshot {path} holds {cell.workload}'s "
-            f"configuration {w['config_hash']}. Fix: run snakemake with the configuration that gave {cell.config_hash}"
-        )
-    spec = {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}
-    return SnapshotCell(spec, w["data"], w["model"] if cell.phase == "infer" else None, snap["resources_dir"])
-
-
-def reference_spec_from_snapshot(path: str | os.PathLike, workload: str) -> tuple[dict[str, Any], str | None, str]:
-    """(spec, data file, model path) of the workload's reference-model training (fp32 baseline, train, cpu)."""
-    snap = read_snapshot(path)
-    w = _snapshot_workload(snap, path, workload)
-    cell = grid.Cell(
-        w["settings"]["site_facts"]["name"],
-        workload,
-        "train",
-        "cpu",
-        "fp32",
-        "baseline",
-        int(w["reference_batch_size"]),
-        0,
-    )
-    return {"cell": cell.axes(), "settings": w["settings"], "config_hash": w["config_hash"]}, w["data"], w["model"]
-
-
-# ------------------------------------------------------------------ per-cell settings
-class SpecBuilder:
-    """Builds the settings of each workload of the grid: its identity and config hash, what its
-    cells are measured with, its data and reference model, and the grid snapshot holding them all.
-    Everything is per workload (the cell's axes come from its run file's path), computed once and
-    cached."""
-
-    def __init__(self, config: dict[str, Any], sites: dict[str, Any]):
-        from .hardware import config_calibrations
-        from .sites import site_facts
-
-        self.config = config
-        self.facts = site_facts(sites, config["site"], config_calibrations(config))
-        self._wl: dict[str, dict[str, Any]] = {}
-        self._settings: dict[str, tuple[dict[str, Any], str]] = {}  # workload -> (settings, config hash)
-        self._model_hash: dict[str, str] = {}
-        self._dataset: dict[str, tuple[str, int] | None] = {}
-
-    def workload(self, name: str) -> dict[str, Any]:
-        if name not in self._wl:
-            self._wl[name] = workload_settings(self.config, name)
-        return self._wl[name]
-
-    def identity(self, workload: str) -> dict[str, Any]:
-        return identity(self.config, workload, self.workload(workload))
-
-    def _cached_settings(self, workload: str) -> tuple[dict[str, Any], str]:
-        if workload not in self._settings:
-            from .cell_settings import CellSettings, Measure
-
-            c = self.config
-            st = CellSettings(
-                workload=self.workload(workload),
-                measure=Measure.from_dict(c["measure"]),
-                seed=c["seed"],
-                strict_devices=c["strict_devices"],
-                site_facts=self.facts,
-                precision_options=c.get("precision_options") or None,  # runner: the options of the cell's precision
-            ).to_dict()  # the snapshot is JSON; jobs read it back with CellSettings.from_dict
-            self._settings[workload] = (st, settings_hash(self.identity(workload)))
-        return self._settings[workload]
-
-    def config_hash(self, workload: str) -> str:
-        """The workload's config hash: settings_hash(identity), in its cells' run file names and rows."""
-        return self._cached_settings(workload)[1]
-
-    def hashes(self) -> dict[str, str]:
-        """Config hash of every workload of the grid (grid.expand stamps them on the cells)."""
-        return {w: self.config_hash(w) for w in self.config["grid"]["workloads"]}
-
-    def known_workloads(self) -> list[str]:
-        """The grid's workloads, then those the config defines, then the built-in ones: every workload
-        the configuration gives settings (and so a config hash) to."""
-        from .workloads.registry import BUILTIN
-
-        return grid.unique([*self.config["grid"]["workloads"], *(self.config.get("workloads") or {}), *BUILTIN])
-
-    def current(self) -> dict[str, Any]:
-        """The current configuration's identity of every workload it gives settings to (also one not in
-        grid.workloads: a campaign split into runs per workload is one configuration): what the
-        summary calls current (joulegrid aggregate --current), JSON-able."""
-        return {w: {"config_hash": self.config_hash(w), "identity": self.identity(w)} for w in self.known_workloads()}
-
-    def settings(self, workload: str) -> dict[str, Any]:
-        return copy.deepcopy(self._cached_settings(workload)[0])
-
-    def spec(self, cell: grid.Cell) -> dict[str, Any]:
-        """What run-cell measures a cell with (runner.CellRunner): the cell's axes, its workload's
-        settings, its config hash. Jobs build it from the grid snapshot (cell_spec_from_snapshot)."""
-        st, h = self._cached_settings(cell.workload)
-        return {"cell": cell.axes(), "settings": copy.deepcopy(st), "config_hash": h}
-
-    def workload_of(self, config_hash: str) -> str:
-        """The grid workload whose config hash this is; ConfigError if none (another configuration's)."""
-        for w, h in self.hashes().items():
-            if h == config_hash:
-                return w
-        raise ConfigError(
-            f"config hash {config_hash} is not one of the current configuration's ({', '.join(f'{w} {h}' for w, h in self.hashes().items())}). "
-            "Fix: ask for the current grid's files (plain `snakemake`), or run with the configuration that gave that hash"
-        )
-
-    def data_path(self, workload: str) -> str | None:
-        """The file the workload's cells read: its prepared dataset under resources_dir, or its own data file."""
-        ds = self.dataset(workload)
-        if ds is not None:
-            from .data import dataset_path
-
-            return dataset_path(self.config["resources_dir"], *ds)
-        return self.workload(workload).get("data") or None
-
-    def model_path(self, workload: str) -> str:
-        """The reference model the workload's inference cells load (rule train_reference)."""
-        return f"{self.config['results']}/models/{workload}/{self.model_hash(workload)}.pt"
-
-    def snapshot(self) -> dict[str, Any]:
-        """The grid snapshot: what every job of this configuration reads (run-cell, record-failure,
-        train-reference --grid), per workload its config hash, settings, data and reference model."""
-        return {
-            "joulegrid_grid_snapshot": SNAPSHOT_VERSION,
-            "resources_dir": self.config["resources_dir"],  # prepared data, the per-host cache (joulegrid.hostcache)
-            "workloads": {
-                w: {
-                    "config_hash": self.config_hash(w),
-                    "settings": self.settings(w),
-                    "data": self.data_path(w),
-                    "model": self.model_path(w),
-                    "reference_batch_size": min(self.config["grid"]["batch_sizes"]),
-                }
-                for w in self.config["grid"]["workloads"]
-            },
-        }
-
-    def snapshot_path(self, write: bool = False) -> str:
-        """<results>/.grid/<hash of its content>.json; written (atomically, once: content-addressed) with write."""
-        if not hasattr(self, "_snapshot"):
-            snap = self.snapshot()
-            self._snapshot = (
-                json.dumps(snap, sort_keys=True, indent=1),
-                f"{self.config['results']}/.grid/{settings_hash(snap)}.json",
-            )
-        text, path = self._snapshot
-        if write and not os.path.exists(path):
-            from .io import atomic_path
-
-            with atomic_path(path, suffix=".json") as tmp:
-                Path(tmp).write_text(text)
-        return path
-
-    def model_hash(self, workload: str) -> str:
-        """Identity of the reference model infer cells load (workload settings + seed)."""
-        if workload not in self._model_hash:
-            self._model_hash[workload] = settings_hash(
-                {"workload": self.workload(workload), "seed": self.config["seed"]}
-            )
-        return self._model_hash[workload]
-
-    def dataset(self, workload: str) -> tuple[str, int] | None:
-        """(dataset name, rows) the workload reads from resources/, or None for its own data file."""
-        if workload not in self._dataset:
-            from .workloads.registry import workload_class
-
-            st = self.workload(workload)
-            if st.get("data"):
-                self._dataset[workload] = None
-            else:
-                cls = workload_class(workload, st)
-                self._dataset[workload] = (cls.dataset, int(st.get("rows") or 0)) if cls.dataset else None
-        return self._dataset[workload]

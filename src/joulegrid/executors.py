@@ -66,8 +66,12 @@ def job_resources(
     shared_fs: bool = True,
     results_dir: str = "results",
     reads: Callable[[Any], dict[str, str]] | None = None,
+    constraint: str | None = None,
 ) -> dict[str, Any]:
     """Rule resources for one job kind; values are callables Snakemake evaluates per job and attempt.
+
+    constraint: the node type (config job.constraint): Slurm's --constraint (the plugin's constraint
+    resource), HTCondor's requirements expression; None = any node.
 
     gpus: GPUs per job, or a callable of the wildcards; with 0 the job declares no GPU resource.
 
@@ -106,6 +110,8 @@ def job_resources(
     if scheduler(facts) == "local":
         return res
     res.update(mem_mb=mem, runtime=runtime)
+    if constraint:
+        res["requirements" if scheduler(facts) == "htcondor" else "constraint"] = constraint
     if scheduler(facts) == "htcondor":
         # snakemake-executor-plugin-htcondor 0.3 maps neither mem_mb nor gpu
         res["request_memory"] = mem
@@ -146,7 +152,7 @@ def htcondor_transfer(
         # the plugin transfers the Snakefile, the rule's inputs and the config files; the rest of
         # the workflow comes from the checkout snakemake runs in (transfer_problem checks that)
         # <results_dir>/.grid: the grid snapshot run-cell reads its settings from (named on the command
-        # line, not a declared input; config.SpecBuilder.snapshot_path)
+        # line, not a declared input; spec.SpecBuilder.snapshot_path)
         inputs = [*WORKFLOW_SOURCES, f"{results_dir}/.grid", f"{results_dir}/attempts"]
         if env_tarball(facts):
             inputs.append(env_tarball(facts))
@@ -171,7 +177,7 @@ def submit_environment(results_dir: str, env_tarball: str | None = None) -> dict
     (Slurm passes its environment to jobs; HTCondor jobs get it with getenv: True)."""
     env = {
         "JOULEGRID_PYTHON": sys.executable,
-        "JOULEGRID_PYTHON_VERSION": "%d.%d" % sys.version_info[:2],
+        "JOULEGRID_PYTHON_VERSION": "{}.{}".format(*sys.version_info[:2]),
         "JOULEGRID_SUBMIT_HOST": socket.gethostname(),
         "JOULEGRID_SUBMIT_OS": os_name(),
         "JOULEGRID_RESULTS": results_dir,

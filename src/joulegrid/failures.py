@@ -25,6 +25,7 @@ exists is never overwritten.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -33,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from .grid import Cell
+from .io import write_table
+from .spec import CellSpec, identity_columns
 
 EXIT_CONFIG_ERROR = 2
 EXIT_REFUSED = 3  # the cell was not started on purpose (required meter missing, strict_devices)
 PASS_THROUGH = (EXIT_CONFIG_ERROR, EXIT_REFUSED)
+logger = logging.getLogger(__name__)
 RETRIES_ENV = "JOULEGRID_RETRIES"
 LOG_TAIL_CHARS = 1200
 
@@ -139,12 +142,12 @@ def earlier_errors(entries: list[dict[str, Any]], before: int) -> str:
 
 
 def record_failure(
-    spec: dict[str, Any], out: str, exit_code: int, attempt: int = 1, retries: int = 0, log: str | None = None
+    spec: CellSpec, out: str, exit_code: int, attempt: int = 1, retries: int = 0, log: str | None = None
 ) -> int:
     """Handle a run-cell that ended with ``exit_code`` != 0; returns the exit code for the job."""
     if exit_code in PASS_THROUGH:
         return exit_code
-    cell = Cell(**spec["cell"], config_hash=spec.get("config_hash"))
+    cell = spec.cell
     hist = attempts_path(out, cell.file_id)
     etype, text = describe_exit(exit_code)
     kills = cgroup_oom_kills() if etype == "SIGKILL" else None
@@ -153,29 +156,47 @@ def record_failure(
         text += f"; the job's cgroup counts {kills} OOM kill(s) (memory.events)"
     last = attempt > retries
     tail = _log_tail(log)
-    append_attempt(hist, {
-        "attempt": attempt, "at": datetime.now(UTC).isoformat(), "host": socket.gethostname(),
-        "exit_code": exit_code, "status": status, "error_type": etype, "error": text, "log_tail": tail,
-        "retried": not last,
-    })  # fmt: skip
+    append_attempt(
+        hist,
+        {
+            "attempt": attempt,
+            "at": datetime.now(UTC).isoformat(),
+            "host": socket.gethostname(),
+            "exit_code": exit_code,
+            "status": status,
+            "error_type": etype,
+            "error": text,
+            "log_tail": tail,
+            "retried": not last,
+        },
+    )
     if Path(out).exists():  # the row was written before the process died: keep it, never overwrite
-        print(f"joulegrid: {cell.id}: {text}, after its result row was written; the row is kept", flush=True)
+        logger.info("%s: %s, after its result row was written; the row is kept", cell.id, text)
         return 0
     if not last:
-        print(f"joulegrid: {cell.id}: attempt {attempt}: {text}; recorded in {hist}; "
-              f"{retries - attempt + 1} retr{'y' if retries - attempt + 1 == 1 else 'ies'} left", flush=True)  # fmt: skip
+        left = retries - attempt + 1
+        logger.info(
+            "%s: attempt %d: %s; recorded in %s; %d retr%s left",
+            cell.id,
+            attempt,
+            text,
+            hist,
+            left,
+            "y" if left == 1 else "ies",
+        )
         return exit_code if 0 < exit_code < 256 else 1
     earlier = earlier_errors(read_attempts(hist), attempt)
     msg = text + (f"\nearlier attempts:\n{earlier}" if earlier else "") + (f"\nlog tail:\n{tail}" if tail else "")
-    from .io import write_table
-    from .runner import identity_columns
-
     row = {
-        **schema.empty_row(), **identity_columns(cell, spec, attempt),
-        "hostname": socket.gethostname(), "finished_at": datetime.now(UTC),
-        "status": status, "error_type": etype, "error_message": msg[:2000],
-    }  # fmt: skip
+        **schema.empty_row(),
+        **identity_columns(spec, attempt),
+        "hostname": socket.gethostname(),
+        "finished_at": datetime.now(UTC),
+        "status": status,
+        "error_type": etype,
+        "error_message": msg[:2000],
+    }
 
     write_table(schema.to_table([row]), out)
-    print(f"joulegrid: {cell.id}: {status} ({etype}) on the last attempt ({attempt}); recorded in {out}", flush=True)
+    logger.info("%s: %s (%s) on the last attempt (%d); recorded in %s", cell.id, status, etype, attempt, out)
     return 0

@@ -9,12 +9,12 @@ size x repeat, measured with the settings of one configuration. Its result lives
     <results>/runs/<site>/<workload>/<phase>/<device>/<precision>[+<variant>]/bs<B>/r<k>-<config hash>.parquet
 
 The variant is folded into the precision folder (``fp32`` for the baseline model,
-``fp32+pruned`` for the pruned one, ``fp32+compiled`` for torch.compile) so that the path keeps the layout of the design card. The
-config hash (joulegrid.config.identity: the workload's settings, the measure settings, the seed and
-the measurement version; not the site) ends the file name: a changed configuration measures new
-files next to the old ones, a rerun of the same configuration finds its files. Run files written
-before the hash was part of the name (``r<k>.parquet``) are still found and read, as rows of
-another configuration.
+``fp32+pruned`` for the pruned one, ``fp32+compiled`` for torch.compile) so that the path keeps the
+layout of the design card. The config hash (joulegrid.spec.identity: the workload's settings, the
+measure settings, the seed and the measurement version; not the site) ends the file name: a changed
+configuration measures new files next to the old ones, a rerun of the same configuration finds its
+files. Run files written before the hash was part of the name (``r<k>.parquet``) are still found and
+read, as rows of another configuration.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .axes import (  # noqa: F401 - the axes' names, also read from here (their home is axes.py)
+from .axes import (  # the axes' names, also read from here (their home is axes.py)
     BASELINE_VARIANT,
+    CELL_AXES,
     DEVICES,
     PHASES,
     PRECISIONS,
@@ -79,7 +80,7 @@ class Cell:
     variant: str
     batch_size: int
     repeat: int
-    # joulegrid.config.identity's hash of the settings the cell is measured with (None: not known,
+    # joulegrid.spec.identity's hash of the settings the cell is measured with (None: not known,
     # e.g. a run file from before the hash was part of its name). Not an axis: not in axes() or id.
     config_hash: str | None = None
 
@@ -127,7 +128,7 @@ class Cell:
         return {f: getattr(self, f) for f in AXES}
 
 
-AXES = tuple(f.name for f in fields(Cell) if f.name != "config_hash")
+AXES = CELL_AXES  # Cell's fields besides config_hash, by name (tests/unit/test_axes.py keeps them equal)
 
 
 def split_precision(segment: str) -> tuple[str, str]:
@@ -166,8 +167,8 @@ def run_manifest(runs_dir: str | os.PathLike, known: Iterable[str] = ()) -> str:
     """One line per run file under runs_dir that is not in ``known`` (paths relative to runs_dir, e.g.
     the run files of this run's grid): '<path> <size> <mtime ns>', sorted.
 
-    The Snakefile stamps it (joulegrid.snakefile, the runs stamp) as an input of rule aggregate: a run file copied or rsync-ed
-    into runs/ (another site's folder, another configuration's files) changes it, so the summary is
+    The Snakefile stamps it (joulegrid.snakefile, the runs stamp) as an input of rule aggregate: a run file copied or
+    rsync-ed into runs/ (another site's folder, another configuration's files) changes it, so the summary is
     rebuilt although mtime triggers cannot see a new file with an old time (rsync -a keeps the
     source's). The grid's own files are left out: they are the rule's inputs already, and the
     manifest must not change when this run measures them (a rerun would aggregate again). Plain
@@ -274,13 +275,22 @@ def _matches(cell: Cell, rule: dict[str, Any]) -> bool:
     return True
 
 
-def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
-    """Every combination of the axes with its exclusion reason (None = runnable)."""
+def iter_cells(config: dict[str, Any], repeats: int | None = None) -> Iterator[tuple[Cell, str | None]]:
+    """Every combination of the axes with its exclusion reason (None = runnable).
+
+    repeats: the grid's repeats where the config says ``grid.repeats: auto`` (the frozen design:
+    joulegrid.analysis.design.grid_repeats; the grid, pure, does not read results)."""
     g = config["grid"]
     site = config["site"]
     allow = config.get("allow", {})
     user_rules = config.get("exclude", []) or []
     wl_rules = {w: workload_rules(config, w) for w in g["workloads"]}
+    if repeats is None:
+        repeats = g.get("repeats", 1)
+    if repeats == "auto":
+        raise ValueError(
+            "grid.repeats is auto: pass the design's repeats (joulegrid.analysis.design.grid_repeats(config))"
+        )
     for workload, phase, device, precision, variant, bs in itertools.product(
         g["workloads"],
         g["phases"],
@@ -292,7 +302,7 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
         reason = builtin_exclusion(
             phase, device, precision, variant, allow, wl_rules[workload], config.get("precision_options")
         )
-        for repeat in range(int(g.get("repeats", 1))):
+        for repeat in range(int(repeats)):
             cell = Cell(site, workload, phase, device, precision, variant, int(bs), repeat)
             r = reason
             if r is None:
@@ -303,16 +313,25 @@ def iter_cells(config: dict[str, Any]) -> Iterator[tuple[Cell, str | None]]:
             yield cell, r
 
 
-def expand(config: dict[str, Any], hashes: Mapping[str, str] | None = None) -> Grid:
+def expand(
+    config: dict[str, Any],
+    hashes: Mapping[str, str] | None = None,
+    precision_hashes: Mapping[tuple[str, str], str] | None = None,
+    *,
+    repeats: int | None = None,
+) -> Grid:
     """The grid of a validated config: runnable cells and excluded ones with reasons.
 
-    hashes: config hash per workload (joulegrid.config.SpecBuilder.hashes()), stamped on every
-    cell; without them the cells have no run path (only their axes and ids)."""
+    hashes: config hash per workload (joulegrid.spec.SpecBuilder.hashes()), stamped on every
+    cell; without them the cells have no run path (only their axes and ids). precision_hashes:
+    {(workload, precision): hash} of the precisions with their own (SpecBuilder.cell_hashes()).
+    repeats: where the config says ``grid.repeats: auto``, the design's (iter_cells)."""
     cells: list[Cell] = []
     excluded: list[Excluded] = []
-    for cell, reason in iter_cells(config):
+    own = precision_hashes or {}
+    for cell, reason in iter_cells(config, repeats):
         if hashes is not None:
-            cell = cell.with_hash(hashes[cell.workload])
+            cell = cell.with_hash(own.get((cell.workload, cell.precision)) or hashes[cell.workload])
         if reason is None:
             cells.append(cell)
         else:

@@ -11,7 +11,7 @@ facts about the machines jobs run on, in one file.
   (``meters/calibration.py``).
 
 The file is checked against ``workflow/schemas/hardware.schema.yaml`` (the sites' entries; each
-calibration by ``check_calibration``) with joulegrid.sites' schema machinery.
+calibration by ``check_calibration``) with the schema machinery of joulegrid.base (``schema_problem``).
 
 ``write_calibration`` rewrites the ``cpu_calibrations`` section only: every other line of the file
 (the sites' entries, comments, their order) stays byte for byte, and the result is checked by parsing
@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from .config import REPO_ROOT, ConfigError
+from .base import REPO_ROOT, ConfigError, resolve_path, schema_problem
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "hardware.schema.yaml"
 CALIBRATIONS = "cpu_calibrations"  # the reserved top-level key; a site cannot be called that
@@ -42,13 +42,36 @@ DEFAULT_FILE = "config/hardware.yaml"
 # A calibration entry: the keys a model needs are checked; informational keys are known by name so
 # that a typo (idle_W) is an error, not a silently ignored value.
 _ENTRY_KEYS = {
-    "package", "dram", "host", "calibrated_at", "joulegrid_version", "logical_cpus", "threads_per_core", "sockets",
-    "mem_total_gb", "holdout_rmse_w", "holdout_max_rel_err", "ladder", "steps", "notes", "previous", "source",
-}  # fmt: skip
+    "package",
+    "dram",
+    "host",
+    "calibrated_at",
+    "joulegrid_version",
+    "logical_cpus",
+    "threads_per_core",
+    "sockets",
+    "mem_total_gb",
+    "holdout_rmse_w",
+    "holdout_max_rel_err",
+    "ladder",
+    "steps",
+    "notes",
+    "previous",
+    "source",
+}
 _DOMAIN_KEYS = {
-    "idle_w", "idle_w_se", "w_per_busy_cpu", "w_per_busy_cpu_se", "w_per_gb", "w_per_gb_fit", "w_per_gb_se",
-    "idle_used_gb", "holdout_rmse_w", "holdout_max_rel_err", "rmse_w",
-}  # fmt: skip
+    "idle_w",
+    "idle_w_se",
+    "w_per_busy_cpu",
+    "w_per_busy_cpu_se",
+    "w_per_gb",
+    "w_per_gb_fit",
+    "w_per_gb_se",
+    "idle_used_gb",
+    "holdout_rmse_w",
+    "holdout_max_rel_err",
+    "rmse_w",
+}
 
 
 class HardwareError(ConfigError):
@@ -63,9 +86,7 @@ class HardwareTable:
 
 
 def resolve(path: str | os.PathLike | None = None, base_dir: str | os.PathLike = ".") -> Path:
-    """The table's path: a config path resolved as config.resolve_path does (default config/hardware.yaml)."""
-    from .config import resolve_path
-
+    """The table's path: a config path resolved as base.resolve_path does (default config/hardware.yaml)."""
     return resolve_path(path or DEFAULT_FILE, Path(base_dir))
 
 
@@ -81,14 +102,17 @@ def check_calibration(model: str, entry: Any, where: str) -> dict[str, Any]:
             f"{where}: {CALIBRATIONS} keys are CPU model strings (as /proc/cpuinfo 'model name'), got {model!r}"
         )
     if not isinstance(entry, dict):
-        raise HardwareError(f"{at}: expected a mapping with package: {{idle_w, w_per_busy_cpu, ...}}, got {entry!r}. "
-                            "Fix: write it with `joulegrid calibrate`, or follow docs/configuration.md")  # fmt: skip
+        raise HardwareError(
+            f"{at}: expected a mapping with package: {{idle_w, w_per_busy_cpu, ...}}, got {entry!r}. "
+            "Fix: write it with `joulegrid calibrate`, or follow docs/configuration.md"
+        )
     unknown = set(entry) - _ENTRY_KEYS
     if unknown:
         raise HardwareError(f"{at}: unknown key(s) {sorted(unknown)}. Fix: use {', '.join(sorted(_ENTRY_KEYS))}")
     if "package" not in entry:
         raise HardwareError(
-            f"{at}: no package: block (the CPU package model). Fix: run `joulegrid calibrate` on a host of this CPU model"
+            f"{at}: no package: block (the CPU package model). Fix: run `joulegrid calibrate` on a host of this CPU "
+            "model"
         )
     for dom in ("package", "dram"):
         d = entry.get(dom)
@@ -133,8 +157,6 @@ def _plain(v: Any) -> Any:
 
 def parse(data: Any, where: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(site entries, calibrations) of a loaded table, checked."""
-    from .sites import schema_problem
-
     if data is None:
         return {}, {}
     problem = schema_problem(data, SCHEMA_PATH, where)  # the sites' entries and the layout
@@ -257,8 +279,9 @@ def write_calibration(path: str | os.PathLike, cpu_model: str, entry: dict[str, 
             if not replace:
                 when = cals[cpu_model].get("calibrated_at", "?")
                 raise HardwareError(
-                    f"{p} already has a calibration of {cpu_model!r} (from {when}, host {cals[cpu_model].get('host', '?')}): "
-                    "nothing written. Fix: pass --replace to make the new one current (the old one is kept under 'previous')"
+                    f"{p} already has a calibration of {cpu_model!r} (from {when}, host "
+                    f"{cals[cpu_model].get('host', '?')}): nothing written. Fix: pass --replace to make the new one "
+                    "current (the old one is kept under 'previous')"
                 )
             prev = dict(cals[cpu_model])
             earlier = prev.pop("previous", None) or []
@@ -280,8 +303,10 @@ def write_calibration(path: str | os.PathLike, cpu_model: str, entry: dict[str, 
         before = {k: v for k, v in (old_data or {}).items() if k != CALIBRATIONS}
         after = {k: v for k, v in (new_data or {}).items() if k != CALIBRATIONS}
         if before != after or (new_data or {}).get(CALIBRATIONS) != new_cals:
-            raise HardwareError(f"{p}: rewriting its {CALIBRATIONS} section would change other entries: nothing written. "
-                                f"Fix: move the {CALIBRATIONS} section to the end of the file, then calibrate again")  # fmt: skip
+            raise HardwareError(
+                f"{p}: rewriting its {CALIBRATIONS} section would change other entries: nothing written. "
+                f"Fix: move the {CALIBRATIONS} section to the end of the file, then calibrate again"
+            )
         st = p.stat() if p.exists() else None
         with atomic_path(p, suffix=".yaml") as tmp:
             Path(tmp).write_text(new_text)

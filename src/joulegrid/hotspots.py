@@ -15,16 +15,17 @@ report.
 from __future__ import annotations
 
 import cProfile
+import logging
 import pstats
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .schema import HOTSPOT_COLUMN_NAMES, hotspot_arrow_schema, hotspots_to_table
+from .schema import HOTSPOT_COLUMN_NAMES, HOTSPOT_IDENTITY, hotspot_arrow_schema, hotspots_to_table
 
-IDENTITY = ("run_id", "cell_id", "site", "workload", "phase", "device", "precision", "variant", "batch_size", "repeat")
+IDENTITY = HOTSPOT_IDENTITY  # copied from the run's identity columns into every hotspot row
+log = logging.getLogger(__name__)
 DEFAULT_TOP = 20
 
 
@@ -112,13 +113,14 @@ def torch_rows(fn: Callable[[], Any], device: str, top: int = DEFAULT_TOP) -> tu
 
 
 def profile(
-    fn: Callable[[], int], device: str, row: dict[str, Any], top: int = DEFAULT_TOP
+    fn: Callable[[], int], device: str, identity: dict[str, Any], top: int = DEFAULT_TOP
 ) -> tuple[list[dict[str, Any]], float]:
     """Profile two passes of fn (cProfile, then torch.profiler); fn returns the batches it ran.
 
-    Returns the hotspot rows (identity copied from the result row) and the total wall time.
+    Returns the hotspot rows (IDENTITY copied from the run's identity columns, spec.identity_columns) and
+    the total wall time.
     """
-    ident = {k: row.get(k) for k in IDENTITY}
+    ident = {k: identity.get(k) for k in IDENTITY}
     out: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     n = {}
@@ -161,7 +163,7 @@ def collect(results_dir: str | Path = "results", run_ids: list[str] | None = Non
     """Every hotspots file under <results_dir>/hotspots as one polars DataFrame (HOTSPOT_COLUMNS).
 
     run_ids: keep only these runs (e.g. the run_ids of the summary). Unreadable files are skipped
-    with a warning naming them. An empty, typed frame when there are none.
+    and named in the log. An empty, typed frame when there are none.
     """
     import polars as pl
     import pyarrow.parquet as pq
@@ -175,8 +177,8 @@ def collect(results_dir: str | Path = "results", run_ids: list[str] | None = Non
         try:
             t = pq.read_table(f)
             t = t.select(list(HOTSPOT_COLUMN_NAMES)).cast(schema)
-        except Exception as e:  # noqa: BLE001
-            warnings.warn(f"joulegrid.hotspots: skipped {f}: {type(e).__name__}: {e}", stacklevel=2)
+        except Exception as e:  # noqa: BLE001 - a file that cannot be read is named and skipped
+            log.warning("hotspots: skipped %s: %s: %s", f, type(e).__name__, e)
             continue
         tables.append(t)
     if not tables:

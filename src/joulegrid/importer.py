@@ -129,10 +129,14 @@ def _collisions(incoming: list[Incoming], here: dict[str, tuple[set, set]], resu
         local = "local" in scheds | h_scheds
         if scheds <= h_scheds and (not local or hosts <= h_hosts):
             continue
-        fmt = lambda xs: ", ".join(sorted(str(x) for x in xs))  # noqa: E731
+
+        def fmt(xs):
+            return ", ".join(sorted(str(x) for x in xs))
+
         out.append(
             f"site {site!r} of {fmt(roots)} ran with scheduler {fmt(scheds)} on host(s) {fmt(hosts)}, but "
-            f"{results}/runs/{site}/ holds runs of site {site!r} with scheduler {fmt(h_scheds)} on host(s) {fmt(h_hosts)}: "
+            f"{results}/runs/{site}/ holds runs of site {site!r} with scheduler {fmt(h_scheds)} on host(s) "
+            f"{fmt(h_hosts)}: "
             "two different sites under one name (their hardware, carbon intensity and PUE differ, and the report would "
             f"compare them as one). Fix: file the incoming runs under another name, `joulegrid import {fmt(roots)} "
             f"--as-site {site}=<new name>` (and add <new name> to config/sites.yaml with its carbon intensity and PUE)"
@@ -140,10 +144,12 @@ def _collisions(incoming: list[Incoming], here: dict[str, tuple[set, set]], resu
     return out
 
 
-def _read_current(results: Path) -> dict[str, str] | None:
+def _read_current(results: Path) -> dict[str, list[str]] | None:
+    from .analysis.aggregate import current_hashes
+
     p = results / ".stamps" / "current.json"
     try:
-        return {w: v["config_hash"] for w, v in json.loads(p.read_text()).items()}
+        return current_hashes(json.loads(p.read_text()))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -219,7 +225,7 @@ def plan_import(
             if why is None:
                 try:
                     row = _row_identity(f)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:  # noqa: BLE001 - a file that cannot be read is refused, with why
                     why = f"cannot read its identity ({type(e).__name__}: {e})"
             if why is not None:
                 res.skipped.append((f, why))
@@ -232,7 +238,8 @@ def plan_import(
     if isinstance(as_site, str):
         if len(sites) > 1:
             raise ImportRefused(
-                f"--as-site {as_site}: the source holds several sites ({', '.join(sites)}). Fix: --as-site OLD=NEW for each"
+                f"--as-site {as_site}: the source holds several sites ({', '.join(sites)}). Fix: --as-site OLD=NEW "
+                "for each"
             )
         as_site = {sites[0]: as_site} if sites else {}
     renames = as_site or {}
@@ -298,7 +305,7 @@ def import_trees(
         res.taken.append(dst)
         res.sites[inc.dst_cell.site] += 1
         wl, h = inc.row["workload"], inc.row["config_hash"]
-        if current is not None and current.get(wl) != h:
+        if current is not None and h not in current.get(wl, ()):
             res.other_configs[(wl, h or "none")] += 1
     return res
 
@@ -308,7 +315,8 @@ def describe(res: ImportResult, results: str | os.PathLike, dry_run: bool = Fals
     verb = "would take" if dry_run else "took"
     sites = ", ".join(f"{s}: {n}" for s, n in sorted(res.sites.items())) or "none"
     lines = [
-        f"{verb} {len(res.taken)} run file(s) ({sites}) and {res.side_files} side file(s) (attempts, hotspots, logs) into {results}/"
+        f"{verb} {len(res.taken)} run file(s) ({sites}) and {res.side_files} side file(s) (attempts, hotspots, logs) "
+        f"into {results}/"
     ]
     if res.already:
         lines.append(f"skipped {len(res.already)} run file(s) already there (identical, or the same run_id)")
@@ -321,7 +329,8 @@ def describe(res: ImportResult, results: str | os.PathLike, dry_run: bool = Fals
         )
     if not res.current_known:
         lines.append(
-            f"no {results}/.stamps/current.json (no snakemake run here yet): which runs are of the current configuration is decided when snakemake aggregates"
+            f"no {results}/.stamps/current.json (no snakemake run here yet): which runs are of the current "
+            "configuration is decided when snakemake aggregates"
         )
     if res.taken and not dry_run:
         lines.append("run `snakemake` (or `make run`) to rebuild the summary and the report with every site")

@@ -46,7 +46,7 @@ fail() {  # fail LINE...: the problem, where, and the fix; exit 78
     exit $EX_CONFIG
 }
 
-FIX_ENV='Fix: put the environment that runs snakemake (a venv, or the conda env with --sdm conda) and the joulegrid checkout on a filesystem every worker mounts at the same path; or build the venv on a Python that every worker has, e.g. an LCG view on CVMFS (lxplus); or ship it with the jobs (no shared filesystem: joulegrid pack-env, profiles/blackett).'
+FIX_ENV='Fix: put the environment that runs snakemake (a venv or conda environment; every job'"'"'s Snakemake runs with it, also with --sdm conda) and the joulegrid checkout on a filesystem every worker mounts at the same path; or build the venv on a Python that every worker has, e.g. an LCG view on CVMFS (lxplus); or ship it with the jobs (no shared filesystem: joulegrid pack-env, profiles/blackett).'
 
 check_env() {  # check_env PYTHON HOME
     py=$1 home=$2

@@ -302,7 +302,8 @@ class Precision:
             scheme = "dynamic" if backend in DYNAMIC_ONLY else "static"
         if scheme == "static" and backend in DYNAMIC_ONLY:
             raise Unsupported(
-                f"int8 backend {backend} has no static scheme here. Fix: precision_options.int8.scheme: dynamic (or auto)"
+                f"int8 backend {backend} has no static scheme here. Fix: precision_options.int8.scheme: dynamic (or "
+                "auto)"
             )
         return backend, scheme, why
 
@@ -350,7 +351,8 @@ class Precision:
             if scheme == "dynamic":
                 if not any(isinstance(m, nn.Linear) for m in model.modules()):
                     raise Unsupported(
-                        "int8 dynamic: the model has no Linear layers (dynamic quantization quantizes Linear layers only)"
+                        "int8 dynamic: the model has no Linear layers (dynamic quantization quantizes Linear layers "
+                        "only)"
                     )
                 q = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
                 return q, f"torch.ao.quantization.quantize_dynamic (engine {engine})"
@@ -507,5 +509,8 @@ def compile_error_reason(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}"
     first = type(e).__name__ + ": " + next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "(no message)")
     if re.search(r"(?i)(c\+\+ compiler|g\+\+|clang|\bcc\b|cxx|invalid_cxx|compiler.*not found|No such file)", text):
-        return f"no working C++ compiler for torch.compile's inductor backend ({first[:300]}). Fix: install gcc/g++ on the node or set CXX"
+        return (
+            f"no working C++ compiler for torch.compile's inductor backend ({first[:300]}). Fix: install gcc/g++ on "
+            "the node or set CXX"
+        )
     return first[:500]

@@ -11,6 +11,7 @@ import platform
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -48,9 +49,20 @@ def cpu_sockets() -> int | None:
 # "flags", Arm features of its "Features" line (asimddp: int8 dot product, i8mm: int8 matrix
 # multiply, bf16, asimdhp: fp16 arithmetic). Recorded per row in cpu_flags (those present).
 CPU_FLAGS = (
-    "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_fp16",
-    "asimddp", "i8mm", "bf16", "asimdhp",
-)  # fmt: skip
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "asimdhp",
+)
 
 
 def parse_cpu_flags(cpuinfo: str) -> frozenset[str] | None:
@@ -167,17 +179,17 @@ def accelerator() -> dict[str, Any]:
     out["gpu_count"] = torch.cuda.device_count()
     out["gpu_model"] = torch.cuda.get_device_name(0)
     try:
-        out["gpu_compute_capability"] = "%d.%d" % tuple(torch.cuda.get_device_capability(0))
-    except Exception:  # noqa: BLE001
+        out["gpu_compute_capability"] = "{}.{}".format(*torch.cuda.get_device_capability(0))
+    except Exception:  # noqa: BLE001 - an optional fact: unknown on a failing driver call
         pass
     try:
         out["gpu_memory_bytes"] = int(torch.cuda.get_device_properties(0).total_memory)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an optional fact: unknown on a failing driver call
         pass
     try:
         v = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
         out["cudnn_version"] = str(v) if v else None
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an optional fact: unknown on a failing driver call
         pass
     try:
         import pynvml
@@ -234,23 +246,30 @@ class MemoryPeaks:
         self._job = 0  # the job's peak RSS before the last reset
         self._reset = False
 
-    def _cuda(self, torch) -> bool:
-        return self.device == "cuda" and torch.cuda.is_available()
+    def _cuda(self):
+        """torch.cuda, in a cuda cell where it is available; else None."""
+        if self.device != "cuda":
+            return None
+        import torch
 
-    def start_window(self, torch) -> None:
+        return torch.cuda if torch.cuda.is_available() else None
+
+    def start_window(self) -> None:
         self._job = max(self._job, peak_rss_bytes() or 0)
         self._reset = reset_peak_rss()
-        if self._cuda(torch):
-            torch.cuda.reset_peak_memory_stats()
+        cuda = self._cuda()
+        if cuda is not None:
+            cuda.reset_peak_memory_stats()
 
-    def window_columns(self, torch) -> dict[str, Any]:
+    def window_columns(self) -> dict[str, Any]:
         """peak_rss_window_bytes (null where the peak could not be reset) and, on cuda, the device's peaks."""
         hwm = peak_rss_bytes()
         self._job = max(self._job, hwm or 0)
         cols: dict[str, Any] = {"peak_rss_window_bytes": hwm if self._reset else None}
-        if self._cuda(torch):
-            cols["peak_device_mem_allocated_bytes"] = torch.cuda.max_memory_allocated()
-            cols["peak_device_mem_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        cuda = self._cuda()
+        if cuda is not None:
+            cols["peak_device_mem_allocated_bytes"] = cuda.max_memory_allocated()
+            cols["peak_device_mem_reserved_bytes"] = cuda.max_memory_reserved()
         return cols
 
     def job_peak(self) -> int | None:
@@ -467,6 +486,29 @@ def scheduler(threads: int | None = None, env: dict[str, str] | None = None) -> 
 
 def _as_int(v: Any) -> int | None:
     return _int(v) if v not in (None, "") else None
+
+
+@dataclass
+class HostFacts:
+    """What the probes found, by probe (each a dict of result columns): the host, the scheduler (with what it
+    reserved), the accelerator, and the software (probed after the set-up's imports, with the real thread
+    settings). ``columns()``: their columns for the row, with the threads check of the software's threads
+    against the reservation."""
+
+    host: dict[str, Any] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    accelerator: dict[str, Any] = field(default_factory=dict)
+    software: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hostname(self) -> str | None:
+        return self.host.get("hostname")
+
+    def columns(self) -> dict[str, Any]:
+        cols = {**self.host, **self.scheduler, **self.accelerator, **self.software}
+        if self.software:
+            cols.update(threads_check(cols))  # torch threads vs allocation vs OMP/MKL
+        return cols
 
 
 def threads_check(row: dict[str, Any]) -> dict[str, Any]:

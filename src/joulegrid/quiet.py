@@ -71,9 +71,11 @@ def condor_config_problem(executor: str | None) -> str | None:
     """A run submitting to HTCondor on a host where htcondor2 found no configuration (it then set
     CONDOR_CONFIG=/dev/null itself; the import-time warning saying so is hidden)."""
     if executor == "htcondor" and os.environ.get("CONDOR_CONFIG") == "/dev/null":
-        return ("joulegrid: this run submits to HTCondor, but this host has no HTCondor configuration (CONDOR_CONFIG "
-                "unset, no condor_config in ~/.condor, /etc/condor, /usr/local/etc). Fix: run on a submit host "
-                "of the pool or export CONDOR_CONFIG=<its condor_config>")  # fmt: skip
+        return (
+            "joulegrid: this run submits to HTCondor, but this host has no HTCondor configuration (CONDOR_CONFIG "
+            "unset, no condor_config in ~/.condor, /etc/condor, /usr/local/etc). Fix: run on a submit host "
+            "of the pool or export CONDOR_CONFIG=<its condor_config>"
+        )
     return None
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 6
+from .axes import CELL_AXES
+
+SCHEMA_VERSION = 7
 
 # Status values a run can end with.
 STATUS_OK = "ok"
@@ -63,42 +65,51 @@ COLUMNS: tuple[Column, ...] = (
         "string",
         "",
         "identity",
-        "Numeric precision: fp64, fp32, bf16 (autocast), fp16 (autocast + GradScaler), fp16_noscaler, int8 (post-training quantization, infer).",
+        "Numeric precision: fp64, fp32, bf16 (autocast), fp16 (autocast + GradScaler), fp16_noscaler, int8 "
+        "(post-training quantization, infer).",
     ),
     _C(
         "precision_impl",
         "string",
         "",
         "identity",
-        "How the precision was applied, e.g. autocast(bfloat16), autocast(float16)+GradScaler; int8: scheme, API and backend with the reason it was chosen, calibration samples, and the layers quantized (e.g. '3 conv layer(s) int8, 2 Linear layer(s) int8'), counted in the converted model.",
+        "How the precision was applied, e.g. autocast(bfloat16), autocast(float16)+GradScaler; int8: scheme, API and "
+        "backend with the reason it was chosen, calibration samples, and the layers quantized (e.g. '3 conv layer(s) "
+        "int8, 2 Linear layer(s) int8'), counted in the converted model.",
     ),
     _C(
         "precision_backend",
         "string",
         "",
         "identity",
-        "int8: the quantization backend that ran (onednn, x86, fbgemm, qnnpack, torchao, pt2e_x86; docs/workloads.md, 'Which int8?'); null for other precisions.",
+        "int8: the quantization backend that ran (onednn, x86, fbgemm, qnnpack, torchao, pt2e_x86; docs/workloads.md, "
+        "'Which int8?'); null for other precisions.",
     ),
     _C(
         "precision_scheme",
         "string",
         "",
         "identity",
-        "int8: static (weights and activations int8, calibrated on the training split; convolutions too) or dynamic (activations quantized per batch; Linear layers only); null for other precisions.",
+        "int8: static (weights and activations int8, calibrated on the training split; convolutions too) or dynamic "
+        "(activations quantized per batch; Linear layers only); null for other precisions.",
     ),
     _C(
         "precision_backend_pinned",
         "bool",
         "",
         "identity",
-        "int8: true = the backend was pinned by precision_options.int8.backend, false = chosen by the rule from the device and CPU flags; null for other precisions.",
+        "int8: true = the backend was pinned by precision_options.int8.backend, false = chosen by the rule from the "
+        "device and CPU flags; null for other precisions.",
     ),
     _C(
         "precision_native",
         "bool",
         "",
         "identity",
-        "Does the device run this precision natively? CPU: from cpu_flags (bf16: avx512_bf16/amx_bf16; fp16: avx512_fp16/amx_fp16; int8: avx512_vnni/avx_vnni/amx_int8; Arm: bf16, asimdhp, asimddp/i8mm); GPU: from gpu_compute_capability (fp16 >= 7.0, int8 >= 7.5, bf16 >= 8.0); fp32/fp64 always. False = emulated; null = unknown.",
+        "Does the device run this precision natively? CPU: from cpu_flags (bf16: avx512_bf16/amx_bf16; fp16: "
+        "avx512_fp16/amx_fp16; int8: avx512_vnni/avx_vnni/amx_int8; Arm: bf16, asimdhp, asimddp/i8mm); GPU: from "
+        "gpu_compute_capability (fp16 >= 7.0, int8 >= 7.5, bf16 >= 8.0); fp32/fp64 always. False = emulated; null = "
+        "unknown.",
     ),
     _C(
         "variant",
@@ -112,7 +123,9 @@ COLUMNS: tuple[Column, ...] = (
         "string",
         "",
         "identity",
-        "What the variant did, e.g. global L1 unstructured pruning of 30% of Linear/Conv weights at initialisation, mask kept during training (train) / of the trained fp32 reference model (infer); torch.compile (default mode) after the precision.",
+        "What the variant did, e.g. global L1 unstructured pruning of 30% of Linear/Conv weights at initialisation, "
+        "mask kept during training (train) / of the trained fp32 reference model (infer); torch.compile (default "
+        "mode) after the precision.",
     ),
     _C("batch_size", "int64", "samples", "identity", "Batch size of the measured phase."),
     _C("repeat", "int64", "", "identity", "Repeat index k of the cell."),
@@ -123,10 +136,22 @@ COLUMNS: tuple[Column, ...] = (
         "string",
         "",
         "identity",
-        "sha256 (16 hex) of what determines the measurement: the workload's settings, the measure settings, the seed and the measurement version (joulegrid.config.identity; not the site, scheduler, carbon intensity or report settings). Equal hash = same settings; it ends the run file's name, and the summary holds the current configuration's hashes only.",
+        "sha256 (16 hex) of what determines the measurement: the workload's settings, the measure settings, the "
+        "seed and the measurement version (joulegrid.spec.identity; not the site, scheduler, carbon intensity or "
+        "report settings). Equal hash = same settings; it ends the run file's name, and the summary holds the "
+        "current configuration's hashes only.",
     ),
     _C("started_at", "timestamp", "UTC", "identity", "When the job started (after imports)."),
     _C("finished_at", "timestamp", "UTC", "identity", "When the row was written."),
+    _C(
+        "window_started_at",
+        "timestamp",
+        "UTC",
+        "identity",
+        "When the measured window (wall_s, energy_j) started; null if the run stopped before it. The analysis "
+        "integrates a site's intensity series over window_started_at .. window_finished_at (joulegrid.carbon).",
+    ),
+    _C("window_finished_at", "timestamp", "UTC", "identity", "When the measured window ended."),
     # ---------------------------------------------------------------- system description
     _C("hostname", "string", "", "system", "Host the job ran on."),
     _C("os", "string", "", "system", "Operating system (platform.platform())."),
@@ -136,7 +161,9 @@ COLUMNS: tuple[Column, ...] = (
         "string",
         "",
         "system",
-        "Precision-relevant CPU features present, comma-separated, of: avx2, avx512f, avx512_vnni, avx_vnni, avx512_bf16, avx512_fp16, amx_bf16, amx_int8, amx_fp16 (x86) and asimddp, i8mm, bf16, asimdhp (Arm), from /proc/cpuinfo ('' = none of them; null = not readable).",
+        "Precision-relevant CPU features present, comma-separated, of: avx2, avx512f, avx512_vnni, avx_vnni, "
+        "avx512_bf16, avx512_fp16, amx_bf16, amx_int8, amx_fp16 (x86) and asimddp, i8mm, bf16, asimdhp (Arm), from "
+        "/proc/cpuinfo ('' = none of them; null = not readable).",
     ),
     _C("cpu_sockets", "int64", "", "system", "CPU packages (sockets) of the host, from /proc/cpuinfo physical id."),
     _C("cpu_cores_logical", "int64", "cores", "system", "Logical CPUs of the host."),
@@ -157,7 +184,8 @@ COLUMNS: tuple[Column, ...] = (
         "string",
         "",
         "system",
-        "CUDA compute capability of GPU 0 (torch.cuda.get_device_capability), e.g. 8.0; decides precision_native on cuda.",
+        "CUDA compute capability of GPU 0 (torch.cuda.get_device_capability), e.g. 8.0; decides precision_native on "
+        "cuda.",
     ),
     _C("gpu_memory_bytes", "int64", "bytes", "system", "Total memory of GPU 0 (torch.cuda.get_device_properties)."),
     _C("gpu_driver_version", "string", "", "system", "NVIDIA driver version (NVML)."),
@@ -206,14 +234,16 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "scheduler",
-        "job_start_time - submit_time (Slurm: scontrol StartTime - SubmitTime, 1 s resolution; HTCondor: JobCurrentStartDate - QDate); null locally.",
+        "job_start_time - submit_time (Slurm: scontrol StartTime - SubmitTime, 1 s resolution; HTCondor: "
+        "JobCurrentStartDate - QDate); null locally.",
     ),
     _C(
         "alloc_cpus",
         "int64",
         "cores",
         "scheduler",
-        "CPUs allocated to the job (Slurm: TRES cpu; HTCondor: CpusProvisioned; locally: Snakemake threads). Without cgroups the job is not pinned to them: compare cpu_affinity.",
+        "CPUs allocated to the job (Slurm: TRES cpu; HTCondor: CpusProvisioned; locally: Snakemake threads). Without "
+        "cgroups the job is not pinned to them: compare cpu_affinity.",
     ),
     _C(
         "alloc_mem_mb",
@@ -228,14 +258,16 @@ COLUMNS: tuple[Column, ...] = (
         "bool",
         "",
         "scheduler",
-        "True when torch_num_threads, alloc_cpus and OMP/MKL_NUM_THREADS (where set) are all equal; False = the job did not use what it was allocated (timings not comparable across sites); null when unknown.",
+        "True when torch_num_threads, alloc_cpus and OMP/MKL_NUM_THREADS (where set) are all equal; False = the job "
+        "did not use what it was allocated (timings not comparable across sites); null when unknown.",
     ),
     _C(
         "threads_mismatch",
         "string",
         "",
         "scheduler",
-        "The disagreeing thread settings, e.g. 'torch_num_threads=1, alloc_cpus=2, omp_num_threads=1'; null when consistent.",
+        "The disagreeing thread settings, e.g. 'torch_num_threads=1, alloc_cpus=2, omp_num_threads=1'; null when "
+        "consistent.",
     ),
     # ---------------------------------------------------------------- workload / model
     _C("dataset", "string", "", "workload", "Dataset name and source file."),
@@ -261,7 +293,8 @@ COLUMNS: tuple[Column, ...] = (
         "int64",
         "",
         "workload",
-        "Inference: full passes over the test split in the measured window (repeated until measure.min_window_s was reached); null for train.",
+        "Inference: full passes over the test split in the measured window (repeated until measure.min_window_s was "
+        "reached); null for train.",
     ),
     _C(
         "flops_per_sample_fwd",
@@ -291,7 +324,9 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "time",
-        "Wall time of torch.compile's compilations (variant compiled, int8 backend pt2e_x86): every batch shape the measured window uses, compiled during set-up, outside the window (part of setup_s); null when nothing was compiled. Depends on inductor's cache (warm on a second run).",
+        "Wall time of torch.compile's compilations (variant compiled, int8 backend pt2e_x86): every batch shape the "
+        "measured window uses, compiled during set-up, outside the window (part of setup_s); null when nothing was "
+        "compiled. Depends on inductor's cache (warm on a second run).",
     ),
     _C("warmup_s", "float64", "s", "time", "Wall time of the warm-up batches (not measured for energy)."),
     _C(
@@ -299,7 +334,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "time",
-        "Wall time the job waited for the meters' set-up after its own set-up (codecarbon's hardware detection and zeus' import run in the background during set-up; 0 = fully hidden).",
+        "Wall time the job waited for the meters' set-up after its own set-up (codecarbon's hardware detection and "
+        "zeus' import run in the background during set-up; 0 = fully hidden).",
     ),
     _C("wall_s", "float64", "s", "time", "Wall time of the measured phase."),
     _C("cpu_s", "float64", "s", "time", "Process CPU time (user+sys) of the measured phase."),
@@ -308,7 +344,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "time",
-        "Part of wall_s spent producing batches: shuffling (randperm + gather, train), slicing, dtype conversion and copy to the device.",
+        "Part of wall_s spent producing batches: shuffling (randperm + gather, train), slicing, dtype conversion "
+        "and copy to the device.",
     ),
     _C("eval_s", "float64", "s", "time", "Part of wall_s spent evaluating quality after each epoch (train)."),
     _C(
@@ -324,7 +361,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "time",
-        "Median per-batch latency: one batch's data preparation + step (forward for infer; forward, backward, optimizer for train), device-synchronised; linear interpolation between order statistics.",
+        "Median per-batch latency: one batch's data preparation + step (forward for infer; forward, backward, "
+        "optimizer for train), device-synchronised; linear interpolation between order statistics.",
     ),
     _C("latency_p90_s", "float64", "s", "time", "90th percentile per-batch latency (as latency_p50_s)."),
     _C("latency_p99_s", "float64", "s", "time", "99th percentile per-batch latency (as latency_p50_s)."),
@@ -334,7 +372,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "FLOP/s",
         "time",
-        "Peak dense FLOP/s of the GPU for this precision (NVIDIA datasheets, table joulegrid.flops.PEAKS); null on CPU or an unlisted GPU.",
+        "Peak dense FLOP/s of the GPU for this precision (NVIDIA datasheets, table joulegrid.flops.PEAKS); null on "
+        "CPU or an unlisted GPU.",
     ),
     _C(
         "mfu",
@@ -348,21 +387,24 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "time",
-        "Wall time of the hotspot profiling passes, run after the measured window (never inside it); null if not profiled (measure.hotspots).",
+        "Wall time of the hotspot profiling passes, run after the measured window (never inside it); null if not "
+        "profiled (measure.hotspots).",
     ),
     _C(
         "peak_rss_bytes",
         "int64",
         "bytes",
         "memory",
-        "Peak resident set size of the job process over the whole job (VmHWM of /proc/self/status, kept across the per-window reset; not ru_maxrss, which can report the parent's peak).",
+        "Peak resident set size of the job process over the whole job (VmHWM of /proc/self/status, kept across the "
+        "per-window reset; not ru_maxrss, which can report the parent's peak).",
     ),
     _C(
         "peak_rss_window_bytes",
         "int64",
         "bytes",
         "memory",
-        "Peak RSS during the measured window only (VmHWM reset by writing 5 to /proc/self/clear_refs just before it); null where the reset is not possible.",
+        "Peak RSS during the measured window only (VmHWM reset by writing 5 to /proc/self/clear_refs just before it); "
+        "null where the reset is not possible.",
     ),
     _C(
         "peak_device_mem_allocated_bytes",
@@ -384,7 +426,10 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "J",
         "energy",
-        "The JOB's energy in the measured window, gross (its share of idle power included): its share of what the node and device meters measured (energy_attribution; docs/measurement.md, 'Whose energy'), one job reading per component family (cpu, gpu, ram), each from the most trustworthy meter (measured before modelled; rapl/nvml, then zeus, codecarbon, estimate). IT energy at the meter: PUE is not included (see co2_kg).",
+        "The JOB's energy in the measured window, gross (its share of idle power included): its share of what the node "
+        "and device meters measured (energy_attribution; docs/measurement.md, 'Whose energy'), one job reading per "
+        "component family (cpu, gpu, ram), each from the most trustworthy meter (measured before modelled; rapl/nvml, "
+        "then zeus, codecarbon, estimate). IT energy at the meter: PUE is not included (see co2_kg).",
     ),
     _C(
         "energy_cpu_j",
@@ -398,28 +443,35 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "J",
         "energy",
-        "GPU part of energy_j: the whole energy of the GPUs the job holds (job_gpu_uuids), no other GPU of the node (cuda cells).",
+        "GPU part of energy_j: the whole energy of the GPUs the job holds (job_gpu_uuids), no other GPU of the node "
+        "(cuda cells).",
     ),
     _C(
         "energy_ram_j",
         "float64",
         "J",
         "energy",
-        "The job's RAM part of energy_j: the RAPL DRAM domain split (active by CPU-time share, idle by memory share), or job_share_ram x the node's RAM model (codecarbon); never the whole host's RAM.",
+        "The job's RAM part of energy_j: the RAPL DRAM domain split (active by CPU-time share, idle by memory share), "
+        "or job_share_ram x the node's RAM model (codecarbon); never the whole host's RAM.",
     ),
     _C(
         "energy_method",
         "string",
         "",
         "energy",
-        "How the node/device energy behind each part of energy_j was obtained, joined by +: rapl, nvml, zeus-rapl, zeus-nvml, codecarbon-rapl, codecarbon-nvml, codecarbon-ram-model, estimate-tdp (CPU time x W per thread), model-calibrated (this CPU model's calibration, model_calibration), ... (docs/measurement.md).",
+        "How the node/device energy behind each part of energy_j was obtained, joined by +: rapl, nvml, zeus-rapl, "
+        "zeus-nvml, codecarbon-rapl, codecarbon-nvml, codecarbon-ram-model, estimate-tdp (CPU time x W per thread), "
+        "model-calibrated (this CPU model's calibration, model_calibration), ... (docs/measurement.md).",
     ),
     _C(
         "energy_attribution",
         "string",
         "",
         "energy",
-        "How each part of energy_j was attributed to the job, joined by +: cpu-share (active CPU energy by the job's share of busy CPU time, idle power by its reserved CPUs), node-cpu (node not shared: all active CPU energy, idle by reserved CPUs), dram-share (active by CPU-time share, idle by memory share), mem-share (RAM model x memory share), job-gpus (the job's own GPUs).",
+        "How each part of energy_j was attributed to the job, joined by +: cpu-share (active CPU energy by the job's "
+        "share of busy CPU time, idle power by its reserved CPUs), node-cpu (node not shared: all active CPU energy, "
+        "idle by reserved CPUs), dram-share (active by CPU-time share, idle by memory share), mem-share (RAM model x "
+        "memory share), job-gpus (the job's own GPUs).",
     ),
     _C(
         "energy_estimated",
@@ -454,21 +506,24 @@ COLUMNS: tuple[Column, ...] = (
         "bool",
         "",
         "energy",
-        "True if any reading in energy_j took fewer than 60 samples in the measured window (MLPerf Power spirit): raise measure.min_window_s, workload size or epochs. Independent of energy_estimated.",
+        "True if any reading in energy_j took fewer than 60 samples in the measured window (MLPerf Power spirit): "
+        "raise measure.min_window_s, workload size or epochs. Independent of energy_estimated.",
     ),
     _C(
         "idle_window_s",
         "float64",
         "s",
         "energy",
-        "Wall time of the idle baseline measured just before the measured window (measure.idle_baseline_s); null if disabled.",
+        "Wall time of the idle baseline measured just before the measured window (measure.idle_baseline_s); null if "
+        "disabled.",
     ),
     _C(
         "idle_power_w",
         "float64",
         "W",
         "energy",
-        "The job's mean power during the idle baseline (its share, attributed like energy_j, from the same meters and components); null if disabled.",
+        "The job's mean power during the idle baseline (its share, attributed like energy_j, from the same meters and "
+        "components); null if disabled.",
     ),
     _C(
         "energy_net_j",
@@ -483,7 +538,10 @@ COLUMNS: tuple[Column, ...] = (
         "list<reading>",
         "",
         "energy",
-        "Every reading of every meter and window: meter, component, method, energy_j, interval_s, samples, estimated, window (idle or measured), duration_s, scope (node, device or process: as the meter measured it; job: the job's share of it), attribution (job readings: how it was split) and p0_w (model readings: the static power the model used in the window).",
+        "Every reading of every meter and window: meter, component, method, energy_j, interval_s, samples, estimated, "
+        "window (idle or measured), duration_s, scope (node, device or process: as the meter measured it; job: the "
+        "job's share of it), attribution (job readings: how it was split) and p0_w (model readings: the static power "
+        "the model used in the window).",
     ),
     _C(
         "meters_absent",
@@ -497,7 +555,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "fraction",
         "energy",
-        "Largest relative difference |a-b|/max(a,b) between two meters that both MEASURED the same node/device component in the measured window (models are not compared); null if no two did.",
+        "Largest relative difference |a-b|/max(a,b) between two meters that both MEASURED the same node/device "
+        "component in the measured window (models are not compared); null if no two did.",
     ),
     _C(
         "meter_rel_diff_between",
@@ -518,24 +577,144 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "kg",
         "energy",
-        "CO2-equivalent = energy_j/3.6e6 kWh * pue * carbon_intensity (PUE applied here, once).",
+        "CO2-equivalent = energy_j/3.6e6 kWh * pue * carbon_intensity_g_per_kwh (PUE applied here, once), with the "
+        "annual mean the job was given: written by the job, never recomputed. The time-resolved CO2 is co2_series_kg.",
     ),
     _C(
         "carbon_intensity_g_per_kwh",
         "float64",
         "gCO2e/kWh",
         "energy",
-        "Grid carbon intensity used (from config/sites.yaml).",
+        "Grid carbon intensity used for co2_kg: the site's annual mean (config/sites.yaml: carbon_intensity_g_per_kwh "
+        "or carbon_intensity.annual) when the job ran.",
     ),
     _C("pue", "float64", "", "energy", "Power usage effectiveness of the site used for co2_kg."),
     _C("country_iso", "string", "", "energy", "ISO 3166-1 alpha-3 country code of the site."),
+    # ---------------------------------------------------------------- carbon over time (the analysis fills these)
+    _C(
+        "carbon_source",
+        "string",
+        "",
+        "carbon",
+        "Where the site's intensity comes from: carbon_intensity.source, else the site's source (config/sites.yaml). "
+        "Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in "
+        "a run file.",
+    ),
+    _C(
+        "carbon_kind",
+        "string",
+        "",
+        "carbon",
+        "average (the grid mix's emissions per kWh) or marginal (the change in emissions per kWh added): "
+        "carbon_intensity.kind; null where the sites file does not say (a plain annual number). Filled by the analysis "
+        "(joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_basis",
+        "string",
+        "",
+        "carbon",
+        "direct (combustion at the plant) or lifecycle (plus fuel chain and construction): carbon_intensity.basis; "
+        "null where not stated. Never compare CO2 of different bases. Filled by the analysis (joulegrid aggregate, the "
+        "report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_resolution_s",
+        "float64",
+        "s",
+        "carbon",
+        "The series' period (its commonest step, e.g. 1800 for NESO's half-hours); null = no series, the annual mean. "
+        "Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in "
+        "a run file.",
+    ),
+    _C(
+        "carbon_region",
+        "string",
+        "",
+        "carbon",
+        "The series' region (carbon_intensity.region), if its file has several. Filled by the analysis (joulegrid "
+        "aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_series",
+        "string",
+        "",
+        "carbon",
+        "The series file as the sites file names it, with the sha256 of the content used. Filled by the analysis "
+        "(joulegrid aggregate, the report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "carbon_fallback",
+        "string",
+        "",
+        "carbon",
+        "Null when the series covered both the measured window and the whole job; else why the annual mean was used "
+        "for which (no series for the site; the window outside the series' coverage or across a gap; no window times "
+        "in the row). Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its "
+        "series; null in a run file.",
+    ),
+    _C(
+        "carbon_intensity_series_g_per_kwh",
+        "float64",
+        "gCO2e/kWh",
+        "carbon",
+        "The series' time-weighted mean over the measured window (each value the mean of the period starting at its "
+        "timestamp; docs/sites.md, 'Carbon intensity over time'); the annual mean where carbon_fallback says so. "
+        "Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; null in "
+        "a run file.",
+    ),
+    _C(
+        "co2_series_kg",
+        "float64",
+        "kg",
+        "carbon",
+        "Time-resolved CO2e of the measured window = energy_j/3.6e6 kWh * pue * carbon_intensity_series_g_per_kwh / "
+        "1000 (energy drawn at a constant rate within the window). Filled by the analysis (joulegrid aggregate, the "
+        "report) from the CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "co2_annual_kg",
+        "float64",
+        "kg",
+        "carbon",
+        "The same energy with the site's current annual mean and PUE: co2_kg as the sites file now says (comparable "
+        "with other tools). Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and "
+        "its series; null in a run file.",
+    ),
+    _C(
+        "job_carbon_intensity_series_g_per_kwh",
+        "float64",
+        "gCO2e/kWh",
+        "carbon",
+        "The series' time-weighted mean over the whole job (process_started_at, else started_at, .. finished_at); the "
+        "annual mean where carbon_fallback says so. Filled by the analysis (joulegrid aggregate, the report) from the "
+        "CURRENT sites file and its series; null in a run file.",
+    ),
+    _C(
+        "job_co2_series_kg",
+        "float64",
+        "kg",
+        "carbon",
+        "Time-resolved CO2e of the whole job = job_energy_j/3.6e6 kWh * pue * job_carbon_intensity_series_g_per_kwh / "
+        "1000. Filled by the analysis (joulegrid aggregate, the report) from the CURRENT sites file and its series; "
+        "null in a run file.",
+    ),
+    _C(
+        "job_co2_annual_kg",
+        "float64",
+        "kg",
+        "carbon",
+        "job_energy_j with the site's current annual mean and PUE. Filled by the analysis (joulegrid aggregate, the "
+        "report) from the CURRENT sites file and its series; null in a run file.",
+    ),
     # ---------------------------------------------------------------- attribution: whose energy (measured window)
     _C(
         "energy_cpu_active_j",
         "float64",
         "J",
         "attribution",
-        "The job's ACTIVE CPU energy: job_share_cpu x the node's CPU energy above idle power (p0_cpu_w x wall); neighbour-invariant.",
+        "The job's ACTIVE CPU energy: job_share_cpu x the node's CPU energy above idle power (p0_cpu_w x wall); "
+        "neighbour-invariant.",
     ),
     _C(
         "energy_cpu_idle_j",
@@ -549,7 +728,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "J",
         "attribution",
-        "The node's energy in the measured window, from the same meters and components as energy_j (CPU packages, DRAM or the host's RAM model; GPU: the job's own devices). Per node: never sum it over jobs sharing a node.",
+        "The node's energy in the measured window, from the same meters and components as energy_j (CPU packages, DRAM "
+        "or the host's RAM model; GPU: the job's own devices). Per node: never sum it over jobs sharing a node.",
     ),
     _C(
         "node_energy_cpu_j",
@@ -577,7 +757,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "J",
         "attribution",
-        "Active energy of the node's other activity (neighbour jobs, system) in the measured window. energy_j + node_other_active_j + node_unreserved_idle_j = node_energy_j.",
+        "Active energy of the node's other activity (neighbour jobs, system) in the measured window. energy_j + "
+        "node_other_active_j + node_unreserved_idle_j = node_energy_j.",
     ),
     _C(
         "node_unreserved_idle_j",
@@ -591,21 +772,24 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "fraction",
         "attribution",
-        "s = job_cpu_s / max(node_busy_cpu_s, job_cpu_s): the job's share of the node's busy CPU time (its share of active CPU and DRAM energy; 1 is used where the node is not shared).",
+        "s = job_cpu_s / max(node_busy_cpu_s, job_cpu_s): the job's share of the node's busy CPU time (its share of "
+        "active CPU and DRAM energy; 1 is used where the node is not shared).",
     ),
     _C(
         "neighbour_cpu_fraction",
         "float64",
         "fraction",
         "attribution",
-        "(node_busy_cpu_s - job_cpu_s) / node_busy_cpu_s: other processes' share of the node's busy CPU time (neighbour jobs, system daemons).",
+        "(node_busy_cpu_s - job_cpu_s) / node_busy_cpu_s: other processes' share of the node's busy CPU time "
+        "(neighbour jobs, system daemons).",
     ),
     _C(
         "node_shared",
         "bool",
         "",
         "attribution",
-        "True when other processes used at least measure.node_shared_above (5 %) of the node's CPU capacity in the measured window; False = the job had the node: all active CPU energy is its own.",
+        "True when other processes used at least measure.node_shared_above (5 %) of the node's CPU capacity in the "
+        "measured window; False = the job had the node: all active CPU energy is its own.",
     ),
     _C(
         "job_share_ram",
@@ -619,7 +803,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "attribution",
-        "J: CPU time of the job in the measured window: its scheduler cgroup, else its whole process tree (children included; job_cpu_source).",
+        "J: CPU time of the job in the measured window: its scheduler cgroup, else its whole process tree (children "
+        "included; job_cpu_source).",
     ),
     _C(
         "job_cpu_source",
@@ -633,14 +818,16 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "attribution",
-        "T: CPU time of all the node's logical CPUs in the measured window (/proc/stat; steal included, guest not added twice).",
+        "T: CPU time of all the node's logical CPUs in the measured window (/proc/stat; steal included, guest not "
+        "added twice).",
     ),
     _C(
         "node_busy_cpu_s",
         "float64",
         "s",
         "attribution",
-        "B: busy CPU time of the node in the measured window (user + nice + system + irq + softirq; steal and iowait are not busy).",
+        "B: busy CPU time of the node in the measured window (user + nice + system + irq + softirq; steal and "
+        "iowait are not busy).",
     ),
     _C(
         "node_steal_cpu_s",
@@ -655,7 +842,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "cores",
         "attribution",
-        "A: CPUs reserved for the job on this node (Slurm SLURM_CPUS_ON_NODE, HTCondor's provisioned/requested CPUs, else the CPUs it may run on).",
+        "A: CPUs reserved for the job on this node (Slurm SLURM_CPUS_ON_NODE, HTCondor's provisioned/requested "
+        "CPUs, else the CPUs it may run on).",
     ),
     _C("job_cpus_source", "string", "", "attribution", "Where job_cpus came from: slurm, htcondor or affinity."),
     _C(
@@ -663,7 +851,8 @@ COLUMNS: tuple[Column, ...] = (
         "int64",
         "bytes",
         "attribution",
-        "M: the job's memory, time-averaged over the measured window: its reservation (Slurm, HTCondor), else its cgroup's memory, else its process tree's PSS (RSS where PSS is unreadable).",
+        "M: the job's memory, time-averaged over the measured window: its reservation (Slurm, HTCondor), else its "
+        "cgroup's memory, else its process tree's PSS (RSS where PSS is unreadable).",
     ),
     _C(
         "job_mem_source",
@@ -678,7 +867,8 @@ COLUMNS: tuple[Column, ...] = (
         "string",
         "",
         "attribution",
-        "UUIDs of the GPUs the job holds (resolved from the scheduler's device ids or CUDA_VISIBLE_DEVICES), comma-separated.",
+        "UUIDs of the GPUs the job holds (resolved from the scheduler's device ids or CUDA_VISIBLE_DEVICES), "
+        "comma-separated.",
     ),
     _C(
         "p0_cpu_w",
@@ -692,7 +882,10 @@ COLUMNS: tuple[Column, ...] = (
         "string",
         "",
         "attribution",
-        "Where p0_cpu_w came from: site (config/sites.yaml node_power, measured on an idle node), calibration (this CPU model's calibration in the hardware table: joulegrid calibrate), fit (over this job's intervals), busy-ratio (Kepler's E x (1 - B/T); not neighbour-invariant) or model (the estimate meter's TDP model: 10 % of N x W per thread).",
+        "Where p0_cpu_w came from: site (config/sites.yaml node_power, measured on an idle node), calibration (this "
+        "CPU model's calibration in the hardware table: joulegrid calibrate), fit (over this job's intervals), "
+        "busy-ratio (Kepler's E x (1 - B/T); not neighbour-invariant) or model (the estimate meter's TDP model: 10 "
+        "% of N x W per thread).",
     ),
     _C(
         "p0_ram_w",
@@ -722,34 +915,41 @@ COLUMNS: tuple[Column, ...] = (
         "attribution",
         "Hardware threads per core (2 = SMT): two busy sibling threads share one core's power.",
     ),
-    # ---------------------------------------------------------------- the CPU power model (docs/measurement.md, "Calibrating a CPU model")
+    # ---------------------------------------------------------------- the CPU power model
+    # (docs/measurement.md, "Calibrating a CPU model")
     _C(
         "model_method",
         "string",
         "",
         "model",
-        "The CPU power model the estimate meter used on this host: model-calibrated (this CPU model's calibration, model_calibration) or estimate-tdp (W per thread); null without the estimate meter. Where nothing measured the CPU it is energy_method's CPU part; on a counter host it is the prediction below.",
+        "The CPU power model the estimate meter used on this host: model-calibrated (this CPU model's calibration, "
+        "model_calibration) or estimate-tdp (W per thread); null without the estimate meter. Where nothing measured "
+        "the CPU it is energy_method's CPU part; on a counter host it is the prediction below.",
     ),
     _C(
         "model_calibration",
         "string",
         "",
         "model",
-        "The calibration of this host's CPU model that was used (its CPU model string, calibration host and date, and how it was scaled to this host's sockets or memory); null if the hardware table has none (or a site node_power entry naming this CPU model took precedence).",
+        "The calibration of this host's CPU model that was used (its CPU model string, calibration host and date, and "
+        "how it was scaled to this host's sockets or memory); null if the hardware table has none (or a site "
+        "node_power entry naming this CPU model took precedence).",
     ),
     _C(
         "model_fit_rmse_w",
         "float64",
         "W",
         "model",
-        "The calibration's held-out error: RMSE of its ladder steps' power (package + DRAM), each predicted by a fit without that step.",
+        "The calibration's held-out error: RMSE of its ladder steps' power (package + DRAM), each predicted by a "
+        "fit without that step.",
     ),
     _C(
         "model_fit_max_rel_err",
         "float64",
         "fraction",
         "model",
-        "The calibration's largest held-out relative error of a ladder step's power (package + DRAM): what the model got wrong on a load it was not fitted on.",
+        "The calibration's largest held-out relative error of a ladder step's power (package + DRAM): what the model "
+        "got wrong on a load it was not fitted on.",
     ),
     _C(
         "model_components",
@@ -763,7 +963,9 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "J",
         "model",
-        "Counter hosts: the model's prediction of the node's energy in the measured window for model_components; compare with the counters' node_energy_cpu_j (+ node_energy_ram_j for cpu+dram). Null where the model is the figure itself.",
+        "Counter hosts: the model's prediction of the node's energy in the measured window for model_components; "
+        "compare with the counters' node_energy_cpu_j (+ node_energy_ram_j for cpu+dram). Null where the model is "
+        "the figure itself.",
     ),
     _C(
         "model_energy_j",
@@ -777,7 +979,8 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "fraction",
         "model",
-        "Counter hosts: model_node_energy_j / the counters' node energy of the same components - 1 (signed): the model's measured error on this host and workload, which the report shows per host.",
+        "Counter hosts: model_node_energy_j / the counters' node energy of the same components - 1 (signed): the "
+        "model's measured error on this host and workload, which the report shows per host.",
     ),
     # ---------------------------------------------------------------- the whole job
     _C(
@@ -788,35 +991,40 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "job",
-        "Wall time of the whole job: interpreter start, imports, data, model, warm-up, measured phase, up to the row, less job_excluded_s.",
+        "Wall time of the whole job: interpreter start, imports, data, model, warm-up, measured phase, up to the "
+        "row, less job_excluded_s.",
     ),
     _C(
         "job_excluded_s",
         "float64",
         "s",
         "job",
-        "joulegrid's own measurement extras left out of job_wall_s and job_energy_j: the idle baseline and the hotspot profiling passes.",
+        "joulegrid's own measurement extras left out of job_wall_s and job_energy_j: the idle baseline and the "
+        "hotspot profiling passes.",
     ),
     _C(
         "job_untracked_s",
         "float64",
         "s",
         "job",
-        "Part of job_wall_s before the meters started (interpreter start and imports up to the runner): its energy is extrapolated.",
+        "Part of job_wall_s before the meters started (interpreter start and imports up to the runner): its energy "
+        "is extrapolated.",
     ),
     _C(
         "job_energy_j",
         "float64",
         "J",
         "job",
-        "The job's energy over job_wall_s (same families and attribution as energy_j): tracked by continuous meters where they exist, the rest extrapolated (job_energy_extrapolated_j).",
+        "The job's energy over job_wall_s (same families and attribution as energy_j): tracked by continuous meters "
+        "where they exist, the rest extrapolated (job_energy_extrapolated_j).",
     ),
     _C(
         "job_energy_extrapolated_j",
         "float64",
         "J",
         "job",
-        "Part of job_energy_j not metered but extrapolated at the job's measured rates (idle share per second, active energy per CPU-second): the start-up before the meters, and families without a continuous meter.",
+        "Part of job_energy_j not metered but extrapolated at the job's measured rates (idle share per second, active "
+        "energy per CPU-second): the start-up before the meters, and families without a continuous meter.",
     ),
     _C(
         "job_time_outside_phase_fraction",
@@ -896,23 +1104,22 @@ COLUMNS: tuple[Column, ...] = (
 # <results>/hotspots/<cell id>-<config hash>.parquet (a side file of the run, not a Snakemake output) and read
 # back with joulegrid.hotspots.collect(results_dir).
 HOTSPOT_SCHEMA_VERSION = 1
+# The run a profile belongs to: its ids and its cell's axes (joulegrid.axes), typed as in the result table.
+HOTSPOT_IDENTITY: tuple[str, ...] = ("run_id", "cell_id", *CELL_AXES)
+_BY_NAME = {c.name: c for c in COLUMNS}
 HOTSPOT_COLUMNS: tuple[Column, ...] = (
     _C("run_id", "string", "", "hotspots", "run_id of the run (row of the result table) this profile belongs to."),
-    _C("cell_id", "string", "", "hotspots", "Grid cell of the run."),
-    _C("site", "string", "", "hotspots", "Site of the run."),
-    _C("workload", "string", "", "hotspots", "Workload of the run."),
-    _C("phase", "string", "", "hotspots", "train or infer."),
-    _C("device", "string", "", "hotspots", "cpu or cuda."),
-    _C("precision", "string", "", "hotspots", "Numeric precision of the run."),
-    _C("variant", "string", "", "hotspots", "Model variant of the run."),
-    _C("batch_size", "int64", "samples", "hotspots", "Batch size of the run."),
-    _C("repeat", "int64", "", "hotspots", "Repeat index of the run."),
+    *(
+        _C(n, _BY_NAME[n].type, _BY_NAME[n].unit, "hotspots", f"The run's {n} (the result table's column).")
+        for n in HOTSPOT_IDENTITY[1:]
+    ),
     _C(
         "profiler",
         "string",
         "",
         "hotspots",
-        "cprofile (Python functions, ranked by cumulative time) or torch (torch.profiler operators, ranked by self time).",
+        "cprofile (Python functions, ranked by cumulative time) or torch (torch.profiler operators, ranked by self "
+        "time).",
     ),
     _C("rank", "int64", "", "hotspots", "1 = the top function/op of this profiler."),
     _C(
@@ -950,7 +1157,8 @@ HOTSPOT_COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "hotspots",
-        "Wall time of the profiled pass (profilers inflate it: compare fractions, not absolute times, with the measured run).",
+        "Wall time of the profiled pass (profilers inflate it: compare fractions, not absolute times, with the "
+        "measured run).",
     ),
     _C("profiled_batches", "int64", "", "hotspots", "Batches in the profiled pass."),
 )

@@ -2,11 +2,11 @@
 
 The file is loaded and checked here against ``workflow/schemas/sites.schema.yaml`` (a bad entry is
 refused naming the file, the key and the fix, before any job starts), and this module answers the
-questions about a site: its facts for the jobs (``site_facts``: scheduler, carbon intensity, PUE,
+questions about a site: its facts for the jobs (``site_facts``, typed ``SiteFacts``: scheduler, carbon intensity, PUE,
 measured idle power), its scheduler, its job flavours and longest runtime, its packed environment.
 ``executors`` translates a job's needs into each executor's resources with these answers;
 ``hardware`` (the hardware table, ``config/hardware.yaml``) is checked with the same schema
-machinery (``schema_problem``).
+machinery (``base.schema_problem``).
 
 Pure Python (yaml, jsonschema): Snakemake loads it at parse time.
 """
@@ -14,30 +14,16 @@ Pure Python (yaml, jsonschema): Snakemake loads it at parse time.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .config import REPO_ROOT, ConfigError, _friendly, read_schema
+from .base import REPO_ROOT, SettingsError, SiteError, schema_problem
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "sites.schema.yaml"
 DEFAULT_FILE = "config/sites.yaml"
-
-
-class SiteError(ConfigError):
-    """A sites file or site entry that cannot be used; the message names the file, the key and the fix."""
-
-
-def schema_problem(data: Any, schema_path: str | os.PathLike, where: str) -> str | None:
-    """The most relevant violation of the JSON schema at ``schema_path`` as 'WHERE key K: problem. Fix: ...',
-    or None if ``data`` follows it. ``where`` names the file (e.g. 'config/sites.yaml')."""
-    import jsonschema
-
-    schema = read_schema(str(schema_path))
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    best = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    return None if best is None else _friendly(best, f"{where} key")
 
 
 def load_sites(path: str | os.PathLike) -> dict[str, Any]:
@@ -60,6 +46,10 @@ def load_sites(path: str | os.PathLike) -> dict[str, Any]:
             problem
             + (" (docs/sites.md; config/sites.yaml's comments explain each key)" if "Fix:" not in problem else "")
         )
+    from .carbon import normalise_site
+
+    for name, entry in sites.items():  # carbon_intensity.annual is the site's carbon_intensity_g_per_kwh
+        normalise_site(name, entry or {}, str(p))
     return sites
 
 
@@ -72,11 +62,44 @@ def check_site(site: str, entry: Any, where: str = "sites file") -> dict[str, An
 
 
 # ------------------------------------------------------------------ what a site is
+@dataclass(frozen=True)
+class SiteFacts:
+    """What a job knows about its site and hardware (``site_facts``), typed: the form its settings hold
+    (``cell_settings.CellSettings.site_facts``) and the meters read. ``to_dict`` is the grid snapshot's JSON."""
+
+    name: str | None = None
+    scheduler: str | None = None
+    country_iso: str | None = None
+    carbon_intensity_g_per_kwh: float | None = None
+    pue: float | None = None
+    node_power: list[dict[str, Any]] | None = None  # the site's measured idle power entries (node_power)
+    cpu_calibrations: dict[str, dict[str, Any]] | None = None  # the hardware table's, by CPU model
+
+    @classmethod
+    def from_dict(cls, facts: dict[str, Any] | None) -> SiteFacts:
+        """A snapshot's (or a hand-written --spec's) site_facts; a missing key is unknown (None), an unknown
+        key is refused."""
+        facts = dict(facts or {})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(facts) - names)
+        if unknown:
+            raise SettingsError(
+                f"site_facts: unknown key(s) {', '.join(unknown)}. Fix: use {', '.join(sorted(names))} "
+                "(a grid snapshot of another joulegrid version: start snakemake again to write one)"
+            )
+        if "node_power" in facts:
+            facts["node_power"] = node_power(facts) or None  # one entry or a list: a list
+        return cls(**facts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def site_facts(sites: dict[str, Any], site: str, calibrations: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a job needs to know about its site and hardware: the site's facts (config/sites.yaml) and the
     CPU power calibrations of the hardware table (hardware.config_calibrations), which the job matches
     against its own CPU model (meters.attribution.power_model). Part of every job's settings (the grid
-    snapshot); not of the config hash."""
+    snapshot; ``SiteFacts`` typed); not of the config hash."""
     s = check_site(site, sites.get(site))
     return {
         "name": site,

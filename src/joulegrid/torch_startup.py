@@ -63,7 +63,7 @@ def _wrapper_code():
 def _defer(wrapper, code) -> bool:
     if getattr(wrapper, "__code__", None) is not code or wrapper.__closure__ is None:
         return False
-    cells = dict(zip(code.co_freevars, wrapper.__closure__))
+    cells = dict(zip(code.co_freevars, wrapper.__closure__, strict=True))
     fn, recursive = cells["fn"].cell_contents, cells["recursive"].cell_contents
     if getattr(fn, ATTR, None) is None:
         setattr(fn, ATTR, _Deferred(fn, recursive))

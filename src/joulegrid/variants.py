@@ -38,7 +38,7 @@ class CompileFailed(RuntimeError):
     """torch.compile could not compile the model (the message says why)."""
 
 
-def compile(model):  # noqa: A001 - the variant's name
+def compile(model):  # the variant's name
     """torch.compile in its default mode (compilation happens on the first calls: see the module docstring)."""
     import torch
 
@@ -119,7 +119,10 @@ def describe(variant: str, phase: str, amount: float = DEFAULT_PRUNE_AMOUNT) -> 
     if variant == "baseline":
         return "baseline"
     if variant == "compiled":
-        return "torch.compile (default mode, inductor) after the precision; compile time in compile_s, outside the measured window"
+        return (
+            "torch.compile (default mode, inductor) after the precision; compile time in compile_s, outside the "
+            "measured window"
+        )
     how = f"global L1 unstructured pruning of {amount:.0%} of Linear/Conv weights"
     if phase == "train":
         return how + " at initialisation, mask kept during training"

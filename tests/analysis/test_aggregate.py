@@ -93,8 +93,13 @@ def test_each_kind_of_bad_file_is_named_and_the_rest_aggregated(tmp_path, damage
         bad.write_text("hello")
     res = aggregate(str(tmp_path / "runs"), str(tmp_path / "summary.parquet"))
     assert res.n_rows == len(rows) - 1 and [p for p, _ in res.problems] == [str(bad)]
-    expect = {"truncated": "Parquet", "empty": "not a readable Parquet file", "foreign_parquet": "not a joulegrid run file",
-              "other_version": "schema version", "text": "not a readable Parquet file"}[damage]  # fmt: skip
+    expect = {
+        "truncated": "Parquet",
+        "empty": "not a readable Parquet file",
+        "foreign_parquet": "not a joulegrid run file",
+        "other_version": "schema version",
+        "text": "not a readable Parquet file",
+    }[damage]
     assert expect in res.problems[0][1]
     got = pl.read_parquet(tmp_path / "summary.parquet")["run_id"].to_list()
     assert sorted(got) == sorted(r["run_id"] for i, r in enumerate(rows) if i != 1)
@@ -142,3 +147,37 @@ def test_without_current_every_run_is_in_the_summary_and_configs_are_not_average
     cells = M.cell_stats(pl.read_parquet(tmp_path / "summary.parquet")).sort("config_hash")
     assert cells["energy_per_sample_j"].to_list() == pytest.approx([1e-3, 3e-3])  # two cells, never the mean 2e-3
     assert cells["repeats"].to_list() == [1, 1]
+
+
+def test_a_pinned_precision_s_own_hash_is_current_and_compares_with_the_fp32_baseline(tmp_path):
+    """Issue 29: with precision_options.int8 pinned, the int8 cells have their own config hash (the
+    current-configuration stamp lists it under the workload's "precisions"); their runs are current, and
+    their Δ against fp32 is against the fp32 baseline of the workload's hash, measured before the pin."""
+    from joulegrid.analysis import metrics as M
+    from joulegrid.analysis.aggregate import other_path, read_current
+
+    base, pinned, old = "a" * 16, "d" * 16, "e" * 16
+    cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "int8"), batch_sizes=(256,))
+    fp32 = synth.rows([c for c in cells if c.precision == "fp32"], config_hash=base, energy_per_sample_j=2e-3)
+    int8 = synth.rows([c for c in cells if c.precision == "int8"], config_hash=pinned, energy_per_sample_j=1e-3)
+    int8_auto = synth.rows([c for c in cells if c.precision == "int8"], config_hash=old)  # before the pin
+    synth.write_runs(tmp_path, fp32 + int8 + int8_auto)
+    stamp = {"baler_ae": {"config_hash": base, "identity": {}, "precisions": {"int8": {"config_hash": pinned}}}}
+    (tmp_path / "current.json").write_text(json.dumps(stamp))
+    assert read_current(tmp_path / "current.json") == {"baler_ae": [base, pinned]}
+    aggregate(
+        str(tmp_path / "runs"), str(tmp_path / "summary.parquet"), current=read_current(tmp_path / "current.json")
+    )
+    summary = pl.read_parquet(tmp_path / "summary.parquet")
+    assert sorted(summary["run_id"]) == sorted(r["run_id"] for r in fp32 + int8)
+    assert sorted(pl.read_parquet(other_path(tmp_path / "summary.parquet"))["run_id"]) == [int8_auto[0]["run_id"]]
+    rel = M.relative_to_baseline(M.cell_stats(summary))
+    i8 = rel.filter(pl.col("precision") == "int8").row(0, named=True)
+    assert i8["config_hash"] == pinned and i8["baseline_hash"] == base
+    assert i8["d_energy_pct"] == pytest.approx((1e-3 / 2e-3 - 1) * 100)
+    assert M.missing_baselines(M.cell_stats(summary)).height == 0
+    # two fp32 configurations in the group (no --current): the pinned int8 is paired with neither
+    both = pl.concat([summary, pl.from_arrow(S.to_table(synth.rows(
+        [c for c in cells if c.precision == "fp32"], config_hash=old)))], how="diagonal_relaxed")  # fmt: skip
+    rel2 = M.relative_to_baseline(M.cell_stats(both))
+    assert rel2.filter(pl.col("config_hash") == pinned)["d_energy_pct"].to_list() == [None]

@@ -9,17 +9,26 @@ import json
 import polars as pl
 import pytest
 import synth
+from conftest import REPO
 
 from joulegrid import schema as S
 from joulegrid.analysis import CHART_NAMES
 from joulegrid.analysis import charts as C
-from joulegrid.analysis.settings import AnalysisSettings
+from joulegrid.analysis.settings import AnalysisSettings, series_files
 
+EXAMPLE_SERIES = REPO / "config/carbon/synthetic-daily-shape.csv"
 SITES = {
     "local": {"carbon_intensity_g_per_kwh": 480, "pue": 1.0},
     "slurm": {"carbon_intensity_g_per_kwh": 50, "pue": 1.4},
 }
-ST = AnalysisSettings(sites=SITES)
+# site local has an intensity series (the when_to_run chart); the other charts use the annual means
+SITES["local"]["carbon_intensity"] = {
+    "series": str(EXAMPLE_SERIES),
+    "kind": "average",
+    "basis": "direct",
+    "source": "synthetic",
+}
+ST = AnalysisSettings(sites=SITES, carbon_series=series_files(SITES))
 
 
 def frame(rows):
@@ -70,8 +79,8 @@ def test_chart_builds_and_renders(case, name, tmp_path):
     df = CASES[case]()
     chart = C.CHARTS[name](df, ST)  # the real function: an exception here is a bug
     expected = expected_marks(name, df.to_dicts())
-    if case in ("only_failures", "empty") or (name == "sites" and not expected):
-        assert _is_no_data(chart)  # (sites: no cell measured at two sites)
+    if case in ("only_failures", "empty") or (name in ("sites", "when_to_run") and not expected):
+        assert _is_no_data(chart)  # (sites: no cell measured at two sites; when_to_run: none at the site with a series)
     else:  # what the chart draws, mark by mark, against what the rows hold
         assert not _is_no_data(chart)
         assert drawn(chart, name) == expected, name
@@ -81,8 +90,15 @@ def test_chart_builds_and_renders(case, name, tmp_path):
 
 
 # ------------------------------------------------------------------ the marks a chart draws
-MARK = {"energy_per_sample": "point", "quality_vs_energy": "point", "time_to_target": "point",
-        "scheduler_overhead": "bar", "fleet_whatif": "bar", "sites": "point"}  # fmt: skip
+MARK = {
+    "energy_per_sample": "point",
+    "quality_vs_energy": "point",
+    "time_to_target": "point",
+    "scheduler_overhead": "bar",
+    "fleet_whatif": "bar",
+    "sites": "point",
+    "when_to_run": "point",
+}
 
 
 def _labels(chart, role: str) -> list[dict[str, str]]:
@@ -117,6 +133,8 @@ def drawn(chart, name: str) -> collections.Counter:
         return collections.Counter((m["site_label"], m["part"], int(m["jobs"])) for m in marks)
     if name == "sites":
         return collections.Counter((m["site"], m["config"], g(m["g CO2 / 1k samples"])) for m in marks)
+    if name == "when_to_run":
+        return collections.Counter((m["site"], m["panel"], int(m["hour"]), g(m["g CO2e / 1k samples"])) for m in marks)
     return collections.Counter((m["config"], g(m["J/job"])) for m in marks)  # fleet_whatif
 
 
@@ -129,9 +147,16 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
         cells[
             tuple(r[k] for k in ("site", "workload", "phase", "device", "precision", "variant", "batch_size"))
         ].append(r)
-    pv = lambda r: r["precision"] if r["variant"] == "baseline" else f"{r['precision']}+{r['variant']}"  # noqa: E731
-    mean = lambda rs, f: sum(f(r) for r in rs) / len(rs)  # noqa: E731
-    eps = lambda r: r["energy_j"] / r["n_samples"]  # noqa: E731
+
+    def pv(r):
+        return r["precision"] if r["variant"] == "baseline" else f"{r['precision']}+{r['variant']}"
+
+    def mean(rs, f):
+        return sum(f(r) for r in rs) / len(rs)
+
+    def eps(r):
+        return r["energy_j"] / r["n_samples"]
+
     out: collections.Counter = collections.Counter()
     panels: dict[tuple, list[tuple]] = collections.defaultdict(list)  # quality vs energy: (workload, phase) -> points
     for rs in cells.values():
@@ -144,9 +169,8 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
             out[(f"{pv(r)} bs{r['batch_size']} {r['device']}", *point)] += 1
             panels[(r["workload"], r["phase"])].append(point)
         if name == "fleet_whatif" and has_e:
-            per_job = (
-                r["n_test"] if r["phase"] == "infer" else r["n_samples"]
-            )  # one pass over the test split / one training run
+            # one pass over the test split / one training run
+            per_job = r["n_test"] if r["phase"] == "infer" else r["n_samples"]
             out[(f"{pv(r)} bs{r['batch_size']}", g(mean(rs, eps) * per_job))] += 1
     for pts in panels.values():  # the Pareto front of each panel (recon_mse: lower is better) gets a ring
         for e, q in pts:
@@ -172,6 +196,15 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
                     f = SITES[site]
                     co2 = mean(rs, eps) * 1000 / 3.6e6 * f["pue"] * f["carbon_intensity_g_per_kwh"]
                     out[(site, f"{pv(rs[0])} bs{rs[0]['batch_size']}", g(co2))] += 1
+    if name == "when_to_run":  # site local (the series): its lowest-energy cell per workload and phase, hour by hour
+        typical = synth.typical_day(EXAMPLE_SERIES)
+        best: dict[tuple, float] = {}
+        for (site, wl, ph, *_), rs in cells.items():
+            if site == "local" and all(x["energy_j"] is not None for x in rs):
+                best[(wl, ph)] = min(best.get((wl, ph), float("inf")), mean(rs, eps))
+        for (wl, ph), e in best.items():
+            for h, i in typical.items():
+                out[("local", f"{wl} · {ph}", h, g(e * 1000 / 3.6e6 * SITES["local"]["pue"] * i))] += 1
     if name == "scheduler_overhead":
         for site in {r["site"] for r in ok}:
             mine = [r for r in ok if r["site"] == site]
@@ -226,7 +259,7 @@ def _colour_of(chart) -> dict[str, str]:
         if isinstance(e, dict) and e.get("field") == "precision_variant" and "scale" in e
     ]
     assert scales
-    return {d: r for s in scales for d, r in zip(s["domain"], s["range"])}
+    return {d: r for s in scales for d, r in zip(s["domain"], s["range"], strict=False)}
 
 
 def _walk(o):
@@ -245,7 +278,7 @@ def test_one_colour_per_precision_whatever_the_data(name):
     few = frame(synth.rows(synth.grid_cells(precisions=("fp32",))))
     many = frame(synth.rows(synth.grid_cells(precisions=("int8", "bf16", "fp32"), variants=("baseline", "pruned"))))
     a, b = _colour_of(C.CHARTS[name](few, ST)), _colour_of(C.CHARTS[name](many, ST))
-    assert a == b == dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE))
+    assert a == b == dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE, strict=True))
     assert len(set(C.PRECISION_RANGE)) == len(C.PRECISION_RANGE), "each precision+variant its own colour"
     assert (
         a["fp32"] == C.PRECISION_COLOURS["fp32"] and a["fp32+pruned"] == C.variant_colour("fp32", "pruned") != a["fp32"]

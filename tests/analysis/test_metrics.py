@@ -62,11 +62,11 @@ def test_cell_stats_mean_std_ci_cv_and_noisy():
     assert a["repeats"] == 3
     assert a["energy_per_sample_j"] == pytest.approx(2e-3)
     assert a["energy_per_sample_std_j"] == pytest.approx(1e-3)
-    assert a["energy_per_sample_ci95_j"] == pytest.approx(4.303 * 1e-3 / math.sqrt(3))
+    assert a["energy_per_sample_ci95_j"] == pytest.approx(t975_df2() * 1e-3 / math.sqrt(3))
     assert a["energy_per_sample_cv"] == pytest.approx(0.5)
     assert a["noisy"] is True
     assert b["noisy"] is False and b["energy_per_sample_cv"] < 0.1
-    assert b["energy_per_sample_ci95_j"] == pytest.approx(12.706 * b["energy_per_sample_std_j"] / math.sqrt(2))
+    assert b["energy_per_sample_ci95_j"] == pytest.approx(t975_df1() * b["energy_per_sample_std_j"] / math.sqrt(2))
 
 
 def test_single_repeat_has_no_ci_and_is_not_noisy():
@@ -80,9 +80,20 @@ def test_noisy_threshold_is_configurable():
     assert M.cell_stats(frame(rows), noisy_cv=0.01)["noisy"][0]
 
 
-def test_t975_table():
-    assert M.t975(0) is None
-    assert M.t975(1) == 12.706 and M.t975(30) == 2.042 and M.t975(100) == 1.96
+def t975_df1() -> float:
+    """Student's t(0.975) with 1 df in closed form: the Cauchy quantile tan(pi (p - 1/2))."""
+    return math.tan(math.pi * 0.475)
+
+
+def t975_df2() -> float:
+    """Student's t(0.975) with 2 df in closed form: p = 1/2 + q / (2 sqrt(2 + q^2)) solved for q."""
+    x = 2 * 0.975 - 1
+    return x * math.sqrt(2 / (1 - x * x))
+
+
+def test_the_t_quantiles_are_scipys_and_match_the_closed_forms():
+    assert t975_df1() == pytest.approx(12.7062, abs=1e-4) and t975_df2() == pytest.approx(4.3027, abs=1e-4)
+    assert not hasattr(M, "t975")  # no hand-written table left
 
 
 def test_relative_to_baseline_and_missing_baselines():
@@ -105,17 +116,25 @@ def test_relative_to_baseline_and_missing_baselines():
 
 def curves(q, t, e, higher=True, bs=256, **kw):
     return synth.row(
-        cell(phase="train", bs=bs), **kw, epoch_quality=q, epoch_wall_s=t, epoch_energy_j=e,
-        quality=q[-1], quality_higher_is_better=higher, quality_metric="roc_auc" if higher else "recon_mse",
-    )  # fmt: skip
+        cell(phase="train", bs=bs),
+        **kw,
+        epoch_quality=q,
+        epoch_wall_s=t,
+        epoch_energy_j=e,
+        quality=q[-1],
+        quality_higher_is_better=higher,
+        quality_metric="roc_auc" if higher else "recon_mse",
+    )
 
 
 def test_time_to_target_config_target_and_zeus_cost():
-    df = frame([
-        curves([0.7, 0.8, 0.9], [10, 20, 30], [100, 200, 300], bs=256, mean_power_w=12.0),
-        curves([0.75, 0.85, 0.86], [5, 10, 15], [80, 160, 240], bs=1024, mean_power_w=16.0),
-        curves([0.6, 0.7, 0.75], [5, 10, 15], [50, 100, 150], bs=512, mean_power_w=10.0),  # never reaches 0.8
-    ])  # fmt: skip
+    df = frame(
+        [
+            curves([0.7, 0.8, 0.9], [10, 20, 30], [100, 200, 300], bs=256, mean_power_w=12.0),
+            curves([0.75, 0.85, 0.86], [5, 10, 15], [80, 160, 240], bs=1024, mean_power_w=16.0),
+            curves([0.6, 0.7, 0.75], [5, 10, 15], [50, 100, 150], bs=512, mean_power_w=10.0),  # never reaches 0.8
+        ]
+    )
     t = {r["batch_size"]: r for r in M.time_to_target(df, targets={"baler_ae": 0.8}, eta=0.25).to_dicts()}
     assert t[256]["target_source"] == "config" and t[256]["target"] == 0.8
     assert (t[256]["epochs_to_target"], t[256]["tta_s"], t[256]["eta_j"]) == (2, 20.0, 200.0)
@@ -138,10 +157,12 @@ def test_time_to_target_gpu_power_limit_and_eta_extremes():
 
 
 def test_time_to_target_lower_is_better_common_target_and_missing_energy_curve():
-    df = frame([
-        curves([0.3, 0.2, 0.1], [1, 2, 3], [10, 20, 30], higher=False, bs=256),
-        curves([0.4, 0.25, 0.2], [1, 2, 3], None, higher=False, bs=1024),  # no per-epoch energy
-    ])  # fmt: skip
+    df = frame(
+        [
+            curves([0.3, 0.2, 0.1], [1, 2, 3], [10, 20, 30], higher=False, bs=256),
+            curves([0.4, 0.25, 0.2], [1, 2, 3], None, higher=False, bs=1024),  # no per-epoch energy
+        ]
+    )
     t = {r["batch_size"]: r for r in M.time_to_target(df).to_dicts()}
     # common target = the worst of the per-run best qualities = 0.2 (lower is better)
     assert t[256]["target_source"] == "common" and t[256]["target"] == pytest.approx(0.2)
@@ -165,23 +186,37 @@ def test_time_to_target_empty():
 @pytest.mark.parametrize("higher", [True, False])
 def test_pareto_front_respects_direction(higher):
     pts = {  # (energy/sample, quality)
-        "a": (1.0, 0.9), "b": (2.0, 0.95), "c": (3.0, 0.93), "d": (0.5, 0.5), "e": (2.0, 0.90),
-    }  # fmt: skip
+        "a": (1.0, 0.9),
+        "b": (2.0, 0.95),
+        "c": (3.0, 0.93),
+        "d": (0.5, 0.5),
+        "e": (2.0, 0.90),
+    }
     sign = 1 if higher else -1
-    cells = pl.DataFrame({
-        "workload": ["w"] * 5, "phase": ["infer"] * 5, "name": list(pts),
-        "energy_per_sample_j": [p[0] for p in pts.values()], "quality": [sign * p[1] for p in pts.values()],
-        "quality_higher_is_better": [higher] * 5,
-    })  # fmt: skip
+    cells = pl.DataFrame(
+        {
+            "workload": ["w"] * 5,
+            "phase": ["infer"] * 5,
+            "name": list(pts),
+            "energy_per_sample_j": [p[0] for p in pts.values()],
+            "quality": [sign * p[1] for p in pts.values()],
+            "quality_higher_is_better": [higher] * 5,
+        }
+    )
     front = set(M.pareto(cells).filter("pareto")["name"])
     assert front == {"a", "b", "d"}
 
 
 def test_pareto_ignores_missing_and_groups_by_workload():
-    cells = pl.DataFrame({
-        "workload": ["w", "w", "v"], "phase": ["infer"] * 3, "energy_per_sample_j": [1.0, None, 5.0],
-        "quality": [0.5, 0.9, 0.1], "quality_higher_is_better": [True, True, None],
-    })  # fmt: skip
+    cells = pl.DataFrame(
+        {
+            "workload": ["w", "w", "v"],
+            "phase": ["infer"] * 3,
+            "energy_per_sample_j": [1.0, None, 5.0],
+            "quality": [0.5, 0.9, 0.1],
+            "quality_higher_is_better": [True, True, None],
+        }
+    )
     assert M.pareto(cells)["pareto"].to_list() == [True, False, True]
 
 
@@ -249,7 +284,10 @@ def test_fleet_samples_per_job_per_workload_and_phase_and_job_scope():
         ),
     ]
     cells = M.cell_stats(frame(rows))
-    key = lambda r: (r["workload"], r["phase"])  # noqa: E731
+
+    def key(r):
+        return (r["workload"], r["phase"])
+
     # defaults: training = one training run as measured; inference = one pass over the test split
     d = {key(r): r for r in M.fleet(cells).to_dicts()}
     assert d[("baler_ae", "train")]["samples_per_job"] == 30_000 and d[("baler_ae", "train")][
@@ -326,7 +364,9 @@ def test_emulated_precisions_with_the_slowdown_measured_in_the_rows():
     rel = M.relative_to_baseline(M.cell_stats(frame(rows)))
     emu = M.emulated(rel)
     assert emu.select("site", "precision", "hardware", "cells", "cells_with_baseline").rows() == [
-        ("a", "bf16", "EPYC AVX2", 2, 2), ("b", "fp16", "Xeon AMX", 1, 0)]  # fmt: skip
+        ("a", "bf16", "EPYC AVX2", 2, 2),
+        ("b", "fp16", "Xeon AMX", 1, 0),
+    ]
 
     def per_sample(prec, bs):
         r = next(x for x in rows if x["site"] == "a" and x["precision"] == prec and x["batch_size"] == bs)
@@ -348,3 +388,32 @@ def test_emulated_is_empty_without_emulated_cells_and_for_old_rows():
     rel = M.relative_to_baseline(M.cell_stats(frame(rows)))
     assert M.emulated(rel).height == 0 and M.emulated_notes(M.emulated(rel)) == []
     assert rel["precision_native"].to_list() == [None, None]
+
+
+def test_batch_sizes_that_cannot_be_told_apart_from_the_cheapest_by_zeus_cost():
+    """Three repeats each, the same per-repeat jitter in both batch sizes (blocks): bs 256 costs 1.5x bs 1024 in
+    every block (exact: told apart); two batch sizes of equal cost in every block are both listed."""
+
+    def rows(ratio_256):
+        out = []
+        for k, j in enumerate([0.0, 0.1, -0.05]):
+            for bs, e in ((256, 1.5e-3 * ratio_256), (1024, 1.5e-3)):
+                out.append(run_row([0.7, 0.8, 0.9], [10, 20, 30], 100 * e / 1e-3 * (1 + j), bs=bs, repeat=k))
+        return frame(out)
+
+    def run_row(q, t, e, bs, repeat):  # one repeat of a training cell: its curves end at energy e
+        return synth.row(
+            cell(phase="train", bs=bs, repeat=repeat),
+            epoch_quality=q,
+            epoch_wall_s=t,
+            epoch_energy_j=[e / 3, 2 * e / 3, e],
+            quality=q[-1],
+            quality_higher_is_better=True,
+            quality_metric="roc_auc",
+            mean_power_w=10.0,
+        )
+
+    told = M.batch_sizes_like_the_best(M.time_to_target(rows(1.5), targets={"baler_ae": 0.9}, eta=1.0))
+    assert told.select("batch_size", "could_be_best").rows() == [(1024, "1024")]
+    tied = M.batch_sizes_like_the_best(M.time_to_target(rows(1.0), targets={"baler_ae": 0.9}, eta=1.0))
+    assert sorted(tied["could_be_best"][0].split(", ")) == ["1024", "256"]

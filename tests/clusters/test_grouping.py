@@ -17,8 +17,8 @@ from joulegrid import executors as E
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import conftest as C  # noqa: E402
-from test_schedulers import CONDOR_FAST, SLURM_FAST, _cluster_state, _condor_config  # noqa: E402
+import conftest as C
+from test_schedulers import CONDOR_FAST, SLURM_FAST, _cluster_state, _condor_config
 
 REPO = Path(__file__).resolve().parents[2]
 CELLS = 5  # repeats of one cpu train cell: 5 measure jobs

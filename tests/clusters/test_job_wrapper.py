@@ -23,7 +23,7 @@ from joulegrid import executors as E
 REPO = Path(__file__).resolve().parents[2]
 WRAPPER = E.JOB_WRAPPER
 PY = sys.executable
-VERSION = "%d.%d" % sys.version_info[:2]
+VERSION = "{}.{}".format(*sys.version_info[:2])
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -87,9 +87,9 @@ def test_missing_environment_names_the_path_and_the_fixes(tmp_path):
         _run(["--check", missing], _env(tmp_path), tmp_path),
         f"the Python environment {missing} does not exist on this worker (it runs snakemake on login7.example)",
     )
-    assert (
-        "Fix:" in err and "shared" in err and "--sdm conda" in err and "LCG view on CVMFS" in err and "pack-env" in err
-    )
+    assert "Fix:" in err and "shared" in err and "LCG view on CVMFS" in err and "pack-env" in err
+    # --sdm conda does not replace it (issue 29): the job's Snakemake runs the submit host's interpreter
+    assert "every job's Snakemake runs with it, also with --sdm conda" in err
 
 
 def test_venv_whose_base_python_is_missing(tmp_path):

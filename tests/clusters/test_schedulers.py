@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest as C  # noqa: E402  (tests/conftest.py: TINY, deep_merge, snakemake, subprocess_env)
+import conftest as C  # tests/conftest.py: TINY, deep_merge, snakemake, subprocess_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -103,9 +103,8 @@ def _check_scheduler_rows(df, scheduler: str, site: str) -> None:
     assert df["node_name"].to_list() == [socket.gethostname()] * 4
     for r in df.iter_rows(named=True):
         assert r["submit_time"] is not None and r["job_start_time"] is not None, r["cell_id"]
-        assert r["queue_wait_s"] is not None and r["queue_wait_s"] >= 0, r[
-            "cell_id"
-        ]  # checked against the scheduler's records below
+        # checked against the scheduler's records below
+        assert r["queue_wait_s"] is not None and r["queue_wait_s"] >= 0, r["cell_id"]
         assert r["alloc_cpus"] == 1, r  # measure.threads (TINY) -> --cpus-per-task / request_cpus
         assert r["alloc_mem_mb"] >= MEM_MB, r  # job.mem_mb -> --mem / request_memory (HTCondor rounds up)
         if r["device"] == "cuda":
@@ -266,9 +265,18 @@ def test_two_cells_share_the_slurm_node(slurm_run, workdir, tmp_path):
     for d in ("resources", "results/models"):  # prepared data and reference model: only the cells run
         shutil.copytree(wd / d, tmp_path / d)
     cfg = tmp_path / "two.yaml"
-    cfg.write_text(yaml.safe_dump(C.deep_merge(C.TINY, {"grid": {"phases": ["infer"], "precisions": ["fp32", "bf16"]},
-                                                          "measure": {"min_window_s": 10},
-                                                          "job": {"mem_mb": MEM_MB, "runtime_min": RUNTIME_MIN}})))  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            C.deep_merge(
+                C.TINY,
+                {
+                    "grid": {"phases": ["infer"], "precisions": ["fp32", "bf16"]},
+                    "measure": {"min_window_s": 10},
+                    "job": {"mem_mb": MEM_MB, "runtime_min": RUNTIME_MIN},
+                },
+            )
+        )
+    )
     log = C.snakemake(
         tmp_path, "--profile", str(REPO / "profiles" / "slurm"), *SLURM_FAST, configfile=cfg, timeout=900
     ).stderr
@@ -327,8 +335,17 @@ def test_grid_through_htcondor(condor_run, workdir):
     _check_scheduler_rows(df, "htcondor", "htcondor")
     assert all(re.fullmatch(r"\d+\.0", j) for j in df["job_id"]), df["job_id"].to_list()
     bindir = Path(_condor_config()).parents[1] / "bin"
-    attrs = ["JobStatus", "RequestCpus", "RequestMemory", "RequestGPUs", "CpusProvisioned", "MemoryProvisioned", "GpusProvisioned",
-             "QDate", "JobCurrentStartDate"]  # fmt: skip
+    attrs = [
+        "JobStatus",
+        "RequestCpus",
+        "RequestMemory",
+        "RequestGPUs",
+        "CpusProvisioned",
+        "MemoryProvisioned",
+        "GpusProvisioned",
+        "QDate",
+        "JobCurrentStartDate",
+    ]
     for r in df.iter_rows(named=True):
         out = subprocess.run(
             [str(bindir / "condor_history"), r["job_id"], "-af", *attrs],
@@ -337,7 +354,7 @@ def test_grid_through_htcondor(condor_run, workdir):
             timeout=30,
             env=C.subprocess_env({"CONDOR_CONFIG": _condor_config()}),
         ).stdout.split()
-        ad = dict(zip(attrs, out))
+        ad = dict(zip(attrs, out, strict=False))
         gpus = "1" if r["device"] == "cuda" else "0"
         # 4 = completed; mem_mb reached request_memory (the plugin alone would not map it)
         assert [ad["JobStatus"], ad["RequestCpus"], ad["RequestMemory"], ad["RequestGPUs"]] == [

@@ -22,7 +22,7 @@ from joulegrid.sites import SiteError, check_site, env_tarball, job_flavours, lo
 from joulegrid.sites import scheduler as site_scheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest as C  # noqa: E402
+import conftest as C
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("slurm", "htcondor", "lxplus", "blackett")
@@ -97,11 +97,12 @@ def test_slurm_memory_units(mem, mb):
 def test_htcondor_probe_reads_job_and_machine_ads(tmp_path):
     (tmp_path / ".job.ad").write_text(JOB_AD)
     (tmp_path / ".machine.ad").write_text(MACHINE_AD)
+    # inherited through getenv: the HTCondor ad wins
     env = {
         "_CONDOR_JOB_AD": str(tmp_path / ".job.ad"),
         "_CONDOR_MACHINE_AD": str(tmp_path / ".machine.ad"),
         "SLURM_JOB_ID": "99",
-    }  # inherited through getenv: the HTCondor ad wins
+    }
     row = probes.scheduler(env=env)
     assert row == {
         "scheduler": "htcondor",
@@ -212,8 +213,11 @@ def test_without_a_shared_filesystem_htcondor_jobs_transfer_the_workflow_attempt
         bl["htcondor_transfer_input_files"]
         == "workflow, src, config, results/.grid, results/attempts, joulegrid-env.tar.gz"
     )
+
     # a cell job also takes what its inputs.json names (its dataset and reference model), per job
-    reads = lambda wc: {"data": f"resources/datasets/{wc}.npz", "model": f"res/models/{wc}.pt"}  # noqa: E731
+    def reads(wc):
+        return {"data": f"resources/datasets/{wc}.npz", "model": f"res/models/{wc}.pt"}
+
     cell = E.job_resources("lxplus", sites["lxplus"], 2000, 15, shared_fs=False, results_dir="res", reads=reads)
     assert cell["htcondor_transfer_input_files"]("jets") == (
         "workflow, src, config, res/.grid, res/attempts, resources/datasets/jets.npz, res/models/jets.pt"
@@ -240,7 +244,7 @@ def test_runs_without_a_shared_filesystem_are_checked_before_any_job(tmp_path):
 def test_submit_environment_is_what_the_wrapper_compares():
     env = E.submit_environment("res", "env.tar.gz")
     assert env["JOULEGRID_PYTHON"] == sys.executable and env["JOULEGRID_RESULTS"] == "res"
-    assert env["JOULEGRID_PYTHON_VERSION"] == "%d.%d" % sys.version_info[:2]
+    assert env["JOULEGRID_PYTHON_VERSION"] == "{}.{}".format(*sys.version_info[:2])
     assert env["JOULEGRID_ENV_TARBALL"] == "env.tar.gz" and env["JOULEGRID_SUBMIT_OS"]
     assert "JOULEGRID_ENV_TARBALL" not in E.submit_environment("results")
 

@@ -32,8 +32,8 @@ from joulegrid import executors as E
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import conftest as C  # noqa: E402
-from test_schedulers import CONDOR_FAST, SLURM_FAST, _cluster_state, _condor_config  # noqa: E402
+import conftest as C
+from test_schedulers import CONDOR_FAST, SLURM_FAST, _cluster_state, _condor_config
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix)
@@ -102,8 +102,17 @@ def _submit_host_only(tmp_path: Path) -> tuple[list[str], Path]:
         pytest.skip("needs `unshare --mount` (root) to give the submit host a venv the workers cannot see")
     mnt = tmp_path / "login-venv"
     mnt.mkdir()
-    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-              'mount --bind "$0" "$1" && shift && exec "$@"', str(VENV), str(mnt)]  # fmt: skip
+    prefix = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind "$0" "$1" && shift && exec "$@"',
+        str(VENV),
+        str(mnt),
+    ]
     return prefix, mnt
 
 
@@ -128,8 +137,10 @@ def test_cern_like_node_starts_jobs_in_scratch_without_their_submit_directory(tm
     _need_cern_like()
     (tmp_path / "visible.txt").write_text("from the submit directory\n")
     job = tmp_path / "job.sh"
-    job.write_text(f"#!/bin/sh\npwd\ncat {tmp_path}/visible.txt || echo NOT-VISIBLE\n"
-                   f"touch {tmp_path}/written-by-job 2>/dev/null || echo NOT-WRITABLE\n")  # fmt: skip
+    job.write_text(
+        f"#!/bin/sh\npwd\ncat {tmp_path}/visible.txt || echo NOT-VISIBLE\n"
+        f"touch {tmp_path}/written-by-job 2>/dev/null || echo NOT-WRITABLE\n"
+    )
     job.chmod(0o755)
     for name, extra in (("cern", '+WantOS = "el9"\n'), ("plain", "")):
         (tmp_path / f"{name}.sub").write_text(
@@ -141,7 +152,7 @@ def test_cern_like_node_starts_jobs_in_scratch_without_their_submit_directory(tm
     while time.time() < deadline and not all(
         (tmp_path / f"{n}.log").is_file() and "Job terminated" in (tmp_path / f"{n}.log").read_text()
         for n in ("cern", "plain")
-    ):  # noqa: E501
+    ):
         time.sleep(1)
     cern = (tmp_path / "cern.out").read_text().splitlines()
     plain = (tmp_path / "plain.out").read_text().splitlines()
@@ -154,8 +165,11 @@ def test_cern_like_node_starts_jobs_in_scratch_without_their_submit_directory(tm
 
 
 # ------------------------------------------------------------------ profiles/lxplus
-LX_GRID = {"grid": {"phases": ["train", "infer"], "devices": ["cpu", "cuda"]},
-           "measure": {"hotspots": "first_repeat"}, "job": {"mem_mb": 1000, "runtime_min": 10}}  # fmt: skip
+LX_GRID = {
+    "grid": {"phases": ["train", "infer"], "devices": ["cpu", "cuda"]},
+    "measure": {"hotspots": "first_repeat"},
+    "job": {"mem_mb": 1000, "runtime_min": 10},
+}
 
 
 @pytest.mark.slow
@@ -177,11 +191,12 @@ def test_lxplus_profile_on_the_cern_like_pool_delivers_every_row_and_a_report(tm
     cuda = df.filter(df["device"] == "cuda")  # the pool's GPU does not exist: scheduled, then skipped
     assert cuda["status"].to_list() == ["skipped"] * 2 and cuda["alloc_gpus"].to_list() == [1, 1]
     # what the jobs wrote besides their rows came back too: logs, hotspots
-    file_ids = [f"{c}-{h}" for c, h in zip(df["cell_id"], df["config_hash"])]  # <cell id>-<config hash>
+    file_ids = [f"{c}-{h}" for c, h in zip(df["cell_id"], df["config_hash"], strict=True)]  # <cell id>-<config hash>
     for f in file_ids:
         assert (co / "results" / "logs" / "runs" / f"{f}.log").is_file(), f
-    assert sorted(p.relative_to(co / "results" / "hotspots").as_posix() for p in (co / "results" / "hotspots").rglob("*.parquet")) == sorted([
-        f"{c}-{h}.parquet" for c, h in zip(ok["cell_id"], ok["config_hash"])])  # fmt: skip
+    assert sorted(
+        p.relative_to(co / "results" / "hotspots").as_posix() for p in (co / "results" / "hotspots").rglob("*.parquet")
+    ) == sorted([f"{c}-{h}.parquet" for c, h in zip(ok["cell_id"], ok["config_hash"], strict=True)])
     assert (co / "results" / "report" / "index.html").is_file() and (co / "results" / "summary.parquet").is_file()
     # the jobs really ran on the CERN-like node, in scratch with file transfer, as lxplus jobs ask
     for jid in df["job_id"]:
@@ -198,11 +213,24 @@ def test_lxplus_assuming_a_shared_working_directory_fails_at_once_and_says_why(t
     write its rows into its scratch directory, which is deleted; the job wrapper refuses instead."""
     _need_cern_like()
     co = _checkout(tmp_path, {"grid": {"phases": ["train"]}})
-    shared = ["--shared-fs-usage", "input-output", "persistence", "software-deployment", "sources",
-              "source-cache", "storage-local-copies"]  # fmt: skip
+    shared = [
+        "--shared-fs-usage",
+        "input-output",
+        "persistence",
+        "software-deployment",
+        "sources",
+        "source-cache",
+        "storage-local-copies",
+    ]
     env = _env(C.BIN, CONDOR_CONFIG=_condor_config())
-    proc, secs = _snakemake([], C.BIN / "python", co, ["--profile", "lxplus", "--configfile", "grid.yaml", *shared,
-                                                       *CONDOR_FAST, "--retries", "0"], env, timeout=600)  # fmt: skip
+    proc, secs = _snakemake(
+        [],
+        C.BIN / "python",
+        co,
+        ["--profile", "lxplus", "--configfile", "grid.yaml", *shared, *CONDOR_FAST, "--retries", "0"],
+        env,
+        timeout=600,
+    )
     assert proc.returncode != 0
     err = proc.stderr
     assert E.ENV_CHECK_MARK in err, err[-4000:]
@@ -221,13 +249,32 @@ def test_lxplus_assuming_a_shared_working_directory_fails_at_once_and_says_why(t
 def test_blackett_profile_runs_jobs_in_the_packed_venv(tmp_path):
     _need_cern_like()
     ns, venv = _submit_host_only(tmp_path)
-    co = _checkout(tmp_path, {"grid": {"phases": ["train"]}, "measure": {"hotspots": "first_repeat"},
-                              "job": {"mem_mb": 1000, "runtime_min": 10}})  # fmt: skip
+    co = _checkout(
+        tmp_path,
+        {
+            "grid": {"phases": ["train"]},
+            "measure": {"hotspots": "first_repeat"},
+            "job": {"mem_mb": 1000, "runtime_min": 10},
+        },
+    )
     env = _env(venv / "bin", CONDOR_CONFIG=_condor_config())
     # the docs' two commands on the "submit node" (pack-env leaves out the browser of the report tests)
-    pack = subprocess.run([*ns, str(venv / "bin" / "python"), "-m", "joulegrid", "pack-env",
-                           "--exclude", "lib/python*/site-packages/playwright*"],
-                          cwd=co, env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    pack = subprocess.run(
+        [
+            *ns,
+            str(venv / "bin" / "python"),
+            "-m",
+            "joulegrid",
+            "pack-env",
+            "--exclude",
+            "lib/python*/site-packages/playwright*",
+        ],
+        cwd=co,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert pack.returncode == 0 and (co / "joulegrid-env.tar.gz").is_file(), pack.stderr
     assert f"packed the venv {venv}" in pack.stderr
     proc, _ = _snakemake(
@@ -281,8 +328,19 @@ def test_htcondor_job_without_the_venv_fails_at_once_naming_it(tmp_path):
     ns, venv = _submit_host_only(tmp_path)
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(C.TINY))
     env = _env(venv / "bin", CONDOR_CONFIG=_condor_config())
-    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--profile", str(REPO / "profiles" / "htcondor"),
-            "--configfile", str(tmp_path / "grid.yaml"), *CONDOR_FAST, "--retries", "0"]  # fmt: skip
+    args = [
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--profile",
+        str(REPO / "profiles" / "htcondor"),
+        "--configfile",
+        str(tmp_path / "grid.yaml"),
+        *CONDOR_FAST,
+        "--retries",
+        "0",
+    ]
     proc, secs = _snakemake(ns, venv / "bin" / "python", tmp_path, args, env, timeout=600)
     assert proc.returncode != 0
     err = proc.stderr
@@ -302,8 +360,19 @@ def test_slurm_job_without_the_venv_fails_at_once_naming_it(tmp_path):
     ns, venv = _submit_host_only(tmp_path)
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(C.TINY))
     env = _env(venv / "bin", CONDOR_CONFIG="/dev/null")
-    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--profile", str(REPO / "profiles" / "slurm"),
-            "--configfile", str(tmp_path / "grid.yaml"), *SLURM_FAST, "--retries", "0"]  # fmt: skip
+    args = [
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--configfile",
+        str(tmp_path / "grid.yaml"),
+        *SLURM_FAST,
+        "--retries",
+        "0",
+    ]
     proc, _ = _snakemake(ns, venv / "bin" / "python", tmp_path, args, env, timeout=600)
     assert proc.returncode != 0
     err = proc.stderr

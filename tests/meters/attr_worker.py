@@ -64,12 +64,14 @@ def main() -> None:
     if a.get("cpu") is not None:
         os.sched_setaffinity(0, {a["cpu"]})
     from joulegrid import meters
+    from joulegrid.cell_settings import Measure
+    from joulegrid.sites import SiteFacts
 
-    settings = {
-        "measure": {"meters": ["rapl"], "counter_interval_s": 0.05, "attribution_interval_s": a.get("interval", 1.0)},
-        "site_facts": {"name": "fake", "node_power": a.get("node_power")},
-    }
-    ms = meters.build(settings, "cpu", rapl_root=a["powercap"], proc_root=a["proc"], env=a["env"])
+    measure = Measure.from_dict(
+        {"meters": ["rapl"], "counter_interval_s": 0.05, "attribution_interval_s": a.get("interval", 1.0)}
+    )
+    site = SiteFacts.from_dict({"name": "fake", "node_power": a.get("node_power")})
+    ms = meters.build(measure, site, "cpu", rapl_root=a["powercap"], proc_root=a["proc"], env=a["env"])
     ms.ready()
     ms.start_job()
     print("ready", flush=True)

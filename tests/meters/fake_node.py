@@ -56,8 +56,19 @@ def _in_memory_dir(root: Path) -> Path:
 
 
 class FakeNode:
-    def __init__(self, root: Path, p0: float = 4.0, k: float = 12.0, p0_dram: float = 2.0, k_dram: float = 1.0,
-                 max_uj: int = 20_000_000, n_cpus: int = 2, mem_kb: int = 8_000_000, busy: str = "trees", step_s: float = 0.01):  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        p0: float = 4.0,
+        k: float = 12.0,
+        p0_dram: float = 2.0,
+        k_dram: float = 1.0,
+        max_uj: int = 20_000_000,
+        n_cpus: int = 2,
+        mem_kb: int = 8_000_000,
+        busy: str = "trees",
+        step_s: float = 0.01,
+    ):
         self.root = Path(root)
         self.p0, self.k, self.p0_dram, self.k_dram = p0, k, p0_dram, k_dram
         self.max_uj, self.n_cpus, self.mem_kb, self.busy, self.step_s = max_uj, n_cpus, mem_kb, busy, step_s

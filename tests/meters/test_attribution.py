@@ -11,7 +11,7 @@ from joulegrid import config as CFG
 from joulegrid.meters import attribution as A
 from joulegrid.meters.base import Reading
 from joulegrid.meters.tracker import Usage
-from joulegrid.sites import site_facts
+from joulegrid.sites import SiteFacts, site_facts
 
 P0, K, N = 40.0, 8.0, 16  # W idle, W per busy CPU, logical CPUs
 
@@ -26,8 +26,13 @@ def node_energy(u: Usage) -> float:
 
 
 def ctx(cpus=4.0, shared=True, **idle) -> A.Context:
-    return A.Context(cpus=cpus, mem_total=64e9, model=A.PowerModel(None, None, 4.0, None),
-                     idle={"cpu": A.IdlePower(P0, "site"), **idle}, shared=shared)  # fmt: skip
+    return A.Context(
+        cpus=cpus,
+        mem_total=64e9,
+        model=A.PowerModel(None, None, 4.0, None),
+        idle={"cpu": A.IdlePower(P0, "site"), **idle},
+        shared=shared,
+    )
 
 
 def cpu_reading(e: float, meter="rapl", method="rapl", est=False) -> Reading:
@@ -96,9 +101,8 @@ def test_ram_dram_and_gpu_and_what_is_not_attributed():
         Reading("codecarbon", "ram-model", "codecarbon-ram-model", 200.0, 1, 10, True, duration_s=10.0, scope="node"),
         Reading("rapl", "dram", "rapl", 100.0, 0.1, 100, False, duration_s=10.0, scope="node"),
         Reading("nvml", "gpu", "nvml", 900.0, 0.1, 100, False, duration_s=10.0, scope="device"),
-        Reading(
-            "codecarbon", "cpu", "codecarbon-tdp-load", 300.0, 1, 10, True, duration_s=10.0, scope="node"
-        ),  # non-linear model
+        # non-linear model
+        Reading("codecarbon", "cpu", "codecarbon-tdp-load", 300.0, 1, 10, True, duration_s=10.0, scope="node"),
         Reading("codecarbon", "cpu", "codecarbon-tdp-load", 30.0, 1, 10, True, duration_s=10.0, scope="process"),
     ]
     got = {j.component: (j, sp) for j, sp in A.attribute(rs, u, c)}
@@ -156,22 +160,31 @@ def test_fit_is_refused_without_enough_intervals_or_spread():
 
 
 def test_power_model_lookup_and_errors():
-    site = {"name": "blackett", "node_power": [
-        {"cpu_model": "EPYC 7742", "cpu_idle_w": 120, "dram_idle_w": 20, "w_per_thread": 1.7, "source": "idle node 2026-10"},
-        {"cpu_idle_w": 60},
-    ]}  # fmt: skip
-    m = A.power_model(site, {}, "AMD EPYC 7742 64-Core Processor")
+    site = {
+        "name": "blackett",
+        "node_power": [
+            {
+                "cpu_model": "EPYC 7742",
+                "cpu_idle_w": 120,
+                "dram_idle_w": 20,
+                "w_per_thread": 1.7,
+                "source": "idle node 2026-10",
+            },
+            {"cpu_idle_w": 60},
+        ],
+    }
+    m = A.power_model(SiteFacts.from_dict(site), None, "AMD EPYC 7742 64-Core Processor")
     assert (m.cpu_idle_w, m.dram_idle_w, m.w_per_thread) == (120.0, 20.0, 1.7)
     assert m.source == "site blackett (EPYC 7742): idle node 2026-10"
-    m = A.power_model(site, {"cpu_tdp_w_per_thread": 3.0}, "Intel Xeon Gold")
+    m = A.power_model(SiteFacts.from_dict(site), 3.0, "Intel Xeon Gold")
     assert (m.cpu_idle_w, m.dram_idle_w, m.w_per_thread) == (60.0, None, 3.0)
-    assert A.power_model({}, {}, None) == A.PowerModel(None, None, A.DEFAULT_W_PER_THREAD, None)
+    assert A.power_model(SiteFacts(), None, None) == A.PowerModel(None, None, A.DEFAULT_W_PER_THREAD, None)
     for bad, match in (
         ({"cpu_idle_w": -1}, r"x\.node_power\.cpu_idle_w: -1 is too small"),
         ({"idle": 5}, r"x\.node_power: unknown key\(s\) 'idle'"),
         ({"w_per_thread": 0}, r"x\.node_power\.w_per_thread: 0"),
         ("5 W", "one mapping of cpu_idle_w"),
-    ):  # fmt: skip
+    ):
         with pytest.raises(CFG.ConfigError, match=match):
             site_facts({"x": {"node_power": bad}}, "x")
     assert site_facts({"x": {"node_power": {"cpu_idle_w": 5}}}, "x")["node_power"] == [{"cpu_idle_w": 5}]

@@ -39,13 +39,37 @@ def slurm_env(cpus: int, mem_mb: int) -> dict:
 class Job:
     """A worker process (attr_worker.py) started now; .result() waits for its JSON line."""
 
-    def __init__(self, node: FakeNode, tmp: Path, name: str, work: dict, env: dict, cpu=None, node_power=None,
-                 interval=1.0, stop: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        node: FakeNode,
+        tmp: Path,
+        name: str,
+        work: dict,
+        env: dict,
+        cpu=None,
+        node_power=None,
+        interval=1.0,
+        stop: bool = False,
+    ):
         self.go, self.stop = tmp / f"{name}.go", (tmp / f"{name}.stop" if stop else None)
-        args = dict(powercap=str(node.powercap), proc=str(node.proc), env=env, cpu=cpu, work=work, interval=interval,
-                    node_power=node_power, go=str(self.go), stop=str(self.stop) if stop else None)  # fmt: skip
-        self.p = subprocess.Popen([sys.executable, str(WORKER), json.dumps(args)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=subprocess_env())  # fmt: skip
+        args = dict(
+            powercap=str(node.powercap),
+            proc=str(node.proc),
+            env=env,
+            cpu=cpu,
+            work=work,
+            interval=interval,
+            node_power=node_power,
+            go=str(self.go),
+            stop=str(self.stop) if stop else None,
+        )
+        self.p = subprocess.Popen(
+            [sys.executable, str(WORKER), json.dumps(args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(),
+        )
         line = self.p.stdout.readline().strip()
         assert line == "ready", (line, self.p.stderr.read() if self.p.poll() is not None else "")
 
@@ -69,8 +93,10 @@ def test_two_jobs_at_the_same_time_sum_to_the_node(tmp_path):
     half the memory each: their attributed energies add up to what the node drew in the common window."""
     node = FakeNode(tmp_path, P0, K, P0_DRAM, K_DRAM, n_cpus=2, mem_kb=MEM_KB).start()
     env = slurm_env(1, MEM_KB // 1024 // 2)
-    jobs = [Job(node, tmp_path, f"j{i}", {"duty": d, "s": 6.0}, env, cpu=i, node_power=SITE_P0, stop=True)
-            for i, d in enumerate((0.3, 0.7))]  # fmt: skip
+    jobs = [
+        Job(node, tmp_path, f"j{i}", {"duty": d, "s": 6.0}, env, cpu=i, node_power=SITE_P0, stop=True)
+        for i, d in enumerate((0.3, 0.7))
+    ]
     for j in jobs:
         node.track(j.p.pid)
     for j in jobs:
@@ -88,8 +114,9 @@ def test_two_jobs_at_the_same_time_sum_to_the_node(tmp_path):
     def lag(a: float, b: float, i: int = 0) -> float:
         return node.stale(a)[i] + node.stale(b)[i]
 
-    assert all(r.get("node_shared") and r["job_cpus"] == 1 and r["job_mem_source"] == "slurm-reservation" for r in rows), \
-        [{k: v for k, v in r.items() if k != "energy_readings"} for r in rows]  # fmt: skip
+    assert all(
+        r.get("node_shared") and r["job_cpus"] == 1 and r["job_mem_source"] == "slurm-reservation" for r in rows
+    ), [{k: v for k, v in r.items() if k != "energy_readings"} for r in rows]
     edges = [sum(lag(r["t0"], r["t1"], i) for r in rows) for i in (0, 1)]
     assert sum(r["energy_cpu_j"] for r in rows) == pytest.approx(pkg, rel=0.02, abs=edges[0])
     assert sum(r["energy_ram_j"] for r in rows) == pytest.approx(dram, rel=0.02, abs=edges[1])
@@ -132,8 +159,14 @@ def _alone_and_beside(tmp_path: Path, repeats: int = 3):
 def test_neighbour_invariance(tmp_path):
     """The same job (3 CPU-seconds, pinned to CPU 0) alone and beside a neighbour burning CPU 1."""
     runs = _alone_and_beside(tmp_path)
-    med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float)) and not isinstance(rs[0][k], bool)}
-           for c, rs in runs.items()}  # fmt: skip
+    med = {
+        c: {
+            k: statistics.median(r[k] for r in rs)
+            for k in rs[0]
+            if isinstance(rs[0][k], (int, float)) and not isinstance(rs[0][k], bool)
+        }
+        for c, rs in runs.items()
+    }
     a, n = med["alone"], med["neighbour"]
     # what the node saw grows with the neighbour's work (x1.75 on a quiet host, where the neighbour gets
     # a whole CPU; less here when other processes of the build host share CPU 1 with it) ...

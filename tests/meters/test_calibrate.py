@@ -149,6 +149,7 @@ def test_dry_run_writes_nothing_and_replace_keeps_the_old_one(tmp_path):
     old = {"host": "old", "calibrated_at": "2026-01-01T00:00:00Z", "package": {"idle_w": 1.0, "w_per_busy_cpu": 1.0}}
     hw.write_text(yaml.safe_dump({H.CALIBRATIONS: {cpu_model(): old}}))
     before = hw.read_text()
+    # steps of 1 s, 8 reads
     tiny = [
         "--step-s",
         "1",
@@ -160,7 +161,7 @@ def test_dry_run_writes_nothing_and_replace_keeps_the_old_one(tmp_path):
         "0",
         "--levels",
         "1",
-    ]  # steps of 1 s, 8 reads
+    ]
     # what is tested here is what is written, not the fit; but the fit must keep 3 clean intervals a
     # step. A virtual node (its only load: the calibrate tree), read 8 times a step: with 4 reads, the
     # host's other load on a fake following the real /proc/stat, then the fake's publication grain
@@ -183,8 +184,10 @@ def test_dry_run_writes_nothing_and_replace_keeps_the_old_one(tmp_path):
     assert cur["package"]["idle_w"] == pytest.approx(P0, rel=0.1)  # a 1-s ladder: roughly right, nothing more asked
 
 
-@pytest.mark.parametrize("args, match", [(["--step-s", "0.5", "--interval-s", "0.25"], "fewer than 3 intervals"),
-                                         (["--levels", "0"], "--levels >= 1")])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, match",
+    [(["--step-s", "0.5", "--interval-s", "0.25"], "fewer than 3 intervals"), (["--levels", "0"], "--levels >= 1")],
+)
 def test_bad_ladder_settings(tmp_path, args, match):
     p = calibrate("--hardware-file", str(tmp_path / "hw.yaml"), *args)
     assert p.returncode == 2 and match in p.stderr
@@ -194,13 +197,19 @@ def test_a_site_entry_naming_the_cpu_model_is_pointed_out(tmp_path):
     from joulegrid.cli import _node_power_notes
 
     sites = tmp_path / "sites.yaml"
-    sites.write_text(yaml.safe_dump({"a": {"node_power": [{"cpu_model": "EPYC 7742", "cpu_idle_w": 100}]},
-                                     "b": {"node_power": {"cpu_idle_w": 50}}, "c": {}}))  # fmt: skip
+    sites.write_text(
+        yaml.safe_dump(
+            {
+                "a": {"node_power": [{"cpu_model": "EPYC 7742", "cpu_idle_w": 100}]},
+                "b": {"node_power": {"cpu_idle_w": 50}},
+                "c": {},
+            }
+        )
+    )
     (note,) = _node_power_notes("AMD EPYC 7742 64-Core Processor", sites)
     assert "a.node_power names 'EPYC 7742'" in note and "takes precedence" in note
-    assert (
-        _node_power_notes("Intel(R) Xeon(R) Gold 6248", sites) == []
-    )  # b's entry names no CPU model: the calibration wins
+    # b's entry names no CPU model: the calibration wins
+    assert _node_power_notes("Intel(R) Xeon(R) Gold 6248", sites) == []
 
 
 def test_busy_levels():

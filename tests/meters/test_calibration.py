@@ -16,7 +16,7 @@ from joulegrid.meters.base import Reading
 from joulegrid.meters.estimate import EstimateMeter
 from joulegrid.meters.tracker import Usage
 from joulegrid.meters.usage import NodeCpu
-from joulegrid.sites import site_facts
+from joulegrid.sites import SiteFacts, site_facts
 
 IDLE, W_CPU, W_GB, GB0 = 40.0, 8.0, 0.5, 10.0  # the generating law: P = IDLE + W_CPU * b + W_GB * (g - GB0)
 
@@ -25,8 +25,15 @@ def ladder(w_gb: float, noise_w: float = 0.2, outlier: bool = False, seed: int =
     """Steps of 12 intervals of 0.5 s from P = IDLE + W_CPU b + w_gb (g - GB0), with Gaussian noise on each
     interval's power and the busy CPUs / used memory wobbling around the step's level."""
     rnd = random.Random(seed)
-    plan = [("idle", 0.1, 10.0), ("busy-1", 1.0, 10.1), ("busy-4", 4.0, 10.2), ("busy-8", 8.0, 10.1),
-            ("resident", 0.1, 18.0), ("traffic", 1.0, 18.0), ("idle-end", 0.2, 10.0)]  # fmt: skip
+    plan = [
+        ("idle", 0.1, 10.0),
+        ("busy-1", 1.0, 10.1),
+        ("busy-4", 4.0, 10.2),
+        ("busy-8", 8.0, 10.1),
+        ("resident", 0.1, 18.0),
+        ("traffic", 1.0, 18.0),
+        ("idle-end", 0.2, 10.0),
+    ]
     steps = []
     for name, b, g in plan:
         s = C.Step(name)
@@ -93,16 +100,21 @@ def test_holdout_summary_sums_the_domains():
     err = [fits["package"].holdout[k] + fits["dram"].holdout[k] for k in range(7)]
     meas = [fits["package"].power[k] + fits["dram"].power[k] for k in range(7)]
     assert rmse == pytest.approx((sum(e * e for e in err) / 7) ** 0.5)
-    assert worst == pytest.approx(max(abs(e) / m for e, m in zip(err, meas)))
+    assert worst == pytest.approx(max(abs(e) / m for e, m in zip(err, meas, strict=True)))
 
 
 # ------------------------------------------------------------------ the entry, the lookup
 ENTRY = {
-    "host": "calhost", "calibrated_at": "2026-11-20T10:00:00Z", "sockets": 1, "mem_total_gb": 64.0, "logical_cpus": 16,
-    "holdout_rmse_w": 0.8, "holdout_max_rel_err": 0.021,
+    "host": "calhost",
+    "calibrated_at": "2026-11-20T10:00:00Z",
+    "sockets": 1,
+    "mem_total_gb": 64.0,
+    "logical_cpus": 16,
+    "holdout_rmse_w": 0.8,
+    "holdout_max_rel_err": 0.021,
     "package": {"idle_w": 30.0, "w_per_busy_cpu": 5.0, "w_per_gb": None, "idle_used_gb": None},
     "dram": {"idle_w": 4.0, "w_per_busy_cpu": 0.25},
-}  # fmt: skip
+}
 MODEL = "Intel(R) Xeon(R) Test CPU @ 2.00GHz"
 
 
@@ -120,7 +132,7 @@ def test_match_is_by_cpu_model_and_scales_to_the_host():
 def test_power_model_precedence():
     cals = {MODEL: ENTRY}
     site = {"name": "s", "cpu_calibrations": cals}
-    m = A.power_model(site, {"cpu_tdp_w_per_thread": 9.0}, MODEL)
+    m = A.power_model(SiteFacts.from_dict(site), 9.0, MODEL)
     assert (
         m.method == C.CALIBRATED
         and m.kind == "calibration"
@@ -128,14 +140,15 @@ def test_power_model_precedence():
     )
     # a site entry for every node is less specific than a calibration of the CPU model
     generic = {**site, "node_power": [{"cpu_idle_w": 99.0, "w_per_thread": 2.0}]}
-    assert A.power_model(generic, {}, MODEL).kind == "calibration"
-    assert A.power_model(generic, {}, "Another CPU").cpu_idle_w == 99.0  # ... which still applies to other CPUs
+    assert A.power_model(SiteFacts.from_dict(generic), None, MODEL).kind == "calibration"
+    # ... which still applies to other CPUs
+    assert A.power_model(SiteFacts.from_dict(generic), None, "Another CPU").cpu_idle_w == 99.0
     # a site entry naming the CPU model is more specific than the calibration: it wins, as it is
     specific = {**site, "node_power": [{"cpu_model": "Xeon(R) Test", "cpu_idle_w": 25.0, "source": "idle node"}]}
-    m = A.power_model(specific, {}, MODEL)
+    m = A.power_model(SiteFacts.from_dict(specific), None, MODEL)
     assert m.calibration is None and m.method == "estimate-tdp" and (m.cpu_idle_w, m.kind) == (25.0, "site")
     # no calibration of this CPU: the TDP model, as before
-    m = A.power_model(site, {}, "Another CPU")
+    m = A.power_model(SiteFacts.from_dict(site), None, "Another CPU")
     assert m.calibration is None and m.cpu_idle_w is None and m.w_per_thread == A.DEFAULT_W_PER_THREAD
 
 
@@ -154,8 +167,12 @@ def test_estimate_meter_applies_the_calibration():
     busy = iter([100.0, 106.0])  # node busy CPU-seconds at start and stop (with a calibration, construction reads none)
     clock = iter([10.0, 12.0])
     mem = iter([12e9, 16e9])  # used memory at start and stop: mean 14 GB over the window (trapezoid)
-    m = EstimateMeter(calibration=cal, node_cpu=lambda: NodeCpu(0.0, next(busy), 0.0, 16), clock=lambda: next(clock),
-                      mem_used=lambda: next(mem))  # fmt: skip
+    m = EstimateMeter(
+        calibration=cal,
+        node_cpu=lambda: NodeCpu(0.0, next(busy), 0.0, 16),
+        clock=lambda: next(clock),
+        mem_used=lambda: next(mem),
+    )
     assert m.components() == ("cpu", "dram")
     m.start()
     got = {r.component: r for r in m.stop()}
@@ -199,10 +216,16 @@ def test_model_prediction_beside_the_counter():
     def rd(meter, comp, method, e, est, scope):
         return Reading(meter, comp, method, e, 0.1, 100, est, scope=scope)
 
-    all_r = [rd("rapl", "cpu", "rapl", 400.0, False, "node"), rd("rapl", "dram", "rapl", 50.0, False, "node"),
-             rd("rapl", "cpu", "rapl", 100.0, False, "job"), rd("rapl", "dram", "rapl", 10.0, False, "job"),
-             rd("estimate", "cpu", C.CALIBRATED, 380.0, True, "node"), rd("estimate", "dram", C.CALIBRATED, 54.0, True, "node"),
-             rd("estimate", "cpu", C.CALIBRATED, 95.0, True, "job"), rd("estimate", "dram", C.CALIBRATED, 11.0, True, "job")]  # fmt: skip
+    all_r = [
+        rd("rapl", "cpu", "rapl", 400.0, False, "node"),
+        rd("rapl", "dram", "rapl", 50.0, False, "node"),
+        rd("rapl", "cpu", "rapl", 100.0, False, "job"),
+        rd("rapl", "dram", "rapl", 10.0, False, "job"),
+        rd("estimate", "cpu", C.CALIBRATED, 380.0, True, "node"),
+        rd("estimate", "dram", C.CALIBRATED, 54.0, True, "node"),
+        rd("estimate", "cpu", C.CALIBRATED, 95.0, True, "job"),
+        rd("estimate", "dram", C.CALIBRATED, 11.0, True, "job"),
+    ]
     best = choose([r for r in all_r if r.scope == "job"])
     cols = model_columns(model, best, all_r)
     assert cols["model_method"] == C.CALIBRATED and cols["model_components"] == "cpu+dram"

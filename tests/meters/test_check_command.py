@@ -7,13 +7,15 @@ import io
 import pytest
 
 from joulegrid import cli
+from joulegrid.cell_settings import Measure
 from joulegrid.meters import KNOWN, rapl
 from joulegrid.meters.survey import survey
+from joulegrid.sites import SiteFacts
 
 
 def test_lists_every_meter_and_measures_a_test_window():
     out = io.StringIO()
-    rc = survey({"measure": {"meters": ["estimate"]}}, "cpu", window_s=0.05, out=out)
+    rc = survey(Measure.from_dict({"meters": ["estimate"]}), None, "cpu", window_s=0.05, out=out)
     text = out.getvalue()
     assert rc == 0
     for name in KNOWN:
@@ -32,23 +34,29 @@ def test_names_the_calibrated_model():
 
     if not cpu_model():
         pytest.skip("this host's /proc/cpuinfo names no CPU model")
-    cal = {cpu_model(): {"host": "calhost", "calibrated_at": "2026-11-20T10:00:00Z", "holdout_max_rel_err": 0.021,
-                         "package": {"idle_w": 30.0, "w_per_busy_cpu": 5.0}}}  # fmt: skip
+    cal = {
+        cpu_model(): {
+            "host": "calhost",
+            "calibrated_at": "2026-11-20T10:00:00Z",
+            "holdout_max_rel_err": 0.021,
+            "package": {"idle_w": 30.0, "w_per_busy_cpu": 5.0},
+        }
+    }
     out = io.StringIO()
     survey(
-        {"measure": {"meters": ["estimate"]}, "site_facts": {"name": "x", "cpu_calibrations": cal}},
+        Measure.from_dict({"meters": ["estimate"]}),
+        SiteFacts(name="x", cpu_calibrations=cal),
         "cpu",
         window_s=0.05,
         out=out,
     )
     text = out.getvalue()
     assert (
-        f"CPU power model here: model-calibrated: the calibration of {cpu_model()} (host calhost, 2026-11-20), held-out error up to 2.1 %"
-        in text
+        f"CPU power model here: model-calibrated: the calibration of {cpu_model()} (host calhost, 2026-11-20), "
+        "held-out error up to 2.1 %" in text
     )
-    assert (
-        "model-calibrated" in text.split("idle test window")[1]
-    )  # the test window's reading is the calibrated model's
+    # the test window's reading is the calibrated model's
+    assert "model-calibrated" in text.split("idle test window")[1]
 
 
 def test_required_absent_meter_fails(capsys):

@@ -50,7 +50,8 @@ from joulegrid.meters.codecarbon_meter import CodecarbonMeter, cpu_method
 m = CodecarbonMeter(None, 480.0, 1.0)
 m.prepare()
 t = m._fresh
-hw = [(type(h).__name__, getattr(h, "_mode", None), getattr(h, "_tdp", None), getattr(h, "_model", None)) for h in t._hardware]
+hw = [(type(h).__name__, getattr(h, "_mode", None), getattr(h, "_tdp", None), getattr(h, "_model", None))
+      for h in t._hardware]
 print("PROBE " + json.dumps({"hardware": hw, "cpu_method": cpu_method(t), "cpu_model": t._conf.get("cpu_model"),
                              "pandas": "pandas" in sys.modules}))
 """

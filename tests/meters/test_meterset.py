@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from joulegrid import meters as M
+from joulegrid.cell_settings import Measure
 from joulegrid.meters.base import Meter, MeterUnavailable, Reading, RequiredMeterMissing
+from joulegrid.sites import SiteFacts
 
 
 def R(meter, comp, e, est=False, method=None, samples=100, window="measured", interval=0.1, scope="job"):
@@ -121,8 +123,13 @@ def test_estimates_only_choose_by_priority_and_flag_estimated():
 )
 def test_disagreement_between_two_measurements(a, b, rel, disagree):
     """Meters are compared on what they measured (node scope), never on the attributed shares."""
-    rs = [N("rapl", "cpu", a), N("codecarbon", "cpu", b, method="codecarbon-rapl"), N("estimate", "cpu", 1000, est=True),
-          R("rapl", "cpu", a / 2), R("codecarbon", "cpu", 1.0, method="codecarbon-rapl")]  # fmt: skip
+    rs = [
+        N("rapl", "cpu", a),
+        N("codecarbon", "cpu", b, method="codecarbon-rapl"),
+        N("estimate", "cpu", 1000, est=True),
+        R("rapl", "cpu", a / 2),
+        R("codecarbon", "cpu", 1.0, method="codecarbon-rapl"),
+    ]
     s = M.summarise(rs, 1.0)
     assert s["meter_rel_diff"] == pytest.approx(rel)
     assert s["meters_disagree"] is disagree
@@ -209,27 +216,38 @@ def test_laps_are_recorded_for_the_end_of_the_job():
     ms = M.MeterSet([rapl, cc], [])
     ms.start()
     assert ms.lap() == 0 and ms.lap() == 1
-    assert ms.laps[0][0] == "measured" and ms.laps[0][1] == {("rapl", "cpu"): 5.0, ("rapl", "dram"): 1.0,
-                                                            ("codecarbon", "cpu"): 9.0, ("codecarbon", "ram-model"): 3.0}  # fmt: skip
+    assert ms.laps[0][0] == "measured" and ms.laps[0][1] == {
+        ("rapl", "cpu"): 5.0,
+        ("rapl", "dram"): 1.0,
+        ("codecarbon", "cpu"): 9.0,
+        ("codecarbon", "ram-model"): 3.0,
+    }
     assert M.MeterSet([], []).lap() is None
 
 
 def test_build_auto_on_this_host_and_required_error(tmp_path):
-    settings = {"measure": {"meters": ["auto"]}, "site_facts": {"country_iso": None, "carbon_intensity_g_per_kwh": 480}}
-    ms = M.build(settings, "cpu", rapl_root=str(tmp_path))
+    site = SiteFacts(country_iso=None, carbon_intensity_g_per_kwh=480)
+    ms = M.build(Measure.from_dict({"meters": ["auto"]}), site, "cpu", rapl_root=str(tmp_path))
     names = [m.name for m in ms.meters]
     assert names == ["codecarbon", "estimate"]
     assert {a["meter"] for a in ms.absent} == {"rapl", "nvml", "zeus"}
     assert all(a["reason"] for a in ms.absent)
     with pytest.raises(RequiredMeterMissing, match=r"rapl: no RAPL package domain.*Fix"):
-        M.build({"measure": {"meters": ["estimate"], "required_meters": ["rapl"]}}, "cpu", rapl_root=str(tmp_path))
+        M.build(
+            Measure.from_dict({"meters": ["estimate"], "required_meters": ["rapl"]}),
+            None,
+            "cpu",
+            rapl_root=str(tmp_path),
+        )
     # nvml in a cpu cell is not applicable, so requiring it does not stop a cpu cell
-    ms = M.build({"measure": {"meters": ["estimate"], "required_meters": ["nvml"]}}, "cpu", rapl_root=str(tmp_path))
+    ms = M.build(
+        Measure.from_dict({"meters": ["estimate"], "required_meters": ["nvml"]}), None, "cpu", rapl_root=str(tmp_path)
+    )
     assert [m.name for m in ms.meters] == ["estimate"]
 
 
 def test_build_unknown_meter_is_absent():
-    ms = M.build({"measure": {"meters": ["estimate", "wattmeter"]}}, "cpu")
+    ms = M.build(Measure.from_dict({"meters": ["estimate", "wattmeter"]}), None, "cpu")
     assert ms.absent == [
         {"meter": "wattmeter", "reason": "unknown meter 'wattmeter'; known: rapl, nvml, zeus, codecarbon, estimate"}
     ]
@@ -252,7 +270,7 @@ def test_a_new_meter_is_one_factory(monkeypatch):
     monkeypatch.setitem(
         M.FACTORIES, "never", lambda ctx: (_ for _ in ()).throw(M.MeterUnavailable(f"not on {ctx.device}"))
     )
-    ms = M.build({"measure": {"meters": ["fake", "never", "nope"]}}, "cpu", require=False)
+    ms = M.build(Measure.from_dict({"meters": ["fake", "never", "nope"]}), None, "cpu", require=False)
     assert [m.name for m in ms.meters] == ["fake"]
     assert ms.absent[:2] == [
         {"meter": "never", "reason": "not on cpu"},

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from joulegrid.cell_settings import Measure
 from joulegrid.meters import build, nvml
 from joulegrid.meters.base import MeterUnavailable
 
@@ -92,11 +93,11 @@ def test_no_driver(monkeypatch):
 
 def test_build_uses_nvml_for_cuda_cells_only(gpus, monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    settings = {"measure": {"meters": ["nvml", "estimate"], "counter_interval_s": 60}}
-    ms = build(settings, "cuda", rapl_root=str(tmp_path))
+    measure = Measure.from_dict({"meters": ["nvml", "estimate"], "counter_interval_s": 60})
+    ms = build(measure, None, "cuda", rapl_root=str(tmp_path))
     (nv,) = [m for m in ms.meters if m.name == "nvml"]
     assert nv.gpu_indices == [1]
-    ms = build(settings, "cpu", rapl_root=str(tmp_path))
+    ms = build(measure, None, "cpu", rapl_root=str(tmp_path))
     assert [m.name for m in ms.meters] == ["estimate"]
     assert ms.absent == [{"meter": "nvml", "reason": "not used in a cpu cell (GPU meters measure cuda cells)"}]
 
@@ -106,7 +107,13 @@ def test_the_jobs_gpu_energy_end_to_end(gpus, tmp_path):
     device's, whole, its UUID is recorded, and the whole job's GPU energy is tracked by NVML too."""
     gpus[2]["minor"], gpus[0]["minor"] = 0, 2  # NVML device 0 is /dev/nvidia2
     env = {"SLURM_JOB_ID": "9", "SLURM_JOB_GPUS": "2", "CUDA_VISIBLE_DEVICES": "0", "SLURM_CPUS_ON_NODE": "1"}
-    ms = build({"measure": {"meters": ["nvml"], "counter_interval_s": 60}}, "cuda", rapl_root=str(tmp_path), env=env)
+    ms = build(
+        Measure.from_dict({"meters": ["nvml"], "counter_interval_s": 60}),
+        None,
+        "cuda",
+        rapl_root=str(tmp_path),
+        env=env,
+    )
     (nv,) = ms.meters
     assert nv.gpu_indices == [0]
     ms.start_job()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,11 @@ def _file(p: Path, text: str) -> None:
 
 
 def test_slurm_cgroup_v2_climbs_to_the_job(tmp_path):
-    proc = fake_proc(tmp_path / "proc", "cpu  1 0 1 1 0 0 0 0 0 0",
-                     cgroup="0::/system.slice/slurmstepd.scope/job_123/step_batch/user/task_0\n")  # fmt: skip
+    proc = fake_proc(
+        tmp_path / "proc",
+        "cpu  1 0 1 1 0 0 0 0 0 0",
+        cgroup="0::/system.slice/slurmstepd.scope/job_123/step_batch/user/task_0\n",
+    )
     job = tmp_path / "cg" / "system.slice/slurmstepd.scope/job_123"
     _file(job / "cpu.stat", "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
     _file(job / "memory.current", "1234567\n")
@@ -57,11 +61,15 @@ def test_slurm_cgroup_v2_climbs_to_the_job(tmp_path):
 
 
 def test_slurm_cgroup_v1(tmp_path):
-    proc = fake_proc(tmp_path / "proc", "cpu  1 0 1 1 0 0 0 0 0 0", cgroup=textwrap.dedent("""\
+    proc = fake_proc(
+        tmp_path / "proc",
+        "cpu  1 0 1 1 0 0 0 0 0 0",
+        cgroup=textwrap.dedent("""\
         9:memory:/slurm/uid_1000/job_77/step_0
         4:cpu,cpuacct:/slurm/uid_1000/job_77/step_0/task_0
         0::/
-        """))  # fmt: skip
+        """),
+    )
     _file(tmp_path / "cg" / "cpu,cpuacct/slurm/uid_1000/job_77/cpuacct.usage", "3000000000\n")
     _file(tmp_path / "cg" / "memory/slurm/uid_1000/job_77/memory.usage_in_bytes", "777\n")
     cg = U.find_job_cgroup(proc, tmp_path / "cg")
@@ -80,8 +88,11 @@ def test_htcondor_slot_cgroup(tmp_path):
 def test_a_container_or_root_cgroup_is_not_the_job(tmp_path):
     """This build host: a container's memory cgroup and the root elsewhere. Counting those as the job
     would charge it everything else in them: the process tree is used instead."""
-    proc = fake_proc(tmp_path / "proc", "cpu  1 0 1 1 0 0 0 0 0 0",
-                     cgroup="4:memory:/process_api/16a6ad\n2:cpuacct:/\n1:cpu:/\n0::/\n")  # fmt: skip
+    proc = fake_proc(
+        tmp_path / "proc",
+        "cpu  1 0 1 1 0 0 0 0 0 0",
+        cgroup="4:memory:/process_api/16a6ad\n2:cpuacct:/\n1:cpu:/\n0::/\n",
+    )
     _file(tmp_path / "cg" / "cpuacct" / "cpuacct.usage", "99\n")
     _file(tmp_path / "cg" / "cpu.stat", "usage_usec 99\n")
     assert U.find_job_cgroup(proc, tmp_path / "cg") is None
@@ -171,3 +182,49 @@ def test_threads_per_core(tmp_path):
         _file(tmp_path / "cpu0" / "topology" / "thread_siblings_list", text)
         assert U.threads_per_core(tmp_path) == n
     assert U.threads_per_core(tmp_path / "none") is None
+
+
+def _own_pss() -> int:
+    """This process's PSS from /proc/self/smaps_rollup, read here (not by joulegrid's reader)."""
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no Pss in smaps_rollup")
+
+
+def test_window_memory_is_read_at_its_edges_and_inside_it(tmp_path):
+    """Issue 29: a job that allocates a known amount inside a window shorter than MEM_EVERY_S. Its
+    time-averaged memory over the window (job_mem_bytes) must include the allocation for the time it
+    was held, not the value of a sample taken seconds before the window (the edges and the samples
+    inside a window read the memory). Expected: the process's own PSS before and after the allocation
+    (read by the test), weighted by how long each lasted in the window; tolerance: one sampling
+    interval's share of the allocation (the trapezoid between two reads), plus 8 MiB of other noise."""
+    if not Path("/proc/self/smaps_rollup").exists():
+        pytest.skip("no /proc/self/smaps_rollup here")
+    interval = 0.25
+    ju = T.JobUsage(tmp_path / "noproc-used", tmp_path / "nocg", interval_s=interval, env={})
+    ju.proc_root = "/proc"  # the node files of this host (fake_proc is not needed: only memory is checked)
+    assert interval * 4 < T.MEM_EVERY_S  # the window is shorter than the periodic memory read
+    ju.start()
+    try:
+        m0 = _own_pss()
+        w0 = ju.snapshot("measured:start")
+        t_a0 = time.monotonic()
+        block = b"\x01" * (256 << 20)  # 256 MiB, written (resident) as it is made
+        t_a1 = time.monotonic()
+        m1 = _own_pss()
+        time.sleep(4 * interval)
+        w1 = ju.snapshot("measured:end")
+        held = block[-1]
+        del block
+    finally:
+        ju.close()
+    assert held == 1 and m1 - m0 > (200 << 20)  # the allocation was resident
+    dt = w1.t - w0.t
+    # the memory rose from m0 to m1 while the block was written (t_a0..t_a1): the true average lies between
+    lo = (m0 * (t_a1 - w0.t) + m1 * (w1.t - t_a1)) / dt
+    hi = (m0 * (t_a0 - w0.t) + m1 * (w1.t - t_a0)) / dt
+    got = ju.between(w0, w1).mem_bytes
+    tol = (m1 - m0) * interval / dt + (8 << 20)
+    assert lo - tol <= got <= hi + tol, (got / 2**20, lo / 2**20, hi / 2**20, tol / 2**20)
+    assert got > m0 + 0.5 * (m1 - m0)  # before issue 29: m0, the value of the job's first sample

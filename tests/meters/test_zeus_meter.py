@@ -75,7 +75,7 @@ def test_window_readings_sum_devices_per_component(tmp_path):
     m = ZeusMeter([0, 1], rapl_root=str(root), monitor_factory=factory)
     m.prepare()
     assert set(m.components()) == {"cpu", "dram", "gpu"}
-    for window in range(2):  # windows one after the other, as idle + measured
+    for _window in range(2):  # windows one after the other, as idle + measured
         m.start()
         mon = mons[0]
         mon.gpu[0] += 100.0

@@ -19,18 +19,27 @@ def faulty(fault: str, **params) -> dict:
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory):
     import yaml
-    from conftest import TINY, deep_merge, snakemake  # noqa: PLC0415
+    from conftest import TINY, deep_merge, snakemake
 
     work = tmp_path_factory.mktemp("faults")
     marker = work / "kill_once.marker"
     wls = {
-        "fine": faulty("none"), "crash": faulty("raise"), "nanloss": faulty("nan"), "oomed": faulty("memory"),
-        "killed": faulty("kill"), "flaky": faulty("kill_once", marker=str(marker)), "aborted": faulty("abort"),
-    }  # fmt: skip
-    cfg = deep_merge(TINY, {
-        "grid": {"workloads": list(wls), "phases": ["train"], "batch_sizes": [32]},
-        "workloads": wls, "measure": {"meters": ["estimate"]},
-    })  # fmt: skip
+        "fine": faulty("none"),
+        "crash": faulty("raise"),
+        "nanloss": faulty("nan"),
+        "oomed": faulty("memory"),
+        "killed": faulty("kill"),
+        "flaky": faulty("kill_once", marker=str(marker)),
+        "aborted": faulty("abort"),
+    }
+    cfg = deep_merge(
+        TINY,
+        {
+            "grid": {"workloads": list(wls), "phases": ["train"], "batch_sizes": [32]},
+            "workloads": wls,
+            "measure": {"meters": ["estimate"]},
+        },
+    )
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     # one retry: 'flaky' succeeds on attempt 2, 'killed'/'aborted' die twice and keep a row of attempt 2
     proc = snakemake(work, "--cores", "2", "--retries", "1", configfile=work / "config.yaml", env=ENV)
@@ -49,8 +58,15 @@ def _row(work, wl):
 def test_every_failure_is_a_row_and_the_grid_goes_on(fault_run):
     work, proc = fault_run
     assert proc.returncode == 0
-    expect = {"fine": "ok", "crash": "failed", "nanloss": "nan", "oomed": "oom", "killed": "failed",
-              "flaky": "ok", "aborted": "failed"}  # fmt: skip
+    expect = {
+        "fine": "ok",
+        "crash": "failed",
+        "nanloss": "nan",
+        "oomed": "oom",
+        "killed": "failed",
+        "flaky": "ok",
+        "aborted": "failed",
+    }
     got = {wl: _row(work, wl) for wl in expect}
     assert {wl: r["status"] for wl, r in got.items()} == expect
     assert got["crash"]["error_type"] == "RuntimeError" and "injected failure" in got["crash"]["error_message"]

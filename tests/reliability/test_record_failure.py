@@ -8,10 +8,21 @@ import pytest
 from joulegrid import failures as F
 from joulegrid import schema as S
 from joulegrid.io import write_table
+from joulegrid.spec import CellSpec
 
-CELL = {"site": "local", "workload": "baler_ae", "phase": "train", "device": "cpu", "precision": "fp32",
-        "variant": "baseline", "batch_size": 64, "repeat": 0}  # fmt: skip
-SPEC = {"cell": CELL, "settings": {"seed": 7, "site_facts": {"pue": 1.2}}, "config_hash": "abc"}
+CELL = {
+    "site": "local",
+    "workload": "baler_ae",
+    "phase": "train",
+    "device": "cpu",
+    "precision": "fp32",
+    "variant": "baseline",
+    "batch_size": 64,
+    "repeat": 0,
+}
+SPEC = CellSpec.from_dict(
+    {"cell": CELL, "settings": {"workload": {}, "seed": 7, "site_facts": {"pue": 1.2}}, "config_hash": "abc"}
+)
 
 
 def out_path(tmp_path):

@@ -34,8 +34,11 @@ def test_wildcard_constraints_reject_unsafe_values(wildcard, value):
 def test_config_validation_rejects_unsafe_names(value):
     from joulegrid import config as C
 
-    for key, cfg in (("site", {"site": value}), ("grid.workloads[0]", {"grid": {"workloads": [value]}}),
-                     ("workloads", {"workloads": {value: {"class": "x:Y"}}})):  # fmt: skip
+    for key, cfg in (
+        ("site", {"site": value}),
+        ("grid.workloads[0]", {"grid": {"workloads": [value]}}),
+        ("workloads", {"workloads": {value: {"class": "x:Y"}}}),
+    ):
         with pytest.raises(C.ConfigError) as e:
             C.prepare(cfg, base_dir=C.REPO_ROOT)
         assert key.split("[")[0] in str(e.value)

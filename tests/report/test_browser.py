@@ -19,9 +19,15 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +38,11 @@ def browser_context(tmp_path_factory):
     with sync_api.sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),  # a new, empty --user-data-dir
-            executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1400, "height": 1000},
-        )  # fmt: skip
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         yield ctx
         ctx.close()
 
@@ -53,7 +62,8 @@ def open_report(ctx, index: Path, shot: Path):
     state = page.evaluate("window.joulegridCharts")
     marks = {n: page.locator(f"#chart-{n} svg, #chart-{n} canvas").count() for n in CHART_NAMES}
     # the Sites section as the reader sees it: its advice per workload, its tables' rows
-    sites = page.evaluate("""() => { const h = document.getElementById('sites'); const out = {where: [], rows: 0, visible: !!(h && h.offsetParent)};
+    sites = page.evaluate("""() => { const h = document.getElementById('sites');
+        const out = {where: [], rows: 0, visible: !!(h && h.offsetParent)};
         for (let e = h && h.nextElementSibling; e && e.tagName !== 'H2'; e = e.nextElementSibling) {
           if (e.matches('ul.where')) out.where = [...e.querySelectorAll('li')].map(li => li.innerText);
           out.rows += e.querySelectorAll('tbody tr').length; }
@@ -73,8 +83,16 @@ def test_report_renders_offline_in_chromium(browser_context, tmp_path, case):
         cells = synth.grid_cells(precisions=("fp32", "bf16"), repeats=2) + synth.grid_cells(
             site="lxplus", phases=("infer",)
         )
-        rows = [synth.row(c, estimated=c.site == "local", scheduler="htcondor" if c.site == "lxplus" else "local",
-                          queue_wait_s=25.0 if c.site == "lxplus" else None, jitter=0.2 * c.repeat) for c in cells]  # fmt: skip
+        rows = [
+            synth.row(
+                c,
+                estimated=c.site == "local",
+                scheduler="htcondor" if c.site == "lxplus" else "local",
+                queue_wait_s=25.0 if c.site == "lxplus" else None,
+                jitter=0.2 * c.repeat,
+            )
+            for c in cells
+        ]
         summary = synth.summary(tmp_path / "summary.parquet", rows)
     else:
         summary = tmp_path / "absent" / "summary.parquet"
@@ -82,7 +100,9 @@ def test_report_renders_offline_in_chromium(browser_context, tmp_path, case):
     shot = tmp_path / f"report-{case}.png"
     state, marks, requests, console_errors, sites = open_report(browser_context, index, shot)
     assert state["errors"] == [] and not [e for e in console_errors if "vega" in e.lower() or "error" in e.lower()], (
-        state, console_errors)  # fmt: skip
+        state,
+        console_errors,
+    )
     assert state["rendered"] == state["expected"] == len(CHART_NAMES)
     assert all(n >= 1 for n in marks.values()), marks
     external = [u for u in requests if not u.startswith(("file://", "data:", "blob:", "about:"))]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
+import statistics
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -14,6 +16,7 @@ from conftest import html_tables
 
 from joulegrid import schema as S
 from joulegrid.analysis import CHART_NAMES
+from joulegrid.analysis import metrics as M
 from joulegrid.analysis.report import build_report
 from joulegrid.analysis.settings import AnalysisSettings
 
@@ -25,12 +28,33 @@ def results_set(root, with_baseline=True):
     cells = synth.grid_cells(precisions=precisions, repeats=2) + synth.grid_cells(
         site="lxplus", phases=("infer",), precisions=("fp32", "int8")
     )
-    rows = [synth.row(c, estimated=c.site == "local", scheduler="htcondor" if c.site == "lxplus" else "local",
-                      queue_wait_s=40.0 if c.site == "lxplus" else None, jitter=0.3 * c.repeat) for c in cells]  # fmt: skip
+    rows = [
+        synth.row(
+            c,
+            estimated=c.site == "local",
+            scheduler="htcondor" if c.site == "lxplus" else "local",
+            queue_wait_s=40.0 if c.site == "lxplus" else None,
+            jitter=0.3 * c.repeat,
+        )
+        for c in cells
+    ]
     rows.append(synth.row(synth.grid_cells(precisions=("fp32",), batch_sizes=(4096,))[0], status="oom"))
-    rows.append(synth.row(synth.grid_cells(devices=("cuda",), precisions=("fp32",), batch_sizes=(256,))[0], status="skipped",
-                          skip_reason="no CUDA device on this host"))  # fmt: skip
+    rows.append(
+        synth.row(
+            synth.grid_cells(devices=("cuda",), precisions=("fp32",), batch_sizes=(256,))[0],
+            status="skipped",
+            skip_reason="no CUDA device on this host",
+        )
+    )
     return synth.summary(root / "summary.parquet", rows), rows
+
+
+T975_DF1 = math.tan(math.pi * 0.475)  # Student's t(0.975) with 1 df, in closed form (the Cauchy quantile)
+
+
+def _num(text: str) -> float:
+    """The first number of a report cell ('−40 [−45, −35]', '0.0704 ± 0.0012')."""
+    return float(text.replace("−", "-").split()[0])
 
 
 def specs(index) -> dict:
@@ -53,37 +77,62 @@ def test_report_sections_pngs_and_tables(tmp_path):
     assert index.endswith("index.html")
     for name in CHART_NAMES:
         assert (tmp_path / "report" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-        assert f"id='chart-{name}'" in html
+        assert html.count(f"id='chart-{name}'") == 1, name  # drawn once, in its section
     assert set(specs(tmp_path / "report" / "index.html")) == set(CHART_NAMES)
 
     # the summary's figures, counted from the rows the summary was written from
     ok = [r for r in rows if r["status"] == "ok"]
     cells = ok_cells(rows)
     assert cards(html) == {
-        "runs": len(rows), "cells (repeats averaged)": len(cells), "ok": len(ok), "failed / skipped": len(rows) - len(ok),
-        "sites": len({r["site"] for r in rows}), "hosts": len({r["hostname"] for r in rows}),
+        "runs": len(rows),
+        "cells (repeats averaged)": len(cells),
+        "ok": len(ok),
+        "failed / skipped": len(rows) - len(ok),
+        "sites": len({r["site"] for r in rows}),
+        "hosts": len({r["hostname"] for r in rows}),
         "runs with estimated energy": sum(bool(r["energy_estimated"]) for r in ok),
-        "noisy cells (CV > threshold)": sum(_cv_of(rs) > ST.noisy_cv for rs in cells.values()), "run files left out": 0,
-    }  # fmt: skip
+        "noisy cells (CV > threshold)": sum(_cv_of(rs) > ST.noisy_cv for rs in cells.values()),
+        "run files left out": 0,
+    }
 
-    # best configuration per workload and phase: the cell with the lowest mean energy per sample
+    # best configuration per workload and phase: the observed best is the cell with the lowest geometric mean
+    # energy per sample, listed first; the others listed are those that could not be told apart from it
     (best,) = html_tables(html, "Best configuration per workload", "Best batch size by Zeus cost")
     eps = {k: sum(r["energy_j"] / r["n_samples"] for r in rs) / len(rs) for k, rs in cells.items()}
+    gm = {k: math.exp(sum(math.log(r["energy_j"] / r["n_samples"]) for r in rs) / len(rs)) for k, rs in cells.items()}
     expected = {}
-    for k, e in sorted(eps.items(), key=lambda kv: kv[1]):
-        expected.setdefault((k[1], k[2]), (k, e))
-    assert [(b["workload"], b["phase"]) for b in best] == sorted(expected)
-    for b in best:
-        (site, _, _, device, precision, variant, bs), e = expected[(b["workload"], b["phase"])]
-        assert (b["site"], b["device"], b["precision_variant"], int(b["batch_size"])) == (
-            site,
-            device,
-            precision,
-            bs,
-        ), b
-        assert float(b["energy_per_sample_j"]) == pytest.approx(e, rel=1e-3), b  # printed with 4 significant digits
-        d = 100 * (e / eps[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)] - 1)
-        assert b["d_energy_pct"] == f"{d:+.1f} %", b
+    for k, _ in sorted(gm.items(), key=lambda kv: kv[1]):
+        expected.setdefault((k[1], k[2]), k)
+    observed = [b for b in best if b["vs_best_verdict"] == "observed best"]
+    assert [(b["workload"], b["phase"]) for b in observed] == sorted(expected)
+    assert {(b["workload"], b["phase"]) for b in best} == set(expected)
+    lvl = "95 %"
+    for b in observed:
+        site, _, _, device, precision, variant, bs = expected[(b["workload"], b["phase"])]
+        got = (b["site"], b["device"], b["precision_variant"], int(b["batch_size"]))
+        assert got == (site, device, precision, bs), b
+        reps = cells[expected[(b["workload"], b["phase"])]]
+        e = eps[expected[(b["workload"], b["phase"])]]
+        text = b[f"energy/sample (J) ± {lvl}"]
+        if len(reps) == 1:
+            assert _num(text) == pytest.approx(e, rel=1e-3) and "±" not in text, b
+        else:  # mean ± t(0.975, n-1) s / sqrt(n), both rounded at the uncertainty's last digit (the PDG rule)
+            xs = [r["energy_j"] / r["n_samples"] for r in reps]
+            ci = T975_DF1 * statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) == 2 else None
+            value, unc = (x.strip() for x in text.replace("−", "-").split("±"))
+            step = 10.0 ** -len(unc.split(".")[1]) if "." in unc else 1.0
+            assert abs(float(value) - e) <= step / 2 + 1e-15 and abs(float(unc) - ci) <= step / 2 + 1e-15, (b, e, ci)
+            assert unc.replace(".", "").lstrip("0")[:3] and len(unc.replace(".", "").lstrip("0")) <= 2, unc
+        # Δ against fp32 of the same site/batch: the blocks (repeat indices) both cells have, one log-ratio each
+        mine = {r["repeat"]: r for r in cells[expected[(b["workload"], b["phase"])]]}
+        base = {r["repeat"]: r for r in cells[(site, b["workload"], b["phase"], device, "fp32", "baseline", bs)]}
+        logs = [
+            math.log(mine[k]["energy_j"] / mine[k]["n_samples"] / (base[k]["energy_j"] / base[k]["n_samples"]))
+            for k in sorted(set(mine) & set(base))
+        ]
+        d = 100 * (math.exp(sum(logs) / len(logs)) - 1)
+        assert _num(b[f"Δenergy vs fp32 % [{lvl}]"]) == pytest.approx(d, rel=0.01, abs=0.05), b
+        assert b["d_energy_verdict"] in ("cheaper (exact)", "one run: no interval"), b  # repeats +30 % in both cells
 
     # the scheduler view: per site, jobs and the mean queue wait of the rows
     (sched,) = html_tables(html, "id='scheduler'", "id='sites'")
@@ -114,8 +163,12 @@ def test_report_sections_pngs_and_tables(tmp_path):
     cells_csv = pl.read_csv(tmp_path / "report" / "cells.csv")
     assert {"d_energy_pct", "sci_g_per_1k", "pareto", "noisy", "energy_per_sample_ci95_j"} <= set(cells_csv.columns)
     assert cells_csv.height == len(cells)  # 8 local cells + 4 lxplus cells
-    got = {(c["site"], c["workload"], c["phase"], c["device"], c["precision"], c["variant"], c["batch_size"]): c["energy_per_sample_j"]
-           for c in cells_csv.to_dicts()}  # fmt: skip
+    got = {
+        (c["site"], c["workload"], c["phase"], c["device"], c["precision"], c["variant"], c["batch_size"]): c[
+            "energy_per_sample_j"
+        ]
+        for c in cells_csv.to_dicts()
+    }
     assert got == pytest.approx(eps)
 
 
@@ -123,8 +176,10 @@ def test_best_configuration_flags_noise_by_the_reports_threshold(tmp_path):
     """report.noisy_cv decides which cells are noisy in the summary's cards and its best-configuration
     table alike (the table used the default threshold whatever the configuration said)."""
     summary, rows = results_set(tmp_path)
-    cv = {(site, wl, ph, dev, prec if var == "baseline" else f"{prec}+{var}", str(bs)): _cv_of(rs)
-          for (site, wl, ph, dev, prec, var, bs), rs in ok_cells(rows).items()}  # fmt: skip
+    cv = {
+        (site, wl, ph, dev, prec if var == "baseline" else f"{prec}+{var}", str(bs)): _cv_of(rs)
+        for (site, wl, ph, dev, prec, var, bs), rs in ok_cells(rows).items()
+    }
     best_cvs = []
     for noisy_cv in (ST.noisy_cv, 0.5):
         build_report(str(summary), str(tmp_path / f"r{noisy_cv}"), settings=dataclasses.replace(ST, noisy_cv=noisy_cv))
@@ -233,18 +288,36 @@ def test_hotspots_section(tmp_path, present):
 def test_fleet_csv_and_whose_energy_per_host(tmp_path):
     cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256,))
     n_test = 4_000
-    rows = [synth.row(c, energy_per_sample_j=1e-4 if c.precision == "fp32" else 1e-3, n_test=n_test,
-                      n_samples=(600_000 if c.precision == "fp32" else 60_000), node_shared=True,
-                      energy_attribution="cpu-share", neighbour_cpu_fraction=0.25 if c.precision == "fp32" else 0.75)
-            for c in cells]  # fmt: skip
+    rows = [
+        synth.row(
+            c,
+            energy_per_sample_j=1e-4 if c.precision == "fp32" else 1e-3,
+            n_test=n_test,
+            n_samples=(600_000 if c.precision == "fp32" else 60_000),
+            node_shared=True,
+            energy_attribution="cpu-share",
+            neighbour_cpu_fraction=0.25 if c.precision == "fp32" else 0.75,
+        )
+        for c in cells
+    ]
     for r in rows:
         r["node_energy_j"] = 4 * r["energy_j"]
     summary = synth.summary(tmp_path / "summary.parquet", rows)
     st = AnalysisSettings.defaults()
     build_report(str(summary), str(tmp_path / "report"), settings=st)
     fl = pl.read_csv(tmp_path / "report" / "fleet.csv")
-    assert fl.columns[:10] == ["site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job",
-                               "mwh_per_day", "t_co2_per_day", "saving_pct"]  # fmt: skip
+    assert fl.columns[:10] == [
+        "site",
+        "workload",
+        "phase",
+        "device",
+        "precision_variant",
+        "batch_size",
+        "samples_per_job",
+        "mwh_per_day",
+        "t_co2_per_day",
+        "saving_pct",
+    ]
     f = {r["precision_variant"]: r for r in fl.to_dicts()}
     pue, i = st.sites["local"]["pue"], st.sites["local"]["carbon_intensity_g_per_kwh"]
     mwh = 1_000_000 * 1e-4 * n_test / 3.6e6 * pue / 1000
@@ -262,7 +335,7 @@ def test_fleet_csv_and_whose_energy_per_host(tmp_path):
 def test_model_error_per_host(tmp_path):
     """How measured: the CPU power model's prediction against the counters, one line per host and model,
     its numbers from the rows (docs/measurement.md, "Calibrating a CPU model")."""
-    from joulegrid.analysis.report import model_error
+    from joulegrid.analysis.metrics import model_error
 
     cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256, 1024))
     rows = []
@@ -274,13 +347,17 @@ def test_model_error_per_host(tmp_path):
         err = 0.02 * (k + 1) if cal else -0.3  # a calibrated model off by 2-6 %, the TDP model by 30 %
         comps = "cpu+dram" if cal else "cpu"
         counter = r["node_energy_cpu_j"] + (r["node_energy_ram_j"] if cal else 0.0)
-        r.update(model_method="model-calibrated" if cal else "estimate-tdp", model_components=comps,
-                 model_node_energy_j=counter * (1 + err), model_rel_err=err,
-                 model_calibration="Synthetic CPU (host c, 2026-11-20)" if cal else None, model_fit_max_rel_err=0.01 if cal else None)  # fmt: skip
+        r.update(
+            model_method="model-calibrated" if cal else "estimate-tdp",
+            model_components=comps,
+            model_node_energy_j=counter * (1 + err),
+            model_rel_err=err,
+            model_calibration="Synthetic CPU (host c, 2026-11-20)" if cal else None,
+            model_fit_max_rel_err=0.01 if cal else None,
+        )
         rows.append(r)
-    rows.append(
-        synth.row(cells[0], hostname="no-rapl", model_method="model-calibrated", model_fit_max_rel_err=0.01)
-    )  # no prediction
+    # no prediction
+    rows.append(synth.row(cells[0], hostname="no-rapl", model_method="model-calibrated", model_fit_max_rel_err=0.01))
     summary = synth.summary(tmp_path / "summary.parquet", rows)
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()
@@ -305,17 +382,23 @@ def test_model_error_per_host(tmp_path):
     assert "-30.0 %" in part and "Synthetic CPU (host c, 2026-11-20)" in part
 
 
-REPORT_CODE = ("report.py", "charts.py", "metrics.py", "settings.py")  # src/joulegrid/analysis: what the report runs
+# src/joulegrid/analysis: what the report runs
+REPORT_CODE = ("report.py", "charts.py", "metrics.py", "settings.py", "stats.py", "../carbon.py")
 
 
 def _column_names(path) -> tuple[set[str], set[str]]:
-    """(columns the code reads: pl.col("x"), select / group_by / sort ... ("x"); columns it makes: name=... in polars calls,
-    .alias("x"), with_columns / agg / select keywords), from the module's syntax tree."""
+    """(columns the code reads: pl.col("x"), select / group_by / sort ... ("x"); columns it makes: name=... in polars
+    calls, .alias("x"), with_columns / agg / select keywords), from the module's syntax tree."""
     import ast
 
     tree = ast.parse(path.read_text())
     read, made = set(), set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):  # schema = {"col": pl.Type, ...}
+            if any(getattr(t, "id", "") == "schema" for t in node.targets):
+                made.update(
+                    k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                )
         if not isinstance(node, ast.Call):
             continue
         f = node.func
@@ -327,15 +410,24 @@ def _column_names(path) -> tuple[set[str], set[str]]:
             read.update(strings)
         if name in ("alias", "with_row_index"):
             made.update(strings)
+        if name == "_with_text":  # report._with_text(df, **{"display column": function of the row})
+            made.update(k.arg for k in node.keywords if k.arg)
+            for k in node.keywords:
+                if k.arg is None and isinstance(k.value, ast.Dict):
+                    made.update(x.value for x in k.value.keys if isinstance(x, ast.Constant))
         if name in ("with_columns", "agg", "select", "DataFrame", "struct", "rename"):
             made.update(k.arg for k in node.keywords if k.arg)
             for a in node.args:  # rename({"old": "new"})
                 if isinstance(a, ast.Dict):
                     made.update(v.value for v in a.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+        if name == "DataFrame":  # pl.DataFrame({"col": values, ...}, schema={"col": type, ...})
+            for d in [*node.args, *(k.value for k in node.keywords if k.arg == "schema")]:
+                if isinstance(d, ast.Dict):
+                    made.update(k.value for k in d.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
     return read, made
 
 
-def test_schema_columns_only_named_in_schema():
+def test_schema_columns_only_named_in_schema(tmp_path):
     """The report code reads every result column by the schema's name: each pl.col("x") of the report's
     modules is a schema column or a column that code derives itself (a renamed or misspelt column fails here)."""
     from pathlib import Path
@@ -354,6 +446,11 @@ def test_schema_columns_only_named_in_schema():
         t = fld.type.value_type if pa.types.is_list(fld.type) else fld.type
         if pa.types.is_struct(t):
             schema |= {t.field(i).name for i in range(t.num_fields)}
+    # + the columns the comparisons name after what they compare (metrics.against_baseline: d_energy_verdict, ...)
+    summary, _ = results_set(tmp_path)
+    df = pl.read_parquet(summary)
+    made |= set(M.relative_to_baseline(M.cell_stats(df), df).columns)
+    made |= set(M.fleet_intervals(M.fleet(M.cell_stats(df)), df).columns)
     unknown = sorted(read - schema - made)
     assert not unknown, f"columns the report reads that are neither in schema.py nor derived by the report: {unknown}"
     # the columns the report's own sections read (cards, how measured, scheduler view, failures) are among them
@@ -375,8 +472,11 @@ def test_cli_report_with_settings_and_bad_settings(tmp_path):
 
     summary, _ = results_set(tmp_path)
     st = AnalysisSettings(jobs_per_day=1234, eta=0.9)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "joulegrid", "report", "--summary", str(summary),  # noqa: E731
-                                     "--out", str(tmp_path / "r"), *a], capture_output=True, text=True, env=subprocess_env())  # fmt: skip
+
+    def run(*a):
+        cmd = [sys.executable, "-m", "joulegrid", "report", "--summary", str(summary), "--out", str(tmp_path / "r"), *a]
+        return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+
     ok = run("--settings", st.to_json())
     assert ok.returncode == 0, ok.stderr
     html = (tmp_path / "r" / "index.html").read_text()
@@ -396,8 +496,18 @@ def test_report_marks_emulated_precisions_next_to_the_charts(tmp_path):
         int8 = synth.grid_cells(phases=("infer",), precisions=("int8",), batch_sizes=(bs,))[0]
         rows.append(synth.row(fp32, energy_per_sample_j=1e-3, precision_native=True, quality=0.05, **emul))
         rows.append(synth.row(bf16, energy_per_sample_j=slow * 1e-3, precision_native=False, **emul))
-        rows.append(synth.row(int8, energy_per_sample_j=0.5e-3, precision_native=False, quality=0.0525, precision_backend="x86",
-                              precision_scheme="static", precision_backend_pinned=False, **emul))  # fmt: skip
+        rows.append(
+            synth.row(
+                int8,
+                energy_per_sample_j=0.5e-3,
+                precision_native=False,
+                quality=0.0525,
+                precision_backend="x86",
+                precision_scheme="static",
+                precision_backend_pinned=False,
+                **emul,
+            )
+        )
     summary = synth.summary(tmp_path / "summary.parquet", rows)
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()
@@ -409,3 +519,30 @@ def test_report_marks_emulated_precisions_next_to_the_charts(tmp_path):
     assert "x86 (static)" in table
     d_quality = 0.0525 - 0.05  # int8 quality - the fp32 baseline's, from the rows above
     assert f"{d_quality:.4g}" in table
+
+
+def test_verdicts_counted_and_runs_an_outlier_rule_excluded_left_out(tmp_path):
+    """The summary counts the verdicts of every comparison against fp32 (and how many survive Holm); runs flagged by
+    an outlier rule (an `excluded` column, written by the runner where a rule runs) enter no statistic and are
+    counted in a card."""
+    from pathlib import Path
+
+    from joulegrid.analysis import report as R
+
+    cells = synth.grid_cells(phases=("infer",), precisions=("fp32", "bf16"), batch_sizes=(256,), repeats=4)
+    jit = [0.0, 0.02, -0.01, 0.5]  # repeat 3 is a slow outlier in both cells
+    rows = [synth.row(c, jitter=jit[c.repeat] + (0.003 if c.precision == "bf16" else 0)) for c in cells]
+    df = pl.from_arrow(S.to_table(rows)).with_columns(excluded=pl.col("repeat") == 3)
+    r = R.Inputs(Path(tmp_path / "summary.parquet"), df, df.clear(), [], [], ST, tmp_path)
+    s = R.summary_section(r)
+    assert (2, "runs excluded by the outlier rule", "warn") in s.cards
+    assert r.cells["repeats"].to_list() == [3, 3]  # the flagged repeat left out of both cells
+    v = s.verdicts
+    assert v["n"] == 1 and sum(v["counts"].values()) == 1
+    # bf16 is 0.6x fp32 within 0.3 % in every block (synthetic rows): cheaper, and Holm keeps it
+    assert v["counts"] == {"cheaper": 1} and v["holm_kept"] == 1 and v["decided"] == 1
+    t = R.tables_section(r, R.cells_table(r))
+    assert t.excluded == 2
+    plain = R.Inputs(Path(tmp_path / "summary.parquet"), df.drop("excluded"), df.clear(), [], [], ST, tmp_path)
+    assert all(text != "runs excluded by the outlier rule" for _, text, _ in R.summary_section(plain).cards)
+    assert R.tables_section(plain, R.cells_table(plain)).excluded is None

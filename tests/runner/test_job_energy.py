@@ -20,6 +20,7 @@ from meters.fake_node import FakeNode
 
 from joulegrid import config as CFG
 from joulegrid import grid as G
+from joulegrid import spec as SP
 from joulegrid.data import dataset_path, prepare
 
 pytestmark = pytest.mark.slow
@@ -27,12 +28,18 @@ P0, K, P0_DRAM, K_DRAM = 4.0, 12.0, 2.0, 1.0
 
 
 def spec_for(workload: str, measure: dict, sites_file: str | None = None, rows: int = 3000, epochs: int = 1) -> dict:
-    cfg = deep_merge(copy.deepcopy(TINY), {"grid": {"workloads": [workload]}, "measure": {"threads": 1, **measure},
-                                           "workloads": {workload: {"rows": rows, "epochs": epochs}}})  # fmt: skip
+    cfg = deep_merge(
+        copy.deepcopy(TINY),
+        {
+            "grid": {"workloads": [workload]},
+            "measure": {"threads": 1, **measure},
+            "workloads": {workload: {"rows": rows, "epochs": epochs}},
+        },
+    )
     if sites_file:
         cfg["sites_file"] = sites_file
     cfg, sites = CFG.prepare(cfg, base_dir=REPO)
-    return CFG.SpecBuilder(cfg, sites).spec(G.Cell("local", workload, "train", "cpu", "fp32", "baseline", 256, 0))
+    return SP.SpecBuilder(cfg, sites).spec(G.Cell("local", workload, "train", "cpu", "fp32", "baseline", 256, 0))
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +54,20 @@ def data(tmp_path_factory):
 
 
 def start_cell(spec: dict, data_file: str, out, env: dict | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "joulegrid", "run-cell", "--spec", json.dumps(spec), "--data", data_file, "--out", str(out),
-           "--threads", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "joulegrid",
+        "run-cell",
+        "--spec",
+        json.dumps(spec),
+        "--data",
+        data_file,
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env(env))
 
 
@@ -58,8 +77,17 @@ def test_whole_job_from_interpreter_start(data, tmp_path):
     With the estimate meter (E_job = W x J + (A/N) x P0 x dt, the node counted as shared), the whole
     job's energy is W x (the process's CPU time) + (A/N) x P0 x job_wall_s, where the CPU time is what
     os.wait4 reports for the child (less its idle baseline, which sleeps)."""
-    spec = spec_for("baler_ae", {"meters": ["estimate"], "idle_baseline_s": 0.5, "min_window_s": 0, "hotspots": "never",
-                                 "node_shared_above": 0.0, "cpu_tdp_w_per_thread": 5.0})  # fmt: skip
+    spec = spec_for(
+        "baler_ae",
+        {
+            "meters": ["estimate"],
+            "idle_baseline_s": 0.5,
+            "min_window_s": 0,
+            "hotspots": "never",
+            "node_shared_above": 0.0,
+            "cpu_tdp_w_per_thread": 5.0,
+        },
+    )
     out = tmp_path / "r.parquet"
     t_start = time.time()
     p = start_cell(spec, data[3000], out)
@@ -97,13 +125,14 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     sites["local"]["node_power"] = {"cpu_idle_w": P0, "dram_idle_w": P0_DRAM, "source": "fake node"}
     sites_file = tmp_path / "sites.yaml"
     sites_file.write_text(yaml.safe_dump(sites))
+    # (~2 CPU-s: ticks are 10 ms)
     spec = spec_for(
         "jet_tagger",
         {"meters": ["rapl"], "idle_baseline_s": 0, "hotspots": "never", "counter_interval_s": 0.05},
         sites_file=str(sites_file),
         rows=0,
         epochs=20,
-    )  # fmt: skip  (~2 CPU-s: ticks are 10 ms)
+    )
     node = FakeNode(tmp_path / "node", P0, K, P0_DRAM, K_DRAM, n_cpus=2).start()
     env = {"JOULEGRID_POWERCAP": str(node.powercap), "JOULEGRID_PROC": str(node.proc)}
     runs: dict[str, list[dict]] = {"alone": [], "neighbour": []}
@@ -156,8 +185,10 @@ def test_the_same_cell_alone_and_beside_a_neighbour(data, tmp_path):
     # the site's idle power over the window) against the cell's own. Per run, not a ratio of medians of
     # different runs: the cell's CPU time varies between runs (1.9 s beside, 2.2 s alone in one CI run)
     # and the idle part is the same in both cases.
-    node_over_job = {c: sorted((r["node_energy_cpu_j"] - P0 * r["wall_s"]) / r["energy_cpu_active_j"] for r in rs)
-                     for c, rs in runs.items()}  # fmt: skip
+    node_over_job = {
+        c: sorted((r["node_energy_cpu_j"] - P0 * r["wall_s"]) / r["energy_cpu_active_j"] for r in rs)
+        for c, rs in runs.items()
+    }
     assert statistics.median(node_over_job["alone"]) == pytest.approx(1.0, abs=0.15), node_over_job
     assert statistics.median(node_over_job["neighbour"]) > 1.5, node_over_job
     assert med["alone"]["neighbour_cpu_fraction"] < 0.05 < 0.2 < med["neighbour"]["neighbour_cpu_fraction"], med

@@ -1,6 +1,7 @@
 """joulegrid.axes is the one home of the axes: the config schema's enums, the precision and variant
 implementations and the plan's and the cell's int8 rule all agree with it."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -23,6 +24,32 @@ def test_schema_enums_are_the_axes(key, names):
 def test_schema_int8_backends_are_the_axes():
     int8 = SCHEMA["properties"]["precision_options"]["properties"]["int8"]["properties"]
     assert int8["backend"]["enum"] == ["auto", *axes.INT8_BACKENDS]
+
+
+def test_the_cell_axes_are_the_cells_fields_the_rows_identity_and_the_analysis_keys():
+    from joulegrid import hotspots, schema
+    from joulegrid.analysis import metrics
+
+    assert [f.name for f in dataclasses.fields(grid.Cell) if f.name != "config_hash"] == list(axes.CELL_AXES)
+    assert grid.AXES is axes.CELL_AXES
+    identity = [c.name for c in schema.COLUMNS if c.group == "identity"]
+    assert set(axes.CELL_AXES) <= set(identity)
+    assert hotspots.IDENTITY == ("run_id", "cell_id", *axes.CELL_AXES) == schema.HOTSPOT_COLUMN_NAMES[:10]
+    assert [schema.BY_NAME[a].type for a in axes.CELL_AXES] == [
+        c.type for c in schema.HOTSPOT_COLUMNS if c.name in axes.CELL_AXES
+    ]
+    assert metrics.CELL_KEYS == (
+        "site",
+        "workload",
+        "phase",
+        "device",
+        "precision",
+        "variant",
+        "batch_size",
+        "config_hash",
+    )
+    assert metrics.BASELINE_KEYS == ("site", "workload", "phase", "device", "batch_size", "baseline_hash")
+    assert metrics.SITE_CELL_KEYS == ("workload", "phase", "device", "precision_variant", "batch_size", "config_hash")
 
 
 def test_every_module_reads_the_same_names():

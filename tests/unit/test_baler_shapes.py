@@ -10,8 +10,8 @@ from joulegrid.workloads.tabular import robust_scale
 
 def test_architecture_is_baler_ae():
     m = make_autoencoder(24, 12)
-    lin = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]
-    dims = [(l.in_features, l.out_features) for l in lin]
+    lin = [layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)]
+    dims = [(layer.in_features, layer.out_features) for layer in lin]
     assert dims == [(24, 200), (200, 100), (100, 50), (50, 12), (12, 50), (50, 100), (100, 200), (200, 24)]
     acts = [a for a in m.modules() if isinstance(a, torch.nn.LeakyReLU)]
     assert len(acts) == 6  # none after the latent layer or the output

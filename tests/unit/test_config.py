@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from joulegrid import config as C
+from joulegrid import spec as SP
 
 DEFAULT = yaml.safe_load(open(C.DEFAULT_CONFIG))
 
@@ -56,7 +57,7 @@ BAD = [
     (setp("grid.workloads", ["a b"]), ["grid.workloads[0]", "safe name"]),
     (setp("grid.workloads", ["x;rm"]), ["grid.workloads[0]", "safe name"]),
     (setp("grid.repeats", 0), ["grid.repeats", "too small"]),
-    (setp("grid.repeats", "three"), ["grid.repeats", "expected an integer", "Fix: write an integer"]),
+    (setp("grid.repeats", "three"), ["grid.repeats", "'three'", "Fix: Write a number of repeats", "1 to 1000", "auto"]),
     (setp("site", "mars"), ["site", "unknown site", "'mars'", "lxplus"]),
     (setp("site", "lx/plus"), ["site", "safe name"]),
     (setp("seed", -1), ["seed", "too small"]),
@@ -132,7 +133,7 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     from joulegrid.grid import expand
 
     cfg, sites = C.load()
-    sb = C.SpecBuilder(cfg, sites)
+    sb = SP.SpecBuilder(cfg, sites)
     cells = expand(cfg, sb.hashes()).cells
     assert len({c.workload for c in cells}) > 1
     for cell in cells:
@@ -145,22 +146,25 @@ def test_spec_is_per_workload_and_the_cache_is_not_shared():
     again = sb.spec(cells[0])
     assert again["settings"]["workload"]["epochs"] != 999 and again["settings"]["measure"]["threads"] != 999
     assert (
-        again["config_hash"] == C.settings_hash(C.identity(cfg, cells[0].workload)) == sb.config_hash(cells[0].workload)
+        again["config_hash"]
+        == SP.settings_hash(SP.identity(cfg, cells[0].workload))
+        == sb.config_hash(cells[0].workload)
     )
-    assert sb.model_hash(cells[0].workload) == C.settings_hash(
+    assert sb.model_hash(cells[0].workload) == SP.settings_hash(
         {"workload": again["settings"]["workload"], "seed": cfg["seed"]}
     )
 
 
-def test_pinned_int8_backend_is_part_of_the_configuration():
+def test_pinned_int8_backend_is_part_of_the_int8_cells_configuration_only():
     """Pinning an int8 backend changes what int8 cells measure: it is in the cells' settings (the runner
-    reads it) and in the workload's config hash, so the pinned cells (and their fp32 baseline beside
-    them) are new cells; the reference model (shared by every precision) keeps its hash."""
+    reads it) and in the int8 cells' config hash, so the pinned int8 cells are new cells; the fp32
+    baseline and bf16 cells do not depend on it and keep their hash (issue 29: they are not measured
+    again), as does the reference model (shared by every precision)."""
     from joulegrid.grid import Cell
 
     def builder(backend):
         cfg, sites = prepared(setp("precision_options.int8.backend", backend))
-        return cfg, C.SpecBuilder(cfg, sites)
+        return cfg, SP.SpecBuilder(cfg, sites)
 
     cfg_a, auto = builder("auto")
     cfg_p, pinned = builder("torchao")
@@ -172,14 +176,48 @@ def test_pinned_int8_backend_is_part_of_the_configuration():
     }
     assert a["settings"]["precision_options"]["int8"]["backend"] == "auto"
     assert a["config_hash"] != p["config_hash"]
-    assert p["config_hash"] == C.settings_hash(C.identity(cfg_p, "baler_ae"))
+    assert p["config_hash"] == SP.settings_hash(SP.identity(cfg_p, "baler_ae", precision="int8"))
+    assert pinned.precision_hashes("baler_ae") == {"int8": p["config_hash"]} and auto.precision_hashes("baler_ae") == {}
+    for prec in ("fp32", "bf16"):
+        cell = Cell("local", "baler_ae", "infer", "cpu", prec, "baseline", 256, 0)
+        assert pinned.spec(cell)["config_hash"] == auto.spec(cell)["config_hash"] == auto.config_hash("baler_ae")
     assert auto.model_hash("baler_ae") == pinned.model_hash("baler_ae")
+    # the grid: only the int8 cells get the pinned hash; a job finds its hash in the grid snapshot
+    from joulegrid import grid as G
+
+    g = G.expand(cfg_p, pinned.hashes(), pinned.cell_hashes())
+    baler = [c for c in g.cells if c.workload == "baler_ae"]
+    assert {c.config_hash for c in baler if c.precision == "int8"} == {p["config_hash"]}
+    assert {c.config_hash for c in baler if c.precision != "int8"} == {auto.config_hash("baler_ae")}
+    assert pinned.workload_of(p["config_hash"]) == "baler_ae"
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    """Issue 29: `--config budget={max_kwh: 1e-9}` and `min_window_s: 1e1` were rejected as text (YAML 1.1
+    reads an exponent without a dot as a string), on the command line and in a config file alike."""
+    cfg, _ = C.load(config_args=["budget={max_kwh: 1e-9}", "measure={min_window_s: 1e1, warmup_batches: 2E1}"])
+    assert cfg["budget"]["max_kwh"] == 1e-9 and cfg["measure"]["min_window_s"] == 10.0
+    assert cfg["measure"]["warmup_batches"] == 20 and isinstance(cfg["measure"]["warmup_batches"], int)
+    f = tmp_path / "c.yaml"
+    f.write_text("measure: {min_window_s: 1e1}\nbudget: {max_kg_co2: 5e-3}\n")
+    cfg, _ = C.load([f])
+    assert cfg["measure"]["min_window_s"] == 10.0 and cfg["budget"]["max_kg_co2"] == 5e-3
+    with pytest.raises(C.ConfigError, match="measure.warmup_batches: expected an integer"):
+        C.load(config_args=["measure={warmup_batches: 1.5e0}"])  # not a whole number: still the schema's error
+    with pytest.raises(C.ConfigError, match="measure.min_window_s: expected a number"):
+        C.load(config_args=["measure={min_window_s: 1e1x}"])
 
 
 def test_text_values_are_read_as_the_type_their_key_needs():
     """snakemake --config 'grid={repeats: 2}' hands joulegrid text ('2'): read as the key's type."""
-    cfg, _ = prepared(lambda c: (setp("grid.repeats", "2")(c), setp("grid.batch_sizes", ["256", "1024"])(c),
-                                 setp("workloads.baler_ae.target_quality", "0.3")(c), setp("strict_devices", "True")(c)))  # fmt: skip
+    cfg, _ = prepared(
+        lambda c: (
+            setp("grid.repeats", "2")(c),
+            setp("grid.batch_sizes", ["256", "1024"])(c),
+            setp("workloads.baler_ae.target_quality", "0.3")(c),
+            setp("strict_devices", "True")(c),
+        )
+    )
     assert cfg["grid"]["repeats"] == 2 and cfg["grid"]["batch_sizes"] == [256, 1024]
     assert cfg["workloads"]["baler_ae"]["target_quality"] == 0.3 and cfg["strict_devices"] is True
     # a key of several forms (oneOf: null, a number or a mapping): 'fleet={samples_per_job: 1000000}'
@@ -206,9 +244,16 @@ def test_text_values_of_keys_with_several_shapes_are_read_too():
 
 @pytest.mark.parametrize(
     "entries",
-    [["seed=7"], ["grid={repeats: 2}"], ["grid={repeats: 2, precisions: [fp32]}", "seed=3"], ["strict=True", "site=lxplus"],
-     ["measure={idle_baseline_s: 0.5}"], ["results=out", "ab=1.5", "cd="], ["grid={repeats: 2}", "grid={phases: [train]}"]],
-)  # fmt: skip
+    [
+        ["seed=7"],
+        ["grid={repeats: 2}"],
+        ["grid={repeats: 2, precisions: [fp32]}", "seed=3"],
+        ["strict=True", "site=lxplus"],
+        ["measure={idle_baseline_s: 0.5}"],
+        ["results=out", "ab=1.5", "cd="],
+        ["grid={repeats: 2}", "grid={phases: [train]}"],
+    ],
+)
 def test_config_args_are_parsed_as_snakemake_parses_them(entries):
     from snakemake.cli import parse_config  # imports every executor plugin: fine in a test
 
@@ -234,26 +279,45 @@ def test_merge_follows_snakemake(tmp_path):
 
 def _hash(mutate=None, workload="baler_ae"):
     cfg, sites = prepared(mutate)
-    return C.SpecBuilder(cfg, sites).config_hash(workload)
+    return SP.SpecBuilder(cfg, sites).config_hash(workload)
 
 
 @pytest.mark.parametrize(
     "mutate",
-    [setp("seed", 7), setp("workloads.baler_ae.epochs", 4), setp("workloads.baler_ae.target_quality", 0.2),
-     setp("workloads.baler_ae.rows", 50000), setp("workloads.baler_ae.params", {"latent": 6}), setp("measure.threads", 1),
-     setp("measure.min_window_s", 3), setp("measure.meters", ["estimate"]), setp("measure.warmup_batches", 1)],
-)  # fmt: skip
+    [
+        setp("seed", 7),
+        setp("workloads.baler_ae.epochs", 4),
+        setp("workloads.baler_ae.target_quality", 0.2),
+        setp("workloads.baler_ae.rows", 50000),
+        setp("workloads.baler_ae.params", {"latent": 6}),
+        setp("measure.threads", 1),
+        setp("measure.min_window_s", 3),
+        setp("measure.meters", ["estimate"]),
+        setp("measure.warmup_batches", 1),
+    ],
+)
 def test_what_determines_a_measurement_changes_the_config_hash(mutate):
     assert _hash(mutate) != _hash()
 
 
 @pytest.mark.parametrize(
     "mutate",
-    [setp("site", "lxplus"), setp("report.eta", 0.9), setp("fleet.samples_per_job", 1000000), setp("job.mem_mb", 8000),
-     setp("strict_devices", True), setp("strict", True), setp("measure.hotspots", "never"), setp("measure.required_meters", ["estimate"]),
-     setp("grid.batch_sizes", [256]), setp("grid.repeats", 3), setp("grid.precisions", ["fp32"]), setp("results", "elsewhere"),
-     setp("workloads.jet_tagger.epochs", 9)],
-)  # fmt: skip
+    [
+        setp("site", "lxplus"),
+        setp("report.eta", 0.9),
+        setp("fleet.samples_per_job", 1000000),
+        setp("job.mem_mb", 8000),
+        setp("strict_devices", True),
+        setp("strict", True),
+        setp("measure.hotspots", "never"),
+        setp("measure.required_meters", ["estimate"]),
+        setp("grid.batch_sizes", [256]),
+        setp("grid.repeats", 3),
+        setp("grid.precisions", ["fp32"]),
+        setp("results", "elsewhere"),
+        setp("workloads.jet_tagger.epochs", 9),
+    ],
+)
 def test_what_does_not_change_a_measurement_keeps_the_config_hash(mutate):
     """Not the site (the same grid at two sites compares cell by cell), analysis, scheduler or axes settings."""
     assert _hash(mutate) == _hash()
@@ -261,7 +325,7 @@ def test_what_does_not_change_a_measurement_keeps_the_config_hash(mutate):
 
 def test_measurement_version_is_part_of_the_identity(monkeypatch):
     before = _hash()
-    monkeypatch.setattr(C, "MEASUREMENT_VERSION", C.MEASUREMENT_VERSION + 1)
+    monkeypatch.setattr(SP, "MEASUREMENT_VERSION", SP.MEASUREMENT_VERSION + 1)
     assert _hash() != before
 
 
@@ -270,7 +334,7 @@ def test_a_campaign_split_by_workload_is_one_configuration():
     other workload the hash its run measured with, so one summary holds both."""
     a_cfg, sites = prepared(setp("grid.workloads", ["baler_ae"]))
     b_cfg, _ = prepared(setp("grid.workloads", ["jet_tagger"]))
-    a, b = C.SpecBuilder(a_cfg, sites), C.SpecBuilder(b_cfg, sites)
+    a, b = SP.SpecBuilder(a_cfg, sites), SP.SpecBuilder(b_cfg, sites)
     assert a.current()["jet_tagger"]["config_hash"] == b.config_hash("jet_tagger")
     assert b.current()["baler_ae"]["config_hash"] == a.config_hash("baler_ae")
     assert {"baler_ae", "jet_tagger", "image_cnn"} <= set(a.current())

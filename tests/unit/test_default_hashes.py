@@ -6,11 +6,12 @@ The values below were computed on main at aff2520 (before issue 16) with
     cfg, sites = joulegrid.config.load(); b = joulegrid.config.SpecBuilder(cfg, sites)
     {w: b.config_hash(w) for w in b.known_workloads()}, b.snapshot_path()
 in the checkout (config/config.yaml, config/sites.yaml, config/hardware.yaml as shipped). Change them
-only together with config.MEASUREMENT_VERSION, on purpose."""
+only together with spec.MEASUREMENT_VERSION (config.py before issue 23), on purpose."""
 
 from conftest import REPO
 
 from joulegrid import config as C
+from joulegrid import spec as SP
 
 MAIN_HASHES = {"baler_ae": "46d50f59152c5c97", "jet_tagger": "142ea0a551a5501a", "image_cnn": "10b67caf21c807f4"}
 MAIN_SNAPSHOT = "results/.grid/c99cc8ebccc8e366.json"
@@ -19,7 +20,7 @@ MAIN_SNAPSHOT = "results/.grid/c99cc8ebccc8e366.json"
 def test_default_config_hash_is_unchanged(monkeypatch):
     monkeypatch.chdir(REPO)
     cfg, sites = C.load()
-    b = C.SpecBuilder(cfg, sites)
+    b = SP.SpecBuilder(cfg, sites)
     assert {w: b.config_hash(w) for w in b.known_workloads()} == MAIN_HASHES
     assert b.snapshot_path() == MAIN_SNAPSHOT  # what every job reads (its settings) did not change either
 
@@ -34,9 +35,9 @@ def test_typed_settings_round_trip_through_the_snapshot(monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
     for extra in ({}, {"precision_options": {"int8": {"backend": "onednn"}}}):
         cfg, sites = C.load(config_args={**extra, "results": str(tmp_path)})
-        b = C.SpecBuilder(cfg, sites)
+        b = SP.SpecBuilder(cfg, sites)
         snap = json.loads(open(b.snapshot_path(write=True)).read())
-        for w, entry in snap["workloads"].items():
+        for entry in snap["workloads"].values():
             typed = CellSettings.from_dict(entry["settings"])
             assert typed.to_dict() == entry["settings"]
             assert typed.measure.warmup_batches == cfg["measure"]["warmup_batches"]

@@ -19,7 +19,8 @@ HEAVY = ("torch", "polars", "pyarrow", "codecarbon", "zeus", "altair", "vl_conve
 _REPORT = f"""
 import json, sys
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
-print("JG-MODULES " + json.dumps({{"heavy": heavy, "joulegrid": sorted(m for m in sys.modules if m.startswith("joulegrid"))}}))
+mine = sorted(m for m in sys.modules if m.startswith("joulegrid"))
+print("JG-MODULES " + json.dumps({{"heavy": heavy, "joulegrid": mine}}))
 """
 
 
@@ -40,12 +41,12 @@ def _modules(code: str, cwd) -> dict:
 def test_parse_time_modules_import_nothing_heavy(tmp_path):
     """What the Snakefile imports, and the calls it makes while it is parsed."""
     got = _modules(
-        "from joulegrid import config as C, executors, grid as G\n"
+        "from joulegrid import config as C, executors, grid as G, spec as SP\n"
         "from joulegrid.data import dataset_path\n"
         "from joulegrid.analysis import CHART_NAMES, plan\n"
         "from joulegrid.analysis.settings import AnalysisSettings\n"
         "cfg, sites = C.load()\n"
-        "sb = C.SpecBuilder(cfg, sites)\n"
+        "sb = SP.SpecBuilder(cfg, sites)\n"
         "g = G.expand(cfg, sb.hashes())\n"
         "g.paths(cfg['results']), sb.current(), sb.snapshot(), [sb.data_path(w) for w in sb.hashes()]\n"
         "AnalysisSettings.from_config(cfg, sites).to_json()\n"
@@ -96,5 +97,6 @@ def test_snakemake_dry_run_imports_nothing_heavy(tmp_path, write_config):
     assert "joulegrid.grid" in got["joulegrid"], "the Snakefile was not parsed"
     added = sorted({m.split(".")[0] for m in got["heavy"]} - {m.split(".")[0] for m in floor["heavy"]})
     assert added == [], (
-        f"`snakemake -n` of joulegrid imports {added} (an empty workflow does not): keep them out of the Snakefile's imports"
+        f"`snakemake -n` of joulegrid imports {added} (an empty workflow does not): keep them out of the Snakefile's "
+        "imports"
     )

@@ -86,7 +86,12 @@ def test_compiled_variant_expands_with_its_path():
     c["precision_options"] = {"int8": {"backend": "auto"}}
     g = G.expand(c)
     assert {(x.precision, x.variant) for x in g.cells} == {
-        ("fp32", "baseline"), ("bf16", "baseline"), ("int8", "baseline"), ("fp32", "compiled"), ("bf16", "compiled")}  # fmt: skip
+        ("fp32", "baseline"),
+        ("bf16", "baseline"),
+        ("int8", "baseline"),
+        ("fp32", "compiled"),
+        ("bf16", "compiled"),
+    }
     assert [e.cell.precision_segment for e in g.excluded] == ["int8+compiled"] * 2
     cell = G.Cell("local", "baler_ae", "infer", "cpu", "fp32", "compiled", 256, 0).with_hash(H)
     assert cell.path() == f"results/runs/local/baler_ae/infer/cpu/fp32+compiled/bs256/r0-{H}.parquet"

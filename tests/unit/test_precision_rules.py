@@ -119,9 +119,12 @@ def test_accelerator_probe_records_the_compute_capability(monkeypatch):
         total_memory = 16 << 30
 
     fake = {
-        "is_available": lambda: True, "device_count": lambda: 1, "get_device_name": lambda i=0: "Tesla T4",
-        "get_device_capability": lambda i=0: (7, 5), "get_device_properties": lambda i=0: Props(),
-    }  # fmt: skip
+        "is_available": lambda: True,
+        "device_count": lambda: 1,
+        "get_device_name": lambda i=0: "Tesla T4",
+        "get_device_capability": lambda i=0: (7, 5),
+        "get_device_properties": lambda i=0: Props(),
+    }
     for name, fn in fake.items():
         monkeypatch.setattr(torch.cuda, name, fn)
     row = probes.accelerator()

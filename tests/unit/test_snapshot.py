@@ -13,26 +13,31 @@ from conftest import REPO, TINY, deep_merge, subprocess_env
 
 from joulegrid import config as C
 from joulegrid import grid as G
+from joulegrid import spec as SP
 from joulegrid.sites import load_sites
 
 
 def builder(tmp_path, **over):
-    cfg, sites = C.load(config_args=deep_merge(TINY, {"results": str(tmp_path / "results"), "resources_dir": str(tmp_path / "res"), **over}),
-                        base_dir=REPO)  # fmt: skip
-    return cfg, C.SpecBuilder(cfg, sites)
+    cfg, sites = C.load(
+        config_args=deep_merge(
+            TINY, {"results": str(tmp_path / "results"), "resources_dir": str(tmp_path / "res"), **over}
+        ),
+        base_dir=REPO,
+    )
+    return cfg, SP.SpecBuilder(cfg, sites)
 
 
 def test_snapshot_is_content_addressed_written_once_and_holds_every_workload(tmp_path):
     cfg, sb = builder(tmp_path, grid={"workloads": ["baler_ae", "jet_tagger"]})
     path = sb.snapshot_path(write=True)
     snap = json.loads(open(path).read())
-    assert path == f"{cfg['results']}/.grid/{C.settings_hash(snap)}.json"
+    assert path == f"{cfg['results']}/.grid/{SP.settings_hash(snap)}.json"
     assert set(snap["workloads"]) == {"baler_ae", "jet_tagger"} and snap["resources_dir"] == cfg["resources_dir"]
     for w, entry in snap["workloads"].items():
         assert entry["config_hash"] == sb.config_hash(w) and entry["settings"] == sb.settings(w)
         assert entry["data"] == sb.data_path(w) and entry["model"] == sb.model_path(w)
     mtime = os.stat(path).st_mtime_ns
-    assert C.SpecBuilder(cfg, load_sites(REPO / "config/sites.yaml")).snapshot_path(write=True) == path
+    assert SP.SpecBuilder(cfg, load_sites(REPO / "config/sites.yaml")).snapshot_path(write=True) == path
     assert os.stat(path).st_mtime_ns == mtime, "an existing snapshot is never rewritten"
     # another configuration is another snapshot; the first stays
     _, sb7 = builder(tmp_path, seed=7, grid={"workloads": ["baler_ae", "jet_tagger"]})
@@ -46,14 +51,12 @@ def test_a_cell_is_read_from_the_snapshot_and_its_run_file(tmp_path):
     cfg, sb = builder(tmp_path)
     path = sb.snapshot_path(write=True)
     cell = G.expand(cfg, sb.hashes()).cells[0]
-    got = C.cell_spec_from_snapshot(path, cell.path(cfg["results"]))
-    assert got.spec == sb.spec(cell) and got.resources_dir == cfg["resources_dir"]
+    got = SP.cell_spec_from_snapshot(path, cell.path(cfg["results"]))
+    assert got.spec == sb.cell_spec(cell) and got.resources_dir == cfg["resources_dir"]
     assert got.data == sb.data_path(cell.workload)
     assert got.model == (sb.model_path(cell.workload) if cell.phase == "infer" else None)
-    spec, data, model = C.reference_spec_from_snapshot(path, "baler_ae")
-    assert (
-        spec["cell"]["phase"] == "train" and spec["cell"]["precision"] == "fp32" and model == sb.model_path("baler_ae")
-    )
+    spec, data, model = SP.reference_spec_from_snapshot(path, "baler_ae")
+    assert spec.cell.phase == "train" and spec.cell.precision == "fp32" and model == sb.model_path("baler_ae")
 
 
 @pytest.mark.parametrize(
@@ -73,7 +76,7 @@ def test_a_cell_is_read_from_the_snapshot_and_its_run_file(tmp_path):
 def test_a_run_file_the_snapshot_does_not_describe_is_refused(tmp_path, out, words):
     _, sb = builder(tmp_path)
     with pytest.raises(C.ConfigError) as e:
-        C.cell_spec_from_snapshot(sb.snapshot_path(write=True), out)
+        SP.cell_spec_from_snapshot(sb.snapshot_path(write=True), out)
     for w in words:
         assert w in str(e.value)
 

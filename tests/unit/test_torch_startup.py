@@ -115,22 +115,26 @@ from joulegrid.data import dataset_path, prepare
 cfg = {{"grid": {{"workloads": ["baler_ae"], "phases": ["train", "infer"], "devices": ["cpu"], "precisions": ["fp32"],
         "variants": ["baseline"], "batch_sizes": [128], "repeats": 1}},
        "workloads": {{"baler_ae": {{"rows": 640, "epochs": 1}}}},
-       "measure": {{"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never", "meters": ["estimate"]}}}}
+       "measure": {{"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never",
+                   "meters": ["estimate"]}}}}
 cfg, sites = CFG.prepare(cfg, base_dir=CFG.REPO_ROOT)
-b = CFG.SpecBuilder(cfg, sites)
+from joulegrid import spec as SP
+b = SP.SpecBuilder(cfg, sites)
 data = {str(tmp_path)!r} + "/" + dataset_path("r", "jets", 640)
 prepare("jets", 640, data)
 train = b.spec(G.Cell("local", "baler_ae", "train", "cpu", "fp32", "baseline", 128, 0))
 # the reference model, trained in another process (training imports torch._dynamo)
 import subprocess
-code = "import json,sys; from joulegrid import runner; runner.train_reference(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], threads=1)"
+code = ("import json,sys; from joulegrid import runner; "
+        "runner.train_reference(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], threads=1)")
 subprocess.run([sys.executable, "-c", code, json.dumps(train), {str(tmp_path / "ref.pt")!r}, data], check=True)
 at_window = []
-open_window = runner.CellRunner._open_window
-def spy(self, torch):
+from joulegrid import phases
+open_window = phases.MeasuredWindow.__enter__
+def spy(self):
     at_window.append("torch._dynamo" in sys.modules)
-    return open_window(self, torch)
-runner.CellRunner._open_window = spy
+    return open_window(self)
+phases.MeasuredWindow.__enter__ = spy
 infer = b.spec(G.Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 128, 0))
 row = runner.run_and_write(infer, {str(tmp_path / "infer.parquet")!r}, data, {str(tmp_path / "ref.pt")!r}, threads=1)
 status, after_infer = [row["status"]], "torch._dynamo" in sys.modules

@@ -31,8 +31,10 @@ WORKLOAD = {"baler_ae": {"rows": 3000, "epochs": 80}}  # ~3 s of training
 
 
 def run_grid(work, hw, env, meters):
-    cfg = deep_merge(copy.deepcopy(TINY), {"measure": {**MEASURE, "meters": meters}, "workloads": WORKLOAD,
-                                           "report": {"hardware_file": str(hw)}})  # fmt: skip
+    cfg = deep_merge(
+        copy.deepcopy(TINY),
+        {"measure": {**MEASURE, "meters": meters}, "workloads": WORKLOAD, "report": {"hardware_file": str(hw)}},
+    )
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(work, "--cores", "2", configfile=work / "config.yaml", env=env)
@@ -49,9 +51,30 @@ def runs(tmp_path_factory):
     hw = work / "hardware.yaml"
     node = FakeNode(work / "node", P0, K, P0_DRAM, K_DRAM, busy="proc").start()
     try:
-        p = subprocess.run([sys.executable, "-m", "joulegrid", "calibrate", "--powercap", str(node.powercap), "--hardware-file",
-                            str(hw), "--step-s", "4", "--settle-s", "1", "--interval-s", "0.25", "--mem-gb", "0.2"],
-                           capture_output=True, text=True, timeout=600, env=subprocess_env())  # fmt: skip
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "joulegrid",
+                "calibrate",
+                "--powercap",
+                str(node.powercap),
+                "--hardware-file",
+                str(hw),
+                "--step-s",
+                "4",
+                "--settle-s",
+                "1",
+                "--interval-s",
+                "0.25",
+                "--mem-gb",
+                "0.2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=subprocess_env(),
+        )
         assert p.returncode == 0, p.stderr[-3000:]
         counter = run_grid(work / "counter", hw, {"JOULEGRID_POWERCAP": str(node.powercap)}, ["rapl", "estimate"])
     finally:

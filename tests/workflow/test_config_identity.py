@@ -26,6 +26,7 @@ from conftest import REPO, TINY, deep_merge, shared_run, snakemake, subprocess_e
 from joulegrid import config as C
 from joulegrid import grid as G
 from joulegrid import schema as S
+from joulegrid import spec as SP
 from joulegrid.io import write_table
 
 # train + infer of baler_ae, estimate meter (fast), as in tests/workflow/test_local_run.py
@@ -130,6 +131,42 @@ def test_report_settings_change_rerenders_the_report(work):
 
 
 @pytest.mark.slow
+def test_a_new_or_corrected_intensity_series_reaggregates_and_rerenders_measuring_nothing(work):
+    """A site's intensity series is an input of rule aggregate through <results>/.stamps/carbon.json (its sha256):
+    adding one, then correcting one value, rebuilds the summary's carbon columns and the report, and measures nothing
+    (docs/sites.md, "Carbon intensity over time")."""
+    cfg = work / "config.yaml"
+    series = work / "series.csv"
+    shutil.copy(REPO / "config/carbon/synthetic-daily-shape.csv", series)
+    sites = yaml.safe_load((REPO / "config/sites.yaml").read_text())
+    sites["local"]["carbon_intensity"] = {"series": str(series), "kind": "average", "basis": "direct", "source": "t"}
+    (work / "sites.yaml").write_text(yaml.safe_dump(sites))
+    conf = ["--config", f"sites_file={work / 'sites.yaml'}"]
+
+    def planned() -> str:
+        dry = snakemake(work, "-n", "--cores", "2", *conf, configfile=cfg)
+        assert measure_outputs(dry) == [], "nothing is measured again"
+        return dry.stdout + dry.stderr
+
+    def series_column() -> set:
+        return set(pl.read_parquet(work / "results/summary.parquet")["carbon_series"])
+
+    before = run_files(work)
+    jobs = planned()
+    assert re.search(r"^aggregate\s+1$", jobs, re.M) and re.search(r"^report\s+1$", jobs, re.M), jobs[-2000:]
+    snakemake(work, "--cores", "2", *conf, configfile=cfg)
+    first = series_column()
+    assert len(first) == 1 and next(iter(first)).startswith(f"{series} (sha256 ")
+    assert "Intensity series" in (work / "results/report/index.html").read_text()
+    assert "Nothing to be done" in planned()
+    series.write_text(series.read_text().replace("2025-01-06T00:00Z,166.0", "2025-01-06T00:00Z,166.5"))
+    jobs = planned()
+    assert re.search(r"^aggregate\s+1$", jobs, re.M) and re.search(r"^report\s+1$", jobs, re.M), jobs[-2000:]
+    snakemake(work, "--cores", "2", *conf, configfile=cfg)
+    assert series_column() != first and run_files(work) == before
+
+
+@pytest.mark.slow
 @pytest.mark.parallel
 def test_a_run_file_of_another_configuration_is_not_measured_with_the_current_settings(work):
     """Asking Snakemake for a run file whose hash is not the current configuration's is refused."""
@@ -145,8 +182,13 @@ def test_a_run_file_of_another_configuration_is_not_measured_with_the_current_se
 
 # ------------------------------------------------------------------ the default grid, literally
 def plan_json(work, *args) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--json", *args], cwd=work, capture_output=True,
-                          text=True, env=subprocess_env())  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--json", *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -186,3 +228,49 @@ def test_time_to_target_experiment_after_a_default_run_measures_its_own_fp32_cel
     assert not set(planned) & set(default["cells"])
     assert {c.config_hash for c in cells}.isdisjoint({G.cell_from_path(p).config_hash for p in default["cells"]})
     assert len(cells) == len(plan_json(tmp_path, "--configfile", str(exp))["cells"]) == 30
+
+
+PIN_X86 = "precision_options={int8: {backend: x86}}"
+
+
+@pytest.mark.slow
+def test_pinning_int8_after_a_default_run_measures_the_int8_cells_only(tmp_path):
+    """Issue 29 (docs/workloads.md, docs/configuration.md "A cell's identity"): `joulegrid plan --config
+    'precision_options={int8: {backend: x86}}'` after a default run plans the 4 int8 cells anew and keeps
+    the fp32 and bf16 cells (their measurement does not depend on the int8 pin); `snakemake -n` agrees,
+    and the int8 cells' jobs find their own hash in the grid snapshot."""
+    default = fake_default_run(tmp_path)
+    # what the default run also left: the dataset, the reference models (placeholders: a dry run only looks
+    # at which files exist) and the cells' input stamps (the cell_inputs rule itself)
+    cfg, sites = C.load(base_dir=tmp_path)
+    sb = SP.SpecBuilder(cfg, sites)
+    for w in cfg["grid"]["workloads"]:
+        for f in (sb.data_path(w), sb.model_path(w)):
+            (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / f).touch()
+    stamps = [f"results/.grid/{h}/{ph}.inputs.json" for h in sb.hashes().values() for ph in ("train", "infer")]
+    snakemake(tmp_path, "--cores", "1", *stamps)
+    assert measure_outputs(snakemake(tmp_path, "-n", "--cores", "2")) == []
+    proc = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--config", PIN_X86], cwd=tmp_path,
+                          capture_output=True, text=True, env=subprocess_env())  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "20 cell(s) in the grid, 4 excluded; 16 already measured, 4 to measure" in proc.stdout, proc.stdout
+    pinned = plan_json(tmp_path, "--config", PIN_X86)
+    todo = sorted(set(pinned["cells"]) - set(default["cells"]))
+    assert [G.cell_from_path(p).precision for p in todo] == ["int8"] * 4
+    h8 = {G.cell_from_path(p).config_hash for p in todo}
+    assert len(h8) == 2  # one per workload, printed beside the workload's hash
+    for w, v in pinned["workloads"].items():
+        if w in ("baler_ae", "jet_tagger"):
+            assert v["config_hash"] == default["workloads"][w]["config_hash"]
+            assert v["precisions"]["int8"]["identity"]["precision_options"]["int8"]["backend"] == "x86"
+            assert (
+                v["precisions"]["int8"]["config_hash"] in h8
+                and f"(int8 {v['precisions']['int8']['config_hash']})" in proc.stdout
+            )
+    planned = measure_outputs(snakemake(tmp_path, "-n", "--cores", "2", "--config", PIN_X86))
+    assert planned == todo
+    cfg, sites = C.load(config_args=["results=" + str(tmp_path / "results"), PIN_X86], base_dir=tmp_path)
+    sb = SP.SpecBuilder(cfg, sites)
+    spec = SP.cell_spec_from_snapshot(sb.snapshot_path(write=True), todo[0]).spec
+    assert spec.config_hash == G.cell_from_path(todo[0]).config_hash

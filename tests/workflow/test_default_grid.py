@@ -13,8 +13,10 @@ import polars as pl
 import pytest
 import yaml
 from conftest import REPO, snakemake
+from report import test_browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.measure]
+browser_context = test_browser.browser_context  # the chromium fixture, shared with the report's browser tests
 
 # the default grid as configured (2 workloads x train/infer x fp32/bf16/int8 x bs 256/1024 = 20 cells),
 # shorter: one epoch, 1-s inference windows, small profiling passes
@@ -70,8 +72,11 @@ def test_no_ram_component_exceeds_the_jobs_resident_share_of_the_hosts_ram(grid_
     """The issue's RAM test: a job's RAM energy is at most its resident-memory share of the host's RAM power."""
     _, rows = grid_run
     for r in rows:
-        host_ram_j = next(x["energy_j"] for x in r["energy_readings"]
-                          if x["window"] == "measured" and x["scope"] == "node" and x["component"] == "ram-model")  # fmt: skip
+        host_ram_j = next(
+            x["energy_j"]
+            for x in r["energy_readings"]
+            if x["window"] == "measured" and x["scope"] == "node" and x["component"] == "ram-model"
+        )
         resident_share = r["peak_rss_bytes"] / r["memory_total_bytes"]
         assert r["energy_ram_j"] <= resident_share * host_ram_j * 1.001, (
             r["cell_id"],
@@ -79,9 +84,8 @@ def test_no_ram_component_exceeds_the_jobs_resident_share_of_the_hosts_ram(grid_
             resident_share,
             host_ram_j,
         )
-        assert r["energy_ram_j"] < 0.2 * r["energy_j"], r[
-            "cell_id"
-        ]  # was 71-77 % of energy_j with the host's RAM model
+        # was 71-77 % of energy_j with the host's RAM model
+        assert r["energy_ram_j"] < 0.2 * r["energy_j"], r["cell_id"]
         assert "mem-share" in r["energy_attribution"] and r["job_mem_source"] in ("pss", "rss")
 
 
@@ -93,9 +97,12 @@ def _expected_fleet(rows, jobs_per_day, pue, intensity):
         pv = r["precision"] if r["variant"] == "baseline" else f"{r['precision']}+{r['variant']}"
         spj = r["n_test"] if r["phase"] == "infer" else r["n_samples"]
         mwh = jobs_per_day * r["energy_j"] / r["n_samples"] * spj / 3.6e6 * pue / 1000
-        out[(r["workload"], r["phase"], pv, r["batch_size"])] = {"samples_per_job": spj, "mwh_per_day": mwh,
-                                                                  "t_co2_per_day": mwh * 1000 * intensity / 1e6}  # fmt: skip
-    for (wl, ph, pv, bs), v in out.items():
+        out[(r["workload"], r["phase"], pv, r["batch_size"])] = {
+            "samples_per_job": spj,
+            "mwh_per_day": mwh,
+            "t_co2_per_day": mwh * 1000 * intensity / 1e6,
+        }
+    for (wl, ph, _pv, bs), v in out.items():
         v["saving_pct"] = (1 - v["mwh_per_day"] / out[(wl, ph, "fp32", bs)]["mwh_per_day"]) * 100
     return out
 
@@ -150,8 +157,9 @@ def test_every_report_section_from_the_run(grid_run):
         for c in pl.read_csv(rep / "cells.csv").to_dicts()
     }
     for r in rows:
-        assert cells[(r["workload"], r["phase"], r["precision"], r["batch_size"])]["energy_per_sample_j"] == pytest.approx(
-            r["energy_j"] / r["n_samples"], rel=1e-9)  # fmt: skip
+        assert cells[(r["workload"], r["phase"], r["precision"], r["batch_size"])][
+            "energy_per_sample_j"
+        ] == pytest.approx(r["energy_j"] / r["n_samples"], rel=1e-9)
     fl = {round(r["mwh_per_day"], 12) for r in pl.read_csv(rep / "fleet.csv").to_dicts()}
     chart = _specs(html)["fleet_whatif"]
     data = [v for ds in chart.get("datasets", {}).values() for v in ds]
@@ -172,6 +180,3 @@ def test_the_runs_report_renders_in_chromium(grid_run, browser_context, tmp_path
     )
     assert state["errors"] == [] and state["rendered"] == state["expected"] == len(CHART_NAMES), (state, errors)
     assert all(n >= 1 for n in marks.values()), marks
-
-
-from report.test_browser import browser_context  # noqa: E402,F401  (the chromium fixture)

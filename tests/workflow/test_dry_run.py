@@ -30,17 +30,23 @@ def test_default_grid_dry_run_lists_jobs(tmp_path, run_snakemake):
     g = cfg["grid"]
     combos = [
         (w, ph, d, p, v, b, r)
-        for w, ph, d, p, v, b, r in itertools.product(g["workloads"], g["phases"], g["devices"], g["precisions"], g["variants"],
-                                                     g["batch_sizes"], range(g["repeats"]))
+        for w, ph, d, p, v, b, r in itertools.product(
+            g["workloads"],
+            g["phases"],
+            g["devices"],
+            g["precisions"],
+            g["variants"],
+            g["batch_sizes"],
+            range(g["repeats"]),
+        )
         if not (p == "int8" and ph != "infer")
-    ]  # fmt: skip
+    ]
     proc = run_snakemake(tmp_path, "-n", "--cores", "2")
     out = proc.stdout + proc.stderr
     assert "This was a dry-run" in out
     stats = job_stats(out)
-    assert stats["measure"] == len(combos) == 20, (
-        stats
-    )  # 2 workloads x (train: fp32, bf16 + infer: fp32, bf16, int8) x 2 batch sizes
+    # 2 workloads x (train: fp32, bf16 + infer: fp32, bf16, int8) x 2 batch sizes
+    assert stats["measure"] == len(combos) == 20, stats
     # one reference model per workload with inference cells; one inputs file per workload and phase
     assert stats["train_reference"] == len({c[0] for c in combos if c[1] == "infer"})
     assert stats["cell_inputs"] == len({(c[0], c[1]) for c in combos})
@@ -96,3 +102,38 @@ def test_bad_config_fails_before_any_job(tmp_path, write_config, run_snakemake, 
     for w in words:
         assert w in out, out[-2000:]
     assert not (tmp_path / "results").exists(), "no job may run on a bad config"
+
+
+def test_dry_run_makes_the_start_checks_as_warnings(tmp_path, write_config, run_snakemake):
+    """Issue 29: `snakemake -n` is how a new site is checked (docs/sites.md), so a dry run makes the checks a
+    real run makes when it starts (site vs executor, measure.threads vs --cores, the -F guard), as warnings
+    naming the fix, and exits 0."""
+    import synth
+
+    from joulegrid import config as C
+    from joulegrid import grid as G
+    from joulegrid import schema as S
+    from joulegrid.io import write_table
+
+    cfg = write_config({"measure": {"threads": 2}})
+    proc = run_snakemake(tmp_path, "-n", "--executor", "slurm", "--jobs", "1", "--cores", "1", configfile=cfg)
+    out = proc.stdout + proc.stderr
+    assert "joulegrid (dry run): config key site: site 'local' is a local site" in out and "slurm executor" in out
+    assert "joulegrid (dry run): config key measure.threads: 2 threads per cell, but this run allows only 1" in out
+    assert out.count("A real run stops here.") == 2
+    # the real run refuses both (on_start), before any job
+    real = run_snakemake(tmp_path, "--executor", "slurm", "--jobs", "1", "--cores", "1", configfile=cfg, check=False)
+    assert real.returncode != 0 and "is a local site (config/sites.yaml) but this run uses the slurm executor" in (
+        real.stdout + real.stderr
+    )
+    # -F over a finished measurement: the real run refuses to overwrite it; the dry run says so
+    config, sites = C.load([cfg], [f"results={tmp_path / 'results'}"], base_dir=tmp_path)
+    from joulegrid import spec as SP
+
+    cell = G.expand(config, SP.SpecBuilder(config, sites).hashes()).cells[0]
+    write_table(S.to_table([synth.row(cell, config_hash=cell.config_hash)]), cell.path(str(tmp_path / "results")))
+    forced = run_snakemake(tmp_path, "-n", "-F", "--cores", "2", configfile=cfg)
+    out = forced.stdout + forced.stderr
+    assert "joulegrid (dry run): -F / -R / -f forces 1 finished measurement(s)" in out and "joulegrid remeasure" in out
+    plain = run_snakemake(tmp_path, "-n", "--cores", "2", configfile=cfg)
+    assert "joulegrid (dry run)" not in plain.stdout + plain.stderr

@@ -16,12 +16,16 @@ def test_readmes_are_tracked():
         ["git", "-C", str(REPO), "ls-files", "results", "resources"], capture_output=True, text=True, check=True
     )
     assert set(tracked.stdout.split()) == {"results/README.md", "resources/README.md"}
-    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "results/runs/x.parquet", "resources/datasets/x.npz"],
-                             capture_output=True, text=True)  # fmt: skip
+    ignored = subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "results/runs/x.parquet", "resources/datasets/x.npz"],
+        capture_output=True,
+        text=True,
+    )
+    # what a run writes there stays out of git
     assert ignored.stdout.split() == [
         "results/runs/x.parquet",
         "resources/datasets/x.npz",
-    ]  # what a run writes there stays out of git
+    ]
 
 
 @pytest.mark.slow

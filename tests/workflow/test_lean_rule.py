@@ -23,9 +23,13 @@ def _rule(workdir: Path, configfile: Path, name: str):
     cwd = os.getcwd()
     try:
         with SnakemakeApi() as api:
-            wf = api.workflow(snakefile=SNAKEFILE, workdir=workdir, config_settings=ConfigSettings(configfiles=[configfile]),
-                              resource_settings=ResourceSettings(cores=1))  # fmt: skip
-            return wf._workflow.get_rule(name)  # noqa: SLF001 - the parsed rule, as Snakemake holds it
+            wf = api.workflow(
+                snakefile=SNAKEFILE,
+                workdir=workdir,
+                config_settings=ConfigSettings(configfiles=[configfile]),
+                resource_settings=ResourceSettings(cores=1),
+            )
+            return wf._workflow.get_rule(name)  # the parsed rule, as Snakemake holds it
     finally:
         os.chdir(cwd)
 
@@ -47,7 +51,7 @@ def test_measure_rule_has_no_function_per_cell(tmp_path, write_config):
         and log.endswith("}.log")
         and "{chash" in log
     )
-    assert "--attempt {resources.attempt}" in rule.shellcmd and callable(rule.resources["attempt"]._evaluator)  # noqa: SLF001
+    assert "--attempt {resources.attempt}" in rule.shellcmd and callable(rule.resources["attempt"]._evaluator)
     assert {"attempt", "energy_meter"} <= set(rule.resources)  # retries' attempt, one measurement at a time
     assert "{params" not in rule.shellcmd and "{input" not in rule.shellcmd
 
@@ -94,7 +98,10 @@ def test_batch_splits_a_campaigns_dag(tmp_path):
     """`snakemake cells --batch cells=i/n` (docs/benchmarks.md, "At campaign scale"): only that part of the cells."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"], "repeats": 8}})))
-    count = lambda proc: int(re.search(r"^measure\s+(\d+)$", proc.stdout + proc.stderr, re.M).group(1))  # noqa: E731
+
+    def count(proc):
+        return int(re.search(r"^measure\s+(\d+)$", proc.stdout + proc.stderr, re.M).group(1))
+
     assert count(snakemake(tmp_path, "-n", "--quiet", "rules", configfile=cfg)) == 8
     for part in (
         "1/4",

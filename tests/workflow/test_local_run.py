@@ -1,6 +1,5 @@
 """A tiny grid through real Snakemake: result rows, summary and report files."""
 
-
 import polars as pl
 import pytest
 
@@ -14,7 +13,7 @@ def tiny_run(tmp_path_factory):
     """A copy of the tiny grid's run (conftest.shared_run: also tests/workflow/test_layout_readmes.py's)."""
     import shutil
 
-    from conftest import TINY, shared_run  # noqa: PLC0415
+    from conftest import TINY, shared_run
 
     work = tmp_path_factory.mktemp("tiny") / "w"
     shutil.copytree(shared_run(tmp_path_factory, "tiny", TINY), work, symlinks=True)
@@ -24,7 +23,7 @@ def tiny_run(tmp_path_factory):
 @pytest.mark.parallel
 def test_result_rows_follow_the_schema(tiny_run):
     work, _ = tiny_run
-    from conftest import cell_file  # noqa: PLC0415
+    from conftest import cell_file
 
     files = sorted((work / "results" / "runs").rglob("r*.parquet"))
     assert files == sorted(
@@ -69,7 +68,7 @@ def test_rerun_does_nothing_and_measurements_are_protected(tiny_run, run_snakema
     work, _ = tiny_run
     proc = run_snakemake(work, "-n", "--cores", "1", configfile=work / "config.yaml")
     assert "Nothing to be done" in proc.stdout + proc.stderr
-    from conftest import cell_file  # noqa: PLC0415
+    from conftest import cell_file
 
     f = cell_file(work, "local/baler_ae/train/cpu/fp32/bs256/r0", work / "config.yaml")
     assert not (f.stat().st_mode & 0o222), "finished measurements are write-protected"

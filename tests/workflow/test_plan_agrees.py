@@ -27,8 +27,11 @@ def work(tmp_path_factory):
     )
     (w / "more.yaml").write_text(yaml.safe_dump({"seed": 5, "grid": {"precisions": ["fp32"]}}))
     # earlier results, so that both print a forecast (it depends on the planned epochs and rows)
-    rows = [synth.row(Cell("local", wl, ph, "cpu", "fp32", "baseline", 256, 0), n_samples=20000)
-            for wl in ("baler_ae", "jet_tagger") for ph in ("train", "infer")]  # fmt: skip
+    rows = [
+        synth.row(Cell("local", wl, ph, "cpu", "fp32", "baseline", 256, 0), n_samples=20000)
+        for wl in ("baler_ae", "jet_tagger")
+        for ph in ("train", "infer")
+    ]
     synth.summary(w / "results/summary.parquet", rows)
     return w
 
@@ -48,12 +51,22 @@ COMBINATIONS = [
 @pytest.mark.parametrize("args", COMBINATIONS, ids=lambda a: " ".join(x.rsplit("/", 1)[-1] for x in a) or "default")
 def test_plan_and_snakemake_dry_run_agree(work, args):
     args = [a.replace("{w}", str(work)) for a in args]
-    plan = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--json", *args], cwd=work, capture_output=True,
-                          text=True, env=subprocess_env())  # fmt: skip
+    plan = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--json", *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert plan.returncode == 0, plan.stderr
     planned = json.loads(plan.stdout)
-    text = subprocess.run([sys.executable, "-m", "joulegrid", "plan", *args], cwd=work, capture_output=True, text=True,
-                          env=subprocess_env()).stdout  # fmt: skip
+    text = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    ).stdout
 
     dry = snakemake(work, "-n", "--cores", "2", *args)
     out = dry.stdout + dry.stderr
@@ -69,9 +82,16 @@ def test_plan_and_snakemake_dry_run_agree(work, args):
 def test_plan_reads_config_yaml_underneath_a_configfile(tmp_path):
     """The issue's case: jet_tagger's epochs come from config/config.yaml (2), not the built-in default (5)."""
     (tmp_path / "extra.yaml").write_text(yaml.safe_dump({"grid": {"repeats": 2}}))
-    planned = json.loads(subprocess.run(
-        [sys.executable, "-m", "joulegrid", "plan", "--json", "--configfile", str(tmp_path / "extra.yaml")],
-        cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(), check=True).stdout)  # fmt: skip
+    planned = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "joulegrid", "plan", "--json", "--configfile", str(tmp_path / "extra.yaml")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            check=True,
+        ).stdout
+    )
     default = yaml.safe_load((REPO / "config/config.yaml").read_text())
     assert (
         planned["workloads"]["jet_tagger"]["identity"]["settings"]["epochs"]

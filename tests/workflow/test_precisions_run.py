@@ -11,13 +11,21 @@ from conftest import TINY, deep_merge, snakemake
 
 pytestmark = pytest.mark.slow
 
-GRID = deep_merge(TINY, {
-    "grid": {"workloads": ["baler_ae", "image_cnn"], "phases": ["infer"], "precisions": ["fp32", "int8"],
-             "variants": ["baseline", "compiled"], "batch_sizes": [64]},
-    "workloads": {"image_cnn": {"samples": 600, "epochs": 1}},
-    "precision_options": {"int8": {"backend": "fbgemm", "calibration_samples": 256}},
-    "measure": {"meters": ["estimate"]},
-})  # fmt: skip
+GRID = deep_merge(
+    TINY,
+    {
+        "grid": {
+            "workloads": ["baler_ae", "image_cnn"],
+            "phases": ["infer"],
+            "precisions": ["fp32", "int8"],
+            "variants": ["baseline", "compiled"],
+            "batch_sizes": [64],
+        },
+        "workloads": {"image_cnn": {"samples": 600, "epochs": 1}},
+        "precision_options": {"int8": {"backend": "fbgemm", "calibration_samples": 256}},
+        "measure": {"meters": ["estimate"]},
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +39,10 @@ def run(tmp_path_factory):
     cfg.write_text(yaml.safe_dump(GRID))
     env = {"CXX": str(work / "no-such-compiler" / "g++"), "TORCHINDUCTOR_CACHE_DIR": str(work / "inductor-cache")}
     proc = snakemake(work, "--cores", "2", configfile=cfg, env=env)  # check=True: the grid finishes
-    rows = {r["cell_id"].split("/", 4)[-1].rsplit("/", 2)[0] + ":" + r["workload"]: r
-            for r in pl.read_parquet(work / "results" / "summary.parquet").to_dicts()}  # fmt: skip
+    rows = {
+        r["cell_id"].split("/", 4)[-1].rsplit("/", 2)[0] + ":" + r["workload"]: r
+        for r in pl.read_parquet(work / "results" / "summary.parquet").to_dicts()
+    }
     return work, proc, rows
 
 

@@ -41,9 +41,23 @@ def test_default_run_logs_carry_no_third_party_warning(tmp_path):
         cfg["measure"].pop(key, None)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = env_without_condor_config()
-    proc = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                           "--configfile", str(tmp_path / "c.yaml"), "--cores", "2"],
-                          capture_output=True, text=True, env=env, timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "c.yaml"),
+            "--cores",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert not NOISE.search(out), [line for line in out.splitlines() if NOISE.search(line)]
@@ -59,8 +73,14 @@ def test_default_run_logs_carry_no_third_party_warning(tmp_path):
 
 
 def test_meters_command_prints_no_third_party_noise():
-    proc = subprocess.run([sys.executable, "-m", "joulegrid", "meters"], capture_output=True, text=True,
-                          env=env_without_condor_config(), cwd=REPO, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "meters"],
+        capture_output=True,
+        text=True,
+        env=env_without_condor_config(),
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     assert not NOISE.search(out), out
@@ -68,8 +88,13 @@ def test_meters_command_prints_no_third_party_noise():
 
 
 def test_bare_snakemake_does_not_warn_about_condor_config(tmp_path):
-    proc = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n"],
-                          capture_output=True, text=True, env=env_without_condor_config(), timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n"],
+        capture_output=True,
+        text=True,
+        env=env_without_condor_config(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "CONDOR_CONFIG" not in proc.stdout + proc.stderr
 
@@ -106,16 +131,15 @@ def test_install_filters_exactly_the_noise(monkeypatch):
     pytree warning is kept; codecarbon's level is error unless the user chose one; amdsmi is
     marked absent on a host without an AMD GPU driver."""
     code = (
-        "import logging, os, sys\n"
-        "from joulegrid import quiet\n"
-        "quiet.install()\n"
-        "h = logging.StreamHandler(sys.stdout); log = logging.getLogger('torch.utils._pytree'); log.addHandler(h)\n"
-        "log.warning(\"<enum 'KernelPreference'> is an Enum subclass and is now natively supported by torch.compile as an "
-        "opaque value type. Calling register_constant() on Enum subclasses is deprecated and will be an error\")\n"
+        "import logging, os, sys\nfrom joulegrid import quiet\nquiet.install()\nh = "
+        "logging.StreamHandler(sys.stdout); log = logging.getLogger('torch.utils._pytree'); "
+        "log.addHandler(h)\nlog.warning(\"<enum 'KernelPreference'> is an Enum subclass and is now natively "
+        "supported by torch.compile as an "
+        'opaque value type. Calling register_constant() on Enum subclasses is deprecated and will be an error")\n'
         "log.warning('another pytree warning')\n"
         "print('level', os.environ['CODECARBON_LOG_LEVEL'])\n"
         "print('amdsmi', 'amdsmi' in sys.modules and sys.modules['amdsmi'] is None)\n"
-    )  # fmt: skip
+    )
     env = env_without_condor_config()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert "another pytree warning" in out and "Enum subclass" not in out

@@ -19,40 +19,74 @@ README = (REPO / "README.md").read_text()
 
 # command as README shows it -> tests that run it (path::function)
 TESTS = {
-    "make run": ["tests/workflow/test_readme.py::test_make_run_is_bare_snakemake_then_the_report_path",
-                 "tests/workflow/test_local_run.py::test_summary_and_report"],
+    "make run": [
+        "tests/workflow/test_readme.py::test_make_run_is_bare_snakemake_then_the_report_path",
+        "tests/workflow/test_local_run.py::test_summary_and_report",
+    ],
     "make test": ["tests/workflow/test_readme.py::test_make_test_runs_the_suite_script"],
+    # its pip command (make -n) and the CPU constraint resolved offline against the local +cpu wheel
+    "make setup TORCH=cpu": [
+        "tests/unit/test_make_envs.py::test_make_setup_torch_builds",
+        "tests/unit/test_make_envs.py::test_cpu_constraint_takes_the_cpu_wheel_and_cuda_constraint_never_does",
+    ],
     ".venv/bin/joulegrid meters --window 10": ["tests/workflow/test_readme.py::test_meters_with_a_test_window"],
-    ".venv/bin/joulegrid plan": ["tests/workflow/test_plan_agrees.py::test_plan_and_snakemake_dry_run_agree",
-                                 "tests/analysis/test_plan.py::test_cli_plan_grid_and_forecast_counts_agree"],
+    ".venv/bin/joulegrid plan": [
+        "tests/workflow/test_plan_agrees.py::test_plan_and_snakemake_dry_run_agree",
+        "tests/analysis/test_plan.py::test_cli_plan_grid_and_forecast_counts_agree",
+    ],
     "joulegrid plan": ["tests/workflow/test_plan_agrees.py::test_plan_and_snakemake_dry_run_agree"],
+    ".venv/bin/joulegrid plan --pilot": [
+        "tests/workflow/test_design_auto.py::test_pilot_then_auto_repeats_plan_and_snakemake_agree_and_converge"
+    ],
     ".venv/bin/snakemake -n": ["tests/workflow/test_dry_run.py::test_default_grid_dry_run_lists_jobs"],
-    "snakemake": ["tests/workflow/test_quiet_logs.py::test_bare_snakemake_does_not_warn_about_condor_config",
-                  "tests/workflow/test_local_run.py::test_result_rows_follow_the_schema"],
-    "snakemake --config seed=7": ["tests/workflow/test_config_identity.py::test_changed_seed_measures_new_cells_keeps_old_and_shows_current",
-                                  "tests/workflow/test_config_identity.py::test_default_run_then_seed_7_plans_20_new_cells_and_keeps_the_old"],
+    "snakemake": [
+        "tests/workflow/test_quiet_logs.py::test_bare_snakemake_does_not_warn_about_condor_config",
+        "tests/workflow/test_local_run.py::test_result_rows_follow_the_schema",
+    ],
+    "snakemake --config seed=7": [
+        "tests/workflow/test_config_identity.py::test_changed_seed_measures_new_cells_keeps_old_and_shows_current",
+        "tests/workflow/test_config_identity.py::test_default_run_then_seed_7_plans_20_new_cells_and_keeps_the_old",
+    ],
     "snakemake --configfile config/experiments/<name>.yaml": [
         "tests/workloads/test_wl_config.py::test_experiment_configs_validate_and_expand",
-        "tests/workflow/test_config_identity.py::test_time_to_target_experiment_after_a_default_run_measures_its_own_fp32_cells"],
+        "tests/workflow/test_config_identity.py::test_time_to_target_experiment_after_a_default_run_measures_its_own_fp32_cells",
+    ],
+    # after whatever was done to results/, one snakemake, then a dry run that plans nothing (guarantee 10)
+    "snakemake -n": [
+        "tests/reliability/test_converge.py::test_randomized_user_actions_converge_in_one_run",
+        "tests/reliability/test_converge.py::test_newer_dataset_and_copied_site_merge_in_one_run",
+    ],
     "snakemake --unlock": ["tests/reliability/test_resume.py::test_kill_9_mid_run_then_rerun_resumes"],
-    ".venv/bin/joulegrid remeasure 'local/*/infer/*'": ["tests/workflow/test_readme.py::test_remeasure_infer_cells",
-                                                       "tests/reliability/test_never_overwrite.py::test_forcerun_refused_remeasure_archives_then_measures_anew"],
-    "snakemake --profile slurm": ["tests/clusters/test_site_resources.py::test_profile_short_name_from_the_repository_root",
-                                  "tests/clusters/test_schedulers.py::test_grid_through_slurm"],
-    "joulegrid pack-env": ["tests/clusters/test_worker_environment.py::test_blackett_profile_runs_jobs_in_the_packed_venv",
-                           "tests/clusters/test_job_wrapper.py::test_packed_environment_is_unpacked_and_used"],
+    ".venv/bin/joulegrid remeasure 'local/*/infer/*'": [
+        "tests/workflow/test_readme.py::test_remeasure_infer_cells",
+        "tests/reliability/test_never_overwrite.py::test_forcerun_refused_remeasure_archives_then_measures_anew",
+    ],
+    "snakemake --profile slurm": [
+        "tests/clusters/test_site_resources.py::test_profile_short_name_from_the_repository_root",
+        "tests/clusters/test_schedulers.py::test_grid_through_slurm",
+    ],
+    "joulegrid pack-env": [
+        "tests/clusters/test_worker_environment.py::test_blackett_profile_runs_jobs_in_the_packed_venv",
+        "tests/clusters/test_job_wrapper.py::test_packed_environment_is_unpacked_and_used",
+    ],
     # sudo: only to read root-only counters (test_root_only_counters_name_the_fix); the ladder on a fake powercap tree
-    "sudo -E .venv/bin/joulegrid calibrate": ["tests/meters/test_calibrate.py::test_calibrate_finds_the_fake_nodes_rates",
-                                              "tests/meters/test_calibrate.py::test_root_only_counters_name_the_fix"],
-    "snakemake --report report.zip": ["tests/report/test_snakemake_report.py::test_pipeline_report_and_snakemake_report_zip"],
+    "sudo -E .venv/bin/joulegrid calibrate": [
+        "tests/meters/test_calibrate.py::test_calibrate_finds_the_fake_nodes_rates",
+        "tests/meters/test_calibrate.py::test_root_only_counters_name_the_fix",
+    ],
+    "snakemake --report report.zip": [
+        "tests/report/test_snakemake_report.py::test_pipeline_report_and_snakemake_report_zip"
+    ],
     "yaml: Changing the grid": ["tests/workflow/test_readme.py::test_changing_the_grid_example"],
     # a copy of another site's folder, then snakemake (the test copies with old mtimes, as rsync -a does)
-    "rsync -a lxplus:joulegrid/results/runs/lxplus results/runs/": [
-        "tests/workflow/test_sites.py::test_copied_site_folder_merges_with_the_main_command"],
+    "rsync -a lxplus.cern.ch:/afs/cern.ch/work/<u>/<user>/joulegrid/results/runs/lxplus results/runs/": [
+        "tests/workflow/test_sites.py::test_copied_site_folder_merges_with_the_main_command"
+    ],
     ".venv/bin/joulegrid import /path/to/other/results": [
         "tests/workflow/test_sites.py::test_import_takes_another_tree_with_its_checks",
-        "tests/workflow/test_sites.py::test_import_refuses_a_site_name_of_another_machine_until_renamed"],
-}  # fmt: skip
+        "tests/workflow/test_sites.py::test_import_refuses_a_site_name_of_another_machine_until_renamed",
+    ],
+}
 
 
 def readme_commands() -> set[str]:
@@ -85,8 +119,13 @@ def test_changing_the_grid_example(tmp_path):
     block = re.search(r"```yaml\n(.*?)```", README, re.S).group(1)
     (tmp_path / "edit.yaml").write_text(block)
     edit = yaml.safe_load(block)
-    out = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--configfile", str(tmp_path / "edit.yaml")], cwd=tmp_path,
-                         capture_output=True, text=True, env=subprocess_env())  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(tmp_path / "edit.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert out.returncode == 0, out.stderr
     # train: fp32, bf16 (int8 is inference only) x 2 batch sizes x 3 repeats; infer: 3 precisions x 2 x 3
     assert edit["grid"]["repeats"] == 3 and "site local: 30 cell(s) in the grid, 6 excluded" in out.stdout, out.stdout
@@ -103,12 +142,19 @@ def test_make_run_is_bare_snakemake_then_the_report_path():
 def test_make_test_runs_the_suite_script():
     out = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "tests/run-tests.sh" in out
+    assert "ruff check ." in out and "ruff format --check ." in out  # the linter runs first
 
 
 @pytest.mark.slow
 def test_meters_with_a_test_window():
-    proc = subprocess.run([str(BIN / "joulegrid"), "meters", "--window", "10"], cwd=REPO, capture_output=True, text=True,
-                          env=subprocess_env(), timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "joulegrid"), "meters", "--window", "10"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "idle test window" in proc.stdout and "estimate" in proc.stdout
 
@@ -117,8 +163,13 @@ def test_remeasure_infer_cells(tmp_path):
     h = "0123456789abcdef"
     rows = [synth.row(c, config_hash=h) for c in synth.grid_cells()]
     synth.write_runs(tmp_path / "results", rows)
-    proc = subprocess.run([str(BIN / "joulegrid"), "remeasure", "local/*/infer/*"], cwd=tmp_path, capture_output=True, text=True,
-                          env=subprocess_env())  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "joulegrid"), "remeasure", "local/*/infer/*"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     left = sorted(Path(p).name for p in (tmp_path / "results/runs").rglob("*.parquet"))
     assert len(left) == sum(r["phase"] == "train" for r in rows)

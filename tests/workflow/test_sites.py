@@ -98,8 +98,14 @@ def work(trees, tmp_path):
 
 
 def jg_import(work: Path, *args: str):
-    return subprocess.run([str(BIN / "joulegrid"), "import", *args], capture_output=True, text=True, cwd=work,
-                          env=subprocess_env(), timeout=300)  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "joulegrid"), "import", *args],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=subprocess_env(),
+        timeout=300,
+    )
 
 
 @pytest.mark.parallel
@@ -232,12 +238,18 @@ def test_sites_section_figures_against_the_rows(trees, tmp_path):
         start = r["submit_time"] or r["job_start_time"] or r["started_at"]
         turnaround = (r["finished_at"] - start).total_seconds()
         expected[(r["phase"], r["site"])] = {
-            "energy_per_sample_j": e, "co2_per_1k_samples_g": e * 1000 / 3.6e6 * pue * i, "intensity_g_per_kwh": i, "pue": pue,
-            "time_per_sample_s": r["wall_s"] / r["n_samples"], "job_wall_s": r["job_wall_s"], "job_energy_j": r["job_energy_j"],
+            "energy_per_sample_j": e,
+            "co2_per_1k_samples_g": e * 1000 / 3.6e6 * pue * i,
+            "intensity_g_per_kwh": i,
+            "pue": pue,
+            "time_per_sample_s": r["wall_s"] / r["n_samples"],
+            "job_wall_s": r["job_wall_s"],
+            "job_energy_j": r["job_energy_j"],
             "job_time_outside_phase_fraction": r["job_time_outside_phase_fraction"],
             "job_energy_outside_phase_fraction": r["job_energy_outside_phase_fraction"],
-            "batch_efficiency": r["wall_s"] / turnaround, "queue_wait_s": r["queue_wait_s"],
-        }  # fmt: skip
+            "batch_efficiency": r["wall_s"] / turnaround,
+            "queue_wait_s": r["queue_wait_s"],
+        }
     for row in comp.iter_rows(named=True):
         exp = expected[(row["phase"], row["site"])]
         for k, v in exp.items():
@@ -253,8 +265,13 @@ def test_sites_section_figures_against_the_rows(trees, tmp_path):
         worst = max(by_site, key=by_site.get)
         assert w["vs_best"][1] == pytest.approx(by_site[worst] / by_site[best], rel=1e-9)
 
-    index = Path(build_report(str(tmp_path / "results" / "summary.parquet"), str(tmp_path / "report"),
-                              settings=AnalysisSettings(sites=sites)))  # fmt: skip
+    index = Path(
+        build_report(
+            str(tmp_path / "results" / "summary.parquet"),
+            str(tmp_path / "report"),
+            settings=AnalysisSettings(sites=sites),
+        )
+    )
     page = index.read_text()
     for phase in ("train", "infer"):
         by_site = {s: expected[(phase, s)]["co2_per_1k_samples_g"] for s in ("local", "slurm")}

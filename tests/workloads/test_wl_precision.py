@@ -286,7 +286,7 @@ def test_quantization_warnings_are_filtered_and_only_those(recwarn):
         )
     assert not [w for w in recwarn if "quantiz" in str(w.message).lower()], [str(w.message)[:80] for w in recwarn]
     with precision.quiet_quantization():
-        warnings.warn("something else", UserWarning)
+        warnings.warn("something else", UserWarning, stacklevel=1)
     assert any("something else" in str(w.message) for w in recwarn)
 
 

@@ -1,5 +1,5 @@
-"""Helpers (not fixtures: see conftest.py) for the workload / precision / FLOPs tests: tiny prepared datasets and a one-cell runner
-(in-process, no energy meters, no Snakemake) so that each case costs well under a second."""
+"""Helpers (not fixtures: see conftest.py) for the workload / precision / FLOPs tests: tiny prepared datasets and a
+one-cell runner (in-process, no energy meters, no Snakemake) so that each case costs well under a second."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ REPO = HERE.parent.parent
 if str(HERE) not in sys.path:  # the bring-your-own package byo_pkg lives next to this file
     sys.path.insert(0, str(HERE))
 
-from joulegrid.data import images  # noqa: E402
+from joulegrid.data import images  # noqa: E402 - after byo_pkg's folder is on sys.path
 
 needs_fashion = pytest.mark.skipif(
     images.missing() is not None, reason=f"Fashion-MNIST not installed here: {images.missing()}"
@@ -61,11 +61,12 @@ class CellKit:
 
     def builder(self, cfg: dict):
         from joulegrid import config as C
+        from joulegrid import spec as SP
         from joulegrid.sites import load_sites
 
         cfg = copy.deepcopy(cfg)
         C.prepare(cfg, REPO)
-        return C.SpecBuilder(cfg, load_sites(REPO / "config" / "sites.yaml"))
+        return SP.SpecBuilder(cfg, load_sites(REPO / "config" / "sites.yaml"))
 
     def run(
         self,
@@ -78,9 +79,9 @@ class CellKit:
         repeat: int = 0,
         keep_runner: bool = False,
     ):
-        from joulegrid.config import settings_hash
         from joulegrid.grid import Cell
         from joulegrid.runner import CellRunner, train_reference
+        from joulegrid.spec import settings_hash
 
         cfg = cfg or base_config()
         cfg = copy.deepcopy(cfg)
@@ -105,5 +106,6 @@ class CellKit:
 
 def assert_ok(row: dict) -> None:
     assert row["status"] == "ok", (
-        f"{row['cell_id']}: {row['status']} {row.get('error_type')}: {row.get('error_message')}{row.get('skip_reason') or ''}"
+        f"{row['cell_id']}: {row['status']} {row.get('error_type')}: "
+        f"{row.get('error_message')}{row.get('skip_reason') or ''}"
     )

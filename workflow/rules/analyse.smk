@@ -18,6 +18,9 @@ rule aggregate:
         CELL_PATHS,
         current=JOULEGRID.current_stamp,
         runs=JOULEGRID.runs_stamp,
+        # the sites' intensity, PUE and intensity series (with their sha256): the summary's carbon columns
+        # (joulegrid.carbon), so that a new or corrected series re-aggregates (and re-renders), measuring nothing
+        carbon=JOULEGRID.carbon_stamp,
     output:
         summary=f"{RESULTS}/summary.parquet",
         problems=f"{RESULTS}/summary.problems.json",
@@ -32,7 +35,7 @@ rule aggregate:
         JG_CONDA_ENV
     shell:
         "{params.jg} aggregate --runs {params.runs:q} --out {output.summary:q} --current {input.current:q} "
-        "--other {output.other:q} {params.strict} 2> {log:q}"
+        "--other {output.other:q} --carbon {input.carbon:q} {params.strict} 2> {log:q}"
 
 
 rule report:

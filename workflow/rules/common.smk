@@ -23,6 +23,11 @@ onstart:
     JOULEGRID.on_start()
 
 
+onsuccess:
+    # one line naming the next command if Snakemake left jobs unchecked this run (snakemake/snakemake#4166)
+    JOULEGRID.on_success()
+
+
 onerror:
     # the jobs' own messages about their worker's environment (job-wrapper.sh), which Snakemake does not show
     JOULEGRID.on_error()

@@ -61,6 +61,7 @@ rule measure:
             gpus=JOULEGRID.cell_gpus(),
             group_size=JOULEGRID.cells_per_group,
             reads=JOULEGRID.phase_inputs,  # without a shared filesystem: the dataset and model its inputs.json names
+            constraint=config["job"]["constraint"],  # the node type (slurm --constraint, htcondor requirements)
         ),
         attempt=lambda wc, attempt: attempt,  # the constant 1 without retries (joulegrid.snakefile, resolve_measure_rule)
         energy_meter=1,

@@ -11,4 +11,5 @@ CHART_NAMES = (
     "scheduler_overhead",
     "fleet_whatif",
     "sites",
+    "when_to_run",
 )

@@ -17,11 +17,15 @@ kept, listed by the report, never averaged with the current ones.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import schema
 from ..grid import run_files
+
+log = logging.getLogger(__name__)
 
 
 class AggregateError(RuntimeError):
@@ -42,26 +46,35 @@ def other_path(summary: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".parquet") + ".other-configs.parquet")
 
 
-def read_current(path: str | Path) -> dict[str, str]:
-    """{workload: config hash} from the Snakefile's current-configuration stamp (SpecBuilder.current)."""
+def current_hashes(data: dict[str, Any]) -> dict[str, list[str]]:
+    """{workload: its current config hashes} of a current-configuration mapping (SpecBuilder.current): the
+    workload's, then those of its precisions with their own (a pinned precision_options entry)."""
+    return {
+        w: [v["config_hash"], *(p["config_hash"] for p in (v.get("precisions") or {}).values())]
+        for w, v in data.items()
+    }
+
+
+def read_current(path: str | Path) -> dict[str, list[str]]:
+    """{workload: config hashes} from the Snakefile's current-configuration stamp (SpecBuilder.current)."""
     try:
-        data = json.loads(Path(path).read_text())
-        return {w: v["config_hash"] for w, v in data.items()}
+        return current_hashes(json.loads(Path(path).read_text()))
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise AggregateError(
             f"--current {path}: not a joulegrid current-configuration file ({type(e).__name__}: {e})"
         ) from None
 
 
-def split_current(df, current: dict[str, str] | None):
+def split_current(df, current: dict[str, str | list[str]] | None):
     """(runs of the current configuration, runs of any other): a run is current when its config_hash
-    is the one the current configuration gives its workload. None: every run is current."""
+    is one the current configuration gives its workload. None: every run is current."""
     import polars as pl
 
     if current is None:
         return df, df.clear()
+    flat = [(w, h) for w, hs in current.items() for h in ([hs] if isinstance(hs, str) else hs)]
     pairs = pl.DataFrame(
-        {"workload": list(current), "config_hash": list(current.values())},
+        {"workload": [w for w, _ in flat], "config_hash": [h for _, h in flat]},
         schema={"workload": pl.String, "config_hash": pl.String},
     )
     cur = df.join(pairs, on=["workload", "config_hash"], how="semi", maintain_order="left")
@@ -75,19 +88,22 @@ def _check_file(path: str) -> str | None:
 
     try:
         pf = pq.ParquetFile(path)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a bad file is skipped, with why (or refused with --strict)
         return f"not a readable Parquet file ({type(e).__name__}: {e})"
     meta = pf.schema_arrow.metadata or {}
     ver = meta.get(b"joulegrid.schema_version")
     if ver is None:
         return "not a joulegrid run file (no joulegrid.schema_version in the Parquet metadata)"
     if int(ver) != schema.SCHEMA_VERSION:
-        return f"schema version {int(ver)}, this joulegrid reads version {schema.SCHEMA_VERSION} (re-run the cell, or aggregate with the joulegrid that wrote it)"
+        return (
+            f"schema version {int(ver)}, this joulegrid reads version {schema.SCHEMA_VERSION} (re-run the cell, or "
+            "aggregate with the joulegrid that wrote it)"
+        )
     if pf.schema_arrow.remove_metadata() != schema.arrow_schema().remove_metadata():
         return "columns differ from the result schema of the same version"
     try:
         pf.read()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a bad file is skipped, with why (or refused with --strict)
         return f"corrupt data ({type(e).__name__}: {e})"
     return None
 
@@ -129,9 +145,12 @@ def aggregate(
     problems_out: str | None = None,
     current: dict[str, str] | None = None,
     other_out: str | None = None,
+    carbon: tuple[dict, dict] | None = None,
 ) -> AggregateResult:
     """Write the summary (the current configuration's runs, or every run when current is None), the
-    runs of other configurations and the problems list; returns the counts."""
+    runs of other configurations and the problems list; returns the counts. With ``carbon`` (the sites
+    file and its intensity series: joulegrid.carbon.read_stamp) the carbon columns are filled
+    (joulegrid.carbon.apply); without, they stay as the run files have them (null)."""
     from ..io import write_table
 
     files = run_files(runs_dir)
@@ -144,6 +163,10 @@ def aggregate(
             problems.append((rid, f"run_id found in {n} files (a copied run file?); kept once"))
         df = df.unique(subset="run_id", keep="first", maintain_order=True)
     df, other = split_current(df, current)
+    if carbon is not None:
+        from ..carbon import apply
+
+        df, other = (apply(d, *carbon) for d in (df, other))
     write_table(df.to_arrow().cast(schema.arrow_schema()), out)
     write_table(other.to_arrow().cast(schema.arrow_schema()), other_out or other_path(out))
     problems_path = problems_out or str(Path(out).with_suffix(".problems.json"))
@@ -152,3 +175,22 @@ def aggregate(
     with atomic_path(problems_path, suffix=".json") as tmp:
         Path(tmp).write_text(json.dumps([{"path": p, "problem": w} for p, w in problems], indent=1))
     return AggregateResult(len(files), df.height, problems, other.height)
+
+
+def load_earlier(results: str):
+    """Earlier results: <results>/summary.parquet and the runs of other configurations next to it
+    (summary.other-configs.parquet: another seed or epochs still predicts a cell's cost) as one
+    polars frame, or None when absent or unreadable."""
+    p = Path(results) / "summary.parquet"
+    if not p.is_file():
+        return None
+    import polars as pl
+
+    try:
+        frames = [pl.read_parquet(p)]
+        if other_path(p).is_file():
+            frames.append(pl.read_parquet(other_path(p)))
+        return pl.concat(frames, how="diagonal_relaxed")
+    except Exception as e:  # noqa: BLE001 - no forecast, with why: the plan itself goes on
+        log.warning("cannot read %s for the forecast (%s: %s); no forecast", p, type(e).__name__, e)
+        return None

@@ -97,22 +97,49 @@ def energy_per_sample(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
         lo=pl.col("energy_per_sample_j") - pl.col("energy_per_sample_ci95_j").fill_null(0),
         hi=pl.col("energy_per_sample_j") + pl.col("energy_per_sample_ci95_j").fill_null(0),
     ).with_columns(lo=pl.when(pl.col("lo") > 0).then(pl.col("lo")).otherwise(pl.col("energy_per_sample_j")))
-    d = _keep(d, [
-        "workload", "phase_device", "site", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
-        "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "lo", "hi", "samples_per_s", "energy_method",
-        "energy_source", "hostname", "precision_native", "precision_backend",
-    ])  # fmt: skip
+    d = _keep(
+        d,
+        [
+            "workload",
+            "phase_device",
+            "site",
+            "precision_variant",
+            "batch_size",
+            "repeats",
+            "energy_per_sample_j",
+            "energy_per_sample_ci95_j",
+            "energy_per_sample_cv",
+            "noisy",
+            "lo",
+            "hi",
+            "samples_per_s",
+            "energy_method",
+            "energy_source",
+            "hostname",
+            "precision_native",
+            "precision_backend",
+        ],
+    )
     base = alt.Chart().encode(x=alt.X("batch_size:O", title="batch size"), color=precision_colour())
     y = alt.Y("energy_per_sample_j:Q", title="energy per sample (J)", scale=alt.Scale(type="log", zero=False))
     tooltip = [
-        "workload", "phase_device", "site", "precision_variant", "batch_size", "repeats",
+        "workload",
+        "phase_device",
+        "site",
+        "precision_variant",
+        "batch_size",
+        "repeats",
         alt.Tooltip("energy_per_sample_j:Q", title="J/sample (mean)", format=".3e"),
         alt.Tooltip("energy_per_sample_ci95_j:Q", title="± 95 % CI", format=".2e"),
         alt.Tooltip("energy_per_sample_cv:Q", title="CV", format=".1%"),
-        "noisy", alt.Tooltip("samples_per_s:Q", title="samples/s", format=",.0f"),
-        "energy_method", "energy_source", "hostname",
-        alt.Tooltip("precision_native:N", title="native (false = emulated)"), alt.Tooltip("precision_backend:N", title="int8 backend"),
-    ]  # fmt: skip
+        "noisy",
+        alt.Tooltip("samples_per_s:Q", title="samples/s", format=",.0f"),
+        "energy_method",
+        "energy_source",
+        "hostname",
+        alt.Tooltip("precision_native:N", title="native (false = emulated)"),
+        alt.Tooltip("precision_backend:N", title="int8 backend"),
+    ]
     line = base.mark_line(opacity=0.45).encode(y=y, detail="precision_variant:N")
     err = base.mark_rule(strokeWidth=1.5).encode(y=alt.Y("lo:Q", scale=alt.Scale(type="log", zero=False)), y2="hi:Q")
     pts = _points(base, y=y, tooltip=tooltip)
@@ -134,23 +161,47 @@ def quality_vs_energy(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMix
     if cells.height == 0:
         return no_data(title, "no successful run with both a quality and an energy figure")
     d = metrics.pareto(cells).with_columns(
-        panel=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("quality_metric").fill_null("quality")
+        panel=pl.col("workload")
+        + " · "
+        + pl.col("phase")
+        + " · "
+        + pl.col("quality_metric").fill_null("quality")
         + pl.when(pl.col("quality_higher_is_better").fill_null(True)).then(pl.lit(" ↑")).otherwise(pl.lit(" ↓")),
         config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String) + " " + pl.col("device"),
-    )  # fmt: skip
-    d = _keep(d, [
-        "panel", "config", "site", "precision_variant", "batch_size", "device", "energy_per_sample_j", "quality",
-        "quality_metric", "pareto", "energy_source", "energy_method", "repeats",
-    ])  # fmt: skip
+    )
+    d = _keep(
+        d,
+        [
+            "panel",
+            "config",
+            "site",
+            "precision_variant",
+            "batch_size",
+            "device",
+            "energy_per_sample_j",
+            "quality",
+            "quality_metric",
+            "pareto",
+            "energy_source",
+            "energy_method",
+            "repeats",
+        ],
+    )
     x = alt.X("energy_per_sample_j:Q", title="energy per sample (J)", scale=alt.Scale(type="log", zero=False))
     y = alt.Y(
         "quality:Q", title="quality (arrow: better direction)", scale=alt.Scale(zero=False), axis=alt.Axis(format="~g")
     )
     tooltip = [
-        "config", "site", "quality_metric", alt.Tooltip("quality:Q", format=".4g"),
-        alt.Tooltip("energy_per_sample_j:Q", title="J/sample", format=".3e"), "pareto", "energy_source",
-        "energy_method", "repeats",
-    ]  # fmt: skip
+        "config",
+        "site",
+        "quality_metric",
+        alt.Tooltip("quality:Q", format=".4g"),
+        alt.Tooltip("energy_per_sample_j:Q", title="J/sample", format=".3e"),
+        "pareto",
+        "energy_source",
+        "energy_method",
+        "repeats",
+    ]
     base = alt.Chart().encode(x=x, y=y)
     front = (
         base.transform_filter("datum.pareto")
@@ -176,23 +227,42 @@ def time_to_target(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
         return no_data(title, "no successful training run with per-epoch quality")
     curves = (
         tta.select(
-            "run_id", "workload", "precision_variant", "batch_size", "repeat", "target", "epochs_to_target", "energy_source",
-            "epoch_quality", "epoch_wall_s", epoch=pl.int_ranges(1, pl.col("epoch_quality").list.len() + 1),
+            "run_id",
+            "workload",
+            "precision_variant",
+            "batch_size",
+            "repeat",
+            "target",
+            "epochs_to_target",
+            "energy_source",
+            "epoch_quality",
+            "epoch_wall_s",
+            epoch=pl.int_ranges(1, pl.col("epoch_quality").list.len() + 1),
         )
         .filter(pl.col("epoch_wall_s").list.len() == pl.col("epoch_quality").list.len())
         .explode("epoch_quality", "epoch_wall_s", "epoch")
         .with_columns(
-            run=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String) + " r" + pl.col("repeat").cast(pl.String),
+            run=pl.col("precision_variant")
+            + " bs"
+            + pl.col("batch_size").cast(pl.String)
+            + " r"
+            + pl.col("repeat").cast(pl.String),
             reached=pl.col("epoch") == pl.col("epochs_to_target"),
         )
         .drop("run_id")
-    )  # fmt: skip
+    )
     if curves.height == 0:
         return no_data(title, "training runs recorded no per-epoch wall times")
     x = alt.X("epoch_wall_s:Q", title="cumulative wall time (s)")
     y = alt.Y("epoch_quality:Q", title="quality", scale=alt.Scale(zero=False))
-    tooltip = ["run", "epoch", alt.Tooltip("epoch_wall_s:Q", format=".2f"), alt.Tooltip("epoch_quality:Q", format=".4g"),
-               alt.Tooltip("target:Q", format=".4g"), "reached"]  # fmt: skip
+    tooltip = [
+        "run",
+        "epoch",
+        alt.Tooltip("epoch_wall_s:Q", format=".2f"),
+        alt.Tooltip("epoch_quality:Q", format=".4g"),
+        alt.Tooltip("target:Q", format=".4g"),
+        "reached",
+    ]
     base = alt.Chart().encode(x=x, y=y, color=precision_colour())
     lines = base.mark_line(opacity=0.7).encode(
         detail="run:N", strokeDash=alt.StrokeDash("batch_size:O", title="batch size")
@@ -255,7 +325,7 @@ def scheduler_overhead(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMi
                 alt.Tooltip("seconds:Q", format=".2f"),
                 "jobs",
                 alt.Tooltip("batch_efficiency:Q", title="batch efficiency", format=".1%"),
-            ],  # fmt: skip
+            ],
         )
         .transform_calculate(part_order=f"indexof({labels!r}, datum.part)")
         .properties(width=560, height=alt.Step(34), title=title)
@@ -265,42 +335,88 @@ def scheduler_overhead(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMi
 # ------------------------------------------------------------------ 5. fleet what-if
 def fleet_whatif(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
     jobs = f"{st.jobs_per_day:,.0f}"
-    title = f"Fleet what-if: energy per day at {jobs} jobs/day per site, equal work per job (label: energy change vs fp32 baseline)"
+    title = (
+        f"Fleet what-if: energy per day at {jobs} jobs/day per site, equal work per job (label: energy change vs "
+        "fp32 baseline)"
+    )
     cells = _cells(df, st).filter(pl.col("energy_j").is_not_null())
     if cells.height == 0:
         return no_data(title, "no successful run with an energy figure")
-    f = st.fleet_table(cells).with_columns(
+    f = st.fleet_with_intervals(cells, df).with_columns(
         group=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("device") + " @ " + pl.col("site"),
         config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String),
-        saving_label=pl.when(pl.col("saving_pct").is_null())
-        .then(pl.lit("no baseline"))
-        .when((pl.col("precision") == "fp32") & (pl.col("variant") == "baseline"))
-        .then(pl.lit("baseline"))
-        .otherwise(pl.format("{}%", (pl.col("saving_pct") * -1).round(1)).str.replace(r"^(\d)", "+$1")),
     )
-    f = _keep(f, ["group", "config", "precision_variant", "mwh_per_day", "t_co2_per_day", "saving_pct", "saving_label",
-                  "saving_mwh_per_day", "jobs_per_day", "samples_per_job", "energy_per_job_j", "energy_source"])  # fmt: skip
+    f = f.with_columns(saving_label=pl.Series([_change_label(x) for x in f.to_dicts()], dtype=pl.String))
+    f = _keep(
+        f,
+        [
+            "group",
+            "config",
+            "precision_variant",
+            "mwh_per_day",
+            "mwh_per_day_lo",
+            "mwh_per_day_hi",
+            "t_co2_per_day",
+            "saving_pct",
+            "saving_label",
+            "saving_mwh_per_day",
+            "jobs_per_day",
+            "samples_per_job",
+            "energy_per_job_j",
+            "energy_source",
+            "d_energy_job_verdict",
+        ],
+    )
     base = alt.Chart().encode(
         y=alt.Y("config:N", title=None, sort=alt.EncodingSortField("mwh_per_day", order="descending"))
     )
     bars = base.mark_bar(stroke="#333", strokeWidth=1).encode(
         x=alt.X("mwh_per_day:Q", title="MWh per day"),
         color=precision_colour(),
-        opacity=alt.Opacity("energy_source:N", scale=alt.Scale(domain=SOURCE_DOMAIN, range=[0.95, 0.35]),
-                            title="energy (pale = estimated)"),
-        tooltip=["config", alt.Tooltip("jobs_per_day:Q", format=",.0f"), alt.Tooltip("samples_per_job:Q", title="samples/job", format=",.0f"),
-                 alt.Tooltip("energy_per_job_j:Q", title="J/job", format=".3g"),
-                 alt.Tooltip("mwh_per_day:Q", format=".4g"), alt.Tooltip("t_co2_per_day:Q", title="tCO2e/day", format=".4g"),
-                 alt.Tooltip("saving_mwh_per_day:Q", title="saving MWh/day", format=".4g"), "saving_label", "energy_source"],
-    )  # fmt: skip
-    text = base.mark_text(align="left", dx=4, fontSize=11).encode(x="mwh_per_day:Q", text="saving_label:N")
+        opacity=alt.Opacity(
+            "energy_source:N",
+            scale=alt.Scale(domain=SOURCE_DOMAIN, range=[0.95, 0.35]),
+            title="energy (pale = estimated)",
+        ),
+        tooltip=[
+            "config",
+            alt.Tooltip("jobs_per_day:Q", format=",.0f"),
+            alt.Tooltip("samples_per_job:Q", title="samples/job", format=",.0f"),
+            alt.Tooltip("energy_per_job_j:Q", title="J/job", format=".3g"),
+            alt.Tooltip("mwh_per_day:Q", format=".4g"),
+            alt.Tooltip("t_co2_per_day:Q", title="tCO2e/day", format=".4g"),
+            alt.Tooltip("saving_mwh_per_day:Q", title="saving MWh/day", format=".4g"),
+            "saving_label",
+            "energy_source",
+        ],
+    )
+    rng = base.mark_rule(color="#222", strokeWidth=1.5).encode(x="mwh_per_day_lo:Q", x2="mwh_per_day_hi:Q")
+    # the label sits right of the bar and of its range
+    text = base.mark_text(align="left", dx=4, fontSize=11).encode(x="label_x:Q", text="saving_label:N")
+    f = f.with_columns(label_x=pl.max_horizontal("mwh_per_day", "mwh_per_day_hi"))
     return (
-        alt.layer(bars, text, data=f)
+        alt.layer(bars, rng, text, data=f)
         .properties(width=420, height=alt.Step(20))
         .facet(row=alt.Row("group:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
         .resolve_scale(y="independent", x="independent")
         .properties(title=title)
     )
+
+
+def _change_label(x: dict) -> str:
+    """A fleet bar's label: the change of one job's energy against the fp32 baseline with its interval and verdict
+    ('−40 % [−45, −35]', '+3 % [−5, +12] no detectable difference', '−18 % one run'), 'baseline', 'no baseline'."""
+    from .stats import fmt_interval
+
+    v = x.get("d_energy_job_verdict")
+    if v == "baseline":
+        return "baseline"
+    if x.get("d_energy_job_pct") is None:
+        return "no baseline"
+    text = fmt_interval(x["d_energy_job_pct"], x.get("d_energy_job_lo_pct"), x.get("d_energy_job_hi_pct")) + " %"
+    if v in ("costlier", "cheaper"):
+        return text
+    return f"{text} ({'one run' if v == 'one run: no interval' else v})" if v else text
 
 
 # ------------------------------------------------------------------ 6. sites
@@ -313,24 +429,95 @@ def sites(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
         group=pl.col("workload") + " · " + pl.col("phase") + " · " + pl.col("device"),
         config=pl.col("precision_variant") + " bs" + pl.col("batch_size").cast(pl.String),
     )
-    d = _keep(d, ["group", "config", "site", "precision_variant", "batch_size", "co2_per_1k_samples_g", "energy_per_sample_j",
-                  "time_per_sample_s", "intensity_g_per_kwh", "pue", "queue_wait_s", "batch_efficiency", "energy_source"])  # fmt: skip
+    d = _keep(
+        d,
+        [
+            "group",
+            "config",
+            "site",
+            "precision_variant",
+            "batch_size",
+            "co2_per_1k_samples_g",
+            "energy_per_sample_j",
+            "time_per_sample_s",
+            "intensity_g_per_kwh",
+            "pue",
+            "queue_wait_s",
+            "batch_efficiency",
+            "energy_source",
+        ],
+    )
     base = alt.Chart().encode(
         y=alt.Y("site:N", title=None),
         x=alt.X("co2_per_1k_samples_g:Q", title="g CO2 per 1,000 samples", scale=alt.Scale(type="log", zero=False)),
     )
     line = base.mark_line(opacity=0.4).encode(color=precision_colour(), detail="config:N")
-    pts = _points(base, tooltip=[
-        "group", "config", "site", alt.Tooltip("co2_per_1k_samples_g:Q", title="g CO2 / 1k samples", format=".3g"),
-        alt.Tooltip("energy_per_sample_j:Q", title="J/sample", format=".3e"), alt.Tooltip("time_per_sample_s:Q", title="s/sample", format=".3e"),
-        alt.Tooltip("intensity_g_per_kwh:Q", title="gCO2/kWh"), "pue", alt.Tooltip("queue_wait_s:Q", title="queue wait s", format=".1f"),
-        alt.Tooltip("batch_efficiency:Q", format=".1%"), "energy_source",
-    ])  # fmt: skip
+    pts = _points(
+        base,
+        tooltip=[
+            "group",
+            "config",
+            "site",
+            alt.Tooltip("co2_per_1k_samples_g:Q", title="g CO2 / 1k samples", format=".3g"),
+            alt.Tooltip("energy_per_sample_j:Q", title="J/sample", format=".3e"),
+            alt.Tooltip("time_per_sample_s:Q", title="s/sample", format=".3e"),
+            alt.Tooltip("intensity_g_per_kwh:Q", title="gCO2/kWh"),
+            "pue",
+            alt.Tooltip("queue_wait_s:Q", title="queue wait s", format=".1f"),
+            alt.Tooltip("batch_efficiency:Q", format=".1%"),
+            "energy_source",
+        ],
+    )
     return (
         alt.layer(line, pts, data=d)
         .properties(width=420, height=alt.Step(26))
         .facet(row=alt.Row("group:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
         .resolve_scale(x="independent")
+        .properties(title=title)
+    )
+
+
+# ------------------------------------------------------------------ 7. when to run
+def when_to_run(df: pl.DataFrame, st: AnalysisSettings) -> alt.TopLevelMixin:
+    from .. import carbon
+
+    title = (
+        "CO2 per 1,000 samples by hour of day (UTC), per site with an intensity series (dashed: with the annual mean)"
+    )
+    loaded = carbon.load(st.carbon_series, st.sites)
+    if not loaded:
+        return no_data(
+            title, "no site has an intensity series (carbon_intensity.series in the sites file; docs/sites.md)"
+        )
+    d = carbon.hourly_co2_per_sample(_cells(df, st), st.sites, loaded)
+    if d.height == 0:
+        return no_data(title, "no successful run with an energy figure at a site with an intensity series")
+    d = d.with_columns(panel=pl.col("workload") + " · " + pl.col("phase"))
+    colour = alt.Color("site:N", title="site")
+    base = alt.Chart().encode(x=alt.X("hour:O", title="hour of day (UTC)"), color=colour)
+    line = base.mark_line(point=True).encode(
+        y=alt.Y(
+            "co2_per_1k_samples_g:Q",
+            title="g CO2e per 1,000 samples",
+            scale=alt.Scale(zero=False),
+            axis=alt.Axis(format=".2e"),
+        ),
+        tooltip=[
+            "site",
+            "panel",
+            alt.Tooltip("cell:N", title="cell (lowest energy/sample)"),
+            "hour",
+            alt.Tooltip("g_per_kwh:Q", title="gCO2e/kWh (typical day)", format=".1f"),
+            alt.Tooltip("co2_per_1k_samples_g:Q", title="g CO2e / 1k samples", format=".3g"),
+            alt.Tooltip("annual_g:Q", title="with the annual mean", format=".3g"),
+        ],
+    )
+    annual = base.mark_line(strokeDash=[5, 4], opacity=0.7).encode(y="annual_g:Q")
+    return (
+        alt.layer(line, annual, data=d)
+        .properties(width=420, height=200)
+        .facet(facet=alt.Facet("panel:N", title=None), columns=2)
+        .resolve_scale(y="independent")
         .properties(title=title)
     )
 
@@ -342,6 +529,7 @@ CHARTS: dict[str, Callable[[pl.DataFrame, AnalysisSettings], alt.TopLevelMixin]]
     "scheduler_overhead": scheduler_overhead,
     "fleet_whatif": fleet_whatif,
     "sites": sites,
+    "when_to_run": when_to_run,
 }
 assert tuple(CHARTS) == CHART_NAMES, "keep joulegrid.analysis.CHART_NAMES in step with charts.CHARTS"
 

@@ -19,6 +19,11 @@ Layers, each a function of a DataFrame in the result schema (plus what the layer
 - ``site_comparison``   the same cell side by side across sites (time, energy and CO2 per sample with each
                         site's intensity and PUE, queue wait, whole-job overhead, batch efficiency);
                         ``where_to_run`` ranks the sites per workload and phase at equal work.
+- ``whose_energy``      the node's energy vs the jobs' per site and host; ``model_error`` the CPU power
+                        model's prediction against the counters where both measured.
+
+CO2 is ``joulegrid.units.co2_g`` (the runner's ``co2_kg`` uses it too); the cell's axes come from
+``joulegrid.axes`` (``CELL_KEYS`` and the keys derived from it).
 """
 
 from __future__ import annotations
@@ -26,10 +31,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import polars as pl
+from scipy import stats as sps
 
-from ..axes import BASELINE_PRECISION, BASELINE_VARIANT
-from ..config import schema_defaults
+from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, CELL_AXES
+from ..base import schema_defaults
+from ..units import co2_g, kwh
+from . import stats
 
 
 def _default(section: str, key: str) -> Any:
@@ -39,24 +48,10 @@ def _default(section: str, key: str) -> Any:
 
 # A cell without its repeat index: the unit repeats are averaged over. Runs of two configurations
 # (config_hash: other settings, seed, ...) of the same cell are two cells, never averaged.
-CELL_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "config_hash")
-# What a baseline shares with the cells compared to it (everything but precision and variant).
-BASELINE_KEYS = ("site", "workload", "phase", "device", "batch_size", "config_hash")
-J_PER_KWH = 3.6e6
-
-# Two-sided 95 % Student-t quantiles t(0.975, dof) for small samples; 1.96 (normal) beyond 30.
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def t975(dof: int) -> float | None:
-    """Student-t 0.975 quantile for dof degrees of freedom (None for dof < 1)."""
-    if dof < 1:
-        return None
-    return _T975[dof - 1] if dof <= len(_T975) else 1.96
+CELL_KEYS = (*(a for a in CELL_AXES if a != "repeat"), "config_hash")
+# What a baseline shares with the cells compared to it (everything but precision and variant);
+# baseline_hash: the config hash of the baseline it compares with (with_baseline_hash).
+BASELINE_KEYS = (*(k for k in CELL_KEYS if k not in ("precision", "variant", "config_hash")), "baseline_hash")
 
 
 # ------------------------------------------------------------------ per run
@@ -89,22 +84,43 @@ def ok_runs(df: pl.DataFrame) -> pl.DataFrame:
     return df.filter(pl.col("status") == "ok")
 
 
+def stat_runs(df: pl.DataFrame) -> pl.DataFrame:
+    """The runs that enter the statistics: the ok runs (``derive``d) minus those an outlier rule excluded,
+    each with its block (stats.usable) and its peak memory (``peak_mem_bytes``: the device's allocated peak
+    for cuda cells, else the process's peak RSS in the window)."""
+    d = stats.usable(derive(ok_runs(df)))
+    return d.with_columns(
+        peak_mem_bytes=pl.when(pl.col("device") == "cuda")
+        .then(pl.col("peak_device_mem_allocated_bytes"))
+        .otherwise(pl.col("peak_rss_window_bytes"))
+        .cast(pl.Float64)
+    )
+
+
 # ------------------------------------------------------------------ repeats
 def cell_stats(df: pl.DataFrame, noisy_cv: float | None = None) -> pl.DataFrame:
-    """One row per cell (repeats averaged) of the ok runs: mean, std, 95 % CI half-width, CV, noisy.
+    """One row per cell (repeats averaged) of the runs that enter the statistics (``stat_runs``: ok, not
+    excluded by an outlier rule): mean, std, 95 % CI half-width, CV, noisy; the geometric means and the mean
+    log energy per sample that the comparisons use (docs/metrics.md, "Intervals and verdicts").
 
-    CI = t(0.975, n-1) * std / sqrt(n) (Student t; null for a single repeat). ``noisy`` is true when
-    the CV (std/mean) of energy per sample exceeds ``noisy_cv`` (None: report.noisy_cv's default, 10 %).
+    CI = t.ppf(0.975, n-1) * std / sqrt(n) (scipy.stats; null for a single repeat): the interval of the
+    arithmetic mean. ``noisy`` is true when the CV (std/mean) of energy per sample exceeds ``noisy_cv``
+    (None: report.noisy_cv's default, 10 %).
     """
     noisy_cv = _default("report", "noisy_cv") if noisy_cv is None else noisy_cv
-    d = derive(ok_runs(df))
+    d = stat_runs(df)
     n = pl.col("energy_per_sample_j").count()
+    pos = lambda c: pl.col(c).filter(pl.col(c) > 0)  # noqa: E731
     agg = d.group_by(*CELL_KEYS, maintain_order=True).agg(
         precision_variant=pl.col("precision_variant").first(),
         repeats=pl.len(),
         n_energy=n,
         energy_per_sample_j=pl.col("energy_per_sample_j").mean(),
         energy_per_sample_std_j=pl.col("energy_per_sample_j").std(),
+        log_mean=pos("energy_per_sample_j").log().mean(),
+        energy_per_sample_gm_j=pos("energy_per_sample_j").log().mean().exp(),
+        time_per_sample_gm_s=pos("time_per_sample_s").log().mean().exp(),
+        peak_mem_bytes=pl.col("peak_mem_bytes").mean(),
         energy_j=pl.col("energy_j").mean(),
         wall_s=pl.col("wall_s").mean(),
         wall_std_s=pl.col("wall_s").std(),
@@ -150,7 +166,8 @@ def cell_stats(df: pl.DataFrame, noisy_cv: float | None = None) -> pl.DataFrame:
         cpu_flags=pl.col("cpu_flags").drop_nulls().first(),
         compile_s=pl.col("compile_s").mean(),
     )
-    t = pl.col("n_energy").map_elements(lambda k: t975(int(k) - 1), return_dtype=pl.Float64)
+    k = agg["n_energy"].cast(pl.Float64).to_numpy()
+    t = pl.Series(np.where(k >= 2, sps.t.ppf(0.975, np.maximum(k - 1, 1)), np.nan), nan_to_null=True)
     return agg.with_columns(
         energy_per_sample_ci95_j=t * pl.col("energy_per_sample_std_j") / pl.col("n_energy").cast(pl.Float64).sqrt(),
         energy_per_sample_cv=pl.when(pl.col("energy_per_sample_j") > 0).then(
@@ -165,31 +182,174 @@ def _is_baseline() -> pl.Expr:
     return (pl.col("precision") == BASELINE_PRECISION) & (pl.col("variant") == BASELINE_VARIANT)
 
 
-def relative_to_baseline(cells: pl.DataFrame) -> pl.DataFrame:
-    """Add Δenergy %, Δtime % (per sample) and Δquality against the fp32 baseline cell.
+def with_baseline_hash(cells: pl.DataFrame) -> pl.DataFrame:
+    """Add baseline_hash: the config hash of the baseline a cell compares with. Its own, except where its
+    comparison group (site, workload, phase, device, batch size) has no baseline of its hash but a baseline
+    of exactly one other: a precision with its own config hash (a pinned precision_options entry changes
+    that precision's cells only, docs/configuration.md) compares with the one fp32 baseline measured beside
+    it. With baselines of several configurations in the group (a summary of several seeds), none is chosen."""
+    if "baseline_hash" in cells.columns:
+        return cells
+    group = [k for k in BASELINE_KEYS if k != "baseline_hash"]
+    base = cells.filter(_is_baseline())
+    own = base.select(*group, "config_hash").unique().with_columns(_own=pl.lit(True))
+    single = (
+        base.group_by(group)
+        .agg(_only=pl.col("config_hash").unique())
+        .filter(pl.col("_only").list.len() == 1)
+        .with_columns(pl.col("_only").list.first())
+    )
+    out = cells.join(own, on=[*group, "config_hash"], how="left", nulls_equal=True).join(
+        single, on=group, how="left", nulls_equal=True
+    )
+    return out.with_columns(
+        baseline_hash=pl.when(pl.col("_own").is_null() & pl.col("_only").is_not_null())
+        .then(pl.col("_only"))
+        .otherwise(pl.col("config_hash"))
+    ).drop("_own", "_only")
 
-    The baseline shares site, workload, phase, device and batch size (BASELINE_KEYS). Δquality is
-    quality - baseline quality in the metric's own units; ``quality_better`` says whether that is
-    an improvement given the metric's direction. Cells without a baseline get nulls (see
-    ``missing_baselines``).
+
+def relative_to_baseline(
+    cells: pl.DataFrame, runs: pl.DataFrame | None = None, alpha: float | None = None, power: float | None = None
+) -> pl.DataFrame:
+    """Add Δenergy %, Δtime % (per sample) and Δquality against the fp32 baseline cell, each with its
+    interval, verdict and minimum detectable effect when the runs are given (``runs``: the result rows).
+
+    The baseline shares site, workload, phase, device and batch size, and its config hash is the cell's
+    baseline_hash (BASELINE_KEYS: its own, or the one fp32 baseline beside a pinned precision). Δenergy
+    and Δtime are the change of the ratio of geometric means (docs/metrics.md, "Intervals and verdicts"):
+    per block where the two cells share blocks (same site, configuration and host), else Welch, on the log
+    scale; ``d_energy_verdict`` is costlier / cheaper / no detectable difference / one run: no interval /
+    withheld (different meters or models), ``d_energy_mde_pct`` the change detectable at ``power``,
+    ``d_energy_p`` its two-sided p-value and ``d_energy_q`` the Benjamini-Hochberg q-value over this frame's
+    comparisons. Δquality is quality - baseline quality in the metric's own units (an exact Δ where neither
+    cell's quality varies between runs); ``quality_better`` says whether that is an improvement given the
+    metric's direction; ``d_peak_mem_pct`` the change of peak memory. Cells without a baseline get nulls (see
+    ``missing_baselines``). alpha, power None: design.alpha's and design.power's defaults.
     """
+    alpha = _default("design", "alpha") if alpha is None else alpha
+    power = _default("design", "power") if power is None else power
+    gm = "energy_per_sample_gm_j" in cells.columns
+    cells = with_baseline_hash(cells)
     base = cells.filter(_is_baseline()).select(
         *BASELINE_KEYS,
         base_energy_per_sample_j=pl.col("energy_per_sample_j"),
         base_time_per_sample_s=pl.col("time_per_sample_s"),
         base_quality=pl.col("quality"),
+        _base_e=pl.col("energy_per_sample_gm_j" if gm else "energy_per_sample_j"),
+        _base_t=pl.col("time_per_sample_gm_s" if gm else "time_per_sample_s"),
     )
     out = cells.join(base, on=list(BASELINE_KEYS), how="left", nulls_equal=True)
-    return out.with_columns(
-        d_energy_pct=(pl.col("energy_per_sample_j") / pl.col("base_energy_per_sample_j") - 1) * 100,
-        d_time_pct=(pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s") - 1) * 100,
+    out = out.with_columns(
+        d_energy_pct=(pl.col("energy_per_sample_gm_j" if gm else "energy_per_sample_j") / pl.col("_base_e") - 1) * 100,
+        d_time_pct=(pl.col("time_per_sample_gm_s" if gm else "time_per_sample_s") / pl.col("_base_t") - 1) * 100,
         d_quality=pl.col("quality") - pl.col("base_quality"),
-    ).with_columns(
+    )
+    if runs is not None:
+        out = _baseline_intervals(out, runs, alpha, power)
+    return out.drop("_base_e", "_base_t").with_columns(
         quality_better=pl.when(pl.col("d_quality").is_null())
         .then(None)
         .when(pl.col("quality_higher_is_better").fill_null(True))
         .then(pl.col("d_quality") >= 0)
         .otherwise(pl.col("d_quality") <= 0)
+    )
+
+
+# What each comparison against the baseline measures: (prefix, per-run value, log scale, verdict labels,
+# energy: a systematic term where the meters differ).
+BASELINE_COMPARISONS = (
+    ("d_energy", "energy_per_sample_j", True, (stats.COSTLIER, stats.CHEAPER), True),
+    ("d_time", "time_per_sample_s", True, ("slower", "faster"), False),
+    ("d_quality", "quality", False, ("higher", "lower"), False),
+    ("d_peak_mem", "peak_mem_bytes", True, ("more memory", "less memory"), False),
+)
+
+
+def _baseline_pairs(cells: pl.DataFrame) -> pl.DataFrame:
+    """One comparison (``cmp``) per cell with a baseline that is not the baseline itself: a_* = the fp32
+    baseline's keys, b_* = the cell's (stats.compare's pairs)."""
+    cells = with_baseline_hash(cells)
+    base = cells.filter(_is_baseline()).select(*BASELINE_KEYS).unique()
+    todo = cells.filter(~_is_baseline()).join(base, on=list(BASELINE_KEYS), how="semi", nulls_equal=True)
+    # the baseline's keys: the cell's, but its precision and variant, and its config hash (baseline_hash)
+    a = [
+        pl.col("baseline_hash" if k == "config_hash" else k).alias(f"a_{k}")
+        for k in CELL_KEYS
+        if k not in ("precision", "variant")
+    ]
+    b = [pl.col(k).alias(f"b_{k}") for k in CELL_KEYS]
+    return todo.select(
+        *a, *b, a_precision=pl.lit(BASELINE_PRECISION), a_variant=pl.lit(BASELINE_VARIANT)
+    ).with_row_index("cmp")
+
+
+def against_baseline(
+    cells: pl.DataFrame,
+    runs: pl.DataFrame,
+    value: str,
+    prefix: str,
+    *,
+    log: bool = True,
+    labels: tuple[str, str] = (stats.COSTLIER, stats.CHEAPER),
+    systematic: bool = False,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> pl.DataFrame:
+    """Each cell of ``cells`` against its fp32 baseline on the per-run ``value`` of ``runs`` (stat_runs' rows):
+    ``<prefix>_pct`` (log: the change of the ratio of geometric means, %; linear: ``<prefix>`` = b - a),
+    ``_lo``/``_hi`` (the 1 - alpha interval), ``_mde``, ``_verdict`` ('baseline' for the baseline itself),
+    ``_analysis`` and ``_p`` (stats.compare), joined to the cells by their keys; ``_sys_pct`` with systematic."""
+    cells = with_baseline_hash(cells)
+    pairs = _baseline_pairs(cells)
+    res = stats.compare(
+        runs, pairs, value, CELL_KEYS, log=log, alpha=alpha, power=power, labels=labels, systematic=systematic
+    )
+    if log:
+        res = stats.log_to_pct(res, prefix, ("d", "lo", "hi", "mde", "sys") if systematic else ("d", "lo", "hi", "mde"))
+        point = f"{prefix}_pct"
+    else:
+        res = res.rename({"d": prefix, "lo": f"{prefix}_lo", "hi": f"{prefix}_hi", "mde": f"{prefix}_mde"})
+        point = prefix
+    res = res.rename({"verdict": f"{prefix}_verdict", "analysis": f"{prefix}_analysis", "p": f"{prefix}_p"})
+    keep = [c for c in res.columns if c.startswith(prefix)]
+    res = res.join(pairs.select("cmp", *[pl.col(f"b_{k}").alias(k) for k in CELL_KEYS]), on="cmp")
+    out = cells.drop(keep, strict=False).join(
+        res.select(*CELL_KEYS, *keep, n_base="n_a", n_cell="n_b", n_pairs="n_pairs").rename(
+            {"n_base": f"{prefix}_n_base", "n_cell": f"{prefix}_n", "n_pairs": f"{prefix}_n_pairs"}
+        ),
+        on=list(CELL_KEYS),
+        how="left",
+        nulls_equal=True,
+    )
+    bases = cells.filter(_is_baseline()).select(*BASELINE_KEYS).unique().with_columns(_has_base=pl.lit(True))
+    out = out.join(bases, on=list(BASELINE_KEYS), how="left", nulls_equal=True)
+    is_base = _is_baseline() & pl.col("energy_per_sample_j").is_not_null()
+    return out.with_columns(
+        pl.when(is_base).then(pl.lit("baseline")).otherwise(pl.col(f"{prefix}_verdict")).alias(f"{prefix}_verdict"),
+        pl.when(is_base).then(0.0).when(pl.col("_has_base").fill_null(False)).then(pl.col(point)).alias(point),
+    ).drop("_has_base")
+
+
+def _baseline_intervals(out: pl.DataFrame, df: pl.DataFrame, alpha: float, power: float) -> pl.DataFrame:
+    """relative_to_baseline's intervals: one comparison per (cell, its baseline) and quantity."""
+    runs = stat_runs(df)
+    for prefix, value, log, labels, systematic in BASELINE_COMPARISONS:
+        out = against_baseline(
+            out, runs, value, prefix, log=log, labels=labels, systematic=systematic, alpha=alpha, power=power
+        )
+        if prefix != "d_energy":
+            out = out.drop(f"{prefix}_n_base", f"{prefix}_n", f"{prefix}_n_pairs")
+    out = out.rename({"d_energy_n_base": "n_base", "d_energy_n": "n_cell", "d_energy_n_pairs": "n_pairs"})
+    out = out.with_columns(d_energy_q=pl.Series(stats.bh(stats.as_array(out, "d_energy_p")), nan_to_null=True))
+    # quality: higher / lower read in the metric's direction
+    hib = pl.col("quality_higher_is_better").fill_null(True)
+    return out.with_columns(
+        d_quality_verdict=pl.when(pl.col("d_quality_verdict") == "higher")
+        .then(pl.when(hib).then(pl.lit("better")).otherwise(pl.lit("worse")))
+        .when(pl.col("d_quality_verdict") == "lower")
+        .then(pl.when(hib).then(pl.lit("worse")).otherwise(pl.lit("better")))
+        .otherwise(pl.col("d_quality_verdict"))
     )
 
 
@@ -201,9 +361,19 @@ def emulated(rel: pl.DataFrame) -> pl.DataFrame:
     of the same site/workload/phase/device/batch size (``slowdown_min``/``slowdown_max``, from the
     rows; null where no cell has a baseline). Hardware is the GPU model for cuda cells, else the CPU model.
     """
-    cols = {"site": pl.String, "device": pl.String, "hardware": pl.String, "precision": pl.String, "cells": pl.UInt32,
-            "cells_with_baseline": pl.UInt32, "slowdown_min": pl.Float64, "slowdown_max": pl.Float64,
-            "workloads": pl.String, "cpu_flags": pl.String, "gpu_compute_capability": pl.String}  # fmt: skip
+    cols = {
+        "site": pl.String,
+        "device": pl.String,
+        "hardware": pl.String,
+        "precision": pl.String,
+        "cells": pl.UInt32,
+        "cells_with_baseline": pl.UInt32,
+        "slowdown_min": pl.Float64,
+        "slowdown_max": pl.Float64,
+        "workloads": pl.String,
+        "cpu_flags": pl.String,
+        "gpu_compute_capability": pl.String,
+    }
     if rel.height == 0 or "precision_native" not in rel.columns:
         return pl.DataFrame(schema=cols)
     ratio = pl.col("time_per_sample_s") / pl.col("base_time_per_sample_s")
@@ -230,7 +400,8 @@ def emulated(rel: pl.DataFrame) -> pl.DataFrame:
 
 
 def emulated_notes(emu: pl.DataFrame) -> list[str]:
-    """One sentence per row of ``emulated``: 'bf16 on Intel Xeon (site local, cpu) is emulated: 6.1–13.0× slower than fp32 ...'."""
+    """One sentence per row of ``emulated``: 'bf16 on Intel Xeon (site local, cpu) is emulated: 6.1–13.0× slower
+    than fp32 ...'."""
     out = []
     for r in emu.iter_rows(named=True):
         what = "CPU" if r["device"] != "cuda" else "GPU"
@@ -245,15 +416,21 @@ def emulated_notes(emu: pl.DataFrame) -> list[str]:
                 rng = f"{1 / hi:.1f}×" if abs(1 / lo - 1 / hi) < 0.05 else f"{1 / hi:.1f}–{1 / lo:.1f}×"
             cost = f"{rng} {side} fp32 per sample"
             cost += f" ({r['cells_with_baseline']} cell(s): {r['workloads']})"
-        why = (f"compute capability {r['gpu_compute_capability']}" if r["device"] == "cuda"
-               else f"CPU flags: {r['cpu_flags'] or 'none of the relevant ones'}")  # fmt: skip
-        out.append(f"{r['precision']} on {hw} (site {r['site']}, {r['device']}) is emulated: {cost}. "
-                   f"The host lacks the instructions for it ({why}): the figure is the host's, not the precision's.")  # fmt: skip
+        why = (
+            f"compute capability {r['gpu_compute_capability']}"
+            if r["device"] == "cuda"
+            else f"CPU flags: {r['cpu_flags'] or 'none of the relevant ones'}"
+        )
+        out.append(
+            f"{r['precision']} on {hw} (site {r['site']}, {r['device']}) is emulated: {cost}. "
+            f"The host lacks the instructions for it ({why}): the figure is the host's, not the precision's."
+        )
     return out
 
 
 def missing_baselines(cells: pl.DataFrame) -> pl.DataFrame:
     """Comparison groups (site/workload/phase/device/batch) that have cells but no ok fp32 baseline."""
+    cells = with_baseline_hash(cells)
     have = cells.filter(_is_baseline()).select(*BASELINE_KEYS).unique()
     groups = cells.group_by(*BASELINE_KEYS).agg(cells=pl.col("precision_variant").unique().sort().str.join(", "))
     return groups.join(have, on=list(BASELINE_KEYS), how="anti", nulls_equal=True).sort(*BASELINE_KEYS)
@@ -357,9 +534,15 @@ def best_batch_size(tta: pl.DataFrame) -> pl.DataFrame:
     keys = ("site", "workload", "device", "precision_variant")
     if d.height == 0:
         return pl.DataFrame(
-            schema={**{k: pl.String for k in keys}, "batch_size": pl.Int64, "zeus_cost": pl.Float64,
-                    "tta_s": pl.Float64, "eta_j": pl.Float64, "candidates": pl.UInt32}
-        )  # fmt: skip
+            schema={
+                **{k: pl.String for k in keys},
+                "batch_size": pl.Int64,
+                "zeus_cost": pl.Float64,
+                "tta_s": pl.Float64,
+                "eta_j": pl.Float64,
+                "candidates": pl.UInt32,
+            }
+        )
     per_bs = d.group_by(*keys, "batch_size").agg(
         zeus_cost=pl.col("zeus_cost").mean(), tta_s=pl.col("tta_s").mean(), eta_j=pl.col("eta_j").mean()
     )
@@ -370,6 +553,31 @@ def best_batch_size(tta: pl.DataFrame) -> pl.DataFrame:
         .select(*keys, "batch_size", "zeus_cost", "tta_s", "eta_j", "candidates")
         .sort(*keys)
     )
+
+
+def batch_sizes_like_the_best(
+    tta: pl.DataFrame, alpha: float | None = None, power: float | None = None
+) -> pl.DataFrame:
+    """``best_batch_size`` with ``could_be_best``: per (site, workload, device, precision+variant), every batch
+    size whose Zeus cost cannot be told apart from the lowest (stats.best_set on the runs' log cost: each batch
+    size against every other, one-sided, Holm at design.alpha; a batch size with one run cannot be excluded)."""
+    alpha = _default("design", "alpha") if alpha is None else alpha
+    power = _default("design", "power") if power is None else power
+    best = best_batch_size(tta)
+    keys = ("site", "workload", "device", "precision_variant", "batch_size")
+    d = tta.filter(pl.col("zeus_cost") > 0)
+    if best.height == 0 or d.height == 0:
+        return best.with_columns(could_be_best=pl.lit(None, pl.String))
+    runs = stats.usable(d)
+    cells = runs.group_by(*keys).agg(log_mean=pl.col("zeus_cost").log().mean())
+    bs = stats.best_set(runs, cells, keys[:-1], keys, "zeus_cost", alpha=alpha, power=power)
+    tied = (
+        bs.filter(pl.col("could_be_best"))
+        .sort("log_mean")
+        .group_by(*keys[:-1], maintain_order=True)
+        .agg(could_be_best=pl.col("batch_size").cast(pl.String).str.join(", "))
+    )
+    return best.join(tied, on=list(keys[:-1]), how="left", nulls_equal=True)
 
 
 # ------------------------------------------------------------------ Pareto front
@@ -388,7 +596,8 @@ def pareto(cells: pl.DataFrame) -> pl.DataFrame:
         sign = 1.0 if (higher.len() == 0 or bool(higher[0])) else -1.0
         # sort by energy, then best quality first; sweep keeping the running best quality
         pts = sorted(
-            zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"]), key=lambda p: (p[0], -p[1])
+            zip(g["energy_per_sample_j"], (sign * q for q in g["quality"]), g["_i"], strict=True),
+            key=lambda p: (p[0], -p[1]),
         )
         best = -math.inf
         for _e, q, i in pts:
@@ -445,7 +654,7 @@ def sci(
         sci_resource_share=share,
     )
     out = out.with_columns(
-        sci_operational_g=pl.col("energy_j") / J_PER_KWH * pl.col("sci_pue") * pl.col("sci_intensity_g_per_kwh"),
+        sci_operational_g=co2_g(pl.col("energy_j"), pl.col("sci_intensity_g_per_kwh"), pl.col("sci_pue")),
         sci_embodied_g=emb_kg * 1000 * pl.col("wall_s") / (life_y * 365.25 * 86400) * pl.col("sci_resource_share"),
     )
     r = pl.col("n_samples") / 1000
@@ -458,9 +667,31 @@ def sci(
 # ------------------------------------------------------------------ fleet what-if
 FLEET_SCOPES = ("phase", "job")
 FLEET_CSV_COLUMNS = (
-    "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "mwh_per_day",
-    "t_co2_per_day", "saving_pct", "fleet_scope", "jobs_per_day", "energy_per_job_j", "energy_source",
-)  # fmt: skip
+    "site",
+    "workload",
+    "phase",
+    "device",
+    "precision_variant",
+    "batch_size",
+    "samples_per_job",
+    "mwh_per_day",
+    "t_co2_per_day",
+    "saving_pct",
+    "fleet_scope",
+    "jobs_per_day",
+    "energy_per_job_j",
+    "energy_source",
+    # fleet_intervals: each bar's range, and the change of a job's energy against fp32 with its interval and verdict
+    "mwh_per_day_lo",
+    "mwh_per_day_hi",
+    "d_energy_job_pct",
+    "d_energy_job_lo_pct",
+    "d_energy_job_hi_pct",
+    "d_energy_job_mde_pct",
+    "d_energy_job_sys_pct",
+    "d_energy_job_verdict",
+    "d_energy_job_analysis",
+)
 
 
 def samples_per_job_expr(spec: int | dict[str, Any] | None = None) -> pl.Expr:
@@ -532,14 +763,19 @@ def fleet(
     e_job = pl.col("energy_per_sample_j") * pl.col("samples_per_job")
     if scope == "job":
         e_job = e_job + pl.col("job_outside_phase_energy_j")
-    d = cells.with_columns(
+    d = with_baseline_hash(cells).with_columns(
         jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope)
     )
     d = d.with_columns(energy_per_job_j=e_job).with_columns(
-        mwh_per_day=pl.col("jobs_per_day") * pl.col("energy_per_job_j") / J_PER_KWH * pue / 1000,
+        mwh_per_day=kwh(pl.col("jobs_per_day") * pl.col("energy_per_job_j")) * pue / 1000,
         fleet_intensity_g_per_kwh=inten,
     )
-    d = d.with_columns(t_co2_per_day=pl.col("mwh_per_day") * 1000 * pl.col("fleet_intensity_g_per_kwh") / 1e6)
+    d = d.with_columns(
+        t_co2_per_day=co2_g(
+            pl.col("jobs_per_day") * pl.col("energy_per_job_j"), pl.col("fleet_intensity_g_per_kwh"), pue
+        )
+        / 1e6
+    )
     base = d.filter(_is_baseline()).select(
         *BASELINE_KEYS, base_mwh_per_day="mwh_per_day", base_t_co2_per_day="t_co2_per_day"
     )
@@ -549,6 +785,50 @@ def fleet(
         saving_t_co2_per_day=pl.col("base_t_co2_per_day") - pl.col("t_co2_per_day"),
         saving_pct=(1 - pl.col("mwh_per_day") / pl.col("base_mwh_per_day")) * 100,
     )
+
+
+def fleet_intervals(
+    fl: pl.DataFrame,
+    df: pl.DataFrame,
+    samples_per_job: int | dict[str, Any] | None = None,
+    scope: str | None = None,
+    alpha: float | None = None,
+    power: float | None = None,
+) -> pl.DataFrame:
+    """The fleet table ``fl`` (``fleet``) with the statistics of its runs (``df``: the result rows):
+
+    - ``mwh_per_day_lo`` / ``mwh_per_day_hi``: each bar's range, the 95 % interval of the mean energy of one job
+      over the cell's runs (t.ppf(0.975, n - 1) sd / sqrt(n) of the per-run job energy, scaled like the bar);
+      null for a single run;
+    - ``d_energy_job_pct`` with ``_lo_pct``, ``_hi_pct``, ``_mde_pct``, ``_verdict``: the change of one job's
+      energy against the fp32 baseline as a ratio of geometric means with its 1 - alpha interval
+      (against_baseline; per block or Welch by the design). ``saving_pct`` stays the arithmetic one (the bill)."""
+    alpha = _default("design", "alpha") if alpha is None else alpha
+    power = _default("design", "power") if power is None else power
+    scope = _default("fleet", "scope") if scope is None else scope
+    runs = stat_runs(df)
+    e_job = pl.col("energy_per_sample_j") * samples_per_job_expr(samples_per_job)
+    if scope == "job":
+        e_job = e_job + (pl.col("job_energy_j") - pl.col("energy_j"))
+    runs = runs.with_columns(energy_per_job_j=e_job)
+    spread = (
+        runs.filter(pl.col("energy_per_job_j").is_not_null())
+        .group_by(*CELL_KEYS)
+        .agg(_n=pl.len(), _m=pl.col("energy_per_job_j").mean(), _sd=pl.col("energy_per_job_j").std())
+    )
+    k = spread["_n"].cast(pl.Float64).to_numpy()
+    spread = spread.with_columns(
+        _t=pl.Series(np.where(k >= 2, sps.t.ppf(0.975, np.maximum(k - 1, 1)), np.nan), nan_to_null=True)
+    )
+    out = fl.join(spread, on=list(CELL_KEYS), how="left", nulls_equal=True)
+    scale = pl.col("mwh_per_day") / pl.col("energy_per_job_j")
+    half = pl.col("_t") * pl.col("_sd") / pl.col("_n").cast(pl.Float64).sqrt()
+    out = out.with_columns(
+        mwh_per_day_lo=(pl.col("_m") - half).clip(lower_bound=0.0) * scale,
+        mwh_per_day_hi=(pl.col("_m") + half) * scale,
+    ).drop("_n", "_m", "_sd", "_t")
+    out = against_baseline(out, runs, "energy_per_job_j", "d_energy_job", systematic=True, alpha=alpha, power=power)
+    return out.drop("d_energy_job_n_base", "d_energy_job_n", "d_energy_job_n_pairs")
 
 
 # ------------------------------------------------------------------ scheduler view
@@ -601,7 +881,9 @@ def _with_turnaround(d: pl.DataFrame) -> pl.DataFrame:
 # ------------------------------------------------------------------ sites
 # The same cell at several sites: the cell without its site (and repeat). config_hash is in it so that
 # two configurations are never compared as one (the summary holds the current configuration anyway).
-SITE_CELL_KEYS = ("workload", "phase", "device", "precision_variant", "batch_size", "config_hash")
+SITE_CELL_KEYS = tuple(
+    "precision_variant" if k == "precision" else k for k in CELL_KEYS if k not in ("site", "variant")
+)
 
 
 def _site_factor(sites: dict[str, Any] | None, key: str) -> pl.Expr:
@@ -641,22 +923,36 @@ def site_comparison(df: pl.DataFrame, sites: dict[str, Any] | None = None) -> pl
         energy_source=pl.col("energy_source").unique().sort().str.join(", "),
     )
     per = per.with_columns(
-        co2_per_1k_samples_g=pl.col("energy_per_sample_j")
-        * 1000
-        / J_PER_KWH
-        * pl.col("pue")
-        * pl.col("intensity_g_per_kwh"),
+        co2_per_1k_samples_g=co2_g(pl.col("energy_per_sample_j") * 1000, pl.col("intensity_g_per_kwh"), pl.col("pue")),
         n_sites=pl.col("site").n_unique().over(*SITE_CELL_KEYS),
     )
-    cols = [*SITE_CELL_KEYS, "site", "scheduler", "hosts", "repeats", "wall_s", "time_per_sample_s", "energy_per_sample_j",
-            "co2_per_1k_samples_g", "intensity_g_per_kwh", "pue", "queue_wait_s", "job_wall_s", "job_energy_j",
-            "job_time_outside_phase_fraction", "job_energy_outside_phase_fraction", "batch_efficiency", "energy_source"]  # fmt: skip
+    cols = [
+        *SITE_CELL_KEYS,
+        "site",
+        "scheduler",
+        "hosts",
+        "repeats",
+        "wall_s",
+        "time_per_sample_s",
+        "energy_per_sample_j",
+        "co2_per_1k_samples_g",
+        "intensity_g_per_kwh",
+        "pue",
+        "queue_wait_s",
+        "job_wall_s",
+        "job_energy_j",
+        "job_time_outside_phase_fraction",
+        "job_energy_outside_phase_fraction",
+        "batch_efficiency",
+        "energy_source",
+    ]
     return per.filter(pl.col("n_sites") >= 2).select(cols).sort(*SITE_CELL_KEYS, "site")
 
 
 WHERE_TO_RUN_CRITERION = (
-    "lowest CO2 per sample at equal work: per workload and phase, each site's mean CO2 per 1,000 samples (with its own "
-    "carbon intensity and PUE) over the same cells, those (device, precision, batch size) measured at every site that ran it"
+    "lowest CO2 per sample at equal work: per workload and phase, each site's mean CO2 per 1,000 samples (with its "
+    "own carbon intensity and PUE) over the same cells, those (device, precision, batch size) measured at every "
+    "site that ran it"
 )
 
 
@@ -665,9 +961,19 @@ def where_to_run(comp: pl.DataFrame) -> pl.DataFrame:
     (co2_per_1k_samples_g averaged over the cells every site measured, so every site does the same work),
     the same mean of energy and time per sample, the site's rank (1 = where to run it) and its CO2
     relative to the best site (vs_best: 1.0 for the best)."""
-    schema = {"workload": pl.String, "phase": pl.String, "rank": pl.UInt32, "site": pl.String, "common_cells": pl.UInt32,
-              "co2_per_1k_samples_g": pl.Float64, "vs_best": pl.Float64, "energy_per_sample_j": pl.Float64,
-              "time_per_sample_s": pl.Float64, "intensity_g_per_kwh": pl.Float64, "pue": pl.Float64}  # fmt: skip
+    schema = {
+        "workload": pl.String,
+        "phase": pl.String,
+        "rank": pl.UInt32,
+        "site": pl.String,
+        "common_cells": pl.UInt32,
+        "co2_per_1k_samples_g": pl.Float64,
+        "vs_best": pl.Float64,
+        "energy_per_sample_j": pl.Float64,
+        "time_per_sample_s": pl.Float64,
+        "intensity_g_per_kwh": pl.Float64,
+        "pue": pl.Float64,
+    }
     c = comp.filter(pl.col("co2_per_1k_samples_g").is_not_null())
     if c.height == 0:
         return pl.DataFrame(schema=schema)
@@ -692,23 +998,219 @@ def where_to_run(comp: pl.DataFrame) -> pl.DataFrame:
     return score.select(list(schema)).sort("workload", "phase", "rank")
 
 
+def where_to_run_intervals(
+    where: pl.DataFrame, comp: pl.DataFrame, df: pl.DataFrame, alpha: float | None = None, power: float | None = None
+) -> pl.DataFrame:
+    """``where_to_run``'s table with, per site, its CO2 per sample against the best site's and whether the two can
+    be told apart (docs/metrics.md, "Sites"): over the common cells, the geometric mean of the ratio
+
+        d = mean_c [mean log E(site, c) - mean log E(best, c)] + log(PUE I / (PUE I)_best)
+
+    with se^2 = sum_c (s^2/n)_both / K^2 and Welch-Satterthwaite df over every term (two sites never share
+    blocks); ``vs_best_gm`` = exp(d) with ``vs_best_lo`` / ``vs_best_hi`` (1 - alpha, systematic term included
+    where the sites' meters or models differ), ``p_holm`` the one-sided test of "emits more than the best",
+    Holm over the sites of the workload and phase, and ``site_verdict``: observed best / cannot be told apart
+    from the best / emits more / one run: no interval / withheld (different meters or models, no stated error)."""
+    alpha = _default("design", "alpha") if alpha is None else alpha
+    power = _default("design", "power") if power is None else power
+    grp = ("workload", "phase", "config_hash")
+    extra = {
+        "vs_best_gm": pl.Float64,
+        "vs_best_lo": pl.Float64,
+        "vs_best_hi": pl.Float64,
+        "p_holm": pl.Float64,
+        "site_verdict": pl.String,
+    }
+    if where.height == 0:
+        return where.with_columns([pl.lit(None, t).alias(k) for k, t in extra.items()])
+    w = (
+        where.join(comp.select(*grp).unique(), on=["workload", "phase"], how="left")
+        if "config_hash" not in where.columns
+        else where
+    )
+    best = w.filter(pl.col("rank") == 1).select(*grp, best_site="site")
+    cells = comp.select(*SITE_CELL_KEYS, "site").with_columns(
+        n_sites=pl.col("site").n_unique().over(*SITE_CELL_KEYS),
+        sites_of=pl.col("site").n_unique().over(*grp),
+    )
+    common = cells.filter(pl.col("n_sites") == pl.col("sites_of")).join(best, on=list(grp))
+    sides = [pl.col(k).alias(f"a_{k}") for k in SITE_CELL_KEYS] + [pl.col("best_site").alias("a_site")]
+    sides += [pl.col(k).alias(f"b_{k}") for k in SITE_CELL_KEYS] + [pl.col("site").alias("b_site")]
+    pairs = common.filter(pl.col("site") != pl.col("best_site")).select(sides).with_row_index("cmp")
+    out = w.with_columns([pl.lit(None, t).alias(k) for k, t in extra.items()])
+    if pairs.height == 0:
+        return out.with_columns(site_verdict=pl.when(pl.col("rank") == 1).then(pl.lit("observed best")))
+    keys = ("site", *SITE_CELL_KEYS)
+    res = stats.compare(stat_runs(df), pairs, "energy_per_sample_j", keys, alpha=alpha, power=power, systematic=True)
+    res = res.join(pairs.select("cmp", *[pl.col(f"a_{k}").alias(k) for k in grp], site="b_site"), on="cmp")
+    factor = w.select(*grp, "site", f=(pl.col("pue") * pl.col("intensity_g_per_kwh")).log())
+    comb = (
+        res.group_by(*grp, "site")
+        .agg(
+            k=pl.len(),
+            d=pl.col("d").mean(),
+            sys=pl.col("sys").fill_null(0.0).mean(),
+            w=(pl.col("wa").fill_null(0.0) + pl.col("wb").fill_null(0.0)).sum(),
+            den=(
+                pl.col("wa").fill_null(0.0) ** 2 / (pl.col("n_a") - 1)
+                + pl.col("wb").fill_null(0.0) ** 2 / (pl.col("n_b") - 1)
+            ).sum(),
+            one=(pl.col("verdict") == stats.ONE_RUN).any(),
+            held=pl.col("verdict").filter(pl.col("verdict").str.starts_with("withheld")).first(),
+        )
+        .join(factor, on=[*grp, "site"], how="left")
+        .join(factor.rename({"site": "best_site", "f": "f_best"}).join(best, on=[*grp, "best_site"]), on=list(grp))
+        .with_columns(d=pl.col("d") + pl.col("f") - pl.col("f_best"))
+    )
+    d, k = stats.as_array(comb, "d"), stats.as_array(comb, "k")
+    se = np.sqrt(stats.as_array(comb, "w")) / k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dfree = stats.as_array(comb, "w") ** 2 / stats.as_array(comb, "den")
+        tq = stats.t_quantile(dfree, alpha)
+        p = np.where(se > 0, sps.t.sf(d / se, dfree), np.where(d > stats.EXACT_RTOL, 0.0, 1.0))
+        half = np.where(se > 0, tq * se, 0.0)
+    sysv = stats.as_array(comb, "sys", 0.0)
+    untestable = comb["one"].to_numpy() | comb["held"].is_not_null().to_numpy()
+    p = np.where(untestable, np.nan, p)
+    comb = comb.with_columns(
+        vs_best_gm=pl.Series(np.exp(d)),
+        vs_best_lo=pl.Series(np.where(comb["one"].to_numpy(), np.nan, np.exp(d - half - sysv)), nan_to_null=True),
+        vs_best_hi=pl.Series(np.where(comb["one"].to_numpy(), np.nan, np.exp(d + half + sysv)), nan_to_null=True),
+        _p=pl.Series(p, nan_to_null=True),
+    )
+    adj = []
+    for _, g in comb.group_by(*grp):
+        ph = stats.holm(g["_p"].fill_null(np.nan).to_numpy())
+        adj.append(g.select(*grp, "site").with_columns(p_holm=pl.Series(ph, nan_to_null=True)))
+    comb = comb.join(pl.concat(adj), on=[*grp, "site"]).with_columns(
+        site_verdict=pl.when(pl.col("one"))
+        .then(pl.lit(stats.ONE_RUN))
+        .when(pl.col("held").is_not_null())
+        .then(pl.col("held"))
+        .when(pl.col("p_holm") <= alpha)
+        .then(pl.lit("emits more"))
+        .otherwise(pl.lit("cannot be told apart from the best"))
+    )
+    out = w.join(comb.select(*grp, "site", *extra), on=[*grp, "site"], how="left", nulls_equal=True)
+    return out.with_columns(
+        site_verdict=pl.when(pl.col("rank") == 1).then(pl.lit("observed best")).otherwise(pl.col("site_verdict")),
+        vs_best_gm=pl.when(pl.col("rank") == 1).then(1.0).otherwise(pl.col("vs_best_gm")),
+    )
+
+
+# ------------------------------------------------------------------ whose energy: the node's and the jobs'
+def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
+    """Per site and host: the node's energy vs the jobs' in the measured windows, and the neighbours' share."""
+    ok = ok_runs(df).filter(pl.col("node_energy_j").is_not_null())
+    return (
+        ok.group_by("site", "hostname")
+        .agg(
+            runs=pl.len(),
+            node_energy_j=pl.col("node_energy_j").sum(),
+            job_energy_j=pl.col("energy_j").sum(),
+            job_energy_share=pl.col("energy_j").sum() / pl.col("node_energy_j").sum(),
+            neighbour_cpu_share=pl.col("neighbour_cpu_fraction").mean(),
+            max_neighbour_cpu_share=pl.col("neighbour_cpu_fraction").max(),
+            shared_runs=pl.col("node_shared").fill_null(False).sum(),
+            attribution=pl.col("energy_attribution").drop_nulls().unique().sort().str.join("; "),
+            p0_cpu_source=pl.col("p0_cpu_source").drop_nulls().unique().sort().str.join(", "),
+            job_cpus=pl.col("job_cpus").drop_nulls().unique().sort().cast(pl.String).str.join(", "),
+            node_cpus=pl.col("node_cpus").max(),
+            job_cpu_source=pl.col("job_cpu_source").drop_nulls().unique().sort().str.join(", "),
+            job_mem_source=pl.col("job_mem_source").drop_nulls().unique().sort().str.join(", "),
+        )
+        .sort("site", "hostname")
+    )
+
+
+def model_error(df: pl.DataFrame) -> pl.DataFrame:
+    """Per site, host and CPU power model, over the runs where counters measured the node: the model's
+    prediction for the same windows against the counters (docs/measurement.md, "Calibrating a CPU model")."""
+    ok = ok_runs(df).filter(pl.col("model_node_energy_j").is_not_null() & pl.col("model_rel_err").is_not_null())
+    counter = pl.col("node_energy_cpu_j") + pl.when(pl.col("model_components") == "cpu+dram").then(
+        pl.col("node_energy_ram_j")
+    ).otherwise(0.0)
+    return (
+        ok.with_columns(counter_j=counter)
+        .group_by("site", "hostname", "cpu_model", "model_method")
+        .agg(
+            runs=pl.len(),
+            components=pl.col("model_components").unique().sort().str.join(", "),
+            counter_node_energy_j=pl.col("counter_j").sum(),
+            model_node_energy_j=pl.col("model_node_energy_j").sum(),
+            model_error_pct=(pl.col("model_node_energy_j").sum() / pl.col("counter_j").sum() - 1.0) * 100,
+            median_run_error_pct=pl.col("model_rel_err").median() * 100,
+            max_abs_run_error_pct=pl.col("model_rel_err").abs().max() * 100,
+            calibration=pl.col("model_calibration").drop_nulls().unique().sort().str.join("; "),
+            ladder_error_pct=pl.col("model_fit_max_rel_err").max() * 100,
+        )
+        .sort("site", "hostname", "model_method")
+    )
+
+
 # ------------------------------------------------------------------ summary
-def best_per_workload(cells: pl.DataFrame) -> pl.DataFrame:
-    """Per (workload, phase): the cell (repeats averaged: ``cell_stats``, whose ``noisy`` flag follows the
-    report's report.noisy_cv) with the lowest energy per sample, with its change against the fp32
-    baseline and whether it is on the quality/energy Pareto front."""
+BEST_COLUMNS = (
+    "workload",
+    "phase",
+    "site",
+    "device",
+    "precision_variant",
+    "batch_size",
+    "repeats",
+    "energy_per_sample_j",
+    "energy_per_sample_ci95_j",
+    "vs_best_pct",
+    "vs_best_lo_pct",
+    "vs_best_hi_pct",
+    "p_holm",
+    "vs_best_verdict",
+    "d_energy_pct",
+    "d_energy_lo_pct",
+    "d_energy_hi_pct",
+    "d_energy_verdict",
+    "d_time_pct",
+    "samples_per_s",
+    "quality_metric",
+    "quality",
+    "d_quality",
+    "pareto",
+    "energy_source",
+    "noisy",
+    "configurations",
+    "told_apart",
+)
+
+
+def best_per_workload(
+    cells: pl.DataFrame, runs: pl.DataFrame | None = None, alpha: float | None = None, power: float | None = None
+) -> pl.DataFrame:
+    """Per (workload, phase): the configurations (cells, repeats averaged: ``cell_stats``, whose ``noisy``
+    flag follows report.noisy_cv) that could be the best by energy per sample, with their change against the
+    fp32 baseline and whether they are on the quality/energy Pareto front.
+
+    The observed best is the lowest geometric mean (``log_mean``; the arithmetic mean where the cells lack
+    it). With the runs (``runs``: the result rows) every other configuration of the workload and phase is
+    tested against it (stats.best_set: one-sided, Holm-adjusted at design.alpha) and each one that cannot be
+    told apart from it is listed too, with ``vs_best_pct`` and its interval; ``configurations`` counts the
+    group's cells and ``told_apart`` those shown worse than the best. Without the runs: the observed best only."""
+    alpha = _default("design", "alpha") if alpha is None else alpha
+    power = _default("design", "power") if power is None else power
     cells = cells.filter(pl.col("energy_per_sample_j").is_not_null())
     if cells.height == 0:
         return pl.DataFrame(schema={"workload": pl.String, "phase": pl.String})
-    cells = pareto(relative_to_baseline(cells))
-    return (
-        cells.sort("energy_per_sample_j")
-        .group_by("workload", "phase", maintain_order=True)
-        .first()
-        .select(
-            "workload", "phase", "site", "device", "precision_variant", "batch_size", "repeats",
-            "energy_per_sample_j", "energy_per_sample_ci95_j", "samples_per_s", "d_energy_pct", "d_time_pct",
-            "quality_metric", "quality", "d_quality", "pareto", "energy_source", "noisy",
+    if "log_mean" not in cells.columns:
+        cells = cells.with_columns(log_mean=pl.col("energy_per_sample_j").log())
+    rel = pareto(relative_to_baseline(cells, runs, alpha=alpha, power=power))
+    grp = ("workload", "phase")
+    if runs is None:
+        chosen = (
+            rel.sort("log_mean")
+            .group_by(*grp, maintain_order=True)
+            .first()
+            .with_columns(vs_best_pct=pl.lit(0.0), vs_best_verdict=pl.lit("observed best"))
         )
-        .sort("workload", "phase")
-    )  # fmt: skip
+    else:
+        bs = stats.best_set(stat_runs(runs), rel, grp, CELL_KEYS, alpha=alpha, power=power)
+        bs = bs.with_columns(configurations=pl.len().over(*grp), told_apart=(~pl.col("could_be_best")).sum().over(*grp))
+        chosen = bs.filter(pl.col("could_be_best")).sort(*grp, "log_mean")
+    return chosen.select([c for c in BEST_COLUMNS if c in chosen.columns]).sort(*grp, maintain_order=True)

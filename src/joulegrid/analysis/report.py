@@ -24,12 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from markupsafe import Markup
 
 from .. import schema
 from ..io import atomic_path
-from . import CHART_NAMES, metrics
+from . import CHART_NAMES, metrics, stats
 from .settings import AnalysisSettings
 
 CHART_TEXT = {
@@ -41,7 +42,8 @@ CHART_TEXT = {
     "quality_vs_energy": (
         "Quality vs energy",
         "Every cell's quality against its energy per sample; the dashed line joins the Pareto-optimal cells "
-        "(nothing else is both cheaper and at least as good). The arrow in each panel title gives the better direction.",
+        "(nothing else is both cheaper and at least as good). The arrow in each panel title gives the better "
+        "direction.",
     ),
     "time_to_target": (
         "Time to target",
@@ -63,6 +65,12 @@ CHART_TEXT = {
         "Sites",
         "CO2 per 1,000 samples of each cell measured at two sites or more, one line per precision and batch size "
         "across the sites; rings are estimated energies.",
+    ),
+    "when_to_run": (
+        "CO2 per sample by hour of day",
+        "Per site with an intensity series and per workload and phase, the site's cell with the lowest energy per "
+        "sample: g CO2e per 1,000 samples = energy per sample × PUE × the series' mean intensity at that hour of day "
+        "(UTC, over the days it covers); dashed: the same with the site's annual mean.",
     ),
 }
 assert set(CHART_TEXT) == set(CHART_NAMES)
@@ -89,7 +97,25 @@ def _fmt(col: str, v) -> tuple[str, str]:
         return (f"{v:.3e}" if (a and (a < 1e-3 or a >= 1e6)) else f"{v:.4g}"), "num"
     if isinstance(v, int):
         return f"{v:,}" if abs(v) >= 10000 else str(v), "num"
+    if col.endswith("verdict"):
+        return str(v), VERDICT_CLASS.get(str(v).removesuffix(" (exact)"), "")
+    if "±" in col or "[" in col or col.startswith("MDE"):  # stats.fmt_pm / fmt_interval: PDG-rounded figures
+        return str(v), "num"
     return str(v), ""
+
+
+# css class of a verdict (a cheaper, faster or better cell green, a costlier, slower or worse one red)
+VERDICT_CLASS = {
+    "cheaper": "good",
+    "faster": "good",
+    "better": "good",
+    "observed best": "good",
+    "costlier": "worse",
+    "slower": "worse",
+    "worse": "worse",
+    "worse than the best": "worse",
+    "emits more": "worse",
+}
 
 
 @dataclass
@@ -110,7 +136,7 @@ class Table:
 def table(df: pl.DataFrame, max_rows: int = 200, empty: str = "none") -> Table:
     if df.height == 0:
         return Table(df.columns, None, 0, empty=empty)
-    rows = [[_fmt(c, v) for c, v in zip(df.columns, r)] for r in df.head(max_rows).iter_rows()]
+    rows = [[_fmt(c, v) for c, v in zip(df.columns, r, strict=True)] for r in df.head(max_rows).iter_rows()]
     return Table(df.columns, rows, df.height, max(0, df.height - max_rows), empty)
 
 
@@ -135,7 +161,7 @@ def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
         return pl.DataFrame(schema=schema.polars_schema()), notes
     try:
         df = pl.read_parquet(p)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - the report says why it has no data
         notes.append(f"The summary {p} cannot be read ({type(e).__name__}: {e}); re-run `joulegrid aggregate`.")
         return pl.DataFrame(schema=schema.polars_schema()), notes
     missing = [c for c in schema.COLUMN_NAMES if c not in df.columns]
@@ -148,7 +174,7 @@ def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
         df = df.with_columns([pl.lit(None).alias(c) for c in missing])
     try:
         df = df.select(schema.COLUMN_NAMES).cast(dict(schema.polars_schema()), strict=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - the report says why it has no data
         notes.append(f"The summary {p} has columns of unexpected types ({e}); re-run `joulegrid aggregate`.")
         return pl.DataFrame(schema=schema.polars_schema()), notes
     return df, notes
@@ -185,57 +211,6 @@ def _hotspots_view(hs: pl.DataFrame, df: pl.DataFrame, top: int = 10) -> pl.Data
     )
 
 
-def whose_energy(df: pl.DataFrame) -> pl.DataFrame:
-    """Per site and host: the node's energy vs the jobs' in the measured windows, and the neighbours' share."""
-    ok = df.filter((pl.col("status") == "ok") & pl.col("node_energy_j").is_not_null())
-    return (
-        ok.group_by("site", "hostname")
-        .agg(
-            runs=pl.len(),
-            node_energy_j=pl.col("node_energy_j").sum(),
-            job_energy_j=pl.col("energy_j").sum(),
-            job_energy_share=pl.col("energy_j").sum() / pl.col("node_energy_j").sum(),
-            neighbour_cpu_share=pl.col("neighbour_cpu_fraction").mean(),
-            max_neighbour_cpu_share=pl.col("neighbour_cpu_fraction").max(),
-            shared_runs=pl.col("node_shared").fill_null(False).sum(),
-            attribution=pl.col("energy_attribution").drop_nulls().unique().sort().str.join("; "),
-            p0_cpu_source=pl.col("p0_cpu_source").drop_nulls().unique().sort().str.join(", "),
-            job_cpus=pl.col("job_cpus").drop_nulls().unique().sort().cast(pl.String).str.join(", "),
-            node_cpus=pl.col("node_cpus").max(),
-            job_cpu_source=pl.col("job_cpu_source").drop_nulls().unique().sort().str.join(", "),
-            job_mem_source=pl.col("job_mem_source").drop_nulls().unique().sort().str.join(", "),
-        )
-        .sort("site", "hostname")
-    )
-
-
-def model_error(df: pl.DataFrame) -> pl.DataFrame:
-    """Per site, host and CPU power model, over the runs where counters measured the node: the model's
-    prediction for the same windows against the counters (docs/measurement.md, "Calibrating a CPU model")."""
-    ok = df.filter(
-        (pl.col("status") == "ok") & pl.col("model_node_energy_j").is_not_null() & pl.col("model_rel_err").is_not_null()
-    )
-    counter = pl.col("node_energy_cpu_j") + pl.when(pl.col("model_components") == "cpu+dram").then(
-        pl.col("node_energy_ram_j")
-    ).otherwise(0.0)
-    return (
-        ok.with_columns(counter_j=counter)
-        .group_by("site", "hostname", "cpu_model", "model_method")
-        .agg(
-            runs=pl.len(),
-            components=pl.col("model_components").unique().sort().str.join(", "),
-            counter_node_energy_j=pl.col("counter_j").sum(),
-            model_node_energy_j=pl.col("model_node_energy_j").sum(),
-            model_error_pct=(pl.col("model_node_energy_j").sum() / pl.col("counter_j").sum() - 1.0) * 100,
-            median_run_error_pct=pl.col("model_rel_err").median() * 100,
-            max_abs_run_error_pct=pl.col("model_rel_err").abs().max() * 100,
-            calibration=pl.col("model_calibration").drop_nulls().unique().sort().str.join("; "),
-            ladder_error_pct=pl.col("model_fit_max_rel_err").max() * 100,
-        )
-        .sort("site", "hostname", "model_method")
-    )
-
-
 # ------------------------------------------------------------------ what the sections read
 @dataclass
 class Inputs:
@@ -254,7 +229,11 @@ class Inputs:
 
     def __post_init__(self) -> None:
         self.cells = metrics.cell_stats(self.df, noisy_cv=self.st.noisy_cv)
-        self.rel = metrics.relative_to_baseline(self.cells) if self.cells.height else self.cells
+        self.rel = (
+            metrics.relative_to_baseline(self.cells, self.df, alpha=self.st.alpha, power=self.st.power)
+            if self.cells.height
+            else self.cells
+        )
         self.tta = metrics.time_to_target(self.df, targets=self.st.targets, eta=self.st.eta)
 
 
@@ -280,6 +259,94 @@ def _chart(name: str) -> dict[str, str]:
     return {"name": name, "title": title, "caption": caption}
 
 
+# ------------------------------------------------------------------ figures with their uncertainty
+def level(st: AnalysisSettings) -> str:
+    """The intervals' confidence level, 1 - design.alpha, in words ('95 %')."""
+    return f"{(1 - st.alpha) * 100:g} %"
+
+
+def _with_text(df: pl.DataFrame, **cols) -> pl.DataFrame:
+    """df with display columns: name -> a function of the row (a dict) giving its text."""
+    rows = df.to_dicts()
+    return df.with_columns([pl.Series(name, [f(x) for x in rows], dtype=pl.String) for name, f in cols.items()])
+
+
+def _analysis(x: dict, prefix: str = "d_energy") -> str:
+    """How a comparison was made (paired / Welch / exact / one run) and its systematic term, if any."""
+    a = x.get(f"{prefix}_analysis") or ""
+    sys_pct = x.get(f"{prefix}_sys_pct")
+    return a + (f"; systematic ±{stats.fmt_unc(sys_pct)} %" if sys_pct else "")
+
+
+def energy_pm(lvl: str) -> str:
+    return f"energy/sample (J) ± {lvl}"
+
+
+def best_view(r: Inputs) -> pl.DataFrame:
+    """The best configurations per workload and phase (metrics.best_per_workload with the runs): the observed
+    best and every configuration that cannot be told apart from it, with PDG-rounded figures."""
+    b = metrics.best_per_workload(r.cells, r.df, alpha=r.st.alpha, power=r.st.power)
+    if b.height == 0 or "vs_best_verdict" not in b.columns:
+        return b
+    lvl = level(r.st)
+    iv = lambda p: lambda x: stats.fmt_interval(x.get(f"{p}_pct"), x.get(f"{p}_lo_pct"), x.get(f"{p}_hi_pct"))  # noqa: E731
+    b = _with_text(
+        b,
+        **{
+            energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x["energy_per_sample_ci95_j"]),
+            f"vs best % [{lvl}]": iv("vs_best"),
+            f"Δenergy vs fp32 % [{lvl}]": iv("d_energy"),
+            "of": lambda x: (
+                f"{x['configurations'] - x['told_apart']} of {x['configurations']}" if "configurations" in x else ""
+            ),
+        },
+    )
+    return b.select(
+        "workload",
+        "phase",
+        "of",
+        "site",
+        "device",
+        "precision_variant",
+        "batch_size",
+        "repeats",
+        energy_pm(lvl),
+        f"vs best % [{lvl}]",
+        "p_holm",
+        "vs_best_verdict",
+        f"Δenergy vs fp32 % [{lvl}]",
+        "d_energy_verdict",
+        "quality_metric",
+        "quality",
+        "d_quality",
+        "pareto",
+        "energy_source",
+        "noisy",
+    ).rename({"of": "could be best"})
+
+
+def verdict_counts(r: Inputs) -> dict[str, Any] | None:
+    """The verdicts of every comparison against the fp32 baseline, counted, with Holm over all of them."""
+    rel = r.rel
+    if rel.height == 0 or "d_energy_verdict" not in rel.columns:
+        return None
+    cmp = rel.filter(pl.col("d_energy_verdict").is_not_null() & (pl.col("d_energy_verdict") != "baseline"))
+    if cmp.height == 0:
+        return None
+    counts = dict(cmp.group_by("d_energy_verdict").len().sort("d_energy_verdict").iter_rows())
+    decided = cmp["d_energy_verdict"].is_in([stats.COSTLIER, stats.CHEAPER]).to_numpy()
+    holm = stats.holm(stats.as_array(cmp, "d_energy_p"))  # the family: every comparison with a test
+    kept = int(np.sum(decided & (holm <= r.st.alpha)))
+    nd = cmp.filter(pl.col("d_energy_verdict") == stats.NO_DIFF)["d_energy_mde_pct"].drop_nulls()
+    return {
+        "n": cmp.height,
+        "counts": counts,
+        "holm_kept": kept,
+        "decided": int(decided.sum()),
+        "median_mde": stats.fmt_unc(nd.median()) if nd.len() else None,
+    }
+
+
 # ------------------------------------------------------------------ the sections, in page order
 def summary_section(r: Inputs) -> Section:
     """Cards (counts of runs, cells, failures, sites, estimates), what is wrong with the inputs, the best
@@ -292,20 +359,39 @@ def summary_section(r: Inputs) -> Section:
     est = df.filter(pl.col("energy_estimated").fill_null(False) & (pl.col("status") == "ok")).height
     noisy = cells.filter(pl.col("noisy")).height if cells.height else 0
     cards = [
-        (df.height, "runs", ""), (cells.height, "cells (repeats averaged)", ""), (n_ok, "ok", ""),
-        (n_bad, "failed / skipped", "bad" if n_bad else ""), (sites, "sites", ""), (hosts, "hosts", ""),
-        (est, "runs with estimated energy", "warn" if est else ""), (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
+        (df.height, "runs", ""),
+        (cells.height, "cells (repeats averaged)", ""),
+        (n_ok, "ok", ""),
+        (n_bad, "failed / skipped", "bad" if n_bad else ""),
+        (sites, "sites", ""),
+        (hosts, "hosts", ""),
+        (est, "runs with estimated energy", "warn" if est else ""),
+        (noisy, "noisy cells (CV > threshold)", "warn" if noisy else ""),
         (len(r.problems), "run files left out", "bad" if r.problems else ""),
-    ]  # fmt: skip
-    return Section("summary", "Summary", "Summary", {
-        "cards": cards,
-        "notes": r.notes,
-        "no_results": df.height == 0,
-        "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
-        "best": table(metrics.best_per_workload(cells), empty="no successful run with an energy figure yet"),
-        "eta": f"{r.st.eta:g}",
-        "best_batch": table(metrics.best_batch_size(r.tta), empty="no training run reached a target quality (or none has per-epoch curves)"),
-    })  # fmt: skip
+    ]
+    excluded = stats.excluded_runs(df)
+    if excluded is not None:  # the runner's outlier rule marks runs it excluded (and measured again)
+        cards.append((excluded, "runs excluded by the outlier rule", "warn" if excluded else ""))
+    return Section(
+        "summary",
+        "Summary",
+        "Summary",
+        {
+            "cards": cards,
+            "notes": r.notes,
+            "no_results": df.height == 0,
+            "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
+            "best": table(best_view(r), empty="no successful run with an energy figure yet"),
+            "level": level(r.st),
+            "alpha": f"{r.st.alpha:g}",
+            "verdicts": verdict_counts(r),
+            "eta": f"{r.st.eta:g}",
+            "best_batch": table(
+                metrics.batch_sizes_like_the_best(r.tta, r.st.alpha, r.st.power),
+                empty="no training run reached a target quality (or none has per-epoch curves)",
+            ),
+        },
+    )
 
 
 def charts_section(r: Inputs) -> Section:
@@ -324,11 +410,25 @@ def charts_section(r: Inputs) -> Section:
                     pl.col("precision_backend") + pl.lit(" (") + pl.col("precision_scheme") + pl.lit(")")
                 ),
             )
-            data["precisions"] = table(d.select(
-                "site", "workload", "phase", "device", "precision_variant", "batch_size", "backend", "native", "time_vs_fp32",
-                "quality_metric", "quality", "d_quality", "compile_s",
-            ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant"))  # fmt: skip
-    data["charts"] = [_chart(n) for n in CHART_NAMES if n not in ("fleet_whatif", "scheduler_overhead", "sites")]
+            data["precisions"] = table(
+                d.select(
+                    "site",
+                    "workload",
+                    "phase",
+                    "device",
+                    "precision_variant",
+                    "batch_size",
+                    "backend",
+                    "native",
+                    "time_vs_fp32",
+                    "quality_metric",
+                    "quality",
+                    "d_quality",
+                    "compile_s",
+                ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+            )
+    own = ("fleet_whatif", "scheduler_overhead", "sites", "when_to_run")  # drawn in their own sections
+    data["charts"] = [_chart(n) for n in CHART_NAMES if n not in own]
     return Section("charts", "Charts", "Charts", data)
 
 
@@ -337,43 +437,163 @@ def fleet_table(r: Inputs) -> pl.DataFrame:
     fleet_cells = r.cells.filter(pl.col("energy_j").is_not_null()) if r.cells.height else r.cells
     if fleet_cells.height == 0:
         return pl.DataFrame(schema={c: pl.String for c in metrics.FLEET_CSV_COLUMNS})
-    return r.st.fleet_table(fleet_cells).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+    return r.st.fleet_with_intervals(fleet_cells, r.df).sort(
+        "site", "workload", "phase", "device", "batch_size", "precision_variant"
+    )
+
+
+def _range(v: float | None, lo: float | None, hi: float | None) -> str:
+    """'0.0028 [0.0020, 0.0036]': a bar's value with its range at the PDG place; the value alone without one."""
+    return stats.fmt_interval(v, lo, hi, signed=False)
 
 
 def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
     """The fleet what-if: the equal-work job, jobs per day, its chart and table."""
     st = r.st
-    t = table(fl.select(
-        "site", "workload", "phase", "device", "precision_variant", "batch_size", "samples_per_job", "jobs_per_day",
-        "energy_per_job_j", "mwh_per_day", "t_co2_per_day", "saving_mwh_per_day", "saving_t_co2_per_day", "saving_pct",
-        "energy_source",
-    )) if fl.height else None  # fmt: skip
-    return Section("fleet", "Fleet what-if", "Fleet what-if", {
-        "jobs_per_day": f"{st.jobs_per_day:,.0f}", "per_site": bool(st.per_site), "job_text": st.fleet_job_text(),
-        "chart": _chart("fleet_whatif"), "table": t,
-    })  # fmt: skip
+    lvl = level(st)
+    if fl.height:
+        fl = _with_text(
+            fl,
+            **{
+                "MWh/day (95 % range)": lambda x: _range(
+                    x["mwh_per_day"], x.get("mwh_per_day_lo"), x.get("mwh_per_day_hi")
+                ),
+                f"Δenergy/job % [{lvl}]": lambda x: stats.fmt_interval(
+                    x.get("d_energy_job_pct"), x.get("d_energy_job_lo_pct"), x.get("d_energy_job_hi_pct")
+                ),
+            },
+        )
+    t = (
+        table(
+            fl.select(
+                "site",
+                "workload",
+                "phase",
+                "device",
+                "precision_variant",
+                "batch_size",
+                "samples_per_job",
+                "jobs_per_day",
+                "energy_per_job_j",
+                "MWh/day (95 % range)",
+                "t_co2_per_day",
+                "saving_mwh_per_day",
+                "saving_t_co2_per_day",
+                "saving_pct",
+                f"Δenergy/job % [{lvl}]",
+                "d_energy_job_verdict",
+                "energy_source",
+            )
+        )
+        if fl.height
+        else None
+    )
+    return Section(
+        "fleet",
+        "Fleet what-if",
+        "Fleet what-if",
+        {
+            "jobs_per_day": f"{st.jobs_per_day:,.0f}",
+            "per_site": bool(st.per_site),
+            "job_text": st.fleet_job_text(),
+            "chart": _chart("fleet_whatif"),
+            "table": t,
+        },
+    )
 
 
 def cells_table(r: Inputs) -> pl.DataFrame:
     """Per-cell metrics (also cells.csv): against the baseline, SCI, the Pareto front."""
-    return metrics.pareto(r.st.sci_table(r.rel)) if r.cells.height else r.cells
+    if not r.cells.height:
+        return r.cells
+    from ..carbon import sci_series
+
+    return sci_series(metrics.pareto(r.st.sci_table(r.rel)), r.df)  # SCI with the sites' intensity series beside
+
+
+def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
+    """The per-cell table of the page: every Δ against the fp32 baseline with its interval, verdict and minimum
+    detectable effect, PDG-rounded (the numbers themselves are in cells.csv)."""
+    lvl = level(r.st)
+    iv = lambda p: lambda x: stats.fmt_interval(x.get(f"{p}_pct"), x.get(f"{p}_lo_pct"), x.get(f"{p}_hi_pct"))  # noqa: E731
+    d = _with_text(
+        full,
+        **{
+            energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x["energy_per_sample_ci95_j"]),
+            f"Δenergy % [{lvl}]": iv("d_energy"),
+            "MDE %": lambda x: stats.fmt_unc(x.get("d_energy_mde_pct")),
+            "analysis": _analysis,
+            f"Δtime % [{lvl}]": iv("d_time"),
+            "Δquality": lambda x: stats.fmt_interval(x.get("d_quality"), x.get("d_quality_lo"), x.get("d_quality_hi")),
+        },
+    )
+    cols = [
+        "site",
+        "workload",
+        "phase",
+        "device",
+        "precision_variant",
+        "batch_size",
+        "repeats",
+        energy_pm(lvl),
+        f"Δenergy % [{lvl}]",
+        "d_energy_verdict",
+        "MDE %",
+        "analysis",
+        f"Δtime % [{lvl}]",
+        "d_time_verdict",
+        "energy_per_sample_cv",
+        "noisy",
+        "samples_per_j",
+        "mean_power_w",
+        "co2_per_1k_samples_kg",
+        "sci_g_per_1k",
+        "sci_embodied_share",
+        "quality_metric",
+        "quality",
+        "Δquality",
+        "d_quality_verdict",
+        "pareto",
+        "energy_source",
+    ]
+    return d.select([c for c in cols if c in d.columns]).sort(
+        "site", "workload", "phase", "device", "batch_size", "precision_variant"
+    )
 
 
 def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
     """Metrics per cell, and time and energy to target of the training runs."""
-    return Section("tables", "Metrics", "Metrics per cell", {
-        "hardware_source": r.st.hardware_source or "no hardware table",
-        "cells": table(full.select(
-            "site", "workload", "phase", "device", "precision_variant", "batch_size", "repeats", "energy_per_sample_j",
-            "energy_per_sample_ci95_j", "energy_per_sample_cv", "noisy", "samples_per_j", "mean_power_w",
-            "co2_per_1k_samples_kg", "sci_g_per_1k", "sci_embodied_share", "d_energy_pct", "d_time_pct", "quality_metric",
-            "quality", "d_quality", "pareto", "energy_source",
-        ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")) if r.cells.height else None,
-        "tta": table(r.tta.select(
-            "site", "workload", "device", "precision_variant", "batch_size", "repeat", "target", "target_source",
-            "epochs_to_target", "tta_s", "eta_j", "max_power_w", "zeus_cost",
-        ).sort("workload", "device", "precision_variant", "batch_size", "repeat")) if r.tta.height else None,
-    })  # fmt: skip
+    return Section(
+        "tables",
+        "Metrics",
+        "Metrics per cell",
+        {
+            "hardware_source": r.st.hardware_source or "no hardware table",
+            "cells": table(cells_view(r, full)) if r.cells.height else None,
+            "level": level(r.st),
+            "power": f"{r.st.power:g}",
+            "excluded": stats.excluded_runs(r.df),
+            "tta": table(
+                r.tta.select(
+                    "site",
+                    "workload",
+                    "device",
+                    "precision_variant",
+                    "batch_size",
+                    "repeat",
+                    "target",
+                    "target_source",
+                    "epochs_to_target",
+                    "tta_s",
+                    "eta_j",
+                    "max_power_w",
+                    "zeus_cost",
+                ).sort("workload", "device", "precision_variant", "batch_size", "repeat")
+            )
+            if r.tta.height
+            else None,
+        },
+    )
 
 
 def scheduler_section(r: Inputs) -> Section:
@@ -394,21 +614,192 @@ def sites_section(r: Inputs) -> Section:
     sites = sorted(df.filter(pl.col("status") == "ok")["site"].drop_nulls().unique().to_list()) if df.height else []
     data: dict[str, Any] = {"chart": _chart("sites"), "advice": [], "where": None, "comparison": None}
     if comp.height == 0:
-        data["nothing"] = ((f"one site only ({', '.join(sites)})" if len(sites) == 1 else "no cell was measured at two sites")
-                           if sites else "no runs")  # fmt: skip
+        data["nothing"] = (
+            (f"one site only ({', '.join(sites)})" if len(sites) == 1 else "no cell was measured at two sites")
+            if sites
+            else "no runs"
+        )
         return Section("sites", "Sites", "Sites", data)
-    where = metrics.where_to_run(comp)
+    lvl = level(r.st)
+    where = metrics.where_to_run_intervals(metrics.where_to_run(comp), comp, df, alpha=r.st.alpha, power=r.st.power)
+    where = _with_text(
+        where,
+        **{
+            f"vs best × [{lvl}]": lambda x: stats.fmt_interval(
+                x.get("vs_best_gm"), x.get("vs_best_lo"), x.get("vs_best_hi"), signed=False
+            ),
+        },
+    )
     for (wl, ph), g in where.group_by("workload", "phase", maintain_order=True):
         best = g.row(0, named=True)
-        nxt = g.row(1, named=True) if g.height > 1 else None
-        data["advice"].append({"workload": wl, "phase": ph, "best": best, "next": nxt})
+        rest = g.slice(1).to_dicts()
+        tied = [x["site"] for x in rest if x["site_verdict"] == "cannot be told apart from the best"]
+        data["advice"].append(
+            {
+                "workload": wl,
+                "phase": ph,
+                "best": best,
+                "next": rest[0] if rest else None,
+                "tied": tied,
+                "ratio_col": f"vs best × [{lvl}]",
+            }
+        )
+    # the same cell at each site, with its energy per sample's interval (cell_stats: repeats of that site)
+    ci = r.cells.select("site", *metrics.SITE_CELL_KEYS, "energy_per_sample_ci95_j")
+    comp = comp.join(ci, on=["site", *metrics.SITE_CELL_KEYS], how="left", nulls_equal=True)
+    comp = _with_text(
+        comp,
+        **{
+            energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x.get("energy_per_sample_ci95_j")),
+        },
+    )
+    first = ["workload", "phase", "device", "precision_variant", "batch_size", "site", "scheduler", "hosts", "repeats"]
+    comp = comp.select(
+        *first,
+        energy_pm(lvl),
+        *[
+            c
+            for c in comp.columns
+            if c not in (*first, energy_pm(lvl), "config_hash", "energy_per_sample_j", "energy_per_sample_ci95_j")
+        ],
+    )
     data.update(
         nothing=None,
         criterion=metrics.WHERE_TO_RUN_CRITERION,
-        where=table(where),
-        comparison=table(comp.drop("config_hash")),
+        level=lvl,
+        alpha=f"{r.st.alpha:g}",
+        where=table(
+            where.select(
+                "workload",
+                "phase",
+                "rank",
+                "site",
+                "common_cells",
+                "co2_per_1k_samples_g",
+                "vs_best",
+                f"vs best × [{lvl}]",
+                "p_holm",
+                "site_verdict",
+                "energy_per_sample_j",
+                "time_per_sample_s",
+                "intensity_g_per_kwh",
+                "pue",
+            )
+        ),
+        comparison=table(comp),
     )
     return Section("sites", "Sites", "Sites", data)
+
+
+def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Section:
+    """Carbon over time (joulegrid.carbon): the sites' intensity series, the runs' time-resolved CO2 beside the
+    annual-mean CO2, CO2 per sample by hour of day, the fleet's CO2 per day spread evenly / as measured / in
+    the cleanest k hours with its assumptions, and SCI with the series."""
+    from .. import carbon
+
+    st, k = r.st, r.st.cleanest_hours
+    loaded = carbon.load(st.carbon_series, st.sites)
+    data: dict[str, Any] = {"chart": _chart("when_to_run"), "k": k, "nothing": not loaded}
+    if not loaded:
+        return Section("when-to-run", "When to run", "When to run", data)
+    data["series"] = table(carbon.site_table(st.sites, loaded, k))
+    data["mismatch"] = carbon.annual_mismatches(st.sites, loaded)
+    ok = r.df.filter((pl.col("status") == "ok") & pl.col("site").is_in(list(loaded)))
+    window_fell_back = pl.col("carbon_fallback").str.contains("measured window").fill_null(False)
+    data["runs"] = table(
+        ok.group_by("site")
+        .agg(
+            runs=pl.len(),
+            window_from_series=(~window_fell_back).sum(),
+            window_annual_fallback=window_fell_back.sum(),
+            co2_series_kg=pl.col("co2_series_kg").sum(),
+            co2_annual_kg=pl.col("co2_annual_kg").sum(),
+            job_co2_series_kg=pl.col("job_co2_series_kg").sum(),
+            job_co2_annual_kg=pl.col("job_co2_annual_kg").sum(),
+            fallback_example=pl.col("carbon_fallback").drop_nulls().first(),
+        )
+        .with_columns(series_vs_annual_pct=(pl.col("co2_series_kg") / pl.col("co2_annual_kg") - 1) * 100)
+        .sort("site"),
+        empty="no successful run at a site with a series",
+    )
+    cases = carbon.intensity_cases(r.df, st.sites, loaded, k, st.fleet_scope)
+    data["cases"] = table(cases, empty="no series covers every hour of the day: no what-if")
+    fc = carbon.fleet_cases(fl, cases) if fl.height and cases.height and "mwh_per_day" in fl.columns else None
+    data["fleet"] = (
+        table(
+            fc.select(
+                "site",
+                "workload",
+                "phase",
+                "device",
+                "precision_variant",
+                "batch_size",
+                "jobs_per_day",
+                "mwh_per_day",
+                "t_co2_per_day_even",
+                "t_co2_per_day_measured",
+                "t_co2_per_day_cleanest",
+                "saving_t_per_day_vs_even",
+                "saving_t_per_day_vs_measured",
+                "energy_source",
+            )
+        )
+        if fc is not None and fc.height
+        else None
+    )
+    kinds = {carbon.site_carbon(s_, st.sites.get(s_)).kind for s_ in loaded}
+    spans = "their measured windows" if st.fleet_scope == "phase" else "their whole jobs"
+    data["assumptions"] = [
+        f"A typical day per site: the series' mean intensity in each UTC hour of the day over the clock hours it "
+        f"covers fully ({'; '.join(f'{s_}: {v.coverage_text()}' for s_, v in sorted(loaded.items()))}); every day of "
+        "the fleet's year is assumed to follow it.",
+        "Each job takes the same energy at any hour (the fleet what-if's MWh/day, PUE included, at "
+        f"{st.jobs_per_day:,.0f} jobs/day per site): moving jobs changes when the energy is drawn, not how much.",
+        "Jobs spread evenly: the mean of the typical day's 24 hours. As measured: the typical day weighted by the time "
+        f"the site's successful runs spent in each hour ({spans}, "
+        "fleet.scope). Cleanest k hours: every job inside the k cleanest hours of the typical day "
+        f"(fleet.cleanest_hours = {k}), spread evenly over them; a job longer than those hours' stretches would "
+        "not fit.",
+        f"Confining the jobs to {k} h a day needs {24 / k:.3g}× the concurrent job slots of an even spread "
+        "(capacity_factor), and the queue must hold the jobs until then.",
+        (
+            "Marginal series: the saving estimates the change in the grid's emissions when the jobs move, which is "
+            "what a decision to shift load needs."
+            if kinds == {"marginal"}
+            else "Average intensity (the grid mix's emissions per kWh) is what CO2 reporting uses; how much the grid's "
+            "emissions change when jobs move is the marginal intensity, which can differ a lot: treat the saving as an "
+            "average-intensity estimate (give a marginal series, kind: marginal, for the shifting decision)."
+        ),
+    ]
+    sci_cols = [
+        "site",
+        "workload",
+        "phase",
+        "device",
+        "precision_variant",
+        "batch_size",
+        "repeats",
+        "sci_g_per_1k",
+        "sci_series_g_per_1k",
+        "series_runs",
+        "carbon_kind",
+        "carbon_basis",
+    ]
+    sci = (
+        full.filter(pl.col("site").is_in(list(loaded)))
+        if full.height and "sci_series_g_per_1k" in full.columns
+        else None
+    )
+    data["sci"] = (
+        table(
+            sci.select(sci_cols)
+            .with_columns(series_vs_annual_pct=(pl.col("sci_series_g_per_1k") / pl.col("sci_g_per_1k") - 1) * 100)
+            .sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+        )
+        if sci is not None and sci.height
+        else None
+    )
+    return Section("when-to-run", "When to run", "When to run", data)
 
 
 def hotspots_section(r: Inputs) -> Section:
@@ -427,14 +818,21 @@ def missing_section(r: Inputs) -> Section:
     df = r.df
     missing_base = metrics.missing_baselines(r.cells) if r.cells.height else pl.DataFrame()
     not_ok = df.filter(pl.col("status") != "ok")
-    return Section("missing", "Missing & failures", "Missing and failures", {
-        "problems": table(pl.DataFrame(r.problems)) if r.problems else None,
-        "baselines": table(missing_base) if missing_base.height else None,
-        "counts": table(not_ok.group_by("status").agg(runs=pl.len()).sort("status")) if not_ok.height else None,
-        "failed": table(not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname", "attempt"),
-                        empty="none: every run finished ok"),
-        "nothing_missing": not r.problems and not missing_base.height and not not_ok.height and df.height > 0,
-    })  # fmt: skip
+    return Section(
+        "missing",
+        "Missing & failures",
+        "Missing and failures",
+        {
+            "problems": table(pl.DataFrame(r.problems)) if r.problems else None,
+            "baselines": table(missing_base) if missing_base.height else None,
+            "counts": table(not_ok.group_by("status").agg(runs=pl.len()).sort("status")) if not_ok.height else None,
+            "failed": table(
+                not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname", "attempt"),
+                empty="none: every run finished ok",
+            ),
+            "nothing_missing": not r.problems and not missing_base.height and not not_ok.height and df.height > 0,
+        },
+    )
 
 
 def other_configs_section(r: Inputs) -> Section:
@@ -444,18 +842,35 @@ def other_configs_section(r: Inputs) -> Section:
     current = (
         df.group_by("workload").agg(pl.col("config_hash").drop_nulls().unique().sort().str.join(", ")).sort("workload")
     )
-    uniq = lambda c: pl.col(c).drop_nulls().unique().sort().cast(pl.String).str.join(", ")  # noqa: E731
+
+    def uniq(c):
+        return pl.col(c).drop_nulls().unique().sort().cast(pl.String).str.join(", ")
+
     t = (
         other.group_by("site", "workload", "config_hash")
-        .agg(runs=pl.len(), cells=pl.col("cell_id").n_unique(), phases=uniq("phase"), seeds=uniq("seed"),
-             epochs=uniq("epochs"), target_quality=uniq("target_quality"), dataset_rows=uniq("dataset_rows"),
-             first_finished=pl.col("finished_at").min(), last_finished=pl.col("finished_at").max())
+        .agg(
+            runs=pl.len(),
+            cells=pl.col("cell_id").n_unique(),
+            phases=uniq("phase"),
+            seeds=uniq("seed"),
+            epochs=uniq("epochs"),
+            target_quality=uniq("target_quality"),
+            dataset_rows=uniq("dataset_rows"),
+            first_finished=pl.col("finished_at").min(),
+            last_finished=pl.col("finished_at").max(),
+        )
         .sort("workload", "site", "last_finished")
-    )  # fmt: skip
-    return Section("other-configs", "Other configurations", f"Other configurations ({other.height} run(s))", {
-        "runs": other.height, "current": "; ".join(f"{w} {h}" for w, h in current.iter_rows()) or "none measured yet",
-        "table": table(t),
-    })  # fmt: skip
+    )
+    return Section(
+        "other-configs",
+        "Other configurations",
+        f"Other configurations ({other.height} run(s))",
+        {
+            "runs": other.height,
+            "current": "; ".join(f"{w} {h}" for w, h in current.iter_rows()) or "none measured yet",
+            "table": table(t),
+        },
+    )
 
 
 def measured_section(r: Inputs) -> Section:
@@ -486,13 +901,23 @@ def measured_section(r: Inputs) -> Section:
         .agg(runs=pl.len())
         .sort("hostname", "meter")
     )
-    return Section("measured", "How measured", "How measured", {
-        "methods": table(methods),
-        "whose": table(whose_energy(r.df), empty="no run with a node energy (results of an older joulegrid?)"),
-        "model_error": table(model_error(r.df), empty="no run with both a counter and the model's prediction (no readable "
-                             "RAPL, or the estimate meter was not among measure.meters)"),
-        "absent": table(absent) if absent.height else None,
-    })  # fmt: skip
+    return Section(
+        "measured",
+        "How measured",
+        "How measured",
+        {
+            "methods": table(methods),
+            "whose": table(
+                metrics.whose_energy(r.df), empty="no run with a node energy (results of an older joulegrid?)"
+            ),
+            "model_error": table(
+                metrics.model_error(r.df),
+                empty="no run with both a counter and the model's prediction (no readable "
+                "RAPL, or the estimate meter was not among measure.meters)",
+            ),
+            "absent": table(absent) if absent.height else None,
+        },
+    )
 
 
 def environment_section(r: Inputs) -> Section:
@@ -558,6 +983,9 @@ def read_inputs(
         except ValueError as e:
             notes.append(f"{pf} is not valid JSON ({e}); the list of left-out run files is unknown.")
     st = settings or AnalysisSettings.defaults()
+    from ..carbon import apply  # the carbon columns with the report's sites file and series (as aggregate did)
+
+    df, other = apply(df, st.sites, st.carbon_series), apply(other, st.sites, st.carbon_series)
     return Inputs(p, df, other, problems, notes, st, Path(results_dir) if results_dir else p.parent)
 
 
@@ -586,8 +1014,17 @@ def build_report(
     full = cells_table(r)
     _write_csv(full, out / "cells.csv")
 
-    sections = [summary_section(r), charts_section(r), fleet_section(r, fl), tables_section(r, full), scheduler_section(r),
-                sites_section(r), hotspots_section(r), missing_section(r)]  # fmt: skip
+    sections = [
+        summary_section(r),
+        charts_section(r),
+        fleet_section(r, fl),
+        tables_section(r, full),
+        scheduler_section(r),
+        sites_section(r),
+        when_to_run_section(r, fl, full),
+        hotspots_section(r),
+        missing_section(r),
+    ]
     if r.other.height:
         sections.append(other_configs_section(r))
     sections += [measured_section(r), environment_section(r)]
@@ -597,7 +1034,9 @@ def build_report(
         .get_template("report.html.j2")
         .render(
             sections=sections,
-            subtitle=f"{r.df.height} run(s) · {r.cells.height} cell(s) · η = {st.eta:g} · noisy if CV > {st.noisy_cv:.0%}",
+            subtitle=(
+                f"{r.df.height} run(s) · {r.cells.height} cell(s) · η = {st.eta:g} · noisy if CV > {st.noisy_cv:.0%}"
+            ),
             n_charts=len(specs),
             js_bundle=Markup(_js_bundle()),
             specs_json=Markup(_script_json(specs)),

@@ -1,8 +1,8 @@
 """What the analysis needs from the config: report:, fleet: and the site / hardware facts.
 
 Cheap to import (no polars): the Snakemake rules build it at parse time. The report rule passes
-it as one JSON blob (``joulegrid report --settings``), so a change of η, the fleet size or a
-site's carbon intensity re-renders the report. By hand,
+it as one JSON blob (``joulegrid report --settings``), so a change of η, the fleet size, a
+site's carbon intensity or its intensity series file (its sha256 is in the blob) re-renders the report. By hand,
 ``joulegrid report`` without --settings uses the config schema's defaults (their only home:
 config.schema_defaults) and config/sites.yaml + config/hardware.yaml of the checkout.
 """
@@ -35,19 +35,22 @@ class AnalysisSettings:
     noisy_cv: float = _default("report", "noisy_cv")  # report.noisy_cv
     jobs_per_day: float = _default("fleet", "jobs_per_day")  # fleet.jobs_per_day
     per_site: dict[str, float] = _default("fleet", "per_site")  # fleet.per_site
-    samples_per_job: int | dict[str, Any] | None = _default(
-        "fleet", "samples_per_job"
-    )  # fleet.samples_per_job (None: the defaults per phase)
+    # fleet.samples_per_job (None: the defaults per phase)
+    samples_per_job: int | dict[str, Any] | None = _default("fleet", "samples_per_job")
     fleet_scope: str = _default("fleet", "scope")  # fleet.scope: phase | job
+    cleanest_hours: int = _default("fleet", "cleanest_hours")  # fleet.cleanest_hours: k of "when to run"
+    alpha: float = _default("design", "alpha")  # design.alpha: every comparison's interval is at 1 - alpha
+    power: float = _default("design", "power")  # design.power: of every comparison's minimum detectable effect
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
     hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml's sites (embodied carbon)
     hardware_source: str = ""
+    # the sites' intensity series (joulegrid.carbon.series_files): {site: {path, name, sha256}}; the sha256
+    # makes the report stamp change with a series file's content, so a new or corrected series re-renders
+    carbon_series: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(
-        cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = "."
-    ) -> AnalysisSettings:
+    def from_config(cls, config: dict[str, Any], sites: dict[str, Any], base_dir: str | Path = ".") -> AnalysisSettings:
         """From a validated config (defaults filled in by the JSON schema) and its sites mapping."""
         rep, fl = config["report"], config["fleet"]
         hw_file = rep["hardware_file"]
@@ -59,9 +62,13 @@ class AnalysisSettings:
             per_site={k: float(v) for k, v in fl["per_site"].items()},
             samples_per_job=fl["samples_per_job"],
             fleet_scope=str(fl["scope"]),
+            cleanest_hours=int(fl["cleanest_hours"]),
+            alpha=float(config["design"]["alpha"]),
+            power=float(config["design"]["power"]),
             sites=sites,
             hardware=load_hardware(hw_file, base_dir),
             hardware_source=str(hw_file),
+            carbon_series=series_files(sites, base_dir),
         )
 
     @classmethod
@@ -77,6 +84,7 @@ class AnalysisSettings:
             sites=sites,
             hardware=load_hardware(REPO_ROOT / hardware.DEFAULT_FILE),
             hardware_source=hardware.DEFAULT_FILE,
+            carbon_series=series_files(sites),
         )
 
     def to_json(self) -> str:
@@ -97,6 +105,14 @@ class AnalysisSettings:
             cells, self.sites, self.jobs_per_day, self.per_site, self.samples_per_job, self.fleet_scope
         )
 
+    def fleet_with_intervals(self, cells, runs):
+        """The fleet table with each bar's range and each saving's interval and verdict (metrics.fleet_intervals)."""
+        from . import metrics
+
+        return metrics.fleet_intervals(
+            self.fleet_table(cells), runs, self.samples_per_job, self.fleet_scope, self.alpha, self.power
+        )
+
     def fleet_job_text(self) -> str:
         """What one fleet job is, in words (the report says it)."""
         spj = self.samples_per_job
@@ -110,14 +126,24 @@ class AnalysisSettings:
             )
         else:
             work = f"{spj:,} samples per job"
-        scope = ("the measured phase only (fleet.scope: phase)" if self.fleet_scope == "phase" else
-                 "the whole job: the phase plus its start-up, data, model, warm-up and writing (fleet.scope: job)")  # fmt: skip
+        scope = (
+            "the measured phase only (fleet.scope: phase)"
+            if self.fleet_scope == "phase"
+            else "the whole job: the phase plus its start-up, data, model, warm-up and writing (fleet.scope: job)"
+        )
         return f"equal work, {work}; energy of {scope}"
 
     def sci_table(self, cells):
         from . import metrics
 
         return metrics.sci(cells, self.sites, self.hardware)
+
+
+def series_files(sites: dict[str, Any], base_dir: str | Path = ".") -> dict[str, dict[str, str]]:
+    """The sites' intensity series, each read and checked (joulegrid.carbon.series_files)."""
+    from ..carbon import series_files as files
+
+    return files(sites, base_dir)
 
 
 def load_hardware(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:

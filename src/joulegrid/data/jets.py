@@ -64,7 +64,10 @@ def load_real() -> tuple[np.ndarray, np.ndarray]:
         order = ak.argsort(tpt, axis=1, ascending=False)
         tpt, teta, tphi = tpt[order], teta[order], tphi[order]
         ntrk = ak.to_numpy(ak.num(tpt, axis=1))
-        pad = lambda x: ak.to_numpy(ak.fill_none(ak.pad_none(x, N_TRACKS, clip=True), np.nan)).astype(np.float64)  # noqa: E731
+
+        def pad(x):
+            return ak.to_numpy(ak.fill_none(ak.pad_none(x, N_TRACKS, clip=True), np.nan)).astype(np.float64)
+
         tpt6, teta6, tphi6 = pad(tpt), pad(teta), pad(tphi)
         dphi = (tphi6 - phi[:, None] + np.pi) % (2 * np.pi) - np.pi
         dr = np.sqrt((teta6 - eta[:, None]) ** 2 + dphi**2)

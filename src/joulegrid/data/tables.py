@@ -42,8 +42,8 @@ def _pick_columns(names: Sequence[str], label: str | None, features: Sequence[st
         absent = [f for f in features if f not in names]
         if absent:
             raise DataFormatError(
-                f"{where}: feature column(s) {', '.join(absent)} not found (has: {', '.join(names)}). "
-                "Fix: correct params.features"
+                f"{where}: feature column(s) {', '.join(absent)} not found (has: {', '.join(names)}). Fix: correct "
+                "params.features"
             )
         return list(features)
     return [n for n in names if n != label]
@@ -70,7 +70,8 @@ def load_table(
             key = "x" if "x" in z.files else "data" if "data" in z.files else None
             if key is None:
                 raise DataFormatError(
-                    f"{p}: no array 'x' (or 'data') in the .npz (has: {', '.join(z.files)}). Fix: save the features as x"
+                    f"{p}: no array 'x' (or 'data') in the .npz (has: {', '.join(z.files)}). Fix: save the features "
+                    "as x"
                 )
             x = z[key]
             if "y" in z.files:
@@ -90,7 +91,9 @@ def load_table(
 
             table = pq.read_table(p)
             names = [f.name for f in table.schema if _numeric_arrow(f.type)]
-            get = lambda c: table.column(c).to_numpy(zero_copy_only=False)  # noqa: E731
+
+            def get(c):
+                return table.column(c).to_numpy(zero_copy_only=False)
         else:
             import uproot
 
@@ -100,7 +103,8 @@ def load_table(
             name = tree or (trees[0] if len(trees) == 1 else None)
             if name is None or name not in trees:
                 raise DataFormatError(
-                    f"{p}: {'tree ' + repr(tree) + ' not found' if tree else 'no single tree'} (trees: {', '.join(trees) or 'none'}). "
+                    f"{p}: {'tree ' + repr(tree) + ' not found' if tree else 'no single tree'} (trees: "
+                    f"{', '.join(trees) or 'none'}). "
                     "Fix: set params.tree to one of them"
                 )
             t = f[name]

@@ -1,6 +1,7 @@
 """From a job's metered windows and usage to the row: energy, attribution and whole-job columns.
 
-Called once, when the job ends (``MeterSet.finish``), because the idle power P0 may be fitted over
+Called once, when the job ends (``MeterSet.finish`` hands it the windows, laps and stopped usage: its
+inputs are its arguments), because the idle power P0 may be fitted over
 the job's own intervals (attribution.fit_idle_power) and every window is split with the same P0:
 
 1. P0 per counter domain (site value, else fit, else busy ratio);
@@ -20,27 +21,31 @@ the job's own intervals (attribution.fit_idle_power) and every window is split w
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import attribution
 from .base import Reading
-from .tracker import Snapshot, Usage
+from .choice import FAMILY, choose, job_readings, node_of, summarise
+from .tracker import JobUsage, Snapshot, Usage
 from .usage import process_start_time
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import MeterSet
+    from .meterset import Window
 
 EXCLUDED = ("idle", "profile")  # stretches of the job that are joulegrid's, not the workload's
+
+#: one lap (MeterSet.lap): its window, the energy so far per (meter, component), the usage then
+Lap = tuple[str, dict[tuple[str, str], float], Snapshot | None]
 
 
 def _add(a: attribution.Split | None, b: attribution.Split) -> attribution.Split:
     if a is None:
         return b
-    return attribution.Split(*(x + y for x, y in zip((a.node_j, a.job_j, a.job_active_j, a.job_idle_j, a.other_active_j, a.unreserved_idle_j),
-                                             (b.node_j, b.job_j, b.job_active_j, b.job_idle_j, b.other_active_j, b.unreserved_idle_j))),
-                   a.p0_w)  # fmt: skip
+    energies = ("node_j", "job_j", "job_active_j", "job_idle_j", "other_active_j", "unreserved_idle_j")
+    return replace(a, **{k: getattr(a, k) + getattr(b, k) for k in energies})
 
 
 def _sum_usage(us: list[Usage]) -> Usage | None:
@@ -48,15 +53,21 @@ def _sum_usage(us: list[Usage]) -> Usage | None:
         return None
     dt = sum(u.dt for u in us)
     mem = sum(u.mem_bytes * u.dt for u in us) / dt if dt > 0 else us[-1].mem_bytes
-    return Usage(dt, sum(u.node_total_s for u in us), sum(u.node_busy_s for u in us), sum(u.node_steal_s for u in us),
-                 sum(u.job_cpu_s for u in us), mem, us[-1].n_cpus)  # fmt: skip
+    return Usage(
+        dt,
+        sum(u.node_total_s for u in us),
+        sum(u.node_busy_s for u in us),
+        sum(u.node_steal_s for u in us),
+        sum(u.job_cpu_s for u in us),
+        mem,
+        us[-1].n_cpus,
+    )
 
 
-def idle_powers(ms: MeterSet, n_cpus: int) -> dict[str, attribution.IdlePower]:
+def idle_powers(model: attribution.PowerModel, usage: JobUsage, n_cpus: int) -> dict[str, attribution.IdlePower]:
     """P0 per counter domain: the site's value or this CPU model's calibration (attribution.power_model),
     else a fit over the job's intervals, else the busy ratio."""
-    model: attribution.PowerModel = ms.settings["model"]
-    intervals = ms.usage.intervals() if ms.usage is not None else []
+    intervals = usage.intervals()
     out = {}
     for comp, site_w in (("cpu", model.cpu_idle_w), ("dram", model.dram_idle_w)):
         if site_w is not None:
@@ -67,64 +78,77 @@ def idle_powers(ms: MeterSet, n_cpus: int) -> dict[str, attribution.IdlePower]:
     return out
 
 
-def finish(ms: MeterSet, wall_s: float | None, idle_s: float | None) -> tuple[dict[str, Any], list[float | None]]:
-    from . import choose, job_readings, summarise
+def finish(
+    windows: list[Window],
+    laps: list[Lap],
+    usage: JobUsage | None,
+    end: Snapshot | None,
+    *,
+    model: attribution.PowerModel | None,
+    shared_above: float | None,
+    gpus: list[int],
+    wall_s: float | None,
+    idle_s: float | None,
+) -> tuple[dict[str, Any], list[float | None]]:
+    """The row's energy, attribution and whole-job columns of a job, and its cumulative energy at each lap.
 
-    end = ms.usage.stop() if ms._job else None
-    ms._job = False
+    windows, laps: what MeterSet measured; usage: the job's usage tracker, stopped at ``end`` (None: no
+    usage, nothing is attributed); model: the node's power model (attribution.power_model; None: the
+    defaults); shared_above: measure.node_shared_above; gpus: the job's GPUs; wall_s / idle_s: the wall
+    times of the measured and the idle window."""
     cols: dict[str, Any] = {}
-    measured = next((w for w in reversed(ms.windows) if w.name == "measured" and w.start and w.end), None)
-    if ms.usage is None or end is None:
+    measured = next((w for w in reversed(windows) if w.name == "measured" and w.start and w.end), None)
+    if usage is None or end is None:
         # no usage: nothing can be attributed; the node readings are kept as they are
-        all_r = [r for w in ms.windows for r in w.readings]
+        all_r = [r for w in windows for r in w.readings]
         if all_r:
             cols.update(summarise(all_r, wall_s or 0.0, idle_s))
-        return cols, [None] * len(ms.laps)
+        return cols, [None] * len(laps)
 
-    u_meas = ms.usage.between(measured.start, measured.end) if measured else None
-    n_cpus = (u_meas or ms.usage.between(ms.usage.marks[0][1], end)).n_cpus
-    shared_above = ms.settings.get("shared_above")
+    model = model if model is not None else attribution.power_model(None)
+    u_meas = usage.between(measured.start, measured.end) if measured else None
+    n_cpus = (u_meas or usage.between(usage.marks[0][1], end)).n_cpus
     shared_above = attribution.SHARED_ABOVE if shared_above is None else float(shared_above)
     ctx = attribution.Context(
-        cpus=ms.usage.reserved.cpus,
-        mem_total=ms.usage.mem_total,
-        model=ms.settings["model"],
-        idle=idle_powers(ms, n_cpus),
+        cpus=usage.reserved.cpus,
+        mem_total=usage.mem_total,
+        model=model,
+        idle=idle_powers(model, usage, n_cpus),
         shared=attribution.node_shared(u_meas, shared_above) if u_meas else True,
     )
     all_r: list[Reading] = []
     splits: dict[tuple[str, str, str], attribution.Split] = {}
-    for w in ms.windows:
+    for w in windows:
         all_r.extend(w.readings)
         if w.start is None or w.end is None:
             continue
-        for job, sp in attribution.attribute(w.readings, ms.usage.between(w.start, w.end), ctx):
+        for job, sp in attribution.attribute(w.readings, usage.between(w.start, w.end), ctx):
             all_r.append(job)
             splits[(w.name, job.meter, job.component)] = sp
     cols.update(summarise(all_r, wall_s or 0.0, idle_s))
-    cols.update(ms.usage.facts())
-    cols["job_gpu_uuids"] = _gpu_uuids(ms)
+    cols.update(usage.facts())
+    cols["job_gpu_uuids"] = _gpu_uuids(gpus)
     best = choose(job_readings(all_r)) if measured else {}
     cols.update(model_columns(ctx.model, best, all_r))
     if u_meas is not None:
         cols.update(_window_columns(u_meas, ctx, best, splits, all_r))
-    laps = _laps(ms, ctx, best, all_r)
+    lap_energies = _laps(windows, laps, usage, ctx, best, all_r)
     start = process_start_time()
-    wall, excluded, pieces = _job_wall(ms, end, start)
+    wall, excluded, pieces = _job_wall(usage, end, start)
     cols.update(
         process_started_at=datetime.fromtimestamp(start, UTC) if start is not None else None,
         job_wall_s=wall,
         job_excluded_s=excluded,
-        job_untracked_s=max(ms.usage.marks[0][1].wall - start, 0.0) if start is not None else None,
+        job_untracked_s=max(usage.marks[0][1].wall - start, 0.0) if start is not None else None,
     )
     if best:
-        total, extra = _whole_job(ms, ctx, best, all_r, splits, u_meas, pieces, wall, cols["job_untracked_s"] or 0.0)
+        total, extra = _whole_job(usage, ctx, best, all_r, splits, u_meas, pieces, wall, cols["job_untracked_s"] or 0.0)
         cols.update(job_energy_j=total, job_energy_extrapolated_j=extra)
     if wall and wall_s is not None:
         cols["job_time_outside_phase_fraction"] = 1.0 - wall_s / wall
     if cols.get("job_energy_j") and cols.get("energy_j") is not None:
         cols["job_energy_outside_phase_fraction"] = 1.0 - cols["energy_j"] / cols["job_energy_j"]
-    return cols, laps
+    return cols, lap_energies
 
 
 def model_columns(model: attribution.PowerModel, best: dict[str, Reading], all_r: list[Reading]) -> dict[str, Any]:
@@ -134,8 +158,6 @@ def model_columns(model: attribution.PowerModel, best: dict[str, Reading], all_r
     The prediction covers the components both have: cpu (package), plus dram where the counters
     measured a DRAM domain and the model has one; model_rel_err = model / measured - 1 of their node
     energies, model_energy_j the job's share of the prediction (the same split as energy_j)."""
-    from . import FAMILY, node_of
-
     out: dict[str, Any] = {}
     cal = model.calibration
     if cal is not None:
@@ -169,15 +191,14 @@ def model_columns(model: attribution.PowerModel, best: dict[str, Reading], all_r
     return out
 
 
-def _gpu_uuids(ms: MeterSet) -> str | None:
-    ids = ms.settings.get("gpus") or []
+def _gpu_uuids(ids: list[int]) -> str | None:
     if not ids:
         return None
     try:
         from .nvml import gpu_uuids
 
         return ",".join(gpu_uuids(ids))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an optional fact: NVML errors come in many kinds
         return None
 
 
@@ -199,8 +220,6 @@ def _window_columns(u: Usage, ctx: attribution.Context, best: dict[str, Reading]
     if all(v is not None for v in sp.values()) and sp:
         out["node_other_active_j"] = sum(v.other_active_j for v in sp.values())
         out["node_unreserved_idle_j"] = sum(v.unreserved_idle_j for v in sp.values())
-    from . import node_of
-
     if sp.get("cpu") is not None:
         out.update(
             energy_cpu_active_j=sp["cpu"].job_active_j, energy_cpu_idle_j=sp["cpu"].job_idle_j, p0_cpu_w=sp["cpu"].p0_w
@@ -217,22 +236,27 @@ def _window_columns(u: Usage, ctx: attribution.Context, best: dict[str, Reading]
 
 
 def _laps(
-    ms: MeterSet, ctx: attribution.Context, best: dict[str, Reading], all_r: list[Reading]
+    windows: list[Window],
+    laps: list[Lap],
+    usage: JobUsage,
+    ctx: attribution.Context,
+    best: dict[str, Reading],
+    all_r: list[Reading],
 ) -> list[float | None]:
     """The job's cumulative energy in its window at each lap (the chosen families; None if one cannot lap)."""
-    starts = {w.name: w.start for w in ms.windows}
+    starts = {w.name: w.start for w in windows}
     node_r = {(r.window, r.meter, r.component): r for r in all_r if r.scope in ("node", "device")}
     out: list[float | None] = []
-    for window, laps, snap in ms.laps:
+    for window, energies, snap in laps:
         w0 = starts.get(window)
         total: float | None = 0.0
         if w0 is None or snap is None or not best:
             out.append(None)
             continue
-        u = ms.usage.between(w0, snap)
+        u = usage.between(w0, snap)
         for r in best.values():
             nr = node_r.get((window, r.meter, r.component))
-            e = laps.get((r.meter, r.component))
+            e = energies.get((r.meter, r.component))
             if nr is None or e is None:
                 total = None
                 break
@@ -246,12 +270,12 @@ def _laps(
 
 
 def _job_wall(
-    ms: MeterSet, end: Snapshot, start: float | None
+    usage: JobUsage, end: Snapshot, start: float | None
 ) -> tuple[float | None, float, list[tuple[Snapshot, Snapshot]]]:
     """(job wall time without the excluded stretches, excluded seconds, the included pieces)."""
-    marks = sorted(ms.usage.marks, key=lambda m: m[1].t)
+    marks = sorted(usage.marks, key=lambda m: m[1].t)
     pieces, excluded, depth = [], 0.0, 0
-    for (name, a), (_, b) in zip(marks, marks[1:]):
+    for (name, a), (_, b) in itertools.pairwise(marks):
         kind, _, edge = name.partition(":")
         if kind in EXCLUDED:
             depth += 1 if edge == "start" else -1
@@ -282,14 +306,20 @@ def _node_energy_source(r: Reading, nr: Reading | None, ctx: attribution.Context
 
 
 def _whole_job(
-    ms, ctx: attribution.Context, best, all_r, splits, u_meas: Usage | None, pieces, wall: float | None, t_pre: float
+    usage: JobUsage,
+    ctx: attribution.Context,
+    best,
+    all_r,
+    splits,
+    u_meas: Usage | None,
+    pieces,
+    wall: float | None,
+    t_pre: float,
 ) -> tuple[float, float]:
     """(job energy, its extrapolated part) over the included pieces of the job, start-up extrapolated."""
-    from . import node_of
-
-    first = ms.usage.marks[0][1]
-    j_pre = ms.usage.own_cpu_at_start
-    tracked = _sum_usage([ms.usage.between(a, b) for a, b in pieces])
+    first = usage.marks[0][1]
+    j_pre = usage.own_cpu_at_start
+    tracked = _sum_usage([usage.between(a, b) for a, b in pieces])
     total, extrapolated = 0.0, 0.0
     for r in best.values():
         nr = node_of(r, all_r)
@@ -297,9 +327,7 @@ def _whole_job(
         if src is not None and tracked is not None and nr is not None:
             acc = None
             for a, b in pieces:
-                got = attribution.attribute(
-                    [replace(nr, energy_j=src(a, b), window="job")], ms.usage.between(a, b), ctx
-                )
+                got = attribution.attribute([replace(nr, energy_j=src(a, b), window="job")], usage.between(a, b), ctx)
                 if got:
                     acc = _add(acc, got[0][1])
             if acc is None:

@@ -39,7 +39,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..sites import node_power
+from ..sites import SiteFacts
 from .base import Reading
 from .calibration import CALIBRATED, Calibration, DomainModel, match
 from .tracker import Usage
@@ -85,8 +85,8 @@ class PowerModel:
 
 
 def power_model(
-    site_facts: dict[str, Any] | None,
-    measure: dict[str, Any] | None = None,
+    site: SiteFacts | None,
+    w_per_thread: float | None = None,
     cpu_model: str | None = None,
     sockets: int | None = None,
     mem_total_bytes: float | None = None,
@@ -96,31 +96,36 @@ def power_model(
     The most specific measurement of this node wins:
     1. the first ``node_power`` entry of the site, if it names a ``cpu_model`` contained in this host's
        CPU model (measured at this site, for this CPU model);
-    2. else this CPU model's calibration in the hardware table (``site_facts['cpu_calibrations']``,
+    2. else this CPU model's calibration in the hardware table (``site.cpu_calibrations``,
        ``joulegrid calibrate``; calibration.match, exact CPU model): the estimate meter becomes
        ``model-calibrated`` and the counters' idle power is the calibration's;
     3. else the first ``node_power`` entry without cpu_model (every node of the site);
-    W per thread (the TDP model, without a calibration): measure.cpu_tdp_w_per_thread, else the entry's
-    w_per_thread, else 4 W.
+    W per thread (the TDP model, without a calibration): ``w_per_thread`` (measure.cpu_tdp_w_per_thread),
+    else the entry's w_per_thread, else 4 W.
     """
-    site_facts = site_facts or {}
-    measure = measure or {}
+    site = site or SiteFacts()
     entry: dict[str, Any] = {}
-    for e in node_power(site_facts):  # checked with the sites file (joulegrid.sites)
+    for e in site.node_power or []:  # checked with the sites file (joulegrid.sites)
         want = e.get("cpu_model")
         if want is None or (cpu_model and str(want).lower() in cpu_model.lower()):
             entry = e
             break
     if not entry.get("cpu_model"):
-        cal = match(site_facts.get("cpu_calibrations"), cpu_model, sockets, mem_total_bytes)
+        cal = match(site.cpu_calibrations, cpu_model, sockets, mem_total_bytes)
         if cal is not None:
-            return PowerModel(cal.package.idle_w, cal.dram.idle_w if cal.dram else None, cal.package.w_per_busy_cpu,
-                              f"calibration {cal.describe()}", "calibration", cal)  # fmt: skip
-    w = measure.get("cpu_tdp_w_per_thread") or entry.get("w_per_thread") or DEFAULT_W_PER_THREAD
+            return PowerModel(
+                cal.package.idle_w,
+                cal.dram.idle_w if cal.dram else None,
+                cal.package.w_per_busy_cpu,
+                f"calibration {cal.describe()}",
+                "calibration",
+                cal,
+            )
+    w = w_per_thread or entry.get("w_per_thread") or DEFAULT_W_PER_THREAD
     has_idle = entry.get("cpu_idle_w") is not None or entry.get("dram_idle_w") is not None
     src = None
     if has_idle:
-        src = f"site {site_facts.get('name', '?')}" + (f" ({entry['cpu_model']})" if entry.get("cpu_model") else "")
+        src = f"site {site.name or '?'}" + (f" ({entry['cpu_model']})" if entry.get("cpu_model") else "")
         if entry.get("source"):
             src += f": {entry['source']}"
     return PowerModel(
@@ -294,9 +299,18 @@ def attribute(readings: list[Reading], u: Usage, ctx: Context) -> list[tuple[Rea
                 sp = split(r.energy_j, u, 0.0, m, r.energy_j / u.dt if u.dt > 0 else 0.0)
                 label = MEM_SHARE
         job = Reading(
-            r.meter, r.component, r.method, sp.job_j, r.interval_s, r.samples, r.estimated,
-            window=r.window, duration_s=r.duration_s, scope="job", attribution=label,
-        )  # fmt: skip
+            r.meter,
+            r.component,
+            r.method,
+            sp.job_j,
+            r.interval_s,
+            r.samples,
+            r.estimated,
+            window=r.window,
+            duration_s=r.duration_s,
+            scope="job",
+            attribution=label,
+        )
         out.append((job, sp))
     return out
 

@@ -98,6 +98,10 @@ class RequiredMeterMissing(MeterUnavailable):
     """A meter listed in measure.required_meters cannot run here: the job must not start."""
 
 
+class NotApplicable(MeterUnavailable):
+    """The meter works here but has nothing to measure in this cell (e.g. nvml in a cpu cell)."""
+
+
 class Meter:
     name = "meter"
     kind = "model"  # counter, sampling or model (preference among meters: meters.PRIORITY)

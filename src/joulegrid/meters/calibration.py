@@ -93,17 +93,24 @@ class Calibration:
 
 
 def _domain(d: dict[str, Any]) -> DomainModel:
-    return DomainModel(float(d["idle_w"]), float(d["w_per_busy_cpu"]),
-                       float(d["w_per_gb"]) if d.get("w_per_gb") is not None else None,
-                       float(d["idle_used_gb"]) if d.get("idle_used_gb") is not None else None)  # fmt: skip
+    return DomainModel(
+        float(d["idle_w"]),
+        float(d["w_per_busy_cpu"]),
+        float(d["w_per_gb"]) if d.get("w_per_gb") is not None else None,
+        float(d["idle_used_gb"]) if d.get("idle_used_gb") is not None else None,
+    )
 
 
 def normalise(cpu_model: str | None) -> str:
     return " ".join((cpu_model or "").split()).lower()
 
 
-def match(calibrations: dict[str, dict[str, Any]] | None, cpu_model: str | None, sockets: int | None = None,
-          mem_total_bytes: float | None = None) -> Calibration | None:  # fmt: skip
+def match(
+    calibrations: dict[str, dict[str, Any]] | None,
+    cpu_model: str | None,
+    sockets: int | None = None,
+    mem_total_bytes: float | None = None,
+) -> Calibration | None:
     """The calibration of this host's CPU model (same 'model name', whitespace and case aside), adapted
     to this host: the package's idle power scaled by its sockets over the calibration host's, the
     DRAM's by its memory over the calibration host's (both where known); None without one."""
@@ -126,8 +133,16 @@ def match(calibrations: dict[str, dict[str, Any]] | None, cpu_model: str | None,
                 notes.append(
                     f"dram idle x{f:.2f}: {mem_total_bytes / GB:.0f} GB, calibrated with {e['mem_total_gb']:.0f} GB"
                 )
-        return Calibration(model, pkg, dram, e.get("holdout_rmse_w"), e.get("holdout_max_rel_err"), e.get("host"),
-                           str(e["calibrated_at"]) if e.get("calibrated_at") else None, "; ".join(notes) or None)  # fmt: skip
+        return Calibration(
+            model,
+            pkg,
+            dram,
+            e.get("holdout_rmse_w"),
+            e.get("holdout_max_rel_err"),
+            e.get("host"),
+            str(e["calibrated_at"]) if e.get("calibrated_at") else None,
+            "; ".join(notes) or None,
+        )
     return None
 
 
@@ -207,10 +222,11 @@ def fit_domain(steps: list[Step], dom: str, idle_steps: list[int]) -> DomainFit:
     """The model of one domain from the ladder's steps (module doc)."""
     has_gb = all(i.used_gb is not None for s in steps for i in s.intervals)
     kept = [list(s.intervals) for s in steps]
-    for s, ivs in zip(steps, kept):
+    for s, ivs in zip(steps, kept, strict=True):
         if len(ivs) < MIN_INTERVALS:
             raise CalibrationError(
-                f"step {s.name}: {len(ivs)} interval(s), at least {MIN_INTERVALS} needed. Fix: raise --step-s or lower --interval-s"
+                f"step {s.name}: {len(ivs)} interval(s), at least {MIN_INTERVALS} needed. Fix: raise --step-s or "
+                "lower --interval-s"
             )
     # pass 1: all intervals; pass 2: without the intervals far off the first line
     for _ in range(2):
@@ -227,11 +243,21 @@ def fit_domain(steps: list[Step], dom: str, idle_steps: list[int]) -> DomainFit:
         scale = max(1.4826 * mad, 1e-3 * max(abs(p) for *_, p in agg))  # never trim below 0.1 % of the power
         kept = []
         for s in steps:
-            good = [i for i in s.intervals
-                    if abs(i.energy[dom] / i.dt - (beta[0] + beta[1] * i.busy_s / i.dt + (beta[2] * i.used_gb if gb else 0.0)) - med) <= TRIM_SIGMAS * scale]  # fmt: skip
+            good = [
+                i
+                for i in s.intervals
+                if abs(
+                    i.energy[dom] / i.dt
+                    - (beta[0] + beta[1] * i.busy_s / i.dt + (beta[2] * i.used_gb if gb else 0.0))
+                    - med
+                )
+                <= TRIM_SIGMAS * scale
+            ]
             if len(good) < MIN_INTERVALS:
-                raise CalibrationError(f"step {s.name}: only {len(good)} of {len(s.intervals)} intervals agree with the rest of the "
-                                       f"ladder ({dom}). Fix: calibrate on an otherwise idle node, or raise --step-s")  # fmt: skip
+                raise CalibrationError(
+                    f"step {s.name}: only {len(good)} of {len(s.intervals)} intervals agree with the rest of the "
+                    f"ladder ({dom}). Fix: calibrate on an otherwise idle node, or raise --step-s"
+                )
             kept.append(good)
     agg = [_agg(ivs, dom) for ivs in kept]
     points, power = [(x, g) for x, _, g, _ in agg], [p for *_, p in agg]
@@ -254,8 +280,16 @@ def fit_domain(steps: list[Step], dom: str, idle_steps: list[int]) -> DomainFit:
         x, gk = points[k]
         holdout.append(b[0] + b[1] * x + (b[2] * gk if g else 0.0) - power[k])
     rmse = math.sqrt(sum(r * r for r in res) / len(res))
-    return DomainFit(model, {"idle_w": se_idle, "w_per_busy_cpu": se[1], "w_per_gb": w_gb_se}, w_gb_fit, rmse, holdout, power,
-                     [len(k) for k in kept], [len(s.intervals) - len(k) for s, k in zip(steps, kept)])  # fmt: skip
+    return DomainFit(
+        model,
+        {"idle_w": se_idle, "w_per_busy_cpu": se[1], "w_per_gb": w_gb_se},
+        w_gb_fit,
+        rmse,
+        holdout,
+        power,
+        [len(k) for k in kept],
+        [len(s.intervals) - len(k) for s, k in zip(steps, kept, strict=True)],
+    )
 
 
 def _prediction_se(points, power, x0: float, g0: float) -> float | None:
@@ -284,4 +318,4 @@ def holdout_summary(fits: dict[str, DomainFit]) -> tuple[float, float]:
     err = [sum(fits[d].holdout[k] for d in doms) for k in range(n)]
     meas = [sum(fits[d].power[k] for d in doms) for k in range(n)]
     rmse = math.sqrt(sum(e * e for e in err) / n)
-    return rmse, max(abs(e) / m for e, m in zip(err, meas) if m > 0)
+    return rmse, max(abs(e) / m for e, m in zip(err, meas, strict=True) if m > 0)

@@ -42,9 +42,8 @@ import time
 from typing import Any
 
 from .. import hostcache
+from ..units import J_PER_KWH
 from .base import Meter, MeterUnavailable, Reading
-
-KWH = 3.6e6
 
 _CPU_MODES = {
     "intel_rapl": ("codecarbon-rapl", False),
@@ -84,7 +83,8 @@ def _serialise(tracker):
 
 
 def _detection_key(tracker) -> tuple[Any, dict[str, Any]]:
-    """(codecarbon's in-process cache key of this tracker, the per-host cache key: that key and codecarbon's version)."""
+    """(codecarbon's in-process cache key of this tracker, the per-host cache key: that key and codecarbon's
+    version)."""
     import codecarbon
     from codecarbon.core import hardware_cache
 
@@ -198,9 +198,9 @@ class CodecarbonMeter(Meter):
         t = self._tracker
         try:
             t.flush()
-            out = {"cpu": t._total_cpu_energy.kWh * KWH, "ram-model": t._total_ram_energy.kWh * KWH}
+            out = {"cpu": t._total_cpu_energy.kWh * J_PER_KWH, "ram-model": t._total_ram_energy.kWh * J_PER_KWH}
             if self.gpu_ids:
-                out["gpu"] = t._total_gpu_energy.kWh * KWH
+                out["gpu"] = t._total_gpu_energy.kWh * J_PER_KWH
             return out
         except Exception:  # noqa: BLE001 - private attributes may change between versions
             return None
@@ -223,13 +223,21 @@ class CodecarbonMeter(Meter):
         sc = self._scope
         out = [
             Reading(
-                self.name, "cpu", method, d.cpu_energy * KWH, self.interval_s, samples, est, duration_s=dur, scope=sc
+                self.name,
+                "cpu",
+                method,
+                d.cpu_energy * J_PER_KWH,
+                self.interval_s,
+                samples,
+                est,
+                duration_s=dur,
+                scope=sc,
             ),
             Reading(
                 self.name,
                 "ram-model",
                 "codecarbon-ram-model",
-                d.ram_energy * KWH,
+                d.ram_energy * J_PER_KWH,
                 self.interval_s,
                 samples,
                 True,
@@ -243,7 +251,7 @@ class CodecarbonMeter(Meter):
                     self.name,
                     "gpu",
                     "codecarbon-nvml",
-                    (d.gpu_energy or 0.0) * KWH,
+                    (d.gpu_energy or 0.0) * J_PER_KWH,
                     self.interval_s,
                     samples,
                     False,
@@ -258,5 +266,5 @@ class CodecarbonMeter(Meter):
         if t is not None:
             try:
                 t.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the run
                 pass

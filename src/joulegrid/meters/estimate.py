@@ -101,5 +101,7 @@ class EstimateMeter(Meter):
 
     def stop(self) -> list[Reading]:
         es, dur = self._energy()
-        return [Reading(self.name, c, self.method, e, dur, self._reads, True, duration_s=dur, scope="node", p0_w=p0)
-                for c, (e, p0) in es.items()]  # fmt: skip
+        return [
+            Reading(self.name, c, self.method, e, dur, self._reads, True, duration_s=dur, scope="node", p0_w=p0)
+            for c, (e, p0) in es.items()
+        ]

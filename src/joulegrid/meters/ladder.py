@@ -76,8 +76,10 @@ class LadderSettings:
         if self.settle_s < 0 or self.levels < 1 or (self.mem_gb is not None and self.mem_gb < 0):
             raise calibration.CalibrationError("--settle-s >= 0, --levels >= 1 and --mem-gb >= 0 please")
         if self.step_s / self.interval_s < calibration.MIN_INTERVALS:
-            raise calibration.CalibrationError(f"--step-s {self.step_s:g} holds fewer than {calibration.MIN_INTERVALS} intervals of --interval-s "
-                                     f"{self.interval_s:g}. Fix: raise --step-s or lower --interval-s")  # fmt: skip
+            raise calibration.CalibrationError(
+                f"--step-s {self.step_s:g} holds fewer than {calibration.MIN_INTERVALS} intervals of --interval-s "
+                f"{self.interval_s:g}. Fix: raise --step-s or lower --interval-s"
+            )
 
 
 def busy_levels(n_cpus: int, levels: int) -> list[int]:
@@ -104,8 +106,15 @@ class _Procs:
             self.procs.append(subprocess.Popen([sys.executable, "-I", "-c", BURN, f"{seconds:.1f}"]))
 
     def memory(self, n: int, total_bytes: int, seconds: float) -> list[subprocess.Popen]:
-        ws = [subprocess.Popen([sys.executable, "-I", "-c", MEM, str(total_bytes // n), f"{seconds:.1f}"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(n)]  # fmt: skip
+        ws = [
+            subprocess.Popen(
+                [sys.executable, "-I", "-c", MEM, str(total_bytes // n), f"{seconds:.1f}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(n)
+        ]
         self.procs += ws
         for w in ws:
             if (w.stdout.readline() or "").strip() != "ready":
@@ -179,7 +188,7 @@ class LadderResult:
 
 def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
     """Run the ladder (raises CalibrationError where RAPL is not readable or a step fails)."""
-    from . import ROOT_ENV
+    from .factory import ROOT_ENV
     from .rapl import POWERCAP, RaplMeter
 
     st.validate()
@@ -197,9 +206,11 @@ def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
     mem_gb = default_mem_gb(st.proc_root) if st.mem_gb is None else float(st.mem_gb)
     n_mem = max(1, n // 4)
     plan = ["idle"] + [f"busy-{k}" for k in levels] + (["resident", "traffic"] if mem_gb > 0 else []) + ["idle-end"]
-    say(f"joulegrid calibrate: {len(plan)} steps of {st.settle_s:g} s settling + {st.step_s:g} s measured "
+    say(
+        f"joulegrid calibrate: {len(plan)} steps of {st.settle_s:g} s settling + {st.step_s:g} s measured "
         f"(~{len(plan) * (st.settle_s + st.step_s) / 60:.1f} min): {', '.join(plan)}; "
-        f"{n} logical CPUs, memory steps {mem_gb:g} GB in {n_mem} worker(s)")  # fmt: skip
+        f"{n} logical CPUs, memory steps {mem_gb:g} GB in {n_mem} worker(s)"
+    )
     procs = _Procs()
     steps: list[calibration.Step] = []
     life = st.settle_s + st.step_s + 30.0  # workers end on their own after this, whatever happens here
@@ -226,7 +237,7 @@ def run(st: LadderSettings, say: Callable[[str], None] = print) -> LadderResult:
             }
             gbs = [i.used_gb for i in step.intervals]
             g = (
-                sum(v * i.dt for v, i in zip(gbs, step.intervals)) / sum(i.dt for i in step.intervals)
+                sum(v * i.dt for v, i in zip(gbs, step.intervals, strict=True)) / sum(i.dt for i in step.intervals)
                 if None not in gbs
                 else None
             )
@@ -269,24 +280,39 @@ def calibrate(st: LadderSettings, cpu_model: str, say: Callable[[str], None] = p
     }
     for d, f in fits.items():
         m = f.model
-        hr = [abs(e) / p for e, p in zip(f.holdout, f.power) if p > 0]
+        hr = [abs(e) / p for e, p in zip(f.holdout, f.power, strict=True) if p > 0]
         entry[d] = {
-            "idle_w": _r(m.idle_w), "idle_w_se": _r(f.se["idle_w"]),
-            "w_per_busy_cpu": _r(m.w_per_busy_cpu, 4), "w_per_busy_cpu_se": _r(f.se["w_per_busy_cpu"], 4),
-            "w_per_gb": _r(m.w_per_gb, 4), "w_per_gb_fit": _r(f.w_per_gb_fit, 4), "w_per_gb_se": _r(f.se["w_per_gb"], 4),
+            "idle_w": _r(m.idle_w),
+            "idle_w_se": _r(f.se["idle_w"]),
+            "w_per_busy_cpu": _r(m.w_per_busy_cpu, 4),
+            "w_per_busy_cpu_se": _r(f.se["w_per_busy_cpu"], 4),
+            "w_per_gb": _r(m.w_per_gb, 4),
+            "w_per_gb_fit": _r(f.w_per_gb_fit, 4),
+            "w_per_gb_se": _r(f.se["w_per_gb"], 4),
             "idle_used_gb": _r(m.idle_used_gb, 2),
             "rmse_w": _r(f.rmse_w),
             "holdout_rmse_w": _r((sum(e * e for e in f.holdout) / len(f.holdout)) ** 0.5),
             "holdout_max_rel_err": _r(max(hr), 4) if hr else None,
-        }  # fmt: skip
-    entry["ladder"] = {"step_s": st.step_s, "settle_s": st.settle_s, "interval_s": st.interval_s, "busy_levels": lad.levels,
-                       "mem_gb": lad.mem_gb, "mem_workers": lad.mem_workers}  # fmt: skip
+        }
+    entry["ladder"] = {
+        "step_s": st.step_s,
+        "settle_s": st.settle_s,
+        "interval_s": st.interval_s,
+        "busy_levels": lad.levels,
+        "mem_gb": lad.mem_gb,
+        "mem_workers": lad.mem_workers,
+    }
     steps = []
     for k, s in enumerate(lad.steps):
         t = sum(i.dt for i in s.intervals)
         gbs = [i.used_gb for i in s.intervals]
-        row: dict[str, Any] = {"step": s.name, "busy_cpus": _r(sum(i.busy_s for i in s.intervals) / t),
-                               "used_gb": _r(sum(g * i.dt for g, i in zip(gbs, s.intervals)) / t, 2) if None not in gbs else None}  # fmt: skip
+        row: dict[str, Any] = {
+            "step": s.name,
+            "busy_cpus": _r(sum(i.busy_s for i in s.intervals) / t),
+            "used_gb": _r(sum(g * i.dt for g, i in zip(gbs, s.intervals, strict=True)) / t, 2)
+            if None not in gbs
+            else None,
+        }
         for d, f in fits.items():
             row[f"{d}_w"] = _r(f.power[k])
             row[f"{d}_holdout_err_w"] = _r(f.holdout[k])
@@ -305,19 +331,29 @@ def summary(entry: dict[str, Any]) -> list[str]:
         if not e:
             continue
 
-        def pm(k: str, unit: str) -> str:
+        def pm(k: str, unit: str, e: dict[str, Any] = e) -> str:
             v, se = e.get(k), e.get(f"{k}_se")
             return f"{v:g} {unit}" + (f" ± {se:g}" if se is not None else " (no error: too few steps)")
 
-        gb = (f"{e['w_per_gb']:g} ± {e['w_per_gb_se']:g} W/GB" if e.get("w_per_gb") is not None else
-              f"not determined (fit {e['w_per_gb_fit']:g} ± {e['w_per_gb_se']:g} W/GB: within 2 standard errors of 0; left out)"
-              if e.get("w_per_gb_fit") is not None else "not fitted (no memory steps or no MemAvailable)")  # fmt: skip
+        gb = (
+            f"{e['w_per_gb']:g} ± {e['w_per_gb_se']:g} W/GB"
+            if e.get("w_per_gb") is not None
+            else (
+                f"not determined (fit {e['w_per_gb_fit']:g} ± {e['w_per_gb_se']:g} W/GB: within 2 standard errors of "
+                "0; left out)"
+            )
+            if e.get("w_per_gb_fit") is not None
+            else "not fitted (no memory steps or no MemAvailable)"
+        )
         out.append(
             f"  {d:<8} idle {pm('idle_w', 'W')}, per busy logical CPU {pm('w_per_busy_cpu', 'W')}, per GB used: {gb}"
         )
         out.append(
-            f"           held-out error per step: RMSE {e['holdout_rmse_w']:g} W, max {100 * (e['holdout_max_rel_err'] or 0):.1f} %"
+            f"           held-out error per step: RMSE {e['holdout_rmse_w']:g} W, max "
+            f"{100 * (e['holdout_max_rel_err'] or 0):.1f} %"
         )
-    out.append(f"  model (all domains) held-out: RMSE {entry['holdout_rmse_w']:g} W, max relative error "
-               f"{100 * entry['holdout_max_rel_err']:.1f} % (what it gets wrong on a load step it was not fitted on)")  # fmt: skip
+    out.append(
+        f"  model (all domains) held-out: RMSE {entry['holdout_rmse_w']:g} W, max relative error "
+        f"{100 * entry['holdout_max_rel_err']:.1f} % (what it gets wrong on a load step it was not fitted on)"
+    )
     return out

@@ -31,11 +31,11 @@ from .counter import CounterMeter
 def _nvml():
     try:
         import pynvml
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise MeterUnavailable(f"pynvml (nvidia-ml-py) cannot be imported: {e}") from e
     try:
         pynvml.nvmlInit()
-    except Exception as e:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
+    except Exception as e:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
         raise MeterUnavailable(f"NVML is not available on this host (no NVIDIA driver?): {e}") from e
     return pynvml
 
@@ -155,7 +155,7 @@ class NvmlMeter(CounterMeter):
             h = nv.nvmlDeviceGetHandleByIndex(i)
             try:
                 nv.nvmlDeviceGetTotalEnergyConsumption(h)
-            except Exception as e:  # noqa: BLE001 - NVMLError_NotSupported on pre-Volta GPUs
+            except Exception as e:  # NVMLError_NotSupported on pre-Volta GPUs
                 raise MeterUnavailable(
                     f"GPU {i} ({_s(nv.nvmlDeviceGetName(h))}) has no NVML total-energy counter "
                     f"(pre-Volta?): {e}. Use meter zeus (integrates power samples) or codecarbon"

@@ -8,27 +8,34 @@ start with the same message this command prints.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from . import KNOWN, MeterSet, MeterUnavailable, build
+from ..sites import SiteFacts
+from .base import MeterUnavailable
+from .factory import KNOWN, build
+from .meterset import MeterSet
 
-
-def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0, out: TextIO | None = None) -> int:
-    """Print the meters of `settings` on this host; 0 if every required meter works, else 1."""
-    out = out or sys.stdout
+if TYPE_CHECKING:
     from ..cell_settings import Measure
 
-    measure = Measure.from_dict(settings.get("measure"))
+
+def survey(
+    measure: Measure,
+    site: SiteFacts | None = None,
+    device: str = "cpu",
+    window_s: float = 0.0,
+    out: TextIO | None = None,
+) -> int:
+    """Print the meters of ``measure`` (at ``site``) on this host; 0 if every required meter works, else 1."""
+    out = out or sys.stdout
     required = set(measure.required_meters)
-    probe = {
-        **settings,
-        "measure": {**measure.to_dict(), "meters": list(KNOWN) + list(measure.meters), "required_meters": []},
-    }
+    probe = dataclasses.replace(measure, meters=list(KNOWN) + list(measure.meters), required_meters=[])
     wanted = list(measure.meters)
     asked = set(KNOWN) if "auto" in wanted else set(wanted)
-    ms: MeterSet = build(probe, device)
+    ms: MeterSet = build(probe, site, device)
     t0 = time.perf_counter()
     ms.ready()
     prep = time.perf_counter() - t0
@@ -40,7 +47,7 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
     for a in ms.absent:
         tag = "absent" + (" REQUIRED" if a["meter"] in required and a["meter"] not in ms.not_applicable else "")
         print(f"  {a['meter']:<11} {tag:<22} {a['reason']}", file=out)
-    model = ms.settings.get("model")
+    model = ms.power_model
     if model is not None:
         from ..probes import cpu_model
 
@@ -53,8 +60,11 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
             )
             what = f"model-calibrated: the calibration of {c.describe()}{err}"
         else:
-            what = (f"estimate-tdp: {model.w_per_thread:g} W per busy logical CPU, no calibration of {cpu_model()!r} in the "
-                    "hardware table (joulegrid calibrate on a host of this CPU model with readable RAPL makes one)")  # fmt: skip
+            what = (
+                f"estimate-tdp: {model.w_per_thread:g} W per busy logical CPU, no calibration of {cpu_model()!r} in "
+                "the "
+                "hardware table (joulegrid calibrate on a host of this CPU model with readable RAPL makes one)"
+            )
         print(f"CPU power model here: {what}; idle power {model.source or 'not configured'}", file=out)
     rc = 0
     try:
@@ -64,7 +74,12 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
         rc = 1
     if window_s > 0 and ms.meters:
         used = MeterSet(
-            [m for m in ms.meters if m.name in asked or m.name in required], [], usage=ms.usage, settings=ms.settings
+            [m for m in ms.meters if m.name in asked or m.name in required],
+            [],
+            usage=ms.usage,
+            power_model=ms.power_model,
+            shared_above=ms.shared_above,
+            gpus=ms.gpus,
         )
         used.start_job()
         used.start("measured")
@@ -81,11 +96,18 @@ def survey(settings: dict[str, Any], device: str = "cpu", window_s: float = 0.0,
             )
         s, _ = used.finish(wall)
         if s.get("energy_j") is not None:
-            print(f"  this process's share: {s['energy_j']:.3f} J of the node's {s.get('node_energy_j') or 0:.3f} J by "
-                  f"{s['energy_method']} ({s.get('energy_attribution')}); low confidence: {s['energy_low_confidence']}", file=out)  # fmt: skip
-            print(f"  node: {s.get('node_cpus')} CPUs, {s.get('job_cpus'):g} reserved here ({s.get('job_cpus_source')}); other "
-                  f"processes used {100 * (s.get('neighbour_cpu_fraction') or 0):.0f} % of its busy CPU time "
-                  f"(shared: {s.get('node_shared')}); CPU idle power {s.get('p0_cpu_w') or 0:.2f} W ({s.get('p0_cpu_source')})", file=out)  # fmt: skip
+            print(
+                f"  this process's share: {s['energy_j']:.3f} J of the node's {s.get('node_energy_j') or 0:.3f} J by "
+                f"{s['energy_method']} ({s.get('energy_attribution')}); low confidence: {s['energy_low_confidence']}",
+                file=out,
+            )
+            print(
+                f"  node: {s.get('node_cpus')} CPUs, {s.get('job_cpus'):g} reserved here "
+                f"({s.get('job_cpus_source')}); other processes used "
+                f"{100 * (s.get('neighbour_cpu_fraction') or 0):.0f} % of its busy CPU time (shared: "
+                f"{s.get('node_shared')}); CPU idle power {s.get('p0_cpu_w') or 0:.2f} W ({s.get('p0_cpu_source')})",
+                file=out,
+            )
         if s.get("meter_rel_diff") is not None:
             print(f"  largest disagreement {100 * s['meter_rel_diff']:.1f} % ({s['meter_rel_diff_between']})", file=out)
         used.close()

@@ -8,6 +8,7 @@ job to its row), back to back; ``Usage.between`` turns two snapshots into the in
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -29,9 +30,9 @@ from .usage import (
     threads_per_core,
     tree_cpu_s,
     tree_mem_bytes,
-)  # fmt: skip
+)
 
-MEM_EVERY_S = 5.0  # the job's memory changes slowly; its PSS walk is the tracker's only costly read
+MEM_EVERY_S = 5.0  # outside windows (the job's memory changes slowly): its PSS walk is the tracker's costly read
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class JobUsage:
         self.own_cpu_at_start = 0.0
         self._mem_t = -1e9  # when the job's memory was last read (monotonic)
         self._mem_kind: str | None = None
+        self._open: frozenset[str] = frozenset()  # windows open now (marks <name>:start without <name>:end)
         self._lock = threading.Lock()
         self._last: Snapshot | None = None
         self._job_max = 0.0
@@ -169,12 +171,15 @@ class JobUsage:
         return u
 
     def snapshot(self, mark: str | None = None, memory: bool | None = None) -> Snapshot:
-        """Read everything now: the counters, then the node's and the job's CPU time back to back.
+        """Read everything now: the counters, then the node's and the job's CPU time back to back, then
+        the job's memory.
 
-        The job's memory (a PSS walk of its tree: ~2 ms of CPU for a torch process) is read by the
-        periodic samples only, at most every MEM_EVERY_S (``memory``; default: an unmarked snapshot
-        that is due), so that a window's edges stay tight around the meters' own reads and the
-        tracker's cost stays ~0.05 % of a core; the other snapshots carry the last value forward."""
+        The job's memory (a PSS walk of its tree: ~2 ms of CPU for a torch process) is read at every
+        window edge (a marked snapshot: its time-average over the window starts and ends at the job's
+        memory then, not at a value carried over from seconds before), at every periodic sample while a
+        window is open, and at most every MEM_EVERY_S outside windows (``memory`` forces or skips it).
+        It is read after the CPU times and counters, so that the edges stay tight around the meters' own
+        reads; between two reads the memory is integrated as a straight line (trapezoid)."""
         with self._lock:
             energy: dict[str, float] = {}
             for c in self.counters:
@@ -185,8 +190,11 @@ class JobUsage:
             node = read_node_cpu(self.proc_root)
             job = self._job_cpu()
             last = self._last
+            name, _, edge = (mark or "").rpartition(":")
+            if name and name != "job" and edge in ("start", "end"):  # window <name> opens / closes
+                self._open = self._open | {name} if edge == "start" else self._open - {name}
             if memory is None:
-                memory = mark is None and t - self._mem_t >= MEM_EVERY_S
+                memory = mark is not None or bool(self._open) or t - self._mem_t >= MEM_EVERY_S
             if memory or last is None:
                 mem = self._mem()
                 self._mem_t = t
@@ -216,7 +224,7 @@ class JobUsage:
         for c in self.counters:
             try:
                 c.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the run
                 pass
         return s
 
@@ -225,13 +233,13 @@ class JobUsage:
         for c in self.counters:
             try:
                 c.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the run
                 pass
 
     def intervals(self) -> list[tuple[Usage, dict[str, float]]]:
         """(usage, energy per counter component) between consecutive periodic samples."""
         out = []
-        for a, b in zip(self.samples, self.samples[1:]):
+        for a, b in itertools.pairwise(self.samples):
             u = self.between(a, b)
             if u.dt <= 0:
                 continue

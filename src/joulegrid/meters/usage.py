@@ -18,7 +18,8 @@ needs, for the same window, read back to back with the meters (``JobUsage.snapsh
 - the job's memory ``M`` over the window: the reservation where there is one (the environment's, or
   the scheduler probe's: ``set_reservation``), else the job cgroup's ``memory.current`` /
   ``memory.usage_in_bytes``, else the tree's proportional set size (PSS, ``smaps_rollup``; RSS where
-  PSS is not readable), read every MEM_EVERY_S and time-averaged; ``MemTotal`` of ``<proc>/meminfo``.
+  PSS is not readable), read at window edges and inside windows (tracker.py) and time-averaged;
+  ``MemTotal`` of ``<proc>/meminfo``.
 
 ``tracker.JobUsage`` reads all of it at every window edge and samples it in between. Pure Python
 (psutil); every root (proc, cgroup) is configurable so that tests can use fake trees.

@@ -54,7 +54,7 @@ class ZeusMeter(Meter):
             mon = self._factory(gpu_indices=self.gpu_indices, cpu_indices=None if self._cpu_possible else [])
         except MeterUnavailable:
             raise
-        except Exception as e:  # noqa: BLE001 - zeus raises ValueError/RuntimeError/init errors
+        except Exception as e:  # zeus raises ValueError/RuntimeError/init errors
             raise MeterUnavailable(f"ZeusMonitor could not start: {type(e).__name__}: {e}") from e
         if not getattr(mon, "gpu_indices", None) and not getattr(mon, "cpu_indices", None):
             raise MeterUnavailable("ZeusMonitor found neither GPUs nor RAPL CPUs: it would measure time only")
@@ -102,6 +102,6 @@ class ZeusMeter(Meter):
         if self._mon is not None and self._key is not None:
             try:
                 self._mon.end_window(self._key, sync_execution=False, cancel=True)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the run
                 pass
             self._key = None

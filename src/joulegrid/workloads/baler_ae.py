@@ -57,10 +57,11 @@ class BalerAE(Workload):
     quality_metric = "recon_mse"
     higher_is_better = False
     DATA_FORMATS = TABLE_FORMATS
+    # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
     DEFAULTS = {
         "epochs": 3,
         "params": {"latent": 12, "widths": [200, 100, 50]},
-    }  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
+    }
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> None:

@@ -62,10 +62,11 @@ class ImageCNN(Workload):
     quality_metric = "accuracy"
     higher_is_better = True
     DATA_FORMATS = (".npz",)
+    # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
     DEFAULTS = {
         "epochs": 3,
         "params": {"channels": [32, 64, 64], "dense": 64, "in_channels": 3},
-    }  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
+    }
     EXCLUSIONS = [
         {
             "phase": "train",

@@ -41,10 +41,11 @@ class JetTagger(Workload):
     quality_metric = "roc_auc"
     higher_is_better = True
     DATA_FORMATS = TABLE_FORMATS
+    # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
     DEFAULTS = {
         "epochs": 5,
         "params": {"hidden": [128, 64, 32], "label_column": "label"},
-    }  # merged over Workload.DEFAULTS (rows, lr, test_fraction, ...)
+    }
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> None:
