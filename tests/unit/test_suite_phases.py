@@ -1,12 +1,15 @@
 """The suite's split (tests/phases.py, tests/README.md): which phase a test runs in, and the check that fails
 a parallel-phase test that measured without saying so. Each case runs pytest on a small test file of its
-own, with the suite's phase hooks and nothing else."""
+own, with the suite's phase hooks and nothing else. Last, conftest.snakemake's fork server."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -115,3 +118,35 @@ def test_plain_pytest_runs_every_test_and_checks_nothing(tmp_path):
     proc = run_phase(tmp_path)
     got = outcomes(proc.stdout)
     assert len(got) == 7 and set(got.values()) == {"PASSED"}, proc.stdout[-3000:]
+
+
+def test_snakemake_through_the_fork_server_is_the_script(tmp_path, monkeypatch):
+    """conftest.snakemake forks each command from the test process's server (tests/README.md, "Starting
+    Snakemake"): the command's own process (a child of the server), the caller's environment, the script's
+    output and exit code, and a timeout that kills the command with its jobs."""
+    import conftest
+
+    (tmp_path / "Snakefile").write_text(
+        'rule who:\n    output: "who.txt"\n'
+        '    shell: "echo $(ps -o ppid= -p $PPID) $PYTEST_CURRENT_TEST > {output}"\n\n'
+        'rule slow:\n    output: "slow.txt"\n    shell: "sleep 987; touch {output}"\n'
+    )
+    args = ("-s", str(tmp_path / "Snakefile"), "--cores", "1")
+    conftest.snakemake(tmp_path, *args, "who.txt")
+    server = conftest._SERVERS[-1]
+    parent, current = (tmp_path / "who.txt").read_text().split(maxsplit=1)
+    assert int(parent) == server.proc.pid  # Snakemake was the server's child, its job Snakemake's
+    assert current.strip() == os.environ["PYTEST_CURRENT_TEST"]  # the caller's environment, not the server's
+
+    monkeypatch.setenv("JOULEGRID_TEST_FORKS", "0")
+    plain = conftest.snakemake(tmp_path, "--version")
+    monkeypatch.delenv("JOULEGRID_TEST_FORKS")
+    forked = conftest.snakemake(tmp_path, "--version")
+    assert forked.stdout == plain.stdout and forked.stdout.strip() and conftest._SERVERS[-1] is server
+
+    failed = conftest.snakemake(tmp_path, *args, "nothing.txt", check=False)  # no rule makes it
+    assert failed.returncode == 1 and "nothing.txt" in failed.stdout + failed.stderr
+
+    with pytest.raises(subprocess.TimeoutExpired):
+        conftest.snakemake(tmp_path, *args, "slow.txt", timeout=8)
+    assert subprocess.run(["pgrep", "-f", "sleep 987"], capture_output=True).returncode == 1  # its job went too
