@@ -12,6 +12,7 @@ from joulegrid.analysis import CHART_NAMES, REPORT_TABLES
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_pipeline_report_and_snakemake_report_zip(tmp_path, write_config, run_snakemake):
     cfg = write_config({"fleet": {"jobs_per_day": 250000}, "report": {"eta": 0.7}})
     work = tmp_path / "work"
