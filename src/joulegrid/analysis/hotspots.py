@@ -31,7 +31,8 @@ from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, PRECISIONS, VARIANTS
 from ..schema import HOTSPOT_COLUMN_NAMES
 from . import metrics
 
-CELL_KEYS = metrics.CELL_KEYS
+CELL_KEYS = metrics.CELL_KEYS  # the cell's axes, config hash and code version (from the run)
+CODE_VERSION = metrics.CODE_VERSION
 STEP_ORDER = ("data", "forward", "backward", "optimizer", "other")
 DIFF_KINDS = ("step", "operator", "module", "kernel")
 TOP_OPERATORS = 8  # operators per chart (the rest stacked as "other operators") and per table
@@ -49,7 +50,7 @@ DERIVED = (
     "energy_basis",
 )
 # hotspots.csv: every hotspot row of the summary's runs, with its run's facts and the derived figures
-CSV_COLUMNS = (*HOTSPOT_COLUMN_NAMES, *RUN_COLUMNS[1:], *DERIVED)
+CSV_COLUMNS = (*HOTSPOT_COLUMN_NAMES, *RUN_COLUMNS[1:], CODE_VERSION, *DERIVED)
 # hotspot-diffs.csv: every comparison's rows (differences)
 DIFF_CSV_COLUMNS = (
     "axis",
@@ -80,8 +81,10 @@ def joined(hs: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
     """The hotspot rows of the summary's successful runs with their run's facts and the derived figures:
     ms_per_batch, own_ms_per_batch, pct_of_step, energy_modelled_j, energy_per_batch_modelled_mj, energy_basis
     and precision_variant."""
-    ok = runs.filter(pl.col("status") == "ok").select([c for c in RUN_COLUMNS if c in runs.columns])
+    ok = runs.filter(pl.col("status") == "ok").select([c for c in (*RUN_COLUMNS, CODE_VERSION) if c in runs.columns])
     d = hs.join(ok, on="run_id", how="inner")
+    if CODE_VERSION not in d.columns:  # a summary from before code versions: one version, unnamed
+        d = d.with_columns(pl.lit(None, pl.String).alias(CODE_VERSION))
     t = pl.col("fraction") * pl.col("profiled_wall_s")
     per_batch = pl.when(pl.col("profiled_batches") > 0).then(1000 / pl.col("profiled_batches"))
     own = pl.when(pl.col("kind") == "module").then(pl.col("self_s")).otherwise(t)
