@@ -441,28 +441,100 @@ class Phase:
         r.epoch_laps = m.epoch_energy  # epoch_energy_j and energy_to_target_j: at the end (energy_columns)
         return r
 
-    def profile_pass(self, max_batches: int) -> Callable[[], int]:
-        """One pass of the phase's loop for the hotspot profilers (after the window; returns the batches it
-        ran): train: an epoch of at most ``max_batches`` on a copy of the trained model (which stays as
-        measured); infer: ``max_batches`` batches of the test split."""
+    def profile_pass(self, max_batches: int) -> ProfilePass:
+        """One pass of the phase's loop for the hotspot profilers (after the window): train: an epoch of at most
+        ``max_batches`` on a copy of the trained model (which stays as measured; pruning masks kept) with a new
+        optimizer (``train_profile_pass``); infer: the first ``max_batches`` batches of the test split
+        (``infer_profile_pass``)."""
         c, s = self.cell, self.setup
         if c.phase == "train":
             import torch
 
-            pm = copy.deepcopy(s.model)
+            from . import variants
+
+            pm = variants.copy_model(s.model)
             t = Trainee(pm, s.workload.make_optimizer(pm), s.precision.make_scaler(c.device))
             gen = torch.Generator().manual_seed(self.seed + 1)
-            loop = self.loop
+            return train_profile_pass(self.loop, t, gen, s.workload, s.precision, max_batches)
+        return infer_profile_pass(s.workload, s.model, s.split.x_test, c.batch_size, c.device, s.precision, max_batches)
 
-            def one_pass() -> int:
-                return loop.train_epoch(t, gen, Measurement(), 0, max_batches)[1]
 
-            return one_pass
-        x = s.split.x_test[: max_batches * c.batch_size]
+def train_profile_pass(loop: TrainLoop, t: Trainee, gen: Any, wl: Any, prec: Any, max_batches: int) -> ProfilePass:
+    """A training pass for the profilers: an epoch of at most ``max_batches`` of ``loop`` (the measured loop,
+    ``TrainLoop.train_epoch``) on ``t``. With ``mark`` (ProfilePass.run) its parts are marked for
+    torch.profiler: each batch's work (``step``: the precision's train_step) and its forward (the workload's
+    loss under autocast)."""
+    import dataclasses
 
-        def one_pass() -> int:
-            m = Measurement()
-            predict(s.workload, s.model, x, c.batch_size, c.device, s.precision, m)
-            return len(m.latencies)
+    bs = loop.batch_size
+    n = min(len(loop.x), max_batches * bs)
 
-        return one_pass
+    def train_pass(mark: Marker | None = None) -> tuple[int, int]:
+        lp = loop
+        if mark is not None:  # Phase._train's step (prec.train_step over wl.loss), its parts marked
+
+            def step(mdl, optim, sc, xb, yb):
+                with mark("step"):
+                    return prec.train_step(loop.device, mark.wrap("forward", lambda: wl.loss(mdl, xb, yb)), optim, sc)
+
+            lp = dataclasses.replace(loop, step=step)
+        m = Measurement()
+        return lp.train_epoch(t, gen, m, 0, max_batches)[1], m.n_samples
+
+    what = (
+        f"train: {-(-n // bs)} batch(es) of {bs} of a new epoch (shuffled) on a copy of the trained model "
+        "with a new optimizer, after the measured window"
+    )
+    return ProfilePass(train_pass, t.model, what)
+
+
+def infer_profile_pass(wl: Any, model: Any, x_test: Any, bs: int, device: str, prec: Any, max_batches: int):
+    """An inference pass for the profilers: the first ``max_batches`` batches of ``x_test`` through ``predict``
+    (the measured loop); with ``mark``, each batch's ``infer_batch`` marked as ``step`` and ``forward``."""
+    x = x_test[: max_batches * bs]
+
+    def infer_pass(mark: Marker | None = None) -> tuple[int, int]:
+        w = wl if mark is None else _MarkedInference(wl, mark)
+        m = Measurement()
+        predict(w, model, x, bs, device, prec, m)
+        return len(m.latencies), m.n_samples
+
+    what = f"infer: the first {-(-len(x) // bs)} batch(es) of {bs} of the test split, after the measured window"
+    return ProfilePass(infer_pass, model, what)
+
+
+class Marker:
+    """What a profiled pass marks its parts with: ``with mark(name):`` a named range (torch.profiler's
+    record_function, in joulegrid.hotspots); ``mark.wrap(name, fn)`` the same around a call of fn."""
+
+    def __call__(self, name: str) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def wrap(self, name: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+        def marked() -> Any:
+            with self(name):
+                return fn()
+
+        return marked
+
+
+class _MarkedInference:
+    """A workload whose infer_batch (what ``predict`` calls) runs inside the marks ``step`` and ``forward``."""
+
+    def __init__(self, wl: Any, mark: Marker) -> None:
+        self.wl, self.mark = wl, mark
+
+    def infer_batch(self, model, xb):
+        with self.mark("step"), self.mark("forward"):
+            return self.wl.infer_batch(model, xb)
+
+
+@dataclass
+class ProfilePass:
+    """A pass for the hotspot profilers: ``run(mark=None)`` runs it and returns (batches, samples);
+    ``model``: the module it runs (its nn.Module hierarchy is profiled by name); ``what``: the pass in words
+    (which pass was profiled: not the measured one)."""
+
+    run: Callable[[Marker | None], tuple[int, int]]
+    model: Any
+    what: str

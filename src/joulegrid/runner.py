@@ -104,6 +104,7 @@ class CellRunner:
         self.phase: phases.Phase | None = None
         self.meters_ready_s: float | None = None
         self.hotspot_rows: list[dict[str, Any]] = []
+        self.hotspot_trace: dict[str, Any] | None = None  # the torch pass's Chrome trace (hotspots.write)
         self.profile_s: float | None = None
         self.energy: dict[str, Any] = {}
         self.outcome = Outcome(schema.STATUS_FAILED, "NotRun", "the cell was not run")
@@ -169,10 +170,10 @@ class CellRunner:
         self.meters_ready_s = time.perf_counter() - t
         self.phase = phases.Phase(c, self.settings.measure, self.setup, self.spec.seed, self.meters, self.memory)
         self.phase.run()
+        self._profile()  # before the masks are folded: the profiled pass trains the model as measured
         from . import variants
 
         variants.finalize(self.model)  # pruning masks (train) folded into the weights
-        self._profile()
 
     def _profile(self) -> None:
         """cProfile + torch.profiler over separate passes AFTER the measured window (measure.hotspots)."""
@@ -181,14 +182,21 @@ class CellRunner:
             return
         from . import hotspots
 
-        one_pass = self.phase.profile_pass(ms.hotspot_batches)
         self.meters.mark("profile:start")  # joulegrid's own work: left out of job_energy_j / job_wall_s
         try:
-            self.hotspot_rows, self.profile_s = hotspots.profile(
-                one_pass, self.cell.device, self.identity, ms.hotspot_top
+            measured = self.phase.result.batches
+            p = hotspots.profile(
+                self.phase.profile_pass(
+                    hotspots.pass_batches(ms.hotspot_batches, len(measured.latencies) if measured else 0)
+                ),
+                self.cell.device,
+                self.identity,
+                ms.hotspot_top,
+                self.setup.workload,
             )
+            self.hotspot_rows, self.hotspot_trace, self.profile_s = p.rows, p.trace, p.seconds
         except Exception as e:  # noqa: BLE001 - profiling is optional: never lose the run for it
-            self.hotspot_rows = []
+            self.hotspot_rows, self.hotspot_trace = [], None
             log.warning("%s: hotspot profiling failed: %s: %s", self.cell.id, type(e).__name__, e)
         finally:
             self.meters.mark("profile:end")
@@ -260,7 +268,7 @@ class CellRunner:
             from . import hotspots
 
             try:
-                hotspots.write(self.hotspot_rows, hotspots.path_for(self.out, self.cell.file_id))
+                hotspots.write(self.hotspot_rows, hotspots.path_for(self.out, self.cell.file_id), self.hotspot_trace)
             except Exception as e:  # noqa: BLE001 - a side file: failing to write it must not fail the measured run
                 log.warning("%s: hotspots not written: %s: %s", self.cell.id, type(e).__name__, e)
 

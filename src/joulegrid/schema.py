@@ -1142,10 +1142,11 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 # ---------------------------------------------------------------- hotspots: the second table
-# One row per profiled function/op of one run, keyed by run_id; written by joulegrid.hotspots as
-# <results>/hotspots/<cell id>-<config hash>.parquet (a side file of the run, not a Snakemake output) and read
-# back with joulegrid.hotspots.collect(results_dir).
-HOTSPOT_SCHEMA_VERSION = 1
+# One row per profiled function, group, step, module, operator or kernel of one run (``kind``), keyed by
+# run_id; written by joulegrid.hotspots as <results>/hotspots/<cell id>-<config hash>.parquet (a side file of
+# the run, not a Snakemake output) and read back with joulegrid.hotspots.collect(results_dir). Versioned on
+# its own: v2 (issue 25) added kind and the columns after it; v1 files are read (joulegrid.hotspots.collect).
+HOTSPOT_SCHEMA_VERSION = 2
 # The run a profile belongs to: its ids and its cell's axes (joulegrid.axes), typed as in the result table.
 HOTSPOT_IDENTITY: tuple[str, ...] = ("run_id", "cell_id", *CELL_AXES)
 _BY_NAME = {c.name: c for c in COLUMNS}
@@ -1160,49 +1161,109 @@ HOTSPOT_COLUMNS: tuple[Column, ...] = (
         "string",
         "",
         "hotspots",
-        "cprofile (Python functions, ranked by cumulative time) or torch (torch.profiler operators, ranked by self "
-        "time).",
+        "cprofile (Python functions, in the cProfile pass) or torch (torch.profiler, in its own pass).",
     ),
-    _C("rank", "int64", "", "hotspots", "1 = the top function/op of this profiler."),
+    _C(
+        "kind",
+        "string",
+        "",
+        "hotspots",
+        "What the row is. cprofile: function (a Python function, ranked by self time; joulegrid's own frames are "
+        "left out) or group (the self time of a group of modules: workload, torch, numpy, data loading, python, "
+        "other libraries). torch: step (data, forward, backward, optimizer, other: they add up to the pass), "
+        "module (an nn.Module of the model by name), operator (ranked by self time; on CUDA by the device time of "
+        "its kernels) or kernel (CUDA only, by device time).",
+    ),
+    _C("rank", "int64", "", "hotspots", "1 = the top row of its profiler and kind (groups and steps: their order)."),
     _C(
         "function",
         "string",
         "",
         "hotspots",
-        "cprofile: file:line(function), paths shortened to the package; torch: operator name (e.g. aten::addmm).",
+        "The name: function: file:line(function), the file relative to its package (a built-in workload's "
+        "relative to joulegrid); group or step: its name; module: the module's name in the model (decoder.2; "
+        "(model) for the model itself); operator: e.g. aten::addmm; kernel: the CUDA kernel's name.",
     ),
-    _C("calls", "int64", "", "hotspots", "Number of calls in the profiled pass."),
+    _C("group", "string", "", "hotspots", "function: the group of its module (see kind)."),
+    _C("file", "string", "", "hotspots", "function: its source file (null for C functions)."),
+    _C(
+        "call_path",
+        "string",
+        "",
+        "hotspots",
+        "function: the path into it from the profiled loop ((loop): joulegrid's frames, not shown), through the "
+        "heaviest caller at each level, torch's module-call wrappers left out.",
+    ),
+    _C("module_type", "string", "", "hotspots", "module: its class (e.g. Linear; quantized Linear)."),
+    _C("depth", "int64", "", "hotspots", "module: its depth in the model ((model) = 0, decoder = 1, decoder.2 = 2)."),
+    _C("calls", "int64", "", "hotspots", "Number of calls in the profiled pass (module: forward calls)."),
     _C(
         "self_s",
         "float64",
         "s",
         "hotspots",
-        "Time in the function/op itself, excluding callees (cprofile tottime; torch self CPU time).",
+        "Time in the row itself: function: without its callees (cProfile tottime); group: its functions' sum; "
+        "operator: its self CPU time; step: its time; module: forward and backward without its submodules'.",
     ),
-    _C("cumulative_s", "float64", "s", "hotspots", "Time including callees (cprofile cumtime; torch CPU total)."),
+    _C(
+        "cumulative_s",
+        "float64",
+        "s",
+        "hotspots",
+        "Time including callees (function: cProfile cumtime; operator: CPU total; module: forward and backward, "
+        "submodules included).",
+    ),
     _C(
         "device_self_s",
         "float64",
         "s",
         "hotspots",
-        "torch: self time on the GPU (CUDA kernels); null for cprofile and CPU runs.",
+        "CUDA cells: the GPU time of the row's kernels (operator: its own; step and module: the kernels launched "
+        "inside it; kernel: its time); null on CPU.",
+    ),
+    _C("forward_s", "float64", "s", "hotspots", "module: its forward calls' time, submodules included."),
+    _C(
+        "backward_s",
+        "float64",
+        "s",
+        "hotspots",
+        "module: the time of the autograd functions of the operators its forward ran (matched by sequence number), "
+        "submodules included; null in inference.",
     ),
     _C(
         "fraction",
         "float64",
         "fraction",
         "hotspots",
-        "Ranking time / profiled_wall_s (cprofile: cumulative_s; torch: self_s + device_self_s).",
+        "Share of the profiled pass: function and group: self_s / profiled_wall_s of the cProfile pass; step and "
+        "module: cumulative_s (module) or self_s (step) / the torch pass; operator: self_s (CUDA: device_self_s) / "
+        "the torch pass; kernel: device_self_s / the torch pass.",
     ),
     _C(
         "profiled_wall_s",
         "float64",
         "s",
         "hotspots",
-        "Wall time of the profiled pass (profilers inflate it: compare fractions, not absolute times, with the "
-        "measured run).",
+        "Wall time of the profiled pass (cprofile: around it; torch: its range in the profiler's timeline). "
+        "Profilers inflate it: compare fractions, not absolute times, with the measured run.",
     ),
     _C("profiled_batches", "int64", "", "hotspots", "Batches in the profiled pass."),
+    _C("profiled_samples", "int64", "", "hotspots", "Samples in the profiled pass."),
+    _C(
+        "profiled_pass",
+        "string",
+        "",
+        "hotspots",
+        "The profiled pass in words (not the measured one: a separate pass after the measured window).",
+    ),
+    _C(
+        "trace_file",
+        "string",
+        "",
+        "hotspots",
+        "torch rows: the Chrome/Perfetto trace of the pass's first batches, beside the hotspots file (collect: "
+        "relative to the results folder).",
+    ),
 )
 HOTSPOT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in HOTSPOT_COLUMNS)
 

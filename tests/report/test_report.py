@@ -296,41 +296,76 @@ def test_report_of_a_summary_with_an_old_schema(tmp_path):
 
 
 def _profile_real_cells(results, rows, n=2):
-    """Hotspot files as a run writes them: the real profilers (cProfile, torch.profiler) over a tiny torch
-    loop, written by joulegrid.hotspots to <results>/hotspots/<cell id>.parquet (per-cell subfolders)."""
+    """Hotspot files as a run writes them: the real profilers (cProfile, torch.profiler) over an inference pass
+    of a tiny model through joulegrid's loop (phases.infer_profile_pass), written by joulegrid.hotspots to
+    <results>/hotspots/<cell id>.parquet (per-cell subfolders), with the trace beside each."""
     import torch
 
-    from joulegrid import hotspots
+    from joulegrid import hotspots, phases, precision
+
+    class Tiny:
+        def infer_batch(self, model, xb):
+            return model(xb)
 
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
-    x = torch.randn(64, 16)
-
-    def one_pass():
-        with torch.inference_mode():
-            for _ in range(3):
-                model(x)
-        return 3
-
+    pp = phases.infer_profile_pass(Tiny(), model, torch.randn(192, 16), 64, "cpu", precision.get("fp32", "infer"), 3)
     for r in rows[:n]:
-        hrows, _ = hotspots.profile(one_pass, "cpu", r, top=5)
-        hotspots.write(hrows, hotspots.path_for(results / "runs" / f"{r['cell_id']}.parquet", r["cell_id"]))
+        if r is rows[0] or r["precision"] != rows[0]["precision"]:  # one profile per precision (the test's time)
+            p = hotspots.profile(pp, "cpu", r, top=5)
+        mine = [{**h, **{k: r.get(k) for k in hotspots.IDENTITY}} for h in p.rows]
+        hotspots.write(mine, hotspots.path_for(results / "runs" / f"{r['cell_id']}.parquet", r["cell_id"]), p.trace)
 
 
-@pytest.mark.parametrize("present", [True, False])
-def test_hotspots_section(tmp_path, present):
-    summary, rows = results_set(tmp_path)
-    if present:
-        _profile_real_cells(tmp_path, rows)
-        assert not list((tmp_path / "hotspots").glob("*.parquet"))  # nothing at the top: per-cell subfolders
+def test_hotspots_section(tmp_path):
+    """The section's figures from the hotspot files' rows (real profilers, _profile_real_cells) and the
+    summary's energies: per cell the mean over its runs of the steps' time per batch and their modelled
+    energy (phase energy per batch x time share), every row in hotspots.csv, the trace linked, and a
+    "why it differs" table for bf16 against fp32 at the same batch size."""
+    cells = synth.grid_cells(phases=("train",), precisions=("fp32", "bf16"), batch_sizes=(256,), repeats=2)
+    rows = [synth.row(c, n_batches=40 + 2 * i) for i, c in enumerate(cells)]
+    summary = synth.summary(tmp_path / "summary.parquet", rows)
+    _profile_real_cells(tmp_path, rows, n=len(rows))
+    assert not list((tmp_path / "hotspots").glob("*.parquet"))  # nothing at the top: per-cell subfolders
+    out = tmp_path / "report"
+    build_report(str(summary), str(out), settings=ST)
+    html = (out / "index.html").read_text()
+    hot = html[html.index("id='hotspots'") : html.index("id='missing'")]
+    assert "No hotspot table" not in hot and "aten::addmm" in hot and "(model)" in hot and "modelled" in hot
+    assert "bf16 bs256</b> against fp32 bs256" in hot
+    files = pl.read_parquet(sorted((tmp_path / "hotspots").rglob("*.parquet")))
+    run = {r["run_id"]: r for r in rows}
+    # the overview: per precision, the runs' step time per batch and modelled energy per batch, averaged
+    overview = html_tables(hot, "<h3>baler_ae</h3>", "Why a configuration differs")[0]
+    assert [r["precision"] for r in overview] == ["fp32", "bf16"]
+    for shown in overview:
+        ms, mj = [], []
+        for rid in {r["run_id"] for r in rows if r["precision"] == shown["precision"]}:
+            st = files.filter((pl.col("run_id") == rid) & (pl.col("kind") == "step")).to_dicts()
+            ms.append(sum(r["fraction"] * r["profiled_wall_s"] for r in st) * 1000 / st[0]["profiled_batches"])
+            mj.append(run[rid]["energy_j"] / run[rid]["n_batches"] * sum(r["fraction"] for r in st) * 1000)
+        assert _num(shown["ms/batch"]) == pytest.approx(statistics.mean(ms), rel=1e-3)
+        assert _num(shown["energy mJ/batch (modelled)"]) == pytest.approx(statistics.mean(mj), rel=1e-3)
+    # hotspots.csv: every row of the files, with the derived figures
+    csv = pl.read_csv(out / "hotspots.csv")
+    assert csv.height == files.height and set(csv["run_id"]) == set(run)
+    chk = csv.join(
+        pl.from_dicts([{"run_id": k, "e": v["energy_j"], "nb": v["n_batches"]} for k, v in run.items()]), on="run_id"
+    )
+    for r in chk.filter(pl.col("fraction").is_not_null()).iter_rows(named=True):
+        assert r["ms_per_batch"] == pytest.approx(r["fraction"] * r["profiled_wall_s"] * 1000 / r["profiled_batches"])
+        assert r["energy_per_batch_modelled_mj"] == pytest.approx(r["e"] / r["nb"] * r["fraction"] * 1000)
+        assert r["energy_basis"].startswith("modelled")
+    assert pl.read_csv(out / "hotspot-diffs.csv").height > 0
+    # each cell's trace, linked relative to the report
+    links = re.findall(r"<a href='([^']+\.trace\.json)'>trace</a>", hot)
+    assert len(links) == 2 and all((out / href).resolve().is_file() for href in links)
+
+
+def test_hotspots_section_without_hotspots(tmp_path):
+    summary, _ = results_set(tmp_path)
     build_report(str(summary), str(tmp_path / "report"), settings=ST)
     html = (tmp_path / "report" / "index.html").read_text()
-    hot = html[html.index("id='hotspots'") : html.index("id='missing'")]
-    if present:
-        assert rows[0]["cell_id"] in hot and rows[1]["cell_id"] in hot
-        assert "aten::addmm" in hot and "cprofile" in hot and "torch" in hot
-        assert "No hotspot table" not in hot
-    else:
-        assert "No hotspot table" in hot
+    assert "No hotspot table" in html[html.index("id='hotspots'") : html.index("id='missing'")]
 
 
 def test_fleet_csv_and_whose_energy_per_host(tmp_path):

@@ -128,11 +128,26 @@ def test_train_hotspots_side_file_keyed_by_run_id(env):
     df = hotspots.collect(env["dir"] / "results")
     mine = df.filter(df["run_id"] == row["run_id"])
     assert set(mine["profiler"]) == {"cprofile", "torch"}
-    for prof in ("cprofile", "torch"):
-        part = mine.filter(mine["profiler"] == prof).sort("rank")
-        assert part["rank"].to_list() == list(range(1, part.height + 1)) and 1 <= part.height <= 5
-        assert set(part["profiled_batches"]) == {3}
+    for (_prof, kind), part in mine.group_by("profiler", "kind"):
+        part = part.sort("rank")
+        if kind != "group":  # groups: their place in hotspots.GROUPS
+            assert part["rank"].to_list() == list(range(1, part.height + 1))
+        assert set(part["profiled_batches"]) == {3} and set(part["profiled_samples"]) == {3 * 256}
         assert part["cell_id"].unique().to_list() == [cell.id]
+    kinds = mine.group_by("profiler", "kind").len()
+    assert {(r["profiler"], r["kind"]) for r in kinds.iter_rows(named=True)} == {
+        ("cprofile", "function"),
+        ("cprofile", "group"),
+        ("torch", "step"),
+        ("torch", "module"),
+        ("torch", "operator"),
+    }
+    assert 1 <= mine.filter(mine["kind"] == "function").height <= 5  # hotspot_top
+    # the trace beside the hotspots file, named in the torch rows (relative to the results folder)
+    tf = mine.filter(mine["profiler"] == "torch")["trace_file"].unique().to_list()
+    assert tf == [hotspots.trace_path(hp).relative_to(env["dir"] / "results").as_posix()]
+    names = {e.get("name") for e in json.loads(hotspots.trace_path(hp).read_text())["traceEvents"]}
+    assert "aten::addmm" in names and "joulegrid::step" in names
     # the profiled pass is separate: the measured figures count only the measured epochs
     assert row["n_batches"] == row["epochs"] * -(-row["n_train"] // 256)
     # per-epoch energy: the job's cumulative share at each epoch (attributed like the window), growing
@@ -142,8 +157,15 @@ def test_train_hotspots_side_file_keyed_by_run_id(env):
     # the profiling passes are joulegrid's, not the job's: left out of the whole job
     assert row["job_excluded_s"] >= row["profile_s"] - 0.05
     assert row["profile_s"] > 0
-    # the training step shows up among cProfile's top functions
-    assert any("(train_epoch)" in f for f in mine["function"].to_list())
+    # cProfile ranks the workload's and the libraries' functions, none of joulegrid's own frames (its loop,
+    # the precision's step, the profilers); the workload's loss is in the call paths into them
+    funcs = mine.filter(mine["kind"] == "function")
+    assert not any(f.startswith(("runner.py", "phases.py", "hotspots.py", "precision.py")) for f in funcs["function"])
+    assert set(funcs["group"]) <= {"workload", "torch", "numpy", "python", "data loading", "other libraries"}
+    assert any("baler_ae.py:loss" in p for p in funcs["call_path"])
+    # the model's modules by name, with their class
+    mods = {r["function"]: r["module_type"] for r in mine.filter(mine["kind"] == "module").iter_rows(named=True)}
+    assert mods["(model)"] == "AE" and mods["encoder.0"] == "Linear"
     # repeat 1 is not profiled with first_repeat
     row1, out1, cell1 = run_cell(
         env, "train", {"meters": ["estimate"], "hotspots": "first_repeat", "idle_baseline_s": 0}, repeat=1

@@ -104,8 +104,8 @@ print(json.dumps({"before": before, "after_is_deferred": isinstance(after, _Defe
 
 
 def test_cells_keep_dynamo_out_of_the_measured_window(tmp_path):
-    """An fp32 inference cell (FLOP counting, reference model, measured batches) runs without
-    torch._dynamo at all (int8 cells import torchao, which imports it itself). A training cell
+    """An fp32 inference cell (FLOP counting, reference model, measured batches, its hotspot profiling
+    passes) runs without torch._dynamo at all (int8 cells import torchao, which imports it itself). A training cell
     needs it (torch.optim's first step imports it): it is imported in the set-up, so a cell with no
     warm-up does not measure a 1-2 s import as training."""
     got = _run(f"""
@@ -115,7 +115,7 @@ from joulegrid.data import dataset_path, prepare
 cfg = {{"grid": {{"workloads": ["baler_ae"], "phases": ["train", "infer"], "devices": ["cpu"], "precisions": ["fp32"],
         "variants": ["baseline"], "batch_sizes": [128], "repeats": 1}},
        "workloads": {{"baler_ae": {{"rows": 640, "epochs": 1}}}},
-       "measure": {{"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "never",
+       "measure": {{"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "always",
                    "meters": ["estimate"]}}}}
 cfg, sites = CFG.prepare(cfg, base_dir=CFG.REPO_ROOT)
 from joulegrid import spec as SP
@@ -138,6 +138,7 @@ phases.MeasuredWindow.__enter__ = spy
 infer = b.spec(G.Cell("local", "baler_ae", "infer", "cpu", "fp32", "baseline", 128, 0))
 row = runner.run_and_write(infer, {str(tmp_path / "infer.parquet")!r}, data, {str(tmp_path / "ref.pt")!r}, threads=1)
 status, after_infer = [row["status"]], "torch._dynamo" in sys.modules
+assert row["profile_s"] is not None
 row = runner.run_and_write(train, {str(tmp_path / "train.parquet")!r}, data, None, threads=1)
 status.append(row["status"])
 print(json.dumps({{"status": status, "after_infer": after_infer, "at_window": at_window}}))

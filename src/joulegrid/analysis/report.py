@@ -274,37 +274,6 @@ def load_summary(summary: str | Path) -> tuple[pl.DataFrame, list[str]]:
     return df, notes
 
 
-def load_hotspots(results_dir: Path) -> tuple[pl.DataFrame | None, str | None]:
-    """The hotspots table: every <results>/hotspots/<cell id>.parquet the profiler wrote (per-cell
-    subfolders; joulegrid.hotspots.collect), None if there is none; unreadable files are named."""
-    import warnings
-
-    from .. import hotspots
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        hs = hotspots.collect(results_dir)
-    bad = [str(w.message) for w in caught if "joulegrid.hotspots" in str(w.message)]
-    note = f"{len(bad)} hotspot file(s) left out: " + "; ".join(bad[:3]) if bad else None
-    return (hs if hs.height else None), note
-
-
-def _hotspots_view(hs: pl.DataFrame, df: pl.DataFrame, top: int = 10) -> pl.DataFrame:
-    """The most expensive functions/ops of the summary's profiled runs: per profiler, the top rows by
-    fraction of the profiled pass (cprofile: cumulative time; torch: self time)."""
-    if df.height:
-        hs = hs.filter(pl.col("run_id").is_in(df["run_id"].to_list()))
-    cols = ["cell_id", "profiler", "rank", "function", "calls", "self_s", "cumulative_s", "device_self_s", "fraction"]
-    parts = [
-        g.sort("fraction", descending=True, nulls_last=True).head(top)
-        for _, g in hs.group_by("profiler", maintain_order=True)
-    ]
-    out = pl.concat(parts) if parts else hs
-    return out.select([c for c in cols if c in out.columns]).sort(
-        "profiler", "fraction", descending=[False, True], nulls_last=True
-    )
-
-
 # ------------------------------------------------------------------ what the sections read
 @dataclass
 class Inputs:
@@ -1193,14 +1162,41 @@ def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Sect
     return Section("when-to-run", "When to run", "When to run", data)
 
 
-def hotspots_section(r: Inputs) -> Section:
-    """The profiled runs' top functions and operators (measure.hotspots)."""
-    hs, err = load_hotspots(r.results_dir)
-    view = _hotspots_view(hs, r.df) if hs is not None else None
-    data: dict[str, Any] = {"error": err, "table": None, "folder": str(r.results_dir / "hotspots")}
-    if view is not None and view.height:
-        mine = hs.filter(pl.col("run_id").is_in(r.df["run_id"].to_list())) if r.df.height else hs
-        data.update(table=table(view, title="Hotspots per cell"), n_cells=mine["cell_id"].n_unique())
+def hotspots_section(r: Inputs, out: Path) -> Section:
+    """Where the profiled runs spend a step's time (measure.hotspots): per workload, a chart of the steps and
+    operators per configuration, each cell's modules, operators and Python functions (its trace linked), and
+    why each configuration differs from its baseline (joulegrid.analysis.hotspots). Writes hotspots.csv and
+    hotspot-diffs.csv next to the page; ``specs``: the charts' Vega-Lite specs (build_report embeds them)."""
+    from .. import hotspots as collected
+    from . import hotspots
+
+    notes: list[str] = []
+    hs = collected.collect(r.results_dir, notes=notes)
+    v = hotspots.view(hs, r.df, r.results_dir, out)
+    _write_csv(v.rows.select(hotspots.CSV_COLUMNS) if v.rows.height else v.rows, out / "hotspots.csv")
+    _write_csv(v.diffs.select(hotspots.DIFF_CSV_COLUMNS) if v.diffs.height else v.diffs, out / "hotspot-diffs.csv")
+    specs: dict[str, dict] = {}
+    workloads = []
+    for i, w in enumerate(v.workloads):
+        name = f"hotspots-{i}"
+        specs[name] = w["chart"].to_dict()
+        workloads.append(
+            {
+                **w,
+                "chart": name,
+                "overview": table(w["overview"]) if w["overview"] is not None else None,
+                "cells": [{**c, **{k: table(c[k]) for k in ("modules", "operators", "cprofile")}} for c in w["cells"]],
+                "diffs": [{**d, "table": table(d["table"])} for d in w["diffs"]],
+            }
+        )
+    data: dict[str, Any] = {
+        "notes": notes,
+        "workloads": workloads,
+        "n_cells": v.cells.select(metrics.CELL_KEYS).unique().height if v.cells.height else 0,
+        "n_diffs": sum(len(w["diffs"]) for w in workloads),
+        "folder": str(r.results_dir / "hotspots"),
+        "specs": specs,
+    }
     return Section("hotspots", "Hotspots", "Hotspots", data)
 
 
@@ -1455,7 +1451,7 @@ def build_report(
         scheduler_section(r),
         sites_section(r),
         when_to_run_section(r, fl, full),
-        hotspots_section(r),
+        hotspots_section(r, out),
         missing_section(r),
     ]
     if "code_version" in r.df.columns and r.df["code_version"].drop_nulls().len():  # a versions campaign
@@ -1463,6 +1459,8 @@ def build_report(
     if r.other.height:
         sections.append(other_configs_section(r))
     sections += [measured_section(r), environment_section(r)]
+    for sec in sections:  # sections with charts of their own (hotspots: one per workload)
+        specs.update(sec.data.get("specs") or {})
     for s_ in sections:
         tables.update(s_.csv)
     for name in REPORT_TABLES:  # every declared CSV exists, empty where there is nothing to list

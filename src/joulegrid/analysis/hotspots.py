@@ -1,0 +1,549 @@
+"""The hotspots analysed: per cell, where a step's time and (modelled) energy go, and why a configuration
+differs from its baseline (docs/hotspots.md).
+
+Inputs: the hotspot rows the jobs wrote (``joulegrid.hotspots.collect``) and the summary's runs. Every
+figure is per batch of the profiled pass (a separate pass after the measured window: ``profiled_pass``):
+
+- ``ms_per_batch``: the row's time (``fraction`` x ``profiled_wall_s``) / ``profiled_batches``; for a
+  module its forward and backward with its submodules (``own_ms_per_batch``: without them, so that modules
+  add up), for an operator its self time (on CUDA its kernels' time), for a step its time.
+- ``energy_per_batch_modelled_mj``: MODELLED -- the measured phase's energy per batch
+  (``energy_j / n_batches`` of the run) x the row's share of the profiled pass (``fraction``).
+- differences (``differences``): a configuration against its baseline (``COMPARISONS``): precision and
+  variant against fp32 at the same batch size; a larger batch against the smallest one at fp32, per
+  sample (the baseline scaled to the configuration's batch size). A ``code_version`` axis is one more
+  ``Comparison``.
+
+Pure polars (and altair for the chart): no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, PRECISIONS, VARIANTS
+from ..schema import HOTSPOT_COLUMN_NAMES
+from . import metrics
+
+CELL_KEYS = metrics.CELL_KEYS  # the cell's axes, config hash and code version (from the run)
+CODE_VERSION = metrics.CODE_VERSION
+STEP_ORDER = ("data", "forward", "backward", "optimizer", "other")
+DIFF_KINDS = ("step", "operator", "module", "kernel")
+TOP_OPERATORS = 8  # operators per chart (the rest stacked as "other operators") and per table
+TOP_ROWS = 10  # rows of each per-cell table
+RUN_COLUMNS = ("run_id", "config_hash", "energy_j", "n_batches", "energy_estimated", "precision_native")
+DERIVED = (
+    "precision_variant",
+    "ms_per_batch",
+    "own_ms_per_batch",
+    "pct_of_step",
+    "own_pct_of_step",
+    "energy_modelled_j",
+    "energy_per_batch_modelled_mj",
+    "own_energy_per_batch_modelled_mj",
+    "energy_basis",
+)
+# hotspots.csv: every hotspot row of the summary's runs, with its run's facts and the derived figures
+CSV_COLUMNS = (*HOTSPOT_COLUMN_NAMES, *RUN_COLUMNS[1:], CODE_VERSION, *DERIVED)
+# hotspot-diffs.csv: every comparison's rows (differences)
+DIFF_CSV_COLUMNS = (
+    "axis",
+    *CELL_KEYS,
+    *(f"base_{k}" for k in CELL_KEYS),
+    "precision_variant",
+    "base_precision_variant",
+    "per_sample",
+    "kind",
+    "function",
+    "module_type",
+    "base_module_type",
+    "change",
+    "base_ms",
+    "ms",
+    "d_ms",
+    "of_delta_pct",
+    "base_pct",
+    "pct",
+    "base_mj",
+    "mj",
+    "d_mj",
+)
+
+
+# ------------------------------------------------------------------ per run and per cell
+def joined(hs: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
+    """The hotspot rows of the summary's successful runs with their run's facts and the derived figures:
+    ms_per_batch, own_ms_per_batch, pct_of_step, energy_modelled_j, energy_per_batch_modelled_mj, energy_basis
+    and precision_variant."""
+    ok = runs.filter(pl.col("status") == "ok").select([c for c in (*RUN_COLUMNS, CODE_VERSION) if c in runs.columns])
+    d = hs.join(ok, on="run_id", how="inner")
+    if CODE_VERSION not in d.columns:  # a summary from before code versions: one version, unnamed
+        d = d.with_columns(pl.lit(None, pl.String).alias(CODE_VERSION))
+    t = pl.col("fraction") * pl.col("profiled_wall_s")
+    per_batch = pl.when(pl.col("profiled_batches") > 0).then(1000 / pl.col("profiled_batches"))
+    own = pl.when(pl.col("kind") == "module").then(pl.col("self_s")).otherwise(t)
+    phase_per_batch = pl.when(pl.col("n_batches") > 0).then(pl.col("energy_j") / pl.col("n_batches"))
+    own_fraction = pl.when(pl.col("profiled_wall_s") > 0).then(own / pl.col("profiled_wall_s"))
+    return d.with_columns(
+        precision_variant=metrics.precision_variant_expr(),
+        ms_per_batch=t * per_batch,
+        own_ms_per_batch=own * per_batch,
+        pct_of_step=pl.col("fraction") * 100,
+        own_pct_of_step=own_fraction * 100,
+        energy_modelled_j=pl.col("energy_j") * pl.col("fraction"),
+        energy_per_batch_modelled_mj=phase_per_batch * pl.col("fraction") * 1000,
+        own_energy_per_batch_modelled_mj=phase_per_batch * own_fraction * 1000,
+        energy_basis=pl.when(pl.col("energy_j").is_null())
+        .then(None)
+        .when(pl.col("energy_estimated").fill_null(False))
+        .then(pl.lit("modelled: estimated phase energy x time share"))
+        .otherwise(pl.lit("modelled: measured phase energy x time share")),
+    )
+
+
+def per_cell(d: pl.DataFrame) -> pl.DataFrame:
+    """One row per cell (CELL_KEYS), profiler, kind and name: the mean over the cell's profiled runs (a row a
+    run did not have counts as 0: its pass did not run it)."""
+    if d.height == 0:
+        return d
+    runs = d.group_by(*CELL_KEYS, "profiler").agg(_runs=pl.col("run_id").n_unique())
+    keep_first = ("precision_variant", "module_type", "depth", "group", "file", "call_path", "profiled_pass")
+    mean = lambda c: (pl.col(c).fill_null(0).sum() / pl.col("_runs").first()).alias(c)  # noqa: E731
+    out = (
+        d.join(runs, on=[*CELL_KEYS, "profiler"], how="left", nulls_equal=True)
+        .group_by(*CELL_KEYS, "profiler", "kind", "function", maintain_order=True)
+        .agg(
+            *(pl.col(c).drop_nulls().first().alias(c) for c in keep_first),
+            *(
+                mean(c)
+                for c in (
+                    "ms_per_batch",
+                    "own_ms_per_batch",
+                    "pct_of_step",
+                    "own_pct_of_step",
+                    "energy_per_batch_modelled_mj",
+                    "own_energy_per_batch_modelled_mj",
+                    "calls",
+                )
+            ),
+            runs=pl.col("_runs").first(),
+            profiled_batches=pl.col("profiled_batches").mean(),
+            profiled_samples=pl.col("profiled_samples").mean(),
+            energy_basis=pl.col("energy_basis").drop_nulls().first(),
+            trace_file=pl.col("trace_file").drop_nulls().first(),
+        )
+    )
+    return out.with_columns(
+        ms_per_1k_samples=pl.when(pl.col("profiled_samples") > 0).then(
+            pl.col("ms_per_batch") * pl.col("profiled_batches") / pl.col("profiled_samples") * 1000
+        ),
+        **{
+            c: pl.when(pl.col("energy_basis").is_not_null()).then(pl.col(c))
+            for c in ("energy_per_batch_modelled_mj", "own_energy_per_batch_modelled_mj")
+        },
+    )
+
+
+def cell_label(precision_variant: str, batch_size: int) -> str:
+    return f"{precision_variant} bs{batch_size}"
+
+
+# ------------------------------------------------------------------ which configuration against which
+@dataclass(frozen=True)
+class Comparison:
+    """One axis of "why it differs": the cells compared on it (``candidate``) each against the cell of
+    ``baseline`` that shares ``same`` with it. Evaluated on the profiled cells (CELL_KEYS + baseline_hash,
+    ``_smallest``: the smallest batch size of its site, workload, phase, device and configuration).
+    ``per_sample``: the two differ in batch size, the baseline's figures are scaled to the candidate's."""
+
+    axis: str
+    same: tuple[str, ...]
+    baseline: Callable[[], pl.Expr]
+    candidate: Callable[[], pl.Expr]
+    per_sample: bool = False
+
+
+def _fp32() -> pl.Expr:
+    return (pl.col("precision") == BASELINE_PRECISION) & (pl.col("variant") == BASELINE_VARIANT)
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    # precision and variant (bf16, int8, pruned, compiled, ...) against fp32 at the same batch size
+    Comparison("precision / variant", metrics.BASELINE_KEYS, _fp32, lambda: ~_fp32()),
+    # a larger batch against the smallest one, at fp32, per sample
+    Comparison(
+        "batch size",
+        ("site", "workload", "phase", "device", "config_hash"),
+        lambda: _fp32() & pl.col("_smallest"),
+        lambda: _fp32() & ~pl.col("_smallest"),
+        per_sample=True,
+    ),
+    # code versions (later): Comparison("code version", <CELL_KEYS but code_version>, lambda: pl.col("code_version")
+    # == <reference>, lambda: pl.col("code_version") != <reference>)
+)
+
+
+def profiled_cells(cells: pl.DataFrame) -> pl.DataFrame:
+    """The profiled cells (one row each, CELL_KEYS) with baseline_hash and _smallest (see Comparison)."""
+    c = metrics.with_baseline_hash(cells.select(*CELL_KEYS).unique(maintain_order=True))
+    grp = ["site", "workload", "phase", "device", "config_hash"]
+    return c.with_columns(_smallest=pl.col("batch_size") == pl.col("batch_size").min().over(grp))
+
+
+def pairs(cells: pl.DataFrame, comparisons: tuple[Comparison, ...] = COMPARISONS) -> pl.DataFrame:
+    """Every comparison of the profiled ``cells`` (profiled_cells): the candidate's CELL_KEYS, the baseline's
+    as base_<key>, the axis and per_sample."""
+    out = []
+    for cmp in comparisons:
+        if not all(k in cells.columns for k in cmp.same):
+            continue  # an axis these cells do not have (code_version before it exists)
+        base = cells.filter(cmp.baseline()).select(*cmp.same, *[pl.col(k).alias(f"base_{k}") for k in CELL_KEYS])
+        cand = cells.filter(cmp.candidate()).select(*set(CELL_KEYS) | set(cmp.same))
+        p = cand.join(base, on=list(cmp.same), how="inner", nulls_equal=True)
+        out.append(
+            p.select(*CELL_KEYS, *[f"base_{k}" for k in CELL_KEYS]).with_columns(
+                axis=pl.lit(cmp.axis), per_sample=pl.lit(cmp.per_sample)
+            )
+        )
+    if not out:
+        return pl.DataFrame()
+    return pl.concat(out, how="vertical_relaxed")
+
+
+# ------------------------------------------------------------------ why it differs
+def differences(pc: pl.DataFrame, pr: pl.DataFrame) -> pl.DataFrame:
+    """For each pair of ``pr`` (pairs), the torch rows (steps, operators, modules, kernels) of the candidate
+    and its baseline side by side, per batch of the candidate: base_ms / ms (modules: their own time), Δ,
+    the share of the step's Δ (``of_delta_pct``: steps and operators each add up to the step), the % of the
+    step on both sides and the modelled energy per batch (mJ). Sorted per pair by kind, then by |Δ|."""
+    if pr.height == 0 or pc.height == 0:
+        return pl.DataFrame()
+    t = pc.filter((pl.col("profiler") == "torch") & pl.col("kind").is_in(DIFF_KINDS)).select(
+        *CELL_KEYS,
+        "kind",
+        "function",
+        "module_type",
+        "precision_variant",
+        ms="own_ms_per_batch",
+        pct="own_pct_of_step",
+        mj="own_energy_per_batch_modelled_mj",
+    )
+    pr = pr.with_row_index("pair")
+    cand = pr.join(t, on=list(CELL_KEYS), how="inner", nulls_equal=True)
+    base_t = t.rename({k: f"base_{k}" for k in CELL_KEYS}).rename(
+        {
+            "ms": "base_ms",
+            "pct": "base_pct",
+            "mj": "base_mj",
+            "module_type": "base_module_type",
+            "precision_variant": "base_precision_variant",
+        }
+    )
+    base = pr.join(base_t, on=[f"base_{k}" for k in CELL_KEYS], how="inner", nulls_equal=True).select(
+        "pair", "kind", "function", "base_module_type", "base_precision_variant", "base_ms", "base_pct", "base_mj"
+    )
+    keys = pr.select("pair", *CELL_KEYS, *[f"base_{k}" for k in CELL_KEYS], "axis", "per_sample")
+    both = (
+        cand.select("pair", "kind", "function", "module_type", "precision_variant", "ms", "pct", "mj")
+        .join(base, on=["pair", "kind", "function"], how="full", coalesce=True)
+        .join(keys, on="pair", how="left")
+    )
+    scale = pl.when(pl.col("per_sample")).then(pl.col("batch_size") / pl.col("base_batch_size")).otherwise(1.0)
+    both = both.with_columns(
+        base_ms=pl.col("base_ms").fill_null(0) * scale,
+        base_mj=pl.when(pl.col("base_ms").is_null()).then(0.0).otherwise(pl.col("base_mj")) * scale,  # no row: 0
+        mj=pl.when(pl.col("ms").is_null()).then(0.0).otherwise(pl.col("mj")),
+        ms=pl.col("ms").fill_null(0),
+        base_pct=pl.col("base_pct").fill_null(0),
+        pct=pl.col("pct").fill_null(0),
+    ).with_columns(d_ms=pl.col("ms") - pl.col("base_ms"), d_mj=pl.col("mj") - pl.col("base_mj"))
+    total = both.filter(pl.col("kind") == "step").group_by("pair").agg(_d_step=pl.col("d_ms").sum())
+    both = both.join(total, on="pair", how="left").with_columns(
+        of_delta_pct=pl.when(pl.col("_d_step").abs() > 0).then(pl.col("d_ms") / pl.col("_d_step") * 100),
+        change=pl.when(pl.col("base_ms") == 0)
+        .then(pl.lit("new"))
+        .when(pl.col("ms") == 0)
+        .then(pl.lit("gone"))
+        .when(pl.col("d_ms") > 0)
+        .then(pl.lit("grew"))
+        .when(pl.col("d_ms") < 0)
+        .then(pl.lit("shrank"))
+        .otherwise(pl.lit("same")),
+        kind_order=pl.col("kind").replace_strict({k: i for i, k in enumerate(DIFF_KINDS)}, return_dtype=pl.Int64),
+        step_order=pl.col("function").replace_strict(
+            {k: i for i, k in enumerate(STEP_ORDER)}, default=len(STEP_ORDER), return_dtype=pl.Int64
+        ),
+    )
+    both = both.with_columns(
+        _abs=pl.when(pl.col("kind") == "step")
+        .then(-pl.col("step_order").cast(pl.Float64))
+        .otherwise(pl.col("d_ms").abs())
+    )
+    return both.sort(["pair", "kind_order", "_abs"], descending=[False, False, True]).drop(
+        "_abs", "_d_step", "kind_order", "step_order"
+    )
+
+
+# ------------------------------------------------------------------ the report's view
+@dataclass
+class View:
+    """What the Hotspots section shows (report.hotspots_section turns the frames into tables)."""
+
+    rows: pl.DataFrame  # every hotspot row of the summary's runs, with the derived figures (hotspots.csv)
+    cells: pl.DataFrame  # per cell (per_cell)
+    diffs: pl.DataFrame  # differences (hotspot-diffs.csv)
+    workloads: list[dict[str, Any]] = field(default_factory=list)  # per workload: overview, charts, cells, diffs
+    notes: list[str] = field(default_factory=list)
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{v:.1f} %"
+
+
+def _signed_pct(v: float | None) -> str:
+    return "" if v is None else f"{v:+.1f} %"
+
+
+def _order(d: pl.DataFrame) -> pl.DataFrame:
+    """Cells in the grid's order: the baseline precision and variant first (axes.PRECISIONS, VARIANTS)."""
+    rank = lambda c, vals: pl.col(c).replace_strict({v: i for i, v in enumerate(vals)}, default=len(vals))  # noqa: E731
+    return d.sort(
+        "phase", "site", "device", rank("precision", PRECISIONS), rank("variant", VARIANTS), "precision", "batch_size"
+    )
+
+
+def overview(pc: pl.DataFrame) -> pl.DataFrame:
+    """Per profiled cell of a workload: the step's time and where it goes (steps, top module, top operator,
+    the workload's own Python code), and its modelled energy per batch."""
+    rows = []
+    for key, g in pc.group_by(*CELL_KEYS, maintain_order=True):
+        k = dict(zip(CELL_KEYS, key, strict=True))
+        steps = {r["function"]: r for r in g.filter(pl.col("kind") == "step").to_dicts()}
+        mods = g.filter((pl.col("kind") == "module") & (pl.col("depth") > 0)).sort("ms_per_batch", descending=True)
+        ops = g.filter(pl.col("kind") == "operator").sort("ms_per_batch", descending=True)
+        own = g.filter((pl.col("kind") == "group") & (pl.col("function") == "workload"))
+        step_ms = sum(r["ms_per_batch"] or 0 for r in steps.values()) if steps else None
+        mj = sum(r["energy_per_batch_modelled_mj"] or 0 for r in steps.values()) if steps else None
+        top_mod = mods.row(0, named=True) if mods.height else None
+        top_op = ops.row(0, named=True) if ops.height else None
+        rows.append(
+            {
+                "phase": k["phase"],
+                "site": k["site"],
+                "device": k["device"],
+                "precision": g["precision_variant"][0],
+                "batch_size": k["batch_size"],
+                "ms/batch": step_ms,
+                **{f"{s} %": _pct(steps[s]["pct_of_step"]) if s in steps else "" for s in STEP_ORDER},
+                "top module (% of step)": (
+                    f"{top_mod['function']} ({top_mod['module_type']}) {_pct(top_mod['pct_of_step'])}"
+                    if top_mod
+                    else ""
+                ),
+                "top operator (% of step)": f"{top_op['function']} {_pct(top_op['pct_of_step'])}" if top_op else "",
+                "own Python code % (cProfile)": _pct(own["pct_of_step"][0]) if own.height else "",
+                "energy mJ/batch (modelled)": mj if steps and g["energy_basis"].drop_nulls().len() else None,
+            }
+        )
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def cell_tables(g: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """One cell's tables: its modules (by name, forward and backward), operators and cProfile's functions
+    grouped (the workload's own code first)."""
+    mods = g.filter(pl.col("kind") == "module").sort("ms_per_batch", descending=True).head(TOP_ROWS)
+    per_batch = lambda c: pl.col(c) / pl.col("profiled_batches")  # noqa: E731
+    modules = mods.select(
+        module=pl.col("function") + pl.lit(" (") + pl.col("module_type") + pl.lit(")"),
+        **{"% of step": pl.col("pct_of_step").map_elements(_pct, return_dtype=pl.String)},
+        **{"ms/batch": pl.col("ms_per_batch")},
+        **{"own ms/batch": pl.col("own_ms_per_batch")},
+        **{"mJ/batch (modelled)": pl.col("energy_per_batch_modelled_mj")},
+    )
+    ops = (
+        g.filter(pl.col("kind").is_in(["operator", "kernel"]))
+        .sort("kind", "ms_per_batch", descending=[True, True])
+        .head(TOP_ROWS)
+        .select(
+            "kind",
+            operator="function",
+            **{"% of step": pl.col("pct_of_step").map_elements(_pct, return_dtype=pl.String)},
+            **{"ms/batch": pl.col("ms_per_batch")},
+            **{"calls/batch": per_batch("calls")},
+            **{"mJ/batch (modelled)": pl.col("energy_per_batch_modelled_mj")},
+        )
+    )
+    from ..hotspots import GROUPS
+
+    order = {k: i for i, k in enumerate(GROUPS)}
+    groups = g.filter(pl.col("kind") == "group").with_columns(_o=pl.col("function").replace_strict(order, default=99))
+    funcs = g.filter(pl.col("kind") == "function").with_columns(_o=pl.col("group").replace_strict(order, default=99))
+    share = {r["function"]: r["pct_of_step"] for r in groups.to_dicts()}
+    cprof = (
+        funcs.sort("_o", "ms_per_batch", descending=[False, True])
+        .group_by("group", maintain_order=True)
+        .head(5)
+        .select(
+            group=pl.col("group").map_elements(lambda s: f"{s} ({_pct(share.get(s))})", return_dtype=pl.String),
+            function="function",
+            **{"self ms/batch": pl.col("ms_per_batch")},
+            **{"% of pass": pl.col("pct_of_step").map_elements(_pct, return_dtype=pl.String)},
+            **{"calls/batch": per_batch("calls")},
+            call_path="call_path",
+        )
+    )
+    return {"modules": modules, "operators": ops, "cprofile": cprof}
+
+
+def diff_table(d: pl.DataFrame, cuda: bool) -> pl.DataFrame:
+    """One comparison's rows as shown: the steps, then the operators (and kernels) and modules that changed
+    most (TOP_OPERATORS, TOP_ROWS // 2 modules)."""
+    steps = d.filter(pl.col("kind") == "step")
+    ops = d.filter(pl.col("kind") == "operator").head(TOP_OPERATORS)
+    kernels = d.filter(pl.col("kind") == "kernel").head(TOP_ROWS // 2) if cuda else d.clear()
+    mods = d.filter(pl.col("kind") == "module").head(TOP_ROWS // 2)
+    shown = pl.concat([steps, ops, kernels, mods], how="vertical_relaxed")
+    name = (
+        pl.when((pl.col("kind") == "module") & pl.col("module_type").is_not_null())
+        .then(
+            pl.col("function")
+            + pl.lit(" (")
+            + pl.when(pl.col("base_module_type").is_not_null() & (pl.col("base_module_type") != pl.col("module_type")))
+            .then(pl.col("base_module_type") + pl.lit(" → "))
+            .otherwise(pl.lit(""))
+            + pl.col("module_type")
+            + pl.lit(")")
+        )
+        .otherwise(pl.col("function"))
+    )
+    return shown.select(
+        "kind",
+        name=name,
+        change="change",
+        **{"baseline ms/batch": pl.col("base_ms")},
+        **{"ms/batch": pl.col("ms")},
+        **{"Δ ms/batch": pl.col("d_ms")},
+        **{"of the Δ": pl.col("of_delta_pct").map_elements(_signed_pct, return_dtype=pl.String)},
+        **{"baseline % of step": pl.col("base_pct").map_elements(_pct, return_dtype=pl.String)},
+        **{"% of step": pl.col("pct").map_elements(_pct, return_dtype=pl.String)},
+        **{"Δ mJ/batch (modelled)": pl.col("d_mj")},
+    )
+
+
+def chart(pc: pl.DataFrame, title: str):
+    """Per configuration of a workload: the steps and the top operators stacked, in ms per 1,000 samples of the
+    profiled pass (comparable across batch sizes)."""
+    import altair as alt
+
+    d = pc.filter(pl.col("profiler") == "torch").with_columns(
+        configuration=pl.col("phase")
+        + pl.lit(" · ")
+        + pl.col("precision_variant")
+        + pl.lit(" bs")
+        + pl.col("batch_size").cast(pl.String)
+    )
+    order = _order(d.select(*CELL_KEYS, "configuration").unique())["configuration"].unique(maintain_order=True)
+    y = alt.Y("configuration:N", sort=order.to_list(), title=None)
+    steps = d.filter(pl.col("kind") == "step").select(
+        "configuration", step="function", ms="ms_per_1k_samples", share="pct_of_step"
+    )
+    ops = d.filter(pl.col("kind") == "operator")
+    top = (
+        (ops.group_by("function").agg(pl.col("ms_per_1k_samples").sum()).sort("ms_per_1k_samples", descending=True))[
+            "function"
+        ]
+        .head(TOP_OPERATORS)
+        .to_list()
+    )
+    ops = (
+        ops.with_columns(operator=pl.when(pl.col("function").is_in(top)).then("function").otherwise(pl.lit("other")))
+        .group_by("configuration", "operator")
+        .agg(ms=pl.col("ms_per_1k_samples").sum(), share=pl.col("pct_of_step").sum())
+    )
+    tip = [alt.Tooltip("ms:Q", format=".3g", title="ms per 1,000 samples"), alt.Tooltip("share:Q", format=".1f")]
+    left = (
+        alt.Chart(steps, title="steps")
+        .mark_bar()
+        .encode(
+            y=y,
+            x=alt.X("ms:Q", title="ms per 1,000 samples (profiled pass)"),
+            color=alt.Color("step:N", sort=list(STEP_ORDER), scale=alt.Scale(scheme="set2"), title="step"),
+            order=alt.Order("step_i:Q"),
+            tooltip=["configuration:N", "step:N", *tip],
+        )
+        .transform_calculate(step_i=f"indexof({list(STEP_ORDER)}, datum.step)")
+        .properties(width=300)
+    )
+    right = (
+        alt.Chart(ops, title=f"top {len(top)} operators (self time)")
+        .mark_bar()
+        .encode(
+            y=alt.Y("configuration:N", sort=order.to_list(), title=None, axis=None),
+            x=alt.X("ms:Q", title="ms per 1,000 samples (profiled pass)"),
+            color=alt.Color("operator:N", sort=[*top, "other"], scale=alt.Scale(scheme="tableau10"), title="operator"),
+            tooltip=["configuration:N", "operator:N", *tip],
+        )
+        .properties(width=300)
+    )
+    return alt.hconcat(left, right).resolve_scale(color="independent").properties(title=title)
+
+
+def view(hs: pl.DataFrame, runs: pl.DataFrame, results_dir: Path, out_dir: Path) -> View:
+    """Everything the Hotspots section shows, from the hotspot rows and the summary's runs."""
+    d = joined(hs, runs)
+    pc = per_cell(d)
+    if pc.height == 0:
+        return View(d, pc, pl.DataFrame())
+    cells = profiled_cells(pc)
+    pr = pairs(cells)
+    diffs = differences(pc, pr)
+    v = View(d, pc, diffs)
+    for (wl,), g in sorted(pc.group_by("workload"), key=lambda kv: kv[0]):
+        cuda = "cuda" in g["device"].to_list()
+        w: dict[str, Any] = {"workload": wl, "overview": overview(_order(g)) if g.height else None}
+        w["chart"] = chart(g, f"{wl}: where a step's time goes")
+        w["cells"] = []
+        for key, cg in _order(g).group_by(*CELL_KEYS, maintain_order=True):
+            k = dict(zip(CELL_KEYS, key, strict=True))
+            tf = cg["trace_file"].drop_nulls()
+            trace = os.path.relpath(results_dir / tf[0], out_dir) if tf.len() else None
+            w["cells"].append(
+                {
+                    "label": f"{k['phase']} · {cg['precision_variant'][0]} bs{k['batch_size']}"
+                    + (f" · {k['site']}" if pc["site"].n_unique() > 1 else "")
+                    + (f" · {k['device']}" if pc["device"].n_unique() > 1 else ""),
+                    "what": cg["profiled_pass"].drop_nulls().first() or "",
+                    "trace": Path(trace).as_posix() if trace else None,
+                    "runs": int(cg["runs"].max() or 0),
+                    **cell_tables(cg),
+                }
+            )
+        w["diffs"] = []
+        if diffs.height:
+            mine = diffs.filter(pl.col("workload") == wl)
+            for (_pair,), dg in mine.group_by("pair", maintain_order=True):
+                r = dg.row(0, named=True)
+                steps = dg.filter(pl.col("kind") == "step")
+                base_ms, ms = steps["base_ms"].sum(), steps["ms"].sum()
+                label = f"{r['phase']} · {r['precision_variant'] or r['base_precision_variant']} bs{r['batch_size']}"
+                base = f"{r['base_precision_variant'] or BASELINE_PRECISION} bs{r['base_batch_size']}"
+                w["diffs"].append(
+                    {
+                        "label": label,
+                        "baseline": base,
+                        "axis": r["axis"],
+                        "per_sample": bool(r["per_sample"]),
+                        "base_ms": base_ms,
+                        "ms": ms,
+                        "d_pct": (ms / base_ms - 1) * 100 if base_ms else None,
+                        "table": diff_table(dg, cuda),
+                    }
+                )
+        v.workloads.append(w)
+    return v
