@@ -6,15 +6,19 @@ The values below were computed on main at aff2520 (before issue 16) with
     cfg, sites = joulegrid.config.load(); b = joulegrid.config.SpecBuilder(cfg, sites)
     {w: b.config_hash(w) for w in b.known_workloads()}, b.snapshot_path()
 in the checkout (config/config.yaml, config/sites.yaml, config/hardware.yaml as shipped). Change them
-only together with spec.MEASUREMENT_VERSION (config.py before issue 23), on purpose."""
+only together with spec.MEASUREMENT_VERSION (config.py before issue 23), on purpose.
+
+Changed on purpose by issue 22 (MEASUREMENT_VERSION 2): a training window now repeats whole training runs
+until measure.min_window_s, so a training row of version 1 (one run, unstretched) measures something else;
+the new measure.* keys (energy_max_rel_err, outlier_*) are not identity keys."""
 
 from conftest import REPO
 
 from joulegrid import config as C
 from joulegrid import spec as SP
 
-MAIN_HASHES = {"baler_ae": "46d50f59152c5c97", "jet_tagger": "142ea0a551a5501a", "image_cnn": "10b67caf21c807f4"}
-MAIN_SNAPSHOT = "results/.grid/c99cc8ebccc8e366.json"
+MAIN_HASHES = {"baler_ae": "04698298003c4e99", "jet_tagger": "61b5e0d5f5d47bd5", "image_cnn": "440a8814c6f77435"}
+MAIN_SNAPSHOT = "results/.grid/e443aa5ce63504ab.json"
 
 
 def test_default_config_hash_is_unchanged(monkeypatch):
