@@ -880,6 +880,14 @@ COLUMNS: tuple[Column, ...] = (
         "Where job_cpu_s was read: cgroup-v2, cgroup-v1 (a Slurm job_<id> or HTCondor slot cgroup) or process-tree.",
     ),
     _C(
+        "usage_window_s",
+        "float64",
+        "s",
+        "attribution",
+        "dt: how long the usage window lasted (the node's and the job's CPU times read at its edges); the meters' "
+        "windows nest around it, a few calls longer. The split's static part is P0 x dt.",
+    ),
+    _C(
         "node_cpu_s",
         "float64",
         "s",

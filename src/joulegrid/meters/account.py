@@ -263,6 +263,7 @@ def _window_columns(
     s = attribution.share_of_busy(u)
     out: dict[str, Any] = dict(
         node_cpus=u.n_cpus,
+        usage_window_s=u.dt,
         node_cpu_s=u.node_total_s,
         node_busy_cpu_s=u.node_busy_s,
         node_steal_cpu_s=u.node_steal_s,

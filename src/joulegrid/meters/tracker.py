@@ -171,16 +171,26 @@ class JobUsage:
         return u
 
     def snapshot(self, mark: str | None = None, memory: bool | None = None) -> Snapshot:
-        """Read everything now: the counters, then the node's and the job's CPU time back to back, then
+        """Read everything now: the counters, then the node's and the job's CPU time back to back, and
         the job's memory.
 
-        The job's memory (a PSS walk of its tree: ~2 ms of CPU for a torch process) is read at every
-        window edge (a marked snapshot: its time-average over the window starts and ends at the job's
-        memory then, not at a value carried over from seconds before), at every periodic sample while a
-        window is open, and at most every MEM_EVERY_S outside windows (``memory`` forces or skips it).
-        It is read after the CPU times and counters, so that the edges stay tight around the meters' own
-        reads; between two reads the memory is integrated as a straight line (trapezoid)."""
+        The job's memory (a PSS walk of its tree: ~2 ms of CPU for a torch process, tens of ms on a
+        loaded host) is read at every window edge (a marked snapshot: its time-average over the window
+        starts and ends at the job's memory then, not at a value carried over from seconds before), at
+        every periodic sample while a window is open, and at most every MEM_EVERY_S outside windows
+        (``memory`` forces or skips it). An opening edge (``<name>:start``) reads it after the CPU times
+        and counters, a closing edge (``<name>:end``) before them: the walk stays inside the window at
+        both edges, and the times sit back to back with the meters' own reads around the snapshot (the
+        meters' windows and the usage window then last the same). Between two reads the memory is
+        integrated as a straight line (trapezoid)."""
         with self._lock:
+            last = self._last
+            name, _, edge = (mark or "").rpartition(":")
+            if memory is None:
+                memory = mark is not None or bool(self._open) or time.monotonic() - self._mem_t >= MEM_EVERY_S
+            read_mem = memory or last is None
+            mem_first = read_mem and edge == "end"
+            mem = self._mem() if mem_first else None
             energy: dict[str, float] = {}
             for c in self.counters:
                 lap = c.lap() or {}
@@ -189,14 +199,11 @@ class JobUsage:
             t = time.monotonic()
             node = read_node_cpu(self.proc_root)
             job = self._job_cpu()
-            last = self._last
-            name, _, edge = (mark or "").rpartition(":")
             if name and name != "job" and edge in ("start", "end"):  # window <name> opens / closes
                 self._open = self._open | {name} if edge == "start" else self._open - {name}
-            if memory is None:
-                memory = mark is not None or bool(self._open) or t - self._mem_t >= MEM_EVERY_S
-            if memory or last is None:
-                mem = self._mem()
+            if read_mem:
+                if not mem_first:
+                    mem = self._mem()
                 self._mem_t = t
             else:
                 mem = last.mem_bytes
