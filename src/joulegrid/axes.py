@@ -16,6 +16,9 @@ from typing import Any
 # The axes of a cell, in the order of its id and path: grid.Cell's fields (besides its config hash), the
 # identity columns of a row (schema), what the analysis groups repeats by (analysis.metrics.CELL_KEYS).
 CELL_AXES = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "repeat")
+# Code versions (config versions:, docs/compare.md) are an axis of the analysis, not of a cell's path: both
+# versions of a cell run in one job and share its run file; each row says which it measured (null: no versions).
+CODE_VERSION = "code_version"
 
 PHASES = ("train", "infer")
 DEVICES = ("cpu", "cuda")

@@ -76,6 +76,8 @@ class CellSettings:
     site_facts: SiteFacts = field(default_factory=SiteFacts)
     precision_options: dict[str, Any] | None = None
     cpu_model: str | None = None  # job.cpu_model: the CPU model the cells must run on (None: any)
+    # one run of a code-version quadruple (joulegrid.versions): code_version, code_commit, code_dirty of its row
+    code: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> CellSettings:
@@ -96,6 +98,7 @@ class CellSettings:
             site_facts=SiteFacts.from_dict(settings.get("site_facts")),
             precision_options=settings.get("precision_options") or None,
             cpu_model=settings.get("cpu_model") or None,
+            code=settings.get("code") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +114,8 @@ class CellSettings:
             out["precision_options"] = self.precision_options
         if self.cpu_model:  # absent unless pinned: the snapshot of a configuration without it is unchanged
             out["cpu_model"] = self.cpu_model
+        if self.code:  # a run of a quadruple job only (never in the snapshot)
+            out["code"] = self.code
         return out
 
     def cpu_model_problem(self, host_model: str | None, hostname: str | None) -> str | None:

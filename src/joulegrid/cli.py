@@ -1,5 +1,5 @@
-"""Command line: ``joulegrid run-cell | record-failure | remeasure | train-reference | prepare-data | plan | meters |
-calibrate | aggregate | import | report | carbon-series | pack-env | schema``.
+"""Command line: ``joulegrid run-cell | run-quadruple | record-failure | remeasure | train-reference | prepare-data |
+plan | meters | calibrate | aggregate | import | report | compare | carbon-series | pack-env | schema``.
 
 Snakemake rules call these; each also works by hand (see README). A command's own output (the schema,
 the plan, a calibration) is printed; its diagnostics are logged (joulegrid.logs: "joulegrid: ..." on
@@ -40,7 +40,7 @@ def _cell(args) -> tuple[CellSpec, str | None, str | None]:
         from . import hostcache
         from .spec import cell_spec_from_snapshot
 
-        c = cell_spec_from_snapshot(args.grid, args.out)
+        c = cell_spec_from_snapshot(args.grid, args.out, getattr(args, "code_version", None))
         # what the first cell on this host detected (codecarbon), the next ones reuse
         hostcache.configure(c.resources_dir)
         return c.spec, args.data or c.data, args.model or c.model
@@ -70,6 +70,18 @@ def cmd_run_cell(args) -> int:
     extra = row.get("skip_reason") or row.get("error_type") or ""
     log.info(f"{row['cell_id']}: {row['status']} {extra}".rstrip())
     return 0
+
+
+def cmd_run_quadruple(args) -> int:
+    from . import quadruple
+
+    return quadruple.run(args.grid, args.out, args.attempt, args.threads, args.data, args.model)
+
+
+def cmd_compare(args) -> int:
+    from .analysis import compare
+
+    return compare.run(args)
 
 
 def cmd_record_failure(args) -> int:
@@ -103,6 +115,12 @@ def cmd_train_reference(args) -> int:
         if not args.workload:
             raise ConfigError("train-reference --grid needs --workload NAME")
         spec, data, model = reference_spec_from_snapshot(args.grid, args.workload)
+        from .spec import read_snapshot
+        from .versions import BASE, from_snapshot
+
+        vs = from_snapshot(read_snapshot(args.grid))
+        if vs:  # code versions: the reference model is trained by the base version's code (one version here)
+            sys.path.insert(0, vs[BASE].import_root)
         if Path(args.out) != Path(model):
             raise ConfigError(
                 f"--out {args.out}: the grid snapshot {args.grid} has {args.workload}'s reference model at {model}"
@@ -430,7 +448,47 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", help="reference model (inference cells)")
     r.add_argument("--attempt", type=int, default=1, help="Snakemake attempt number")
     r.add_argument("--threads", type=int, default=None, help="CPU threads allocated to the job")
+    r.add_argument(
+        "--code-version",
+        default=None,
+        metavar="LABEL",
+        help="one run of a code-version quadruple (base or head; with --grid): the row says which version it measured",
+    )
     r.set_defaults(func=cmd_run_cell)
+
+    rq = sub.add_parser(
+        "run-quadruple",
+        help="measure one quadruple of a code-version comparison (config versions:): a warm-up run, then the cell's "
+        "base and head versions in ABBA or BAAB order, each in its own run-cell process; its four rows in --out",
+    )
+    rq.add_argument("--grid", required=True, help="the grid snapshot (what Snakemake passes)")
+    rq.add_argument("--out", required=True, help="the quadruple's run file (.../r<quadruple>-<hash>.parquet)")
+    rq.add_argument("--data", help="prepared dataset file")
+    rq.add_argument("--model", help="reference model (inference cells)")
+    rq.add_argument("--attempt", type=int, default=1, help="Snakemake attempt number")
+    rq.add_argument("--threads", type=int, default=None, help="CPU threads allocated to the job")
+    rq.set_defaults(func=cmd_run_quadruple)
+
+    cp = sub.add_parser(
+        "compare",
+        help="decide from a versions: campaign's results whether head is an energy regression of base, per cell "
+        "and for the grid (docs/compare.md); prints a Markdown table; exit 0 pass, 1 regression, 2 inconclusive, "
+        "3 bad input",
+    )
+    _config_args(cp)
+    cp.add_argument(
+        "trees",
+        nargs="*",
+        metavar="TREE",
+        help="two result folders (base, then head; two sites or two campaigns): compared unpaired, cell by cell",
+    )
+    cp.add_argument("--results", default=None, help="the results folder (default: the config's results)")
+    cp.add_argument(
+        "--threshold", default=None, metavar="PCT", help="the margin, e.g. 5%% (default: compare.threshold_pct)"
+    )
+    cp.add_argument("--alpha", type=float, default=None, help="error rates (default: compare.alpha)")
+    cp.add_argument("--markdown", default=None, metavar="FILE", help="also write the table to FILE")
+    cp.set_defaults(func=cmd_compare)
 
     rf = sub.add_parser(
         "record-failure",

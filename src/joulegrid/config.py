@@ -309,6 +309,9 @@ def prepare(config: dict[str, Any], base_dir: str | os.PathLike = ".") -> tuple[
     if not isinstance(config, dict) or not config:
         raise ConfigError("the config is empty. Fix: start from config/config.yaml")
     validate_schema(config)
+    from . import versions
+
+    versions.prepare(config, base_dir)  # code versions: resolved, checked out, the base's first on the import path
     sites = validate_semantics(config, base_dir)
     return config, sites
 

@@ -158,6 +158,40 @@ COLUMNS: tuple[Column, ...] = (
         "report settings). Equal hash = same settings; it ends the run file's name, and the summary holds the "
         "current configuration's hashes only.",
     ),
+    # ---------------------------------------------------------------- code versions (docs/compare.md)
+    _C(
+        "code_version",
+        "string",
+        "",
+        "identity",
+        "Which code version of versions: the run measured: base (A) or head (B); null outside a versions "
+        "comparison. Both versions of a cell run in one job (a quadruple: the repeat index is its number).",
+    ),
+    _C(
+        "code_commit",
+        "string",
+        "",
+        "identity",
+        "The git commit (40 hex) of that version; for a tree measured with uncommitted changes, its HEAD; null "
+        "for a folder outside git.",
+    ),
+    _C(
+        "code_dirty",
+        "bool",
+        "",
+        "identity",
+        "True when the version was a work tree with uncommitted changes, measured as it was "
+        "(versions.allow_dirty); its checkout's folder name carries a hash of its files.",
+    ),
+    _C(
+        "code_slot",
+        "int64",
+        "",
+        "identity",
+        "Position of the run in its quadruple job: 0 = the warm-up run (discarded: kept in a .warmup.parquet "
+        "file beside the run file, never in the summary), 1-4 = the measured runs in ABBA (even repeat) or "
+        "BAAB (odd repeat) order.",
+    ),
     _C("started_at", "timestamp", "UTC", "identity", "When the job started (after imports)."),
     _C("finished_at", "timestamp", "UTC", "identity", "When the row was written."),
     _C(

@@ -150,6 +150,20 @@ class Workflow:
         # job reads it with the cell's wildcards (run-cell --grid). docs/architecture.md, "The lean measure rule".
         self.grid_snapshot = self.spec.snapshot_path(write=main, cells=self.grid.cells)
         self.grid_snapshot_q = shlex.quote(self.grid_snapshot)  # as rule measure's shell command names it
+        # Code versions (versions:, docs/compare.md): a measure job is a quadruple of both versions
+        # (joulegrid.quadruple), five runs of the cell, so it gets five times a cell's runtime; the versions'
+        # checkouts are read from the submit host's filesystem.
+        from . import versions
+
+        self.versions = versions.enabled(config)
+        self.run_command = "run-quadruple" if self.versions else "run-cell"
+        self.measure_runtime_min = config["job"]["runtime_min"] * (versions.RUNS_PER_JOB if self.versions else 1)
+        if self.versions and not self.shared_fs:
+            raise WorkflowError(
+                "joulegrid config error: config key versions: code-version comparisons need a filesystem the jobs "
+                "share with the submit host (the versions' checkouts under resources_dir/versions/), but this "
+                "profile sets shared-fs-usage: none. Fix: run them on a site with a shared filesystem, or locally"
+            )
         self.start_time: float | None = None  # on_start (main process): on_error shows this run's job errors only
         self.unchecked: str | None = None  # on_start: jobs Snakemake did not check (on_success says the next command)
         self._register()

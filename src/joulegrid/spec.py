@@ -98,7 +98,21 @@ def identity(
             if config.get("precision_options")
             else {}
         ),
+        # code versions compared (docs/compare.md): the pair and its campaign, only when versions: names them
+        **({"versions": _versions_identity(config)} if _versions_on(config) else {}),
     }
+
+
+def _versions_on(config: dict[str, Any]) -> bool:
+    from . import versions
+
+    return versions.enabled(config)
+
+
+def _versions_identity(config: dict[str, Any]) -> dict[str, Any] | None:
+    from . import versions
+
+    return versions.identity(config)
 
 
 # ------------------------------------------------------------------ a cell's spec, typed
@@ -171,6 +185,7 @@ def identity_columns(spec: CellSpec, attempt: int) -> dict[str, Any]:
         "carbon_intensity_g_per_kwh": site.carbon_intensity_g_per_kwh,
         "pue": site.pue,
         "country_iso": site.country_iso,
+        **(spec.settings.code or {}),  # code_version, code_commit, code_dirty: a run of a quadruple job
     }
 
 
@@ -218,9 +233,10 @@ class SnapshotCell(NamedTuple):
     resources_dir: str  # prepared data and the per-host cache
 
 
-def cell_spec_from_snapshot(path: str | os.PathLike, out: str) -> SnapshotCell:
+def cell_spec_from_snapshot(path: str | os.PathLike, out: str, code_version: str | None = None) -> SnapshotCell:
     """The cell whose run file is ``out``, from the snapshot: its axes and config hash from the
-    path, its settings from the snapshot (which must hold that hash)."""
+    path, its settings from the snapshot (which must hold that hash). code_version: one run of a quadruple
+    job (joulegrid.quadruple), measuring that version (its row's code columns)."""
     snap = read_snapshot(path)
     try:
         cell = grid.cell_from_path(out)
@@ -237,7 +253,20 @@ def cell_spec_from_snapshot(path: str | os.PathLike, out: str) -> SnapshotCell:
     position = None
     if blocks:
         position = grid.block_positions(blocks["cells"], int(blocks["seed"]), cell.repeat).get(grid.block_cell(cell))
-    spec = CellSpec(cell, CellSettings.from_dict(w["settings"]), position)
+    settings = CellSettings.from_dict(w["settings"])
+    if code_version is not None:
+        vs = snap.get("versions") or {}
+        if code_version not in vs:
+            raise ConfigError(
+                f"--code-version {code_version}: the grid snapshot {path} holds no such code version "
+                f"({', '.join(vs) or 'no versions'}). Fix: run the cell's quadruple job (joulegrid run-quadruple)"
+            )
+        v = vs[code_version]
+        settings = replace(
+            settings,
+            code={"code_version": code_version, "code_commit": v["commit"], "code_dirty": bool(v["dirty"])},
+        )
+    spec = CellSpec(cell, settings, position)
     return SnapshotCell(spec, w["data"], w["model"] if cell.phase == "infer" else None, snap["resources_dir"])
 
 
@@ -380,9 +409,16 @@ class SpecBuilder:
         """The reference model the workload's inference cells load (rule train_reference)."""
         return f"{self.config['results']}/models/{workload}/{self.model_hash(workload)}.pt"
 
+    def versions(self) -> dict[str, Any] | None:
+        """{label: Version} of the configuration's code versions (joulegrid.versions), None without."""
+        from . import versions
+
+        return versions.resolve(self.config) if versions.enabled(self.config) else None
+
     def snapshot(self, cells: list[grid.Cell] | None = None) -> dict[str, Any]:
         """The grid snapshot: what every job of this configuration reads (run-cell, record-failure,
-        train-reference --grid), per workload its config hash, settings, data and reference model; with the
+        train-reference --grid), per workload its config hash, settings, data and reference model; with code
+        versions (joulegrid.versions) both versions' checkouts, which the quadruple jobs import from; with the
         grid's ``cells``, its block plan (the seed and the cells without site and repeat: grid.block_order),
         from which a job takes its planned position in its block."""
         blocks = (
@@ -390,8 +426,10 @@ class SpecBuilder:
             if cells
             else {}
         )
+        vs = self.versions()
         return {
             **blocks,
+            **({"versions": {k: v.to_dict() for k, v in vs.items()}} if vs else {}),
             "joulegrid_grid_snapshot": SNAPSHOT_VERSION,
             "resources_dir": self.config["resources_dir"],  # prepared data, the per-host cache (joulegrid.hostcache)
             "workloads": {
@@ -428,8 +466,13 @@ class SpecBuilder:
     def model_hash(self, workload: str) -> str:
         """Identity of the reference model infer cells load (workload settings + seed)."""
         if workload not in self._model_hash:
+            vs = self.versions()  # with code versions, the model is trained by the base version's code
             self._model_hash[workload] = settings_hash(
-                {"workload": self.workload(workload), "seed": self.config["seed"]}
+                {
+                    "workload": self.workload(workload),
+                    "seed": self.config["seed"],
+                    **({"code": vs["base"].id} if vs else {}),
+                }
             )
         return self._model_hash[workload]
 

@@ -47,9 +47,26 @@ def test_the_cell_axes_are_the_cells_fields_the_rows_identity_and_the_analysis_k
         "variant",
         "batch_size",
         "config_hash",
+        "code_version",
     )
-    assert metrics.BASELINE_KEYS == ("site", "workload", "phase", "device", "batch_size", "baseline_hash")
-    assert metrics.SITE_CELL_KEYS == ("workload", "phase", "device", "precision_variant", "batch_size", "config_hash")
+    assert metrics.BASELINE_KEYS == (
+        "site",
+        "workload",
+        "phase",
+        "device",
+        "batch_size",
+        "code_version",
+        "baseline_hash",
+    )
+    assert metrics.SITE_CELL_KEYS == (
+        "workload",
+        "phase",
+        "device",
+        "precision_variant",
+        "batch_size",
+        "config_hash",
+        "code_version",
+    )
 
 
 def test_every_module_reads_the_same_names():

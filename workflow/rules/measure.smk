@@ -57,7 +57,7 @@ rule measure:
         # cells request job.gpus GPUs (slurm --gpus, htcondor request_gpus), a grid without cuda none
         **JOULEGRID.job_resources(
             config["job"]["mem_mb"],
-            config["job"]["runtime_min"],
+            JOULEGRID.measure_runtime_min,  # job.runtime_min; five times it for a code-version quadruple
             gpus=JOULEGRID.cell_gpus(),
             group_size=JOULEGRID.cells_per_group,
             reads=JOULEGRID.phase_inputs,  # without a shared filesystem: the dataset and model its inputs.json names
@@ -67,7 +67,9 @@ rule measure:
         energy_meter=1,
     conda:
         JG_CONDA_ENV
-    # A run-cell that dies without its row (OOM killer, SIGKILL, a crash of Python itself) is recorded
+    # With code versions (versions:) the command is run-quadruple: the cell's quadruple of both versions,
+    # four rows in one run file (docs/compare.md). A run-cell that dies without its row (OOM killer,
+    # SIGKILL, a crash of Python itself) is recorded
     # by record-failure (src/joulegrid/failures.py): the attempt goes to <results>/attempts/, the job
     # fails while Snakemake retries remain (JOULEGRID_RETRIES, exported by joulegrid.snakefile), and the last
     # attempt writes a failed/oom row and succeeds, so the grid goes on and the report lists it.
@@ -77,5 +79,5 @@ rule measure:
     # f-string), not given as params: a param is evaluated for each of the grid's jobs.
     shell:
         f"set -- --grid {JOULEGRID.grid_snapshot_q} --out {{output:q}} --attempt {{resources.attempt}}; L={{log:q}}; "
-        f"{JG} run-cell \"$@\" --threads {{threads}} > \"$L\" 2>&1 "
+        f"{JG} {JOULEGRID.run_command} \"$@\" --threads {{threads}} > \"$L\" 2>&1 "
         f"|| {JG} record-failure \"$@\" --exit-code $? --log \"$L\" --retries ${{{{JOULEGRID_RETRIES:-0}}}} >> \"$L\" 2>&1"

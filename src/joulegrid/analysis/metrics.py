@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, CELL_AXES
+from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, CELL_AXES, CODE_VERSION
 from ..base import schema_defaults
 from ..units import co2_g, kwh
 from . import stats
@@ -47,8 +47,9 @@ def _default(section: str, key: str) -> Any:
 
 
 # A cell without its repeat index: the unit repeats are averaged over. Runs of two configurations
-# (config_hash: other settings, seed, ...) of the same cell are two cells, never averaged.
-CELL_KEYS = (*(a for a in CELL_AXES if a != "repeat"), "config_hash")
+# (config_hash: other settings, seed, ...) or two code versions (code_version) of the same cell are two
+# cells, never averaged.
+CELL_KEYS = (*(a for a in CELL_AXES if a != "repeat"), "config_hash", CODE_VERSION)
 # What a baseline shares with the cells compared to it (everything but precision and variant);
 # baseline_hash: the config hash of the baseline it compares with (with_baseline_hash).
 BASELINE_KEYS = (*(k for k in CELL_KEYS if k not in ("precision", "variant", "config_hash")), "baseline_hash")

@@ -605,6 +605,13 @@ def _plan(args) -> int:
     earlier = load_earlier(config["results"])
     for line in design_section(config, sites, earlier, redesign=getattr(args, "redesign", False)):
         print(line, file=out)
+    if config.get("versions", {}).get("base"):  # code versions: the pairs compare needs (analysis.compare)
+        from .compare import sizing_lines
+
+        for line in sizing_lines(
+            config, earlier, len({(c.workload, c.phase, c.precision, c.batch_size) for c in g.cells})
+        ):
+            print(line, file=out)
     if earlier is None:
         print(f"forecast: no earlier results in {config['results']}/summary.parquet (run a small grid first)", file=out)
         return 0

@@ -835,6 +835,31 @@ def missing_section(r: Inputs) -> Section:
     )
 
 
+def compare_section(r: Inputs) -> Section:
+    """A versions campaign's decision table and its chart (analysis.compare; docs/compare.md)."""
+    from . import compare
+
+    try:
+        res = compare.compare_rows(r.df, **r.st.compare_args())
+    except compare.CompareError as e:
+        return Section("compare", "Compare", "Compare: head against base", {"error": str(e)})
+    head = compare.markdown(res).splitlines()[0].removeprefix("### joulegrid compare: ")
+    return Section(
+        "compare",
+        "Compare",
+        "Compare: head against base",
+        {
+            "error": None,
+            "headline": head,
+            "table": table(compare.report_view(res)),
+            "svg": Markup(compare.chart_svg(res)),
+            "delta_pct": res.threshold_pct,
+            "source": res.threshold_source,
+            "versions": res.versions,
+        },
+    )
+
+
 def other_configs_section(r: Inputs) -> Section:
     """The runs of other configurations (aggregate --current): named per site, workload and config
     hash with what tells them apart in the rows, never averaged with the current ones."""
@@ -1025,6 +1050,8 @@ def build_report(
         hotspots_section(r),
         missing_section(r),
     ]
+    if "code_version" in r.df.columns and r.df["code_version"].drop_nulls().len():  # a versions campaign
+        sections.append(compare_section(r))
     if r.other.height:
         sections.append(other_configs_section(r))
     sections += [measured_section(r), environment_section(r)]

@@ -41,6 +41,10 @@ class AnalysisSettings:
     cleanest_hours: int = _default("fleet", "cleanest_hours")  # fleet.cleanest_hours: k of "when to run"
     alpha: float = _default("design", "alpha")  # design.alpha: every comparison's interval is at 1 - alpha
     power: float = _default("design", "power")  # design.power: of every comparison's minimum detectable effect
+    # compare.*: the decision rule of a versions campaign's Compare section (analysis.compare)
+    compare: dict[str, Any] = field(
+        default_factory=lambda: __import__("joulegrid.config").config.schema_defaults()["compare"]
+    )
     sites: dict[str, Any] = field(default_factory=dict)  # config/sites.yaml
     hardware: dict[str, Any] = field(default_factory=dict)  # config/hardware.yaml's sites (embodied carbon)
     hardware_source: str = ""
@@ -65,6 +69,7 @@ class AnalysisSettings:
             cleanest_hours=int(fl["cleanest_hours"]),
             alpha=float(config["design"]["alpha"]),
             power=float(config["design"]["power"]),
+            compare=dict(config["compare"]),
             sites=sites,
             hardware=load_hardware(hw_file, base_dir),
             hardware_source=str(hw_file),
@@ -86,6 +91,16 @@ class AnalysisSettings:
             hardware_source=hardware.DEFAULT_FILE,
             carbon_series=series_files(sites),
         )
+
+    def compare_args(self) -> dict[str, Any]:
+        """compare.* as analysis.compare.compare_rows takes them."""
+        c = self.compare
+        return {
+            "threshold_pct": c["threshold_pct"],
+            "alpha": c["alpha"],
+            "power": c["power"],
+            "max_pairs": c["max_pairs"],
+        }
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
