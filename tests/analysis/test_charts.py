@@ -101,6 +101,10 @@ MARK = {
 }
 
 
+# the charts that show one site at a time (charts.chooser): the SVG and the PNG show the first site
+SITE_CHOOSER = ("energy_per_sample", "quality_vs_energy", "time_to_target", "fleet_whatif")
+
+
 def _labels(chart, role: str) -> list[dict[str, str]]:
     """The rendered marks of one kind (vega's SVG: one aria-label per mark, "field: value; ..."), as dicts."""
     import re
@@ -120,13 +124,16 @@ def g(x) -> float:
 def drawn(chart, name: str) -> collections.Counter:
     """What the chart draws, keyed like expected_marks (numbers rounded to 3 significant digits)."""
     marks = _labels(chart, MARK[name])
+    if name in ("energy_per_sample", "quality_vs_energy"):  # the axis in J, mJ, µJ or nJ: back to J
+        (e,) = {k for m in marks for k in m if k.startswith("energy per sample (")}
+        k = {"J": 1.0, "mJ": 1e-3, "µJ": 1e-6, "nJ": 1e-9}[e.split("(")[1].rstrip(")")]
     if name == "energy_per_sample":
-        return collections.Counter((m["precision"], int(m["batch size"]), g(m["energy per sample (J)"])) for m in marks)
+        return collections.Counter((m["precision"], int(m["batch size"]), g(float(m[e]) * k)) for m in marks)
     if (
         name == "quality_vs_energy"
     ):  # the cell's point (its tooltip names it), and a black ring where it is on the Pareto front
-        e, q = "energy per sample (J)", "quality (arrow: better direction)"
-        return collections.Counter((m.get("config", "pareto front"), g(m[e]), g(m[q])) for m in marks)
+        q = "quality (arrow: better direction)"
+        return collections.Counter((m.get("config", "pareto front"), g(float(m[e]) * k), g(m[q])) for m in marks)
     if name == "time_to_target":  # one point per epoch, and a larger one at the epoch that reached the target
         return collections.Counter((m["run"], int(m["epoch"]), g(m["epoch_quality"]), m["reached"]) for m in marks)
     if name == "scheduler_overhead":
@@ -157,6 +164,9 @@ def expected_marks(name: str, rows: list[dict]) -> collections.Counter:
     def eps(r):
         return r["energy_j"] / r["n_samples"]
 
+    if name in SITE_CHOOSER and len({k[0] for k in cells}) > 1:  # a drop-down picks the site: the first is drawn
+        first = min(k[0] for k in cells)
+        cells = {k: v for k, v in cells.items() if k[0] == first}
     out: collections.Counter = collections.Counter()
     panels: dict[tuple, list[tuple]] = collections.defaultdict(list)  # quality vs energy: (workload, phase) -> points
     for rs in cells.values():
@@ -274,12 +284,19 @@ def _walk(o):
 
 @pytest.mark.parametrize("name", ["energy_per_sample", "quality_vs_energy", "time_to_target", "fleet_whatif"])
 def test_one_colour_per_precision_whatever_the_data(name):
-    """fp32 has the same colour in every chart of every report, whichever precisions a grid has."""
+    """fp32 has the same colour in every chart of every report, whichever precisions a grid has; the legend (the
+    colour scale's domain) lists only the precisions the chart draws."""
     few = frame(synth.rows(synth.grid_cells(precisions=("fp32",))))
     many = frame(synth.rows(synth.grid_cells(precisions=("int8", "bf16", "fp32"), variants=("baseline", "pruned"))))
     a, b = _colour_of(C.CHARTS[name](few, ST)), _colour_of(C.CHARTS[name](many, ST))
-    assert a == b == dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE, strict=True))
+    fixed = dict(zip(C.PRECISION_DOMAIN, C.PRECISION_RANGE, strict=True))
+    assert a == {"fp32": fixed["fp32"]}
+    drawn_many = {r["precision"] + ("" if r["variant"] == "baseline" else "+" + r["variant"]) for r in many.to_dicts()}
+    assert b == {k: fixed[k] for k in b} and "fp32" in b and set(b) <= drawn_many
+    if name != "fleet_whatif":  # (the fleet chart shows the 10 configurations with the least energy per panel)
+        assert set(b) == drawn_many
     assert len(set(C.PRECISION_RANGE)) == len(C.PRECISION_RANGE), "each precision+variant its own colour"
     assert (
-        a["fp32"] == C.PRECISION_COLOURS["fp32"] and a["fp32+pruned"] == C.variant_colour("fp32", "pruned") != a["fp32"]
+        a["fp32"] == C.PRECISION_COLOURS["fp32"]
+        and fixed["fp32+pruned"] == C.variant_colour("fp32", "pruned") != a["fp32"]
     )

@@ -125,6 +125,7 @@ def _check_one_job_one_cell_at_a_time(df, scheduler: str):
 
 @pytest.mark.slow
 @pytest.mark.slurm
+@pytest.mark.parallel
 def test_grouped_run_through_slurm(tmp_path):
     up, why = _cluster_state("slurm")
     if not up:
@@ -134,6 +135,7 @@ def test_grouped_run_through_slurm(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.htcondor
+@pytest.mark.parallel
 def test_grouped_run_through_htcondor(tmp_path):
     # HTCondor does not pin a job to its CPUs: without joulegrid's energy_meter inside jobs
     # (common.smk) the group job's snakemake ran two of these cells at once.

@@ -196,6 +196,7 @@ def condor_run(request):
 
 # ------------------------------------------------------------------ tests
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_local_rows_and_energy_meter_serialises(workdir):
     wd, _, log = workdir
     df = _rows(wd, "local")
@@ -221,6 +222,7 @@ def test_local_rows_and_energy_meter_serialises(workdir):
 
 @pytest.mark.slow
 @pytest.mark.slurm
+@pytest.mark.parallel
 def test_grid_through_slurm(slurm_run, workdir):
     wd, _, _ = workdir
     df = _rows(wd, "slurm")
@@ -255,6 +257,7 @@ def test_grid_through_slurm(slurm_run, workdir):
 
 @pytest.mark.slow
 @pytest.mark.slurm
+@pytest.mark.parallel
 def test_two_cells_share_the_slurm_node(slurm_run, workdir, tmp_path):
     """Two inference cells with 10-s windows submitted together to the one-node Slurm cluster run side by
     side: each row's node energy holds the other's work, the job's share does not, and the columns say so."""
@@ -299,6 +302,7 @@ def test_two_cells_share_the_slurm_node(slurm_run, workdir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.slurm
+@pytest.mark.parallel
 def test_slurm_allocation_torch_does_not_use_is_flagged(slurm_run, workdir, tmp_path):
     """A real job allocated 2 CPUs (cpus_per_task overriding threads) whose torch ran 1 thread."""
     import polars as pl
@@ -326,6 +330,7 @@ def test_slurm_allocation_torch_does_not_use_is_flagged(slurm_run, workdir, tmp_
 
 @pytest.mark.slow
 @pytest.mark.htcondor
+@pytest.mark.parallel
 def test_grid_through_htcondor(condor_run, workdir):
     wd, _, _ = workdir
     df = _rows(wd, "htcondor")
@@ -376,6 +381,7 @@ def test_grid_through_htcondor(condor_run, workdir):
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.htcondor
+@pytest.mark.parallel
 def test_one_summary_merges_local_slurm_htcondor(slurm_run, condor_run, workdir):
     import polars as pl
 

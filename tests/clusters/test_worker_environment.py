@@ -174,6 +174,7 @@ LX_GRID = {
 
 @pytest.mark.slow
 @pytest.mark.htcondor
+@pytest.mark.parallel
 def test_lxplus_profile_on_the_cern_like_pool_delivers_every_row_and_a_report(tmp_path):
     _need_cern_like()
     co = _checkout(tmp_path, LX_GRID)
@@ -244,6 +245,7 @@ def test_lxplus_assuming_a_shared_working_directory_fails_at_once_and_says_why(t
 # ------------------------------------------------------------------ profiles/blackett: the venv travels with the jobs
 @pytest.mark.slow
 @pytest.mark.htcondor
+@pytest.mark.parallel
 def test_blackett_profile_runs_jobs_in_the_packed_venv(tmp_path):
     _need_cern_like()
     ns, venv = _submit_host_only(tmp_path)

@@ -72,6 +72,8 @@ BASE = deep_merge(TINY, {"seed": SEED0, "workloads": {"baler_ae": {"rows": ROWS}
 DATASET = f"resources/datasets/jets/n{ROWS}.npz"
 SITE_COPY, SITE_IMPORT = "othersite", "impsite"
 NEXT_LINE = re.compile(r"joulegrid: Snakemake ran (.*) and did not check .* Next: (snakemake.*)$", re.M)
+# the trees measure real cells (estimate meter); the checks are of files, summaries and plans: true beside other work
+pytestmark = pytest.mark.parallel
 UPSTREAM = {"prepare_dataset", "train_reference", "cell_inputs"}  # the jobs before rule measure's ancient() edge
 
 

@@ -54,6 +54,7 @@ def _row(work, wl):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_every_failure_is_a_row_and_the_grid_goes_on(fault_run):
     work, proc = fault_run
     assert proc.returncode == 0
@@ -78,6 +79,7 @@ def test_every_failure_is_a_row_and_the_grid_goes_on(fault_run):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_killed_job_leaves_a_row_with_signal_and_earlier_attempts(fault_run):
     work, _ = fault_run
     for wl, sig in (("killed", "SIGKILL"), ("aborted", "SIGABRT")):
@@ -96,6 +98,7 @@ def test_killed_job_leaves_a_row_with_signal_and_earlier_attempts(fault_run):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_transient_kill_is_retried_and_the_first_attempt_is_kept(fault_run):
     work, _ = fault_run
     r = _row(work, "flaky")
@@ -110,6 +113,7 @@ def test_transient_kill_is_retried_and_the_first_attempt_is_kept(fault_run):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_report_counts_and_lists_failures(fault_run):
     work, _ = fault_run
     summary = pl.read_parquet(work / "results/summary.parquet")

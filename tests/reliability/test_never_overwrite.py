@@ -1,48 +1,54 @@
 """A finished measurement is never overwritten: Snakemake's -R / --forcerun fail on it, and
 `joulegrid remeasure` moves it to results/archive/ (nothing deleted) before a new measurement."""
 
+import shutil
 import subprocess
 import sys
 
 import polars as pl
 import pytest
-import yaml
-from conftest import TINY, cell_file, deep_merge, snakemake, subprocess_env
+from conftest import TINY, cell_file, deep_merge, shared_run, snakemake, subprocess_env
 
 CELL = "local/baler_ae/train/cpu/fp32/bs256/r0"
+TRAIN = deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}})
+
+
+@pytest.fixture
+def work(tmp_path_factory, tmp_path):
+    """A copy of one finished run of TRAIN (results, Snakemake's metadata; times kept), made once per session."""
+    w = tmp_path / "w"
+    shutil.copytree(shared_run(tmp_path_factory, "train-estimate", TRAIN), w, symlinks=True)
+    return w
 
 
 @pytest.mark.slow
-def test_forcerun_refused_remeasure_archives_then_measures_anew(tmp_path):
-    cfgfile = tmp_path / "config.yaml"
-    cfgfile.write_text(
-        yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}}))
-    )
-    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
-    f = cell_file(tmp_path, CELL, cfgfile)
+@pytest.mark.parallel
+def test_forcerun_refused_remeasure_archives_then_measures_anew(work):
+    cfgfile = work / "config.yaml"
+    f = cell_file(work, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]
     mtime = f.stat().st_mtime_ns
 
-    for how in (["--forcerun", "measure"], ["-R", str(f.relative_to(tmp_path))]):
-        proc = snakemake(tmp_path, "--cores", "2", *how, configfile=cfgfile, check=False)
+    for how in (["--forcerun", "measure"], ["-R", str(f.relative_to(work))]):
+        proc = snakemake(work, "--cores", "2", *how, configfile=cfgfile, check=False)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and "refusing to overwrite" in out and "joulegrid remeasure" in out, out[-3000:]
         assert f.stat().st_mtime_ns == mtime and pl.read_parquet(f)["run_id"][0] == first
 
-    jg = [sys.executable, "-m", "joulegrid", "remeasure", "--results", str(tmp_path / "results")]
+    jg = [sys.executable, "-m", "joulegrid", "remeasure", "--results", str(work / "results")]
     nothing = subprocess.run(jg + ["local/nope/*"], capture_output=True, text=True, env=subprocess_env())
     assert nothing.returncode == 2 and "Fix:" in nothing.stderr
     dry = subprocess.run(jg + ["-n", "local/*/train/*"], capture_output=True, text=True, env=subprocess_env())
     assert dry.returncode == 0 and CELL in dry.stderr and f.exists()
     proc = subprocess.run(jg + ["local/*/train/*"], capture_output=True, text=True, env=subprocess_env())
     assert proc.returncode == 0, proc.stderr
-    archived = list((tmp_path / "results/archive").glob(f"*/runs/{CELL}-*.parquet"))
+    archived = list((work / "results/archive").glob(f"*/runs/{CELL}-*.parquet"))
     assert len(archived) == 1 and pl.read_parquet(archived[0])["run_id"][0] == first and not f.exists()
 
-    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
+    snakemake(work, "--cores", "2", configfile=cfgfile)
     second = pl.read_parquet(f)["run_id"][0]
     assert second != first and pl.read_parquet(archived[0])["run_id"][0] == first
-    summary = pl.read_parquet(tmp_path / "results/summary.parquet")
+    summary = pl.read_parquet(work / "results/summary.parquet")
     assert summary["run_id"].to_list() == [second], "the summary holds the new measurement once"
 
 
@@ -77,28 +83,25 @@ def test_remeasure_pattern_with_a_config_hash_moves_that_configuration_only(tmp_
 
 
 @pytest.mark.slow
-def test_a_job_killed_after_writing_its_row_is_archived_not_refused(tmp_path):
+@pytest.mark.parallel
+def test_a_job_killed_after_writing_its_row_is_archived_not_refused(work):
     """Snakemake killed after a cell wrote its row but before it recorded the job: the next run finds the
     output marked incomplete (Snakemake's own marker under .snakemake/incomplete/) and, with
     profiles/default's rerun-incomplete, calls it "Forced execution". That is not the user's force: the
     file is archived (kept) and the cell measured again, not refused with the -R / --forcerun message."""
     from base64 import urlsafe_b64encode
 
-    cfgfile = tmp_path / "config.yaml"
-    cfgfile.write_text(
-        yaml.safe_dump(deep_merge(TINY, {"grid": {"phases": ["train"]}, "measure": {"meters": ["estimate"]}}))
-    )
-    snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
-    f = cell_file(tmp_path, CELL, cfgfile)
+    cfgfile = work / "config.yaml"
+    f = cell_file(work, CELL, cfgfile)
     first = pl.read_parquet(f)["run_id"][0]
-    marker = tmp_path / ".snakemake" / "incomplete" / urlsafe_b64encode(str(f.relative_to(tmp_path)).encode()).decode()
+    marker = work / ".snakemake" / "incomplete" / urlsafe_b64encode(str(f.relative_to(work)).encode()).decode()
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text('{"external_jobid": null}')
-    dry = snakemake(tmp_path, "-n", "--cores", "2", configfile=cfgfile)
+    dry = snakemake(work, "-n", "--cores", "2", configfile=cfgfile)
     assert "Forced execution" in dry.stdout + dry.stderr  # what Snakemake says of it
-    proc = snakemake(tmp_path, "--cores", "2", configfile=cfgfile)
+    proc = snakemake(work, "--cores", "2", configfile=cfgfile)
     out = proc.stdout + proc.stderr
     assert "refusing to overwrite" not in out and "killed after writing it" in out, out[-3000:]
-    (archived,) = (tmp_path / "results/archive").glob(f"*-incomplete/runs/{CELL}-*.parquet")
+    (archived,) = (work / "results/archive").glob(f"*-incomplete/runs/{CELL}-*.parquet")
     assert pl.read_parquet(archived)["run_id"][0] == first
     assert pl.read_parquet(f)["run_id"][0] != first

@@ -16,6 +16,7 @@ from joulegrid import grid as G
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_kill_9_mid_run_then_rerun_resumes(tmp_path):
     cfg = deep_merge(TINY, {"grid": {"batch_sizes": [128, 256]}, "measure": {"meters": ["estimate"]}})
     cfgfile = tmp_path / "config.yaml"

@@ -7,6 +7,7 @@ import json
 import math
 import re
 import statistics
+from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ import synth
 from conftest import html_tables
 
 from joulegrid import schema as S
-from joulegrid.analysis import CHART_NAMES
+from joulegrid.analysis import CHART_NAMES, REPORT_TABLES
 from joulegrid.analysis import metrics as M
 from joulegrid.analysis.report import build_report
 from joulegrid.analysis.settings import AnalysisSettings
@@ -79,6 +80,12 @@ def test_report_sections_pngs_and_tables(tmp_path):
         assert (tmp_path / "report" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert html.count(f"id='chart-{name}'") == 1, name  # drawn once, in its section
     assert set(specs(tmp_path / "report" / "index.html")) == set(CHART_NAMES)
+    # every table's CSV next to the page, linked from it, with its caption for snakemake --report
+    root = Path(__file__).parents[2]
+    for name in REPORT_TABLES:
+        assert (tmp_path / "report" / f"{name}.csv").is_file(), name
+        assert f"href='{name}.csv'" in html, name
+        assert (root / "workflow" / "report" / f"table_{name}.rst").is_file(), name
 
     # the summary's figures, counted from the rows the summary was written from
     ok = [r for r in rows if r["status"] == "ok"]
@@ -113,11 +120,24 @@ def test_report_sections_pngs_and_tables(tmp_path):
         assert got == (site, device, precision, bs), b
         reps = cells[expected[(b["workload"], b["phase"])]]
         e = eps[expected[(b["workload"], b["phase"])]]
-        text = b[f"energy/sample (J) ± {lvl}"]
+        # the table's unit scales with its figures (J, mJ, µJ per sample): the column's name says which
+        (col,) = [c for c in b if c.startswith("energy/sample (") and c.endswith(f"± {lvl}")]
+        unit = col.split("(")[1].split(")")[0]
+        k = {"J": 1.0, "mJ": 1e3, "µJ": 1e6, "nJ": 1e9}[unit]
+        shown = max(
+            eps[key]
+            for key in eps
+            for x in best
+            if (x["site"], x["workload"], x["phase"], x["device"], x["batch_size"]) == (*key[:4], str(key[6]))
+            and x["precision_variant"] == (key[4] if key[5] == "baseline" else f"{key[4]}+{key[5]}")
+        )
+        assert 1 <= k * shown < 1000 or (unit == "J" and shown >= 1000), (unit, shown)
+        e *= k
+        text = b[col]
         if len(reps) == 1:
             assert _num(text) == pytest.approx(e, rel=1e-3) and "±" not in text, b
         else:  # mean ± t(0.975, n-1) s / sqrt(n), both rounded at the uncertainty's last digit (the PDG rule)
-            xs = [r["energy_j"] / r["n_samples"] for r in reps]
+            xs = [k * r["energy_j"] / r["n_samples"] for r in reps]
             ci = T975_DF1 * statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) == 2 else None
             value, unc = (x.strip() for x in text.replace("−", "-").split("±"))
             step = 10.0 ** -len(unc.split(".")[1]) if "." in unc else 1.0
@@ -144,6 +164,34 @@ def test_report_sections_pngs_and_tables(tmp_path):
             sum(waits) / len(waits) if waits else None
         ), s
     assert {s["site"] for s in sched} == {r["site"] for r in ok}
+
+    # the same cell at each site, pivoted: one row per cell, per site its mean energy per sample (in the table's
+    # unit) and CO2 per 1,000 samples (the site's intensity and PUE of config/sites.yaml)
+    (pivot,) = html_tables(html, "The same cell at each site</h3>", "id='when-to-run'")
+    both = {k[1:] for k in cells if k[0] == "lxplus"} & {k[1:] for k in cells if k[0] == "local"}
+    assert len(pivot) == len(both) > 0
+    for p in pivot:
+        for site in ("local", "lxplus"):
+            (ecol,) = [c for c in p if c.startswith(f"{site}: ") and "/sample ±" in c]
+            (gcol,) = [c for c in p if c.startswith(f"{site}: ") and "CO2/1k samples" in c]
+            e_unit, g_unit = ecol.split(": ")[1].split("/")[0], gcol.split(": ")[1].split()[0]
+            key = (
+                site,
+                p["workload"],
+                p["phase"],
+                p["device"],
+                *p["precision_variant"].split("+"),
+                int(p["batch_size"]),
+            )
+            key = key if len(key) == 7 else (*key[:5], "baseline", key[5])
+            scale = {"J": 1.0, "mJ": 1e-3, "µJ": 1e-6, "nJ": 1e-9, "g": 1.0, "mg": 1e-3, "µg": 1e-6, "kg": 1e3}
+            e = eps[key]
+            value = p[ecol].replace("−", "-").split()[0]  # rounded at its uncertainty's last digit (PDG)
+            step = 10.0 ** -len(value.split(".")[1]) if "." in value else 1.0
+            assert abs(float(value) - e / scale[e_unit]) <= step / 2 + 1e-12, (p, e)
+            facts = ST.sites[site]
+            co2 = e * 1000 / 3.6e6 * facts["pue"] * facts["carbon_intensity_g_per_kwh"]
+            assert float(p[gcol]) * scale[g_unit] == pytest.approx(co2, rel=1e-3), (p, co2)
 
     # failed and skipped runs: each one, with its status and reason
     not_ok = [r for r in rows if r["status"] != "ok"]

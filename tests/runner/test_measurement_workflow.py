@@ -10,6 +10,7 @@ from joulegrid import hotspots
 
 
 @pytest.mark.slow
+@pytest.mark.parallel  # lower bounds on the windows, files, no-op rerun: true beside other work
 def test_tiny_grid_with_idle_min_window_and_hotspots(tmp_path, write_config, run_snakemake):
     cfg = write_config(
         {

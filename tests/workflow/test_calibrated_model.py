@@ -23,7 +23,7 @@ from meters.fake_node import FakeNode
 from joulegrid import hardware
 from joulegrid.probes import cpu_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.measure]
 P0, K, P0_DRAM, K_DRAM = 40.0, 8.0, 6.0, 1.5
 # windows of a few seconds: the counters' edges (a 10-ms writer step) are then a small part of them
 MEASURE = {"meters": ["rapl", "estimate"], "min_window_s": 3, "idle_baseline_s": 0}

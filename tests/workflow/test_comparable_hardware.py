@@ -46,6 +46,7 @@ def test_cpu_model_pin_in_the_settings():
 
 
 @pytest.mark.slow
+@pytest.mark.parallel  # statuses, skip reasons and the cpu_model column: true beside other work
 def test_a_host_of_another_cpu_model_records_a_skipped_row_and_the_pinned_one_measures(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(deep_merge(TRAIN, {"job": {"cpu_model": "Not This CPU 9000"}})))

@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 import synth
 import yaml
-from conftest import REPO, TINY, deep_merge, snakemake, subprocess_env
+from conftest import REPO, TINY, deep_merge, shared_run, snakemake, subprocess_env
 
 from joulegrid import config as C
 from joulegrid import grid as G
@@ -49,10 +49,7 @@ def run_files(work) -> dict:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("identity")
-    (work / "config.yaml").write_text(yaml.safe_dump(BASE))
-    snakemake(work, "--cores", "2", configfile=work / "config.yaml")
-    return work
+    return shared_run(tmp_path_factory, "tiny-estimate", BASE)  # the same run as tests/workflow/test_sites.py's tree A
 
 
 @pytest.fixture
@@ -64,6 +61,7 @@ def work(first_run, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_changed_seed_measures_new_cells_keeps_old_and_shows_current(work):
     cfg = work / "config.yaml"
     before = run_files(work)
@@ -108,6 +106,7 @@ def test_changed_seed_measures_new_cells_keeps_old_and_shows_current(work):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_report_settings_change_rerenders_the_report(work):
     cfg = work / "config.yaml"
     index = work / "results/report/index.html"
@@ -168,6 +167,7 @@ def test_a_new_or_corrected_intensity_series_reaggregates_and_rerenders_measurin
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_a_run_file_of_another_configuration_is_not_measured_with_the_current_settings(work):
     """Asking Snakemake for a run file whose hash is not the current configuration's is refused."""
     p = next(iter(run_files(work)))

@@ -15,7 +15,7 @@ import yaml
 from conftest import NO_OUTLIER_RULE, REPO, snakemake
 from report import test_browser
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.measure]
 browser_context = test_browser.browser_context  # the chromium fixture, shared with the report's browser tests
 
 # the default grid as configured (2 workloads x train/infer x fp32/bf16/int8 x bs 256/1024 = 20 cells),

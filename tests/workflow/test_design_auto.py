@@ -21,7 +21,8 @@ from conftest import TINY, deep_merge, snakemake, subprocess_env
 
 from joulegrid.analysis.design import Design
 
-pytestmark = pytest.mark.slow
+# the pilot measures; its noise is then replaced by a known one (detect_pct 1000 copes with a loaded host)
+pytestmark = [pytest.mark.slow, pytest.mark.parallel]
 
 
 def plan(work, *args: str) -> subprocess.CompletedProcess:

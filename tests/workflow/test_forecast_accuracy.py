@@ -24,7 +24,7 @@ from joulegrid import grid as G
 from joulegrid import spec as SP
 from joulegrid.analysis import plan as P
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.measure]  # its ±30 % is a check of wall times: alone
 
 GRID = deep_merge(
     TINY,

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO
+from conftest import REPO, TINY, shared_run
 
 
 def test_readmes_are_tracked():
@@ -29,18 +29,21 @@ def test_readmes_are_tracked():
 
 
 @pytest.mark.slow
-def test_what_the_readmes_call_safe_to_delete_is_rebuilt(tmp_path, write_config, run_snakemake):
-    cfg = write_config()
-    run_snakemake(tmp_path, "--cores", "1", configfile=cfg)
-    res = tmp_path / "results"
+@pytest.mark.parallel
+def test_what_the_readmes_call_safe_to_delete_is_rebuilt(tmp_path_factory, tmp_path, run_snakemake):
+    # a finished run of the tiny grid (conftest.shared_run: also tests/workflow/test_local_run.py's), copied
+    work = tmp_path / "w"
+    shutil.copytree(shared_run(tmp_path_factory, "tiny", TINY), work, symlinks=True)
+    cfg = work / "config.yaml"
+    res = work / "results"
     runs = sorted((res / "runs").rglob("*.parquet"))
     assert len(runs) == 2
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs}
     # results/README.md: summary, report, models, logs, .stamps (not .grid); resources/README.md: everything
     for name in ("summary.parquet", "summary.other-configs.parquet", "summary.problems.json"):
         (res / name).unlink()
-    for d in (res / "report", res / "models", res / "logs", res / ".stamps", tmp_path / "resources"):
+    for d in (res / "report", res / "models", res / "logs", res / ".stamps", work / "resources"):
         shutil.rmtree(d)
-    run_snakemake(tmp_path, "--cores", "1", configfile=cfg)
+    run_snakemake(work, "--cores", "1", configfile=cfg)
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted((res / "runs").rglob("*.parquet"))} == before
     assert (res / "summary.parquet").is_file() and (res / "report" / "index.html").is_file()

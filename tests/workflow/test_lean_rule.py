@@ -118,6 +118,7 @@ def test_batch_splits_a_campaigns_dag(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_attempt_reaches_run_cell_where_it_can_vary(tmp_path, write_config):
     """The row's attempt: 1 without retries (the resource is then a constant); inside a cluster job
     (`--mode remote`, what a cluster job runs) the attempt its submitter passed. The command run is

@@ -10,16 +10,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import yaml
-    from conftest import TINY, snakemake
+    """A copy of the tiny grid's run (conftest.shared_run: also tests/workflow/test_layout_readmes.py's)."""
+    import shutil
 
-    work = tmp_path_factory.mktemp("tiny")
-    cfg = work / "config.yaml"
-    cfg.write_text(yaml.safe_dump(TINY))
-    proc = snakemake(work, "--cores", "2", configfile=cfg)
-    return work, proc
+    from conftest import TINY, shared_run
+
+    work = tmp_path_factory.mktemp("tiny") / "w"
+    shutil.copytree(shared_run(tmp_path_factory, "tiny", TINY), work, symlinks=True)
+    return work, None
 
 
+@pytest.mark.parallel
 def test_result_rows_follow_the_schema(tiny_run):
     work, _ = tiny_run
     from conftest import cell_file
@@ -49,6 +50,7 @@ def test_result_rows_follow_the_schema(tiny_run):
             assert r["flops_per_sample_train"] > r["flops_per_sample_fwd"] > 0
 
 
+@pytest.mark.parallel
 def test_summary_and_report(tiny_run):
     work, _ = tiny_run
     summary = pl.read_parquet(work / "results" / "summary.parquet")
@@ -61,6 +63,7 @@ def test_summary_and_report(tiny_run):
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parallel
 def test_rerun_does_nothing_and_measurements_are_protected(tiny_run, run_snakemake):
     work, _ = tiny_run
     proc = run_snakemake(work, "-n", "--cores", "1", configfile=work / "config.yaml")
@@ -71,6 +74,7 @@ def test_rerun_does_nothing_and_measurements_are_protected(tiny_run, run_snakema
     assert not (f.stat().st_mode & 0o222), "finished measurements are write-protected"
 
 
+@pytest.mark.parallel
 def test_snakemake_report_zip(tiny_run, run_snakemake):
     work, _ = tiny_run
     run_snakemake(work, "--report", str(work / "report.zip"), configfile=work / "config.yaml")

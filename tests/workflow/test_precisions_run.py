@@ -46,6 +46,7 @@ def run(tmp_path_factory):
     return work, proc, rows
 
 
+@pytest.mark.parallel
 def test_int8_compiled_is_excluded_and_the_rest_ran(run):
     work, _, rows = run
     assert sorted(rows) == sorted(
@@ -54,6 +55,7 @@ def test_int8_compiled_is_excluded_and_the_rest_ran(run):
     assert not list((work / "results" / "runs").rglob("int8+compiled"))  # torch.ao engine: excluded with its reason
 
 
+@pytest.mark.parallel
 def test_pinned_backend_rows_say_so(run):
     _, _, rows = run
     for w in ("baler_ae", "image_cnn"):
@@ -75,6 +77,7 @@ def test_pinned_backend_rows_say_so(run):
     assert rows["int8:image_cnn"]["precision_impl"].endswith("3 conv layer(s) int8, 2 Linear layer(s) int8")
 
 
+@pytest.mark.parallel
 def test_cnn_int8_quality_change_is_stored_and_shown(run):
     work, _, rows = run
     d_quality = rows["int8:image_cnn"]["quality"] - rows["fp32:image_cnn"]["quality"]  # both on the same test split
@@ -91,6 +94,7 @@ def test_cnn_int8_quality_change_is_stored_and_shown(run):
     assert "fbgemm (static)" in row and f">{d_quality:.4g}<" in row
 
 
+@pytest.mark.parallel
 def test_failed_compilation_is_a_failed_row_and_the_grid_goes_on(run):
     work, _, rows = run
     for w in ("baler_ae", "image_cnn"):

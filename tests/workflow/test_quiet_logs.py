@@ -33,6 +33,7 @@ def env_without_condor_config() -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_default_run_logs_carry_no_third_party_warning(tmp_path):
     assert quiet.pth_path().is_file(), "make setup installs the start-up filter (python -m joulegrid.quiet --install)"
     cfg = deep_merge(TINY, {"grid": {"precisions": ["fp32", "int8"]}, "measure": {"meters": ["auto"]}})

@@ -35,6 +35,10 @@ TESTS = {
         "tests/analysis/test_plan.py::test_cli_plan_grid_and_forecast_counts_agree",
     ],
     "joulegrid plan": ["tests/workflow/test_plan_agrees.py::test_plan_and_snakemake_dry_run_agree"],
+    "joulegrid compare": [
+        "tests/workflow/test_compare_run.py::test_the_gitlab_job_blocks_a_planted_regression",
+        "tests/analysis/test_compare.py::test_the_command_compares_two_trees_and_says_bad_input",
+    ],
     ".venv/bin/joulegrid plan --pilot": [
         "tests/workflow/test_design_auto.py::test_pilot_then_auto_repeats_plan_and_snakemake_agree_and_converge"
     ],

@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import BIN, REPO, SNAKEFILE, TINY, deep_merge, snakemake, subprocess_env
+from conftest import BIN, REPO, SNAKEFILE, TINY, deep_merge, shared_run, snakemake, subprocess_env
 
 from joulegrid import grid as G
 from joulegrid.analysis import metrics as M
@@ -74,7 +74,7 @@ def _run_tree(work: Path, cfg: dict, hostname: str | None = None) -> Path:
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("sites")
-    a = _run_tree(root / "A", BASE)
+    a = shared_run(tmp_path_factory, "tiny-estimate", BASE)  # the same run as tests/workflow/test_config_identity.py's
     b = _run_tree(root / "B", deep_merge(BASE, {"site": "slurm", "measure": {"hotspots": "first_repeat"}}))
     return {"A": a, "B": b, "root": root}
 
@@ -108,6 +108,7 @@ def jg_import(work: Path, *args: str):
     )
 
 
+@pytest.mark.parallel
 def test_copied_site_folder_merges_with_the_main_command(trees, work):
     a_ids = set(rows(trees["A"] / "results")["run_id"])
     b_ids = set(rows(trees["B"] / "results")["run_id"])
@@ -132,6 +133,7 @@ def test_copied_site_folder_merges_with_the_main_command(trees, work):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+@pytest.mark.parallel
 def test_import_takes_another_tree_with_its_checks(trees, work):
     b = trees["B"] / "results"
     before = set(G.run_files(work / "results" / "runs"))
@@ -159,6 +161,7 @@ def test_import_takes_another_tree_with_its_checks(trees, work):
     assert set(df["run_id"]) == set(rows(trees["A"] / "results")["run_id"]) | set(rows(b)["run_id"])
 
 
+@pytest.mark.parallel
 def test_import_skips_what_it_cannot_read_and_says_why(trees, work, tmp_path):
     src = tmp_path / "other" / "results"
     shutil.copytree(trees["B"] / "results" / "runs", src / "runs")
@@ -173,6 +176,7 @@ def test_import_skips_what_it_cannot_read_and_says_why(trees, work, tmp_path):
     assert not (work / "results" / bad.relative_to(src)).exists()
 
 
+@pytest.mark.parallel
 def test_import_refuses_a_site_name_of_another_machine_until_renamed(trees, tree_c, work):
     c = tree_c / "results"
     c_rows = rows(c)
@@ -213,6 +217,7 @@ def test_import_refuses_a_site_name_of_another_machine_until_renamed(trees, tree
     assert "id='other-configs'" in page and "laptop2" in page
 
 
+@pytest.mark.parallel
 def test_sites_section_figures_against_the_rows(trees, tmp_path):
     runs = tmp_path / "results" / "runs"
     for t in ("A", "B"):

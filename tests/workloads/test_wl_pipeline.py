@@ -11,6 +11,7 @@ from .wlkit import HERE, REPO, needs_fashion
 
 @pytest.mark.slow
 @needs_fashion
+@pytest.mark.parallel
 def test_pipeline_with_builtin_and_user_workloads(tmp_path, write_config, run_snakemake):
     cfg = write_config(
         {

@@ -1,7 +1,7 @@
 # Aggregate every run file (all sites under results/runs/) and render charts + the HTML report.
 import os
 
-from joulegrid.analysis import CHART_NAMES
+from joulegrid.analysis import CHART_NAMES, REPORT_TABLES
 
 
 localrules:
@@ -48,8 +48,13 @@ rule report:
         settings=JOULEGRID.report_stamp,
     output:
         index=report(REPORT_INDEX, caption="../report/index.rst", category="Report"),
-        cells=report(f"{RESULTS}/report/cells.csv", caption="../report/cells.rst", category="Report"),
-        fleet=report(f"{RESULTS}/report/fleet.csv", caption="../report/fleet.rst", category="Report"),
+        # the full rows behind the page's tables (REPORT_TABLES: cells.csv, fleet.csv, best.csv, ...)
+        **{
+            f"table_{name}": report(
+                f"{RESULTS}/report/{name}.csv", caption=f"../report/table_{name}.rst", category="Report"
+            )
+            for name in REPORT_TABLES
+        },
         **{
             name: report(f"{RESULTS}/report/{name}.png", caption=f"../report/{name}.rst", category="Charts")
             for name in CHART_NAMES

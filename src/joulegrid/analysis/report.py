@@ -2,23 +2,28 @@
 
 ``build_report(summary, out_dir)`` writes ``<out_dir>/index.html``, ``<out_dir>/<chart>.png`` for
 every name in CHART_NAMES (a "no data" chart when there is nothing to draw, so every PNG the
-Snakemake rule declares exists), ``<out_dir>/cells.csv`` (per-cell derived metrics) and
-``<out_dir>/fleet.csv`` (the fleet what-if, for spreadsheet users). The page
-embeds the Vega/Vega-Lite/vega-embed bundle from vl-convert once and every chart spec as JSON, so
-it opens offline from a file:// URL; ``window.joulegridCharts = {expected, rendered, errors}`` tells
-a browser test whether every chart rendered.
+Snakemake rule declares exists) and ``<out_dir>/<table>.csv`` for every name in REPORT_TABLES: the
+full rows behind the page's tables (``cells.csv``: per-cell derived metrics; ``fleet.csv``: the fleet
+what-if; ``best.csv``, ``precisions.csv``, ``sites.csv``, ``time_to_target.csv``), empty where there is
+nothing to list. The page embeds the Vega/Vega-Lite/vega-embed bundle from vl-convert once (built once
+per process: ``_js_bundle``) and every chart spec as JSON, so it opens offline from a file:// URL;
+``window.joulegridCharts = {expected, rendered, errors}`` tells a browser test whether every chart
+rendered, ``window.joulegridViews[name]`` holds each chart's Vega view.
 
 The page is a Jinja2 template (``templates/report.html.j2``, autoescaped) that includes one template per
 section (``templates/sections/<id>.html.j2``); each section is one function here (``*_section``) that
 reads the inputs (``Inputs``: the summary, repeats averaged, the other configurations' runs, the
-left-out run files) and returns a ``Section`` holding what its template draws. A new section is one
-function, one template and one entry in ``build_report``'s list.
+left-out run files) and returns a ``Section`` holding what its template draws (and the tables it writes
+as CSV). A new section is one function, one template and one entry in ``build_report``'s list. The
+first screen answers the campaign's questions (``answers``); long tables are collapsed, filterable and
+sortable (``table``, macros.html.j2 and the page's small inline script).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,12 +31,15 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .. import schema
 from ..io import atomic_path
-from . import CHART_NAMES, metrics, stats
+from ..units import scaled_unit
+from . import CHART_NAMES, REPORT_TABLES, metrics, stats
 from .settings import AnalysisSettings
+
+log = logging.getLogger(__name__)
 
 CHART_TEXT = {
     "energy_per_sample": (
@@ -58,8 +66,8 @@ CHART_TEXT = {
     "fleet_whatif": (
         "Fleet what-if",
         "The energy of one equal-work job (the same samples per job for every precision and batch size) scaled to "
-        "the configured jobs per day at each site (MWh/day, PUE included); the label is the change against the fp32 "
-        "baseline of the same workload, phase, device and batch size.",
+        "the configured jobs per day at each site (Wh, kWh or MWh per day as the figures need, PUE included); the "
+        "label is the change against the fp32 baseline of the same workload, phase, device and batch size.",
     ),
     "sites": (
         "Sites",
@@ -99,7 +107,7 @@ def _fmt(col: str, v) -> tuple[str, str]:
         return f"{v:,}" if abs(v) >= 10000 else str(v), "num"
     if col.endswith("verdict"):
         return str(v), VERDICT_CLASS.get(str(v).removesuffix(" (exact)"), "")
-    if "±" in col or "[" in col or col.startswith("MDE"):  # stats.fmt_pm / fmt_interval: PDG-rounded figures
+    if "±" in col or "[" in col or "range)" in col or col.startswith("MDE"):  # stats.fmt_pm / fmt_interval: PDG-rounded
         return str(v), "num"
     return str(v), ""
 
@@ -118,29 +126,115 @@ VERDICT_CLASS = {
 }
 
 
+# A table with more rows than this is collapsed (<details>): one click away, not one scroll away
+COLLAPSE_ROWS = 12
+# Columns a long table can be filtered by (a drop-down each, where the table holds two values or more)
+FILTER_COLUMNS = ("site", "workload", "phase", "device", "precision_variant", "precision", "batch_size")
+LONG_TEXT = 40  # a text cell longer than this may break anywhere (a path, an error message)
+SHARED = ("site", "device", "energy_source")  # said once above a long table where every row has the same
+
+
+@dataclass
+class Filter:
+    """A drop-down of a table (macros.html.j2): its column's index and name, and each value with the rows it shows."""
+
+    index: int
+    column: str
+    options: list[tuple[str, int]]
+
+
 @dataclass
 class Table:
     """A table as the template draws it (macros.html.j2, ``table``): formatted cells with their css class,
-    or ``rows`` None and the text saying it is empty; ``n`` = its rows, ``more`` = rows left out."""
+    or ``rows`` None and the text saying it is empty; ``n`` = its rows, ``more`` = rows left out.
+
+    ``title`` names it where it is collapsed (more than COLLAPSE_ROWS rows: a <details> whose summary says
+    how many rows and links ``csv``, the file next to the report with every row); ``filters``: its
+    drop-downs (FILTER_COLUMNS with two values or more, on a collapsed table); ``id``: the anchor that
+    links to it (a link may preset its filters)."""
 
     columns: list[str]
     rows: list[list[tuple[str, str]]] | None
     n: int
     more: int = 0
     empty: str = "none"
+    title: str | None = None
+    csv: str | None = None
+    id: str | None = None
+    filters: list[Filter] = field(default_factory=list)
+    collapse: bool = False
+    note: str | None = None  # what every row shares (columns left out: constant_columns)
 
     def __bool__(self) -> bool:
         return self.rows is not None
 
+    @property
+    def headers(self) -> list[Markup]:
+        """The column names, each allowed to break after an underscore (a narrow column wraps its name)."""
+        return [Markup(escape(c).replace("_", Markup("_<wbr>"))) for c in self.columns]
 
-def table(df: pl.DataFrame, max_rows: int = 200, empty: str = "none") -> Table:
+
+def table(
+    df: pl.DataFrame,
+    max_rows: int = 500,
+    empty: str = "none",
+    *,
+    title: str | None = None,
+    csv: str | None = None,
+    id: str | None = None,
+    collapse: bool | None = None,
+    shared: list[str] | tuple[str, ...] = (),
+) -> Table:
+    """A frame as a Table (formatted cells); collapsed with filters when longer than COLLAPSE_ROWS (or as
+    ``collapse`` says). ``shared``: columns left out where every row has the same value, said once above the
+    table instead (a grid of one site or one device)."""
     if df.height == 0:
-        return Table(df.columns, None, 0, empty=empty)
-    rows = [[_fmt(c, v) for c, v in zip(df.columns, r, strict=True)] for r in df.head(max_rows).iter_rows()]
-    return Table(df.columns, rows, df.height, max(0, df.height - max_rows), empty)
+        return Table(df.columns, None, 0, empty=empty, title=title, csv=csv, id=id)
+    note = None
+    if df.height > 1:
+        same = [c for c in shared if c in df.columns and df[c].n_unique() == 1]
+        if same:
+            note = "Every row: " + ", ".join(f"{c.replace('_', ' ')} {_fmt(c, df[c][0])[0]}" for c in same) + "."
+            df = df.drop(same)
+    rows = []
+    for r in df.head(max_rows).iter_rows():
+        cells = [_fmt(c, v) for c, v in zip(df.columns, r, strict=True)]
+        rows.append(
+            [(t, (cls + " long").strip()) if len(t) > LONG_TEXT and "num" not in cls else (t, cls) for t, cls in cells]
+        )
+    fold = df.height > COLLAPSE_ROWS if collapse is None else collapse
+    filters = []
+    if fold:
+        for i, c in enumerate(df.columns):
+            if c not in FILTER_COLUMNS:
+                continue
+            counts: dict[str, int] = {}
+            for row in rows:
+                counts[row[i][0]] = counts.get(row[i][0], 0) + 1
+            if len(counts) >= 2:
+                num = df[c].dtype.is_numeric()
+                order = sorted(counts, key=(lambda t: float(t.replace(",", "") or "nan")) if num else str)
+                filters.append(Filter(i, c, [(v, counts[v]) for v in order]))
+    return Table(
+        df.columns,
+        rows,
+        df.height,
+        max(0, df.height - max_rows),
+        empty,
+        title=title,
+        csv=csv,
+        id=id,
+        filters=filters,
+        collapse=fold,
+        note=note,
+    )
 
 
+@functools.cache
 def _js_bundle() -> str:
+    """The Vega, Vega-Lite and vega-embed bundle the page inlines: vl_convert.javascript_bundle() takes seconds
+    to build and is the same for every report of this process (a test session, `joulegrid report` over several
+    summaries), so it is built once per process (bench/bench_report.py measures what that saves)."""
     import vl_convert as vlc
 
     return vlc.javascript_bundle()
@@ -236,6 +330,31 @@ class Inputs:
         )
         self.tta = metrics.time_to_target(self.df, targets=self.st.targets, eta=self.st.eta)
 
+    # what several sections read, computed once
+    @functools.cached_property
+    def best(self) -> pl.DataFrame:
+        """metrics.best_per_workload: every configuration that could be the best, per workload and phase."""
+        return metrics.best_per_workload(self.cells, self.df, alpha=self.st.alpha, power=self.st.power)
+
+    @functools.cached_property
+    def site_comp(self) -> pl.DataFrame:
+        """metrics.site_comparison: the same cell at each site (cells measured at two sites or more)."""
+        return metrics.site_comparison(self.df, self.st.sites)
+
+    @functools.cached_property
+    def where(self) -> pl.DataFrame | None:
+        """metrics.where_to_run with its intervals and verdicts; None without a cell measured at two sites."""
+        if self.site_comp.height == 0:
+            return None
+        return metrics.where_to_run_intervals(
+            metrics.where_to_run(self.site_comp), self.site_comp, self.df, alpha=self.st.alpha, power=self.st.power
+        )
+
+    @functools.cached_property
+    def fleet(self) -> pl.DataFrame:
+        """The fleet what-if of the cells with an energy figure (fleet_table; also fleet.csv)."""
+        return fleet_table(self)
+
 
 @dataclass
 class Section:
@@ -246,6 +365,9 @@ class Section:
     nav: str
     title: str
     data: dict[str, Any] = field(default_factory=dict)
+    # tables written next to the report as <name>.csv (every name of REPORT_TABLES is written, empty if no section
+    # gives it): the full rows behind what the page shows
+    csv: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:  # the template's s.<name>
         try:
@@ -278,22 +400,33 @@ def _analysis(x: dict, prefix: str = "d_energy") -> str:
     return a + (f"; systematic ±{stats.fmt_unc(sys_pct)} %" if sys_pct else "")
 
 
-def energy_pm(lvl: str) -> str:
-    return f"energy/sample (J) ± {lvl}"
+def energy_pm(lvl: str, unit: str = "J") -> str:
+    return f"energy/sample ({unit}) ± {lvl}"
+
+
+def _pm_scaled(div: float):
+    """A row's energy per sample ± its interval, in the table's unit (J divided by div), PDG-rounded."""
+
+    def f(x: dict) -> str:
+        v, e = x.get("energy_per_sample_j"), x.get("energy_per_sample_ci95_j")
+        return stats.fmt_pm(v / div if v is not None else None, e / div if e is not None else None)
+
+    return f
 
 
 def best_view(r: Inputs) -> pl.DataFrame:
     """The best configurations per workload and phase (metrics.best_per_workload with the runs): the observed
     best and every configuration that cannot be told apart from it, with PDG-rounded figures."""
-    b = metrics.best_per_workload(r.cells, r.df, alpha=r.st.alpha, power=r.st.power)
+    b = r.best
     if b.height == 0 or "vs_best_verdict" not in b.columns:
         return b
     lvl = level(r.st)
+    div, unit = scaled_unit(b["energy_per_sample_j"].to_list(), "J", "mµn")
     iv = lambda p: lambda x: stats.fmt_interval(x.get(f"{p}_pct"), x.get(f"{p}_lo_pct"), x.get(f"{p}_hi_pct"))  # noqa: E731
     b = _with_text(
         b,
         **{
-            energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x["energy_per_sample_ci95_j"]),
+            energy_pm(lvl, unit): _pm_scaled(div),
             f"vs best % [{lvl}]": iv("vs_best"),
             f"Δenergy vs fp32 % [{lvl}]": iv("d_energy"),
             "of": lambda x: (
@@ -310,9 +443,8 @@ def best_view(r: Inputs) -> pl.DataFrame:
         "precision_variant",
         "batch_size",
         "repeats",
-        energy_pm(lvl),
+        energy_pm(lvl, unit),
         f"vs best % [{lvl}]",
-        "p_holm",
         "vs_best_verdict",
         f"Δenergy vs fp32 % [{lvl}]",
         "d_energy_verdict",
@@ -347,10 +479,156 @@ def verdict_counts(r: Inputs) -> dict[str, Any] | None:
     }
 
 
+# ------------------------------------------------------------------ the first screen: the answers
+def config_text(x: dict, sites: bool = True, devices: bool = True) -> str:
+    """'bf16 bs1024' (+ ' cpu' with several devices, + ' @ lxplus' with several sites)."""
+    t = f"{x['precision_variant']} bs{x['batch_size']}"
+    if devices:
+        t += f" {x['device']}"
+    return t + (f" @ {x['site']}" if sites else "")
+
+
+def _filter_link(**keys) -> str:
+    """A link's filter (data-filter): the detail table's drop-downs it presets ('workload=baler_ae&phase=infer')."""
+    from urllib.parse import urlencode
+
+    return urlencode({k: str(v) for k, v in keys.items() if v is not None})
+
+
+# what the first screen's template reads of each answer ("" where it has nothing to say)
+ANSWER_KEYS = (
+    "use",
+    "use_verdict",
+    "use_class",
+    "saving",
+    "saving_config",
+    "saving_value",
+    "saving_verdict",
+    "saving_class",
+    "saving_lead",
+    "saving_filter",
+    "saving_fleet",
+    "level",
+    "site",
+    "site_note",
+    "site_class",
+)
+
+
+def answers(r: Inputs) -> list[dict[str, Any]]:
+    """The campaign's questions, per workload and phase, each with the link to its detail (docs/metrics.md, "The
+    report's first screen"): the configuration to use with its verdict (metrics.best_per_workload: the observed
+    best, or the tie set when the best cannot be told apart); the largest saving against the fp32 baseline with its
+    interval (among the comparisons whose verdict is cheaper; else the lowest Δ with its verdict) and what it saves
+    a day at the fleet; the site to run it at (metrics.where_to_run_intervals)."""
+    cells = r.cells.filter(pl.col("energy_per_sample_j").is_not_null()) if r.cells.height else r.cells
+    if cells.height == 0:
+        return []
+    lvl = level(r.st)
+    many_sites = cells["site"].n_unique() > 1
+    many_devices = cells["device"].n_unique() > 1
+    name = functools.partial(config_text, sites=many_sites, devices=many_devices)
+    best, rel, fl, where = r.best, r.rel, r.fleet, r.where
+    out = []
+    for wl, ph in cells.select("workload", "phase").unique().sort("workload", "phase").iter_rows():
+        here = (pl.col("workload") == wl) & (pl.col("phase") == ph)
+        a: dict[str, Any] = dict.fromkeys(ANSWER_KEYS, "")
+        a.update(workload=wl, phase=ph, filter=_filter_link(workload=wl, phase=ph), site_others=[])
+        # 1. the configuration to use
+        bset = best.filter(here).to_dicts() if best.height else []
+        if bset:
+            top, rest = bset[0], bset[1:]
+            n_all = top.get("configurations") or 1
+            a["use"] = name(top)
+            if n_all == 1:
+                a["use_verdict"], a["use_class"] = "the only configuration measured", ""
+            elif not rest:
+                a["use_verdict"], a["use_class"] = f"the best: told apart from the other {n_all - 1}", "good"
+            elif all(x.get("vs_best_verdict") == stats.ONE_RUN for x in rest):
+                a["use_verdict"] = (
+                    f"observed best; one run per cell, so none of the other {len(rest)} can be excluded "
+                    "(grid.repeats: 3 or more gives intervals)"
+                )
+                a["use_class"] = "warn"
+            else:
+                names = [name(x) for x in rest]
+                shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                held = sum(str(x.get("vs_best_verdict") or "").startswith("withheld") for x in rest)
+                a["use_verdict"] = f"tie: {len(bset)} of {n_all} cannot be told apart — also {shown}" + (
+                    f" ({held} of them not testable: different meters or models)" if held else ""
+                )
+                a["use_class"] = "warn"
+        # 2. the largest saving against the fp32 baseline
+        cmp = (
+            rel.filter(here & pl.col("d_energy_verdict").is_not_null() & (pl.col("d_energy_verdict") != "baseline"))
+            if rel.height and "d_energy_verdict" in rel.columns
+            else pl.DataFrame()
+        )
+        if cmp.height == 0:
+            has_base = rel.height and rel.filter(here & (pl.col("d_energy_verdict") == "baseline")).height
+            a["saving"] = "no comparison: " + ("fp32 only" if has_base else "no fp32 baseline measured")
+            a["saving_class"] = ""
+        else:
+            cheaper = cmp.filter(pl.col("d_energy_verdict").str.starts_with(stats.CHEAPER))
+            pick = (cheaper if cheaper.height else cmp).sort("d_energy_pct").row(0, named=True)
+            iv = stats.fmt_interval(pick["d_energy_pct"], pick.get("d_energy_lo_pct"), pick.get("d_energy_hi_pct"))
+            a["saving_config"] = name(pick)
+            a["saving_value"] = f"{iv} %"
+            a["saving_verdict"] = pick["d_energy_verdict"]
+            a["saving_class"] = "good" if cheaper.height else ""
+            a["saving_lead"] = "" if cheaper.height else f"none of {cmp.height} shown cheaper; the lowest: "
+            a["saving_filter"] = _filter_link(workload=wl, phase=ph, site=pick["site"] if many_sites else None)
+            per_day = (
+                fl.filter(
+                    here
+                    & (pl.col("site") == pick["site"])
+                    & (pl.col("device") == pick["device"])
+                    & (pl.col("precision_variant") == pick["precision_variant"])
+                    & (pl.col("batch_size") == pick["batch_size"])
+                )
+                if fl.height and "saving_mwh_per_day" in fl.columns
+                else pl.DataFrame()
+            )
+            if per_day.height and (per_day["saving_mwh_per_day"][0] or 0) > 0:
+                wh = per_day["saving_mwh_per_day"][0] * 1e6
+                div, unit = scaled_unit([wh], "Wh", "kMG")
+                a["saving_fleet"] = f"{wh / div:.3g} {unit}/day at {per_day['jobs_per_day'][0]:,.0f} jobs/day"
+            a["level"] = lvl
+        # 3. the site to run it at
+        w = where.filter(here) if where is not None and where.height else None
+        ran = cells.filter(here)["site"].unique().sort().to_list()
+        if w is None or w.height == 0:
+            a["site"] = ran[0] if len(ran) == 1 else ""
+            a["site_note"] = (
+                "the only site that ran it" if len(ran) == 1 else "no cell measured at every site that ran it"
+            )
+        else:
+            top = w.sort("rank").row(0, named=True)
+            a["site"] = top["site"]
+            div, unit = scaled_unit([top["co2_per_1k_samples_g"]], "g", "kmµn")
+            a["site_note"] = f"{top['co2_per_1k_samples_g'] / div:.3g} {unit} CO2 per 1,000 samples"
+            others = []
+            for x in w.sort("rank").slice(1).iter_rows(named=True):
+                v = str(x.get("site_verdict") or "")
+                if v == "emits more":
+                    others.append(f"{x['site']} {x['vs_best']:.2f}× (emits more)")
+                elif v.startswith("withheld"):
+                    others.append(f"{x['site']} {x['vs_best']:.2f}× (not testable: different meters or models)")
+                elif v == stats.ONE_RUN:
+                    others.append(f"{x['site']} {x['vs_best']:.2f}× (one run)")
+                else:
+                    others.append(f"{x['site']} {x['vs_best']:.2f}× (cannot be told apart)")
+            a["site_others"] = others
+            a["site_class"] = "good" if others and all("emits more" in o for o in others) else ""
+        out.append(a)
+    return out
+
+
 # ------------------------------------------------------------------ the sections, in page order
 def summary_section(r: Inputs) -> Section:
-    """Cards (counts of runs, cells, failures, sites, estimates), what is wrong with the inputs, the best
-    configuration per workload and the best batch size by Zeus cost."""
+    """The answers per workload and phase (answers), cards (counts of runs, cells, failures, sites, estimates),
+    what is wrong with the inputs, the verdicts counted; the best configurations and the best batch size by Zeus
+    cost one click away."""
     df, cells = r.df, r.cells
     n_ok = df.filter(pl.col("status") == "ok").height
     n_bad = df.height - n_ok
@@ -372,16 +650,26 @@ def summary_section(r: Inputs) -> Section:
     excluded = stats.excluded_runs(df)
     if excluded is not None:  # the runner's outlier rule marks runs it excluded (and measured again)
         cards.append((excluded, "runs excluded by the outlier rule", "warn" if excluded else ""))
+    best = best_view(r)
     return Section(
         "summary",
         "Summary",
         "Summary",
         {
+            "answers": answers(r),
+            "jobs_per_day": f"{r.st.jobs_per_day:,.0f}",
             "cards": cards,
             "notes": r.notes,
             "no_results": df.height == 0,
             "estimated": df.filter(pl.col("energy_estimated").fill_null(False)).height > 0,
-            "best": table(best_view(r), empty="no successful run with an energy figure yet"),
+            "best": table(
+                best,
+                empty="no successful run with an energy figure yet",
+                title="Best configuration per workload",
+                csv="best.csv",
+                id="best-table",
+                shared=("repeats", "energy_source", "quality_metric"),
+            ),
             "level": level(r.st),
             "alpha": f"{r.st.alpha:g}",
             "verdicts": verdict_counts(r),
@@ -389,16 +677,73 @@ def summary_section(r: Inputs) -> Section:
             "best_batch": table(
                 metrics.batch_sizes_like_the_best(r.tta, r.st.alpha, r.st.power),
                 empty="no training run reached a target quality (or none has per-epoch curves)",
+                title="Best batch size by Zeus cost",
+                id="best-batch-table",
             ),
         },
+        csv={"best": r.best},  # the numbers (the page rounds them)
+    )
+
+
+def _span(values: list, col: str) -> str:
+    """One figure as the tables print it (_fmt), or 'lo – hi' where the values differ."""
+    v = [x for x in values if x is not None and x == x]
+    if not v:
+        return ""
+    lo, hi = min(v), max(v)
+    if abs(hi - lo) <= 1e-9 * max(abs(hi), abs(lo), 1e-300):
+        return _fmt(col, float(lo))[0]
+    return f"{_fmt(col, float(lo))[0]} – {_fmt(col, float(hi))[0]}"
+
+
+def precisions_view(d: pl.DataFrame) -> pl.DataFrame:
+    """How each precision ran, grouped by what varies: one row per workload, phase, device, precision, backend and
+    native, with the sites and batch sizes it covers and the range of its time per sample and quality change
+    against fp32 over them (every cell: precisions.csv)."""
+    g = (
+        d.group_by("workload", "phase", "device", "precision_variant", "backend", "native", maintain_order=True)
+        .agg(
+            sites=pl.col("site").unique().sort().str.join(", "),
+            batch_sizes=pl.col("batch_size").unique().sort(),
+            cells=pl.len(),
+            _t=pl.col("time_vs_fp32"),
+            quality_metric=pl.col("quality_metric").drop_nulls().first(),
+            _q=pl.col("d_quality"),
+            compile_s=pl.col("compile_s").mean(),
+        )
+        .sort("workload", "phase", "device", "precision_variant")
+    )
+    return g.with_columns(
+        batch_sizes=pl.Series(
+            [(str(b[0]) if len(b) == 1 else f"{b[0]}–{b[-1]} ({len(b)})") for b in g["batch_sizes"].to_list()],
+            dtype=pl.String,
+        ),
+        time_vs_fp32=pl.Series([_span(t, "time_vs_fp32") for t in g["_t"].to_list()], dtype=pl.String),
+        d_quality=pl.Series([_span(q, "d_quality") for q in g["_q"].to_list()], dtype=pl.String),
+    ).select(
+        "workload",
+        "phase",
+        "device",
+        "precision_variant",
+        "backend",
+        "native",
+        "sites",
+        "batch_sizes",
+        "cells",
+        "time_vs_fp32",
+        "quality_metric",
+        "d_quality",
+        "compile_s",
     )
 
 
 def charts_section(r: Inputs) -> Section:
     """Which precisions ran emulated (with the slowdown measured in the rows), how the others ran (int8
-    backend, native, time and quality against fp32), then the charts (fleet and scheduler have their sections)."""
+    backend, native, time and quality against fp32; grouped over sites and batch sizes, every cell in
+    precisions.csv), then the charts (fleet and scheduler have their sections)."""
     data: dict[str, Any] = {"emulated": [], "precisions": None}
     rel = r.rel
+    full = pl.DataFrame()
     if rel.height:
         data["emulated"] = metrics.emulated_notes(metrics.emulated(rel))
         d = rel.filter((pl.col("precision") != "fp32") | (pl.col("variant") != "baseline"))
@@ -410,26 +755,27 @@ def charts_section(r: Inputs) -> Section:
                     pl.col("precision_backend") + pl.lit(" (") + pl.col("precision_scheme") + pl.lit(")")
                 ),
             )
+            full = d.select(
+                "site",
+                "workload",
+                "phase",
+                "device",
+                "precision_variant",
+                "batch_size",
+                "backend",
+                "native",
+                "time_vs_fp32",
+                "quality_metric",
+                "quality",
+                "d_quality",
+                "compile_s",
+            ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
             data["precisions"] = table(
-                d.select(
-                    "site",
-                    "workload",
-                    "phase",
-                    "device",
-                    "precision_variant",
-                    "batch_size",
-                    "backend",
-                    "native",
-                    "time_vs_fp32",
-                    "quality_metric",
-                    "quality",
-                    "d_quality",
-                    "compile_s",
-                ).sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+                precisions_view(full), title="How each precision ran", csv="precisions.csv", id="precisions-table"
             )
     own = ("fleet_whatif", "scheduler_overhead", "sites", "when_to_run")  # drawn in their own sections
     data["charts"] = [_chart(n) for n in CHART_NAMES if n not in own]
-    return Section("charts", "Charts", "Charts", data)
+    return Section("charts", "Charts", "Charts", data, csv={"precisions": full})
 
 
 def fleet_table(r: Inputs) -> pl.DataFrame:
@@ -448,21 +794,27 @@ def _range(v: float | None, lo: float | None, hi: float | None) -> str:
 
 
 def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
-    """The fleet what-if: the equal-work job, jobs per day, its chart and table."""
+    """The fleet what-if: the equal-work job, jobs per day, its chart and table (energy per day in Wh, kWh, MWh or
+    GWh: whichever fits the largest figure)."""
     st = r.st
     lvl = level(st)
+    div, unit = scaled_unit((fl["mwh_per_day"] * 1e6).to_list() if fl.height else [], "Wh", "kMG")
+    day, saving = f"{unit}/day ({lvl} range)", f"saving {unit}/day"
     if fl.height:
+        k = 1e6 / div
         fl = _with_text(
             fl,
             **{
-                "MWh/day (95 % range)": lambda x: _range(
-                    x["mwh_per_day"], x.get("mwh_per_day_lo"), x.get("mwh_per_day_hi")
+                day: lambda x: _range(
+                    x["mwh_per_day"] * k,
+                    x["mwh_per_day_lo"] * k if x.get("mwh_per_day_lo") is not None else None,
+                    x["mwh_per_day_hi"] * k if x.get("mwh_per_day_hi") is not None else None,
                 ),
                 f"Δenergy/job % [{lvl}]": lambda x: stats.fmt_interval(
                     x.get("d_energy_job_pct"), x.get("d_energy_job_lo_pct"), x.get("d_energy_job_hi_pct")
                 ),
             },
-        )
+        ).with_columns((pl.col("saving_mwh_per_day") * k).alias(saving))
     t = (
         table(
             fl.select(
@@ -473,17 +825,20 @@ def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
                 "precision_variant",
                 "batch_size",
                 "samples_per_job",
-                "jobs_per_day",
+                *(["jobs_per_day"] if st.per_site else []),
                 "energy_per_job_j",
-                "MWh/day (95 % range)",
+                day,
                 "t_co2_per_day",
-                "saving_mwh_per_day",
-                "saving_t_co2_per_day",
+                saving,
                 "saving_pct",
                 f"Δenergy/job % [{lvl}]",
                 "d_energy_job_verdict",
                 "energy_source",
-            )
+            ),
+            title="Fleet what-if per cell",
+            csv="fleet.csv",
+            id="fleet-table",
+            shared=SHARED,
         )
         if fl.height
         else None
@@ -498,6 +853,7 @@ def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
             "job_text": st.fleet_job_text(),
             "chart": _chart("fleet_whatif"),
             "table": t,
+            "unit": unit,
         },
     )
 
@@ -515,11 +871,12 @@ def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
     """The per-cell table of the page: every Δ against the fp32 baseline with its interval, verdict and minimum
     detectable effect, PDG-rounded (the numbers themselves are in cells.csv)."""
     lvl = level(r.st)
+    div, unit = scaled_unit(full["energy_per_sample_j"].to_list(), "J", "mµn")
     iv = lambda p: lambda x: stats.fmt_interval(x.get(f"{p}_pct"), x.get(f"{p}_lo_pct"), x.get(f"{p}_hi_pct"))  # noqa: E731
     d = _with_text(
         full,
         **{
-            energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x["energy_per_sample_ci95_j"]),
+            energy_pm(lvl, unit): _pm_scaled(div),
             f"Δenergy % [{lvl}]": iv("d_energy"),
             "MDE %": lambda x: stats.fmt_unc(x.get("d_energy_mde_pct")),
             "analysis": _analysis,
@@ -527,6 +884,7 @@ def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
             "Δquality": lambda x: stats.fmt_interval(x.get("d_quality"), x.get("d_quality_lo"), x.get("d_quality_hi")),
         },
     )
+    # the page's columns (every column, unrounded, in cells.csv)
     cols = [
         "site",
         "workload",
@@ -535,24 +893,14 @@ def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
         "precision_variant",
         "batch_size",
         "repeats",
-        energy_pm(lvl),
+        energy_pm(lvl, unit),
         f"Δenergy % [{lvl}]",
         "d_energy_verdict",
         "MDE %",
         "analysis",
         f"Δtime % [{lvl}]",
-        "d_time_verdict",
-        "energy_per_sample_cv",
-        "noisy",
-        "samples_per_j",
-        "mean_power_w",
-        "co2_per_1k_samples_kg",
-        "sci_g_per_1k",
-        "sci_embodied_share",
-        "quality_metric",
-        "quality",
         "Δquality",
-        "d_quality_verdict",
+        "sci_g_per_1k",
         "pareto",
         "energy_source",
     ]
@@ -561,38 +909,69 @@ def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def tta_view(tta: pl.DataFrame) -> pl.DataFrame:
+    """Time and energy to target per training cell (its runs averaged: how many reached the target, mean TTA,
+    ETA and Zeus cost; every run in time_to_target.csv)."""
+    keys = ("site", "workload", "device", "precision_variant", "batch_size")
+    return (
+        tta.group_by(*keys, "target", "target_source")
+        .agg(
+            runs=pl.len(),
+            reached=pl.col("epochs_to_target").is_not_null().sum(),
+            epochs_to_target=pl.col("epochs_to_target").mean(),
+            tta_s=pl.col("tta_s").mean(),
+            eta_j=pl.col("eta_j").mean(),
+            max_power_w=pl.col("max_power_w").mean(),
+            zeus_cost=pl.col("zeus_cost").mean(),
+        )
+        .with_columns(reached=pl.col("reached").cast(pl.String) + " of " + pl.col("runs").cast(pl.String))
+        .drop("runs")
+        .sort("workload", "site", "device", "precision_variant", "batch_size")
+    )
+
+
+TTA_COLUMNS = (
+    "site",
+    "workload",
+    "device",
+    "precision_variant",
+    "batch_size",
+    "repeat",
+    "target",
+    "target_source",
+    "epochs_to_target",
+    "tta_s",
+    "eta_j",
+    "max_power_w",
+    "zeus_cost",
+)
+
+
 def tables_section(r: Inputs, full: pl.DataFrame) -> Section:
-    """Metrics per cell, and time and energy to target of the training runs."""
+    """Metrics per cell (collapsed, filterable; cells.csv), and time and energy to target of the training runs
+    (per cell; every run in time_to_target.csv)."""
+    runs = r.tta.select(TTA_COLUMNS).sort("workload", "device", "precision_variant", "batch_size", "repeat")
     return Section(
         "tables",
         "Metrics",
         "Metrics per cell",
         {
             "hardware_source": r.st.hardware_source or "no hardware table",
-            "cells": table(cells_view(r, full)) if r.cells.height else None,
+            "cells": table(
+                cells_view(r, full), title="Metrics per cell", csv="cells.csv", id="cells-table", shared=SHARED
+            )
+            if r.cells.height
+            else None,
             "level": level(r.st),
             "power": f"{r.st.power:g}",
             "excluded": stats.excluded_runs(r.df),
             "tta": table(
-                r.tta.select(
-                    "site",
-                    "workload",
-                    "device",
-                    "precision_variant",
-                    "batch_size",
-                    "repeat",
-                    "target",
-                    "target_source",
-                    "epochs_to_target",
-                    "tta_s",
-                    "eta_j",
-                    "max_power_w",
-                    "zeus_cost",
-                ).sort("workload", "device", "precision_variant", "batch_size", "repeat")
+                tta_view(r.tta), title="Time and energy to target per cell", csv="time_to_target.csv", id="tta-table"
             )
             if r.tta.height
             else None,
         },
+        csv={"time_to_target": runs},
     )
 
 
@@ -602,15 +981,38 @@ def scheduler_section(r: Inputs) -> Section:
         "scheduler",
         "Scheduler",
         "Scheduler view",
-        {"chart": _chart("scheduler_overhead"), "table": table(metrics.scheduler_view(r.df))},
+        {"chart": _chart("scheduler_overhead"), "table": table(metrics.scheduler_view(r.df), title="Scheduler view")},
     )
 
 
+def sites_view(comp: pl.DataFrame, cells: pl.DataFrame, lvl: str) -> pl.DataFrame:
+    """The same cell at each site, pivoted: one row per cell, per site its energy per sample (± its interval, in
+    the table's unit) and CO2 per 1,000 samples (with the site's intensity and PUE); the long table, with queue
+    wait, whole-job overhead and batch efficiency per site, is sites.csv."""
+    ci = cells.select("site", *metrics.SITE_CELL_KEYS, "energy_per_sample_ci95_j")
+    comp = comp.join(ci, on=["site", *metrics.SITE_CELL_KEYS], how="left", nulls_equal=True)
+    div, unit = scaled_unit(comp["energy_per_sample_j"].to_list(), "J", "mµn")
+    comp = _with_text(comp, _e=_pm_scaled(div))
+    gdiv, gunit = scaled_unit(comp["co2_per_1k_samples_g"].to_list(), "g", "kmµn")
+    keys = ["workload", "phase", "device", "precision_variant", "batch_size"]
+    sites = sorted(comp["site"].unique().to_list())
+    wide = comp.select(*keys, "site", "_e", "co2_per_1k_samples_g").pivot(
+        on="site", index=keys, values=["_e", "co2_per_1k_samples_g"], aggregate_function="first"
+    )
+    cols = []
+    for s_ in sites:
+        cols += [
+            pl.col(f"_e_{s_}").alias(f"{s_}: {unit}/sample ± {lvl}"),
+            (pl.col(f"co2_per_1k_samples_g_{s_}") / gdiv).round_sig_figs(4).alias(f"{s_}: {gunit} CO2/1k samples"),
+        ]
+    return wide.select(*keys, *cols).sort(*keys)
+
+
 def sites_section(r: Inputs) -> Section:
-    """The same cell side by side across sites (metrics.site_comparison) and where to run each workload
-    (metrics.where_to_run), from the summary's rows (the current configuration's)."""
+    """The same cell side by side across sites (metrics.site_comparison, pivoted: one row per cell) and where to run
+    each workload (metrics.where_to_run), from the summary's rows (the current configuration's)."""
     df = r.df
-    comp = metrics.site_comparison(df, r.st.sites)
+    comp = r.site_comp
     sites = sorted(df.filter(pl.col("status") == "ok")["site"].drop_nulls().unique().to_list()) if df.height else []
     data: dict[str, Any] = {"chart": _chart("sites"), "advice": [], "where": None, "comparison": None}
     if comp.height == 0:
@@ -619,11 +1021,10 @@ def sites_section(r: Inputs) -> Section:
             if sites
             else "no runs"
         )
-        return Section("sites", "Sites", "Sites", data)
+        return Section("sites", "Sites", "Sites", data, csv={"sites": comp})
     lvl = level(r.st)
-    where = metrics.where_to_run_intervals(metrics.where_to_run(comp), comp, df, alpha=r.st.alpha, power=r.st.power)
     where = _with_text(
-        where,
+        r.where,
         **{
             f"vs best × [{lvl}]": lambda x: stats.fmt_interval(
                 x.get("vs_best_gm"), x.get("vs_best_lo"), x.get("vs_best_hi"), signed=False
@@ -644,25 +1045,6 @@ def sites_section(r: Inputs) -> Section:
                 "ratio_col": f"vs best × [{lvl}]",
             }
         )
-    # the same cell at each site, with its energy per sample's interval (cell_stats: repeats of that site)
-    ci = r.cells.select("site", *metrics.SITE_CELL_KEYS, "energy_per_sample_ci95_j")
-    comp = comp.join(ci, on=["site", *metrics.SITE_CELL_KEYS], how="left", nulls_equal=True)
-    comp = _with_text(
-        comp,
-        **{
-            energy_pm(lvl): lambda x: stats.fmt_pm(x["energy_per_sample_j"], x.get("energy_per_sample_ci95_j")),
-        },
-    )
-    first = ["workload", "phase", "device", "precision_variant", "batch_size", "site", "scheduler", "hosts", "repeats"]
-    comp = comp.select(
-        *first,
-        energy_pm(lvl),
-        *[
-            c
-            for c in comp.columns
-            if c not in (*first, energy_pm(lvl), "config_hash", "energy_per_sample_j", "energy_per_sample_ci95_j")
-        ],
-    )
     data.update(
         nothing=None,
         criterion=metrics.WHERE_TO_RUN_CRITERION,
@@ -684,11 +1066,15 @@ def sites_section(r: Inputs) -> Section:
                 "time_per_sample_s",
                 "intensity_g_per_kwh",
                 "pue",
-            )
+            ),
+            title="Where to run each workload",
+            id="where-table",
         ),
-        comparison=table(comp),
+        comparison=table(
+            sites_view(comp, r.cells, lvl), title="The same cell at each site", csv="sites.csv", id="sites-table"
+        ),
     )
-    return Section("sites", "Sites", "Sites", data)
+    return Section("sites", "Sites", "Sites", data, csv={"sites": comp})
 
 
 def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Section:
@@ -702,7 +1088,7 @@ def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Sect
     data: dict[str, Any] = {"chart": _chart("when_to_run"), "k": k, "nothing": not loaded}
     if not loaded:
         return Section("when-to-run", "When to run", "When to run", data)
-    data["series"] = table(carbon.site_table(st.sites, loaded, k))
+    data["series"] = table(carbon.site_table(st.sites, loaded, k), title="Intensity series")
     data["mismatch"] = carbon.annual_mismatches(st.sites, loaded)
     ok = r.df.filter((pl.col("status") == "ok") & pl.col("site").is_in(list(loaded)))
     window_fell_back = pl.col("carbon_fallback").str.contains("measured window").fill_null(False)
@@ -721,9 +1107,12 @@ def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Sect
         .with_columns(series_vs_annual_pct=(pl.col("co2_series_kg") / pl.col("co2_annual_kg") - 1) * 100)
         .sort("site"),
         empty="no successful run at a site with a series",
+        title="The runs' CO2 with the series",
     )
     cases = carbon.intensity_cases(r.df, st.sites, loaded, k, st.fleet_scope)
-    data["cases"] = table(cases, empty="no series covers every hour of the day: no what-if")
+    data["cases"] = table(
+        cases, empty="no series covers every hour of the day: no what-if", title="Intensity of each case per site"
+    )
     fc = carbon.fleet_cases(fl, cases) if fl.height and cases.height and "mwh_per_day" in fl.columns else None
     data["fleet"] = (
         table(
@@ -742,7 +1131,8 @@ def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Sect
                 "saving_t_per_day_vs_even",
                 "saving_t_per_day_vs_measured",
                 "energy_source",
-            )
+            ),
+            title="The fleet's cells in tonnes CO2e per day",
         )
         if fc is not None and fc.height
         else None
@@ -794,7 +1184,8 @@ def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Sect
         table(
             sci.select(sci_cols)
             .with_columns(series_vs_annual_pct=(pl.col("sci_series_g_per_1k") / pl.col("sci_g_per_1k") - 1) * 100)
-            .sort("site", "workload", "phase", "device", "batch_size", "precision_variant")
+            .sort("site", "workload", "phase", "device", "batch_size", "precision_variant"),
+            title="SCI per 1,000 samples with the series",
         )
         if sci is not None and sci.height
         else None
@@ -809,7 +1200,7 @@ def hotspots_section(r: Inputs) -> Section:
     data: dict[str, Any] = {"error": err, "table": None, "folder": str(r.results_dir / "hotspots")}
     if view is not None and view.height:
         mine = hs.filter(pl.col("run_id").is_in(r.df["run_id"].to_list())) if r.df.height else hs
-        data.update(table=table(view), n_cells=mine["cell_id"].n_unique())
+        data.update(table=table(view, title="Hotspots per cell"), n_cells=mine["cell_id"].n_unique())
     return Section("hotspots", "Hotspots", "Hotspots", data)
 
 
@@ -823,12 +1214,13 @@ def missing_section(r: Inputs) -> Section:
         "Missing & failures",
         "Missing and failures",
         {
-            "problems": table(pl.DataFrame(r.problems)) if r.problems else None,
-            "baselines": table(missing_base) if missing_base.height else None,
+            "problems": table(pl.DataFrame(r.problems), title="Run files left out") if r.problems else None,
+            "baselines": table(missing_base, title="Baselines not run") if missing_base.height else None,
             "counts": table(not_ok.group_by("status").agg(runs=pl.len()).sort("status")) if not_ok.height else None,
             "failed": table(
                 not_ok.select("cell_id", "status", "error_type", "skip_reason", "error_message", "hostname", "attempt"),
                 empty="none: every run finished ok",
+                title="Failed and skipped runs",
             ),
             "nothing_missing": not r.problems and not missing_base.height and not not_ok.height and df.height > 0,
         },
@@ -851,7 +1243,7 @@ def compare_section(r: Inputs) -> Section:
         {
             "error": None,
             "headline": head,
-            "table": table(compare.report_view(res)),
+            "table": table(compare.report_view(res), title="Decision per cell"),
             "svg": Markup(compare.chart_svg(res)),
             "delta_pct": res.threshold_pct,
             "source": res.threshold_source,
@@ -893,7 +1285,7 @@ def other_configs_section(r: Inputs) -> Section:
         {
             "runs": other.height,
             "current": "; ".join(f"{w} {h}" for w, h in current.iter_rows()) or "none measured yet",
-            "table": table(t),
+            "table": table(t, title="Other configurations"),
         },
     )
 
@@ -931,7 +1323,7 @@ def measured_section(r: Inputs) -> Section:
         "How measured",
         "How measured",
         {
-            "methods": table(methods),
+            "methods": table(methods, title="Energy method per site and host"),
             "whose": table(
                 metrics.whose_energy(r.df), empty="no run with a node energy (results of an older joulegrid?)"
             ),
@@ -940,7 +1332,7 @@ def measured_section(r: Inputs) -> Section:
                 empty="no run with both a counter and the model's prediction (no readable "
                 "RAPL, or the estimate meter was not among measure.meters)",
             ),
-            "absent": table(absent) if absent.height else None,
+            "absent": table(absent, title="Meters asked for but not available") if absent.height else None,
         },
     )
 
@@ -969,7 +1361,24 @@ def environment_section(r: Inputs) -> Section:
         )
         .sort("site", "hostname")
     )
-    return Section("environment", "Environment", "Environment", {"table": table(env, empty="no runs")})
+    if 0 < env.height <= ENV_COLUMNS:  # one column per host: the long fields (CPU flags) wrap inside the page
+        names = [f"{h} @ {s} ({c})" for h, s, c in env.select("hostname", "site", "scheduler").iter_rows()]
+        env = env.select(pl.all().cast(pl.String)).transpose(
+            include_header=True, header_name="host", column_names=names
+        )
+    return Section(
+        "environment",
+        "Environment",
+        "Environment",
+        {
+            "table": table(
+                env, empty="no runs", title="Hosts and software", collapse=False if "host" in env.columns else None
+            )
+        },
+    )
+
+
+ENV_COLUMNS = 6  # up to this many hosts, the environment table has a column per host (more: a row per host)
 
 
 # ------------------------------------------------------------------ the page
@@ -1030,14 +1439,13 @@ def build_report(
     from . import charts
 
     for name in CHART_NAMES:
-        chart = charts.build(name, r.df, r.st)
+        specs[name] = charts.build(name, r.df, r.st).to_dict()  # validated once: the page's spec and the PNG's
+        png = charts.png(specs[name], scale=1.5)
         with atomic_path(out / f"{name}.png", suffix=".png") as tmp:
-            chart.save(tmp, format="png", scale_factor=1.5)
-        specs[name] = chart.to_dict()
-    fl = fleet_table(r)
-    _write_csv(fl.select(metrics.FLEET_CSV_COLUMNS), out / "fleet.csv")
+            Path(tmp).write_bytes(png)
+    fl = r.fleet
     full = cells_table(r)
-    _write_csv(full, out / "cells.csv")
+    tables = {"fleet": fl.select(metrics.FLEET_CSV_COLUMNS), "cells": full}
 
     sections = [
         summary_section(r),
@@ -1055,6 +1463,10 @@ def build_report(
     if r.other.height:
         sections.append(other_configs_section(r))
     sections += [measured_section(r), environment_section(r)]
+    for s_ in sections:
+        tables.update(s_.csv)
+    for name in REPORT_TABLES:  # every declared CSV exists, empty where there is nothing to list
+        _write_csv(tables.get(name, pl.DataFrame()), out / f"{name}.csv")
     st = r.st
     page = (
         _templates()
