@@ -28,7 +28,7 @@ from joulegrid import grid as G
 from joulegrid import spec as SP
 from joulegrid.analysis import metrics, stats
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.measure]  # energy verdicts: in the serial phase (tests/phases.py)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = {"PYTHONPATH": os.pathsep.join([str(REPO / "src"), HERE])}
 BATCHES = [128, 256]
