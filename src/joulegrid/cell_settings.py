@@ -40,6 +40,11 @@ class Measure:
     hotspot_batches: int
     hotspot_top: int
     max_eval_samples: int
+    energy_max_rel_err: float
+    outlier_retries: int
+    outlier_max_steal: float
+    outlier_max_contention: float
+    outlier_min_cpu_freq: float
 
     @classmethod
     def from_dict(cls, measure: dict[str, Any] | None) -> Measure:

@@ -339,6 +339,45 @@ def expand(
     return Grid(cells, excluded)
 
 
+# ------------------------------------------------------------------ blocked repeats
+# Repeats run in blocks (docs/measurement.md, "Blocked repeats"): block k is every cell's repeat k, and the
+# cells of a block run in a seeded random order, another one per block. The order is a pure function of the
+# seed, the block and the cells of the grid (without site and repeat), so that the Snakefile (which orders the
+# jobs by it) and a job (which records its position, from the grid snapshot) agree.
+
+
+def block_cell(cell: Cell) -> str:
+    """The cell as the blocks know it: its id without site and repeat (the same grid at two sites is one plan)."""
+    return f"{cell.workload}/{cell.phase}/{cell.device}/{cell.precision_segment}/bs{cell.batch_size}"
+
+
+def _block_key(seed: int, block: int, name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{seed}:{block}:{name}".encode()).hexdigest()
+
+
+def block_positions(names: Iterable[str], seed: int, block: int) -> dict[str, int]:
+    """{block cell: its planned position in ``block``} (0 = first): the cells sorted by sha256 of
+    (seed, block, name) -- a seeded permutation, another one for every block."""
+    order = sorted(set(names), key=lambda n: _block_key(seed, block, n))
+    return {n: i for i, n in enumerate(order)}
+
+
+def block_order(cells: Iterable[Cell], seed: int) -> list[tuple[Cell, int]]:
+    """(cell, planned position in its block), in the planned order: block 0 (every cell's repeat 0) in its
+    seeded order, then block 1, ..."""
+    cells = list(cells)
+    names = sorted({block_cell(c) for c in cells})
+    pos: dict[int, dict[str, int]] = {}
+    out = []
+    for c in cells:
+        if c.repeat not in pos:
+            pos[c.repeat] = block_positions(names, seed, c.repeat)
+        out.append((c, pos[c.repeat][block_cell(c)]))
+    return sorted(out, key=lambda cp: (cp[0].repeat, cp[1]))
+
+
 def unique(values: Iterable[Any]) -> list[Any]:
     seen: set[Any] = set()
     out = []

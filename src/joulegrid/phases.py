@@ -2,10 +2,12 @@
 
 ``Phase.run`` (docs/measurement.md, "windows"): warm-up (not measured) -> ``MeasuredWindow``: the idle
 baseline (measure.idle_baseline_s: meters running, process asleep), the peaks reset, the meters run around
-the loop -- training: the epochs, each evaluated, until the target quality; inference: full passes over the
-test split until the window lasts measure.min_window_s -> the quality. ``PhaseResult`` holds what the phase
-produced, filled as it goes (a phase that fails leaves what it had measured); ``Phase.profile_pass`` runs
-the same loop again for the hotspot profilers, after the window.
+the loop, repeated in whole units until the window lasts measure.min_window_s -- training: whole training
+runs (the epochs, each evaluated, until the target quality), each from the same initial weights, RNG state
+and data order; inference: full passes over the test split -> the quality. ``PhaseResult`` holds what the
+phase produced, filled as it goes (a phase that fails leaves what it had measured); ``Phase.run`` may run
+again (the outlier rule's next attempt: training starts again from the initial weights);
+``Phase.profile_pass`` runs the same loop again for the hotspot profilers, after the window.
 
 torch is imported where it is used: importing this module does not import it (the runner starts the job's
 meters first, so that their set-up overlaps torch's).
@@ -29,6 +31,7 @@ from . import schema
 if TYPE_CHECKING:
     from .cell_settings import Measure
     from .cell_setup import Setup
+    from .diagnostics import EdgeProbe
     from .grid import Cell
     from .meters import MeterSet
     from .probes import MemoryPeaks
@@ -182,12 +185,21 @@ class MeasuredWindow:
     body raised is left as it is: the cell failed, its row has no window figures (MeterSet.close stops the
     meters)."""
 
-    def __init__(self, meters: MeterSet, memory: MemoryPeaks, device: str, idle_baseline_s: float, cell_id: str):
+    def __init__(
+        self,
+        meters: MeterSet,
+        memory: MemoryPeaks,
+        device: str,
+        idle_baseline_s: float,
+        cell_id: str,
+        probe: EdgeProbe | None = None,
+    ):
         self.meters = meters
         self.memory = memory
         self.device = device
         self.idle_baseline_s = float(idle_baseline_s)
         self.cell_id = cell_id
+        self.probe = probe  # CPU frequency and GPU clock-event reasons at the edges (diagnostics.py)
         self.idle_s: float | None = None
         self.wall_s: float | None = None
         self.cpu_s: float | None = None
@@ -210,6 +222,8 @@ class MeasuredWindow:
             self.idle_s = time.perf_counter() - t
         self.memory.start_window()
         self._graphs0 = graphs_compiled()
+        if self.probe is not None:
+            self.probe.start()
         self.meters.start("measured")
         self.started_at = datetime.now(UTC)
         self._t0, self._c0 = time.perf_counter(), cpu_time()
@@ -225,6 +239,8 @@ class MeasuredWindow:
         sync(self.device)
         self.wall_s, self.cpu_s = time.perf_counter() - self._t0, cpu_time() - self._c0
         self.finished_at = datetime.now(UTC)
+        if self.probe is not None:
+            self.probe.end()  # the CPUs still at the loop's clock (microseconds)
         self.readings = self.meters.stop()
         self.compiles = graphs_compiled() - self._graphs0
         if self.compiles:
@@ -254,6 +270,7 @@ class PhaseResult:
     loss: float | None = None
     epochs: int | None = None
     infer_passes: int | None = None
+    train_runs: int | None = None  # whole training runs in the window (train)
     epoch_laps: list[int | None] = field(default_factory=list)  # MeterSet.lap() indices: energies at the end
     target_lap: int | None = None
 
@@ -273,6 +290,10 @@ class PhaseResult:
         out.update(self.quality)
         if self.infer_passes is not None:
             out["infer_passes"] = self.infer_passes
+        if self.train_runs is not None:
+            out["train_runs"] = self.train_runs
+            if self.wall_s is not None and self.train_runs:
+                out["train_run_wall_s"] = self.wall_s / self.train_runs
         m = self.batches
         if self.epochs is not None:
             out["epochs"] = self.epochs
@@ -304,9 +325,12 @@ class PhaseResult:
         )
         return out
 
-    def energy_columns(self, laps: list[float | None]) -> dict[str, Any]:
-        """epoch_energy_j and energy_to_target_j from the job's cumulative energy at each lap (MeterSet.finish)."""
+    def energy_columns(self, laps: list[float | None], energy_j: float | None = None) -> dict[str, Any]:
+        """epoch_energy_j and energy_to_target_j from the job's cumulative energy at each lap (MeterSet.finish)
+        (the first training run's laps); train_run_energy_j = energy_j / train_runs."""
         out: dict[str, Any] = {}
+        if self.train_runs and energy_j is not None:
+            out["train_run_energy_j"] = energy_j / self.train_runs
         if self.epoch_laps:
             e = [laps[i] if i is not None and i < len(laps) else None for i in self.epoch_laps]
             walls = self.batches.epoch_wall if self.batches is not None else []
@@ -321,7 +345,15 @@ class Phase:
     """The measured phase of one cell, over its set-up (cell_setup.Setup: workload, data, model, precision)."""
 
     def __init__(
-        self, cell: Cell, measure: Measure, setup: Setup, seed: int, meters: MeterSet, memory: MemoryPeaks
+        self,
+        cell: Cell,
+        measure: Measure,
+        setup: Setup,
+        seed: int,
+        meters: MeterSet,
+        memory: MemoryPeaks,
+        min_window_s: float | None = None,
+        probe: EdgeProbe | None = None,
     ) -> None:
         self.cell = cell
         self.measure = measure
@@ -329,14 +361,22 @@ class Phase:
         self.seed = seed
         self.meters = meters
         self.memory = memory
+        #: the window lasts at least this long (measure.min_window_s; 0: one pass / one training run)
+        self.min_window_s = float(measure.min_window_s if min_window_s is None else min_window_s)
+        self.probe = probe
         self.result = PhaseResult()
         self.loop: TrainLoop | None = None  # training: what the hotspot pass reuses
+        self._initial: tuple[dict[str, Any], Any] | None = None  # training: the initial weights and RNG state
 
     def run(self) -> PhaseResult:
+        """The phase, measured; again on a second call (a new PhaseResult; training from the initial weights)."""
+        self.result = PhaseResult()
         return self._train() if self.cell.phase == "train" else self._infer()
 
     def _window(self) -> MeasuredWindow:
-        return MeasuredWindow(self.meters, self.memory, self.cell.device, self.measure.idle_baseline_s, self.cell.id)
+        return MeasuredWindow(
+            self.meters, self.memory, self.cell.device, self.measure.idle_baseline_s, self.cell.id, self.probe
+        )
 
     def _infer(self) -> PhaseResult:
         c, s, r = self.cell, self.setup, self.result
@@ -351,7 +391,7 @@ class Phase:
         m = Measurement()
         # Short inference passes (tens of ms) cannot be metered: repeat full passes over the
         # test split until the window lasts min_window_s (docs/measurement.md, "windows").
-        min_window = float(self.measure.min_window_s)
+        min_window = self.min_window_s
         out, passes = None, 0
         with self._window() as w:
             r.idle_window_s = w.idle_s
@@ -384,18 +424,18 @@ class Phase:
         c, s, r = self.cell, self.setup, self.result
         wl, model, split, prec = s.workload, s.model, s.split, s.precision
         model.train()
-        trainee = Trainee(model, wl.make_optimizer(model), prec.make_scaler(c.device))
+        if self._initial is None:  # the seeded initial weights every training run (and attempt) starts from
+            self._initial = (copy.deepcopy(model.state_dict()), torch.get_rng_state())
+        else:  # a later attempt (the outlier rule): from the initial weights again
+            model.load_state_dict(self._initial[0])
 
         def step(mdl, optim, sc, xb, yb):
             return prec.train_step(c.device, lambda: wl.loss(mdl, xb, yb), optim, sc)
 
         x_all = torch.as_tensor(split.x_train)
         y_all = torch.as_tensor(split.y_train) if split.y_train is not None else None
-        self.loop = loop = TrainLoop(step, x_all, y_all, c.batch_size, c.device, prec.dtype)
+        self.loop = TrainLoop(step, x_all, y_all, c.batch_size, c.device, prec.dtype)
         n = len(x_all)
-        gen = torch.Generator().manual_seed(self.seed)
-        limit = self.measure.max_eval_samples
-        target, epochs = s.target_quality, s.epochs
 
         # warm-up on a copy, so the measured training starts from the seeded initial weights
         warm = self.measure.warmup_batches
@@ -412,34 +452,64 @@ class Phase:
         sync(c.device)
         r.warmup_s = time.perf_counter() - t0
 
+        # Whole training runs, each from the same initial weights, RNG state and data order, until the window
+        # lasts min_window_s (docs/measurement.md, "windows"): a run is the unit a user quotes (time and energy
+        # per run = the window / train_runs). The first run's epochs give the curves, the quality, the time and
+        # energy to target (its laps); every run is timed and metered alike.
         m = Measurement()
-        reached = False
+        rng = torch.get_rng_state()
+        runs, metrics = 0, {}
         with self._window() as w:
             r.idle_window_s = w.idle_s
-            for epoch in range(epochs):
-                loss_sum, nb = loop.train_epoch(trainee, gen, m, epoch)
-                te0 = time.perf_counter()
-                metrics = self._evaluate(limit)
-                m.eval_s += time.perf_counter() - te0
-                q = metrics.get(wl.quality_metric)
+            while True:
+                if runs:
+                    model.load_state_dict(self._initial[0])
+                    torch.set_rng_state(rng)
+                got = self._train_run(m, w, first=runs == 0)
+                metrics = metrics or got
+                runs += 1
+                if w.elapsed() >= self.min_window_s:
+                    break
+        r.close(w, m)
+        r.set_quality(wl, metrics)
+        r.loss = m.epoch_loss[-1] if m.epoch_loss else None
+        r.epochs = len(m.epoch_wall)
+        r.train_runs = runs
+        r.epoch_laps = m.epoch_energy  # epoch_energy_j and energy_to_target_j: at the end (energy_columns)
+        return r
+
+    def _train_run(self, m: Measurement, w: MeasuredWindow, first: bool) -> dict[str, float]:
+        """One training run inside the window: a fresh optimizer and scaler, the seeded data order, the epochs
+        (each evaluated) until the target quality. The first run records the epoch curves and laps. Returns the
+        last epoch's quality metrics."""
+        import torch
+
+        c, s, r = self.cell, self.setup, self.result
+        wl = s.workload
+        trainee = Trainee(s.model, wl.make_optimizer(s.model), s.precision.make_scaler(c.device))
+        gen = torch.Generator().manual_seed(self.seed)
+        target, limit = s.target_quality, self.measure.max_eval_samples
+        metrics: dict[str, float] = {}
+        for epoch in range(s.epochs):
+            loss_sum, nb = self.loop.train_epoch(trainee, gen, m, epoch)
+            te0 = time.perf_counter()
+            metrics = self._evaluate(limit)
+            m.eval_s += time.perf_counter() - te0
+            q = metrics.get(wl.quality_metric)
+            reached = target is not None and q is not None and ((q >= target) if wl.higher_is_better else (q <= target))
+            if first:
                 elapsed = w.elapsed()
                 m.epoch_wall.append(elapsed)
                 m.epoch_quality.append(q)
                 m.epoch_loss.append(loss_sum / max(nb, 1))
                 lap = self.meters.lap()  # index of the lap: the job's energy so far is known at the end
                 m.epoch_energy.append(lap)
-                if target is not None and not reached and q is not None:
-                    if (q >= target) if wl.higher_is_better else (q <= target):
-                        reached = True
-                        m.time_to_target = elapsed
-                        r.target_lap = lap
-                        break
-        r.close(w, m)
-        r.set_quality(wl, metrics)
-        r.loss = m.epoch_loss[-1] if m.epoch_loss else None
-        r.epochs = len(m.epoch_wall)
-        r.epoch_laps = m.epoch_energy  # epoch_energy_j and energy_to_target_j: at the end (energy_columns)
-        return r
+                if reached:
+                    m.time_to_target = elapsed
+                    r.target_lap = lap
+            if reached:
+                break
+        return metrics
 
     def profile_pass(self, max_batches: int) -> ProfilePass:
         """One pass of the phase's loop for the hotspot profilers (after the window): train: an epoch of at most

@@ -97,12 +97,12 @@ def run(
             if not run_out.is_file():
                 log.error("%s: run %d (%s) ended with exit status %d and no row", cell.id, slot, label, rc)
                 return rc or 1
-            (row,) = pq.read_table(run_out).to_pylist()
-            rows.append({**row, "code_slot": slot})
+            # the run's row, then any window the outlier rule excluded (runner.CellRunner.write): every one kept
+            rows.append([{**row, "code_slot": slot} for row in pq.read_table(run_out).to_pylist()])
             hs = run_out.parents[1] / "hotspots" / f"{cell.file_id}.parquet"
             if slot and hs.is_file():
                 hotspot_tables.append(pq.read_table(hs))
-        write_table(schema.to_table(rows[:1]), warmup_path(out))  # discarded from the statistics, kept
+        write_table(schema.to_table(rows[0]), warmup_path(out))  # discarded from the statistics, kept
         if hotspot_tables:
             from . import hotspots
 
@@ -110,7 +110,7 @@ def run(
                 write_table(pa.concat_tables(hotspot_tables), hotspots.path_for(out, cell.file_id))
             except Exception as e:  # noqa: BLE001 - a side file: never lose the measured runs for it
                 log.warning("%s: hotspots not written: %s: %s", cell.id, type(e).__name__, e)
-        write_table(schema.to_table(rows[1:]), out)
+        write_table(schema.to_table([r for slot_rows in rows[1:] for r in slot_rows]), out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -12,12 +12,14 @@ listed in ``measure.required_meters`` that this host cannot provide stops the jo
 Windows of a cell (docs/measurement.md):
   set-up (meters prepare in the background) -> warm-up (not measured) -> idle baseline
   (measure.idle_baseline_s, meters running, process asleep) -> MEASURED window (peak RSS and
-  device-memory peaks reset just before it; inference repeats full passes over the test split
-  until measure.min_window_s) -> quality -> hotspot profiling passes (measure.hotspots; after
+  device-memory peaks reset just before it; inference repeats full passes over the test split, training
+  whole training runs, until measure.min_window_s) -> quality -> the outlier rule (diagnostics.py: a
+  disturbed window is excluded and the phase measured again, at most measure.outlier_retries times; every
+  excluded window stays a row of the run file) -> hotspot profiling passes (measure.hotspots; after
   the measured window, never inside it). The job's usage and energy are followed from the start of
   run() to the row (MeterSet.start_job ... finish): the whole job (job_* columns, without the idle
-  baseline and the profiling passes) and the job's share of every window (docs/measurement.md,
-  "Whose energy").
+  baseline, the excluded attempts and the profiling passes) and the job's share of every window
+  (docs/measurement.md, "Whose energy").
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from . import cell_setup, phases, probes, schema
+from . import cell_setup, diagnostics, phases, probes, schema
 from .cell_setup import DeviceUnavailable as DeviceUnavailable  # raised by the set-up; the CLI catches it here
 from .meters import MeterSet, RequiredMeterMissing, build
 from .precision import Unsupported as PrecisionUnsupported
@@ -79,6 +81,17 @@ class Outcome:
         }
 
 
+@dataclass
+class Attempt:
+    """A measured attempt the outlier rule excluded: its phase, what disturbed it and why, its window's name."""
+
+    label: str  # its windows' name in the MeterSet (excluded-<k>)
+    number: int  # window_attempt: 1 = the job's first measured window
+    result: phases.PhaseResult
+    diagnostics: diagnostics.Diagnostics
+    reason: str
+
+
 class CellRunner:
     """Measures one cell (``run``) and writes its row (``write``). ``spec``: what it measures the cell with
     (spec.CellSpec, or its JSON form, read once here)."""
@@ -102,6 +115,10 @@ class CellRunner:
         self.facts = probes.HostFacts()
         self.setup = cell_setup.Setup(self.spec, data_path, model_path)
         self.phase: phases.Phase | None = None
+        self.excluded: list[Attempt] = []  # measured attempts the outlier rule excluded (each a row)
+        self.diagnostics: diagnostics.Diagnostics | None = None  # of the kept window
+        self.exclusion_reason: str | None = None  # the rule's verdict on the kept window (retries used up)
+        self.window_attempt: int | None = None
         self.meters_ready_s: float | None = None
         self.hotspot_rows: list[dict[str, Any]] = []
         self.hotspot_trace: dict[str, Any] | None = None  # the torch pass's Chrome trace (hotspots.write)
@@ -168,12 +185,51 @@ class CellRunner:
         t = time.perf_counter()
         self.meters.ready()  # joins the background set-up; RequiredMeterMissing if one failed
         self.meters_ready_s = time.perf_counter() - t
-        self.phase = phases.Phase(c, self.settings.measure, self.setup, self.spec.seed, self.meters, self.memory)
-        self.phase.run()
+        self._phase()
         self._profile()  # before the masks are folded: the profiled pass trains the model as measured
         from . import variants
 
         variants.finalize(self.model)  # pruning masks (train) folded into the weights
+
+    def _phase(self) -> None:
+        """The measured phase, judged by the outlier rule (diagnostics.py): a window the rule excludes is set
+        apart (its own row at the end) and the phase measured again, at most measure.outlier_retries times;
+        the last attempt is kept whatever the verdict (a row still excluded when the rule excluded it too).
+        Without energy measurement (train_reference) one pass / one training run, no rule."""
+        c, ms = self.cell, self.settings.measure
+        probe = diagnostics.EdgeProbe(self.meters.gpus) if self.measure_energy else None
+        self.phase = phases.Phase(
+            c,
+            ms,
+            self.setup,
+            self.spec.seed,
+            self.meters,
+            self.memory,
+            min_window_s=None if self.measure_energy else 0.0,
+            probe=probe,
+        )
+        rule = diagnostics.OutlierRule.of(ms)
+        attempts = 1 + (int(ms.outlier_retries) if self.measure_energy else 0)
+        for k in range(1, attempts + 1):
+            self.meters.begin_attempt()
+            result = self.phase.run()
+            self.window_attempt = k
+            if not self.measure_energy:
+                return
+            usage, reserved = self.meters.window_usage() or (None, None)
+            threads = self.facts.software.get("torch_num_threads") or self.threads or ms.threads
+            self.diagnostics = diagnostics.Diagnostics.of(probe, usage, reserved, threads)
+            self.exclusion_reason = rule.judge(self.diagnostics)
+            if self.exclusion_reason is None or k == attempts:
+                if self.exclusion_reason:
+                    log.warning("%s: window %d excluded by the outlier rule: %s", c.id, k, self.exclusion_reason)
+                return
+            label = f"excluded-{k}"
+            self.meters.exclude_attempt(label)
+            self.excluded.append(Attempt(label, k, result, self.diagnostics, self.exclusion_reason))
+            log.warning(
+                "%s: window %d excluded by the outlier rule (%s); measuring again", c.id, k, self.exclusion_reason
+            )
 
     def _profile(self) -> None:
         """cProfile + torch.profiler over separate passes AFTER the measured window (measure.hotspots)."""
@@ -212,12 +268,15 @@ class CellRunner:
         except Exception:  # noqa: BLE001 - a warm-up of pyarrow only: the write itself reports
             pass
         result = self.phase.result if self.phase is not None else phases.PhaseResult()
+        others = {a.label: (a.result.wall_s, a.result.idle_window_s) for a in self.excluded}
         try:
-            cols, laps = self.meters.finish(result.wall_s, result.idle_window_s)
+            cols, laps = self.meters.finish(
+                result.wall_s, result.idle_window_s, self.facts.accelerator.get("gpu_model"), others
+            )
         except Exception as e:  # noqa: BLE001 - attribution failing must not lose the measured run
             log.warning("%s: energy attribution failed: %s: %s", self.cell.id, type(e).__name__, e)
             return
-        self.energy = {**cols, **result.energy_columns(laps)}
+        self.energy = {**cols, **result.energy_columns(laps, cols.get("energy_j"))}
         site = self.settings.site_facts
         if cols.get("energy_j") is not None and site.carbon_intensity_g_per_kwh is not None:
             self.energy["co2_kg"] = co2_g(cols["energy_j"], site.carbon_intensity_g_per_kwh, site.pue or 1.0) / 1000.0
@@ -228,9 +287,48 @@ class CellRunner:
         return self.phase.result.window_compiles if self.phase is not None else None
 
     # ------------------------------------------------------------------ the row
+    def _judged(self, d: diagnostics.Diagnostics | None, reason: str | None, number: int | None) -> dict[str, Any]:
+        """The outlier rule's columns of a window: its diagnostics, its verdict and which attempt it was."""
+        if not self.measure_energy:
+            return {}
+        return {
+            **(d.columns() if d is not None else {}),
+            "excluded": reason is not None,
+            "exclusion_reason": reason,
+            "window_attempt": number,
+        }
+
+    def excluded_rows(self) -> list[dict[str, Any]]:
+        """One row per attempt the outlier rule excluded (after the kept row in the run file): the same
+        identity but its own run_id, the same set-up and host facts, its window's phase, energy and
+        diagnostics; the whole job's columns belong to the kept row only."""
+        rows = []
+        for a in self.excluded:
+            energy = dict(self.meters.others.get(a.label) or {})
+            energy.update(a.result.energy_columns([], energy.get("energy_j")))
+            rows.append(
+                {
+                    **schema.empty_row(),
+                    **identity_columns(self.spec, self.attempt),
+                    "started_at": self.started_at,
+                    **self.facts.columns(),
+                    **self.setup.columns,
+                    "meters_ready_s": self.meters_ready_s,
+                    **a.result.columns(),
+                    **self._throughput(a.result),
+                    **energy,
+                    **self._judged(a.diagnostics, a.reason, a.number),
+                    "meters_absent": self.meters.absent,
+                    "status": schema.STATUS_OK,
+                    "finished_at": self.finished_at,
+                }
+            )
+        return rows
+
     def _assemble(self) -> dict[str, Any]:
         """The row, once, from its typed parts: identity, host facts, set-up, phase, hotspots, energy, outcome."""
         result = self.phase.result if self.phase is not None else phases.PhaseResult()
+        judged = self._judged(self.diagnostics, self.exclusion_reason, self.window_attempt) if result.wall_s else {}
         return {
             **schema.empty_row(),
             **self.identity,
@@ -242,6 +340,7 @@ class CellRunner:
             **self._throughput(result),
             "profile_s": self.profile_s,
             **self.energy,
+            **judged,
             "meters_absent": self.meters.absent,
             **self.outcome.columns(),
             "peak_rss_bytes": self.peak_rss_bytes,
@@ -263,7 +362,9 @@ class CellRunner:
         from .io import write_table
 
         self.row = self._assemble()  # with the outcome as it is now (run_and_write adds earlier attempts)
-        write_table(schema.to_table([self.row]), self.out)
+        # the kept window's row first (what a reader of "the cell's row" reads: row 0), then every window the
+        # outlier rule excluded before it, each its own row (nothing measured is lost)
+        write_table(schema.to_table([self.row, *self.excluded_rows()]), self.out)
         if self.hotspot_rows:
             from . import hotspots
 

@@ -129,6 +129,23 @@ COLUMNS: tuple[Column, ...] = (
     ),
     _C("batch_size", "int64", "samples", "identity", "Batch size of the measured phase."),
     _C("repeat", "int64", "", "identity", "Repeat index k of the cell."),
+    _C(
+        "block",
+        "int64",
+        "",
+        "identity",
+        "Block of the run: block k = every cell's repeat k, run in a seeded random order (docs/measurement.md, "
+        "'Blocked repeats'); the analysis compares two cells of one host per block.",
+    ),
+    _C(
+        "block_position",
+        "int64",
+        "",
+        "identity",
+        "The run's PLANNED position in its block (0 = first; joulegrid.grid.block_order, from the grid snapshot); "
+        "the order in which runs really started is that of window_started_at. Null where the job had no block plan "
+        "(a --spec run).",
+    ),
     _C("seed", "int64", "", "identity", "Random seed used for data split, init and shuffling."),
     _C("attempt", "int64", "", "identity", "Snakemake attempt number (1 = first try, >1 = retry)."),
     _C(
@@ -319,7 +336,14 @@ COLUMNS: tuple[Column, ...] = (
     _C("n_params_nonzero", "int64", "", "workload", "Non-zero parameters (differs from n_params for pruned models)."),
     _C("model_size_bytes", "int64", "bytes", "workload", "Size of the serialized state_dict as stored (torch.save)."),
     _C("compression_ratio", "float64", "", "workload", "Autoencoders: input columns / latent size."),
-    _C("epochs", "int64", "", "workload", "Training epochs run in the measured phase (train); 0 for infer."),
+    _C(
+        "epochs",
+        "int64",
+        "",
+        "workload",
+        "Training epochs of one training run (train: the first run of the window; fewer than configured when it "
+        "reached target_quality); 0 for infer.",
+    ),
     _C("n_batches", "int64", "", "workload", "Batches in the measured phase (all passes)."),
     _C("n_samples", "int64", "samples", "workload", "Samples processed in the measured phase (all passes)."),
     _C(
@@ -329,6 +353,15 @@ COLUMNS: tuple[Column, ...] = (
         "workload",
         "Inference: full passes over the test split in the measured window (repeated until measure.min_window_s was "
         "reached); null for train.",
+    ),
+    _C(
+        "train_runs",
+        "int64",
+        "",
+        "workload",
+        "Training: whole training runs in the measured window, each from the same initial weights, RNG state and "
+        "data order (repeated until measure.min_window_s was reached); n_samples, n_batches and energy_j cover them "
+        "all, the epoch curves and quality are the first run's; null for infer.",
     ),
     _C(
         "flops_per_sample_fwd",
@@ -371,7 +404,14 @@ COLUMNS: tuple[Column, ...] = (
         "Wall time the job waited for the meters' set-up after its own set-up (codecarbon's hardware detection and "
         "zeus' import run in the background during set-up; 0 = fully hidden).",
     ),
-    _C("wall_s", "float64", "s", "time", "Wall time of the measured phase."),
+    _C("wall_s", "float64", "s", "time", "Wall time of the measured phase (every pass / training run of the window)."),
+    _C(
+        "train_run_wall_s",
+        "float64",
+        "s",
+        "time",
+        "Training: wall time of one training run = wall_s / train_runs (the figure to quote for 'one training run').",
+    ),
     _C("cpu_s", "float64", "s", "time", "Process CPU time (user+sys) of the measured phase."),
     _C(
         "data_s",
@@ -536,12 +576,31 @@ COLUMNS: tuple[Column, ...] = (
         "Samples (or counter reads) the largest reading in energy_j took in the window.",
     ),
     _C(
+        "energy_rel_err",
+        "float64",
+        "fraction",
+        "energy",
+        "Relative error of energy_j from how its meters read it: each chosen reading's meter update interval and "
+        "resolution against the window (counters: one update of power at each edge, 2 u / T; NVML on A100/H100 also "
+        "its partial sampling; the estimate meter: one /proc/stat tick per CPU at each edge; a constant RAM model: "
+        "0), summed over the parts (docs/measurement.md, 'Sampling and low confidence'). Not a model's own error "
+        "(energy_estimated, model_fit_max_rel_err).",
+    ),
+    _C(
         "energy_low_confidence",
         "bool",
         "",
         "energy",
-        "True if any reading in energy_j took fewer than 60 samples in the measured window (MLPerf Power spirit): "
-        "raise measure.min_window_s, workload size or epochs. Independent of energy_estimated.",
+        "True when energy_rel_err is above measure.energy_max_rel_err (2 %): the window is too short for its meters "
+        "(raise measure.min_window_s). Independent of energy_estimated: an estimate is labelled as an estimate.",
+    ),
+    _C(
+        "energy_low_confidence_reason",
+        "string",
+        "",
+        "energy",
+        "Why energy_low_confidence is set: the error, the bound and each reading's part (meter, update interval, "
+        "window); null when it is not set.",
     ),
     _C(
         "idle_window_s",
@@ -567,6 +626,13 @@ COLUMNS: tuple[Column, ...] = (
         "The job's energy net of idle: energy_j - idle_power_w * wall_s; null without idle baseline.",
     ),
     _C("mean_power_w", "float64", "W", "energy", "energy_j / wall_s."),
+    _C(
+        "train_run_energy_j",
+        "float64",
+        "J",
+        "energy",
+        "Training: the job's energy of one training run = energy_j / train_runs.",
+    ),
     _C(
         "energy_readings",
         "list<reading>",
@@ -1082,6 +1148,66 @@ COLUMNS: tuple[Column, ...] = (
         "job",
         "1 - energy_j / job_energy_j: the share of the job's energy outside the measured phase.",
     ),
+    # ---------------------------------------------------------------- outliers (joulegrid.diagnostics)
+    _C(
+        "cpu_freq_start_mhz",
+        "float64",
+        "MHz",
+        "outliers",
+        "Mean current frequency of the job's CPUs at the measured window's start (cpufreq scaling_cur_freq, else "
+        "/proc/cpuinfo cpu MHz); null where neither is readable.",
+    ),
+    _C(
+        "cpu_freq_end_mhz",
+        "float64",
+        "MHz",
+        "outliers",
+        "The same at the window's end (the CPUs still at the loop's clock): what the outlier rule compares with "
+        "cpu_base_freq_mhz.",
+    ),
+    _C("cpu_freq_source", "string", "", "outliers", "cpufreq or cpuinfo: where the frequencies were read."),
+    _C(
+        "cpu_base_freq_mhz",
+        "float64",
+        "MHz",
+        "outliers",
+        "Mean base frequency of the job's CPUs (cpufreq base_frequency, intel_pstate); null where not exposed.",
+    ),
+    _C(
+        "neighbour_contention",
+        "float64",
+        "fraction",
+        "outliers",
+        "Share of the CPUs the job needs that other processes ran on, on average over the measured window: "
+        "max(0, (node_busy_cpu_s - job_cpu_s) - (node_cpus - A) x wall) / (A x wall), A = its threads, at most "
+        "job_cpus. Steal time is node_steal_cpu_s / node_cpu_s.",
+    ),
+    _C(
+        "gpu_throttle_reasons",
+        "string",
+        "",
+        "outliers",
+        "NVML clock-event (throttle) reasons of the job's GPUs at the window's edges, comma-separated (e.g. "
+        "sw_power_cap, hw_slowdown, hw_thermal_slowdown); '' = none; null without GPU or NVML.",
+    ),
+    _C(
+        "excluded",
+        "bool",
+        "",
+        "outliers",
+        "True when the outlier rule (docs/measurement.md, 'Outliers by rule') excluded this run: steal, neighbour "
+        "contention, CPU frequency below base, GPU slowdown above measure.outlier_*. Excluded runs enter no mean, "
+        "interval or verdict; the report counts them. Null where no rule ran (train_reference, older rows).",
+    ),
+    _C("exclusion_reason", "string", "", "outliers", "Why the rule excluded the run; null when it kept it."),
+    _C(
+        "window_attempt",
+        "int64",
+        "",
+        "outliers",
+        "Which measured window of its job the row is: 1 = the first; k > 1 after the rule excluded the k - 1 before "
+        "it, which are rows of the same run file (measure.outlier_retries).",
+    ),
     # ---------------------------------------------------------------- quality
     _C(
         "quality_metric",
@@ -1090,7 +1216,13 @@ COLUMNS: tuple[Column, ...] = (
         "quality",
         "Name of the headline quality metric (e.g. recon_mse, roc_auc, accuracy).",
     ),
-    _C("quality", "float64", "", "quality", "Value of the headline quality metric on the test split."),
+    _C(
+        "quality",
+        "float64",
+        "",
+        "quality",
+        "Value of the headline quality metric on the test split (train: after the first training run of the window).",
+    ),
     _C("quality_higher_is_better", "bool", "", "quality", "Direction of the quality metric."),
     _C("loss", "float64", "", "quality", "Final training loss (train) or test loss (infer)."),
     _C(
@@ -1115,25 +1247,43 @@ COLUMNS: tuple[Column, ...] = (
         "float64",
         "s",
         "quality",
-        "Training wall time until target_quality was reached; null if never.",
+        "Training wall time until target_quality was reached (the first training run of the window); null if never.",
     ),
     _C(
         "energy_to_target_j",
         "float64",
         "J",
         "quality",
-        "Training energy until target_quality was reached; null if never.",
+        "Training energy until target_quality was reached (the first training run of the window); null if never.",
     ),
-    _C("epoch_wall_s", "list<float64>", "s", "quality", "Cumulative wall time at the end of each epoch (train)."),
+    _C(
+        "epoch_wall_s",
+        "list<float64>",
+        "s",
+        "quality",
+        "Cumulative wall time at the end of each epoch (train; the first training run of the window).",
+    ),
     _C(
         "epoch_energy_j",
         "list<float64>",
         "J",
         "quality",
-        "Cumulative energy at the end of each epoch (train), primary method.",
+        "Cumulative energy at the end of each epoch (train; the first training run of the window), primary method.",
     ),
-    _C("epoch_quality", "list<float64>", "", "quality", "Headline quality after each epoch (train)."),
-    _C("epoch_loss", "list<float64>", "", "quality", "Mean training loss of each epoch (train)."),
+    _C(
+        "epoch_quality",
+        "list<float64>",
+        "",
+        "quality",
+        "Headline quality after each epoch (train; the first training run).",
+    ),
+    _C(
+        "epoch_loss",
+        "list<float64>",
+        "",
+        "quality",
+        "Mean training loss of each epoch (train; the first training run).",
+    ),
     # ---------------------------------------------------------------- status
     _C("status", "string", "", "status", "ok, failed, oom, nan or skipped."),
     _C("error_type", "string", "", "status", "Exception class (or signal) of a failed run."),

@@ -148,7 +148,7 @@ class Workflow:
         # The grid snapshot <results>/.grid/<hash of its content>.json: the settings of every workload of
         # this configuration (data, reference model, site facts), written once by the main process; each
         # job reads it with the cell's wildcards (run-cell --grid). docs/architecture.md, "The lean measure rule".
-        self.grid_snapshot = self.spec.snapshot_path(write=main)
+        self.grid_snapshot = self.spec.snapshot_path(write=main, cells=self.grid.cells)
         self.grid_snapshot_q = shlex.quote(self.grid_snapshot)  # as rule measure's shell command names it
         # Code versions (versions:, docs/compare.md): a measure job is a quadruple of both versions
         # (joulegrid.quadruple), five runs of the cell, so it gets five times a cell's runtime; the versions'
@@ -307,6 +307,28 @@ class Workflow:
             measure.resources["attempt"] = 1
         if wf.is_main_process and getattr(wf, "dryrun", False):
             self.dry_run_checks()
+        elif wf.is_main_process:
+            self.block_priorities(measure)
+
+    def block_priorities(self, measure) -> None:
+        """Blocked repeats (docs/measurement.md, "Blocked repeats"): every cell's repeat 0, then every cell's
+        repeat 1, ..., each block in its seeded order (grid.block_order). Snakemake's schedulers (ILP and
+        greedy, snakemake/scheduling) start the ready jobs of the highest priority first, so rule measure's
+        priority falls along that order, and the jobs that make its inputs (data, reference models, the
+        inputs.json) come before every cell: otherwise a block's inference cells would wait for every block's
+        training cells. Set in a real run of the main process only: Snakemake evaluates a priority callable
+        for every job, in a dry run too (docs/benchmarks.md, "Dry run of a big grid"), and a dry run orders
+        nothing. Inside a cluster job (one cell, or a group) there is nothing to order."""
+        order = jg_grid.block_order(self.grid.cells, self.config["seed"])
+        top = len(order) + 1
+        prio = {(jg_grid.block_cell(c), c.repeat): top - i for i, (c, _) in enumerate(order)}
+
+        def priority(wc) -> int:
+            return prio.get((f"{wc.workload}/{wc.phase}/{wc.device}/{wc.precision}/bs{wc.batch}", int(wc.repeat)), 1)
+
+        measure.priority = priority
+        for name in ("prepare_dataset", "train_reference", "cell_inputs"):
+            self.workflow.get_rule(name).priority = top + 1
 
     def start_problems(self, executor: str | None, cores: int | None) -> list[tuple[str, str]]:
         """('error'|'warning', message) of the start-time checks: the site against the executor, measure.threads

@@ -45,12 +45,23 @@ def settings_hash(obj: Any) -> str:
 # anew, the old run files stay (rows of another configuration). Changes that do not change a
 # measurement's meaning (speed-ups, refactoring, the analysis) leave it alone, so that upgrading
 # joulegrid does not re-measure a campaign. docs/architecture.md, "A cell's identity".
-MEASUREMENT_VERSION = 1
+MEASUREMENT_VERSION = 2  # 2: steady windows in both phases (training runs repeated to min_window_s), issue 22
 
-# measure: keys that do not change a measurement: a gate checked before it starts (required_meters)
-# and the profiling pass after the measured window (hotspots*). Every other measure key -- also one
-# added later -- is part of the identity.
-NOT_IDENTITY_MEASURE = ("required_meters", "hotspots", "hotspot_batches", "hotspot_top")
+# measure: keys that do not change a measurement: a gate checked before it starts (required_meters),
+# the profiling pass after the measured window (hotspots*), the bound of the low-confidence flag and the
+# outlier rule (they judge a finished window -- each row records its verdict and reason -- and do not change
+# how it is measured). Every other measure key -- also one added later -- is part of the identity.
+NOT_IDENTITY_MEASURE = (
+    "required_meters",
+    "hotspots",
+    "hotspot_batches",
+    "hotspot_top",
+    "energy_max_rel_err",
+    "outlier_retries",
+    "outlier_max_steal",
+    "outlier_max_contention",
+    "outlier_min_cpu_freq",
+)
 
 
 def _options_of(options: dict[str, Any], precision: str | None) -> dict[str, Any]:
@@ -112,6 +123,8 @@ class CellSpec:
 
     cell: Cell
     settings: CellSettings
+    #: the cell's planned position in its block (grid.block_order; from the grid snapshot), None if unknown
+    block_position: int | None = None
 
     @property
     def config_hash(self) -> str | None:
@@ -132,7 +145,11 @@ class CellSpec:
                 "Fix: pass --grid <results>/.grid/<hash>.json as rule measure does, or write the spec as "
                 "joulegrid.spec.SpecBuilder.spec gives it"
             )
-        return cls(Cell(**spec["cell"], config_hash=spec.get("config_hash")), CellSettings.from_dict(spec["settings"]))
+        return cls(
+            Cell(**spec["cell"], config_hash=spec.get("config_hash")),
+            CellSettings.from_dict(spec["settings"]),
+            spec.get("block_position"),
+        )
 
     @classmethod
     def of(cls, spec: CellSpec | dict[str, Any]) -> CellSpec:
@@ -140,7 +157,10 @@ class CellSpec:
         return spec if isinstance(spec, CellSpec) else cls.from_dict(spec)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cell": self.cell.axes(), "settings": self.settings.to_dict(), "config_hash": self.config_hash}
+        out = {"cell": self.cell.axes(), "settings": self.settings.to_dict(), "config_hash": self.config_hash}
+        if self.block_position is not None:
+            out["block_position"] = self.block_position
+        return out
 
     def with_cell(self, **axes: Any) -> CellSpec:
         """The same settings for another cell (e.g. the reference model's: train, fp32, baseline, cpu)."""
@@ -158,6 +178,8 @@ def identity_columns(spec: CellSpec, attempt: int) -> dict[str, Any]:
         "run_id": uuid.uuid4().hex,
         "cell_id": spec.cell.id,
         "seed": spec.seed,
+        "block": spec.cell.repeat,  # block k = every cell's repeat k (docs/measurement.md, "Blocked repeats")
+        "block_position": spec.block_position,
         "attempt": attempt,
         "config_hash": spec.config_hash,
         "carbon_intensity_g_per_kwh": site.carbon_intensity_g_per_kwh,
@@ -227,6 +249,10 @@ def cell_spec_from_snapshot(path: str | os.PathLike, out: str, code_version: str
             f"{out} belongs to configuration {cell.config_hash}, the grid snapshot {path} holds {cell.workload}'s "
             f"configuration {want}. Fix: run snakemake with the configuration that gave {cell.config_hash}"
         )
+    blocks = snap.get("blocks")  # the grid's block plan (SpecBuilder.snapshot with cells): the planned position
+    position = None
+    if blocks:
+        position = grid.block_positions(blocks["cells"], int(blocks["seed"]), cell.repeat).get(grid.block_cell(cell))
     settings = CellSettings.from_dict(w["settings"])
     if code_version is not None:
         vs = snap.get("versions") or {}
@@ -240,7 +266,7 @@ def cell_spec_from_snapshot(path: str | os.PathLike, out: str, code_version: str
             settings,
             code={"code_version": code_version, "code_commit": v["commit"], "code_dirty": bool(v["dirty"])},
         )
-    spec = CellSpec(cell, settings)
+    spec = CellSpec(cell, settings, position)
     return SnapshotCell(spec, w["data"], w["model"] if cell.phase == "infer" else None, snap["resources_dir"])
 
 
@@ -389,12 +415,20 @@ class SpecBuilder:
 
         return versions.resolve(self.config) if versions.enabled(self.config) else None
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, cells: list[grid.Cell] | None = None) -> dict[str, Any]:
         """The grid snapshot: what every job of this configuration reads (run-cell, record-failure,
         train-reference --grid), per workload its config hash, settings, data and reference model; with code
-        versions (joulegrid.versions) both versions' checkouts, which the quadruple jobs import from."""
+        versions (joulegrid.versions) both versions' checkouts, which the quadruple jobs import from; with the
+        grid's ``cells``, its block plan (the seed and the cells without site and repeat: grid.block_order),
+        from which a job takes its planned position in its block."""
+        blocks = (
+            {"blocks": {"seed": self.config["seed"], "cells": sorted({grid.block_cell(c) for c in cells})}}
+            if cells
+            else {}
+        )
         vs = self.versions()
         return {
+            **blocks,
             **({"versions": {k: v.to_dict() for k, v in vs.items()}} if vs else {}),
             "joulegrid_grid_snapshot": SNAPSHOT_VERSION,
             "resources_dir": self.config["resources_dir"],  # prepared data, the per-host cache (joulegrid.hostcache)
@@ -412,10 +446,11 @@ class SpecBuilder:
             },
         }
 
-    def snapshot_path(self, write: bool = False) -> str:
-        """<results>/.grid/<hash of its content>.json; written (atomically, once: content-addressed) with write."""
+    def snapshot_path(self, write: bool = False, cells: list[grid.Cell] | None = None) -> str:
+        """<results>/.grid/<hash of its content>.json; written (atomically, once: content-addressed) with write.
+        ``cells``: the grid's, for its block plan (the Snakefile's snapshot); computed once per SpecBuilder."""
         if not hasattr(self, "_snapshot"):
-            snap = self.snapshot()
+            snap = self.snapshot(cells)
             self._snapshot = (
                 json.dumps(snap, sort_keys=True, indent=1),
                 f"{self.config['results']}/.grid/{settings_hash(snap)}.json",

@@ -79,12 +79,14 @@ def whole_job_row(cell, **over):
 
 
 def test_stretch_repeats_whole_units_until_min_window():
-    """The runner's rule (runner._infer): passes over the test split until the window lasts min_window_s."""
+    """The runner's rule (phases.Phase): passes over the test split (infer) or whole training runs (train)
+    until the window lasts min_window_s."""
     assert P.stretch("infer", 4.0, 6.0) == (8.0, 2)
     assert P.stretch("infer", 2.0, 6.0) == (6.0, 3)
     assert P.stretch("infer", 7.0, 6.0) == (7.0, 1)
     assert P.stretch("infer", 0.1, 0) == (0.1, 1)
-    assert P.stretch("train", 4.0, 6.0) == (4.0, 1)  # training runs its epochs once (not stretched today)
+    assert P.stretch("train", 4.0, 6.0) == (8.0, 2)  # whole training runs (issue 22)
+    assert P.stretch("train", 0.5, 0) == (0.5, 1)
 
 
 def test_forecast_models_the_whole_job_part_by_part(tmp_path):

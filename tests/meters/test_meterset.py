@@ -148,16 +148,6 @@ def test_largest_pair_over_components():
     assert rel == pytest.approx(50 / 200) and between.startswith("gpu: nvml")
 
 
-def test_low_confidence_when_a_chosen_reading_has_fewer_than_60_samples():
-    s = M.summarise([R("rapl", "cpu", 1, samples=60), R("nvml", "gpu", 1, samples=60)], 1.0)
-    assert s["energy_low_confidence"] is False
-    s = M.summarise([R("rapl", "cpu", 1, samples=60), R("nvml", "gpu", 5, samples=59)], 1.0)
-    assert s["energy_low_confidence"] is True and s["energy_samples"] == 59 and s["energy_interval_s"] == 0.1
-    # a low-sample reading that is not chosen does not matter
-    s = M.summarise([R("rapl", "cpu", 1, samples=600), R("zeus", "cpu", 1, samples=2)], 1.0)
-    assert s["energy_low_confidence"] is False
-
-
 def test_idle_power_and_net_energy():
     rs = [
         R("rapl", "cpu", 4.0, window="idle"),

@@ -291,7 +291,7 @@ def _hash(mutate=None, workload="baler_ae"):
         setp("workloads.baler_ae.rows", 50000),
         setp("workloads.baler_ae.params", {"latent": 6}),
         setp("measure.threads", 1),
-        setp("measure.min_window_s", 3),
+        setp("measure.min_window_s", 5),
         setp("measure.meters", ["estimate"]),
         setp("measure.warmup_batches", 1),
     ],

@@ -171,3 +171,27 @@ def test_grid_import_does_not_import_torch():
     code = "import sys, joulegrid.grid, joulegrid.config, joulegrid.schema; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_blocks_run_every_cell_once_in_a_seeded_order_per_block():
+    """Blocked repeats (docs/measurement.md, "Blocked repeats"): block k = every cell's repeat k, each block a
+    permutation of the cells, another one per block, the same for the same seed and for every site."""
+    g = G.expand(cfg(repeats=3))
+    order = G.block_order(g.cells, seed=11)
+    assert len(order) == 30 and {c.id for c, _ in order} == {c.id for c in g.cells}
+    blocks = [c.repeat for c, _ in order]
+    assert blocks == sorted(blocks)  # block 0, then block 1, then block 2
+    names = {G.block_cell(c) for c in g.cells}
+    perms = []
+    for k in range(3):
+        inside = [(G.block_cell(c), p) for c, p in order if c.repeat == k]
+        assert [p for _, p in inside] == list(range(10)) and {n for n, _ in inside} == names
+        perms.append([n for n, _ in inside])
+    assert len({tuple(p) for p in perms}) == 3  # another order in every block
+    assert G.block_order(g.cells, seed=11) == order  # a pure function of the seed and the cells
+    assert [G.block_cell(c) for c, _ in G.block_order(g.cells, seed=12)] != [G.block_cell(c) for c, _ in order]
+    # the same grid at another site: the same plan (the site is not part of a block's cell)
+    from dataclasses import replace
+
+    other = [replace(c, site="lxplus") for c in g.cells]
+    assert [(G.block_cell(c), p) for c, p in G.block_order(other, seed=11)] == [(G.block_cell(c), p) for c, p in order]

@@ -99,3 +99,21 @@ def test_run_cell_without_the_snapshot_names_the_shared_filesystem_and_writes_no
     )
     assert rec.returncode == 2
     assert not (tmp_path / out).exists()
+
+
+def test_a_job_reads_its_planned_block_position_from_the_snapshot(tmp_path):
+    """The Snakefile's snapshot carries the block plan (seed and cells); each job's spec, and so its row, gets
+    the cell's planned position in its block (grid.block_order), and its block = its repeat."""
+    cfg, sb = builder(tmp_path, grid={"repeats": 2, "precisions": ["fp32", "bf16"]})
+    cells = G.expand(cfg, sb.hashes()).cells
+    path = sb.snapshot_path(write=True, cells=cells)
+    planned = {c.id: p for c, p in G.block_order(cells, cfg["seed"])}
+    for c in cells:
+        spec = SP.cell_spec_from_snapshot(path, c.path(cfg["results"])).spec
+        assert spec.block_position == planned[c.id]
+        ids = SP.identity_columns(spec, attempt=1)
+        assert ids["block"] == c.repeat and ids["block_position"] == planned[c.id]
+    # a snapshot without the plan (train-reference, a --spec run): no position, the block still the repeat
+    _, plain = builder(tmp_path / "plain", grid={"repeats": 2, "precisions": ["fp32", "bf16"]})
+    bare = SP.cell_spec_from_snapshot(plain.snapshot_path(write=True), cells[0].path(plain.config["results"])).spec
+    assert bare.block_position is None and SP.identity_columns(bare, 1)["block"] == cells[0].repeat

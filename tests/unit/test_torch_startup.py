@@ -116,7 +116,7 @@ cfg = {{"grid": {{"workloads": ["baler_ae"], "phases": ["train", "infer"], "devi
         "variants": ["baseline"], "batch_sizes": [128], "repeats": 1}},
        "workloads": {{"baler_ae": {{"rows": 640, "epochs": 1}}}},
        "measure": {{"threads": 1, "warmup_batches": 0, "idle_baseline_s": 0, "min_window_s": 0, "hotspots": "always",
-                   "meters": ["estimate"]}}}}
+                   "meters": ["estimate"], "outlier_retries": 0}}}}
 cfg, sites = CFG.prepare(cfg, base_dir=CFG.REPO_ROOT)
 from joulegrid import spec as SP
 b = SP.SpecBuilder(cfg, sites)

@@ -194,10 +194,10 @@ def plan_json(work, *args) -> dict:
 
 
 def fake_default_run(work):
-    """The default grid's 20 run files where `snakemake` (no arguments) writes them. Synthetic rows
-    (tests/synth.py): the dry runs below only look at which files exist."""
+    """The default grid's 60 run files (20 cells x 3 repeats) where `snakemake` (no arguments) writes them.
+    Synthetic rows (tests/synth.py): the dry runs below only look at which files exist."""
     plan = plan_json(work)
-    assert len(plan["cells"]) == 20
+    assert len(plan["cells"]) == 60
     for path in plan["cells"]:
         cell = G.cell_from_path(path)
         write_table(S.to_table([synth.row(cell, config_hash=cell.config_hash)]), work / path)
@@ -205,13 +205,13 @@ def fake_default_run(work):
 
 
 @pytest.mark.slow
-def test_default_run_then_seed_7_plans_20_new_cells_and_keeps_the_old(tmp_path):
+def test_default_run_then_seed_7_plans_60_new_runs_and_keeps_the_old(tmp_path):
     default = fake_default_run(tmp_path)
     files = {p: (tmp_path / p).stat().st_mtime_ns for p in default["cells"]}
     assert measure_outputs(snakemake(tmp_path, "-n", "--cores", "2")) == []
     seed7 = snakemake(tmp_path, "-n", "--cores", "2", "--config", "seed=7")
     planned = measure_outputs(seed7)
-    assert len(planned) == 20 and set(planned).isdisjoint(default["cells"])
+    assert len(planned) == 60 and set(planned).isdisjoint(default["cells"])
     assert planned == sorted(plan_json(tmp_path, "--config", "seed=7")["cells"])
     assert {G.cell_from_path(p).id for p in planned} == {G.cell_from_path(p).id for p in default["cells"]}
     assert files == {p: (tmp_path / p).stat().st_mtime_ns for p in default["cells"]}
@@ -236,7 +236,7 @@ PIN_X86 = "precision_options={int8: {backend: x86}}"
 @pytest.mark.slow
 def test_pinning_int8_after_a_default_run_measures_the_int8_cells_only(tmp_path):
     """Issue 29 (docs/workloads.md, docs/configuration.md "A cell's identity"): `joulegrid plan --config
-    'precision_options={int8: {backend: x86}}'` after a default run plans the 4 int8 cells anew and keeps
+    'precision_options={int8: {backend: x86}}'` after a default run plans the 4 int8 cells (x 3 repeats) anew and keeps
     the fp32 and bf16 cells (their measurement does not depend on the int8 pin); `snakemake -n` agrees,
     and the int8 cells' jobs find their own hash in the grid snapshot."""
     default = fake_default_run(tmp_path)
@@ -254,10 +254,11 @@ def test_pinning_int8_after_a_default_run_measures_the_int8_cells_only(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "joulegrid", "plan", "--config", PIN_X86], cwd=tmp_path,
                           capture_output=True, text=True, env=subprocess_env())  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "20 cell(s) in the grid, 4 excluded; 16 already measured, 4 to measure" in proc.stdout, proc.stdout
+    # 20 cells x 3 repeats; the int8 exclusions count per repeat too
+    assert "60 cell(s) in the grid, 12 excluded; 48 already measured, 12 to measure" in proc.stdout, proc.stdout
     pinned = plan_json(tmp_path, "--config", PIN_X86)
     todo = sorted(set(pinned["cells"]) - set(default["cells"]))
-    assert [G.cell_from_path(p).precision for p in todo] == ["int8"] * 4
+    assert [G.cell_from_path(p).precision for p in todo] == ["int8"] * 12
     h8 = {G.cell_from_path(p).config_hash for p in todo}
     assert len(h8) == 2  # one per workload, printed beside the workload's hash
     for w, v in pinned["workloads"].items():

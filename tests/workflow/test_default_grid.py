@@ -12,17 +12,25 @@ import re
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from conftest import NO_OUTLIER_RULE, REPO, snakemake
 from report import test_browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.measure]
 browser_context = test_browser.browser_context  # the chromium fixture, shared with the report's browser tests
 
 # the default grid as configured (2 workloads x train/infer x fp32/bf16/int8 x bs 256/1024 = 20 cells),
-# shorter: one epoch, 1-s inference windows, small profiling passes
+# shorter: one repeat, one epoch, 1-s windows, small profiling passes, the outlier rule off (on a shared test
+# machine it would measure windows again at random: tests/runner/test_outliers.py covers it)
 SPEED = {
+    "grid": {"repeats": 1},
     "workloads": {"baler_ae": {"epochs": 1}, "jet_tagger": {"epochs": 1}},
-    "measure": {"min_window_s": 1, "idle_baseline_s": 0.5, "hotspot_batches": 3, "hotspot_top": 5},
+    "measure": {
+        "min_window_s": 1,
+        "idle_baseline_s": 0.5,
+        "hotspot_batches": 3,
+        "hotspot_top": 5,
+        **NO_OUTLIER_RULE,
+    },
     "fleet": {"jobs_per_day": 500000},
 }
 SECTIONS = ("summary", "charts", "fleet", "tables", "scheduler", "hotspots", "missing", "measured", "environment")

@@ -45,8 +45,8 @@ def test_default_grid_dry_run_lists_jobs(tmp_path, run_snakemake):
     out = proc.stdout + proc.stderr
     assert "This was a dry-run" in out
     stats = job_stats(out)
-    # 2 workloads x (train: fp32, bf16 + infer: fp32, bf16, int8) x 2 batch sizes
-    assert stats["measure"] == len(combos) == 20, stats
+    # 2 workloads x (train: fp32, bf16 + infer: fp32, bf16, int8) x 2 batch sizes x 3 blocked repeats
+    assert stats["measure"] == len(combos) == 60, stats
     # one reference model per workload with inference cells; one inputs file per workload and phase
     assert stats["train_reference"] == len({c[0] for c in combos if c[1] == "infer"})
     assert stats["cell_inputs"] == len({(c[0], c[1]) for c in combos})

@@ -131,6 +131,8 @@ def cell_stats(df: pl.DataFrame, noisy_cv: float | None = None) -> pl.DataFrame:
         samples_per_j=pl.col("samples_per_j").mean(),
         n_samples=pl.col("n_samples").mean(),
         n_test=pl.col("n_test").mean(),
+        # n_samples / train_runs is one training run's samples (the same in every run of a cell)
+        train_runs=pl.col("train_runs").mean() if "train_runs" in d.columns else pl.lit(None, pl.Float64),
         job_energy_j=pl.col("job_energy_j").mean(),
         job_wall_s=pl.col("job_wall_s").mean(),
         job_outside_phase_energy_j=(pl.col("job_energy_j") - pl.col("energy_j")).mean(),
@@ -698,9 +700,14 @@ FLEET_CSV_COLUMNS = (
 def samples_per_job_expr(spec: int | dict[str, Any] | None = None) -> pl.Expr:
     """Samples one fleet job processes, per cell: ``fleet.samples_per_job`` (a number for every cell, or
     per workload: a number or {train: N, infer: N}), else the defaults -- inference: one pass over the
-    test split (``n_test``); training: one training run as measured (``n_samples``). Never the
-    inference time window (``n_samples`` of an inference cell counts every pass of its window)."""
-    expr = pl.when(pl.col("phase") == "infer").then(pl.col("n_test")).otherwise(pl.col("n_samples")).cast(pl.Float64)
+    test split (``n_test``); training: one training run as measured (``n_samples / train_runs``). Never the
+    whole window (``n_samples`` counts every pass or training run of its window)."""
+    runs = pl.col("train_runs").fill_null(1).cast(pl.Float64)  # with_train_runs: present in every frame
+    expr = (
+        pl.when(pl.col("phase") == "infer")
+        .then(pl.col("n_test").cast(pl.Float64))
+        .otherwise(pl.col("n_samples").cast(pl.Float64) / runs)
+    )
     if spec is None:
         return expr
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
@@ -717,6 +724,11 @@ def samples_per_job_expr(spec: int | dict[str, Any] | None = None) -> pl.Expr:
         elif v:
             expr = pl.when(pl.col("workload") == wl).then(pl.lit(float(v))).otherwise(expr)
     return expr
+
+
+def with_train_runs(d: pl.DataFrame) -> pl.DataFrame:
+    """The frame with a ``train_runs`` column (null where the rows have none: one training run per window)."""
+    return d if "train_runs" in d.columns else d.with_columns(train_runs=pl.lit(None, pl.Float64))
 
 
 def fleet(
@@ -764,7 +776,7 @@ def fleet(
     e_job = pl.col("energy_per_sample_j") * pl.col("samples_per_job")
     if scope == "job":
         e_job = e_job + pl.col("job_outside_phase_energy_j")
-    d = with_baseline_hash(cells).with_columns(
+    d = with_baseline_hash(with_train_runs(cells)).with_columns(
         jobs_per_day=jobs, samples_per_job=samples_per_job_expr(samples_per_job), fleet_scope=pl.lit(scope)
     )
     d = d.with_columns(energy_per_job_j=e_job).with_columns(
@@ -807,7 +819,7 @@ def fleet_intervals(
     alpha = _default("design", "alpha") if alpha is None else alpha
     power = _default("design", "power") if power is None else power
     scope = _default("fleet", "scope") if scope is None else scope
-    runs = stat_runs(df)
+    runs = with_train_runs(stat_runs(df))
     e_job = pl.col("energy_per_sample_j") * samples_per_job_expr(samples_per_job)
     if scope == "job":
         e_job = e_job + (pl.col("job_energy_j") - pl.col("energy_j"))

@@ -11,7 +11,7 @@ will run (runner.py's windows), part by part (``PARTS``):
 - ``warmup``: the warm-up batches (``warmup_s``);
 - ``idle``: the idle baseline (``idle_window_s``; measure.idle_baseline_s, 0 = none);
 - ``window``: the measured window, stretched as the runner stretches it (``window_s``: inference
-  repeats passes over the test split until measure.min_window_s);
+  repeats passes over the test split, training whole training runs, until measure.min_window_s);
 - ``other``: torch's import, the probes, the quality evaluation and writing the row (the rest of ``job_wall_s``);
 - ``profile``: the hotspot profiling passes (``profile_s``; measure.hotspots).
 
@@ -63,9 +63,8 @@ PARTS = ("startup", "setup", "warmup", "idle", "window", "other", "profile")
 EXTRAS = ("idle", "profile")
 
 #: Phases whose measured window the runner stretches to measure.min_window_s by repeating a whole unit
-#: (inference: a pass over the test split). Training runs its epochs once today; a runner that repeats
-#: whole training runs adds "train" here.
-STRETCHED_PHASES = frozenset({"infer"})
+#: (inference: a pass over the test split; training: a whole training run, phases.Phase._train).
+STRETCHED_PHASES = frozenset({"infer", "train"})
 
 
 def stretch(phase: str, unit_s: float, min_window_s: float) -> tuple[float, int]:
@@ -180,7 +179,7 @@ def row_parts(r: dict[str, Any]) -> dict[str, Any] | None:
     wall, n = _num(r, "wall_s"), _num(r, "n_samples")
     if not wall or not n:
         return None
-    n_units = int(r.get("infer_passes") or 1) if r.get("phase") == "infer" else 1
+    n_units = int(r.get("infer_passes" if r.get("phase") == "infer" else "train_runs") or 1)
     setup = (_num(r, "setup_s") or 0.0) + (_num(r, "meters_ready_s") or 0.0)
     warmup = _num(r, "warmup_s") or 0.0
     energy, job_wall, job_energy = _num(r, "energy_j"), _num(r, "job_wall_s"), _num(r, "job_energy_j")

@@ -14,7 +14,9 @@ The package's front: it only re-exports. Its modules, in the order a cell uses t
 - ``account``: at the end, the windows into the row's energy columns: the node/device readings split
   into the job's share (``attribution``), the whole job, the laps;
 - ``choice``: one reading per component family (``choose``, ``PRIORITY``), the meters' agreement and
-  the energy columns (``summarise``).
+  the energy columns (``summarise``);
+- ``confidence``: how far each chosen reading can be off from its meter's update interval and resolution
+  against the window (``energy_rel_err``) and the low-confidence flag.
 
 Pure Python: no torch import here (meters import their libraries lazily).
 """
@@ -23,7 +25,6 @@ from .base import Meter, MeterUnavailable, NotApplicable, Reading, RequiredMeter
 from .choice import (
     DISAGREE_ABOVE,
     FAMILY,
-    LOW_CONFIDENCE_SAMPLES,
     PRIORITY,
     choose,
     compare,
@@ -39,7 +40,6 @@ __all__ = [
     "FACTORIES",
     "PRIORITY",
     "ROOT_ENV",
-    "LOW_CONFIDENCE_SAMPLES",
     "DISAGREE_ABOVE",
     "FAMILY",
     "BuildContext",

@@ -22,11 +22,11 @@ the job's own intervals (attribution.fit_idle_power) and every window is split w
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import attribution
+from . import attribution, confidence
 from .base import Reading
 from .choice import FAMILY, choose, job_readings, node_of, summarise
 from .tracker import JobUsage, Snapshot, Usage
@@ -35,7 +35,9 @@ from .usage import process_start_time
 if TYPE_CHECKING:  # pragma: no cover
     from .meterset import Window
 
-EXCLUDED = ("idle", "profile")  # stretches of the job that are joulegrid's, not the workload's
+# stretches of the job that are joulegrid's, not the workload's: the idle baseline, the profiling passes, and a
+# measured attempt the outlier rule excluded (MeterSet.exclude_attempt: the job measured again)
+EXCLUDED = ("idle", "profile", "outlier")
 
 #: one lap (MeterSet.lap): its window, the energy so far per (meter, component), the usage then
 Lap = tuple[str, dict[tuple[str, str], float], Snapshot | None]
@@ -78,7 +80,23 @@ def idle_powers(model: attribution.PowerModel, usage: JobUsage, n_cpus: int) -> 
     return out
 
 
-def finish(
+@dataclass
+class Accounts:
+    """What account.finish_all found: the row's columns, the job's cumulative energy at each lap, and the
+    energy columns of every other measured window (an attempt the outlier rule excluded), by its name."""
+
+    cols: dict[str, Any]
+    laps: list[float | None]
+    others: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def finish(windows: list[Window], laps: list[Lap], usage: JobUsage | None, end: Snapshot | None, **kw):
+    """(the row's columns, the job's cumulative energy at each lap): finish_all without the other windows."""
+    a = finish_all(windows, laps, usage, end, **kw)
+    return a.cols, a.laps
+
+
+def finish_all(
     windows: list[Window],
     laps: list[Lap],
     usage: JobUsage | None,
@@ -89,21 +107,31 @@ def finish(
     gpus: list[int],
     wall_s: float | None,
     idle_s: float | None,
-) -> tuple[dict[str, Any], list[float | None]]:
+    gpu_model: str | None = None,
+    max_rel_err: float | None = None,
+    others: dict[str, tuple[float | None, float | None]] | None = None,
+) -> Accounts:
     """The row's energy, attribution and whole-job columns of a job, and its cumulative energy at each lap.
 
     windows, laps: what MeterSet measured; usage: the job's usage tracker, stopped at ``end`` (None: no
     usage, nothing is attributed); model: the node's power model (attribution.power_model; None: the
     defaults); shared_above: measure.node_shared_above; gpus: the job's GPUs; wall_s / idle_s: the wall
-    times of the measured and the idle window."""
+    times of the measured and the idle window; gpu_model, max_rel_err: the job's GPU model and
+    measure.energy_max_rel_err (confidence.columns); others: {name: (wall_s, idle_s)} of the other measured
+    windows to account for (an excluded attempt's; its idle window is '<name>:idle')."""
     cols: dict[str, Any] = {}
+    if max_rel_err is None:  # the schema's default (its one home)
+        from ..base import schema_defaults
+
+        max_rel_err = schema_defaults()["measure"]["energy_max_rel_err"]
+    bound = float(max_rel_err)
     measured = next((w for w in reversed(windows) if w.name == "measured" and w.start and w.end), None)
     if usage is None or end is None:
         # no usage: nothing can be attributed; the node readings are kept as they are
         all_r = [r for w in windows for r in w.readings]
         if all_r:
             cols.update(summarise(all_r, wall_s or 0.0, idle_s))
-        return cols, [None] * len(laps)
+        return Accounts(cols, [None] * len(laps))
 
     model = model if model is not None else attribution.power_model(None)
     u_meas = usage.between(measured.start, measured.end) if measured else None
@@ -132,6 +160,33 @@ def finish(
     cols.update(model_columns(ctx.model, best, all_r))
     if u_meas is not None:
         cols.update(_window_columns(u_meas, ctx, best, splits, all_r))
+        chosen = [(r, node_of(r, all_r)) for r in best.values()]
+        cols.update(
+            confidence.columns(
+                chosen, wall_s, bound, n_cpus=u_meas.n_cpus, busy_cpu_s=u_meas.node_busy_s, gpu_model=gpu_model
+            )
+        )
+    other_cols = {}
+    for name, (o_wall, o_idle) in (others or {}).items():
+        w = next((w for w in windows if w.name == name and w.start and w.end), None)
+        if w is None:
+            continue
+        u = usage.between(w.start, w.end)
+        mine = [r for r in all_r if r.window in (name, f"{name}:idle")]
+        oc = summarise(mine, o_wall or 0.0, o_idle, window=name, idle_window=f"{name}:idle")
+        ob = choose(job_readings(mine, name))
+        oc.update(_window_columns(u, ctx, ob, splits, mine, window=name))
+        oc.update(
+            confidence.columns(
+                [(r, node_of(r, mine)) for r in ob.values()],
+                o_wall,
+                bound,
+                n_cpus=u.n_cpus,
+                busy_cpu_s=u.node_busy_s,
+                gpu_model=gpu_model,
+            )
+        )
+        other_cols[name] = oc
     lap_energies = _laps(windows, laps, usage, ctx, best, all_r)
     start = process_start_time()
     wall, excluded, pieces = _job_wall(usage, end, start)
@@ -148,7 +203,7 @@ def finish(
         cols["job_time_outside_phase_fraction"] = 1.0 - wall_s / wall
     if cols.get("job_energy_j") and cols.get("energy_j") is not None:
         cols["job_energy_outside_phase_fraction"] = 1.0 - cols["energy_j"] / cols["job_energy_j"]
-    return cols, lap_energies
+    return Accounts(cols, lap_energies, other_cols)
 
 
 def model_columns(model: attribution.PowerModel, best: dict[str, Reading], all_r: list[Reading]) -> dict[str, Any]:
@@ -202,7 +257,9 @@ def _gpu_uuids(ids: list[int]) -> str | None:
         return None
 
 
-def _window_columns(u: Usage, ctx: attribution.Context, best: dict[str, Reading], splits, all_r) -> dict[str, Any]:
+def _window_columns(
+    u: Usage, ctx: attribution.Context, best: dict[str, Reading], splits, all_r, window: str = "measured"
+) -> dict[str, Any]:
     s = attribution.share_of_busy(u)
     out: dict[str, Any] = dict(
         node_cpus=u.n_cpus,
@@ -217,7 +274,7 @@ def _window_columns(u: Usage, ctx: attribution.Context, best: dict[str, Reading]
         job_mem_bytes=int(u.mem_bytes),
         job_share_ram=ctx.mem_share(u),
     )
-    sp = {fam: splits.get(("measured", r.meter, r.component)) for fam, r in best.items()}
+    sp = {fam: splits.get((window, r.meter, r.component)) for fam, r in best.items()}
     if all(v is not None for v in sp.values()) and sp:
         out["node_other_active_j"] = sum(v.other_active_j for v in sp.values())
         out["node_unreserved_idle_j"] = sum(v.unreserved_idle_j for v in sp.values())

@@ -9,7 +9,8 @@ meters' agreement, and the columns themselves (``summarise``).
 - where two meters MEASURED the same node/device component (e.g. rapl and codecarbon-rapl on cpu;
   nvml and zeus on gpu), their relative difference |a - b| / max(a, b) is stored (largest pair:
   ``meter_rel_diff``, ``meter_rel_diff_between``) and > 5 % sets ``meters_disagree`` (``compare``);
-- a figure is low-confidence when a chosen reading took fewer than 60 samples (MLPerf Power);
+- how far the chosen readings can be off from their meters' update intervals and resolution against the
+  window, and the low-confidence flag, are ``confidence.py``'s (account.finish calls it);
 - with an idle window, the job's idle power and energy net of idle are derived from the same meters.
 
 Pure Python.
@@ -25,7 +26,6 @@ from .calibration import CALIBRATED
 #: preference when several meters report the same component family (higher wins, among
 #: readings of the same kind: a measurement always beats an estimate)
 PRIORITY = {"rapl": 40, "nvml": 40, "zeus": 30, "codecarbon": 20, "estimate": 0}
-LOW_CONFIDENCE_SAMPLES = 60  # MLPerf Power: fewer samples than this in a window = low confidence
 DISAGREE_ABOVE = 0.05  # meters_disagree when two measurements differ by more than this fraction
 
 # Component families: a total sums one reading per family.
@@ -81,16 +81,23 @@ def node_of(job: Reading, readings: list[Reading]) -> Reading | None:
     return None
 
 
-def summarise(readings: list[Reading], wall_s: float, idle_s: float | None = None) -> dict[str, Any]:
+def summarise(
+    readings: list[Reading],
+    wall_s: float,
+    idle_s: float | None = None,
+    window: str = "measured",
+    idle_window: str = "idle",
+) -> dict[str, Any]:
     """Energy columns of the result schema from the readings of a cell's windows.
 
     readings: every reading (node/device readings as measured and the job readings attributed from
     them; window 'measured' and, with an idle baseline, 'idle'); wall_s: wall time of the measured
-    window; idle_s: wall time of the idle window.
+    window; idle_s: wall time of the idle window. window / idle_window: the names of the windows the
+    columns describe (another attempt's: MeterSet.exclude_attempt).
     """
     out: dict[str, Any] = {"energy_readings": [r.as_dict() for r in readings]}
-    measured = [r for r in readings if r.window == "measured"]
-    best = choose(job_readings(readings))
+    measured = [r for r in readings if r.window == window]
+    best = choose(job_readings(readings, window))
     if not best:
         return out
     order = {"cpu": 0, "ram": 1, "gpu": 2}  # the families in one order, whichever meter came first
@@ -117,7 +124,6 @@ def summarise(readings: list[Reading], wall_s: float, idle_s: float | None = Non
         energy_components="+".join(r.component for r in chosen),
         energy_interval_s=primary.interval_s,
         energy_samples=primary.samples,
-        energy_low_confidence=any(r.samples < LOW_CONFIDENCE_SAMPLES for r in chosen),
         mean_power_w=total / wall_s if wall_s > 0 else None,
         meter_rel_diff=rel,
         meter_rel_diff_between=between,
@@ -130,7 +136,7 @@ def summarise(readings: list[Reading], wall_s: float, idle_s: float | None = Non
             node_energy_gpu_j=nodes["gpu"].energy_j if "gpu" in nodes else None,
             node_energy_ram_j=nodes["ram"].energy_j if "ram" in nodes else None,
         )
-    idle = {(r.meter, r.component): r for r in job_readings(readings, "idle")}
+    idle = {(r.meter, r.component): r for r in job_readings(readings, idle_window)}
     if idle_s and idle_s > 0 and idle:
         matched = [idle.get((r.meter, r.component)) for r in chosen]
         if all(m is not None for m in matched):

@@ -186,6 +186,7 @@ def build(
         power_model=model,
         shared_above=measure.node_shared_above,
         gpus=nvml_ids,
+        max_rel_err=measure.energy_max_rel_err,
     )
     if require:
         ms.check_required()

@@ -52,6 +52,7 @@ class MeterSet:
         power_model: PowerModel | None = None,
         shared_above: float | None = None,
         gpus: list[int] | None = None,
+        max_rel_err: float | None = None,
     ):
         self.meters = list(meters)
         self.absent = list(absent)
@@ -62,6 +63,10 @@ class MeterSet:
         self.power_model = power_model
         self.shared_above = shared_above
         self.gpus = list(gpus or ())
+        self.max_rel_err = max_rel_err  # measure.energy_max_rel_err (None: the schema's default)
+        #: the energy columns of every measured attempt the outlier rule excluded, by its window name (finish)
+        self.others: dict[str, dict[str, Any]] = {}
+        self._attempt: tuple[int, int, int] | None = None  # (windows, laps, marks) when the attempt began
         self.windows: list[Window] = []
         self.laps: list[account.Lap] = []
         self._thread: threading.Thread | None = None
@@ -186,12 +191,55 @@ class MeterSet:
         self.windows.append(Window(self._window, readings, self._w0, w1))
         return readings
 
-    def finish(self, wall_s: float | None, idle_s: float | None = None) -> tuple[dict[str, Any], list[float | None]]:
+    # ---- attempts (the outlier rule) -------------------------------------------------------------
+    def begin_attempt(self) -> None:
+        """A measured attempt begins (its warm-up, idle baseline, window): remembered, so that exclude_attempt
+        can set it apart if the outlier rule excludes it."""
+        mark = len(self.usage.marks) if self._job else -1
+        if self._job:
+            self.usage.snapshot("attempt")
+        self._attempt = (len(self.windows), len(self.laps), mark)
+
+    def window_usage(self, name: str = "measured") -> tuple[Any, float | None] | None:
+        """(usage between the edges of the last window ``name``, the CPUs reserved for the job), or None
+        without a usage tracker: what the outlier rule reads (steal, the neighbours' CPU time)."""
+        w = next((w for w in reversed(self.windows) if w.name == name and w.start and w.end), None)
+        if w is None or self.usage is None:
+            return None
+        return self.usage.between(w.start, w.end), self.usage.reserved.cpus
+
+    def exclude_attempt(self, label: str) -> None:
+        """The attempt begun last was excluded by the outlier rule: its windows are renamed (measured ->
+        ``label``, idle -> '<label>:idle', its laps too), so that the row's columns come from the next attempt's
+        window and this one's are accounted apart (finish: ``others``); its stretch of the job is marked as
+        joulegrid's own ('outlier', left out of job_wall_s / job_energy_j like the idle baseline)."""
+        if self._attempt is None:
+            return
+        w0, l0, m0 = self._attempt
+        names = {"measured": label, "idle": f"{label}:idle"}
+        for w in self.windows[w0:]:
+            w.name = names.get(w.name, w.name)
+            for r in w.readings:
+                r.window = w.name
+        self.laps[l0:] = [(names.get(n, n), e, snap) for n, e, snap in self.laps[l0:]]
+        if self._job and m0 >= 0:
+            self.usage.marks[m0] = ("outlier:start", self.usage.marks[m0][1])
+            self.usage.snapshot("outlier:end")
+        self._attempt = None
+
+    def finish(
+        self,
+        wall_s: float | None,
+        idle_s: float | None = None,
+        gpu_model: str | None = None,
+        others: dict[str, tuple[float | None, float | None]] | None = None,
+    ) -> tuple[dict[str, Any], list[float | None]]:
         """Stop following the job; the row's energy, attribution and whole-job columns, and the
-        job's cumulative energy at each lap (account.finish)."""
+        job's cumulative energy at each lap (account.finish_all); the excluded attempts' energy columns go to
+        ``self.others`` (others: {window name: (wall_s, idle_s)} of those attempts)."""
         end = self.usage.stop() if self._job else None
         self._job = False
-        return account.finish(
+        a = account.finish_all(
             self.windows,
             self.laps,
             self.usage if end is not None else None,
@@ -201,7 +249,12 @@ class MeterSet:
             gpus=self.gpus,
             wall_s=wall_s,
             idle_s=idle_s,
+            gpu_model=gpu_model,
+            max_rel_err=self.max_rel_err,
+            others=others,
         )
+        self.others = a.others
+        return a.cols, a.laps
 
     def close(self) -> None:
         for m in self.meters:
