@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from conftest import subprocess_env
+from conftest import REPO, subprocess_env
 from scipy import integrate
 from scipy import stats as sps
 
@@ -155,7 +155,9 @@ def test_docs_example_plan_for_a_5_percent_change(tmp_path):
     assert out.returncode == 0, out.stderr
     n, _ = D.repeats_needed(D.PRIOR_SIGMA, 5, 0.8, 0.05)
     assert f"design: {n} repeat(s) per cell to detect a 5 % change" in out.stdout
-    assert "no earlier runs: the prior sigma 0.1" in out.stdout and "grid.repeats is 1: set it to auto" in out.stdout
+    repeats = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["grid"]["repeats"]
+    assert "no earlier runs: the prior sigma 0.1" in out.stdout
+    assert f"grid.repeats is {repeats}: set it to auto" in out.stdout
     assert not (tmp_path / "results" / "design.json").exists()  # a number of repeats: nothing frozen
 
 

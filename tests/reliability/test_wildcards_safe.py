@@ -49,6 +49,7 @@ SAFE_UNQUOTED = {
     "JG": "built with shlex.quote (joulegrid.snakefile, Workflow._command)",
     "params.jg": "the same command, given to the shell as a param",
     "JOULEGRID.grid_snapshot_q": "the grid snapshot path, shlex.quote-d when the Snakefile is parsed (rule measure)",
+    "JOULEGRID.run_command": "the constant run-cell or run-quadruple (joulegrid.snakefile)",
     "threads": "an integer",
     "resources.attempt": "an integer",
     "wildcards.workload": "constrained to [A-Za-z][A-Za-z0-9_]* (global wildcard constraints)",

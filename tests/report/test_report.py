@@ -100,6 +100,12 @@ def test_report_sections_pngs_and_tables(tmp_path):
         "runs with estimated energy": sum(bool(r["energy_estimated"]) for r in ok),
         "noisy cells (CV > threshold)": sum(_cv_of(rs) > ST.noisy_cv for rs in cells.values()),
         "run files left out": 0,
+        # a summary with the outlier rule's column (every summary of this schema): the ok runs it excluded
+        **(
+            {"runs excluded by the outlier rule": sum(bool(r.get("excluded")) for r in ok)}
+            if "excluded" in pl.read_parquet_schema(summary)
+            else {}
+        ),
     }
 
     # best configuration per workload and phase: the observed best is the cell with the lowest geometric mean

@@ -68,7 +68,8 @@ def test_a_data_file_travels_with_every_job_without_a_shared_filesystem(tmp_path
     np.savez(data, x=np.random.default_rng(0).normal(size=(3000, 24)).astype("float32"))
     cfg = tmp_path / "eos.yaml"
     cfg.write_text(yaml.safe_dump({
-        "grid": {"workloads": ["baler_ae"], "phases": ["train", "infer"], "precisions": ["fp32"], "batch_sizes": [256]},
+        "grid": {"workloads": ["baler_ae"], "phases": ["train", "infer"], "precisions": ["fp32"], "batch_sizes": [256],
+                 "repeats": 1},
         "workloads": {"baler_ae": {"data": "data/jets.npz", "epochs": 1}},
     }))  # fmt: skip
     proc = snakemake(tmp_path, "--profile", "lxplus", "--configfile", str(cfg), "-n", cwd=REPO)

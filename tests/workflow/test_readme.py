@@ -49,7 +49,7 @@ TESTS = {
     ],
     "snakemake --config seed=7": [
         "tests/workflow/test_config_identity.py::test_changed_seed_measures_new_cells_keeps_old_and_shows_current",
-        "tests/workflow/test_config_identity.py::test_default_run_then_seed_7_plans_20_new_cells_and_keeps_the_old",
+        "tests/workflow/test_config_identity.py::test_default_run_then_seed_7_plans_60_new_runs_and_keeps_the_old",
     ],
     "snakemake --configfile config/experiments/<name>.yaml": [
         "tests/workloads/test_wl_config.py::test_experiment_configs_validate_and_expand",
