@@ -130,19 +130,20 @@ def test_a_host_without_counters_uses_the_calibration(runs):
         assert r["p0_cpu_source"] == "calibration" and r["p0_ram_source"] == "calibration"
         if pkg["w_per_gb"] is None:
             assert r["p0_cpu_w"] == pytest.approx(pkg["idle_w"])
-        # the node's CPU energy follows the calibration's law over the window: P0 x wall + W x busy CPU-seconds
-        want = r["p0_cpu_w"] * r["wall_s"] + pkg["w_per_busy_cpu"] * r["node_busy_cpu_s"]
+        # the node's CPU energy follows the calibration's law over the window (the usage window the split
+        # uses, dt = usage_window_s; the model's own window contains it): P0 x dt + W x busy CPU-seconds
+        dt = r["usage_window_s"]
+        assert r["wall_s"] <= dt
+        want = r["p0_cpu_w"] * dt + pkg["w_per_busy_cpu"] * r["node_busy_cpu_s"]
         assert r["node_energy_cpu_j"] == pytest.approx(want, rel=0.02)
-        want_dram = r["p0_ram_w"] * r["wall_s"] + dram["w_per_busy_cpu"] * r["node_busy_cpu_s"]
+        want_dram = r["p0_ram_w"] * dt + dram["w_per_busy_cpu"] * r["node_busy_cpu_s"]
         assert r["node_energy_ram_j"] == pytest.approx(want_dram, rel=0.02)
         # the job's share: its own CPU time at W per busy CPU, and the idle power of the CPUs it reserved
         share = r["job_share_cpu"] if r["node_shared"] else 1.0
         assert r["energy_cpu_active_j"] == pytest.approx(
-            share * (r["node_energy_cpu_j"] - r["p0_cpu_w"] * r["wall_s"]), rel=0.02
+            share * (r["node_energy_cpu_j"] - r["p0_cpu_w"] * dt), rel=0.02
         )
-        assert r["energy_cpu_idle_j"] == pytest.approx(
-            r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"] * r["wall_s"], rel=0.02
-        )
+        assert r["energy_cpu_idle_j"] == pytest.approx(r["job_cpus"] / r["node_cpus"] * r["p0_cpu_w"] * dt, rel=0.02)
         # the whole job with the same model: more than its measured phase, the start-up extrapolated
         assert r["job_energy_j"] > r["energy_j"] and 0 < r["job_energy_extrapolated_j"] < r["job_energy_j"]
 

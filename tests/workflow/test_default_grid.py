@@ -99,11 +99,11 @@ def test_no_ram_component_exceeds_the_jobs_resident_share_of_the_hosts_ram(grid_
 
 def _expected_fleet(rows, jobs_per_day, pue, intensity):
     """fleet.csv recomputed from the run's rows: equal work = one pass over the test split (infer) or
-    one training run (train), at the run's energy per sample."""
+    one training run (train: the window repeats whole runs, train_runs of them), at the run's energy per sample."""
     out = {}
     for r in rows:
         pv = r["precision"] if r["variant"] == "baseline" else f"{r['precision']}+{r['variant']}"
-        spj = r["n_test"] if r["phase"] == "infer" else r["n_samples"]
+        spj = r["n_test"] if r["phase"] == "infer" else r["n_samples"] / r["train_runs"]
         mwh = jobs_per_day * r["energy_j"] / r["n_samples"] * spj / 3.6e6 * pue / 1000
         out[(r["workload"], r["phase"], pv, r["batch_size"])] = {
             "samples_per_job": spj,
@@ -151,7 +151,7 @@ def test_every_report_section_from_the_run(grid_run):
     files = sorted((work / "results" / "hotspots").rglob("*.parquet"))
     assert len(files) == 20 and not list((work / "results" / "hotspots").glob("*.parquet"))
     hot = html[html.index("id='hotspots'") : html.index("id='missing'")]
-    assert "No hotspot table" not in hot and "aten::" in hot and "(20 cell(s))" in hot
+    assert "No hotspot table" not in hot and "aten::" in hot and "in 20 profiled cell(s)" in hot
     assert sum(r["cell_id"] in hot for r in rows) >= 1
     # how measured: node vs job energy summed over the host's runs, and the neighbours' share
     measured = html[html.index("id='measured'") : html.index("id='environment'")]
@@ -186,5 +186,9 @@ def test_the_runs_report_renders_in_chromium(grid_run, browser_context, tmp_path
     state, marks, requests, errors, _sites = open_report(
         browser_context, work / "results" / "report" / "index.html", tmp_path / "run.png"
     )
-    assert state["errors"] == [] and state["rendered"] == state["expected"] == len(CHART_NAMES), (state, errors)
+    # the report's charts, and one hotspot chart per profiled workload (its section's <h3>)
+    html = (work / "results" / "report" / "index.html").read_text()
+    hot = html[html.index("id='hotspots'") : html.index("id='missing'")]
+    n_charts = len(CHART_NAMES) + hot.count("<h3>")
+    assert state["errors"] == [] and state["rendered"] == state["expected"] == n_charts, (state, errors)
     assert all(n >= 1 for n in marks.values()), marks
