@@ -669,13 +669,10 @@ def sci(
 
 # ------------------------------------------------------------------ fleet what-if
 FLEET_SCOPES = ("phase", "job")
+# a cell as the report's tables and CSVs name it (precision and variant as one label), in their column order
+VIEW_KEYS = ("site", "workload", "phase", "device", "precision_variant", "batch_size")
 FLEET_CSV_COLUMNS = (
-    "site",
-    "workload",
-    "phase",
-    "device",
-    "precision_variant",
-    "batch_size",
+    *VIEW_KEYS,
     "samples_per_job",
     "mwh_per_day",
     "t_co2_per_day",

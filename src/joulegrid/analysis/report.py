@@ -725,12 +725,7 @@ def charts_section(r: Inputs) -> Section:
                 ),
             )
             full = d.select(
-                "site",
-                "workload",
-                "phase",
-                "device",
-                "precision_variant",
-                "batch_size",
+                *metrics.VIEW_KEYS,
                 "backend",
                 "native",
                 "time_vs_fp32",
@@ -787,12 +782,7 @@ def fleet_section(r: Inputs, fl: pl.DataFrame) -> Section:
     t = (
         table(
             fl.select(
-                "site",
-                "workload",
-                "phase",
-                "device",
-                "precision_variant",
-                "batch_size",
+                *metrics.VIEW_KEYS,
                 "samples_per_job",
                 *(["jobs_per_day"] if st.per_site else []),
                 "energy_per_job_j",
@@ -855,12 +845,7 @@ def cells_view(r: Inputs, full: pl.DataFrame) -> pl.DataFrame:
     )
     # the page's columns (every column, unrounded, in cells.csv)
     cols = [
-        "site",
-        "workload",
-        "phase",
-        "device",
-        "precision_variant",
-        "batch_size",
+        *metrics.VIEW_KEYS,
         "repeats",
         energy_pm(lvl, unit),
         f"Δenergy % [{lvl}]",
@@ -1086,12 +1071,7 @@ def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Sect
     data["fleet"] = (
         table(
             fc.select(
-                "site",
-                "workload",
-                "phase",
-                "device",
-                "precision_variant",
-                "batch_size",
+                *metrics.VIEW_KEYS,
                 "jobs_per_day",
                 "mwh_per_day",
                 "t_co2_per_day_even",
@@ -1131,12 +1111,7 @@ def when_to_run_section(r: Inputs, fl: pl.DataFrame, full: pl.DataFrame) -> Sect
         ),
     ]
     sci_cols = [
-        "site",
-        "workload",
-        "phase",
-        "device",
-        "precision_variant",
-        "batch_size",
+        *metrics.VIEW_KEYS,
         "repeats",
         "sci_g_per_1k",
         "sci_series_g_per_1k",
