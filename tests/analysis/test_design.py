@@ -175,3 +175,24 @@ def test_cli_plan_with_an_impossible_design_says_why_and_fails(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "config key design.detect_pct: a 1 % change cannot be detected with 1000 repeats" in out.stderr
     assert "Fix: raise design.detect_pct" in out.stderr and not (tmp_path / "results" / "design.json").exists()
+
+
+def test_cli_plan_with_a_number_of_repeats_reports_an_unreachable_design_and_goes_on(tmp_path):
+    """grid.repeats a number (the default config's 3): the design is advice. After a noisy default run,
+    `joulegrid plan --config seed=7` must still print the grid and its forecast (it once failed with exit 2)."""
+    earlier(tmp_path, 2.0)  # CV 200 %: no repeats detect 1 %
+    p = tmp_path / "c.yaml"
+    grid = {**GRID, "repeats": 3}
+    p.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "grid": grid, "design": {"detect_pct": 1}}))
+    out = subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "design: config key design.detect_pct: a 1 % change cannot be detected with 1000 repeats" in out.stdout
+    assert "grid.repeats is 3: the plan goes on with it" in out.stdout
+    assert "site local: 6 cell(s) in the grid" in out.stdout and "forecast:" in out.stdout
+    assert not (tmp_path / "results" / "design.json").exists()

@@ -491,8 +491,12 @@ def design_section(config: dict[str, Any], sites: dict[str, Any], earlier, redes
             "written": f"written to {design.path(config)}: grid.repeats: auto uses it from now on (--redesign replans)",
             "replanned": f"replanned into {design.path(config)}",
         }[what]
-    else:
-        d, note = design.compute(config), f"grid.repeats is {config['grid']['repeats']}: set it to auto to use this"
+    else:  # a number of repeats: the design is advice, and one no repeats reach does not stop the plan
+        try:
+            d = design.compute(config)
+        except design.DesignError as e:
+            return [f"design: {e}", f"  grid.repeats is {config['grid']['repeats']}: the plan goes on with it"]
+        note = f"grid.repeats is {config['grid']['repeats']}: set it to auto to use this"
     lines = [*d.lines(), f"  {note}"]
     cfg = copy.deepcopy(config)
     cfg["grid"]["repeats"] = d.repeats
@@ -549,7 +553,7 @@ def plan(args) -> int:
 
     try:
         return _plan(args)
-    except DesignError as e:  # grid.repeats: auto with a design no repeats reach (names the key and the fix)
+    except DesignError as e:  # grid.repeats: auto (or --redesign) with a design no repeats reach: key and fix
         print(f"joulegrid plan: {e}", file=sys.stderr)
         return 2
 
