@@ -53,8 +53,17 @@ EQUIVALENT, IMPROVEMENT, NO_REGRESSION = "equivalent", "improvement", "no regres
 REGRESSED, UNDECIDED, TOO_FEW = "regression", "inconclusive", "inconclusive: fewer than 2 pairs"
 PASSES = (EQUIVALENT, IMPROVEMENT, NO_REGRESSION)
 METRIC = "energy_per_sample_j"
-# the other metrics each get a Δ with its interval (no verdict)
-ALSO = (("time_per_sample_s", "time/sample"), ("peak_mem_bytes", "peak memory"))
+# the other metrics each get a Δ with its interval (no verdict): of the log (a ratio), quality of the value itself
+# (head - base in the metric's units: a loss or an accuracy may be 0 or negative); time and energy to target are
+# training's (null where a run never reached target_quality: that quadruple gives no pair of them)
+ALSO = (
+    ("time_per_sample_s", "time/sample"),
+    ("peak_mem_bytes", "peak memory"),
+    ("quality", "quality"),
+    ("time_to_target_s", "time to target"),
+    ("energy_to_target_j", "energy to target"),
+)
+LINEAR = ("quality",)
 MAX_PAIRS = 1000
 
 
@@ -174,10 +183,12 @@ def quadruples(rows) -> Any:
     metrics = [METRIC, *(m for m, _ in ALSO)]
     aggs = [pl.len().alias("runs"), (pl.col("code_version") == "head").sum().alias("n_head")]
     for m in metrics:
-        ok = pl.col(m).is_not_null() & (pl.col(m) > 0)
-        aggs.append((pl.col("_sign") * pl.col(m).log()).filter(ok).sum().alias(f"q_{m}"))
+        ok = pl.col(m).is_not_null() & (pl.col(m).is_finite() if m in LINEAR else pl.col(m) > 0)
+        y = pl.col(m) if m in LINEAR else pl.col(m).log()
+        aggs.append((pl.col("_sign") * y).filter(ok).sum().alias(f"q_{m}"))
         aggs.append(ok.sum().alias(f"ok_{m}"))
     aggs.append(pl.col("hostname").first().alias("hostname"))
+    aggs += [pl.col(c).drop_nulls().first().alias(c) for c in QUALITY_KEYS]
     q = d.group_by(*GROUP, "repeat").agg(aggs)
     q = q.filter((pl.col("runs") == 4) & (pl.col("n_head") == 2))
     for m in metrics:  # a metric missing in one of the four runs gives no pair
@@ -185,11 +196,15 @@ def quadruples(rows) -> Any:
     return q.sort(*GROUP, "repeat", nulls_last=True)
 
 
+QUALITY_KEYS = ("quality_metric", "quality_higher_is_better")
+
+
 def cells(q) -> Any:
     """Per cell (GROUP): pairs n, mean d and SD sd of q per metric."""
     import polars as pl
 
     aggs = [pl.len().alias("n"), pl.col("hostname").n_unique().alias("hosts")]
+    aggs += [pl.col(c).drop_nulls().first().alias(c) for c in QUALITY_KEYS]
     for m in (METRIC, *(m for m, _ in ALSO)):
         aggs += [
             pl.col(f"q_{m}").drop_nulls().len().alias(f"n_{m}"),
@@ -421,8 +436,9 @@ def _arms(rows) -> Any:
         pl.col("hardware").unique().sort().str.join(", ").alias("hardware"),
     ]
     for m in (METRIC, *(m for m, _ in ALSO)):
-        y = pl.col(m).filter(pl.col(m) > 0).log()
+        y = pl.col(m).filter(pl.col(m).is_finite()) if m in LINEAR else pl.col(m).filter(pl.col(m) > 0).log()
         aggs += [y.len().alias(f"n_{m}"), y.mean().alias(f"m_{m}"), y.var().alias(f"v_{m}")]
+    aggs += [pl.col(c).drop_nulls().first().alias(c) for c in QUALITY_KEYS]
     return d.group_by(*TREE_KEYS).agg(aggs)
 
 
@@ -459,6 +475,7 @@ def compare_trees(a_rows, b_rows, threshold_pct: float, alpha: float = 0.05, pow
         pl.concat_str(
             [pl.col(f"n_{METRIC}").cast(pl.String), pl.lit("+"), pl.col(f"n_{METRIC}_b").cast(pl.String)]
         ).alias(f"n_{METRIC}"),
+        *QUALITY_KEYS,
     ).with_columns(
         pl.Series(f"d_{METRIC}", d),
         pl.Series("lo", r["lo"]),
@@ -471,7 +488,9 @@ def compare_trees(a_rows, b_rows, threshold_pct: float, alpha: float = 0.05, pow
     )
     for m, _ in ALSO:
         x = cols[m][3]
-        table = table.with_columns(pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"]))
+        table = table.with_columns(
+            pl.Series(f"d_{m}", cols[m][0]), pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"])
+        )
     vers = {
         "base": ", ".join(sorted(set(a_rows["site"].unique().to_list()))),
         "head": ", ".join(sorted(set(b_rows["site"].unique().to_list()))),
@@ -499,6 +518,33 @@ EXIT_WORDS = {
     REGRESSION: "REGRESSION: head costs more energy per sample than the margin allows",
     INCONCLUSIVE: "INCONCLUSIVE: not every cell could be decided with these pairs",
 }
+
+
+def _num(x) -> str:
+    return f"{x:+.4g}" if x is not None and np.isfinite(x) else "–"
+
+
+def quality_delta(r: dict) -> str:
+    """Δ quality (head − base, the metric's own units) with its interval, and which way is better."""
+    if r.get("d_quality") is None or not np.isfinite(r["d_quality"]):
+        return "–"
+    text = f"{_num(r['d_quality'])} [{_num(r['lo_quality'])}, {_num(r['hi_quality'])}]"
+    if r.get("quality_metric"):
+        better = {True: "higher is better", False: "lower is better"}.get(r.get("quality_higher_is_better"), "")
+        text += f" ({r['quality_metric']}" + (f", {better})" if better else ")")
+    return text
+
+
+def extra_columns(t) -> list[tuple[str, Any]]:
+    """The columns of quality and of time and energy to target, where some cell has them (training with a
+    target_quality for the latter): (header, the cell's text)."""
+    out = []
+    if "d_quality" in t.columns and t["d_quality"].fill_nan(None).drop_nulls().len():
+        out.append(("Δ quality (head − base)", quality_delta))
+    for m, label in ALSO:
+        if m in ("time_to_target_s", "energy_to_target_j") and t[f"lo_{m}"].fill_nan(None).drop_nulls().len():
+            out.append((f"Δ {label}", lambda r, m=m: _interval(r[f"lo_{m}"], r[f"hi_{m}"])))
+    return out
 
 
 def exit_words(res: Result) -> str:
@@ -551,11 +597,12 @@ def markdown(res: Result) -> str:
     ]
     if seq:
         out.append(sequential_line(res))
+    extra = extra_columns(t)
     out += [
         "",
         f"| cell | pairs | Δ energy/sample | interval | verdict | {'p (nominal)' if seq else 'Holm p'} "
-        "| Δ time/sample | Δ peak memory |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Δ time/sample | Δ peak memory |" + "".join(f" {name} |" for name, _ in extra),
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(extra),
     ]
     for r in t.iter_rows(named=True):
         cell = "/".join(str(r[k]) for k in ("site", "workload", "phase", "device", "precision") if r[k] is not None)
@@ -578,7 +625,7 @@ def markdown(res: Result) -> str:
         out.append(
             f"| {cell} | {r[f'n_{METRIC}']} | {_pct(r[f'd_{METRIC}'])} | {_interval(r['lo'], r['hi'])} | {verdict} | "
             f"{holm} | {_interval(r['lo_time_per_sample_s'], r['hi_time_per_sample_s'])} | "
-            f"{_interval(r['lo_peak_mem_bytes'], r['hi_peak_mem_bytes'])} |"
+            f"{_interval(r['lo_peak_mem_bytes'], r['hi_peak_mem_bytes'])} |" + "".join(f" {f(r)} |" for _, f in extra)
         )
     out.append("")
     if res.pooled:
@@ -752,6 +799,7 @@ def report_view(res: Result) -> Any:
     import polars as pl
 
     rows = []
+    extra = extra_columns(res.table)
     for r in res.table.iter_rows(named=True):
         rows.append(
             {
@@ -764,6 +812,7 @@ def report_view(res: Result) -> Any:
                 "verdict": r["verdict"],
                 "Holm p": None if r["p_holm"] is None or not np.isfinite(r["p_holm"]) else float(r["p_holm"]),
                 "Δ time/sample": _interval(r["lo_time_per_sample_s"], r["hi_time_per_sample_s"]),
+                **{name: f(r) for name, f in extra},
             }
         )
     return pl.DataFrame(rows)
