@@ -127,7 +127,7 @@ def test_a_look_uses_the_first_pairs_of_each_cell_at_its_nominal_level():
         assert r["hi"] == pytest.approx(np.mean(q) + half, rel=1e-9)
     assert res.exit == C.REGRESSION and res.sequential["taken"] == 2  # 7 pairs: looks at 3 and 6 taken
     md = C.markdown(res)
-    assert "look 2 of 3 at 6 pairs" in md and "after 6 pairs are not part of the plan" in md
+    assert "look 2 of 3 at 6 pairs" in md and "after 6 pairs are not part of the plan's decision" in md
     # one look is the fixed design at those pairs
     one = C.compare_rows(frame([x for x in rows if x["repeat"] < 6]), plan=Q.make((6,), ALPHA, 10.0))
     fixed = C.compare_rows(frame([x for x in rows if x["repeat"] < 6]), threshold_pct=10.0, alpha=ALPHA)

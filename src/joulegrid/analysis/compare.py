@@ -402,8 +402,8 @@ def _compare_sequential(rows, plan, power: float) -> Result:
         "measured": measured,
     }
     notes = []
-    if measured > taken[-1] and not nxt:
-        notes.append(f"The quadruples after {plan.looks[stop]} pairs are not part of the plan's decision.")
+    if measured > plan.looks[stop]:
+        notes.append(f"The quadruples after {plan.looks[stop]} pairs are not part of the plan's decision at this look.")
     sig = pooled_sigma(last)
     from .design import sigma_upper
 
@@ -596,7 +596,7 @@ def markdown(res: Result) -> str:
         "(geometric mean of the pairs).",
     ]
     if seq:
-        out.append(sequential_line(res))
+        out += ["", sequential_line(res)]
     extra = extra_columns(t)
     out += [
         "",
@@ -617,7 +617,7 @@ def markdown(res: Result) -> str:
         if seq:
             if verdict == REGRESSED and not r["rejected"]:
                 verdict += " (not after Holm)"
-            elif verdict != UNDECIDED and verdict != TOO_FEW:
+            elif r["verdict"] not in (UNDECIDED, TOO_FEW):
                 verdict += f" (look {r['look']})"
         elif verdict == REGRESSED and not (r["p_holm"] is not None and r["p_holm"] <= res.alpha):
             verdict += " (not after Holm)"
@@ -748,6 +748,10 @@ def run(args) -> int:
         alpha = float(args.alpha if args.alpha is not None else cc["alpha"])
         trees = list(args.trees or [])
         if trees:
+            if getattr(args, "looks", None):
+                raise CompareError(
+                    "--looks plans the reruns of a versions campaign; two result trees are compared once"
+                )
             if len(trees) != 2:
                 raise CompareError(f"give two result trees (base, then head), not {len(trees)}: joulegrid compare A B")
             frames = []
