@@ -166,6 +166,7 @@ def test_the_command_fixes_a_plan_before_its_first_look_and_follows_it(tmp_path,
     # a plan is fixed once: other looks or another margin are refused, naming the plan's file
     assert main(["compare", "--results", str(res), "--looks", "3,5"]) == C.BAD_INPUT
     assert main(["compare", "--results", str(res), "--threshold", "5%"]) == C.BAD_INPUT
+    assert main(["compare", str(res), str(res), "--looks", "3,6", "--threshold", "10%"]) == C.BAD_INPUT  # two trees
     capsys.readouterr()
     # a new campaign (new config hashes) without --looks: the fixed design; with --looks past its 2nd look: refused
     synth.summary(res / "summary.parquet", rows_of(10, config_hash="1" * 16))
