@@ -200,3 +200,16 @@ def test_plan_suggests_looks_sized_like_the_fixed_design():
     # and the plan of those looks passes an unchanged head with at least that power
     rate = np.mean(run_plan(0.0, 1, tuple(looks), 2000, seed=6, sigma=sigma)["exit"] == C.PASS)
     assert rate >= 0.8 - 3 * math.sqrt(0.8 * 0.2 / 2000)
+
+
+def test_a_cell_without_pairs_at_an_early_look_waits_for_the_next():
+    """A cell whose first quadruples failed has no pairs at look 1: it is too few there, and judged at look 2
+    on the pairs it has by then (repeats 3 to 5: 3 pairs)."""
+    rng = np.random.default_rng(13)
+    rows = rows_of(6, factors=((256, 1.6),), seed=13)
+    late = [r for r in quadruple_rows({**CELL, "batch_size": 64}, 6, 1.0, rng) if r["repeat"] >= 3]
+    res = C.compare_rows(frame(rows + late), plan=Q.make((3, 6, 10), ALPHA, 10.0))
+    t = {r["batch_size"]: r for r in res.table.iter_rows(named=True)}
+    assert set(t) == {64, 256} and t[64][f"n_{C.METRIC}"] == 3 and t[64]["look"] == 2
+    assert res.exit == C.REGRESSION and t[256]["verdict"] == C.REGRESSED and t[64]["verdict"] == C.UNDECIDED
+    assert "inconclusive (the plan stopped)" in C.markdown(res)

@@ -363,9 +363,12 @@ def _compare_sequential(rows, plan, power: float) -> Result:
             arrays[x][0, j] = [v[at[k]] if k in at else (0.0 if x == "n" else np.nan) for k in keys]
     r = sequential.decide_looks(arrays["n"], arrays["d"], arrays["sd"], plan, decide)
     look = r["look"][0].astype(int)
-    # each cell's figures (every metric) from the look that decided it, else from the latest look
+    # each cell's figures (every metric) from the look that decided it, else from the latest look (also for a
+    # cell with no complete quadruple yet at the look the grid stopped)
+    present = {(k, j) for j, c in enumerate(per_look) for k in c["_key"].to_list()}
+    rows_at = [j if (k, j) in present else len(taken) - 1 for k, j in zip(keys, look, strict=True)]
     table = pl.concat(per_look, how="vertical_relaxed").join(
-        pl.DataFrame({"_key": keys, "_look": look}, schema={"_key": pl.String, "_look": pl.Int32}),
+        pl.DataFrame({"_key": keys, "_look": rows_at}, schema={"_key": pl.String, "_look": pl.Int32}),
         on=["_key", "_look"],
         how="semi",
     )
@@ -609,7 +612,10 @@ def markdown(res: Result) -> str:
         cell += f"/bs{r['batch_size']}" + (f" ({r['hardware']})" if r["hardware"] else "")
         verdict = r["verdict"]
         if verdict == UNDECIDED and seq:
-            verdict += f" (next look at {r['pairs_to_decide']} pairs)" if r["pairs_to_decide"] else " (plan spent)"
+            if r["pairs_to_decide"]:
+                verdict += f" (next look at {r['pairs_to_decide']} pairs)"
+            else:
+                verdict += " (the plan stopped)" if res.exit != INCONCLUSIVE else " (the plan is spent)"
         elif verdict == UNDECIDED:
             verdict += (
                 f" (≈{r['pairs_to_decide']} pairs would decide)" if r["pairs_to_decide"] else " (needs >1000 pairs)"
