@@ -487,6 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", default=None, metavar="PCT", help="the margin, e.g. 5%% (default: compare.threshold_pct)"
     )
     cp.add_argument("--alpha", type=float, default=None, help="error rates (default: compare.alpha)")
+    cp.add_argument(
+        "--looks",
+        default=None,
+        metavar="N1,N2[,N3]",
+        help="fix a group-sequential plan for this campaign: the pairs per cell at each of up to 3 looks (stored "
+        "under <results>/compare-plans/; later compares follow it; docs/compare.md, Reruns)",
+    )
     cp.add_argument("--markdown", default=None, metavar="FILE", help="also write the table to FILE")
     cp.set_defaults(func=cmd_compare)
 

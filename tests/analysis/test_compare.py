@@ -215,3 +215,62 @@ def test_the_command_compares_two_trees_and_says_bad_input(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere"), "--threshold", "10%"]) == C.BAD_INPUT
     assert main(["compare", "--results", str(tmp_path / "a"), "--threshold", "10%"]) == C.BAD_INPUT  # no versions
     assert "`joulegrid compare A B --threshold 10%`" in DOC
+
+
+def test_quality_and_time_and_energy_to_target_get_a_delta_with_an_interval():
+    """Training with a target: head's quality is 0.01 worse (recon_mse up) and it reaches the target 1.5x later
+    on 1.4x the energy; one run of quadruple 2 never reaches it (that quadruple gives no pair of them)."""
+    rng = np.random.default_rng(10)
+    rows = quadruple_rows({**CELL, "batch_size": 256}, 5, 1.0, rng)
+    for r in rows:
+        head = r["code_version"] == "head"
+        r["quality"] = 0.05 + (0.01 if head else 0.0) + rng.normal(0, 0.002)
+        r["time_to_target_s"] = 10.0 * (1.5 if head else 1.0) * math.exp(rng.normal(0, 0.03))
+        r["energy_to_target_j"] = 200.0 * (1.4 if head else 1.0) * math.exp(rng.normal(0, 0.03))
+        r["target_quality"] = 0.07
+    (gone,) = [r for r in rows if r["repeat"] == 2 and r["code_slot"] == 3]
+    gone["time_to_target_s"] = gone["energy_to_target_j"] = None
+    res = C.compare_rows(frame(rows), threshold_pct=10, alpha=ALPHA)
+    row = res.table.row(0, named=True)
+
+    def paired(metric, log):
+        q = []
+        for k in range(5):
+            mine = [r for r in rows if r["repeat"] == k and r["code_slot"] >= 1]
+            if any(r[metric] is None for r in mine):
+                continue
+            q.append(0.5 * sum((math.log(r[metric]) if log else r[metric]) * (1 if r["code_version"] == "head" else -1)
+                               for r in mine))  # fmt: skip
+        half = sps.t.ppf(1 - ALPHA, len(q) - 1) * np.std(q, ddof=1) / math.sqrt(len(q))
+        return len(q), np.mean(q), np.mean(q) - half, np.mean(q) + half
+
+    for metric, log in (("quality", False), ("time_to_target_s", True), ("energy_to_target_j", True)):
+        n, d, lo, hi = paired(metric, log)
+        assert row[f"n_{metric}"] == n and n == (5 if metric == "quality" else 4)
+        assert (row[f"d_{metric}"], row[f"lo_{metric}"], row[f"hi_{metric}"]) == pytest.approx((d, lo, hi), rel=1e-9)
+    assert row["lo_quality"] < 0.01 < row["hi_quality"] and row["lo_time_to_target_s"] < math.log(1.5)
+    md = C.markdown(res)
+    header = next(x for x in md.splitlines() if x.startswith("| cell |"))
+    assert "Δ quality (head − base)" in header and "Δ time to target" in header and "Δ energy to target" in header
+    line = next(x for x in md.splitlines() if x.startswith("| local/mine"))
+    assert f"{row['d_quality']:+.4g} [" in line and "(recon_mse, lower is better)" in line
+    assert f"[+{math.expm1(row['lo_time_to_target_s']) * 100:.1f} %" in line
+    # without targets (inference, or training by epochs) the columns are left out
+    plain = C.markdown(C.compare_rows(frame(quadruple_rows({**CELL, "batch_size": 64}, 3, 1.0, rng)), threshold_pct=10))
+    assert "Δ time to target" not in plain and "Δ quality (head − base)" in plain
+
+
+def test_two_trees_give_the_quality_delta_as_a_difference_of_means():
+    rng = np.random.default_rng(12)
+
+    def tree(site, dq):
+        return frame([synth.row(Cell(**CELL | {"site": site}, batch_size=256, repeat=k),
+                                quality=0.05 + dq + rng.normal(0, 0.001)) for k in range(4)])  # fmt: skip
+
+    a, b = tree("local", 0.0), tree("slurm", 0.02)
+    row = C.compare_trees(a, b, threshold_pct=10, alpha=ALPHA).table.row(0, named=True)
+    qa, qb = a["quality"].to_numpy(), b["quality"].to_numpy()
+    assert row["d_quality"] == pytest.approx(qb.mean() - qa.mean(), rel=1e-9)
+    se = math.sqrt(qa.var(ddof=1) / 4 + qb.var(ddof=1) / 4)
+    dfw = se**4 / ((qa.var(ddof=1) / 4) ** 2 / 3 + (qb.var(ddof=1) / 4) ** 2 / 3)
+    assert row["hi_quality"] == pytest.approx(qb.mean() - qa.mean() + sps.t.ppf(1 - ALPHA, dfw) * se, rel=1e-9)

@@ -12,47 +12,12 @@ import subprocess
 import polars as pl
 import pytest
 from conftest import REPO, subprocess_env
+from versions_repo import WORKLOAD, commit_version, make_repo
 
 # the planted factor (1.3-2.3) and the regression verdict come from energies measured here: alone
 pytestmark = [pytest.mark.slow, pytest.mark.measure]
 
 DOC = (REPO / "docs/compare.md").read_text()
-
-WORKLOAD = """import numpy as np
-import torch
-
-from joulegrid.workloads.base import Split, Workload, widen
-
-REPEAT = 1  # how many times the counted step (forward and backward of the model) runs per sample
-
-
-class Tiny(Workload):
-    quality_metric = "test_mse"
-    higher_is_better = False
-    DEFAULTS = {"rows": 6144, "epochs": 1, "lr": 0.001, "test_fraction": 0.25, "params": {"n_features": 512}}
-
-    def load_data(self, path):
-        rng = np.random.default_rng(7)
-        n, f = int(self.settings.get("rows") or 6144), int(self.params["n_features"])
-        x = rng.standard_normal((n, f)).astype(np.float32)
-        y = (x @ np.linspace(-1, 1, f)).astype(np.float32)
-        tr, te = self.split_indices(len(x))
-        return Split(x[tr], y[tr], x[te], y[te], name="toy", n_features=f)
-
-    def build_model(self, split):
-        return torch.nn.Sequential(torch.nn.Linear(split.n_features, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 1))
-
-    def loss(self, model, xb, yb):
-        total = 0.0
-        for _ in range(REPEAT):
-            out = widen(model(xb)).squeeze(-1)
-            total = total + torch.nn.functional.mse_loss(out, yb.to(out.dtype))
-        return total / REPEAT
-
-    def evaluate(self, outputs, x, y):
-        mse = float(np.mean((widen(outputs).detach().cpu().double().numpy().ravel() - np.asarray(y)) ** 2))
-        return {"test_mse": mse, "loss": mse}
-"""
 
 
 def blocks(text: str, lang: str) -> list[str]:
@@ -64,10 +29,6 @@ def gitlab_script() -> list[str]:
     return re.findall(r"^    - (.*)$", job.split("  script:\n")[1].split("  allow_failure:")[0], re.M)
 
 
-def git(cwd, *args):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-
-
 def test_the_gitlab_job_blocks_a_planted_regression(tmp_path):
     script = gitlab_script()
     assert len(script) == 4 and script[2].startswith("snakemake ") and script[3].startswith("joulegrid compare ")
@@ -76,22 +37,10 @@ def test_the_gitlab_job_blocks_a_planted_regression(tmp_path):
     assert script[2] in gh and script[3] in gh and 'git merge-base HEAD "origin/$GITHUB_BASE_REF"' in gh
     (ci_config,) = [b for b in blocks(DOC, "yaml") if b.startswith("# joulegrid-ci.yaml")]
 
-    origin, repo = tmp_path / "origin.git", tmp_path / "repo"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(tmp_path, "clone", "-q", str(origin), str(repo))
-    for k, v in (("user.email", "t@t"), ("user.name", "t")):
-        git(repo, "config", k, v)
-    (repo / "mypkg").mkdir()
-    (repo / "mypkg" / "__init__.py").write_text("")
-    (repo / "mypkg" / "wl.py").write_text(WORKLOAD)
-    (repo / "joulegrid-ci.yaml").write_text(ci_config)
-    (repo / ".gitignore").write_text("results-ci/\nresources/\n.snakemake/\njoulegrid-compare.md\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "A: the baseline")
-    git(repo, "push", "-q", "origin", "main")
-    git(repo, "checkout", "-q", "-b", "feature")
-    (repo / "mypkg" / "wl.py").write_text(WORKLOAD.replace("REPEAT = 1", "REPEAT = 2"))
-    git(repo, "commit", "-qam", "B: the counted step twice per sample")
+    _, repo = make_repo(tmp_path, {"joulegrid-ci.yaml": ci_config})
+    commit_version(
+        repo, "feature", WORKLOAD.replace("REPEAT = 1", "REPEAT = 2"), "B: the counted step twice per sample"
+    )
 
     env = subprocess_env({"JOULEGRID": str(REPO), "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"})
     env["PYTHONPATH"] = ""  # the jobs import mypkg from each version's checkout, joulegrid from its install

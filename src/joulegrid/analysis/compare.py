@@ -27,6 +27,9 @@ H0: Δ ≤ δ rejects any cell at α (P(a merge request falsely blocked) ≤ α 
 0 when every cell passes (an intersection-union test: P(a false pass) ≤ α without adjustment); else exit 2.
 Benjamini-Hochberg q-values only list the cells worth a look. A pooled Δ over the cells, with
 DerSimonian-Laird random effects, summarises the grid; it decides nothing.
+
+Reruns: with a group-sequential plan (``--looks``, analysis.sequential) the same table is applied at each
+look's nominal level, and Holm at the levels of the plan; without one every compare is the fixed design.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import numpy as np
 from scipy import stats as sps
 
 from . import stats
+from .sequential import PlanError
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,17 @@ EQUIVALENT, IMPROVEMENT, NO_REGRESSION = "equivalent", "improvement", "no regres
 REGRESSED, UNDECIDED, TOO_FEW = "regression", "inconclusive", "inconclusive: fewer than 2 pairs"
 PASSES = (EQUIVALENT, IMPROVEMENT, NO_REGRESSION)
 METRIC = "energy_per_sample_j"
-# the other metrics each get a Δ with its interval (no verdict)
-ALSO = (("time_per_sample_s", "time/sample"), ("peak_mem_bytes", "peak memory"))
+# the other metrics each get a Δ with its interval (no verdict): of the log (a ratio), quality of the value itself
+# (head - base in the metric's units: a loss or an accuracy may be 0 or negative); time and energy to target are
+# training's (null where a run never reached target_quality: that quadruple gives no pair of them)
+ALSO = (
+    ("time_per_sample_s", "time/sample"),
+    ("peak_mem_bytes", "peak memory"),
+    ("quality", "quality"),
+    ("time_to_target_s", "time to target"),
+    ("energy_to_target_j", "energy to target"),
+)
+LINEAR = ("quality",)
 MAX_PAIRS = 1000
 
 
@@ -170,10 +183,12 @@ def quadruples(rows) -> Any:
     metrics = [METRIC, *(m for m, _ in ALSO)]
     aggs = [pl.len().alias("runs"), (pl.col("code_version") == "head").sum().alias("n_head")]
     for m in metrics:
-        ok = pl.col(m).is_not_null() & (pl.col(m) > 0)
-        aggs.append((pl.col("_sign") * pl.col(m).log()).filter(ok).sum().alias(f"q_{m}"))
+        ok = pl.col(m).is_not_null() & (pl.col(m).is_finite() if m in LINEAR else pl.col(m) > 0)
+        y = pl.col(m) if m in LINEAR else pl.col(m).log()
+        aggs.append((pl.col("_sign") * y).filter(ok).sum().alias(f"q_{m}"))
         aggs.append(ok.sum().alias(f"ok_{m}"))
     aggs.append(pl.col("hostname").first().alias("hostname"))
+    aggs += [pl.col(c).drop_nulls().first().alias(c) for c in QUALITY_KEYS]
     q = d.group_by(*GROUP, "repeat").agg(aggs)
     q = q.filter((pl.col("runs") == 4) & (pl.col("n_head") == 2))
     for m in metrics:  # a metric missing in one of the four runs gives no pair
@@ -181,11 +196,15 @@ def quadruples(rows) -> Any:
     return q.sort(*GROUP, "repeat", nulls_last=True)
 
 
+QUALITY_KEYS = ("quality_metric", "quality_higher_is_better")
+
+
 def cells(q) -> Any:
     """Per cell (GROUP): pairs n, mean d and SD sd of q per metric."""
     import polars as pl
 
     aggs = [pl.len().alias("n"), pl.col("hostname").n_unique().alias("hosts")]
+    aggs += [pl.col(c).drop_nulls().first().alias(c) for c in QUALITY_KEYS]
     for m in (METRIC, *(m for m, _ in ALSO)):
         aggs += [
             pl.col(f"q_{m}").drop_nulls().len().alias(f"n_{m}"),
@@ -220,6 +239,7 @@ class Result:
     planned_pairs: int | None
     versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sequential: dict[str, Any] | None = None  # with a plan: the plan, the looks taken, the look that decided
 
 
 def compare_rows(
@@ -228,12 +248,16 @@ def compare_rows(
     alpha: float = 0.05,
     power: float = 0.8,
     max_pairs: int = 10,
+    plan=None,
 ) -> Result:
-    """The comparison of a versions campaign's rows (module docstring)."""
+    """The comparison of a versions campaign's rows (module docstring); with a group-sequential plan
+    (analysis.sequential.Plan) its looks taken so far decide, at the plan's α and margin."""
     import polars as pl
 
     from .design import sigma_upper
 
+    if plan is not None:
+        return _compare_sequential(rows, plan, power)
     c = cells(quadruples(rows))
     if c.is_empty():
         raise CompareError(
@@ -291,6 +315,113 @@ def compare_rows(
     return Result(status, delta, threshold_pct, source, alpha, power, table, pooled, sig, planned, vers, notes)
 
 
+def _commits(rows) -> dict[str, str]:
+    import polars as pl
+
+    vers = {}
+    for label in ("base", "head"):
+        x = rows.filter(pl.col("code_version") == label)["code_commit"].drop_nulls().unique().to_list()
+        vers[label] = ", ".join(sorted(x)) or "(not a commit)"
+    return vers
+
+
+def pairs_measured(rows) -> int:
+    """The quadruples per cell the campaign has run so far (the highest repeat + 1 of its code-version runs)."""
+    import polars as pl
+
+    r = rows.filter(pl.col("code_version").is_not_null() & (pl.col("code_slot").fill_null(0) >= 1))["repeat"]
+    return int(r.max()) + 1 if r.len() else 0
+
+
+def _compare_sequential(rows, plan, power: float) -> Result:
+    """compare_rows at the looks of a group-sequential plan (analysis.sequential): look k uses each cell's
+    quadruples of repeat < plan.looks[k]; the latest look the campaign has reached decides, with every earlier
+    look as it was."""
+    import polars as pl
+
+    from . import sequential
+
+    q = quadruples(rows)
+    measured = pairs_measured(rows)
+    taken = [k for k in plan.looks if k <= measured]
+    if not taken:
+        raise CompareError(
+            f"the compare plan's first look is at {plan.looks[0]} pairs per cell and the results hold {measured}. "
+            f"Fix: run snakemake with grid.repeats: {plan.looks[0]}, then compare"
+        )
+    key = pl.concat_str([pl.col(k).cast(pl.String).fill_null("\0") for k in GROUP], separator="\x1f")
+    per_look = [
+        cells(q.filter(pl.col("repeat") < k)).with_columns(_key=key, _look=pl.lit(j)) for j, k in enumerate(taken)
+    ]
+    last = per_look[-1]
+    keys = last["_key"].to_list()
+    arrays = {x: np.full((1, len(taken), len(keys)), np.nan) for x in ("n", "d", "sd")}
+    for j, c in enumerate(per_look):
+        at = {k: i for i, k in enumerate(c["_key"].to_list())}
+        for x, col in (("n", f"n_{METRIC}"), ("d", f"d_{METRIC}"), ("sd", f"sd_{METRIC}")):
+            v = c[col].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            arrays[x][0, j] = [v[at[k]] if k in at else (0.0 if x == "n" else np.nan) for k in keys]
+    r = sequential.decide_looks(arrays["n"], arrays["d"], arrays["sd"], plan, decide)
+    look = r["look"][0].astype(int)
+    # each cell's figures (every metric) from the look that decided it, else from the latest look (also for a
+    # cell with no complete quadruple yet at the look the grid stopped)
+    present = {(k, j) for j, c in enumerate(per_look) for k in c["_key"].to_list()}
+    rows_at = [j if (k, j) in present else len(taken) - 1 for k, j in zip(keys, look, strict=True)]
+    table = pl.concat(per_look, how="vertical_relaxed").join(
+        pl.DataFrame({"_key": keys, "_look": rows_at}, schema={"_key": pl.String, "_look": pl.Int32}),
+        on=["_key", "_look"],
+        how="semi",
+    )
+    table = table.with_columns(pl.col("_key").replace_strict({k: i for i, k in enumerate(keys)}).alias("_i")).sort("_i")
+    stop = int(r["stop"][0])
+    nxt = taken[-1] < plan.looks[-1] and int(r["exit"][0]) == INCONCLUSIVE
+    verdict = r["verdict"][0].astype(str)
+    need = [plan.looks[len(taken)] if nxt and v == UNDECIDED else None for v in verdict]
+    table = table.with_columns(
+        look=pl.Series(look + 1),
+        level=pl.Series(r["level"][0]),
+        lo=pl.Series(r["lo"][0]),
+        hi=pl.Series(r["hi"][0]),
+        p=pl.Series(r["p"][0]),
+        p_holm=pl.Series(r["p"][0]),  # the nominal p of its look: compared with the look's Holm levels
+        q_bh=pl.Series(stats.bh(r["p"][0])),
+        verdict=pl.Series(verdict),
+        rejected=pl.Series(r["rejected"][0]),
+        pairs_to_decide=pl.Series(need, dtype=pl.Int64),
+    )
+    for m, _ in ALSO:  # the other metrics: a plain (1 - 2 alpha) interval at the cell's look
+        x = decide(
+            table[f"n_{m}"], table[f"d_{m}"].fill_null(np.nan), table[f"sd_{m}"].fill_null(np.nan), 0.0, plan.alpha
+        )
+        table = table.with_columns(pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"]))
+    table = table.drop("_key", "_look", "_i")
+    status = int(r["exit"][0])
+    seq = {
+        "plan": plan,
+        "taken": len(taken),
+        "stop": stop + 1,
+        "levels": [float(x) for x in plan.levels()],
+        "next": plan.looks[len(taken)] if nxt else None,
+        "measured": measured,
+    }
+    notes = []
+    if measured > plan.looks[stop]:
+        notes.append(f"The quadruples after {plan.looks[stop]} pairs are not part of the plan's decision at this look.")
+    sig = pooled_sigma(last)
+    from .design import sigma_upper
+
+    planned = pairs_needed(sigma_upper(*sig), plan.delta, plan.alpha, power) if sig else None
+    vers = _commits(rows)
+    d, se = table[f"d_{METRIC}"].fill_null(np.nan).to_numpy(), (table["hi"] - table["lo"]).to_numpy()
+    with np.errstate(invalid="ignore"):
+        se = se / (2 * sps.t.ppf(1 - table["level"].to_numpy(), np.maximum(table[f"n_{METRIC}"].to_numpy() - 1, 1)))
+    pooled = random_effects(d, se)
+    return Result(
+        status, plan.delta, plan.threshold_pct, "the plan's", plan.alpha, power, table, pooled, sig, planned, vers,
+        notes, seq,
+    )  # fmt: skip
+
+
 TREE_KEYS = ("workload", "phase", "device", "precision", "variant", "batch_size", "config_hash")
 
 
@@ -308,8 +439,9 @@ def _arms(rows) -> Any:
         pl.col("hardware").unique().sort().str.join(", ").alias("hardware"),
     ]
     for m in (METRIC, *(m for m, _ in ALSO)):
-        y = pl.col(m).filter(pl.col(m) > 0).log()
+        y = pl.col(m).filter(pl.col(m).is_finite()) if m in LINEAR else pl.col(m).filter(pl.col(m) > 0).log()
         aggs += [y.len().alias(f"n_{m}"), y.mean().alias(f"m_{m}"), y.var().alias(f"v_{m}")]
+    aggs += [pl.col(c).drop_nulls().first().alias(c) for c in QUALITY_KEYS]
     return d.group_by(*TREE_KEYS).agg(aggs)
 
 
@@ -346,6 +478,7 @@ def compare_trees(a_rows, b_rows, threshold_pct: float, alpha: float = 0.05, pow
         pl.concat_str(
             [pl.col(f"n_{METRIC}").cast(pl.String), pl.lit("+"), pl.col(f"n_{METRIC}_b").cast(pl.String)]
         ).alias(f"n_{METRIC}"),
+        *QUALITY_KEYS,
     ).with_columns(
         pl.Series(f"d_{METRIC}", d),
         pl.Series("lo", r["lo"]),
@@ -358,7 +491,9 @@ def compare_trees(a_rows, b_rows, threshold_pct: float, alpha: float = 0.05, pow
     )
     for m, _ in ALSO:
         x = cols[m][3]
-        table = table.with_columns(pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"]))
+        table = table.with_columns(
+            pl.Series(f"d_{m}", cols[m][0]), pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"])
+        )
     vers = {
         "base": ", ".join(sorted(set(a_rows["site"].unique().to_list()))),
         "head": ", ".join(sorted(set(b_rows["site"].unique().to_list()))),
@@ -388,36 +523,115 @@ EXIT_WORDS = {
 }
 
 
+def _num(x) -> str:
+    return f"{x:+.4g}" if x is not None and np.isfinite(x) else "–"
+
+
+def quality_delta(r: dict) -> str:
+    """Δ quality (head − base, the metric's own units) with its interval, and which way is better."""
+    if r.get("d_quality") is None or not np.isfinite(r["d_quality"]):
+        return "–"
+    text = f"{_num(r['d_quality'])} [{_num(r['lo_quality'])}, {_num(r['hi_quality'])}]"
+    if r.get("quality_metric"):
+        better = {True: "higher is better", False: "lower is better"}.get(r.get("quality_higher_is_better"), "")
+        text += f" ({r['quality_metric']}" + (f", {better})" if better else ")")
+    return text
+
+
+def extra_columns(t) -> list[tuple[str, Any]]:
+    """The columns of quality and of time and energy to target, where some cell has them (training with a
+    target_quality for the latter): (header, the cell's text)."""
+    out = []
+    if "d_quality" in t.columns and t["d_quality"].fill_nan(None).drop_nulls().len():
+        out.append(("Δ quality (head − base)", quality_delta))
+    for m, label in ALSO:
+        if m in ("time_to_target_s", "energy_to_target_j") and t[f"lo_{m}"].fill_nan(None).drop_nulls().len():
+            out.append((f"Δ {label}", lambda r, m=m: _interval(r[f"lo_{m}"], r[f"hi_{m}"])))
+    return out
+
+
+def exit_words(res: Result) -> str:
+    seq = res.sequential
+    if seq and res.exit == INCONCLUSIVE:
+        if seq["next"]:
+            return (
+                f"INCONCLUSIVE at look {seq['taken']} of {len(seq['plan'].looks)}: continue to look "
+                f"{seq['taken'] + 1} at {seq['next']} pairs per cell"
+            )
+        return "INCONCLUSIVE at the plan's last look: the plan is spent, a rerun starts a fresh campaign"
+    return EXIT_WORDS[res.exit]
+
+
+def sequential_line(res: Result) -> str:
+    """What the group-sequential plan did at this look (docs/compare.md, "Reruns")."""
+    seq = res.sequential
+    plan = seq["plan"]
+    looks = ", ".join(str(x) for x in plan.looks)
+    k = seq["stop"] if res.exit != INCONCLUSIVE else seq["taken"]
+    lev = seq["levels"][k - 1]
+    text = (
+        f"Group-sequential plan: look {k} of {len(plan.looks)} at {plan.looks[k - 1]} pairs per cell (looks at "
+        f"{looks} pairs; O'Brien–Fleming-type α spending, the pass boundary its futility stop); this look's "
+        f"boundary: nominal one-sided level α_{k} = {lev:.3g} (a {1 - 2 * lev:.2%} interval, t on each cell's df)"
+    )
+    if res.exit != INCONCLUSIVE:
+        text += f"; the plan stopped at look {k}"
+    elif seq["next"]:
+        text += (
+            f". Next: run snakemake with grid.repeats: {seq['next']} (the same config otherwise), then "
+            "joulegrid compare again"
+        )
+    return text + "."
+
+
 def markdown(res: Result) -> str:
     """The summary for a merge-request comment."""
     t = res.table
     lvl = 1 - 2 * res.alpha
+    seq = res.sequential
     out = [
-        f"### joulegrid compare: {EXIT_WORDS[res.exit]}",
+        f"### joulegrid compare: {exit_words(res)}",
         "",
         f"base `{res.versions.get('base', '?')[:12]}` → head `{res.versions.get('head', '?')[:12]}`; margin "
         f"δ = {res.threshold_pct:.2f} % of energy per sample ({res.threshold_source}); intervals at "
-        f"{lvl:.0%}; α = {res.alpha:g}, Holm over {t.height} cell(s). Δ is the ratio head/base − 1 "
+        + (f"{lvl:.0%}" if not seq else "1 − 2α_k of each cell's look")
+        + f"; α = {res.alpha:g}, Holm over {t.height} cell(s). Δ is the ratio head/base − 1 "
         "(geometric mean of the pairs).",
+    ]
+    if seq:
+        out += ["", sequential_line(res)]
+    extra = extra_columns(t)
+    out += [
         "",
-        "| cell | pairs | Δ energy/sample | interval | verdict | Holm p | Δ time/sample | Δ peak memory |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| cell | pairs | Δ energy/sample | interval | verdict | {'p (nominal)' if seq else 'Holm p'} "
+        "| Δ time/sample | Δ peak memory |" + "".join(f" {name} |" for name, _ in extra),
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(extra),
     ]
     for r in t.iter_rows(named=True):
         cell = "/".join(str(r[k]) for k in ("site", "workload", "phase", "device", "precision") if r[k] is not None)
         cell += f"/bs{r['batch_size']}" + (f" ({r['hardware']})" if r["hardware"] else "")
         verdict = r["verdict"]
-        if verdict == UNDECIDED:
+        if verdict == UNDECIDED and seq:
+            if r["pairs_to_decide"]:
+                verdict += f" (next look at {r['pairs_to_decide']} pairs)"
+            else:
+                verdict += " (the plan stopped)" if res.exit != INCONCLUSIVE else " (the plan is spent)"
+        elif verdict == UNDECIDED:
             verdict += (
                 f" (≈{r['pairs_to_decide']} pairs would decide)" if r["pairs_to_decide"] else " (needs >1000 pairs)"
             )
-        if verdict == REGRESSED and not (r["p_holm"] is not None and r["p_holm"] <= res.alpha):
+        if seq:
+            if verdict == REGRESSED and not r["rejected"]:
+                verdict += " (not after Holm)"
+            elif r["verdict"] not in (UNDECIDED, TOO_FEW):
+                verdict += f" (look {r['look']})"
+        elif verdict == REGRESSED and not (r["p_holm"] is not None and r["p_holm"] <= res.alpha):
             verdict += " (not after Holm)"
         holm = "–" if r["p_holm"] is None or not np.isfinite(r["p_holm"]) else f"{r['p_holm']:.3g}"
         out.append(
             f"| {cell} | {r[f'n_{METRIC}']} | {_pct(r[f'd_{METRIC}'])} | {_interval(r['lo'], r['hi'])} | {verdict} | "
             f"{holm} | {_interval(r['lo_time_per_sample_s'], r['hi_time_per_sample_s'])} | "
-            f"{_interval(r['lo_peak_mem_bytes'], r['hi_peak_mem_bytes'])} |"
+            f"{_interval(r['lo_peak_mem_bytes'], r['hi_peak_mem_bytes'])} |" + "".join(f" {f(r)} |" for _, f in extra)
         )
     out.append("")
     if res.pooled:
@@ -459,6 +673,72 @@ def parse_threshold(text: str) -> float:
     return x
 
 
+def stored_plan(rows, results):
+    """The group-sequential plan stored for these rows' campaign under <results>/compare-plans/, else None."""
+    import polars as pl
+
+    from . import sequential
+
+    if "code_version" not in rows.columns:
+        return None
+    hashes = rows.filter(pl.col("code_version").is_not_null())["config_hash"].unique().to_list()
+    return sequential.load(results, sequential.key_of(hashes)) if hashes else None
+
+
+def the_plan(rows, results, looks_text: str | None, threshold: float | None, alpha: float):
+    """The campaign's group-sequential plan (analysis.sequential): the one stored under <results>/compare-plans/
+    for these rows' config hashes, else a new one from --looks (stored now, before its first look is judged),
+    else None (the fixed design). A threshold or alpha that differs from a stored plan's is refused."""
+    import polars as pl
+
+    from . import sequential
+
+    if "code_version" not in rows.columns:
+        return None
+    hashes = rows.filter(pl.col("code_version").is_not_null())["config_hash"].unique().to_list()
+    if not hashes:
+        return None
+    key = sequential.key_of(hashes)
+    plan = sequential.load(results, key)
+    where = sequential.path_for(results, key)
+    if plan is None and looks_text is None:
+        return None
+    if plan is None:
+        looks = sequential.parse_looks(looks_text)
+        if threshold is None:
+            raise CompareError(
+                "a group-sequential plan fixes its margin before the first look. Fix: give --threshold (e.g. 10%) "
+                "or compare.threshold_pct with --looks"
+            )
+        measured = pairs_measured(rows)
+        if len(looks) > 1 and measured >= looks[1]:
+            raise CompareError(
+                f"--looks {looks_text}: the results already hold {measured} pairs per cell, past the plan's second "
+                "look: a plan is fixed before its first look. Fix: start a fresh campaign (versions.campaign + 1) "
+                "and give --looks at its first compare"
+            )
+        b, h = _commits(rows).values()
+        plan = sequential.make(looks, alpha, threshold, key=key, base=b, head=h)
+        sequential.save(plan, results)
+        log.info("compare plan fixed: %s", where)
+        return sequential.load(results, key)
+    if looks_text is not None and tuple(sequential.parse_looks(looks_text)) != plan.looks:
+        raise CompareError(
+            f"--looks {looks_text}: this campaign's plan {where} was fixed with looks at "
+            f"{', '.join(map(str, plan.looks))} pairs. Fix: leave out --looks, or start a fresh campaign "
+            "(versions.campaign + 1)"
+        )
+    if (threshold is not None and not math.isclose(threshold, plan.threshold_pct)) or not math.isclose(
+        alpha, plan.alpha
+    ):
+        raise CompareError(
+            f"this campaign's plan {where} was fixed with threshold {plan.threshold_pct:g} % and alpha "
+            f"{plan.alpha:g}; given {threshold} % and {alpha:g}. Fix: compare at the plan's settings, or start a "
+            "fresh campaign (versions.campaign + 1)"
+        )
+    return plan
+
+
 def run(args) -> int:
     """`joulegrid compare`: print the decision table (Markdown), write it to --markdown; the exit status."""
     from pathlib import Path
@@ -474,6 +754,10 @@ def run(args) -> int:
         alpha = float(args.alpha if args.alpha is not None else cc["alpha"])
         trees = list(args.trees or [])
         if trees:
+            if getattr(args, "looks", None):
+                raise CompareError(
+                    "--looks plans the reruns of a versions campaign; two result trees are compared once"
+                )
             if len(trees) != 2:
                 raise CompareError(f"give two result trees (base, then head), not {len(trees)}: joulegrid compare A B")
             frames = []
@@ -487,20 +771,24 @@ def run(args) -> int:
             if args.markdown:
                 Path(args.markdown).write_text(markdown(res))
             return res.exit
-        summary = Path(args.results or config["results"]) / "summary.parquet"
+        results = Path(args.results or config["results"])
+        summary = results / "summary.parquet"
         if not summary.is_file():
             raise CompareError(
                 f"no summary at {summary}. Fix: run snakemake with versions: in the config first (it writes "
                 "the summary), or give --results the folder it wrote"
             )
+        rows = pl.read_parquet(summary)
+        plan = the_plan(rows, results, getattr(args, "looks", None), threshold, alpha)
         res = compare_rows(
-            pl.read_parquet(summary),
+            rows,
             threshold_pct=threshold,
             alpha=alpha,
             power=float(cc["power"]),
             max_pairs=int(cc["max_pairs"]),
+            plan=plan,
         )
-    except CompareError as e:
+    except (CompareError, PlanError) as e:
         log.error("%s", e)
         return BAD_INPUT
     text = markdown(res)
@@ -521,16 +809,20 @@ def report_view(res: Result) -> Any:
     import polars as pl
 
     rows = []
+    extra = extra_columns(res.table)
     for r in res.table.iter_rows(named=True):
         rows.append(
             {
                 "cell": cell_label(r),
                 "pairs": r[f"n_{METRIC}"],
                 "Δ energy/sample": _pct(r[f"d_{METRIC}"]),
-                f"interval ({1 - 2 * res.alpha:.0%})": _interval(r["lo"], r["hi"]),
+                (
+                    f"interval ({1 - 2 * res.alpha:.0%})" if not res.sequential else "interval (its look's level)"
+                ): _interval(r["lo"], r["hi"]),
                 "verdict": r["verdict"],
                 "Holm p": None if r["p_holm"] is None or not np.isfinite(r["p_holm"]) else float(r["p_holm"]),
                 "Δ time/sample": _interval(r["lo_time_per_sample_s"], r["hi_time_per_sample_s"]),
+                **{name: f(r) for name, f in extra},
             }
         )
     return pl.DataFrame(rows)
@@ -566,6 +858,35 @@ def chart_svg(res: Result) -> str:
 
 
 # ------------------------------------------------------------------ sizing (`joulegrid plan` with versions:)
+def sequential_looks(sigma: float, delta: float, alpha: float, power: float) -> list[int] | None:
+    """The looks of a 3-look plan sized like the fixed design, its last look at the nominal level the plan leaves
+    it (below alpha: the earlier looks spent the rest): pairs_needed at that level, the looks spread evenly up to
+    it. The earlier looks' chances to pass only add power, so the stated power is a lower bound."""
+    from . import sequential
+
+    n = pairs_needed(sigma, delta, alpha, power)
+    for _ in range(5):  # the final level depends on the looks' fractions, which depend on n: a few rounds settle it
+        if n is None:
+            return None
+        looks = sequential.suggested_looks(n)
+        lev = float(sequential.nominal_levels(tuple(k / looks[-1] for k in looks), alpha)[-1])
+        m = pairs_needed(sigma, delta, lev, power)
+        if m == n:
+            return looks
+        n = m
+    return sequential.suggested_looks(n) if n else None
+
+
+def sequential_sizing(sigma: float, delta: float, alpha: float, power: float) -> str:
+    looks = sequential_looks(sigma, delta, alpha, power)
+    if not looks:
+        return f"a group-sequential plan: more than {MAX_PAIRS} pairs per cell"
+    return (
+        f"a group-sequential plan of up to 3 looks (docs/compare.md, Reruns): joulegrid compare --looks "
+        f"{','.join(map(str, looks))} at the first look, grid.repeats: {looks[0]} to start"
+    )
+
+
 def sizing_lines(config: dict[str, Any], earlier, n_cells: int) -> list[str]:
     """`joulegrid plan` with versions: the pairs per cell an unchanged head needs to pass the margin with
     compare.power, from the pair noise of earlier quadruples, and what the campaign of ``n_cells`` cells costs
@@ -607,4 +928,6 @@ def sizing_lines(config: dict[str, Any], earlier, n_cells: int) -> list[str]:
         if job_j:
             cost += f", {runs_total * job_j / 3.6e6:.3g} kWh"
         out.append(cost + " (the mean job of the earlier code-version runs)")
+    if n:
+        out.append("  " + sequential_sizing(s_u, delta, alpha, power))
     return out

@@ -1203,8 +1203,10 @@ def compare_section(r: Inputs) -> Section:
     from . import compare
 
     try:
-        res = compare.compare_rows(r.df, **r.st.compare_args())
-    except compare.CompareError as e:
+        # a campaign's group-sequential plan, where `joulegrid compare --looks` fixed one, decides as it does there
+        plan = compare.stored_plan(r.df, r.results_dir)
+        res = compare.compare_rows(r.df, **r.st.compare_args(), plan=plan)
+    except (compare.CompareError, compare.PlanError) as e:
         return Section("compare", "Compare", "Compare: head against base", {"error": str(e)})
     head = compare.markdown(res).splitlines()[0].removeprefix("### joulegrid compare: ")
     return Section(
@@ -1219,6 +1221,7 @@ def compare_section(r: Inputs) -> Section:
             "delta_pct": res.threshold_pct,
             "source": res.threshold_source,
             "versions": res.versions,
+            "sequential": compare.sequential_line(res) if res.sequential else None,
         },
     )
 
