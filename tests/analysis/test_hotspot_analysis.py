@@ -9,6 +9,7 @@ import json
 import os
 import sysconfig
 import uuid
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -166,3 +167,202 @@ def test_a_profiled_pass_is_a_bounded_share_of_the_measured_batches():
     # measure.hotspot_batches 10: 5 % of the window's batches, at least 3, at most 10 (and 10 with no window)
     assert [H.pass_batches(10, n) for n in (0, 1, 40, 66, 100, 255, 10_000)] == [10, 3, 3, 4, 5, 10, 10]
     assert H.pass_batches(2, 1000) == 2 and H.pass_batches(1, 5) == 1
+
+
+# ------------------------------------------------------------------ code versions (a versions campaign)
+def vrun(version, precision="fp32", bs=256, rows=None, cell_id=None, run_id=None):
+    """A run of code version ``version`` and its hotspot rows: {(kind, name): seconds of the pass}; function and
+    group rows are cProfile's (their own pass, same WALL and BATCHES here), the others torch's."""
+    r, _ = run(precision, bs)
+    rid = run_id or r["run_id"]
+    r.update(run_id=rid, code_version=version)
+    ident = dict(
+        run_id=rid,
+        cell_id=cell_id or f"local/baler_ae/train/cpu/{precision}/bs{bs}/r0",
+        site="local",
+        workload="baler_ae",
+        phase="train",
+        device="cpu",
+        precision=precision,
+        variant="baseline",
+        batch_size=bs,
+        repeat=0,
+    )
+    hs = [
+        dict(
+            ident,
+            profiler="cprofile" if kind in ("function", "group") else "torch",
+            kind=kind,
+            rank=1,
+            function=name,
+            group="workload" if kind == "function" and name.startswith("prep.py") else None,
+            call_path="(loop) › prep.py:normalise" if kind == "function" else None,
+            self_s=s,
+            fraction=s / WALL,
+            profiled_wall_s=WALL,
+            profiled_batches=BATCHES,
+            profiled_samples=BATCHES * bs,
+        )
+        for (kind, name), s in (rows or {}).items()
+    ]
+    return r, hs
+
+
+NORMALISE = "prep.py:12(normalise)"
+
+
+def version_rows(version: str, grow: float = 0.0) -> dict:
+    """One version's profile: head's planted change is ``grow`` s more in the workload's normalise (cProfile)
+    and, for the step, in the forward step and aten::add; everything else the same."""
+    return {
+        ("step", "forward"): 0.2 + grow,
+        ("step", "backward"): 0.2,
+        ("operator", "aten::addmm"): 0.1,
+        ("operator", "aten::add"): 0.01 + grow,
+        ("module", "encoder"): 0.15,
+        ("function", NORMALISE): 0.02 + grow,
+        ("function", "linear"): 0.1,
+        ("group", "workload"): 0.03 + grow,
+        ("group", "torch"): 0.3 + grow / 5,
+    }
+
+
+def test_why_head_differs_from_base_with_the_grown_function_first():
+    ms = lambda s: s / BATCHES * 1000  # noqa: E731
+    grow = 0.1
+    runs = [
+        vrun(v, p, bs, version_rows(v, grow if v == "head" else 0.0))
+        for v in ("base", "head")
+        for p, bs in (("fp32", 256), ("bf16", 256), ("fp32", 1024))
+    ]
+    pc = A.per_cell(A.joined(*frames(*runs)))
+    pr = A.pairs(A.profiled_cells(pc))
+    got = {
+        (r["axis"], r["code_version"], r["precision"], r["batch_size"]): (
+            r["base_code_version"],
+            r["base_precision"],
+            r["base_batch_size"],
+        )
+        for r in pr.to_dicts()
+    }
+    # head against base per cell; precision and batch size within one version, never across
+    assert got == {
+        ("code version", "head", "fp32", 256): ("base", "fp32", 256),
+        ("code version", "head", "bf16", 256): ("base", "bf16", 256),
+        ("code version", "head", "fp32", 1024): ("base", "fp32", 1024),
+        ("precision / variant", "head", "bf16", 256): ("head", "fp32", 256),
+        ("precision / variant", "base", "bf16", 256): ("base", "fp32", 256),
+        ("batch size", "head", "fp32", 1024): ("head", "fp32", 256),
+        ("batch size", "base", "fp32", 1024): ("base", "fp32", 256),
+    }
+    d = A.differences(pc, pr)
+    # cProfile's functions only where the code changed
+    assert set(d.filter(pl.col("kind").is_in(["function", "group"]))["axis"]) == {"code version"}
+    one = d.filter((pl.col("axis") == "code version") & (pl.col("precision") == "fp32") & (pl.col("batch_size") == 256))
+    funcs = one.filter(pl.col("kind") == "function").to_dicts()
+    assert funcs[0]["function"] == NORMALISE and funcs[0]["change"] == "grew"  # the top grown function
+    assert funcs[0]["d_ms"] == pytest.approx(ms(grow)) and funcs[0]["group"] == "workload"
+    assert funcs[0]["call_path"] == "(loop) › prep.py:normalise"
+    # its share of the change of the cProfile pass (the groups' total: +grow in workload, +grow/5 in torch)
+    assert funcs[0]["of_delta_pct"] == pytest.approx(grow / (grow + grow / 5) * 100)
+    ops = one.filter(pl.col("kind") == "operator").to_dicts()
+    assert ops[0]["function"] == "aten::add" and ops[0]["of_delta_pct"] == pytest.approx(100.0)  # the step's Δ
+    assert one.filter(pl.col("kind") == "step")["d_ms"].sum() == pytest.approx(ms(grow))
+    # the report's table of the pair names the function, and hotspot-diffs.csv's columns are all there
+    table = A.diff_table(one, cuda=False)
+    assert NORMALISE in table["name"].to_list() and set(A.DIFF_CSV_COLUMNS) <= set(d.columns)
+
+
+def test_compare_names_the_grown_function_of_a_regressed_cell(tmp_path, capsys):
+    """docs/compare.md: `joulegrid compare`'s Markdown lists, per regressed cell, what grew from base to head in
+    the profiled passes (quadruple 0's four runs, hotspot files as the quadruple job writes them)."""
+    import math
+
+    import synth
+
+    from joulegrid.analysis import compare as C
+    from joulegrid.cli import main
+    from joulegrid.grid import Cell
+    from joulegrid.versions import slots
+
+    ms = lambda s: s / BATCHES * 1000  # noqa: E731
+    rows, hs = [], []
+    grows = {1: 0.08, 2: 0.12}  # head's normalise in its two profiled runs: the mean is compared
+    seen_head = 0
+    for q in range(3):
+        cell = Cell("local", "baler_ae", "train", "cpu", "fp32", "baseline", 256, q, config_hash="0" * 16)
+        for slot, label in enumerate(slots(q)):
+            if slot == 0:
+                continue  # the warm-up: not in the summary
+            eps = 1e-3 * (1.5 if label == "head" else 1.0) * math.exp(0.01 * slot)
+            r = synth.row(cell, energy_per_sample_j=eps, code_version=label, code_commit=label * 5, code_slot=slot)
+            r["config_hash"] = "0" * 16
+            rows.append(r)
+            if q == 0:
+                grow = 0.0
+                if label == "head":
+                    seen_head += 1
+                    grow = grows[seen_head]
+                _, h = vrun(label, rows=version_rows(label, grow), cell_id=cell.id, run_id=r["run_id"])
+                hs += h
+    synth.summary(tmp_path / "summary.parquet", rows)
+    H.write(hs, H.path_for(tmp_path / "runs" / "r0.parquet", "r0"))  # quadruple 0's file: its four runs' rows
+    md = tmp_path / "compare.md"
+    assert main(["compare", "--results", str(tmp_path), "--threshold", "10%", "--markdown", str(md)]) == C.REGRESSION
+    text = md.read_text()
+    assert text == capsys.readouterr().out
+    (line,) = [x for x in text.splitlines() if x.startswith("- local/baler_ae/train/cpu/fp32/bs256: ")]
+    mean_grow = sum(grows.values()) / 2
+    funcs = line.split("functions ", 1)[1]
+    # the planted function first, by its mean growth over head's two profiled runs; the operator and module too
+    assert funcs.startswith(f"`{NORMALISE}` +{ms(mean_grow):.3g} ms")
+    assert f"operators `aten::add` +{ms(mean_grow):.3g} ms (100 % of the Δ)" in line
+    assert "encoder" not in line  # unchanged: not a grown entry
+
+
+def test_a_quadruple_keeps_each_measured_runs_hotspots_and_trace_and_skips_the_warm_up(tmp_path, monkeypatch):
+    """joulegrid.quadruple with each run-cell faked (it writes a row, and a hotspot file with its trace unless told
+    --no-hotspots): the warm-up is not profiled; the four measured runs' rows go to the quadruple's one hotspots
+    file, each run's trace copied beside it and named by its rows."""
+    import types
+
+    from joulegrid import quadruple, spec, versions
+    from joulegrid.grid import Cell
+
+    cell = Cell("local", "mine", "train", "cpu", "fp32", "baseline", 256, 1, config_hash="0" * 16)
+    vs = {
+        label: versions.Version(label, label, None, False, label, str(tmp_path), str(tmp_path))
+        for label in versions.LABELS
+    }
+    sc = types.SimpleNamespace(spec=types.SimpleNamespace(cell=cell, settings=types.SimpleNamespace(workload={})))
+    monkeypatch.setattr(spec, "read_snapshot", lambda grid: {})
+    monkeypatch.setattr(spec, "cell_spec_from_snapshot", lambda grid, out: sc)
+    monkeypatch.setattr(versions, "from_snapshot", lambda snap: vs)
+    monkeypatch.setattr(versions, "module_problem", lambda v, c: None)
+    calls = []
+
+    def run_cell(cmd, env=None):
+        out, label = Path(cmd[cmd.index("--out") + 1]), cmd[cmd.index("--code-version") + 1]
+        calls.append((label, "--no-hotspots" in cmd))
+        rid = uuid.uuid4().hex
+        S_row = {**S.empty_row(), "run_id": rid, "cell_id": cell.id, "status": "ok", "code_version": label}
+        out.parent.mkdir(parents=True)
+        pq.write_table(S.to_table([S_row]), out)
+        if "--no-hotspots" not in cmd:
+            _, hs = vrun(label, rows={("operator", "aten::mm"): 0.1}, cell_id=cell.id, run_id=rid)
+            H.write(hs, H.path_for(out, cell.file_id), {"traceEvents": [{"name": f"trace of {rid}"}]})
+        return 0
+
+    monkeypatch.setattr(quadruple.subprocess, "call", run_cell)
+    results = tmp_path / "results"
+    out = results / "runs" / f"{cell.file_id}.parquet"
+    out.parent.mkdir(parents=True)
+    assert quadruple.run("grid.json", str(out)) == 0
+    # a warm-up, then BAAB (an odd quadruple): only the warm-up is told not to profile
+    assert [c[0] for c in calls[1:]] == ["head", "base", "base", "head"]
+    assert [c[1] for c in calls] == [True, False, False, False, False]
+    df = H.collect(results)
+    runs = pl.read_parquet(out)
+    assert set(df["run_id"]) == set(runs["run_id"]) and runs.height == 4
+    for rid, trace in df.select("run_id", "trace_file").unique().iter_rows():
+        assert json.loads((results / trace).read_text())["traceEvents"][0]["name"] == f"trace of {rid}"
