@@ -366,3 +366,114 @@ def test_a_quadruple_keeps_each_measured_runs_hotspots_and_trace_and_skips_the_w
     assert set(df["run_id"]) == set(runs["run_id"]) and runs.height == 4
     for rid, trace in df.select("run_id", "trace_file").unique().iter_rows():
         assert json.loads((results / trace).read_text())["traceEvents"][0]["name"] == f"trace of {rid}"
+
+
+# ------------------------------------------------------------------ the icicle of modules
+# a model's modules: (path, class, depth, seconds of the pass with submodules); WALL 0.5 s, so % = s / 0.5 * 100
+MODULES = (
+    ("(model)", "AE", 0, 0.45),
+    ("encoder", "Sequential", 1, 0.25),
+    ("decoder", "Sequential", 1, 0.15),
+    ("encoder.0", "Linear", 2, 0.15),
+    ("encoder.1", "ReLU", 2, 0.025),
+    ("encoder.2", "Linear", 2, 0.05),
+    ("decoder.0", "Linear", 2, 0.125),
+)
+
+
+def module_run(precision="fp32", bs=256, version=None):
+    r, hs = vrun(version, precision, bs, {("step", "forward"): 0.3, **{("module", m): s for m, _, _, s in MODULES}})
+    kinds = {m: (t, d) for m, t, d, _ in MODULES}
+    for h in hs:
+        if h["kind"] == "module":
+            h["module_type"], h["depth"] = kinds[h["function"]]
+    return r, hs
+
+
+# the rectangles by hand, in % of the pass: each module's children side by side from its left edge, largest first
+ICICLE = {
+    "(model)": (0, 90),
+    "encoder": (0, 50),
+    "decoder": (50, 80),
+    "encoder.0": (0, 30),
+    "encoder.2": (30, 40),
+    "encoder.1": (40, 45),
+    "decoder.0": (50, 75),
+}
+
+
+def test_the_icicle_of_a_workloads_modules_from_its_rows():
+    import vl_convert as vlc
+
+    pc = A.per_cell(A.joined(*frames(module_run("fp32"), module_run("bf16"), module_run("fp32", bs=1024))))
+    # the baseline configuration: fp32 at the smallest batch size
+    (cell,) = A.icicle_cells(pc).to_dicts()
+    assert (cell["precision"], cell["batch_size"]) == ("fp32", 256)
+    rects = A.icicle_rects(pc.filter((pl.col("precision") == "fp32") & (pl.col("batch_size") == 256)))
+    got = {r["module"]: (r["x0"], r["x1"]) for r in rects.to_dicts()}
+    assert got.keys() == ICICLE.keys()
+    for m, (x0, x1) in ICICLE.items():
+        assert got[m] == pytest.approx((x0, x1)), m
+    labels = dict(zip(rects["module"], rects["label"], strict=True))
+    assert labels["encoder.0"] == "encoder.0 30 %" and labels["encoder.1"] == ""  # 5 %: too narrow for a label
+    # the chart draws those rectangles, and renders with its labels
+    ch = A.icicle(pc, "baler_ae")
+    spec = ch.to_dict()
+    data = [v for ds in spec["datasets"].values() for v in ds]
+    drawn = {d["module"]: (d["x0"], d["x1"]) for d in data}
+    assert drawn.keys() == ICICLE.keys() and all(drawn[m] == pytest.approx(ICICLE[m]) for m in ICICLE)
+    svg = vlc.vegalite_to_svg(ch.to_json())
+    assert "encoder.0 30 %" in svg and "decoder 30 %" in svg and "(model) 90 %" in svg
+    # no module rows (a compiled model): no icicle
+    r, hs = run(step__forward=0.2, operator__aten_mm=0.1)
+    assert A.icicle(A.per_cell(A.joined(*frames((r, hs)))), "x") is None
+
+
+def test_the_report_shows_head_against_base_and_the_icicle(tmp_path):
+    """The Hotspots section of a versions campaign's report, from hotspot files and a summary written here:
+    the table "head against base" with the grown function and its Δ per batch, hotspot-diffs.csv's code-version
+    rows, and the icicle of the modules of the baseline configuration (base version) with the rectangles of
+    ICICLE."""
+    import re
+
+    import synth
+    from conftest import html_tables
+
+    from joulegrid.analysis.report import build_report
+    from joulegrid.analysis.settings import AnalysisSettings
+    from joulegrid.grid import Cell
+
+    grow = 0.1
+    cell = Cell("local", "baler_ae", "train", "cpu", "fp32", "baseline", 256, 0, config_hash="0" * 16)
+    rows, hs = [], []
+    for label in ("base", "head"):
+        r = synth.row(cell, code_version=label, code_commit=label * 5, code_slot=1, n_batches=40)
+        r["config_hash"] = "0" * 16
+        rows.append(r)
+        _, h = module_run(version=label)
+        _, h2 = vrun(label, rows=version_rows(label, grow if label == "head" else 0.0))
+        for x in h + h2:
+            x.update(run_id=r["run_id"], cell_id=cell.id)
+        hs += h + [x for x in h2 if x["kind"] not in ("step", "module")]  # module_run's steps and modules
+    summary = synth.summary(tmp_path / "summary.parquet", rows)
+    H.write(hs, H.path_for(tmp_path / "runs" / "r0.parquet", "r0"))
+    out = tmp_path / "report"
+    build_report(str(summary), str(out), settings=AnalysisSettings.defaults())
+    html = (out / "index.html").read_text()
+    hot = html[html.index("id='hotspots'") : html.index("id='missing'")]
+    assert "fp32 bs256 · head</b> against fp32 bs256 · base (code version)" in hot
+    (table,) = html_tables(hot, "against fp32 bs256 · base", "</details>")
+    fn = next(r for r in table if r["name"] == NORMALISE)
+    assert fn["kind"] == "function" and fn["change"] == "grew"
+    assert float(fn["Δ ms/batch"].replace("−", "-")) == pytest.approx(grow / BATCHES * 1000, rel=1e-2)
+    diffs = pl.read_csv(out / "hotspot-diffs.csv").filter(pl.col("axis") == "code version")
+    d = diffs.filter(pl.col("function") == NORMALISE).row(0, named=True)
+    assert d["d_ms"] == pytest.approx(grow / BATCHES * 1000) and d["base_code_version"] == "base"
+    # the icicle: the base version's modules
+    m = re.search(r"const specs = (\{.*?\});\n", html, re.S)
+    spec = json.loads(m.group(1).replace("<\\/", "</"))["hotspots-0-modules"]
+    assert "train · fp32 bs256 · base" in json.dumps(spec, ensure_ascii=False)
+    data = [v for ds in spec["datasets"].values() for v in ds]
+    drawn = {d["module"]: (d["x0"], d["x1"]) for d in data}
+    assert drawn.keys() == ICICLE.keys() and all(drawn[k] == pytest.approx(ICICLE[k]) for k in ICICLE)
+    assert "<div class='chart' id='chart-hotspots-0-modules'></div>" in hot

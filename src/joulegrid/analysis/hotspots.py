@@ -557,6 +557,101 @@ def chart(pc: pl.DataFrame, title: str):
     return alt.hconcat(left, right).resolve_scale(color="independent").properties(title=title)
 
 
+ICICLE_LABEL_PCT = 8.0  # a rectangle narrower than this % of the pass is not labelled (its tooltip says it)
+
+
+def icicle_cells(pc: pl.DataFrame) -> pl.DataFrame:
+    """The cells an icicle is drawn for: per workload and phase, its baseline configuration with module rows
+    (fp32 baseline, the smallest batch size, the first site and device, the base code version)."""
+    mods = pc.filter((pl.col("profiler") == "torch") & (pl.col("kind") == "module") & _fp32())
+    if mods.height == 0:
+        return mods.select(*CELL_KEYS)
+    cells = _order(mods.select(*CELL_KEYS).unique())
+    return cells.group_by("workload", "phase", maintain_order=True).first().select(*CELL_KEYS)
+
+
+def _parent(path: str, present: set[str]) -> str | None:
+    """The nearest profiled ancestor of a module path ('(model)' the root; None for the root itself)."""
+    while path != "(model)":
+        path = path.rsplit(".", 1)[0] if "." in path else "(model)"
+        if path in present:
+            return path
+    return None
+
+
+def icicle_rects(g: pl.DataFrame) -> pl.DataFrame:
+    """One cell's modules (its torch "module" rows) as the rectangles of an icicle: ``x0``..``x1`` in % of the
+    profiled pass (``pct_of_step``: a module's forward and backward, submodules included), each module's
+    children side by side from its left edge, the largest first; ``depth`` its depth in the model (0: the
+    model). ``label``: name and % where the rectangle is at least ICICLE_LABEL_PCT wide."""
+    mods = g.filter(pl.col("kind") == "module").select(
+        module="function", module_type="module_type", depth="depth", pct="pct_of_step", ms="ms_per_batch"
+    )
+    rows = {r["module"]: r for r in mods.to_dicts()}
+    present = set(rows)
+    children: dict[str | None, list[str]] = {}
+    for m in rows:
+        children.setdefault(_parent(m, present), []).append(m)
+    out = []
+
+    def place(m: str, x0: float) -> None:
+        r = rows[m]
+        w = r["pct"] or 0.0
+        label = f"{m} {w:.0f} %" if w >= ICICLE_LABEL_PCT else ""
+        out.append({**r, "x0": x0, "x1": x0 + w, "label": label})
+        x = x0
+        for c in sorted(children.get(m, []), key=lambda c: (-(rows[c]["pct"] or 0.0), c)):
+            place(c, x)
+            x += rows[c]["pct"] or 0.0
+
+    x = 0.0
+    for root in sorted(children.get(None, []), key=lambda c: (-(rows[c]["pct"] or 0.0), c)):
+        place(root, x)
+        x += rows[root]["pct"] or 0.0
+    return pl.DataFrame(out) if out else pl.DataFrame()
+
+
+def icicle(pc: pl.DataFrame, title: str):
+    """An icicle of the model's nn.Module hierarchy per phase of the workload's baseline configuration
+    (icicle_cells, icicle_rects): one row of rectangles per depth, widths in % of the profiled pass. None where
+    no module was profiled (a compiled model, no torch pass)."""
+    import altair as alt
+
+    panels = []
+    for k in icicle_cells(pc).iter_rows(named=True):
+        g = pc.join(pl.DataFrame([k], schema={c: pc.schema[c] for c in CELL_KEYS}), on=list(CELL_KEYS), how="semi",
+                    nulls_equal=True).filter(pl.col("profiler") == "torch")  # fmt: skip
+        rects = icicle_rects(g)
+        if rects.height == 0:
+            continue
+        name = f"{k['phase']} · {cell_label(g['precision_variant'][0], k['batch_size'], k[CODE_VERSION])}"
+        base = alt.Chart(rects, title=name)
+        y = alt.Y("depth:O", title="depth", axis=alt.Axis(labelAngle=0))
+        tip = [
+            alt.Tooltip("module:N"),
+            alt.Tooltip("module_type:N", title="class"),
+            alt.Tooltip("pct:Q", format=".1f", title="% of the pass (submodules included)"),
+            alt.Tooltip("ms:Q", format=".3g", title="ms per batch"),
+        ]
+        rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+            x=alt.X("x0:Q", title="% of the profiled pass", scale=alt.Scale(domain=[0, 100])),
+            x2="x1:Q",
+            y=y,
+            color=alt.Color("module_type:N", title="module class", scale=alt.Scale(scheme="tableau20")),
+            tooltip=tip,
+        )
+        text = (
+            base.mark_text(fontSize=10, color="black")
+            .encode(x=alt.X("mid:Q"), y=y, text="label:N", tooltip=tip)
+            .transform_calculate(mid="(datum.x0 + datum.x1) / 2")
+        )
+        n = int(rects["depth"].max() or 0) + 1
+        panels.append(alt.layer(rect, text).properties(width=640, height=26 * n))
+    if not panels:
+        return None
+    return alt.vconcat(*panels).properties(title=title)
+
+
 def view(hs: pl.DataFrame, runs: pl.DataFrame, results_dir: Path, out_dir: Path) -> View:
     """Everything the Hotspots section shows, from the hotspot rows and the summary's runs."""
     d = joined(hs, runs)
@@ -571,6 +666,7 @@ def view(hs: pl.DataFrame, runs: pl.DataFrame, results_dir: Path, out_dir: Path)
         cuda = "cuda" in g["device"].to_list()
         w: dict[str, Any] = {"workload": wl, "overview": overview(_order(g)) if g.height else None}
         w["chart"] = chart(g, f"{wl}: where a step's time goes")
+        w["icicle"] = icicle(g, f"{wl}: the model's modules in its baseline configuration")
         w["cells"] = []
         for key, cg in _order(g).group_by(*CELL_KEYS, maintain_order=True):
             k = dict(zip(CELL_KEYS, key, strict=True))
