@@ -55,11 +55,6 @@ def cmd_run_cell(args) -> int:
 
     global _EXIT_NOW
     spec, data, model = _cell(args)
-    if args.no_hotspots:  # a quadruple's warm-up run: discarded, so nothing of it is profiled
-        from dataclasses import replace
-
-        measure = replace(spec.settings.measure, hotspots="never")
-        spec = replace(spec, settings=replace(spec.settings, measure=measure))
     try:
         row = run_and_write(spec, args.out, data, model, args.attempt, args.threads)
         _EXIT_NOW = True  # the row is on disk
@@ -458,11 +453,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="LABEL",
         help="one run of a code-version quadruple (base or head; with --grid): the row says which version it measured",
-    )
-    r.add_argument(
-        "--no-hotspots",
-        action="store_true",
-        help="no hotspot profiling after the measured window, whatever measure.hotspots says (a quadruple's warm-up)",
     )
     r.set_defaults(func=cmd_run_cell)
 

@@ -16,9 +16,9 @@ checkout (``versions.module_problem``).
 
 The four measured rows go to the run file (``code_slot`` 1-4); the analysis takes one paired statistic per
 quadruple, ½(log B₁ + log B₂ − log A₁ − log A₂) (joulegrid.analysis.compare). Their hotspot tables, where
-profiled (measure.hotspots: each measured run profiles after its own window, the warm-up does not), go to the
-quadruple's one hotspots file (keyed by run_id: the runs' rows say which version), each run's trace beside it
-(``hotspots.merge_files``).
+profiled (measure.hotspots: each run profiles after its own window; the warm-up too, so that every measured run
+follows a profiled one, its hotspots discarded with it), go to the quadruple's one hotspots file (keyed by
+run_id: the runs' rows say which version), each run's trace beside it (``hotspots.merge_files``).
 """
 
 from __future__ import annotations
@@ -89,7 +89,6 @@ def run(
             run_out = tmp / f"slot{slot}" / "runs" / f"{cell.file_id}.parquet"  # a run path: run-cell --grid reads it
             cmd = [sys.executable, "-m", "joulegrid", "run-cell", "--grid", grid, "--out", str(run_out)]
             cmd += ["--attempt", str(attempt), "--code-version", label]
-            cmd += ["--no-hotspots"] if slot == 0 else []  # the warm-up is discarded: not profiled either
             cmd += ["--threads", str(threads)] if threads else []
             cmd += ["--data", data] if data else []
             cmd += ["--model", model] if model else []

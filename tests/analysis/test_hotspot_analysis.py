@@ -320,10 +320,10 @@ def test_compare_names_the_grown_function_of_a_regressed_cell(tmp_path, capsys):
     assert "encoder" not in line  # unchanged: not a grown entry
 
 
-def test_a_quadruple_keeps_each_measured_runs_hotspots_and_trace_and_skips_the_warm_up(tmp_path, monkeypatch):
-    """joulegrid.quadruple with each run-cell faked (it writes a row, and a hotspot file with its trace unless told
-    --no-hotspots): the warm-up is not profiled; the four measured runs' rows go to the quadruple's one hotspots
-    file, each run's trace copied beside it and named by its rows."""
+def test_a_quadruple_keeps_each_measured_runs_hotspots_and_trace(tmp_path, monkeypatch):
+    """joulegrid.quadruple with each run-cell faked (it writes a row, and a hotspot file with its trace): the four
+    measured runs' rows go to the quadruple's one hotspots file (the warm-up's are discarded with it), each run's
+    trace copied beside it and named by its rows."""
     import types
 
     from joulegrid import quadruple, spec, versions
@@ -343,14 +343,13 @@ def test_a_quadruple_keeps_each_measured_runs_hotspots_and_trace_and_skips_the_w
 
     def run_cell(cmd, env=None):
         out, label = Path(cmd[cmd.index("--out") + 1]), cmd[cmd.index("--code-version") + 1]
-        calls.append((label, "--no-hotspots" in cmd))
+        calls.append(label)
         rid = uuid.uuid4().hex
         S_row = {**S.empty_row(), "run_id": rid, "cell_id": cell.id, "status": "ok", "code_version": label}
         out.parent.mkdir(parents=True)
         pq.write_table(S.to_table([S_row]), out)
-        if "--no-hotspots" not in cmd:
-            _, hs = vrun(label, rows={("operator", "aten::mm"): 0.1}, cell_id=cell.id, run_id=rid)
-            H.write(hs, H.path_for(out, cell.file_id), {"traceEvents": [{"name": f"trace of {rid}"}]})
+        _, hs = vrun(label, rows={("operator", "aten::mm"): 0.1}, cell_id=cell.id, run_id=rid)
+        H.write(hs, H.path_for(out, cell.file_id), {"traceEvents": [{"name": f"trace of {rid}"}]})
         return 0
 
     monkeypatch.setattr(quadruple.subprocess, "call", run_cell)
@@ -358,9 +357,7 @@ def test_a_quadruple_keeps_each_measured_runs_hotspots_and_trace_and_skips_the_w
     out = results / "runs" / f"{cell.file_id}.parquet"
     out.parent.mkdir(parents=True)
     assert quadruple.run("grid.json", str(out)) == 0
-    # a warm-up, then BAAB (an odd quadruple): only the warm-up is told not to profile
-    assert [c[0] for c in calls[1:]] == ["head", "base", "base", "head"]
-    assert [c[1] for c in calls] == [True, False, False, False, False]
+    assert calls[1:] == ["head", "base", "base", "head"]  # a warm-up, then BAAB (an odd quadruple)
     df = H.collect(results)
     runs = pl.read_parquet(out)
     assert set(df["run_id"]) == set(runs["run_id"]) and runs.height == 4
