@@ -16,6 +16,7 @@ be read (or aggregated with ``joulegrid aggregate --runs <results>/archive/<ts>/
 from __future__ import annotations
 
 import fnmatch
+import glob
 import os
 import shutil
 from datetime import UTC, datetime
@@ -69,6 +70,7 @@ def remeasure(
     for file_id, f in files:
         pairs = [(f, dest_root / "runs" / f"{file_id}.parquet")]
         pairs += [(results / d / f"{file_id}{ext}", dest_root / d / f"{file_id}{ext}") for d, ext in SIDE_FILES]
+        pairs += [(t, dest_root / "hotspots" / t.relative_to(results / "hotspots")) for t in _traces(results, file_id)]
         for src, dst in pairs:
             if not src.exists():
                 continue
@@ -77,6 +79,14 @@ def remeasure(
                 shutil.move(src, dst)  # a rename on the same filesystem
         moved.append(dest_root / "runs" / f"{file_id}.parquet")
     return moved, dest_root
+
+
+def _traces(results: Path, file_id: str) -> list[Path]:
+    """A run's hotspot traces: <file id>.trace.json, and a quadruple's <file id>.<slot>-<version>.trace.json."""
+    hs = results / "hotspots" / f"{file_id}.parquet"
+    if not hs.parent.is_dir():
+        return []
+    return sorted(hs.parent.glob(glob.escape(hs.name.removesuffix(".parquet")) + ".*trace.json"))
 
 
 def guard_rerun(jobs: list[tuple[list[str], bool]], results: str | os.PathLike, stamp: str | None = None) -> list[Path]:

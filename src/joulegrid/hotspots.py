@@ -720,6 +720,31 @@ def write(rows: list[dict[str, Any]], path: str | Path, trace: dict[str, Any] | 
     write_table(hotspots_to_table(rows), path)
 
 
+def merge_files(files: list[tuple[str, Path]], path: str | Path) -> None:
+    """Several runs' hotspot files (``(tag, file)``: a quadruple's runs, each written by its own run-cell) as one
+    file at ``path`` (atomically), each run's trace copied beside it as ``<name>.<tag>.trace.json`` and its rows'
+    trace_file naming that copy."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .io import atomic_path, write_table
+
+    dest = Path(path)
+    tables = []
+    for tag, f in files:
+        t = pq.read_table(f)
+        src = trace_path(f)
+        if src.is_file():
+            tp = dest.with_name(dest.name.removesuffix(".parquet") + f".{tag}{TRACE_SUFFIX}")
+            tp.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(tp, suffix=".json") as tmp:
+                Path(tmp).write_bytes(src.read_bytes())
+            vals = [None if v is None else tp.name for v in t["trace_file"].to_pylist()]
+            t = t.set_column(t.column_names.index("trace_file"), "trace_file", pa.array(vals, pa.string()))
+        tables.append(t)
+    write_table(pa.concat_tables(tables), dest)
+
+
 def _read(f: Path, schema: Any, results_dir: Path) -> tuple[Any, str | None]:
     """One hotspots file as a table of the current schema, and a note: hotspot schema v1 (joulegrid before
     issue 25) is read as v2 (its torch rows as operators; its cProfile rows, ranked by cumulative time with

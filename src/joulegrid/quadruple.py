@@ -16,7 +16,9 @@ checkout (``versions.module_problem``).
 
 The four measured rows go to the run file (``code_slot`` 1-4); the analysis takes one paired statistic per
 quadruple, ½(log B₁ + log B₂ − log A₁ − log A₂) (joulegrid.analysis.compare). Their hotspot tables, where
-profiled, go to the run's one hotspots file (keyed by run_id; the rows say which version).
+profiled (measure.hotspots: each run profiles after its own window; the warm-up too, so that every measured run
+follows a profiled one, its hotspots discarded with it), go to the quadruple's one hotspots file (keyed by
+run_id: the runs' rows say which version), each run's trace beside it (``hotspots.merge_files``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import versions
+from . import hotspots, versions
 from .base import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,6 @@ def run(
     model: str | None = None,
 ) -> int:
     """Measure the quadruple whose run file is ``out``; returns the exit status (0: its rows are written)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from . import schema
@@ -83,7 +84,7 @@ def run(
     )
     tmp = Path(tempfile.mkdtemp(prefix="joulegrid-quadruple-"))
     try:
-        rows, hotspot_tables = [], []
+        rows, hotspot_files = [], []
         for slot, label in enumerate(labels):
             run_out = tmp / f"slot{slot}" / "runs" / f"{cell.file_id}.parquet"  # a run path: run-cell --grid reads it
             cmd = [sys.executable, "-m", "joulegrid", "run-cell", "--grid", grid, "--out", str(run_out)]
@@ -99,15 +100,13 @@ def run(
                 return rc or 1
             # the run's row, then any window the outlier rule excluded (runner.CellRunner.write): every one kept
             rows.append([{**row, "code_slot": slot} for row in pq.read_table(run_out).to_pylist()])
-            hs = run_out.parents[1] / "hotspots" / f"{cell.file_id}.parquet"
+            hs = hotspots.path_for(run_out, cell.file_id)  # where run-cell wrote its hotspots (file_id has folders)
             if slot and hs.is_file():
-                hotspot_tables.append(pq.read_table(hs))
+                hotspot_files.append((f"{slot}-{label}", hs))
         write_table(schema.to_table(rows[0]), warmup_path(out))  # discarded from the statistics, kept
-        if hotspot_tables:
-            from . import hotspots
-
-            try:
-                write_table(pa.concat_tables(hotspot_tables), hotspots.path_for(out, cell.file_id))
+        if hotspot_files:
+            try:  # the runs' rows in one file, each run's trace beside it
+                hotspots.merge_files(hotspot_files, hotspots.path_for(out, cell.file_id))
             except Exception as e:  # noqa: BLE001 - a side file: never lose the measured runs for it
                 log.warning("%s: hotspots not written: %s: %s", cell.id, type(e).__name__, e)
         write_table(schema.to_table([r for slot_rows in rows[1:] for r in slot_rows]), out)

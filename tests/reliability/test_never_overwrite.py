@@ -77,9 +77,18 @@ def test_remeasure_pattern_with_a_config_hash_moves_that_configuration_only(tmp_
     synth.write_runs(tmp_path, [synth.row(cell, config_hash=h) for h in (a, b, c)])
     moved, _ = remeasure(tmp_path, f"{CELL}-{a}", stamp="one")
     assert [p.name for p in moved] == [f"r0-{a}.parquet"]
+    # the hotspots side files go with their run: the table and its traces (a quadruple's: one per run)
+    side = tmp_path / "hotspots" / CELL.rsplit("/", 1)[0]
+    side.mkdir(parents=True)
+    names = [f"r0-{b}.parquet", f"r0-{b}.trace.json", f"r0-{b}.1-base.trace.json", f"r0-{c}.2-head.trace.json"]
+    for n in [*names, f"r0-{a}x.trace.json"]:  # the last: another file id, stays
+        (side / n).write_text(n)
     moved, _ = remeasure(tmp_path, CELL, stamp="all")
     assert sorted(p.name for p in moved) == [f"r0-{b}.parquet", f"r0-{c}.parquet"]
     assert not list((tmp_path / "runs").rglob("*.parquet"))
+    kept = tmp_path / "archive" / "all" / "hotspots" / CELL.rsplit("/", 1)[0]
+    assert sorted(p.name for p in kept.iterdir()) == sorted(names) and all((kept / n).read_text() == n for n in names)
+    assert [p.name for p in side.iterdir()] == [f"r0-{a}x.trace.json"]
 
 
 @pytest.mark.slow

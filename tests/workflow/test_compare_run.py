@@ -77,3 +77,21 @@ def test_the_gitlab_job_blocks_a_planted_regression(tmp_path):
     ratio = math.exp(per_q["q"].mean())
     assert 1.3 < ratio < 2.3, ratio  # two forward+backward passes per sample, one optimizer step
     assert os.path.isdir(repo / "resources" / "versions" / a_commit)
+
+    # what got slower (docs/compare.md): quadruple 0's four measured runs profiled (not its warm-up), each
+    # run's trace kept; the Markdown's top grown module is the one whose own time per batch grew most from base
+    # to head in the hotspot files (computed here from their rows): the model's big Linear (512 -> 2048)
+    hs = pl.read_parquet(sorted((repo / "results-ci" / "hotspots").rglob("*.parquet")))
+    assert set(hs["run_id"]) == set(rows.filter(pl.col("repeat") == 0)["run_id"]) and hs["run_id"].n_unique() == 4
+    assert len(list((repo / "results-ci" / "hotspots").rglob("*.trace.json"))) == 4
+    own = (
+        hs.filter(pl.col("kind") == "module")
+        .join(rows.select("run_id", "code_version"), on="run_id")
+        .group_by("code_version", "function")
+        .agg(ms=(pl.col("self_s") / pl.col("profiled_batches")).mean())
+    )
+    grown = own.pivot("code_version", index="function", values="ms").with_columns(d=pl.col("head") - pl.col("base"))
+    top = grown.sort("d", descending=True)["function"][0]
+    assert top == "0", grown
+    (where,) = [x for x in md.splitlines() if x.startswith("- local/mine/train/cpu/fp32/bs256: ")]
+    assert where.split("; modules ", 1)[1].startswith("`0` (Linear) +"), md

@@ -186,9 +186,11 @@ def test_the_runs_report_renders_in_chromium(grid_run, browser_context, tmp_path
     state, marks, requests, errors, _sites = open_report(
         browser_context, work / "results" / "report" / "index.html", tmp_path / "run.png"
     )
-    # the report's charts, and one hotspot chart per profiled workload (its section's <h3>)
+    # the report's charts, and the hotspot charts: per profiled workload (its section's <h3>) one, and an icicle
+    # of its modules where they were profiled
     html = (work / "results" / "report" / "index.html").read_text()
     hot = html[html.index("id='hotspots'") : html.index("id='missing'")]
-    n_charts = len(CHART_NAMES) + hot.count("<h3>")
+    n_charts = len(CHART_NAMES) + hot.count("<div class='chart' id='chart-hotspots-")
+    assert hot.count("<h3>") <= hot.count("<div class='chart' id='chart-hotspots-") <= 2 * hot.count("<h3>")
     assert state["errors"] == [] and state["rendered"] == state["expected"] == n_charts, (state, errors)
     assert all(n >= 1 for n in marks.values()), marks

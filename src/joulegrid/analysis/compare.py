@@ -791,11 +791,23 @@ def run(args) -> int:
     except (CompareError, PlanError) as e:
         log.error("%s", e)
         return BAD_INPUT
-    text = markdown(res)
+    text = markdown(res) + _where_head_grew(rows, summary.parent, res)
     print(text, end="")
     if args.markdown:
         Path(args.markdown).write_text(text)
     return res.exit
+
+
+def _where_head_grew(rows, results_dir, res: Result) -> str:
+    """The hotspot lines of the regressed cells (analysis.hotspots.regressions_markdown; '' when not profiled):
+    an extra, so a failure is logged and leaves the decision as it is."""
+    from . import hotspots
+
+    try:
+        return hotspots.regressions_markdown(rows, results_dir, res.table)
+    except Exception as e:  # noqa: BLE001 - the verdict does not depend on the hotspots
+        log.warning("compare: the hotspots of the regressed cells were left out: %s: %s", type(e).__name__, e)
+        return ""
 
 
 # ------------------------------------------------------------------ the report's Compare section

@@ -11,8 +11,9 @@ figure is per batch of the profiled pass (a separate pass after the measured win
   (``energy_j / n_batches`` of the run) x the row's share of the profiled pass (``fraction``).
 - differences (``differences``): a configuration against its baseline (``COMPARISONS``): precision and
   variant against fp32 at the same batch size; a larger batch against the smallest one at fp32, per
-  sample (the baseline scaled to the configuration's batch size). A ``code_version`` axis is one more
-  ``Comparison``.
+  sample (the baseline scaled to the configuration's batch size); a cell's head code version against its base
+  version (a versions campaign, docs/compare.md), where cProfile's functions are compared too: which of
+  the workload's functions got slower (``regressions_markdown``: the lines `joulegrid compare` adds).
 
 Pure polars (and altair for the chart): no torch.
 """
@@ -29,12 +30,14 @@ import polars as pl
 
 from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, PRECISIONS, VARIANTS
 from ..schema import HOTSPOT_COLUMN_NAMES
+from ..versions import BASE, HEAD
 from . import metrics
 
 CELL_KEYS = metrics.CELL_KEYS  # the cell's axes, config hash and code version (from the run)
 CODE_VERSION = metrics.CODE_VERSION
 STEP_ORDER = ("data", "forward", "backward", "optimizer", "other")
 DIFF_KINDS = ("step", "operator", "module", "kernel")
+CPROFILE_KINDS = ("function", "group")  # compared where a Comparison says so (code versions)
 TOP_OPERATORS = 8  # operators per chart (the rest stacked as "other operators") and per table
 TOP_ROWS = 10  # rows of each per-cell table
 RUN_COLUMNS = ("run_id", "config_hash", "energy_j", "n_batches", "energy_estimated", "precision_native")
@@ -63,6 +66,8 @@ DIFF_CSV_COLUMNS = (
     "function",
     "module_type",
     "base_module_type",
+    "group",
+    "call_path",
     "change",
     "base_ms",
     "ms",
@@ -150,8 +155,13 @@ def per_cell(d: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def cell_label(precision_variant: str, batch_size: int) -> str:
-    return f"{precision_variant} bs{batch_size}"
+def cell_label(precision_variant: str, batch_size: int, code_version: str | None = None) -> str:
+    return f"{precision_variant} bs{batch_size}" + (f" · {code_version}" if code_version else "")
+
+
+def _version_suffix() -> pl.Expr:
+    """' · <code version>' for a run of a versions campaign, '' otherwise."""
+    return pl.when(pl.col(CODE_VERSION).is_not_null()).then(pl.lit(" · ") + pl.col(CODE_VERSION)).otherwise(pl.lit(""))
 
 
 # ------------------------------------------------------------------ which configuration against which
@@ -160,13 +170,16 @@ class Comparison:
     """One axis of "why it differs": the cells compared on it (``candidate``) each against the cell of
     ``baseline`` that shares ``same`` with it. Evaluated on the profiled cells (CELL_KEYS + baseline_hash,
     ``_smallest``: the smallest batch size of its site, workload, phase, device and configuration).
-    ``per_sample``: the two differ in batch size, the baseline's figures are scaled to the candidate's."""
+    ``per_sample``: the two differ in batch size, the baseline's figures are scaled to the candidate's.
+    ``functions``: cProfile's functions and groups are compared too (the same code paths on both sides: two
+    versions of the workload's code; other axes run the same Python, only its operators change)."""
 
     axis: str
     same: tuple[str, ...]
     baseline: Callable[[], pl.Expr]
     candidate: Callable[[], pl.Expr]
     per_sample: bool = False
+    functions: bool = False
 
 
 def _fp32() -> pl.Expr:
@@ -176,29 +189,35 @@ def _fp32() -> pl.Expr:
 COMPARISONS: tuple[Comparison, ...] = (
     # precision and variant (bf16, int8, pruned, compiled, ...) against fp32 at the same batch size
     Comparison("precision / variant", metrics.BASELINE_KEYS, _fp32, lambda: ~_fp32()),
-    # a larger batch against the smallest one, at fp32, per sample
+    # a larger batch against the smallest one, at fp32, per sample (of the same code version)
     Comparison(
         "batch size",
-        ("site", "workload", "phase", "device", "config_hash"),
+        ("site", "workload", "phase", "device", "config_hash", CODE_VERSION),
         lambda: _fp32() & pl.col("_smallest"),
         lambda: _fp32() & ~pl.col("_smallest"),
         per_sample=True,
     ),
-    # code versions (later): Comparison("code version", <CELL_KEYS but code_version>, lambda: pl.col("code_version")
-    # == <reference>, lambda: pl.col("code_version") != <reference>)
+    # a cell's head code version against its base version (a versions campaign: docs/compare.md)
+    Comparison(
+        "code version",
+        tuple(k for k in CELL_KEYS if k != CODE_VERSION),
+        lambda: pl.col(CODE_VERSION) == BASE,
+        lambda: pl.col(CODE_VERSION) == HEAD,
+        functions=True,
+    ),
 )
 
 
 def profiled_cells(cells: pl.DataFrame) -> pl.DataFrame:
     """The profiled cells (one row each, CELL_KEYS) with baseline_hash and _smallest (see Comparison)."""
     c = metrics.with_baseline_hash(cells.select(*CELL_KEYS).unique(maintain_order=True))
-    grp = ["site", "workload", "phase", "device", "config_hash"]
+    grp = ["site", "workload", "phase", "device", "config_hash", CODE_VERSION]
     return c.with_columns(_smallest=pl.col("batch_size") == pl.col("batch_size").min().over(grp))
 
 
 def pairs(cells: pl.DataFrame, comparisons: tuple[Comparison, ...] = COMPARISONS) -> pl.DataFrame:
     """Every comparison of the profiled ``cells`` (profiled_cells): the candidate's CELL_KEYS, the baseline's
-    as base_<key>, the axis and per_sample."""
+    as base_<key>, the axis, per_sample and functions."""
     out = []
     for cmp in comparisons:
         if not all(k in cells.columns for k in cmp.same):
@@ -208,7 +227,7 @@ def pairs(cells: pl.DataFrame, comparisons: tuple[Comparison, ...] = COMPARISONS
         p = cand.join(base, on=list(cmp.same), how="inner", nulls_equal=True)
         out.append(
             p.select(*CELL_KEYS, *[f"base_{k}" for k in CELL_KEYS]).with_columns(
-                axis=pl.lit(cmp.axis), per_sample=pl.lit(cmp.per_sample)
+                axis=pl.lit(cmp.axis), per_sample=pl.lit(cmp.per_sample), functions=pl.lit(cmp.functions)
             )
         )
     if not out:
@@ -221,19 +240,30 @@ def differences(pc: pl.DataFrame, pr: pl.DataFrame) -> pl.DataFrame:
     """For each pair of ``pr`` (pairs), the torch rows (steps, operators, modules, kernels) of the candidate
     and its baseline side by side, per batch of the candidate: base_ms / ms (modules: their own time), Δ,
     the share of the step's Δ (``of_delta_pct``: steps and operators each add up to the step), the % of the
-    step on both sides and the modelled energy per batch (mJ). Sorted per pair by kind, then by |Δ|."""
+    step on both sides and the modelled energy per batch (mJ). Where the pair compares functions too (code
+    versions), cProfile's functions and groups by self time: their ``of_delta_pct`` is of the change of the
+    groups' total (the cProfile pass without joulegrid's frames); a function outside one side's top
+    ``measure.hotspot_top`` counts as 0 there. Sorted per pair by kind, then by |Δ|."""
     if pr.height == 0 or pc.height == 0:
         return pl.DataFrame()
-    t = pc.filter((pl.col("profiler") == "torch") & pl.col("kind").is_in(DIFF_KINDS)).select(
+    if "functions" not in pr.columns:
+        pr = pr.with_columns(functions=pl.lit(False))
+    torch_rows = (pl.col("profiler") == "torch") & pl.col("kind").is_in(DIFF_KINDS)
+    cprofile_rows = (pl.col("profiler") == "cprofile") & pl.col("kind").is_in(CPROFILE_KINDS)
+    t = pc.filter(torch_rows | cprofile_rows).select(
         *CELL_KEYS,
         "kind",
         "function",
         "module_type",
         "precision_variant",
+        *(c for c in ("group", "call_path") if c in pc.columns),
         ms="own_ms_per_batch",
         pct="own_pct_of_step",
         mj="own_energy_per_batch_modelled_mj",
     )
+    for c in ("group", "call_path"):
+        if c not in t.columns:
+            t = t.with_columns(pl.lit(None, pl.String).alias(c))
     pr = pr.with_row_index("pair")
     cand = pr.join(t, on=list(CELL_KEYS), how="inner", nulls_equal=True)
     base_t = t.rename({k: f"base_{k}" for k in CELL_KEYS}).rename(
@@ -243,16 +273,30 @@ def differences(pc: pl.DataFrame, pr: pl.DataFrame) -> pl.DataFrame:
             "mj": "base_mj",
             "module_type": "base_module_type",
             "precision_variant": "base_precision_variant",
+            "group": "base_group",
+            "call_path": "base_call_path",
         }
     )
     base = pr.join(base_t, on=[f"base_{k}" for k in CELL_KEYS], how="inner", nulls_equal=True).select(
-        "pair", "kind", "function", "base_module_type", "base_precision_variant", "base_ms", "base_pct", "base_mj"
+        "pair",
+        "kind",
+        "function",
+        "base_module_type",
+        "base_precision_variant",
+        "base_group",
+        "base_call_path",
+        "base_ms",
+        "base_pct",
+        "base_mj",
     )
-    keys = pr.select("pair", *CELL_KEYS, *[f"base_{k}" for k in CELL_KEYS], "axis", "per_sample")
+    keys = pr.select("pair", *CELL_KEYS, *[f"base_{k}" for k in CELL_KEYS], "axis", "per_sample", "functions")
     both = (
-        cand.select("pair", "kind", "function", "module_type", "precision_variant", "ms", "pct", "mj")
+        cand.select(
+            "pair", "kind", "function", "module_type", "precision_variant", "group", "call_path", "ms", "pct", "mj"
+        )
         .join(base, on=["pair", "kind", "function"], how="full", coalesce=True)
         .join(keys, on="pair", how="left")
+        .filter(pl.col("kind").is_in(DIFF_KINDS) | pl.col("functions"))
     )
     scale = pl.when(pl.col("per_sample")).then(pl.col("batch_size") / pl.col("base_batch_size")).otherwise(1.0)
     both = both.with_columns(
@@ -262,9 +306,15 @@ def differences(pc: pl.DataFrame, pr: pl.DataFrame) -> pl.DataFrame:
         ms=pl.col("ms").fill_null(0),
         base_pct=pl.col("base_pct").fill_null(0),
         pct=pl.col("pct").fill_null(0),
+        group=pl.coalesce("group", "base_group"),
+        call_path=pl.coalesce("call_path", "base_call_path"),
     ).with_columns(d_ms=pl.col("ms") - pl.col("base_ms"), d_mj=pl.col("mj") - pl.col("base_mj"))
-    total = both.filter(pl.col("kind") == "step").group_by("pair").agg(_d_step=pl.col("d_ms").sum())
-    both = both.join(total, on="pair", how="left").with_columns(
+    # the Δ each row is a share of: the steps' (torch rows), the cProfile groups' (cProfile rows)
+    whole = pl.when(pl.col("kind").is_in(CPROFILE_KINDS)).then(pl.lit("group")).otherwise(pl.lit("step"))
+    both = both.with_columns(_whole=whole)
+    total = both.filter(pl.col("kind") == pl.col("_whole")).group_by("pair", "_whole").agg(_d_step=pl.col("d_ms").sum())
+    order = (*DIFF_KINDS, *CPROFILE_KINDS)
+    both = both.join(total, on=["pair", "_whole"], how="left").with_columns(
         of_delta_pct=pl.when(pl.col("_d_step").abs() > 0).then(pl.col("d_ms") / pl.col("_d_step") * 100),
         change=pl.when(pl.col("base_ms") == 0)
         .then(pl.lit("new"))
@@ -275,7 +325,7 @@ def differences(pc: pl.DataFrame, pr: pl.DataFrame) -> pl.DataFrame:
         .when(pl.col("d_ms") < 0)
         .then(pl.lit("shrank"))
         .otherwise(pl.lit("same")),
-        kind_order=pl.col("kind").replace_strict({k: i for i, k in enumerate(DIFF_KINDS)}, return_dtype=pl.Int64),
+        kind_order=pl.col("kind").replace_strict({k: i for i, k in enumerate(order)}, return_dtype=pl.Int64),
         step_order=pl.col("function").replace_strict(
             {k: i for i, k in enumerate(STEP_ORDER)}, default=len(STEP_ORDER), return_dtype=pl.Int64
         ),
@@ -286,7 +336,7 @@ def differences(pc: pl.DataFrame, pr: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col("d_ms").abs())
     )
     return both.sort(["pair", "kind_order", "_abs"], descending=[False, False, True]).drop(
-        "_abs", "_d_step", "kind_order", "step_order"
+        "_abs", "_d_step", "_whole", "kind_order", "step_order", "base_group", "base_call_path"
     )
 
 
@@ -311,10 +361,19 @@ def _signed_pct(v: float | None) -> str:
 
 
 def _order(d: pl.DataFrame) -> pl.DataFrame:
-    """Cells in the grid's order: the baseline precision and variant first (axes.PRECISIONS, VARIANTS)."""
+    """Cells in the grid's order: the baseline precision and variant first (axes.PRECISIONS, VARIANTS), a cell's
+    base code version before its head."""
     rank = lambda c, vals: pl.col(c).replace_strict({v: i for i, v in enumerate(vals)}, default=len(vals))  # noqa: E731
     return d.sort(
-        "phase", "site", "device", rank("precision", PRECISIONS), rank("variant", VARIANTS), "precision", "batch_size"
+        "phase",
+        "site",
+        "device",
+        rank("precision", PRECISIONS),
+        rank("variant", VARIANTS),
+        "precision",
+        "batch_size",
+        CODE_VERSION,  # base before head
+        nulls_last=True,
     )
 
 
@@ -339,6 +398,7 @@ def overview(pc: pl.DataFrame) -> pl.DataFrame:
                 "device": k["device"],
                 "precision": g["precision_variant"][0],
                 "batch_size": k["batch_size"],
+                **({"version": k[CODE_VERSION]} if pc[CODE_VERSION].drop_nulls().len() else {}),
                 "ms/batch": step_ms,
                 **{f"{s} %": _pct(steps[s]["pct_of_step"]) if s in steps else "" for s in STEP_ORDER},
                 "top module (% of step)": (
@@ -403,12 +463,14 @@ def cell_tables(g: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 def diff_table(d: pl.DataFrame, cuda: bool) -> pl.DataFrame:
     """One comparison's rows as shown: the steps, then the operators (and kernels) and modules that changed
-    most (TOP_OPERATORS, TOP_ROWS // 2 modules)."""
+    most (TOP_OPERATORS, TOP_ROWS // 2 modules), and where compared (code versions) cProfile's functions
+    that changed most (TOP_OPERATORS; "function" rows, named with their file and line)."""
     steps = d.filter(pl.col("kind") == "step")
     ops = d.filter(pl.col("kind") == "operator").head(TOP_OPERATORS)
     kernels = d.filter(pl.col("kind") == "kernel").head(TOP_ROWS // 2) if cuda else d.clear()
     mods = d.filter(pl.col("kind") == "module").head(TOP_ROWS // 2)
-    shown = pl.concat([steps, ops, kernels, mods], how="vertical_relaxed")
+    funcs = d.filter(pl.col("kind") == "function").head(TOP_OPERATORS)
+    shown = pl.concat([steps, ops, kernels, mods, funcs], how="vertical_relaxed")
     name = (
         pl.when((pl.col("kind") == "module") & pl.col("module_type").is_not_null())
         .then(
@@ -447,6 +509,7 @@ def chart(pc: pl.DataFrame, title: str):
         + pl.col("precision_variant")
         + pl.lit(" bs")
         + pl.col("batch_size").cast(pl.String)
+        + _version_suffix()
     )
     order = _order(d.select(*CELL_KEYS, "configuration").unique())["configuration"].unique(maintain_order=True)
     y = alt.Y("configuration:N", sort=order.to_list(), title=None)
@@ -494,6 +557,101 @@ def chart(pc: pl.DataFrame, title: str):
     return alt.hconcat(left, right).resolve_scale(color="independent").properties(title=title)
 
 
+ICICLE_LABEL_PCT = 8.0  # a rectangle narrower than this % of the pass is not labelled (its tooltip says it)
+
+
+def icicle_cells(pc: pl.DataFrame) -> pl.DataFrame:
+    """The cells an icicle is drawn for: per workload and phase, its baseline configuration with module rows
+    (fp32 baseline, the smallest batch size, the first site and device, the base code version)."""
+    mods = pc.filter((pl.col("profiler") == "torch") & (pl.col("kind") == "module") & _fp32())
+    if mods.height == 0:
+        return mods.select(*CELL_KEYS)
+    cells = _order(mods.select(*CELL_KEYS).unique())
+    return cells.group_by("workload", "phase", maintain_order=True).first().select(*CELL_KEYS)
+
+
+def _parent(path: str, present: set[str]) -> str | None:
+    """The nearest profiled ancestor of a module path ('(model)' the root; None for the root itself)."""
+    while path != "(model)":
+        path = path.rsplit(".", 1)[0] if "." in path else "(model)"
+        if path in present:
+            return path
+    return None
+
+
+def icicle_rects(g: pl.DataFrame) -> pl.DataFrame:
+    """One cell's modules (its torch "module" rows) as the rectangles of an icicle: ``x0``..``x1`` in % of the
+    profiled pass (``pct_of_step``: a module's forward and backward, submodules included), each module's
+    children side by side from its left edge, the largest first; ``depth`` its depth in the model (0: the
+    model). ``label``: name and % where the rectangle is at least ICICLE_LABEL_PCT wide."""
+    mods = g.filter(pl.col("kind") == "module").select(
+        module="function", module_type="module_type", depth="depth", pct="pct_of_step", ms="ms_per_batch"
+    )
+    rows = {r["module"]: r for r in mods.to_dicts()}
+    present = set(rows)
+    children: dict[str | None, list[str]] = {}
+    for m in rows:
+        children.setdefault(_parent(m, present), []).append(m)
+    out = []
+
+    def place(m: str, x0: float) -> None:
+        r = rows[m]
+        w = r["pct"] or 0.0
+        label = f"{m} {w:.0f} %" if w >= ICICLE_LABEL_PCT else ""
+        out.append({**r, "x0": x0, "x1": x0 + w, "label": label})
+        x = x0
+        for c in sorted(children.get(m, []), key=lambda c: (-(rows[c]["pct"] or 0.0), c)):
+            place(c, x)
+            x += rows[c]["pct"] or 0.0
+
+    x = 0.0
+    for root in sorted(children.get(None, []), key=lambda c: (-(rows[c]["pct"] or 0.0), c)):
+        place(root, x)
+        x += rows[root]["pct"] or 0.0
+    return pl.DataFrame(out) if out else pl.DataFrame()
+
+
+def icicle(pc: pl.DataFrame, title: str):
+    """An icicle of the model's nn.Module hierarchy per phase of the workload's baseline configuration
+    (icicle_cells, icicle_rects): one row of rectangles per depth, widths in % of the profiled pass. None where
+    no module was profiled (a compiled model, no torch pass)."""
+    import altair as alt
+
+    panels = []
+    for k in icicle_cells(pc).iter_rows(named=True):
+        g = pc.join(pl.DataFrame([k], schema={c: pc.schema[c] for c in CELL_KEYS}), on=list(CELL_KEYS), how="semi",
+                    nulls_equal=True).filter(pl.col("profiler") == "torch")  # fmt: skip
+        rects = icicle_rects(g)
+        if rects.height == 0:
+            continue
+        name = f"{k['phase']} · {cell_label(g['precision_variant'][0], k['batch_size'], k[CODE_VERSION])}"
+        base = alt.Chart(rects, title=name)
+        y = alt.Y("depth:O", title="depth", axis=alt.Axis(labelAngle=0))
+        tip = [
+            alt.Tooltip("module:N"),
+            alt.Tooltip("module_type:N", title="class"),
+            alt.Tooltip("pct:Q", format=".1f", title="% of the pass (submodules included)"),
+            alt.Tooltip("ms:Q", format=".3g", title="ms per batch"),
+        ]
+        rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+            x=alt.X("x0:Q", title="% of the profiled pass", scale=alt.Scale(domain=[0, 100])),
+            x2="x1:Q",
+            y=y,
+            color=alt.Color("module_type:N", title="module class", scale=alt.Scale(scheme="tableau20")),
+            tooltip=tip,
+        )
+        text = (
+            base.mark_text(fontSize=10, color="black")
+            .encode(x=alt.X("mid:Q"), y=y, text="label:N", tooltip=tip)
+            .transform_calculate(mid="(datum.x0 + datum.x1) / 2")
+        )
+        n = int(rects["depth"].max() or 0) + 1
+        panels.append(alt.layer(rect, text).properties(width=640, height=26 * n))
+    if not panels:
+        return None
+    return alt.vconcat(*panels).properties(title=title)
+
+
 def view(hs: pl.DataFrame, runs: pl.DataFrame, results_dir: Path, out_dir: Path) -> View:
     """Everything the Hotspots section shows, from the hotspot rows and the summary's runs."""
     d = joined(hs, runs)
@@ -508,6 +666,7 @@ def view(hs: pl.DataFrame, runs: pl.DataFrame, results_dir: Path, out_dir: Path)
         cuda = "cuda" in g["device"].to_list()
         w: dict[str, Any] = {"workload": wl, "overview": overview(_order(g)) if g.height else None}
         w["chart"] = chart(g, f"{wl}: where a step's time goes")
+        w["icicle"] = icicle(g, f"{wl}: the model's modules in its baseline configuration")
         w["cells"] = []
         for key, cg in _order(g).group_by(*CELL_KEYS, maintain_order=True):
             k = dict(zip(CELL_KEYS, key, strict=True))
@@ -515,7 +674,8 @@ def view(hs: pl.DataFrame, runs: pl.DataFrame, results_dir: Path, out_dir: Path)
             trace = os.path.relpath(results_dir / tf[0], out_dir) if tf.len() else None
             w["cells"].append(
                 {
-                    "label": f"{k['phase']} · {cg['precision_variant'][0]} bs{k['batch_size']}"
+                    "label": f"{k['phase']} · "
+                    + cell_label(cg["precision_variant"][0], k["batch_size"], k[CODE_VERSION])
                     + (f" · {k['site']}" if pc["site"].n_unique() > 1 else "")
                     + (f" · {k['device']}" if pc["device"].n_unique() > 1 else ""),
                     "what": cg["profiled_pass"].drop_nulls().first() or "",
@@ -531,8 +691,11 @@ def view(hs: pl.DataFrame, runs: pl.DataFrame, results_dir: Path, out_dir: Path)
                 r = dg.row(0, named=True)
                 steps = dg.filter(pl.col("kind") == "step")
                 base_ms, ms = steps["base_ms"].sum(), steps["ms"].sum()
-                label = f"{r['phase']} · {r['precision_variant'] or r['base_precision_variant']} bs{r['batch_size']}"
-                base = f"{r['base_precision_variant'] or BASELINE_PRECISION} bs{r['base_batch_size']}"
+                pv = r["precision_variant"] or r["base_precision_variant"]
+                label = f"{r['phase']} · {cell_label(pv, r['batch_size'], r[CODE_VERSION])}"
+                base = cell_label(
+                    r["base_precision_variant"] or BASELINE_PRECISION, r["base_batch_size"], r[f"base_{CODE_VERSION}"]
+                )
                 w["diffs"].append(
                     {
                         "label": label,
@@ -547,3 +710,57 @@ def view(hs: pl.DataFrame, runs: pl.DataFrame, results_dir: Path, out_dir: Path)
                 )
         v.workloads.append(w)
     return v
+
+
+# ------------------------------------------------------------------ `joulegrid compare`: where head grew
+GREW_KINDS = (("operator", "operators"), ("module", "modules"), ("function", "functions"))
+COMPARE_KEYS = ("site", "workload", "phase", "device", "precision", "variant", "batch_size", "config_hash")
+
+
+def code_version_differences(pc: pl.DataFrame) -> pl.DataFrame:
+    """``differences`` of the code-version comparison only (head against base per cell)."""
+    cmp = tuple(c for c in COMPARISONS if c.axis == "code version")
+    return differences(pc, pairs(profiled_cells(pc), cmp)) if pc.height else pl.DataFrame()
+
+
+def regressions_markdown(rows: pl.DataFrame, results_dir: str | Path, verdicts: pl.DataFrame, top: int = 3) -> str:
+    """The lines `joulegrid compare` adds to its Markdown: per cell of ``verdicts`` (compare's table: COMPARE_KEYS
+    and ``verdict``) called a regression, the ``top`` operators, modules and cProfile functions whose time per
+    batch grew most from base to head in the profiled passes (hotspot files of ``rows``' runs under
+    ``results_dir``), with their share of the change. '' where no regressed cell was profiled."""
+    from .. import hotspots as collected
+
+    if verdicts.height == 0 or "verdict" not in verdicts.columns:
+        return ""
+    reg = verdicts.filter(pl.col("verdict") == "regression").select(*COMPARE_KEYS).unique(maintain_order=True)
+    if reg.height == 0:
+        return ""
+    hs = collected.collect(results_dir, run_ids=rows["run_id"].to_list())
+    d = code_version_differences(per_cell(joined(hs, rows))) if hs.height else pl.DataFrame()
+    if d.height == 0:
+        return ""
+    d = d.join(reg, on=list(COMPARE_KEYS), how="semi", nulls_equal=True).filter(pl.col("d_ms") > 0)
+    out = []
+    for _, g in d.group_by("pair", maintain_order=True):
+        r = g.row(0, named=True)
+        cell = "/".join(str(r[k]) for k in ("site", "workload", "phase", "device", "precision") if r[k] is not None)
+        parts = []
+        for kind, title in GREW_KINDS:
+            k = g.filter(pl.col("kind") == kind).sort("d_ms", descending=True).head(top)
+            shown = [
+                f"`{x['function']}`" + (f" ({x['module_type']})" if kind == "module" and x["module_type"] else "")
+                + f" +{x['d_ms']:.3g} ms" + (f" ({x['of_delta_pct']:.0f} % of the Δ)" if x["of_delta_pct"] else "")
+                for x in k.iter_rows(named=True)
+            ]  # fmt: skip
+            if shown:
+                parts.append(f"{title} " + ", ".join(shown))
+        if parts:
+            out.append(f"- {cell}/bs{r['batch_size']}: " + "; ".join(parts))
+    if not out:
+        return ""
+    head = (
+        "Where head's time grew (regressed cells; the profiled passes after the measured windows, per batch, head − "
+        "base; operators and modules: their self time, of the step's Δ; functions: cProfile's self time, of the "
+        "cProfile pass's Δ; docs/hotspots.md):"
+    )
+    return "\n".join(["", head, *out]) + "\n"

@@ -1155,10 +1155,13 @@ def hotspots_section(r: Inputs, out: Path) -> Section:
     for i, w in enumerate(v.workloads):
         name = f"hotspots-{i}"
         specs[name] = w["chart"].to_dict()
+        if w.get("icicle") is not None:  # the model's modules where they were profiled
+            specs[f"{name}-modules"] = w["icicle"].to_dict()
         workloads.append(
             {
                 **w,
                 "chart": name,
+                "icicle": f"{name}-modules" if w.get("icicle") is not None else None,
                 "overview": table(w["overview"]) if w["overview"] is not None else None,
                 "cells": [{**c, **{k: table(c[k]) for k in ("modules", "operators", "cprofile")}} for c in w["cells"]],
                 "diffs": [{**d, "table": table(d["table"])} for d in w["diffs"]],
