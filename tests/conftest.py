@@ -22,6 +22,7 @@ import yaml
 
 # the parallel and serial phases (tests/phases.py): pytest finds their hooks here, in the conftest
 from phases import (  # noqa: F401
+    FORKED_CPU,
     built_here,
     pytest_addoption,
     pytest_cmdline_main,
@@ -172,6 +173,7 @@ class ForkServer:
                 self.proc.stdin.write(json.dumps(req) + "\n")
                 self.proc.stdin.flush()
                 reply = json.loads(self.proc.stdout.readline())
+            FORKED_CPU[0] += reply.get("cpu_s", 0.0)  # the per-test timings (phases.py) count it
             stdout, stderr = (p.read_text(errors="replace") if p.exists() else "" for p in (out, err))
         if reply["timed_out"]:
             raise subprocess.TimeoutExpired(cmd, timeout, output=stdout, stderr=stderr)

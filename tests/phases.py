@@ -34,6 +34,7 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -264,7 +265,9 @@ def pytest_runtest_protocol(item, nextitem):
         item._jg_before = (set(os.listdir(base)), datetime.now(UTC).replace(microsecond=0), base)
         _BUILT.clear()
     with _locked(_clusters(item)):
+        t0 = _times_start()
         yield
+        _times_record(item, t0)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -283,6 +286,59 @@ def pytest_runtest_makereport(item, call):
             "  @pytest.mark.measure   if it checks a measured value (time, energy, CPU share): it then runs alone;\n"
             "  @pytest.mark.parallel  if it checks only what holds beside other tests (rows, files, statuses)."
         )
+
+
+# ------------------------------------------------------------------ per-test timings (JOULEGRID_TEST_TIMES)
+FORKED_CPU = [0.0]  # CPU seconds of the snakemake commands this process forked (conftest.ForkServer adds to it)
+
+
+def _cpu_now() -> tuple[float, float, float, float]:
+    """(wall clock, this process's CPU, its reaped children's CPU, the forked snakemakes' CPU), in seconds."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.time(), me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime, FORKED_CPU[0]
+
+
+def _host_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole host since boot (/proc/stat's cpu line): every process, any user."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    return sum(v[:8]) - idle, sum(v[:8])
+
+
+def _times_start():
+    return (_cpu_now(), _host_busy()) if os.environ.get("JOULEGRID_TEST_TIMES") else None
+
+
+def _times_record(item, start) -> None:
+    """One JSON line per test in $JOULEGRID_TEST_TIMES: its setup-to-teardown wall time, the CPU time of the
+    test process and of the processes it waited for (snakemake, chromium, pack-env; not the clusters' jobs, which
+    their daemons start), the worker, and the host's busy share while it ran (all processes: a measure of load)."""
+    if start is None:
+        return
+    (w0, s0, c0, f0), (b0, t0) = start
+    w1, s1, c1, f1 = _cpu_now()
+    b1, t1 = _host_busy()
+    rec = {
+        "test": item.nodeid,
+        "phase": phase(item.config),
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", "-"),
+        "start": round(w0, 2),
+        "end": round(w1, 2),
+        "wall_s": round(w1 - w0, 2),
+        "cpu_s": round((s1 - s0) + (c1 - c0) + (f1 - f0), 2),
+        "cpu_self_s": round(s1 - s0, 2),
+        "cpu_children_s": round(c1 - c0, 2),
+        "cpu_forked_s": round(f1 - f0, 2),
+        "host_busy": round((b1 - b0) / (t1 - t0), 3) if t1 > t0 else None,
+        "slow": bool(item.get_closest_marker("slow")),
+        "clusters": _clusters(item),
+    }
+    with open(os.environ["JOULEGRID_TEST_TIMES"], "a") as f:  # one short line per write: appends do not interleave
+        f.write(json.dumps(rec) + "\n")
 
 
 # ------------------------------------------------------------------ the phase's timing in the log
