@@ -4,7 +4,9 @@
   as `joulegrid report` runs it (optional: skipped without --main);
 - ``cold``: this checkout, the Vega bundle built for the render (vl_convert.javascript_bundle(), as before it
   was cached: ``report._js_bundle.cache_clear()`` first);
-- ``warm``: this checkout, the bundle already built in this process (``_js_bundle`` is cached per process).
+- ``warm``: this checkout, the bundle already built in this process (``_js_bundle`` is cached per process;
+  a later process reads it from the user's cache: report.bundle_cache_path, which every render here leaves
+  out by its own empty JOULEGRID_CACHE_DIR).
 
 Each round runs the three in turn, each in a fresh process (a render's memory and caches do not carry over);
 prints the median seconds of each, the ratios LAST (warm/cold, cold/main) and the bundle's own build time.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -64,7 +67,9 @@ def campaign_summary(root: Path, real: str | None) -> Path:
 
 def render(src: Path, summary: Path, out: Path, warm: bool) -> dict:
     code = CHILD.format(src=str(src), summary=str(summary), out=str(out), warm=warm)
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    # an empty cache folder: the bundle is built in this process, not read from the user's cache (report.py)
+    env = {**os.environ, "JOULEGRID_CACHE_DIR": tempfile.mkdtemp(dir=out.parent)}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
     if p.returncode:
         sys.exit(f"render failed ({src}):\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])

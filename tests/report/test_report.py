@@ -635,3 +635,40 @@ def test_verdicts_counted_and_runs_an_outlier_rule_excluded_left_out(tmp_path):
     plain = R.Inputs(Path(tmp_path / "summary.parquet"), df.drop("excluded"), df.clear(), [], [], ST, tmp_path)
     assert all(text != "runs excluded by the outlier rule" for _, text, _ in R.summary_section(plain).cards)
     assert R.tables_section(plain, R.cells_table(plain)).excluded is None
+
+
+def test_the_vega_bundle_is_built_once_per_vl_convert_version_and_kept_between_processes(tmp_path, monkeypatch):
+    """report._js_bundle: the first process builds it and writes the user's cache; a later process reads it; a
+    cut-off file is built again; another vl-convert version has a file of its own."""
+    import vl_convert
+
+    from joulegrid.analysis import report
+
+    built = []
+
+    def fake_bundle():
+        built.append(1)
+        return f"bundle {len(built)}"
+
+    monkeypatch.setenv("JOULEGRID_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(vl_convert, "javascript_bundle", fake_bundle)
+    monkeypatch.setattr(vl_convert, "__version__", "9.9.9", raising=False)
+    report._js_bundle.cache_clear()
+    try:
+        assert report._js_bundle() == "bundle 1" and len(built) == 1
+        cached = tmp_path / "cache" / "vega-bundle-vl-convert-9.9.9.js"
+        assert cached.read_text() == "bundle 1" + report.BUNDLE_END
+        report._js_bundle.cache_clear()  # a new process
+        assert report._js_bundle() == "bundle 1" and len(built) == 1
+        cached.write_text("bund")  # cut off (not written by joulegrid's atomic write)
+        report._js_bundle.cache_clear()
+        assert report._js_bundle() == "bundle 2" and cached.read_text() == "bundle 2" + report.BUNDLE_END
+        monkeypatch.setattr(vl_convert, "__version__", "9.9.10")
+        report._js_bundle.cache_clear()
+        assert report._js_bundle() == "bundle 3"
+        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
+            "vega-bundle-vl-convert-9.9.10.js",
+            "vega-bundle-vl-convert-9.9.9.js",
+        ]
+    finally:
+        report._js_bundle.cache_clear()  # the next test builds the real one

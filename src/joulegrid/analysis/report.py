@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,14 +231,41 @@ def table(
     )
 
 
+BUNDLE_END = "\n// joulegrid: end of the cached bundle\n"  # the last line of a whole cached bundle
+
+
+def bundle_cache_path(version: str) -> Path:
+    """Where the bundle of vl-convert `version` is kept between processes: $JOULEGRID_CACHE_DIR, else
+    $XDG_CACHE_HOME/joulegrid, else ~/.cache/joulegrid."""
+    root = os.environ.get("JOULEGRID_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "joulegrid"
+    )
+    return Path(root) / f"vega-bundle-vl-convert-{version}.js"
+
+
 @functools.cache
 def _js_bundle() -> str:
     """The Vega, Vega-Lite and vega-embed bundle the page inlines: vl_convert.javascript_bundle() takes seconds
-    to build and is the same for every report of this process (a test session, `joulegrid report` over several
-    summaries), so it is built once per process (bench/bench_report.py measures what that saves)."""
+    to build and is the same for every report made with one vl-convert version, so it is built once per process
+    (a test session, `joulegrid report` over several summaries) and kept in the user's cache for the next
+    processes (bundle_cache_path; bench/bench_report.py measures what that saves). A cache that cannot be read
+    or written is rebuilt or skipped: the page is the same."""
     import vl_convert as vlc
 
-    return vlc.javascript_bundle()
+    cache = bundle_cache_path(getattr(vlc, "__version__", "unknown"))
+    try:
+        text = cache.read_text(encoding="utf-8")
+        if text.endswith(BUNDLE_END):  # a whole file (written atomically; an older partial copy is rebuilt)
+            return text[: -len(BUNDLE_END)]
+    except OSError:
+        pass
+    text = vlc.javascript_bundle()
+    try:
+        with atomic_path(cache, suffix=".js") as tmp:
+            Path(tmp).write_text(text + BUNDLE_END, encoding="utf-8")
+    except OSError as e:
+        log.debug("could not cache the Vega bundle in %s: %s", cache, e)
+    return text
 
 
 def _script_json(obj) -> str:
