@@ -31,7 +31,8 @@ def gitlab_script() -> list[str]:
 
 def test_the_gitlab_job_blocks_a_planted_regression(tmp_path):
     script = gitlab_script()
-    assert len(script) == 4 and script[2].startswith("snakemake ") and script[3].startswith("joulegrid compare ")
+    assert len(script) == 4 and script[2].startswith("snakemake cells aggregate ")
+    assert script[3].startswith("joulegrid compare ")
     # the GitHub Actions job runs the same snakemake and compare commands
     (gh,) = [b for b in blocks(DOC, "yaml") if "on: pull_request" in b]
     assert script[2] in gh and script[3] in gh and 'git merge-base HEAD "origin/$GITHUB_BASE_REF"' in gh
@@ -95,3 +96,35 @@ def test_the_gitlab_job_blocks_a_planted_regression(tmp_path):
     assert top == "0", grown
     (where,) = [x for x in md.splitlines() if x.startswith("- local/mine/train/cpu/fp32/bs256: ")]
     assert where.split("; modules ", 1)[1].startswith("`0` (Linear) +"), md
+
+    # C: A with a comment changed (an A/A comparison) at the planned pairs (docs/compare.md, "Choosing the
+    # threshold"): a first campaign of the config's 3 quadruples into its own results folder, `joulegrid plan`
+    # sizes the pairs for the 10 % margin from their pair noise, the campaign goes on to that many, and compare
+    # must pass it (exit 0). (The pair noise of the A/B campaign above is no guide: B's doubled step is noisier.)
+    c_commit = commit_version(repo, "comment", WORKLOAD.replace("# how many", "# the number of"), "C: a comment")
+    config = ["--configfile", "joulegrid-ci.yaml", "--config", f"versions={{base: {a_commit}, head: {c_commit}}}",
+              "results=results-ac"]  # fmt: skip
+
+    def snakemake(pairs: int) -> None:
+        run = subprocess.run(["snakemake", "cells", "aggregate", "-s", f"{REPO}/Snakefile", "--cores", "2", *config,
+                              f"grid={{repeats: {pairs}}}"],
+                             cwd=repo, env=env, capture_output=True, text=True, timeout=1800)  # fmt: skip
+        assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+
+    snakemake(3)
+    plan = subprocess.run(["joulegrid", "plan", *config, "compare={threshold_pct: 10}"],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    (sizing,) = re.findall(r"an unchanged head passes with power [\d.]+ at (\d+) pairs per cell", plan.stdout)
+    pairs = max(int(sizing), 3)
+    # a bound on the test's time: more pairs than this means the host's noise (the pair SD in the plan's line)
+    # is too high for a 10 % margin with windows of 2 s
+    assert pairs <= 12, plan.stdout
+    if pairs > 3:
+        snakemake(pairs)
+    cmp = subprocess.run(["joulegrid", "compare", *config, f"grid={{repeats: {pairs}}}", "--threshold", "10%"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    assert cmp.stdout.startswith("### joulegrid compare: PASS"), cmp.stdout
+    (line,) = [x for x in cmp.stdout.splitlines() if x.startswith("| local/mine/train/cpu/fp32/bs256")]
+    assert f"| {pairs} |" in line, line
