@@ -52,10 +52,10 @@ def test_quadruples_run_as_one_slurm_job_each(tmp_path):
     )
     C.snakemake(
         repo,
-        "aggregate",
         "--profile",
         str(REPO / "profiles" / "slurm"),
         *SLURM_FAST,
+        "aggregate",  # the target last: after conftest's --configfile (nargs +) it would be read as a config file
         configfile=cfg,
         timeout=900,
         env={"PYTHONPATH": ""},  # the jobs import mypkg from each version's checkout, joulegrid from its install
@@ -76,7 +76,7 @@ def test_quadruples_run_as_one_slurm_job_each(tmp_path):
         assert rows["job_id"].null_count() == 0 and rows["job_id"].n_unique() == 1, rows["job_id"].to_list()
         assert rows["node_name"].to_list() == [socket.gethostname()] * 5
         commits = dict(rows.group_by("code_version").agg(pl.col("code_commit").unique()).iter_rows())
-        assert {k: v.to_list() for k, v in commits.items()} == {"base": [base], "head": [head]}
+        assert {k: sorted(v) for k, v in commits.items()} == {"base": [base], "head": [head]}
         assert rows["code_dirty"].to_list() == [False] * 5
         jobs.add(rows["job_id"][0])
         acct = subprocess.run(

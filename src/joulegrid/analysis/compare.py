@@ -43,15 +43,26 @@ import numpy as np
 from scipy import stats as sps
 
 from . import stats
-from .sequential import PlanError
+
+# the exit statuses and verdicts live in sequential (which decides over looks with them), so that neither
+# module imports the other back
+from .sequential import (
+    EQUIVALENT,
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    NO_REGRESSION,
+    PASS,
+    PASSES,
+    REGRESSED,
+    REGRESSION,
+    TOO_FEW,
+    UNDECIDED,
+    PlanError,
+)
 
 log = logging.getLogger(__name__)
 
-PASS, REGRESSION, INCONCLUSIVE = 0, 1, 2  # exit statuses
 BAD_INPUT = 3
-EQUIVALENT, IMPROVEMENT, NO_REGRESSION = "equivalent", "improvement", "no regression"
-REGRESSED, UNDECIDED, TOO_FEW = "regression", "inconclusive", "inconclusive: fewer than 2 pairs"
-PASSES = (EQUIVALENT, IMPROVEMENT, NO_REGRESSION)
 METRIC = "energy_per_sample_j"
 # the other metrics each get a Δ with its interval (no verdict): of the log (a ratio), quality of the value itself
 # (head - base in the metric's units: a loss or an accuracy may be 0 or negative); time and energy to target are

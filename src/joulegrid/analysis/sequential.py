@@ -48,6 +48,11 @@ MAX_LOOKS = 3
 SPENDING = "Lan-DeMets O'Brien-Fleming-type, one-sided: alpha*(t) = 2 - 2 Phi(z_(1-alpha/2) / sqrt(t))"
 PLANS_DIR = "compare-plans"
 
+PASS, REGRESSION, INCONCLUSIVE = 0, 1, 2  # compare's exit statuses
+EQUIVALENT, IMPROVEMENT, NO_REGRESSION = "equivalent", "improvement", "no regression"  # compare's verdicts
+REGRESSED, UNDECIDED, TOO_FEW = "regression", "inconclusive", "inconclusive: fewer than 2 pairs"
+PASSES = (EQUIVALENT, IMPROVEMENT, NO_REGRESSION)
+
 
 class PlanError(ValueError):
     """A plan that cannot be made or used (names the problem and the fix)."""
@@ -216,8 +221,6 @@ def decide_looks(n, d, sd, plan: Plan, decide) -> dict[str, np.ndarray]:
     cell (S, m): ``look`` (where its figures come from: the look it was decided at, else the grid's last),
     ``n``, ``d``, ``lo``, ``hi`` (its look's (1 − 2 α_k) interval), ``p`` (nominal one-sided p of Δ ≤ δ),
     ``level`` (α_k), ``verdict`` and ``rejected`` (a regression by the grid's Holm at its look)."""
-    from .compare import INCONCLUSIVE, PASS, PASSES, REGRESSION
-
     n, d, sd = (np.asarray(x, dtype=float) for x in (n, d, sd))
     S, J, m = n.shape
     if not 1 <= J <= len(plan.looks):
