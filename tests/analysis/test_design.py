@@ -124,19 +124,25 @@ def test_a_difference_no_repeats_can_detect_is_refused_naming_the_key(tmp_path):
         D.compute(cfg(tmp_path, detect_pct=1))
 
 
+def plan_cli(tmp_path, detect_pct, *args, grid=GRID):
+    """`joulegrid plan` on a config of ``grid`` with design.detect_pct, its results under tmp_path."""
+    p = tmp_path / "c.yaml"
+    config = {"results": str(tmp_path / "results"), "grid": grid, "design": {"detect_pct": detect_pct}}
+    p.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p), *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+    )
+
+
 def test_cli_plan_writes_the_design_and_prints_its_cost(tmp_path):
     earlier(tmp_path, 0.05)
-    p = tmp_path / "c.yaml"
-    p.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "grid": GRID, "design": {"detect_pct": 20}}))
 
     def run(*a):
-        return subprocess.run(
-            [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p), *a],
-            capture_output=True,
-            text=True,
-            env=subprocess_env(),
-            cwd=tmp_path,
-        )
+        return plan_cli(tmp_path, 20, *a)
 
     out = run().stdout
     d = D.Design.from_json((tmp_path / "results" / "design.json").read_text())
@@ -163,15 +169,7 @@ def test_docs_example_plan_for_a_5_percent_change(tmp_path):
 
 def test_cli_plan_with_an_impossible_design_says_why_and_fails(tmp_path):
     earlier(tmp_path, 2.0)  # CV 200 %
-    p = tmp_path / "c.yaml"
-    p.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "grid": GRID, "design": {"detect_pct": 1}}))
-    out = subprocess.run(
-        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        cwd=tmp_path,
-    )
+    out = plan_cli(tmp_path, 1)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "config key design.detect_pct: a 1 % change cannot be detected with 1000 repeats" in out.stderr
     assert "Fix: raise design.detect_pct" in out.stderr and not (tmp_path / "results" / "design.json").exists()
@@ -181,16 +179,7 @@ def test_cli_plan_with_a_number_of_repeats_reports_an_unreachable_design_and_goe
     """grid.repeats a number (the default config's 3): the design is advice. After a noisy default run,
     `joulegrid plan --config seed=7` must still print the grid and its forecast (it once failed with exit 2)."""
     earlier(tmp_path, 2.0)  # CV 200 %: no repeats detect 1 %
-    p = tmp_path / "c.yaml"
-    grid = {**GRID, "repeats": 3}
-    p.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "grid": grid, "design": {"detect_pct": 1}}))
-    out = subprocess.run(
-        [sys.executable, "-m", "joulegrid", "plan", "--configfile", str(p)],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        cwd=tmp_path,
-    )
+    out = plan_cli(tmp_path, 1, grid={**GRID, "repeats": 3})
     assert out.returncode == 0, out.stderr
     assert "design: config key design.detect_pct: a 1 % change cannot be detected with 1000 repeats" in out.stdout
     assert "grid.repeats is 3: the plan goes on with it" in out.stdout

@@ -23,12 +23,11 @@ from joulegrid.analysis import hotspots as A
 WALL, BATCHES = 0.5, 5  # every synthetic pass: 0.5 s over 5 batches
 
 
-def run(precision="fp32", bs=256, energy_j=10.0, n_batches=100, **steps_ops):
-    """A run's row and its torch hotspot rows: kind:name=seconds of the pass (fraction = s / WALL)."""
-    rid = uuid.uuid4().hex
-    ident = dict(
+def identity(rid, precision, bs, cell_id=None) -> dict:
+    """The cell columns of a hotspot row of a baler_ae training run (repeat 0)."""
+    return dict(
         run_id=rid,
-        cell_id=f"local/baler_ae/train/cpu/{precision}/bs{bs}/r0",
+        cell_id=cell_id or f"local/baler_ae/train/cpu/{precision}/bs{bs}/r0",
         site="local",
         workload="baler_ae",
         phase="train",
@@ -38,6 +37,12 @@ def run(precision="fp32", bs=256, energy_j=10.0, n_batches=100, **steps_ops):
         batch_size=bs,
         repeat=0,
     )
+
+
+def run(precision="fp32", bs=256, energy_j=10.0, n_batches=100, **steps_ops):
+    """A run's row and its torch hotspot rows: kind:name=seconds of the pass (fraction = s / WALL)."""
+    rid = uuid.uuid4().hex
+    ident = identity(rid, precision, bs)
     rows = []
     for key, s in steps_ops.items():
         kind, name = key.split("__", 1)
@@ -176,18 +181,7 @@ def vrun(version, precision="fp32", bs=256, rows=None, cell_id=None, run_id=None
     r, _ = run(precision, bs)
     rid = run_id or r["run_id"]
     r.update(run_id=rid, code_version=version)
-    ident = dict(
-        run_id=rid,
-        cell_id=cell_id or f"local/baler_ae/train/cpu/{precision}/bs{bs}/r0",
-        site="local",
-        workload="baler_ae",
-        phase="train",
-        device="cpu",
-        precision=precision,
-        variant="baseline",
-        batch_size=bs,
-        repeat=0,
-    )
+    ident = identity(rid, precision, bs, cell_id)
     hs = [
         dict(
             ident,

@@ -17,7 +17,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import conftest as C  # tests/conftest.py: TINY, deep_merge, snakemake
 from test_schedulers import MEM_MB, RUNTIME_MIN, SLURM_FAST, _cluster_state
-from versions_repo import WORKLOAD, commit_version, make_repo
+from versions_repo import WORKLOAD, commit_version, git, make_repo
 
 REPO = Path(__file__).resolve().parents[2]
 # the order of a quadruple's runs, slot 0 the discarded warm-up (docs/compare.md, "Pairing")
@@ -35,7 +35,7 @@ def test_quadruples_run_as_one_slurm_job_each(tmp_path):
         pytest.skip(why)
     _, repo = make_repo(tmp_path)
     head = commit_version(repo, "feature", WORKLOAD.replace("# how many", "# the number of"), "C: a comment")
-    base = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    base = git(repo, "rev-parse", "main")
     cfg = tmp_path / "versions.yaml"
     cfg.write_text(
         yaml.safe_dump(

@@ -12,7 +12,7 @@ import subprocess
 import polars as pl
 import pytest
 from conftest import REPO, subprocess_env
-from versions_repo import WORKLOAD, commit_version, make_repo
+from versions_repo import WORKLOAD, commit_version, git, make_repo
 
 # the planted factor (1.3-2.3) and the regression verdict come from energies measured here: alone
 pytestmark = [pytest.mark.slow, pytest.mark.measure]
@@ -60,8 +60,7 @@ def test_the_gitlab_job_blocks_a_planted_regression(tmp_path):
     # a window the outlier rule excluded stays a row beside its slot's kept one (docs/measurement.md): the
     # quadruples are the kept rows
     rows = rows.filter(~pl.col("excluded").fill_null(False))
-    head = subprocess.run(["git", "rev-parse", "HEAD", "main"], cwd=repo, capture_output=True, text=True)
-    b_commit, a_commit = head.stdout.split()
+    b_commit, a_commit = git(repo, "rev-parse", "HEAD", "main").split()
     assert dict(rows.group_by("code_version").agg(pl.col("code_commit").first()).iter_rows()) == {
         "base": a_commit,
         "head": b_commit,

@@ -318,11 +318,7 @@ def compare_rows(
             "some cells' quadruples ran on several nodes: each pair is within one job, so node differences cancel"
         )
     planned = pairs_needed(sigma_upper(*sig), delta, alpha, power) if sig else None
-    vers = {}
-    for label in ("base", "head"):
-        x = rows.filter(pl.col("code_version") == label)["code_commit"].drop_nulls().unique().to_list()
-        vers[label] = ", ".join(sorted(x)) or "(not a commit)"
-    pooled = random_effects(d, r["se"])
+    pooled, vers = random_effects(d, r["se"]), _commits(rows)
     return Result(status, delta, threshold_pct, source, alpha, power, table, pooled, sig, planned, vers, notes)
 
 
