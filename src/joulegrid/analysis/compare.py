@@ -310,9 +310,7 @@ def compare_rows(
         verdict=pl.Series(r["verdict"].astype(str)),
         pairs_to_decide=pl.Series(need, dtype=pl.Int64),
     )
-    for m, _ in ALSO:  # a plain (1 - 2 alpha) interval of the other metrics' Δ
-        x = decide(table[f"n_{m}"], table[f"d_{m}"].fill_null(np.nan), table[f"sd_{m}"].fill_null(np.nan), 0.0, alpha)
-        table = table.with_columns(pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"]))
+    table = _also_intervals(table, alpha)
     if (table["hosts"] > 1).any():
         notes.append(
             "some cells' quadruples ran on several nodes: each pair is within one job, so node differences cancel"
@@ -320,6 +318,16 @@ def compare_rows(
     planned = pairs_needed(sigma_upper(*sig), delta, alpha, power) if sig else None
     pooled, vers = random_effects(d, r["se"]), _commits(rows)
     return Result(status, delta, threshold_pct, source, alpha, power, table, pooled, sig, planned, vers, notes)
+
+
+def _also_intervals(table, alpha: float):
+    """The table with a plain (1 - 2 alpha) interval (lo_<m>, hi_<m>) of each other metric's Δ (ALSO)."""
+    import polars as pl
+
+    for m, _ in ALSO:
+        x = decide(table[f"n_{m}"], table[f"d_{m}"].fill_null(np.nan), table[f"sd_{m}"].fill_null(np.nan), 0.0, alpha)
+        table = table.with_columns(pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"]))
+    return table
 
 
 def _commits(rows) -> dict[str, str]:
@@ -396,11 +404,7 @@ def _compare_sequential(rows, plan, power: float) -> Result:
         rejected=pl.Series(r["rejected"][0]),
         pairs_to_decide=pl.Series(need, dtype=pl.Int64),
     )
-    for m, _ in ALSO:  # the other metrics: a plain (1 - 2 alpha) interval at the cell's look
-        x = decide(
-            table[f"n_{m}"], table[f"d_{m}"].fill_null(np.nan), table[f"sd_{m}"].fill_null(np.nan), 0.0, plan.alpha
-        )
-        table = table.with_columns(pl.Series(f"lo_{m}", x["lo"]), pl.Series(f"hi_{m}", x["hi"]))
+    table = _also_intervals(table, plan.alpha)  # at the cell's look
     table = table.drop("_key", "_look", "_i")
     status = int(r["exit"][0])
     seq = {
