@@ -764,6 +764,11 @@ def entry() -> None:
     sys.exit(rc)
 
 
+# The commands that convert Python values to Arrow tables (rows, summaries, reports): pyarrow would import pandas
+# for nothing in each (joulegrid.io.pyarrow_without_pandas).
+_TABLE_COMMANDS = (cmd_run_cell, cmd_run_quadruple, cmd_record_failure, cmd_aggregate, cmd_report, cmd_compare)
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import logs
     from .quiet import install
@@ -771,6 +776,10 @@ def main(argv: list[str] | None = None) -> int:
     install()  # third-party noise (amdsmi, codecarbon, torchao, torch) silenced before anything imports them
     logs.configure()
     args = build_parser().parse_args(argv)
+    if args.func in _TABLE_COMMANDS:
+        from .io import pyarrow_without_pandas
+
+        pyarrow_without_pandas()  # they convert rows and summaries with pyarrow, never a pandas object
     try:
         return args.func(args)
     except Exception as e:

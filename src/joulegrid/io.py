@@ -38,6 +38,37 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         raise
 
 
+def pyarrow_without_pandas() -> None:
+    """Keep pyarrow from importing pandas in a process that converts only plain Python values to Arrow: a job
+    that writes its rows (run-cell, run-quadruple, record-failure), aggregate, report, compare (cli._TABLE_COMMANDS).
+
+    pyarrow's first conversion of Python values (a row into a Table, even an empty table) asks whether they are
+    pandas objects, and to ask it imports pandas: 0.6-0.8 s of CPU on a 2-core host, in every job (inside the
+    job's tracked time) and every report, for values that are never pandas objects (docs/benchmarks.md).
+    pyarrow's pandas shim tries that import once per process: with pandas made unimportable for that
+    one try, the shim records "no pandas" and never tries again. Nothing else changes: ``import pandas``
+    works as before (codecarbon), and a pyarrow call that needs pandas (``Table.to_pandas``) imports it
+    then. Nothing to do where pandas is imported already."""
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    class _NoPandas:  # a finder that refuses pandas: `import pandas` raises ModuleNotFoundError
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name == "pandas":
+                raise ModuleNotFoundError("pandas is not imported for pyarrow in a job", name=name)
+            return None
+
+    sys.meta_path.insert(0, _NoPandas)
+    try:
+        pa.array([0])  # the shim's one try
+    finally:
+        sys.meta_path.remove(_NoPandas)
+
+
 def write_table(table, target: str | os.PathLike) -> None:
     """Write a pyarrow Table as Parquet atomically (zstd)."""
     import pyarrow.parquet as pq

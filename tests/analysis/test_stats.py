@@ -177,3 +177,23 @@ def test_pdg_rounding_of_intervals():
     assert S.fmt_interval(1.037, 0.98, 1.098, signed=False) == "1.04 [0.98, 1.10]"
     assert S.fmt_interval(-18.5, None, None) == "−18.5"  # no interval: 3 significant digits
     assert S.fmt_unc(0.0996) == "0.10" and S.fmt_unc(3.4) == "3.4" and S.fmt_unc(None) == ""
+
+
+def test_single_runs_need_no_scipy_stats_and_intervals_match_scipy():
+    """scipy.stats is imported at its first use (its import costs ~1 s of CPU): the t factors of single runs are
+    nan without it, and with two or more runs they are scipy's."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    code = (
+        "import sys\n"
+        "from joulegrid.analysis import stats\n"
+        "print(stats.t95_of_n([1, 0, float('nan')]).tolist(), stats.t_sf([1.0], [float('nan')]).tolist(),"
+        " stats.t_quantile([], 0.05).tolist(), 'scipy.stats' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
+    assert proc.stdout.strip() == "[nan, nan, nan] [nan] [] False", proc.stdout + proc.stderr
+    assert S.t95_of_n([2, 5, 1]) == pytest.approx([sps.t.ppf(0.975, 1), sps.t.ppf(0.975, 4), np.nan], nan_ok=True)
+    assert S.t_sf([1.5], [3.0]) == pytest.approx(sps.t.sf(1.5, 3.0))

@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import stats as sps
 
 from ..axes import BASELINE_PRECISION, BASELINE_VARIANT, CELL_AXES, CODE_VERSION
 from ..base import schema_defaults
@@ -170,7 +169,7 @@ def cell_stats(df: pl.DataFrame, noisy_cv: float | None = None) -> pl.DataFrame:
         compile_s=pl.col("compile_s").mean(),
     )
     k = agg["n_energy"].cast(pl.Float64).to_numpy()
-    t = pl.Series(np.where(k >= 2, sps.t.ppf(0.975, np.maximum(k - 1, 1)), np.nan), nan_to_null=True)
+    t = pl.Series(stats.t95_of_n(k), nan_to_null=True)
     return agg.with_columns(
         energy_per_sample_ci95_j=t * pl.col("energy_per_sample_std_j") / pl.col("n_energy").cast(pl.Float64).sqrt(),
         energy_per_sample_cv=pl.when(pl.col("energy_per_sample_j") > 0).then(
@@ -828,7 +827,7 @@ def fleet_intervals(
     )
     k = spread["_n"].cast(pl.Float64).to_numpy()
     spread = spread.with_columns(
-        _t=pl.Series(np.where(k >= 2, sps.t.ppf(0.975, np.maximum(k - 1, 1)), np.nan), nan_to_null=True)
+        _t=pl.Series(stats.t95_of_n(k), nan_to_null=True)
     )
     out = fl.join(spread, on=list(CELL_KEYS), how="left", nulls_equal=True)
     scale = pl.col("mwh_per_day") / pl.col("energy_per_job_j")
@@ -1077,7 +1076,7 @@ def where_to_run_intervals(
     with np.errstate(invalid="ignore", divide="ignore"):
         dfree = stats.as_array(comb, "w") ** 2 / stats.as_array(comb, "den")
         tq = stats.t_quantile(dfree, alpha)
-        p = np.where(se > 0, sps.t.sf(d / se, dfree), np.where(d > stats.EXACT_RTOL, 0.0, 1.0))
+        p = np.where(se > 0, stats.t_sf(d / se, dfree), np.where(d > stats.EXACT_RTOL, 0.0, 1.0))
         half = np.where(se > 0, tq * se, 0.0)
     sysv = stats.as_array(comb, "sys", 0.0)
     untestable = comb["one"].to_numpy() | comb["held"].is_not_null().to_numpy()

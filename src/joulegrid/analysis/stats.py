@@ -26,10 +26,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats as sps
 
 if TYPE_CHECKING:
     import polars as pl
+
+
+class _ScipyStats:
+    """scipy.stats, imported at its first use: its import takes ~1 s of CPU (it builds its distributions'
+    docstrings), and a report, summary or plan of single runs computes no interval (docs/benchmarks.md)."""
+
+    def __getattr__(self, name: str):
+        from scipy import stats
+
+        return getattr(stats, name)
+
+
+sps = _ScipyStats()
 
 # Optional columns of the rows (the runner writes them when it runs blocked repeats and an outlier rule):
 # read through these names, and only where the rows have them.
@@ -58,8 +70,25 @@ def welch_se_df(va, na, vb, nb) -> tuple[np.ndarray, np.ndarray]:
 
 
 def t_quantile(df, alpha: float) -> np.ndarray:
-    """t.ppf(1 - alpha/2, df): the two-sided (1 - alpha) interval's factor."""
-    return sps.t.ppf(1 - alpha / 2, np.asarray(df, dtype=float))
+    """t.ppf(1 - alpha/2, df): the two-sided (1 - alpha) interval's factor (nan where df is nan)."""
+    df = np.asarray(df, dtype=float)
+    if not np.isfinite(df).any():  # no interval to compute: scipy.stats is not needed
+        return np.full(df.shape, np.nan)
+    return sps.t.ppf(1 - alpha / 2, df)
+
+
+def t_sf(x, df) -> np.ndarray:
+    """t.sf(x, df), the upper tail (nan where df is nan; scipy.stats is imported only for a finite df)."""
+    x, df = np.asarray(x, dtype=float), np.asarray(df, dtype=float)
+    if not np.isfinite(df).any():
+        return np.full(np.broadcast(x, df).shape, np.nan)
+    return sps.t.sf(x, df)
+
+
+def t95_of_n(n) -> np.ndarray:
+    """The 95 % interval's t factor of a mean of n values, t.ppf(0.975, n - 1); nan where n < 2."""
+    n = np.asarray(n, dtype=float)
+    return t_quantile(np.where(n >= 2, n - 1, np.nan), 0.05)
 
 
 def power_two_sided(lam, df, alpha: float) -> np.ndarray:
@@ -321,7 +350,7 @@ def _finish(w: pl.DataFrame, *, log, alpha, power, labels, systematic, one_sided
         lo = np.where(exact, d, d - tq * se)
         hi = np.where(exact, d, d + tq * se)
         tstat = d / se
-        p = sps.t.sf(tstat, df) if one_sided else 2 * sps.t.sf(np.abs(tstat), df)
+        p = t_sf(tstat, df) if one_sided else 2 * t_sf(np.abs(tstat), df)
         tol = np.log1p(EXACT_RTOL) + 0 * d if log else EXACT_RTOL * scale + EXACT_ATOL
         differs = (d > tol) if one_sided else (np.abs(d) > tol)
         p = np.where(exact, np.where(differs, 0.0, 1.0), p)
