@@ -53,6 +53,7 @@ def test_a_workloads_slow_function_is_the_top_self_time_entry(cells):
     assert hs["profiled_pass"][0].startswith("train: 4 batch(es) of 64")
 
 
+@pytest.mark.measure  # the casts' growth is a difference of profiled times: alone, not beside other tests
 def test_bf16_against_fp32_shows_the_casts_among_what_grew(cells):
     from joulegrid.analysis import hotspots as A
 

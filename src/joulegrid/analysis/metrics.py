@@ -826,9 +826,7 @@ def fleet_intervals(
         .agg(_n=pl.len(), _m=pl.col("energy_per_job_j").mean(), _sd=pl.col("energy_per_job_j").std())
     )
     k = spread["_n"].cast(pl.Float64).to_numpy()
-    spread = spread.with_columns(
-        _t=pl.Series(stats.t95_of_n(k), nan_to_null=True)
-    )
+    spread = spread.with_columns(_t=pl.Series(stats.t95_of_n(k), nan_to_null=True))
     out = fl.join(spread, on=list(CELL_KEYS), how="left", nulls_equal=True)
     scale = pl.col("mwh_per_day") / pl.col("energy_per_job_j")
     half = pl.col("_t") * pl.col("_sd") / pl.col("_n").cast(pl.Float64).sqrt()
