@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 
 from conftest import REPO, subprocess_env
 
@@ -28,17 +29,22 @@ def test_kinds_from_command_lines():
 
 def test_a_busy_process_cpu_is_what_it_counted_itself(tmp_path):
     """A child that spins until its own CPU clock (time.process_time) passed 1.5 s, and prints it: the sampled
-    CPU of its kind is that figure, less at most one sampling period (its last one may be missed)."""
+    CPU of its kind is that figure, less at most one sampling period (its last one may be missed). The child is a
+    script of a name of its own, so that it is the only process of its kind on the host (other tests run beside)."""
     out = tmp_path / "cpu.json"
-    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5: pass\nprint(time.process_time())"
+    script = tmp_path / f"spin_{uuid.uuid4().hex[:8]}.py"
+    script.write_text(
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5: pass\nprint(time.process_time())\n"
+    )
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench/cpu_by_process.py"), "--period", "0.1", "--out", str(out), "--",
-         sys.executable, "-c", spin],
-        capture_output=True, text=True, env=subprocess_env(), timeout=300,
+         sys.executable, script.name],
+        capture_output=True, text=True, env=subprocess_env(), timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     counted = float(proc.stdout.splitlines()[0])  # the child's own CPU seconds (its start-up included)
     got = json.loads(out.read_text())
-    assert got["rc"] == 0 and got["processes"]["python -c"] == 1
-    assert counted - 0.15 <= got["cpu_s"]["python -c"] <= counted + 0.02, (counted, got["cpu_s"])
-    assert "CPU s" in proc.stdout and "python -c" in proc.stdout
+    kind = f"python {script.name}"
+    assert got["rc"] == 0 and got["processes"][kind] == 1, got["processes"]
+    assert counted - 0.15 <= got["cpu_s"][kind] <= counted + 0.02, (counted, got["cpu_s"][kind])
+    assert "CPU s" in proc.stdout and kind in proc.stdout
